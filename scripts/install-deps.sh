@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs, from Debian's packages, everything the tests and the lab need that is not part of the
+# Rust toolchain: strongSwan 5.9 with kernel-libipsec (the interop peer), iperf3, nftables, iproute2.
+# Idempotent and quiet when everything is already there.
+set -euo pipefail
+
+PKGS=(strongswan-charon strongswan-swanctl strongswan-pki libcharon-extra-plugins
+      libstrongswan-standard-plugins libstrongswan-extra-plugins
+      iperf3 iputils-ping iproute2 nftables util-linux procps kmod openssl)
+
+have_all() {
+    command -v swanctl && command -v pki && command -v iperf3 && command -v ping &&
+        command -v nft && command -v ip && command -v unshare && command -v openssl &&
+        [ -x /usr/lib/ipsec/charon ] &&
+        [ -e /usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so ] &&
+        [ -e /usr/lib/ipsec/plugins/libstrongswan-curve25519.so ]
+}
+
+if have_all >/dev/null 2>&1; then
+    exit 0
+fi
+if [ "$(id -u)" != 0 ]; then
+    echo "install-deps: missing packages and not root; install as root: ${PKGS[*]}" >&2
+    exit 1
+fi
+echo "install-deps: installing ${PKGS[*]}" >&2
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${PKGS[@]}" >/dev/null
+have_all >/dev/null

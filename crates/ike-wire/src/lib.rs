@@ -1,0 +1,66 @@
+//! IKEv2 message and payload codec: RFC 7296 section 3 payloads, RFC 7383 fragments (SKF),
+//! RFC 4555 / RFC 7427 notify and auth formats. No crypto, no I/O.
+//!
+//! # Decoding
+//! - [`Message::decode`] parses a whole datagram into a [`Header`] and [`Payload`]s (owned). The
+//!   header Length must equal the datagram size; every nested length is checked and failures are a
+//!   typed [`DecodeError`] with payload type and offset. A major version other than 2 gives
+//!   [`DecodeError::UnsupportedMajorVersion`] carrying the parsed header, so a responder can answer
+//!   `INVALID_MAJOR_VERSION`.
+//! - [`Header::parse`] reads just the 28-byte header (SPI demultiplexing).
+//! - Unknown payload types are kept as [`Payload::Unknown`]. If one has the critical bit set,
+//!   decoding still succeeds and [`Payloads::unsupported_critical`] returns its type: answer
+//!   `UNSUPPORTED_CRITICAL_PAYLOAD` with that type as notification data.
+//! - An SK / SKF payload ends the chain; its body stays opaque ([`Encrypted`],
+//!   [`EncryptedFragment`]).
+//!
+//! # Encoding
+//! [`Message::encode`] computes every Next Payload and Length field. SK / SKF must be last; their
+//! `first_payload` becomes their Next Payload field. [`encode_chain`] / [`decode_chain`] handle
+//! inner chains (SK plaintext).
+//!
+//! # Protected messages (RFC 7296 3.14, RFC 7383 2.5)
+//! - Send: `let (first, plain) = encode_chain(&inner)?;` let the crypto layer tell the body length
+//!   for `plain.len()`; `let mut msg = seal_prefix(&header, &[], Protection::Sk { first_payload:
+//!   first }, body_len)?;` then `msg.extend(seal(aad = &msg, plain))`.
+//! - Receive: [`open_parts`] returns the AAD prefix, the body (IV ‖ ciphertext ‖ ICV), the first
+//!   inner payload type and, for SKF, the fragment position. After verifying and decrypting,
+//!   [`decode_chain`]`(first_payload, &plaintext)`.
+//! - Fragments: [`split_fragments`] cuts the inner plaintext into chunks for a maximum datagram
+//!   size; [`Reassembler`] collects authenticated, decrypted fragment plaintexts per message ID.
+//!
+//! # Registries
+//! Numeric registries ([`PayloadType`], [`NotifyType`], [`EncrId`], [`DhGroup`], ...) are
+//! newtypes with named constants, so unknown values survive a round trip.
+//!
+//! Lookups over payload lists (`msg.payloads.notify(NotifyType::COOKIE)`, `.sa()`, `.ke()`,
+//! `.nonce()`, ...) come from the [`Payloads`] trait.
+#![forbid(unsafe_code)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+mod error;
+mod fragment;
+mod header;
+mod message;
+mod payload;
+mod protect;
+mod registry;
+
+pub use error::{DecodeError, Defect, EncodeError};
+pub use fragment::{
+    FragmentError, Reassembled, Reassembler, ReassemblyLimits, ReassemblyStatus, split_fragments,
+};
+pub use header::{Flags, HEADER_LEN, Header, MAJOR_VERSION, RawHeader};
+pub use message::{Message, Payloads, decode_chain, encode_chain};
+pub use payload::{
+    AttributeValue, Authentication, Certificate, CfgAttribute, Configuration, Delete, Encrypted,
+    EncryptedFragment, Identification, KeyExchange, MAX_PAYLOAD_BODY, Notify, Payload, Proposal,
+    SecurityAssociation, TrafficSelector, Transform, TransformAttribute, TransformId, TsRange,
+    UnknownPayload,
+};
+pub use protect::{FragmentPosition, ProtectedParts, Protection, open_parts, seal_prefix};
+pub use registry::{
+    AuthMethod, CertEncoding, CfgAttributeType, CfgType, DhGroup, EncrId, EsnId, ExchangeType,
+    IdType, IntegId, NotifyType, PayloadType, PrfId, ProtocolId, TransformAttributeType,
+    TransformType, TsType,
+};

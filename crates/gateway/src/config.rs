@@ -1,0 +1,591 @@
+//! `gateway.toml`: what the gateway listens on, who it is, whom it trusts, what it hands out.
+//!
+//! Loading is strict: unknown keys, wrong types and values that make no sense refuse the whole
+//! file, and every error names the field (`clients.pool_v4`) so an operator can fix it without
+//! guessing. Relative paths are taken from the directory of the configuration file.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use serde::Deserialize;
+
+/// Azure accepts at most 20 trusted root certificates per gateway; so do we.
+pub const MAX_ROOT_CAS: usize = 20;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    pub listen: Listen,
+    pub identity: Identity,
+    pub clients: Clients,
+    pub network: Network,
+    #[serde(default)]
+    pub crypto: Crypto,
+    #[serde(default)]
+    pub tunnel: Tunnel,
+    /// Where leases and other state that must survive a restart are kept.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    /// Local addresses for IKE (UDP 500) and NAT-T/ESP (UDP 4500).
+    pub addresses: Vec<IpAddr>,
+    #[serde(default = "default_ike_port")]
+    pub ike_port: u16,
+    #[serde(default = "default_natt_port")]
+    pub natt_port: u16,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Identity {
+    /// PEM file with the gateway certificate first, then any intermediates.
+    pub certificate: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// IKE identity (FQDN); defaults to the certificate's first dNSName.
+    #[serde(default)]
+    pub id: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Clients {
+    /// PEM or DER files with trusted root CAs.
+    #[serde(default)]
+    pub root_ca_files: Vec<PathBuf>,
+    /// Root CAs as Azure's portal takes them: the base64 body of the certificate on one line.
+    #[serde(default)]
+    pub root_ca_data: Vec<String>,
+    /// SHA-1 thumbprints of revoked client certificates (hex, any case, ':' or spaces allowed).
+    #[serde(default)]
+    pub revoked_thumbprints: Vec<String>,
+    /// Virtual addresses handed to clients.
+    pub pool_v4: Ipv4Net,
+    #[serde(default)]
+    pub pool_v6: Option<Ipv6Net>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    /// Prefixes behind the gateway, pushed to clients as traffic selectors (Azure's "VNet").
+    pub routes: Vec<IpNet>,
+    /// DNS servers pushed in the CP reply.
+    #[serde(default)]
+    pub dns: Vec<IpAddr>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Crypto {
+    /// IKE proposals in strongSwan notation, most preferred first; empty = built-in defaults.
+    #[serde(default)]
+    pub ike_proposals: Vec<String>,
+    /// ESP proposals in strongSwan notation; empty = built-in defaults.
+    #[serde(default)]
+    pub esp_proposals: Vec<String>,
+    /// Accept the stock Windows set (3DES/AES-CBC, SHA-1, MODP-1024) when offered.
+    #[serde(default)]
+    pub allow_legacy: bool,
+    /// Azure's defaults: IKE SA 28800 s, IPsec SA 27000 s.
+    #[serde(default = "default_ike_lifetime")]
+    pub ike_lifetime_secs: u64,
+    #[serde(default = "default_child_lifetime")]
+    pub child_lifetime_secs: u64,
+    /// Liveness check interval; 0 disables it.
+    #[serde(default = "default_dpd")]
+    pub dpd_interval_secs: u64,
+    /// IKE messages larger than this are fragmented (RFC 7383) when the peer supports it.
+    #[serde(default = "default_fragment_mtu")]
+    pub fragment_mtu: u16,
+    /// Half-open IKE SAs above which COOKIEs are demanded (0 = always).
+    #[serde(default = "default_cookie_threshold")]
+    pub cookie_threshold: u32,
+}
+
+impl Default for Crypto {
+    fn default() -> Self {
+        Self {
+            ike_proposals: Vec::new(),
+            esp_proposals: Vec::new(),
+            allow_legacy: false,
+            ike_lifetime_secs: default_ike_lifetime(),
+            child_lifetime_secs: default_child_lifetime(),
+            dpd_interval_secs: default_dpd(),
+            fragment_mtu: default_fragment_mtu(),
+            cookie_threshold: default_cookie_threshold(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tunnel {
+    #[serde(default = "default_interface")]
+    pub interface: String,
+    /// Inner MTU of the TUN device; derived from the path and ESP overhead when absent.
+    #[serde(default)]
+    pub mtu: Option<u16>,
+}
+
+impl Default for Tunnel {
+    fn default() -> Self {
+        Self {
+            interface: default_interface(),
+            mtu: None,
+        }
+    }
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/aovpn")
+}
+fn default_ike_port() -> u16 {
+    500
+}
+fn default_natt_port() -> u16 {
+    4500
+}
+fn default_ike_lifetime() -> u64 {
+    28_800
+}
+fn default_child_lifetime() -> u64 {
+    27_000
+}
+fn default_dpd() -> u64 {
+    30
+}
+fn default_fragment_mtu() -> u16 {
+    1280
+}
+fn default_cookie_threshold() -> u32 {
+    10
+}
+fn default_interface() -> String {
+    "aovpn0".to_owned()
+}
+
+/// A configuration that cannot be used, with the field to blame.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Syntax, type and unknown-key errors; toml's message carries line, column and key.
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: field `{field}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        field: &'static str,
+        message: String,
+    },
+}
+
+impl ConfigError {
+    /// The offending field, when the error is about one.
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            Self::Invalid { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+}
+
+/// A revoked-certificate thumbprint, normalised to 40 upper-case hex digits.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Thumbprint(String);
+
+impl Thumbprint {
+    pub fn parse(text: &str) -> Option<Self> {
+        let hex: String = text
+            .chars()
+            .filter(|c| !matches!(c, ':' | ' ' | '\u{200e}'))
+            .collect();
+        (hex.len() == 40 && hex.chars().all(|c| c.is_ascii_hexdigit()))
+            .then(|| Self(hex.to_ascii_uppercase()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Thumbprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl GatewayConfig {
+    /// Reads, parses and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::from_toml(&text, path, base)
+    }
+
+    /// Parses and validates `text`; `path` names it in errors, `base` anchors relative paths.
+    pub fn from_toml(text: &str, path: &Path, base: &Path) -> Result<Self, ConfigError> {
+        let mut config: GatewayConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().replace('\n', " | "),
+        })?;
+        config.resolve_paths(base);
+        config
+            .validate()
+            .map_err(|(field, message)| ConfigError::Invalid {
+                path: path.to_owned(),
+                field,
+                message,
+            })?;
+        Ok(config)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let abs = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        abs(&mut self.identity.certificate);
+        abs(&mut self.identity.key);
+        self.clients.root_ca_files.iter_mut().for_each(abs);
+        abs(&mut self.state_dir);
+    }
+
+    /// The revocation list, normalised.
+    pub fn revoked(&self) -> BTreeSet<Thumbprint> {
+        self.clients
+            .revoked_thumbprints
+            .iter()
+            .filter_map(|t| Thumbprint::parse(t))
+            .collect()
+    }
+
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.listen.addresses.is_empty() {
+            return Err(("listen.addresses", "at least one address is needed".into()));
+        }
+        if self.listen.ike_port == 0 {
+            return Err(("listen.ike_port", "port 0 is not a port".into()));
+        }
+        if self.listen.natt_port == 0 || self.listen.natt_port == self.listen.ike_port {
+            return Err((
+                "listen.natt_port",
+                "must be non-zero and differ from ike_port".into(),
+            ));
+        }
+        if self
+            .identity
+            .id
+            .as_ref()
+            .is_some_and(|id| id.trim().is_empty())
+        {
+            return Err((
+                "identity.id",
+                "must not be empty (omit it to use the SAN)".into(),
+            ));
+        }
+        let roots = self.clients.root_ca_files.len() + self.clients.root_ca_data.len();
+        if roots == 0 {
+            return Err((
+                "clients.root_ca_files",
+                "no trusted root CA: set root_ca_files or root_ca_data".into(),
+            ));
+        }
+        if roots > MAX_ROOT_CAS {
+            return Err((
+                "clients.root_ca_files",
+                format!("{roots} root CAs configured, at most {MAX_ROOT_CAS} are allowed"),
+            ));
+        }
+        for (i, data) in self.clients.root_ca_data.iter().enumerate() {
+            let clean: String = data.chars().filter(|c| !c.is_whitespace()).collect();
+            let base64ish = !clean.is_empty()
+                && clean
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '='));
+            if !base64ish {
+                return Err((
+                    "clients.root_ca_data",
+                    format!("entry {} is not base64 certificate data", i + 1),
+                ));
+            }
+        }
+        for t in &self.clients.revoked_thumbprints {
+            if Thumbprint::parse(t).is_none() {
+                return Err((
+                    "clients.revoked_thumbprints",
+                    format!("{t:?} is not a SHA-1 thumbprint (40 hex digits)"),
+                ));
+            }
+        }
+        if self.clients.pool_v4.prefix_len() > 30 {
+            return Err((
+                "clients.pool_v4",
+                format!(
+                    "{} leaves no room for clients (use /30 or larger)",
+                    self.clients.pool_v4
+                ),
+            ));
+        }
+        if self.clients.pool_v4 != self.clients.pool_v4.trunc() {
+            return Err((
+                "clients.pool_v4",
+                format!(
+                    "host bits set; did you mean {}?",
+                    self.clients.pool_v4.trunc()
+                ),
+            ));
+        }
+        let bad_v6 = self
+            .clients
+            .pool_v6
+            .filter(|n| n.prefix_len() > 126 || *n != n.trunc());
+        if let Some(v6) = bad_v6 {
+            return Err((
+                "clients.pool_v6",
+                format!("{v6} is not a usable pool prefix"),
+            ));
+        }
+        if self.network.routes.is_empty() {
+            return Err((
+                "network.routes",
+                "no prefix to push: list the networks behind the gateway (0.0.0.0/0 for all)"
+                    .into(),
+            ));
+        }
+        for route in &self.network.routes {
+            if route.contains(&IpNet::V4(self.clients.pool_v4)) && route.prefix_len() > 0 {
+                return Err((
+                    "network.routes",
+                    format!("{route} contains the client pool {}", self.clients.pool_v4),
+                ));
+            }
+        }
+        if self.crypto.ike_lifetime_secs < 60 {
+            return Err((
+                "crypto.ike_lifetime_secs",
+                "must be at least 60 seconds".into(),
+            ));
+        }
+        if self.crypto.child_lifetime_secs < 60 {
+            return Err((
+                "crypto.child_lifetime_secs",
+                "must be at least 60 seconds".into(),
+            ));
+        }
+        if !(576..=9000).contains(&self.crypto.fragment_mtu) {
+            return Err(("crypto.fragment_mtu", "must be between 576 and 9000".into()));
+        }
+        let name = &self.tunnel.interface;
+        if name.is_empty()
+            || name.len() > 15
+            || name
+                .chars()
+                .any(|c| c == '/' || c.is_whitespace() || c == ':')
+        {
+            return Err((
+                "tunnel.interface",
+                format!(
+                    "{name:?} is not a valid interface name (1-15 chars, no '/', ':' or spaces)"
+                ),
+            ));
+        }
+        if self
+            .tunnel
+            .mtu
+            .is_some_and(|mtu| !(576..=9000).contains(&mtu))
+        {
+            return Err(("tunnel.mtu", "must be between 576 and 9000".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+state_dir = "state"
+[listen]
+addresses = ["203.0.113.1"]
+[identity]
+certificate = "gw.crt"
+key = "/etc/aovpn/gw.key"
+[clients]
+root_ca_files = ["ca.crt"]
+root_ca_data = ["MIIBszCCAVmgAwIBAgIU"]
+revoked_thumbprints = ["aa:bb:cc:dd:ee:ff:00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd"]
+pool_v4 = "172.16.201.0/24"
+[network]
+routes = ["10.1.0.0/16"]
+dns = ["10.1.0.53"]
+"#;
+
+    fn load(text: &str) -> Result<GatewayConfig, ConfigError> {
+        GatewayConfig::from_toml(
+            text,
+            Path::new("/etc/aovpn/gateway.toml"),
+            Path::new("/etc/aovpn"),
+        )
+    }
+
+    fn field_of(text: &str) -> &'static str {
+        match load(text) {
+            Err(e) => e.field().unwrap_or("<not a field error>"),
+            Ok(_) => "<accepted>",
+        }
+    }
+
+    #[test]
+    fn good_config_loads_with_defaults_and_resolved_paths() {
+        let c = load(GOOD).unwrap();
+        assert_eq!(c.listen.ike_port, 500);
+        assert_eq!(c.listen.natt_port, 4500);
+        assert_eq!(c.identity.certificate, PathBuf::from("/etc/aovpn/gw.crt"));
+        assert_eq!(c.identity.key, PathBuf::from("/etc/aovpn/gw.key"));
+        assert_eq!(
+            c.clients.root_ca_files,
+            vec![PathBuf::from("/etc/aovpn/ca.crt")]
+        );
+        assert_eq!(c.state_dir, PathBuf::from("/etc/aovpn/state"));
+        assert_eq!(c.crypto.ike_lifetime_secs, 28_800);
+        assert_eq!(c.crypto.child_lifetime_secs, 27_000);
+        assert_eq!(c.tunnel.interface, "aovpn0");
+        let revoked: Vec<_> = c.revoked().into_iter().collect();
+        assert_eq!(revoked.len(), 1);
+        assert_eq!(
+            revoked[0].as_str(),
+            "AABBCCDDEEFF00112233445566778899AABBCCDD"
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_refused_with_its_name_and_position() {
+        let text = GOOD.replace("[network]", "[network]\nroutez = []");
+        let err = load(&text).unwrap_err().to_string();
+        assert!(err.contains("routez"), "{err}");
+        assert!(err.contains("line"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_is_refused_with_the_key() {
+        let text = GOOD.replace(
+            "pool_v4 = \"172.16.201.0/24\"",
+            "pool_v4 = \"172.16.201.0/33\"",
+        );
+        let err = load(&text).unwrap_err().to_string();
+        assert!(err.contains("pool_v4"), "{err}");
+    }
+
+    #[test]
+    fn each_semantic_error_names_its_field() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "addresses = [\"203.0.113.1\"]",
+                "addresses = []",
+                "listen.addresses",
+            ),
+            ("[listen]", "[listen]\nnatt_port = 500", "listen.natt_port"),
+            ("[listen]", "[listen]\nike_port = 0", "listen.ike_port"),
+            (
+                "key = \"/etc/aovpn/gw.key\"",
+                "key = \"k\"\nid = \" \"",
+                "identity.id",
+            ),
+            (
+                "root_ca_data = [\"MIIBszCCAVmgAwIBAgIU\"]",
+                "root_ca_data = [\"not base64!\"]",
+                "clients.root_ca_data",
+            ),
+            (
+                "revoked_thumbprints = [\"aa:bb:cc:dd:ee:ff:00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd\"]",
+                "revoked_thumbprints = [\"abc\"]",
+                "clients.revoked_thumbprints",
+            ),
+            (
+                "\"172.16.201.0/24\"",
+                "\"172.16.201.0/31\"",
+                "clients.pool_v4",
+            ),
+            (
+                "\"172.16.201.0/24\"",
+                "\"172.16.201.5/24\"",
+                "clients.pool_v4",
+            ),
+            (
+                "routes = [\"10.1.0.0/16\"]",
+                "routes = []",
+                "network.routes",
+            ),
+            (
+                "routes = [\"10.1.0.0/16\"]",
+                "routes = [\"172.16.0.0/12\"]",
+                "network.routes",
+            ),
+            (
+                "[network]",
+                "[crypto]\nfragment_mtu = 100\n[network]",
+                "crypto.fragment_mtu",
+            ),
+            (
+                "[network]",
+                "[crypto]\nike_lifetime_secs = 5\n[network]",
+                "crypto.ike_lifetime_secs",
+            ),
+            (
+                "[network]",
+                "[tunnel]\ninterface = \"a-very-long-interface-name\"\n[network]",
+                "tunnel.interface",
+            ),
+        ];
+        for (from, to, field) in cases {
+            assert!(GOOD.contains(from), "test case does not apply: {from}");
+            assert_eq!(
+                field_of(&GOOD.replacen(from, to, 1)),
+                *field,
+                "{from} -> {to}"
+            );
+        }
+    }
+
+    #[test]
+    fn no_root_ca_and_too_many_root_cas_are_refused() {
+        let none = GOOD
+            .replace("root_ca_files = [\"ca.crt\"]\n", "")
+            .replace("root_ca_data = [\"MIIBszCCAVmgAwIBAgIU\"]\n", "");
+        assert_eq!(field_of(&none), "clients.root_ca_files");
+        let many: Vec<String> = (0..21).map(|i| format!("\"ca{i}.crt\"")).collect();
+        let text = GOOD
+            .replace(
+                "root_ca_files = [\"ca.crt\"]",
+                &format!("root_ca_files = [{}]", many.join(",")),
+            )
+            .replace("root_ca_data = [\"MIIBszCCAVmgAwIBAgIU\"]\n", "");
+        let err = load(&text).unwrap_err();
+        assert_eq!(err.field(), Some("clients.root_ca_files"));
+        assert!(err.to_string().contains("21 root CAs"), "{err}");
+    }
+
+    #[test]
+    fn thumbprints_normalise() {
+        let t = Thumbprint::parse("0123456789abcdef0123456789ABCDEF01234567").unwrap();
+        assert_eq!(t.as_str(), "0123456789ABCDEF0123456789ABCDEF01234567");
+        assert!(Thumbprint::parse("0123").is_none());
+        assert!(Thumbprint::parse("zz23456789abcdef0123456789ABCDEF01234567").is_none());
+    }
+}

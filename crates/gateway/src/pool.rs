@@ -1,0 +1,366 @@
+//! Client address leases: one virtual address per client identity, kept across reconnects and
+//! gateway restarts, never the network or broadcast address, never one address for two clients.
+//!
+//! A lease stays bound to its identity after the client disconnects, so a device that comes back
+//! gets the address it had (firewall rules and "manage out" depend on that). Only when the pool
+//! is full is the binding of the longest-idle disconnected client given to someone else.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+
+use ipnet::{Ipv4Net, Ipv6Net};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub identity: String,
+    pub v4: Ipv4Addr,
+    #[serde(default)]
+    pub v6: Option<Ipv6Addr>,
+    /// Unix time of the last acquire or release.
+    pub last_seen: u64,
+    /// Sessions currently using the lease; not persisted (no session survives a restart).
+    #[serde(skip)]
+    pub sessions: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error("address pool {0} is exhausted: every address is in use by a connected client")]
+    Exhausted(Ipv4Net),
+    #[error("lease file {path}: {message}")]
+    Store { path: PathBuf, message: String },
+}
+
+/// What loading a lease file had to drop, for the log.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    pub kept: usize,
+    pub dropped: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct LeasePool {
+    v4: Ipv4Net,
+    v6: Option<Ipv6Net>,
+    leases: BTreeMap<String, Lease>,
+    owner_v4: HashMap<Ipv4Addr, String>,
+    owner_v6: HashMap<Ipv6Addr, String>,
+    reserved: Vec<IpAddr>,
+    file: Option<PathBuf>,
+}
+
+impl LeasePool {
+    /// An empty pool. `reserved` addresses (e.g. the gateway's own address inside the pool) are
+    /// never handed out.
+    pub fn new(v4: Ipv4Net, v6: Option<Ipv6Net>, reserved: Vec<IpAddr>) -> Self {
+        Self {
+            v4: v4.trunc(),
+            v6: v6.map(|n| n.trunc()),
+            leases: BTreeMap::new(),
+            owner_v4: HashMap::new(),
+            owner_v6: HashMap::new(),
+            reserved,
+            file: None,
+        }
+    }
+
+    /// A pool persisted in `file`: existing leases are loaded (entries outside the pool, or
+    /// colliding with an earlier entry, are dropped and reported) and every change is written
+    /// back atomically.
+    pub fn open(
+        v4: Ipv4Net,
+        v6: Option<Ipv6Net>,
+        reserved: Vec<IpAddr>,
+        file: &Path,
+    ) -> Result<(Self, LoadReport), PoolError> {
+        let mut pool = Self::new(v4, v6, reserved);
+        pool.file = Some(file.to_owned());
+        let mut report = LoadReport::default();
+        let text = match std::fs::read_to_string(file) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((pool, report)),
+            Err(e) => return Err(store_error(file, e)),
+        };
+        let stored: Vec<Lease> = serde_json::from_str(&text).map_err(|e| PoolError::Store {
+            path: file.to_owned(),
+            message: format!("not a lease file: {e}"),
+        })?;
+        for mut lease in stored {
+            lease.sessions = 0;
+            let v6_ok = match (lease.v6, pool.v6) {
+                (None, _) => true,
+                (Some(a), Some(net)) => net.contains(&a) && !pool.owner_v6.contains_key(&a),
+                (Some(_), None) => false,
+            };
+            if !pool.usable_v4(lease.v4)
+                || pool.owner_v4.contains_key(&lease.v4)
+                || pool.leases.contains_key(&lease.identity)
+                || !v6_ok
+            {
+                report
+                    .dropped
+                    .push(format!("{} -> {}", lease.identity, lease.v4));
+                continue;
+            }
+            if lease.v6.is_none() && pool.v6.is_some() {
+                lease.v6 = pool.free_v6();
+            }
+            pool.insert(lease);
+            report.kept += 1;
+        }
+        Ok((pool, report))
+    }
+
+    /// The lease for `identity`, creating one if needed, and counts one more session on it.
+    pub fn acquire(&mut self, identity: &str, now: u64) -> Result<Lease, PoolError> {
+        if let Some(lease) = self.leases.get_mut(identity) {
+            lease.sessions += 1;
+            lease.last_seen = now;
+            let lease = lease.clone();
+            self.save()?;
+            return Ok(lease);
+        }
+        let v4 = match self.free_v4() {
+            Some(a) => a,
+            None => {
+                let victim = self
+                    .leases
+                    .values()
+                    .filter(|l| l.sessions == 0)
+                    .min_by_key(|l| l.last_seen)
+                    .map(|l| l.identity.clone())
+                    .ok_or(PoolError::Exhausted(self.v4))?;
+                self.remove(&victim);
+                self.free_v4().ok_or(PoolError::Exhausted(self.v4))?
+            }
+        };
+        let lease = Lease {
+            identity: identity.to_owned(),
+            v4,
+            v6: self.free_v6(),
+            last_seen: now,
+            sessions: 1,
+        };
+        self.insert(lease.clone());
+        self.save()?;
+        Ok(lease)
+    }
+
+    /// One session of `identity` ended; the binding stays for its next connection.
+    pub fn release(&mut self, identity: &str, now: u64) -> Result<(), PoolError> {
+        if let Some(lease) = self.leases.get_mut(identity) {
+            lease.sessions = lease.sessions.saturating_sub(1);
+            lease.last_seen = now;
+            self.save()?;
+        }
+        Ok(())
+    }
+
+    pub fn get(&self, identity: &str) -> Option<&Lease> {
+        self.leases.get(identity)
+    }
+
+    /// Who holds `addr`, if anyone (the gateway routes inbound traffic by this).
+    pub fn owner(&self, addr: IpAddr) -> Option<&str> {
+        match addr {
+            IpAddr::V4(a) => self.owner_v4.get(&a),
+            IpAddr::V6(a) => self.owner_v6.get(&a),
+        }
+        .map(String::as_str)
+    }
+
+    pub fn leases(&self) -> impl Iterator<Item = &Lease> {
+        self.leases.values()
+    }
+
+    fn usable_v4(&self, a: Ipv4Addr) -> bool {
+        // ipnet's hosts() already leaves out the network and broadcast addresses.
+        self.v4.contains(&a)
+            && a != self.v4.network()
+            && a != self.v4.broadcast()
+            && !self.reserved.contains(&IpAddr::V4(a))
+    }
+
+    fn free_v4(&self) -> Option<Ipv4Addr> {
+        self.v4
+            .hosts()
+            .find(|a| self.usable_v4(*a) && !self.owner_v4.contains_key(a))
+    }
+
+    fn free_v6(&self) -> Option<Ipv6Addr> {
+        let net = self.v6?;
+        // Skip the subnet-router anycast address (the network address itself).
+        net.hosts()
+            .skip(1)
+            .take(1 << 20)
+            .find(|a| !self.owner_v6.contains_key(a) && !self.reserved.contains(&IpAddr::V6(*a)))
+    }
+
+    fn insert(&mut self, lease: Lease) {
+        self.owner_v4.insert(lease.v4, lease.identity.clone());
+        if let Some(v6) = lease.v6 {
+            self.owner_v6.insert(v6, lease.identity.clone());
+        }
+        self.leases.insert(lease.identity.clone(), lease);
+    }
+
+    fn remove(&mut self, identity: &str) {
+        if let Some(lease) = self.leases.remove(identity) {
+            self.owner_v4.remove(&lease.v4);
+            if let Some(v6) = lease.v6 {
+                self.owner_v6.remove(&v6);
+            }
+        }
+    }
+
+    /// Writes the lease file so that a crash leaves either the old or the new file, whole.
+    fn save(&self) -> Result<(), PoolError> {
+        let Some(path) = &self.file else {
+            return Ok(());
+        };
+        let leases: Vec<&Lease> = self.leases.values().collect();
+        let json = serde_json::to_vec_pretty(&leases).map_err(|e| PoolError::Store {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(|e| store_error(path, e))?;
+        let tmp = path.with_extension("tmp");
+        let mut f = std::fs::File::create(&tmp).map_err(|e| store_error(&tmp, e))?;
+        f.write_all(&json)
+            .and_then(|_| f.sync_all())
+            .map_err(|e| store_error(&tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| store_error(path, e))?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+}
+
+fn store_error(path: &Path, e: std::io::Error) -> PoolError {
+    PoolError::Store {
+        path: path.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn net(s: &str) -> Ipv4Net {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn same_identity_gets_same_address_and_others_differ() {
+        let mut pool = LeasePool::new(net("172.16.201.0/24"), None, vec![]);
+        let a = pool.acquire("machine-a", 1).unwrap();
+        let b = pool.acquire("user@corp", 2).unwrap();
+        assert_eq!(a.v4, Ipv4Addr::new(172, 16, 201, 1));
+        assert_eq!(b.v4, Ipv4Addr::new(172, 16, 201, 2));
+        pool.release("machine-a", 3).unwrap();
+        assert_eq!(pool.acquire("machine-a", 4).unwrap().v4, a.v4);
+        assert_eq!(pool.owner(IpAddr::V4(b.v4)), Some("user@corp"));
+    }
+
+    #[test]
+    fn never_hands_out_network_broadcast_or_reserved() {
+        let reserved = vec![IpAddr::V4(Ipv4Addr::new(172, 16, 201, 1))];
+        let mut pool = LeasePool::new(net("172.16.201.0/30"), None, reserved);
+        // /30: .0 network, .3 broadcast, .1 reserved -> only .2 is usable.
+        assert_eq!(
+            pool.acquire("a", 1).unwrap().v4,
+            Ipv4Addr::new(172, 16, 201, 2)
+        );
+        assert!(matches!(pool.acquire("b", 1), Err(PoolError::Exhausted(_))));
+    }
+
+    #[test]
+    fn full_pool_reclaims_longest_idle_disconnected_lease_only() {
+        let mut pool = LeasePool::new(net("172.16.201.0/30"), None, vec![]);
+        let a = pool.acquire("a", 10).unwrap();
+        let b = pool.acquire("b", 20).unwrap();
+        // Both connected: nobody can be evicted.
+        assert!(matches!(
+            pool.acquire("c", 30),
+            Err(PoolError::Exhausted(_))
+        ));
+        pool.release("b", 40).unwrap();
+        pool.release("a", 50).unwrap();
+        // b has been idle longest, so c takes b's address; a keeps its own.
+        assert_eq!(pool.acquire("c", 60).unwrap().v4, b.v4);
+        assert_eq!(pool.get("a").map(|l| l.v4), Some(a.v4));
+        assert!(pool.get("b").is_none());
+    }
+
+    #[test]
+    fn leases_survive_a_restart_and_bad_entries_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("leases.json");
+        let v6: Ipv6Net = "fd00:201::/64".parse().unwrap();
+        let (mut pool, report) =
+            LeasePool::open(net("172.16.201.0/24"), Some(v6), vec![], &file).unwrap();
+        assert_eq!(report, LoadReport::default());
+        let a = pool.acquire("a", 1).unwrap();
+        let b = pool.acquire("b", 2).unwrap();
+        assert_eq!(a.v6, Some("fd00:201::1".parse().unwrap()));
+        drop(pool);
+
+        let (mut pool, report) =
+            LeasePool::open(net("172.16.201.0/24"), Some(v6), vec![], &file).unwrap();
+        assert_eq!(report.kept, 2);
+        assert_eq!(pool.get("b").map(|l| (l.v4, l.v6)), Some((b.v4, b.v6)));
+        assert_eq!(pool.get("b").map(|l| l.sessions), Some(0));
+        assert_eq!(
+            pool.acquire("c", 3).unwrap().v4,
+            Ipv4Addr::new(172, 16, 201, 3)
+        );
+
+        // The pool was renumbered: old leases outside it are dropped, not handed out.
+        let (pool, report) = LeasePool::open(net("172.16.202.0/24"), None, vec![], &file).unwrap();
+        assert_eq!(report.kept, 0);
+        assert_eq!(report.dropped.len(), 3);
+        assert_eq!(pool.leases().count(), 0);
+    }
+
+    #[test]
+    fn a_corrupt_lease_file_is_an_error_not_an_empty_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("leases.json");
+        std::fs::write(&file, b"{ half a file").unwrap();
+        let err = LeasePool::open(net("172.16.201.0/24"), None, vec![], &file).unwrap_err();
+        assert!(err.to_string().contains("not a lease file"), "{err}");
+    }
+
+    proptest! {
+        /// Whatever the sequence of connects and disconnects, no address is ever held by two
+        /// identities, and every address is a usable host of the pool.
+        #[test]
+        fn addresses_are_never_shared(ops in proptest::collection::vec((0u8..12, any::<bool>()), 1..200)) {
+            let mut pool = LeasePool::new(net("172.16.201.0/29"), None, vec![]);
+            let mut t = 0;
+            for (who, connect) in ops {
+                t += 1;
+                let id = format!("client{who}");
+                if connect {
+                    let _ = pool.acquire(&id, t);
+                } else {
+                    pool.release(&id, t).unwrap();
+                }
+                let mut seen = std::collections::HashSet::new();
+                for lease in pool.leases() {
+                    prop_assert!(seen.insert(lease.v4), "{} shared", lease.v4);
+                    prop_assert!(lease.v4 != Ipv4Addr::new(172, 16, 201, 0));
+                    prop_assert!(lease.v4 != Ipv4Addr::new(172, 16, 201, 7));
+                    prop_assert_eq!(pool.owner(IpAddr::V4(lease.v4)), Some(lease.identity.as_str()));
+                }
+            }
+        }
+    }
+}

@@ -2,11 +2,14 @@
 //!
 //! * [`netns`]: throw-away Linux network namespaces with veth links and the standard lab
 //!   topology (client, "internet" router with optional NAT, gateway, and a host behind it).
+//! * [`strongswan`]: a real strongSwan charon (kernel-libipsec) in a namespace, its swanctl
+//!   configuration, SA listing, and a `pki`-made test PKI.
 //!
 //! Everything here needs root. Tests that use it call [`require_root`] first, so that a
 //! non-root run fails loudly instead of skipping silently.
 
 pub mod netns;
+pub mod strongswan;
 
 /// Panics with a clear message unless the process runs as root (euid 0).
 ///

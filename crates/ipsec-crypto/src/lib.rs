@@ -1,0 +1,51 @@
+//! IKEv2/IPsec cryptography for aovpn. Sans-IO: no sockets, files or clocks, and no randomness
+//! except through a [`Provider`].
+//!
+//! How the IKEv2 engine uses it:
+//!
+//! 1. **Randomness**: one [`Provider`] per party — [`Provider::system`] in production,
+//!    [`Provider::deterministic`]`(seed)` in tests. Nonces, SPIs: [`Provider::random_vec`],
+//!    [`Provider::random_array`]. IVs are drawn by [`SkCipher::seal`].
+//! 2. **Negotiation**: map wire transform IDs with [`EncrAlg::from_iana`] (plus the Key Length
+//!    attribute), [`PrfAlg::from_iana`], [`IntegAlg::from_iana`], [`DhGroup::from_iana`];
+//!    `iana()` maps back.
+//! 3. **IKE_SA_INIT**: `let dh = provider.generate_dh(group)?;` send `dh.public_value()`;
+//!    `let z = dh.agree(&peer_ke_data)?;` (RFC 6989 checks included), then
+//!    [`IkeSaKeys::derive`]`(&suite, z.as_bytes(), ni, nr, &spi_i, &spi_r)` and
+//!    [`IkeSaKeys::sk_ciphers`] for the `(outbound, inbound)` [`SkCipher`]s.
+//! 4. **SK payloads**: compute [`SkCipher::body_len`] for the inner payloads, write the IKE
+//!    header and SK generic header with final lengths, then
+//!    `body = out.seal(aad, inner, &provider)?` where `aad` = IKE header ‖ unencrypted
+//!    payloads ‖ SK generic header. Receive: `inner = inb.open(aad, body)?`.
+//! 5. **IKE_AUTH**: [`auth_signed_octets`] builds what to sign; [`SigningKey::sign`] /
+//!    [`verify`] with a [`SignatureScheme`] (methods 1/9/10 via
+//!    [`SignatureScheme::for_auth_method`], method 14 via [`split_rfc7427_auth_data`] /
+//!    [`build_rfc7427_auth_data`]); PSK/EAP via [`shared_key_auth`].
+//! 6. **Child SAs and rekeying**: [`ChildSaKeys::derive`] (KEYMAT split in RFC order),
+//!    [`IkeSaKeys::derive_rekey`] for a rekeyed IKE SA.
+//!
+//! All key material is held in zeroizing types ([`SecretBytes`], [`SharedSecret`],
+//! [`DhPrivateKey`]) whose `Debug` output never shows the bytes.
+
+mod auth;
+mod dh;
+mod error;
+mod keys;
+mod provider;
+mod sign;
+mod sk;
+mod transforms;
+
+pub use auth::{auth_signed_octets, shared_key_auth};
+pub use dh::{DhGroup, DhPrivateKey, SharedSecret};
+pub use error::CryptoError;
+pub use keys::{
+    ChildSaKeys, IkeSaKeys, IkeSuite, SecretBytes, prf, prf_plus, rekey_skeyseed, skeyseed,
+};
+pub use provider::Provider;
+pub use sign::{
+    KeyType, SignatureScheme, SigningKey, auth_method, build_rfc7427_auth_data,
+    split_rfc7427_auth_data, verify,
+};
+pub use sk::SkCipher;
+pub use transforms::{EncrAlg, HashAlg, IntegAlg, PrfAlg};

@@ -1,0 +1,293 @@
+//! Trusted roots, revocation by thumbprint, and chain validation per IKE role.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime};
+use webpki::{EndEntityCert, ExtendedKeyUsageValidator, KeyPurposeIdIter};
+
+use crate::{Certificate, PkiError, Thumbprint};
+
+/// At most this many trusted roots, like an Azure P2S gateway.
+pub const MAX_TRUSTED_ROOTS: usize = 20;
+
+/// What the validated certificate is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role<'a> {
+    /// A VPN client (machine or user certificate): EKU clientAuth required.
+    Client,
+    /// The VPN gateway, as seen by a client that dialled `server_name` (a DNS name or an IP
+    /// literal): EKU serverAuth or IKE-intermediate required, and the name must be in a
+    /// dNSName (or, for IP literals, an iPAddress or dNSName) subjectAltName.
+    Gateway {
+        /// The name or address from the profile's server list.
+        server_name: &'a str,
+    },
+}
+
+/// The outcome of a successful validation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedChain {
+    /// Index into [`TrustStore::roots`] of the root the chain ends at.
+    pub root_index: usize,
+    /// The intermediates used, end-entity side first.
+    pub intermediates: Vec<CertificateDer<'static>>,
+}
+
+/// Trusted root CAs (at most [`MAX_TRUSTED_ROOTS`]) plus revoked thumbprints.
+#[derive(Clone, Debug, Default)]
+pub struct TrustStore {
+    roots: Vec<Certificate>,
+    anchors: Vec<TrustAnchor<'static>>,
+    revoked: BTreeSet<Thumbprint>,
+}
+
+impl TrustStore {
+    /// An empty store: nothing validates until a root is added.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A store with these roots; more than [`MAX_TRUSTED_ROOTS`] is refused.
+    pub fn with_roots(roots: impl IntoIterator<Item = Certificate>) -> Result<Self, PkiError> {
+        let roots: Vec<Certificate> = roots.into_iter().collect();
+        if roots.len() > MAX_TRUSTED_ROOTS {
+            return Err(PkiError::TooManyRoots {
+                count: roots.len(),
+                max: MAX_TRUSTED_ROOTS,
+            });
+        }
+        let mut store = Self::new();
+        for r in roots {
+            store.add_root(r)?;
+        }
+        Ok(store)
+    }
+
+    /// Adds a trusted root CA (a duplicate is ignored). Refuses non-CA certificates and a 21st
+    /// root.
+    pub fn add_root(&mut self, root: Certificate) -> Result<(), PkiError> {
+        if self.roots.iter().any(|r| r.der() == root.der()) {
+            return Ok(());
+        }
+        if self.roots.len() >= MAX_TRUSTED_ROOTS {
+            return Err(PkiError::TooManyRoots {
+                count: self.roots.len() + 1,
+                max: MAX_TRUSTED_ROOTS,
+            });
+        }
+        if !root.is_ca() {
+            return Err(PkiError::NotCa(root.subject().to_owned()));
+        }
+        let anchor = webpki::anchor_from_trusted_cert(root.der())?.to_owned();
+        self.anchors.push(anchor);
+        self.roots.push(root);
+        Ok(())
+    }
+
+    /// The trusted roots, in insertion order.
+    pub fn roots(&self) -> &[Certificate] {
+        &self.roots
+    }
+
+    /// Marks a certificate thumbprint as revoked.
+    pub fn revoke(&mut self, thumbprint: Thumbprint) {
+        self.revoked.insert(thumbprint);
+    }
+
+    /// Replaces the revoked list.
+    pub fn set_revoked(&mut self, thumbprints: impl IntoIterator<Item = Thumbprint>) {
+        self.revoked = thumbprints.into_iter().collect();
+    }
+
+    /// True if this thumbprint is revoked.
+    pub fn is_revoked(&self, thumbprint: &Thumbprint) -> bool {
+        self.revoked.contains(thumbprint)
+    }
+
+    /// SHA-1 hashes of each root's SubjectPublicKeyInfo, in root order: the content of an IKE
+    /// CERTREQ payload (RFC 7296 section 3.7).
+    pub fn ca_key_hashes(&self) -> Vec<[u8; 20]> {
+        self.roots.iter().map(Certificate::spki_sha1).collect()
+    }
+
+    /// The root whose SubjectPublicKeyInfo SHA-1 is `hash` (from a peer's CERTREQ).
+    pub fn root_by_key_hash(&self, hash: &[u8]) -> Option<&Certificate> {
+        self.roots.iter().find(|r| r.spki_sha1().as_slice() == hash)
+    }
+
+    /// Validates `end_entity` for `role` at time `at`: a chain through `intermediates` (as
+    /// received in IKE CERT payloads, any order) to a trusted root, signatures, validity
+    /// periods, EKU for the role, keyUsage digitalSignature when keyUsage is present, the
+    /// revoked list, and for gateways the dialled name.
+    pub fn verify(
+        &self,
+        end_entity: &Certificate,
+        intermediates: &[Certificate],
+        role: Role<'_>,
+        at: SystemTime,
+    ) -> Result<VerifiedChain, PkiError> {
+        let time = at
+            .duration_since(UNIX_EPOCH)
+            .map_err(|_| PkiError::BadTime)?;
+        let time = UnixTime::since_unix_epoch(time);
+        let ee = EndEntityCert::try_from(end_entity.der())?;
+        let inter_ders: Vec<CertificateDer<'_>> =
+            intermediates.iter().map(|c| c.der().clone()).collect();
+        let eku_policy = EkuPolicy {
+            role: RoleKind::from(role),
+        };
+        let path = ee.verify_for_usage(
+            webpki::ALL_VERIFICATION_ALGS,
+            &self.anchors,
+            &inter_ders,
+            time,
+            &eku_policy,
+            None,
+            None,
+        )?;
+        let anchor = path.anchor();
+        let root_index = self
+            .anchors
+            .iter()
+            .position(|a| a == anchor)
+            .ok_or(PkiError::UnknownIssuer)?;
+        let used: Vec<CertificateDer<'static>> = path
+            .intermediate_certificates()
+            .map(|c| c.der().into_owned())
+            .collect();
+
+        // webpki lets a leaf without EKU through ("required if present"); Windows and Azure
+        // require the extension on the end entity.
+        if !eku_policy.role.leaf_ok(end_entity.eku()) {
+            return Err(PkiError::WrongEku);
+        }
+        if end_entity.key_usage_digital_signature() == Some(false) {
+            return Err(PkiError::WrongKeyUsage);
+        }
+        let leaf_tp = end_entity.thumbprint();
+        if self.revoked.contains(&leaf_tp) {
+            return Err(PkiError::Revoked(leaf_tp));
+        }
+        for der in &used {
+            let tp = Thumbprint::of_der(der.as_ref());
+            if self.revoked.contains(&tp) {
+                return Err(PkiError::Revoked(tp));
+            }
+        }
+        if let Role::Gateway { server_name } = role
+            && !cert_matches_server_name(end_entity, server_name)
+        {
+            return Err(PkiError::NameMismatch(server_name.to_owned()));
+        }
+        Ok(VerifiedChain {
+            root_index,
+            intermediates: used,
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RoleKind {
+    Client,
+    Gateway,
+}
+
+impl From<Role<'_>> for RoleKind {
+    fn from(r: Role<'_>) -> Self {
+        match r {
+            Role::Client => Self::Client,
+            Role::Gateway { .. } => Self::Gateway,
+        }
+    }
+}
+
+impl RoleKind {
+    /// The end-entity rule: the EKU extension must be present and name the role.
+    fn leaf_ok(self, eku: Option<crate::Eku>) -> bool {
+        match (self, eku) {
+            (_, None) => false,
+            (Self::Client, Some(e)) => e.client_auth,
+            (Self::Gateway, Some(e)) => e.server_auth || e.ike_intermediate,
+        }
+    }
+}
+
+const OID_SERVER_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];
+const OID_CLIENT_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02];
+const OID_IKE_INTERMEDIATE: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x08, 0x02, 0x02];
+const OID_ANY_EKU: &[u8] = &[0x55, 0x1d, 0x25, 0x00];
+
+/// Applied by webpki to every certificate of the path: an EKU extension, where present, must
+/// allow the role (or be anyExtendedKeyUsage, common on enterprise intermediates).
+#[derive(Debug)]
+struct EkuPolicy {
+    role: RoleKind,
+}
+
+impl ExtendedKeyUsageValidator for EkuPolicy {
+    fn validate(&self, iter: KeyPurposeIdIter<'_, '_>) -> Result<(), webpki::Error> {
+        let accepted: &[&[u8]] = match self.role {
+            RoleKind::Client => &[OID_CLIENT_AUTH, OID_ANY_EKU],
+            RoleKind::Gateway => &[OID_SERVER_AUTH, OID_IKE_INTERMEDIATE, OID_ANY_EKU],
+        };
+        let mut present = Vec::new();
+        for id in iter {
+            let id = id?;
+            if accepted
+                .iter()
+                .any(|oid| id == webpki::KeyPurposeId::new(oid))
+            {
+                return Ok(());
+            }
+            present.push(id.to_decoded_oid());
+        }
+        if present.is_empty() {
+            return Ok(());
+        }
+        let required = match self.role {
+            RoleKind::Client => webpki::KeyUsage::client_auth(),
+            RoleKind::Gateway => webpki::KeyUsage::server_auth(),
+        };
+        Err(webpki::Error::RequiredEkuNotFoundContext(
+            webpki::RequiredEkuNotFoundContext { required, present },
+        ))
+    }
+}
+
+/// Gateway name check as Windows does it, SAN only: a DNS name must equal a dNSName
+/// (case-insensitive, trailing dot ignored; a leading `*.` label matches exactly one label);
+/// an IP literal must equal an iPAddress SAN or appear verbatim as a dNSName (Windows wants
+/// IPs in dNSName SANs).
+pub fn cert_matches_server_name(cert: &Certificate, server_name: &str) -> bool {
+    let want = server_name.trim_end_matches('.');
+    if want.is_empty() {
+        return false;
+    }
+    if let Ok(ip) = want
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    {
+        return cert.ip_addrs().contains(&ip)
+            || cert
+                .dns_names()
+                .iter()
+                .any(|d| d.parse::<IpAddr>().ok() == Some(ip));
+    }
+    cert.dns_names().iter().any(|d| dns_name_matches(d, want))
+}
+
+fn dns_name_matches(pattern: &str, name: &str) -> bool {
+    let pattern = pattern.trim_end_matches('.');
+    if let Some(suffix) = pattern.strip_prefix("*.") {
+        return match name.split_once('.') {
+            Some((first, rest)) => {
+                !first.is_empty() && suffix.contains('.') && rest.eq_ignore_ascii_case(suffix)
+            }
+            None => false,
+        };
+    }
+    pattern.eq_ignore_ascii_case(name)
+}

@@ -173,3 +173,408 @@ fn fragment_prefix_and_parts() {
 fn unprotected_message_is_not_protected() {
     assert_eq!(open_parts(SA_INIT), Err(DecodeError::NotProtected));
 }
+
+// ---- malformed input: every length check gives its typed error ----
+
+fn malformed(payload_type: PayloadType, offset: usize, defect: Defect) -> DecodeError {
+    DecodeError::Malformed {
+        payload_type,
+        offset,
+        defect,
+    }
+}
+
+/// SA_INIT with `f` applied, header Length kept equal to the buffer size.
+fn mutate(f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut m = SA_INIT.to_vec();
+    f(&mut m);
+    let len = m.len() as u32;
+    m[24..28].copy_from_slice(&len.to_be_bytes());
+    m
+}
+
+/// A message holding one payload of type `pt` with the given body (lengths computed).
+fn single(pt: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = Vec::new();
+    Header::new(1, 2, ExchangeType::INFORMATIONAL, Flags::INITIATOR, 5).write(
+        PayloadType(pt),
+        (HEADER_LEN + 4 + body.len()) as u32,
+        &mut m,
+    );
+    m.extend_from_slice(&[0, 0]);
+    m.extend_from_slice(&(4 + body.len() as u16).to_be_bytes());
+    m.extend_from_slice(body);
+    m
+}
+
+#[test]
+fn header_errors() {
+    assert_eq!(
+        Message::decode(&SA_INIT[..27]),
+        Err(DecodeError::TooShort { len: 27 })
+    );
+    let mut v1 = SA_INIT.to_vec();
+    v1[17] = 0x10;
+    match Message::decode(&v1) {
+        Err(DecodeError::UnsupportedMajorVersion { major: 1, header }) => {
+            assert_eq!(header.spi_i, 0x0102030405060708);
+            assert_eq!(header.exchange_type, ExchangeType::IKE_SA_INIT);
+            assert_eq!(header.message_id, 0);
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut long = SA_INIT.to_vec();
+    long.push(0);
+    assert_eq!(
+        Message::decode(&long),
+        Err(DecodeError::LengthMismatch {
+            declared: 116,
+            actual: 117
+        })
+    );
+    // Header alone claiming a first payload.
+    let mut bare = SA_INIT[..HEADER_LEN + 2].to_vec();
+    bare[24..28].copy_from_slice(&30u32.to_be_bytes());
+    assert_eq!(
+        Message::decode(&bare),
+        Err(malformed(
+            PayloadType::SA,
+            28,
+            Defect::TruncatedPayloadHeader
+        ))
+    );
+}
+
+#[test]
+fn generic_payload_length_errors() {
+    let m = mutate(|m| m[31] = 3);
+    assert_eq!(
+        Message::decode(&m),
+        Err(malformed(
+            PayloadType::SA,
+            28,
+            Defect::PayloadLengthTooSmall
+        ))
+    );
+    let m = mutate(|m| m[31] = 200);
+    assert_eq!(
+        Message::decode(&m),
+        Err(malformed(PayloadType::SA, 28, Defect::PayloadExceedsParent))
+    );
+    // Nonce declared shorter by 1: the Notify header then starts one byte early and is garbage;
+    // whatever it parses as, the chain no longer ends at the message end.
+    let m = mutate(|m| m[28 + 48 + 12 + 3] = 19);
+    assert!(Message::decode(&m).is_err());
+    // Trailing byte after the last payload, with the header Length covering it.
+    let m = mutate(|m| m.push(0));
+    assert_eq!(
+        Message::decode(&m),
+        Err(DecodeError::TrailingData {
+            offset: 116,
+            len: 1
+        })
+    );
+}
+
+#[test]
+fn proposal_errors() {
+    // Proposal starts at 32.
+    let m = mutate(|m| m[35] = 45);
+    assert_eq!(
+        Message::decode(&m),
+        Err(malformed(PayloadType::SA, 32, Defect::ProposalLength))
+    );
+    let m = mutate(|m| m[35] = 7);
+    assert_eq!(
+        Message::decode(&m),
+        Err(malformed(PayloadType::SA, 32, Defect::ProposalLength))
+    );
+    let m = mutate(|m| m[32] = 2);
+    assert_eq!(
+        Message::decode(&m),
+        Err(malformed(PayloadType::SA, 32, Defect::ProposalLastSubstruc))
+    );
+    let m = mutate(|m| m[39] = 5);
+    assert_eq!(
+        Message::decode(&m),
+        Err(malformed(
+            PayloadType::SA,
+            32,
+            Defect::ProposalTransformCount
+        ))
+    );
+    let m = mutate(|m| m[38] = 50);
+    assert_eq!(
+        Message::decode(&m),
+        Err(malformed(PayloadType::SA, 32, Defect::ProposalSpi))
+    );
+    // SA payload with 3 stray bytes after the proposal: too short for another proposal header.
+    let m = mutate(|m| {
+        m[31] = 51;
+        m[32] = 2;
+        m.splice(76..76, [0, 0, 0]);
+    });
+    assert_eq!(
+        Message::decode(&m),
+        Err(malformed(PayloadType::SA, 76, Defect::ProposalLength))
+    );
+}
+
+#[test]
+fn transform_and_attribute_errors() {
+    // First transform starts at 40, its attribute at 48.
+    let m = mutate(|m| m[43] = 7);
+    assert_eq!(
+        Message::decode(&m),
+        Err(malformed(PayloadType::SA, 40, Defect::TransformLength))
+    );
+    let m = mutate(|m| m[43] = 200);
+    assert_eq!(
+        Message::decode(&m),
+        Err(malformed(PayloadType::SA, 40, Defect::TransformLength))
+    );
+    let m = mutate(|m| m[40] = 0);
+    assert_eq!(
+        Message::decode(&m),
+        Err(malformed(
+            PayloadType::SA,
+            40,
+            Defect::TransformLastSubstruc
+        ))
+    );
+    // KEY_LENGTH switched to TLV form: its "value" 0x0100 becomes a length of 256.
+    let m = mutate(|m| m[48] = 0x00);
+    assert_eq!(
+        Message::decode(&m),
+        Err(malformed(PayloadType::SA, 48, Defect::AttributeLength))
+    );
+    // Transform of 10 bytes: 2 bytes of attribute header only.
+    let m = mutate(|m| {
+        m[31] -= 2;
+        m[35] -= 2;
+        m[43] = 10;
+        m.drain(50..52);
+    });
+    assert_eq!(
+        Message::decode(&m),
+        Err(malformed(PayloadType::SA, 48, Defect::AttributeLength))
+    );
+}
+
+#[test]
+fn payload_body_errors() {
+    // Generic header at 28, body at 32.
+    for pt in [34u8, 35, 36, 39, 41, 42, 44, 45, 47, 53] {
+        assert_eq!(
+            Message::decode(&single(pt, &[0; 3])),
+            Err(malformed(PayloadType(pt), 28, Defect::BodyTooShort)),
+            "type {pt}"
+        );
+    }
+    for pt in [37u8, 38] {
+        assert_eq!(
+            Message::decode(&single(pt, &[])),
+            Err(malformed(PayloadType(pt), 28, Defect::BodyTooShort))
+        );
+    }
+    // Notify with SPI size 4 but 3 bytes after the fixed part.
+    assert_eq!(
+        Message::decode(&single(41, &[3, 4, 0x40, 0x00, 1, 2, 3])),
+        Err(malformed(PayloadType::NOTIFY, 33, Defect::NotifySpi))
+    );
+    // Delete: 2 SPIs of 4 bytes announced, 7 bytes present; or SPI size 0 with a count.
+    assert_eq!(
+        Message::decode(&single(42, &[3, 4, 0, 2, 1, 2, 3, 4, 5, 6, 7])),
+        Err(malformed(PayloadType::DELETE, 34, Defect::DeleteSpis))
+    );
+    assert_eq!(
+        Message::decode(&single(42, &[1, 0, 0, 1])),
+        Err(malformed(PayloadType::DELETE, 34, Defect::DeleteSpis))
+    );
+    let ok = Message::decode(&single(42, &[3, 4, 0, 2, 1, 2, 3, 4, 5, 6, 7, 8])).unwrap();
+    assert_eq!(
+        ok.payloads,
+        vec![Payload::Delete(Delete::esp(&[0x01020304, 0x05060708]))]
+    );
+}
+
+#[test]
+fn traffic_selector_errors() {
+    let v4 = [7, 6, 0, 16, 0, 0, 0xff, 0xff, 10, 0, 0, 0, 10, 0, 0, 255];
+    let body = |count: u8, sel: &[u8]| [&[count, 0, 0, 0][..], sel].concat();
+    let ok = Message::decode(&single(44, &body(1, &v4))).unwrap();
+    assert_eq!(
+        ok.payloads.ts_i().unwrap(),
+        &[TrafficSelector::Ipv4(TsRange {
+            ip_protocol: 6,
+            start_port: 0,
+            end_port: 65535,
+            start: [10, 0, 0, 0].into(),
+            end: [10, 0, 0, 255].into(),
+        })]
+    );
+    // Selector at body offset 4 = absolute 36.
+    let mut wrong_len = v4;
+    wrong_len[3] = 40; // length of a v6 selector on a v4 type
+    assert_eq!(
+        Message::decode(&single(44, &body(1, &wrong_len))),
+        Err(malformed(
+            PayloadType::TSI,
+            36,
+            Defect::TrafficSelectorLength
+        ))
+    );
+    assert_eq!(
+        Message::decode(&single(44, &body(1, &v4[..15]))),
+        Err(malformed(
+            PayloadType::TSI,
+            36,
+            Defect::TrafficSelectorLength
+        ))
+    );
+    assert_eq!(
+        Message::decode(&single(45, &body(1, &v4[..3]))),
+        Err(malformed(
+            PayloadType::TSR,
+            36,
+            Defect::TrafficSelectorLength
+        ))
+    );
+    let mut other = [9, 0, 0, 3];
+    assert_eq!(
+        Message::decode(&single(44, &body(1, &other))),
+        Err(malformed(
+            PayloadType::TSI,
+            36,
+            Defect::TrafficSelectorLength
+        ))
+    );
+    other[3] = 4;
+    assert!(Message::decode(&single(44, &body(1, &other))).is_ok());
+    assert_eq!(
+        Message::decode(&single(44, &body(2, &v4))),
+        Err(malformed(
+            PayloadType::TSI,
+            32,
+            Defect::TrafficSelectorCount
+        ))
+    );
+}
+
+#[test]
+fn configuration_attribute_errors() {
+    let cp = |attrs: &[u8]| single(47, &[&[1, 0, 0, 0][..], attrs].concat());
+    // Request: empty INTERNAL_IP4_ADDRESS and INTERNAL_IP4_DNS, an unknown attribute 0x5ba0.
+    let ok = Message::decode(&cp(&[0, 1, 0, 0, 0, 3, 0, 0, 0x5b, 0xa0, 0, 1, 7])).unwrap();
+    assert_eq!(
+        ok.payloads.cp().unwrap(),
+        &Configuration {
+            cfg_type: CfgType::CFG_REQUEST,
+            attributes: vec![
+                CfgAttribute::InternalIp4Address(None),
+                CfgAttribute::InternalIp4Dns(None),
+                CfgAttribute::Other {
+                    attr_type: CfgAttributeType(0x5ba0),
+                    value: vec![7]
+                },
+            ],
+        }
+    );
+    // Attribute at body offset 4 = absolute 36.
+    for bad in [
+        &[0, 1, 0, 3, 1, 2, 3][..], // IPv4 address of 3 bytes
+        &[0, 13, 0, 4, 1, 2, 3, 4], // IPv4 subnet without mask
+        &[0, 8, 0, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], // IPv6 address w/o prefix
+        &[0, 10, 0, 4, 1, 2, 3, 4], // IPv6 DNS of 4 bytes
+        &[0, 1, 0, 4, 1, 2],        // value truncated
+        &[0, 1, 0],                 // header truncated
+    ] {
+        assert_eq!(
+            Message::decode(&cp(bad)),
+            Err(malformed(PayloadType::CP, 36, Defect::CfgAttributeLength)),
+            "{bad:?}"
+        );
+    }
+}
+
+#[test]
+fn encrypted_payload_must_be_last() {
+    let mut m = single(46, &[1, 2, 3, 4]);
+    m.extend_from_slice(&[0, 0, 0, 4]);
+    let len = m.len() as u32;
+    m[24..28].copy_from_slice(&len.to_be_bytes());
+    assert_eq!(
+        Message::decode(&m),
+        Err(DecodeError::DataAfterEncrypted { offset: 36 })
+    );
+    assert_eq!(
+        open_parts(&m),
+        Err(DecodeError::DataAfterEncrypted { offset: 36 })
+    );
+}
+
+#[test]
+fn unknown_payloads_and_critical_bit() {
+    // Unknown type 200 (not critical) followed by a Nonce, then unknown 201 (critical).
+    let mut m = Vec::new();
+    Header::new(1, 2, ExchangeType::IKE_SA_INIT, Flags::INITIATOR, 0).write(
+        PayloadType(200),
+        (HEADER_LEN + 6 + 5 + 4) as u32,
+        &mut m,
+    );
+    m.extend_from_slice(&[40, 0x00, 0, 6, 0xaa, 0xbb]);
+    m.extend_from_slice(&[201, 0, 0, 5, 0x77]);
+    m.extend_from_slice(&[0, 0x80, 0, 4]);
+    let msg = Message::decode(&m).unwrap();
+    assert_eq!(
+        msg.payloads,
+        vec![
+            Payload::Unknown(UnknownPayload {
+                payload_type: PayloadType(200),
+                critical: false,
+                body: vec![0xaa, 0xbb]
+            }),
+            Payload::Nonce(vec![0x77]),
+            Payload::Unknown(UnknownPayload {
+                payload_type: PayloadType(201),
+                critical: true,
+                body: vec![]
+            }),
+        ]
+    );
+    assert_eq!(msg.payloads.unsupported_critical(), Some(PayloadType(201)));
+    assert_eq!(msg.encode().unwrap(), m);
+    // The critical bit of known payloads is ignored on receipt and not sent.
+    let mut crit_nonce = single(40, &[1, 2]);
+    crit_nonce[29] = 0x80;
+    let msg = Message::decode(&crit_nonce).unwrap();
+    assert_eq!(msg.payloads.unsupported_critical(), None);
+    assert_eq!(msg.encode().unwrap(), single(40, &[1, 2]));
+}
+
+#[test]
+fn encode_rejects_oversized_fields() {
+    let h = Header::new(1, 2, ExchangeType::INFORMATIONAL, Flags::default(), 0);
+    let big = Message::new(h, vec![Payload::Nonce(vec![0; MAX_PAYLOAD_BODY + 1])]);
+    assert!(matches!(
+        big.encode(),
+        Err(EncodeError::TooLarge {
+            what: "payload length",
+            ..
+        })
+    ));
+    let fits = Message::new(h, vec![Payload::Nonce(vec![0; MAX_PAYLOAD_BODY])]);
+    assert_eq!(fits.encode().unwrap().len(), HEADER_LEN + 65535);
+    let bad_delete = Message::new(
+        h,
+        vec![Payload::Delete(Delete {
+            protocol: ProtocolId::ESP,
+            spi_size: 4,
+            spis: vec![vec![1]],
+        })],
+    );
+    assert!(matches!(
+        bad_delete.encode(),
+        Err(EncodeError::Inconsistent { .. })
+    ));
+}

@@ -9,6 +9,8 @@
 //! - [`clock`]: suspend-aware monotonic clock and resume detection.
 
 pub mod clock;
+pub mod dns;
 pub mod mtu;
 pub mod netlink;
 pub mod tun;
+pub mod udp;

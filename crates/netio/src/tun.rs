@@ -121,6 +121,12 @@ impl TunQueue {
         self.offload
     }
 
+    /// Whether the kernel also segments/coalesces UDP through this queue (USO, Linux >= 6.2);
+    /// TCP offload is on whenever [`offload`](Self::offload) is.
+    pub fn udp_offload(&self) -> bool {
+        self.dev.udp_gso()
+    }
+
     /// Reads one packet (offload off). Returns its length.
     pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.dev.recv(buf).await

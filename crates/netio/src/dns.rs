@@ -1,0 +1,367 @@
+//! DNS servers and domains for a tunnel interface.
+//!
+//! - With systemd-resolved running (its varlink socket `/run/systemd/resolve/io.systemd.Resolve`
+//!   exists) the settings are per interface: `resolvectl dns IF …` and `resolvectl domain IF …`
+//!   (routing-only domains are written `~corp.example`); teardown is `resolvectl revert IF`,
+//!   which drops exactly what was set on that link. Nothing outside the link changes.
+//! - Otherwise, fallback: the caller names a resolv.conf path (the daemons use `/etc/resolv.conf`,
+//!   tests a temp file). Its previous state (missing, a regular file with its bytes and mode, or
+//!   a symlink with its target) is saved, a generated file replaces it atomically (rename), and
+//!   teardown puts back exactly the previous state. Routing-only domains cannot be expressed in
+//!   resolv.conf: the servers then answer every query, and the domains are added to `search`.
+//!   The backup lives in memory only: a daemon killed with SIGKILL leaves the generated file.
+
+use std::ffi::OsString;
+use std::io;
+use std::net::IpAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// systemd-resolved's varlink socket; its presence means resolved is running.
+pub const RESOLVED_SOCKET: &str = "/run/systemd/resolve/io.systemd.Resolve";
+
+/// What to configure.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DnsConfig {
+    /// Name servers, in order of preference.
+    pub servers: Vec<IpAddr>,
+    /// Search domains (appended to short names, and routed to these servers).
+    pub search_domains: Vec<String>,
+    /// Routing-only domains: queries under them go to these servers, no search suffix.
+    pub routing_domains: Vec<String>,
+}
+
+/// Errors applying or restoring DNS settings.
+#[derive(Debug, thiserror::Error)]
+pub enum DnsError {
+    /// File or process I/O failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// `resolvectl` exited with an error.
+    #[error("resolvectl {args:?} failed: {stderr}")]
+    Resolvectl {
+        /// Its arguments.
+        args: Vec<String>,
+        /// Its stderr.
+        stderr: String,
+    },
+    /// A domain name contains whitespace or control characters, or starts with `~`.
+    #[error("invalid domain name {0:?}")]
+    InvalidDomain(String),
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> DnsError {
+    let what = what.into();
+    move |source| DnsError::Io { what, source }
+}
+
+/// Where DNS settings go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DnsBackend {
+    /// systemd-resolved, per interface.
+    Resolved,
+    /// A resolv.conf-format file at this path.
+    ResolvConf(PathBuf),
+}
+
+impl DnsBackend {
+    /// resolved if its socket exists, otherwise the resolv.conf `fallback` path.
+    pub fn detect(fallback: impl Into<PathBuf>) -> Self {
+        if Path::new(RESOLVED_SOCKET).exists() {
+            DnsBackend::Resolved
+        } else {
+            DnsBackend::ResolvConf(fallback.into())
+        }
+    }
+
+    /// Applies `config` for interface `ifname`; the returned guard restores on
+    /// [`DnsGuard::restore`].
+    pub fn apply(&self, ifname: &str, config: &DnsConfig) -> Result<DnsGuard, DnsError> {
+        validate(config)?;
+        match self {
+            DnsBackend::Resolved => {
+                for args in resolvectl_commands(ifname, config) {
+                    run_resolvectl(&args)?;
+                }
+                Ok(DnsGuard {
+                    restore: Restore::Resolved {
+                        ifname: ifname.to_string(),
+                    },
+                })
+            }
+            DnsBackend::ResolvConf(path) => {
+                let previous = Previous::capture(path)?;
+                let text = resolv_conf_text(ifname, config);
+                replace_file(path, text.as_bytes(), previous.mode())?;
+                Ok(DnsGuard {
+                    restore: Restore::File {
+                        path: path.clone(),
+                        previous,
+                    },
+                })
+            }
+        }
+    }
+}
+
+fn validate(config: &DnsConfig) -> Result<(), DnsError> {
+    for d in config.search_domains.iter().chain(&config.routing_domains) {
+        let bad = d.is_empty()
+            || d.starts_with('~')
+            || d.chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '#' || c == ';');
+        if bad {
+            return Err(DnsError::InvalidDomain(d.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// The `resolvectl` argument lists that apply `config` to `ifname`.
+pub fn resolvectl_commands(ifname: &str, config: &DnsConfig) -> Vec<Vec<String>> {
+    let mut dns = vec!["dns".to_string(), ifname.to_string()];
+    dns.extend(config.servers.iter().map(IpAddr::to_string));
+    let mut domain = vec!["domain".to_string(), ifname.to_string()];
+    domain.extend(config.search_domains.iter().cloned());
+    domain.extend(config.routing_domains.iter().map(|d| format!("~{d}")));
+    vec![dns, domain]
+}
+
+fn run_resolvectl(args: &[String]) -> Result<(), DnsError> {
+    let out = Command::new("resolvectl")
+        .args(args)
+        .output()
+        .map_err(io_err(format!("running resolvectl {args:?}")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(DnsError::Resolvectl {
+            args: args.to_vec(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
+    }
+}
+
+/// The resolv.conf text the fallback writes.
+pub fn resolv_conf_text(ifname: &str, config: &DnsConfig) -> String {
+    let mut s = format!("# Generated by aovpn for {ifname}; restored when the tunnel goes down.\n");
+    for server in &config.servers {
+        s.push_str(&format!("nameserver {server}\n"));
+    }
+    let domains: Vec<&str> = config
+        .search_domains
+        .iter()
+        .chain(&config.routing_domains)
+        .map(String::as_str)
+        .collect();
+    if !domains.is_empty() {
+        s.push_str(&format!("search {}\n", domains.join(" ")));
+    }
+    s
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Previous {
+    Missing,
+    File { bytes: Vec<u8>, mode: u32 },
+    Symlink(PathBuf),
+}
+
+impl Previous {
+    fn capture(path: &Path) -> Result<Self, DnsError> {
+        let what = format!("reading {}", path.display());
+        match std::fs::symlink_metadata(path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Previous::Missing),
+            Err(e) => Err(io_err(what)(e)),
+            Ok(md) if md.file_type().is_symlink() => Ok(Previous::Symlink(
+                std::fs::read_link(path).map_err(io_err(what))?,
+            )),
+            Ok(md) => Ok(Previous::File {
+                bytes: std::fs::read(path).map_err(io_err(what))?,
+                mode: md.permissions().mode() & 0o7777,
+            }),
+        }
+    }
+
+    fn mode(&self) -> u32 {
+        match self {
+            Previous::File { mode, .. } => *mode,
+            Previous::Missing | Previous::Symlink(_) => 0o644,
+        }
+    }
+}
+
+fn temp_path(path: &Path) -> PathBuf {
+    let mut name = OsString::from(".");
+    name.push(path.file_name().unwrap_or_default());
+    name.push(format!(".aovpn-{}", std::process::id()));
+    path.with_file_name(name)
+}
+
+/// Writes `bytes` to a temp file beside `path` and renames it over `path` (replacing a symlink
+/// itself, not its target).
+fn replace_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), DnsError> {
+    let tmp = temp_path(path);
+    let what = format!("writing {}", tmp.display());
+    std::fs::write(&tmp, bytes).map_err(io_err(what.clone()))?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)).map_err(io_err(what))?;
+    std::fs::rename(&tmp, path).map_err(io_err(format!("replacing {}", path.display())))
+}
+
+#[derive(Debug)]
+enum Restore {
+    Resolved { ifname: String },
+    File { path: PathBuf, previous: Previous },
+    Done,
+}
+
+/// Undoes what [`DnsBackend::apply`] did. Call [`restore`](Self::restore); dropping the guard
+/// restores too (synchronously: a file rename or one short `resolvectl` run), logging failures.
+#[derive(Debug)]
+pub struct DnsGuard {
+    restore: Restore,
+}
+
+impl DnsGuard {
+    /// Restores the previous DNS state.
+    pub fn restore(mut self) -> Result<(), DnsError> {
+        self.restore_inner()
+    }
+
+    fn restore_inner(&mut self) -> Result<(), DnsError> {
+        match std::mem::replace(&mut self.restore, Restore::Done) {
+            Restore::Done => Ok(()),
+            Restore::Resolved { ifname } => run_resolvectl(&["revert".to_string(), ifname]),
+            Restore::File { path, previous } => match previous {
+                Previous::Missing => match std::fs::remove_file(&path) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                        Err(io_err(format!("removing {}", path.display()))(e))
+                    }
+                    _ => Ok(()),
+                },
+                Previous::File { bytes, mode } => replace_file(&path, &bytes, mode),
+                Previous::Symlink(target) => {
+                    let tmp = temp_path(&path);
+                    let _ = std::fs::remove_file(&tmp);
+                    std::os::unix::fs::symlink(&target, &tmp)
+                        .map_err(io_err(format!("creating symlink {}", tmp.display())))?;
+                    std::fs::rename(&tmp, &path)
+                        .map_err(io_err(format!("restoring {}", path.display())))
+                }
+            },
+        }
+    }
+}
+
+impl Drop for DnsGuard {
+    fn drop(&mut self) {
+        if let Err(e) = self.restore_inner() {
+            tracing::warn!(error = %e, "restoring DNS settings failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> DnsConfig {
+        DnsConfig {
+            servers: vec![
+                "10.1.0.53".parse().unwrap(),
+                "2001:db8::53".parse().unwrap(),
+            ],
+            search_domains: vec!["corp.example".into()],
+            routing_domains: vec!["internal.example".into()],
+        }
+    }
+
+    #[test]
+    fn resolvectl_arguments() {
+        let cmds = resolvectl_commands("aovpn0", &config());
+        assert_eq!(cmds[0], ["dns", "aovpn0", "10.1.0.53", "2001:db8::53"]);
+        assert_eq!(
+            cmds[1],
+            ["domain", "aovpn0", "corp.example", "~internal.example"]
+        );
+    }
+
+    #[test]
+    fn bad_domains_rejected() {
+        let mut c = config();
+        c.search_domains.push("evil\nnameserver 1.2.3.4".into());
+        let dir = tempfile::tempdir().unwrap();
+        let backend = DnsBackend::ResolvConf(dir.path().join("resolv.conf"));
+        assert!(matches!(
+            backend.apply("x", &c),
+            Err(DnsError::InvalidDomain(_))
+        ));
+        assert!(!dir.path().join("resolv.conf").exists());
+    }
+
+    #[test]
+    fn file_fallback_writes_and_restores_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("resolv.conf");
+        let original = b"nameserver 192.0.2.1\noptions edns0\n";
+        std::fs::write(&path, original).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+
+        let guard = DnsBackend::ResolvConf(path.clone())
+            .apply("aovpn0", &config())
+            .unwrap();
+        let written = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            written,
+            "# Generated by aovpn for aovpn0; restored when the tunnel goes down.\n\
+             nameserver 10.1.0.53\nnameserver 2001:db8::53\n\
+             search corp.example internal.example\n"
+        );
+        guard.restore().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), original);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o640);
+        // No temp files left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn file_fallback_restores_symlink_and_missing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("stub-resolv.conf");
+        std::fs::write(&target, "nameserver 127.0.0.53\n").unwrap();
+        let link = dir.path().join("resolv.conf");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+
+        let guard = DnsBackend::ResolvConf(link.clone())
+            .apply("aovpn0", &config())
+            .unwrap();
+        assert!(
+            !std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        // The symlink target was not written through.
+        assert_eq!(
+            std::fs::read_to_string(&target).unwrap(),
+            "nameserver 127.0.0.53\n"
+        );
+        drop(guard); // restore on drop
+        assert_eq!(std::fs::read_link(&link).unwrap(), target);
+
+        let missing = dir.path().join("absent.conf");
+        let guard = DnsBackend::ResolvConf(missing.clone())
+            .apply("aovpn0", &config())
+            .unwrap();
+        assert!(missing.exists());
+        guard.restore().unwrap();
+        assert!(!missing.exists());
+    }
+}

@@ -1,0 +1,305 @@
+//! UDP sockets for IKE (500) and ESP-in-UDP/IKE (4500) with batched I/O through quinn-udp:
+//! `recvmmsg` + UDP GRO on receive, UDP GSO (`UDP_SEGMENT`) on send, and IP_PKTINFO /
+//! IPV6_RECVPKTINFO so every datagram reports the local address it was sent to and a reply can
+//! leave from that same address (multi-homed gateways, sockets bound to the wildcard).
+//!
+//! `UDP_ENCAP_ESPINUDP` is deliberately not set: ESP stays in userspace, the caller demultiplexes
+//! IKE (non-ESP marker), ESP and NAT keepalives itself.
+
+use std::io::{self, IoSliceMut};
+use std::net::{IpAddr, SocketAddr};
+
+use quinn_udp::{RecvMeta, Transmit, UdpSockRef, UdpSocketState};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::Interest;
+
+/// Most datagrams (or GRO batches) one [`UdpSocket::recv_batch`] call returns.
+pub const RECV_BATCH: usize = quinn_udp::BATCH_SIZE;
+
+/// Buffer size that holds any GRO batch the kernel may deliver (64 segments of up to 64 KiB are
+/// capped by the 64 KiB total of a GRO skb).
+pub const GRO_BUF_SIZE: usize = 65_535;
+
+/// Socket options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UdpConfig {
+    /// Address to bind (e.g. `0.0.0.0:4500` or a specific gateway address).
+    pub bind: SocketAddr,
+    /// Use UDP GSO on send and UDP GRO on receive when the kernel supports them. With `false`
+    /// every datagram is a separate send and receive (for comparison benchmarks).
+    pub offload: bool,
+    /// SO_RCVBUF / SO_SNDBUF request in bytes (the kernel doubles and caps it), `None` = default.
+    pub buffer_size: Option<usize>,
+}
+
+impl UdpConfig {
+    /// Binds `bind` with offload on and default buffers.
+    pub fn new(bind: SocketAddr) -> Self {
+        Self {
+            bind,
+            offload: true,
+            buffer_size: None,
+        }
+    }
+}
+
+/// Per-datagram (or per-GRO-batch) receive metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DatagramMeta {
+    /// Sender address.
+    pub source: SocketAddr,
+    /// Local address the datagram was sent to (from IP_PKTINFO); reply with it as `src_ip`.
+    pub destination: Option<IpAddr>,
+    /// Interface it arrived on.
+    pub ifindex: Option<u32>,
+    /// Bytes in the buffer.
+    pub len: usize,
+    /// Size of each datagram in the buffer: with GRO the buffer holds `len / stride` (rounded
+    /// up) datagrams of `stride` bytes, the last one possibly shorter. Equals `len` otherwise.
+    pub stride: usize,
+}
+
+impl Default for DatagramMeta {
+    fn default() -> Self {
+        Self {
+            source: SocketAddr::from(([0, 0, 0, 0], 0)),
+            destination: None,
+            ifindex: None,
+            len: 0,
+            stride: 0,
+        }
+    }
+}
+
+impl DatagramMeta {
+    /// Splits `buf` (the buffer this meta describes) into its individual datagrams.
+    pub fn datagrams<'a>(&self, buf: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + use<'a> {
+        let filled = buf.get(..self.len.min(buf.len())).unwrap_or_default();
+        filled.chunks(self.stride.max(1))
+    }
+
+    fn from_quinn(m: &RecvMeta) -> Self {
+        Self {
+            source: m.addr,
+            destination: m.dst_ip,
+            ifindex: m.interface_index,
+            len: m.len,
+            stride: m.stride,
+        }
+    }
+}
+
+/// Datagrams to send to one destination. With `segment_size` set, `contents` holds several
+/// datagrams of `segment_size` bytes each (the last may be shorter), sent with one GSO call
+/// when enabled.
+#[derive(Debug, Clone, Copy)]
+pub struct OutDatagrams<'a> {
+    /// Peer address.
+    pub destination: SocketAddr,
+    /// Local source address to use (the `destination` of the datagram being answered).
+    pub source_ip: Option<IpAddr>,
+    /// Payload(s).
+    pub contents: &'a [u8],
+    /// Size of each datagram in `contents`; `None` = a single datagram.
+    pub segment_size: Option<usize>,
+}
+
+/// An async UDP socket with batched I/O.
+#[derive(Debug)]
+pub struct UdpSocket {
+    io: tokio::net::UdpSocket,
+    state: UdpSocketState,
+    offload: bool,
+}
+
+impl UdpSocket {
+    /// Creates and binds the socket (SO_REUSEADDR, non-blocking, PKTINFO on). Must be called
+    /// inside a tokio runtime.
+    pub fn bind(config: &UdpConfig) -> io::Result<Self> {
+        let domain = if config.bind.is_ipv4() {
+            Domain::IPV4
+        } else {
+            Domain::IPV6
+        };
+        let sock = Socket::new(domain, Type::DGRAM.cloexec(), Some(Protocol::UDP))?;
+        sock.set_reuse_address(true)?;
+        if config.bind.is_ipv6() {
+            sock.set_only_v6(true)?;
+        }
+        if let Some(size) = config.buffer_size {
+            sock.set_recv_buffer_size(size)?;
+            sock.set_send_buffer_size(size)?;
+        }
+        sock.bind(&config.bind.into())?;
+        let state = UdpSocketState::new(UdpSockRef::from(&sock))?;
+        if !config.offload {
+            // quinn-udp turns UDP_GRO on whenever the kernel has it; turn it back off.
+            let off: libc::c_int = 0;
+            nix_setsockopt_int(&sock, libc::SOL_UDP, libc::UDP_GRO, off)?;
+        }
+        let io = tokio::net::UdpSocket::from_std(std::net::UdpSocket::from(sock))?;
+        Ok(Self {
+            io,
+            state,
+            offload: config.offload,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.io.local_addr()
+    }
+
+    /// Whether GSO/GRO were requested.
+    pub fn offload(&self) -> bool {
+        self.offload
+    }
+
+    /// Most segments one GSO send may carry (1 when GSO is off or unsupported).
+    pub fn max_gso_segments(&self) -> usize {
+        if self.offload {
+            self.state.max_gso_segments()
+        } else {
+            1
+        }
+    }
+
+    /// Most datagrams one GRO receive may coalesce (1 when off or unsupported).
+    pub fn gro_segments(&self) -> usize {
+        if self.offload {
+            self.state.gro_segments()
+        } else {
+            1
+        }
+    }
+
+    /// Waits for and receives up to `min(bufs.len(), meta.len(), RECV_BATCH)` buffers with one
+    /// `recvmmsg`. Returns how many buffers were filled; `meta[i]` describes `bufs[i]` (use
+    /// [`DatagramMeta::datagrams`] to split GRO batches). Size buffers with [`GRO_BUF_SIZE`]
+    /// when offload is on, or GRO batches are truncated.
+    pub async fn recv_batch(
+        &self,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [DatagramMeta],
+    ) -> io::Result<usize> {
+        let n = bufs.len().min(meta.len()).min(RECV_BATCH);
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no receive buffers",
+            ));
+        }
+        let mut qmeta = [RecvMeta::default(); RECV_BATCH];
+        let bufs = bufs.get_mut(..n).unwrap_or_default();
+        let qmeta_n = qmeta.get_mut(..n).unwrap_or_default();
+        let got = self
+            .io
+            .async_io(Interest::READABLE, || {
+                self.state.recv(UdpSockRef::from(&self.io), bufs, qmeta_n)
+            })
+            .await?;
+        for (out, q) in meta.iter_mut().zip(qmeta.iter()).take(got) {
+            *out = DatagramMeta::from_quinn(q);
+        }
+        Ok(got)
+    }
+
+    /// Sends every item, waiting while the socket buffer is full. Items with a `segment_size`
+    /// go out as GSO sends of at most [`max_gso_segments`](Self::max_gso_segments) segments, or
+    /// datagram by datagram when offload is off. Returns the number of datagrams sent.
+    pub async fn send_batch(&self, items: &[OutDatagrams<'_>]) -> io::Result<usize> {
+        let mut sent = 0;
+        for item in items {
+            let seg = match item.segment_size {
+                Some(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "segment size 0",
+                    ));
+                }
+                Some(s) if s < item.contents.len() => s,
+                _ => {
+                    self.send_one(item, item.contents, None).await?;
+                    sent += 1;
+                    continue;
+                }
+            };
+            let per_call = self.max_gso_segments().max(1);
+            for chunk in item.contents.chunks(seg * per_call) {
+                let count = chunk.len().div_ceil(seg);
+                let segment_size = (count > 1).then_some(seg);
+                self.send_one(item, chunk, segment_size).await?;
+                sent += count;
+            }
+        }
+        Ok(sent)
+    }
+
+    async fn send_one(
+        &self,
+        item: &OutDatagrams<'_>,
+        contents: &[u8],
+        segment_size: Option<usize>,
+    ) -> io::Result<()> {
+        let transmit = Transmit {
+            destination: item.destination,
+            ecn: None,
+            contents,
+            segment_size,
+            src_ip: item.source_ip,
+        };
+        self.io
+            .async_io(Interest::WRITABLE, || {
+                self.state.try_send(UdpSockRef::from(&self.io), &transmit)
+            })
+            .await
+    }
+}
+
+fn nix_setsockopt_int(
+    sock: &Socket,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: valid fd owned by `sock`; the option value is a c_int that lives across the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            level,
+            name,
+            (&raw const value).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gro_meta_splits_into_datagrams() {
+        let buf: Vec<u8> = (0..=9).collect();
+        let meta = DatagramMeta {
+            len: 10,
+            stride: 4,
+            ..DatagramMeta::default()
+        };
+        let parts: Vec<&[u8]> = meta.datagrams(&buf).collect();
+        assert_eq!(parts, vec![&[0, 1, 2, 3][..], &[4, 5, 6, 7], &[8, 9]]);
+        // A length beyond the buffer (never from the kernel) is clamped, not a panic.
+        let meta = DatagramMeta {
+            len: 99,
+            stride: 0,
+            ..DatagramMeta::default()
+        };
+        assert_eq!(meta.datagrams(&buf).count(), 10);
+    }
+}

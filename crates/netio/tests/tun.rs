@@ -1,0 +1,266 @@
+//! TUN devices with addresses and routes inside a private network namespace (root only).
+
+#![allow(clippy::unwrap_used)] // tests may unwrap (HELPERS.md)
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use common::{STEP, block_on_in, ip_out, ipv4_udp, netns, parse_ipv4_udp};
+use netio::netlink::{IfAddress, Netlink, Route};
+use netio::tun::{self, TUN_SEND_HEADROOM, TunBatch, TunConfig};
+use netio::udp::{OutDatagrams, UdpConfig, UdpSocket};
+use tokio::time::timeout;
+
+const CLIENT: Ipv4Addr = Ipv4Addr::new(172, 16, 201, 5);
+const POOL_GW: Ipv4Addr = Ipv4Addr::new(172, 16, 201, 1);
+const BEHIND: Ipv4Addr = Ipv4Addr::new(10, 1, 2, 3);
+
+#[test]
+fn tun_with_address_and_route_carries_packets_both_ways() {
+    let ns = netns("tun");
+    let name = "aotun0";
+    block_on_in(&ns, || async {
+        let mut dev = tun::create(&TunConfig::new(name, 1400)).unwrap();
+        assert_eq!(dev.name, name);
+        let queue = dev.queues.remove(0);
+        assert!(!queue.offload());
+
+        let nl = Netlink::new().unwrap();
+        let link = nl.link_by_name(name).await.unwrap();
+        assert_eq!(link.index, dev.index);
+        assert_eq!(link.mtu, Some(1400));
+        assert!(link.up);
+
+        let mut session = nl.session();
+        session
+            .add_address(IfAddress {
+                index: dev.index,
+                local: CLIENT.into(),
+                prefix_len: 32,
+                peer: Some(POOL_GW.into()),
+            })
+            .await
+            .unwrap();
+        let mut route = Route::via_dev("10.1.0.0".parse().unwrap(), 16, dev.index);
+        route.source = Some(CLIENT.into());
+        session.add_route(route).await.unwrap();
+
+        let addrs = ip_out(&ns, &["-4", "addr", "show", "dev", name]);
+        assert!(
+            addrs.contains("inet 172.16.201.5 peer 172.16.201.1/32"),
+            "{addrs}"
+        );
+        let routes = ip_out(&ns, &["route", "show", "10.1.0.0/16"]);
+        assert!(
+            routes.contains("dev aotun0") && routes.contains("src 172.16.201.5"),
+            "{routes}"
+        );
+        assert!(
+            nl.routes(false)
+                .await
+                .unwrap()
+                .iter()
+                .any(|r| r.matches(&route))
+        );
+
+        // The kernel routes 10.1.2.3 into the TUN, from the client address, with the TUN MTU.
+        let lookup = nl.route_to(BEHIND.into()).await.unwrap();
+        assert_eq!(lookup.oif, dev.index);
+        assert_eq!(lookup.source, Some(IpAddr::V4(CLIENT)));
+        assert_eq!(lookup.mtu, Some(1400));
+
+        // Outbound: a datagram sent to 10.1.2.3 is read from the TUN byte for byte.
+        let sock = tokio::net::UdpSocket::bind((CLIENT, 0)).await.unwrap();
+        let sport = sock.local_addr().unwrap().port();
+        sock.send_to(b"to the corporate network", (BEHIND, 9999))
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 2000];
+        let pkt = loop {
+            let n = timeout(STEP, queue.recv(&mut buf)).await.unwrap().unwrap();
+            // Skip anything else the kernel may send (e.g. IPv6 router solicitations).
+            if let Some(p) = parse_ipv4_udp(&buf[..n]) {
+                break p;
+            }
+        };
+        assert_eq!((pkt.src, pkt.sport), (CLIENT, sport));
+        assert_eq!((pkt.dst, pkt.dport), (BEHIND, 9999));
+        assert_eq!(pkt.payload, b"to the corporate network");
+
+        // Inbound: a packet written to the TUN is delivered to the local socket it addresses.
+        let reply = ipv4_udp(BEHIND, 9999, CLIENT, sport, b"reply from 10.1.2.3");
+        queue.send(&reply).await.unwrap();
+        let mut rbuf = [0u8; 100];
+        let (n, from) = timeout(STEP, sock.recv_from(&mut rbuf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&rbuf[..n], b"reply from 10.1.2.3");
+        assert_eq!(from, SocketAddr::from((BEHIND, 9999)));
+
+        session.teardown().await.unwrap();
+        let addrs = ip_out(&ns, &["-4", "addr", "show", "dev", name]);
+        assert!(!addrs.contains("inet "), "{addrs}");
+        let routes = ip_out(&ns, &["route", "show", "table", "all"]);
+        assert!(!routes.contains("10.1.0.0/16"), "{routes}");
+    });
+}
+
+#[test]
+fn multi_queue_tun_opens_n_queues_and_all_can_read() {
+    let ns = netns("mq");
+    let name = "aomq0";
+    block_on_in(&ns, || async {
+        let cfg = TunConfig {
+            queues: 4,
+            ..TunConfig::new(name, 1400)
+        };
+        let dev = tun::create(&cfg).unwrap();
+        assert_eq!(dev.queues.len(), 4);
+        let details = ip_out(&ns, &["-d", "link", "show", "dev", name]);
+        assert!(details.contains("multi_queue"), "{details}");
+        assert!(details.contains("numqueues 4"), "{details}");
+
+        let nl = Netlink::new().unwrap();
+        let mut session = nl.session();
+        session
+            .add_address(IfAddress::new(dev.index, CLIENT.into(), 24))
+            .await
+            .unwrap();
+        session
+            .add_route(Route::via_dev("10.1.0.0".parse().unwrap(), 16, dev.index))
+            .await
+            .unwrap();
+
+        // Flows hash to queues; send from many source ports and check every queue works and
+        // the union of what all queues read is exactly what was sent.
+        let mut expected = Vec::new();
+        for i in 0..32u16 {
+            let sock = std::net::UdpSocket::bind((CLIENT, 0)).unwrap();
+            let payload = format!("flow {i}").into_bytes();
+            sock.send_to(&payload, (BEHIND, 7000 + i)).unwrap();
+            expected.push(payload);
+        }
+        let mut got = Vec::new();
+        let queues = &dev.queues;
+        let mut per_queue = [0usize; 4];
+        while got.len() < expected.len() {
+            let mut bufs = [[0u8; 1500]; 4];
+            let [b0, b1, b2, b3] = &mut bufs;
+            let (q, n, buf) = timeout(STEP, async {
+                tokio::select! {
+                    r = queues[0].recv(b0) => (0, r.unwrap(), &b0[..]),
+                    r = queues[1].recv(b1) => (1, r.unwrap(), &b1[..]),
+                    r = queues[2].recv(b2) => (2, r.unwrap(), &b2[..]),
+                    r = queues[3].recv(b3) => (3, r.unwrap(), &b3[..]),
+                }
+            })
+            .await
+            .expect("all flows read from some queue");
+            if let Some(p) = parse_ipv4_udp(&buf[..n]) {
+                per_queue[q] += 1;
+                got.push(p.payload);
+            }
+        }
+        got.sort();
+        expected.sort();
+        assert_eq!(got, expected);
+        assert!(
+            per_queue.iter().filter(|&&c| c > 0).count() >= 2,
+            "{per_queue:?}"
+        );
+        session.teardown().await.unwrap();
+    });
+}
+
+#[test]
+fn offload_tun_batches_split_gso_and_write_back() {
+    let ns = netns("off");
+    let name = "aooff0";
+    block_on_in(&ns, || async {
+        let cfg = TunConfig {
+            offload: true,
+            ..TunConfig::new(name, 1400)
+        };
+        let mut dev = tun::create(&cfg).unwrap();
+        let mut queue = dev.queues.remove(0);
+        assert!(queue.offload());
+        let details = ip_out(&ns, &["-d", "link", "show", "dev", name]);
+        assert!(details.contains("vnet_hdr on"), "{details}");
+
+        let nl = Netlink::new().unwrap();
+        let mut session = nl.session();
+        session
+            .add_address(IfAddress::new(dev.index, CLIENT.into(), 24))
+            .await
+            .unwrap();
+        session
+            .add_route(Route::via_dev("10.1.0.0".parse().unwrap(), 16, dev.index))
+            .await
+            .unwrap();
+
+        // A GSO send of 20 segments: with USO on the TUN the kernel hands over one
+        // super-packet that recv_batch splits; without, 20 packets. Either way every datagram
+        // must come out intact and in order.
+        let sock = UdpSocket::bind(&UdpConfig::new((CLIENT, 0).into())).unwrap();
+        let seg = 1000usize;
+        let contents: Vec<u8> = (0..20 * seg)
+            .map(|i| (i / seg) as u8 ^ (i % 251) as u8)
+            .collect();
+        let sent = sock
+            .send_batch(&[OutDatagrams {
+                destination: (BEHIND, 4242).into(),
+                source_ip: None,
+                contents: &contents,
+                segment_size: Some(seg),
+            }])
+            .await
+            .unwrap();
+        assert_eq!(sent, 20);
+        let mut batch = TunBatch::new(tun::IDEAL_BATCH_SIZE, 1500);
+        let mut received = Vec::new();
+        let mut largest_batch = 0;
+        while received.len() < contents.len() {
+            let n = timeout(STEP, queue.recv_batch(&mut batch))
+                .await
+                .unwrap()
+                .unwrap();
+            largest_batch = largest_batch.max(n);
+            for p in batch.packets().filter_map(parse_ipv4_udp) {
+                assert_eq!((p.dst, p.dport), (BEHIND, 4242));
+                assert_eq!(p.payload.len(), seg);
+                received.extend_from_slice(&p.payload);
+            }
+        }
+        assert_eq!(received, contents);
+        if queue.udp_offload() {
+            // USO: the kernel handed over super-packets, which recv_batch split.
+            assert!(largest_batch > 1, "largest batch {largest_batch}");
+        } else {
+            assert_eq!(largest_batch, 1);
+        }
+
+        // send_batch: packets after TUN_SEND_HEADROOM bytes reach the local socket.
+        let local = tokio::net::UdpSocket::bind((CLIENT, 0)).await.unwrap();
+        let port = local.local_addr().unwrap().port();
+        let mut bufs: Vec<Vec<u8>> = (0..3u8)
+            .map(|i| {
+                let mut b = vec![0u8; TUN_SEND_HEADROOM];
+                b.extend(ipv4_udp(BEHIND, 4242, CLIENT, port, &[i; 300]));
+                b
+            })
+            .collect();
+        queue.send_batch(&mut bufs).await.unwrap();
+        for i in 0..3u8 {
+            let mut rbuf = [0u8; 400];
+            let (n, from) = timeout(STEP, local.recv_from(&mut rbuf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(&rbuf[..n], &[i; 300][..]);
+            assert_eq!(from, SocketAddr::from((BEHIND, 4242)));
+        }
+        session.teardown().await.unwrap();
+    });
+}

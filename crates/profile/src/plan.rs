@@ -1,0 +1,501 @@
+//! The connection plan: what the agent will do with a valid profile, as plain data.
+
+use std::net::IpAddr;
+
+use crate::model::*;
+
+/// IKEv2 encryption transforms (IANA "Transform Type 1").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Encryption {
+    TripleDes,
+    AesCbc { key_bits: u16 },
+    AesGcm16 { key_bits: u16 },
+    ChaCha20Poly1305,
+}
+
+impl Encryption {
+    pub fn iana_id(self) -> u16 {
+        match self {
+            Encryption::TripleDes => 3,
+            Encryption::AesCbc { .. } => 12,
+            Encryption::AesGcm16 { .. } => 20,
+            Encryption::ChaCha20Poly1305 => 28,
+        }
+    }
+
+    /// The Key Length attribute, where the transform has one.
+    pub fn key_bits(self) -> Option<u16> {
+        match self {
+            Encryption::AesCbc { key_bits } | Encryption::AesGcm16 { key_bits } => Some(key_bits),
+            Encryption::TripleDes | Encryption::ChaCha20Poly1305 => None,
+        }
+    }
+
+    /// AEAD ciphers carry their own integrity.
+    pub fn is_aead(self) -> bool {
+        matches!(
+            self,
+            Encryption::AesGcm16 { .. } | Encryption::ChaCha20Poly1305
+        )
+    }
+}
+
+/// Integrity transforms (IANA "Transform Type 3").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Integrity {
+    HmacSha1_96,
+    HmacSha2_256_128,
+    HmacSha2_384_192,
+    HmacSha2_512_256,
+}
+
+impl Integrity {
+    pub fn iana_id(self) -> u16 {
+        match self {
+            Integrity::HmacSha1_96 => 2,
+            Integrity::HmacSha2_256_128 => 12,
+            Integrity::HmacSha2_384_192 => 13,
+            Integrity::HmacSha2_512_256 => 14,
+        }
+    }
+}
+
+/// Pseudo-random functions (IANA "Transform Type 2").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Prf {
+    HmacSha1,
+    HmacSha2_256,
+    HmacSha2_384,
+    HmacSha2_512,
+}
+
+impl Prf {
+    pub fn iana_id(self) -> u16 {
+        match self {
+            Prf::HmacSha1 => 2,
+            Prf::HmacSha2_256 => 5,
+            Prf::HmacSha2_384 => 6,
+            Prf::HmacSha2_512 => 7,
+        }
+    }
+}
+
+/// Key exchange groups (IANA "Transform Type 4").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DhGroup {
+    Modp1024,
+    Modp2048,
+    Modp2048S256,
+    Ecp256,
+    Ecp384,
+    Curve25519,
+}
+
+impl DhGroup {
+    pub fn iana_id(self) -> u16 {
+        match self {
+            DhGroup::Modp1024 => 2,
+            DhGroup::Modp2048 => 14,
+            DhGroup::Modp2048S256 => 24,
+            DhGroup::Ecp256 => 19,
+            DhGroup::Ecp384 => 20,
+            DhGroup::Curve25519 => 31,
+        }
+    }
+}
+
+/// One IKE SA proposal. `integrity` is `None` with an AEAD cipher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IkeProposal {
+    pub encryption: Encryption,
+    pub integrity: Option<Integrity>,
+    pub prf: Prf,
+    pub dh_group: DhGroup,
+}
+
+/// One ESP (Child SA) proposal. `pfs_group` is the key exchange used when rekeying the Child SA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EspProposal {
+    pub encryption: Encryption,
+    pub integrity: Option<Integrity>,
+    pub pfs_group: Option<DhGroup>,
+}
+
+/// aovpn's IKE proposals when the profile has no CryptographySuite:
+/// aes256gcm16-prfsha384-ecp384, aes256gcm16-prfsha256-x25519, aes256-sha256-modp2048.
+pub fn default_ike_proposals() -> Vec<IkeProposal> {
+    let gcm = Encryption::AesGcm16 { key_bits: 256 };
+    vec![
+        IkeProposal {
+            encryption: gcm,
+            integrity: None,
+            prf: Prf::HmacSha2_384,
+            dh_group: DhGroup::Ecp384,
+        },
+        IkeProposal {
+            encryption: gcm,
+            integrity: None,
+            prf: Prf::HmacSha2_256,
+            dh_group: DhGroup::Curve25519,
+        },
+        IkeProposal {
+            encryption: Encryption::AesCbc { key_bits: 256 },
+            integrity: Some(Integrity::HmacSha2_256_128),
+            prf: Prf::HmacSha2_256,
+            dh_group: DhGroup::Modp2048,
+        },
+    ]
+}
+
+/// aovpn's ESP proposals when the profile has no CryptographySuite: aes256gcm16, aes256-sha256.
+pub fn default_esp_proposals() -> Vec<EspProposal> {
+    vec![
+        EspProposal {
+            encryption: Encryption::AesGcm16 { key_bits: 256 },
+            integrity: None,
+            pfs_group: None,
+        },
+        EspProposal {
+            encryption: Encryption::AesCbc { key_bits: 256 },
+            integrity: Some(Integrity::HmacSha2_256_128),
+            pfs_group: None,
+        },
+    ]
+}
+
+/// Where the certificate for IKE authentication comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertificateStore {
+    /// The machine store (Windows' Local Machine): device tunnels and `MachineMethod`.
+    Machine,
+    /// The user's store (Windows' Current User): user tunnels with EAP-TLS.
+    User,
+}
+
+/// How the client authenticates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// IKEv2 certificate (signature) authentication with the machine certificate.
+    MachineCertificate,
+    /// EAP with the given method type (13 = EAP-TLS, 25 = PEAP, 26 = MS-CHAPv2) when the
+    /// EapHostConfig names one; the raw `<Eap>` element is kept for the EAP engine.
+    Eap {
+        method_type: Option<u8>,
+        config: RawXml,
+    },
+}
+
+/// Which interface a route points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteVia {
+    Tunnel,
+    /// The physical interface the tunnel runs over (exclusion routes, the gateway itself).
+    Physical,
+}
+
+/// A route to install.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlannedRoute {
+    pub prefix: Prefix,
+    pub via: RouteVia,
+    pub metric: Option<u32>,
+}
+
+/// Routing: the static part from the profile, and [`RoutePlan::routes`] for the part that depends
+/// on what the gateway assigned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutePlan {
+    pub policy: RoutingPolicy,
+    /// `Route` entries, exclusions pointing at the physical interface.
+    pub configured: Vec<PlannedRoute>,
+    /// Add the classful route of the assigned address (unless DisableClassBasedDefaultRoute).
+    pub class_based_route: bool,
+    /// Install the negotiated traffic selectors as routes (PlumbIKEv2TSAsRoutes).
+    pub traffic_selectors_as_routes: bool,
+    /// Local-subnet traffic bypasses the tunnel even under ForceTunnel (ByPassForLocal).
+    pub bypass_for_local: bool,
+    pub ipv4_interface_metric: Option<u32>,
+    pub ipv6_interface_metric: Option<u32>,
+}
+
+impl RoutePlan {
+    /// Every route for one connection: ForceTunnel's default routes with the gateway's own address
+    /// kept on the physical interface, the configured routes, the traffic selectors when asked
+    /// for, and the classful route of each assigned IPv4 address. Duplicates are dropped.
+    pub fn routes(
+        &self,
+        gateway: IpAddr,
+        assigned: &[IpAddr],
+        traffic_selectors: &[Prefix],
+    ) -> Vec<PlannedRoute> {
+        let mut out: Vec<PlannedRoute> = Vec::new();
+        let mut add = |r: PlannedRoute| {
+            if !out.iter().any(|o| o.prefix == r.prefix && o.via == r.via) {
+                out.push(r);
+            }
+        };
+        if self.policy == RoutingPolicy::ForceTunnel {
+            add(PlannedRoute {
+                prefix: Prefix::host(gateway),
+                via: RouteVia::Physical,
+                metric: None,
+            });
+            for addr in [IpAddr::from([0u8; 4]), IpAddr::from([0u16; 8])] {
+                add(PlannedRoute {
+                    prefix: Prefix { addr, len: 0 },
+                    via: RouteVia::Tunnel,
+                    metric: None,
+                });
+            }
+        }
+        for r in &self.configured {
+            add(*r);
+        }
+        if self.traffic_selectors_as_routes {
+            for ts in traffic_selectors {
+                if ts.len > 0 && !ts.contains(gateway) {
+                    add(PlannedRoute {
+                        prefix: ts.network(),
+                        via: RouteVia::Tunnel,
+                        metric: None,
+                    });
+                }
+            }
+        }
+        if self.class_based_route {
+            for a in assigned {
+                if let Some(prefix) = classful_prefix(*a) {
+                    add(PlannedRoute {
+                        prefix,
+                        via: RouteVia::Tunnel,
+                        metric: None,
+                    });
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The classful network of an IPv4 address (class A → /8, B → /16, C → /24), as Windows adds for
+/// the address a VPN assigns; `None` for class D/E and IPv6 (Windows adds no IPv6 class route).
+pub fn classful_prefix(addr: IpAddr) -> Option<Prefix> {
+    let IpAddr::V4(v4) = addr else { return None };
+    let len = match v4.octets()[0] {
+        0..=127 => 8,
+        128..=191 => 16,
+        192..=223 => 24,
+        _ => return None,
+    };
+    Some(Prefix { addr, len }.network())
+}
+
+/// One split-DNS rule (from DomainNameInformation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplitDns {
+    /// FQDN, `.suffix` or `.` (all names).
+    pub domain: String,
+    pub servers: Vec<IpAddr>,
+    pub web_proxy: Option<String>,
+    pub auto_trigger: bool,
+    /// Keep the rule while the tunnel is down.
+    pub persistent: bool,
+}
+
+/// DNS settings for the tunnel interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsPlan {
+    /// The first is the interface's primary suffix; all go in the search list.
+    pub suffixes: Vec<String>,
+    pub split: Vec<SplitDns>,
+    /// Register the assigned address in DNS (RegisterDNS).
+    pub register: bool,
+}
+
+/// What the agent does with a profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionPlan {
+    pub name: String,
+    pub scope: Option<Scope>,
+    pub device_tunnel: bool,
+    /// Servers in the order to try them.
+    pub servers: Vec<Server>,
+    pub certificate_store: CertificateStore,
+    pub credential: Credential,
+    /// Exactly the profile's CryptographySuite when set, aovpn's defaults otherwise.
+    pub ike_proposals: Vec<IkeProposal>,
+    pub esp_proposals: Vec<EspProposal>,
+    /// Whether the proposals came from the profile's CryptographySuite.
+    pub proposals_from_profile: bool,
+    pub routes: RoutePlan,
+    pub dns: DnsPlan,
+    /// Connection-specific DNS suffixes that mean "on the corporate network: don't connect".
+    pub trusted_networks: Vec<String>,
+    pub always_on: bool,
+    /// No network at all while the tunnel is down (LockDown).
+    pub lockdown: bool,
+    /// Seconds the network may be gone before the tunnel is dropped (0: no limit).
+    pub network_outage_time: Option<u32>,
+    pub disable_ike_fragmentation: bool,
+    pub traffic_filters: Vec<TrafficFilter>,
+}
+
+/// Build the plan of a profile that passed validation. `None` only for a profile without
+/// NativeProfile, which validation refuses.
+pub fn plan(name: &str, scope: Option<Scope>, p: &VpnProfile) -> Option<ConnectionPlan> {
+    let native = p.native_profile.as_ref()?;
+    let device_tunnel = p.is_device_tunnel();
+    let auth = &native.authentication;
+    let (certificate_store, credential) = match (&auth.eap, auth.machine_method) {
+        (Some(eap), None) if !device_tunnel => (
+            CertificateStore::User,
+            Credential::Eap {
+                method_type: eap_method_type(&eap.0),
+                config: eap.clone(),
+            },
+        ),
+        _ => (CertificateStore::Machine, Credential::MachineCertificate),
+    };
+    let (ike_proposals, esp_proposals, proposals_from_profile) =
+        match native.cryptography_suite.as_ref().and_then(suite_proposals) {
+            Some((ike, esp)) => (vec![ike], vec![esp], true),
+            None => (default_ike_proposals(), default_esp_proposals(), false),
+        };
+    let configured = p
+        .routes
+        .iter()
+        .map(|r| PlannedRoute {
+            prefix: r.prefix(),
+            via: if r.is_exclusion() {
+                RouteVia::Physical
+            } else {
+                RouteVia::Tunnel
+            },
+            metric: r.metric,
+        })
+        .collect();
+    Some(ConnectionPlan {
+        name: name.to_owned(),
+        scope,
+        device_tunnel,
+        servers: native.servers.clone(),
+        certificate_store,
+        credential,
+        ike_proposals,
+        esp_proposals,
+        proposals_from_profile,
+        routes: RoutePlan {
+            policy: native.routing_policy(),
+            configured,
+            class_based_route: !native.disable_class_based_default_route.unwrap_or(false),
+            traffic_selectors_as_routes: native.plumb_ikev2_ts_as_routes.unwrap_or(false),
+            bypass_for_local: p.by_pass_for_local.unwrap_or(false),
+            ipv4_interface_metric: p.ipv4_interface_metric,
+            ipv6_interface_metric: p.ipv6_interface_metric,
+        },
+        dns: DnsPlan {
+            suffixes: p.dns_suffix.clone(),
+            split: p
+                .domain_name_information
+                .iter()
+                .map(|d| SplitDns {
+                    domain: d.domain_name.clone(),
+                    servers: d.dns_servers.clone(),
+                    web_proxy: d.web_proxy_servers.clone(),
+                    auto_trigger: d.auto_trigger.unwrap_or(false),
+                    persistent: d.persistent.unwrap_or(false),
+                })
+                .collect(),
+            register: p.register_dns.unwrap_or(false),
+        },
+        trusted_networks: p.trusted_network_detection.clone(),
+        always_on: p.is_always_on(),
+        lockdown: p.lock_down.unwrap_or(false),
+        network_outage_time: p.network_outage_time,
+        disable_ike_fragmentation: p.disable_ikev2_fragmentation.unwrap_or(false),
+        traffic_filters: p.traffic_filters.clone(),
+    })
+}
+
+/// The single IKE and ESP proposal a complete, supported CryptographySuite stands for.
+pub fn suite_proposals(s: &CryptographySuite) -> Option<(IkeProposal, EspProposal)> {
+    let encryption = match s.encryption_method? {
+        EncryptionMethod::Des => return None,
+        EncryptionMethod::Des3 => Encryption::TripleDes,
+        EncryptionMethod::Aes128 => Encryption::AesCbc { key_bits: 128 },
+        EncryptionMethod::Aes192 => Encryption::AesCbc { key_bits: 192 },
+        EncryptionMethod::Aes256 => Encryption::AesCbc { key_bits: 256 },
+        EncryptionMethod::AesGcm128 => Encryption::AesGcm16 { key_bits: 128 },
+        EncryptionMethod::AesGcm256 => Encryption::AesGcm16 { key_bits: 256 },
+    };
+    let (integ, prf) = match s.integrity_check_method? {
+        IntegrityCheckMethod::Md5 => return None,
+        IntegrityCheckMethod::Sha196 => (Integrity::HmacSha1_96, Prf::HmacSha1),
+        IntegrityCheckMethod::Sha256 => (Integrity::HmacSha2_256_128, Prf::HmacSha2_256),
+        IntegrityCheckMethod::Sha384 => (Integrity::HmacSha2_384_192, Prf::HmacSha2_384),
+    };
+    let dh_group = match s.dh_group? {
+        DhGroupSetting::None | DhGroupSetting::Group1 => return None,
+        DhGroupSetting::Group2 => DhGroup::Modp1024,
+        DhGroupSetting::Group14 => DhGroup::Modp2048,
+        DhGroupSetting::Ecp256 => DhGroup::Ecp256,
+        DhGroupSetting::Ecp384 => DhGroup::Ecp384,
+        DhGroupSetting::Group24 => DhGroup::Modp2048S256,
+    };
+    let ike = IkeProposal {
+        encryption,
+        integrity: (!encryption.is_aead()).then_some(integ),
+        prf,
+        dh_group,
+    };
+    let esp_encryption = match s.cipher_transform_constants? {
+        CipherTransform::Des | CipherTransform::None => return None,
+        CipherTransform::Des3 => Encryption::TripleDes,
+        CipherTransform::Aes128 => Encryption::AesCbc { key_bits: 128 },
+        CipherTransform::Aes192 => Encryption::AesCbc { key_bits: 192 },
+        CipherTransform::Aes256 => Encryption::AesCbc { key_bits: 256 },
+        CipherTransform::GcmAes128 => Encryption::AesGcm16 { key_bits: 128 },
+        CipherTransform::GcmAes192 => Encryption::AesGcm16 { key_bits: 192 },
+        CipherTransform::GcmAes256 => Encryption::AesGcm16 { key_bits: 256 },
+    };
+    let esp_integrity = match s.authentication_transform_constants? {
+        AuthTransform::Md596 => return None,
+        AuthTransform::Sha196 => Some(Integrity::HmacSha1_96),
+        AuthTransform::Sha256128 => Some(Integrity::HmacSha2_256_128),
+        AuthTransform::GcmAes128
+        | AuthTransform::GcmAes192
+        | AuthTransform::GcmAes256
+        | AuthTransform::None => None,
+    };
+    if esp_encryption.is_aead() == esp_integrity.is_some() {
+        return None;
+    }
+    let pfs_group = match s.pfs_group? {
+        PfsGroupSetting::None => None,
+        PfsGroupSetting::Pfs1 => return None,
+        PfsGroupSetting::Pfs2 => Some(DhGroup::Modp1024),
+        PfsGroupSetting::Pfs2048 => Some(DhGroup::Modp2048),
+        PfsGroupSetting::Ecp256 => Some(DhGroup::Ecp256),
+        PfsGroupSetting::Ecp384 => Some(DhGroup::Ecp384),
+        PfsGroupSetting::PfsMm => Some(dh_group),
+        PfsGroupSetting::Pfs24 => Some(DhGroup::Modp2048S256),
+    };
+    let esp = EspProposal {
+        encryption: esp_encryption,
+        integrity: esp_integrity,
+        pfs_group,
+    };
+    Some((ike, esp))
+}
+
+/// The EAP method type in an `<Eap>` element's EapHostConfig (`EapMethod/Type`), if readable.
+fn eap_method_type(raw: &str) -> Option<u8> {
+    let doc = roxmltree::Document::parse(raw).ok()?;
+    let ty = doc.descendants().find(|n| {
+        n.is_element()
+            && n.tag_name().name() == "Type"
+            && n.parent_element()
+                .is_some_and(|p| p.tag_name().name() == "EapMethod")
+    })?;
+    ty.text()?.trim().parse().ok()
+}

@@ -6,6 +6,17 @@
 //! namespace, so sockets, TUN devices, netlink handles and even a current-thread tokio runtime
 //! created inside the closure live in it. [`Topology`] builds the standard lab used by the
 //! end-to-end tests.
+//!
+//! ```no_run
+//! use testkit::netns::{Topology, lab};
+//! testkit::require_root();
+//! let topo = Topology::routed("mytest", true)?; // client -- NAT router -- gateway -- vnet
+//! topo.client.exec_ok(["ping", "-c", "1", &topo.gateway_wan().to_string()])?;
+//! let sock = topo.gateway.run(|| std::net::UdpSocket::bind((topo.gateway_wan(), 4500)))?;
+//! assert_eq!(topo.client_as_seen_by_gateway(), lab::INTERNET_GATEWAY_SIDE);
+//! # drop(sock);
+//! # Ok::<(), std::io::Error>(())
+//! ```
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -713,5 +724,41 @@ mod tests {
         ping(&topo.client, topo.gateway_wan()).unwrap();
         ping(&topo.vnet, topo.gateway_wan()).unwrap();
         assert_eq!(udp_source_seen_by_gateway(&topo), lab::CLIENT_WAN);
+    }
+
+    #[test]
+    fn current_thread_tokio_runtime_inside_run() {
+        require_root();
+        let a = Netns::new(unique_name("tkrt")).unwrap();
+        let b = Netns::new(unique_name("tkrt")).unwrap();
+        veth(&a, "ta", "203.0.113.2/24", &b, "tb", "203.0.113.1/24").unwrap();
+        let server = b
+            .run(|| std::net::UdpSocket::bind("203.0.113.1:0"))
+            .unwrap();
+        let port = server.local_addr().unwrap().port();
+        let sent = a.run(|| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                // 203.0.113.2 exists only inside `a`: binding it proves the runtime's socket
+                // was created there.
+                let s = tokio::net::UdpSocket::bind("203.0.113.2:0").await.unwrap();
+                s.send_to(b"tokio", ("203.0.113.1", port)).await.unwrap()
+            })
+        });
+        assert_eq!(sent, 5);
+        server
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut buf = [0u8; 16];
+        let (n, from) = server.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"tokio");
+        assert_eq!(from.ip(), Ipv4Addr::new(203, 0, 113, 2));
+        assert!(
+            std::net::UdpSocket::bind("203.0.113.2:0").is_err(),
+            "address leaked to host"
+        );
     }
 }

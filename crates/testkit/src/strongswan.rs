@@ -6,6 +6,36 @@
 //! the kernel has no XFRM ESP; kdf is mandatory in 5.9.8), and listens on a vici socket in its
 //! work directory. `swanctl` runs from the host against that socket. All state lives in the
 //! work directory, which must not be under `/run`.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use testkit::netns::{Topology, lab};
+//! use testkit::strongswan::{Charon, ChildConfig, Connection, KeyKind, SwanctlConf, TestPki};
+//! let topo = Topology::routed("ssdoc", false)?;
+//! let tmp = tempfile::tempdir()?;
+//! let pki = TestPki::generate(&tmp.path().join("pki"), KeyKind::Rsa2048)?;
+//! let gw = Charon::start(&topo.gateway, &tmp.path().join("gw"))?;
+//! gw.configure(
+//!     &SwanctlConf::new()
+//!         .connection(
+//!             Connection::responder("p2s")
+//!                 .local_addrs(&topo.gateway_wan().to_string())
+//!                 .pools("pool")
+//!                 .proposals("aes256gcm16-prfsha384-ecp384")
+//!                 .local_id(TestPki::GATEWAY_ID)
+//!                 .local_cert(&pki.gateway_cert)
+//!                 .remote_cacert(&pki.ca_cert)
+//!                 .child(ChildConfig::new("p2s").local_ts(lab::VNET_TS).esp_proposals("aes256gcm16")),
+//!         )
+//!         .pool("pool", lab::CLIENT_POOL)
+//!         .private_key(&pki.gateway_key),
+//! )?;
+//! gw.load_all()?;
+//! // ... our client connects to topo.gateway_wan() from topo.client ...
+//! let sa = gw.wait_for_sa("p2s", Duration::from_secs(10))?;
+//! assert_eq!(sa.remote_id, TestPki::CLIENT_DN);
+//! # Ok::<(), std::io::Error>(())
+//! ```
 
 use std::ffi::OsStr;
 use std::fmt::Write as _;
@@ -225,6 +255,34 @@ impl Charon {
     pub fn list_sas(&self) -> io::Result<Vec<SaInfo>> {
         let text = self.swanctl_ok("--list-sas", &["--pretty"])?;
         parse_list_sas(&text).map_err(io::Error::other)
+    }
+
+    /// Waits until an IKE SA of connection `ike` is ESTABLISHED with at least one CHILD_SA and
+    /// all of its CHILD_SAs INSTALLED, and returns it (for when the peer initiates).
+    pub fn wait_for_sa(&self, ike: &str, timeout: Duration) -> io::Result<SaInfo> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let sas = self.list_sas()?;
+            let ready = sas.into_iter().find(|sa| {
+                sa.name == ike
+                    && sa.state == "ESTABLISHED"
+                    && !sa.children.is_empty()
+                    && sa.children.iter().all(|c| c.state == "INSTALLED")
+            });
+            if let Some(sa) = ready {
+                return Ok(sa);
+            }
+            if Instant::now() >= deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "no established IKE SA '{ike}' within {timeout:?}:\n{}",
+                        self.log()
+                    ),
+                ));
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Stops charon: SIGTERM, up to [`STOP_TIMEOUT`] to exit, then SIGKILL. Signals only this
@@ -1097,7 +1155,9 @@ list-sa event {
         }
 
         let cl_sas = cl.list_sas().unwrap();
+        let gw_sa = gw.wait_for_sa("p2s", Duration::from_secs(5)).unwrap();
         let gw_sas = gw.list_sas().unwrap();
+        assert_eq!(gw_sas, vec![gw_sa]);
         assert_eq!(cl_sas.len(), 1, "{cl_sas:?}");
         assert_eq!(gw_sas.len(), 1, "{gw_sas:?}");
         let (c, g) = (&cl_sas[0], &gw_sas[0]);
@@ -1224,6 +1284,10 @@ list-sa event {
         let pid = charon.pid();
         assert_eq!(ns.pids().unwrap(), vec![i32::try_from(pid).unwrap()]);
         assert!(charon.list_sas().unwrap().is_empty());
+        let err = charon
+            .wait_for_sa("none", Duration::from_millis(100))
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         assert!(charon.log().contains("charon"), "{}", charon.log());
         drop(charon);
         assert!(!Path::new(&format!("/proc/{pid}")).exists());

@@ -105,6 +105,12 @@ impl Charon {
         }
         fs::create_dir_all(workdir)?;
         let workdir = workdir.canonicalize()?;
+        if workdir.starts_with("/run") {
+            return Err(io::Error::other(format!(
+                "charon work dir {} resolves to under /run (private tmpfs)",
+                workdir.display()
+            )));
+        }
         for sub in SWANCTL_SUBDIRS {
             fs::create_dir_all(workdir.join("swanctl").join(sub))?;
         }

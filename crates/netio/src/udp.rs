@@ -228,7 +228,20 @@ impl UdpSocket {
             for chunk in item.contents.chunks(seg * per_call) {
                 let count = chunk.len().div_ceil(seg);
                 let segment_size = (count > 1).then_some(seg);
-                self.send_one(item, chunk, segment_size).await?;
+                match self.send_one(item, chunk, segment_size).await {
+                    Ok(()) => {}
+                    // The device refused GSO (quinn-udp has switched it off for later sends):
+                    // send this chunk datagram by datagram.
+                    Err(e)
+                        if segment_size.is_some()
+                            && matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL)) =>
+                    {
+                        for datagram in chunk.chunks(seg) {
+                            self.send_one(item, datagram, None).await?;
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
                 sent += count;
             }
         }

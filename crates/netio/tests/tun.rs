@@ -4,12 +4,16 @@
 
 mod common;
 
+use std::mem::MaybeUninit;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use common::{STEP, block_on_in, ip_out, ipv4_udp, netns, parse_ipv4_udp};
+use common::{
+    STEP, block_on_in, icmp_echo, ip_out, ipv4, ipv4_udp, netns, parse_ipv4, parse_ipv4_udp,
+};
 use netio::netlink::{IfAddress, Netlink, Route};
 use netio::tun::{self, TUN_SEND_HEADROOM, TunBatch, TunConfig};
 use netio::udp::{OutDatagrams, UdpConfig, UdpSocket};
+use socket2::{Domain, Protocol, Socket, Type};
 use tokio::time::timeout;
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(172, 16, 201, 5);
@@ -98,6 +102,40 @@ fn tun_with_address_and_route_carries_packets_both_ways() {
             .unwrap();
         assert_eq!(&rbuf[..n], b"reply from 10.1.2.3");
         assert_eq!(from, SocketAddr::from((BEHIND, 9999)));
+
+        // Ping: an ICMP echo request to 10.1.2.3 is read from the TUN byte for byte, and the
+        // echo reply written to the TUN reaches the pinging socket.
+        let raw = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4)).unwrap();
+        raw.set_read_timeout(Some(STEP)).unwrap();
+        let request = icmp_echo(false, 0x4242, 1, b"aovpn ping payload");
+        raw.send_to(&request, &SocketAddr::from((BEHIND, 0)).into())
+            .unwrap();
+        let icmp = loop {
+            let n = timeout(STEP, queue.recv(&mut buf)).await.unwrap().unwrap();
+            if let Some((src, dst, icmp)) = parse_ipv4(1, &buf[..n]) {
+                assert_eq!((src, dst), (CLIENT, BEHIND));
+                break icmp.to_vec();
+            }
+        };
+        assert_eq!(icmp, request);
+        let reply = icmp_echo(true, 0x4242, 1, b"aovpn ping payload");
+        queue.send(&ipv4(1, BEHIND, CLIENT, &reply)).await.unwrap();
+        let mut rbuf = [MaybeUninit::<u8>::uninit(); 200];
+        let got = loop {
+            let n = raw.recv(&mut rbuf).expect("echo reply before the timeout");
+            // SAFETY: recv initialised the first n bytes.
+            let bytes: Vec<u8> = rbuf[..n]
+                .iter()
+                .map(|b| unsafe { b.assume_init() })
+                .collect();
+            if let Some((src, _, icmp)) = parse_ipv4(1, &bytes)
+                && src == BEHIND
+                && icmp.first() == Some(&0)
+            {
+                break icmp.to_vec();
+            }
+        };
+        assert_eq!(got, reply);
 
         session.teardown().await.unwrap();
         let addrs = ip_out(&ns, &["-4", "addr", "show", "dev", name]);

@@ -336,6 +336,7 @@ impl Netlink {
     /// Opens a netlink socket in the calling thread's network namespace and spawns its
     /// connection task on the current tokio runtime.
     pub fn new() -> Result<Self> {
+        require_runtime()?;
         let (conn, handle, _messages) = rtnetlink::new_connection()?;
         tokio::spawn(conn);
         Ok(Self { handle })
@@ -513,6 +514,13 @@ impl Netlink {
     }
 }
 
+fn require_runtime() -> Result<()> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(_) => Ok(()),
+        Err(_) => Err(io::Error::other("netlink needs a tokio runtime").into()),
+    }
+}
+
 fn is_no_device(e: &rtnetlink::Error) -> bool {
     matches!(e, rtnetlink::Error::NetlinkError(m)
         if m.code.map(|c| c.get()) == Some(-libc::ENODEV))
@@ -656,6 +664,7 @@ impl NetworkMonitor {
             MulticastGroup::Ipv4Route,
             MulticastGroup::Ipv6Route,
         ];
+        require_runtime()?;
         let (conn, handle, messages) = rtnetlink::new_multicast_connection(&groups)?;
         tokio::spawn(conn);
         Ok(Self {
@@ -666,10 +675,26 @@ impl NetworkMonitor {
 
     /// Next event; `None` when the socket closed. Messages that map to no event are skipped.
     pub async fn next(&mut self) -> Option<NetEvent> {
+        StreamExt::next(self).await
+    }
+}
+
+impl futures::Stream for NetworkMonitor {
+    type Item = NetEvent;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<NetEvent>> {
         loop {
-            let (msg, _) = self.messages.next().await?;
-            if let Some(ev) = to_event(msg) {
-                return Some(ev);
+            match self.messages.poll_next_unpin(cx) {
+                std::task::Poll::Ready(Some((msg, _))) => {
+                    if let Some(ev) = to_event(msg) {
+                        return std::task::Poll::Ready(Some(ev));
+                    }
+                }
+                std::task::Poll::Ready(None) => return std::task::Poll::Ready(None),
+                std::task::Poll::Pending => return std::task::Poll::Pending,
             }
         }
     }
@@ -703,6 +728,12 @@ fn to_event(msg: NetlinkMessage<RouteNetlinkMessage>) -> Option<NetEvent> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn constructors_outside_a_runtime_fail_cleanly() {
+        assert!(Netlink::new().is_err());
+        assert!(NetworkMonitor::new().is_err());
+    }
 
     #[test]
     fn peer_address_roundtrips_through_message() {

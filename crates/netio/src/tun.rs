@@ -60,6 +60,11 @@ pub struct Tun {
 /// Creates a TUN device as described by `config`. Must be called inside a tokio runtime (the fds
 /// are registered with its reactor).
 pub fn create(config: &TunConfig) -> io::Result<Tun> {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(io::Error::other(
+            "tun::create must run inside a tokio runtime",
+        ));
+    }
     if config.queues == 0 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -213,5 +218,34 @@ impl TunBatch {
     /// Iterates over the packets of the last receive.
     pub fn packets(&self) -> impl Iterator<Item = &[u8]> {
         (0..self.count).filter_map(|i| self.packet(i))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_needs_a_runtime_and_a_queue() {
+        let err = create(&TunConfig::new("aonotun", 1400)).unwrap_err();
+        assert!(err.to_string().contains("tokio runtime"), "{err}");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let cfg = TunConfig {
+            queues: 0,
+            ..TunConfig::new("aonotun", 1400)
+        };
+        let err = rt.block_on(async { create(&cfg).unwrap_err() });
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn empty_batch_has_no_packets() {
+        let batch = TunBatch::new(0, 1500);
+        assert!(batch.is_empty());
+        assert_eq!(batch.packet(0), None);
+        assert_eq!(batch.packets().count(), 0);
     }
 }

@@ -5,11 +5,11 @@
 //! guessing. Relative paths are taken from the directory of the configuration file.
 
 use std::collections::BTreeSet;
-use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use pki::Thumbprint;
 use serde::Deserialize;
 
 /// Azure accepts at most 20 trusted root certificates per gateway; so do we.
@@ -201,30 +201,6 @@ impl ConfigError {
     }
 }
 
-/// A revoked-certificate thumbprint, normalised to 40 upper-case hex digits.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Thumbprint(String);
-
-impl Thumbprint {
-    pub fn parse(text: &str) -> Option<Self> {
-        let hex: String = text
-            .chars()
-            .filter(|c| !matches!(c, ':' | ' ' | '\u{200e}'))
-            .collect();
-        (hex.len() == 40 && hex.chars().all(|c| c.is_ascii_hexdigit()))
-            .then(|| Self(hex.to_ascii_uppercase()))
-    }
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Thumbprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 impl GatewayConfig {
     /// Reads, parses and validates a configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -270,7 +246,7 @@ impl GatewayConfig {
         self.clients
             .revoked_thumbprints
             .iter()
-            .filter_map(|t| Thumbprint::parse(t))
+            .filter_map(|t| t.parse().ok())
             .collect()
     }
 
@@ -325,7 +301,7 @@ impl GatewayConfig {
             }
         }
         for t in &self.clients.revoked_thumbprints {
-            if Thumbprint::parse(t).is_none() {
+            if t.parse::<Thumbprint>().is_err() {
                 return Err((
                     "clients.revoked_thumbprints",
                     format!("{t:?} is not a SHA-1 thumbprint (40 hex digits)"),
@@ -469,7 +445,7 @@ dns = ["10.1.0.53"]
         let revoked: Vec<_> = c.revoked().into_iter().collect();
         assert_eq!(revoked.len(), 1);
         assert_eq!(
-            revoked[0].as_str(),
+            revoked[0].to_string(),
             "AABBCCDDEEFF00112233445566778899AABBCCDD"
         );
     }
@@ -579,13 +555,5 @@ dns = ["10.1.0.53"]
         let err = load(&text).unwrap_err();
         assert_eq!(err.field(), Some("clients.root_ca_files"));
         assert!(err.to_string().contains("21 root CAs"), "{err}");
-    }
-
-    #[test]
-    fn thumbprints_normalise() {
-        let t = Thumbprint::parse("0123456789abcdef0123456789ABCDEF01234567").unwrap();
-        assert_eq!(t.as_str(), "0123456789ABCDEF0123456789ABCDEF01234567");
-        assert!(Thumbprint::parse("0123").is_none());
-        assert!(Thumbprint::parse("zz23456789abcdef0123456789ABCDEF01234567").is_none());
     }
 }

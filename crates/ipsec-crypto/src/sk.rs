@@ -37,6 +37,21 @@ struct CbcEngine {
     mac: hmac::Key,
 }
 
+impl CbcEngine {
+    /// HMAC over the concatenated parts, truncated to the transform's ICV length.
+    fn icv(&self, parts: &[&[u8]]) -> Vec<u8> {
+        let mut ctx = hmac::Context::with_key(&self.mac);
+        for part in parts {
+            ctx.update(part);
+        }
+        let tag = ctx.sign();
+        tag.as_ref()
+            .get(..self.integ.icv_len())
+            .unwrap_or_default()
+            .to_vec()
+    }
+}
+
 impl std::fmt::Debug for SkCipher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let integ = match &self.engine {
@@ -190,11 +205,8 @@ impl SkCipher {
                 cbc.enc
                     .less_safe_encrypt(data, context)
                     .map_err(|_| CryptoError::Backend("CBC"))?;
-                let mut ctx = hmac::Context::with_key(&cbc.mac);
-                ctx.update(aad);
-                ctx.update(&body);
-                let tag = ctx.sign();
-                body.extend_from_slice(tag.as_ref().get(..cbc.integ.icv_len()).unwrap_or_default());
+                let icv = cbc.icv(&[aad, &body]);
+                body.extend_from_slice(&icv);
             }
             Engine::Aead { key, salt } => {
                 let nonce = aead_nonce(salt, iv)?;
@@ -224,12 +236,7 @@ impl SkCipher {
         let mut plain = Zeroizing::new(ciphertext.to_vec());
         let plain_len = match &self.engine {
             Engine::Cbc(cbc) => {
-                let mut ctx = hmac::Context::with_key(&cbc.mac);
-                ctx.update(aad);
-                ctx.update(iv);
-                ctx.update(ciphertext);
-                let tag = ctx.sign();
-                let expected = tag.as_ref().get(..icv_len).unwrap_or_default();
+                let expected = cbc.icv(&[aad, iv, ciphertext]);
                 if !bool::from(expected.ct_eq(icv)) {
                     return Err(CryptoError::IntegrityCheckFailed);
                 }
@@ -383,14 +390,54 @@ mod tests {
             .unwrap();
         let mut body = iv.to_vec();
         body.extend_from_slice(&block);
-        let mut ctx = hmac::Context::with_key(&cbc.mac);
-        ctx.update(b"aad");
-        ctx.update(&body);
-        body.extend_from_slice(&ctx.sign().as_ref()[..16]);
+        let icv = cbc.icv(&[b"aad", &body]);
+        body.extend_from_slice(&icv);
         assert_eq!(c.open(b"aad", &body).unwrap_err(), CryptoError::BadPadding);
         // A normal message still opens with the same cipher.
         let good = c.seal(b"aad", b"x", &p).unwrap();
         assert_eq!(c.open(b"aad", &good).unwrap(), b"x");
+    }
+
+    /// RFC 4868 2.7.2.1-2.7.2.3 test case 1 (key 0x0b repeated to the key length, data
+    /// "Hi There") and RFC 2202 3 test case 5 for HMAC-SHA1-96 (RFC 2404), truncated.
+    #[test]
+    fn icv_matches_rfc4868_and_rfc2202_truncated_vectors() {
+        let cases: [(IntegAlg, &[u8], &[u8], &str); 4] = [
+            (
+                IntegAlg::HmacSha256_128,
+                &[0x0b; 32],
+                b"Hi There",
+                "198a607eb44bfbc69903a0f1cf2bbdc5",
+            ),
+            (
+                IntegAlg::HmacSha384_192,
+                &[0x0b; 48],
+                b"Hi There",
+                "b6a8d5636f5c6a7224f9977dcf7ee6c7fb6d0c48cbdee973",
+            ),
+            (
+                IntegAlg::HmacSha512_256,
+                &[0x0b; 64],
+                b"Hi There",
+                "637edc6e01dce7e6742a99451aae82df23da3e92439e590e43e761b33e910fb8",
+            ),
+            (
+                IntegAlg::HmacSha1_96,
+                &[0x0c; 20],
+                b"Test With Truncation",
+                "4c1a03424b55e07fe7f27be1",
+            ),
+        ];
+        for (integ, key, data, expected) in cases {
+            let ek = SecretBytes::new(vec![1; 16]);
+            let ik = SecretBytes::new(key.to_vec());
+            let c = SkCipher::new(EncrAlg::AesCbc128, Some(integ), &ek, &ik).unwrap();
+            let Engine::Cbc(cbc) = &c.engine else {
+                panic!()
+            };
+            let (a, b) = data.split_at(3);
+            assert_eq!(hex::encode(cbc.icv(&[a, b])), expected, "{integ:?}");
+        }
     }
 
     #[test]

@@ -1,0 +1,272 @@
+//! Published test vectors, copied as data with their sources named.
+#![allow(clippy::unwrap_used)] // tests panic on failure by design
+
+use ipsec_crypto::{
+    ChildSaKeys, CryptoError, DhGroup, DhPrivateKey, PrfAlg, prf, prf_plus, rekey_skeyseed,
+    skeyseed,
+};
+
+fn h(s: &str) -> Vec<u8> {
+    hex::decode(s.split_whitespace().collect::<String>()).unwrap()
+}
+
+/// One positive case of OpenSSL's evpkdf_ikev2.txt.
+#[derive(Default, Debug)]
+struct KdfCase {
+    digest: String,
+    ni: Vec<u8>,
+    nr: Vec<u8>,
+    secret: Option<Vec<u8>>,
+    spii: Option<Vec<u8>>,
+    spir: Option<Vec<u8>>,
+    seed: Option<Vec<u8>>,
+    key: Option<Vec<u8>>,
+    mode: u8,
+    output: Vec<u8>,
+}
+
+fn parse_kdf_file(text: &str) -> Vec<KdfCase> {
+    let mut cases = Vec::new();
+    for block in text.split("\n\n") {
+        let mut case = KdfCase::default();
+        let mut is_case = false;
+        for line in block.lines().filter(|l| !l.starts_with('#')) {
+            let Some((name, value)) = line.split_once(" = ") else {
+                continue;
+            };
+            // "Ctrl.x = hexx:VALUE" / "Ctrl.digest = digest:SHA256" / "Output = VALUE"
+            let value = value.split_once(':').map_or(value, |(_, v)| v);
+            match name {
+                "Ctrl.digest" => case.digest = value.to_string(),
+                "Ctrl.hexni" | "Ctrl.ni" => case.ni = h(value),
+                "Ctrl.hexnr" | "Ctrl.nr" => case.nr = h(value),
+                "Ctrl.hexsecret" | "Ctrl.secret" => case.secret = Some(h(value)),
+                "Ctrl.hexspii" | "Ctrl.spii" => case.spii = Some(h(value)),
+                "Ctrl.hexspir" | "Ctrl.spir" => case.spir = Some(h(value)),
+                "Ctrl.hexseed" | "Ctrl.seed" => case.seed = Some(h(value)),
+                "Ctrl.hexkey" | "Ctrl.key" => case.key = Some(h(value)),
+                "Ctrl.mode" => case.mode = value.parse().unwrap(),
+                "Output" => {
+                    case.output = h(value);
+                    is_case = true;
+                }
+                _ => {}
+            }
+        }
+        if is_case {
+            cases.push(case);
+        }
+    }
+    cases
+}
+
+#[test]
+fn openssl_ikev2_kdf_vectors() {
+    let text = include_str!("data/evpkdf_ikev2_subset.txt");
+    let cases = parse_kdf_file(text);
+    assert_eq!(cases.len(), 9);
+    for (i, c) in cases.iter().enumerate() {
+        let prf_alg = match c.digest.as_str() {
+            "SHA1" => PrfAlg::HmacSha1,
+            "SHA256" => PrfAlg::HmacSha256,
+            "SHA384" => PrfAlg::HmacSha384,
+            "SHA512" => PrfAlg::HmacSha512,
+            other => panic!("digest {other}"),
+        };
+        let got = match (c.mode, &c.seed, &c.key) {
+            (0, _, _) => skeyseed(prf_alg, &c.ni, &c.nr, c.secret.as_ref().unwrap()),
+            // IKE SA keying material: prf+(SKEYSEED, Ni | Nr | SPIi | SPIr).
+            (1, Some(seed), _) => {
+                let (spii, spir) = (c.spii.as_ref().unwrap(), c.spir.as_ref().unwrap());
+                prf_plus(prf_alg, seed, &[&c.ni, &c.nr, spii, spir], c.output.len()).unwrap()
+            }
+            // Child SA KEYMAT through the public API, with and without PFS.
+            (1, None, Some(sk_d)) => {
+                let half = c.output.len() / 2;
+                let k = ChildSaKeys::derive(
+                    prf_alg,
+                    sk_d,
+                    c.secret.as_deref(),
+                    &c.ni,
+                    &c.nr,
+                    half - 7,
+                    7,
+                )
+                .unwrap();
+                let mut joined = Vec::new();
+                for part in [&k.encr_i, &k.integ_i, &k.encr_r, &k.integ_r] {
+                    joined.extend_from_slice(part.as_bytes());
+                }
+                assert_eq!(joined.len(), c.output.len());
+                ipsec_crypto::SecretBytes::new(joined)
+            }
+            (2, _, Some(sk_d)) => {
+                rekey_skeyseed(prf_alg, sk_d, c.secret.as_ref().unwrap(), &c.ni, &c.nr)
+            }
+            other => panic!("case {i}: unexpected shape {other:?}"),
+        };
+        assert_eq!(
+            hex::encode(got.as_bytes()),
+            hex::encode(&c.output),
+            "case {i} {c:?}"
+        );
+    }
+}
+
+/// RFC 4868 2.7.1 (PRF-HMAC-SHA-256/384/512 test cases 1 and 2, same data as RFC 4231) and
+/// RFC 2202 3 test case 1 for PRF_HMAC_SHA1.
+#[test]
+fn rfc4868_prf_vectors() {
+    let cases: [(PrfAlg, &[u8], &[u8], &str); 5] = [
+        (
+            PrfAlg::HmacSha256,
+            &[0x0b; 20],
+            b"Hi There",
+            "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7",
+        ),
+        (
+            PrfAlg::HmacSha384,
+            &[0x0b; 20],
+            b"Hi There",
+            "afd03944d84895626b0825f4ab46907f15f9dadbe4101ec682aa034c7cebc59c\
+             faea9ea9076ede7f4af152e8b2fa9cb6",
+        ),
+        (
+            PrfAlg::HmacSha512,
+            &[0x0b; 20],
+            b"Hi There",
+            "87aa7cdea5ef619d4ff0b4241a1d6cb02379f4e2ce4ec2787ad0b30545e17cde\
+             daa833b7d6b8a702038b274eaea3f4e4be9d914eeb61f1702e696c203a126854",
+        ),
+        (
+            PrfAlg::HmacSha256,
+            b"Jefe",
+            b"what do ya want for nothing?",
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+        ),
+        (
+            PrfAlg::HmacSha1,
+            &[0x0b; 20],
+            b"Hi There",
+            "b617318655057264e28bc0b6fb378c8ef146be00",
+        ),
+    ];
+    for (alg, key, data, expected) in cases {
+        let expected: String = expected.split_whitespace().collect();
+        assert_eq!(
+            hex::encode(prf(alg, key, &[data]).as_bytes()),
+            expected,
+            "{alg:?}"
+        );
+    }
+}
+
+/// RFC 5903 8.1 (group 19) and 8.2 (group 20): i, g^i, r, g^r, g^ir (x only). Wire format is
+/// x ‖ y.
+#[test]
+fn rfc5903_ecp_vectors() {
+    let cases = [
+        (
+            DhGroup::EcpP256,
+            "C88F01F510D9AC3F70A292DAA2316DE544E9AAB8AFE84049C62A9C57862D1433",
+            "DAD0B65394221CF9B051E1FECA5787D098DFE637FC90B9EF945D0C3772581180\
+             5271A0461CDB8252D61F1C456FA3E59AB1F45B33ACCF5F58389E0577B8990BB3",
+            "C6EF9C5D78AE012A011164ACB397CE2088685D8F06BF9BE0B283AB46476BEE53",
+            "D12DFB5289C8D4F81208B70270398C342296970A0BCCB74C736FC7554494BF63\
+             56FBF3CA366CC23E8157854C13C58D6AAC23F046ADA30F8353E74F33039872AB",
+            "D6840F6B42F6EDAFD13116E0E12565202FEF8E9ECE7DCE03812464D04B9442DE",
+        ),
+        (
+            DhGroup::EcpP384,
+            "099F3C7034D4A2C699884D73A375A67F7624EF7C6B3C0F160647B67414DCE655\
+             E35B538041E649EE3FAEF896783AB194",
+            "667842D7D180AC2CDE6F74F37551F55755C7645C20EF73E31634FE72B4C55EE6\
+             DE3AC808ACB4BDB4C88732AEE95F41AA\
+             9482ED1FC0EEB9CAFC4984625CCFC23F65032149E0E144ADA024181535A0F38E\
+             EB9FCFF3C2C947DAE69B4C634573A81C",
+            "41CB0779B4BDB85D47846725FBEC3C9430FAB46CC8DC5060855CC9BDA0AA2942\
+             E0308312916B8ED2960E4BD55A7448FC",
+            "E558DBEF53EECDE3D3FCCFC1AEA08A89A987475D12FD950D83CFA41732BC509D\
+             0D1AC43A0336DEF96FDA41D0774A3571\
+             DCFBEC7AACF3196472169E838430367F66EEBE3C6E70C416DD5F0C68759DD1FF\
+             F83FA40142209DFF5EAAD96DB9E6386C",
+            "11187331C279962D93D604243FD592CB9D0A926F422E47187521287E7156C5C4\
+             D603135569B9E9D09CF5D4A270F59746",
+        ),
+    ];
+    for (group, i, gi, r, gr, gir) in cases {
+        let ki = DhPrivateKey::from_private_bytes(group, &h(i)).unwrap();
+        let kr = DhPrivateKey::from_private_bytes(group, &h(r)).unwrap();
+        assert_eq!(ki.public_value(), h(gi), "{group:?} g^i");
+        assert_eq!(kr.public_value(), h(gr), "{group:?} g^r");
+        assert_eq!(
+            ki.agree(&h(gr)).unwrap().as_bytes(),
+            h(gir),
+            "{group:?} g^ir"
+        );
+        assert_eq!(
+            kr.agree(&h(gi)).unwrap().as_bytes(),
+            h(gir),
+            "{group:?} g^ri"
+        );
+    }
+}
+
+/// RFC 7748 6.1 (X25519 Diffie-Hellman) Alice/Bob vector.
+#[test]
+fn rfc7748_x25519_vector() {
+    let alice = DhPrivateKey::from_private_bytes(
+        DhGroup::Curve25519,
+        &h("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a"),
+    )
+    .unwrap();
+    let bob = DhPrivateKey::from_private_bytes(
+        DhGroup::Curve25519,
+        &h("5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb"),
+    )
+    .unwrap();
+    assert_eq!(
+        alice.public_value(),
+        h("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a")
+    );
+    assert_eq!(
+        bob.public_value(),
+        h("de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f")
+    );
+    let k = h("4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742");
+    assert_eq!(alice.agree(bob.public_value()).unwrap().as_bytes(), k);
+    assert_eq!(bob.agree(alice.public_value()).unwrap().as_bytes(), k);
+}
+
+/// With exponent 1 and 2 the MODP public values are g = 2 and g^2 = 4, left-padded to the
+/// prime length; y^1 = y for the shared secret. Checks padding and byte order.
+#[test]
+fn modp_small_exponents_give_known_values() {
+    for (group, exp_len) in [(DhGroup::Modp1024, 32), (DhGroup::Modp2048, 40)] {
+        let len = group.public_len();
+        let mut one = vec![0u8; exp_len];
+        one[exp_len - 1] = 1;
+        let k1 = DhPrivateKey::from_private_bytes(group, &one).unwrap();
+        let mut two = vec![0u8; len];
+        two[len - 1] = 2;
+        assert_eq!(k1.public_value(), two);
+        let mut peer = vec![0u8; len];
+        peer[0] = 0x12;
+        peer[len - 1] = 0x34;
+        assert_eq!(k1.agree(&peer).unwrap().as_bytes(), peer);
+        let mut exp2 = vec![0u8; exp_len];
+        exp2[exp_len - 1] = 2;
+        let k2 = DhPrivateKey::from_private_bytes(group, &exp2).unwrap();
+        let mut four = vec![0u8; len];
+        four[len - 1] = 4;
+        assert_eq!(k2.public_value(), four);
+        assert_eq!(
+            DhPrivateKey::from_private_bytes(group, &[1; 8]).unwrap_err(),
+            CryptoError::KeyLength {
+                what: "DH private",
+                expected: exp_len,
+                got: 8
+            }
+        );
+    }
+}

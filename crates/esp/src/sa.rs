@@ -658,12 +658,8 @@ fn inner_ip_len(data: &[u8], nh: u8) -> Result<usize, DecapError> {
         }
         (next_header::IPV6, Some(6)) => {
             let l = data.get(4..6).ok_or(DecapError::BadInnerPacket)?;
-            let payload = usize::from(u16::from_be_bytes([l[0], l[1]]));
-            if payload == 0 {
-                // Jumbograms cannot travel in ESP-in-UDP.
-                return Err(DecapError::BadInnerPacket);
-            }
-            40 + payload
+            // Payload length 0 is an empty packet here: a jumbogram cannot fit in UDP.
+            40 + usize::from(u16::from_be_bytes([l[0], l[1]]))
         }
         _ => return Err(DecapError::BadInnerPacket),
     };

@@ -225,12 +225,17 @@ impl Route {
         Some(r)
     }
 
+    /// The routing table number (`None` means main, 254).
+    pub fn table_id(&self) -> u32 {
+        self.table.unwrap_or(u32::from(RouteHeader::RT_TABLE_MAIN))
+    }
+
     /// True if this route (as read back) matches `wanted` (as installed): fields left `None` in
     /// `wanted` are not compared.
     pub fn matches(&self, wanted: &Route) -> bool {
         self.destination == wanted.destination
             && self.prefix_len == wanted.prefix_len
-            && self.table == wanted.table
+            && self.table_id() == wanted.table_id()
             && (wanted.oif.is_none() || self.oif == wanted.oif)
             && (wanted.gateway.is_none() || self.gateway == wanted.gateway)
             && (wanted.source.is_none() || self.source == wanted.source)
@@ -762,6 +767,14 @@ mod tests {
         let back = Route::from_message(&r.to_message().unwrap()).unwrap();
         assert_eq!(back, r);
         assert!(back.matches(&r));
+        let main = Route {
+            table: Some(254),
+            ..r
+        };
+        let back = Route::from_message(&main.to_message().unwrap()).unwrap();
+        assert_eq!(back.table, None);
+        assert!(back.matches(&main));
+        assert!(!back.matches(&r));
     }
 
     #[test]

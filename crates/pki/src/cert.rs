@@ -275,3 +275,43 @@ fn der_len(b: &[u8]) -> Option<(usize, &[u8])> {
         .fold(0usize, |acc, &x| (acc << 8) | usize::from(x));
     Some((len, rest.get(n..)?))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::{der_len, parse_upn_value};
+    use proptest::prelude::*;
+
+    #[test]
+    fn upn_value_forms() {
+        // [0] { UTF8String "a@b" } and the bare UTF8String.
+        assert_eq!(
+            parse_upn_value(&[0xa0, 5, 0x0c, 3, b'a', b'@', b'b']).unwrap(),
+            "a@b"
+        );
+        assert_eq!(
+            parse_upn_value(&[0x0c, 3, b'a', b'@', b'b']).unwrap(),
+            "a@b"
+        );
+        assert_eq!(
+            parse_upn_value(&[0x0c, 4, b'a', b'@', b'b']),
+            None,
+            "length past the end"
+        );
+        assert_eq!(
+            parse_upn_value(&[0x16, 1, b'a']),
+            None,
+            "IA5String is not a UPN"
+        );
+        assert_eq!(parse_upn_value(&[0x0c, 2, 0xff, 0xfe]), None, "not UTF-8");
+        assert_eq!(der_len(&[0x82, 0x01, 0x00]), Some((256, &[][..])));
+        assert_eq!(der_len(&[0x80]), None, "indefinite length is not DER");
+    }
+
+    proptest! {
+        #[test]
+        fn upn_parser_never_panics(data in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = parse_upn_value(&data);
+        }
+    }
+}

@@ -291,3 +291,21 @@ fn dns_name_matches(pattern: &str, name: &str) -> bool {
     }
     pattern.eq_ignore_ascii_case(name)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::dns_name_matches;
+
+    #[test]
+    fn dns_names_and_wildcards() {
+        assert!(dns_name_matches("vpn.example.com", "VPN.example.COM"));
+        assert!(dns_name_matches("vpn.example.com.", "vpn.example.com"));
+        assert!(!dns_name_matches("vpn.example.com", "vpn.example.co"));
+        assert!(dns_name_matches("*.example.com", "vpn.example.com"));
+        // One label only, never the bare domain, never a wildcard over a TLD.
+        assert!(!dns_name_matches("*.example.com", "a.vpn.example.com"));
+        assert!(!dns_name_matches("*.example.com", "example.com"));
+        assert!(!dns_name_matches("*.com", "example.com"));
+        assert!(!dns_name_matches("*.example.com", ".example.com"));
+    }
+}

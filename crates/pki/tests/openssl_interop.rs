@@ -540,3 +540,71 @@ fn we_validate_and_load_what_openssl_issues() {
         .unwrap();
     store.verify(&u.chain[0], &[], Role::Client, now).unwrap();
 }
+
+/// Certificates our issuer never makes, made with OpenSSL: keyUsage without digitalSignature,
+/// and a client certificate without any EKU (webpki alone would let that through).
+#[test]
+fn key_usage_and_missing_eku_from_openssl() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ca = CertificateAuthority::new_root("KU Root", KeyAlgorithm::P256, validity()).unwrap();
+    write(d, "ca.crt", ca.cert().to_pem());
+    write(d, "ca.key", ca.key().to_pem().as_bytes());
+    let issue = |name: &str, exts: &[&str]| {
+        let mut args = vec![
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-days",
+            "5",
+            "-subj",
+            "/CN=pc.example.com",
+            "-addext",
+            "basicConstraints=CA:FALSE",
+            "-addext",
+            "subjectAltName=DNS:pc.example.com",
+        ];
+        for e in exts {
+            args.extend_from_slice(&["-addext", e]);
+        }
+        let key = format!("{name}.key");
+        let crt = format!("{name}.crt");
+        args.extend_from_slice(&["-keyout", &key, "-out", &crt]);
+        openssl(d, &args);
+        load_certificate(&std::fs::read(d.join(&crt)).unwrap()).unwrap()
+    };
+    let no_ds = issue(
+        "nods",
+        &["keyUsage=keyEncipherment", "extendedKeyUsage=clientAuth"],
+    );
+    let no_eku = issue("noeku", &["keyUsage=digitalSignature"]);
+    let fine = issue(
+        "fine",
+        &["keyUsage=digitalSignature", "extendedKeyUsage=clientAuth"],
+    );
+    let store = TrustStore::with_roots([ca.cert().clone()]).unwrap();
+    let now = SystemTime::now();
+    assert_eq!(no_ds.key_usage_digital_signature(), Some(false));
+    assert_eq!(
+        store.verify(&no_ds, &[], Role::Client, now),
+        Err(pki::PkiError::WrongKeyUsage)
+    );
+    assert_eq!(no_eku.eku(), None);
+    assert_eq!(
+        store.verify(&no_eku, &[], Role::Client, now),
+        Err(pki::PkiError::WrongEku)
+    );
+    // A peer that sends its whole chain, root included, still validates.
+    let v = store
+        .verify(&fine, &[ca.cert().clone()], Role::Client, now)
+        .unwrap();
+    assert_eq!(v.root_index, 0);
+}

@@ -279,6 +279,29 @@ impl Netns {
     }
 }
 
+impl Netns {
+    /// Takes over an existing namespace (created earlier, e.g. by another command); dropping
+    /// the result deletes it like one made by [`Netns::new`].
+    pub fn attach(name: impl Into<String>) -> io::Result<Netns> {
+        let name = name.into();
+        let path = PathBuf::from(NETNS_DIR).join(&name);
+        if !path.exists() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no network namespace {name}"),
+            ));
+        }
+        Ok(Netns { name })
+    }
+
+    /// Keeps the namespace after this handle is gone (a lab that outlives the command that
+    /// built it); returns its name. [`Netns::attach`] finds it again.
+    pub fn persist(self) -> String {
+        let this = std::mem::ManuallyDrop::new(self);
+        this.name.clone()
+    }
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
         if let Err(e) = self.kill_all() {
@@ -371,9 +394,17 @@ pub enum Layout {
 pub struct TopologyBuilder {
     prefix: String,
     layout: Layout,
+    exact_names: bool,
 }
 
 impl TopologyBuilder {
+    /// Use the prefix as it is instead of making it unique: for a long-lived lab whose
+    /// namespaces other commands find again by name (`aolab-cl`, `aolab-gw`, ...).
+    pub fn exact_names(mut self) -> Self {
+        self.exact_names = true;
+        self
+    }
+
     /// client and gateway on one link.
     pub fn direct(mut self) -> Self {
         self.layout = Layout::Direct;
@@ -389,7 +420,11 @@ impl TopologyBuilder {
     /// Creates the namespaces, links, addresses, routes (and NAT).
     pub fn build(self) -> io::Result<Topology> {
         use lab::*;
-        let base = unique_name(&self.prefix);
+        let base = if self.exact_names {
+            self.prefix.clone()
+        } else {
+            unique_name(&self.prefix)
+        };
         let client = Netns::new(format!("{base}-cl"))?;
         let gateway = Netns::new(format!("{base}-gw"))?;
         let vnet = Netns::new(format!("{base}-vn"))?;
@@ -486,11 +521,21 @@ pub struct Topology {
 }
 
 impl Topology {
+    /// Keeps every namespace of the topology after this value is gone; returns their names.
+    pub fn persist(self) -> Vec<String> {
+        let mut names = vec![self.client.persist()];
+        names.extend(self.internet.map(Netns::persist));
+        names.push(self.gateway.persist());
+        names.push(self.vnet.persist());
+        names
+    }
+
     /// A builder (default layout: routed without NAT); namespace names start with `prefix`.
     pub fn builder(prefix: &str) -> TopologyBuilder {
         TopologyBuilder {
             prefix: prefix.to_owned(),
             layout: Layout::Routed { nat: false },
+            exact_names: false,
         }
     }
 
@@ -552,6 +597,19 @@ mod tests {
         });
         names.sort();
         names
+    }
+
+    #[test]
+    fn persisted_namespace_outlives_its_handle_and_attach_takes_it_back() {
+        crate::require_root();
+        let name = unique_name("tkpers");
+        let ns = Netns::new(name.clone()).unwrap();
+        assert_eq!(ns.persist(), name);
+        assert!(std::path::Path::new(NETNS_DIR).join(&name).exists());
+        let again = Netns::attach(name.clone()).unwrap();
+        drop(again);
+        assert!(!std::path::Path::new(NETNS_DIR).join(&name).exists());
+        assert!(Netns::attach(name).is_err());
     }
 
     #[test]

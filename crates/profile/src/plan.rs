@@ -499,3 +499,74 @@ fn eap_method_type(raw: &str) -> Option<u8> {
     })?;
     ty.text()?.trim().parse().ok()
 }
+
+impl std::fmt::Display for Encryption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Encryption::TripleDes => f.write_str("3des"),
+            Encryption::AesCbc { key_bits } => write!(f, "aes{key_bits}"),
+            Encryption::AesGcm16 { key_bits } => write!(f, "aes{key_bits}gcm16"),
+            Encryption::ChaCha20Poly1305 => f.write_str("chacha20poly1305"),
+        }
+    }
+}
+
+impl std::fmt::Display for Integrity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Integrity::HmacSha1_96 => "sha1",
+            Integrity::HmacSha2_256_128 => "sha256",
+            Integrity::HmacSha2_384_192 => "sha384",
+            Integrity::HmacSha2_512_256 => "sha512",
+        })
+    }
+}
+
+impl std::fmt::Display for Prf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Prf::HmacSha1 => "prfsha1",
+            Prf::HmacSha2_256 => "prfsha256",
+            Prf::HmacSha2_384 => "prfsha384",
+            Prf::HmacSha2_512 => "prfsha512",
+        })
+    }
+}
+
+impl std::fmt::Display for DhGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DhGroup::Modp1024 => "modp1024",
+            DhGroup::Modp2048 => "modp2048",
+            DhGroup::Modp2048S256 => "modp2048s256",
+            DhGroup::Ecp256 => "ecp256",
+            DhGroup::Ecp384 => "ecp384",
+            DhGroup::Curve25519 => "x25519",
+        })
+    }
+}
+
+/// strongSwan-style notation, e.g. `aes256gcm16-prfsha384-ecp384`, `aes256-sha256-prfsha256-modp2048`.
+impl std::fmt::Display for IkeProposal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.encryption)?;
+        if let Some(i) = self.integrity {
+            write!(f, "-{i}")?;
+        }
+        write!(f, "-{}-{}", self.prf, self.dh_group)
+    }
+}
+
+/// strongSwan-style notation, e.g. `aes256gcm16`, `aes256-sha256-ecp384` (with PFS).
+impl std::fmt::Display for EspProposal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.encryption)?;
+        if let Some(i) = self.integrity {
+            write!(f, "-{i}")?;
+        }
+        if let Some(g) = self.pfs_group {
+            write!(f, "-{g}")?;
+        }
+        Ok(())
+    }
+}

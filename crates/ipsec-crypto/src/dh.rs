@@ -146,7 +146,7 @@ impl DhPrivateKey {
     }
 
     /// Builds a key from fixed private bytes (test vectors, deterministic tests). Lengths:
-    /// group 2 = 32 bytes, group 14 = 40 bytes (big-endian exponents), 19 = 32, 20 = 48
+    /// group 2 = 32 bytes, group 14 = 40 bytes (big-endian exponents >= 2), 19 = 32, 20 = 48
     /// (big-endian scalars in [1, n-1]), 31 = 32 (RFC 7748 scalar).
     pub fn from_private_bytes(group: DhGroup, bytes: &[u8]) -> Result<Self, CryptoError> {
         let expected = private_len(group);
@@ -160,6 +160,7 @@ impl DhPrivateKey {
         match group {
             DhGroup::Modp1024 => {
                 let exponent = Zeroizing::new(U256::from_be_slice(bytes));
+                check_exponent(&exponent)?;
                 let public = modp_pow(&MODP_1024_PRIME, &U1024::from(2u8), &exponent);
                 Ok(DhPrivateKey {
                     group,
@@ -169,6 +170,7 @@ impl DhPrivateKey {
             }
             DhGroup::Modp2048 => {
                 let exponent = Zeroizing::new(U320::from_be_slice(bytes));
+                check_exponent(&exponent)?;
                 let public = modp_pow(&MODP_2048_PRIME, &U2048::from(2u8), &exponent);
                 Ok(DhPrivateKey {
                     group,
@@ -280,6 +282,14 @@ fn private_len(group: DhGroup) -> usize {
         DhGroup::EcpP256 | DhGroup::Curve25519 => 32,
         DhGroup::EcpP384 => 48,
     }
+}
+
+/// Exponents 0 and 1 give the public values 1 and g: reject them (a generated key retries).
+fn check_exponent<const E: usize>(exponent: &Uint<E>) -> Result<(), CryptoError> {
+    if *exponent <= Uint::ONE {
+        return Err(CryptoError::KeyRejected("DH private"));
+    }
+    Ok(())
 }
 
 /// base^exponent mod prime, constant time in the exponent.

@@ -1,16 +1,26 @@
 //! The IKEv2 key schedule: prf, prf+, SKEYSEED and the SK_* split (RFC 7296 2.13, 2.14, 2.17,
 //! 2.18).
 
-use aws_lc_rs::hmac;
+use aws_lc_rs::{digest, hmac};
+use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::CryptoError;
 use crate::sk::SkCipher;
-use crate::transforms::{EncrAlg, IntegAlg, PrfAlg};
+use crate::transforms::{EncrAlg, HashAlg, IntegAlg, PrfAlg};
 
-/// Key material (or any secret byte string): zeroized on drop, `Debug` shows only the length.
-#[derive(Clone, PartialEq, Eq)]
+/// Key material (or any secret byte string): zeroized on drop, `Debug` shows only the length,
+/// `==` compares in constant time (only the lengths may leak).
+#[derive(Clone)]
 pub struct SecretBytes(Zeroizing<Vec<u8>>);
+
+impl PartialEq for SecretBytes {
+    fn eq(&self, other: &Self) -> bool {
+        bool::from(self.0.as_slice().ct_eq(other.0.as_slice()))
+    }
+}
+
+impl Eq for SecretBytes {}
 
 impl SecretBytes {
     /// Wraps bytes that are secret.
@@ -38,6 +48,16 @@ impl std::fmt::Debug for SecretBytes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "SecretBytes({} bytes)", self.0.len())
     }
+}
+
+/// hash(data_1 | data_2 | ...), e.g. SHA-1 for NAT_DETECTION_*_IP (RFC 7296 2.23) and for
+/// CERTREQ/CERT "Hash and URL" SubjectPublicKeyInfo hashes.
+pub fn hash(alg: HashAlg, data: &[&[u8]]) -> Vec<u8> {
+    let mut ctx = digest::Context::new(alg.digest_algorithm());
+    for part in data {
+        ctx.update(part);
+    }
+    ctx.finish().as_ref().to_vec()
 }
 
 /// prf(key, data_1 | data_2 | ...).
@@ -409,6 +429,38 @@ mod tests {
             .flat_map(|k| k.as_bytes().to_vec())
             .collect();
         assert_eq!(joined, stream.as_bytes());
+    }
+
+    /// FIPS 180-2 appendix A/B one-block examples ("abc").
+    #[test]
+    fn hash_matches_fips180_examples() {
+        assert_eq!(
+            hex::encode(hash(HashAlg::Sha1, &[b"a", b"bc"])),
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
+        assert_eq!(
+            hex::encode(hash(HashAlg::Sha256, &[b"abc"])),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(hash(HashAlg::Sha384, &[]).len(), 48);
+        assert_eq!(hash(HashAlg::Sha512, &[]).len(), 64);
+    }
+
+    #[test]
+    fn secret_equality_compares_contents() {
+        assert_eq!(SecretBytes::new(vec![1, 2]), SecretBytes::new(vec![1, 2]));
+        assert_ne!(SecretBytes::new(vec![1, 2]), SecretBytes::new(vec![1, 3]));
+        assert_ne!(SecretBytes::new(vec![1, 2]), SecretBytes::new(vec![1]));
+    }
+
+    #[test]
+    fn key_types_are_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<IkeSaKeys>();
+        check::<ChildSaKeys>();
+        check::<crate::SigningKey>();
+        check::<crate::DhPrivateKey>();
+        check::<crate::SharedSecret>();
     }
 
     #[test]

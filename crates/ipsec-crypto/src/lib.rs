@@ -40,7 +40,7 @@ pub use auth::{auth_signed_octets, shared_key_auth};
 pub use dh::{DhGroup, DhPrivateKey, SharedSecret};
 pub use error::CryptoError;
 pub use keys::{
-    ChildSaKeys, IkeSaKeys, IkeSuite, SecretBytes, prf, prf_plus, rekey_skeyseed, skeyseed,
+    ChildSaKeys, IkeSaKeys, IkeSuite, SecretBytes, hash, prf, prf_plus, rekey_skeyseed, skeyseed,
 };
 pub use provider::Provider;
 pub use sign::{

@@ -238,28 +238,32 @@ fn rfc7748_x25519_vector() {
     assert_eq!(bob.agree(alice.public_value()).unwrap().as_bytes(), k);
 }
 
-/// With exponent 1 and 2 the MODP public values are g = 2 and g^2 = 4, left-padded to the
-/// prime length; y^1 = y for the shared secret. Checks padding and byte order.
+/// With exponents 2 and 3 the MODP public values are g^2 = 4 and g^3 = 8, left-padded to the
+/// prime length; a small peer value y = 0x1234 gives y^2 = 0x014b5a90. Checks padding and byte
+/// order. Exponents 0 and 1 are refused.
 #[test]
 fn modp_small_exponents_give_known_values() {
     for (group, exp_len) in [(DhGroup::Modp1024, 32), (DhGroup::Modp2048, 40)] {
         let len = group.public_len();
-        let mut one = vec![0u8; exp_len];
-        one[exp_len - 1] = 1;
-        let k1 = DhPrivateKey::from_private_bytes(group, &one).unwrap();
-        let mut two = vec![0u8; len];
-        two[len - 1] = 2;
-        assert_eq!(k1.public_value(), two);
-        let mut peer = vec![0u8; len];
-        peer[0] = 0x12;
-        peer[len - 1] = 0x34;
-        assert_eq!(k1.agree(&peer).unwrap().as_bytes(), peer);
-        let mut exp2 = vec![0u8; exp_len];
-        exp2[exp_len - 1] = 2;
-        let k2 = DhPrivateKey::from_private_bytes(group, &exp2).unwrap();
-        let mut four = vec![0u8; len];
-        four[len - 1] = 4;
-        assert_eq!(k2.public_value(), four);
+        let padded = |tail: &[u8], total: usize| {
+            let mut v = vec![0u8; total - tail.len()];
+            v.extend_from_slice(tail);
+            v
+        };
+        let k2 = DhPrivateKey::from_private_bytes(group, &padded(&[2], exp_len)).unwrap();
+        assert_eq!(k2.public_value(), padded(&[4], len));
+        assert_eq!(
+            k2.agree(&padded(&[0x12, 0x34], len)).unwrap().as_bytes(),
+            padded(&[0x01, 0x4b, 0x5a, 0x90], len)
+        );
+        let k3 = DhPrivateKey::from_private_bytes(group, &padded(&[3], exp_len)).unwrap();
+        assert_eq!(k3.public_value(), padded(&[8], len));
+        for bad in [0u8, 1] {
+            assert_eq!(
+                DhPrivateKey::from_private_bytes(group, &padded(&[bad], exp_len)).unwrap_err(),
+                CryptoError::KeyRejected("DH private")
+            );
+        }
         assert_eq!(
             DhPrivateKey::from_private_bytes(group, &[1; 8]).unwrap_err(),
             CryptoError::KeyLength {

@@ -13,6 +13,7 @@ use aws_lc_rs::cipher::{
 use aws_lc_rs::hmac;
 use aws_lc_rs::iv::FixedLength;
 use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
 
 use crate::error::KeyError;
 use crate::transform::{AEAD_SALT_LEN, AesKeyLen, DirectionKeys, Integrity, Transform};
@@ -40,7 +41,7 @@ pub(crate) struct CipherState {
 enum Kind {
     Aead {
         key: LessSafeKey,
-        salt: [u8; AEAD_SALT_LEN],
+        salt: Zeroizing<[u8; AEAD_SALT_LEN]>,
     },
     /// Boxed: the expanded AES and HMAC keys are much larger than the AEAD variant.
     Cbc(Box<CbcState>),
@@ -94,7 +95,7 @@ impl CipherState {
                 let encr = keys.encr();
                 let (key, salt) = encr.split_at(encr.len() - AEAD_SALT_LEN);
                 let key = UnboundKey::new(alg, key).map_err(|_| KeyError::Rejected)?;
-                let mut salt_arr = [0u8; AEAD_SALT_LEN];
+                let mut salt_arr = Zeroizing::new([0u8; AEAD_SALT_LEN]);
                 salt_arr.copy_from_slice(salt);
                 Kind::Aead {
                     key: LessSafeKey::new(key),

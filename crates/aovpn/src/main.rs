@@ -1,6 +1,7 @@
 //! `aovpn`: one binary for the gateway, the agent, profiles, PKI and the lab.
 //! Only glue lives here; every subcommand calls into a library crate.
 
+mod lab;
 mod pki_cmd;
 mod profile_cmd;
 
@@ -17,6 +18,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// A complete lab in network namespaces: gateway, device tunnel and user tunnel.
+    Lab(lab::LabArgs),
     /// Certificates: root CA, gateway, machine and user certificates, thumbprints.
     Pki(pki_cmd::PkiArgs),
     /// VPNv2 ProfileXML profiles: validate, add, list, show, remove, export.
@@ -33,6 +36,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::Lab(args) => lab::run(args),
         Command::Pki(args) => pki_cmd::run(args),
         Command::Profile(args) => profile_cmd::run(args),
     }

@@ -158,7 +158,10 @@ fn multi_queue_tun_opens_n_queues_and_all_can_read() {
         assert_eq!(dev.queues.len(), 4);
         let details = ip_out(&ns, &["-d", "link", "show", "dev", name]);
         assert!(details.contains("multi_queue"), "{details}");
-        assert!(details.contains("numqueues 4"), "{details}");
+        // Older iproute2 does not print the queue count; the traffic below checks all 4 anyway.
+        if details.contains("numqueues") {
+            assert!(details.contains("numqueues 4"), "{details}");
+        }
 
         let nl = Netlink::new().unwrap();
         let mut session = nl.session();
@@ -174,7 +177,8 @@ fn multi_queue_tun_opens_n_queues_and_all_can_read() {
         // Flows hash to queues; send from many source ports and check every queue works and
         // the union of what all queues read is exactly what was sent.
         let mut expected = Vec::new();
-        for i in 0..32u16 {
+        // 64 flows: the chance that some queue gets none of them by hashing is below 1e-7.
+        for i in 0..64u16 {
             let sock = std::net::UdpSocket::bind((CLIENT, 0)).unwrap();
             let payload = format!("flow {i}").into_bytes();
             sock.send_to(&payload, (BEHIND, 7000 + i)).unwrap();
@@ -204,10 +208,7 @@ fn multi_queue_tun_opens_n_queues_and_all_can_read() {
         got.sort();
         expected.sort();
         assert_eq!(got, expected);
-        assert!(
-            per_queue.iter().filter(|&&c| c > 0).count() >= 2,
-            "{per_queue:?}"
-        );
+        assert!(per_queue.iter().all(|&c| c > 0), "{per_queue:?}");
         session.teardown().await.unwrap();
     });
 }

@@ -22,6 +22,16 @@ pub enum EncrAlg {
 }
 
 impl EncrAlg {
+    /// Every supported ENCR algorithm, strongest first (for building proposals).
+    pub const ALL: [EncrAlg; 7] = [
+        Self::AesGcm16_256,
+        Self::ChaCha20Poly1305,
+        Self::AesGcm16_128,
+        Self::AesCbc256,
+        Self::AesCbc192,
+        Self::AesCbc128,
+        Self::TripleDesCbc,
+    ];
     /// IANA transform ID of ENCR_3DES.
     pub const IANA_3DES: u16 = 3;
     /// IANA transform ID of ENCR_AES_CBC.
@@ -133,6 +143,13 @@ pub enum PrfAlg {
 }
 
 impl PrfAlg {
+    /// Every supported PRF, strongest first.
+    pub const ALL: [PrfAlg; 4] = [
+        Self::HmacSha512,
+        Self::HmacSha384,
+        Self::HmacSha256,
+        Self::HmacSha1,
+    ];
     /// Maps an IANA PRF transform ID.
     pub fn from_iana(id: u16) -> Option<Self> {
         match id {
@@ -189,6 +206,13 @@ pub enum IntegAlg {
 }
 
 impl IntegAlg {
+    /// Every supported INTEG algorithm, strongest first.
+    pub const ALL: [IntegAlg; 4] = [
+        Self::HmacSha512_256,
+        Self::HmacSha384_192,
+        Self::HmacSha256_128,
+        Self::HmacSha1_96,
+    ];
     /// Maps an IANA INTEG transform ID.
     pub fn from_iana(id: u16) -> Option<Self> {
         match id {
@@ -250,6 +274,8 @@ pub enum HashAlg {
 }
 
 impl HashAlg {
+    /// Every supported hash, strongest first.
+    pub const ALL: [HashAlg; 4] = [Self::Sha512, Self::Sha384, Self::Sha256, Self::Sha1];
     /// Maps an IANA hash algorithm number.
     pub fn from_iana(id: u16) -> Option<Self> {
         match id {
@@ -285,15 +311,7 @@ impl HashAlg {
 mod tests {
     use super::*;
 
-    const ALL_ENCR: [EncrAlg; 7] = [
-        EncrAlg::TripleDesCbc,
-        EncrAlg::AesCbc128,
-        EncrAlg::AesCbc192,
-        EncrAlg::AesCbc256,
-        EncrAlg::AesGcm16_128,
-        EncrAlg::AesGcm16_256,
-        EncrAlg::ChaCha20Poly1305,
-    ];
+    const ALL_ENCR: [EncrAlg; 7] = EncrAlg::ALL;
 
     #[test]
     fn encr_iana_round_trip() {
@@ -334,6 +352,21 @@ mod tests {
                 assert_eq!(h.iana(), id);
             }
         }
+        assert!(
+            PrfAlg::ALL
+                .iter()
+                .all(|p| PrfAlg::from_iana(p.iana()) == Some(*p))
+        );
+        assert!(
+            IntegAlg::ALL
+                .iter()
+                .all(|p| IntegAlg::from_iana(p.iana()) == Some(*p))
+        );
+        assert!(
+            HashAlg::ALL
+                .iter()
+                .all(|p| HashAlg::from_iana(p.iana()) == Some(*p))
+        );
         let prf: Vec<usize> = [2, 5, 6, 7]
             .iter()
             .map(|&id| PrfAlg::from_iana(id).unwrap().key_len())

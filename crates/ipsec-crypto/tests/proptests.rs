@@ -85,3 +85,33 @@ proptest! {
         prop_assert_eq!(short.as_bytes(), &out.as_bytes()[..shorter.min(len)]);
     }
 }
+
+proptest! {
+    /// Untrusted inputs to the parsers and verifiers give errors, never panics.
+    #[test]
+    fn untrusted_inputs_never_panic(
+        data in proptest::collection::vec(any::<u8>(), 0..300),
+        group in 0usize..5,
+    ) {
+        use ipsec_crypto::{
+            DhGroup, HashAlg, SignatureScheme, split_rfc7427_auth_data, verify,
+        };
+        let _ = SignatureScheme::from_rfc7427_algorithm_identifier(&data);
+        let _ = split_rfc7427_auth_data(&data);
+        let _ = ipsec_crypto::SigningKey::from_pkcs8_der(&data);
+        for scheme in [
+            SignatureScheme::RsaPkcs1(HashAlg::Sha1),
+            SignatureScheme::RsaPss(HashAlg::Sha256),
+            SignatureScheme::EcdsaP256Sha256Fixed,
+            SignatureScheme::EcdsaDer(HashAlg::Sha384),
+        ] {
+            prop_assert!(verify(scheme, &data, b"msg", &data).is_err());
+        }
+        let g = DhGroup::ALL[group];
+        let key = Provider::deterministic(b"k").generate_dh(g).unwrap();
+        let mut peer = data.clone();
+        peer.resize(g.public_len(), 0x5c);
+        let _ = key.agree(&peer);
+        let _ = key.agree(&data);
+    }
+}

@@ -7,6 +7,35 @@
 //! - [`mtu`]: inner MTU from an outer MTU and the ESP-in-UDP overhead (pure).
 //! - [`dns`]: per-interface DNS via systemd-resolved, or a resolv.conf fallback.
 //! - [`clock`]: suspend-aware monotonic clock and resume detection.
+//!
+//! Everything that opens a kernel object (TUN fd, netlink or UDP socket) acts in the network
+//! namespace of the calling thread and must run inside a tokio runtime.
+//!
+//! ```no_run
+//! # async fn setup() -> Result<(), Box<dyn std::error::Error>> {
+//! use netio::mtu::{EspCipher, EspFraming, EspIntegrity, OuterFamily, inner_mtu};
+//! use netio::netlink::{IfAddress, Netlink, Route};
+//! use netio::tun::{self, TunConfig};
+//!
+//! let nl = Netlink::new()?;
+//! let gateway = "203.0.113.1".parse()?;
+//! let outer = nl.route_to(gateway).await?.mtu.unwrap_or(1500);
+//! let framing = EspFraming {
+//!     outer: OuterFamily::Ipv4,
+//!     udp_encap: true,
+//!     cipher: EspCipher::AesGcm16,
+//!     integrity: EspIntegrity::None,
+//! };
+//! let mtu = inner_mtu(outer, &framing).ok_or("path MTU too small")?;
+//! let dev = tun::create(&TunConfig::new("aovpn0", u16::try_from(mtu)?))?;
+//! let mut installed = nl.session();
+//! installed.add_address(IfAddress::new(dev.index, "172.16.201.5".parse()?, 32)).await?;
+//! installed.add_route(Route::via_dev("10.1.0.0".parse()?, 16, dev.index)).await?;
+//! // … run the tunnel on dev.queues …
+//! installed.teardown().await?;
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod clock;
 pub mod dns;

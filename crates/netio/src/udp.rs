@@ -248,6 +248,22 @@ impl UdpSocket {
         Ok(sent)
     }
 
+    /// Sends one datagram (an IKE message, a keepalive) from `source_ip` if given.
+    pub async fn send_to(
+        &self,
+        destination: SocketAddr,
+        source_ip: Option<IpAddr>,
+        datagram: &[u8],
+    ) -> io::Result<()> {
+        let item = OutDatagrams {
+            destination,
+            source_ip,
+            contents: datagram,
+            segment_size: None,
+        };
+        self.send_one(&item, datagram, None).await
+    }
+
     async fn send_one(
         &self,
         item: &OutDatagrams<'_>,

@@ -144,12 +144,7 @@ fn pktinfo_reports_destination_and_replies_leave_from_it() {
             assert_eq!(meta.source, client_addr);
 
             server
-                .send_batch(&[OutDatagrams {
-                    destination: meta.source,
-                    source_ip: meta.destination,
-                    contents: b"response",
-                    segment_size: None,
-                }])
+                .send_to(meta.source, meta.destination, b"response")
                 .await
                 .unwrap();
             let reply = receive(&client, 1).await;

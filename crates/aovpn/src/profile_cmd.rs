@@ -372,8 +372,8 @@ fn render_plan(p: &ConnectionPlan) -> String {
 }
 
 fn remove(store: &Store, name: &str) -> Result<(), Failure> {
-    let removed = store.remove(name)?;
-    println!("removed {} profile \"{}\"", removed.scope, removed.name);
+    let scope = store.remove(name)?;
+    println!("removed {scope} profile \"{name}\"");
     Ok(())
 }
 

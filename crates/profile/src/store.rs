@@ -256,15 +256,24 @@ impl Store {
         Ok((self.load(scope, name)?, warnings))
     }
 
-    /// Remove a profile: renamed out of sight atomically first, then deleted.
-    pub fn remove(&self, name: &str) -> Result<StoredProfile, StoreError> {
-        let stored = self.get(name)?;
-        let scope_dir = self.dir(stored.scope);
+    /// Remove a profile (also a damaged one): renamed out of sight atomically first, then
+    /// deleted. Returns the scope it was in.
+    pub fn remove(&self, name: &str) -> Result<Scope, StoreError> {
+        check_profile_name(name).map_err(|why| StoreError::InvalidName {
+            name: name.to_owned(),
+            why,
+        })?;
+        let scope = [Scope::Device, Scope::User]
+            .into_iter()
+            .find(|s| self.dir(*s).join(name).is_dir())
+            .ok_or_else(|| StoreError::NotFound(name.to_owned()))?;
+        let scope_dir = self.dir(scope);
+        let entry = scope_dir.join(name);
         let doomed = scope_dir.join(unique_hidden_name("removed"));
-        fs::rename(&stored.dir, &doomed).map_err(io(&stored.dir))?;
+        fs::rename(&entry, &doomed).map_err(io(&entry))?;
         sync_dir(scope_dir)?;
         fs::remove_dir_all(&doomed).map_err(io(&doomed))?;
-        Ok(stored)
+        Ok(scope)
     }
 }
 

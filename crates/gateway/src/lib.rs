@@ -2,4 +2,5 @@
 //! engine lands) the IKE/ESP loop. `aovpn gateway --config FILE` is a thin wrapper around it.
 
 pub mod config;
+pub mod ike;
 pub mod pool;

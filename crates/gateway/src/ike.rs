@@ -1,0 +1,407 @@
+//! From `gateway.toml` to the engine's responder configuration: credentials, trust, proposals,
+//! traffic selectors, and the lease store behind the engine's address-pool interface.
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ike_wire::{TrafficSelector, TsRange};
+use ikev2::{
+    AddressFamily, AddressPool, EspProposal, IkeConfig, IkeId, IkeProposal, LocalCredentials,
+    PeerRole, PkiValidator, ResponderConfig,
+};
+use ipnet::IpNet;
+use ipsec_crypto::SigningKey;
+
+use crate::config::{ConfigError, GatewayConfig};
+use crate::pool::LeasePool;
+
+/// Everything loaded from the files a configuration names.
+#[derive(Debug)]
+pub struct LoadedCredentials {
+    pub local: LocalCredentials,
+    pub trust: pki::TrustStore,
+}
+
+fn invalid(config_path: &std::path::Path, field: &'static str, message: String) -> ConfigError {
+    ConfigError::Invalid {
+        path: config_path.to_owned(),
+        field,
+        message,
+    }
+}
+
+fn read(
+    config_path: &std::path::Path,
+    field: &'static str,
+    file: &std::path::Path,
+) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(file).map_err(|e| invalid(config_path, field, format!("{}: {e}", file.display())))
+}
+
+/// Loads the gateway certificate chain, its key and the trusted roots + revocation list.
+pub fn load_credentials(
+    config: &GatewayConfig,
+    config_path: &std::path::Path,
+) -> Result<LoadedCredentials, ConfigError> {
+    let chain_pem = read(
+        config_path,
+        "identity.certificate",
+        &config.identity.certificate,
+    )?;
+    let chain = pki::load_certificates(&chain_pem)
+        .map_err(|e| invalid(config_path, "identity.certificate", e.to_string()))?;
+    let Some(leaf) = chain.first() else {
+        return Err(invalid(
+            config_path,
+            "identity.certificate",
+            "no certificate in the file".into(),
+        ));
+    };
+    let key_pem = read(config_path, "identity.key", &config.identity.key)?;
+    let key = pki::PrivateKey::load(&key_pem)
+        .map_err(|e| invalid(config_path, "identity.key", e.to_string()))?;
+    let leaf_spki = leaf.spki_der().to_vec();
+    let key_spki = key
+        .public_key_spki()
+        .map_err(|e| invalid(config_path, "identity.key", e.to_string()))?;
+    if leaf_spki != key_spki {
+        return Err(invalid(
+            config_path,
+            "identity.key",
+            "the key does not belong to the certificate in identity.certificate".into(),
+        ));
+    }
+    let signing = SigningKey::from_pkcs8_der(key.pkcs8_der())
+        .map_err(|e| invalid(config_path, "identity.key", e.to_string()))?;
+    let id = match &config.identity.id {
+        Some(id) => parse_id(id),
+        None => match leaf.dns_names().first() {
+            Some(name) => IkeId::Fqdn(name.clone()),
+            None => IkeId::DerDn(leaf.subject_der().to_vec()),
+        },
+    };
+
+    let mut trust = pki::TrustStore::new();
+    for file in &config.clients.root_ca_files {
+        let bytes = read(config_path, "clients.root_ca_files", file)?;
+        let certs = pki::load_certificates(&bytes).map_err(|e| {
+            invalid(
+                config_path,
+                "clients.root_ca_files",
+                format!("{}: {e}", file.display()),
+            )
+        })?;
+        for cert in certs {
+            trust
+                .add_root(cert)
+                .map_err(|e| invalid(config_path, "clients.root_ca_files", e.to_string()))?;
+        }
+    }
+    for (i, data) in config.clients.root_ca_data.iter().enumerate() {
+        let cert = pki::load_certificate(data.as_bytes()).map_err(|e| {
+            invalid(
+                config_path,
+                "clients.root_ca_data",
+                format!("entry {}: {e}", i + 1),
+            )
+        })?;
+        trust
+            .add_root(cert)
+            .map_err(|e| invalid(config_path, "clients.root_ca_data", e.to_string()))?;
+    }
+    trust.set_revoked(config.revoked());
+
+    Ok(LoadedCredentials {
+        local: LocalCredentials {
+            id,
+            key: Arc::new(signing),
+            chain: chain.iter().map(|c| c.der().to_vec()).collect(),
+        },
+        trust,
+    })
+}
+
+/// An identity as written in a config: an IP literal, `user@domain`, or a host name.
+pub fn parse_id(text: &str) -> IkeId {
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        IkeId::Ip(ip)
+    } else if text.contains('@') {
+        IkeId::Rfc822(text.to_owned())
+    } else {
+        IkeId::Fqdn(text.to_owned())
+    }
+}
+
+/// The responder configuration for the engine.
+pub fn responder_config(
+    config: &GatewayConfig,
+    config_path: &std::path::Path,
+    credentials: &LoadedCredentials,
+) -> Result<ResponderConfig, ConfigError> {
+    let validator = PkiValidator {
+        trust: credentials.trust.clone(),
+        role: PeerRole::Client,
+        expected_id: None,
+    };
+    let mut ike = IkeConfig::new(credentials.local.clone(), Arc::new(validator));
+    let legacy = config.crypto.allow_legacy;
+    if !config.crypto.ike_proposals.is_empty() {
+        ike.ike_proposals = config
+            .crypto
+            .ike_proposals
+            .iter()
+            .map(|p| IkeProposal::parse(p, legacy))
+            .collect::<Result<_, _>>()
+            .map_err(|e| invalid(config_path, "crypto.ike_proposals", e.to_string()))?;
+    } else if legacy {
+        // The stock Windows set, after our defaults.
+        ike.ike_proposals.push(
+            IkeProposal::parse("aes256-aes128-3des-sha256-sha1-modp2048-modp1024", true)
+                .map_err(|e| invalid(config_path, "crypto.allow_legacy", e.to_string()))?,
+        );
+    }
+    if !config.crypto.esp_proposals.is_empty() {
+        ike.esp_proposals = config
+            .crypto
+            .esp_proposals
+            .iter()
+            .map(|p| EspProposal::parse(p, legacy))
+            .collect::<Result<_, _>>()
+            .map_err(|e| invalid(config_path, "crypto.esp_proposals", e.to_string()))?;
+    } else if legacy {
+        ike.esp_proposals.push(
+            EspProposal::parse("aes256-aes128-3des-sha1", true)
+                .map_err(|e| invalid(config_path, "crypto.allow_legacy", e.to_string()))?,
+        );
+    }
+    ike.fragment_mtu = usize::from(config.crypto.fragment_mtu);
+    ike.ike_port = config.listen.ike_port;
+    ike.natt_port = config.listen.natt_port;
+
+    let mut responder = ResponderConfig::new(ike);
+    responder.local_ts = config
+        .network
+        .routes
+        .iter()
+        .map(|n| prefix_ts(*n))
+        .collect();
+    responder.dns_servers = config.network.dns.clone();
+    responder.pushed_subnets = config.network.routes.clone();
+    responder.require_virtual_ip = true;
+    responder.mobike = true;
+    responder.cookie_threshold = config.crypto.cookie_threshold as usize;
+    Ok(responder)
+}
+
+/// The traffic selector covering exactly `net`, all protocols and ports.
+pub fn prefix_ts(net: IpNet) -> TrafficSelector {
+    match net {
+        IpNet::V4(n) => TrafficSelector::Ipv4(TsRange {
+            ip_protocol: 0,
+            start_port: 0,
+            end_port: u16::MAX,
+            start: n.network(),
+            end: n.broadcast(),
+        }),
+        IpNet::V6(n) => TrafficSelector::Ipv6(TsRange {
+            ip_protocol: 0,
+            start_port: 0,
+            end_port: u16::MAX,
+            start: n.network(),
+            end: n.broadcast(),
+        }),
+    }
+}
+
+/// A stable lease key for a peer identity (the display form abbreviates DNs).
+pub fn lease_key(peer: &IkeId) -> String {
+    match peer {
+        IkeId::Fqdn(s) => format!("fqdn:{}", s.to_ascii_lowercase()),
+        IkeId::Rfc822(s) => format!("rfc822:{}", s.to_ascii_lowercase()),
+        IkeId::DerDn(der) => format!("dn:{}", hex::encode(der)),
+        IkeId::Ip(a) => format!("ip:{a}"),
+        IkeId::Other { id_type, data } => format!("{}:{}", id_type.0, hex::encode(data)),
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs()
+}
+
+/// The lease store as the engine's [`AddressPool`]: one session is counted per IKE SA that
+/// got an IPv4 address; the IPv6 address of the same lease comes along.
+#[derive(Debug, Clone)]
+pub struct SharedPool(pub Arc<Mutex<LeasePool>>);
+
+impl AddressPool for SharedPool {
+    fn allocate(&mut self, peer: &IkeId, family: AddressFamily) -> Option<IpAddr> {
+        let key = lease_key(peer);
+        let mut pool = self.0.lock().ok()?;
+        match family {
+            AddressFamily::V4 => match pool.acquire(&key, unix_now()) {
+                Ok(lease) => Some(IpAddr::V4(lease.v4)),
+                Err(e) => {
+                    tracing::warn!(peer = %peer, "no address: {e}");
+                    None
+                }
+            },
+            AddressFamily::V6 => pool.get(&key).and_then(|l| l.v6).map(IpAddr::V6),
+        }
+    }
+
+    fn release(&mut self, peer: &IkeId, addr: IpAddr) {
+        if !matches!(addr, IpAddr::V4(_)) {
+            return;
+        }
+        if let Ok(mut pool) = self.0.lock()
+            && let Err(e) = pool.release(&lease_key(peer), unix_now())
+        {
+            tracing::warn!("lease file: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    use pki::{CertKind, CertificateAuthority, KeyAlgorithm, Validity};
+
+    struct Files {
+        dir: tempfile::TempDir,
+        config: GatewayConfig,
+    }
+
+    fn setup(extra: &str) -> Files {
+        let dir = tempfile::tempdir().unwrap();
+        let validity = Validity::days_from(SystemTime::now() - Duration::from_secs(60), 30);
+        let ca = CertificateAuthority::new_root("Test Root", KeyAlgorithm::P256, validity).unwrap();
+        let gw = ca
+            .issue(
+                CertKind::Gateway,
+                "vpn.test.example",
+                KeyAlgorithm::P256,
+                validity,
+            )
+            .unwrap();
+        let other = ca
+            .issue(
+                CertKind::Machine,
+                "pc.test.example",
+                KeyAlgorithm::P256,
+                validity,
+            )
+            .unwrap();
+        let p = dir.path();
+        std::fs::write(p.join("ca.crt"), ca.cert().to_pem()).unwrap();
+        std::fs::write(p.join("gw.crt"), gw.chain[0].to_pem()).unwrap();
+        std::fs::write(p.join("gw.key"), gw.key.to_pem().as_bytes()).unwrap();
+        std::fs::write(p.join("other.key"), other.key.to_pem().as_bytes()).unwrap();
+        let text = format!(
+            r#"
+[listen]
+addresses = ["203.0.113.1"]
+[identity]
+certificate = "gw.crt"
+key = "gw.key"
+[clients]
+root_ca_files = ["ca.crt"]
+revoked_thumbprints = ["{}"]
+pool_v4 = "172.16.201.0/24"
+[network]
+routes = ["10.1.0.0/16", "10.2.0.0/24"]
+dns = ["10.1.0.53"]
+{extra}
+"#,
+            other.chain[0].thumbprint()
+        );
+        let config = GatewayConfig::from_toml(&text, &p.join("gateway.toml"), p).unwrap();
+        Files { dir, config }
+    }
+
+    fn path(files: &Files) -> std::path::PathBuf {
+        files.dir.path().join("gateway.toml")
+    }
+
+    #[test]
+    fn credentials_trust_and_responder_config_come_from_the_files() {
+        let f = setup("");
+        let creds = load_credentials(&f.config, &path(&f)).unwrap();
+        assert_eq!(creds.local.id, IkeId::Fqdn("vpn.test.example".into()));
+        assert_eq!(creds.local.chain.len(), 1);
+        assert_eq!(creds.trust.roots().len(), 1);
+        let revoked: Vec<_> = f.config.revoked().into_iter().collect();
+        assert!(creds.trust.is_revoked(&revoked[0]));
+
+        let r = responder_config(&f.config, &path(&f), &creds).unwrap();
+        assert_eq!(
+            r.local_ts,
+            vec![
+                prefix_ts("10.1.0.0/16".parse().unwrap()),
+                prefix_ts("10.2.0.0/24".parse().unwrap())
+            ]
+        );
+        assert_eq!(r.dns_servers, vec!["10.1.0.53".parse::<IpAddr>().unwrap()]);
+        assert!(r.require_virtual_ip);
+        assert_eq!(r.ike.ike_proposals, IkeProposal::defaults());
+        assert!(r.ike.ike_proposals.iter().all(|p| !p.is_legacy()));
+    }
+
+    #[test]
+    fn a_key_of_another_certificate_is_refused_naming_identity_key() {
+        let f = setup("");
+        let mut config = f.config.clone();
+        config.identity.key = f.dir.path().join("other.key");
+        let err = load_credentials(&config, &path(&f)).unwrap_err();
+        assert_eq!(err.field(), Some("identity.key"), "{err}");
+    }
+
+    #[test]
+    fn missing_files_and_bad_proposals_name_their_fields() {
+        let f = setup("");
+        let mut config = f.config.clone();
+        config.clients.root_ca_files = vec![Path::new("/nonexistent/ca.crt").to_owned()];
+        let err = load_credentials(&config, &path(&f)).unwrap_err();
+        assert_eq!(err.field(), Some("clients.root_ca_files"), "{err}");
+
+        let f = setup("[crypto]\nike_proposals = [\"aes256-sha1-modp1024\"]");
+        let creds = load_credentials(&f.config, &path(&f)).unwrap();
+        let err = responder_config(&f.config, &path(&f), &creds).unwrap_err();
+        assert_eq!(err.field(), Some("crypto.ike_proposals"), "{err}");
+
+        let f = setup("[crypto]\nallow_legacy = true\nike_proposals = [\"aes256-sha1-modp1024\"]");
+        let creds = load_credentials(&f.config, &path(&f)).unwrap();
+        let r = responder_config(&f.config, &path(&f), &creds).unwrap();
+        assert!(r.ike.ike_proposals[0].is_legacy());
+    }
+
+    #[test]
+    fn lease_keys_tell_distinguished_names_of_equal_length_apart() {
+        let a = lease_key(&IkeId::DerDn(vec![0x30, 1, 2]));
+        let b = lease_key(&IkeId::DerDn(vec![0x30, 1, 3]));
+        assert_ne!(a, b);
+        assert_eq!(
+            lease_key(&IkeId::Fqdn("PC.Corp.Example".into())),
+            lease_key(&IkeId::Fqdn("pc.corp.example".into()))
+        );
+    }
+
+    #[test]
+    fn shared_pool_gives_one_address_per_identity() {
+        let pool = LeasePool::new("172.16.201.0/24".parse().unwrap(), None, vec![]);
+        let mut shared = SharedPool(Arc::new(Mutex::new(pool)));
+        let alice = IkeId::Rfc822("alice@corp.example".into());
+        let bob = IkeId::Rfc822("bob@corp.example".into());
+        let a = shared.allocate(&alice, AddressFamily::V4).unwrap();
+        let b = shared.allocate(&bob, AddressFamily::V4).unwrap();
+        assert_ne!(a, b);
+        shared.release(&alice, a);
+        assert_eq!(shared.allocate(&alice, AddressFamily::V4), Some(a));
+        assert_eq!(shared.allocate(&alice, AddressFamily::V6), None);
+    }
+}

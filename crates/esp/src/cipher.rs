@@ -141,12 +141,14 @@ impl CipherState {
 
     /// Encrypt and authenticate `packet` in place. On entry `packet` is exactly one ESP packet
     /// with the header and the plaintext payload (trailer included) written; IV and ICV space is
-    /// filled here. `seq` is the full sequence number (its low 32 bits are in the header).
-    pub(crate) fn seal(&self, packet: &mut [u8], seq: u64) -> Result<(), ()> {
+    /// filled here. `seq` is the full sequence number (its low 32 bits are in the header); with
+    /// `esn` its high 32 bits are authenticated too (RFC 4303 section 2.2.1).
+    pub(crate) fn seal(&self, packet: &mut [u8], seq: u64, esn: bool) -> Result<(), ()> {
+        let seq_hi = esn.then_some((seq >> 32) as u32);
         match &self.kind {
             // RFC 4106 section 3.1 / RFC 7634 section 2: the IV must be unique per key; the
             // sequence number is, because it never wraps.
-            Kind::Aead { .. } => self.seal_aead(packet, seq.to_be_bytes()),
+            Kind::Aead { .. } => self.seal_aead(packet, seq.to_be_bytes(), seq_hi),
             Kind::Cbc(cbc) => {
                 let CbcState {
                     enc,
@@ -164,7 +166,7 @@ impl CipherState {
                 head[ESP_HEADER_LEN..].copy_from_slice(&iv);
                 enc.less_safe_encrypt(payload, EncryptionContext::Iv128(FixedLength::from(iv)))
                     .map_err(|_| ())?;
-                let tag = hmac::sign(mac, covered);
+                let tag = cbc_icv(mac, covered, seq_hi);
                 let tag = tag.as_ref().get(..*icv_len).ok_or(())?;
                 icv.copy_from_slice(tag);
                 Ok(())
@@ -173,7 +175,12 @@ impl CipherState {
     }
 
     /// AEAD seal with an explicit IV (`seal` uses the sequence number).
-    pub(crate) fn seal_aead(&self, packet: &mut [u8], iv: [u8; AEAD_IV_LEN]) -> Result<(), ()> {
+    pub(crate) fn seal_aead(
+        &self,
+        packet: &mut [u8],
+        iv: [u8; AEAD_IV_LEN],
+        seq_hi: Option<u32>,
+    ) -> Result<(), ()> {
         let Kind::Aead { key, salt } = &self.kind else {
             return Err(());
         };
@@ -184,9 +191,9 @@ impl CipherState {
             .ok_or(())?;
         let (hdr, iv_field) = head.split_at_mut(ESP_HEADER_LEN);
         iv_field.copy_from_slice(&iv);
-        // RFC 4106 section 5 / RFC 7634 section 2.1: AAD is SPI ‖ 32-bit sequence number.
+        let (aad, aad_len) = aead_aad(hdr, seq_hi);
         let tag = key
-            .seal_in_place_separate_tag(aead_nonce(salt, &iv), Aad::from(&*hdr), payload)
+            .seal_in_place_separate_tag(aead_nonce(salt, &iv), Aad::from(&aad[..aad_len]), payload)
             .map_err(|_| ())?;
         icv.copy_from_slice(tag.as_ref());
         Ok(())
@@ -194,8 +201,13 @@ impl CipherState {
 
     /// Authenticate, then decrypt a whole ESP packet in place. Returns the range of the
     /// decrypted payload (inner packet, padding, pad length, next header) within `packet`.
-    /// On `OpenError::Auth` nothing was decrypted (CBC) or released (AEAD).
-    pub(crate) fn open(&self, packet: &mut [u8]) -> Result<Range<usize>, OpenError> {
+    /// On `OpenError::Auth` nothing was decrypted (CBC) or released (AEAD). `seq_hi` is the
+    /// inferred high half of the sequence number when ESN is in use.
+    pub(crate) fn open(
+        &self,
+        packet: &mut [u8],
+        seq_hi: Option<u32>,
+    ) -> Result<Range<usize>, OpenError> {
         match &self.kind {
             Kind::Aead { key, salt } => {
                 let min = ESP_HEADER_LEN + AEAD_IV_LEN + ESP_TRAILER_LEN + AEAD_TAG_LEN;
@@ -206,8 +218,13 @@ impl CipherState {
                 let (iv, ct_and_tag) = rest.split_at_mut(AEAD_IV_LEN);
                 let mut iv_arr = [0u8; AEAD_IV_LEN];
                 iv_arr.copy_from_slice(iv);
+                let (aad, aad_len) = aead_aad(hdr, seq_hi);
                 let plain = key
-                    .open_in_place(aead_nonce(salt, &iv_arr), Aad::from(&*hdr), ct_and_tag)
+                    .open_in_place(
+                        aead_nonce(salt, &iv_arr),
+                        Aad::from(&aad[..aad_len]),
+                        ct_and_tag,
+                    )
                     .map_err(|_| OpenError::Auth)?;
                 let start = ESP_HEADER_LEN + AEAD_IV_LEN;
                 Ok(start..start + plain.len())
@@ -225,7 +242,7 @@ impl CipherState {
                     return Err(OpenError::Malformed);
                 }
                 let (covered, icv) = packet.split_at_mut(start + ct_len);
-                let tag = hmac::sign(mac, covered);
+                let tag = cbc_icv(mac, covered, seq_hi);
                 let expected = tag.as_ref().get(..*icv_len).ok_or(OpenError::Auth)?;
                 if !bool::from(expected.ct_eq(icv)) {
                     return Err(OpenError::Auth);
@@ -239,6 +256,35 @@ impl CipherState {
             }
         }
     }
+}
+
+/// RFC 4106 section 5 / RFC 7634 section 2.1: AAD is SPI ‖ 32-bit sequence number, or with ESN
+/// SPI ‖ high 32 bits ‖ low 32 bits.
+fn aead_aad(hdr: &[u8], seq_hi: Option<u32>) -> ([u8; 12], usize) {
+    let mut aad = [0u8; 12];
+    match (hdr, seq_hi) {
+        ([a, b, c, d, e, f, g, h], Some(hi)) => {
+            aad[..4].copy_from_slice(&[*a, *b, *c, *d]);
+            aad[4..8].copy_from_slice(&hi.to_be_bytes());
+            aad[8..].copy_from_slice(&[*e, *f, *g, *h]);
+            (aad, 12)
+        }
+        _ => {
+            let n = hdr.len().min(8);
+            aad[..n].copy_from_slice(&hdr[..n]);
+            (aad, n)
+        }
+    }
+}
+
+/// RFC 4303 section 2.2.1: with ESN the high 32 bits are appended to the ICV input, not sent.
+fn cbc_icv(mac: &hmac::Key, covered: &[u8], seq_hi: Option<u32>) -> hmac::Tag {
+    let mut ctx = hmac::Context::with_key(mac);
+    ctx.update(covered);
+    if let Some(hi) = seq_hi {
+        ctx.update(&hi.to_be_bytes());
+    }
+    ctx.sign()
 }
 
 fn aead_nonce(salt: &[u8; AEAD_SALT_LEN], iv: &[u8; AEAD_IV_LEN]) -> Nonce {

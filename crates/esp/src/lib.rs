@@ -13,8 +13,10 @@
 //!   [`InboundSaTable::decapsulate_batch`] read many packets and append to a caller-owned
 //!   [`BatchBuf`] without allocating; [`BatchBuf::gso_runs`] groups the output for UDP GSO.
 //!
-//! Not supported: extended sequence numbers (ESN), TFC padding on send (received TFC padding
-//! and dummy packets are handled), transport mode.
+//! - Extended sequence numbers (RFC 4303 section 2.2.1) when negotiated (`esn` in the configs).
+//!
+//! Not supported: TFC padding on send (received TFC padding and dummy packets are handled),
+//! transport mode.
 
 mod batch;
 mod cipher;
@@ -28,9 +30,9 @@ mod udp;
 pub use batch::{BatchBuf, GsoRun, GsoRuns, PacketList};
 pub use error::{DecapError, EncapError, KeyError};
 pub use sa::{
-    DEFAULT_SOFT_SEQ, DecapBatchReport, Decapsulated, EncapBatchReport, InboundConfig,
-    InboundCounters, InboundSa, Lifetime, LimitKind, MAX_ESP_PACKET_LEN, MAX_SEQ_32,
-    OutboundConfig, OutboundCounters, OutboundSa, SaEvent, next_header,
+    DEFAULT_SOFT_SEQ, DEFAULT_SOFT_SEQ_ESN, DecapBatchReport, Decapsulated, EncapBatchReport,
+    InboundConfig, InboundCounters, InboundSa, Lifetime, LimitKind, MAX_ESP_PACKET_LEN, MAX_SEQ_32,
+    MAX_SEQ_64, OutboundConfig, OutboundCounters, OutboundSa, SaEvent, next_header,
 };
 pub use table::{InboundSaTable, TableCounters};
 pub use transform::{AEAD_SALT_LEN, AesKeyLen, DirectionKeys, Integrity, Transform, split_keymat};

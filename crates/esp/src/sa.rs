@@ -1,8 +1,9 @@
 //! Security associations: outbound (encapsulate) and inbound (decapsulate).
 //!
-//! Extended sequence numbers (RFC 4303 section 2.2.1) are not supported: sequence numbers are
-//! 32 bits on the wire and in the ICV. Internally they are `u64` so ESN can be added without
-//! changing the API.
+//! Sequence numbers are `u64`. Without extended sequence numbers (the default) they stop at
+//! 2^32 - 1; with ESN (RFC 4303 section 2.2.1, `esn: true` in both configs, as negotiated by
+//! IKE) the high 32 bits are authenticated but not sent, and the receiver infers them from its
+//! replay window (RFC 4303 appendix A2).
 
 use core::ops::Range;
 
@@ -16,8 +17,12 @@ use crate::transform::DirectionKeys;
 pub const MAX_ESP_PACKET_LEN: usize = 65_507;
 /// Highest sequence number an SA without ESN may send; the next packet needs a new SA.
 pub const MAX_SEQ_32: u64 = u32::MAX as u64;
+/// Highest sequence number an SA with ESN may send.
+pub const MAX_SEQ_64: u64 = u64::MAX - 1;
 /// Default soft limit on the sequence number: leaves 2^16 packets to finish a rekey.
 pub const DEFAULT_SOFT_SEQ: u64 = (1u64 << 32) - (1u64 << 16);
+/// Default soft limit on the sequence number with ESN.
+pub const DEFAULT_SOFT_SEQ_ESN: u64 = u64::MAX - (1u64 << 32);
 
 /// Protocol numbers of the ESP next-header field (IANA protocol numbers).
 pub mod next_header {
@@ -125,6 +130,8 @@ pub struct OutboundConfig {
     pub soft_seq: u64,
     /// Byte/packet lifetimes.
     pub lifetime: Lifetime,
+    /// Extended (64-bit) sequence numbers, if negotiated.
+    pub esn: bool,
 }
 
 impl Default for OutboundConfig {
@@ -132,6 +139,18 @@ impl Default for OutboundConfig {
         Self {
             soft_seq: DEFAULT_SOFT_SEQ,
             lifetime: Lifetime::default(),
+            esn: false,
+        }
+    }
+}
+
+impl OutboundConfig {
+    /// Defaults for an SA with extended sequence numbers.
+    pub fn with_esn() -> Self {
+        Self {
+            soft_seq: DEFAULT_SOFT_SEQ_ESN,
+            esn: true,
+            ..Self::default()
         }
     }
 }
@@ -233,7 +252,12 @@ impl OutboundSa {
     fn admit(&mut self, inner_len: usize) -> Result<u64, EncapError> {
         let seq = self.next_seq;
         let limits = &self.config.lifetime;
-        let refusal = if seq > MAX_SEQ_32 {
+        let max_seq = if self.config.esn {
+            MAX_SEQ_64
+        } else {
+            MAX_SEQ_32
+        };
+        let refusal = if seq > max_seq {
             Some((EncapError::SequenceExhausted, LimitKind::Sequence))
         } else if self.counters.packets >= limits.hard_packets {
             Some((
@@ -317,7 +341,7 @@ impl OutboundSa {
         hdr[..4].copy_from_slice(&self.spi.to_be_bytes());
         hdr[4..].copy_from_slice(&(seq as u32).to_be_bytes());
         self.cipher
-            .seal(packet, seq)
+            .seal(packet, seq, self.config.esn)
             .map_err(|()| EncapError::Crypto)
     }
 
@@ -371,6 +395,8 @@ pub struct InboundConfig {
     pub replay_window: u32,
     /// Byte/packet lifetimes.
     pub lifetime: Lifetime,
+    /// Extended (64-bit) sequence numbers, if negotiated.
+    pub esn: bool,
 }
 
 impl Default for InboundConfig {
@@ -378,6 +404,7 @@ impl Default for InboundConfig {
         Self {
             replay_window: DEFAULT_REPLAY_WINDOW,
             lifetime: Lifetime::default(),
+            esn: false,
         }
     }
 }
@@ -521,6 +548,35 @@ impl InboundSa {
         self.decapsulate_in_place(buf)
     }
 
+    /// Full sequence number for the low 32 bits received (RFC 4303 appendix A2.2): the value
+    /// that places it in or just right of the replay window.
+    fn infer_seq(&self, seq_lo: u32) -> u64 {
+        let lo = u64::from(seq_lo);
+        if !self.config.esn {
+            return lo;
+        }
+        let top = self.replay.highest();
+        let (th, tl) = (top >> 32, top & 0xFFFF_FFFF);
+        let span = self.replay.size() - 1;
+        if tl >= span {
+            // The window lies within one 2^32 subspace: below its bottom means the next one.
+            if lo >= tl - span {
+                (th << 32) | lo
+            } else {
+                ((th + 1) << 32) | lo
+            }
+        } else {
+            // The window straddles a subspace boundary: above its wrapped bottom means the
+            // previous subspace.
+            let bottom = (tl + (1u64 << 32) - span) & 0xFFFF_FFFF;
+            if lo >= bottom {
+                th.checked_sub(1).map_or(lo, |h| (h << 32) | lo)
+            } else {
+                (th << 32) | lo
+            }
+        }
+    }
+
     fn decapsulate_inner(&mut self, packet: &mut [u8]) -> Result<Decapsulated, DecapError> {
         let Some(hdr) = packet.get(..ESP_HEADER_LEN) else {
             return Err(DecapError::Malformed);
@@ -529,7 +585,7 @@ impl InboundSa {
         if spi != self.spi {
             return Err(DecapError::UnknownSpi(spi));
         }
-        let seq = u64::from(u32::from_be_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]));
+        let seq = self.infer_seq(u32::from_be_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]));
         // Cheap rejection of replays before any crypto; the window only moves after the ICV
         // check, so a forged packet cannot shift it.
         self.replay.check(seq).map_err(|_| DecapError::Replayed)?;
@@ -542,7 +598,8 @@ impl InboundSa {
             self.events.raise(SaEvent::Expired(LimitKind::Bytes));
             return Err(DecapError::LifetimeExpired(LimitKind::Bytes));
         }
-        let payload = self.cipher.open(packet).map_err(|e| match e {
+        let seq_hi = self.config.esn.then_some((seq >> 32) as u32);
+        let payload = self.cipher.open(packet, seq_hi).map_err(|e| match e {
             OpenError::Malformed => DecapError::Malformed,
             OpenError::Auth => DecapError::AuthenticationFailed,
         })?;
@@ -721,6 +778,96 @@ mod tests {
             Some(SaEvent::Expired(LimitKind::Sequence))
         );
         assert_eq!(out.poll_event(), None);
+    }
+
+    fn esn_pair(t: Transform, first_seq: u64) -> (OutboundSa, InboundSa) {
+        let keys = DirectionKeys::from_keymat(t, &vec![3u8; t.keymat_len()]).unwrap();
+        let mut out = OutboundSa::with_config(0x2000, &keys, OutboundConfig::with_esn()).unwrap();
+        let cfg = InboundConfig {
+            esn: true,
+            ..InboundConfig::default()
+        };
+        let mut inb = InboundSa::with_config(0x2000, &keys, cfg).unwrap();
+        out.next_seq = first_seq;
+        inb.replay.accept(first_seq - 1).unwrap();
+        (out, inb)
+    }
+
+    #[test]
+    fn esn_crosses_the_32_bit_boundary_in_order_and_reordered() {
+        use crate::transform::Integrity;
+        for t in [
+            Transform::AesGcm16(AesKeyLen::Aes256),
+            Transform::ChaCha20Poly1305,
+            Transform::AesCbc(AesKeyLen::Aes128, Integrity::HmacSha256_128),
+        ] {
+            let start = (1u64 << 32) - 3;
+            let (mut out, mut inb) = esn_pair(t, start);
+            let packets: Vec<Vec<u8>> = (0..8)
+                .map(|_| {
+                    let mut buf = vec![0u8; 200];
+                    let n = out.encapsulate(&ipv4(60), &mut buf).unwrap();
+                    buf.truncate(n);
+                    buf
+                })
+                .collect();
+            // Low halves on the wire wrap: ..fffd, ..fffe, ..ffff, 0, 1, ...
+            assert_eq!(&packets[3][4..8], &[0, 0, 0, 0]);
+            // Deliver 0..2 and 5..8 in order, then 3 and 4 late (window straddles 2^32).
+            for i in [0, 1, 2, 5, 6, 7, 3, 4] {
+                let mut p = packets[i].clone();
+                assert!(
+                    matches!(
+                        inb.decapsulate_in_place(&mut p),
+                        Ok(Decapsulated::Packet { .. })
+                    ),
+                    "{t:?} packet {i}"
+                );
+            }
+            assert_eq!(inb.replay_window().highest(), start + 7);
+            let mut again = packets[2].clone();
+            assert_eq!(
+                inb.decapsulate_in_place(&mut again),
+                Err(DecapError::Replayed)
+            );
+        }
+    }
+
+    #[test]
+    fn esn_mismatch_fails_authentication() {
+        let t = Transform::AesGcm16(AesKeyLen::Aes128);
+        let (mut out, _) = esn_pair(t, 5);
+        let mut plain_in =
+            InboundSa::new(0x2000, &DirectionKeys::from_keymat(t, &[3u8; 20]).unwrap()).unwrap();
+        let mut buf = [0u8; 200];
+        let n = out.encapsulate(&ipv4(40), &mut buf).unwrap();
+        // High half 0 is still authenticated under ESN: a non-ESN receiver's AAD differs.
+        assert_eq!(
+            plain_in.decapsulate_in_place(&mut buf[..n]),
+            Err(DecapError::AuthenticationFailed)
+        );
+    }
+
+    #[test]
+    fn esn_inference_follows_rfc4303_appendix_a() {
+        let t = Transform::ChaCha20Poly1305;
+        let (_, mut inb) = esn_pair(t, 2);
+        // Window at the start (top 1): everything lands in subspace 0.
+        assert_eq!(inb.infer_seq(7), 7);
+        assert_eq!(inb.infer_seq(u32::MAX), u64::from(u32::MAX));
+        // Window inside subspace 1: [2^32 + 10000 - 4095, 2^32 + 10000].
+        inb.replay.accept((1 << 32) + 10_000).unwrap();
+        assert_eq!(inb.infer_seq(9_000), (1 << 32) + 9_000);
+        assert_eq!(inb.infer_seq(20_000), (1 << 32) + 20_000);
+        assert_eq!(inb.infer_seq(1_000), (2 << 32) + 1_000);
+        // Window straddling 2^33: top = 2^33 + 5.
+        inb.replay.accept((2 << 32) + 5).unwrap();
+        assert_eq!(
+            inb.infer_seq(u32::MAX - 10),
+            (1 << 32) + u64::from(u32::MAX - 10)
+        );
+        assert_eq!(inb.infer_seq(3), (2 << 32) + 3);
+        assert_eq!(inb.infer_seq(100), (2 << 32) + 100);
     }
 
     #[test]

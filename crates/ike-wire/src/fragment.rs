@@ -173,6 +173,9 @@ impl Reassembler {
     ///
     /// A fragment with a larger Total Fragments than the ones collected restarts reassembly
     /// (the sender re-fragmented smaller, RFC 7383 2.6); a smaller one is rejected as stale.
+    /// Once a message is complete its state is dropped: late retransmitted fragments of it would
+    /// start a new reassembly, so the caller filters message IDs it has already processed (and
+    /// answers those from its response cache) before calling this.
     pub fn insert(
         &mut self,
         message_id: u32,

@@ -35,6 +35,32 @@
 //!
 //! Lookups over payload lists (`msg.payloads.notify(NotifyType::COOKIE)`, `.sa()`, `.ke()`,
 //! `.nonce()`, ...) come from the [`Payloads`] trait.
+//!
+//! # Example
+//! ```
+//! use ike_wire::*;
+//!
+//! // Responder side of a protected exchange, with a stand-in for the AEAD.
+//! let header = Header::new(0x1111, 0x2222, ExchangeType::INFORMATIONAL, Flags::RESPONSE, 2);
+//! let inner = vec![Payload::Notify(Notify::new(NotifyType::NO_ADDITIONAL_ADDRESSES, vec![]))];
+//! let (first, plain) = encode_chain(&inner)?;
+//! let seal = |aad: &[u8], plain: &[u8]| -> Vec<u8> {
+//!     let icv = aad.iter().fold(0u8, |a, b| a ^ b); // not crypto: just uses the AAD
+//!     [&[0u8; 8][..], plain, &[icv; 16]].concat()
+//! };
+//! let body_len = 8 + plain.len() + 16; // known before sealing
+//! let mut datagram = seal_prefix(&header, &[], Protection::Sk { first_payload: first }, body_len)?;
+//! let body = seal(&datagram, &plain);
+//! datagram.extend_from_slice(&body);
+//!
+//! // Receiving: split, authenticate + decrypt (stand-in), decode the inner chain.
+//! let parts = open_parts(&datagram)?;
+//! assert_eq!(parts.body, body.as_slice());
+//! let decrypted = &parts.body[8..parts.body.len() - 16];
+//! let payloads = decode_chain(parts.first_payload, decrypted)?;
+//! assert!(payloads.notify(NotifyType::NO_ADDITIONAL_ADDRESSES).is_some());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 

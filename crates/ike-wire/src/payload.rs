@@ -254,6 +254,51 @@ impl Notify {
             data,
         }
     }
+
+    /// UNSUPPORTED_CRITICAL_PAYLOAD carrying the offending payload type (RFC 7296 3.10.1).
+    pub fn unsupported_critical_payload(payload_type: PayloadType) -> Self {
+        Self::new(
+            NotifyType::UNSUPPORTED_CRITICAL_PAYLOAD,
+            vec![payload_type.0],
+        )
+    }
+
+    /// INVALID_KE_PAYLOAD carrying the group the responder wants (RFC 7296 3.10.1).
+    pub fn invalid_ke_payload(group: DhGroup) -> Self {
+        Self::new(
+            NotifyType::INVALID_KE_PAYLOAD,
+            group.0.to_be_bytes().to_vec(),
+        )
+    }
+
+    /// The group requested by an INVALID_KE_PAYLOAD notify, if this is one with 2 bytes of data.
+    pub fn requested_group(&self) -> Option<DhGroup> {
+        match (self.notify_type, self.data.as_slice()) {
+            (NotifyType::INVALID_KE_PAYLOAD, &[a, b]) => Some(DhGroup(u16::from_be_bytes([a, b]))),
+            _ => None,
+        }
+    }
+
+    /// SIGNATURE_HASH_ALGORITHMS announcing the given RFC 7427 hash algorithm IDs.
+    pub fn signature_hash_algorithms(ids: &[u16]) -> Self {
+        let data = ids.iter().flat_map(|id| id.to_be_bytes()).collect();
+        Self::new(NotifyType::SIGNATURE_HASH_ALGORITHMS, data)
+    }
+
+    /// The hash algorithm IDs of a SIGNATURE_HASH_ALGORITHMS notify (None if it is not one, or
+    /// its data has odd length).
+    pub fn hash_algorithms(&self) -> Option<Vec<u16>> {
+        if self.notify_type != NotifyType::SIGNATURE_HASH_ALGORITHMS
+            || !self.data.len().is_multiple_of(2)
+        {
+            return None;
+        }
+        let ids = self
+            .data
+            .chunks_exact(2)
+            .map(|c| u16::from_be_bytes([c[0], c[1]]));
+        Some(ids.collect())
+    }
 }
 
 /// Delete payload (RFC 7296 3.11).

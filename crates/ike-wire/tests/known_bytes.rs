@@ -578,3 +578,40 @@ fn encode_rejects_oversized_fields() {
         Err(EncodeError::Inconsistent { .. })
     ));
 }
+
+#[test]
+fn notify_data_helpers() {
+    let n = Notify::unsupported_critical_payload(PayloadType(201));
+    assert_eq!(
+        (n.notify_type, n.data.as_slice()),
+        (NotifyType::UNSUPPORTED_CRITICAL_PAYLOAD, &[201][..])
+    );
+    let n = Notify::invalid_ke_payload(DhGroup::ECP_256);
+    assert_eq!(n.data, [0, 19]);
+    assert_eq!(n.requested_group(), Some(DhGroup::ECP_256));
+    assert_eq!(
+        Notify::new(NotifyType::INVALID_KE_PAYLOAD, vec![19]).requested_group(),
+        None
+    );
+    assert_eq!(
+        Notify::new(NotifyType::COOKIE, vec![0, 19]).requested_group(),
+        None
+    );
+    let n = Notify::signature_hash_algorithms(&[2, 3, 4]);
+    assert_eq!(n.data, [0, 2, 0, 3, 0, 4]);
+    assert_eq!(n.hash_algorithms(), Some(vec![2, 3, 4]));
+    assert_eq!(
+        Notify::new(NotifyType::SIGNATURE_HASH_ALGORITHMS, vec![0]).hash_algorithms(),
+        None
+    );
+    assert!(NotifyType::TS_UNACCEPTABLE.is_error() && !NotifyType::COOKIE.is_error());
+    assert_eq!(
+        NotifyType(16430).to_string(),
+        "IKEV2_FRAGMENTATION_SUPPORTED"
+    );
+    assert_eq!(format!("{:?}", NotifyType(50000)), "NotifyType(50000)");
+    assert_eq!(
+        format!("{:?}", Flags::INITIATOR | Flags::RESPONSE | Flags(0x01)),
+        "Flags(I|R|0x01)"
+    );
+}

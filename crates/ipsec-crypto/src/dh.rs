@@ -7,7 +7,7 @@
 
 use aws_lc_rs::agreement;
 use crypto_bigint::modular::{FixedMontyForm, FixedMontyParams};
-use crypto_bigint::{Odd, U256, U320, U1024, U2048, Uint};
+use crypto_bigint::{Odd, U384, U1024, U2048, Uint};
 use zeroize::Zeroizing;
 
 use crate::{CryptoError, Provider};
@@ -125,8 +125,11 @@ pub struct DhPrivateKey {
 }
 
 enum Secret {
-    Modp1024(Zeroizing<U256>),
-    Modp2048(Zeroizing<U320>),
+    /// Exponent (zero-extended to 384 bits) and its public bit length.
+    Modp {
+        exponent: Zeroizing<U384>,
+        bits: u32,
+    },
     Ecdh(agreement::PrivateKey),
 }
 
@@ -141,8 +144,9 @@ impl std::fmt::Debug for DhPrivateKey {
 impl DhPrivateKey {
     /// Generates a key pair from the provider's randomness (also via [`Provider::generate_dh`]).
     pub fn generate(group: DhGroup, provider: &Provider) -> Result<Self, CryptoError> {
-        let mut bytes = Zeroizing::new(vec![0u8; private_len(group)]);
-        // A random P-256/P-384 scalar is >= n with probability ~2^-32 or 2^-190; retry then.
+        let mut bytes = Zeroizing::new(vec![0u8; generated_private_len(group)]);
+        // A random P-256/P-384 scalar is >= n with probability ~2^-32 or 2^-190, a MODP
+        // exponent < 2 with ~2^-255: retry then.
         for _ in 0..64 {
             provider.fill_random(&mut bytes)?;
             match Self::from_private_bytes(group, &bytes) {
@@ -153,40 +157,54 @@ impl DhPrivateKey {
         Err(CryptoError::Rng)
     }
 
-    /// Builds a key from fixed private bytes (test vectors, deterministic tests). Lengths:
-    /// group 2 = 32 bytes, group 14 = 40 bytes (big-endian exponents >= 2), 19 = 32, 20 = 48
-    /// (big-endian scalars in [1, n-1]), 31 = 32 (RFC 7748 scalar).
+    /// Builds a key from fixed private bytes (test vectors, deterministic tests).
+    /// MODP groups: a big-endian exponent of 20 to 48 bytes, value >= 2 (generated keys use
+    /// 32 bytes for group 2 and 40 for group 14). Group 19: 32 bytes, 20: 48 bytes (big-endian
+    /// scalars in [1, n-1]). Group 31: 32 bytes (RFC 7748 scalar).
     pub fn from_private_bytes(group: DhGroup, bytes: &[u8]) -> Result<Self, CryptoError> {
-        let expected = private_len(group);
-        if bytes.len() != expected {
-            return Err(CryptoError::KeyLength {
-                what: "DH private",
-                expected,
-                got: bytes.len(),
-            });
-        }
         match group {
-            DhGroup::Modp1024 => {
-                let exponent = Zeroizing::new(U256::from_be_slice(bytes));
-                check_exponent(&exponent)?;
-                let public = modp_pow(&MODP_1024_PRIME, &U1024::from(2u8), &exponent);
+            DhGroup::Modp1024 | DhGroup::Modp2048 => {
+                if !(MODP_MIN_EXPONENT_BYTES..=U384::BYTES).contains(&bytes.len()) {
+                    return Err(CryptoError::KeyLength {
+                        what: "DH private",
+                        expected: generated_private_len(group),
+                        got: bytes.len(),
+                    });
+                }
+                let mut padded = Zeroizing::new([0u8; U384::BYTES]);
+                padded[U384::BYTES - bytes.len()..].copy_from_slice(bytes);
+                let exponent = Zeroizing::new(U384::from_be_slice(&padded[..]));
+                if *exponent <= U384::ONE {
+                    return Err(CryptoError::KeyRejected("DH private"));
+                }
+                let bits = u32::try_from(bytes.len() * 8).map_err(|_| CryptoError::Rng)?;
+                let public = match group {
+                    DhGroup::Modp1024 => {
+                        modp_pow(&MODP_1024_PRIME, &U1024::from(2u8), &exponent, bits)
+                            .to_be_bytes()
+                            .as_ref()
+                            .to_vec()
+                    }
+                    _ => modp_pow(&MODP_2048_PRIME, &U2048::from(2u8), &exponent, bits)
+                        .to_be_bytes()
+                        .as_ref()
+                        .to_vec(),
+                };
                 Ok(DhPrivateKey {
                     group,
-                    public: public.to_be_bytes().as_ref().to_vec(),
-                    secret: Secret::Modp1024(exponent),
-                })
-            }
-            DhGroup::Modp2048 => {
-                let exponent = Zeroizing::new(U320::from_be_slice(bytes));
-                check_exponent(&exponent)?;
-                let public = modp_pow(&MODP_2048_PRIME, &U2048::from(2u8), &exponent);
-                Ok(DhPrivateKey {
-                    group,
-                    public: public.to_be_bytes().as_ref().to_vec(),
-                    secret: Secret::Modp2048(exponent),
+                    public,
+                    secret: Secret::Modp { exponent, bits },
                 })
             }
             DhGroup::EcpP256 | DhGroup::EcpP384 | DhGroup::Curve25519 => {
+                let expected = generated_private_len(group);
+                if bytes.len() != expected {
+                    return Err(CryptoError::KeyLength {
+                        what: "DH private",
+                        expected,
+                        got: bytes.len(),
+                    });
+                }
                 let alg = group.ecdh_algorithm().ok_or(CryptoError::DhGroupMismatch)?;
                 let key = agreement::PrivateKey::from_private_key(alg, bytes)
                     .map_err(|_| CryptoError::KeyRejected("DH private"))?;
@@ -231,8 +249,10 @@ impl DhPrivateKey {
             });
         }
         match &self.secret {
-            Secret::Modp1024(x) => modp_agree(&MODP_1024_PRIME, peer_public, &**x),
-            Secret::Modp2048(x) => modp_agree(&MODP_2048_PRIME, peer_public, &**x),
+            Secret::Modp { exponent, bits } => match self.group {
+                DhGroup::Modp1024 => modp_agree(&MODP_1024_PRIME, peer_public, exponent, *bits),
+                _ => modp_agree(&MODP_2048_PRIME, peer_public, exponent, *bits),
+            },
             Secret::Ecdh(key) => {
                 let alg = self
                     .group
@@ -283,37 +303,39 @@ impl std::fmt::Debug for SharedSecret {
     }
 }
 
-fn private_len(group: DhGroup) -> usize {
+/// Shortest accepted MODP exponent (160 bits, the floor of RFC 3526's strength table).
+const MODP_MIN_EXPONENT_BYTES: usize = 20;
+
+/// Private key length drawn from the RNG (MODP: the short-exponent sizes explained on
+/// [`DhPrivateKey`]).
+fn generated_private_len(group: DhGroup) -> usize {
     match group {
-        DhGroup::Modp1024 => U256::BYTES,
-        DhGroup::Modp2048 => U320::BYTES,
+        DhGroup::Modp1024 => 32,
+        DhGroup::Modp2048 => 40,
         DhGroup::EcpP256 | DhGroup::Curve25519 => 32,
         DhGroup::EcpP384 => 48,
     }
 }
 
-/// Exponents 0 and 1 give the public values 1 and g: reject them (a generated key retries).
-fn check_exponent<const E: usize>(exponent: &Uint<E>) -> Result<(), CryptoError> {
-    if *exponent <= Uint::ONE {
-        return Err(CryptoError::KeyRejected("DH private"));
-    }
-    Ok(())
-}
-
-/// base^exponent mod prime, constant time in the exponent.
-fn modp_pow<const L: usize, const E: usize>(
+/// base^exponent mod prime; constant time in the exponent's value (its bit length `bits` is
+/// public).
+fn modp_pow<const L: usize>(
     prime: &Odd<Uint<L>>,
     base: &Uint<L>,
-    exponent: &Uint<E>,
+    exponent: &U384,
+    bits: u32,
 ) -> Uint<L> {
     let params = FixedMontyParams::new_vartime(*prime);
-    FixedMontyForm::new(base, &params).pow(exponent).retrieve()
+    FixedMontyForm::new(base, &params)
+        .pow_bounded_exp(exponent, bits)
+        .retrieve()
 }
 
-fn modp_agree<const L: usize, const E: usize>(
+fn modp_agree<const L: usize>(
     prime: &Odd<Uint<L>>,
     peer_public: &[u8],
-    exponent: &Uint<E>,
+    exponent: &U384,
+    bits: u32,
 ) -> Result<SharedSecret, CryptoError> {
     // The caller checked that the length equals the prime length.
     let y = Uint::<L>::from_be_slice(peer_public);
@@ -321,7 +343,7 @@ fn modp_agree<const L: usize, const E: usize>(
     if y <= Uint::ONE || y >= p_minus_1 {
         return Err(CryptoError::DhPublicInvalid);
     }
-    let z = Zeroizing::new(modp_pow(prime, &y, exponent));
+    let z = Zeroizing::new(modp_pow(prime, &y, exponent, bits));
     let bytes = Zeroizing::new(z.to_be_bytes());
     Ok(SharedSecret(Zeroizing::new(bytes.as_ref().to_vec())))
 }
@@ -350,16 +372,15 @@ mod tests {
     /// 2^((p-1)/2) = 1 mod p; a single wrong digit would break this.
     #[test]
     fn modp_primes_pass_euler_criterion_for_generator_2() {
-        let q1 = MODP_1024_PRIME.as_ref().shr_vartime(1);
-        assert_eq!(
-            modp_pow(&MODP_1024_PRIME, &U1024::from(2u8), &q1),
-            U1024::ONE
-        );
-        let q14 = MODP_2048_PRIME.as_ref().shr_vartime(1);
-        assert_eq!(
-            modp_pow(&MODP_2048_PRIME, &U2048::from(2u8), &q14),
-            U2048::ONE
-        );
+        fn pow_half_order<const L: usize>(prime: &Odd<Uint<L>>) -> Uint<L> {
+            let q = prime.as_ref().shr_vartime(1);
+            let params = FixedMontyParams::new_vartime(*prime);
+            FixedMontyForm::new(&Uint::from(2u8), &params)
+                .pow(&q)
+                .retrieve()
+        }
+        assert_eq!(pow_half_order(&MODP_1024_PRIME), U1024::ONE);
+        assert_eq!(pow_half_order(&MODP_2048_PRIME), U2048::ONE);
         assert_eq!(MODP_1024_PRIME.as_ref().bit_width(), 1024);
         assert_eq!(MODP_2048_PRIME.as_ref().bit_width(), 2048);
     }

@@ -274,3 +274,93 @@ fn modp_small_exponents_give_known_values() {
         );
     }
 }
+
+/// MODP groups 2 and 14: the generated test vectors of strongSwan's test-vectors plugin
+/// (`src/libstrongswan/plugins/test_vectors/test_vectors/modp.c`, `modp1024` and `modp2048`;
+/// strongSwan notes there that no published vectors exist for these groups). Data only: the
+/// two private exponents, both public values and the shared secret.
+#[test]
+fn strongswan_modp_vectors() {
+    let cases = [
+        (
+            DhGroup::Modp1024,
+            concat!("e53c205da0d8e4bfb4174944320fc6e4ea66fe44e3c931ac5da1450aea47ebcf",),
+            concat!("7f9af721eb7cd2a900a36e399ebc5c65eecce6629c8e1c5a7ff33293645fd3e3",),
+            concat!(
+                "66617c9bbe91ee9900d806415b7384ecb0b6b80a39bd5b070396ee32375a8f68",
+                "376b352b97baf32f95c4d18c06ab96bfe3f3752df1e3c55741b6f4244117eebd",
+                "a1015983c6ba008fe89fe51cf4c9692592ebf742436c393df61a60ccc64fd790",
+                "7a6d26267c0f1556230c3e332b2e11d118a6982589793a2f6d66b86676bae47a",
+            ),
+            concat!(
+                "7b9010609ebf2c497017458afaab4202885d25de7b5e5ce9b05bd442a3e97b52",
+                "cea760d7dbcb21dd71d80cd4347caa9edfbc2df4c1cdc1669b8ad244eb345b33",
+                "1d875492883df04a3d0b1a8b8927d50991fe03e7357eb6bdfce3d8c684c9861b",
+                "c5ce03962ffb87bf05dabd5a3727994ddee5d3c6ecc589859991b93255761fd5",
+            ),
+            concat!(
+                "95790f5c46ae7ca1a471dd786aa8e444073ecec9695d004620cd7c9d3609a697",
+                "3c89a230750935638b86d1e65b27b7848881f9013abd036280d1862bb03ca60b",
+                "a90b70f9ae7edf71ff80f5a7eefbe26729b5bbb1bb1feb0d240e53c9d74b4fe9",
+                "d262b53bd5d8a7383f90f01e359647d04802d74a4f753b294a96503f2605d3f1",
+            ),
+        ),
+        (
+            DhGroup::Modp2048,
+            concat!(
+                "af3bfd3862caa11774ce2b74840807c1de5cd6a7619bb3a0c7af39eedaa6eb89",
+                "e2e9c144b3625b2731879cb58fa3766d",
+            ),
+            concat!(
+                "77a48e4772e23e284ce4af81399dcd589beb7cefbcc9d196f06dcfdfc3a88e3b",
+                "4c1c82befec0e64ba495ccde329936ce",
+            ),
+            concat!(
+                "1a27c5a7237ae8fe0a71c0af6494faeccdd4a5031d47a1a6b7162dfcdf03bb17",
+                "b7bb089bd652a5f31b3661bb114d7c48d83d244f46db64870c9c8327f1a830ab",
+                "f531e518dd521a2e94e7061e944209ba5331012b3dff00849eaab58c7c7af152",
+                "65210fbcf0f87b9dd932f8ba4e9a9f91b63294530a1200b88b3a03e1a0c7fd34",
+                "deec6fad501ede06ce7ec9e291d47b69b3a4b61bb08763b6d46bfbdab97bdece",
+                "a0ff09a872221fb4b6ccca6b5c6faad8eb873b9a2f39b63e62cfadd47607e68e",
+                "2c290583f7268fb43fc00a7dc8810ecdac1a59bd1b477aaf41cb4b24ada3e5f7",
+                "b8cb986f1ae476afc7677aa62570a1b1838dda26be7863ee2f40b5e538a4e181",
+            ),
+            concat!(
+                "667282318d65cb05cd323c25091e664cc75a3a20c014b2f6389d3b27f5c1e908",
+                "e0d40ff8552bd587752550302285b49f75f8ffaec937fb2e69c8150f88d6508b",
+                "f0fb1f16e9676f5ecf718f874f3d8de3c8688749dbcf1affd4d62ff9ea5d9e30",
+                "35b2ce4a6eae281c408fc8084ae235d998a037610a8cb48c878cd0635fa1369f",
+                "c90b864c532367384597fdeefdb6742b006adedae2015bc4ce2f9c5451c9636a",
+                "16ed7d10b4e40d825b50aa7633a0e8fb813bebc049f7ff6a71ecfb14e880f509",
+                "d38b571a809808a496b451b5b5567a3608b01a22e4998355f181b879de262304",
+                "f29de142ff5e52cc564f3a2d1e84a0c33d8f3da7bf6412b3f018e00d90fa5b94",
+            ),
+            concat!(
+                "26f9e8457cf2d7d56dd819c2a867d7c3a90aa2b944e20b8bded3a5bf91aa1ff8",
+                "1a7ea89d524c365f3823510835cd8644c4d5dacf893e610d2c1a140616d1c8c1",
+                "d35f46de2c5faad9aecec6b677acd984098142a8aa0c8542e9ac98b3bc7b577c",
+                "59b8ec53346e1567a90039ac92b224635ab216731b06353925642c330a201ba4",
+                "b31284a9515860f35e9308f5515a779984fbd9f5ce4177db78d1cb0384b63c73",
+                "9c6d744ad7a700b95a531b29f3b744ed38e69aee67072c45a91cee6b14215e04",
+                "f27c31358c86dce448d60a223bdc554edaa3e4072ef603a0f4619f8db39cec29",
+                "1c860174155d8abf9e1082931df58ed9ee9c1215dd2393de02f5c1767f070e28",
+            ),
+        ),
+    ];
+    for (group, i, r, gi, gr, gir) in cases {
+        let ki = DhPrivateKey::from_private_bytes(group, &h(i)).unwrap();
+        let kr = DhPrivateKey::from_private_bytes(group, &h(r)).unwrap();
+        assert_eq!(ki.public_value(), h(gi), "{group:?} g^i");
+        assert_eq!(kr.public_value(), h(gr), "{group:?} g^r");
+        assert_eq!(
+            ki.agree(&h(gr)).unwrap().as_bytes(),
+            h(gir),
+            "{group:?} g^ir"
+        );
+        assert_eq!(
+            kr.agree(&h(gi)).unwrap().as_bytes(),
+            h(gir),
+            "{group:?} g^ri"
+        );
+    }
+}

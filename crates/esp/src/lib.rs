@@ -15,8 +15,9 @@
 //!
 //! - Extended sequence numbers (RFC 4303 section 2.2.1) when negotiated (`esn` in the configs).
 //!
-//! Not supported: TFC padding on send (received TFC padding and dummy packets are handled),
-//! transport mode.
+//! - Optional TFC padding on send; received TFC padding is stripped and dummy packets dropped.
+//!
+//! Not supported: transport mode, sending dummy packets.
 
 mod batch;
 mod cipher;

@@ -132,6 +132,9 @@ pub struct OutboundConfig {
     pub lifetime: Lifetime,
     /// Extended (64-bit) sequence numbers, if negotiated.
     pub esn: bool,
+    /// Traffic flow confidentiality padding (RFC 4303 section 2.7): inner packets shorter than
+    /// this are followed by zeros up to this length, hiding their size. 0 (default) = off.
+    pub tfc_pad_to: usize,
 }
 
 impl Default for OutboundConfig {
@@ -140,6 +143,7 @@ impl Default for OutboundConfig {
             soft_seq: DEFAULT_SOFT_SEQ,
             lifetime: Lifetime::default(),
             esn: false,
+            tfc_pad_to: 0,
         }
     }
 }
@@ -245,7 +249,12 @@ impl OutboundSa {
 
     /// Length of the ESP packet (UDP payload) for an inner packet of `inner_len` bytes.
     pub fn encapsulated_len(&self, inner_len: usize) -> usize {
-        self.cipher.packet_len(inner_len)
+        self.cipher.packet_len(self.data_len(inner_len))
+    }
+
+    /// Inner packet plus TFC padding.
+    fn data_len(&self, inner_len: usize) -> usize {
+        inner_len.max(self.config.tfc_pad_to)
     }
 
     /// Refuse if sending `inner_len` more bytes would cross a hard limit.
@@ -303,7 +312,7 @@ impl OutboundSa {
             self.counters.invalid_inner += 1;
             return Err(EncapError::InvalidInnerPacket);
         };
-        let len = self.cipher.packet_len(inner.len());
+        let len = self.encapsulated_len(inner.len());
         if len > MAX_ESP_PACKET_LEN {
             self.counters.invalid_inner += 1;
             return Err(EncapError::PacketTooLarge { len });
@@ -324,13 +333,16 @@ impl OutboundSa {
         nh: u8,
         seq: u64,
     ) -> Result<(), EncapError> {
-        let (payload_len, pad_len) = self.cipher.payload_len(inner.len());
+        let data_len = self.data_len(inner.len());
+        let (payload_len, pad_len) = self.cipher.payload_len(data_len);
         let start = ESP_HEADER_LEN + self.cipher.transform().iv_len();
         let payload = packet
             .get_mut(start..start + payload_len)
             .ok_or(EncapError::Crypto)?;
-        let (data, rest) = payload.split_at_mut(inner.len());
-        data.copy_from_slice(inner);
+        let (data, rest) = payload.split_at_mut(data_len);
+        let (packet_part, tfc) = data.split_at_mut(inner.len());
+        packet_part.copy_from_slice(inner);
+        tfc.fill(0);
         let (padding, trailer) = rest.split_at_mut(pad_len);
         // RFC 4303 section 2.4: padding bytes are 1, 2, 3, ...
         for (i, b) in padding.iter_mut().enumerate() {
@@ -358,7 +370,7 @@ impl OutboundSa {
             let Some(inner) = packets.packet(i) else {
                 break;
             };
-            let len = self.cipher.packet_len(inner.len());
+            let len = self.encapsulated_len(inner.len());
             let Some(seg) = out.begin_segment(len) else {
                 if len > MAX_ESP_PACKET_LEN || inner_next_header(inner).is_none() {
                     // Would be skipped anyway: don't let it block the batch.

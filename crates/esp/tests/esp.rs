@@ -102,6 +102,31 @@ fn round_trip_every_transform_ipv4_and_ipv6() {
 }
 
 #[test]
+fn tfc_padding_hides_sizes_and_is_stripped() {
+    for t in [
+        Transform::ChaCha20Poly1305,
+        Transform::AesCbc(AesKeyLen::Aes128, Integrity::HmacSha1_96),
+    ] {
+        let keys = DirectionKeys::from_keymat(t, &keymat(t, 9)).unwrap();
+        let cfg = OutboundConfig {
+            tfc_pad_to: 1000,
+            ..OutboundConfig::default()
+        };
+        let mut out = OutboundSa::with_config(SPI, &keys, cfg).unwrap();
+        let mut inb = InboundSa::new(SPI, &keys).unwrap();
+        let small = seal(&mut out, &ipv4(100, 1));
+        let medium = seal(&mut out, &ipv6(999, 2));
+        let large = seal(&mut out, &ipv4(1200, 3));
+        assert_eq!(small.len(), medium.len(), "{t:?}");
+        assert_eq!(large.len(), out.encapsulated_len(1200));
+        assert!(large.len() > small.len());
+        assert_eq!(open(&mut inb, &small).unwrap(), ipv4(100, 1));
+        assert_eq!(open(&mut inb, &medium).unwrap(), ipv6(999, 2));
+        assert_eq!(open(&mut inb, &large).unwrap(), ipv4(1200, 3));
+    }
+}
+
+#[test]
 fn cbc_ivs_differ_per_packet() {
     let t = Transform::AesCbc(AesKeyLen::Aes256, Integrity::HmacSha256_128);
     let (mut out, _) = pair(t);

@@ -37,7 +37,7 @@ pub fn ip_out(ns: &Netns, args: &[&str]) -> String {
 /// Deadline for anything that should happen "at once" in a namespace.
 pub const STEP: Duration = Duration::from_secs(5);
 
-fn checksum(data: &[u8]) -> u16 {
+pub fn checksum(data: &[u8]) -> u16 {
     let mut sum: u32 = 0;
     for chunk in data.chunks(2) {
         let word = u16::from_be_bytes([chunk[0], *chunk.get(1).unwrap_or(&0)]);

@@ -1,0 +1,219 @@
+//! Configuration of the engine: credentials, proposals, timers, and the per-role settings.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ike_wire::TrafficSelector;
+use ipnet::IpNet;
+use ipsec_crypto::SigningKey;
+
+use crate::identity::{IkeId, PeerValidator};
+use crate::proposal::{EspProposal, IkeProposal};
+
+/// Our identity, private key and certificate chain.
+#[derive(Clone)]
+pub struct LocalCredentials {
+    /// Identity sent in IDi / IDr.
+    pub id: IkeId,
+    /// Private key for AUTH signatures.
+    pub key: Arc<SigningKey>,
+    /// Certificate chain as DER: end entity first, then intermediates (no root needed).
+    pub chain: Vec<Vec<u8>>,
+}
+
+impl fmt::Debug for LocalCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalCredentials")
+            .field("id", &self.id)
+            .field("key", &self.key)
+            .field("chain_len", &self.chain.len())
+            .finish()
+    }
+}
+
+/// How we choose the AUTH method for our own signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuthMethodPolicy {
+    /// RFC 7427 (method 14) when the peer sent SIGNATURE_HASH_ALGORITHMS with a usable hash,
+    /// otherwise the classic method for the key (1 for RSA, 9 / 10 for ECDSA).
+    #[default]
+    Auto,
+    /// Always the classic method (1 / 9 / 10), as Windows machine-certificate setups do.
+    Classic,
+    /// Always method 14 (fails when the peer advertises no usable hash).
+    DigitalSignature,
+}
+
+/// Retransmission of our requests (RFC 7296 2.1): `initial`, doubling up to `max_timeout`,
+/// `tries` transmissions in total, then the SA fails with a timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetransmitConfig {
+    /// First timeout.
+    pub initial: Duration,
+    /// Upper bound for one timeout.
+    pub max_timeout: Duration,
+    /// Transmissions in total (first send included).
+    pub tries: u32,
+}
+
+impl Default for RetransmitConfig {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_millis(500),
+            max_timeout: Duration::from_secs(8),
+            tries: 5,
+        }
+    }
+}
+
+/// Settings shared by both roles.
+#[derive(Debug, Clone)]
+pub struct IkeConfig {
+    /// Our credentials.
+    pub local: LocalCredentials,
+    /// Validates the peer's certificate and identity.
+    pub validator: Arc<dyn PeerValidator>,
+    /// IKE proposals, preferred first.
+    pub ike_proposals: Vec<IkeProposal>,
+    /// ESP proposals, preferred first.
+    pub esp_proposals: Vec<EspProposal>,
+    /// AUTH method choice.
+    pub auth_method: AuthMethodPolicy,
+    /// Offer and use IKE fragmentation (RFC 7383).
+    pub fragmentation: bool,
+    /// Largest IP packet for IKE messages; bigger encrypted messages are fragmented when both
+    /// sides support it. Default 1280.
+    pub fragment_mtu: usize,
+    /// Retransmission timers.
+    pub retransmit: RetransmitConfig,
+    /// Fake the NAT-D hash so that both sides detect a NAT and use UDP encapsulation on the
+    /// NAT-T port (our data plane is ESP-in-UDP only). Default true.
+    pub force_encap: bool,
+    /// IKE port (500).
+    pub ike_port: u16,
+    /// NAT-T port (4500); datagrams on it carry the 4-byte non-ESP marker.
+    pub natt_port: u16,
+    /// Nonce length in bytes (32).
+    pub nonce_len: usize,
+    /// Responder: drop an IKE SA that is not authenticated within this time. Initiator: give
+    /// up on establishing after it.
+    pub establish_timeout: Duration,
+}
+
+impl IkeConfig {
+    /// Defaults for everything but credentials and validator.
+    pub fn new(local: LocalCredentials, validator: Arc<dyn PeerValidator>) -> Self {
+        Self {
+            local,
+            validator,
+            ike_proposals: IkeProposal::defaults(),
+            esp_proposals: EspProposal::defaults(),
+            auth_method: AuthMethodPolicy::Auto,
+            fragmentation: true,
+            fragment_mtu: 1280,
+            retransmit: RetransmitConfig::default(),
+            force_encap: true,
+            ike_port: 500,
+            natt_port: 4500,
+            nonce_len: 32,
+            establish_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What the initiator (agent) asks for.
+#[derive(Debug, Clone)]
+pub struct InitiatorConfig {
+    /// Shared settings.
+    pub ike: IkeConfig,
+    /// IDr to send (optional; strongSwan and Windows gateways accept its absence).
+    pub remote_id: Option<IkeId>,
+    /// Request an IPv4 virtual address (and IPv4 DNS servers) with CP.
+    pub request_ipv4: bool,
+    /// Request an IPv6 virtual address (and IPv6 DNS servers) with CP.
+    pub request_ipv6: bool,
+    /// TSi we propose (ours). Default 0.0.0.0/0, narrowed by the responder to the vIP.
+    pub ts_local: Vec<TrafficSelector>,
+    /// TSr we propose (what we want to reach). Default 0.0.0.0/0.
+    pub ts_remote: Vec<TrafficSelector>,
+    /// Send N(INITIAL_CONTACT) in IKE_AUTH.
+    pub initial_contact: bool,
+    /// Send N(MOBIKE_SUPPORTED) in IKE_AUTH.
+    pub mobike: bool,
+}
+
+impl InitiatorConfig {
+    /// Full-tunnel IPv4 defaults.
+    pub fn new(ike: IkeConfig) -> Self {
+        Self {
+            ike,
+            remote_id: None,
+            request_ipv4: true,
+            request_ipv6: false,
+            ts_local: vec![TrafficSelector::ANY_V4],
+            ts_remote: vec![TrafficSelector::ANY_V4],
+            initial_contact: true,
+            mobike: true,
+        }
+    }
+}
+
+/// What the responder (gateway) grants.
+#[derive(Debug, Clone)]
+pub struct ResponderConfig {
+    /// Shared settings.
+    pub ike: IkeConfig,
+    /// Local traffic selectors (the networks behind the gateway); TSr is narrowed to them.
+    pub local_ts: Vec<TrafficSelector>,
+    /// DNS servers pushed in CP replies.
+    pub dns_servers: Vec<IpAddr>,
+    /// Subnets pushed as INTERNAL_IP4/6_SUBNET (split-tunnel routes for Windows).
+    pub pushed_subnets: Vec<IpNet>,
+    /// Refuse IKE_AUTH without a CP request (FAILED_CP_REQUIRED).
+    pub require_virtual_ip: bool,
+    /// Echo MOBIKE_SUPPORTED when the initiator sends it.
+    pub mobike: bool,
+    /// Demand a COOKIE once this many half-open SAs exist (0 = always).
+    pub cookie_threshold: usize,
+    /// Drop new IKE_SA_INIT requests once this many half-open SAs exist.
+    pub half_open_limit: usize,
+    /// Rotate the COOKIE secret after this long (the previous secret stays valid one period).
+    pub cookie_secret_lifetime: Duration,
+}
+
+impl ResponderConfig {
+    /// Defaults: local TS 0.0.0.0/0, no DNS, cookies above 64 half-open SAs, limit 4096.
+    pub fn new(ike: IkeConfig) -> Self {
+        Self {
+            ike,
+            local_ts: vec![TrafficSelector::ANY_V4],
+            dns_servers: Vec::new(),
+            pushed_subnets: Vec::new(),
+            require_virtual_ip: false,
+            mobike: false,
+            cookie_threshold: 64,
+            half_open_limit: 4096,
+            cookie_secret_lifetime: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Address family of a virtual IP request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AddressFamily {
+    /// IPv4.
+    V4,
+    /// IPv6.
+    V6,
+}
+
+/// Source of virtual IPs for CP replies; the gateway implements it over its lease store.
+pub trait AddressPool: Send {
+    /// An address for `peer` in `family`, or `None` when the pool is exhausted (the client gets
+    /// INTERNAL_ADDRESS_FAILURE).
+    fn allocate(&mut self, peer: &IkeId, family: AddressFamily) -> Option<IpAddr>;
+    /// Returns an address when the IKE SA that held it is gone.
+    fn release(&mut self, peer: &IkeId, addr: IpAddr);
+}

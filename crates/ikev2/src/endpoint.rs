@@ -1,0 +1,369 @@
+//! The responder endpoint (gateway): demultiplexes datagrams to IKE SAs by SPI, answers
+//! IKE_SA_INIT statelessly where it can (COOKIE, INVALID_KE_PAYLOAD, NO_PROPOSAL_CHOSEN,
+//! INVALID_MAJOR_VERSION), bounds half-open SAs and hands out virtual IPs.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ike_wire::{DecodeError, ExchangeType, Header, Message, Notify, NotifyType, Payloads};
+use ipsec_crypto::Provider;
+use zeroize::Zeroizing;
+
+use crate::config::{AddressPool, InitiatorConfig, ResponderConfig};
+use crate::event::{Event, Transmit};
+use crate::natd::{cookie_matches, make_cookie};
+use crate::sa::{ConnectError, IkeSa, InitOutcome, SaState, stateless_reply};
+
+/// Identifies an IKE SA inside an [`Endpoint`]: our SPI.
+pub type SaId = u64;
+
+/// Owns many IKE SAs (responder and, via [`Endpoint::connect`], initiator).
+///
+/// Same loop as [`IkeSa`]: `handle_datagram` / `handle_timeout` in, `poll_transmit`,
+/// `poll_event` (tagged with the [`SaId`]) and `poll_timeout` out.
+pub struct Endpoint {
+    cfg: Arc<ResponderConfig>,
+    provider: Arc<Provider>,
+    pool: Box<dyn AddressPool>,
+    sas: HashMap<SaId, IkeSa>,
+    init_index: HashMap<(u64, SocketAddr), SaId>,
+    init_keys: HashMap<SaId, (u64, SocketAddr)>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<(SaId, Event)>,
+    cookie_secret: Zeroizing<[u8; 32]>,
+    cookie_previous: Option<Zeroizing<[u8; 32]>>,
+    cookie_version: u8,
+    cookie_rotated: Option<Instant>,
+    unix_time: u64,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("sas", &self.sas.len())
+            .field("half_open", &self.half_open())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Endpoint {
+    /// A responder endpoint.
+    pub fn new(
+        cfg: Arc<ResponderConfig>,
+        provider: Arc<Provider>,
+        pool: Box<dyn AddressPool>,
+    ) -> Result<Self, ConnectError> {
+        if cfg.ike.ike_proposals.is_empty() || cfg.ike.esp_proposals.is_empty() {
+            return Err(ConnectError::NoProposals);
+        }
+        let secret = provider
+            .random_array::<32>()
+            .map_err(|e| ConnectError::Crypto(e.to_string()))?;
+        Ok(Self {
+            cfg,
+            provider,
+            pool,
+            sas: HashMap::new(),
+            init_index: HashMap::new(),
+            init_keys: HashMap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            cookie_secret: Zeroizing::new(secret),
+            cookie_previous: None,
+            cookie_version: 0,
+            cookie_rotated: None,
+            unix_time: 0,
+        })
+    }
+
+    /// Wall-clock seconds since the Unix epoch for certificate checks; call before handing in
+    /// datagrams.
+    pub fn set_unix_time(&mut self, unix_time: u64) {
+        self.unix_time = unix_time;
+    }
+
+    /// Number of IKE SAs.
+    pub fn len(&self) -> usize {
+        self.sas.len()
+    }
+
+    /// True without SAs.
+    pub fn is_empty(&self) -> bool {
+        self.sas.is_empty()
+    }
+
+    /// Half-open (responder, not yet authenticated) SAs.
+    pub fn half_open(&self) -> usize {
+        self.sas
+            .values()
+            .filter(|s| s.state() == SaState::HalfOpen)
+            .count()
+    }
+
+    /// An SA by id.
+    pub fn sa(&self, id: SaId) -> Option<&IkeSa> {
+        self.sas.get(&id)
+    }
+
+    /// Starts an initiator SA owned by this endpoint (e.g. for tests or site-to-site).
+    pub fn connect(
+        &mut self,
+        cfg: Arc<InitiatorConfig>,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> Result<SaId, ConnectError> {
+        let mut sa = IkeSa::connect(cfg, self.provider.clone(), now, local, remote)?;
+        sa.set_unix_time(self.unix_time);
+        let id = sa.local_spi();
+        self.sas.insert(id, sa);
+        self.collect(id);
+        Ok(id)
+    }
+
+    /// Deletes an SA (INFORMATIONAL Delete).
+    pub fn delete(&mut self, id: SaId, now: Instant) {
+        if let Some(sa) = self.sas.get_mut(&id) {
+            sa.delete(now);
+            self.collect(id);
+        }
+    }
+
+    /// Sends a liveness check on an SA; false if not possible right now.
+    pub fn send_liveness_check(&mut self, id: SaId, now: Instant) -> bool {
+        let sent = self
+            .sas
+            .get_mut(&id)
+            .is_some_and(|sa| sa.send_liveness_check(now));
+        self.collect(id);
+        sent
+    }
+
+    /// The next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event with the SA it concerns.
+    pub fn poll_event(&mut self) -> Option<(SaId, Event)> {
+        self.events.pop_front()
+    }
+
+    /// The earliest timer of all SAs.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let sa_min = self.sas.values().filter_map(IkeSa::poll_timeout).min();
+        let rotate = self
+            .cookie_rotated
+            .map(|t| t + self.cfg.cookie_secret_lifetime);
+        match (sa_min, rotate) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Runs the timers of all SAs.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.rotate_cookie_secret(now);
+        let due: Vec<SaId> = self
+            .sas
+            .iter()
+            .filter(|(_, s)| s.poll_timeout().is_some_and(|t| t <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            if let Some(sa) = self.sas.get_mut(&id) {
+                sa.handle_timeout(now);
+            }
+            self.collect(id);
+        }
+    }
+
+    /// Handles one received IKE datagram (non-ESP marker stripped).
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        bytes: &[u8],
+    ) {
+        self.rotate_cookie_secret(now);
+        let raw = match Header::parse(bytes) {
+            Ok(r) => r,
+            Err(DecodeError::UnsupportedMajorVersion { header, .. }) => {
+                if !header.flags.response() && header.exchange_type == ExchangeType::IKE_SA_INIT {
+                    let notify = Notify::new(NotifyType::INVALID_MAJOR_VERSION, Vec::new());
+                    if let Some(b) = stateless_reply(&header, notify) {
+                        self.stateless_transmit(local, remote, b);
+                    }
+                }
+                return;
+            }
+            Err(_) => return,
+        };
+        let h = raw.header;
+        if h.exchange_type == ExchangeType::IKE_SA_INIT
+            && !h.flags.response()
+            && h.flags.initiator()
+            && h.spi_r == 0
+        {
+            if let Some(&id) = self.init_index.get(&(h.spi_i, remote)) {
+                self.dispatch(id, now, local, remote, bytes);
+            } else {
+                self.new_init(now, local, remote, bytes);
+            }
+            return;
+        }
+        let ours = if h.flags.initiator() {
+            h.spi_r
+        } else {
+            h.spi_i
+        };
+        self.dispatch(ours, now, local, remote, bytes);
+    }
+
+    fn dispatch(
+        &mut self,
+        id: SaId,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        bytes: &[u8],
+    ) {
+        let Some(sa) = self.sas.get_mut(&id) else {
+            return;
+        };
+        sa.set_unix_time(self.unix_time);
+        sa.handle(now, local, remote, bytes, Some(self.pool.as_mut()));
+        self.collect(id);
+    }
+
+    fn stateless_transmit(&mut self, local: SocketAddr, remote: SocketAddr, bytes: Vec<u8>) {
+        self.transmits.push_back(Transmit {
+            local,
+            remote,
+            bytes,
+            non_esp_marker: local.port() == self.cfg.ike.natt_port,
+        });
+    }
+
+    fn rotate_cookie_secret(&mut self, now: Instant) {
+        let Some(at) = self.cookie_rotated else {
+            self.cookie_rotated = Some(now);
+            return;
+        };
+        if now < at + self.cfg.cookie_secret_lifetime {
+            return;
+        }
+        let Ok(fresh) = self.provider.random_array::<32>() else {
+            return;
+        };
+        let old = std::mem::replace(&mut self.cookie_secret, Zeroizing::new(fresh));
+        self.cookie_previous = Some(old);
+        self.cookie_version = self.cookie_version.wrapping_add(1);
+        self.cookie_rotated = Some(now);
+    }
+
+    fn new_init(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, bytes: &[u8]) {
+        let Ok(msg) = Message::decode(bytes) else {
+            return;
+        };
+        if msg.header.message_id != 0 {
+            return;
+        }
+        let half_open = self.half_open();
+        if half_open >= self.cfg.half_open_limit {
+            return;
+        }
+        if half_open >= self.cfg.cookie_threshold {
+            let Some(ni) = msg.payloads.nonce() else {
+                return;
+            };
+            let expected = make_cookie(
+                self.cookie_secret.as_slice(),
+                self.cookie_version,
+                ni,
+                remote.ip(),
+                msg.header.spi_i,
+            );
+            let received = msg.payloads.notify(NotifyType::COOKIE).map(|n| &n.data);
+            let valid = received.is_some_and(|c| {
+                cookie_matches(&expected, c)
+                    || self.cookie_previous.as_ref().is_some_and(|prev| {
+                        let old = make_cookie(
+                            prev.as_slice(),
+                            self.cookie_version.wrapping_sub(1),
+                            ni,
+                            remote.ip(),
+                            msg.header.spi_i,
+                        );
+                        cookie_matches(&old, c)
+                    })
+            });
+            if !valid {
+                if let Some(b) =
+                    stateless_reply(&msg.header, Notify::new(NotifyType::COOKIE, expected))
+                {
+                    self.stateless_transmit(local, remote, b);
+                }
+                return;
+            }
+        }
+        let spi_r = loop {
+            let Ok(b) = self.provider.random_array::<8>() else {
+                return;
+            };
+            let v = u64::from_be_bytes(b);
+            if v != 0 && !self.sas.contains_key(&v) {
+                break v;
+            }
+        };
+        match IkeSa::respond_init(
+            self.cfg.clone(),
+            self.provider.clone(),
+            now,
+            local,
+            remote,
+            &msg,
+            bytes,
+            spi_r,
+        ) {
+            InitOutcome::Created(mut sa) => {
+                sa.set_unix_time(self.unix_time);
+                self.init_index.insert((msg.header.spi_i, remote), spi_r);
+                self.init_keys.insert(spi_r, (msg.header.spi_i, remote));
+                self.sas.insert(spi_r, *sa);
+                self.collect(spi_r);
+            }
+            InitOutcome::Reply(b) => self.stateless_transmit(local, remote, b),
+            InitOutcome::Drop => {}
+        }
+    }
+
+    /// Moves an SA's outputs to the endpoint queues and drops it once closed.
+    fn collect(&mut self, id: SaId) {
+        let Some(sa) = self.sas.get_mut(&id) else {
+            return;
+        };
+        while let Some(t) = sa.poll_transmit() {
+            self.transmits.push_back(t);
+        }
+        while let Some(e) = sa.poll_event() {
+            self.events.push_back((id, e));
+        }
+        if sa.state() != SaState::HalfOpen
+            && let Some(key) = self.init_keys.remove(&id)
+        {
+            self.init_index.remove(&key);
+        }
+        if sa.is_closed()
+            && let Some(sa) = self.sas.remove(&id)
+            && let Some(peer) = sa.peer_id()
+        {
+            for a in sa.assigned_addresses() {
+                self.pool.release(peer, *a);
+            }
+        }
+    }
+}

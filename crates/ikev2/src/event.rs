@@ -1,0 +1,185 @@
+//! Outputs of the engine: datagrams to send and events for the application.
+
+use std::net::{IpAddr, SocketAddr};
+
+use ike_wire::{AuthMethod, NotifyType, PayloadType, TrafficSelector};
+use ipnet::IpNet;
+use ipsec_crypto::SecretBytes;
+
+use crate::identity::{IkeId, PeerRejection};
+use crate::proposal::{EspAlgorithms, IkeAlgorithms};
+
+/// One IKE datagram to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Source address (the driver picks the socket bound to this port; the IP is the one the
+    /// peer's datagram arrived on).
+    pub local: SocketAddr,
+    /// Destination.
+    pub remote: SocketAddr,
+    /// The IKE message, WITHOUT the non-ESP marker.
+    pub bytes: Vec<u8>,
+    /// True when sent from the NAT-T port: the driver must prepend the 4-byte zero non-ESP
+    /// marker (RFC 3948 2.2).
+    pub non_esp_marker: bool,
+}
+
+/// Information about an established IKE SA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IkeSaInfo {
+    /// Initiator SPI.
+    pub spi_i: u64,
+    /// Responder SPI.
+    pub spi_r: u64,
+    /// True if we initiated.
+    pub initiator: bool,
+    /// Authenticated peer identity.
+    pub peer_id: IkeId,
+    /// Subject of the peer's certificate.
+    pub peer_subject: String,
+    /// AUTH method the peer used (1 RSA, 9/10 ECDSA, 14 RFC 7427).
+    pub peer_auth_method: AuthMethod,
+    /// Negotiated algorithms.
+    pub algorithms: IkeAlgorithms,
+    /// Current local address.
+    pub local: SocketAddr,
+    /// Current remote address.
+    pub remote: SocketAddr,
+    /// A NAT (or faked NAT-D) was detected: IKE and ESP use UDP encapsulation.
+    pub nat_detected: bool,
+}
+
+/// A negotiated Child SA with its keys (RFC 7296 2.17), ready for the ESP data plane.
+#[derive(Debug, Clone)]
+pub struct ChildSa {
+    /// IKE SA it belongs to (our SPI).
+    pub ike_spi: u64,
+    /// SPI the peer uses when sending to us.
+    pub spi_in: u32,
+    /// SPI we use when sending to the peer.
+    pub spi_out: u32,
+    /// Algorithms (wire IDs: `encr.iana()`, `encr.key_length_attr()`, `integ.iana()`).
+    pub algorithms: EspAlgorithms,
+    /// Encryption key material for inbound packets (AEAD: key ‖ 4-byte salt).
+    pub encr_key_in: SecretBytes,
+    /// Integrity key for inbound packets (empty for AEAD).
+    pub integ_key_in: SecretBytes,
+    /// Encryption key material for outbound packets.
+    pub encr_key_out: SecretBytes,
+    /// Integrity key for outbound packets.
+    pub integ_key_out: SecretBytes,
+    /// Our traffic selectors (initiator: TSi, responder: TSr), narrowed.
+    pub ts_local: Vec<TrafficSelector>,
+    /// The peer's traffic selectors.
+    pub ts_remote: Vec<TrafficSelector>,
+    /// Virtual IPs: assigned to us (initiator) or to the peer (responder).
+    pub virtual_ips: Vec<IpAddr>,
+    /// DNS servers from the CP reply (initiator) or pushed (responder).
+    pub dns_servers: Vec<IpAddr>,
+    /// Subnets from INTERNAL_IP4/6_SUBNET.
+    pub subnets: Vec<IpNet>,
+    /// Local address for ESP (UDP-encapsulated when `udp_encap`).
+    pub local: SocketAddr,
+    /// Remote address for ESP.
+    pub remote: SocketAddr,
+    /// ESP in UDP (RFC 3948) on the NAT-T port.
+    pub udp_encap: bool,
+}
+
+/// Why establishing or running an SA failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FailureReason {
+    /// No acceptable proposal.
+    #[error("no acceptable proposal")]
+    NoProposalChosen,
+    /// The responder wants a KE group we do not offer.
+    #[error("INVALID_KE_PAYLOAD asking for a group we do not offer ({0})")]
+    InvalidKeGroup(u16),
+    /// Peer certificate or identity rejected.
+    #[error("peer rejected: {0}")]
+    PeerRejected(PeerRejection),
+    /// The AUTH payload did not verify or used an unsupported method.
+    #[error("AUTH payload: {0}")]
+    AuthPayload(String),
+    /// Traffic selectors do not overlap.
+    #[error("traffic selectors unacceptable")]
+    TsUnacceptable,
+    /// The address pool is exhausted.
+    #[error("no virtual address available")]
+    AddressPoolExhausted,
+    /// A virtual IP is required but none was requested.
+    #[error("configuration payload required")]
+    CpRequired,
+    /// An unknown payload with the critical bit.
+    #[error("unsupported critical payload {0}")]
+    UnsupportedCritical(PayloadType),
+    /// A required payload is missing or malformed.
+    #[error("invalid syntax: {0}")]
+    InvalidSyntax(String),
+    /// The peer answered with an error notify.
+    #[error("peer sent {0}")]
+    PeerNotify(NotifyType),
+    /// No answer after all retransmissions.
+    #[error("peer did not answer")]
+    Timeout,
+    /// Not established in time.
+    #[error("establishment timed out")]
+    EstablishTimeout,
+    /// Too many COOKIE / INVALID_KE round trips.
+    #[error("too many IKE_SA_INIT retries")]
+    TooManyRetries,
+    /// A local error (crypto backend, encoding).
+    #[error("local error: {0}")]
+    Local(String),
+}
+
+/// A failure with the notify that went over the wire (if any).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// What happened.
+    pub reason: FailureReason,
+    /// Error notify we sent.
+    pub notify_sent: Option<NotifyType>,
+    /// Error notify we received.
+    pub notify_received: Option<NotifyType>,
+}
+
+/// Why an IKE SA ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    /// We deleted it ([`crate::IkeSa::delete`]).
+    LocalDelete,
+    /// The peer deleted it.
+    PeerDelete,
+    /// It failed (see the preceding [`Event::Failed`]).
+    Failed,
+}
+
+/// Events for the application.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// IKE SA authenticated in both directions.
+    IkeSaEstablished(IkeSaInfo),
+    /// A Child SA is ready; install it in the data plane.
+    ChildSaEstablished(Box<ChildSa>),
+    /// A Child SA was deleted (remove both SPIs from the data plane).
+    ChildSaDeleted {
+        /// Inbound SPI.
+        spi_in: u32,
+        /// Outbound SPI.
+        spi_out: u32,
+    },
+    /// The peer's address or the ports changed (NAT-T float, NAT rebinding): update the ESP
+    /// encapsulation addresses.
+    AddressesChanged {
+        /// New local address.
+        local: SocketAddr,
+        /// New remote address.
+        remote: SocketAddr,
+    },
+    /// Something failed; the IKE SA closes unless only the Child SA was refused.
+    Failed(Failure),
+    /// The IKE SA is gone; drop all its Child SAs.
+    Closed(CloseReason),
+}

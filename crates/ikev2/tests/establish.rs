@@ -1,0 +1,211 @@
+//! IKE_SA_INIT + IKE_AUTH + first Child SA between our initiator and our responder.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use common::*;
+use ikev2::ike_wire::{AuthMethod, ExchangeType, Header, Message, NotifyType, Payloads};
+use ikev2::ipsec_crypto::{EncrAlg, PrfAlg};
+use ikev2::{CloseReason, Event, IkeId, IkeProposal, SaState};
+use pki::KeyAlgorithm;
+
+fn exchange_of(bytes: &[u8]) -> ExchangeType {
+    Header::parse(bytes).unwrap().header.exchange_type
+}
+
+#[test]
+fn ecdsa_p256_establishes_ike_and_child_sa_with_identical_keys() {
+    let mut pair = Pair::new(Setup::new(KeyAlgorithm::P256));
+    pair.settle();
+
+    let (c, s) = pair.established();
+    let (c, s) = (
+        c.expect("client established"),
+        s.expect("server established"),
+    );
+    assert_eq!(c.peer_id, IkeId::Fqdn(GATEWAY_NAME.into()));
+    assert_eq!(s.peer_id, IkeId::Fqdn(CLIENT_NAME.into()));
+    assert_eq!((c.spi_i, c.spi_r), (s.spi_i, s.spi_r));
+    assert_eq!(c.algorithms, s.algorithms);
+    // First default proposal.
+    assert_eq!(c.algorithms.encr, EncrAlg::AesGcm16_256);
+    assert_eq!(c.algorithms.prf, PrfAlg::HmacSha384);
+    // Both advertised SIGNATURE_HASH_ALGORITHMS, so RFC 7427 signatures were used.
+    assert_eq!(c.peer_auth_method, AuthMethod::DIGITAL_SIGNATURE);
+    assert_eq!(s.peer_auth_method, AuthMethod::DIGITAL_SIGNATURE);
+    assert!(c.nat_detected && s.nat_detected, "forced encapsulation");
+    assert_eq!(pair.client.state(), SaState::Established);
+
+    let cc = pair.client_child().expect("client child");
+    let sc = pair.server_child().expect("server child");
+    assert_eq!(cc.spi_in, sc.spi_out);
+    assert_eq!(cc.spi_out, sc.spi_in);
+    assert_eq!(cc.algorithms, sc.algorithms);
+    assert_eq!(cc.algorithms.encr, EncrAlg::AesGcm16_256);
+    assert_eq!(cc.encr_key_out.as_bytes(), sc.encr_key_in.as_bytes());
+    assert_eq!(cc.encr_key_in.as_bytes(), sc.encr_key_out.as_bytes());
+    assert_eq!(cc.integ_key_out.as_bytes(), sc.integ_key_in.as_bytes());
+    assert_eq!(cc.encr_key_out.len(), 36);
+    assert_ne!(cc.encr_key_out.as_bytes(), cc.encr_key_in.as_bytes());
+
+    // CP: the first pool address, the DNS server and the pushed subnet.
+    let vip: IpAddr = "172.16.201.10".parse().unwrap();
+    assert_eq!(cc.virtual_ips, vec![vip]);
+    assert_eq!(sc.virtual_ips, vec![vip]);
+    assert_eq!(cc.dns_servers, vec!["10.1.0.53".parse::<IpAddr>().unwrap()]);
+    assert_eq!(cc.subnets, vec!["10.1.0.0/16".parse().unwrap()]);
+    assert_eq!(pair.pool.leased(), 1);
+
+    // TS narrowing: TSi to the vIP, TSr to the gateway's local network.
+    let vip_ts = ikev2::ts::host(vip);
+    let lan = v4_range([10, 1, 0, 0], [10, 1, 255, 255]);
+    assert_eq!(cc.ts_local, vec![vip_ts.clone()]);
+    assert_eq!(cc.ts_remote, vec![lan.clone()]);
+    assert_eq!(sc.ts_local, vec![lan]);
+    assert_eq!(sc.ts_remote, vec![vip_ts]);
+
+    // Port float: IKE_SA_INIT on 500 without marker, everything after on 4500 with it.
+    assert!(cc.udp_encap && sc.udp_encap);
+    assert_eq!(cc.remote.port(), 4500);
+    assert_eq!(sc.remote.port(), 4500);
+    for f in &pair.wire {
+        let init = exchange_of(&f.t.bytes) == ExchangeType::IKE_SA_INIT;
+        assert_eq!(f.t.local.port(), if init { 500 } else { 4500 });
+        assert_eq!(f.t.remote.port(), if init { 500 } else { 4500 });
+        assert_eq!(f.t.non_esp_marker, !init);
+    }
+    assert_eq!(
+        pair.wire.len(),
+        4,
+        "two round trips, no fragmentation needed"
+    );
+}
+
+#[test]
+fn initiator_offers_what_strongswan_expects_in_ike_sa_init() {
+    let pair = Pair::new(Setup::new(KeyAlgorithm::P256));
+    let first = &pair.wire[0].t.bytes;
+    let msg = Message::decode(first).unwrap();
+    let p = &msg.payloads;
+    assert!(p.sa().is_some() && p.ke().is_some() && p.nonce().is_some());
+    for t in [
+        NotifyType::NAT_DETECTION_SOURCE_IP,
+        NotifyType::NAT_DETECTION_DESTINATION_IP,
+        NotifyType::IKEV2_FRAGMENTATION_SUPPORTED,
+        NotifyType::SIGNATURE_HASH_ALGORITHMS,
+    ] {
+        assert!(p.notify(t).is_some(), "{t}");
+    }
+    let defaults = IkeProposal::defaults();
+    assert_eq!(p.sa().unwrap().proposals.len(), defaults.len());
+    // KE for the first group of the first proposal (ecp384: 96 bytes).
+    assert_eq!(p.ke().unwrap().data.len(), 96);
+}
+
+#[test]
+fn rsa_classic_and_digital_signature_methods() {
+    use ikev2::AuthMethodPolicy;
+    for (policy, want) in [
+        (AuthMethodPolicy::Classic, AuthMethod::RSA_SIG),
+        (
+            AuthMethodPolicy::DigitalSignature,
+            AuthMethod::DIGITAL_SIGNATURE,
+        ),
+    ] {
+        let mut setup = Setup::new(KeyAlgorithm::Rsa2048);
+        setup.client.ike.auth_method = policy;
+        setup.server.ike.auth_method = policy;
+        let mut pair = Pair::new(setup);
+        pair.settle();
+        let (c, s) = pair.established();
+        assert_eq!(c.unwrap().peer_auth_method, want);
+        assert_eq!(s.unwrap().peer_auth_method, want);
+        assert!(pair.client_child().is_some());
+    }
+}
+
+#[test]
+fn ecdsa_classic_methods_9_and_10() {
+    use ikev2::AuthMethodPolicy;
+    for (alg, want) in [
+        (KeyAlgorithm::P256, AuthMethod::ECDSA_SHA256_P256),
+        (KeyAlgorithm::P384, AuthMethod::ECDSA_SHA384_P384),
+    ] {
+        let mut setup = Setup::new(alg);
+        setup.client.ike.auth_method = AuthMethodPolicy::Classic;
+        setup.server.ike.auth_method = AuthMethodPolicy::Classic;
+        let mut pair = Pair::new(setup);
+        pair.settle();
+        let (c, s) = pair.established();
+        assert_eq!(c.unwrap().peer_auth_method, want);
+        assert_eq!(s.unwrap().peer_auth_method, want);
+    }
+}
+
+#[test]
+fn der_dn_identity_like_windows_machine_certificates() {
+    let pki = Pki::new(KeyAlgorithm::P256);
+    let gw = pki.issue(pki::CertKind::Gateway, GATEWAY_NAME, KeyAlgorithm::P256);
+    let cl = pki.issue(pki::CertKind::Machine, CLIENT_NAME, KeyAlgorithm::P256);
+    let dn = cl.chain[0].subject_der().to_vec();
+    let mut pair = Pair::new(Setup::with_identities(
+        &pki,
+        &gw,
+        &cl,
+        IkeId::DerDn(dn.clone()),
+    ));
+    pair.settle();
+    assert_eq!(pair.established().1.unwrap().peer_id, IkeId::DerDn(dn));
+    assert!(pair.server_child().is_some());
+}
+
+#[test]
+fn delete_from_client_closes_both_and_releases_the_address() {
+    let mut pair = Pair::new(Setup::new(KeyAlgorithm::P256));
+    pair.settle();
+    assert_eq!(pair.pool.leased(), 1);
+    pair.client.delete(pair.now);
+    pair.collect();
+    pair.settle();
+    assert!(pair.client.is_closed());
+    assert!(matches!(
+        pair.client_events.last(),
+        Some(Event::Closed(CloseReason::LocalDelete))
+    ));
+    assert!(matches!(
+        pair.server_events.last(),
+        Some((_, Event::Closed(CloseReason::PeerDelete)))
+    ));
+    assert!(pair.server.is_empty());
+    assert_eq!(pair.pool.leased(), 0);
+}
+
+#[test]
+fn liveness_check_is_answered() {
+    let mut pair = Pair::new(Setup::new(KeyAlgorithm::P256));
+    pair.settle();
+    let before = pair.wire.len();
+    assert!(pair.client.send_liveness_check(pair.now));
+    assert!(
+        !pair.client.send_liveness_check(pair.now),
+        "one request at a time"
+    );
+    pair.collect();
+    pair.settle();
+    assert_eq!(pair.wire.len(), before + 2);
+    assert!(
+        pair.client.poll_timeout().is_none(),
+        "answered, nothing pending"
+    );
+    assert_eq!(pair.client.state(), SaState::Established);
+    // Server-initiated liveness check works in the other direction too.
+    let id = pair.server_events[0].0;
+    assert!(pair.server.send_liveness_check(id, pair.now));
+    pair.collect();
+    pair.run(true, Duration::from_secs(60));
+    assert_eq!(pair.wire.len(), before + 4);
+    assert!(pair.client_failure().is_none() && pair.server_failure().is_none());
+}

@@ -74,6 +74,8 @@ pub enum ErrorKind {
         "only one device tunnel may exist per machine; \"{existing}\" is already one (remove it first)"
     )]
     SecondDeviceTunnel { existing: String },
+    #[error("the LockDown profile \"{existing}\" forbids adding other profiles (remove it first)")]
+    LockDownProfileExists { existing: String },
     #[error("<LockDown> is allowed only in device-scope profiles")]
     LockDownRequiresDeviceScope,
     #[error("<Authentication> must contain <UserMethod> or <MachineMethod>")]

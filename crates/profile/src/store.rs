@@ -34,6 +34,8 @@ pub enum StoreError {
     InvalidName { name: String, why: &'static str },
     #[error("{0}")]
     Invalid(ProfileErrors),
+    #[error("the LockDown profile \"{by}\" forbids removing other profiles (remove it first)")]
+    LockedDown { by: String },
     #[error("{path}: damaged store entry: {why}")]
     Damaged { path: PathBuf, why: String },
 }
@@ -198,21 +200,38 @@ impl Store {
                 });
             }
         }
+        let existing = self.list()?;
+        let refuse = |path: &str, kind: ErrorKind| {
+            let (element, pos) = parsed.spans.locate(path);
+            let file = parsed.file.clone();
+            let element = element.to_owned();
+            StoreError::Invalid(ProfileErrors(vec![ProfileError {
+                file,
+                pos,
+                element,
+                kind,
+            }]))
+        };
+        if let Some(locked) = existing
+            .iter()
+            .find(|p| p.parsed.profile.lock_down == Some(true))
+        {
+            let existing = locked.name.clone();
+            return Err(refuse(
+                "VPNProfile",
+                ErrorKind::LockDownProfileExists { existing },
+            ));
+        }
         if parsed.profile.is_device_tunnel()
-            && let Some(existing) = self
-                .list()?
-                .into_iter()
+            && let Some(first) = existing
+                .iter()
                 .find(|p| p.parsed.profile.is_device_tunnel())
         {
-            let (element, pos) = parsed.spans.locate("VPNProfile/DeviceTunnel");
-            return Err(StoreError::Invalid(ProfileErrors(vec![ProfileError {
-                file: parsed.file.clone(),
-                pos,
-                element: element.to_owned(),
-                kind: ErrorKind::SecondDeviceTunnel {
-                    existing: existing.name,
-                },
-            }])));
+            let existing = first.name.clone();
+            return Err(refuse(
+                "VPNProfile/DeviceTunnel",
+                ErrorKind::SecondDeviceTunnel { existing },
+            ));
         }
         let scope_dir = self.dir(scope);
         let private = scope == Scope::User;
@@ -267,6 +286,21 @@ impl Store {
             .into_iter()
             .find(|s| self.dir(*s).join(name).is_dir())
             .ok_or_else(|| StoreError::NotFound(name.to_owned()))?;
+        // A damaged entry must stay removable, so damaged entries do not block here.
+        for s in [Scope::Device, Scope::User] {
+            if let Ok(entries) = fs::read_dir(self.dir(s)) {
+                for other in entries.flatten() {
+                    let other = other.file_name().to_string_lossy().into_owned();
+                    if other != name
+                        && !other.starts_with('.')
+                        && let Ok(p) = self.load(s, &other)
+                        && p.parsed.profile.lock_down == Some(true)
+                    {
+                        return Err(StoreError::LockedDown { by: p.name });
+                    }
+                }
+            }
+        }
         let scope_dir = self.dir(scope);
         let entry = scope_dir.join(name);
         let doomed = scope_dir.join(unique_hidden_name("removed"));

@@ -303,7 +303,7 @@ fn vpn_profile() -> impl Strategy<Value = VpnProfile> {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 256,
+        cases: 512,
         failure_persistence: None,
         ..ProptestConfig::default()
     })]
@@ -354,12 +354,22 @@ proptest! {
             at -= 1;
         }
         let mutated = format!("{}{insert}{}", &xml[..at], &xml[at..]);
-        if let Ok(p) = ParsedProfile::parse_str("m.xml", &mutated) {
-            let _ = p.validate(None);
-            let _ = profile::plan::plan("m", None, &p.profile);
-        } else if let Err(e) = ParsedProfile::parse_str("m.xml", &mutated) {
-            for err in &e.0 {
-                prop_assert!(err.pos.line >= 1 && err.pos.col >= 1, "{}", err);
+        match ParsedProfile::parse_str("m.xml", &mutated) {
+            Ok(p) => {
+                let _ = p.validate(None);
+                let _ = profile::plan::plan("m", None, &p.profile);
+                // Whatever was accepted serializes to something that reads back the same.
+                let again = to_profile_xml(&p.profile);
+                let reparsed = ParsedProfile::parse_str("again.xml", &again)
+                    .map_err(|e| TestCaseError::fail(format!("{e}\n{again}")))?;
+                prop_assert_eq!(reparsed.profile, p.profile);
+            }
+            Err(e) => {
+                let lines = mutated.lines().count().max(1) as u32;
+                for err in &e.0 {
+                    prop_assert!(err.pos.line >= 1 && err.pos.col >= 1, "{}", err);
+                    prop_assert!(err.pos.line <= lines + 1, "{} (input has {} lines)", err, lines);
+                }
             }
         }
     }

@@ -133,3 +133,32 @@ fn a_damaged_entry_is_reported_not_trusted() {
     assert_eq!(store.remove("Full").unwrap(), Scope::User);
     assert!(store.list().unwrap().is_empty());
 }
+
+#[test]
+fn a_lockdown_profile_blocks_adding_and_removing_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::at(dir.path());
+    let (user, user_bytes) = corpus("user-tunnel-eap.xml");
+    store.add("User", Scope::User, &user, &user_bytes).unwrap();
+    let xml = "<VPNProfile><LockDown>true</LockDown><NativeProfile><Servers>gw.example.net</Servers>\
+               <NativeProtocolType>IKEv2</NativeProtocolType><Authentication>\
+               <MachineMethod>Certificate</MachineMethod></Authentication></NativeProfile></VPNProfile>";
+    let locked = ParsedProfile::parse_str("locked.xml", xml).unwrap();
+    store
+        .add("Locked", Scope::Device, &locked, xml.as_bytes())
+        .unwrap();
+    let (other, other_bytes) = corpus("force-tunnel.xml");
+    match store.add("Other", Scope::User, &other, &other_bytes) {
+        Err(StoreError::Invalid(e)) => assert_eq!(
+            e.kinds(),
+            [&ErrorKind::LockDownProfileExists {
+                existing: "Locked".into()
+            }]
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(store.remove("User"), Err(StoreError::LockedDown { by }) if by == "Locked"));
+    store.remove("Locked").unwrap();
+    store.remove("User").unwrap();
+    assert!(store.list().unwrap().is_empty());
+}

@@ -1,0 +1,127 @@
+//! A Child SA negotiated by IKE, turned into the two ESP halves the data plane runs.
+
+use esp::{
+    AesKeyLen, DirectionKeys, InboundConfig, InboundSa, Integrity, OutboundConfig, Transform,
+};
+use ikev2::EspAlgorithms;
+use ipnet::IpNet;
+use ipsec_crypto::{EncrAlg, IntegAlg};
+
+/// Why a negotiated Child SA cannot run in our data plane.
+#[derive(Debug, thiserror::Error)]
+pub enum ChildError {
+    #[error("ESP transform {0:?} is not implemented by the data plane")]
+    Unsupported(EspAlgorithms),
+    #[error("ESP keys: {0}")]
+    Keys(#[from] esp::KeyError),
+    #[error("extended sequence numbers are not supported by the data plane")]
+    Esn,
+}
+
+/// The data-plane transform for negotiated ESP algorithms.
+pub fn esp_transform(alg: &EspAlgorithms) -> Result<Transform, ChildError> {
+    if alg.esn {
+        return Err(ChildError::Esn);
+    }
+    let integ = |i: Option<IntegAlg>| match i {
+        Some(IntegAlg::HmacSha1_96) => Some(Integrity::HmacSha1_96),
+        Some(IntegAlg::HmacSha256_128) => Some(Integrity::HmacSha256_128),
+        Some(IntegAlg::HmacSha384_192) => Some(Integrity::HmacSha384_192),
+        Some(IntegAlg::HmacSha512_256) => Some(Integrity::HmacSha512_256),
+        None => None,
+    };
+    let cbc = |len| integ(alg.integ).map(|i| Transform::AesCbc(len, i));
+    let transform = match alg.encr {
+        EncrAlg::AesGcm16_128 if alg.integ.is_none() => {
+            Some(Transform::AesGcm16(AesKeyLen::Aes128))
+        }
+        EncrAlg::AesGcm16_256 if alg.integ.is_none() => {
+            Some(Transform::AesGcm16(AesKeyLen::Aes256))
+        }
+        EncrAlg::ChaCha20Poly1305 if alg.integ.is_none() => Some(Transform::ChaCha20Poly1305),
+        EncrAlg::AesCbc128 => cbc(AesKeyLen::Aes128),
+        EncrAlg::AesCbc192 => cbc(AesKeyLen::Aes192),
+        EncrAlg::AesCbc256 => cbc(AesKeyLen::Aes256),
+        _ => None,
+    };
+    transform.ok_or(ChildError::Unsupported(*alg))
+}
+
+/// Inbound and outbound ESP state for a Child SA from the engine.
+pub fn esp_pair(child: &ikev2::ChildSa) -> Result<(InboundSa, esp::OutboundSa), ChildError> {
+    let transform = esp_transform(&child.algorithms)?;
+    let keys_in = DirectionKeys::new(
+        transform,
+        child.encr_key_in.as_bytes(),
+        child.integ_key_in.as_bytes(),
+    )?;
+    let keys_out = DirectionKeys::new(
+        transform,
+        child.encr_key_out.as_bytes(),
+        child.integ_key_out.as_bytes(),
+    )?;
+    let inbound = InboundSa::with_config(child.spi_in, &keys_in, InboundConfig::default())?;
+    let outbound =
+        esp::OutboundSa::with_config(child.spi_out, &keys_out, OutboundConfig::default())?;
+    Ok((inbound, outbound))
+}
+
+/// The data-plane SA: `routes` are the inner destinations sent through it (the gateway: the
+/// client's virtual IP; the client: the networks it reaches through the tunnel). Its inbound
+/// anti-spoofing check uses the same list.
+pub fn datapath_sa(
+    id: datapath::SaId,
+    child: &ikev2::ChildSa,
+    routes: Vec<IpNet>,
+) -> Result<datapath::ChildSa, ChildError> {
+    let (inbound, outbound) = esp_pair(child)?;
+    Ok(datapath::ChildSa {
+        id,
+        inbound,
+        outbound,
+        peer: child.remote,
+        local: Some(child.local.ip()),
+        routes,
+        nat_keepalive: child.udp_encap,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alg(encr: EncrAlg, integ: Option<IntegAlg>) -> EspAlgorithms {
+        EspAlgorithms {
+            encr,
+            integ,
+            esn: false,
+        }
+    }
+
+    #[test]
+    fn every_negotiable_esp_transform_maps_or_is_refused_clearly() {
+        assert_eq!(
+            esp_transform(&alg(EncrAlg::AesGcm16_256, None)).unwrap(),
+            Transform::AesGcm16(AesKeyLen::Aes256)
+        );
+        assert_eq!(
+            esp_transform(&alg(EncrAlg::ChaCha20Poly1305, None)).unwrap(),
+            Transform::ChaCha20Poly1305
+        );
+        assert_eq!(
+            esp_transform(&alg(EncrAlg::AesCbc128, Some(IntegAlg::HmacSha1_96))).unwrap(),
+            Transform::AesCbc(AesKeyLen::Aes128, Integrity::HmacSha1_96)
+        );
+        assert!(matches!(
+            esp_transform(&alg(EncrAlg::AesCbc256, None)),
+            Err(ChildError::Unsupported(_))
+        ));
+        assert!(matches!(
+            esp_transform(&alg(EncrAlg::TripleDesCbc, Some(IntegAlg::HmacSha1_96))),
+            Err(ChildError::Unsupported(_))
+        ));
+        let mut esn = alg(EncrAlg::AesGcm16_128, None);
+        esn.esn = true;
+        assert!(matches!(esp_transform(&esn), Err(ChildError::Esn)));
+    }
+}

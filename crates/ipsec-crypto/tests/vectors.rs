@@ -284,8 +284,8 @@ fn strongswan_modp_vectors() {
     let cases = [
         (
             DhGroup::Modp1024,
-            concat!("e53c205da0d8e4bfb4174944320fc6e4ea66fe44e3c931ac5da1450aea47ebcf",),
-            concat!("7f9af721eb7cd2a900a36e399ebc5c65eecce6629c8e1c5a7ff33293645fd3e3",),
+            "e53c205da0d8e4bfb4174944320fc6e4ea66fe44e3c931ac5da1450aea47ebcf",
+            "7f9af721eb7cd2a900a36e399ebc5c65eecce6629c8e1c5a7ff33293645fd3e3",
             concat!(
                 "66617c9bbe91ee9900d806415b7384ecb0b6b80a39bd5b070396ee32375a8f68",
                 "376b352b97baf32f95c4d18c06ab96bfe3f3752df1e3c55741b6f4244117eebd",

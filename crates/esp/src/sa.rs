@@ -254,7 +254,7 @@ impl OutboundSa {
 
     /// Inner packet plus TFC padding.
     fn data_len(&self, inner_len: usize) -> usize {
-        inner_len.max(self.config.tfc_pad_to)
+        inner_len.max(self.config.tfc_pad_to.min(MAX_ESP_PACKET_LEN))
     }
 
     /// Refuse if sending `inner_len` more bytes would cross a hard limit.

@@ -1,0 +1,376 @@
+//! Starting the data plane, and the handle the IKE side drives it with.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use esp::{NAT_KEEPALIVE, NON_ESP_MARKER, SaEvent};
+use netio::tun::TunQueue;
+use netio::udp::{OutDatagrams, UdpSocket};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::counters::{DatapathCounters, SharedCounters};
+use crate::sa::{ChildSa, PeerPath, SaCounters, SaId, SaState, Tables, lock};
+use crate::worker::Worker;
+
+/// Default interval between NAT keepalives (RFC 3948 section 4 suggests 20 seconds).
+pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
+/// Default capacity of the event channel.
+pub const DEFAULT_EVENT_CAPACITY: usize = 1024;
+
+/// What the data plane runs on. The caller creates and configures the TUN device (addresses,
+/// routes, MTU) and the UDP socket, and removes the device's routes/addresses afterwards.
+#[derive(Debug)]
+pub struct DatapathConfig {
+    /// The TUN queues: one worker per queue (a multi-queue TUN gives real parallelism; a
+    /// single-queue TUN means one worker).
+    pub tun_queues: Vec<TunQueue>,
+    /// MTU of the TUN device (sizes the read buffers).
+    pub mtu: u16,
+    /// The UDP socket bound to port 4500 (GSO/GRO as configured when it was bound).
+    pub udp: UdpSocket,
+    /// Interval for NAT keepalives to SAs installed with `nat_keepalive`; `None` = never.
+    pub keepalive_interval: Option<Duration>,
+    /// Capacity of the event channel; events beyond it are dropped and counted.
+    pub event_capacity: usize,
+}
+
+impl DatapathConfig {
+    /// A configuration with default keepalive interval and event capacity.
+    pub fn new(tun_queues: Vec<TunQueue>, mtu: u16, udp: UdpSocket) -> Self {
+        Self {
+            tun_queues,
+            mtu,
+            udp,
+            keepalive_interval: Some(DEFAULT_KEEPALIVE_INTERVAL),
+            event_capacity: DEFAULT_EVENT_CAPACITY,
+        }
+    }
+}
+
+/// Which half of an SA an event is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Packets we receive.
+    Inbound,
+    /// Packets we send.
+    Outbound,
+}
+
+/// What the data plane tells the IKE side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatapathEvent {
+    /// An IKE message arrived on port 4500 (non-ESP marker stripped).
+    Ike {
+        /// Sender.
+        from: SocketAddr,
+        /// Local address and port it was sent to (reply from this address).
+        to: SocketAddr,
+        /// The IKE message.
+        message: Vec<u8>,
+    },
+    /// An SA reached a soft limit (rekey) or a hard limit (delete); from `esp`.
+    SaLimit {
+        /// The SA.
+        id: SaId,
+        /// Which half.
+        direction: Direction,
+        /// Soft or hard, and which limit.
+        event: SaEvent,
+    },
+    /// ESP for an SPI we do not have (rate-limited; the IKE side may answer INVALID_SPI).
+    UnknownSpi {
+        /// Sender.
+        from: SocketAddr,
+        /// The SPI in the packet.
+        spi: u32,
+    },
+    /// Authenticated ESP for an SA arrived from another address than its peer (NAT rebinding
+    /// or a move). Reported once per new address; the SA keeps sending to the old address
+    /// until [`DatapathHandle::update_peer`].
+    PeerAddressChanged {
+        /// The SA.
+        id: SaId,
+        /// The address the SA sends to.
+        expected: SocketAddr,
+        /// The address the ESP came from.
+        seen: SocketAddr,
+    },
+}
+
+/// Errors of the control API.
+#[derive(Debug, thiserror::Error)]
+pub enum DatapathError {
+    /// `start` was called outside a tokio runtime.
+    #[error("the data plane must be started inside a tokio runtime")]
+    NoRuntime,
+    /// `start` was given no TUN queue.
+    #[error("at least one TUN queue is needed")]
+    NoTunQueue,
+    /// An SA with this id is already installed.
+    #[error("SA {0} is already installed")]
+    DuplicateSa(SaId),
+    /// Another installed SA already receives on this SPI.
+    #[error("inbound SPI {0:#010x} is already in use")]
+    SpiInUse(u32),
+    /// No SA with this id is installed.
+    #[error("no SA {0} installed")]
+    UnknownSa(SaId),
+    /// A socket error.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// State shared by the handle and the workers.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) udp: UdpSocket,
+    pub(crate) local: SocketAddr,
+    pub(crate) counters: SharedCounters,
+    /// SAs in install order (the source of truth; `tables` is derived from it).
+    registry: Mutex<Vec<Arc<SaState>>>,
+    tables: RwLock<Arc<Tables>>,
+    generation: AtomicU64,
+    events: mpsc::Sender<DatapathEvent>,
+    tasks: Mutex<Vec<JoinHandle<Option<TunQueue>>>>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Shared {
+    /// Number of the current tables; changes whenever they are replaced.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn tables(&self) -> (u64, Arc<Tables>) {
+        let tables = self.tables.read().unwrap_or_else(PoisonError::into_inner);
+        (self.generation(), Arc::clone(&tables))
+    }
+
+    pub(crate) fn emit(&self, event: DatapathEvent, counts: &mut DatapathCounters) {
+        if self.events.try_send(event).is_err() {
+            counts.events_dropped += 1;
+        }
+    }
+
+    /// Rebuilds the tables from the registry (called with the registry locked).
+    fn publish(&self, registry: &[Arc<SaState>]) {
+        let tables = Arc::new(Tables::build(registry));
+        *self.tables.write().unwrap_or_else(PoisonError::into_inner) = tables;
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    async fn send(&self, to: SocketAddr, from: Option<IpAddr>, payload: &[u8]) -> io::Result<()> {
+        let item = OutDatagrams {
+            destination: to,
+            source_ip: from,
+            contents: payload,
+            segment_size: None,
+        };
+        self.udp.send_batch(std::slice::from_ref(&item)).await?;
+        let mut counts = DatapathCounters {
+            udp_tx_datagrams: 1,
+            ..DatapathCounters::default()
+        };
+        if payload == NAT_KEEPALIVE {
+            counts.keepalives_tx = 1;
+        }
+        self.counters.add(&counts);
+        Ok(())
+    }
+}
+
+/// The running data plane.
+#[derive(Debug)]
+pub struct Datapath;
+
+impl Datapath {
+    /// Starts one worker task per TUN queue (plus a keepalive task) on the current tokio
+    /// runtime. Returns the control handle and the event stream.
+    pub fn start(
+        config: DatapathConfig,
+    ) -> Result<(DatapathHandle, mpsc::Receiver<DatapathEvent>), DatapathError> {
+        let runtime =
+            tokio::runtime::Handle::try_current().map_err(|_| DatapathError::NoRuntime)?;
+        if config.tun_queues.is_empty() {
+            return Err(DatapathError::NoTunQueue);
+        }
+        let local = config.udp.local_addr()?;
+        let (events, events_rx) = mpsc::channel(config.event_capacity.max(1));
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            udp: config.udp,
+            local,
+            counters: SharedCounters::default(),
+            registry: Mutex::new(Vec::new()),
+            tables: RwLock::new(Arc::new(Tables::default())),
+            generation: AtomicU64::new(0),
+            events,
+            tasks: Mutex::new(Vec::new()),
+            shutdown,
+        });
+        let mtu = usize::from(config.mtu).max(576);
+        let mut tasks = Vec::new();
+        for queue in config.tun_queues {
+            let worker = Worker::new(Arc::clone(&shared), queue, mtu, shutdown_rx.clone());
+            tasks.push(runtime.spawn(async move { Some(worker.run().await) }));
+        }
+        if let Some(interval) = config.keepalive_interval {
+            let shared = Arc::clone(&shared);
+            let shutdown = shutdown_rx.clone();
+            tasks.push(runtime.spawn(async move {
+                keepalive_loop(&shared, interval, shutdown).await;
+                None
+            }));
+        }
+        *lock(&shared.tasks) = tasks;
+        Ok((DatapathHandle { shared }, events_rx))
+    }
+}
+
+async fn keepalive_loop(shared: &Shared, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(interval.max(Duration::from_millis(10)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is immediate; the first keepalive is due one interval after start.
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tick.tick() => {}
+        }
+        let (_, tables) = shared.tables();
+        let mut done: Vec<PeerPath> = Vec::new();
+        for sa in tables.all.iter().filter(|sa| sa.nat_keepalive) {
+            let path = sa.path();
+            // During a rekey two SAs share the peer: one keepalive is enough.
+            if done.contains(&path) {
+                continue;
+            }
+            done.push(path);
+            if let Err(e) = shared.send(path.peer, path.local, &NAT_KEEPALIVE).await {
+                tracing::debug!(error = %e, peer = %path.peer, "NAT keepalive failed");
+            }
+        }
+    }
+}
+
+/// Controls a running data plane; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct DatapathHandle {
+    shared: Arc<Shared>,
+}
+
+impl DatapathHandle {
+    /// Installs a Child SA. Its routes take over from any SA installed earlier with the same
+    /// prefixes (outbound switches at once), while the earlier SA keeps receiving until it is
+    /// removed: rekey = `install_sa(new)`, then `remove_sa(old)` (make-before-break).
+    pub fn install_sa(&self, sa: ChildSa) -> Result<(), DatapathError> {
+        let mut registry = lock(&self.shared.registry);
+        if registry.iter().any(|s| s.id == sa.id) {
+            return Err(DatapathError::DuplicateSa(sa.id));
+        }
+        let spi = sa.inbound.spi();
+        if registry.iter().any(|s| s.inbound_spi == spi) {
+            return Err(DatapathError::SpiInUse(spi));
+        }
+        registry.push(Arc::new(SaState::new(sa)));
+        self.shared.publish(&registry);
+        Ok(())
+    }
+
+    /// Removes a Child SA (both halves). Its keys are dropped (and zeroized by `esp`) once no
+    /// worker holds the previous tables any more, i.e. after the workers' current batches.
+    pub fn remove_sa(&self, id: SaId) -> Result<(), DatapathError> {
+        let mut registry = lock(&self.shared.registry);
+        let before = registry.len();
+        registry.retain(|s| s.id != id);
+        if registry.len() == before {
+            return Err(DatapathError::UnknownSa(id));
+        }
+        self.shared.publish(&registry);
+        Ok(())
+    }
+
+    /// Points an SA at a new peer address (NAT rebinding, MOBIKE) and optionally a new local
+    /// address to send from.
+    pub fn update_peer(
+        &self,
+        id: SaId,
+        peer: SocketAddr,
+        local: Option<IpAddr>,
+    ) -> Result<(), DatapathError> {
+        let sa = self.find(id)?;
+        *lock(&sa.path) = PeerPath { peer, local };
+        *lock(&sa.reported_source) = None;
+        Ok(())
+    }
+
+    /// Sends an IKE message on port 4500 (the non-ESP marker is prepended), from `from` if given.
+    pub async fn send_ike(
+        &self,
+        to: SocketAddr,
+        from: Option<IpAddr>,
+        message: &[u8],
+    ) -> io::Result<()> {
+        let mut datagram = Vec::with_capacity(NON_ESP_MARKER.len() + message.len());
+        datagram.extend_from_slice(&NON_ESP_MARKER);
+        datagram.extend_from_slice(message);
+        self.shared.send(to, from, &datagram).await
+    }
+
+    /// Sends one NAT keepalive (0xFF) now.
+    pub async fn send_keepalive(&self, to: SocketAddr, from: Option<IpAddr>) -> io::Result<()> {
+        self.shared.send(to, from, &NAT_KEEPALIVE).await
+    }
+
+    /// The UDP socket's local address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local
+    }
+
+    /// Totals since start (workers add their counts after every batch).
+    pub fn counters(&self) -> DatapathCounters {
+        self.shared.counters.snapshot()
+    }
+
+    /// Counters of one installed SA.
+    pub fn sa_counters(&self, id: SaId) -> Result<SaCounters, DatapathError> {
+        Ok(self.find(id)?.counters())
+    }
+
+    /// Ids of the installed SAs, in install order.
+    pub fn sa_ids(&self) -> Vec<SaId> {
+        lock(&self.shared.registry).iter().map(|s| s.id).collect()
+    }
+
+    fn find(&self, id: SaId) -> Result<Arc<SaState>, DatapathError> {
+        lock(&self.shared.registry)
+            .iter()
+            .find(|s| s.id == id)
+            .cloned()
+            .ok_or(DatapathError::UnknownSa(id))
+    }
+
+    /// Stops every task and waits for them; returns the TUN queues (closing the last queue of a
+    /// non-persistent TUN deletes the device with its addresses and routes, so a client that
+    /// reconnects may keep them). Installed SAs are dropped. Calling it again returns nothing.
+    pub async fn shutdown(&self) -> Vec<TunQueue> {
+        self.shared.shutdown.send_replace(true);
+        let tasks = std::mem::take(&mut *lock(&self.shared.tasks));
+        let mut queues = Vec::new();
+        for task in tasks {
+            match task.await {
+                Ok(Some(queue)) => queues.push(queue),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "datapath task failed"),
+            }
+        }
+        let mut registry = lock(&self.shared.registry);
+        registry.clear();
+        self.shared.publish(&registry);
+        queues
+    }
+}

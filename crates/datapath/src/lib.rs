@@ -1,0 +1,44 @@
+//! The aovpn packet engine, shared by the gateway and the client: it moves packets between a
+//! TUN device and the UDP port 4500 socket through ESP SAs, in both directions. It does no IKE:
+//! the IKE side installs SAs and receives events and the IKE datagrams that arrive on 4500.
+//!
+//! ```text
+//! let (dp, mut events) = Datapath::start(DatapathConfig::new(tun.queues, mtu, udp4500))?;
+//! dp.install_sa(ChildSa { id, inbound, outbound, peer, local, routes, nat_keepalive })?;
+//! // rekey: dp.install_sa(new)?; ... dp.remove_sa(old)?;   (make-before-break)
+//! // events: Ike { from, to, message } | SaLimit | UnknownSpi | PeerAddressChanged
+//! dp.send_ike(peer, None, &ike_message).await?;
+//! let queues = dp.shutdown().await;   // all tasks stopped; TUN queues handed back
+//! ```
+//!
+//! - **Threads**: one tokio task per TUN queue on the caller's runtime; each task reads its queue
+//!   (outbound) and the shared UDP socket (inbound). Use a multi-queue TUN and a multi-thread
+//!   runtime for parallelism. [`Datapath::start`] must run inside the runtime that owns the TUN
+//!   and socket.
+//! - **Outbound** (TUN -> UDP): longest-prefix match of the inner destination over the installed
+//!   routes (hash for /32 and /128, a short list for prefixes), batch encapsulation into a
+//!   reusable buffer, UDP GSO for runs of equal-sized packets to the same peer. No SA: dropped
+//!   and counted.
+//! - **Inbound** (UDP -> TUN): `recvmmsg` + GRO, demultiplexing (IKE -> event with the marker
+//!   stripped, NAT keepalive absorbed, ESP by SPI), in-place decapsulation, anti-spoofing (the
+//!   inner source must lie in the SA's routes), batched TUN writes.
+//! - **SA table**: an immutable snapshot swapped on install/remove; workers pick up a new one
+//!   before their next batch. Each SA's halves have their own mutex, so outbound sequence
+//!   numbers stay unique and the replay window has one owner at a time.
+//! - **Ownership**: the caller creates the TUN (addresses, routes) and the socket, and removes
+//!   the routes/addresses after [`DatapathHandle::shutdown`], which returns the TUN queues.
+//! - **Counters**: [`DatapathHandle::counters`] (totals) and [`DatapathHandle::sa_counters`].
+
+mod counters;
+mod handle;
+mod routes;
+mod sa;
+mod worker;
+
+pub use counters::DatapathCounters;
+pub use handle::{
+    DEFAULT_EVENT_CAPACITY, DEFAULT_KEEPALIVE_INTERVAL, Datapath, DatapathConfig, DatapathError,
+    DatapathEvent, DatapathHandle, Direction,
+};
+pub use routes::{RouteTable, inner_destination, inner_source};
+pub use sa::{ChildSa, SaCounters, SaId};

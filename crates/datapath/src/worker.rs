@@ -1,0 +1,515 @@
+//! The per-queue worker: one tokio task owns one TUN queue and moves packets both ways.
+//!
+//! Outbound: a TUN read (one packet, or a split TSO super-packet when TUN offload is on) is
+//! encapsulated at once into a caller-owned [`BatchBuf`]; further reads that are already
+//! available are drained without waiting (up to [`TUN_READS_PER_ROUND`]), then the ESP packets go
+//! out grouped into UDP GSO sends (equal sizes, same peer). Inbound: one `recvmmsg` (with GRO)
+//! fills up to [`RECV_BATCH`] buffers; each datagram is classified, ESP is decapsulated in place,
+//! its inner source checked against the SA, and the inner packets are written to the TUN in a
+//! batch (coalesced by the TUN's GRO when offload is on). No allocation per packet except for
+//! IKE datagrams handed to the IKE side.
+
+use std::io::{self, IoSliceMut};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use esp::{BatchBuf, Decapsulated, PacketList, Udp4500, classify_udp4500};
+use futures::FutureExt;
+use netio::tun::{TUN_SEND_HEADROOM, TunBatch, TunQueue};
+use netio::udp::{DatagramMeta, GRO_BUF_SIZE, OutDatagrams, RECV_BATCH, UdpSocket};
+use tokio::sync::watch;
+
+use crate::counters::DatapathCounters;
+use crate::handle::Shared;
+use crate::routes::{allowed, inner_destination, inner_source};
+use crate::sa::{PeerPath, SaState, Tables, lock};
+use crate::{DatapathEvent, Direction};
+
+/// Packets one TUN read may yield (a split 64 KiB TSO super-packet) and ESP packets one worker
+/// collects before sending.
+const BATCH: usize = netio::tun::IDEAL_BATCH_SIZE;
+/// TUN reads drained (without waiting) before the collected ESP packets are sent.
+pub(crate) const TUN_READS_PER_ROUND: usize = 64;
+/// Largest UDP payload of one GSO send: the whole super-datagram must fit in one IPv4 packet.
+const MAX_GSO_BYTES: usize = esp::MAX_ESP_PACKET_LEN;
+/// Per-worker minimum gap between two `UnknownSpi` events (an attacker controls the rate).
+const UNKNOWN_SPI_EVENT_GAP: Duration = Duration::from_millis(100);
+/// Largest ESP overhead (header, IV, padding, trailer, ICV) over the inner packet.
+const MAX_ESP_OVERHEAD: usize = 8 + 16 + 15 + 2 + 32;
+
+/// Packets `start..end` of a TUN batch, as an `esp` packet list.
+struct TunSlice<'a> {
+    batch: &'a TunBatch,
+    start: usize,
+    end: usize,
+}
+
+impl PacketList for TunSlice<'_> {
+    fn count(&self) -> usize {
+        self.end.saturating_sub(self.start)
+    }
+
+    fn packet(&self, i: usize) -> Option<&[u8]> {
+        let at = self.start.checked_add(i)?;
+        if at >= self.end {
+            return None;
+        }
+        self.batch.packet(at)
+    }
+}
+
+enum Ready {
+    Stop,
+    Tun(io::Result<usize>),
+    Udp(io::Result<usize>),
+}
+
+pub(crate) struct Worker {
+    shared: Arc<Shared>,
+    tun: TunQueue,
+    shutdown: watch::Receiver<bool>,
+    generation: u64,
+    tables: Arc<Tables>,
+    counts: DatapathCounters,
+    consecutive_errors: u32,
+    // Outbound.
+    tun_batch: TunBatch,
+    esp_out: BatchBuf,
+    /// Destination of each segment of `esp_out`.
+    esp_dest: Vec<PeerPath>,
+    max_gso: usize,
+    // Inbound.
+    udp_buf: Box<[u8]>,
+    metas: [DatagramMeta; RECV_BATCH],
+    tun_out: Vec<Vec<u8>>,
+    tun_out_len: usize,
+    last_unknown_spi_event: Option<Instant>,
+}
+
+impl Worker {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        tun: TunQueue,
+        mtu: usize,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        let (generation, tables) = shared.tables();
+        let max_gso = shared.udp.max_gso_segments().max(1);
+        Self {
+            shared,
+            tun,
+            shutdown,
+            generation,
+            tables,
+            counts: DatapathCounters::default(),
+            consecutive_errors: 0,
+            tun_batch: TunBatch::new(BATCH, mtu),
+            esp_out: BatchBuf::new(BATCH * (mtu + MAX_ESP_OVERHEAD), BATCH),
+            esp_dest: Vec::with_capacity(BATCH),
+            max_gso,
+            udp_buf: vec![0u8; RECV_BATCH * GRO_BUF_SIZE].into_boxed_slice(),
+            metas: [DatagramMeta::default(); RECV_BATCH],
+            tun_out: (0..BATCH)
+                .map(|_| Vec::with_capacity(TUN_SEND_HEADROOM + mtu))
+                .collect(),
+            tun_out_len: 0,
+            last_unknown_spi_event: None,
+        }
+    }
+
+    /// Runs until shutdown; gives the TUN queue back.
+    pub(crate) async fn run(mut self) -> TunQueue {
+        loop {
+            if *self.shutdown.borrow() {
+                break;
+            }
+            let ready = {
+                let Worker {
+                    tun,
+                    tun_batch,
+                    shared,
+                    udp_buf,
+                    metas,
+                    shutdown,
+                    ..
+                } = &mut self;
+                tokio::select! {
+                    _ = shutdown.changed() => Ready::Stop,
+                    r = tun.recv_batch(tun_batch) => Ready::Tun(r),
+                    r = recv_udp(&shared.udp, udp_buf, metas) => Ready::Udp(r),
+                }
+            };
+            // Install/remove may have happened while waiting: use the current SAs.
+            self.refresh_tables();
+            match ready {
+                Ready::Stop => break,
+                Ready::Tun(Ok(_)) => {
+                    self.consecutive_errors = 0;
+                    self.outbound_round().await;
+                }
+                Ready::Udp(Ok(n)) => {
+                    self.consecutive_errors = 0;
+                    self.inbound(n).await;
+                }
+                Ready::Tun(Err(e)) | Ready::Udp(Err(e)) => self.receive_error(&e).await,
+            }
+            self.shared.counters.add(&self.counts);
+            self.counts = DatapathCounters::default();
+        }
+        self.shared.counters.add(&self.counts);
+        self.tun
+    }
+
+    async fn receive_error(&mut self, e: &io::Error) {
+        self.counts.rx_errors += 1;
+        self.consecutive_errors = self.consecutive_errors.saturating_add(1);
+        tracing::debug!(error = %e, "datapath receive error");
+        // A persistent error (device gone) must not spin a core.
+        if self.consecutive_errors > 16 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn refresh_tables(&mut self) {
+        if self.shared.generation() != self.generation {
+            (self.generation, self.tables) = self.shared.tables();
+        }
+    }
+
+    async fn outbound_round(&mut self) {
+        self.encapsulate_read().await;
+        for _ in 1..TUN_READS_PER_ROUND {
+            match self.tun.recv_batch(&mut self.tun_batch).now_or_never() {
+                Some(Ok(_)) => self.encapsulate_read().await,
+                Some(Err(_)) => {
+                    self.counts.rx_errors += 1;
+                    break;
+                }
+                None => break,
+            }
+        }
+        self.flush_udp().await;
+    }
+
+    fn route(&self, packet: &[u8]) -> Option<&Arc<SaState>> {
+        inner_destination(packet).and_then(|d| self.tables.routes.lookup(d))
+    }
+
+    /// Encapsulates the packets of the last TUN read, run by run of packets for the same SA.
+    async fn encapsulate_read(&mut self) {
+        let n = self.tun_batch.len();
+        self.counts.tun_rx_packets += n as u64;
+        self.counts.tun_rx_bytes += self
+            .tun_batch
+            .packets()
+            .map(|p| p.len() as u64)
+            .sum::<u64>();
+        let mut i = 0;
+        while i < n {
+            let packet = self.tun_batch.packet(i).unwrap_or_default();
+            let Some(sa) = self.route(packet).cloned() else {
+                if inner_destination(packet).is_some() {
+                    self.counts.no_route += 1;
+                } else {
+                    self.counts.encap_dropped += 1;
+                }
+                i += 1;
+                continue;
+            };
+            let mut end = i + 1;
+            while end < n {
+                let next = self.tun_batch.packet(end).unwrap_or_default();
+                if !self.route(next).is_some_and(|s| Arc::ptr_eq(s, &sa)) {
+                    break;
+                }
+                end += 1;
+            }
+            self.encapsulate_run(&sa, i, end).await;
+            i = end;
+        }
+    }
+
+    async fn encapsulate_run(&mut self, sa: &SaState, start: usize, end: usize) {
+        let path = sa.path();
+        let mut next = start;
+        while next < end {
+            let report = {
+                let mut out = lock(&sa.outbound);
+                let list = TunSlice {
+                    batch: &self.tun_batch,
+                    start: next,
+                    end,
+                };
+                let report = out.encapsulate_batch(&list, &mut self.esp_out);
+                while let Some(event) = out.poll_event() {
+                    self.shared.emit(
+                        DatapathEvent::SaLimit {
+                            id: sa.id,
+                            direction: Direction::Outbound,
+                            event,
+                        },
+                        &mut self.counts,
+                    );
+                }
+                report
+            };
+            for _ in 0..report.sealed {
+                self.esp_dest.push(path);
+            }
+            self.counts.encapsulated += report.sealed as u64;
+            self.counts.encap_dropped += report.skipped as u64;
+            next += report.consumed;
+            if report.stopped.is_some() {
+                // The SA refuses to send (exhausted or expired): the rest of the run is lost.
+                self.counts.encap_dropped += (end - next) as u64;
+                break;
+            }
+            if next < end {
+                if report.consumed == 0 && self.esp_out.is_empty() {
+                    // Cannot fit even into an empty buffer: drop it rather than loop.
+                    self.counts.encap_dropped += 1;
+                    next += 1;
+                    continue;
+                }
+                self.flush_udp().await;
+            }
+        }
+    }
+
+    /// Sends the collected ESP packets: runs of equal-sized segments to the same peer go out as
+    /// one GSO send (the last segment of a run may be shorter).
+    async fn flush_udp(&mut self) {
+        let n = self.esp_out.len();
+        let bytes = self.esp_out.bytes();
+        let mut i = 0;
+        let mut offset = 0;
+        while i < n {
+            let (Some(first), Some(dest)) = (self.esp_out.get(i), self.esp_dest.get(i)) else {
+                break;
+            };
+            let seg = first.len();
+            let mut count = 1;
+            let mut total = seg;
+            while count < self.max_gso {
+                let j = i + count;
+                let (Some(p), Some(d)) = (self.esp_out.get(j), self.esp_dest.get(j)) else {
+                    break;
+                };
+                if p.len() > seg || d != dest || total + p.len() > MAX_GSO_BYTES {
+                    break;
+                }
+                total += p.len();
+                count += 1;
+                if p.len() < seg {
+                    break;
+                }
+            }
+            if let Some(contents) = bytes.get(offset..offset + total) {
+                let item = OutDatagrams {
+                    destination: dest.peer,
+                    source_ip: dest.local,
+                    contents,
+                    segment_size: (count > 1).then_some(seg),
+                };
+                match self
+                    .shared
+                    .udp
+                    .send_batch(std::slice::from_ref(&item))
+                    .await
+                {
+                    Ok(sent) => self.counts.udp_tx_datagrams += sent as u64,
+                    Err(e) => {
+                        self.counts.udp_tx_errors += 1;
+                        tracing::debug!(error = %e, peer = %dest.peer, "ESP send failed");
+                    }
+                }
+            }
+            i += count;
+            offset += total;
+        }
+        self.esp_out.clear();
+        self.esp_dest.clear();
+    }
+
+    /// Handles `got` filled receive buffers.
+    async fn inbound(&mut self, got: usize) {
+        let local_port = self.shared.local.port();
+        let local_ip = self.shared.local.ip();
+        for m in 0..got.min(RECV_BATCH) {
+            let Some(meta) = self.metas.get(m).copied() else {
+                break;
+            };
+            let base = m * GRO_BUF_SIZE;
+            let Some(buf) = self
+                .udp_buf
+                .get_mut(base..base + meta.len.min(GRO_BUF_SIZE))
+            else {
+                continue;
+            };
+            let stride = if meta.stride == 0 {
+                meta.len.max(1)
+            } else {
+                meta.stride
+            };
+            for datagram in buf.chunks_mut(stride) {
+                self.counts.udp_rx_datagrams += 1;
+                let spi = match classify_udp4500(datagram) {
+                    Udp4500::Esp { spi } => spi,
+                    Udp4500::Keepalive => {
+                        self.counts.keepalives_rx += 1;
+                        continue;
+                    }
+                    Udp4500::Ike(message) => {
+                        self.counts.ike_rx += 1;
+                        let to = SocketAddr::new(meta.destination.unwrap_or(local_ip), local_port);
+                        self.shared.emit(
+                            DatapathEvent::Ike {
+                                from: meta.source,
+                                to,
+                                message: message.to_vec(),
+                            },
+                            &mut self.counts,
+                        );
+                        continue;
+                    }
+                    Udp4500::Invalid => {
+                        self.counts.invalid_rx += 1;
+                        continue;
+                    }
+                };
+                let Some(sa) = self.tables.by_spi.get(&spi) else {
+                    self.counts.unknown_spi += 1;
+                    let now = Instant::now();
+                    if self
+                        .last_unknown_spi_event
+                        .is_none_or(|t| now.duration_since(t) >= UNKNOWN_SPI_EVENT_GAP)
+                    {
+                        self.last_unknown_spi_event = Some(now);
+                        self.shared.emit(
+                            DatapathEvent::UnknownSpi {
+                                from: meta.source,
+                                spi,
+                            },
+                            &mut self.counts,
+                        );
+                    }
+                    continue;
+                };
+                let result = {
+                    let mut inbound = lock(&sa.inbound);
+                    let result = inbound.decapsulate_in_place(datagram);
+                    while let Some(event) = inbound.poll_event() {
+                        self.shared.emit(
+                            DatapathEvent::SaLimit {
+                                id: sa.id,
+                                direction: Direction::Inbound,
+                                event,
+                            },
+                            &mut self.counts,
+                        );
+                    }
+                    result
+                };
+                let range = match result {
+                    Ok(Decapsulated::Packet { range, .. }) => range,
+                    Ok(Decapsulated::Dummy) => continue,
+                    Err(_) => {
+                        self.counts.decap_failed += 1;
+                        continue;
+                    }
+                };
+                let Some(inner) = datagram.get(range) else {
+                    continue;
+                };
+                if !inner_source(inner).is_some_and(|src| allowed(&sa.routes, src)) {
+                    self.counts.spoofed += 1;
+                    sa.spoofed
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    continue;
+                }
+                self.counts.decapsulated += 1;
+                check_peer(&self.shared, sa, meta.source, &mut self.counts);
+                if let Some(slot) = self.tun_out.get_mut(self.tun_out_len) {
+                    slot.clear();
+                    slot.resize(TUN_SEND_HEADROOM, 0);
+                    slot.extend_from_slice(inner);
+                    self.tun_out_len += 1;
+                }
+                if self.tun_out_len >= self.tun_out.len() {
+                    flush_tun(
+                        &mut self.tun,
+                        &mut self.tun_out,
+                        &mut self.tun_out_len,
+                        &mut self.counts,
+                    )
+                    .await;
+                }
+            }
+        }
+        flush_tun(
+            &mut self.tun,
+            &mut self.tun_out,
+            &mut self.tun_out_len,
+            &mut self.counts,
+        )
+        .await;
+    }
+}
+
+/// Reports (once per new address) ESP that authenticated but came from another address than
+/// the SA's peer: a NAT rebinding or a MOBIKE move. The IKE side decides whether to follow it
+/// (an attacker can race a captured packet from elsewhere, so ESP alone does not move the SA).
+fn check_peer(shared: &Shared, sa: &SaState, source: SocketAddr, counts: &mut DatapathCounters) {
+    let expected = sa.path().peer;
+    if expected == source {
+        return;
+    }
+    let mut reported = lock(&sa.reported_source);
+    if *reported == Some(source) {
+        return;
+    }
+    *reported = Some(source);
+    drop(reported);
+    shared.emit(
+        DatapathEvent::PeerAddressChanged {
+            id: sa.id,
+            expected,
+            seen: source,
+        },
+        counts,
+    );
+}
+
+async fn flush_tun(
+    tun: &mut TunQueue,
+    bufs: &mut [Vec<u8>],
+    len: &mut usize,
+    counts: &mut DatapathCounters,
+) {
+    let n = std::mem::take(len);
+    let Some(batch) = bufs.get_mut(..n) else {
+        return;
+    };
+    if batch.is_empty() {
+        return;
+    }
+    match tun.send_batch(batch).await {
+        Ok(_) => counts.tun_tx_packets += n as u64,
+        Err(e) => {
+            counts.tun_tx_errors += 1;
+            tracing::debug!(error = %e, "TUN write failed");
+        }
+    }
+}
+
+async fn recv_udp(
+    udp: &UdpSocket,
+    buf: &mut [u8],
+    metas: &mut [DatagramMeta],
+) -> io::Result<usize> {
+    let mut chunks = buf.chunks_mut(GRO_BUF_SIZE);
+    let mut slices: [IoSliceMut<'_>; RECV_BATCH] =
+        std::array::from_fn(|_| IoSliceMut::new(chunks.next().unwrap_or_default()));
+    udp.recv_batch(&mut slices, metas).await
+}

@@ -13,8 +13,6 @@ pub struct Pos {
 /// match on the rule rather than on message text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ErrorKind {
-    #[error("cannot read file: {0}")]
-    Io(String),
     #[error("file is not valid UTF-8 or UTF-16 text")]
     Encoding,
     #[error("malformed XML: {0}")]
@@ -118,8 +116,6 @@ pub enum ErrorKind {
         "per-node VPNv2 setting {uri} is not supported; deliver the whole profile as .../ProfileXML"
     )]
     SyncMlPerNodeSetting { uri: String },
-    #[error("SyncML LocURI {uri} is not a VPNv2 ProfileXML path")]
-    SyncMlBadUri { uri: String },
     #[error("the SyncML URI says {uri_scope} scope but {requested} scope was requested")]
     ScopeConflict {
         uri_scope: &'static str,

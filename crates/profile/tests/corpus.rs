@@ -122,3 +122,66 @@ fn the_azure_seed_is_the_document_verbatim() {
     let routes: Vec<String> = p.routes.iter().map(|r| r.prefix().to_string()).collect();
     assert_eq!(routes, ["192.168.3.5/32", "192.168.3.4/32"]);
 }
+
+/// Every rule has its own error kind, and every kind a parser or validator can produce on its own
+/// is shown by at least one file of the invalid corpus. (The store's kinds, SecondDeviceTunnel and
+/// LockDownProfileExists, and ScopeConflict are covered by the store and CLI tests.)
+#[test]
+fn the_invalid_corpus_covers_every_error_kind() {
+    let mut seen = std::collections::BTreeSet::new();
+    for (name, bytes) in corpus_files("invalid") {
+        let errors = match ParsedProfile::parse(&name, &bytes) {
+            Err(e) => e,
+            Ok(p) => p.validate(None).unwrap_err(),
+        };
+        for e in errors.0 {
+            let debug = format!("{:?}", e.kind);
+            let variant = debug.split([' ', '(', '{']).next().unwrap().to_owned();
+            seen.insert(variant);
+        }
+    }
+    let expected = [
+        "Encoding",
+        "Xml",
+        "WrongRoot",
+        "UnknownElement",
+        "DuplicateElement",
+        "MissingElement",
+        "UnexpectedChildElements",
+        "InvalidBool",
+        "InvalidNumber",
+        "InvalidValue",
+        "InvalidAddress",
+        "InvalidDnsName",
+        "InvalidServer",
+        "InvalidPortRange",
+        "InvalidProfileName",
+        "MissingNativeProfile",
+        "UnsupportedProtocol",
+        "ProtocolListWithoutIkev2",
+        "DeviceTunnelRequiresIkev2",
+        "DeviceTunnelRequiresMachineCertificate",
+        "DeviceTunnelRequiresSplitTunnel",
+        "DeviceTunnelRequiresDeviceScope",
+        "LockDownRequiresDeviceScope",
+        "MissingAuthenticationMethod",
+        "ConflictingAuthenticationMethods",
+        "MsChapV2NotForIkev2",
+        "EapWithoutConfiguration",
+        "IncompleteCryptographySuite",
+        "GcmMismatch",
+        "UnsupportedAlgorithm",
+        "PrefixSizeOutOfRange",
+        "ExclusionRouteRequiresSplitTunnel",
+        "PortRangesRequireTcpOrUdp",
+        "SyncMlWithoutProfile",
+        "SyncMlMultipleProfiles",
+        "SyncMlPerNodeSetting",
+    ];
+    let missing: Vec<&str> = expected
+        .iter()
+        .copied()
+        .filter(|k| !seen.contains(*k))
+        .collect();
+    assert!(missing.is_empty(), "no corpus file shows {missing:?}");
+}

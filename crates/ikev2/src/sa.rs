@@ -1704,7 +1704,20 @@ impl IkeSa {
         let subject = match self.authenticate_peer(payloads, idr) {
             Ok(s) => s,
             Err(reason) => {
-                self.fail(reason, None, None);
+                // Tell the responder, which considers the SA established (RFC 7296 2.21.2);
+                // fire and forget, we are closing anyway.
+                let notify = [Payload::Notify(Notify::new(
+                    NotifyType::AUTHENTICATION_FAILED,
+                    Vec::new(),
+                ))];
+                let id = self.next_request_id;
+                if let Ok(datagrams) = self.protect(ExchangeType::INFORMATIONAL, id, false, &notify)
+                {
+                    for d in datagrams {
+                        self.push_transmit(d);
+                    }
+                }
+                self.fail(reason, Some(NotifyType::AUTHENTICATION_FAILED), None);
                 return;
             }
         };
@@ -1821,6 +1834,13 @@ impl IkeSa {
     // ---------------------------------------------------------------- INFORMATIONAL
 
     fn process_informational(&mut self, message_id: u32, payloads: &[Payload]) {
+        if payloads.notify(NotifyType::AUTHENTICATION_FAILED).is_some() {
+            // The initiator did not accept our AUTH.
+            self.send_response(ExchangeType::INFORMATIONAL, message_id, &[]);
+            let n = NotifyType::AUTHENTICATION_FAILED;
+            self.fail(FailureReason::PeerNotify(n), None, Some(n));
+            return;
+        }
         let mut reply = Vec::new();
         let mut ike_deleted = false;
         for p in payloads {

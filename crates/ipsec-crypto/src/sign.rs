@@ -183,9 +183,26 @@ impl std::fmt::Debug for SigningKey {
 impl SigningKey {
     /// Loads an unencrypted PKCS#8 `PrivateKeyInfo` (RSA, ECDSA P-256 or P-384).
     pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, CryptoError> {
-        if let Ok(aws) = RsaKeyPair::from_pkcs8(der) {
-            let legacy =
-                rsa::PrivateKey::from_pkcs8_der(der).map_err(|_| CryptoError::PrivateKey)?;
+        Self::parse(der, false)
+    }
+
+    /// Loads an unencrypted private key in PKCS#8, PKCS#1 `RSAPrivateKey` or SEC1/RFC 5915
+    /// `ECPrivateKey` (with named curve) DER — the forms found in PEM files.
+    pub fn from_der(der: &[u8]) -> Result<Self, CryptoError> {
+        Self::parse(der, true)
+    }
+
+    fn parse(der: &[u8], traditional_too: bool) -> Result<Self, CryptoError> {
+        use rsa::pkcs1::DecodeRsaPrivateKey;
+        let rsa_pair = match RsaKeyPair::from_pkcs8(der) {
+            Ok(pair) => Some((pair, rsa::PrivateKey::from_pkcs8_der(der).ok())),
+            Err(_) if traditional_too => RsaKeyPair::from_der(der)
+                .ok()
+                .map(|pair| (pair, rsa::PrivateKey::from_pkcs1_der(der).ok())),
+            Err(_) => None,
+        };
+        if let Some((aws, legacy)) = rsa_pair {
+            let legacy = legacy.ok_or(CryptoError::PrivateKey)?;
             return Ok(SigningKey {
                 inner: KeyInner::Rsa {
                     aws,
@@ -193,6 +210,13 @@ impl SigningKey {
                 },
             });
         }
+        let load = |alg: &'static signature::EcdsaSigningAlgorithm| {
+            if traditional_too {
+                EcdsaKeyPair::from_private_key_der(alg, der)
+            } else {
+                EcdsaKeyPair::from_pkcs8(alg, der)
+            }
+        };
         for (key_type, fixed_alg, der_alg) in [
             (
                 KeyType::EcdsaP256,
@@ -205,9 +229,8 @@ impl SigningKey {
                 &signature::ECDSA_P384_SHA384_ASN1_SIGNING,
             ),
         ] {
-            if let Ok(fixed) = EcdsaKeyPair::from_pkcs8(fixed_alg, der) {
-                let der =
-                    EcdsaKeyPair::from_pkcs8(der_alg, der).map_err(|_| CryptoError::PrivateKey)?;
+            if let Ok(fixed) = load(fixed_alg) {
+                let der = load(der_alg).map_err(|_| CryptoError::PrivateKey)?;
                 return Ok(SigningKey {
                     inner: KeyInner::Ecdsa {
                         key_type,

@@ -99,6 +99,7 @@ proptest! {
         let _ = SignatureScheme::from_rfc7427_algorithm_identifier(&data);
         let _ = split_rfc7427_auth_data(&data);
         let _ = ipsec_crypto::SigningKey::from_pkcs8_der(&data);
+        let _ = ipsec_crypto::SigningKey::from_der(&data);
         for scheme in [
             SignatureScheme::RsaPkcs1(HashAlg::Sha1),
             SignatureScheme::RsaPss(HashAlg::Sha256),

@@ -92,3 +92,30 @@ fn chacha20_poly1305_body_opens_rfc8439_vector() {
     // Last byte '.' = 46: 114 - 1 - 46 = 67 bytes.
     assert_eq!(c.open(&aad, &body).unwrap(), &plaintext[..67]);
 }
+
+/// 3DES-CBC interop fixture made with the OpenSSL 3.0 command line (no published
+/// IKE-level vector exists):
+/// `printf 'inner payloads 3DES\0\0\0\0\4' | openssl enc -des-ede3-cbc -nopad
+///  -K 0123456789abcdeff1e0d3c2b5a49786fedcba9876543210 -iv 1a2b3c4d5e6f7081`
+/// (4 zero padding bytes and the pad-length byte 4). ICV: HMAC-SHA1-96 over AAD ‖ IV ‖
+/// ciphertext.
+#[test]
+fn triple_des_body_opens_openssl_ciphertext() {
+    let key = SecretBytes::new(h("0123456789abcdeff1e0d3c2b5a49786fedcba9876543210"));
+    let integ_key = SecretBytes::new(vec![0x33; 20]);
+    let iv = h("1a2b3c4d5e6f7081");
+    let ct = h("c485c924f722d2bb8b09b72028f6bbbebc47f3145afefdbc");
+    let icv = prf(PrfAlg::HmacSha1, integ_key.as_bytes(), &[b"aad", &iv, &ct]);
+    let mut body = iv.clone();
+    body.extend_from_slice(&ct);
+    body.extend_from_slice(&icv.as_bytes()[..12]);
+    let c = SkCipher::new(
+        EncrAlg::TripleDesCbc,
+        Some(IntegAlg::HmacSha1_96),
+        &key,
+        &integ_key,
+    )
+    .unwrap();
+    assert_eq!(c.open(b"aad", &body).unwrap(), b"inner payloads 3DES");
+    assert_eq!(c.body_len(19), 8 + 24 + 12);
+}

@@ -21,8 +21,20 @@
 //!    [`verify`] with a [`SignatureScheme`] (methods 1/9/10 via
 //!    [`SignatureScheme::for_auth_method`], method 14 via [`split_rfc7427_auth_data`] /
 //!    [`build_rfc7427_auth_data`]); PSK/EAP via [`shared_key_auth`].
+//!    Keys load with [`SigningKey::from_pkcs8_der`] or [`SigningKey::from_der`] (also PKCS#1 /
+//!    SEC1).
 //! 6. **Child SAs and rekeying**: [`ChildSaKeys::derive`] (KEYMAT split in RFC order),
 //!    [`IkeSaKeys::derive_rekey`] for a rekeyed IKE SA.
+//! 7. **Hashes**: [`hash`] (e.g. SHA-1 for NAT_DETECTION_*_IP and CERTREQ authorities).
+//!
+//! IKE fragments (RFC 7383 SKF) use the same [`SkCipher`] with the SKF header in the AAD.
+//! AEAD IVs are 8 random bytes per message (unique per key with overwhelming probability at
+//! IKE message rates). ECDSA and RSA-PSS signatures draw their randomness inside aws-lc, so
+//! they differ between runs even with a deterministic provider; verify them, don't compare.
+//!
+//! Tested against: OpenSSL/NIST ACVP IKEv2 KDF cases, RFC 4868/4231/2202 HMAC, RFC 5903 and
+//! RFC 7748 DH, strongSwan's MODP-1024/2048 vectors, RFC 3602 / GCM spec / RFC 8439 cipher
+//! vectors wrapped as SK bodies, NIST CAVP HMAC_DRBG, and OpenSSL-made keys and signatures.
 //!
 //! All key material is held in zeroizing types ([`SecretBytes`], [`SharedSecret`],
 //! [`DhPrivateKey`]) whose `Debug` output never shows the bytes.

@@ -36,6 +36,36 @@
 //! RFC 7748 DH, strongSwan's MODP-1024/2048 vectors, RFC 3602 / GCM spec / RFC 8439 cipher
 //! vectors wrapped as SK bodies, NIST CAVP HMAC_DRBG, and OpenSSL-made keys and signatures.
 //!
+//! ```
+//! use ipsec_crypto::{DhGroup, EncrAlg, IkeSaKeys, IkeSuite, IntegAlg, PrfAlg, Provider};
+//!
+//! # fn main() -> Result<(), ipsec_crypto::CryptoError> {
+//! let (pi, pr) = (Provider::deterministic(b"i"), Provider::deterministic(b"r"));
+//! let suite = IkeSuite {
+//!     encr: EncrAlg::from_iana(12, Some(256)).unwrap(),
+//!     integ: IntegAlg::from_iana(12),
+//!     prf: PrfAlg::from_iana(5).unwrap(),
+//! };
+//! let (spi_i, spi_r) = (pi.random_array::<8>()?, pr.random_array::<8>()?);
+//! let (ni, nr) = (pi.random_vec(32)?, pr.random_vec(32)?);
+//! let (ke_i, ke_r) = (pi.generate_dh(DhGroup::EcpP256)?, pr.generate_dh(DhGroup::EcpP256)?);
+//!
+//! // Each side with its own DH result:
+//! let z_i = ke_i.agree(ke_r.public_value())?;
+//! let keys_i = IkeSaKeys::derive(&suite, z_i.as_bytes(), &ni, &nr, &spi_i, &spi_r)?;
+//! let z_r = ke_r.agree(ke_i.public_value())?;
+//! let keys_r = IkeSaKeys::derive(&suite, z_r.as_bytes(), &ni, &nr, &spi_i, &spi_r)?;
+//!
+//! let (out_i, _) = keys_i.sk_ciphers(&suite, true)?;
+//! let (_, in_r) = keys_r.sk_ciphers(&suite, false)?;
+//! let aad = b"IKE header | SK generic header";
+//! let body = out_i.seal(aad, b"IDi | AUTH | SA | TSi | TSr", &pi)?;
+//! assert_eq!(body.len(), out_i.body_len(27));
+//! assert_eq!(in_r.open(aad, &body)?, b"IDi | AUTH | SA | TSi | TSr");
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! All key material is held in zeroizing types ([`SecretBytes`], [`SharedSecret`],
 //! [`DhPrivateKey`]) whose `Debug` output never shows the bytes.
 

@@ -99,6 +99,11 @@ pub(crate) fn encode_payloads_then(
 ) -> Result<PayloadType, EncodeError> {
     for (i, p) in payloads.iter().enumerate() {
         let next = match p.inner_first_payload() {
+            Some(_) if i + 1 != payloads.len() || trailing != PayloadType::NONE => {
+                return Err(EncodeError::Inconsistent {
+                    what: "SK / SKF payload is not the last",
+                });
+            }
             Some(inner) => inner,
             None => payloads.get(i + 1).map_or(trailing, Payload::payload_type),
         };

@@ -153,19 +153,22 @@ impl SkCipher {
     /// Length of `plaintext ‖ padding ‖ pad-length` for a plaintext of `plaintext_len` bytes.
     fn padded_len(&self, plaintext_len: usize) -> usize {
         let block = self.encr.block_len();
-        (plaintext_len + 1).div_ceil(block) * block
+        plaintext_len
+            .saturating_add(1)
+            .div_ceil(block)
+            .saturating_mul(block)
     }
 
     /// Length of the SK body (IV ‖ ciphertext ‖ ICV) that [`SkCipher::seal`] produces for
     /// `plaintext_len` bytes of inner payloads. Use it to fill in the SK payload length and
     /// the IKE header length before building the AAD.
     pub fn body_len(&self, plaintext_len: usize) -> usize {
-        self.encr.iv_len() + self.padded_len(plaintext_len) + self.icv_len()
+        (self.encr.iv_len() + self.icv_len()).saturating_add(self.padded_len(plaintext_len))
     }
 
     /// `body_len(plaintext_len) - plaintext_len`.
     pub fn overhead(&self, plaintext_len: usize) -> usize {
-        self.body_len(plaintext_len) - plaintext_len
+        self.body_len(plaintext_len).saturating_sub(plaintext_len)
     }
 
     /// Largest plaintext whose body fits in `body_budget` bytes (for IKE fragmentation),

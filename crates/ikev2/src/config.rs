@@ -100,6 +100,9 @@ pub struct IkeConfig {
     /// Responder: drop an IKE SA that is not authenticated within this time. Initiator: give
     /// up on establishing after it.
     pub establish_timeout: Duration,
+    /// Send an empty INFORMATIONAL after this long without hearing from the peer (IKE or,
+    /// via [`crate::IkeSa::note_peer_alive`], ESP). `None` disables dead peer detection.
+    pub dpd_interval: Option<Duration>,
 }
 
 impl IkeConfig {
@@ -119,6 +122,7 @@ impl IkeConfig {
             natt_port: 4500,
             nonce_len: 32,
             establish_timeout: Duration::from_secs(30),
+            dpd_interval: None,
         }
     }
 }

@@ -141,6 +141,23 @@ impl Endpoint {
         sent
     }
 
+    /// Deletes an SA's Child SA, keeping the IKE SA.
+    pub fn delete_child_sa(&mut self, id: SaId, now: Instant) -> bool {
+        let sent = self
+            .sas
+            .get_mut(&id)
+            .is_some_and(|sa| sa.delete_child_sa(now));
+        self.collect(id);
+        sent
+    }
+
+    /// ESP from this SA's peer arrived: postpones dead peer detection.
+    pub fn note_peer_alive(&mut self, id: SaId, now: Instant) {
+        if let Some(sa) = self.sas.get_mut(&id) {
+            sa.note_peer_alive(now);
+        }
+    }
+
     /// The next datagram to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()

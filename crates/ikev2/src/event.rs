@@ -39,6 +39,9 @@ pub struct IkeSaInfo {
     pub peer_subject: String,
     /// AUTH method the peer used (1 RSA, 9/10 ECDSA, 14 RFC 7427).
     pub peer_auth_method: AuthMethod,
+    /// The peer sent INITIAL_CONTACT: it has no other SA with us, so the gateway should drop
+    /// older IKE SAs of the same identity.
+    pub initial_contact: bool,
     /// Negotiated algorithms.
     pub algorithms: IkeAlgorithms,
     /// Current local address.

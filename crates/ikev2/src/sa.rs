@@ -74,6 +74,7 @@ enum RequestKind {
     Auth,
     Delete,
     Liveness,
+    DeleteChild,
 }
 
 #[derive(Debug)]
@@ -143,6 +144,8 @@ pub struct IkeSa {
     establish_deadline: Option<Instant>,
     unix_time: u64,
     assigned: Vec<IpAddr>,
+    last_rx: Option<Instant>,
+    peer_initial_contact: bool,
 }
 
 /// Errors of [`IkeSa::connect`] (local misconfiguration or crypto backend failure).
@@ -311,6 +314,8 @@ impl IkeSa {
             establish_deadline: None,
             unix_time: 0,
             assigned: Vec::new(),
+            last_rx: None,
+            peer_initial_contact: false,
         }
     }
 
@@ -384,10 +389,42 @@ impl IkeSa {
         let establish = self
             .establish_deadline
             .filter(|_| !matches!(self.state, SaState::Established | SaState::Deleting));
-        match (retransmit, establish) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        [retransmit, establish, self.dpd_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// When the next liveness check is due (established, idle, DPD configured).
+    fn dpd_deadline(&self) -> Option<Instant> {
+        let interval = self.cfg.ike().dpd_interval?;
+        if self.state != SaState::Established || self.pending.is_some() {
+            return None;
         }
+        Some(self.last_rx? + interval)
+    }
+
+    /// Tells the SA that the peer is alive (e.g. ESP arrived), postponing the next DPD check.
+    pub fn note_peer_alive(&mut self, now: Instant) {
+        self.last_rx = Some(self.last_rx.map_or(now, |t| t.max(now)));
+    }
+
+    /// Deletes the Child SA (INFORMATIONAL with Delete of our inbound SPI); the IKE SA stays.
+    /// Returns false when there is none or another request is outstanding.
+    pub fn delete_child_sa(&mut self, now: Instant) -> bool {
+        let Some((spi_in, _)) = self.child else {
+            return false;
+        };
+        if self.state != SaState::Established || self.pending.is_some() {
+            return false;
+        }
+        self.send_request(
+            now,
+            ExchangeType::INFORMATIONAL,
+            RequestKind::DeleteChild,
+            vec![Payload::Delete(Delete::esp(&[spi_in]))],
+        )
+        .is_ok()
     }
 
     /// Handles a received IKE datagram (non-ESP marker already stripped). `local` is the
@@ -412,6 +449,10 @@ impl IkeSa {
             && !matches!(self.state, SaState::Established | SaState::Deleting)
         {
             self.fail(FailureReason::EstablishTimeout, None, None);
+            return;
+        }
+        if self.dpd_deadline().is_some_and(|d| d <= now) {
+            self.send_liveness_check(now);
             return;
         }
         let retransmit = self.cfg.ike().retransmit;
@@ -1098,6 +1139,7 @@ impl IkeSa {
         let Ok(plain) = sk_in.open(parts.aad, parts.body) else {
             return;
         };
+        self.note_peer_alive(now);
         let (first, chain) = match parts.fragment {
             None => (parts.first_payload, plain),
             Some(pos) => {
@@ -1153,6 +1195,12 @@ impl IkeSa {
             match kind {
                 Some(RequestKind::Auth) => self.process_auth_response(now, &payloads),
                 Some(RequestKind::Delete) => self.close(CloseReason::LocalDelete),
+                Some(RequestKind::DeleteChild) => {
+                    if let Some((spi_in, spi_out)) = self.child.take() {
+                        self.events
+                            .push_back(Event::ChildSaDeleted { spi_in, spi_out });
+                    }
+                }
                 _ => {}
             }
         } else {
@@ -1418,6 +1466,7 @@ impl IkeSa {
             peer_id: self.peer_id.clone()?,
             peer_subject: subject,
             peer_auth_method: self.peer_auth_method?,
+            initial_contact: self.peer_initial_contact,
             algorithms: self.algs?,
             local: self.local,
             remote: self.remote,
@@ -1442,6 +1491,7 @@ impl IkeSa {
             );
             return;
         };
+        self.peer_initial_contact = payloads.notify(NotifyType::INITIAL_CONTACT).is_some();
         let subject = match self.authenticate_peer(payloads, idi) {
             Ok(s) => s,
             Err(reason) => {

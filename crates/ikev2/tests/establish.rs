@@ -209,3 +209,114 @@ fn liveness_check_is_answered() {
     assert_eq!(pair.wire.len(), before + 4);
     assert!(pair.client_failure().is_none() && pair.server_failure().is_none());
 }
+
+#[test]
+fn child_sa_delete_keeps_the_ike_sa() {
+    let mut pair = Pair::new(Setup::new(KeyAlgorithm::P256));
+    pair.settle();
+    let (cin, cout) = {
+        let c = pair.client_child().unwrap();
+        (c.spi_in, c.spi_out)
+    };
+    assert!(pair.client.delete_child_sa(pair.now));
+    pair.collect();
+    pair.settle();
+    assert!(pair.client_events.iter().any(|e| matches!(
+        e,
+        Event::ChildSaDeleted { spi_in, spi_out } if (*spi_in, *spi_out) == (cin, cout)
+    )));
+    assert!(pair.server_events.iter().any(|(_, e)| matches!(
+        e,
+        Event::ChildSaDeleted { spi_in, spi_out } if (*spi_in, *spi_out) == (cout, cin)
+    )));
+    assert_eq!(pair.client.state(), SaState::Established);
+    assert!(
+        !pair.client.delete_child_sa(pair.now),
+        "nothing left to delete"
+    );
+}
+
+#[test]
+fn gateway_can_delete_a_client() {
+    let mut pair = Pair::new(Setup::new(KeyAlgorithm::P256));
+    pair.settle();
+    let id = pair.server_events[0].0;
+    pair.server.delete(id, pair.now);
+    pair.collect();
+    pair.settle();
+    assert!(matches!(
+        pair.client_events.last(),
+        Some(Event::Closed(CloseReason::PeerDelete))
+    ));
+    assert!(pair.server.is_empty());
+    assert_eq!(pair.pool.leased(), 0);
+}
+
+#[test]
+fn dead_peer_detection_probes_when_idle_and_fails_when_unanswered() {
+    let mut setup = Setup::new(KeyAlgorithm::P256);
+    setup.client.ike.dpd_interval = Some(Duration::from_secs(30));
+    let mut pair = Pair::new(setup);
+    pair.settle();
+    let established_at = pair.now;
+    // Idle: a probe goes out after 30 s and is answered.
+    pair.run(true, Duration::from_secs(40));
+    let probes = pair.wire.len() - 4;
+    assert_eq!(probes, 2, "one request, one response");
+    assert_eq!(pair.now - established_at, Duration::from_secs(30));
+    // ESP traffic postpones the next probe.
+    pair.client
+        .note_peer_alive(pair.now + Duration::from_secs(20));
+    assert_eq!(
+        pair.client.poll_timeout(),
+        Some(pair.now + Duration::from_secs(50))
+    );
+    // The gateway vanishes: the next probe goes unanswered and the SA fails.
+    pair.fate = Box::new(|_, f| {
+        if f.to_server {
+            Fate::Drop
+        } else {
+            Fate::Deliver
+        }
+    });
+    pair.run(true, Duration::from_secs(600));
+    assert_eq!(
+        pair.client_failure().unwrap().reason,
+        ikev2::FailureReason::Timeout
+    );
+    assert!(pair.client.is_closed());
+}
+
+#[test]
+fn ipv4_and_ipv6_virtual_addresses() {
+    let mut setup = Setup::new(KeyAlgorithm::P256);
+    setup.client.request_ipv6 = true;
+    setup
+        .client
+        .ts_local
+        .push(ikev2::ike_wire::TrafficSelector::ANY_V6);
+    setup
+        .client
+        .ts_remote
+        .push(ikev2::ike_wire::TrafficSelector::ANY_V6);
+    setup
+        .server
+        .local_ts
+        .push(ikev2::ike_wire::TrafficSelector::ANY_V6);
+    setup
+        .server
+        .dns_servers
+        .push("2001:db8::53".parse().unwrap());
+    setup.pool = TestPool::with(&["172.16.201.10", "fd00:16:201::10"]);
+    let mut pair = Pair::new(setup);
+    pair.settle();
+    let c = pair.client_child().unwrap();
+    let v6: IpAddr = "fd00:16:201::10".parse().unwrap();
+    assert_eq!(
+        c.virtual_ips,
+        vec!["172.16.201.10".parse::<IpAddr>().unwrap(), v6]
+    );
+    assert_eq!(c.dns_servers.len(), 2);
+    assert!(c.ts_local.contains(&ikev2::ts::host(v6)));
+    assert_eq!(c.ts_local.len(), 2);
+}

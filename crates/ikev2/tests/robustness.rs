@@ -427,3 +427,55 @@ fn real_nat_is_detected_and_the_responder_follows_the_mapping() {
     assert_eq!(moved, Some("198.51.100.1:50001".parse().unwrap()));
     assert_eq!(pair.client.state(), SaState::Established);
 }
+
+#[test]
+fn cookie_secret_rotation_keeps_the_previous_secret_for_one_period() {
+    use ikev2::ike_wire::{Notify, Payload};
+    use ikev2::ipsec_crypto::Provider;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    let mut setup = Setup::new(KeyAlgorithm::P256);
+    setup.server.cookie_threshold = 0;
+    setup.server.cookie_secret_lifetime = Duration::from_secs(300);
+    let request =
+        Message::decode(&Pair::new(Setup::new(KeyAlgorithm::P256)).wire[0].t.bytes).unwrap();
+    let mut server = ikev2::Endpoint::new(
+        Arc::new(setup.server),
+        Arc::new(Provider::deterministic(b"rotation")),
+        Box::new(setup.pool),
+    )
+    .unwrap();
+    let t0 = Instant::now();
+    let from = client_addr();
+    server.handle_datagram(t0, server_addr(), from, &request.encode().unwrap());
+    let reply = Message::decode(&server.poll_transmit().unwrap().bytes).unwrap();
+    let cookie = reply
+        .payloads
+        .notify(NotifyType::COOKIE)
+        .unwrap()
+        .data
+        .clone();
+    let mut with_cookie = request.clone();
+    with_cookie
+        .payloads
+        .insert(0, Payload::Notify(Notify::new(NotifyType::COOKIE, cookie)));
+    let bytes = with_cookie.encode().unwrap();
+
+    // One rotation later the old cookie is still good.
+    let t1 = t0 + Duration::from_secs(301);
+    server.handle_timeout(t1);
+    server.handle_datagram(t1, server_addr(), from, &bytes);
+    let reply = Message::decode(&server.poll_transmit().unwrap().bytes).unwrap();
+    assert!(reply.payloads.sa().is_some(), "accepted");
+    assert_eq!(server.half_open(), 1);
+
+    // Two rotations later it is refused with a fresh cookie.
+    let t2 = t1 + Duration::from_secs(301);
+    server.handle_timeout(t2);
+    let other: SocketAddr = "198.51.100.10:501".parse().unwrap();
+    server.handle_datagram(t2, server_addr(), other, &bytes);
+    let reply = Message::decode(&server.poll_transmit().unwrap().bytes).unwrap();
+    let fresh = reply.payloads.notify(NotifyType::COOKIE).unwrap();
+    assert_ne!(Some(fresh), with_cookie.payloads.notify(NotifyType::COOKIE));
+}

@@ -81,6 +81,9 @@ pub struct IkeConfig {
     pub esp_proposals: Vec<EspProposal>,
     /// AUTH method choice.
     pub auth_method: AuthMethodPolicy,
+    /// Send SIGNATURE_HASH_ALGORITHMS (RFC 7427) in IKE_SA_INIT. Windows does not; turning it
+    /// off makes the peer use the classic AUTH methods.
+    pub signature_hash_algorithms: bool,
     /// Offer and use IKE fragmentation (RFC 7383).
     pub fragmentation: bool,
     /// Largest IP packet for IKE messages; bigger encrypted messages are fragmented when both
@@ -114,6 +117,7 @@ impl IkeConfig {
             ike_proposals: IkeProposal::defaults(),
             esp_proposals: EspProposal::defaults(),
             auth_method: AuthMethodPolicy::Auto,
+            signature_hash_algorithms: true,
             fragmentation: true,
             fragment_mtu: 1280,
             retransmit: RetransmitConfig::default(),

@@ -19,6 +19,18 @@ use crate::sa::{ConnectError, IkeSa, InitOutcome, SaState, stateless_reply};
 /// Identifies an IKE SA inside an [`Endpoint`]: our SPI.
 pub type SaId = u64;
 
+/// The SPI the receiver of this IKE datagram chose (the key to find its SA): SPIr for messages
+/// from the original initiator, SPIi otherwise. `None` for anything shorter than a header or
+/// not IKEv2. For an IKE_SA_INIT request SPIr is still 0.
+pub fn local_spi_of(bytes: &[u8]) -> Option<u64> {
+    let h = Header::parse(bytes).ok()?.header;
+    Some(if h.flags.initiator() {
+        h.spi_r
+    } else {
+        h.spi_i
+    })
+}
+
 /// Owns many IKE SAs (responder and, via [`Endpoint::connect`], initiator).
 ///
 /// Same loop as [`IkeSa`]: `handle_datagram` / `handle_timeout` in, `poll_transmit`,

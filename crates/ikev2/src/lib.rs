@@ -29,7 +29,7 @@ pub use config::{
     AddressFamily, AddressPool, AuthMethodPolicy, IkeConfig, InitiatorConfig, LocalCredentials,
     ResponderConfig, RetransmitConfig,
 };
-pub use endpoint::{Endpoint, SaId};
+pub use endpoint::{Endpoint, SaId, local_spi_of};
 pub use event::{ChildSa, CloseReason, Event, Failure, FailureReason, IkeSaInfo, Transmit};
 pub use identity::{IkeId, PeerRejection, PeerRole, PeerValidator, PkiValidator, ValidatedPeer};
 pub use natd::{COOKIE_LEN, natd_hash};

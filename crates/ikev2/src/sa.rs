@@ -738,7 +738,9 @@ impl IkeSa {
                 Vec::new(),
             )));
         }
-        payloads.push(Payload::Notify(hash_algs_notify()));
+        if ike.signature_hash_algorithms {
+            payloads.push(Payload::Notify(hash_algs_notify()));
+        }
         let header = self.header(ExchangeType::IKE_SA_INIT, 0, false);
         let bytes = Message::new(header, payloads)
             .encode()
@@ -863,7 +865,7 @@ impl IkeSa {
         } else {
             sa_state.peer_frag = false;
         }
-        if !sa_state.peer_hashes.is_empty() {
+        if ike.signature_hash_algorithms && !sa_state.peer_hashes.is_empty() {
             out.push(Payload::Notify(hash_algs_notify()));
         }
         let header = Header::new(

@@ -320,3 +320,35 @@ fn ipv4_and_ipv6_virtual_addresses() {
     assert!(c.ts_local.contains(&ikev2::ts::host(v6)));
     assert_eq!(c.ts_local.len(), 2);
 }
+
+#[test]
+fn windows_like_rsa_client_without_hash_notify_gets_method_1_both_ways() {
+    let mut setup = Setup::new(KeyAlgorithm::Rsa2048);
+    setup.client.ike.signature_hash_algorithms = false;
+    let mut pair = Pair::new(setup);
+    pair.settle();
+    let (c, s) = pair.established();
+    // Neither side may use RFC 7427 when the initiator did not announce it.
+    assert_eq!(c.unwrap().peer_auth_method, AuthMethod::RSA_SIG);
+    assert_eq!(s.unwrap().peer_auth_method, AuthMethod::RSA_SIG);
+    let resp = Message::decode(&pair.wire[1].t.bytes).unwrap();
+    assert!(
+        resp.payloads
+            .notify(NotifyType::SIGNATURE_HASH_ALGORITHMS)
+            .is_none()
+    );
+}
+
+#[test]
+fn local_spi_of_names_the_receivers_sa() {
+    let mut pair = Pair::new(Setup::new(KeyAlgorithm::P256));
+    pair.settle();
+    let server_id = pair.server_events[0].0;
+    assert_eq!(ikev2::local_spi_of(&pair.wire[0].t.bytes), Some(0));
+    assert_eq!(
+        ikev2::local_spi_of(&pair.wire[1].t.bytes),
+        Some(pair.client.local_spi())
+    );
+    assert_eq!(ikev2::local_spi_of(&pair.wire[2].t.bytes), Some(server_id));
+    assert_eq!(ikev2::local_spi_of(&[0; 10]), None);
+}

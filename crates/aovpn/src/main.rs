@@ -1,9 +1,12 @@
 //! `aovpn`: one binary for the gateway, the agent, profiles, PKI and the lab.
 //! Only glue lives here; every subcommand calls into a library crate.
 
+mod connect_cmd;
+mod gateway_cmd;
 mod lab;
 mod pki_cmd;
 mod profile_cmd;
+mod runtime;
 
 use std::process::ExitCode;
 
@@ -18,6 +21,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Bring one tunnel up in the foreground (Ctrl-C disconnects and cleans up).
+    Connect(connect_cmd::ConnectArgs),
+    /// The IKEv2 gateway: authenticates clients, hands out addresses, forwards their traffic.
+    Gateway(gateway_cmd::GatewayArgs),
     /// A complete lab in network namespaces: gateway, device tunnel and user tunnel.
     Lab(lab::LabArgs),
     /// Certificates: root CA, gateway, machine and user certificates, thumbprints.
@@ -36,6 +43,8 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::Connect(args) => connect_cmd::run(args),
+        Command::Gateway(args) => gateway_cmd::run(args),
         Command::Lab(args) => lab::run(args),
         Command::Pki(args) => pki_cmd::run(args),
         Command::Profile(args) => profile_cmd::run(args),

@@ -2,5 +2,6 @@
 //! engine lands) the IKE/ESP loop. `aovpn gateway --config FILE` is a thin wrapper around it.
 
 pub mod config;
+pub mod daemon;
 pub mod ike;
 pub mod pool;

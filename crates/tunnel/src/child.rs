@@ -47,6 +47,24 @@ pub fn esp_transform(alg: &EspAlgorithms) -> Result<Transform, ChildError> {
     transform.ok_or(ChildError::Unsupported(*alg))
 }
 
+/// The negotiated ESP algorithms in strongSwan's notation (`AES_GCM_16-256`), for status output.
+pub fn describe_esp(alg: &EspAlgorithms) -> String {
+    match esp_transform(alg) {
+        Ok(Transform::AesGcm16(k)) => format!("AES_GCM_16-{}", k.bytes() * 8),
+        Ok(Transform::ChaCha20Poly1305) => "CHACHA20_POLY1305".to_owned(),
+        Ok(Transform::AesCbc(k, i)) => {
+            let integ = match i {
+                Integrity::HmacSha1_96 => "HMAC_SHA1_96",
+                Integrity::HmacSha256_128 => "HMAC_SHA2_256_128",
+                Integrity::HmacSha384_192 => "HMAC_SHA2_384_192",
+                Integrity::HmacSha512_256 => "HMAC_SHA2_512_256",
+            };
+            format!("AES_CBC-{}/{integ}", k.bytes() * 8)
+        }
+        Err(_) => format!("{alg:?}"),
+    }
+}
+
 /// Inbound and outbound ESP state for a Child SA from the engine.
 pub fn esp_pair(child: &ikev2::ChildSa) -> Result<(InboundSa, esp::OutboundSa), ChildError> {
     let transform = esp_transform(&child.algorithms)?;
@@ -120,6 +138,14 @@ mod tests {
             esp_transform(&alg(EncrAlg::TripleDesCbc, Some(IntegAlg::HmacSha1_96))),
             Err(ChildError::Unsupported(_))
         ));
+        assert_eq!(
+            describe_esp(&alg(EncrAlg::AesGcm16_256, None)),
+            "AES_GCM_16-256"
+        );
+        assert_eq!(
+            describe_esp(&alg(EncrAlg::AesCbc128, Some(IntegAlg::HmacSha256_128))),
+            "AES_CBC-128/HMAC_SHA2_256_128"
+        );
         let mut esn = alg(EncrAlg::AesGcm16_128, None);
         esn.esn = true;
         assert!(matches!(esp_transform(&esn), Err(ChildError::Esn)));

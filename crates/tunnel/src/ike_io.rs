@@ -54,6 +54,11 @@ impl IkeIo {
         })
     }
 
+    /// The local port of the IKE (port 500) socket.
+    pub fn local_port(&self) -> io::Result<u16> {
+        Ok(self.port500.local_addr()?.port())
+    }
+
     /// The data plane this IKE side shares port 4500 with.
     pub fn datapath(&self) -> &DatapathHandle {
         &self.datapath

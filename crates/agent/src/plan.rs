@@ -1,0 +1,198 @@
+//! From a profile's connection plan to the options of one tunnel session.
+
+use std::path::PathBuf;
+
+use ikev2::{EspProposal, IkeProposal};
+use ipsec_crypto::{DhGroup, EncrAlg, IntegAlg, PrfAlg};
+use profile::plan::{ConnectionPlan, Credential};
+
+use crate::session::{RoutePolicy, TunnelOptions};
+
+/// Why a valid profile still cannot be run here.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PlanError {
+    #[error("the profile names no server")]
+    NoServer,
+    #[error(
+        "EAP method {0:?} is not supported: aovpn authenticates user tunnels with the user's certificate (EAP-TLS, type 13)"
+    )]
+    UnsupportedEap(Option<u8>),
+    #[error("CryptographySuite uses {0}, which aovpn does not implement")]
+    UnsupportedTransform(String),
+}
+
+/// The files a plan's certificate store maps to on Linux (there is no Windows store).
+#[derive(Debug, Clone)]
+pub struct CertificateFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: Vec<PathBuf>,
+}
+
+/// Session options for `plan`. User tunnels that Windows runs with EAP-TLS use the same user
+/// certificate directly as IKEv2 certificate authentication: the gateway sees the same identity
+/// and chain, without an EAP round trip.
+pub fn tunnel_options(
+    plan: &ConnectionPlan,
+    files: CertificateFiles,
+    interface: String,
+) -> Result<TunnelOptions, PlanError> {
+    match &plan.credential {
+        Credential::MachineCertificate => {}
+        Credential::Eap {
+            method_type: Some(13),
+            ..
+        } => {}
+        Credential::Eap { method_type, .. } => {
+            return Err(PlanError::UnsupportedEap(*method_type));
+        }
+    }
+    if plan.servers.is_empty() {
+        return Err(PlanError::NoServer);
+    }
+    let (ike_proposals, esp_proposals) = if plan.proposals_from_profile {
+        (
+            plan.ike_proposals
+                .iter()
+                .map(ike_proposal)
+                .collect::<Result<_, _>>()?,
+            plan.esp_proposals
+                .iter()
+                .map(esp_proposal)
+                .collect::<Result<_, _>>()?,
+        )
+    } else {
+        // No CryptographySuite: the engine's own default lists.
+        (Vec::new(), Vec::new())
+    };
+    Ok(TunnelOptions {
+        servers: plan.servers.iter().map(|s| s.host.clone()).collect(),
+        cert: files.cert,
+        key: files.key,
+        ca: files.ca,
+        interface,
+        ike_proposals,
+        esp_proposals,
+        routes: RoutePolicy::Profile(plan.routes.clone()),
+        dns_suffixes: plan.dns.suffixes.clone(),
+        resolv_conf: PathBuf::from("/etc/resolv.conf"),
+        fragmentation: !plan.disable_ike_fragmentation,
+        status_file: None,
+    })
+}
+
+fn unsupported(what: impl std::fmt::Debug) -> PlanError {
+    PlanError::UnsupportedTransform(format!("{what:?}"))
+}
+
+fn encr(e: profile::plan::Encryption) -> Result<EncrAlg, PlanError> {
+    EncrAlg::from_iana(e.iana_id(), e.key_bits()).ok_or_else(|| unsupported(e))
+}
+
+fn integ(i: Option<profile::plan::Integrity>) -> Result<Vec<IntegAlg>, PlanError> {
+    i.map(|i| IntegAlg::from_iana(i.iana_id()).ok_or_else(|| unsupported(i)))
+        .into_iter()
+        .collect()
+}
+
+fn ike_proposal(p: &profile::plan::IkeProposal) -> Result<IkeProposal, PlanError> {
+    Ok(IkeProposal {
+        encr: vec![encr(p.encryption)?],
+        integ: integ(p.integrity)?,
+        prf: vec![PrfAlg::from_iana(p.prf.iana_id()).ok_or_else(|| unsupported(p.prf))?],
+        dh: vec![DhGroup::from_iana(p.dh_group.iana_id()).ok_or_else(|| unsupported(p.dh_group))?],
+    })
+}
+
+fn esp_proposal(p: &profile::plan::EspProposal) -> Result<EspProposal, PlanError> {
+    let dh = match p.pfs_group {
+        Some(g) => vec![DhGroup::from_iana(g.iana_id()).ok_or_else(|| unsupported(g))?],
+        None => Vec::new(),
+    };
+    Ok(EspProposal {
+        encr: vec![encr(p.encryption)?],
+        integ: integ(p.integrity)?,
+        dh,
+        esn: vec![false],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use profile::ParsedProfile;
+
+    fn plan_of(xml: &str) -> ConnectionPlan {
+        let parsed = ParsedProfile::parse_str("test.xml", xml).unwrap();
+        profile::plan::plan("test", None, &parsed.profile).unwrap()
+    }
+
+    fn files() -> CertificateFiles {
+        CertificateFiles {
+            cert: "m.crt".into(),
+            key: "m.key".into(),
+            ca: vec!["ca.crt".into()],
+        }
+    }
+
+    const DEVICE: &str = r#"<VPNProfile><NativeProfile>
+<Servers>vpn.example.net;VPN,backup.example.net</Servers>
+<NativeProtocolType>IKEv2</NativeProtocolType>
+<Authentication><MachineMethod>Certificate</MachineMethod></Authentication>
+<RoutingPolicyType>SplitTunnel</RoutingPolicyType>
+<CryptographySuite>
+  <AuthenticationTransformConstants>GCMAES256</AuthenticationTransformConstants>
+  <CipherTransformConstants>GCMAES256</CipherTransformConstants>
+  <EncryptionMethod>AES_GCM_256</EncryptionMethod>
+  <IntegrityCheckMethod>SHA384</IntegrityCheckMethod>
+  <DHGroup>ECP384</DHGroup>
+  <PfsGroup>ECP384</PfsGroup>
+</CryptographySuite>
+</NativeProfile>
+<Route><Address>10.1.0.10</Address><PrefixSize>32</PrefixSize></Route>
+<DeviceTunnel>true</DeviceTunnel><AlwaysOn>true</AlwaysOn></VPNProfile>"#;
+
+    #[test]
+    fn a_cryptography_suite_becomes_exactly_one_proposal_of_each_kind() {
+        let o = tunnel_options(&plan_of(DEVICE), files(), "aovpn-dev".into()).unwrap();
+        assert_eq!(o.servers, vec!["vpn.example.net", "backup.example.net"]);
+        assert_eq!(
+            o.ike_proposals,
+            vec![IkeProposal::parse("aes256gcm16-prfsha384-ecp384", false).unwrap()]
+        );
+        assert_eq!(o.esp_proposals.len(), 1);
+        assert_eq!(o.esp_proposals[0].encr, vec![EncrAlg::AesGcm16_256]);
+        assert!(o.esp_proposals[0].integ.is_empty());
+        assert!(matches!(o.routes, RoutePolicy::Profile(_)));
+    }
+
+    #[test]
+    fn without_a_suite_the_engine_defaults_apply() {
+        let xml = DEVICE
+            .split("<CryptographySuite>")
+            .next()
+            .map(|head| {
+                let tail = DEVICE.split("</CryptographySuite>").nth(1).unwrap_or("");
+                format!("{head}{tail}")
+            })
+            .unwrap();
+        let o = tunnel_options(&plan_of(&xml), files(), "aovpn-dev".into()).unwrap();
+        assert!(o.ike_proposals.is_empty() && o.esp_proposals.is_empty());
+    }
+
+    #[test]
+    fn peap_user_tunnels_are_refused_with_the_reason() {
+        let xml = r#"<VPNProfile><NativeProfile><Servers>vpn.example.net</Servers>
+<NativeProtocolType>IKEv2</NativeProtocolType>
+<Authentication><UserMethod>Eap</UserMethod><Eap><Configuration>
+<EapHostConfig xmlns="http://www.microsoft.com/provisioning/EapHostConfig"><EapMethod>
+<Type xmlns="http://www.microsoft.com/provisioning/EapCommon">25</Type>
+<VendorId xmlns="http://www.microsoft.com/provisioning/EapCommon">0</VendorId>
+<VendorType xmlns="http://www.microsoft.com/provisioning/EapCommon">0</VendorType>
+<AuthorId xmlns="http://www.microsoft.com/provisioning/EapCommon">0</AuthorId>
+</EapMethod></EapHostConfig></Configuration></Eap></Authentication>
+<RoutingPolicyType>SplitTunnel</RoutingPolicyType></NativeProfile></VPNProfile>"#;
+        let err = tunnel_options(&plan_of(xml), files(), "aovpn-usr".into()).unwrap_err();
+        assert_eq!(err, PlanError::UnsupportedEap(Some(25)));
+    }
+}

@@ -1,0 +1,42 @@
+//! `aovpn gateway --config FILE`: the IKEv2 responder daemon.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::runtime::{block_on_daemon, shutdown_signal};
+
+#[derive(Debug, clap::Args)]
+pub struct GatewayArgs {
+    /// gateway.toml: listen addresses, identity, trusted roots, pool, pushed routes.
+    #[arg(long, short = 'c', default_value = "/etc/aovpn/gateway.toml")]
+    config: PathBuf,
+    /// Write the gateway's state and connected clients here (JSON), on every change.
+    #[arg(long)]
+    status_file: Option<PathBuf>,
+    /// Load and check the configuration and the files it names, then exit.
+    #[arg(long)]
+    check: bool,
+}
+
+pub fn run(args: GatewayArgs) -> ExitCode {
+    if args.check {
+        return match gateway::config::GatewayConfig::load(&args.config).and_then(|c| {
+            let creds = gateway::ike::load_credentials(&c, &args.config)?;
+            gateway::ike::responder_config(&c, &args.config, &creds).map(|_| ())
+        }) {
+            Ok(()) => {
+                println!("{}: OK", args.config.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("aovpn gateway: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    block_on_daemon("gateway", async move {
+        let gw = gateway::daemon::Gateway::start(&args.config, args.status_file).await?;
+        gw.run(shutdown_signal()).await?;
+        Ok(())
+    })
+}

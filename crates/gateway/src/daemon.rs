@@ -1,0 +1,465 @@
+//! The running gateway: the IKEv2 responder endpoint, the data plane, the TUN device and its
+//! routes, the lease store, and the status it reports.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use datapath::{Datapath, DatapathConfig, DatapathEvent, DatapathHandle};
+use ikev2::{Endpoint, Event, IkeSaInfo, SaId};
+use ipnet::IpNet;
+use ipsec_crypto::Provider;
+use netio::netlink::{InstalledConfig, Netlink, Route};
+use netio::tun::{self, TunConfig};
+use netio::udp::{UdpConfig, UdpSocket};
+use serde::Serialize;
+use tunnel::ike_io::{IkeIo, Incoming};
+
+use crate::config::GatewayConfig;
+use crate::ike::{SharedPool, load_credentials, responder_config};
+use crate::pool::LeasePool;
+
+/// The TUN MTU when the config names none: 1500 on the wire minus the worst ESP-in-UDP
+/// overhead (IPv4 20 + UDP 8 + ESP 8 + IV 16 + padding 15 + trailer 2 + ICV 16, rounded up).
+pub const DEFAULT_TUN_MTU: u16 = 1400;
+
+/// Why the gateway stopped or could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("lease store: {0}")]
+    Pool(#[from] crate::pool::PoolError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Setup(String),
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonError {
+    let what = what.into();
+    move |source| DaemonError::Io { what, source }
+}
+
+fn setup_err(what: &str) -> impl FnOnce(String) -> DaemonError + '_ {
+    move |e| DaemonError::Setup(format!("{what}: {e}"))
+}
+
+/// One connected client, as `aovpn status` and the lab show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientStatus {
+    pub identity: String,
+    pub subject: String,
+    pub virtual_ip: Option<IpAddr>,
+    pub remote: SocketAddr,
+    pub ike: String,
+    pub esp: String,
+    pub connected_since: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct StatusFile<'a> {
+    state: &'a str,
+    interface: &'a str,
+    clients: Vec<&'a ClientStatus>,
+}
+
+struct Session {
+    info: IkeSaInfo,
+    client: ClientStatus,
+    /// Data-plane SA ids of this IKE SA's Child SAs, with their inbound SPI.
+    children: Vec<(datapath::SaId, u32)>,
+}
+
+/// The gateway, built from a configuration file and run until `shutdown` resolves.
+pub struct Gateway {
+    config: GatewayConfig,
+    config_path: PathBuf,
+    status_file: Option<PathBuf>,
+    endpoint: Endpoint,
+    io: IkeIo,
+    datapath: DatapathHandle,
+    installed: Option<InstalledConfig>,
+    interface: String,
+    sessions: HashMap<SaId, Session>,
+    next_child: datapath::SaId,
+    started: Instant,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("interface", &self.interface)
+            .field("sessions", &self.sessions.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Gateway {
+    /// Loads the configuration and everything it names, creates the TUN device with its routes,
+    /// binds UDP 500 and 4500 and starts the data plane. Must run inside a tokio runtime.
+    pub async fn start(
+        config_path: &Path,
+        status_file: Option<PathBuf>,
+    ) -> Result<Gateway, DaemonError> {
+        let config = GatewayConfig::load(config_path)?;
+        let credentials = load_credentials(&config, config_path)?;
+        let responder = responder_config(&config, config_path, &credentials)?;
+
+        let lease_file = config.state_dir.join("leases.json");
+        let (pool, report) = LeasePool::open(
+            config.clients.pool_v4,
+            config.clients.pool_v6,
+            Vec::new(),
+            &lease_file,
+        )?;
+        for dropped in &report.dropped {
+            tracing::warn!("lease {dropped} no longer fits the pool; dropped");
+        }
+        let pool = SharedPool(Arc::new(Mutex::new(pool)));
+
+        if std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").is_ok_and(|v| v.trim() == "0") {
+            tracing::warn!(
+                "net.ipv4.ip_forward is 0: clients will reach the gateway but not the network behind it"
+            );
+        }
+
+        let mtu = config.tunnel.mtu.unwrap_or(DEFAULT_TUN_MTU);
+        let queues = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(4);
+        let mut tun_config = TunConfig::new(config.tunnel.interface.clone(), mtu);
+        tun_config.queues = queues;
+        let tun = tun::create(&tun_config)
+            .map_err(io_err(format!("creating TUN {}", config.tunnel.interface)))?;
+        let netlink = Netlink::new().map_err(|e| setup_err("netlink")(e.to_string()))?;
+        let mut installed = netlink.session();
+        let mut pools: Vec<IpNet> = vec![IpNet::V4(config.clients.pool_v4)];
+        pools.extend(config.clients.pool_v6.map(IpNet::V6));
+        for net in &pools {
+            installed
+                .add_route(Route::via_dev(net.network(), net.prefix_len(), tun.index))
+                .await
+                .map_err(|e| setup_err("route to the client pool")(e.to_string()))?;
+        }
+
+        let listen = match config.listen.addresses.as_slice() {
+            [one] => *one,
+            _ => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        };
+        let udp = UdpSocket::bind(&UdpConfig::new(SocketAddr::new(
+            listen,
+            config.listen.natt_port,
+        )))
+        .map_err(io_err(format!(
+            "binding UDP {listen}:{}",
+            config.listen.natt_port
+        )))?;
+        let (datapath, events) = Datapath::start(DatapathConfig::new(tun.queues, mtu, udp))
+            .map_err(|e| setup_err("data plane")(e.to_string()))?;
+        let io = IkeIo::bind(
+            SocketAddr::new(listen, config.listen.ike_port),
+            datapath.clone(),
+            events,
+        )
+        .map_err(io_err(format!(
+            "binding UDP {listen}:{}",
+            config.listen.ike_port
+        )))?;
+
+        let endpoint = Endpoint::new(
+            Arc::new(responder),
+            Arc::new(Provider::system()),
+            Box::new(pool),
+        )
+        .map_err(|e| setup_err("IKE endpoint")(e.to_string()))?;
+
+        tracing::info!(
+            interface = %tun.name,
+            listen = %listen,
+            pool = %config.clients.pool_v4,
+            "gateway up"
+        );
+        let gateway = Gateway {
+            interface: tun.name.clone(),
+            config,
+            config_path: config_path.to_owned(),
+            status_file,
+            endpoint,
+            io,
+            datapath,
+            installed: Some(installed),
+            sessions: HashMap::new(),
+            next_child: 1,
+            started: Instant::now(),
+        };
+        gateway.write_status("running");
+        Ok(gateway)
+    }
+
+    /// Serves clients until `shutdown` resolves, reloading CAs and the revocation list on
+    /// SIGHUP; then deletes every IKE SA (the clients learn at once) and removes what it
+    /// installed.
+    pub async fn run(
+        mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), DaemonError> {
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .map_err(io_err("SIGHUP handler"))?;
+        tokio::pin!(shutdown);
+        loop {
+            let timeout = self.endpoint.poll_timeout();
+            let sleep = async {
+                match timeout {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = hangup.recv() => self.reload(),
+                _ = sleep => self.endpoint.handle_timeout(Instant::now()),
+                incoming = self.io.recv() => match incoming {
+                    Ok(Incoming::Ike { local, remote, bytes }) => {
+                        self.endpoint.set_unix_time(unix_now());
+                        self.endpoint.handle_datagram(Instant::now(), local, remote, &bytes);
+                    }
+                    Ok(Incoming::Datapath(event)) => self.on_datapath_event(event),
+                    Ok(Incoming::Closed) => {
+                        return Err(DaemonError::Setup("the data plane stopped".into()));
+                    }
+                    Err(e) => tracing::warn!("receiving IKE: {e}"),
+                },
+            }
+            self.pump().await;
+        }
+        self.stop().await
+    }
+
+    /// Sends what the engine queued and applies its events.
+    async fn pump(&mut self) {
+        loop {
+            let mut progressed = false;
+            while let Some(t) = self.endpoint.poll_transmit() {
+                progressed = true;
+                if let Err(e) = self.io.send(&t).await {
+                    tracing::warn!(to = %t.remote, "sending IKE: {e}");
+                }
+            }
+            let mut changed = false;
+            while let Some((id, event)) = self.endpoint.poll_event() {
+                progressed = true;
+                changed |= self.on_event(id, event);
+            }
+            if changed {
+                self.write_status("running");
+            }
+            if !progressed {
+                return;
+            }
+        }
+    }
+
+    fn on_event(&mut self, id: SaId, event: Event) -> bool {
+        match event {
+            Event::IkeSaEstablished(info) => {
+                tracing::info!(peer = %info.peer_id, subject = %info.peer_subject, from = %info.remote, "client authenticated");
+                let client = ClientStatus {
+                    identity: info.peer_id.to_string(),
+                    subject: info.peer_subject.clone(),
+                    virtual_ip: None,
+                    remote: info.remote,
+                    ike: info.algorithms.to_string(),
+                    esp: String::new(),
+                    connected_since: unix_now(),
+                };
+                self.sessions.insert(
+                    id,
+                    Session {
+                        info,
+                        client,
+                        children: Vec::new(),
+                    },
+                );
+                true
+            }
+            Event::ChildSaEstablished(child) => {
+                let routes: Vec<IpNet> = child
+                    .virtual_ips
+                    .iter()
+                    .map(|ip| IpNet::from(*ip))
+                    .collect();
+                let dp_id = self.next_child;
+                self.next_child += 1;
+                let sa = match tunnel::child::datapath_sa(dp_id, &child, routes) {
+                    Ok(sa) => sa,
+                    Err(e) => {
+                        tracing::error!(
+                            "cannot run the negotiated Child SA: {e}; deleting the IKE SA"
+                        );
+                        self.endpoint.delete(id, Instant::now());
+                        return false;
+                    }
+                };
+                if let Err(e) = self.datapath.install_sa(sa) {
+                    tracing::error!("installing the Child SA: {e}");
+                    self.endpoint.delete(id, Instant::now());
+                    return false;
+                }
+                if let Some(s) = self.sessions.get_mut(&id) {
+                    s.children.push((dp_id, child.spi_in));
+                    s.client.virtual_ip = child.virtual_ips.first().copied();
+                    s.client.esp = tunnel::child::describe_esp(&child.algorithms);
+                    s.client.remote = child.remote;
+                    tracing::info!(
+                        peer = %s.info.peer_id,
+                        vip = ?s.client.virtual_ip,
+                        esp = %s.client.esp,
+                        "tunnel up"
+                    );
+                }
+                true
+            }
+            Event::ChildSaDeleted { spi_in, .. } => {
+                if let Some(s) = self.sessions.get_mut(&id) {
+                    s.children.retain(|(dp_id, spi)| {
+                        if *spi == spi_in {
+                            let _ = self.datapath.remove_sa(*dp_id);
+                            false
+                        } else {
+                            true
+                        }
+                    });
+                }
+                true
+            }
+            Event::AddressesChanged { local, remote } => {
+                if let Some(s) = self.sessions.get_mut(&id) {
+                    s.client.remote = remote;
+                    for (dp_id, _) in &s.children {
+                        let _ = self.datapath.update_peer(*dp_id, remote, Some(local.ip()));
+                    }
+                }
+                true
+            }
+            Event::Failed(failure) => {
+                tracing::warn!(
+                    reason = %failure.reason,
+                    sent = ?failure.notify_sent,
+                    received = ?failure.notify_received,
+                    "IKE SA failed"
+                );
+                false
+            }
+            Event::Closed(reason) => {
+                if let Some(s) = self.sessions.remove(&id) {
+                    tracing::info!(peer = %s.info.peer_id, ?reason, "client gone");
+                    for (dp_id, _) in s.children {
+                        let _ = self.datapath.remove_sa(dp_id);
+                    }
+                }
+                true
+            }
+        }
+    }
+
+    fn on_datapath_event(&mut self, event: DatapathEvent) {
+        match event {
+            DatapathEvent::PeerAddressChanged { id, seen, .. } => {
+                // The packet authenticated under the SA, so the client really is there now
+                // (a NAT rebinding); follow it.
+                let _ = self.datapath.update_peer(id, seen, None);
+            }
+            DatapathEvent::SaLimit {
+                id,
+                direction,
+                event,
+            } => {
+                tracing::info!(sa = id, ?direction, ?event, "Child SA limit reached");
+            }
+            DatapathEvent::UnknownSpi { from, spi } => {
+                tracing::debug!(%from, spi = format_args!("{spi:#010x}"), "ESP for an unknown SPI");
+            }
+            DatapathEvent::Ike { .. } => {}
+        }
+    }
+
+    /// SIGHUP: reread the trusted roots and the revocation list.
+    fn reload(&mut self) {
+        match GatewayConfig::load(&self.config_path) {
+            Ok(config) => {
+                tracing::info!(
+                    revoked = config.clients.revoked_thumbprints.len(),
+                    "configuration reloaded (SIGHUP)"
+                );
+                self.config = config;
+            }
+            Err(e) => tracing::error!("SIGHUP: keeping the old configuration: {e}"),
+        }
+    }
+
+    async fn stop(mut self) -> Result<(), DaemonError> {
+        let now = Instant::now();
+        let ids: Vec<SaId> = self.sessions.keys().copied().collect();
+        for id in ids {
+            self.endpoint.delete(id, now);
+        }
+        while let Some(t) = self.endpoint.poll_transmit() {
+            let _ = self.io.send(&t).await;
+        }
+        self.sessions.clear();
+        let _queues = self.datapath.shutdown().await;
+        if let Some(installed) = self.installed.take() {
+            installed
+                .teardown()
+                .await
+                .map_err(|e| setup_err("removing routes")(e.to_string()))?;
+        }
+        self.write_status("stopped");
+        tracing::info!(
+            uptime_s = self.started.elapsed().as_secs(),
+            "gateway stopped"
+        );
+        Ok(())
+    }
+
+    fn write_status(&self, state: &str) {
+        let Some(path) = &self.status_file else {
+            return;
+        };
+        let mut clients: Vec<&ClientStatus> = self.sessions.values().map(|s| &s.client).collect();
+        clients.sort_by(|a, b| a.identity.cmp(&b.identity));
+        let status = StatusFile {
+            state,
+            interface: &self.interface,
+            clients,
+        };
+        write_json_atomically(path, &status);
+    }
+}
+
+/// Writes `value` as JSON so that readers never see half a file.
+pub fn write_json_atomically(path: &Path, value: &impl Serialize) {
+    let tmp = path.with_extension("tmp");
+    let result = serde_json::to_vec_pretty(value)
+        .map_err(std::io::Error::other)
+        .and_then(|json| std::fs::write(&tmp, json))
+        .and_then(|_| std::fs::rename(&tmp, path));
+    if let Err(e) = result {
+        tracing::warn!("status file {}: {e}", path.display());
+    }
+}

@@ -257,6 +257,9 @@ interface = "aovpn-gw"
                 &ca_crt,
                 "--interface",
                 ifname,
+                // The lab's processes share the host's /etc: keep DNS changes in the lab.
+                "--resolv-conf",
+                &dir.join(format!("{which}.resolv.conf")).display().to_string(),
                 "--status-file",
                 &dir.join(format!("{which}.status.json"))
                     .display()
@@ -325,7 +328,29 @@ fn user_profile() -> String {
     <Servers>{GATEWAY_NAME};aolab gateway</Servers>
     <NativeProtocolType>IKEv2</NativeProtocolType>
     <Authentication>
-      <UserMethod>Certificate</UserMethod>
+      <UserMethod>Eap</UserMethod>
+      <Eap>
+        <Configuration>
+          <EapHostConfig xmlns="http://www.microsoft.com/provisioning/EapHostConfig">
+            <EapMethod>
+              <Type xmlns="http://www.microsoft.com/provisioning/EapCommon">13</Type>
+              <VendorId xmlns="http://www.microsoft.com/provisioning/EapCommon">0</VendorId>
+              <VendorType xmlns="http://www.microsoft.com/provisioning/EapCommon">0</VendorType>
+              <AuthorId xmlns="http://www.microsoft.com/provisioning/EapCommon">0</AuthorId>
+            </EapMethod>
+            <Config xmlns="http://www.microsoft.com/provisioning/EapHostConfig">
+              <Eap xmlns="http://www.microsoft.com/provisioning/BaseEapConnectionPropertiesV1">
+                <Type>13</Type>
+                <EapType xmlns="http://www.microsoft.com/provisioning/EapTlsConnectionPropertiesV1">
+                  <CredentialsSource><CertificateStore><SimpleCertSelection>true</SimpleCertSelection></CertificateStore></CredentialsSource>
+                  <ServerValidation><DisableUserPromptForServerValidation>true</DisableUserPromptForServerValidation><ServerNames></ServerNames></ServerValidation>
+                  <DifferentUsername>false</DifferentUsername>
+                </EapType>
+              </Eap>
+            </Config>
+          </EapHostConfig>
+        </Configuration>
+      </Eap>
     </Authentication>
     <RoutingPolicyType>SplitTunnel</RoutingPolicyType>
     <DisableClassBasedDefaultRoute>true</DisableClassBasedDefaultRoute>

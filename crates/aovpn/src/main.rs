@@ -1,6 +1,7 @@
 //! `aovpn`: one binary for the gateway, the agent, profiles, PKI and the lab.
 //! Only glue lives here; every subcommand calls into a library crate.
 
+mod bench_cmd;
 mod connect_cmd;
 mod gateway_cmd;
 mod lab;
@@ -21,6 +22,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Benchmarks, each reported as a ratio against a peer measured in the same run.
+    Bench(bench_cmd::BenchArgs),
     /// Bring one tunnel up in the foreground (Ctrl-C disconnects and cleans up).
     Connect(connect_cmd::ConnectArgs),
     /// The IKEv2 gateway: authenticates clients, hands out addresses, forwards their traffic.
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::Bench(args) => bench_cmd::run(args),
         Command::Connect(args) => connect_cmd::run(args),
         Command::Gateway(args) => gateway_cmd::run(args),
         Command::Lab(args) => lab::run(args),

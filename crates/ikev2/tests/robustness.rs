@@ -479,3 +479,104 @@ fn cookie_secret_rotation_keeps_the_previous_secret_for_one_period() {
     let fresh = reply.payloads.notify(NotifyType::COOKIE).unwrap();
     assert_ne!(Some(fresh), with_cookie.payloads.notify(NotifyType::COOKIE));
 }
+
+#[test]
+fn half_open_limit_drops_new_initiators_silently() {
+    let mut setup = Setup::new(KeyAlgorithm::P256);
+    setup.server.half_open_limit = 1;
+    setup.server.cookie_threshold = 10;
+    let mut pair = Pair::new(setup);
+    pair.fate = Box::new(|_, f| {
+        if f.to_server && exchange(f) == ExchangeType::IKE_AUTH {
+            Fate::Drop
+        } else {
+            Fate::Deliver
+        }
+    });
+    pair.settle();
+    assert_eq!(pair.server.half_open(), 1);
+    let mut replay = pair.wire[0].clone();
+    replay.t.local = "198.51.100.20:500".parse().unwrap();
+    pair.deliver(&replay);
+    assert!(pair.server.poll_transmit().is_none());
+    assert_eq!(pair.server.len(), 1);
+}
+
+#[test]
+fn two_clients_share_one_endpoint() {
+    use ikev2::ipsec_crypto::Provider;
+    use ikev2::{IkeSa, InitiatorConfig};
+    use std::sync::Arc;
+
+    let pki = Pki::new(KeyAlgorithm::P256);
+    let gw = pki.issue(pki::CertKind::Gateway, GATEWAY_NAME, KeyAlgorithm::P256);
+    let a = pki.issue(pki::CertKind::Machine, "a.example.test", KeyAlgorithm::P256);
+    let b = pki.issue(pki::CertKind::Machine, "b.example.test", KeyAlgorithm::P256);
+    let sa = Setup::with_identities(&pki, &gw, &a, ikev2::IkeId::Fqdn("a.example.test".into()));
+    let sb = Setup::with_identities(&pki, &gw, &b, ikev2::IkeId::Fqdn("b.example.test".into()));
+    let pool = sa.pool.clone();
+    let mut server = ikev2::Endpoint::new(
+        Arc::new(sa.server),
+        Arc::new(Provider::deterministic(b"gw")),
+        Box::new(pool.clone()),
+    )
+    .unwrap();
+    server.set_unix_time(UNIX_NOW);
+    let now = std::time::Instant::now();
+    let addrs: [SocketAddr; 2] = [
+        "198.51.100.10:500".parse().unwrap(),
+        "198.51.100.11:500".parse().unwrap(),
+    ];
+    let cfgs: [Arc<InitiatorConfig>; 2] = [Arc::new(sa.client), Arc::new(sb.client)];
+    let mut clients: Vec<IkeSa> = (0..2)
+        .map(|i| {
+            let mut c = IkeSa::connect(
+                cfgs[i].clone(),
+                Arc::new(Provider::deterministic(&[i as u8])),
+                now,
+                addrs[i],
+                server_addr(),
+            )
+            .unwrap();
+            c.set_unix_time(UNIX_NOW);
+            c
+        })
+        .collect();
+    let mut client_children = vec![Vec::new(), Vec::new()];
+    for _ in 0..10 {
+        for c in clients.iter_mut() {
+            while let Some(t) = c.poll_transmit() {
+                server.handle_datagram(now, t.remote, t.local, &t.bytes);
+            }
+        }
+        while let Some(t) = server.poll_transmit() {
+            let i = addrs.iter().position(|a| a.ip() == t.remote.ip()).unwrap();
+            clients[i].handle_datagram(now, t.remote, t.local, &t.bytes);
+        }
+        for (i, c) in clients.iter_mut().enumerate() {
+            while let Some(e) = c.poll_event() {
+                if let Event::ChildSaEstablished(ch) = e {
+                    client_children[i].push(ch);
+                }
+            }
+        }
+    }
+    let vips: Vec<_> = client_children
+        .iter()
+        .map(|v| {
+            assert_eq!(v.len(), 1);
+            v[0].virtual_ips[0]
+        })
+        .collect();
+    assert_ne!(vips[0], vips[1]);
+    assert_eq!(server.len(), 2);
+    assert_eq!(pool.leased(), 2);
+    let mut ids = Vec::new();
+    while let Some((id, e)) = server.poll_event() {
+        if let Event::IkeSaEstablished(info) = e {
+            ids.push((id, info.peer_id));
+        }
+    }
+    assert_eq!(ids.len(), 2);
+    assert_ne!(ids[0].0, ids[1].0);
+}

@@ -542,7 +542,7 @@ fn two_clients_share_one_endpoint() {
             c
         })
         .collect();
-    let mut client_children = vec![Vec::new(), Vec::new()];
+    let mut client_children = [Vec::new(), Vec::new()];
     for _ in 0..10 {
         for c in clients.iter_mut() {
             while let Some(t) = c.poll_transmit() {

@@ -15,9 +15,11 @@
 //!   [`EncryptedFragment`]).
 //!
 //! # Encoding
-//! [`Message::encode`] computes every Next Payload and Length field. SK / SKF must be last; their
-//! `first_payload` becomes their Next Payload field. [`encode_chain`] / [`decode_chain`] handle
-//! inner chains (SK plaintext).
+//! [`Message::encode`] computes every Next Payload and Length field and returns [`EncodeError`]
+//! only when a value does not fit its wire field (payload > 65535 bytes, > 255 transforms, ...) or
+//! SK / SKF is not the last payload. Their `first_payload` becomes their Next Payload field.
+//! [`encode_chain`] / [`decode_chain`] handle inner chains (SK plaintext). Known payloads are
+//! always sent with the critical bit clear.
 //!
 //! # Protected messages (RFC 7296 3.14, RFC 7383 2.5)
 //! - Send: `let (first, plain) = encode_chain(&inner)?;` let the crypto layer tell the body length
@@ -27,7 +29,10 @@
 //!   inner payload type and, for SKF, the fragment position. After verifying and decrypting,
 //!   [`decode_chain`]`(first_payload, &plaintext)`.
 //! - Fragments: [`split_fragments`] cuts the inner plaintext into chunks for a maximum datagram
-//!   size; [`Reassembler`] collects authenticated, decrypted fragment plaintexts per message ID.
+//!   size (each chunk is sealed into its own SKF message with [`Protection::Skf`]);
+//!   [`Reassembler`] collects fragment plaintexts per message ID, bounded by
+//!   [`ReassemblyLimits`] (default 64 fragments, 64 KiB, 4 messages). Only feed it fragments whose
+//!   ICV has been verified.
 //!
 //! # Registries
 //! Numeric registries ([`PayloadType`], [`NotifyType`], [`EncrId`], [`DhGroup`], ...) are

@@ -22,7 +22,9 @@ pub fn run(args: GatewayArgs) -> ExitCode {
     if args.check {
         return match gateway::config::GatewayConfig::load(&args.config).and_then(|c| {
             let creds = gateway::ike::load_credentials(&c, &args.config)?;
-            gateway::ike::responder_config(&c, &args.config, &creds).map(|_| ())
+            let validator =
+                std::sync::Arc::new(gateway::ike::ClientValidator::new(creds.trust.clone()));
+            gateway::ike::responder_config(&c, &args.config, &creds, validator).map(|_| ())
         }) {
             Ok(()) => {
                 println!("{}: OK", args.config.display());

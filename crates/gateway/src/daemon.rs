@@ -18,7 +18,7 @@ use serde::Serialize;
 use tunnel::ike_io::{IkeIo, Incoming};
 
 use crate::config::GatewayConfig;
-use crate::ike::{SharedPool, load_credentials, responder_config};
+use crate::ike::{ClientValidator, SharedPool, load_credentials, responder_config};
 use crate::pool::LeasePool;
 
 /// The TUN MTU when the config names none: 1500 on the wire minus the worst ESP-in-UDP
@@ -82,6 +82,7 @@ pub struct Gateway {
     config: GatewayConfig,
     config_path: PathBuf,
     status_file: Option<PathBuf>,
+    validator: Arc<ClientValidator>,
     endpoint: Endpoint,
     io: IkeIo,
     datapath: DatapathHandle,
@@ -117,7 +118,8 @@ impl Gateway {
     ) -> Result<Gateway, DaemonError> {
         let config = GatewayConfig::load(config_path)?;
         let credentials = load_credentials(&config, config_path)?;
-        let responder = responder_config(&config, config_path, &credentials)?;
+        let validator = Arc::new(ClientValidator::new(credentials.trust.clone()));
+        let responder = responder_config(&config, config_path, &credentials, validator.clone())?;
 
         let lease_file = config.state_dir.join("leases.json");
         let (pool, report) = LeasePool::open(
@@ -199,6 +201,7 @@ impl Gateway {
             config,
             config_path: config_path.to_owned(),
             status_file,
+            validator,
             endpoint,
             io,
             datapath,
@@ -398,18 +401,39 @@ impl Gateway {
         }
     }
 
-    /// SIGHUP: reread the trusted roots and the revocation list.
+    /// SIGHUP: reread the trusted roots and the revocation list; clients whose certificate is
+    /// now revoked are disconnected at once (IKE Delete), new ones are checked against the new
+    /// lists. A configuration that no longer loads is refused and the old one kept.
     fn reload(&mut self) {
-        match GatewayConfig::load(&self.config_path) {
-            Ok(config) => {
-                tracing::info!(
-                    revoked = config.clients.revoked_thumbprints.len(),
-                    "configuration reloaded (SIGHUP)"
-                );
-                self.config = config;
+        let loaded = GatewayConfig::load(&self.config_path)
+            .and_then(|c| load_credentials(&c, &self.config_path).map(|creds| (c, creds)));
+        let (config, credentials) = match loaded {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::error!("SIGHUP: keeping the old configuration: {e}");
+                return;
             }
-            Err(e) => tracing::error!("SIGHUP: keeping the old configuration: {e}"),
+        };
+        self.validator.replace_trust(credentials.trust);
+        let revoked: Vec<SaId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| self.validator.is_revoked(&s.info.peer_id))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &revoked {
+            if let Some(s) = self.sessions.get(id) {
+                tracing::warn!(peer = %s.info.peer_id, "certificate revoked: disconnecting");
+            }
+            self.endpoint.delete(*id, Instant::now());
         }
+        tracing::info!(
+            roots = config.clients.root_ca_files.len() + config.clients.root_ca_data.len(),
+            revoked_thumbprints = config.clients.revoked_thumbprints.len(),
+            disconnected = revoked.len(),
+            "configuration reloaded (SIGHUP)"
+        );
+        self.config = config;
     }
 
     async fn stop(mut self) -> Result<(), DaemonError> {

@@ -1,14 +1,15 @@
 //! From `gateway.toml` to the engine's responder configuration: credentials, trust, proposals,
 //! traffic selectors, and the lease store behind the engine's address-pool interface.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ike_wire::{TrafficSelector, TsRange};
 use ikev2::{
     AddressFamily, AddressPool, EspProposal, IkeConfig, IkeId, IkeProposal, LocalCredentials,
-    PeerRole, PkiValidator, ResponderConfig,
+    PeerRejection, PeerRole, PeerValidator, PkiValidator, ResponderConfig, ValidatedPeer,
 };
 use ipnet::IpNet;
 use ipsec_crypto::SigningKey;
@@ -133,18 +134,82 @@ pub fn parse_id(text: &str) -> IkeId {
     }
 }
 
+/// Client certificate validation that SIGHUP can update in place, remembering which
+/// certificate each identity authenticated with so that a newly revoked one can be cut off.
+#[derive(Debug)]
+pub struct ClientValidator {
+    trust: RwLock<pki::TrustStore>,
+    seen: Mutex<HashMap<String, pki::Thumbprint>>,
+}
+
+impl ClientValidator {
+    pub fn new(trust: pki::TrustStore) -> Self {
+        Self {
+            trust: RwLock::new(trust),
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// New roots and revocation list for every authentication from now on.
+    pub fn replace_trust(&self, trust: pki::TrustStore) {
+        if let Ok(mut t) = self.trust.write() {
+            *t = trust;
+        }
+    }
+
+    /// Whether the certificate `peer` last authenticated with is revoked now.
+    pub fn is_revoked(&self, peer: &IkeId) -> bool {
+        let Ok(seen) = self.seen.lock() else {
+            return false;
+        };
+        let Some(tp) = seen.get(&lease_key(peer)) else {
+            return false;
+        };
+        self.trust.read().map(|t| t.is_revoked(tp)).unwrap_or(false)
+    }
+}
+
+impl PeerValidator for ClientValidator {
+    fn validate(
+        &self,
+        peer_id: &IkeId,
+        end_entity: &[u8],
+        intermediates: &[&[u8]],
+        unix_time: u64,
+    ) -> Result<ValidatedPeer, PeerRejection> {
+        let trust = self
+            .trust
+            .read()
+            .map_err(|_| PeerRejection::Certificate("trust store unavailable".into()))?
+            .clone();
+        let validator = PkiValidator {
+            trust,
+            role: PeerRole::Client,
+            expected_id: None,
+        };
+        let accepted = validator.validate(peer_id, end_entity, intermediates, unix_time)?;
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.insert(lease_key(peer_id), pki::Thumbprint::of_der(end_entity));
+        }
+        Ok(accepted)
+    }
+
+    fn ca_key_hashes(&self) -> Vec<[u8; 20]> {
+        self.trust
+            .read()
+            .map(|t| t.ca_key_hashes())
+            .unwrap_or_default()
+    }
+}
+
 /// The responder configuration for the engine.
 pub fn responder_config(
     config: &GatewayConfig,
     config_path: &std::path::Path,
     credentials: &LoadedCredentials,
+    validator: Arc<ClientValidator>,
 ) -> Result<ResponderConfig, ConfigError> {
-    let validator = PkiValidator {
-        trust: credentials.trust.clone(),
-        role: PeerRole::Client,
-        expected_id: None,
-    };
-    let mut ike = IkeConfig::new(credentials.local.clone(), Arc::new(validator));
+    let mut ike = IkeConfig::new(credentials.local.clone(), validator);
     let legacy = config.crypto.allow_legacy;
     if !config.crypto.ike_proposals.is_empty() {
         ike.ike_proposals = config
@@ -171,7 +236,7 @@ pub fn responder_config(
             .map_err(|e| invalid(config_path, "crypto.esp_proposals", e.to_string()))?;
     } else if legacy {
         ike.esp_proposals.push(
-            EspProposal::parse("aes256-aes128-3des-sha1", true)
+            EspProposal::parse("aes256-aes128-sha1", true)
                 .map_err(|e| invalid(config_path, "crypto.allow_legacy", e.to_string()))?,
         );
     }
@@ -324,6 +389,10 @@ dns = ["10.1.0.53"]
         Files { dir, config }
     }
 
+    fn validator(creds: &LoadedCredentials) -> Arc<ClientValidator> {
+        Arc::new(ClientValidator::new(creds.trust.clone()))
+    }
+
     fn path(files: &Files) -> std::path::PathBuf {
         files.dir.path().join("gateway.toml")
     }
@@ -338,7 +407,7 @@ dns = ["10.1.0.53"]
         let revoked: Vec<_> = f.config.revoked().into_iter().collect();
         assert!(creds.trust.is_revoked(&revoked[0]));
 
-        let r = responder_config(&f.config, &path(&f), &creds).unwrap();
+        let r = responder_config(&f.config, &path(&f), &creds, validator(&creds)).unwrap();
         assert_eq!(
             r.local_ts,
             vec![
@@ -371,13 +440,44 @@ dns = ["10.1.0.53"]
 
         let f = setup("[crypto]\nike_proposals = [\"aes256-sha1-modp1024\"]");
         let creds = load_credentials(&f.config, &path(&f)).unwrap();
-        let err = responder_config(&f.config, &path(&f), &creds).unwrap_err();
+        let err = responder_config(&f.config, &path(&f), &creds, validator(&creds)).unwrap_err();
         assert_eq!(err.field(), Some("crypto.ike_proposals"), "{err}");
 
         let f = setup("[crypto]\nallow_legacy = true\nike_proposals = [\"aes256-sha1-modp1024\"]");
         let creds = load_credentials(&f.config, &path(&f)).unwrap();
-        let r = responder_config(&f.config, &path(&f), &creds).unwrap();
+        let r = responder_config(&f.config, &path(&f), &creds, validator(&creds)).unwrap();
         assert!(r.ike.ike_proposals[0].is_legacy());
+    }
+
+    #[test]
+    fn a_client_revoked_after_it_authenticated_is_recognised() {
+        let validity = Validity::days_from(SystemTime::now() - Duration::from_secs(60), 30);
+        let ca = CertificateAuthority::new_root("Root", KeyAlgorithm::P256, validity).unwrap();
+        let pc = ca
+            .issue(
+                CertKind::Machine,
+                "pc.test.example",
+                KeyAlgorithm::P256,
+                validity,
+            )
+            .unwrap();
+        let trust = pki::TrustStore::with_roots([ca.cert().clone()]).unwrap();
+        let v = ClientValidator::new(trust.clone());
+        let id = IkeId::Fqdn("pc.test.example".into());
+        let now = unix_now();
+        v.validate(&id, pc.chain[0].der(), &[], now).unwrap();
+        assert!(!v.is_revoked(&id));
+
+        let mut revoked = trust.clone();
+        revoked.revoke(pc.chain[0].thumbprint());
+        v.replace_trust(revoked);
+        assert!(v.is_revoked(&id));
+        // And a new attempt with that certificate is refused.
+        assert!(matches!(
+            v.validate(&id, pc.chain[0].der(), &[], now),
+            Err(PeerRejection::Certificate(_))
+        ));
+        assert!(!v.is_revoked(&IkeId::Fqdn("other.test.example".into())));
     }
 
     #[test]

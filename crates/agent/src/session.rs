@@ -26,6 +26,9 @@ use tunnel::ike_io::{IkeIo, Incoming};
 /// Inner MTU of the tunnel interface (1500 minus the worst ESP-in-UDP overhead, rounded).
 pub const TUNNEL_MTU: u16 = 1400;
 
+/// Dead peer detection: a quiet gateway is asked after this long whether it is still there.
+const DPD_INTERVAL: Duration = Duration::from_secs(30);
+
 /// How long a goodbye (IKE Delete) may take before we leave anyway.
 const DELETE_GRACE: Duration = Duration::from_secs(2);
 
@@ -216,6 +219,7 @@ pub struct Session {
     physical: netio::netlink::RouteLookup,
     up: Option<Up>,
     status: TunnelStatus,
+    inbound_packets: u64,
 }
 
 impl std::fmt::Debug for Session {
@@ -295,6 +299,7 @@ impl Session {
             ike.esp_proposals = options.esp_proposals.clone();
         }
         ike.fragmentation = options.fragmentation;
+        ike.dpd_interval = Some(DPD_INTERVAL);
         ike.ike_port = server.port();
         let mut initiator = InitiatorConfig::new(ike);
         initiator.ts_local = vec![TrafficSelector::ANY_V4];
@@ -329,6 +334,7 @@ impl Session {
             physical,
             up: None,
             status,
+            inbound_packets: 0,
         };
         session.write_status();
         Ok(session)
@@ -341,6 +347,7 @@ impl Session {
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), SessionError> {
         tokio::pin!(shutdown);
+        let mut liveness = tokio::time::interval(Duration::from_secs(5));
         let result = loop {
             if let Err(e) = self.pump().await {
                 break Err(e);
@@ -358,6 +365,20 @@ impl Session {
             tokio::select! {
                 _ = &mut shutdown => break Ok(()),
                 _ = sleep => self.sa.handle_timeout(Instant::now()),
+                _ = liveness.tick() => {
+                    // ESP from the gateway proves it alive; only a quiet gateway gets probed.
+                    let packets: u64 = self
+                        .datapath
+                        .sa_ids()
+                        .into_iter()
+                        .filter_map(|id| self.datapath.sa_counters(id).ok())
+                        .map(|c| c.inbound.packets)
+                        .sum();
+                    if packets > self.inbound_packets {
+                        self.inbound_packets = packets;
+                        self.sa.note_peer_alive(Instant::now());
+                    }
+                }
                 incoming = self.io.recv() => match incoming {
                     Ok(Incoming::Ike { local, remote, bytes }) => {
                         self.sa.set_unix_time(unix_now());

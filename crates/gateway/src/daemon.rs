@@ -75,7 +75,13 @@ struct Session {
     client: ClientStatus,
     /// Data-plane SA ids of this IKE SA's Child SAs, with their inbound SPI.
     children: Vec<(datapath::SaId, u32)>,
+    /// Inbound ESP packets seen at the last liveness tick.
+    inbound_packets: u64,
 }
+
+/// How often ESP counters are looked at, so that a client that sends data is not also asked
+/// whether it is alive (dead peer detection only probes quiet peers).
+const LIVENESS_TICK: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The gateway, built from a configuration file and run until `shutdown` resolves.
 pub struct Gateway {
@@ -224,6 +230,7 @@ impl Gateway {
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .map_err(io_err("SIGHUP handler"))?;
         tokio::pin!(shutdown);
+        let mut liveness = tokio::time::interval(LIVENESS_TICK);
         loop {
             let timeout = self.endpoint.poll_timeout();
             let sleep = async {
@@ -235,6 +242,7 @@ impl Gateway {
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = hangup.recv() => self.reload(),
+                _ = liveness.tick() => self.note_esp_activity(),
                 _ = sleep => self.endpoint.handle_timeout(Instant::now()),
                 incoming = self.io.recv() => match incoming {
                     Ok(Incoming::Ike { local, remote, bytes }) => {
@@ -296,6 +304,7 @@ impl Gateway {
                         info,
                         client,
                         children: Vec::new(),
+                        inbound_packets: 0,
                     },
                 );
                 true
@@ -376,6 +385,23 @@ impl Gateway {
                     }
                 }
                 true
+            }
+        }
+    }
+
+    /// Tells the engine which clients sent ESP since the last tick.
+    fn note_esp_activity(&mut self) {
+        let now = Instant::now();
+        for (id, s) in &mut self.sessions {
+            let packets: u64 = s
+                .children
+                .iter()
+                .filter_map(|(dp_id, _)| self.datapath.sa_counters(*dp_id).ok())
+                .map(|c| c.inbound.packets)
+                .sum();
+            if packets > s.inbound_packets {
+                s.inbound_packets = packets;
+                self.endpoint.note_peer_alive(*id, now);
             }
         }
     }

@@ -241,6 +241,8 @@ pub fn responder_config(
         );
     }
     ike.fragment_mtu = usize::from(config.crypto.fragment_mtu);
+    ike.dpd_interval = (config.crypto.dpd_interval_secs > 0)
+        .then(|| Duration::from_secs(config.crypto.dpd_interval_secs));
     ike.ike_port = config.listen.ike_port;
     ike.natt_port = config.listen.natt_port;
 

@@ -86,7 +86,7 @@ connections { p2s {
     version = 2
     local_addrs = 198.51.100.1
     pools = p2s-pool
-    encap = yes
+    encap = ${ENCAP:-yes}
     send_cert = always
     proposals = $PROPS
     local {
@@ -121,7 +121,7 @@ connections { ao {
     local_addrs = 198.51.100.2
     remote_addrs = 198.51.100.1
     vips = 0.0.0.0
-    encap = yes
+    encap = ${ENCAP:-yes}
     proposals = $PROPS
     local {
       auth = pubkey

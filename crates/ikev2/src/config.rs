@@ -91,8 +91,11 @@ pub struct IkeConfig {
     pub fragment_mtu: usize,
     /// Retransmission timers.
     pub retransmit: RetransmitConfig,
-    /// Fake the NAT-D hash so that both sides detect a NAT and use UDP encapsulation on the
-    /// NAT-T port (our data plane is ESP-in-UDP only). Default true.
+    /// Fake a NAT-D hash so that both sides detect a NAT and use UDP encapsulation on the
+    /// NAT-T port (our data plane is ESP-in-UDP only). Default true. In both roles the fake
+    /// says "the initiator is behind a NAT": the initiator fakes its source hash, the responder
+    /// the destination hash (so Windows clients, which refuse a gateway behind NAT by default,
+    /// still float).
     pub force_encap: bool,
     /// IKE port (500).
     pub ike_port: u16,

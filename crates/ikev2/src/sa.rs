@@ -719,6 +719,8 @@ impl IkeSa {
             data: dh.public_value().to_vec(),
         }));
         payloads.push(Payload::Nonce(self.ni.clone()));
+        // Forced encapsulation: claim to be behind a NAT (fake source hash), so the responder
+        // expects UDP encapsulation from us.
         let src = if ike.force_encap {
             fake_natd_hash(self.spi_i, 0, self.local)
         } else {
@@ -837,18 +839,22 @@ impl IkeSa {
             }),
             Payload::Nonce(nr),
         ];
-        let src = if ike.force_encap {
-            fake_natd_hash(h.spi_i, spi_r, local)
+        // Forced encapsulation: make the initiator believe that *it* is behind a NAT (fake
+        // destination hash). Every client supports that case (it floats to the NAT-T port and
+        // sends keepalives); a faked source hash ("the gateway is behind a NAT", strongSwan's
+        // encap=yes) is refused by Windows without a registry change.
+        let dst = if ike.force_encap {
+            fake_natd_hash(h.spi_i, spi_r, remote)
         } else {
-            natd_hash(h.spi_i, spi_r, local)
+            natd_hash(h.spi_i, spi_r, remote)
         };
         out.push(Payload::Notify(Notify::new(
             NotifyType::NAT_DETECTION_SOURCE_IP,
-            src,
+            natd_hash(h.spi_i, spi_r, local),
         )));
         out.push(Payload::Notify(Notify::new(
             NotifyType::NAT_DETECTION_DESTINATION_IP,
-            natd_hash(h.spi_i, spi_r, remote),
+            dst,
         )));
         let hashes = ike.validator.ca_key_hashes();
         if !hashes.is_empty() {

@@ -580,3 +580,32 @@ fn two_clients_share_one_endpoint() {
     assert_eq!(ids.len(), 2);
     assert_ne!(ids[0].0, ids[1].0);
 }
+
+#[test]
+fn forced_encapsulation_always_blames_the_initiator_side() {
+    use ikev2::natd_hash;
+    let mut pair = Pair::new(Setup::new(KeyAlgorithm::P256));
+    pair.settle();
+    let req = Message::decode(&pair.wire[0].t.bytes).unwrap();
+    let resp = Message::decode(&pair.wire[1].t.bytes).unwrap();
+    let (spi_i, spi_r) = (resp.header.spi_i, resp.header.spi_r);
+    let hash = |m: &Message, t| m.payloads.notify(t).unwrap().data.clone();
+    // Request: the source hash is fake, the destination hash real.
+    assert_ne!(
+        hash(&req, NotifyType::NAT_DETECTION_SOURCE_IP),
+        natd_hash(spi_i, 0, client_addr())
+    );
+    assert_eq!(
+        hash(&req, NotifyType::NAT_DETECTION_DESTINATION_IP),
+        natd_hash(spi_i, 0, server_addr())
+    );
+    // Response: the gateway's own (source) hash is real, the initiator's is fake.
+    assert_eq!(
+        hash(&resp, NotifyType::NAT_DETECTION_SOURCE_IP),
+        natd_hash(spi_i, spi_r, server_addr())
+    );
+    assert_ne!(
+        hash(&resp, NotifyType::NAT_DETECTION_DESTINATION_IP),
+        natd_hash(spi_i, spi_r, client_addr())
+    );
+}

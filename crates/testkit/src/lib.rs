@@ -8,6 +8,7 @@
 //! Everything here needs root. Tests that use it call [`require_root`] first, so that a
 //! non-root run fails loudly instead of skipping silently.
 
+pub mod aovpn;
 pub mod netns;
 pub mod strongswan;
 

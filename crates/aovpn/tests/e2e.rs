@@ -1,0 +1,544 @@
+//! End-to-end tests of the `aovpn` binary, ours on both ends, in the routed lab with NAT:
+//!
+//! ```text
+//! [client] 198.51.100.2 -- [internet, masquerade] 203.0.113.254 -- 203.0.113.1 [gateway]
+//!                                                          10.1.0.1 -- 10.1.0.10 [vnet]
+//! ```
+//!
+//! Every test builds its own namespaces (removed on drop, also when it fails) and stops every
+//! process it started by pid. Needs root.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use testkit::aovpn::{
+    ClientOpts, ClientProcess, GatewayOpts, GatewayProcess, HostsFile, Pki, PkiOptions,
+};
+use testkit::netns::{Netns, Topology, lab};
+
+const GATEWAY_NAME: &str = "vpn.e2e.example";
+const TRANSFER_BYTES: u64 = 100 * 1024 * 1024;
+const CHUNK: usize = 64 * 1024;
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_aovpn"))
+}
+
+/// A routed topology with NAT, a PKI, the client's hosts file and a scratch directory.
+struct Lab {
+    // Drop order: hosts file, then namespaces, then files.
+    _hosts: HostsFile,
+    topo: Topology,
+    pki: Pki,
+    tmp: tempfile::TempDir,
+}
+
+impl Lab {
+    fn new(prefix: &str) -> Lab {
+        testkit::require_root();
+        let tmp = tempfile::tempdir().unwrap();
+        let topo = Topology::routed(prefix, true).unwrap();
+        let pki = Pki::issue(
+            bin(),
+            &tmp.path().join("pki"),
+            &PkiOptions::new(GATEWAY_NAME),
+        )
+        .unwrap();
+        let hosts =
+            HostsFile::write(&topo.client, &[(topo.gateway_wan().into(), GATEWAY_NAME)]).unwrap();
+        Lab {
+            _hosts: hosts,
+            topo,
+            pki,
+            tmp,
+        }
+    }
+
+    fn dir(&self, name: &str) -> std::path::PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    fn gateway_opts(&self) -> GatewayOpts {
+        let mut opts = GatewayOpts::new(&self.pki, self.topo.gateway_wan().into());
+        opts.state_dir = Some(self.dir("gw-state"));
+        opts
+    }
+
+    fn start_gateway(&self, opts: &GatewayOpts) -> GatewayProcess {
+        GatewayProcess::start(bin(), &self.topo.gateway, &self.dir("gw"), opts).unwrap()
+    }
+
+    fn connect(&self, cert: &Path, key: &Path, name: &str) -> ClientProcess {
+        ClientProcess::start(
+            bin(),
+            &self.topo.client,
+            &self.dir("cl"),
+            &ClientOpts::new(GATEWAY_NAME, cert, key, &self.pki.ca_cert).name(name),
+        )
+        .unwrap()
+    }
+
+    fn connect_machine(&self, name: &str) -> ClientProcess {
+        self.connect(&self.pki.machine_cert, &self.pki.machine_key, name)
+    }
+}
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("bad status JSON ({e}): {text}"))
+}
+
+fn gateway_clients(gw: &GatewayProcess) -> Vec<Value> {
+    json(&gw.status_text())["clients"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn assert_connected(client: &ClientProcess, gw: &GatewayProcess) -> Ipv4Addr {
+    assert_eq!(
+        client.state().as_deref(),
+        Some("connected"),
+        "client status:\n{}\n--- client log\n{}\n--- gateway log\n{}",
+        client.status_text(),
+        client.log(),
+        gw.log()
+    );
+    match client.virtual_ip() {
+        Some(IpAddr::V4(vip)) => {
+            assert_eq!(vip.octets()[..3], [172, 16, 201], "{vip} not from the pool");
+            vip
+        }
+        other => panic!("no IPv4 virtual IP: {other:?}\n{}", client.status_text()),
+    }
+}
+
+fn ping(ns: &Netns, dest: impl std::fmt::Display) -> Result<(), String> {
+    let out = ns
+        .exec(["ping", "-c", "3", "-i", "0.2", "-W", "2", &dest.to_string()])
+        .unwrap();
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ping {dest} from {} failed:\n{}{}",
+            ns.name(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// Links, IPv4 addresses and IPv4 routes (all tables) of a namespace, to compare before/after.
+/// IPv6 is left out: the kernel's own link-local DAD changes it in between (`tentative`), and
+/// the tunnels here are IPv4 only (a leftover TUN would still show in the link list).
+fn net_state(ns: &Netns) -> String {
+    let addr = ns.ip(["-4", "addr"]).unwrap();
+    let routes = ns.ip(["-4", "route", "show", "table", "all"]).unwrap();
+    let links = ns.ip(["-o", "link"]).unwrap();
+    format!(
+        "{}\n{}\n{}",
+        String::from_utf8_lossy(&links.stdout),
+        String::from_utf8_lossy(&addr.stdout),
+        String::from_utf8_lossy(&routes.stdout)
+    )
+}
+
+/// Deterministic pseudo-random bytes (xorshift64*), reproducible from the seed.
+struct Stream(u64);
+
+impl Stream {
+    fn fill(&mut self, buf: &mut [u8]) {
+        for word in buf.chunks_exact_mut(8) {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            word.copy_from_slice(&self.0.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
+        }
+    }
+}
+
+/// FNV-1a, 64 bit, over little-endian 64-bit words (the byte-wise variant is too slow in a
+/// debug build for 100 MB; chunks are multiples of 8 bytes).
+#[derive(Clone, Copy)]
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+    fn update(&mut self, data: &[u8]) {
+        for word in data.chunks_exact(8) {
+            let w = u64::from_le_bytes(word.try_into().unwrap());
+            self.0 = (self.0 ^ w).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+/// Sends `TRANSFER_BYTES` of the seeded stream; returns the hash of what was sent.
+fn send_stream(mut sock: TcpStream, seed: u64) -> u64 {
+    let mut stream = Stream(seed);
+    let mut hash = Fnv::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut left = TRANSFER_BYTES;
+    while left > 0 {
+        stream.fill(&mut buf);
+        hash.update(&buf);
+        sock.write_all(&buf).unwrap();
+        left -= CHUNK as u64;
+    }
+    sock.shutdown(std::net::Shutdown::Write).unwrap();
+    hash.0
+}
+
+/// Receives until EOF; returns (bytes, hash).
+fn receive_stream(mut sock: TcpStream) -> (u64, u64) {
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut hash = Fnv::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut total = 0u64;
+    loop {
+        // Fill whole chunks so that hashing stays word-aligned.
+        let mut filled = 0;
+        while filled < CHUNK {
+            let n = sock.read(&mut buf[filled..]).unwrap();
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        hash.update(&buf[..filled - filled % 8]);
+        total += filled as u64;
+        if filled < CHUNK {
+            return (total, hash.0);
+        }
+    }
+}
+
+/// One checksummed transfer. `listener_ns` accepts on `listen`; `connector_ns` connects to it.
+/// `listener_sends` picks the direction. Returns throughput in Mbit/s.
+fn checked_transfer(
+    listener_ns: &Netns,
+    listen: SocketAddr,
+    connector_ns: &Netns,
+    listener_sends: bool,
+    seed: u64,
+) -> f64 {
+    let expected = {
+        let mut stream = Stream(seed);
+        let mut hash = Fnv::new();
+        let mut buf = vec![0u8; CHUNK];
+        for _ in 0..TRANSFER_BYTES / CHUNK as u64 {
+            stream.fill(&mut buf);
+            hash.update(&buf);
+        }
+        hash.0
+    };
+    let started = Instant::now();
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let (sent, (received, received_hash)) = std::thread::scope(|scope| {
+        let server = scope.spawn(move || {
+            listener_ns.run(move || {
+                let listener = TcpListener::bind(listen).unwrap();
+                ready_tx.send(()).unwrap();
+                let (sock, _) = listener.accept().unwrap();
+                if listener_sends {
+                    (Some(send_stream(sock, seed)), None)
+                } else {
+                    (None, Some(receive_stream(sock)))
+                }
+            })
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("listener did not start");
+        let (c_sent, c_recv) = connector_ns.run(move || {
+            let sock = TcpStream::connect_timeout(&listen, Duration::from_secs(10)).unwrap();
+            if listener_sends {
+                (None, Some(receive_stream(sock)))
+            } else {
+                (Some(send_stream(sock, seed)), None)
+            }
+        });
+        let (s_sent, s_recv) = server.join().unwrap();
+        (s_sent.or(c_sent).unwrap(), s_recv.or(c_recv).unwrap())
+    });
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(sent, expected, "sender's stream is not the seeded one");
+    assert_eq!(received, TRANSFER_BYTES, "byte count differs");
+    assert_eq!(
+        received_hash, expected,
+        "received data differs from what was sent"
+    );
+    (TRANSFER_BYTES * 8) as f64 / secs / 1e6
+}
+
+/// Pings both ways, 100 MB each way checksummed, the NAT seen by the gateway, and a clean
+/// teardown of client and gateway.
+#[test]
+fn tunnel_carries_traffic_through_nat_and_tears_down_cleanly() {
+    let lab = Lab::new("e2etr");
+    let topo = &lab.topo;
+    let gw_before = net_state(&topo.gateway);
+    let mut gw = lab.start_gateway(&lab.gateway_opts());
+    let cl_before = net_state(&topo.client);
+
+    let mut client = lab.connect_machine("machine");
+    let vip = assert_connected(&client, &gw);
+
+    // The gateway saw the client from the NAT's public address.
+    let clients = gw
+        .wait_status(Duration::from_secs(5), |t| t.contains(&vip.to_string()))
+        .map(|t| json(&t)["clients"].as_array().cloned().unwrap_or_default())
+        .unwrap();
+    assert_eq!(clients.len(), 1, "{clients:?}");
+    let remote: SocketAddr = clients[0]["remote"].as_str().unwrap().parse().unwrap();
+    assert_eq!(remote.ip(), IpAddr::V4(lab::INTERNET_GATEWAY_SIDE));
+    assert_eq!(remote.ip(), IpAddr::V4(topo.client_as_seen_by_gateway()));
+    assert_eq!(
+        clients[0]["virtual_ip"].as_str(),
+        Some(vip.to_string().as_str())
+    );
+
+    // Through the tunnel and back out to the client (manage out).
+    ping(&topo.client, lab::VNET_HOST).unwrap_or_else(|e| {
+        panic!(
+            "{e}\n--- client log\n{}\n--- gateway log\n{}",
+            client.log(),
+            gw.log()
+        )
+    });
+    ping(&topo.vnet, vip).unwrap_or_else(|e| {
+        panic!(
+            "{e}\n--- client log\n{}\n--- gateway log\n{}",
+            client.log(),
+            gw.log()
+        )
+    });
+    // The client has no route to 10.1.0.0/16 other than the tunnel.
+    let route = topo.client.ip(["route", "get", "10.1.0.10"]).unwrap();
+    let route = String::from_utf8_lossy(&route.stdout);
+    assert!(route.contains("dev aovpn0"), "{route}");
+
+    let up = checked_transfer(
+        &topo.vnet,
+        SocketAddr::new(lab::VNET_HOST.into(), 5201),
+        &topo.client,
+        false,
+        1,
+    );
+    let down = checked_transfer(
+        &topo.vnet,
+        SocketAddr::new(lab::VNET_HOST.into(), 5202),
+        &topo.client,
+        true,
+        2,
+    );
+    eprintln!("100 MB checksummed: client->vnet {up:.0} Mbit/s, vnet->client {down:.0} Mbit/s");
+
+    // Client teardown: goodbye to the gateway, TUN, addresses and routes gone.
+    let status = client.stop().unwrap();
+    assert!(status.success(), "client exit {status}\n{}", client.log());
+    assert_eq!(client.state().as_deref(), Some("disconnected"));
+    let cl_after = net_state(&topo.client);
+    assert_eq!(
+        cl_before, cl_after,
+        "client namespace changed after disconnect"
+    );
+    gw.wait_status(Duration::from_secs(5), |t| {
+        serde_json::from_str::<Value>(t)
+            .ok()
+            .and_then(|v| v["clients"].as_array().map(Vec::is_empty))
+            .unwrap_or(false)
+    })
+    .unwrap();
+
+    // Gateway teardown: TUN and its routes gone.
+    let status = gw.stop().unwrap();
+    assert!(status.success(), "gateway exit {status}\n{}", gw.log());
+    let gw_after = net_state(&topo.gateway);
+    assert_eq!(gw_before, gw_after, "gateway namespace changed after stop");
+    assert!(!gw_after.contains("aovpn-gw"), "{gw_after}");
+    assert!(topo.gateway.pids().unwrap().is_empty());
+    assert!(topo.client.pids().unwrap().is_empty());
+}
+
+/// The same identity gets the same address after a reconnect and after a gateway restart.
+#[test]
+fn lease_survives_reconnect_and_gateway_restart() {
+    let lab = Lab::new("e2els");
+    let opts = lab.gateway_opts();
+    let mut gw = lab.start_gateway(&opts);
+
+    // Two identities, alternating, so that a plain "first free address" pool would not pass.
+    // (One at a time: both would install the same 10.1.0.0/16 route in the client namespace.)
+    let connected = |cert: &Path, key: &Path, name: &str| {
+        let mut c = lab.connect(cert, key, name);
+        let vip = assert_connected(&c, &gw);
+        let status = c.stop().unwrap();
+        assert!(status.success(), "{}", c.log());
+        gw.wait_status(Duration::from_secs(5), |t| {
+            serde_json::from_str::<Value>(t)
+                .ok()
+                .and_then(|v| v["clients"].as_array().map(Vec::is_empty))
+                .unwrap_or(false)
+        })
+        .unwrap();
+        vip
+    };
+    let (ucert, ukey) = (&lab.pki.user_cert, &lab.pki.user_key);
+    let (mcert, mkey) = (&lab.pki.machine_cert, &lab.pki.machine_key);
+    let user_vip = connected(ucert, ukey, "user1");
+    let vip = connected(mcert, mkey, "machine1");
+    assert_ne!(vip, user_vip);
+    assert_eq!(
+        connected(ucert, ukey, "user2"),
+        user_vip,
+        "user's address changed"
+    );
+    assert_eq!(
+        connected(mcert, mkey, "machine2"),
+        vip,
+        "new address after reconnect"
+    );
+
+    let status = gw.stop().unwrap();
+    assert!(status.success(), "{}", gw.log());
+    let leases = std::fs::read_to_string(lab.dir("gw-state").join("leases.json")).unwrap();
+    assert!(leases.contains(&vip.to_string()), "{leases}");
+    drop(gw);
+
+    let gw = lab.start_gateway(&opts);
+    let mut user_after = lab.connect(ucert, ukey, "user3");
+    assert_eq!(assert_connected(&user_after, &gw), user_vip);
+    user_after.stop().unwrap();
+    let mut after_restart = lab.connect_machine("machine3");
+    assert_eq!(
+        assert_connected(&after_restart, &gw),
+        vip,
+        "new address after a gateway restart; leases.json:\n{leases}"
+    );
+    ping(&lab.topo.client, lab::VNET_HOST).unwrap();
+    after_restart.stop().unwrap();
+}
+
+fn assert_refused(client: &mut ClientProcess, gw: &GatewayProcess, what: &str) {
+    assert_eq!(
+        client.state().as_deref(),
+        Some("failed"),
+        "{what} was not refused:\n{}\n--- client log\n{}\n--- gateway log\n{}",
+        client.status_text(),
+        client.log(),
+        gw.log()
+    );
+    let status = json(&client.status_text());
+    let error = status["error"].as_str().unwrap_or_default().to_lowercase();
+    assert!(
+        error.contains("authentication"),
+        "{what}: error does not mention authentication: {error:?}\n{}",
+        client.log()
+    );
+    let exit = client.wait_exit(Duration::from_secs(10)).unwrap();
+    assert!(
+        exit.is_some_and(|s| !s.success()),
+        "{what}: client did not exit with an error: {exit:?}"
+    );
+    assert!(gateway_clients(gw).is_empty(), "{}", gw.status_text());
+}
+
+/// A revoked certificate and a certificate from another CA are refused; a good one is not.
+#[test]
+fn revoked_and_foreign_client_certificates_are_refused() {
+    let lab = Lab::new("e2erv");
+    let (revoked_cert, revoked_key) = lab
+        .pki
+        .issue_end_entity("machine", "stolen.corp.example")
+        .unwrap();
+    let mut opts = lab.gateway_opts();
+    opts.revoked = vec![lab.pki.thumbprint(&revoked_cert).unwrap()];
+    let gw = lab.start_gateway(&opts);
+
+    let mut revoked = lab.connect(&revoked_cert, &revoked_key, "revoked");
+    assert_refused(&mut revoked, &gw, "revoked certificate");
+    // Refused for the right reason: the gateway names the revoked thumbprint.
+    let log = gw.log();
+    assert!(
+        log.contains(&opts.revoked[0]) && log.contains("revoked"),
+        "gateway log does not tell the revocation:\n{log}"
+    );
+
+    let other = Pki::issue(bin(), &lab.dir("other-pki"), &PkiOptions::new(GATEWAY_NAME)).unwrap();
+    let mut foreign = lab.connect(&other.machine_cert, &other.machine_key, "foreign");
+    assert_refused(&mut foreign, &gw, "certificate of another CA");
+
+    // The same gateway still accepts a good client.
+    let mut good = lab.connect_machine("good");
+    assert_connected(&good, &gw);
+    good.stop().unwrap();
+}
+
+/// A bad gateway.toml: non-zero exit, the field named on stderr.
+#[test]
+fn config_error_names_the_field() {
+    testkit::require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = Pki::issue(
+        bin(),
+        &tmp.path().join("pki"),
+        &PkiOptions::new(GATEWAY_NAME),
+    )
+    .unwrap();
+    let ns = Netns::new(testkit::netns::unique_name("e2ecf")).unwrap();
+    type Breakage = fn(&mut GatewayOpts);
+    let cases: [(&str, Breakage); 3] = [
+        ("clients.pool_v4", |o| o.pool = "172.16.201.1/24".into()),
+        ("network.routes", |o| o.routes.clear()),
+        ("clients.revoked_thumbprints", |o| {
+            o.revoked = vec!["not-a-thumbprint".into()]
+        }),
+    ];
+    for (field, break_it) in cases {
+        let mut opts = GatewayOpts::new(&pki, Ipv4Addr::new(203, 0, 113, 1).into());
+        break_it(&mut opts);
+        let conf = tmp.path().join(format!("{field}.toml"));
+        std::fs::write(&conf, opts.render(tmp.path())).unwrap();
+        let out = ns
+            .exec([
+                bin().as_os_str(),
+                "gateway".as_ref(),
+                "--config".as_ref(),
+                conf.as_os_str(),
+            ])
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{field}: gateway started: {stderr}");
+        assert!(stderr.contains(field), "{field} not named: {stderr}");
+        assert!(
+            ns.pids().unwrap().is_empty(),
+            "a gateway process is left over"
+        );
+    }
+    // Unknown keys are refused too, naming the key.
+    let good = GatewayOpts::new(&pki, Ipv4Addr::new(203, 0, 113, 1).into()).render(tmp.path());
+    let conf = tmp.path().join("unknown.toml");
+    std::fs::write(
+        &conf,
+        good.replace("[tunnel]", "[tunnel]\nmtu_bytes = 1400"),
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .args(["gateway", "--check", "--config"])
+        .arg(&conf)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("mtu_bytes"), "{stderr}");
+}

@@ -1,0 +1,625 @@
+//! IKE_AUTH for both roles: identities, certificates, AUTH signatures, CP, the first Child
+//! SA with TS narrowing and its keys.
+
+use super::*;
+
+impl IkeSa {
+    pub(super) fn sign_auth(&self, signed: &[u8]) -> Result<Authentication, String> {
+        let ike = self.cfg.ike();
+        let key = &ike.local.key;
+        let (classic_method, classic_scheme) = match key.key_type() {
+            KeyType::Rsa => (
+                AuthMethod::RSA_SIG,
+                SignatureScheme::RsaPkcs1(HashAlg::Sha1),
+            ),
+            KeyType::EcdsaP256 => (
+                AuthMethod::ECDSA_SHA256_P256,
+                SignatureScheme::EcdsaP256Sha256Fixed,
+            ),
+            KeyType::EcdsaP384 => (
+                AuthMethod::ECDSA_SHA384_P384,
+                SignatureScheme::EcdsaP384Sha384Fixed,
+            ),
+        };
+        let rfc7427 = [HashAlg::Sha256, HashAlg::Sha384, HashAlg::Sha512]
+            .into_iter()
+            .filter(|h| self.peer_hashes.contains(h))
+            .flat_map(|h| [SignatureScheme::RsaPkcs1(h), SignatureScheme::EcdsaDer(h)])
+            .find(|s| key.supports(*s));
+        let use_7427 = match ike.auth_method {
+            AuthMethodPolicy::Classic => None,
+            AuthMethodPolicy::Auto => rfc7427,
+            AuthMethodPolicy::DigitalSignature => {
+                Some(rfc7427.ok_or("peer supports no hash usable with our key")?)
+            }
+        };
+        match use_7427 {
+            Some(scheme) => {
+                let sig = key.sign(scheme, signed).map_err(|e| e.to_string())?;
+                Ok(Authentication {
+                    method: AuthMethod::DIGITAL_SIGNATURE,
+                    data: build_rfc7427_auth_data(scheme, &sig).map_err(|e| e.to_string())?,
+                })
+            }
+            None => Ok(Authentication {
+                method: classic_method,
+                data: key
+                    .sign(classic_scheme, signed)
+                    .map_err(|e| e.to_string())?,
+            }),
+        }
+    }
+
+    pub(super) fn signed_octets(&self, ours: bool, id: &Identification) -> Result<Vec<u8>, String> {
+        let algs = self.algs.ok_or("no algorithms")?;
+        let keys = self.keys.as_ref().ok_or("no keys")?;
+        let initiator_side = (self.role == Role::Initiator) == ours;
+        let (message, nonce, sk_p) = if initiator_side {
+            (&self.init_request, &self.nr, &keys.sk_pi)
+        } else {
+            (&self.init_response, &self.ni, &keys.sk_pr)
+        };
+        Ok(auth_signed_octets(
+            algs.prf,
+            message,
+            nonce,
+            sk_p.as_bytes(),
+            &IkeId::auth_octets(id),
+        ))
+    }
+
+    pub(super) fn cert_payloads(&self) -> Vec<Payload> {
+        self.cfg
+            .ike()
+            .local
+            .chain
+            .iter()
+            .map(|der| {
+                Payload::Cert(ike_wire::Certificate {
+                    encoding: CertEncoding::X509_SIG,
+                    data: der.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Validates the peer's certificate, identity and AUTH payload.
+    pub(super) fn authenticate_peer(
+        &mut self,
+        payloads: &[Payload],
+        id: &Identification,
+    ) -> Result<String, FailureReason> {
+        let ike = self.cfg.ike();
+        let peer_id = IkeId::from_wire(id);
+        let auth = payloads
+            .auth()
+            .ok_or_else(|| FailureReason::AuthPayload("missing AUTH payload".into()))?;
+        let certs: Vec<&[u8]> = payloads
+            .certs()
+            .filter(|c| c.encoding == CertEncoding::X509_SIG)
+            .map(|c| c.data.as_slice())
+            .collect();
+        let (ee, inter) = certs
+            .split_first()
+            .ok_or(FailureReason::PeerRejected(PeerRejection::NoCertificate))?;
+        let validated = ike
+            .validator
+            .validate(&peer_id, ee, inter, self.unix_time)
+            .map_err(FailureReason::PeerRejected)?;
+        let signed = self
+            .signed_octets(false, id)
+            .map_err(FailureReason::Local)?;
+        verify_auth(auth, &validated.spki_der, &signed).map_err(FailureReason::AuthPayload)?;
+        self.peer_id = Some(peer_id);
+        self.peer_auth_method = Some(auth.method);
+        Ok(validated.subject)
+    }
+
+    pub(super) fn build_auth_request(&mut self) -> Result<Vec<Payload>, String> {
+        let RoleConfig::Initiator(cfg) = self.cfg.clone() else {
+            return Err("not an initiator".into());
+        };
+        let idi = cfg.ike.local.id.to_wire();
+        let signed = self.signed_octets(true, &idi)?;
+        let auth = self.sign_auth(&signed)?;
+        let mut out = vec![Payload::IdI(idi)];
+        out.extend(self.cert_payloads());
+        if cfg.initial_contact {
+            out.push(Payload::Notify(Notify::new(
+                NotifyType::INITIAL_CONTACT,
+                Vec::new(),
+            )));
+        }
+        let hashes = cfg.ike.validator.ca_key_hashes();
+        if !hashes.is_empty() {
+            out.push(Payload::CertReq(ike_wire::Certificate {
+                encoding: CertEncoding::X509_SIG,
+                data: hashes.concat(),
+            }));
+        }
+        if let Some(r) = &cfg.remote_id {
+            out.push(Payload::IdR(r.to_wire()));
+        }
+        out.push(Payload::Auth(auth));
+        let mut attrs = Vec::new();
+        if cfg.request_ipv4 {
+            attrs.push(CfgAttribute::InternalIp4Address(None));
+            attrs.push(CfgAttribute::InternalIp4Dns(None));
+        }
+        if cfg.request_ipv6 {
+            attrs.push(CfgAttribute::InternalIp6Address(None));
+            attrs.push(CfgAttribute::InternalIp6Dns(None));
+        }
+        if !attrs.is_empty() {
+            out.push(Payload::Cp(Configuration {
+                cfg_type: CfgType::CFG_REQUEST,
+                attributes: attrs,
+            }));
+        }
+        let proposals = cfg
+            .ike
+            .esp_proposals
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                p.to_wire(
+                    u8::try_from(i + 1).unwrap_or(u8::MAX),
+                    self.child_spi_in,
+                    false,
+                )
+            })
+            .collect();
+        out.push(Payload::Sa(SecurityAssociation { proposals }));
+        out.push(Payload::TsI(cfg.ts_local.clone()));
+        out.push(Payload::TsR(cfg.ts_remote.clone()));
+        if cfg.mobike {
+            out.push(Payload::Notify(Notify::new(
+                NotifyType::MOBIKE_SUPPORTED,
+                Vec::new(),
+            )));
+        }
+        Ok(out)
+    }
+
+    pub(super) fn established_info(&self, subject: String) -> Option<IkeSaInfo> {
+        Some(IkeSaInfo {
+            spi_i: self.spi_i,
+            spi_r: self.spi_r,
+            initiator: self.role == Role::Initiator,
+            peer_id: self.peer_id.clone()?,
+            peer_subject: subject,
+            peer_auth_method: self.peer_auth_method?,
+            initial_contact: self.peer_initial_contact,
+            algorithms: self.algs?,
+            local: self.local,
+            remote: self.remote,
+            nat_detected: self.nat_detected,
+        })
+    }
+
+    pub(super) fn process_auth_request(
+        &mut self,
+        message_id: u32,
+        payloads: &[Payload],
+        pool: Option<&mut dyn AddressPool>,
+    ) {
+        let RoleConfig::Responder(cfg) = self.cfg.clone() else {
+            return;
+        };
+        let Some(idi) = payloads.id_i() else {
+            self.refuse_auth(
+                message_id,
+                NotifyType::INVALID_SYNTAX,
+                FailureReason::InvalidSyntax("IKE_AUTH without IDi".into()),
+            );
+            return;
+        };
+        self.peer_initial_contact = payloads.notify(NotifyType::INITIAL_CONTACT).is_some();
+        let subject = match self.authenticate_peer(payloads, idi) {
+            Ok(s) => s,
+            Err(reason) => {
+                self.refuse_auth(message_id, NotifyType::AUTHENTICATION_FAILED, reason);
+                return;
+            }
+        };
+        let idr = cfg.ike.local.id.to_wire();
+        let auth = match self
+            .signed_octets(true, &idr)
+            .and_then(|s| self.sign_auth(&s))
+        {
+            Ok(a) => a,
+            Err(e) => {
+                self.refuse_auth(
+                    message_id,
+                    NotifyType::AUTHENTICATION_FAILED,
+                    FailureReason::Local(e),
+                );
+                return;
+            }
+        };
+        let mut out = vec![Payload::IdR(idr)];
+        out.extend(self.cert_payloads());
+        out.push(Payload::Auth(auth));
+        let child = self.responder_child(&cfg, payloads, pool);
+        match &child {
+            Ok(Some((child_payloads, _))) => out.extend(child_payloads.iter().cloned()),
+            Ok(None) => {}
+            Err((notify, _)) => out.push(Payload::Notify(Notify::new(*notify, Vec::new()))),
+        }
+        if cfg.mobike && payloads.notify(NotifyType::MOBIKE_SUPPORTED).is_some() {
+            out.push(Payload::Notify(Notify::new(
+                NotifyType::MOBIKE_SUPPORTED,
+                Vec::new(),
+            )));
+        }
+        self.send_response(ExchangeType::IKE_AUTH, message_id, &out);
+        if self.state == SaState::Closed {
+            return;
+        }
+        self.state = SaState::Established;
+        if let Some(info) = self.established_info(subject) {
+            self.events.push_back(Event::IkeSaEstablished(info));
+        }
+        match child {
+            Ok(Some((_, child_sa))) => {
+                self.child = Some((child_sa.spi_in, child_sa.spi_out));
+                self.events.push_back(Event::ChildSaEstablished(child_sa));
+            }
+            Ok(None) => {}
+            Err((notify, reason)) => self.events.push_back(Event::Failed(Failure {
+                reason,
+                notify_sent: Some(notify),
+                notify_received: None,
+            })),
+        }
+    }
+
+    pub(super) fn refuse_auth(
+        &mut self,
+        message_id: u32,
+        notify: NotifyType,
+        reason: FailureReason,
+    ) {
+        self.send_response(
+            ExchangeType::IKE_AUTH,
+            message_id,
+            &[Payload::Notify(Notify::new(notify, Vec::new()))],
+        );
+        self.fail(reason, Some(notify), None);
+    }
+
+    /// Responder side of the first Child SA: CP, proposal, TS narrowing, keys.
+    #[allow(clippy::type_complexity)]
+    pub(super) fn responder_child(
+        &mut self,
+        cfg: &ResponderConfig,
+        payloads: &[Payload],
+        pool: Option<&mut dyn AddressPool>,
+    ) -> Result<Option<(Vec<Payload>, Box<ChildSa>)>, (NotifyType, FailureReason)> {
+        let cp = payloads.cp().filter(|c| c.cfg_type == CfgType::CFG_REQUEST);
+        let Some(sa) = payloads.sa() else {
+            return Ok(None);
+        };
+        if cp.is_none() && cfg.require_virtual_ip {
+            return Err((NotifyType::FAILED_CP_REQUIRED, FailureReason::CpRequired));
+        }
+        let (Some(tsi), Some(tsr)) = (payloads.ts_i(), payloads.ts_r()) else {
+            return Err((NotifyType::TS_UNACCEPTABLE, FailureReason::TsUnacceptable));
+        };
+        let chosen = cfg.ike.esp_proposals.iter().find_map(|ours| {
+            sa.proposals
+                .iter()
+                .find_map(|peer| ours.select(peer).map(|(a, spi)| (a, spi, peer.number)))
+        });
+        let Some((algs, spi_out, number)) = chosen else {
+            return Err((
+                NotifyType::NO_PROPOSAL_CHOSEN,
+                FailureReason::NoProposalChosen,
+            ));
+        };
+        let spi_in = esp_spi(&self.provider).map_err(|e| {
+            (
+                NotifyType::NO_PROPOSAL_CHOSEN,
+                FailureReason::Local(e.to_string()),
+            )
+        })?;
+        let keys = self
+            .child_keys(algs)
+            .map_err(|e| (NotifyType::NO_PROPOSAL_CHOSEN, FailureReason::Local(e)))?;
+        // Virtual IPs.
+        let mut pool = pool;
+        let mut vips = Vec::new();
+        let peer = self.peer_id.clone().unwrap_or(IkeId::Other {
+            id_type: ike_wire::IdType(0),
+            data: Vec::new(),
+        });
+        if let Some(cp) = cp {
+            let want_v4 = cp
+                .attributes
+                .iter()
+                .any(|a| matches!(a, CfgAttribute::InternalIp4Address(_)));
+            let want_v6 = cp
+                .attributes
+                .iter()
+                .any(|a| matches!(a, CfgAttribute::InternalIp6Address(_)));
+            if want_v4 || want_v6 {
+                if let Some(pool) = pool.as_deref_mut() {
+                    for (want, fam) in [(want_v4, AddressFamily::V4), (want_v6, AddressFamily::V6)]
+                    {
+                        if want && let Some(a) = pool.allocate(&peer, fam) {
+                            vips.push(a);
+                        }
+                    }
+                }
+                if vips.is_empty() {
+                    return Err((
+                        NotifyType::INTERNAL_ADDRESS_FAILURE,
+                        FailureReason::AddressPoolExhausted,
+                    ));
+                }
+            }
+        }
+        let allowed_remote: Vec<TrafficSelector> = if vips.is_empty() {
+            vec![TrafficSelector::ANY_V4, TrafficSelector::ANY_V6]
+        } else {
+            vips.iter().map(|a| ts::host(*a)).collect()
+        };
+        let tsi_n = ts::narrow(tsi, &allowed_remote);
+        let tsr_n = ts::narrow(tsr, &cfg.local_ts);
+        if tsi_n.is_empty() || tsr_n.is_empty() {
+            if let Some(pool) = pool {
+                for a in vips {
+                    pool.release(&peer, a);
+                }
+            }
+            return Err((NotifyType::TS_UNACCEPTABLE, FailureReason::TsUnacceptable));
+        }
+        self.assigned.extend(vips.iter().copied());
+        let mut attrs = Vec::new();
+        let mut dns = Vec::new();
+        for v in &vips {
+            match v {
+                IpAddr::V4(a) => attrs.push(CfgAttribute::InternalIp4Address(Some(*a))),
+                IpAddr::V6(a) => attrs.push(CfgAttribute::InternalIp6Address(Some((*a, 128)))),
+            }
+        }
+        for d in &cfg.dns_servers {
+            let family_assigned = vips.iter().any(|v| v.is_ipv4() == d.is_ipv4());
+            if !family_assigned {
+                continue;
+            }
+            dns.push(*d);
+            match d {
+                IpAddr::V4(a) => attrs.push(CfgAttribute::InternalIp4Dns(Some(*a))),
+                IpAddr::V6(a) => attrs.push(CfgAttribute::InternalIp6Dns(Some(*a))),
+            }
+        }
+        for net in &cfg.pushed_subnets {
+            match net {
+                IpNet::V4(n) => attrs.push(CfgAttribute::InternalIp4Subnet(Some((
+                    n.addr(),
+                    n.netmask(),
+                )))),
+                IpNet::V6(n) => attrs.push(CfgAttribute::InternalIp6Subnet(Some((
+                    n.addr(),
+                    n.prefix_len(),
+                )))),
+            }
+        }
+        let mut out = Vec::new();
+        if cp.is_some() {
+            out.push(Payload::Cp(Configuration {
+                cfg_type: CfgType::CFG_REPLY,
+                attributes: attrs,
+            }));
+        }
+        out.push(Payload::Sa(SecurityAssociation {
+            proposals: vec![algs.to_wire(number, spi_in)],
+        }));
+        out.push(Payload::TsI(tsi_n.clone()));
+        out.push(Payload::TsR(tsr_n.clone()));
+        let child = Box::new(ChildSa {
+            ike_spi: self.local_spi(),
+            spi_in,
+            spi_out,
+            algorithms: algs,
+            encr_key_in: keys.encr_i,
+            integ_key_in: keys.integ_i,
+            encr_key_out: keys.encr_r,
+            integ_key_out: keys.integ_r,
+            ts_local: tsr_n,
+            ts_remote: tsi_n,
+            virtual_ips: vips,
+            dns_servers: dns,
+            subnets: cfg.pushed_subnets.clone(),
+            local: self.local,
+            remote: self.remote,
+            udp_encap: self.encap,
+        });
+        Ok(Some((out, child)))
+    }
+
+    pub(super) fn child_keys(&self, algs: EspAlgorithms) -> Result<ChildSaKeys, String> {
+        let ike = self.algs.ok_or("no IKE algorithms")?;
+        let keys = self.keys.as_ref().ok_or("no keys")?;
+        ChildSaKeys::derive(
+            ike.prf,
+            keys.sk_d.as_bytes(),
+            None,
+            &self.ni,
+            &self.nr,
+            algs.encr.key_material_len(),
+            algs.integ.map_or(0, |i| i.key_len()),
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    pub(super) fn process_auth_response(&mut self, now: Instant, payloads: &[Payload]) {
+        let RoleConfig::Initiator(cfg) = self.cfg.clone() else {
+            return;
+        };
+        let Some(idr) = payloads.id_r() else {
+            let received = payloads.error_notify().map(|n| n.notify_type);
+            let reason = received.map_or(
+                FailureReason::InvalidSyntax("IKE_AUTH response without IDr".into()),
+                FailureReason::PeerNotify,
+            );
+            self.fail(reason, None, received);
+            return;
+        };
+        if let Some(want) = &cfg.remote_id
+            && IkeId::from_wire(idr) != *want
+        {
+            self.fail(
+                FailureReason::PeerRejected(PeerRejection::UnexpectedIdentity(
+                    IkeId::from_wire(idr).to_string(),
+                )),
+                None,
+                None,
+            );
+            return;
+        }
+        let subject = match self.authenticate_peer(payloads, idr) {
+            Ok(s) => s,
+            Err(reason) => {
+                // Tell the responder, which considers the SA established (RFC 7296 2.21.2);
+                // fire and forget, we are closing anyway.
+                let notify = [Payload::Notify(Notify::new(
+                    NotifyType::AUTHENTICATION_FAILED,
+                    Vec::new(),
+                ))];
+                let id = self.next_request_id;
+                if let Ok(datagrams) = self.protect(ExchangeType::INFORMATIONAL, id, false, &notify)
+                {
+                    for d in datagrams {
+                        self.push_transmit(d);
+                    }
+                }
+                self.fail(reason, Some(NotifyType::AUTHENTICATION_FAILED), None);
+                return;
+            }
+        };
+        self.state = SaState::Established;
+        if let Some(info) = self.established_info(subject) {
+            self.events.push_back(Event::IkeSaEstablished(info));
+        }
+        match self.initiator_child(&cfg, payloads) {
+            Ok(child) => {
+                self.child = Some((child.spi_in, child.spi_out));
+                self.events.push_back(Event::ChildSaEstablished(child));
+            }
+            Err((reason, received)) => {
+                // Without its Child SA the IKE SA is useless to a remote-access client.
+                self.events.push_back(Event::Failed(Failure {
+                    reason,
+                    notify_sent: None,
+                    notify_received: received,
+                }));
+                self.delete(now);
+            }
+        }
+    }
+
+    pub(super) fn initiator_child(
+        &self,
+        cfg: &InitiatorConfig,
+        payloads: &[Payload],
+    ) -> Result<Box<ChildSa>, (FailureReason, Option<NotifyType>)> {
+        if let Some(n) = payloads.error_notify() {
+            let reason = match n.notify_type {
+                NotifyType::NO_PROPOSAL_CHOSEN => FailureReason::NoProposalChosen,
+                NotifyType::TS_UNACCEPTABLE => FailureReason::TsUnacceptable,
+                NotifyType::INTERNAL_ADDRESS_FAILURE => FailureReason::AddressPoolExhausted,
+                NotifyType::FAILED_CP_REQUIRED => FailureReason::CpRequired,
+                t => FailureReason::PeerNotify(t),
+            };
+            return Err((reason, Some(n.notify_type)));
+        }
+        let syntax = |s: &str| (FailureReason::InvalidSyntax(s.to_owned()), None);
+        let (Some(sa), Some(tsi), Some(tsr)) = (payloads.sa(), payloads.ts_i(), payloads.ts_r())
+        else {
+            return Err(syntax("no Child SA in IKE_AUTH response"));
+        };
+        let (algs, spi_out) = match sa.proposals.as_slice() {
+            [one] => EspAlgorithms::from_wire(one).ok_or_else(|| syntax("bad ESP proposal"))?,
+            _ => return Err(syntax("ESP reply must have one proposal")),
+        };
+        let acceptable = cfg.ike.esp_proposals.iter().any(|p| {
+            p.encr.contains(&algs.encr)
+                && algs.integ.is_none_or(|i| p.integ.contains(&i))
+                && p.esn.contains(&algs.esn)
+        });
+        if !acceptable {
+            return Err((FailureReason::NoProposalChosen, None));
+        }
+        if tsi.is_empty()
+            || tsr.is_empty()
+            || !tsi.iter().all(|t| ts::is_subset(t, &cfg.ts_local))
+            || !tsr.iter().all(|t| ts::is_subset(t, &cfg.ts_remote))
+        {
+            return Err((FailureReason::TsUnacceptable, None));
+        }
+        let mut vips = Vec::new();
+        let mut dns = Vec::new();
+        let mut subnets = Vec::new();
+        if let Some(cp) = payloads.cp().filter(|c| c.cfg_type == CfgType::CFG_REPLY) {
+            for a in &cp.attributes {
+                match a {
+                    CfgAttribute::InternalIp4Address(Some(v)) => vips.push(IpAddr::V4(*v)),
+                    CfgAttribute::InternalIp6Address(Some((v, _))) => vips.push(IpAddr::V6(*v)),
+                    CfgAttribute::InternalIp4Dns(Some(v)) => dns.push(IpAddr::V4(*v)),
+                    CfgAttribute::InternalIp6Dns(Some(v)) => dns.push(IpAddr::V6(*v)),
+                    CfgAttribute::InternalIp4Subnet(Some((a, m))) => {
+                        if let Ok(n) = Ipv4Net::with_netmask(*a, *m) {
+                            subnets.push(IpNet::V4(n.trunc()));
+                        }
+                    }
+                    CfgAttribute::InternalIp6Subnet(Some((a, p))) => {
+                        if let Ok(n) = Ipv6Net::new(*a, *p) {
+                            subnets.push(IpNet::V6(n.trunc()));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if (cfg.request_ipv4 || cfg.request_ipv6) && vips.is_empty() {
+            return Err((FailureReason::AddressPoolExhausted, None));
+        }
+        let keys = self
+            .child_keys(algs)
+            .map_err(|e| (FailureReason::Local(e), None))?;
+        Ok(Box::new(ChildSa {
+            ike_spi: self.local_spi(),
+            spi_in: self.child_spi_in,
+            spi_out,
+            algorithms: algs,
+            encr_key_in: keys.encr_r,
+            integ_key_in: keys.integ_r,
+            encr_key_out: keys.encr_i,
+            integ_key_out: keys.integ_i,
+            ts_local: tsi.to_vec(),
+            ts_remote: tsr.to_vec(),
+            virtual_ips: vips,
+            dns_servers: dns,
+            subnets,
+            local: self.local,
+            remote: self.remote,
+            udp_encap: self.encap,
+        }))
+    }
+}
+
+fn verify_auth(auth: &Authentication, spki: &[u8], signed: &[u8]) -> Result<(), String> {
+    let (scheme, sig) = match auth.method {
+        AuthMethod::RSA_SIG | AuthMethod::ECDSA_SHA256_P256 | AuthMethod::ECDSA_SHA384_P384 => (
+            SignatureScheme::for_auth_method(auth.method.0).ok_or("unknown method")?,
+            auth.data.as_slice(),
+        ),
+        AuthMethod::DIGITAL_SIGNATURE => {
+            split_rfc7427_auth_data(&auth.data).map_err(|e| e.to_string())?
+        }
+        m => return Err(format!("unsupported AUTH method {m}")),
+    };
+    verify(scheme, spki, signed, sig).map_err(|e| e.to_string())
+}

@@ -1,0 +1,39 @@
+//! INFORMATIONAL requests from the peer: Delete, liveness, AUTHENTICATION_FAILED.
+
+use super::*;
+
+impl IkeSa {
+    pub(super) fn process_informational(&mut self, message_id: u32, payloads: &[Payload]) {
+        if payloads.notify(NotifyType::AUTHENTICATION_FAILED).is_some() {
+            // The initiator did not accept our AUTH.
+            self.send_response(ExchangeType::INFORMATIONAL, message_id, &[]);
+            let n = NotifyType::AUTHENTICATION_FAILED;
+            self.fail(FailureReason::PeerNotify(n), None, Some(n));
+            return;
+        }
+        let mut reply = Vec::new();
+        let mut ike_deleted = false;
+        for p in payloads {
+            let Payload::Delete(d) = p else {
+                continue;
+            };
+            if d.protocol == ProtocolId::IKE {
+                ike_deleted = true;
+            } else if d.protocol == ProtocolId::ESP
+                && let Some((spi_in, spi_out)) = self.child
+                && d.spis.iter().any(|s| s.as_slice() == spi_out.to_be_bytes())
+            {
+                reply.push(Payload::Delete(Delete::esp(&[spi_in])));
+                self.child = None;
+                self.events
+                    .push_back(Event::ChildSaDeleted { spi_in, spi_out });
+            }
+        }
+        if ike_deleted {
+            self.send_response(ExchangeType::INFORMATIONAL, message_id, &[]);
+            self.close(CloseReason::PeerDelete);
+            return;
+        }
+        self.send_response(ExchangeType::INFORMATIONAL, message_id, &reply);
+    }
+}

@@ -1,0 +1,428 @@
+//! IKE_SA_INIT for both roles: proposals, KE, nonces, NAT detection, COOKIE and
+//! INVALID_KE_PAYLOAD retries, key derivation.
+
+use super::*;
+
+impl IkeSa {
+    pub(super) fn send_init_request(&mut self, now: Instant) -> Result<(), String> {
+        let cfg = self.cfg.clone();
+        let ike = cfg.ike();
+        let dh = self.dh.as_ref().ok_or("no DH key")?;
+        let mut payloads = Vec::new();
+        if let Some(c) = &self.cookie {
+            payloads.push(Payload::Notify(Notify::new(NotifyType::COOKIE, c.clone())));
+        }
+        let proposals = ike
+            .ike_proposals
+            .iter()
+            .enumerate()
+            .map(|(i, p)| p.to_wire(u8::try_from(i + 1).unwrap_or(u8::MAX)))
+            .collect();
+        payloads.push(Payload::Sa(SecurityAssociation { proposals }));
+        payloads.push(Payload::Ke(KeyExchange {
+            group: wire_group(dh.group()),
+            data: dh.public_value().to_vec(),
+        }));
+        payloads.push(Payload::Nonce(self.ni.clone()));
+        // Forced encapsulation: claim to be behind a NAT (fake source hash), so the responder
+        // expects UDP encapsulation from us.
+        let src = if ike.force_encap {
+            fake_natd_hash(self.spi_i, 0, self.local)
+        } else {
+            natd_hash(self.spi_i, 0, self.local)
+        };
+        payloads.push(Payload::Notify(Notify::new(
+            NotifyType::NAT_DETECTION_SOURCE_IP,
+            src,
+        )));
+        payloads.push(Payload::Notify(Notify::new(
+            NotifyType::NAT_DETECTION_DESTINATION_IP,
+            natd_hash(self.spi_i, 0, self.remote),
+        )));
+        if ike.fragmentation {
+            payloads.push(Payload::Notify(Notify::new(
+                NotifyType::IKEV2_FRAGMENTATION_SUPPORTED,
+                Vec::new(),
+            )));
+        }
+        if ike.signature_hash_algorithms {
+            payloads.push(Payload::Notify(hash_algs_notify()));
+        }
+        let header = self.header(ExchangeType::IKE_SA_INIT, 0, false);
+        let bytes = Message::new(header, payloads)
+            .encode()
+            .map_err(|e| e.to_string())?;
+        self.init_request = bytes.clone();
+        self.next_request_id = 1;
+        self.start_pending(now, 0, RequestKind::Init, vec![bytes]);
+        Ok(())
+    }
+
+    /// Responder: builds a half-open SA and its IKE_SA_INIT response, or a stateless reply.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn respond_init(
+        cfg: Arc<ResponderConfig>,
+        provider: Arc<Provider>,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        request: &Message,
+        raw: &[u8],
+        spi_r: u64,
+    ) -> InitOutcome {
+        let h = &request.header;
+        let reply = |t: NotifyType, data: Vec<u8>| {
+            stateless_reply(h, Notify::new(t, data)).map_or(InitOutcome::Drop, InitOutcome::Reply)
+        };
+        let p = &request.payloads;
+        if let Some(t) = p.unsupported_critical() {
+            return reply(NotifyType::UNSUPPORTED_CRITICAL_PAYLOAD, vec![t.0]);
+        }
+        let (Some(sa), Some(ke), Some(ni)) = (p.sa(), p.ke(), p.nonce()) else {
+            return reply(NotifyType::INVALID_SYNTAX, Vec::new());
+        };
+        if !(16..=256).contains(&ni.len()) {
+            return reply(NotifyType::INVALID_SYNTAX, Vec::new());
+        }
+        let ike = &cfg.ike;
+        let chosen = ike.ike_proposals.iter().find_map(|ours| {
+            sa.proposals
+                .iter()
+                .find_map(|peer| ours.select(peer).map(|s| (s, peer.number)))
+        });
+        let Some(((mut algs, groups), number)) = chosen else {
+            return reply(NotifyType::NO_PROPOSAL_CHOSEN, Vec::new());
+        };
+        match DhGroup::from_iana(ke.group.0).filter(|g| groups.contains(g)) {
+            Some(g) => algs.dh = g,
+            None => {
+                return reply(
+                    NotifyType::INVALID_KE_PAYLOAD,
+                    algs.dh.iana().to_be_bytes().to_vec(),
+                );
+            }
+        }
+        let Ok(dh) = provider.generate_dh(algs.dh) else {
+            return InitOutcome::Drop;
+        };
+        let Ok(shared) = dh.agree(&ke.data) else {
+            return reply(NotifyType::INVALID_SYNTAX, Vec::new());
+        };
+        let Ok(nr) = provider.random_vec(ike.nonce_len.max(16)) else {
+            return InitOutcome::Drop;
+        };
+        let mut sa_state = Self::blank(
+            Role::Responder,
+            RoleConfig::Responder(cfg.clone()),
+            provider.clone(),
+            local,
+            remote,
+        );
+        sa_state.spi_i = h.spi_i;
+        sa_state.spi_r = spi_r;
+        sa_state.ni = ni.to_vec();
+        sa_state.nr = nr.clone();
+        sa_state.init_request = raw.to_vec();
+        sa_state.peer_frag = p
+            .notify(NotifyType::IKEV2_FRAGMENTATION_SUPPORTED)
+            .is_some();
+        sa_state.peer_hashes = parse_hash_algs(p);
+        sa_state.establish_deadline = Some(now + ike.establish_timeout);
+        sa_state.expected_request_id = 1;
+        sa_state.nat_detected = ike.force_encap || natd_mismatch(p, h.spi_i, 0, remote, local);
+        if sa_state.derive_keys(algs, shared.as_bytes()).is_err() {
+            return InitOutcome::Drop;
+        }
+
+        let mut out = vec![
+            Payload::Sa(SecurityAssociation {
+                proposals: vec![algs.to_wire(number)],
+            }),
+            Payload::Ke(KeyExchange {
+                group: wire_group(algs.dh),
+                data: dh.public_value().to_vec(),
+            }),
+            Payload::Nonce(nr),
+        ];
+        // Forced encapsulation: make the initiator believe that *it* is behind a NAT (fake
+        // destination hash). Every client supports that case (it floats to the NAT-T port and
+        // sends keepalives); a faked source hash ("the gateway is behind a NAT", strongSwan's
+        // encap=yes) is refused by Windows without a registry change.
+        let dst = if ike.force_encap {
+            fake_natd_hash(h.spi_i, spi_r, remote)
+        } else {
+            natd_hash(h.spi_i, spi_r, remote)
+        };
+        out.push(Payload::Notify(Notify::new(
+            NotifyType::NAT_DETECTION_SOURCE_IP,
+            natd_hash(h.spi_i, spi_r, local),
+        )));
+        out.push(Payload::Notify(Notify::new(
+            NotifyType::NAT_DETECTION_DESTINATION_IP,
+            dst,
+        )));
+        let hashes = ike.validator.ca_key_hashes();
+        if !hashes.is_empty() {
+            out.push(Payload::CertReq(ike_wire::Certificate {
+                encoding: CertEncoding::X509_SIG,
+                data: hashes.concat(),
+            }));
+        }
+        if ike.fragmentation && sa_state.peer_frag {
+            out.push(Payload::Notify(Notify::new(
+                NotifyType::IKEV2_FRAGMENTATION_SUPPORTED,
+                Vec::new(),
+            )));
+        } else {
+            sa_state.peer_frag = false;
+        }
+        if ike.signature_hash_algorithms && !sa_state.peer_hashes.is_empty() {
+            out.push(Payload::Notify(hash_algs_notify()));
+        }
+        let header = Header::new(
+            h.spi_i,
+            spi_r,
+            ExchangeType::IKE_SA_INIT,
+            Flags::RESPONSE,
+            0,
+        );
+        let Ok(bytes) = Message::new(header, out).encode() else {
+            return InitOutcome::Drop;
+        };
+        sa_state.init_response = bytes.clone();
+        sa_state.push_transmit(bytes.clone());
+        sa_state.cached_response = Some((0, vec![bytes]));
+        InitOutcome::Created(Box::new(sa_state))
+    }
+
+    pub(super) fn derive_keys(&mut self, algs: IkeAlgorithms, shared: &[u8]) -> Result<(), String> {
+        let suite = algs.suite();
+        let keys = IkeSaKeys::derive(
+            &suite,
+            shared,
+            &self.ni,
+            &self.nr,
+            &self.spi_i.to_be_bytes(),
+            &self.spi_r.to_be_bytes(),
+        )
+        .map_err(|e| e.to_string())?;
+        let (out, inb) = keys
+            .sk_ciphers(&suite, self.role == Role::Initiator)
+            .map_err(|e| e.to_string())?;
+        self.algs = Some(algs);
+        self.keys = Some(keys);
+        self.sk_out = Some(out);
+        self.sk_in = Some(inb);
+        Ok(())
+    }
+
+    pub(super) fn handle_init_plain(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        bytes: &[u8],
+    ) {
+        let Ok(msg) = Message::decode(bytes) else {
+            return;
+        };
+        let h = msg.header;
+        if h.message_id != 0 || h.spi_i != self.spi_i {
+            return;
+        }
+        match (self.role, h.flags.response()) {
+            // Retransmitted IKE_SA_INIT request: resend our response while still half-open.
+            (Role::Responder, false)
+                if self.state == SaState::HalfOpen
+                    && self
+                        .cached_response
+                        .as_ref()
+                        .is_some_and(|(id, _)| *id == 0) =>
+            {
+                self.resend_cached();
+            }
+            (Role::Initiator, true) if self.state == SaState::InitSent => {
+                self.process_init_response(now, local, remote, &msg, bytes);
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn process_init_response(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        msg: &Message,
+        bytes: &[u8],
+    ) {
+        let p = &msg.payloads;
+        let cfg = self.cfg.clone();
+        let ike = cfg.ike();
+        if let Some(c) = p.notify(NotifyType::COOKIE) {
+            if self.init_retries >= MAX_INIT_RETRIES || c.data.is_empty() || c.data.len() > 64 {
+                self.fail(
+                    FailureReason::TooManyRetries,
+                    None,
+                    Some(NotifyType::COOKIE),
+                );
+                return;
+            }
+            self.init_retries += 1;
+            self.cookie = Some(c.data.clone());
+            if let Err(e) = self.send_init_request(now) {
+                self.fail(FailureReason::Local(e), None, None);
+            }
+            return;
+        }
+        if let Some(n) = p.notify(NotifyType::INVALID_KE_PAYLOAD) {
+            let wanted = n
+                .data
+                .first_chunk::<2>()
+                .map(|b| u16::from_be_bytes(*b))
+                .unwrap_or(0);
+            let offered = DhGroup::from_iana(wanted)
+                .filter(|g| ike.ike_proposals.iter().any(|p| p.dh.contains(g)));
+            let current = self.dh.as_ref().map(DhPrivateKey::group);
+            let (Some(group), true) = (offered, self.init_retries < MAX_INIT_RETRIES) else {
+                self.fail(
+                    FailureReason::InvalidKeGroup(wanted),
+                    None,
+                    Some(NotifyType::INVALID_KE_PAYLOAD),
+                );
+                return;
+            };
+            if Some(group) == current {
+                self.fail(
+                    FailureReason::InvalidKeGroup(wanted),
+                    None,
+                    Some(NotifyType::INVALID_KE_PAYLOAD),
+                );
+                return;
+            }
+            self.init_retries += 1;
+            match self.provider.generate_dh(group) {
+                Ok(dh) => self.dh = Some(dh),
+                Err(e) => {
+                    self.fail(FailureReason::Local(e.to_string()), None, None);
+                    return;
+                }
+            }
+            if let Err(e) = self.send_init_request(now) {
+                self.fail(FailureReason::Local(e), None, None);
+            }
+            return;
+        }
+        if let Some(n) = p.error_notify() {
+            let reason = if n.notify_type == NotifyType::NO_PROPOSAL_CHOSEN {
+                FailureReason::NoProposalChosen
+            } else {
+                FailureReason::PeerNotify(n.notify_type)
+            };
+            self.fail(reason, None, Some(n.notify_type));
+            return;
+        }
+        let syntax = |s: &str| FailureReason::InvalidSyntax(s.to_owned());
+        let (Some(sa), Some(ke), Some(nr)) = (p.sa(), p.ke(), p.nonce()) else {
+            self.fail(
+                syntax("IKE_SA_INIT response lacks SA, KE or Nonce"),
+                None,
+                None,
+            );
+            return;
+        };
+        if msg.header.spi_r == 0 || !(16..=256).contains(&nr.len()) {
+            self.fail(syntax("bad responder SPI or nonce"), None, None);
+            return;
+        }
+        let algs = match sa.proposals.as_slice() {
+            [one] => IkeAlgorithms::from_wire(one),
+            _ => None,
+        };
+        let acceptable = algs.filter(|a| {
+            ike.ike_proposals.iter().any(|p| {
+                p.encr.contains(&a.encr)
+                    && p.prf.contains(&a.prf)
+                    && p.dh.contains(&a.dh)
+                    && a.integ.is_none_or(|i| p.integ.contains(&i))
+            })
+        });
+        let Some(algs) = acceptable else {
+            self.fail(FailureReason::NoProposalChosen, None, None);
+            return;
+        };
+        let Some(dh) = self.dh.take() else {
+            return;
+        };
+        if dh.group() != algs.dh || ke.group != wire_group(algs.dh) {
+            self.fail(
+                syntax("KE group differs from the chosen proposal"),
+                None,
+                None,
+            );
+            return;
+        }
+        let shared = match dh.agree(&ke.data) {
+            Ok(s) => s,
+            Err(e) => {
+                self.fail(FailureReason::Local(e.to_string()), None, None);
+                return;
+            }
+        };
+        self.spi_r = msg.header.spi_r;
+        self.nr = nr.to_vec();
+        self.init_response = bytes.to_vec();
+        self.peer_frag = ike.fragmentation
+            && p.notify(NotifyType::IKEV2_FRAGMENTATION_SUPPORTED)
+                .is_some();
+        self.peer_hashes = parse_hash_algs(p);
+        if let Err(e) = self.derive_keys(algs, shared.as_bytes()) {
+            self.fail(FailureReason::Local(e), None, None);
+            return;
+        }
+        self.pending = None;
+        self.nat_detected =
+            ike.force_encap || natd_mismatch(p, self.spi_i, self.spi_r, remote, local);
+        if self.nat_detected {
+            // RFC 7296 2.23: float to the NAT-T port from IKE_AUTH on.
+            self.local.set_port(ike.natt_port);
+            self.remote.set_port(ike.natt_port);
+            self.encap = true;
+        }
+        let payloads = match self.build_auth_request() {
+            Ok(p) => p,
+            Err(e) => {
+                self.fail(FailureReason::Local(e), None, None);
+                return;
+            }
+        };
+        match self.send_request(now, ExchangeType::IKE_AUTH, RequestKind::Auth, payloads) {
+            Ok(()) => self.state = SaState::AuthSent,
+            Err(e) => self.fail(FailureReason::Local(e), None, None),
+        }
+    }
+}
+
+/// True when a NAT_DETECTION_* hash in `payloads` does not match the addresses we see:
+/// `peer` is the sender's address as seen by us, `ours` our address.
+fn natd_mismatch(
+    payloads: &[Payload],
+    spi_i: u64,
+    spi_r: u64,
+    peer: SocketAddr,
+    ours: SocketAddr,
+) -> bool {
+    let src: Vec<&Notify> = payloads
+        .notifies()
+        .filter(|n| n.notify_type == NotifyType::NAT_DETECTION_SOURCE_IP)
+        .collect();
+    let dst = payloads.notify(NotifyType::NAT_DETECTION_DESTINATION_IP);
+    if src.is_empty() || dst.is_none() {
+        // The peer does not do NAT detection.
+        return false;
+    }
+    let peer_hash = natd_hash(spi_i, spi_r, peer);
+    let peer_ok = src.iter().any(|n| n.data == peer_hash);
+    let ours_ok = dst.is_some_and(|n| n.data == natd_hash(spi_i, spi_r, ours));
+    !(peer_ok && ours_ok)
+}

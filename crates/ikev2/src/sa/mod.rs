@@ -1,0 +1,895 @@
+//! One IKE SA: the IKE_SA_INIT / IKE_AUTH / INFORMATIONAL state machine for both roles.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use ike_wire::{
+    AuthMethod, Authentication, CertEncoding, CfgAttribute, CfgType, Configuration, Delete,
+    ExchangeType, Flags, FragmentPosition, Header, Identification, KeyExchange, Message, Notify,
+    NotifyType, Payload, PayloadType, Payloads, Protection, ProtocolId, Reassembler,
+    ReassemblyLimits, ReassemblyStatus, SecurityAssociation, TrafficSelector, decode_chain,
+    encode_chain, open_parts, seal_prefix,
+};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use ipsec_crypto::{
+    ChildSaKeys, DhGroup, DhPrivateKey, HashAlg, IkeSaKeys, KeyType, Provider, SignatureScheme,
+    SkCipher, auth_signed_octets, build_rfc7427_auth_data, split_rfc7427_auth_data, verify,
+};
+
+use crate::config::{
+    AddressFamily, AddressPool, AuthMethodPolicy, IkeConfig, InitiatorConfig, ResponderConfig,
+};
+use crate::event::{ChildSa, CloseReason, Event, Failure, FailureReason, IkeSaInfo, Transmit};
+use crate::identity::{IkeId, PeerRejection};
+use crate::natd::{fake_natd_hash, natd_hash};
+use crate::proposal::{EspAlgorithms, IkeAlgorithms};
+use crate::ts;
+
+mod auth;
+mod informational;
+mod init;
+#[cfg(test)]
+mod tests;
+
+/// Which side of the IKE SA we are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Original initiator.
+    Initiator,
+    /// Original responder.
+    Responder,
+}
+
+/// Coarse state of an IKE SA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaState {
+    /// Initiator: IKE_SA_INIT request sent.
+    InitSent,
+    /// Initiator: IKE_AUTH request sent.
+    AuthSent,
+    /// Responder: IKE_SA_INIT answered, waiting for IKE_AUTH (half-open).
+    HalfOpen,
+    /// Authenticated.
+    Established,
+    /// Our Delete is outstanding.
+    Deleting,
+    /// Gone; drain outputs and drop it.
+    Closed,
+}
+
+#[derive(Debug, Clone)]
+enum RoleConfig {
+    Initiator(Arc<InitiatorConfig>),
+    Responder(Arc<ResponderConfig>),
+}
+
+impl RoleConfig {
+    fn ike(&self) -> &IkeConfig {
+        match self {
+            Self::Initiator(c) => &c.ike,
+            Self::Responder(c) => &c.ike,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RequestKind {
+    Init,
+    Auth,
+    Delete,
+    Liveness,
+    DeleteChild,
+}
+
+#[derive(Debug)]
+struct Pending {
+    message_id: u32,
+    kind: RequestKind,
+    datagrams: Vec<Vec<u8>>,
+    sent: u32,
+    deadline: Instant,
+}
+
+/// Result of a responder's first look at an IKE_SA_INIT request.
+#[derive(Debug)]
+pub(crate) enum InitOutcome {
+    /// A new half-open SA (its response is queued).
+    Created(Box<IkeSa>),
+    /// A stateless reply (error notify) to send back.
+    Reply(Vec<u8>),
+    /// Drop silently.
+    Drop,
+}
+
+/// Maximum COOKIE and INVALID_KE_PAYLOAD round trips of an initiator.
+const MAX_INIT_RETRIES: u32 = 4;
+
+/// An IKE SA. Initiators create one with [`IkeSa::connect`] and drive it directly; the
+/// responder side lives in an [`crate::Endpoint`].
+///
+/// Loop: feed [`IkeSa::handle_datagram`] / [`IkeSa::handle_timeout`], then drain
+/// [`IkeSa::poll_transmit`] and [`IkeSa::poll_event`], and sleep until [`IkeSa::poll_timeout`].
+#[derive(Debug)]
+pub struct IkeSa {
+    role: Role,
+    cfg: RoleConfig,
+    provider: Arc<Provider>,
+    state: SaState,
+    spi_i: u64,
+    spi_r: u64,
+    local: SocketAddr,
+    remote: SocketAddr,
+    nat_detected: bool,
+    encap: bool,
+    ni: Vec<u8>,
+    nr: Vec<u8>,
+    dh: Option<DhPrivateKey>,
+    init_request: Vec<u8>,
+    init_response: Vec<u8>,
+    algs: Option<IkeAlgorithms>,
+    keys: Option<IkeSaKeys>,
+    sk_out: Option<SkCipher>,
+    sk_in: Option<SkCipher>,
+    peer_frag: bool,
+    peer_hashes: Vec<HashAlg>,
+    next_request_id: u32,
+    pending: Option<Pending>,
+    expected_request_id: u32,
+    cached_response: Option<(u32, Vec<Vec<u8>>)>,
+    reassembler: Reassembler,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    child_spi_in: u32,
+    child: Option<(u32, u32)>,
+    cookie: Option<Vec<u8>>,
+    init_retries: u32,
+    peer_id: Option<IkeId>,
+    peer_auth_method: Option<AuthMethod>,
+    establish_deadline: Option<Instant>,
+    unix_time: u64,
+    assigned: Vec<IpAddr>,
+    last_rx: Option<Instant>,
+    peer_initial_contact: bool,
+}
+
+/// Errors of [`IkeSa::connect`] (local misconfiguration or crypto backend failure).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// No IKE or no ESP proposal configured.
+    #[error("no proposals configured")]
+    NoProposals,
+    /// More than 255 proposals.
+    #[error("too many proposals")]
+    TooManyProposals,
+    /// The crypto provider failed.
+    #[error("crypto: {0}")]
+    Crypto(String),
+    /// Encoding the request failed.
+    #[error("encoding: {0}")]
+    Encode(String),
+}
+
+fn nonzero_u64(p: &Provider) -> Result<u64, ipsec_crypto::CryptoError> {
+    loop {
+        let v = u64::from_be_bytes(p.random_array()?);
+        if v != 0 {
+            return Ok(v);
+        }
+    }
+}
+
+/// A random ESP SPI outside the reserved range 0..=255 (RFC 4303 2.1).
+fn esp_spi(p: &Provider) -> Result<u32, ipsec_crypto::CryptoError> {
+    loop {
+        let v = u32::from_be_bytes(p.random_array()?);
+        if v > 255 {
+            return Ok(v);
+        }
+    }
+}
+
+fn wire_group(g: DhGroup) -> ike_wire::DhGroup {
+    ike_wire::DhGroup(g.iana())
+}
+
+fn hash_algs_notify() -> Notify {
+    let mut data = Vec::new();
+    for h in [HashAlg::Sha256, HashAlg::Sha384, HashAlg::Sha512] {
+        data.extend_from_slice(&h.iana().to_be_bytes());
+    }
+    Notify::new(NotifyType::SIGNATURE_HASH_ALGORITHMS, data)
+}
+
+fn parse_hash_algs(payloads: &[Payload]) -> Vec<HashAlg> {
+    payloads
+        .notify(NotifyType::SIGNATURE_HASH_ALGORITHMS)
+        .map(|n| {
+            n.data
+                .chunks_exact(2)
+                .filter_map(|c| HashAlg::from_iana(u16::from_be_bytes([c[0], c[1]])))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Encodes a stateless IKE_SA_INIT error reply.
+pub(crate) fn stateless_reply(request: &Header, notify: Notify) -> Option<Vec<u8>> {
+    let h = Header::new(
+        request.spi_i,
+        0,
+        ExchangeType::IKE_SA_INIT,
+        Flags::RESPONSE,
+        request.message_id,
+    );
+    Message::new(h, vec![Payload::Notify(notify)]).encode().ok()
+}
+
+impl IkeSa {
+    /// Starts an initiator: queues the IKE_SA_INIT request (from `local` to `remote`, normally
+    /// port 500 on both sides).
+    pub fn connect(
+        cfg: Arc<InitiatorConfig>,
+        provider: Arc<Provider>,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> Result<Self, ConnectError> {
+        let ike = &cfg.ike;
+        if ike.ike_proposals.is_empty() || ike.esp_proposals.is_empty() {
+            return Err(ConnectError::NoProposals);
+        }
+        if ike.ike_proposals.len() > 255 || ike.esp_proposals.len() > 255 {
+            return Err(ConnectError::TooManyProposals);
+        }
+        let crypto = |e: ipsec_crypto::CryptoError| ConnectError::Crypto(e.to_string());
+        let group = ike
+            .ike_proposals
+            .first()
+            .and_then(|p| p.dh.first().copied())
+            .ok_or(ConnectError::NoProposals)?;
+        let spi_i = nonzero_u64(&provider).map_err(crypto)?;
+        let ni = provider.random_vec(ike.nonce_len.max(16)).map_err(crypto)?;
+        let dh = provider.generate_dh(group).map_err(crypto)?;
+        let child_spi_in = esp_spi(&provider).map_err(crypto)?;
+        let deadline = now + ike.establish_timeout;
+        let mut sa = Self::blank(
+            Role::Initiator,
+            RoleConfig::Initiator(cfg.clone()),
+            provider,
+            local,
+            remote,
+        );
+        sa.spi_i = spi_i;
+        sa.ni = ni;
+        sa.dh = Some(dh);
+        sa.child_spi_in = child_spi_in;
+        sa.establish_deadline = Some(deadline);
+        sa.send_init_request(now)
+            .map_err(|e| ConnectError::Encode(e.to_string()))?;
+        Ok(sa)
+    }
+
+    fn blank(
+        role: Role,
+        cfg: RoleConfig,
+        provider: Arc<Provider>,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> Self {
+        Self {
+            role,
+            cfg,
+            provider,
+            state: match role {
+                Role::Initiator => SaState::InitSent,
+                Role::Responder => SaState::HalfOpen,
+            },
+            spi_i: 0,
+            spi_r: 0,
+            local,
+            remote,
+            nat_detected: false,
+            encap: false,
+            ni: Vec::new(),
+            nr: Vec::new(),
+            dh: None,
+            init_request: Vec::new(),
+            init_response: Vec::new(),
+            algs: None,
+            keys: None,
+            sk_out: None,
+            sk_in: None,
+            peer_frag: false,
+            peer_hashes: Vec::new(),
+            next_request_id: 0,
+            pending: None,
+            expected_request_id: 0,
+            cached_response: None,
+            reassembler: Reassembler::new(ReassemblyLimits::default()),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            child_spi_in: 0,
+            child: None,
+            cookie: None,
+            init_retries: 0,
+            peer_id: None,
+            peer_auth_method: None,
+            establish_deadline: None,
+            unix_time: 0,
+            assigned: Vec::new(),
+            last_rx: None,
+            peer_initial_contact: false,
+        }
+    }
+
+    // ---------------------------------------------------------------- public API
+
+    /// Our role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Current state.
+    pub fn state(&self) -> SaState {
+        self.state
+    }
+
+    /// Our SPI (the key an [`crate::Endpoint`] files this SA under).
+    pub fn local_spi(&self) -> u64 {
+        match self.role {
+            Role::Initiator => self.spi_i,
+            Role::Responder => self.spi_r,
+        }
+    }
+
+    /// (SPIi, SPIr).
+    pub fn spis(&self) -> (u64, u64) {
+        (self.spi_i, self.spi_r)
+    }
+
+    /// Current (local, remote) addresses.
+    pub fn addresses(&self) -> (SocketAddr, SocketAddr) {
+        (self.local, self.remote)
+    }
+
+    /// True once closed: drain its outputs, then drop it.
+    pub fn is_closed(&self) -> bool {
+        self.state == SaState::Closed
+    }
+
+    /// The authenticated peer identity.
+    pub fn peer_id(&self) -> Option<&IkeId> {
+        self.peer_id.as_ref()
+    }
+
+    /// Virtual IPs handed to the peer (responder); release them when the SA is dropped.
+    pub fn assigned_addresses(&self) -> &[IpAddr] {
+        &self.assigned
+    }
+
+    /// Wall-clock time in seconds since the Unix epoch, for certificate validity checks.
+    /// Call it before handing in datagrams (the engine reads no clocks).
+    pub fn set_unix_time(&mut self, unix_time: u64) {
+        self.unix_time = unix_time;
+    }
+
+    /// The next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`IkeSa::handle_timeout`] must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.state == SaState::Closed {
+            return None;
+        }
+        let retransmit = self.pending.as_ref().map(|p| p.deadline);
+        let establish = self
+            .establish_deadline
+            .filter(|_| !matches!(self.state, SaState::Established | SaState::Deleting));
+        [retransmit, establish, self.dpd_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// When the next liveness check is due (established, idle, DPD configured).
+    fn dpd_deadline(&self) -> Option<Instant> {
+        let interval = self.cfg.ike().dpd_interval?;
+        if self.state != SaState::Established || self.pending.is_some() {
+            return None;
+        }
+        Some(self.last_rx? + interval)
+    }
+
+    /// Tells the SA that the peer is alive (e.g. ESP arrived), postponing the next DPD check.
+    pub fn note_peer_alive(&mut self, now: Instant) {
+        self.last_rx = Some(self.last_rx.map_or(now, |t| t.max(now)));
+    }
+
+    /// Deletes the Child SA (INFORMATIONAL with Delete of our inbound SPI); the IKE SA stays.
+    /// Returns false when there is none or another request is outstanding.
+    pub fn delete_child_sa(&mut self, now: Instant) -> bool {
+        let Some((spi_in, _)) = self.child else {
+            return false;
+        };
+        if self.state != SaState::Established || self.pending.is_some() {
+            return false;
+        }
+        self.send_request(
+            now,
+            ExchangeType::INFORMATIONAL,
+            RequestKind::DeleteChild,
+            vec![Payload::Delete(Delete::esp(&[spi_in]))],
+        )
+        .is_ok()
+    }
+
+    /// Handles a received IKE datagram (non-ESP marker already stripped). `local` is the
+    /// address it arrived on, `remote` its source.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        bytes: &[u8],
+    ) {
+        self.handle(now, local, remote, bytes, None);
+    }
+
+    /// Runs timers: retransmissions, establishment deadline.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.state == SaState::Closed {
+            return;
+        }
+        if let Some(d) = self.establish_deadline
+            && d <= now
+            && !matches!(self.state, SaState::Established | SaState::Deleting)
+        {
+            self.fail(FailureReason::EstablishTimeout, None, None);
+            return;
+        }
+        if self.dpd_deadline().is_some_and(|d| d <= now) {
+            self.send_liveness_check(now);
+            return;
+        }
+        let retransmit = self.cfg.ike().retransmit;
+        let Some(p) = self.pending.as_mut() else {
+            return;
+        };
+        if p.deadline > now {
+            return;
+        }
+        if p.sent >= retransmit.tries {
+            let kind = p.kind;
+            self.pending = None;
+            if kind == RequestKind::Delete {
+                self.close(CloseReason::LocalDelete);
+            } else {
+                self.fail(FailureReason::Timeout, None, None);
+            }
+            return;
+        }
+        let shift = p.sent.min(16);
+        let timeout = retransmit
+            .initial
+            .saturating_mul(1u32 << shift)
+            .min(retransmit.max_timeout);
+        p.sent += 1;
+        p.deadline = now + timeout;
+        let datagrams = p.datagrams.clone();
+        for d in datagrams {
+            self.push_transmit(d);
+        }
+    }
+
+    /// Deletes the IKE SA (and its Child SA): sends INFORMATIONAL with Delete and closes when
+    /// answered or timed out. Before establishment it just closes.
+    pub fn delete(&mut self, now: Instant) {
+        match self.state {
+            SaState::Established if self.pending.is_none() => {
+                if self
+                    .send_request(
+                        now,
+                        ExchangeType::INFORMATIONAL,
+                        RequestKind::Delete,
+                        vec![Payload::Delete(Delete::ike())],
+                    )
+                    .is_ok()
+                {
+                    self.state = SaState::Deleting;
+                } else {
+                    self.close(CloseReason::LocalDelete);
+                }
+            }
+            SaState::Closed | SaState::Deleting => {}
+            _ => self.close(CloseReason::LocalDelete),
+        }
+    }
+
+    /// Sends an empty INFORMATIONAL (liveness check / DPD). Returns false when another
+    /// request is outstanding or the SA is not established. No answer after all
+    /// retransmissions fails the SA with [`FailureReason::Timeout`].
+    pub fn send_liveness_check(&mut self, now: Instant) -> bool {
+        if self.state != SaState::Established || self.pending.is_some() {
+            return false;
+        }
+        self.send_request(
+            now,
+            ExchangeType::INFORMATIONAL,
+            RequestKind::Liveness,
+            Vec::new(),
+        )
+        .is_ok()
+    }
+
+    // ---------------------------------------------------------------- plumbing
+
+    pub(crate) fn handle(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        bytes: &[u8],
+        pool: Option<&mut dyn AddressPool>,
+    ) {
+        if self.state == SaState::Closed {
+            return;
+        }
+        let Ok(raw) = Header::parse(bytes) else {
+            return;
+        };
+        if raw.header.exchange_type == ExchangeType::IKE_SA_INIT {
+            self.handle_init_plain(now, local, remote, bytes);
+        } else {
+            self.handle_protected(now, local, remote, bytes, pool);
+        }
+    }
+
+    fn push_transmit(&mut self, bytes: Vec<u8>) {
+        let natt = self.cfg.ike().natt_port;
+        self.transmits.push_back(Transmit {
+            local: self.local,
+            remote: self.remote,
+            bytes,
+            non_esp_marker: self.local.port() == natt,
+        });
+    }
+
+    fn close(&mut self, reason: CloseReason) {
+        if self.state != SaState::Closed {
+            self.state = SaState::Closed;
+            self.pending = None;
+            self.events.push_back(Event::Closed(reason));
+        }
+    }
+
+    fn fail(
+        &mut self,
+        reason: FailureReason,
+        notify_sent: Option<NotifyType>,
+        notify_received: Option<NotifyType>,
+    ) {
+        self.events.push_back(Event::Failed(Failure {
+            reason,
+            notify_sent,
+            notify_received,
+        }));
+        self.close(CloseReason::Failed);
+    }
+
+    fn header(&self, exchange: ExchangeType, message_id: u32, response: bool) -> Header {
+        let mut flags = Flags(0);
+        if self.role == Role::Initiator {
+            flags = flags | Flags::INITIATOR;
+        }
+        if response {
+            flags = flags | Flags::RESPONSE;
+        }
+        Header::new(self.spi_i, self.spi_r, exchange, flags, message_id)
+    }
+
+    /// Encrypts `payloads` into one SK message or, if too large and both sides support it,
+    /// into SKF fragments (RFC 7383).
+    fn protect(
+        &self,
+        exchange: ExchangeType,
+        message_id: u32,
+        response: bool,
+        payloads: &[Payload],
+    ) -> Result<Vec<Vec<u8>>, String> {
+        let sk = self.sk_out.as_ref().ok_or("no keys")?;
+        let ike = self.cfg.ike();
+        let header = self.header(exchange, message_id, response);
+        let (first, plain) = encode_chain(payloads).map_err(|e| e.to_string())?;
+        let marker = if self.encap { 4 } else { 0 };
+        let ip_udp = if self.remote.is_ipv4() { 28 } else { 48 };
+        let budget = ike.fragment_mtu.saturating_sub(ip_udp + marker);
+        let whole = ike_wire::HEADER_LEN + 4 + sk.body_len(plain.len());
+        let seal = |prot: Protection, chunk: &[u8]| -> Result<Vec<u8>, String> {
+            let mut msg = seal_prefix(&header, &[], prot, sk.body_len(chunk.len()))
+                .map_err(|e| e.to_string())?;
+            let body = sk
+                .seal(&msg, chunk, &self.provider)
+                .map_err(|e| e.to_string())?;
+            msg.extend_from_slice(&body);
+            Ok(msg)
+        };
+        if !(ike.fragmentation && self.peer_frag) || whole <= budget {
+            return Ok(vec![seal(
+                Protection::Sk {
+                    first_payload: first,
+                },
+                &plain,
+            )?]);
+        }
+        let room = sk
+            .max_plaintext_len(budget.saturating_sub(ike_wire::HEADER_LEN + 8))
+            .filter(|n| *n > 0)
+            .ok_or("fragment MTU too small")?;
+        let chunks: Vec<&[u8]> = plain.chunks(room).collect();
+        let total = u16::try_from(chunks.len()).map_err(|_| "too many fragments")?;
+        let mut out = Vec::with_capacity(chunks.len());
+        for (i, chunk) in chunks.iter().enumerate() {
+            let number = u16::try_from(i + 1).map_err(|_| "too many fragments")?;
+            out.push(seal(
+                Protection::Skf {
+                    fragment: FragmentPosition { number, total },
+                    first_payload: if number == 1 {
+                        first
+                    } else {
+                        PayloadType::NONE
+                    },
+                },
+                chunk,
+            )?);
+        }
+        Ok(out)
+    }
+
+    fn send_request(
+        &mut self,
+        now: Instant,
+        exchange: ExchangeType,
+        kind: RequestKind,
+        payloads: Vec<Payload>,
+    ) -> Result<(), String> {
+        let id = self.next_request_id;
+        let datagrams = self.protect(exchange, id, false, &payloads)?;
+        self.next_request_id = self.next_request_id.wrapping_add(1);
+        self.start_pending(now, id, kind, datagrams);
+        Ok(())
+    }
+
+    fn start_pending(&mut self, now: Instant, id: u32, kind: RequestKind, datagrams: Vec<Vec<u8>>) {
+        for d in &datagrams {
+            self.push_transmit(d.clone());
+        }
+        let initial = self.cfg.ike().retransmit.initial;
+        self.pending = Some(Pending {
+            message_id: id,
+            kind,
+            datagrams,
+            sent: 1,
+            deadline: now + initial,
+        });
+    }
+
+    fn send_response(&mut self, exchange: ExchangeType, message_id: u32, payloads: &[Payload]) {
+        match self.protect(exchange, message_id, true, payloads) {
+            Ok(datagrams) => {
+                for d in &datagrams {
+                    self.push_transmit(d.clone());
+                }
+                self.cached_response = Some((message_id, datagrams));
+            }
+            Err(e) => self.fail(FailureReason::Local(e), None, None),
+        }
+    }
+
+    fn resend_cached(&mut self) {
+        if let Some((_, datagrams)) = self.cached_response.clone() {
+            for d in datagrams {
+                self.push_transmit(d);
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- protected messages
+
+    fn handle_protected(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        bytes: &[u8],
+        pool: Option<&mut dyn AddressPool>,
+    ) {
+        let Ok(parts) = open_parts(bytes) else {
+            return;
+        };
+        let h = parts.header;
+        if h.spi_i != self.spi_i || h.spi_r != self.spi_r {
+            return;
+        }
+        // The Initiator flag names the original initiator of the sender.
+        if h.flags.initiator() == (self.role == Role::Initiator) {
+            return;
+        }
+        let Some(sk_in) = self.sk_in.as_ref() else {
+            return;
+        };
+        let response = h.flags.response();
+        if response {
+            if self.pending.as_ref().map(|p| p.message_id) != Some(h.message_id) {
+                return;
+            }
+        } else {
+            if self
+                .cached_response
+                .as_ref()
+                .is_some_and(|(id, _)| *id == h.message_id)
+            {
+                // A retransmitted request: answer once per retransmission (for fragmented
+                // requests on fragment 1), after checking it is genuine.
+                let first = parts.fragment.is_none_or(|f| f.number == 1);
+                if first && sk_in.open(parts.aad, parts.body).is_ok() {
+                    self.resend_cached();
+                }
+                return;
+            }
+            if h.message_id != self.expected_request_id {
+                return;
+            }
+        }
+        let Ok(plain) = sk_in.open(parts.aad, parts.body) else {
+            return;
+        };
+        self.note_peer_alive(now);
+        let (first, chain) = match parts.fragment {
+            None => (parts.first_payload, plain),
+            Some(pos) => {
+                if !self.peer_frag {
+                    return;
+                }
+                match self
+                    .reassembler
+                    .insert(h.message_id, pos, parts.first_payload, &plain)
+                {
+                    Ok(ReassemblyStatus::Complete(r)) => (r.first_payload, r.chain),
+                    _ => return,
+                }
+            }
+        };
+        if !response {
+            self.update_addresses(local, remote);
+        }
+        let exchange = h.exchange_type;
+        let payloads = match decode_chain(first, &chain) {
+            Ok(p) => p,
+            Err(e) => {
+                if !response {
+                    self.refuse_request(
+                        exchange,
+                        h.message_id,
+                        NotifyType::INVALID_SYNTAX,
+                        Vec::new(),
+                        FailureReason::InvalidSyntax(e.to_string()),
+                    );
+                } else {
+                    self.fail(FailureReason::InvalidSyntax(e.to_string()), None, None);
+                }
+                return;
+            }
+        };
+        if let Some(t) = payloads.unsupported_critical() {
+            if !response {
+                self.refuse_request(
+                    exchange,
+                    h.message_id,
+                    NotifyType::UNSUPPORTED_CRITICAL_PAYLOAD,
+                    vec![t.0],
+                    FailureReason::UnsupportedCritical(t),
+                );
+            } else {
+                self.fail(FailureReason::UnsupportedCritical(t), None, None);
+            }
+            return;
+        }
+        if response {
+            let kind = self.pending.take().map(|p| p.kind);
+            match kind {
+                Some(RequestKind::Auth) => self.process_auth_response(now, &payloads),
+                Some(RequestKind::Delete) => self.close(CloseReason::LocalDelete),
+                Some(RequestKind::DeleteChild) => {
+                    if let Some((spi_in, spi_out)) = self.child.take() {
+                        self.events
+                            .push_back(Event::ChildSaDeleted { spi_in, spi_out });
+                    }
+                }
+                _ => {}
+            }
+        } else {
+            self.expected_request_id = self.expected_request_id.wrapping_add(1);
+            match exchange {
+                ExchangeType::IKE_AUTH
+                    if self.role == Role::Responder && self.state == SaState::HalfOpen =>
+                {
+                    self.process_auth_request(h.message_id, &payloads, pool);
+                }
+                ExchangeType::INFORMATIONAL
+                    if matches!(self.state, SaState::Established | SaState::Deleting) =>
+                {
+                    self.process_informational(h.message_id, &payloads);
+                }
+                ExchangeType::CREATE_CHILD_SA if self.state == SaState::Established => {
+                    // Rekeying is not implemented yet: refuse politely, keep the SA.
+                    self.send_response(
+                        exchange,
+                        h.message_id,
+                        &[Payload::Notify(Notify::new(
+                            NotifyType::NO_ADDITIONAL_SAS,
+                            Vec::new(),
+                        ))],
+                    );
+                }
+                _ => {
+                    self.send_response(
+                        exchange,
+                        h.message_id,
+                        &[Payload::Notify(Notify::new(
+                            NotifyType::INVALID_SYNTAX,
+                            Vec::new(),
+                        ))],
+                    );
+                }
+            }
+        }
+    }
+
+    /// Answers a request with an error notify; a failed IKE_AUTH also ends the SA.
+    fn refuse_request(
+        &mut self,
+        exchange: ExchangeType,
+        message_id: u32,
+        notify: NotifyType,
+        data: Vec<u8>,
+        reason: FailureReason,
+    ) {
+        self.expected_request_id = self.expected_request_id.wrapping_add(1);
+        self.send_response(
+            exchange,
+            message_id,
+            &[Payload::Notify(Notify::new(notify, data))],
+        );
+        if exchange == ExchangeType::IKE_AUTH {
+            self.fail(reason, Some(notify), None);
+        }
+    }
+
+    /// NAT-T: follow the peer's address on authenticated requests (RFC 7296 2.23).
+    fn update_addresses(&mut self, local: SocketAddr, remote: SocketAddr) {
+        if (local, remote) == (self.local, self.remote) {
+            return;
+        }
+        let natt = self.cfg.ike().natt_port;
+        if !self.nat_detected && local.port() != natt {
+            return;
+        }
+        self.local = local;
+        self.remote = remote;
+        self.encap = local.port() == natt;
+        if self.state == SaState::Established {
+            self.events
+                .push_back(Event::AddressesChanged { local, remote });
+        }
+    }
+}

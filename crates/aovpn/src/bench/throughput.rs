@@ -1,0 +1,384 @@
+//! `aovpn bench throughput`: iperf3 TCP from the client namespace to the host behind the
+//! gateway (10.1.0.10) and back (-R) over three paths, each in a routed lab of its own so
+//! that all three stay up and the runs can be interleaved:
+//!
+//! * plain: no tunnel, the internet router routes 10.1.0.0/16 to the gateway;
+//! * strongSwan: charon (kernel-libipsec) on gateway and client;
+//! * ours: `aovpn gateway` and `aovpn connect`.
+//!
+//! Both tunnels use IKE aes256gcm16-prfsha384-ecp384 and ESP AES-256-GCM with ECDSA P-256
+//! certificates from one in-process CA.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use testkit::netns::{Topology, lab};
+use testkit::strongswan::{Charon, ChildConfig, Connection, SwanctlConf};
+
+use super::common::{
+    BenchPki, CpuMeter, ESP_PROPOSAL, GATEWAY_NAME, HostsFile, IKE_SUITES, Process, Scratch,
+    read_status, self_exe, start_charon_gateway, start_our_gateway, wait_bound, wait_for_state,
+};
+use super::report::{Table, median, num, ratio};
+
+const IPERF_PORT: u16 = 5201;
+
+/// Which path a measurement went through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path {
+    Plain,
+    StrongSwan,
+    Ours,
+}
+
+impl Path {
+    const ALL: [Path; 3] = [Path::Plain, Path::StrongSwan, Path::Ours];
+
+    fn label(self) -> &'static str {
+        match self {
+            Path::Plain => "plain routed (no tunnel)",
+            Path::StrongSwan => "strongSwan 5.9 libipsec",
+            Path::Ours => "aovpn",
+        }
+    }
+}
+
+/// A lab with an iperf3 server on the vnet host; fields drop in order: processes first.
+struct Env {
+    iperf_server: Process,
+    /// Daemons whose CPU time is charged to the path (gateway first).
+    our_client: Option<Process>,
+    our_gateway: Option<Process>,
+    charon_client: Option<Charon>,
+    charon_gateway: Option<Charon>,
+    _hosts: Option<HostsFile>,
+    topo: Topology,
+    /// What was negotiated, as the daemons report it.
+    negotiated: String,
+}
+
+impl Env {
+    fn daemon_pids(&self) -> Vec<u32> {
+        let mut pids = Vec::new();
+        pids.extend(self.our_gateway.as_ref().map(Process::pid));
+        pids.extend(self.our_client.as_ref().map(Process::pid));
+        pids.extend(self.charon_gateway.as_ref().map(Charon::pid));
+        pids.extend(self.charon_client.as_ref().map(Charon::pid));
+        pids
+    }
+}
+
+fn iperf_server(topo: &Topology, log: &std::path::Path) -> Result<Process> {
+    let argv: Vec<String> = [
+        "iperf3",
+        "-s",
+        "-B",
+        &lab::VNET_HOST.to_string(),
+        "-p",
+        &IPERF_PORT.to_string(),
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let mut p = Process::spawn_in(&topo.vnet, "iperf3 -s", &argv, log)?;
+    wait_bound(&mut p, "tcp", IPERF_PORT, Duration::from_secs(10))?;
+    Ok(p)
+}
+
+fn ping_vnet(topo: &Topology) -> Result<()> {
+    topo.client
+        .exec_ok([
+            "ping",
+            "-c",
+            "2",
+            "-i",
+            "0.2",
+            "-W",
+            "2",
+            &lab::VNET_HOST.to_string(),
+        ])
+        .map(drop)
+        .context("ping 10.1.0.10 from the client")
+}
+
+fn plain_env(scratch: &Scratch) -> Result<Env> {
+    let topo = Topology::builder("aobtp").routed(false).build()?;
+    let inet = topo
+        .internet
+        .as_ref()
+        .ok_or_else(|| anyhow!("routed topology without a router"))?;
+    inet.add_route(lab::VNET_TS, &topo.gateway_wan().to_string())?;
+    let iperf_server = iperf_server(&topo, &scratch.path().join("iperf-plain.log"))?;
+    ping_vnet(&topo)?;
+    Ok(Env {
+        iperf_server,
+        our_client: None,
+        our_gateway: None,
+        charon_client: None,
+        charon_gateway: None,
+        _hosts: None,
+        topo,
+        negotiated: "-".to_owned(),
+    })
+}
+
+fn strongswan_env(scratch: &Scratch, pki: &BenchPki) -> Result<Env> {
+    let topo = Topology::builder("aobts").routed(false).build()?;
+    let dir = scratch.path().join("strongswan");
+    let suite = IKE_SUITES[0];
+    let gw = start_charon_gateway(&topo, &dir.join("gw"), pki, &[suite])?;
+    let (crt, key) = pki.client_files("swan-client.bench.example")?;
+    let cl = Charon::start(&topo.client, &dir.join("cl")).context("starting client charon")?;
+    cl.configure(
+        &SwanctlConf::new()
+            .connection(
+                Connection::initiator("ao")
+                    .remote_addrs(&topo.gateway_wan().to_string())
+                    .proposals(suite)
+                    .local_cert(&crt)
+                    .remote_id(GATEWAY_NAME)
+                    .remote_cacert(&pki.ca_file)
+                    .child(
+                        ChildConfig::new("ao")
+                            .remote_ts(lab::VNET_TS)
+                            .esp_proposals(ESP_PROPOSAL)
+                            .set("start_action", "none"),
+                    ),
+            )
+            .private_key(&key),
+    )?;
+    cl.load_all().context("swanctl --load-all (client)")?;
+    cl.initiate("ao", "ao", Duration::from_secs(30))
+        .with_context(|| format!("strongSwan initiate failed:\n{}\n{}", cl.log(), gw.log()))?;
+    let sas = cl.list_sas()?;
+    let negotiated = sas
+        .first()
+        .map(|sa| {
+            let esp = sa
+                .children
+                .first()
+                .map(|c| c.algorithms.clone())
+                .unwrap_or_default();
+            format!("{} | {esp}", sa.ike_algorithms)
+        })
+        .unwrap_or_default();
+    let iperf_server = iperf_server(&topo, &dir.join("iperf.log"))?;
+    ping_vnet(&topo)?;
+    Ok(Env {
+        iperf_server,
+        our_client: None,
+        our_gateway: None,
+        charon_client: Some(cl),
+        charon_gateway: Some(gw),
+        _hosts: None,
+        topo,
+        negotiated,
+    })
+}
+
+fn our_env(scratch: &Scratch, pki: &BenchPki) -> Result<Env> {
+    let topo = Topology::builder("aobto").routed(false).build()?;
+    let dir = scratch.path().join("aovpn");
+    std::fs::create_dir_all(&dir)?;
+    let hosts = HostsFile::new(&topo.client, &[(topo.gateway_wan(), GATEWAY_NAME)])?;
+    let (gateway, gw_status) =
+        start_our_gateway(&topo, &dir.join("gw"), pki, &[IKE_SUITES[0]], true)?;
+    let (crt, key) = pki.client_files("ao-client.bench.example")?;
+    let status = dir.join("connect.status.json");
+    let argv = vec![
+        self_exe()?,
+        "connect".to_owned(),
+        "--server".to_owned(),
+        GATEWAY_NAME.to_owned(),
+        "--cert".to_owned(),
+        crt.display().to_string(),
+        "--key".to_owned(),
+        key.display().to_string(),
+        "--ca".to_owned(),
+        pki.ca_file.display().to_string(),
+        "--interface".to_owned(),
+        "aovpn0".to_owned(),
+        "--resolv-conf".to_owned(),
+        dir.join("resolv.conf").display().to_string(),
+        "--status-file".to_owned(),
+        status.display().to_string(),
+    ];
+    let client = Process::spawn_in(
+        &topo.client,
+        "aovpn connect",
+        &argv,
+        &dir.join("connect.log"),
+    )?;
+    wait_for_state(&status, "connected", Duration::from_secs(30))
+        .with_context(|| format!("aovpn connect did not connect; see {}", dir.display()))?;
+    let st = read_status(&status);
+    let field = |k: &str| {
+        st.as_ref()
+            .and_then(|v| v.get(k))
+            .and_then(|v| v.as_str())
+            .unwrap_or("?")
+            .to_owned()
+    };
+    let mut negotiated = format!("{} | {}", field("ike"), field("esp"));
+    if let Some(gw) = gw_status.as_deref().and_then(read_status)
+        && let Some(esp) = gw.pointer("/clients/0/esp").and_then(|v| v.as_str())
+    {
+        let _ = write!(negotiated, " (gateway: {esp})");
+    }
+    let iperf_server = iperf_server(&topo, &dir.join("iperf.log"))?;
+    ping_vnet(&topo)?;
+    Ok(Env {
+        iperf_server,
+        our_client: Some(client),
+        our_gateway: Some(gateway),
+        charon_client: None,
+        charon_gateway: None,
+        _hosts: Some(hosts),
+        topo,
+        negotiated,
+    })
+}
+
+/// One iperf3 run: (Mbit/s received, bytes received, daemon CPU seconds).
+fn iperf_once(env: &Env, secs: u32, reverse: bool) -> Result<(f64, u64, f64)> {
+    let meter = CpuMeter::start(&env.daemon_pids())?;
+    let target = lab::VNET_HOST.to_string();
+    let secs_s = secs.to_string();
+    let port = IPERF_PORT.to_string();
+    let mut argv = vec!["iperf3", "-c", &target, "-p", &port, "-t", &secs_s, "-J"];
+    if reverse {
+        argv.push("-R");
+    }
+    let out = env.topo.client.exec(&argv)?;
+    let cpu: f64 = meter.seconds()?.iter().sum();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("iperf3 output: {}", String::from_utf8_lossy(&out.stderr)))?;
+    if let Some(err) = json.get("error").and_then(|e| e.as_str()) {
+        bail!("iperf3: {err}");
+    }
+    let bps = json
+        .pointer("/end/sum_received/bits_per_second")
+        .and_then(|v| v.as_f64())
+        .ok_or_else(|| anyhow!("iperf3 reported no result"))?;
+    let bytes = json
+        .pointer("/end/sum_received/bytes")
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0);
+    Ok((bps / 1e6, bytes, cpu))
+}
+
+#[derive(Default)]
+struct Samples {
+    mbit: Vec<f64>,
+    cpu_per_gb: Vec<f64>,
+}
+
+/// Runs the benchmark and returns the report section.
+pub fn run(secs: u32, runs: u32) -> Result<String> {
+    let scratch = Scratch::new("tput")?;
+    let pki = BenchPki::issue(&scratch.path().join("pki"))?;
+    eprintln!("bench throughput: building three labs (plain, strongSwan, aovpn)");
+    let plain = plain_env(&scratch).context("plain lab")?;
+    let swan = strongswan_env(&scratch, &pki).context("strongSwan lab")?;
+    let ours = our_env(&scratch, &pki).context("aovpn lab")?;
+    let envs = [
+        (Path::Plain, &plain),
+        (Path::StrongSwan, &swan),
+        (Path::Ours, &ours),
+    ];
+
+    // [direction][path]
+    let mut samples: [[Samples; 3]; 2] = Default::default();
+    for run in 1..=runs.max(1) {
+        for (d, reverse) in [false, true].into_iter().enumerate() {
+            for (p, (path, env)) in envs.iter().enumerate() {
+                let (mbit, bytes, cpu) = iperf_once(env, secs, reverse)
+                    .with_context(|| format!("iperf3 through {} (run {run})", path.label()))?;
+                eprintln!(
+                    "  run {run} {} {:<26} {mbit:>9.1} Mbit/s",
+                    if reverse { "down" } else { "up  " },
+                    path.label()
+                );
+                let s = &mut samples[d][p];
+                s.mbit.push(mbit);
+                if *path != Path::Plain && bytes > 0 {
+                    s.cpu_per_gb.push(cpu / (bytes as f64 / 1e9));
+                }
+            }
+        }
+    }
+    // Keep the processes alive until here, then drop everything (processes before namespaces).
+    for env in [&plain, &swan, &ours] {
+        let _ = env.iperf_server.pid();
+    }
+
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "== throughput: iperf3 TCP {secs} s, client -> 10.1.0.10 (up) and -R (down), median of {} interleaved runs",
+        runs.max(1)
+    );
+    let _ = writeln!(out, "   strongSwan negotiated: {}", swan.negotiated);
+    let _ = writeln!(out, "   aovpn negotiated:      {}", ours.negotiated);
+    let mut t = Table::new(&[
+        "path",
+        "up Mbit/s",
+        "down Mbit/s",
+        "daemon CPU s/GB up",
+        "down",
+    ]);
+    let med = |d: usize, p: usize| median(&samples[d][p].mbit);
+    let cpu = |d: usize, p: usize| median(&samples[d][p].cpu_per_gb);
+    for (p, path) in Path::ALL.iter().enumerate() {
+        t.row(vec![
+            path.label().to_owned(),
+            num(med(0, p), 0),
+            num(med(1, p), 0),
+            num(cpu(0, p), 1),
+            num(cpu(1, p), 1),
+        ]);
+    }
+    out.push_str(&t.render());
+    let _ = writeln!(
+        out,
+        "   ratio aovpn/strongSwan: up {}  down {}   (CPU per GB: up {}  down {})",
+        ratio(med(0, 2), med(0, 1)),
+        ratio(med(1, 2), med(1, 1)),
+        ratio(cpu(0, 2), cpu(0, 1)),
+        ratio(cpu(1, 2), cpu(1, 1)),
+    );
+    let _ = writeln!(
+        out,
+        "   ratio aovpn/plain:      up {}  down {}",
+        ratio(med(0, 2), med(0, 0)),
+        ratio(med(1, 2), med(1, 0)),
+    );
+    let _ = writeln!(
+        out,
+        "   all samples (Mbit/s): {}",
+        Path::ALL
+            .iter()
+            .enumerate()
+            .map(|(p, path)| format!(
+                "{}: up {:?} down {:?}",
+                path.label(),
+                samples[0][p]
+                    .mbit
+                    .iter()
+                    .map(|v| v.round())
+                    .collect::<Vec<_>>(),
+                samples[1][p]
+                    .mbit
+                    .iter()
+                    .map(|v| v.round())
+                    .collect::<Vec<_>>()
+            ))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    drop(ours);
+    drop(swan);
+    drop(plain);
+    Ok(out)
+}

@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 use crate::config::{AddressPool, InitiatorConfig, ResponderConfig};
 use crate::event::{Event, Transmit};
 use crate::natd::{cookie_matches, make_cookie};
-use crate::sa::{ConnectError, IkeSa, InitOutcome, SaState, stateless_reply};
+use crate::sa::{ConnectError, IkeSa, InitOutcome, Role, SaState, stateless_reply};
 
 /// Identifies an IKE SA inside an [`Endpoint`]: our SPI.
 pub type SaId = u64;
@@ -378,7 +378,14 @@ impl Endpoint {
         while let Some(t) = sa.poll_transmit() {
             self.transmits.push_back(t);
         }
+        let mut replaced_peer = None;
         while let Some(e) = sa.poll_event() {
+            if let Event::IkeSaEstablished(info) = &e
+                && info.initial_contact
+                && !info.initiator
+            {
+                replaced_peer = Some(info.peer_id.clone());
+            }
             self.events.push_back((id, e));
         }
         if sa.state() != SaState::HalfOpen
@@ -391,7 +398,30 @@ impl Endpoint {
             && let Some(peer) = sa.peer_id()
         {
             for a in sa.assigned_addresses() {
-                self.pool.release(peer, *a);
+                // A persistent lease may already be held again by the peer's newer SA.
+                let in_use = self
+                    .sas
+                    .values()
+                    .any(|other| other.assigned_addresses().contains(a));
+                if !in_use {
+                    self.pool.release(peer, *a);
+                }
+            }
+        }
+        if let Some(peer) = replaced_peer {
+            let old: Vec<SaId> = self
+                .sas
+                .iter()
+                .filter(|(other, s)| {
+                    **other != id && s.role() == Role::Responder && s.peer_id() == Some(&peer)
+                })
+                .map(|(other, _)| *other)
+                .collect();
+            for other in old {
+                if let Some(s) = self.sas.get_mut(&other) {
+                    s.close_replaced();
+                }
+                self.collect(other);
             }
         }
     }

@@ -150,6 +150,7 @@ pub struct Failure {
 
 /// Why an IKE SA ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CloseReason {
     /// We deleted it ([`crate::IkeSa::delete`]).
     LocalDelete,
@@ -157,6 +158,9 @@ pub enum CloseReason {
     PeerDelete,
     /// It failed (see the preceding [`Event::Failed`]).
     Failed,
+    /// A new IKE SA of the same peer identity arrived with INITIAL_CONTACT: the peer lost
+    /// this one (reboot, crash), so it was dropped without a Delete (RFC 7296 2.4).
+    Replaced,
 }
 
 /// Events for the application.

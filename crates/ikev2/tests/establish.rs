@@ -352,3 +352,43 @@ fn local_spi_of_names_the_receivers_sa() {
     assert_eq!(ikev2::local_spi_of(&pair.wire[2].t.bytes), Some(server_id));
     assert_eq!(ikev2::local_spi_of(&[0; 10]), None);
 }
+
+#[test]
+fn initial_contact_replaces_the_old_sa_of_the_same_identity() {
+    use ikev2::ipsec_crypto::Provider;
+    use std::sync::Arc;
+
+    let setup = Setup::new(KeyAlgorithm::P256);
+    let client_cfg = Arc::new(setup.client.clone());
+    let mut pair = Pair::new(setup);
+    pair.settle();
+    let first = pair.server_events[0].0;
+    assert_eq!(pair.pool.leased(), 1);
+    // The client "reboots": a new IKE SA with fresh SPIs from the same identity.
+    let mut again = ikev2::IkeSa::connect(
+        client_cfg,
+        Arc::new(Provider::deterministic(b"after reboot")),
+        pair.now,
+        client_addr(),
+        server_addr(),
+    )
+    .unwrap();
+    again.set_unix_time(UNIX_NOW);
+    pair.client = again;
+    pair.collect();
+    pair.settle();
+    let replaced = pair
+        .server_events
+        .iter()
+        .any(|(id, e)| *id == first && matches!(e, Event::Closed(CloseReason::Replaced)));
+    assert!(replaced);
+    assert_eq!(pair.server.len(), 1);
+    assert!(pair.server.sa(first).is_none());
+    assert_eq!(pair.pool.leased(), 1, "old address returned, new one held");
+    let children = pair
+        .client_events
+        .iter()
+        .filter(|e| matches!(e, Event::ChildSaEstablished(_)))
+        .count();
+    assert_eq!(children, 2, "the rebooted client got its Child SA");
+}

@@ -564,6 +564,11 @@ impl IkeSa {
         });
     }
 
+    /// Drops the SA because a newer one of the same peer replaced it (INITIAL_CONTACT).
+    pub(crate) fn close_replaced(&mut self) {
+        self.close(CloseReason::Replaced);
+    }
+
     fn close(&mut self, reason: CloseReason) {
         if self.state != SaState::Closed {
             self.state = SaState::Closed;

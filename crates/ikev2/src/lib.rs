@@ -1,18 +1,30 @@
-//! Sans-IO IKEv2 engine (RFC 7296, RFC 7383 fragmentation, RFC 3947/7296 NAT-T, RFC 7427
-//! signatures): initiator ([`IkeSa::connect`]) and responder ([`Endpoint`]).
+//! Sans-IO IKEv2 engine (RFC 7296, RFC 7383 fragmentation, NAT-T, RFC 7427 signatures):
+//! initiator ([`IkeSa::connect`]) and responder ([`Endpoint`]).
 //!
 //! No sockets, clocks or randomness: time comes in as `Instant` (plus
-//! [`IkeSa::set_unix_time`] / [`Endpoint::set_unix_time`] for certificate validity),
-//! randomness and crypto through [`ipsec_crypto::Provider`].
+//! [`IkeSa::set_unix_time`] / [`Endpoint::set_unix_time`], seconds since the epoch, for
+//! certificate validity), randomness and crypto through [`ipsec_crypto::Provider`], peer
+//! certificates through a [`PeerValidator`] ([`PkiValidator`] wraps `pki::TrustStore`), virtual
+//! addresses through an [`AddressPool`].
 //!
 //! # Driving it over UDP
-//! Bind UDP 500 and 4500 (`IkeConfig::ike_port` / `natt_port`). On 4500 a datagram whose
-//! first four bytes are zero is IKE: strip the marker and pass the rest; otherwise it is ESP
-//! (or a 1-byte NAT keepalive `0xff`). Feed IKE bytes with
-//! `handle_datagram(now, local, remote, bytes)`, then send every [`Transmit`] from
-//! `poll_transmit()` from the socket bound to `transmit.local.port()`, prepending four zero
-//! bytes when `transmit.non_esp_marker`. Handle every [`Event`] from `poll_event()`, and call
-//! `handle_timeout(now)` at `poll_timeout()`.
+//! 1. Bind UDP 500 and 4500 (`IkeConfig::ike_port` / `natt_port`).
+//! 2. Port 500: every datagram is IKE. Port 4500: four zero bytes (non-ESP marker) mean IKE,
+//!    strip them; a single `0xff` byte is a NAT keepalive; anything else is ESP for the data
+//!    plane (call [`IkeSa::note_peer_alive`] / [`Endpoint::note_peer_alive`] when it
+//!    authenticates, so dead peer detection stays quiet).
+//! 3. Feed IKE bytes with `handle_datagram(now, local, remote, bytes)`: `local` is the address
+//!    the datagram arrived on (IP_PKTINFO; the bound address is fine when unknown), `remote`
+//!    its source.
+//! 4. Drain `poll_transmit()`: send `bytes` from the socket bound to `transmit.local.port()` to
+//!    `transmit.remote`, prefixed with four zero bytes when `transmit.non_esp_marker`.
+//! 5. Drain `poll_event()` ([`Event`]; the endpoint tags each with its [`SaId`]): install
+//!    [`ChildSa`] keys in the ESP data plane, remove them on `ChildSaDeleted` / `Closed`,
+//!    follow `AddressesChanged`. When `IkeSaInfo::nat_detected`, the data plane uses
+//!    ESP-in-UDP on 4500 and sends NAT keepalives (RFC 3948), which the engine does not.
+//! 6. Call `handle_timeout(now)` when `poll_timeout()` is reached, then drain again.
+//!
+//! Proposals use strongSwan notation ([`IkeProposal::parse`], [`EspProposal::parse`]).
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
@@ -33,7 +45,9 @@ pub use endpoint::{Endpoint, SaId, local_spi_of};
 pub use event::{ChildSa, CloseReason, Event, Failure, FailureReason, IkeSaInfo, Transmit};
 pub use identity::{IkeId, PeerRejection, PeerRole, PeerValidator, PkiValidator, ValidatedPeer};
 pub use natd::{COOKIE_LEN, natd_hash};
-pub use proposal::{EspAlgorithms, EspProposal, IkeAlgorithms, IkeProposal, ProposalError};
+pub use proposal::{
+    EspAlgorithms, EspProposal, IkeAlgorithms, IkeProposal, ProposalError, encr_name,
+};
 pub use sa::{ConnectError, IkeSa, Role, SaState};
 
 pub use ike_wire;

@@ -492,7 +492,8 @@ impl IkeSa {
     }
 
     /// Deletes the IKE SA (and its Child SA): sends INFORMATIONAL with Delete and closes when
-    /// answered or timed out. Before establishment it just closes.
+    /// answered or timed out. Before establishment, or while another request of ours is
+    /// outstanding (window size 1), it closes at once without telling the peer.
     pub fn delete(&mut self, now: Instant) {
         match self.state {
             SaState::Established if self.pending.is_none() => {

@@ -46,7 +46,7 @@ impl Path {
 
 /// A lab with an iperf3 server on the vnet host; fields drop in order: processes first.
 struct Env {
-    iperf_server: Process,
+    _iperf_server: Process,
     /// Daemons whose CPU time is charged to the path (gateway first).
     our_client: Option<Process>,
     our_gateway: Option<Process>,
@@ -112,7 +112,7 @@ fn plain_env(scratch: &Scratch) -> Result<Env> {
     let iperf_server = iperf_server(&topo, &scratch.path().join("iperf-plain.log"))?;
     ping_vnet(&topo)?;
     Ok(Env {
-        iperf_server,
+        _iperf_server: iperf_server,
         our_client: None,
         our_gateway: None,
         charon_client: None,
@@ -166,7 +166,7 @@ fn strongswan_env(scratch: &Scratch, pki: &BenchPki) -> Result<Env> {
     let iperf_server = iperf_server(&topo, &dir.join("iperf.log"))?;
     ping_vnet(&topo)?;
     Ok(Env {
-        iperf_server,
+        _iperf_server: iperf_server,
         our_client: None,
         our_gateway: None,
         charon_client: Some(cl),
@@ -229,7 +229,7 @@ fn our_env(scratch: &Scratch, pki: &BenchPki) -> Result<Env> {
     let iperf_server = iperf_server(&topo, &dir.join("iperf.log"))?;
     ping_vnet(&topo)?;
     Ok(Env {
-        iperf_server,
+        _iperf_server: iperf_server,
         our_client: Some(client),
         our_gateway: Some(gateway),
         charon_client: None,
@@ -308,11 +308,6 @@ pub fn run(secs: u32, runs: u32) -> Result<String> {
             }
         }
     }
-    // Keep the processes alive until here, then drop everything (processes before namespaces).
-    for env in [&plain, &swan, &ours] {
-        let _ = env.iperf_server.pid();
-    }
-
     let mut out = String::new();
     let _ = writeln!(
         out,

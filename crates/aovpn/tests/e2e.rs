@@ -542,3 +542,64 @@ fn config_error_names_the_field() {
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("mtu_bytes"), "{stderr}");
 }
+
+/// Packets at the tunnel MTU and larger (fragmented before encryption) cross both ways.
+#[test]
+fn full_size_and_fragmented_packets_cross_the_tunnel() {
+    let lab = Lab::new("e2emt");
+    let gw = lab.start_gateway(&lab.gateway_opts());
+    let client = lab.connect_machine("machine");
+    let vip = assert_connected(&client, &gw);
+    // 1372 + 28 = 1400, the TUN MTU, with DF set; 4000 is fragmented by the sender's stack.
+    for (ns, dest) in [
+        (&lab.topo.client, lab::VNET_HOST.to_string()),
+        (&lab.topo.vnet, vip.to_string()),
+    ] {
+        for args in [["-s", "1372", "-M", "do"], ["-s", "4000", "-M", "dont"]] {
+            let mut argv = vec!["ping", "-c", "3", "-i", "0.2", "-W", "2"];
+            argv.extend(args);
+            argv.push(&dest);
+            let out = ns.exec(&argv).unwrap();
+            assert!(
+                out.status.success(),
+                "{argv:?} from {}: {}{}\n--- client log\n{}\n--- gateway log\n{}",
+                ns.name(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                client.log(),
+                gw.log()
+            );
+        }
+    }
+}
+
+/// A gateway that shuts down tells its clients: the client reports the tunnel closed by the
+/// gateway, exits, and leaves the client namespace as it found it.
+#[test]
+fn gateway_shutdown_closes_the_client_cleanly() {
+    let lab = Lab::new("e2egs");
+    let mut gw = lab.start_gateway(&lab.gateway_opts());
+    let before = net_state(&lab.topo.client);
+    let mut client = lab.connect_machine("machine");
+    assert_connected(&client, &gw);
+    let status = gw.stop().unwrap();
+    assert!(status.success(), "{}", gw.log());
+    let exit = client.wait_exit(Duration::from_secs(10)).unwrap();
+    assert!(
+        exit.is_some(),
+        "client still running after the gateway left:\n{}\n--- client log\n{}\n--- gateway log\n{}",
+        client.status_text(),
+        client.log(),
+        gw.log()
+    );
+    let state = json(&client.status_text());
+    assert_eq!(state["state"], "failed", "{state}");
+    assert!(
+        state["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("closed"),
+        "{state}"
+    );
+    assert_eq!(net_state(&lab.topo.client), before, "{}", client.log());
+}

@@ -12,9 +12,7 @@
 //! - Batches: [`OutboundSa::encapsulate_batch`], [`InboundSa::decapsulate_batch`] and
 //!   [`InboundSaTable::decapsulate_batch`] read many packets and append to a caller-owned
 //!   [`BatchBuf`] without allocating; [`BatchBuf::gso_runs`] groups the output for UDP GSO.
-//!
 //! - Extended sequence numbers (RFC 4303 section 2.2.1) when negotiated (`esn` in the configs).
-//!
 //! - Optional TFC padding on send; received TFC padding is stripped and dummy packets dropped.
 //!
 //! Not supported: transport mode, sending dummy packets.

@@ -134,6 +134,7 @@ pub(crate) struct Shared {
     registry: Mutex<Vec<Arc<SaState>>>,
     tables: RwLock<Arc<Tables>>,
     generation: AtomicU64,
+    tables_changed: watch::Sender<u64>,
     events: mpsc::Sender<DatapathEvent>,
     tasks: Mutex<Vec<JoinHandle<Option<TunQueue>>>>,
     shutdown: watch::Sender<bool>,
@@ -150,6 +151,10 @@ impl Shared {
         (self.generation(), Arc::clone(&tables))
     }
 
+    pub(crate) fn subscribe_tables(&self) -> watch::Receiver<u64> {
+        self.tables_changed.subscribe()
+    }
+
     pub(crate) fn emit(&self, event: DatapathEvent, counts: &mut DatapathCounters) {
         if self.events.try_send(event).is_err() {
             counts.events_dropped += 1;
@@ -160,7 +165,8 @@ impl Shared {
     fn publish(&self, registry: &[Arc<SaState>]) {
         let tables = Arc::new(Tables::build(registry));
         *self.tables.write().unwrap_or_else(PoisonError::into_inner) = tables;
-        self.generation.fetch_add(1, Ordering::Release);
+        let generation = self.generation.fetch_add(1, Ordering::Release) + 1;
+        self.tables_changed.send_replace(generation);
     }
 
     async fn send(&self, to: SocketAddr, from: Option<IpAddr>, payload: &[u8]) -> io::Result<()> {
@@ -208,6 +214,7 @@ impl Datapath {
             registry: Mutex::new(Vec::new()),
             tables: RwLock::new(Arc::new(Tables::default())),
             generation: AtomicU64::new(0),
+            tables_changed: watch::channel(0).0,
             events,
             tasks: Mutex::new(Vec::new()),
             shutdown,

@@ -61,6 +61,7 @@ impl PacketList for TunSlice<'_> {
 
 enum Ready {
     Stop,
+    TablesChanged,
     Tun(io::Result<usize>),
     Udp(io::Result<usize>),
 }
@@ -69,6 +70,8 @@ pub(crate) struct Worker {
     shared: Arc<Shared>,
     tun: TunQueue,
     shutdown: watch::Receiver<bool>,
+    /// Wakes an idle worker when SAs change, so removed SAs (and their keys) are let go at once.
+    tables_changed: watch::Receiver<u64>,
     generation: u64,
     tables: Arc<Tables>,
     counts: DatapathCounters,
@@ -95,11 +98,13 @@ impl Worker {
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         let (generation, tables) = shared.tables();
+        let tables_changed = shared.subscribe_tables();
         let max_gso = shared.udp.max_gso_segments().max(1);
         Self {
             shared,
             tun,
             shutdown,
+            tables_changed,
             generation,
             tables,
             counts: DatapathCounters::default(),
@@ -132,10 +137,12 @@ impl Worker {
                     udp_buf,
                     metas,
                     shutdown,
+                    tables_changed,
                     ..
                 } = &mut self;
                 tokio::select! {
                     _ = shutdown.changed() => Ready::Stop,
+                    _ = tables_changed.changed() => Ready::TablesChanged,
                     r = tun.recv_batch(tun_batch) => Ready::Tun(r),
                     r = recv_udp(&shared.udp, udp_buf, metas) => Ready::Udp(r),
                 }
@@ -144,6 +151,7 @@ impl Worker {
             self.refresh_tables();
             match ready {
                 Ready::Stop => break,
+                Ready::TablesChanged => {}
                 Ready::Tun(Ok(_)) => {
                     self.consecutive_errors = 0;
                     self.outbound_round().await;
@@ -280,53 +288,42 @@ impl Worker {
     /// Sends the collected ESP packets: runs of equal-sized segments to the same peer go out as
     /// one GSO send (the last segment of a run may be shorter).
     async fn flush_udp(&mut self) {
-        let n = self.esp_out.len();
         let bytes = self.esp_out.bytes();
         let mut i = 0;
         let mut offset = 0;
-        while i < n {
-            let (Some(first), Some(dest)) = (self.esp_out.get(i), self.esp_dest.get(i)) else {
+        while let Some(group) = gso_group(
+            &self.esp_out,
+            &self.esp_dest,
+            i,
+            self.max_gso,
+            MAX_GSO_BYTES,
+        ) {
+            let (Some(dest), Some(contents)) = (
+                self.esp_dest.get(i),
+                bytes.get(offset..offset + group.bytes),
+            ) else {
                 break;
             };
-            let seg = first.len();
-            let mut count = 1;
-            let mut total = seg;
-            while count < self.max_gso {
-                let j = i + count;
-                let (Some(p), Some(d)) = (self.esp_out.get(j), self.esp_dest.get(j)) else {
-                    break;
-                };
-                if p.len() > seg || d != dest || total + p.len() > MAX_GSO_BYTES {
-                    break;
-                }
-                total += p.len();
-                count += 1;
-                if p.len() < seg {
-                    break;
-                }
-            }
-            if let Some(contents) = bytes.get(offset..offset + total) {
-                let item = OutDatagrams {
-                    destination: dest.peer,
-                    source_ip: dest.local,
-                    contents,
-                    segment_size: (count > 1).then_some(seg),
-                };
-                match self
-                    .shared
-                    .udp
-                    .send_batch(std::slice::from_ref(&item))
-                    .await
-                {
-                    Ok(sent) => self.counts.udp_tx_datagrams += sent as u64,
-                    Err(e) => {
-                        self.counts.udp_tx_errors += 1;
-                        tracing::debug!(error = %e, peer = %dest.peer, "ESP send failed");
-                    }
+            let item = OutDatagrams {
+                destination: dest.peer,
+                source_ip: dest.local,
+                contents,
+                segment_size: (group.segments > 1).then_some(group.segment_size),
+            };
+            match self
+                .shared
+                .udp
+                .send_batch(std::slice::from_ref(&item))
+                .await
+            {
+                Ok(sent) => self.counts.udp_tx_datagrams += sent as u64,
+                Err(e) => {
+                    self.counts.udp_tx_errors += 1;
+                    tracing::debug!(error = %e, peer = %dest.peer, "ESP send failed");
                 }
             }
-            i += count;
-            offset += total;
+            i += group.segments;
+            offset += group.bytes;
         }
         self.esp_out.clear();
         self.esp_dest.clear();
@@ -481,6 +478,48 @@ fn check_peer(shared: &Shared, sa: &SaState, source: SocketAddr, counts: &mut Da
     );
 }
 
+/// One GSO send: `segments` consecutive segments, `bytes` in total.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct GsoGroup {
+    segments: usize,
+    segment_size: usize,
+    bytes: usize,
+}
+
+/// The GSO send starting at segment `start`: following segments join while they go to the same
+/// destination and have the first one's size (a shorter one joins and ends the group), up to
+/// `max_segments` segments and `max_bytes` bytes. `None` past the end.
+fn gso_group<D: PartialEq>(
+    buf: &BatchBuf,
+    dests: &[D],
+    start: usize,
+    max_segments: usize,
+    max_bytes: usize,
+) -> Option<GsoGroup> {
+    let segment_size = buf.get(start)?.len();
+    let dest = dests.get(start)?;
+    let mut group = GsoGroup {
+        segments: 1,
+        segment_size,
+        bytes: segment_size,
+    };
+    while group.segments < max_segments {
+        let j = start + group.segments;
+        let (Some(p), Some(d)) = (buf.get(j), dests.get(j)) else {
+            break;
+        };
+        if p.len() > segment_size || d != dest || group.bytes + p.len() > max_bytes {
+            break;
+        }
+        group.bytes += p.len();
+        group.segments += 1;
+        if p.len() < segment_size {
+            break;
+        }
+    }
+    Some(group)
+}
+
 async fn flush_tun(
     tun: &mut TunQueue,
     bufs: &mut [Vec<u8>],
@@ -512,4 +551,64 @@ async fn recv_udp(
     let mut slices: [IoSliceMut<'_>; RECV_BATCH] =
         std::array::from_fn(|_| IoSliceMut::new(chunks.next().unwrap_or_default()));
     udp.recv_batch(&mut slices, metas).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group_list(
+        sizes: &[(usize, u8)],
+        max_segments: usize,
+        max_bytes: usize,
+    ) -> Vec<(usize, usize, usize)> {
+        let mut buf = BatchBuf::new(1 << 16, 64);
+        let mut dests = Vec::new();
+        for &(len, dest) in sizes {
+            assert!(buf.push(&vec![dest; len], 0));
+            dests.push(dest);
+        }
+        let mut out = Vec::new();
+        let mut i = 0;
+        let mut bytes = 0;
+        while let Some(g) = gso_group(&buf, &dests, i, max_segments, max_bytes) {
+            out.push((g.segments, g.segment_size, g.bytes));
+            i += g.segments;
+            bytes += g.bytes;
+        }
+        assert_eq!(i, sizes.len(), "every segment in exactly one group");
+        assert_eq!(bytes, buf.bytes().len());
+        out
+    }
+
+    #[test]
+    fn groups_equal_sizes_per_destination() {
+        let sizes = [
+            (100, 1),
+            (100, 1),
+            (60, 1), // shorter: ends the group
+            (100, 1),
+            (100, 2), // other peer
+            (100, 2),
+            (120, 2), // larger: new group
+        ];
+        assert_eq!(
+            group_list(&sizes, 64, 65_507),
+            vec![(3, 100, 260), (1, 100, 100), (2, 100, 200), (1, 120, 120)]
+        );
+    }
+
+    #[test]
+    fn groups_respect_segment_and_byte_limits() {
+        let sizes = [(100, 1); 7];
+        assert_eq!(
+            group_list(&sizes, 3, 65_507),
+            vec![(3, 100, 300), (3, 100, 300), (1, 100, 100)]
+        );
+        assert_eq!(
+            group_list(&sizes, 64, 250),
+            vec![(2, 100, 200), (2, 100, 200), (2, 100, 200), (1, 100, 100)]
+        );
+        assert!(group_list(&[], 64, 65_507).is_empty());
+    }
 }

@@ -6,8 +6,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{CLIENT_VIP, Lab, LabOptions, SaPair, Way, cbc256_sha256, gcm256, ping, tcp_transfer};
-use datapath::DatapathEvent;
+use common::{
+    CLIENT_VIP, CLIENT_VIP6, Lab, LabOptions, SaPair, VNET_HOST6, Way, cbc256_sha256, gcm256, ping,
+    ping_any, tcp_transfer,
+};
+use datapath::{DatapathEvent, Direction};
+use esp::{Lifetime, LimitKind, OutboundConfig, SaEvent};
 use testkit::netns::lab;
 
 const MB100: u64 = 100 * 1000 * 1000;
@@ -217,5 +221,90 @@ fn nat_rebinding_ike_and_keepalives() {
     assert_eq!(g.ike_rx, 1);
     assert_eq!(g.invalid_rx, 0);
     lab.gateway.stop();
+    lab.client.stop();
+}
+
+/// IPv6 inside the tunnel (over the IPv4 outer path): both directions, and the IPv6 virtual
+/// address is the only IPv6 source the gateway accepts.
+#[test]
+fn ipv6_inner_traffic() {
+    let lab = Lab::new(
+        "aodpv6",
+        LabOptions {
+            ipv6: true,
+            ..LabOptions::default()
+        },
+    );
+    assert!(ping_any(&lab.topo.client, CLIENT_VIP6, VNET_HOST6, 3));
+    assert!(ping_any(&lab.topo.vnet, VNET_HOST6, CLIENT_VIP6, 2));
+    assert!(ping(&lab.topo.client, CLIENT_VIP, lab::VNET_HOST, 1));
+    let spoofed6 = "fd00:201::99";
+    lab.topo
+        .client
+        .ip([
+            "-6",
+            "addr",
+            "add",
+            &format!("{spoofed6}/128"),
+            "dev",
+            common::TUN,
+            "nodad",
+        ])
+        .unwrap();
+    assert!(!ping_any(&lab.topo.client, spoofed6, VNET_HOST6, 1));
+    let g = lab.gateway.dp.counters();
+    assert_eq!(g.spoofed, 1, "{g:?}");
+    assert_eq!(g.decapsulated, 3 + 2 + 1, "{g:?}");
+}
+
+/// Outbound packet limits from `esp` reach the IKE side as events: the soft limit asks for a
+/// rekey, the hard limit stops the SA from sending (drops counted).
+#[test]
+fn sa_limits_raise_events_and_stop_sending() {
+    let mut lab = Lab::new("aodplim", LabOptions::default());
+    lab.client.dp.remove_sa(1).unwrap();
+    let limited = OutboundConfig {
+        lifetime: Lifetime {
+            soft_packets: 2,
+            hard_packets: 4,
+            ..Lifetime::default()
+        },
+        ..OutboundConfig::default()
+    };
+    let t = lab.opts.transform;
+    lab.client
+        .dp
+        .install_sa(SaPair::new(1).client_sa_with(t, lab.gateway_addr(), false, limited))
+        .unwrap();
+    assert!(ping(&lab.topo.client, CLIENT_VIP, lab::VNET_HOST, 2));
+    let soft = lab.client.wait_event(Duration::from_secs(2), |e| {
+        matches!(e, DatapathEvent::SaLimit { .. })
+    });
+    assert_eq!(
+        soft,
+        Some(DatapathEvent::SaLimit {
+            id: 1,
+            direction: Direction::Outbound,
+            event: SaEvent::RekeyNeeded(LimitKind::Packets),
+        })
+    );
+    // Packets 3 and 4 go out, then the SA refuses.
+    assert!(!ping(&lab.topo.client, CLIENT_VIP, lab::VNET_HOST, 4));
+    let hard = lab.client.wait_event(Duration::from_secs(2), |e| {
+        matches!(e, DatapathEvent::SaLimit { .. })
+    });
+    assert_eq!(
+        hard,
+        Some(DatapathEvent::SaLimit {
+            id: 1,
+            direction: Direction::Outbound,
+            event: SaEvent::Expired(LimitKind::Packets),
+        })
+    );
+    let sa = lab.client.dp.sa_counters(1).unwrap();
+    assert_eq!(sa.outbound.packets, 4);
+    assert_eq!(sa.outbound.refused, 2);
+    assert_eq!(lab.client.dp.counters().encap_dropped, 2);
+    assert_eq!(lab.gateway.dp.counters().decapsulated, 4);
     lab.client.stop();
 }

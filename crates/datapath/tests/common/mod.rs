@@ -10,7 +10,7 @@ use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
 use datapath::{ChildSa, Datapath, DatapathConfig, DatapathEvent, DatapathHandle, SaId};
-use esp::{AesKeyLen, DirectionKeys, InboundSa, Integrity, OutboundSa, Transform};
+use esp::{AesKeyLen, DirectionKeys, InboundSa, Integrity, OutboundConfig, OutboundSa, Transform};
 use netio::tun::TunConfig;
 use netio::udp::{UdpConfig, UdpSocket};
 use testkit::netns::{Netns, Topology, lab};
@@ -20,6 +20,12 @@ use tokio::sync::mpsc;
 pub const TUN: &str = "aodp0";
 /// The client's virtual IP.
 pub const CLIENT_VIP: Ipv4Addr = Ipv4Addr::new(172, 16, 201, 1);
+/// The client's IPv6 virtual address (dual-stack lab).
+pub const CLIENT_VIP6: &str = "fd00:201::1";
+/// IPv6 prefix of the protected network, the gateway's and the host's address on it.
+pub const VNET6: &str = "fd00:10::/64";
+pub const GATEWAY_LAN6: &str = "fd00:10::1";
+pub const VNET_HOST6: &str = "fd00:10::10";
 /// TUN MTU: 1500 outer minus the worst ESP-in-UDP overhead, like strongSwan's 1400.
 pub const MTU: u16 = 1400;
 
@@ -39,6 +45,8 @@ pub struct LabOptions {
     pub threads: usize,
     /// NAT keepalive interval; the client SA sends keepalives when set.
     pub keepalive: Option<Duration>,
+    /// Also carry IPv6 inside the tunnel (dual-stack virtual addresses and protected network).
+    pub ipv6: bool,
 }
 
 impl Default for LabOptions {
@@ -51,6 +59,7 @@ impl Default for LabOptions {
             udp_offload: true,
             threads: 1,
             keepalive: None,
+            ipv6: false,
         }
     }
 }
@@ -182,14 +191,25 @@ impl SaPair {
 
     /// The client's view: sends with the gateway's SPI, routes the protected network.
     pub fn client_sa(&self, t: Transform, gateway: SocketAddr, keepalive: bool) -> ChildSa {
+        self.client_sa_with(t, gateway, keepalive, OutboundConfig::default())
+    }
+
+    /// The client's view with outbound limits.
+    pub fn client_sa_with(
+        &self,
+        t: Transform,
+        gateway: SocketAddr,
+        keepalive: bool,
+        outbound: OutboundConfig,
+    ) -> ChildSa {
         let label = self.id as u8;
         ChildSa {
             id: self.id,
             inbound: InboundSa::new(self.client_spi, &keys(t, label.wrapping_add(100))).unwrap(),
-            outbound: OutboundSa::new(self.gateway_spi, &keys(t, label)).unwrap(),
+            outbound: OutboundSa::with_config(self.gateway_spi, &keys(t, label), outbound).unwrap(),
             peer: gateway,
             local: None,
-            routes: vec![lab::VNET_TS.parse().unwrap()],
+            routes: vec![lab::VNET_TS.parse().unwrap(), VNET6.parse().unwrap()],
             nat_keepalive: keepalive,
         }
     }
@@ -203,7 +223,10 @@ impl SaPair {
             outbound: OutboundSa::new(self.client_spi, &keys(t, label.wrapping_add(100))).unwrap(),
             peer: client,
             local: None,
-            routes: vec![format!("{CLIENT_VIP}/32").parse().unwrap()],
+            routes: vec![
+                format!("{CLIENT_VIP}/32").parse().unwrap(),
+                format!("{CLIENT_VIP6}/128").parse().unwrap(),
+            ],
             nat_keepalive: false,
         }
     }
@@ -246,6 +269,32 @@ impl Lab {
         topo.gateway
             .ip(["route", "add", &format!("{CLIENT_VIP}/32"), "dev", TUN])
             .unwrap();
+        if opts.ipv6 {
+            let (c, g, v) = (&topo.client, &topo.gateway, &topo.vnet);
+            let vip6 = format!("{CLIENT_VIP6}/128");
+            c.ip(["-6", "addr", "add", &vip6, "dev", TUN, "nodad"])
+                .unwrap();
+            c.ip(["-6", "route", "add", VNET6, "dev", TUN, "src", CLIENT_VIP6])
+                .unwrap();
+            g.sysctl("net.ipv6.conf.all.forwarding", "1").unwrap();
+            g.ip(["-6", "route", "add", &vip6, "dev", TUN]).unwrap();
+            let gw6 = format!("{GATEWAY_LAN6}/64");
+            g.ip([
+                "-6",
+                "addr",
+                "add",
+                &gw6,
+                "dev",
+                lab::GATEWAY_LAN_IF,
+                "nodad",
+            ])
+            .unwrap();
+            let host6 = format!("{VNET_HOST6}/64");
+            v.ip(["-6", "addr", "add", &host6, "dev", lab::VNET_IF, "nodad"])
+                .unwrap();
+            v.ip(["-6", "route", "add", "default", "via", GATEWAY_LAN6])
+                .unwrap();
+        }
         let lab = Lab {
             client,
             gateway,
@@ -284,6 +333,12 @@ pub fn lab_addr(ip: Ipv4Addr) -> SocketAddr {
 
 /// `ping` from `ns`; true if all `count` replies came back.
 pub fn ping(ns: &Netns, from: Ipv4Addr, to: Ipv4Addr, count: u32) -> bool {
+    ping_any(ns, &from.to_string(), &to.to_string(), count)
+}
+
+/// `ping` between any two addresses (IPv4 or IPv6); true if all `count` replies came back
+/// (ping itself exits 0 when at least one reply came).
+pub fn ping_any(ns: &Netns, from: &str, to: &str, count: u32) -> bool {
     let out = ns
         .exec([
             "ping",
@@ -296,11 +351,19 @@ pub fn ping(ns: &Netns, from: Ipv4Addr, to: Ipv4Addr, count: u32) -> bool {
             "-W",
             "2",
             "-I",
-            &from.to_string(),
-            &to.to_string(),
+            from,
+            to,
         ])
         .expect("run ping");
-    out.status.success()
+    let text = String::from_utf8_lossy(&out.stdout);
+    let received = text
+        .lines()
+        .find_map(|l| {
+            let (_, rest) = l.split_once(" packets transmitted, ")?;
+            rest.split_whitespace().next()?.parse::<u32>().ok()
+        })
+        .unwrap_or(0);
+    received == count
 }
 
 /// xorshift64* stream: the bytes a transfer carries, reproducible on both ends.

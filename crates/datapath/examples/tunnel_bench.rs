@@ -201,6 +201,52 @@ fn main() {
         "gateway: encapsulated {}, decapsulated {}, decap failures {}, tun write errors {}",
         g.encapsulated, g.decapsulated, g.decap_failed, g.tun_tx_errors
     );
+    for (name, ns) in [
+        ("client", &lab.topo.client),
+        ("gateway", &lab.topo.gateway),
+        ("vnet", &lab.topo.vnet),
+    ] {
+        // Drops that cost throughput: socket buffer overflows, TUN queue drops, retransmits.
+        let nstat = ns
+            .exec([
+                "nstat",
+                "-az",
+                "UdpRcvbufErrors",
+                "UdpSndbufErrors",
+                "TcpRetransSegs",
+                "TcpExtTCPSACKReorder",
+                "TcpExtTCPOFOQueue",
+                "IpExtInCsumErrors",
+                "TcpInCsumErrors",
+            ])
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let stats: Vec<String> = nstat
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split_whitespace();
+                let (k, v) = (f.next()?, f.next()?);
+                v.parse::<u64>().ok().map(|v| format!("{k} {v}"))
+            })
+            .collect();
+        let link = ns
+            .ip(["-s", "-o", "link", "show", common::TUN])
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        // "RX: bytes packets errors dropped ... TX: bytes packets errors dropped ...".
+        let nums: Vec<&str> = link
+            .split_whitespace()
+            .filter(|w| w.chars().all(|c| c.is_ascii_digit()))
+            .collect();
+        let tun = match nums.as_slice() {
+            [.., rb, rp, _, rd, _, _, tb, tp, _, td, _, _] => format!(
+                "TUN written by us {rp} pkts/{rb} B (dropped {rd}), read by us {tp} pkts/{tb} B \
+                 (dropped {td})"
+            ),
+            _ => "no TUN".to_owned(),
+        };
+        println!("{name}: {}; {tun}", stats.join(", "));
+    }
     if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
         println!("load average after: {}", load.trim());
     }

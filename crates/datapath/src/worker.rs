@@ -29,6 +29,12 @@ use crate::{DatapathEvent, Direction};
 /// Packets one TUN read may yield (a split 64 KiB TSO super-packet) and ESP packets one worker
 /// collects before sending.
 const BATCH: usize = netio::tun::IDEAL_BATCH_SIZE;
+/// Decapsulated packets collected before one batched TUN write.
+const TUN_WRITE_BATCH: usize = 64;
+/// Capacity of each TUN write buffer when TUN offload is on: tun-rs coalesces a flow's
+/// segments into the first buffer of the flow only if it can hold a whole 64 KiB super-packet
+/// (it never reallocates).
+const TUN_COALESCE_CAPACITY: usize = 2 * TUN_SEND_HEADROOM + 65_535;
 /// TUN reads drained (without waiting) before the collected ESP packets are sent.
 pub(crate) const TUN_READS_PER_ROUND: usize = 64;
 /// Largest UDP payload of one GSO send: the whole super-datagram must fit in one IPv4 packet.
@@ -99,6 +105,11 @@ impl Worker {
     ) -> Self {
         let (generation, tables) = shared.tables();
         let tables_changed = shared.subscribe_tables();
+        let tun_write_capacity = if tun.offload() {
+            TUN_COALESCE_CAPACITY
+        } else {
+            TUN_SEND_HEADROOM + mtu
+        };
         let max_gso = shared.udp.max_gso_segments().max(1);
         Self {
             shared,
@@ -115,8 +126,8 @@ impl Worker {
             max_gso,
             udp_buf: vec![0u8; RECV_BATCH * GRO_BUF_SIZE].into_boxed_slice(),
             metas: [DatagramMeta::default(); RECV_BATCH],
-            tun_out: (0..BATCH)
-                .map(|_| Vec::with_capacity(TUN_SEND_HEADROOM + mtu))
+            tun_out: (0..TUN_WRITE_BATCH)
+                .map(|_| Vec::with_capacity(tun_write_capacity))
                 .collect(),
             tun_out_len: 0,
             last_unknown_spi_event: None,

@@ -109,6 +109,13 @@ pub struct IkeConfig {
     /// Send an empty INFORMATIONAL after this long without hearing from the peer (IKE or,
     /// via [`crate::IkeSa::note_peer_alive`], ESP). `None` disables dead peer detection.
     pub dpd_interval: Option<Duration>,
+    /// Lifetime of the IKE SA: it is rekeyed (CREATE_CHILD_SA, RFC 7296 1.3.2) at a random
+    /// point between 80 % and 90 % of it and deleted when it runs out. `None`: never.
+    pub ike_lifetime: Option<Duration>,
+    /// Lifetime of a Child SA: rekeyed (RFC 7296 1.3.3) between 80 % and 90 % of it, deleted
+    /// when it runs out. `None`: never (the data plane's sequence limits can still ask for a
+    /// rekey with [`crate::IkeSa::rekey_child_sa`]).
+    pub child_lifetime: Option<Duration>,
 }
 
 impl IkeConfig {
@@ -130,6 +137,8 @@ impl IkeConfig {
             nonce_len: 32,
             establish_timeout: Duration::from_secs(30),
             dpd_interval: None,
+            ike_lifetime: Some(Duration::from_secs(8 * 3600)),
+            child_lifetime: Some(Duration::from_secs(3600)),
         }
     }
 }

@@ -16,7 +16,9 @@ use crate::event::{Event, Transmit};
 use crate::natd::{cookie_matches, make_cookie};
 use crate::sa::{ConnectError, IkeSa, InitOutcome, Role, SaState, stateless_reply};
 
-/// Identifies an IKE SA inside an [`Endpoint`]: our SPI.
+/// Identifies an IKE SA inside an [`Endpoint`]: our SPI when it was created. It stays the
+/// same when the IKE SA is rekeyed ([`Event::IkeSaRekeyed`]): the endpoint maps the new SPIs
+/// to it, so applications keep one key per peer for the SA's whole life.
 pub type SaId = u64;
 
 /// The SPI the receiver of this IKE datagram chose (the key to find its SA): SPIr for messages
@@ -40,6 +42,8 @@ pub struct Endpoint {
     provider: Arc<Provider>,
     pool: Box<dyn AddressPool>,
     sas: HashMap<SaId, IkeSa>,
+    /// Our SPIs of rekeyed IKE SAs -> the SA's id.
+    aliases: HashMap<u64, SaId>,
     init_index: HashMap<(u64, SocketAddr), SaId>,
     init_keys: HashMap<SaId, (u64, SocketAddr)>,
     transmits: VecDeque<Transmit>,
@@ -78,6 +82,7 @@ impl Endpoint {
             provider,
             pool,
             sas: HashMap::new(),
+            aliases: HashMap::new(),
             init_index: HashMap::new(),
             init_keys: HashMap::new(),
             transmits: VecDeque::new(),
@@ -116,6 +121,23 @@ impl Endpoint {
     /// An SA by id.
     pub fn sa(&self, id: SaId) -> Option<&IkeSa> {
         self.sas.get(&id)
+    }
+
+    /// Rekeys an SA's Child SA with inbound SPI `spi_in` (see [`IkeSa::rekey_child_sa`]).
+    pub fn rekey_child_sa(&mut self, id: SaId, now: Instant, spi_in: u32) -> bool {
+        let started = self
+            .sas
+            .get_mut(&id)
+            .is_some_and(|sa| sa.rekey_child_sa(now, spi_in));
+        self.collect(id);
+        started
+    }
+
+    /// Rekeys an IKE SA (see [`IkeSa::rekey_ike_sa`]); its [`SaId`] stays.
+    pub fn rekey_ike_sa(&mut self, id: SaId, now: Instant) -> bool {
+        let started = self.sas.get_mut(&id).is_some_and(|sa| sa.rekey_ike_sa(now));
+        self.collect(id);
+        started
     }
 
     /// Starts an initiator SA owned by this endpoint (e.g. for tests or site-to-site).
@@ -248,7 +270,8 @@ impl Endpoint {
         } else {
             h.spi_i
         };
-        self.dispatch(ours, now, local, remote, bytes);
+        let id = self.aliases.get(&ours).copied().unwrap_or(ours);
+        self.dispatch(id, now, local, remote, bytes);
     }
 
     fn dispatch(
@@ -343,7 +366,7 @@ impl Endpoint {
                 return;
             };
             let v = u64::from_be_bytes(b);
-            if v != 0 && !self.sas.contains_key(&v) {
+            if v != 0 && !self.sas.contains_key(&v) && !self.aliases.contains_key(&v) {
                 break v;
             }
         };
@@ -378,7 +401,9 @@ impl Endpoint {
             self.transmits.push_back(t);
         }
         let mut replaced_peer = None;
+        let mut rekeyed = false;
         while let Some(e) = sa.poll_event() {
+            rekeyed |= matches!(e, Event::IkeSaRekeyed { .. });
             if let Event::IkeSaEstablished(info) = &e
                 && info.initial_contact
                 && !info.initiator
@@ -387,12 +412,24 @@ impl Endpoint {
             }
             self.events.push_back((id, e));
         }
+        if rekeyed {
+            let spi = sa.local_spi();
+            // Keep the aliases of the current and the retiring SPIs only.
+            self.aliases.retain(|k, v| *v != id || sa.has_local_spi(*k));
+            if spi != id {
+                self.aliases.insert(spi, id);
+            }
+        }
         if sa.state() != SaState::HalfOpen
             && let Some(key) = self.init_keys.remove(&id)
         {
             self.init_index.remove(&key);
         }
-        if sa.is_closed()
+        if sa.is_closed() {
+            self.aliases.retain(|_, v| *v != id);
+        }
+        if let Some(sa) = self.sas.get(&id)
+            && sa.is_closed()
             && let Some(sa) = self.sas.remove(&id)
             && let Some(peer) = sa.peer_id()
         {

@@ -161,6 +161,8 @@ pub enum CloseReason {
     /// A new IKE SA of the same peer identity arrived with INITIAL_CONTACT: the peer lost
     /// this one (reboot, crash), so it was dropped without a Delete (RFC 7296 2.4).
     Replaced,
+    /// Its lifetime ran out before a rekey succeeded.
+    Expired,
 }
 
 /// Events for the application.
@@ -170,6 +172,24 @@ pub enum Event {
     IkeSaEstablished(IkeSaInfo),
     /// A Child SA is ready; install it in the data plane.
     ChildSaEstablished(Box<ChildSa>),
+    /// A Child SA was rekeyed (RFC 7296 1.3.3): install `new` in the data plane now; the old
+    /// one keeps receiving until its `ChildSaDeleted` follows (make-before-break).
+    ChildSaRekeyed {
+        /// Inbound SPI of the Child SA being replaced.
+        old_spi_in: u32,
+        /// Outbound SPI of the Child SA being replaced.
+        old_spi_out: u32,
+        /// The new Child SA (same traffic selectors and virtual IPs, fresh SPIs and keys).
+        new: Box<ChildSa>,
+    },
+    /// The IKE SA was rekeyed (RFC 7296 1.3.2): new SPIs and keys, its Child SAs moved over.
+    /// An [`crate::Endpoint`] keeps reporting it under the same [`crate::SaId`].
+    IkeSaRekeyed {
+        /// New initiator SPI.
+        spi_i: u64,
+        /// New responder SPI.
+        spi_r: u64,
+    },
     /// A Child SA was deleted (remove both SPIs from the data plane).
     ChildSaDeleted {
         /// Inbound SPI.
@@ -185,7 +205,8 @@ pub enum Event {
         /// New remote address.
         remote: SocketAddr,
     },
-    /// Something failed; the IKE SA closes unless only the Child SA was refused.
+    /// Something failed; the IKE SA closes unless only the Child SA was refused or a rekey
+    /// attempt failed (the IKE SA stays up; see [`crate::IkeSa::state`]).
     Failed(Failure),
     /// The IKE SA is gone; drop all its Child SAs.
     Closed(CloseReason),

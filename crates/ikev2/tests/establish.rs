@@ -196,8 +196,11 @@ fn liveness_check_is_answered() {
     pair.collect();
     pair.settle();
     assert_eq!(pair.wire.len(), before + 2);
+    // Answered: nothing pending, the next timer is the Child SA rekey (default 1 h lifetime).
     assert!(
-        pair.client.poll_timeout().is_none(),
+        pair.client
+            .poll_timeout()
+            .is_some_and(|t| t >= pair.now + Duration::from_secs(48 * 60)),
         "answered, nothing pending"
     );
     assert_eq!(pair.client.state(), SaState::Established);

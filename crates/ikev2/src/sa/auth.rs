@@ -199,6 +199,7 @@ impl IkeSa {
 
     pub(super) fn process_auth_request(
         &mut self,
+        now: Instant,
         message_id: u32,
         payloads: &[Payload],
         pool: Option<&mut dyn AddressPool>,
@@ -257,12 +258,13 @@ impl IkeSa {
             return;
         }
         self.state = SaState::Established;
+        self.start_ike_lifetime(now);
         if let Some(info) = self.established_info(subject) {
             self.events.push_back(Event::IkeSaEstablished(info));
         }
         match child {
             Ok(Some((_, child_sa))) => {
-                self.child = Some((child_sa.spi_in, child_sa.spi_out));
+                self.register_child(now, &child_sa);
                 self.events.push_back(Event::ChildSaEstablished(child_sa));
             }
             Ok(None) => {}
@@ -500,12 +502,13 @@ impl IkeSa {
             }
         };
         self.state = SaState::Established;
+        self.start_ike_lifetime(now);
         if let Some(info) = self.established_info(subject) {
             self.events.push_back(Event::IkeSaEstablished(info));
         }
         match self.initiator_child(&cfg, payloads) {
             Ok(child) => {
-                self.child = Some((child.spi_in, child.spi_out));
+                self.register_child(now, &child);
                 self.events.push_back(Event::ChildSaEstablished(child));
             }
             Err((reason, received)) => {

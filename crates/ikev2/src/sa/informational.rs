@@ -19,14 +19,23 @@ impl IkeSa {
             };
             if d.protocol == ProtocolId::IKE {
                 ike_deleted = true;
-            } else if d.protocol == ProtocolId::ESP
-                && let Some((spi_in, spi_out)) = self.child
-                && d.spis.iter().any(|s| s.as_slice() == spi_out.to_be_bytes())
-            {
-                reply.push(Payload::Delete(Delete::esp(&[spi_in])));
-                self.child = None;
-                self.events
-                    .push_back(Event::ChildSaDeleted { spi_in, spi_out });
+            } else if d.protocol == ProtocolId::ESP {
+                let gone: Vec<u32> = self
+                    .children
+                    .iter()
+                    .filter(|c| {
+                        d.spis
+                            .iter()
+                            .any(|s| s.as_slice() == c.spi_out.to_be_bytes())
+                    })
+                    .map(|c| c.spi_in)
+                    .collect();
+                for spi_in in gone {
+                    // Our own Delete of it may have crossed this one: RFC 7296 1.4.1 still
+                    // wants it in the reply.
+                    reply.push(Payload::Delete(Delete::esp(&[spi_in])));
+                    self.child_gone(spi_in);
+                }
             }
         }
         if ike_deleted {

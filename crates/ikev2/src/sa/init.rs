@@ -207,7 +207,7 @@ impl IkeSa {
         )
         .map_err(|e| e.to_string())?;
         let (out, inb) = keys
-            .sk_ciphers(&suite, self.role == Role::Initiator)
+            .sk_ciphers(&suite, self.initiator)
             .map_err(|e| e.to_string())?;
         self.algs = Some(algs);
         self.keys = Some(keys);

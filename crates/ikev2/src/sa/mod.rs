@@ -26,10 +26,12 @@ use crate::identity::{IkeId, PeerRejection};
 use crate::natd::{fake_natd_hash, natd_hash};
 use crate::proposal::{EspAlgorithms, IkeAlgorithms};
 use crate::ts;
+use rekey::{ChildState, Rekeying, RetiredSa};
 
 mod auth;
 mod informational;
 mod init;
+mod rekey;
 #[cfg(test)]
 mod tests;
 
@@ -80,7 +82,10 @@ enum RequestKind {
     Auth,
     Delete,
     Liveness,
-    DeleteChild,
+    /// Delete of the Child SA with this inbound SPI.
+    DeleteChild(u32),
+    /// CREATE_CHILD_SA; its state is in `IkeSa::rekeying`.
+    Rekey,
 }
 
 #[derive(Debug)]
@@ -114,6 +119,9 @@ const MAX_INIT_RETRIES: u32 = 4;
 #[derive(Debug)]
 pub struct IkeSa {
     role: Role,
+    /// We are the original initiator of the *current* IKE SA (flips when the peer rekeys an
+    /// IKE SA we initiated, or we rekey one we answered: RFC 7296 2.18).
+    initiator: bool,
     cfg: RoleConfig,
     provider: Arc<Provider>,
     state: SaState,
@@ -142,7 +150,11 @@ pub struct IkeSa {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     child_spi_in: u32,
-    child: Option<(u32, u32)>,
+    children: Vec<ChildState>,
+    rekeying: Option<Rekeying>,
+    retired: Option<RetiredSa>,
+    ike_rekey_at: Option<Instant>,
+    ike_expire_at: Option<Instant>,
     cookie: Option<Vec<u8>>,
     init_retries: u32,
     peer_id: Option<IkeId>,
@@ -215,6 +227,25 @@ fn parse_hash_algs(payloads: &[Payload]) -> Vec<HashAlg> {
         .unwrap_or_default()
 }
 
+/// The header of a protected message of the IKE SA `spis`; `initiator`: we are its original
+/// initiator.
+fn header_for(
+    spis: (u64, u64),
+    initiator: bool,
+    exchange: ExchangeType,
+    message_id: u32,
+    response: bool,
+) -> Header {
+    let mut flags = Flags(0);
+    if initiator {
+        flags = flags | Flags::INITIATOR;
+    }
+    if response {
+        flags = flags | Flags::RESPONSE;
+    }
+    Header::new(spis.0, spis.1, exchange, flags, message_id)
+}
+
 /// Encodes a stateless IKE_SA_INIT error reply.
 pub(crate) fn stateless_reply(request: &Header, notify: Notify) -> Option<Vec<u8>> {
     let h = Header::new(
@@ -281,6 +312,7 @@ impl IkeSa {
     ) -> Self {
         Self {
             role,
+            initiator: role == Role::Initiator,
             cfg,
             provider,
             state: match role {
@@ -312,7 +344,11 @@ impl IkeSa {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             child_spi_in: 0,
-            child: None,
+            children: Vec::new(),
+            rekeying: None,
+            retired: None,
+            ike_rekey_at: None,
+            ike_expire_at: None,
             cookie: None,
             init_retries: 0,
             peer_id: None,
@@ -338,11 +374,19 @@ impl IkeSa {
     }
 
     /// Our SPI (the key an [`crate::Endpoint`] files this SA under).
+    /// Changes when the IKE SA is rekeyed ([`Event::IkeSaRekeyed`]).
     pub fn local_spi(&self) -> u64 {
-        match self.role {
-            Role::Initiator => self.spi_i,
-            Role::Responder => self.spi_r,
+        if self.initiator {
+            self.spi_i
+        } else {
+            self.spi_r
         }
+    }
+
+    /// True if `spi` is our SPI of this IKE SA or of the one it replaced and is still
+    /// deleting.
+    pub fn has_local_spi(&self, spi: u64) -> bool {
+        spi == self.local_spi() || self.retired.as_ref().is_some_and(|r| r.local_spi() == spi)
     }
 
     /// (SPIi, SPIr).
@@ -395,10 +439,16 @@ impl IkeSa {
         let establish = self
             .establish_deadline
             .filter(|_| !matches!(self.state, SaState::Established | SaState::Deleting));
-        [retransmit, establish, self.dpd_deadline()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            retransmit,
+            establish,
+            self.dpd_deadline(),
+            self.lifetime_deadline(),
+            self.retired.as_ref().map(RetiredSa::deadline),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// When the next liveness check is due (established, idle, DPD configured).
@@ -418,19 +468,28 @@ impl IkeSa {
     /// Deletes the Child SA (INFORMATIONAL with Delete of our inbound SPI); the IKE SA stays.
     /// Returns false when there is none or another request is outstanding.
     pub fn delete_child_sa(&mut self, now: Instant) -> bool {
-        let Some((spi_in, _)) = self.child else {
+        let Some(spi_in) = self.children.iter().find(|c| !c.retiring).map(|c| c.spi_in) else {
             return false;
         };
         if self.state != SaState::Established || self.pending.is_some() {
             return false;
         }
-        self.send_request(
-            now,
-            ExchangeType::INFORMATIONAL,
-            RequestKind::DeleteChild,
-            vec![Payload::Delete(Delete::esp(&[spi_in]))],
-        )
-        .is_ok()
+        self.send_delete_child(now, spi_in)
+    }
+
+    fn send_delete_child(&mut self, now: Instant, spi_in: u32) -> bool {
+        let sent = self
+            .send_request(
+                now,
+                ExchangeType::INFORMATIONAL,
+                RequestKind::DeleteChild(spi_in),
+                vec![Payload::Delete(Delete::esp(&[spi_in]))],
+            )
+            .is_ok();
+        if sent && let Some(c) = self.children.iter_mut().find(|c| c.spi_in == spi_in) {
+            c.retiring = true;
+        }
+        sent
     }
 
     /// Handles a received IKE datagram (non-ESP marker already stripped). `local` is the
@@ -457,6 +516,11 @@ impl IkeSa {
             self.fail(FailureReason::EstablishTimeout, None, None);
             return;
         }
+        self.retired_timeout(now);
+        if self.lifetime_deadline().is_some_and(|d| d <= now) {
+            self.run_lifetimes(now);
+            return;
+        }
         if self.dpd_deadline().is_some_and(|d| d <= now) {
             self.send_liveness_check(now);
             return;
@@ -471,6 +535,7 @@ impl IkeSa {
         if p.sent >= retransmit.tries {
             let kind = p.kind;
             self.pending = None;
+            self.rekeying = None;
             if kind == RequestKind::Delete {
                 self.close(CloseReason::LocalDelete);
             } else {
@@ -574,6 +639,8 @@ impl IkeSa {
         if self.state != SaState::Closed {
             self.state = SaState::Closed;
             self.pending = None;
+            self.rekeying = None;
+            self.retired = None;
             self.events.push_back(Event::Closed(reason));
         }
     }
@@ -593,14 +660,13 @@ impl IkeSa {
     }
 
     fn header(&self, exchange: ExchangeType, message_id: u32, response: bool) -> Header {
-        let mut flags = Flags(0);
-        if self.role == Role::Initiator {
-            flags = flags | Flags::INITIATOR;
-        }
-        if response {
-            flags = flags | Flags::RESPONSE;
-        }
-        Header::new(self.spi_i, self.spi_r, exchange, flags, message_id)
+        header_for(
+            (self.spi_i, self.spi_r),
+            self.initiator,
+            exchange,
+            message_id,
+            response,
+        )
     }
 
     /// Encrypts `payloads` into one SK message or, if too large and both sides support it,
@@ -613,8 +679,17 @@ impl IkeSa {
         payloads: &[Payload],
     ) -> Result<Vec<Vec<u8>>, String> {
         let sk = self.sk_out.as_ref().ok_or("no keys")?;
+        self.protect_with(sk, self.header(exchange, message_id, response), payloads)
+    }
+
+    /// [`IkeSa::protect`] with explicit keys and header (also used for a retired IKE SA).
+    fn protect_with(
+        &self,
+        sk: &SkCipher,
+        header: Header,
+        payloads: &[Payload],
+    ) -> Result<Vec<Vec<u8>>, String> {
         let ike = self.cfg.ike();
-        let header = self.header(exchange, message_id, response);
         let (first, plain) = encode_chain(payloads).map_err(|e| e.to_string())?;
         let marker = if self.encap { 4 } else { 0 };
         let ip_udp = if self.remote.is_ipv4() { 28 } else { 48 };
@@ -724,10 +799,17 @@ impl IkeSa {
         };
         let h = parts.header;
         if h.spi_i != self.spi_i || h.spi_r != self.spi_r {
+            if self
+                .retired
+                .as_ref()
+                .is_some_and(|r| r.spis() == (h.spi_i, h.spi_r))
+            {
+                self.handle_retired(&parts);
+            }
             return;
         }
         // The Initiator flag names the original initiator of the sender.
-        if h.flags.initiator() == (self.role == Role::Initiator) {
+        if h.flags.initiator() == self.initiator {
             return;
         }
         let Some(sk_in) = self.sk_in.as_ref() else {
@@ -815,12 +897,8 @@ impl IkeSa {
             match kind {
                 Some(RequestKind::Auth) => self.process_auth_response(now, &payloads),
                 Some(RequestKind::Delete) => self.close(CloseReason::LocalDelete),
-                Some(RequestKind::DeleteChild) => {
-                    if let Some((spi_in, spi_out)) = self.child.take() {
-                        self.events
-                            .push_back(Event::ChildSaDeleted { spi_in, spi_out });
-                    }
-                }
+                Some(RequestKind::DeleteChild(spi_in)) => self.child_gone(spi_in),
+                Some(RequestKind::Rekey) => self.process_rekey_response(now, &payloads),
                 _ => {}
             }
         } else {
@@ -829,7 +907,7 @@ impl IkeSa {
                 ExchangeType::IKE_AUTH
                     if self.role == Role::Responder && self.state == SaState::HalfOpen =>
                 {
-                    self.process_auth_request(h.message_id, &payloads, pool);
+                    self.process_auth_request(now, h.message_id, &payloads, pool);
                 }
                 ExchangeType::INFORMATIONAL
                     if matches!(self.state, SaState::Established | SaState::Deleting) =>
@@ -837,15 +915,7 @@ impl IkeSa {
                     self.process_informational(h.message_id, &payloads);
                 }
                 ExchangeType::CREATE_CHILD_SA if self.state == SaState::Established => {
-                    // Rekeying is not implemented yet: refuse politely, keep the SA.
-                    self.send_response(
-                        exchange,
-                        h.message_id,
-                        &[Payload::Notify(Notify::new(
-                            NotifyType::NO_ADDITIONAL_SAS,
-                            Vec::new(),
-                        ))],
-                    );
+                    self.process_create_child_request(now, h.message_id, &payloads);
                 }
                 _ => {
                     self.send_response(

@@ -12,7 +12,7 @@ use datapath::{Datapath, DatapathConfig, DatapathEvent, DatapathHandle};
 use ike_wire::TrafficSelector;
 use ikev2::{
     EspProposal, Event, IkeConfig, IkeId, IkeProposal, IkeSa, InitiatorConfig, LocalCredentials,
-    PeerRole, PkiValidator,
+    PeerRole, PkiValidator, SaState,
 };
 use ipnet::IpNet;
 use ipsec_crypto::{Provider, SigningKey};
@@ -28,6 +28,10 @@ pub const TUNNEL_MTU: u16 = 1400;
 
 /// Dead peer detection: a quiet gateway is asked after this long whether it is still there.
 const DPD_INTERVAL: Duration = Duration::from_secs(30);
+
+/// SA lifetimes (as Windows and Azure use them): rekeyed at 80-90 % of them.
+const IKE_LIFETIME: Duration = Duration::from_secs(8 * 3600);
+const CHILD_LIFETIME: Duration = Duration::from_secs(3600);
 
 /// How long a goodbye (IKE Delete) may take before we leave anyway.
 const DELETE_GRACE: Duration = Duration::from_secs(2);
@@ -300,6 +304,8 @@ impl Session {
         }
         ike.fragmentation = options.fragmentation;
         ike.dpd_interval = Some(DPD_INTERVAL);
+        ike.ike_lifetime = Some(IKE_LIFETIME);
+        ike.child_lifetime = Some(CHILD_LIFETIME);
         ike.ike_port = server.port();
         let mut initiator = InitiatorConfig::new(ike);
         initiator.ts_local = vec![TrafficSelector::ANY_V4];
@@ -374,7 +380,8 @@ impl Session {
                         .filter_map(|id| self.datapath.sa_counters(id).ok())
                         .map(|c| c.inbound.packets)
                         .sum();
-                    if packets > self.inbound_packets {
+                    // Any change counts (a rekey removes an SA and its count with it).
+                    if packets != self.inbound_packets {
                         self.inbound_packets = packets;
                         self.sa.note_peer_alive(Instant::now());
                     }
@@ -431,6 +438,27 @@ impl Session {
                 self.status.ike = info.algorithms.to_string();
             }
             Event::ChildSaEstablished(child) => self.child_up(&child).await?,
+            Event::ChildSaRekeyed {
+                old_spi_in, new, ..
+            } => {
+                // Make before break: the new SA carries the outbound traffic from now on, the
+                // old one keeps receiving until its ChildSaDeleted. Addresses, routes and DNS
+                // stay as they are.
+                let selectors: Vec<IpNet> = new.ts_remote.iter().flat_map(ts_prefixes).collect();
+                let sa = tunnel::child::datapath_sa(u64::from(new.spi_in), &new, selectors)
+                    .map_err(|e| SessionError::Ike(e.to_string()))?;
+                self.datapath
+                    .install_sa(sa)
+                    .map_err(|e| setup("installing the rekeyed Child SA")(e.to_string()))?;
+                tracing::info!(
+                    old = format_args!("{old_spi_in:#010x}"),
+                    new = format_args!("{:#010x}", new.spi_in),
+                    "Child SA rekeyed"
+                );
+                self.status.esp = tunnel::child::describe_esp(&new.algorithms);
+                self.write_status();
+            }
+            Event::IkeSaRekeyed { .. } => tracing::info!("IKE SA rekeyed"),
             Event::ChildSaDeleted { spi_in, .. } => {
                 tracing::info!(spi = format_args!("{spi_in:#010x}"), "Child SA deleted");
                 let _ = self.datapath.remove_sa(u64::from(spi_in));
@@ -439,6 +467,10 @@ impl Session {
                 for id in self.datapath.sa_ids() {
                     let _ = self.datapath.update_peer(id, remote, Some(local.ip()));
                 }
+            }
+            // A failed rekey leaves the tunnel up (the SA is retried or expires later).
+            Event::Failed(failure) if self.sa.state() == SaState::Established => {
+                tracing::warn!(reason = %failure.reason, "IKE exchange failed; tunnel stays up");
             }
             Event::Failed(failure) => {
                 return Err(SessionError::Ike(failure.reason.to_string()));
@@ -549,7 +581,16 @@ impl Session {
                 direction,
                 event,
             } => {
-                tracing::info!(sa = id, ?direction, ?event, "Child SA limit reached");
+                tracing::info!(
+                    sa = id,
+                    ?direction,
+                    ?event,
+                    "Child SA limit reached: rekeying"
+                );
+                // Data-plane ids are the inbound SPIs. False when it is already being replaced.
+                if let Ok(spi_in) = u32::try_from(id) {
+                    self.sa.rekey_child_sa(Instant::now(), spi_in);
+                }
             }
             DatapathEvent::PeerAddressChanged { id, seen, .. } => {
                 let _ = self.datapath.update_peer(id, seen, None);

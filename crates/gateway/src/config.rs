@@ -153,6 +153,9 @@ fn default_ike_port() -> u16 {
 fn default_natt_port() -> u16 {
     4500
 }
+/// Smallest accepted IKE / Child SA lifetime.
+pub const MIN_LIFETIME_SECS: u64 = 10;
+
 fn default_ike_lifetime() -> u64 {
     28_800
 }
@@ -351,16 +354,17 @@ impl GatewayConfig {
                 ));
             }
         }
-        if self.crypto.ike_lifetime_secs < 60 {
+        // Short lifetimes are for tests; a rekey needs a few round trips of headroom.
+        if self.crypto.ike_lifetime_secs < MIN_LIFETIME_SECS {
             return Err((
                 "crypto.ike_lifetime_secs",
-                "must be at least 60 seconds".into(),
+                format!("must be at least {MIN_LIFETIME_SECS} seconds"),
             ));
         }
-        if self.crypto.child_lifetime_secs < 60 {
+        if self.crypto.child_lifetime_secs < MIN_LIFETIME_SECS {
             return Err((
                 "crypto.child_lifetime_secs",
-                "must be at least 60 seconds".into(),
+                format!("must be at least {MIN_LIFETIME_SECS} seconds"),
             ));
         }
         if !(576..=9000).contains(&self.crypto.fragment_mtu) {
@@ -466,6 +470,23 @@ dns = ["10.1.0.53"]
         );
         let err = load(&text).unwrap_err().to_string();
         assert!(err.contains("pool_v4"), "{err}");
+    }
+
+    #[test]
+    fn lifetimes_down_to_ten_seconds_are_accepted_for_rekey_tests() {
+        let text = GOOD.replace(
+            "[network]",
+            "[crypto]\nike_lifetime_secs = 10\nchild_lifetime_secs = 10\n[network]",
+        );
+        let c = load(&text).unwrap();
+        assert_eq!(
+            (c.crypto.ike_lifetime_secs, c.crypto.child_lifetime_secs),
+            (10, 10)
+        );
+        let text = GOOD.replace("[network]", "[crypto]\nchild_lifetime_secs = 9\n[network]");
+        assert_eq!(field_of(&text), "crypto.child_lifetime_secs");
+        let text = GOOD.replace("[network]", "[crypto]\nike_lifetime_secs = 9\n[network]");
+        assert_eq!(field_of(&text), "crypto.ike_lifetime_secs");
     }
 
     #[test]

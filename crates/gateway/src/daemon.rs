@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use datapath::{Datapath, DatapathConfig, DatapathEvent, DatapathHandle};
 use ikev2::{Endpoint, Event, IkeSaInfo, SaId};
@@ -81,7 +81,7 @@ struct Session {
 
 /// How often ESP counters are looked at, so that a client that sends data is not also asked
 /// whether it is alive (dead peer detection only probes quiet peers).
-const LIVENESS_TICK: std::time::Duration = std::time::Duration::from_secs(5);
+const LIVENESS_TICK: Duration = Duration::from_secs(5);
 
 /// The gateway, built from a configuration file and run until `shutdown` resolves.
 pub struct Gateway {
@@ -125,7 +125,11 @@ impl Gateway {
         let config = GatewayConfig::load(config_path)?;
         let credentials = load_credentials(&config, config_path)?;
         let validator = Arc::new(ClientValidator::new(credentials.trust.clone()));
-        let responder = responder_config(&config, config_path, &credentials, validator.clone())?;
+        let mut responder =
+            responder_config(&config, config_path, &credentials, validator.clone())?;
+        // Rekeying (CREATE_CHILD_SA) starts at 80-90 % of these; a client usually rekeys first.
+        responder.ike.ike_lifetime = Some(Duration::from_secs(config.crypto.ike_lifetime_secs));
+        responder.ike.child_lifetime = Some(Duration::from_secs(config.crypto.child_lifetime_secs));
 
         let lease_file = config.state_dir.join("leases.json");
         let (pool, report) = LeasePool::open(
@@ -310,28 +314,9 @@ impl Gateway {
                 true
             }
             Event::ChildSaEstablished(child) => {
-                let routes: Vec<IpNet> = child
-                    .virtual_ips
-                    .iter()
-                    .map(|ip| IpNet::from(*ip))
-                    .collect();
-                let dp_id = self.next_child;
-                self.next_child += 1;
-                let sa = match tunnel::child::datapath_sa(dp_id, &child, routes) {
-                    Ok(sa) => sa,
-                    Err(e) => {
-                        tracing::error!(
-                            "cannot run the negotiated Child SA: {e}; deleting the IKE SA"
-                        );
-                        self.endpoint.delete(id, Instant::now());
-                        return false;
-                    }
-                };
-                if let Err(e) = self.datapath.install_sa(sa) {
-                    tracing::error!("installing the Child SA: {e}");
-                    self.endpoint.delete(id, Instant::now());
+                let Some(dp_id) = self.install_child(id, &child) else {
                     return false;
-                }
+                };
                 if let Some(s) = self.sessions.get_mut(&id) {
                     s.children.push((dp_id, child.spi_in));
                     s.client.virtual_ip = child.virtual_ips.first().copied();
@@ -345,6 +330,34 @@ impl Gateway {
                     );
                 }
                 true
+            }
+            Event::ChildSaRekeyed {
+                old_spi_in, new, ..
+            } => {
+                // Make before break: the new SA takes the outbound traffic now, the old one
+                // keeps receiving until its ChildSaDeleted.
+                let Some(dp_id) = self.install_child(id, &new) else {
+                    return false;
+                };
+                if let Some(s) = self.sessions.get_mut(&id) {
+                    s.children.push((dp_id, new.spi_in));
+                    s.client.esp = tunnel::child::describe_esp(&new.algorithms);
+                    tracing::info!(
+                        peer = %s.info.peer_id,
+                        old = format_args!("{old_spi_in:#010x}"),
+                        new = format_args!("{:#010x}", new.spi_in),
+                        "Child SA rekeyed"
+                    );
+                }
+                true
+            }
+            Event::IkeSaRekeyed { spi_i, spi_r } => {
+                if let Some(s) = self.sessions.get_mut(&id) {
+                    s.info.spi_i = spi_i;
+                    s.info.spi_r = spi_r;
+                    tracing::info!(peer = %s.info.peer_id, "IKE SA rekeyed");
+                }
+                false
             }
             Event::ChildSaDeleted { spi_in, .. } => {
                 if let Some(s) = self.sessions.get_mut(&id) {
@@ -389,6 +402,33 @@ impl Gateway {
         }
     }
 
+    /// Installs a Child SA in the data plane (routes: the client's virtual IPs); on failure
+    /// the IKE SA is deleted.
+    fn install_child(&mut self, id: SaId, child: &ikev2::ChildSa) -> Option<datapath::SaId> {
+        let routes: Vec<IpNet> = child
+            .virtual_ips
+            .iter()
+            .map(|ip| IpNet::from(*ip))
+            .collect();
+        let dp_id = self.next_child;
+        self.next_child += 1;
+        let installed = tunnel::child::datapath_sa(dp_id, child, routes)
+            .map_err(|e| format!("cannot run the negotiated Child SA: {e}"))
+            .and_then(|sa| {
+                self.datapath
+                    .install_sa(sa)
+                    .map_err(|e| format!("installing the Child SA: {e}"))
+            });
+        match installed {
+            Ok(()) => Some(dp_id),
+            Err(e) => {
+                tracing::error!("{e}; deleting the IKE SA");
+                self.endpoint.delete(id, Instant::now());
+                None
+            }
+        }
+    }
+
     /// Tells the engine which clients sent ESP since the last tick.
     fn note_esp_activity(&mut self) {
         let now = Instant::now();
@@ -399,7 +439,8 @@ impl Gateway {
                 .filter_map(|(dp_id, _)| self.datapath.sa_counters(*dp_id).ok())
                 .map(|c| c.inbound.packets)
                 .sum();
-            if packets > s.inbound_packets {
+            // Any change counts (a rekey removes an SA and its count with it).
+            if packets != s.inbound_packets {
                 s.inbound_packets = packets;
                 self.endpoint.note_peer_alive(*id, now);
             }
@@ -418,7 +459,23 @@ impl Gateway {
                 direction,
                 event,
             } => {
-                tracing::info!(sa = id, ?direction, ?event, "Child SA limit reached");
+                tracing::info!(
+                    sa = id,
+                    ?direction,
+                    ?event,
+                    "Child SA limit reached: rekeying"
+                );
+                let owner = self.sessions.iter().find_map(|(ike, s)| {
+                    s.children
+                        .iter()
+                        .find(|(dp_id, _)| *dp_id == id)
+                        .map(|(_, spi)| (*ike, *spi))
+                });
+                if let Some((ike, spi_in)) = owner {
+                    // Soft limit: rekey; hard limit: the SA is dead, rekey at once if that has
+                    // not happened yet (false when it is already being replaced).
+                    self.endpoint.rekey_child_sa(ike, Instant::now(), spi_in);
+                }
             }
             DatapathEvent::UnknownSpi { from, spi } => {
                 tracing::debug!(%from, spi = format_args!("{spi:#010x}"), "ESP for an unknown SPI");

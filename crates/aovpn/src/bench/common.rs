@@ -530,3 +530,26 @@ pub fn load_average() -> String {
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "?".to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_ticks_are_fields_14_and_15_even_with_spaces_in_the_name() {
+        // Shape of /proc/PID/stat (proc(5)); the command name may hold spaces and parentheses.
+        let stat = "4242 (aovpn (x) y) S 1 4242 4242 0 -1 4194560 700 0 0 0 123 45 0 0 20 0 3 0 \
+                    9999 12345678 900 18446744073709551615";
+        assert_eq!(parse_cpu_ticks(stat), Some(168));
+        assert_eq!(parse_cpu_ticks("4242 (x) S 1 2"), None);
+        assert_eq!(parse_cpu_ticks("no parenthesis"), None);
+    }
+
+    #[test]
+    fn vm_rss_in_bytes() {
+        let status = "Name:\tcharon\nVmPeak:\t  99999 kB\nVmRSS:\t   10608 kB\nThreads:\t17\n";
+        assert_eq!(parse_vm_rss(status), Some(10608 * 1024));
+        assert_eq!(parse_vm_rss("Name:\tx\n"), None);
+        assert_eq!(parse_vm_rss("VmRSS:\tlots kB\n"), None);
+    }
+}

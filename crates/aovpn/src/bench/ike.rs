@@ -85,6 +85,18 @@ fn setup_ms(r: &RateResult) -> Option<f64> {
     median(&ms)
 }
 
+/// `stat -f -c %T PATH` (e.g. `ext2/ext3`, `tmpfs`), or `?`.
+fn filesystem_type(path: &std::path::Path) -> String {
+    std::process::Command::new("stat")
+        .args(["-f", "-c", "%T"])
+        .arg(path)
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "?".to_owned())
+}
+
 /// Runs the benchmark and returns the report section.
 pub fn run(secs: u32, concurrencies: &[usize]) -> Result<String> {
     if concurrencies.is_empty() || concurrencies.contains(&0) {
@@ -209,6 +221,11 @@ pub fn run(secs: u32, concurrencies: &[usize]) -> Result<String> {
     let _ = writeln!(
         out,
         "   CPU ms/hs = responder process CPU time per establish+delete cycle; setup ms = median IKE_SA_INIT -> Child SA up"
+    );
+    let _ = writeln!(
+        out,
+        "   aovpn gateway state_dir on {} (its lease file is rewritten and fsynced on every lease change); charon logs to a file at level 1",
+        filesystem_type(scratch.path())
     );
     out.push_str(&t.render());
     out.push_str(&notes);

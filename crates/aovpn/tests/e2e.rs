@@ -307,6 +307,15 @@ fn tunnel_carries_traffic_through_nat_and_tears_down_cleanly() {
         Some(vip.to_string().as_str())
     );
 
+    // The pushed DNS server arrived.
+    let dns = json(&client.status_text())["dns"].clone();
+    assert_eq!(
+        dns,
+        serde_json::json!(["10.1.0.53"]),
+        "{}",
+        client.status_text()
+    );
+
     // Through the tunnel and back out to the client (manage out).
     ping(&topo.client, lab::VNET_HOST).unwrap_or_else(|e| {
         panic!(
@@ -482,6 +491,56 @@ fn revoked_and_foreign_client_certificates_are_refused() {
     let mut good = lab.connect_machine("good");
     assert_connected(&good, &gw);
     good.stop().unwrap();
+}
+
+/// Our client dials the gateway by IP address; the gateway's certificate was issued for that
+/// address (`aovpn pki issue --name 203.0.113.1`: dNSName + iPAddress SAN).
+#[test]
+fn client_dials_the_gateway_by_ip_address() {
+    testkit::require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let topo = Topology::routed("e2eip", true).unwrap();
+    let gw_ip = topo.gateway_wan().to_string();
+    let pki = Pki::issue(bin(), &tmp.path().join("pki"), &PkiOptions::new(&gw_ip)).unwrap();
+    let gw = GatewayProcess::start(
+        bin(),
+        &topo.gateway,
+        &tmp.path().join("gw"),
+        &GatewayOpts::new(&pki, topo.gateway_wan().into()),
+    )
+    .unwrap();
+    let client = ClientProcess::start(
+        bin(),
+        &topo.client,
+        &tmp.path().join("cl"),
+        &ClientOpts::new(&gw_ip, &pki.machine_cert, &pki.machine_key, &pki.ca_cert),
+    )
+    .unwrap();
+    assert_connected(&client, &gw);
+    ping(&topo.client, lab::VNET_HOST).unwrap();
+
+    // A certificate for another address is refused by the client.
+    let (other_cert, other_key) = pki.issue_end_entity("gateway", "203.0.113.7").unwrap();
+    drop(client);
+    drop(gw);
+    let mut opts = GatewayOpts::new(&pki, topo.gateway_wan().into());
+    opts.cert = other_cert;
+    opts.key = other_key;
+    let gw = GatewayProcess::start(bin(), &topo.gateway, &tmp.path().join("gw2"), &opts).unwrap();
+    let client = ClientProcess::start(
+        bin(),
+        &topo.client,
+        &tmp.path().join("cl2"),
+        &ClientOpts::new(&gw_ip, &pki.machine_cert, &pki.machine_key, &pki.ca_cert),
+    )
+    .unwrap();
+    assert_eq!(
+        client.state().as_deref(),
+        Some("failed"),
+        "client accepted a gateway certificate for 203.0.113.7 when dialling {gw_ip}:\n{}\n{}",
+        client.status_text(),
+        gw.log()
+    );
 }
 
 /// A bad gateway.toml: non-zero exit, the field named on stderr.

@@ -478,6 +478,96 @@ fn our_client_to_strongswan_gateway_x25519_and_aes128_sha256() {
         Some(["SHA256128", "AES128", "AES128", "SHA256", "ECP256"]),
         "profile-aes128",
     );
+
+    // Our defaults never offer the legacy set: a legacy-only strongSwan gateway refuses us
+    // and our client reports it.
+    charon
+        .configure(&lab.strongswan_gateway_conf(&LEGACY))
+        .unwrap();
+    charon.load_all().unwrap();
+    let mut client = ClientProcess::start(
+        bin(),
+        &lab.topo.client,
+        &lab.dir("cl"),
+        &ClientOpts::new(
+            GATEWAY_NAME,
+            &lab.pki.machine_cert,
+            &lab.pki.machine_key,
+            &lab.pki.ca_cert,
+        )
+        .name("default-vs-legacy"),
+    )
+    .unwrap();
+    let context = || diag(&charon, &[("aovpn connect", client.log())]);
+    assert_eq!(
+        client.state().as_deref(),
+        Some("failed"),
+        "{}{}",
+        client.status_text(),
+        context()
+    );
+    let error = client.status_text().to_lowercase();
+    assert!(
+        error.contains("no_proposal_chosen") || error.contains("no acceptable proposal"),
+        "{}{}",
+        client.status_text(),
+        context()
+    );
+    let log = charon.log();
+    assert!(
+        log.contains("received proposals unacceptable") && log.contains("N(NO_PROP)"),
+        "{}",
+        context()
+    );
+    assert!(charon.list_sas().unwrap().is_empty());
+    let exit = client.wait_exit(Duration::from_secs(10)).unwrap();
+    assert!(exit.is_some_and(|s| !s.success()), "{exit:?}");
+}
+
+/// strongSwan dials our gateway by IP address with `remote.id = 203.0.113.1` (strongSwan
+/// parses that as an ID_IPV4_ADDR identity and requires the same type in IDr, as Apple's
+/// native client does with a Remote ID). Certificate from `aovpn pki issue --name
+/// 203.0.113.1` (dNSName + iPAddress SAN); `identity_id` is the gateway's `identity.id`.
+fn strongswan_dials_our_gateway_by_ip(prefix: &str, identity_id: Option<&str>) {
+    let gw_ip = lab::GATEWAY_WAN_ROUTED.to_string();
+    let lab = Lab::new(prefix, PkiOptions::new(&gw_ip));
+    let mut opts = GatewayOpts::new(&lab.pki, lab.topo.gateway_wan().into());
+    opts.id = identity_id.map(str::to_owned);
+    let gw = GatewayProcess::start(bin(), &lab.topo.gateway, &lab.dir("gw"), &opts).unwrap();
+    let charon = Charon::start(&lab.topo.client, &lab.dir("cl")).unwrap();
+    let conf = SwanctlConf::new()
+        .connection(
+            Connection::initiator("ao")
+                .remote_addrs(&gw_ip)
+                .proposals(GCM_ECP384.ike)
+                .local_cert(&lab.pki.machine_cert)
+                .remote_id(&gw_ip)
+                .remote_cacert(&lab.pki.ca_cert)
+                .child(
+                    ChildConfig::new("ao")
+                        .remote_ts(lab::VNET_TS)
+                        .esp_proposals(GCM_ECP384.esp)
+                        .set("start_action", "none"),
+                ),
+        )
+        .private_key(&lab.pki.machine_key);
+    charon.configure(&conf).unwrap();
+    charon.load_all().unwrap();
+    if let Err(e) = charon.initiate("ao", "ao", Duration::from_secs(20)) {
+        panic!(
+            "strongSwan with remote.id = {gw_ip} could not connect (gateway identity.id = \
+             {identity_id:?}): {e}{}",
+            diag(&charon, &[("aovpn gateway", gw.log())])
+        );
+    }
+    let sas = charon.list_sas().unwrap();
+    assert_eq!(sas[0].remote_id, gw_ip, "{sas:?}");
+    ping(&lab.topo.client, lab::VNET_HOST).unwrap();
+}
+
+#[test]
+fn strongswan_client_dials_our_gateway_by_ip_with_explicit_identity() {
+    strongswan_dials_our_gateway_by_ip("isip", Some("203.0.113.1"));
 }
 
 fn fragment_lines(log: &str) -> String {

@@ -357,9 +357,11 @@ impl Daemon {
         let err = out.try_clone()?;
         let mut argv = vec![bin.as_os_str().to_owned()];
         argv.extend(args.iter().map(Into::into));
+        // AOVPN_LOG of the test run wins (e.g. `AOVPN_LOG=debug cargo test …`).
+        let level = std::env::var("AOVPN_LOG").unwrap_or_else(|_| "info".to_owned());
         let child = ns
             .command(argv)
-            .env("AOVPN_LOG", "info")
+            .env("AOVPN_LOG", level)
             .stdout(out)
             .stderr(err)
             .spawn()?;

@@ -622,3 +622,163 @@ fn ike_fragmentation_with_rsa4096_and_intermediate_both_ways() {
         );
     }
 }
+
+/// Rekeying initiated by strongSwan (Child SA after 4 s, IKE SA after 7 s, no jitter): the
+/// tunnel keeps carrying traffic on the new SAs. `strongswan_is_client` picks the direction.
+fn strongswan_rekeys(prefix: &str, strongswan_is_client: bool) {
+    let lab = Lab::new(prefix, PkiOptions::new(GATEWAY_NAME));
+    // Hard lifetimes well beyond the test, so that only rekeying (never expiry) happens.
+    let rekey = |c: Connection| {
+        c.set("rekey_time", "7s")
+            .set("over_time", "60s")
+            .set("rand_time", "0s")
+    };
+    let child_rekey = |c: ChildConfig| {
+        c.set("rekey_time", "4s")
+            .set("life_time", "60s")
+            .set("rand_time", "0s")
+    };
+    let (charon, ours, ike_name) = if strongswan_is_client {
+        let gw = GatewayProcess::start(
+            bin(),
+            &lab.topo.gateway,
+            &lab.dir("gw"),
+            &GatewayOpts::new(&lab.pki, lab.topo.gateway_wan().into()),
+        )
+        .unwrap();
+        let charon = Charon::start(&lab.topo.client, &lab.dir("sw")).unwrap();
+        let conf = SwanctlConf::new()
+            .connection(rekey(
+                Connection::initiator("ao")
+                    .remote_addrs(&lab.gateway_wan())
+                    .proposals(GCM_ECP384.ike)
+                    .local_cert(&lab.pki.machine_cert)
+                    .remote_id(GATEWAY_NAME)
+                    .remote_cacert(&lab.pki.ca_cert)
+                    .child(child_rekey(
+                        ChildConfig::new("ao")
+                            .remote_ts(lab::VNET_TS)
+                            .esp_proposals(GCM_ECP384.esp)
+                            .set("start_action", "none"),
+                    )),
+            ))
+            .private_key(&lab.pki.machine_key);
+        charon.configure(&conf).unwrap();
+        charon.load_all().unwrap();
+        if let Err(e) = charon.initiate("ao", "ao", Duration::from_secs(20)) {
+            panic!(
+                "initiate: {e}{}",
+                diag(&charon, &[("aovpn gateway", gw.log())])
+            );
+        }
+        (charon, Ours::Gateway(gw), "ao")
+    } else {
+        let charon = Charon::start(&lab.topo.gateway, &lab.dir("sw")).unwrap();
+        let certs = Pki::split_chain(&lab.pki.gateway_cert).unwrap();
+        let conf = SwanctlConf::new()
+            .connection(rekey(
+                Connection::responder("p2s")
+                    .local_addrs(&lab.gateway_wan())
+                    .pools("p2s-pool")
+                    .proposals(GCM_ECP384.ike)
+                    .local_id(GATEWAY_NAME)
+                    .local_cert(&certs[0])
+                    .remote_cacert(&lab.pki.ca_cert)
+                    .child(child_rekey(
+                        ChildConfig::new("p2s")
+                            .local_ts(lab::VNET_TS)
+                            .esp_proposals(GCM_ECP384.esp),
+                    )),
+            ))
+            .pool("p2s-pool", lab::CLIENT_POOL)
+            .private_key(&lab.pki.gateway_key);
+        charon.configure(&conf).unwrap();
+        charon.load_all().unwrap();
+        let client = ClientProcess::start(
+            bin(),
+            &lab.topo.client,
+            &lab.dir("cl"),
+            &ClientOpts::new(
+                GATEWAY_NAME,
+                &lab.pki.machine_cert,
+                &lab.pki.machine_key,
+                &lab.pki.ca_cert,
+            ),
+        )
+        .unwrap();
+        assert_eq!(
+            client.state().as_deref(),
+            Some("connected"),
+            "{}",
+            diag(&charon, &[("aovpn connect", client.log())])
+        );
+        (charon, Ours::Client(client), "p2s")
+    };
+    let context = || diag(&charon, &[("ours", ours.log())]);
+    ping(&lab.topo.client, lab::VNET_HOST).unwrap_or_else(|e| panic!("{e}{}", context()));
+
+    // Past both rekeys, with traffic flowing during them.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let _ = lab
+            .topo
+            .client
+            .exec(["ping", "-c", "1", "-W", "1", &lab::VNET_HOST.to_string()]);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log = charon.log();
+    assert!(
+        log.contains(&format!("CHILD_SA {ike_name}{{2}} established")),
+        "no Child SA rekey{}",
+        context()
+    );
+    assert!(
+        log.contains(&format!("IKE_SA {ike_name}[2] rekeyed")),
+        "no IKE SA rekey{}",
+        context()
+    );
+    ping(&lab.topo.client, lab::VNET_HOST)
+        .unwrap_or_else(|e| panic!("after rekey: {e}{}", context()));
+    ping(&lab.topo.vnet, "172.16.201.1")
+        .unwrap_or_else(|e| panic!("after rekey: {e}{}", context()));
+    let sas = charon.list_sas().unwrap();
+    assert_eq!(sas.len(), 1, "{sas:?}{}", context());
+    assert_eq!(sas[0].state, "ESTABLISHED", "{sas:?}");
+    let installed: Vec<_> = sas[0]
+        .children
+        .iter()
+        .filter(|c| c.state == "INSTALLED")
+        .collect();
+    assert_eq!(installed.len(), 1, "{sas:?}{}", context());
+    assert!(installed[0].packets_in > 0, "{sas:?}");
+    if let Ours::Client(c) = &ours {
+        assert_eq!(c.state().as_deref(), Some("connected"), "{}", context());
+    }
+    if let Ours::Gateway(gw) = &ours {
+        assert_eq!(gateway_clients(gw).len(), 1, "{}", gw.status_text());
+    }
+}
+
+enum Ours {
+    Gateway(GatewayProcess),
+    Client(ClientProcess),
+}
+
+impl Ours {
+    fn log(&self) -> String {
+        match self {
+            Ours::Gateway(g) => g.log(),
+            Ours::Client(c) => c.log(),
+        }
+    }
+}
+
+#[test]
+fn strongswan_client_rekeys_with_our_gateway() {
+    strongswan_rekeys("isrg", true);
+}
+
+#[test]
+fn strongswan_gateway_rekeys_with_our_client() {
+    strongswan_rekeys("isrc", false);
+}

@@ -25,8 +25,9 @@ pub const DEFAULT_EVENT_CAPACITY: usize = 1024;
 /// routes, MTU) and the UDP socket, and removes the device's routes/addresses afterwards.
 #[derive(Debug)]
 pub struct DatapathConfig {
-    /// The TUN queues: one worker per queue (a multi-queue TUN gives real parallelism; a
-    /// single-queue TUN means one worker).
+    /// The TUN queues: one worker per queue. Every worker encapsulates its queue's packets (a
+    /// multi-queue TUN spreads outbound flows over cores); the first one also receives and
+    /// decapsulates everything from the UDP socket, so inbound packets stay in order.
     pub tun_queues: Vec<TunQueue>,
     /// MTU of the TUN device (sizes the read buffers).
     pub mtu: u16,
@@ -221,8 +222,15 @@ impl Datapath {
         });
         let mtu = usize::from(config.mtu).max(576);
         let mut tasks = Vec::new();
-        for queue in config.tun_queues {
-            let worker = Worker::new(Arc::clone(&shared), queue, mtu, shutdown_rx.clone());
+        for (i, queue) in config.tun_queues.into_iter().enumerate() {
+            let receives_udp = i == 0;
+            let worker = Worker::new(
+                Arc::clone(&shared),
+                queue,
+                mtu,
+                receives_udp,
+                shutdown_rx.clone(),
+            );
             tasks.push(runtime.spawn(async move { Some(worker.run().await) }));
         }
         if let Some(interval) = config.keepalive_interval {

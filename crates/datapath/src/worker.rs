@@ -1,4 +1,7 @@
-//! The per-queue worker: one tokio task owns one TUN queue and moves packets both ways.
+//! The per-queue worker: one tokio task owns one TUN queue. Every worker moves its queue's
+//! packets out (the kernel spreads flows over the queues by hash, so each flow stays in order);
+//! only the first worker also receives from the UDP socket: two workers draining one socket
+//! would reorder a flow's packets, which TCP takes for loss.
 //!
 //! Outbound: a TUN read (one packet, or a split TSO super-packet when TUN offload is on) is
 //! encapsulated at once into a caller-owned [`BatchBuf`]; further reads that are already
@@ -88,7 +91,8 @@ pub(crate) struct Worker {
     /// Destination of each segment of `esp_out`.
     esp_dest: Vec<PeerPath>,
     max_gso: usize,
-    // Inbound.
+    // Inbound (only the first worker receives from the UDP socket).
+    receives_udp: bool,
     udp_buf: Box<[u8]>,
     metas: [DatagramMeta; RECV_BATCH],
     tun_out: Vec<Vec<u8>>,
@@ -97,10 +101,12 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
+    /// A worker for one TUN queue; `receives_udp` makes it also the inbound worker.
     pub(crate) fn new(
         shared: Arc<Shared>,
         tun: TunQueue,
         mtu: usize,
+        receives_udp: bool,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         let (generation, tables) = shared.tables();
@@ -124,9 +130,14 @@ impl Worker {
             esp_out: BatchBuf::new(BATCH * (mtu + MAX_ESP_OVERHEAD), BATCH),
             esp_dest: Vec::with_capacity(BATCH),
             max_gso,
-            udp_buf: vec![0u8; RECV_BATCH * GRO_BUF_SIZE].into_boxed_slice(),
+            receives_udp,
+            udp_buf: if receives_udp {
+                vec![0u8; RECV_BATCH * GRO_BUF_SIZE].into_boxed_slice()
+            } else {
+                Box::default()
+            },
             metas: [DatagramMeta::default(); RECV_BATCH],
-            tun_out: (0..TUN_WRITE_BATCH)
+            tun_out: (0..if receives_udp { TUN_WRITE_BATCH } else { 0 })
                 .map(|_| Vec::with_capacity(tun_write_capacity))
                 .collect(),
             tun_out_len: 0,
@@ -149,13 +160,14 @@ impl Worker {
                     metas,
                     shutdown,
                     tables_changed,
+                    receives_udp,
                     ..
                 } = &mut self;
                 tokio::select! {
                     _ = shutdown.changed() => Ready::Stop,
                     _ = tables_changed.changed() => Ready::TablesChanged,
                     r = tun.recv_batch(tun_batch) => Ready::Tun(r),
-                    r = recv_udp(&shared.udp, udp_buf, metas) => Ready::Udp(r),
+                    r = recv_udp(&shared.udp, udp_buf, metas), if *receives_udp => Ready::Udp(r),
                 }
             };
             // Install/remove may have happened while waiting: use the current SAs.

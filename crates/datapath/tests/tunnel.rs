@@ -27,6 +27,14 @@ fn traffic_both_ways(prefix: &str, opts: LabOptions) {
         ping(&lab.topo.vnet, lab::VNET_HOST, CLIENT_VIP, 3),
         "vnet host -> client virtual IP ping (managing out)"
     );
+    // UDP, including datagrams fragmented inside the tunnel (TUN MTU 1400).
+    let sizes = [1, 100, 1372, 1372, 1373, 3000, 9000, 512];
+    let got = common::udp_datagrams(&lab, &sizes, 6000);
+    assert_eq!(
+        got,
+        common::expected_datagrams(&sizes),
+        "UDP through the tunnel"
+    );
     for (way, port) in [(Way::Upload, 5001), (Way::Download, 5002)] {
         let t = tcp_transfer(&lab, way, MB100, port);
         assert_eq!(t.bytes, MB100, "{way:?}: every byte arrived");

@@ -5,7 +5,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // test helpers may unwrap
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket as StdUdp};
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
@@ -505,4 +505,53 @@ pub fn tcp_transfer(lab: &Lab, way: Way, total: u64, port: u16) -> Transfer {
             elapsed,
         }
     })
+}
+
+/// Sends UDP datagrams of the given sizes from the client's virtual IP to the vnet host and
+/// returns what arrived (sizes above the TUN MTU are fragmented inside the tunnel).
+pub fn udp_datagrams(lab: &Lab, sizes: &[usize], port: u16) -> Vec<Vec<u8>> {
+    let listen = SocketAddr::new(IpAddr::V4(lab::VNET_HOST), port);
+    let (ready_tx, ready_rx) = std_mpsc::channel();
+    std::thread::scope(|s| {
+        let receiver = s.spawn(|| {
+            lab.topo.vnet.run(move || {
+                let sock = StdUdp::bind(listen).expect("bind in vnet");
+                sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                ready_tx.send(()).unwrap();
+                let mut got = Vec::new();
+                let mut buf = vec![0u8; 65_536];
+                while got.len() < sizes.len() {
+                    match sock.recv(&mut buf) {
+                        Ok(n) => got.push(buf[..n].to_vec()),
+                        Err(_) => break,
+                    }
+                }
+                got
+            })
+        });
+        ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        lab.topo.client.run(|| {
+            let sock = StdUdp::bind(SocketAddr::new(IpAddr::V4(CLIENT_VIP), 0)).unwrap();
+            for (i, &len) in sizes.iter().enumerate() {
+                let mut d = vec![0u8; len];
+                Pattern::new(i as u64 + 1).fill(&mut d);
+                sock.send_to(&d, listen).unwrap();
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        receiver.join().unwrap()
+    })
+}
+
+/// The datagrams [`udp_datagrams`] sends.
+pub fn expected_datagrams(sizes: &[usize]) -> Vec<Vec<u8>> {
+    sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &len)| {
+            let mut d = vec![0u8; len];
+            Pattern::new(i as u64 + 1).fill(&mut d);
+            d
+        })
+        .collect()
 }

@@ -35,7 +35,9 @@ pub struct DatapathConfig {
     pub udp: UdpSocket,
     /// Interval for NAT keepalives to SAs installed with `nat_keepalive`; `None` = never.
     pub keepalive_interval: Option<Duration>,
-    /// Capacity of the event channel; events beyond it are dropped and counted.
+    /// Capacity of the event channel. IKE datagrams and unknown-SPI reports beyond it are
+    /// dropped and counted (their rate is the sender's choice); SA limit and peer-address events
+    /// are never dropped but wait for room.
     pub event_capacity: usize,
 }
 
@@ -137,6 +139,9 @@ pub(crate) struct Shared {
     generation: AtomicU64,
     tables_changed: watch::Sender<u64>,
     events: mpsc::Sender<DatapathEvent>,
+    /// Events that must not be lost (each fires once per SA or address), forwarded into
+    /// `events` by the pump task as room appears.
+    must_deliver: mpsc::UnboundedSender<DatapathEvent>,
     tasks: Mutex<Vec<JoinHandle<Option<TunQueue>>>>,
     shutdown: watch::Sender<bool>,
 }
@@ -157,8 +162,18 @@ impl Shared {
     }
 
     pub(crate) fn emit(&self, event: DatapathEvent, counts: &mut DatapathCounters) {
-        if self.events.try_send(event).is_err() {
-            counts.events_dropped += 1;
+        match event {
+            DatapathEvent::Ike { .. } | DatapathEvent::UnknownSpi { .. } => {
+                if self.events.try_send(event).is_err() {
+                    counts.events_dropped += 1;
+                }
+            }
+            DatapathEvent::SaLimit { .. } | DatapathEvent::PeerAddressChanged { .. } => {
+                // Fails only after shutdown, when nobody listens any more.
+                if self.must_deliver.send(event).is_err() {
+                    counts.events_dropped += 1;
+                }
+            }
         }
     }
 
@@ -207,7 +222,9 @@ impl Datapath {
         }
         let local = config.udp.local_addr()?;
         let (events, events_rx) = mpsc::channel(config.event_capacity.max(1));
+        let (must_deliver, must_deliver_rx) = mpsc::unbounded_channel();
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let pump = event_pump(must_deliver_rx, events.clone(), shutdown_rx.clone());
         let shared = Arc::new(Shared {
             udp: config.udp,
             local,
@@ -217,11 +234,15 @@ impl Datapath {
             generation: AtomicU64::new(0),
             tables_changed: watch::channel(0).0,
             events,
+            must_deliver,
             tasks: Mutex::new(Vec::new()),
             shutdown,
         });
         let mtu = usize::from(config.mtu).max(576);
-        let mut tasks = Vec::new();
+        let mut tasks = vec![runtime.spawn(async move {
+            pump.await;
+            None
+        })];
         for (i, queue) in config.tun_queues.into_iter().enumerate() {
             let receives_udp = i == 0;
             let worker = Worker::new(
@@ -243,6 +264,25 @@ impl Datapath {
         }
         *lock(&shared.tasks) = tasks;
         Ok((DatapathHandle { shared }, events_rx))
+    }
+}
+
+/// Forwards must-deliver events into the bounded event channel, waiting for room.
+async fn event_pump(
+    mut from: mpsc::UnboundedReceiver<DatapathEvent>,
+    to: mpsc::Sender<DatapathEvent>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let event = tokio::select! {
+            _ = shutdown.changed() => return,
+            event = from.recv() => event,
+        };
+        let Some(event) = event else { return };
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            sent = to.send(event) => if sent.is_err() { return },
+        }
     }
 }
 

@@ -31,6 +31,8 @@
 //!   numbers stay unique and the replay window has one owner at a time.
 //! - **Ownership**: the caller creates the TUN (addresses, routes) and the socket, and removes
 //!   the routes/addresses after [`DatapathHandle::shutdown`], which returns the TUN queues.
+//! - **Events**: one bounded channel. IKE datagrams and unknown-SPI reports (rate-limited) are
+//!   dropped and counted when it is full; SA limit and peer-address events are never dropped.
 //! - **Counters**: [`DatapathHandle::counters`] (totals) and [`DatapathHandle::sa_counters`].
 
 mod counters;

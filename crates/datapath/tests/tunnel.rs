@@ -282,10 +282,31 @@ fn ipv6_inner_traffic() {
 }
 
 /// Outbound packet limits from `esp` reach the IKE side as events: the soft limit asks for a
-/// rekey, the hard limit stops the SA from sending (drops counted).
+/// rekey, the hard limit stops the SA from sending (drops counted). A full event channel drops
+/// IKE datagrams but never the once-only SA events.
 #[test]
 fn sa_limits_raise_events_and_stop_sending() {
-    let mut lab = Lab::new("aodplim", LabOptions::default());
+    let mut lab = Lab::new(
+        "aodplim",
+        LabOptions {
+            event_capacity: 2,
+            ..LabOptions::default()
+        },
+    );
+    // Fill the client's event channel: 2 IKE datagrams queue, 3 are dropped.
+    let gateway_dp = lab.gateway.dp.clone();
+    let client_addr = lab.client_addr_at_gateway();
+    for _ in 0..5 {
+        lab.gateway
+            .block_on(gateway_dp.send_ike(client_addr, None, b"junk"))
+            .unwrap();
+    }
+    let settled = (0..50).any(|_| {
+        std::thread::sleep(Duration::from_millis(20));
+        lab.client.dp.counters().ike_rx == 5
+    });
+    assert!(settled, "{:?}", lab.client.dp.counters());
+    assert_eq!(lab.client.dp.counters().events_dropped, 3);
     lab.client.dp.remove_sa(1).unwrap();
     let limited = OutboundConfig {
         lifetime: Lifetime {

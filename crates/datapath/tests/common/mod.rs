@@ -47,6 +47,8 @@ pub struct LabOptions {
     pub keepalive: Option<Duration>,
     /// Also carry IPv6 inside the tunnel (dual-stack virtual addresses and protected network).
     pub ipv6: bool,
+    /// Capacity of each side's event channel.
+    pub event_capacity: usize,
 }
 
 impl Default for LabOptions {
@@ -60,6 +62,7 @@ impl Default for LabOptions {
             threads: 1,
             keepalive: None,
             ipv6: false,
+            event_capacity: datapath::DEFAULT_EVENT_CAPACITY,
         }
     }
 }
@@ -103,6 +106,7 @@ impl Side {
                 .expect("bind 4500");
                 let mut config = DatapathConfig::new(tun.queues, MTU, udp);
                 config.keepalive_interval = opts.keepalive;
+                config.event_capacity = opts.event_capacity;
                 Datapath::start(config).expect("start data plane")
             });
             Side {

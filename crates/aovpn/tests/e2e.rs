@@ -662,3 +662,179 @@ fn gateway_shutdown_closes_the_client_cleanly() {
     );
     assert_eq!(net_state(&lab.topo.client), before, "{}", client.log());
 }
+
+/// A device-tunnel profile: machine certificate, host routes to the management hosts.
+fn device_profile_xml() -> String {
+    format!(
+        "<VPNProfile><NativeProfile><Servers>{GATEWAY_NAME}</Servers>\
+         <NativeProtocolType>IKEv2</NativeProtocolType>\
+         <Authentication><MachineMethod>Certificate</MachineMethod></Authentication>\
+         <RoutingPolicyType>SplitTunnel</RoutingPolicyType>\
+         <DisableClassBasedDefaultRoute>true</DisableClassBasedDefaultRoute></NativeProfile>\
+         <Route><Address>10.1.0.10</Address><PrefixSize>32</PrefixSize></Route>\
+         <Route><Address>10.1.0.11</Address><PrefixSize>32</PrefixSize></Route>\
+         <AlwaysOn>true</AlwaysOn><DeviceTunnel>true</DeviceTunnel><RegisterDNS>true</RegisterDNS>\
+         </VPNProfile>"
+    )
+}
+
+/// A user-tunnel profile: EAP-TLS with the user certificate (as Windows does), 10.1.0.0/16.
+fn user_profile_xml() -> String {
+    format!(
+        r#"<VPNProfile><AlwaysOn>true</AlwaysOn><NativeProfile>
+<Servers>{GATEWAY_NAME}</Servers><NativeProtocolType>IKEv2</NativeProtocolType>
+<Authentication><UserMethod>Eap</UserMethod><Eap><Configuration>
+<EapHostConfig xmlns="http://www.microsoft.com/provisioning/EapHostConfig">
+<EapMethod><Type xmlns="http://www.microsoft.com/provisioning/EapCommon">13</Type>
+<VendorId xmlns="http://www.microsoft.com/provisioning/EapCommon">0</VendorId>
+<VendorType xmlns="http://www.microsoft.com/provisioning/EapCommon">0</VendorType>
+<AuthorId xmlns="http://www.microsoft.com/provisioning/EapCommon">0</AuthorId></EapMethod>
+<Config xmlns="http://www.microsoft.com/provisioning/EapHostConfig">
+<Eap xmlns="http://www.microsoft.com/provisioning/BaseEapConnectionPropertiesV1"><Type>13</Type>
+<EapType xmlns="http://www.microsoft.com/provisioning/EapTlsConnectionPropertiesV1">
+<CredentialsSource><CertificateStore><SimpleCertSelection>true</SimpleCertSelection></CertificateStore></CredentialsSource>
+<ServerValidation><DisableUserPromptForServerValidation>true</DisableUserPromptForServerValidation><ServerNames></ServerNames></ServerValidation>
+<DifferentUsername>false</DifferentUsername></EapType></Eap></Config></EapHostConfig>
+</Configuration></Eap></Authentication>
+<RoutingPolicyType>SplitTunnel</RoutingPolicyType>
+<DisableClassBasedDefaultRoute>true</DisableClassBasedDefaultRoute></NativeProfile>
+<Route><Address>10.1.0.0</Address><PrefixSize>16</PrefixSize></Route></VPNProfile>"#
+    )
+}
+
+fn route_dev(ns: &Netns, dest: &str) -> String {
+    let out = ns.ip(["route", "get", dest]).unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .skip_while(|w| *w != "dev")
+        .nth(1)
+        .unwrap_or("?")
+        .to_owned()
+}
+
+/// Always On's two tunnels side by side, each from its ProfileXML: the device tunnel
+/// (machine certificate) carries the management hosts, the user tunnel (EAP-TLS, user
+/// certificate) the rest of 10.1.0.0/16; each on its own interface and address. When the
+/// device tunnel goes, the user tunnel keeps working and takes over its destinations.
+#[test]
+fn device_and_user_tunnels_side_by_side_from_profiles() {
+    let lab = Lab::new("e2edu");
+    for host in ["10.1.0.11/24", "10.1.0.20/24"] {
+        lab.topo
+            .vnet
+            .ip(["addr", "add", host, "dev", lab::VNET_IF])
+            .unwrap();
+    }
+    let gw = lab.start_gateway(&lab.gateway_opts());
+    let device_xml = lab.dir("device.xml");
+    let user_xml = lab.dir("user.xml");
+    std::fs::write(&device_xml, device_profile_xml()).unwrap();
+    std::fs::write(&user_xml, user_profile_xml()).unwrap();
+    let start = |xml: &Path, cert: &Path, key: &Path, ifname: &str, name: &str| {
+        let mut opts = ClientOpts::new(GATEWAY_NAME, cert, key, &lab.pki.ca_cert)
+            .profile(xml)
+            .name(name);
+        opts.interface = ifname.to_owned();
+        ClientProcess::start(bin(), &lab.topo.client, &lab.dir("cl"), &opts).unwrap()
+    };
+    let mut device = start(
+        &device_xml,
+        &lab.pki.machine_cert,
+        &lab.pki.machine_key,
+        "aovpn-dev",
+        "device",
+    );
+    let device_vip = assert_connected(&device, &gw);
+    let user = start(
+        &user_xml,
+        &lab.pki.user_cert,
+        &lab.pki.user_key,
+        "aovpn-usr",
+        "user",
+    );
+    let user_vip = assert_connected(&user, &gw);
+    assert_ne!(device_vip, user_vip);
+
+    let clients = gw
+        .wait_status(Duration::from_secs(5), |t| {
+            serde_json::from_str::<Value>(t)
+                .ok()
+                .and_then(|v| v["clients"].as_array().map(|c| c.len() == 2))
+                .unwrap_or(false)
+        })
+        .map(|t| json(&t)["clients"].as_array().cloned().unwrap_or_default())
+        .unwrap();
+    let mut identities: Vec<String> = clients
+        .iter()
+        .map(|c| c["identity"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    identities.sort();
+    assert_eq!(
+        identities,
+        vec![
+            format!("fqdn:{}", lab.pki.options.machine_name),
+            format!("rfc822:{}", lab.pki.options.user_name),
+        ]
+    );
+
+    let context = || {
+        format!(
+            "\n--- device log\n{}\n--- user log\n{}\n--- gateway log\n{}",
+            device.log(),
+            user.log(),
+            gw.log()
+        )
+    };
+    for (dest, dev) in [
+        ("10.1.0.10", "aovpn-dev"),
+        ("10.1.0.11", "aovpn-dev"),
+        ("10.1.0.20", "aovpn-usr"),
+    ] {
+        assert_eq!(
+            route_dev(&lab.topo.client, dest),
+            dev,
+            "{dest}{}",
+            context()
+        );
+        ping(&lab.topo.client, dest).unwrap_or_else(|e| panic!("{e}{}", context()));
+    }
+    // Manage out: a management host reaches the device tunnel's address, the application
+    // host the user tunnel's (replies follow the client's routes, so the source matters).
+    for (source, vip) in [("10.1.0.11", device_vip), ("10.1.0.20", user_vip)] {
+        let out = lab
+            .topo
+            .vnet
+            .exec([
+                "ping",
+                "-c",
+                "3",
+                "-i",
+                "0.2",
+                "-W",
+                "2",
+                "-I",
+                source,
+                &vip.to_string(),
+            ])
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "ping {vip} from {source}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            context()
+        );
+    }
+
+    let status = device.stop().unwrap();
+    assert!(status.success(), "{}", device.log());
+    let context = || {
+        format!(
+            "\n--- user log\n{}\n--- gateway log\n{}",
+            user.log(),
+            gw.log()
+        )
+    };
+    assert_eq!(route_dev(&lab.topo.client, "10.1.0.10"), "aovpn-usr");
+    ping(&lab.topo.client, "10.1.0.10").unwrap_or_else(|e| panic!("{e}{}", context()));
+    assert_eq!(user.state().as_deref(), Some("connected"));
+}

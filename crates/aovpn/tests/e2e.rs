@@ -838,3 +838,41 @@ fn device_and_user_tunnels_side_by_side_from_profiles() {
     ping(&lab.topo.client, "10.1.0.10").unwrap_or_else(|e| panic!("{e}{}", context()));
     assert_eq!(user.state().as_deref(), Some("connected"));
 }
+
+/// A client that crashes (SIGKILL: no Delete) and comes back replaces its stale session at
+/// once (INITIAL_CONTACT): same address, one session, traffic flows.
+#[test]
+fn crashed_client_reconnects_and_replaces_its_stale_session() {
+    let lab = Lab::new("e2ecr");
+    let gw = lab.start_gateway(&lab.gateway_opts());
+    let mut first = lab.connect_machine("first");
+    let vip = assert_connected(&first, &gw);
+    first.kill().unwrap();
+    // The TUN device died with the process; its routes went with it.
+    let links = lab.topo.client.ip(["-o", "link"]).unwrap();
+    assert!(!String::from_utf8_lossy(&links.stdout).contains("aovpn0"));
+    assert_eq!(gateway_clients(&gw).len(), 1, "the gateway cannot know yet");
+
+    let again = lab.connect_machine("again");
+    assert_eq!(
+        assert_connected(&again, &gw),
+        vip,
+        "address changed after a crash"
+    );
+    let clients = gw
+        .wait_status(Duration::from_secs(5), |t| {
+            serde_json::from_str::<Value>(t)
+                .ok()
+                .and_then(|v| v["clients"].as_array().map(|c| c.len() == 1))
+                .unwrap_or(false)
+        })
+        .map(|t| json(&t)["clients"].as_array().cloned().unwrap_or_default());
+    let clients = clients.unwrap_or_else(|e| panic!("stale session kept: {e}"));
+    assert_eq!(
+        clients[0]["virtual_ip"].as_str(),
+        Some(vip.to_string().as_str())
+    );
+    ping(&lab.topo.client, lab::VNET_HOST)
+        .unwrap_or_else(|e| panic!("{e}\n{}\n{}", again.log(), gw.log()));
+    ping(&lab.topo.vnet, vip).unwrap_or_else(|e| panic!("{e}\n{}\n{}", again.log(), gw.log()));
+}

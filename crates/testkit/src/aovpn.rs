@@ -384,6 +384,18 @@ impl Daemon {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// SIGKILL (a crash: no goodbye, no cleanup) and reap.
+    fn kill(&mut self) -> io::Result<ExitStatus> {
+        if let Some(status) = self.try_exited()? {
+            return Ok(status);
+        }
+        let pid = Pid::from_raw(i32::try_from(self.child.id()).map_err(io::Error::other)?);
+        let _ = kill(pid, Signal::SIGKILL);
+        let status = self.child.wait()?;
+        self.exited = Some(status);
+        Ok(status)
+    }
+
     fn stop(&mut self) -> io::Result<ExitStatus> {
         if let Some(status) = self.try_exited()? {
             return Ok(status);
@@ -645,6 +657,11 @@ impl GatewayProcess {
     pub fn stop(&mut self) -> io::Result<ExitStatus> {
         self.daemon.stop()
     }
+
+    /// SIGKILL: a crash, without goodbye or cleanup.
+    pub fn kill(&mut self) -> io::Result<ExitStatus> {
+        self.daemon.kill()
+    }
 }
 
 /// How [`ClientProcess::start`] runs `aovpn connect`.
@@ -810,6 +827,11 @@ impl ClientProcess {
     /// SIGTERM (goodbye and cleanup), wait; returns the exit status.
     pub fn stop(&mut self) -> io::Result<ExitStatus> {
         self.daemon.stop()
+    }
+
+    /// SIGKILL: a crash, without goodbye or cleanup.
+    pub fn kill(&mut self) -> io::Result<ExitStatus> {
+        self.daemon.kill()
     }
 }
 

@@ -876,3 +876,28 @@ fn crashed_client_reconnects_and_replaces_its_stale_session() {
         .unwrap_or_else(|e| panic!("{e}\n{}\n{}", again.log(), gw.log()));
     ping(&lab.topo.vnet, vip).unwrap_or_else(|e| panic!("{e}\n{}\n{}", again.log(), gw.log()));
 }
+
+/// A client that vanishes (SIGKILL, no Delete) is found dead by the gateway's liveness checks
+/// (DPD every second here) and removed; its address stays reserved for it.
+#[test]
+fn gateway_removes_a_dead_client_after_liveness_checks() {
+    let lab = Lab::new("e2edp");
+    let mut opts = lab.gateway_opts();
+    opts.dpd_interval_secs = Some(1);
+    let gw = lab.start_gateway(&opts);
+    let mut client = lab.connect_machine("first");
+    let vip = assert_connected(&client, &gw);
+    client.kill().unwrap();
+    let started = Instant::now();
+    gw.wait_status(Duration::from_secs(45), |t| {
+        serde_json::from_str::<Value>(t)
+            .ok()
+            .and_then(|v| v["clients"].as_array().map(Vec::is_empty))
+            .unwrap_or(false)
+    })
+    .unwrap();
+    eprintln!("dead client removed after {:?}", started.elapsed());
+    let again = lab.connect_machine("again");
+    assert_eq!(assert_connected(&again, &gw), vip);
+    ping(&lab.topo.client, lab::VNET_HOST).unwrap();
+}

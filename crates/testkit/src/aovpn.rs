@@ -464,6 +464,8 @@ pub struct GatewayOpts {
     pub allow_legacy: bool,
     /// `clients.revoked_thumbprints`.
     pub revoked: Vec<String>,
+    /// `crypto.dpd_interval_secs` (None = the gateway's default).
+    pub dpd_interval_secs: Option<u64>,
     /// `tunnel.interface`.
     pub interface: String,
     /// `state_dir` (None = `WORKDIR/state`).
@@ -487,6 +489,7 @@ impl GatewayOpts {
             esp_proposals: Vec::new(),
             allow_legacy: false,
             revoked: Vec::new(),
+            dpd_interval_secs: None,
             interface: "aovpn-gw".to_owned(),
             state_dir: None,
         }
@@ -512,6 +515,10 @@ impl GatewayOpts {
             .state_dir
             .clone()
             .unwrap_or_else(|| workdir.join("state"));
+        let dpd = self
+            .dpd_interval_secs
+            .map(|secs| format!("dpd_interval_secs = {secs}\n"))
+            .unwrap_or_default();
         let id = self
             .id
             .as_ref()
@@ -523,7 +530,7 @@ impl GatewayOpts {
              [identity]\ncertificate = {cert:?}\nkey = {key:?}\n{id}\
              [clients]\nroot_ca_files = {roots}\nrevoked_thumbprints = {revoked}\npool_v4 = {pool:?}\n\
              [network]\nroutes = {routes}\ndns = {dns}\n\
-             [crypto]\nike_proposals = {ike}\nesp_proposals = {esp}\nallow_legacy = {legacy}\n\
+             [crypto]\nike_proposals = {ike}\nesp_proposals = {esp}\nallow_legacy = {legacy}\n{dpd}\
              [tunnel]\ninterface = {interface:?}\n",
             state = state.display().to_string(),
             listen = self.listen,
@@ -866,6 +873,7 @@ mod tests {
             esp_proposals: vec!["aes256-sha1".into()],
             allow_legacy: true,
             revoked: vec!["AB".into()],
+            dpd_interval_secs: Some(3),
             interface: "gw0".into(),
             state_dir: None,
         };
@@ -879,6 +887,7 @@ mod tests {
             "dns = []",
             "ike_proposals = [\"aes256-sha1-modp1024\"]",
             "allow_legacy = true",
+            "dpd_interval_secs = 3",
             "interface = \"gw0\"",
         ] {
             assert!(text.contains(needle), "{needle} missing in\n{text}");

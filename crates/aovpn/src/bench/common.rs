@@ -39,9 +39,13 @@ pub struct Scratch {
 
 impl Scratch {
     pub fn new(tag: &str) -> Result<Scratch> {
+        Scratch::new_in(&std::env::temp_dir(), tag)
+    }
+
+    /// A scratch directory under `base` (e.g. /dev/shm for a tmpfs).
+    pub fn new_in(base: &Path, tag: &str) -> Result<Scratch> {
         let n = SCRATCH_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("aovpn-bench-{tag}-{}-{n}", std::process::id()));
+        let path = base.join(format!("aovpn-bench-{tag}-{}-{n}", std::process::id()));
         if path.exists() {
             fs::remove_dir_all(&path)?;
         }

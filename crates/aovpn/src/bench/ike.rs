@@ -33,6 +33,9 @@ where
     })?
 }
 
+/// A tmpfs for the second gateway's state directory.
+const TMPFS: &str = "/dev/shm";
+
 struct Measured {
     rate: f64,
     cpu_ms: Option<f64>,
@@ -116,14 +119,26 @@ pub fn run(secs: u32, concurrencies: &[usize]) -> Result<String> {
         }
     }
 
-    eprintln!("bench ike: starting both responders, each in a lab of its own");
+    eprintln!("bench ike: starting the responders, each in a lab of its own");
     let ours_topo = Topology::builder("aobio").routed(false).build()?;
+    let shm_topo = Topology::builder("aobit").routed(false).build()?;
     let swan_topo = Topology::builder("aobis").routed(false).build()?;
     let ours_sources = add_client_sources(&ours_topo, max_c)?;
+    let shm_sources = add_client_sources(&shm_topo, max_c)?;
     let swan_sources = add_client_sources(&swan_topo, max_c)?;
+    // The same gateway once more with its state directory (the lease file it fsyncs on every
+    // lease change) on a tmpfs: the difference is what durable leases cost on this disk.
+    let shm_scratch = Scratch::new_in(std::path::Path::new(TMPFS), "ike")?;
     let (mut ours, _) = start_our_gateway(
         &ours_topo,
         &scratch.path().join("aovpn"),
+        &pki,
+        &IKE_SUITES,
+        false,
+    )?;
+    let (mut ours_shm, _) = start_our_gateway(
+        &shm_topo,
+        &shm_scratch.path().join("aovpn"),
         &pki,
         &IKE_SUITES,
         false,
@@ -135,10 +150,11 @@ pub fn run(secs: u32, concurrencies: &[usize]) -> Result<String> {
         &IKE_SUITES,
     )?;
 
-    // Check both paths and warm both responders up with one handshake per suite.
+    // Check every path and warm the responders up with one handshake per suite.
     for (s, suite) in IKE_SUITES.iter().enumerate() {
         for (label, topo, src) in [
             ("aovpn gateway", &ours_topo, ours_sources[0]),
+            ("aovpn gateway (tmpfs)", &shm_topo, shm_sources[0]),
             ("strongSwan", &swan_topo, swan_sources[0]),
         ] {
             let cfg = configs[s][0].clone();
@@ -156,6 +172,8 @@ pub fn run(secs: u32, concurrencies: &[usize]) -> Result<String> {
         "aovpn/s",
         "strongSwan/s",
         "ratio",
+        "aovpn tmpfs/s",
+        "ratio",
         "CPU ms/hs aovpn",
         "strongSwan",
         "ratio",
@@ -167,11 +185,19 @@ pub fn run(secs: u32, concurrencies: &[usize]) -> Result<String> {
     for (s, suite) in IKE_SUITES.iter().enumerate() {
         for &c in concurrencies {
             ours.check_alive()?;
+            ours_shm.check_alive()?;
             let a = measure(
                 &ours_topo,
                 ours.pid(),
                 &configs[s][..c],
                 &ours_sources,
+                secs,
+            )?;
+            let m = measure(
+                &shm_topo,
+                ours_shm.pid(),
+                &configs[s][..c],
+                &shm_sources,
                 secs,
             )?;
             let b = measure(
@@ -182,8 +208,8 @@ pub fn run(secs: u32, concurrencies: &[usize]) -> Result<String> {
                 secs,
             )?;
             eprintln!(
-                "  {suite} C={c}: aovpn {:.1}/s, strongSwan {:.1}/s",
-                a.rate, b.rate
+                "  {suite} C={c}: aovpn {:.1}/s (state on tmpfs {:.1}/s), strongSwan {:.1}/s",
+                a.rate, m.rate, b.rate
             );
             t.row(vec![
                 (*suite).to_owned(),
@@ -191,19 +217,24 @@ pub fn run(secs: u32, concurrencies: &[usize]) -> Result<String> {
                 num(Some(a.rate), 1),
                 num(Some(b.rate), 1),
                 ratio(Some(a.rate), Some(b.rate)),
+                num(Some(m.rate), 1),
+                ratio(Some(m.rate), Some(b.rate)),
                 num(a.cpu_ms, 2),
                 num(b.cpu_ms, 2),
                 ratio(a.cpu_ms, b.cpu_ms),
                 num(setup_ms(&a.result), 1),
                 num(setup_ms(&b.result), 1),
-                format!("{}/{}", a.result.failures, b.result.failures),
+                format!(
+                    "{}/{}/{}",
+                    a.result.failures, m.result.failures, b.result.failures
+                ),
             ]);
-            for (who, m) in [("aovpn", &a), ("strongSwan", &b)] {
-                if let Some(e) = m.result.errors.first() {
+            for (who, r) in [("aovpn", &a), ("aovpn tmpfs", &m), ("strongSwan", &b)] {
+                if let Some(e) = r.result.errors.first() {
                     let _ = writeln!(
                         notes,
                         "   {suite} C={c} {who}: {} failed, e.g. {e}",
-                        m.result.failures
+                        r.result.failures
                     );
                 }
             }
@@ -224,14 +255,17 @@ pub fn run(secs: u32, concurrencies: &[usize]) -> Result<String> {
     );
     let _ = writeln!(
         out,
-        "   aovpn gateway state_dir on {} (its lease file is rewritten and fsynced on every lease change); charon logs to a file at level 1",
+        "   aovpn gateway state_dir on {} (its lease file is rewritten and fsynced on every lease change; \"aovpn tmpfs\" = same gateway with state_dir on {TMPFS}); charon logs to a file at level 1",
         filesystem_type(scratch.path())
     );
     out.push_str(&t.render());
     out.push_str(&notes);
     drop(charon);
+    drop(ours_shm);
     drop(ours);
     drop(swan_topo);
+    drop(shm_topo);
     drop(ours_topo);
+    drop(shm_scratch);
     Ok(out)
 }

@@ -98,6 +98,12 @@ impl Charon {
     /// Writes `workdir/strongswan.conf`, creates `workdir/swanctl/*`, starts charon inside `ns`
     /// and waits until its vici socket accepts connections.
     pub fn start(ns: &Netns, workdir: &Path) -> io::Result<Charon> {
+        Self::start_with_plugins(ns, workdir, "")
+    }
+
+    /// Like [`Charon::start`], with more plugins loaded after [`CHARON_PLUGINS`] (e.g.
+    /// `"eap-identity eap-tls"`).
+    pub fn start_with_plugins(ns: &Netns, workdir: &Path, extra: &str) -> io::Result<Charon> {
         if workdir.starts_with("/run") {
             return Err(io::Error::other(
                 "charon work dir must not be under /run (private tmpfs)",
@@ -126,7 +132,10 @@ impl Charon {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
-        fs::write(workdir.join("strongswan.conf"), strongswan_conf(&workdir))?;
+        fs::write(
+            workdir.join("strongswan.conf"),
+            strongswan_conf(&workdir, extra),
+        )?;
         let stdout = fs::File::create(workdir.join("charon.stdout"))?;
         let stderr = stdout.try_clone()?;
 
@@ -323,12 +332,14 @@ impl Drop for Charon {
     }
 }
 
-fn strongswan_conf(workdir: &Path) -> String {
+fn strongswan_conf(workdir: &Path, extra_plugins: &str) -> String {
     let d = workdir.display();
+    let plugins = format!("{CHARON_PLUGINS} {extra_plugins}");
+    let plugins = plugins.trim_end();
     format!(
         "# written by testkit::strongswan; self-contained (does not include /etc/strongswan.d)
 charon {{
-    load = {CHARON_PLUGINS}
+    load = {plugins}
     install_routes = yes
     filelog {{
         testkit {{
@@ -1073,6 +1084,20 @@ list-sa event {
         assert!(parse_list_sas("a {\n").is_err());
         assert!(parse_list_sas("}\n").is_err());
         assert!(parse_list_sas("garbage\n").is_err());
+    }
+
+    #[test]
+    fn extra_plugins_follow_the_standard_list() {
+        let plain = strongswan_conf(Path::new("/w"), "");
+        assert!(
+            plain.contains(&format!("load = {CHARON_PLUGINS}\n")),
+            "{plain}"
+        );
+        let eap = strongswan_conf(Path::new("/w"), "eap-identity eap-tls");
+        assert!(
+            eap.contains(&format!("load = {CHARON_PLUGINS} eap-identity eap-tls\n")),
+            "{eap}"
+        );
     }
 
     #[test]

@@ -246,6 +246,12 @@ fn strongswan_client_round(lab: &Lab, gw: &GatewayProcess, charon: &Charon, suit
     );
     let client = &gateway_clients(gw)[0];
     assert_eq!(client["virtual_ip"].as_str(), Some(vip.as_str()));
+    // Our gateway's account of the ESP algorithms matches strongSwan's.
+    assert_eq!(
+        format!("ESP:{}", client["esp"].as_str().unwrap_or_default()),
+        suite.esp_listed,
+        "{client}"
+    );
     let remote = client["remote"].as_str().unwrap_or_default();
     assert!(
         remote.starts_with(&format!("{}:", lab::INTERNET_GATEWAY_SIDE)),
@@ -393,6 +399,14 @@ fn our_client_round(
         .unwrap_or_else(|e| panic!("{e}{}", context()));
     assert_sa(&sa, suite, &context);
     assert_eq!(sa.local_id, GATEWAY_NAME);
+    assert_eq!(sa.remote_id, lab.pki.options.machine_name, "{sa:?}");
+    // Our client's own account of the ESP algorithms matches strongSwan's.
+    let ours: Value = serde_json::from_str(&client.status_text()).unwrap();
+    assert_eq!(
+        format!("ESP:{}", ours["esp"].as_str().unwrap_or_default()),
+        suite.esp_listed,
+        "{ours}"
+    );
     assert_eq!(sa.remote_vips, vec![vip.clone()], "{sa:?}");
     assert_eq!(
         sa.remote_host,

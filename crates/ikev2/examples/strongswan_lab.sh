@@ -5,6 +5,8 @@
 # ikv2x-cl), `cl` runs strongSwan as client (run udp_peer responder in ikv2x-gw, then
 # `swanctl --initiate --child ao`). `down` kills the recorded charon pid and deletes both
 # namespaces. chd=4 logging prints the Child SA keys to compare with udp_peer's output.
+# REKEY_IKE / REKEY_CHILD (e.g. 30s / 20s) set strongSwan's rekey_time; with udp_peer's RUN_SECS
+# (and IKE_LIFETIME / CHILD_LIFETIME for our own rekeys) a run shows rekeys in both directions.
 #
 #   examples/strongswan_lab.sh gw
 #   ip netns exec ikv2x-cl target/debug/examples/udp_peer initiator 198.51.100.2 198.51.100.1 \
@@ -89,6 +91,7 @@ connections { p2s {
     encap = ${ENCAP:-yes}
     send_cert = always
     proposals = $PROPS
+    rekey_time = ${REKEY_IKE:-4h}
     local {
       auth = pubkey
       certs = gw.crt
@@ -102,6 +105,7 @@ connections { p2s {
       p2s {
         local_ts = 10.1.0.0/16
         esp_proposals = $ESPP
+        rekey_time = ${REKEY_CHILD:-1h}
       }
     }
 } }
@@ -123,6 +127,7 @@ connections { ao {
     vips = 0.0.0.0
     encap = ${ENCAP:-yes}
     proposals = $PROPS
+    rekey_time = ${REKEY_IKE:-4h}
     local {
       auth = pubkey
       certs = client.crt
@@ -136,6 +141,7 @@ connections { ao {
       ao {
         remote_ts = 10.1.0.0/16
         esp_proposals = $ESPP
+        rekey_time = ${REKEY_CHILD:-1h}
         start_action = none
       }
     }

@@ -7,7 +7,9 @@
 //! ```
 //! Binds LOCAL_IP:500 and LOCAL_IP:4500, prints every event (including Child SA keys, so a run
 //! can be compared with the peer's debug log) and exits after the first Child SA (initiator)
-//! or after 60 s.
+//! or after 60 s. Environment: `RUN_SECS=N` runs N seconds and does not stop at the first
+//! Child SA (to watch rekeys); `IKE_LIFETIME` / `CHILD_LIFETIME` (seconds) set our lifetimes,
+//! so that we rekey too.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -46,6 +48,17 @@ fn unix() -> u64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs()
+}
+
+fn env_secs(name: &str) -> Option<Duration> {
+    let v = std::env::var(name).ok()?;
+    Some(Duration::from_secs(v.parse().expect("seconds")))
+}
+
+fn set_lifetimes(ike: &mut IkeConfig) {
+    // Long by default: the peer's rekeys are what a lab run usually watches.
+    ike.ike_lifetime = Some(env_secs("IKE_LIFETIME").unwrap_or(Duration::from_secs(86_400)));
+    ike.child_lifetime = Some(env_secs("CHILD_LIFETIME").unwrap_or(Duration::from_secs(86_400)));
 }
 
 fn main() {
@@ -93,6 +106,7 @@ fn main() {
         if std::env::var("AUTH_CLASSIC").is_ok_and(|v| v == "1") {
             ike.auth_method = ikev2::AuthMethodPolicy::Classic;
         }
+        set_lifetimes(&mut ike);
         let mut cfg = InitiatorConfig::new(ike);
         cfg.ts_remote = vec![TrafficSelector::Ipv4(TsRange {
             ip_protocol: 0,
@@ -112,14 +126,16 @@ fn main() {
         sa.set_unix_time(unix());
         Engine::Initiator(Box::new(sa))
     } else {
-        let mut cfg = ResponderConfig::new(IkeConfig::new(
+        let mut ike = IkeConfig::new(
             local,
             Arc::new(PkiValidator {
                 trust,
                 role: PeerRole::Client,
                 expected_id: None,
             }),
-        ));
+        );
+        set_lifetimes(&mut ike);
+        let mut cfg = ResponderConfig::new(ike);
         cfg.local_ts = vec![TrafficSelector::Ipv4(TsRange {
             ip_protocol: 0,
             start_port: 0,
@@ -135,7 +151,9 @@ fn main() {
     };
     let mut buf = vec![0u8; 65536];
     let mut done = false;
-    while start.elapsed() < Duration::from_secs(60) && !done {
+    let run_secs = env_secs("RUN_SECS");
+    let limit = run_secs.unwrap_or(Duration::from_secs(60));
+    while start.elapsed() < limit && !done {
         let now = Instant::now();
         let mut out: Vec<Transmit> = Vec::new();
         let mut events: Vec<Event> = Vec::new();
@@ -167,7 +185,15 @@ fn main() {
         }
         for e in events {
             match &e {
-                Event::ChildSaEstablished(c) => {
+                Event::ChildSaEstablished(c) | Event::ChildSaRekeyed { new: c, .. } => {
+                    if let Event::ChildSaRekeyed {
+                        old_spi_in,
+                        old_spi_out,
+                        ..
+                    } = &e
+                    {
+                        println!("REKEYED old spi_in={old_spi_in:08x} spi_out={old_spi_out:08x}");
+                    }
                     println!(
                         "CHILD spi_in={:08x} spi_out={:08x} {:?} vips={:?} dns={:?} ts_local={:?} ts_remote={:?}",
                         c.spi_in,
@@ -182,7 +208,7 @@ fn main() {
                     println!("  encr_out {}", hex::encode(c.encr_key_out.as_bytes()));
                     println!("  integ_in  {}", hex::encode(c.integ_key_in.as_bytes()));
                     println!("  integ_out {}", hex::encode(c.integ_key_out.as_bytes()));
-                    if mode == "initiator" {
+                    if mode == "initiator" && run_secs.is_none() {
                         done = true;
                     }
                 }

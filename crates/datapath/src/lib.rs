@@ -33,7 +33,14 @@
 //!   the routes/addresses after [`DatapathHandle::shutdown`], which returns the TUN queues.
 //! - **Events**: one bounded channel. IKE datagrams and unknown-SPI reports (rate-limited) are
 //!   dropped and counted when it is full; SA limit and peer-address events are never dropped.
+//! - **NAT keepalives**: a 0xFF datagram every `keepalive_interval` to the peer of each SA
+//!   installed with `nat_keepalive` (sent whether or not ESP flowed meanwhile); received ones
+//!   are absorbed.
 //! - **Counters**: [`DatapathHandle::counters`] (totals) and [`DatapathHandle::sa_counters`].
+//!
+//! Not supported yet: several UDP sockets (IPv4 and IPv6 outer addresses need two data planes
+//! today) and parallel inbound decryption (one task receives; a gateway could shard it by peer
+//! with SO_REUSEPORT sockets).
 
 mod counters;
 mod handle;

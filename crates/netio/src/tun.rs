@@ -71,6 +71,17 @@ pub fn create(config: &TunConfig) -> io::Result<Tun> {
             "a TUN needs at least one queue",
         ));
     }
+    // Opening an existing TUN by name attaches to it: a second tunnel would silently share
+    // (and steal packets from) the first one's device. Refuse instead.
+    if nix::net::if_::if_nametoindex(config.name.as_str()).is_ok() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!(
+                "interface {} already exists (another tunnel uses it?)",
+                config.name
+            ),
+        ));
+    }
     let multi_queue = config.queues > 1;
     let first = DeviceBuilder::new()
         .name(config.name.clone())

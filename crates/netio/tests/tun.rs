@@ -414,3 +414,17 @@ fn offload_tun_splits_tcp_super_packets_and_coalesces_writes() {
         session.teardown().await.unwrap();
     });
 }
+
+#[test]
+fn a_second_tun_with_a_name_in_use_is_refused_not_shared() {
+    let ns = netns("tbusy");
+    block_on_in(&ns, || async {
+        let first = tun::create(&TunConfig::new("aobusy0", 1400)).unwrap();
+        let err = tun::create(&TunConfig::new("aobusy0", 1400)).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);
+        assert!(err.to_string().contains("aobusy0"), "{err}");
+        drop(first);
+        // Once the first is gone the name is free again.
+        tun::create(&TunConfig::new("aobusy0", 1400)).unwrap();
+    });
+}

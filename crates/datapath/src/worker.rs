@@ -29,9 +29,12 @@ use crate::routes::{allowed, inner_destination, inner_source};
 use crate::sa::{PeerPath, SaState, Tables, lock};
 use crate::{DatapathEvent, Direction};
 
-/// Packets one TUN read may yield (a split 64 KiB TSO super-packet) and ESP packets one worker
-/// collects before sending.
+/// ESP packets one worker collects before sending them.
 const BATCH: usize = netio::tun::IDEAL_BATCH_SIZE;
+/// Packets one offloaded TUN read can split into: a 64 KiB TSO super-packet of minimum-size
+/// TCP segments (Linux `tcp_min_snd_mss` = 48 bytes of payload). A read whose segments do not
+/// all fit is lost whole, so size for the worst case (one MTU-sized buffer each, ~2 MB).
+const TUN_READ_SLOTS_OFFLOAD: usize = 65_535 / 48 + 1;
 /// Decapsulated packets collected before one batched TUN write.
 const TUN_WRITE_BATCH: usize = 64;
 /// Capacity of each TUN write buffer when TUN offload is on: tun-rs coalesces a flow's
@@ -111,10 +114,10 @@ impl Worker {
     ) -> Self {
         let (generation, tables) = shared.tables();
         let tables_changed = shared.subscribe_tables();
-        let tun_write_capacity = if tun.offload() {
-            TUN_COALESCE_CAPACITY
+        let (tun_read_slots, tun_write_capacity) = if tun.offload() {
+            (TUN_READ_SLOTS_OFFLOAD, TUN_COALESCE_CAPACITY)
         } else {
-            TUN_SEND_HEADROOM + mtu
+            (1, TUN_SEND_HEADROOM + mtu)
         };
         let max_gso = shared.udp.max_gso_segments().max(1);
         Self {
@@ -126,7 +129,7 @@ impl Worker {
             tables,
             counts: DatapathCounters::default(),
             consecutive_errors: 0,
-            tun_batch: TunBatch::new(BATCH, mtu),
+            tun_batch: TunBatch::new(tun_read_slots, mtu),
             esp_out: BatchBuf::new(BATCH * (mtu + MAX_ESP_OVERHEAD), BATCH),
             esp_dest: Vec::with_capacity(BATCH),
             max_gso,

@@ -111,6 +111,27 @@ fn offloaded_tun_two_queues_no_udp_gso() {
     );
 }
 
+/// With TUN offload a 64 KiB super-packet of small TCP segments splits into hundreds of
+/// packets; all of them must fit one read batch or the whole super-packet is lost.
+#[test]
+fn offloaded_tun_small_segments() {
+    let lab = Lab::new(
+        "aodpmss",
+        LabOptions {
+            tun_offload: true,
+            ..LabOptions::default()
+        },
+    );
+    for (way, port) in [(Way::Upload, 5011), (Way::Download, 5012)] {
+        let t = common::tcp_transfer_mss(&lab, way, 8_000_000, port, Some(88));
+        assert_eq!(t.bytes, 8_000_000, "{way:?}");
+        assert_eq!(t.sent_hash, t.received_hash, "{way:?}");
+    }
+    let c = lab.client.dp.counters();
+    assert_eq!(c.rx_errors, 0, "{c:?}");
+    assert!(c.encapsulated > 8_000_000 / 88, "{c:?}");
+}
+
 /// A packet from a source the gateway's SA does not cover is decrypted, then dropped and
 /// counted; the real virtual IP still works.
 #[test]

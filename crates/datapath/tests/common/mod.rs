@@ -460,6 +460,12 @@ fn receive_all(stream: &mut TcpStream) -> (u64, Fnv) {
 /// Moves `total` pattern bytes over TCP between the client (which connects from its virtual
 /// IP) and a listener on the vnet host, in the direction `way`.
 pub fn tcp_transfer(lab: &Lab, way: Way, total: u64, port: u16) -> Transfer {
+    tcp_transfer_mss(lab, way, total, port, None)
+}
+
+/// [`tcp_transfer`] with the client's TCP_MAXSEG set (it also advertises it, so both
+/// directions use segments of at most `mss` bytes).
+pub fn tcp_transfer_mss(lab: &Lab, way: Way, total: u64, port: u16, mss: Option<u32>) -> Transfer {
     let listen = SocketAddr::new(IpAddr::V4(lab::VNET_HOST), port);
     let (ready_tx, ready_rx) = std_mpsc::channel();
     std::thread::scope(|s| {
@@ -484,8 +490,18 @@ pub fn tcp_transfer(lab: &Lab, way: Way, total: u64, port: u16) -> Transfer {
             .expect("listener ready");
         let start = Instant::now();
         let (client_bytes, client_sent, client_recv) = lab.topo.client.run(move || {
-            let mut stream =
-                TcpStream::connect_timeout(&listen, Duration::from_secs(10)).expect("connect");
+            let sock = socket2::Socket::new(
+                socket2::Domain::IPV4,
+                socket2::Type::STREAM,
+                Some(socket2::Protocol::TCP),
+            )
+            .unwrap();
+            if let Some(mss) = mss {
+                sock.set_tcp_mss(mss).unwrap();
+            }
+            sock.connect_timeout(&listen.into(), Duration::from_secs(10))
+                .expect("connect");
+            let mut stream: TcpStream = sock.into();
             stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
             stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
             match way {

@@ -77,9 +77,12 @@ pub fn load_credentials(
         .map_err(|e| invalid(config_path, "identity.key", e.to_string()))?;
     let id = match &config.identity.id {
         Some(id) => parse_id(id),
-        None => match leaf.dns_names().first() {
-            Some(name) => IkeId::Fqdn(name.clone()),
-            None => IkeId::DerDn(leaf.subject_der().to_vec()),
+        // A certificate issued for an address carries it as dNSName and iPAddress: the peer
+        // expects ID_IPV4_ADDR then, not an FQDN that happens to look like one.
+        None => match (leaf.dns_names().first(), leaf.ip_addrs().first()) {
+            (Some(name), _) => parse_id(name),
+            (None, Some(ip)) => IkeId::Ip(*ip),
+            (None, None) => IkeId::DerDn(leaf.subject_der().to_vec()),
         },
     };
 
@@ -421,6 +424,40 @@ dns = ["10.1.0.53"]
         assert!(r.require_virtual_ip);
         assert_eq!(r.ike.ike_proposals, IkeProposal::defaults());
         assert!(r.ike.ike_proposals.iter().all(|p| !p.is_legacy()));
+    }
+
+    #[test]
+    fn a_gateway_certificate_for_an_address_gives_an_ip_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let validity = Validity::days_from(SystemTime::now() - Duration::from_secs(60), 30);
+        let ca = CertificateAuthority::new_root("Root", KeyAlgorithm::P256, validity).unwrap();
+        let gw = ca
+            .issue(
+                CertKind::Gateway,
+                "203.0.113.1",
+                KeyAlgorithm::P256,
+                validity,
+            )
+            .unwrap();
+        let p = dir.path();
+        std::fs::write(p.join("ca.crt"), ca.cert().to_pem()).unwrap();
+        std::fs::write(p.join("gw.crt"), gw.chain[0].to_pem()).unwrap();
+        std::fs::write(p.join("gw.key"), gw.key.to_pem().as_bytes()).unwrap();
+        let text = r#"
+[listen]
+addresses = ["203.0.113.1"]
+[identity]
+certificate = "gw.crt"
+key = "gw.key"
+[clients]
+root_ca_files = ["ca.crt"]
+pool_v4 = "172.16.201.0/24"
+[network]
+routes = ["10.1.0.0/16"]
+"#;
+        let config = GatewayConfig::from_toml(text, &p.join("g.toml"), p).unwrap();
+        let creds = load_credentials(&config, &p.join("g.toml")).unwrap();
+        assert_eq!(creds.local.id, IkeId::Ip("203.0.113.1".parse().unwrap()));
     }
 
     #[test]

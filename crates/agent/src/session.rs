@@ -397,7 +397,8 @@ impl Session {
                 },
             }
         };
-        if result.is_ok() {
+        // Say goodbye whenever the IKE SA is still up, so the gateway frees our address now.
+        if result.is_ok() || self.sa.state() == SaState::Established {
             self.goodbye().await;
         }
         self.status.state = if result.is_ok() {
@@ -462,6 +463,11 @@ impl Session {
             Event::ChildSaDeleted { spi_in, .. } => {
                 tracing::info!(spi = format_args!("{spi_in:#010x}"), "Child SA deleted");
                 let _ = self.datapath.remove_sa(u64::from(spi_in));
+                if self.sa.child_sa_spis().is_empty() {
+                    // Deleted by the gateway or expired without a successful rekey: the IKE SA
+                    // alone carries no traffic, so end the session (the agent reconnects).
+                    return Err(SessionError::Ike("no Child SA left".into()));
+                }
             }
             Event::AddressesChanged { local, remote } => {
                 for id in self.datapath.sa_ids() {

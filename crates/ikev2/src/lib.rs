@@ -24,6 +24,18 @@
 //!    ESP-in-UDP on 4500 and sends NAT keepalives (RFC 3948), which the engine does not.
 //! 6. Call `handle_timeout(now)` when `poll_timeout()` is reached, then drain again.
 //!
+//! # Rekeying
+//! Lifetimes come from [`IkeConfig::ike_lifetime`] / [`IkeConfig::child_lifetime`] (rekey at a
+//! random point between 80 % and 90 %, delete when they run out); [`IkeSa::rekey_child_sa`] /
+//! [`Endpoint::rekey_child_sa`] rekey on demand (e.g. on ESP sequence soft limits), likewise
+//! `rekey_ike_sa`. A Child SA rekey yields `ChildSaRekeyed { old_spi_in, old_spi_out, new }`:
+//! install `new` at once (it takes over the outbound traffic) and keep the old SA receiving
+//! until its `ChildSaDeleted` follows (make-before-break). An IKE SA rekey yields
+//! `IkeSaRekeyed` with the new SPIs; its Child SAs stay as they are, and an [`Endpoint`] keeps
+//! the same [`SaId`]. The event order is chosen so that "the newest SA sends" is right also
+//! after a rekey collision (RFC 7296 2.8.1). A rekey that fails emits `Failed` while the IKE
+//! SA stays established (check [`IkeSa::state`]).
+//!
 //! Proposals use strongSwan notation ([`IkeProposal::parse`], [`EspProposal::parse`]).
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]

@@ -205,6 +205,25 @@ fn pfs_required_by_the_responder_is_refused_without_ke_and_the_tunnel_stays() {
     assert_eq!(pair.client.child_sa_spis(), [spi]);
 }
 
+#[test]
+fn child_sa_whose_rekey_keeps_failing_is_deleted_at_its_hard_lifetime() {
+    let mut setup = Setup::new(KeyAlgorithm::P256);
+    setup.server.ike.esp_proposals = vec![EspProposal::parse("aes256gcm16-ecp384", false).unwrap()];
+    setup.client.ike.child_lifetime = Some(Duration::from_secs(100));
+    let mut pair = Pair::new(setup);
+    pair.settle();
+    let child = pair.client_child().unwrap().clone();
+    pair.run(true, Duration::from_secs(99));
+    assert!(pair.client_failure().is_some(), "the rekey was refused");
+    assert!(deleted(&pair.client_events).is_empty());
+    pair.run(true, Duration::from_secs(101));
+    assert_eq!(deleted(&pair.client_events), [child.spi_in]);
+    assert_eq!(deleted(&server_event_list(&pair)), [child.spi_out]);
+    assert!(pair.client.child_sa_spis().is_empty());
+    // The IKE SA stays (a remote-access client would now reconnect or delete it).
+    assert_eq!(pair.client.state(), SaState::Established);
+}
+
 fn ike_rekeyed(events: &[Event]) -> Vec<(u64, u64)> {
     events
         .iter()

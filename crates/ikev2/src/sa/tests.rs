@@ -14,6 +14,14 @@ const START: u64 = 1_767_225_600;
 
 /// A client SA and a half-open server SA after IKE_SA_INIT, with the client's keys ready.
 fn after_init() -> (IkeSa, IkeSa, Instant) {
+    let (mut client, server, now) = init_pair();
+    // Discard the client's real IKE_AUTH request: the tests send their own.
+    while client.poll_transmit().is_some() {}
+    (client, server, now)
+}
+
+/// The pair after IKE_SA_INIT, the client's IKE_AUTH request queued.
+fn init_pair() -> (IkeSa, IkeSa, Instant) {
     let validity = Validity::days_from(UNIX_EPOCH + Duration::from_secs(START), 365);
     let ca = CertificateAuthority::new_root("root", KeyAlgorithm::P256, validity).unwrap();
     let creds = |kind, name: &str| {
@@ -72,8 +80,6 @@ fn after_init() -> (IkeSa, IkeSa, Instant) {
     };
     let resp = server.poll_transmit().unwrap();
     client.handle_datagram(now, c_addr, s_addr, &resp.bytes);
-    // Discard the client's real IKE_AUTH request: the tests send their own.
-    while client.poll_transmit().is_some() {}
     (client, *server, now)
 }
 
@@ -183,4 +189,360 @@ fn tampered_sk_payload_is_dropped_without_answer() {
     server.handle(now, client.remote, client.local, &d, None);
     assert!(server.poll_transmit().is_none());
     assert_eq!(server.state(), SaState::HalfOpen);
+}
+
+// ---------------------------------------------------------------- CREATE_CHILD_SA requests
+
+struct OneAddress;
+
+impl AddressPool for OneAddress {
+    fn allocate(&mut self, _: &IkeId, _: AddressFamily) -> Option<IpAddr> {
+        "172.16.201.10".parse().ok()
+    }
+    fn release(&mut self, _: &IkeId, _: IpAddr) {}
+}
+
+/// Both sides established with one Child SA.
+fn established() -> (IkeSa, IkeSa, Instant) {
+    let (mut client, mut server, now) = init_pair();
+    client.set_unix_time(START + 86_400);
+    server.set_unix_time(START + 86_400);
+    let (local, remote) = (client.local, client.remote);
+    while let Some(t) = client.poll_transmit() {
+        server.handle(now, remote, local, &t.bytes, Some(&mut OneAddress));
+    }
+    while let Some(t) = server.poll_transmit() {
+        client.handle_datagram(now, local, remote, &t.bytes);
+    }
+    assert_eq!(client.state(), SaState::Established, "{:?}", client.events);
+    assert_eq!(server.state(), SaState::Established);
+    assert_eq!(client.children.len(), 1);
+    while server.poll_event().is_some() {}
+    (client, server, now)
+}
+
+/// Sends `payloads` as the client's next CREATE_CHILD_SA request; the server's reply.
+fn create_child_request(
+    client: &mut IkeSa,
+    server: &mut IkeSa,
+    now: Instant,
+    payloads: &[Payload],
+) -> Vec<Payload> {
+    let id = client.next_request_id;
+    client.next_request_id += 1;
+    let datagrams = client
+        .protect(ExchangeType::CREATE_CHILD_SA, id, false, payloads)
+        .unwrap();
+    for d in datagrams {
+        server.handle(now, client.remote, client.local, &d, None);
+    }
+    let reply = server.poll_transmit().expect("a reply");
+    assert!(server.poll_transmit().is_none());
+    let parts = open_parts(&reply.bytes).unwrap();
+    assert_eq!(parts.header.message_id, id);
+    let plain = client
+        .sk_in
+        .as_ref()
+        .unwrap()
+        .open(parts.aad, parts.body)
+        .unwrap();
+    decode_chain(parts.first_payload, &plain).unwrap()
+}
+
+fn rekey_notify(spi: &[u8]) -> Payload {
+    let mut n = Notify::new(NotifyType::REKEY_SA, Vec::new());
+    n.protocol = ProtocolId::ESP;
+    n.spi = spi.to_vec();
+    Payload::Notify(n)
+}
+
+fn esp_sa(spi: u32) -> Payload {
+    Payload::Sa(SecurityAssociation {
+        proposals: vec![
+            crate::EspProposal::parse("aes256gcm16", false)
+                .unwrap()
+                .to_wire(1, spi, true),
+        ],
+    })
+}
+
+fn child_rekey(client: &IkeSa) -> Vec<Payload> {
+    let c = &client.children[0];
+    vec![
+        rekey_notify(&c.spi_in.to_be_bytes()),
+        esp_sa(0x1234_5678),
+        Payload::Nonce(vec![7; 32]),
+        Payload::TsI(c_ts(true)),
+        Payload::TsR(c_ts(false)),
+    ]
+}
+
+/// The client's selectors after narrowing: its virtual IP, anything behind the gateway.
+fn c_ts(local: bool) -> Vec<TrafficSelector> {
+    if local {
+        vec![ts::host("172.16.201.10".parse().unwrap())]
+    } else {
+        vec![TrafficSelector::ANY_V4]
+    }
+}
+
+fn notify_of(reply: &[Payload]) -> Option<NotifyType> {
+    reply.error_notify().map(|n| n.notify_type)
+}
+
+#[test]
+fn create_child_sa_refusals_name_the_problem_and_keep_the_sa() {
+    let (mut client, mut server, now) = established();
+    let good = child_rekey(&client);
+    let cases: Vec<(Vec<Payload>, NotifyType)> = vec![
+        // No REKEY_SA: an additional Child SA.
+        (good[1..].to_vec(), NotifyType::NO_ADDITIONAL_SAS),
+        // An SPI the server does not know.
+        (
+            [vec![rekey_notify(&[1, 2, 3, 4])], good[1..].to_vec()].concat(),
+            NotifyType::CHILD_SA_NOT_FOUND,
+        ),
+        // A 3-byte SPI.
+        (
+            [vec![rekey_notify(&[1, 2, 3])], good[1..].to_vec()].concat(),
+            NotifyType::INVALID_SYNTAX,
+        ),
+        // No SA payload at all.
+        (
+            vec![good[0].clone(), good[2].clone()],
+            NotifyType::INVALID_SYNTAX,
+        ),
+        // No nonce.
+        (
+            [good[..2].to_vec(), good[3..].to_vec()].concat(),
+            NotifyType::INVALID_SYNTAX,
+        ),
+        // Selectors outside the Child SA's.
+        (
+            [
+                good[..3].to_vec(),
+                vec![
+                    Payload::TsI(vec![ts::host("192.0.2.1".parse().unwrap())]),
+                    good[4].clone(),
+                ],
+            ]
+            .concat(),
+            NotifyType::TS_UNACCEPTABLE,
+        ),
+        // Only 3DES offered.
+        (
+            [
+                vec![
+                    good[0].clone(),
+                    Payload::Sa(SecurityAssociation {
+                        proposals: vec![
+                            crate::EspProposal::parse("3des-sha1", true)
+                                .unwrap()
+                                .to_wire(1, 9999, true),
+                        ],
+                    }),
+                ],
+                good[2..].to_vec(),
+            ]
+            .concat(),
+            NotifyType::NO_PROPOSAL_CHOSEN,
+        ),
+        // PFS with a group but no KE payload.
+        (
+            [
+                vec![
+                    good[0].clone(),
+                    Payload::Sa(SecurityAssociation {
+                        proposals: vec![
+                            crate::EspProposal::parse("aes256gcm16-ecp384", false)
+                                .unwrap()
+                                .to_wire(1, 9999, true),
+                        ],
+                    }),
+                ],
+                good[2..].to_vec(),
+            ]
+            .concat(),
+            NotifyType::INVALID_KE_PAYLOAD,
+        ),
+    ];
+    for (payloads, want) in cases {
+        let reply = create_child_request(&mut client, &mut server, now, &payloads);
+        assert_eq!(notify_of(&reply), Some(want), "{payloads:?}");
+        assert_eq!(server.state(), SaState::Established);
+        assert_eq!(server.children.len(), 1);
+        assert!(server.poll_event().is_none_or(|e| matches!(
+            e,
+            Event::IkeSaEstablished(_) | Event::ChildSaEstablished(_)
+        )));
+    }
+    // INVALID_KE_PAYLOAD names the group we want (RFC 7296 1.3): ECP-384.
+    let payloads = [
+        vec![
+            good[0].clone(),
+            Payload::Sa(SecurityAssociation {
+                proposals: vec![
+                    crate::EspProposal::parse("aes256gcm16-ecp384-x25519", false)
+                        .unwrap()
+                        .to_wire(1, 9999, true),
+                ],
+            }),
+        ],
+        good[2..].to_vec(),
+    ]
+    .concat();
+    let original = server.cfg.clone();
+    let RoleConfig::Responder(cfg) = server.cfg.clone() else {
+        panic!()
+    };
+    let mut cfg = (*cfg).clone();
+    cfg.ike.esp_proposals = vec![crate::EspProposal::parse("aes256gcm16-x25519", false).unwrap()];
+    server.cfg = RoleConfig::Responder(Arc::new(cfg));
+    let reply = create_child_request(&mut client, &mut server, now, &payloads);
+    let n = reply.error_notify().unwrap();
+    assert_eq!(n.notify_type, NotifyType::INVALID_KE_PAYLOAD);
+    assert_eq!(n.data, DhGroup::Curve25519.iana().to_be_bytes());
+    // Requiring PFS, a request without KE has no acceptable proposal.
+    let reply = create_child_request(&mut client, &mut server, now, &good);
+    assert_eq!(notify_of(&reply), Some(NotifyType::NO_PROPOSAL_CHOSEN));
+    // And the well-formed request works with the original settings.
+    server.cfg = original;
+    let reply = create_child_request(&mut client, &mut server, now, &good);
+    assert!(notify_of(&reply).is_none(), "{reply:?}");
+    assert!(reply.sa().is_some() && reply.nonce().is_some());
+    assert!(matches!(
+        server.poll_event(),
+        Some(Event::ChildSaRekeyed { .. })
+    ));
+    // The old Child SA is now being replaced: another rekey of it must wait.
+    let reply = create_child_request(&mut client, &mut server, now, &good);
+    assert_eq!(notify_of(&reply), Some(NotifyType::TEMPORARY_FAILURE));
+}
+
+#[test]
+fn ike_rekey_request_with_an_unwanted_ke_group_gets_invalid_ke_payload() {
+    let (mut client, mut server, now) = established();
+    let algs = client.algs.unwrap();
+    let mut proposal = algs.to_wire(1);
+    proposal.spi = 42u64.to_be_bytes().to_vec();
+    // The proposal says ECP-384, the KE is X25519.
+    let ke = client.provider.generate_dh(DhGroup::Curve25519).unwrap();
+    let payloads = vec![
+        Payload::Sa(SecurityAssociation {
+            proposals: vec![proposal.clone()],
+        }),
+        Payload::Nonce(vec![5; 32]),
+        Payload::Ke(KeyExchange {
+            group: wire_group(DhGroup::Curve25519),
+            data: ke.public_value().to_vec(),
+        }),
+    ];
+    let reply = create_child_request(&mut client, &mut server, now, &payloads);
+    let n = reply.error_notify().unwrap();
+    assert_eq!(n.notify_type, NotifyType::INVALID_KE_PAYLOAD);
+    assert_eq!(n.data, algs.dh.iana().to_be_bytes());
+    // Without an SPI in the proposal it is malformed.
+    proposal.spi.clear();
+    let reply = create_child_request(
+        &mut client,
+        &mut server,
+        now,
+        &[
+            Payload::Sa(SecurityAssociation {
+                proposals: vec![proposal],
+            }),
+            payloads[1].clone(),
+            payloads[2].clone(),
+        ],
+    );
+    assert_eq!(notify_of(&reply), Some(NotifyType::INVALID_SYNTAX));
+    assert_eq!(server.spis(), client.spis(), "no rekey happened");
+    assert!(server.retired.is_none());
+}
+
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn payload() -> impl Strategy<Value = Payload> {
+        let spi = prop::collection::vec(any::<u8>(), 0..10);
+        let transforms = prop::collection::vec(
+            prop_oneof![
+                (0u16..40).prop_map(|i| ike_wire::Transform::new(ike_wire::TransformId::Encr(
+                    ike_wire::EncrId(i)
+                ))),
+                (0u16..40).prop_map(|i| ike_wire::Transform::new(ike_wire::TransformId::Ke(
+                    ike_wire::DhGroup(i)
+                ))),
+                (0u16..16).prop_map(|i| ike_wire::Transform::new(ike_wire::TransformId::Integ(
+                    ike_wire::IntegId(i)
+                ))),
+                (0u16..10).prop_map(|i| ike_wire::Transform::new(ike_wire::TransformId::Prf(
+                    ike_wire::PrfId(i)
+                ))),
+                (0u16..2).prop_map(|i| ike_wire::Transform::new(ike_wire::TransformId::Esn(
+                    ike_wire::EsnId(i)
+                ))),
+                Just(
+                    crate::EspProposal::parse("aes256gcm16", false)
+                        .unwrap()
+                        .to_wire(1, 1, false)
+                        .transforms[0]
+                        .clone()
+                ),
+            ],
+            0..6,
+        );
+        let proposal = (
+            prop_oneof![
+                Just(ProtocolId::IKE),
+                Just(ProtocolId::ESP),
+                Just(ProtocolId::AH)
+            ],
+            spi.clone(),
+            transforms,
+        )
+            .prop_map(|(protocol, spi, transforms)| ike_wire::Proposal {
+                number: 1,
+                protocol,
+                spi,
+                transforms,
+            });
+        prop_oneof![
+            spi.clone().prop_map(|s| rekey_notify(&s)),
+            prop::collection::vec(proposal, 0..3)
+                .prop_map(|proposals| Payload::Sa(SecurityAssociation { proposals })),
+            prop::collection::vec(any::<u8>(), 0..300).prop_map(Payload::Nonce),
+            ((0u16..40), prop::collection::vec(any::<u8>(), 0..140)).prop_map(|(g, data)| {
+                Payload::Ke(KeyExchange {
+                    group: ike_wire::DhGroup(g),
+                    data,
+                })
+            }),
+            Just(Payload::TsI(vec![TrafficSelector::ANY_V4])),
+            Just(Payload::TsR(vec![TrafficSelector::ANY_V4])),
+            Just(Payload::TsI(Vec::new())),
+            Just(Payload::Delete(Delete::ike())),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+        #[test]
+        fn any_create_child_sa_request_gets_one_answer_and_no_panic(
+            payloads in prop::collection::vec(payload(), 0..8),
+            keep_real_spi in any::<bool>(),
+        ) {
+            let (mut client, mut server, now) = established();
+            let mut payloads = payloads;
+            if keep_real_spi {
+                payloads.insert(0, rekey_notify(&client.children[0].spi_in.to_be_bytes()));
+            }
+            let _reply = create_child_request(&mut client, &mut server, now, &payloads);
+            prop_assert_eq!(server.state(), SaState::Established);
+            server.handle_timeout(now + std::time::Duration::from_secs(3600));
+            while server.poll_transmit().is_some() {}
+        }
+    }
 }

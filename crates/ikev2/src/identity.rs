@@ -73,7 +73,10 @@ impl fmt::Display for IkeId {
         match self {
             Self::Fqdn(s) => write!(f, "fqdn:{s}"),
             Self::Rfc822(s) => write!(f, "rfc822:{s}"),
-            Self::DerDn(d) => write!(f, "dn:{} bytes", d.len()),
+            Self::DerDn(d) => match pki::distinguished_name_text(d) {
+                Some(text) => write!(f, "dn:{text}"),
+                None => write!(f, "dn:{} bytes", d.len()),
+            },
             Self::Ip(a) => write!(f, "ip:{a}"),
             Self::Other { id_type, data } => write!(f, "{id_type}:{} bytes", data.len()),
         }

@@ -62,3 +62,28 @@ pub fn cert_matches_id(cert: &Certificate, id_type: u8, id_data: &[u8]) -> bool 
         _ => false,
     }
 }
+
+/// An ID_DER_ASN1_DN (a DER X.500 Name) as RFC 4514-like text (`CN=pc1, O=Corp`), for logs
+/// and status output; `None` when the bytes are not a Name.
+pub fn distinguished_name_text(der: &[u8]) -> Option<String> {
+    use x509_parser::prelude::FromDer;
+    let (rest, name) = x509_parser::x509::X509Name::from_der(der).ok()?;
+    rest.is_empty().then(|| name.to_string())
+}
+
+#[cfg(test)]
+mod dn_tests {
+    use super::*;
+
+    #[test]
+    fn distinguished_names_render_as_text_and_garbage_does_not() {
+        use std::time::{Duration, SystemTime};
+        let v = crate::Validity::days_from(SystemTime::now() - Duration::from_secs(60), 1);
+        let ca = crate::CertificateAuthority::new_root("Test Root", crate::KeyAlgorithm::P256, v)
+            .unwrap();
+        let text = distinguished_name_text(ca.cert().subject_der()).unwrap();
+        assert!(text.contains("CN=Test Root"), "{text}");
+        assert_eq!(distinguished_name_text(&[0x30, 0x05, 1, 2]), None);
+        assert_eq!(distinguished_name_text(&[]), None);
+    }
+}

@@ -33,7 +33,7 @@ mod trust;
 
 pub use cert::{Certificate, Eku, OID_EKU_IKE_INTERMEDIATE, OID_SAN_MS_UPN};
 pub use error::PkiError;
-pub use ident::{cert_matches_id, id_type};
+pub use ident::{cert_matches_id, distinguished_name_text, id_type};
 pub use issue::{CertKind, CertificateAuthority, Validity};
 pub use key::{KeyAlgorithm, KeyType, PrivateKey};
 pub use load::{certificates_to_pem, load_certificate, load_certificates};

@@ -9,8 +9,9 @@
 //! out grouped into UDP GSO sends (equal sizes, same peer). Inbound: one `recvmmsg` (with GRO)
 //! fills up to [`RECV_BATCH`] buffers; each datagram is classified, ESP is decapsulated in place,
 //! its inner source checked against the SA, and the inner packets are written to the TUN in a
-//! batch (coalesced by the TUN's GRO when offload is on). No allocation per packet except for
-//! IKE datagrams handed to the IKE side.
+//! batch (coalesced by the TUN's GRO when offload is on). This crate allocates per packet only
+//! for IKE datagrams handed to the IKE side; tun-rs's TUN GRO (offload on) still copies each TCP
+//! segment it examines into a temporary `Vec`.
 
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
@@ -42,7 +43,7 @@ const TUN_WRITE_BATCH: usize = 64;
 /// (it never reallocates).
 const TUN_COALESCE_CAPACITY: usize = 2 * TUN_SEND_HEADROOM + 65_535;
 /// TUN reads drained (without waiting) before the collected ESP packets are sent.
-pub(crate) const TUN_READS_PER_ROUND: usize = 64;
+const TUN_READS_PER_ROUND: usize = 64;
 /// Largest UDP payload of one GSO send: the whole super-datagram must fit in one IPv4 packet.
 const MAX_GSO_BYTES: usize = esp::MAX_ESP_PACKET_LEN;
 /// Per-worker minimum gap between two `UnknownSpi` events (an attacker controls the rate).

@@ -293,11 +293,16 @@ impl IkeSa {
             return;
         }
         if self.ike_rekey_at.is_some_and(|t| t <= now) {
-            self.ike_rekey_at = None;
-            if let Err(e) = self.start_ike_rekey(now) {
-                self.rekey_failed(FailureReason::Local(e), None);
+            if self.retired.is_some() {
+                // The previous IKE SA is still being deleted: one at a time.
+                self.ike_rekey_at = Some(self.retry_at(now));
+            } else {
+                self.ike_rekey_at = None;
+                if let Err(e) = self.start_ike_rekey(now) {
+                    self.rekey_failed(FailureReason::Local(e), None);
+                }
+                return;
             }
-            return;
         }
         if let Some(c) = self
             .children
@@ -947,7 +952,7 @@ impl IkeSa {
             Some(Rekeying::Child { old_spi_in, .. }) if *old_spi_in == old.spi_in => true,
             Some(_) => return Err(NotifyType::TEMPORARY_FAILURE),
         };
-        if old.retiring || self.retired.is_some() {
+        if old.retiring {
             return Err(NotifyType::TEMPORARY_FAILURE);
         }
         let (Some(sa), Some(ni), Some(tsi), Some(tsr)) = (

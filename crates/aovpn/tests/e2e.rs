@@ -901,3 +901,79 @@ fn gateway_removes_a_dead_client_after_liveness_checks() {
     assert_eq!(assert_connected(&again, &gw), vip);
     ping(&lab.topo.client, lab::VNET_HOST).unwrap();
 }
+
+// ---- Known product bugs: these tests fail until the product is fixed (see the report). ----
+
+/// A second tunnel asking for an interface name that another tunnel already uses must be
+/// refused (naming the interface) and must not disturb the running one. Its profile routes
+/// only 10.1.0.20/32, so nothing but the interface collides.
+#[test]
+fn second_client_cannot_take_over_a_busy_interface() {
+    let lab = Lab::new("e2eif");
+    let gw = lab.start_gateway(&lab.gateway_opts());
+    let first = lab.connect_machine("first");
+    assert_connected(&first, &gw);
+    let profile = lab.dir("second.xml");
+    std::fs::write(
+        &profile,
+        format!(
+            "<VPNProfile><NativeProfile><Servers>{GATEWAY_NAME}</Servers>\
+             <NativeProtocolType>IKEv2</NativeProtocolType>\
+             <Authentication><MachineMethod>Certificate</MachineMethod></Authentication>\
+             <RoutingPolicyType>SplitTunnel</RoutingPolicyType>\
+             <DisableClassBasedDefaultRoute>true</DisableClassBasedDefaultRoute></NativeProfile>\
+             <Route><Address>10.1.0.20</Address><PrefixSize>32</PrefixSize></Route>\
+             <DeviceTunnel>true</DeviceTunnel><AlwaysOn>true</AlwaysOn></VPNProfile>"
+        ),
+    )
+    .unwrap();
+    let mut second = ClientProcess::start(
+        bin(),
+        &lab.topo.client,
+        &lab.dir("cl"),
+        &ClientOpts::new(
+            GATEWAY_NAME,
+            &lab.pki.user_cert,
+            &lab.pki.user_key,
+            &lab.pki.ca_cert,
+        )
+        .profile(&profile)
+        .name("second"),
+    )
+    .unwrap();
+    let second_status = second.status_text();
+    let second_log = second.log();
+    let exit = second.wait_exit(Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        json_state_of(&second_status).as_deref(),
+        Some("failed"),
+        "a second `aovpn connect --interface aovpn0` was let onto the running tunnel's TUN \
+         device:\n{second_status}\n--- second log\n{second_log}\n--- first log\n{}",
+        first.log()
+    );
+    assert!(
+        exit.is_some_and(|s| !s.success()),
+        "second client did not exit with an error"
+    );
+    let error = json(&second_status)["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        error.contains("aovpn0"),
+        "error does not name the interface: {error}"
+    );
+    // The first tunnel still works.
+    ping(&lab.topo.client, lab::VNET_HOST).unwrap_or_else(|e| {
+        panic!(
+            "{e}\n--- first log\n{}\n--- second log\n{second_log}",
+            first.log()
+        )
+    });
+}
+
+fn json_state_of(text: &str) -> Option<String> {
+    serde_json::from_str::<Value>(text)
+        .ok()
+        .and_then(|v| v["state"].as_str().map(str::to_owned))
+}

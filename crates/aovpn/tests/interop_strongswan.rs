@@ -796,3 +796,48 @@ fn strongswan_client_rekeys_with_our_gateway() {
 fn strongswan_gateway_rekeys_with_our_client() {
     strongswan_rekeys("isrc", false);
 }
+
+// ---- Known product bugs: these tests fail until the product is fixed (see the report). ----
+
+/// Without `identity.id` the gateway takes its IKE identity from the certificate's first
+/// dNSName. For a certificate issued for an IP address that must be an ID_IPV4_ADDR identity
+/// (the certificate also carries the iPAddress SAN), not ID_FQDN "203.0.113.1".
+#[test]
+fn strongswan_client_dials_our_gateway_by_ip_with_default_identity() {
+    strongswan_dials_our_gateway_by_ip("isid", None);
+}
+
+/// A strongSwan client authenticates with its certificate's subject DN as ID (its default).
+/// The gateway's status (and log) must show that identity readably, as it does for FQDN and
+/// RFC822 identities; today it shows "dn:33 bytes".
+#[test]
+fn our_gateway_shows_a_distinguished_name_identity_readably() {
+    let lab = Lab::new("isdn", PkiOptions::new(GATEWAY_NAME));
+    let gw = GatewayProcess::start(
+        bin(),
+        &lab.topo.gateway,
+        &lab.dir("gw"),
+        &GatewayOpts::new(&lab.pki, lab.topo.gateway_wan().into()),
+    )
+    .unwrap();
+    let charon = Charon::start(&lab.topo.client, &lab.dir("cl")).unwrap();
+    charon
+        .configure(&lab.strongswan_client_conf(&GCM_ECP384))
+        .unwrap();
+    charon.load_all().unwrap();
+    charon
+        .initiate("ao", "ao", Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("{e}{}", diag(&charon, &[("aovpn gateway", gw.log())])));
+    assert!(wait_until(Duration::from_secs(5), || gateway_clients(&gw)
+        .len()
+        == 1));
+    let identity = gateway_clients(&gw)[0]["identity"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        identity.contains("CN=client1.corp.example"),
+        "gateway status identity of a DN peer: {identity:?}\n{}",
+        gw.status_text()
+    );
+}

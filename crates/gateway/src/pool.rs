@@ -50,6 +50,8 @@ pub struct LeasePool {
     owner_v6: HashMap<Ipv6Addr, String>,
     reserved: Vec<IpAddr>,
     file: Option<PathBuf>,
+    /// Idle times changed since the file was written.
+    dirty: bool,
 }
 
 impl LeasePool {
@@ -64,6 +66,7 @@ impl LeasePool {
             owner_v6: HashMap::new(),
             reserved,
             file: None,
+            dirty: false,
         }
     }
 
@@ -117,11 +120,12 @@ impl LeasePool {
     /// The lease for `identity`, creating one if needed, and counts one more session on it.
     pub fn acquire(&mut self, identity: &str, now: u64) -> Result<Lease, PoolError> {
         if let Some(lease) = self.leases.get_mut(identity) {
+            // The binding is already on disk; only the idle time changed, which
+            // [`LeasePool::flush`] writes later. No fsync on the handshake path.
             lease.sessions += 1;
             lease.last_seen = now;
-            let lease = lease.clone();
-            self.save()?;
-            return Ok(lease);
+            self.dirty = true;
+            return Ok(lease.clone());
         }
         let v4 = match self.free_v4() {
             Some(a) => a,
@@ -154,6 +158,15 @@ impl LeasePool {
         if let Some(lease) = self.leases.get_mut(identity) {
             lease.sessions = lease.sessions.saturating_sub(1);
             lease.last_seen = now;
+            self.dirty = true;
+        }
+        Ok(())
+    }
+
+    /// Writes idle times that changed since the last write (the gateway calls it now and then
+    /// and on shutdown). New bindings are written at once by [`LeasePool::acquire`].
+    pub fn flush(&mut self) -> Result<(), PoolError> {
+        if self.dirty {
             self.save()?;
         }
         Ok(())
@@ -217,7 +230,8 @@ impl LeasePool {
     }
 
     /// Writes the lease file so that a crash leaves either the old or the new file, whole.
-    fn save(&self) -> Result<(), PoolError> {
+    fn save(&mut self) -> Result<(), PoolError> {
+        self.dirty = false;
         let Some(path) = &self.file else {
             return Ok(());
         };
@@ -327,6 +341,25 @@ mod tests {
         assert_eq!(report.kept, 0);
         assert_eq!(report.dropped.len(), 3);
         assert_eq!(pool.leases().count(), 0);
+    }
+
+    #[test]
+    fn reconnects_do_not_rewrite_the_file_until_flushed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("leases.json");
+        let (mut pool, _) = LeasePool::open(net("172.16.201.0/24"), None, vec![], &file).unwrap();
+        pool.acquire("a", 1).unwrap();
+        let written = std::fs::read_to_string(&file).unwrap();
+        assert!(written.contains("\"last_seen\": 1"), "{written}");
+        pool.release("a", 5).unwrap();
+        pool.acquire("a", 9).unwrap();
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), written);
+        pool.flush().unwrap();
+        assert!(
+            std::fs::read_to_string(&file)
+                .unwrap()
+                .contains("\"last_seen\": 9")
+        );
     }
 
     #[test]

@@ -259,7 +259,9 @@ interface = "aovpn-gw"
                 ifname,
                 // The lab's processes share the host's /etc: keep DNS changes in the lab.
                 "--resolv-conf",
-                &dir.join(format!("{which}.resolv.conf")).display().to_string(),
+                &dir.join(format!("{which}.resolv.conf"))
+                    .display()
+                    .to_string(),
                 "--status-file",
                 &dir.join(format!("{which}.status.json"))
                     .display()

@@ -9,7 +9,7 @@
 //! can be compared with the peer's debug log) and exits after the first Child SA (initiator)
 //! or after 60 s. Environment: `RUN_SECS=N` runs N seconds and does not stop at the first
 //! Child SA (to watch rekeys); `IKE_LIFETIME` / `CHILD_LIFETIME` (seconds) set our lifetimes,
-//! so that we rekey too.
+//! so that we rekey too; `IKE_PROPOSALS` / `ESP_PROPOSALS` (initiator) replace the defaults.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -102,6 +102,9 @@ fn main() {
         );
         if let Ok(v) = std::env::var("IKE_PROPOSALS") {
             ike.ike_proposals = ikev2::IkeProposal::parse_list(&v, true).unwrap();
+        }
+        if let Ok(v) = std::env::var("ESP_PROPOSALS") {
+            ike.esp_proposals = ikev2::EspProposal::parse_list(&v, true).unwrap();
         }
         if std::env::var("AUTH_CLASSIC").is_ok_and(|v| v == "1") {
             ike.auth_method = ikev2::AuthMethodPolicy::Classic;

@@ -109,6 +109,34 @@ fn client_rekeys_the_child_sa_and_deletes_the_old_one() {
 }
 
 #[test]
+fn rekey_asked_for_while_a_request_is_outstanding_starts_after_it() {
+    let mut pair = Pair::new(Setup::new(KeyAlgorithm::P256));
+    pair.settle();
+    let spi = pair.client_child().unwrap().spi_in;
+    assert!(pair.client.send_liveness_check(pair.now));
+    let sent = pair.wire.len();
+    assert!(pair.client.rekey_child_sa(pair.now, spi));
+    assert!(
+        pair.client.rekey_child_sa(pair.now, spi),
+        "asking twice is fine"
+    );
+    pair.collect();
+    assert_eq!(
+        pair.wire.len(),
+        sent + 1,
+        "only the liveness check is on the wire"
+    );
+    // The liveness answer frees the window; the due rekey runs on the next timeout.
+    pair.run(true, Duration::from_secs(5));
+    assert_eq!(rekeyed(&pair.client_events).len(), 1);
+    assert_eq!(deleted(&pair.client_events), [spi]);
+    assert!(
+        !pair.client.rekey_child_sa(pair.now, spi),
+        "the old SA is gone"
+    );
+}
+
+#[test]
 fn gateway_rekeys_the_child_sa() {
     let mut pair = Pair::new(Setup::new(KeyAlgorithm::P256));
     pair.settle();

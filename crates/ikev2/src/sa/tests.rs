@@ -546,3 +546,23 @@ mod fuzz {
         }
     }
 }
+
+#[test]
+fn ike_sa_past_its_hard_lifetime_says_goodbye_and_closes_as_expired() {
+    let (mut client, _server, now) = established();
+    client.ike_rekey_at = None;
+    client.ike_expire_at = Some(now);
+    assert_eq!(client.poll_timeout(), Some(now));
+    client.handle_timeout(now);
+    assert_eq!(client.state(), SaState::Closed);
+    let delete = client.poll_transmit().expect("a Delete on the way out");
+    assert_eq!(
+        Header::parse(&delete.bytes).unwrap().header.exchange_type,
+        ExchangeType::INFORMATIONAL
+    );
+    let events: Vec<Event> = std::iter::from_fn(|| client.poll_event()).collect();
+    assert!(matches!(
+        events.last(),
+        Some(Event::Closed(CloseReason::Expired))
+    ));
+}

@@ -18,7 +18,7 @@ use ipnet::IpNet;
 use ipsec_crypto::{Provider, SigningKey};
 use netio::dns::{DnsBackend, DnsConfig, DnsGuard};
 use netio::netlink::{IfAddress, InstalledConfig, Netlink, Route};
-use netio::tun::{self, TunConfig};
+use netio::tun;
 use netio::udp::{UdpConfig, UdpSocket};
 use serde::Serialize;
 use tunnel::ike_io::{IkeIo, Incoming};
@@ -262,13 +262,7 @@ impl Session {
             .source
             .ok_or_else(|| SessionError::Unreachable(format!("no source address for {server}")))?;
 
-        let queues = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-            .min(4);
-        let mut tun_config = TunConfig::new(options.interface.clone(), TUNNEL_MTU);
-        tun_config.queues = queues;
-        let tun = tun::create(&tun_config)
+        let tun = tun::create(&tunnel::host::tun_config(&options.interface, TUNNEL_MTU))
             .map_err(|e| setup(format!("TUN {}", options.interface))(e.to_string()))?;
 
         // Ephemeral local ports: a device tunnel and user tunnels run side by side on one
@@ -649,19 +643,7 @@ impl Session {
 
     fn write_status(&self) {
         if let Some(path) = &self.options.status_file {
-            write_json_atomically(path, &self.status);
+            tunnel::host::write_json_atomically(path, &self.status);
         }
-    }
-}
-
-/// Writes `value` as JSON so that readers never see half a file.
-pub fn write_json_atomically(path: &std::path::Path, value: &impl Serialize) {
-    let tmp = path.with_extension("tmp");
-    let result = serde_json::to_vec_pretty(value)
-        .map_err(std::io::Error::other)
-        .and_then(|json| std::fs::write(&tmp, json))
-        .and_then(|_| std::fs::rename(&tmp, path));
-    if let Err(e) = result {
-        tracing::warn!("status file {}: {e}", path.display());
     }
 }

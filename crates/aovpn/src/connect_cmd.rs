@@ -96,7 +96,7 @@ pub fn run(args: ConnectArgs) -> ExitCode {
                         error: Some(e.to_string()),
                         ..Default::default()
                     };
-                    agent::session::write_json_atomically(&path, &status);
+                    tunnel::host::write_json_atomically(&path, &status);
                 }
                 return Err(e.into());
             }

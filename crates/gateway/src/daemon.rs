@@ -12,7 +12,7 @@ use ikev2::{Endpoint, Event, IkeSaInfo, SaId};
 use ipnet::IpNet;
 use ipsec_crypto::Provider;
 use netio::netlink::{InstalledConfig, Netlink, Route};
-use netio::tun::{self, TunConfig};
+use netio::tun;
 use netio::udp::{UdpConfig, UdpSocket};
 use serde::Serialize;
 use tunnel::ike_io::{IkeIo, Incoming};
@@ -97,6 +97,8 @@ pub struct Gateway {
     sessions: HashMap<SaId, Session>,
     next_child: datapath::SaId,
     started: Instant,
+    /// The lease store the endpoint allocates from; flushed now and then and on shutdown.
+    leases: Arc<Mutex<LeasePool>>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -141,7 +143,8 @@ impl Gateway {
         for dropped in &report.dropped {
             tracing::warn!("lease {dropped} no longer fits the pool; dropped");
         }
-        let pool = SharedPool(Arc::new(Mutex::new(pool)));
+        let leases = Arc::new(Mutex::new(pool));
+        let pool = SharedPool(leases.clone());
 
         if std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").is_ok_and(|v| v.trim() == "0") {
             tracing::warn!(
@@ -150,13 +153,7 @@ impl Gateway {
         }
 
         let mtu = config.tunnel.mtu.unwrap_or(DEFAULT_TUN_MTU);
-        let queues = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-            .min(4);
-        let mut tun_config = TunConfig::new(config.tunnel.interface.clone(), mtu);
-        tun_config.queues = queues;
-        let tun = tun::create(&tun_config)
+        let tun = tun::create(&tunnel::host::tun_config(&config.tunnel.interface, mtu))
             .map_err(io_err(format!("creating TUN {}", config.tunnel.interface)))?;
         let netlink = Netlink::new().map_err(|e| setup_err("netlink")(e.to_string()))?;
         let mut installed = netlink.session();
@@ -219,6 +216,7 @@ impl Gateway {
             sessions: HashMap::new(),
             next_child: 1,
             started: Instant::now(),
+            leases,
         };
         gateway.write_status("running");
         Ok(gateway)
@@ -246,7 +244,10 @@ impl Gateway {
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = hangup.recv() => self.reload(),
-                _ = liveness.tick() => self.note_esp_activity(),
+                _ = liveness.tick() => {
+                    self.note_esp_activity();
+                    self.flush_leases();
+                }
                 _ = sleep => self.endpoint.handle_timeout(Instant::now()),
                 incoming = self.io.recv() => match incoming {
                     Ok(Incoming::Ike { local, remote, bytes }) => {
@@ -430,6 +431,14 @@ impl Gateway {
     }
 
     /// Tells the engine which clients sent ESP since the last tick.
+    fn flush_leases(&self) {
+        if let Ok(mut pool) = self.leases.lock()
+            && let Err(e) = pool.flush()
+        {
+            tracing::warn!("lease file: {e}");
+        }
+    }
+
     fn note_esp_activity(&mut self) {
         let now = Instant::now();
         for (id, s) in &mut self.sessions {
@@ -536,6 +545,7 @@ impl Gateway {
                 .await
                 .map_err(|e| setup_err("removing routes")(e.to_string()))?;
         }
+        self.flush_leases();
         self.write_status("stopped");
         tracing::info!(
             uptime_s = self.started.elapsed().as_secs(),
@@ -555,18 +565,6 @@ impl Gateway {
             interface: &self.interface,
             clients,
         };
-        write_json_atomically(path, &status);
-    }
-}
-
-/// Writes `value` as JSON so that readers never see half a file.
-pub fn write_json_atomically(path: &Path, value: &impl Serialize) {
-    let tmp = path.with_extension("tmp");
-    let result = serde_json::to_vec_pretty(value)
-        .map_err(std::io::Error::other)
-        .and_then(|json| std::fs::write(&tmp, json))
-        .and_then(|_| std::fs::rename(&tmp, path));
-    if let Err(e) = result {
-        tracing::warn!("status file {}: {e}", path.display());
+        tunnel::host::write_json_atomically(path, &status);
     }
 }

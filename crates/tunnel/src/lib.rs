@@ -3,4 +3,5 @@
 //! ([`child`]). The protocol stays in the sans-IO crates; this is where it meets sockets.
 
 pub mod child;
+pub mod host;
 pub mod ike_io;

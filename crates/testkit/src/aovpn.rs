@@ -466,6 +466,9 @@ pub struct GatewayOpts {
     pub revoked: Vec<String>,
     /// `crypto.dpd_interval_secs` (None = the gateway's default).
     pub dpd_interval_secs: Option<u64>,
+    /// `crypto.ike_lifetime_secs` / `crypto.child_lifetime_secs` (None = defaults); short
+    /// ones make the gateway rekey within a test.
+    pub lifetimes_secs: Option<(u64, u64)>,
     /// `tunnel.interface`.
     pub interface: String,
     /// `state_dir` (None = `WORKDIR/state`).
@@ -490,6 +493,7 @@ impl GatewayOpts {
             allow_legacy: false,
             revoked: Vec::new(),
             dpd_interval_secs: None,
+            lifetimes_secs: None,
             interface: "aovpn-gw".to_owned(),
             state_dir: None,
         }
@@ -515,10 +519,15 @@ impl GatewayOpts {
             .state_dir
             .clone()
             .unwrap_or_else(|| workdir.join("state"));
-        let dpd = self
+        let mut dpd = self
             .dpd_interval_secs
             .map(|secs| format!("dpd_interval_secs = {secs}\n"))
             .unwrap_or_default();
+        if let Some((ike, child)) = self.lifetimes_secs {
+            dpd.push_str(&format!(
+                "ike_lifetime_secs = {ike}\nchild_lifetime_secs = {child}\n"
+            ));
+        }
         let id = self
             .id
             .as_ref()

@@ -883,6 +883,7 @@ mod tests {
             allow_legacy: true,
             revoked: vec!["AB".into()],
             dpd_interval_secs: Some(3),
+            lifetimes_secs: Some((12, 10)),
             interface: "gw0".into(),
             state_dir: None,
         };
@@ -897,6 +898,8 @@ mod tests {
             "ike_proposals = [\"aes256-sha1-modp1024\"]",
             "allow_legacy = true",
             "dpd_interval_secs = 3",
+            "ike_lifetime_secs = 12",
+            "child_lifetime_secs = 10",
             "interface = \"gw0\"",
         ] {
             assert!(text.contains(needle), "{needle} missing in\n{text}");

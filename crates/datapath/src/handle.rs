@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::counters::{DatapathCounters, SharedCounters};
-use crate::sa::{ChildSa, PeerPath, SaCounters, SaId, SaState, Tables, lock};
+use crate::sa::{ChildSa, PeerPath, Registry, SaCounters, SaId, SaState, Tables, lock};
 use crate::worker::Worker;
 
 /// Default interval between NAT keepalives (RFC 3948 section 4 suggests 20 seconds).
@@ -133,8 +133,9 @@ pub(crate) struct Shared {
     pub(crate) udp: UdpSocket,
     pub(crate) local: SocketAddr,
     pub(crate) counters: SharedCounters,
-    /// SAs in install order (the source of truth; `tables` is derived from it).
-    registry: Mutex<Vec<Arc<SaState>>>,
+    /// SAs in install order and which of them send (the source of truth; `tables` is derived
+    /// from it).
+    registry: Mutex<Registry>,
     tables: RwLock<Arc<Tables>>,
     generation: AtomicU64,
     tables_changed: watch::Sender<u64>,
@@ -144,6 +145,8 @@ pub(crate) struct Shared {
     must_deliver: mpsc::UnboundedSender<DatapathEvent>,
     tasks: Mutex<Vec<JoinHandle<Option<TunQueue>>>>,
     shutdown: watch::Sender<bool>,
+    /// Runs the SA timers (fallback activation, delayed removal).
+    runtime: tokio::runtime::Handle,
 }
 
 impl Shared {
@@ -178,7 +181,7 @@ impl Shared {
     }
 
     /// Rebuilds the tables from the registry (called with the registry locked).
-    fn publish(&self, registry: &[Arc<SaState>]) {
+    fn publish(&self, registry: &Registry) {
         let tables = Arc::new(Tables::build(registry));
         *self.tables.write().unwrap_or_else(PoisonError::into_inner) = tables;
         let generation = self.generation.fetch_add(1, Ordering::Release) + 1;
@@ -229,7 +232,7 @@ impl Datapath {
             udp: config.udp,
             local,
             counters: SharedCounters::default(),
-            registry: Mutex::new(Vec::new()),
+            registry: Mutex::new(Registry::default()),
             tables: RwLock::new(Arc::new(Tables::default())),
             generation: AtomicU64::new(0),
             tables_changed: watch::channel(0).0,
@@ -237,6 +240,7 @@ impl Datapath {
             must_deliver,
             tasks: Mutex::new(Vec::new()),
             shutdown,
+            runtime: runtime.clone(),
         });
         let mtu = usize::from(config.mtu).max(576);
         let mut tasks = vec![runtime.spawn(async move {
@@ -319,34 +323,105 @@ pub struct DatapathHandle {
 }
 
 impl DatapathHandle {
-    /// Installs a Child SA. Its routes take over from any SA installed earlier with the same
-    /// prefixes (outbound switches at once), while the earlier SA keeps receiving until it is
-    /// removed: rekey = `install_sa(new)`, then `remove_sa(old)` (make-before-break).
+    /// Installs a Child SA that sends at once: its routes take over from any SA sending with
+    /// the same prefixes.
     pub fn install_sa(&self, sa: ChildSa) -> Result<(), DatapathError> {
         let mut registry = lock(&self.shared.registry);
-        if registry.iter().any(|s| s.id == sa.id) {
-            return Err(DatapathError::DuplicateSa(sa.id));
-        }
-        let spi = sa.inbound.spi();
-        if registry.iter().any(|s| s.inbound_spi == spi) {
-            return Err(DatapathError::SpiInUse(spi));
-        }
-        registry.push(Arc::new(SaState::new(sa)));
+        registry.insert(sa, None)?;
         self.shared.publish(&registry);
         Ok(())
     }
 
-    /// Removes a Child SA (both halves). Its keys are dropped (and zeroized by `esp`) once no
-    /// worker holds the previous tables any more, i.e. after the workers' current batches.
+    /// Installs the Child SA that a rekey made to replace `replaces`. It receives at once, but
+    /// `replaces` keeps sending until it stops ([`Self::retire_sa`], [`Self::remove_sa`]), the
+    /// new SA is activated ([`Self::activate_outbound`]), or `fallback` has passed; then the new
+    /// SA takes over its routes. The rekey initiator activates at once (the peer installed the
+    /// new SA before it answered); the responder waits for the initiator's Delete of the old SA,
+    /// because the initiator may not receive on the new one before (RFC 7296 2.8). If
+    /// `replaces` is not installed, the new SA sends at once.
+    pub fn install_sa_replacing(
+        &self,
+        sa: ChildSa,
+        replaces: SaId,
+        fallback: Duration,
+    ) -> Result<(), DatapathError> {
+        let mut registry = lock(&self.shared.registry);
+        let state = registry.insert(sa, Some(replaces))?;
+        self.shared.publish(&registry);
+        drop(registry);
+        if !state.sends() {
+            self.after(fallback, move |shared| {
+                let mut registry = lock(&shared.registry);
+                if registry.fallback(&state) {
+                    tracing::debug!(sa = state.id, "rekeyed SA sends after the fallback time");
+                    shared.publish(&registry);
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// Makes an SA installed with [`Self::install_sa_replacing`] send now, in place of the SA
+    /// it replaces (which keeps receiving). Nothing happens if it sends already.
+    pub fn activate_outbound(&self, id: SaId) -> Result<(), DatapathError> {
+        let mut registry = lock(&self.shared.registry);
+        let sa = Arc::clone(registry.find(id).ok_or(DatapathError::UnknownSa(id))?);
+        if registry.start_sending(&sa) {
+            self.shared.publish(&registry);
+        }
+        Ok(())
+    }
+
+    /// Whether outbound traffic may be routed to this SA.
+    pub fn is_sending(&self, id: SaId) -> Result<bool, DatapathError> {
+        Ok(self.find(id)?.sends())
+    }
+
+    /// Stops sending on an SA at once (an SA waiting to replace it takes over) and removes it
+    /// after `linger`: until then it still receives, so that ESP the peer sent just before it
+    /// switched (in flight, or queued behind the IKE Delete) is not lost.
+    pub fn retire_sa(&self, id: SaId, linger: Duration) -> Result<(), DatapathError> {
+        let mut registry = lock(&self.shared.registry);
+        let sa = Arc::clone(registry.find(id).ok_or(DatapathError::UnknownSa(id))?);
+        registry.stop_sending(&sa);
+        self.shared.publish(&registry);
+        drop(registry);
+        self.after(linger, move |shared| {
+            let mut registry = lock(&shared.registry);
+            if registry.remove_exact(&sa) {
+                shared.publish(&registry);
+            }
+        });
+        Ok(())
+    }
+
+    /// Removes a Child SA (both halves) now; an SA waiting to replace it takes over sending.
+    /// Its keys are dropped (and zeroized by `esp`) once no worker holds the previous tables
+    /// any more, i.e. after the workers' current batches.
     pub fn remove_sa(&self, id: SaId) -> Result<(), DatapathError> {
         let mut registry = lock(&self.shared.registry);
-        let before = registry.len();
-        registry.retain(|s| s.id != id);
-        if registry.len() == before {
-            return Err(DatapathError::UnknownSa(id));
-        }
+        registry.remove(id).ok_or(DatapathError::UnknownSa(id))?;
         self.shared.publish(&registry);
         Ok(())
+    }
+
+    /// Runs `action` after `delay` unless the data plane shuts down first.
+    fn after(&self, delay: Duration, action: impl FnOnce(&Shared) + Send + 'static) {
+        let shared = Arc::downgrade(&self.shared);
+        let mut shutdown = self.shared.shutdown.subscribe();
+        if *shutdown.borrow_and_update() {
+            return;
+        }
+        self.shared.runtime.spawn(async move {
+            tokio::select! {
+                _ = shutdown.changed() => {}
+                () = tokio::time::sleep(delay) => {
+                    if let Some(shared) = shared.upgrade() {
+                        action(&shared);
+                    }
+                }
+            }
+        });
     }
 
     /// Points an SA at a new peer address (NAT rebinding, MOBIKE) and optionally a new local
@@ -396,15 +471,18 @@ impl DatapathHandle {
         Ok(self.find(id)?.counters())
     }
 
-    /// Ids of the installed SAs, in install order.
+    /// Ids of the installed SAs (also those only receiving), in install order.
     pub fn sa_ids(&self) -> Vec<SaId> {
-        lock(&self.shared.registry).iter().map(|s| s.id).collect()
+        lock(&self.shared.registry)
+            .sas()
+            .iter()
+            .map(|s| s.id)
+            .collect()
     }
 
     fn find(&self, id: SaId) -> Result<Arc<SaState>, DatapathError> {
         lock(&self.shared.registry)
-            .iter()
-            .find(|s| s.id == id)
+            .find(id)
             .cloned()
             .ok_or(DatapathError::UnknownSa(id))
     }

@@ -5,7 +5,9 @@
 //! ```text
 //! let (dp, mut events) = Datapath::start(DatapathConfig::new(tun.queues, mtu, udp4500))?;
 //! dp.install_sa(ChildSa { id, inbound, outbound, peer, local, routes, nat_keepalive })?;
-//! // rekey: dp.install_sa(new)?; ... dp.remove_sa(old)?;   (make-before-break)
+//! // rekey: dp.install_sa_replacing(new, old_id, fallback)?;  (receives at once, old still sends)
+//! //        initiator: dp.activate_outbound(new_id)?;  both, on the old SA's Delete:
+//! //        dp.retire_sa(old_id, linger)?;  (new sends, old receives for `linger`, then goes)
 //! // events: Ike { from, to, message } | SaLimit | UnknownSpi | PeerAddressChanged
 //! dp.send_ike(peer, None, &ike_message).await?;
 //! let queues = dp.shutdown().await;   // all tasks stopped; TUN queues handed back
@@ -29,6 +31,11 @@
 //! - **SA table**: an immutable snapshot swapped on install/remove; workers pick up a new one
 //!   before their next batch. Each SA's halves have their own mutex, so outbound sequence
 //!   numbers stay unique and the replay window has one owner at a time.
+//! - **Rekeying without loss** (RFC 7296 2.8): the SA that replaces another receives at once
+//!   but sends only once the peer is known to receive on it: at once for the rekey initiator
+//!   (the responder installed it before answering), on the old SA's Delete (or a fallback
+//!   timeout) for the responder. A retired SA keeps receiving for a short linger, for ESP that
+//!   was in flight when the peer switched.
 //! - **Ownership**: the caller creates the TUN (addresses, routes) and the socket, and removes
 //!   the routes/addresses after [`DatapathHandle::shutdown`], which returns the TUN queues.
 //! - **Events**: one bounded channel. IKE datagrams and unknown-SPI reports (rate-limited) are

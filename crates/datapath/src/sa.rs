@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use esp::{InboundCounters, InboundSa, OutboundCounters, OutboundSa};
 use ipnet::IpNet;
 
+use crate::handle::DatapathError;
 use crate::routes::RouteTable;
 
 /// Identifier the IKE side gives a Child SA (unique among installed SAs).
@@ -67,6 +68,11 @@ pub(crate) struct SaState {
     pub(crate) routes: Vec<IpNet>,
     pub(crate) nat_keepalive: bool,
     pub(crate) spoofed: AtomicU64,
+    /// The SA this one replaces (a rekey): it starts sending when that one stops.
+    pub(crate) replaces: Option<SaId>,
+    /// When this SA took over sending (a rank from [`Registry`]; later ranks win equal routes);
+    /// 0 while it only receives. Changed only with the registry locked.
+    send_rank: AtomicU64,
 }
 
 /// Locks a mutex, ignoring poisoning: a panicking worker cannot leave an SA half-updated in a
@@ -76,7 +82,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl SaState {
-    pub(crate) fn new(sa: ChildSa) -> Self {
+    pub(crate) fn new(sa: ChildSa, replaces: Option<SaId>) -> Self {
         Self {
             id: sa.id,
             inbound_spi: sa.inbound.spi(),
@@ -90,7 +96,18 @@ impl SaState {
             routes: sa.routes,
             nat_keepalive: sa.nat_keepalive,
             spoofed: AtomicU64::new(0),
+            replaces,
+            send_rank: AtomicU64::new(0),
         }
+    }
+
+    /// Whether outbound packets may be routed to this SA.
+    pub(crate) fn sends(&self) -> bool {
+        self.send_rank() != 0
+    }
+
+    fn send_rank(&self) -> u64 {
+        self.send_rank.load(Ordering::Acquire)
     }
 
     pub(crate) fn path(&self) -> PeerPath {
@@ -106,10 +123,119 @@ impl SaState {
     }
 }
 
+/// The installed SAs in install order (the source of truth the [`Tables`] are built from), and
+/// which of them send. An SA sends from installation, or, when it replaces another one (the
+/// responder's side of a rekey, RFC 7296 2.8: the peer may not receive on it yet), from the
+/// moment the replaced SA stops sending, it is activated, or its fallback time is up.
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    sas: Vec<Arc<SaState>>,
+    last_rank: u64,
+}
+
+impl Registry {
+    pub(crate) fn sas(&self) -> &[Arc<SaState>] {
+        &self.sas
+    }
+
+    pub(crate) fn find(&self, id: SaId) -> Option<&Arc<SaState>> {
+        self.sas.iter().find(|s| s.id == id)
+    }
+
+    /// Adds an SA. It sends at once unless it replaces an installed SA.
+    pub(crate) fn insert(
+        &mut self,
+        sa: ChildSa,
+        replaces: Option<SaId>,
+    ) -> Result<Arc<SaState>, DatapathError> {
+        if self.find(sa.id).is_some() {
+            return Err(DatapathError::DuplicateSa(sa.id));
+        }
+        let spi = sa.inbound.spi();
+        if self.sas.iter().any(|s| s.inbound_spi == spi) {
+            return Err(DatapathError::SpiInUse(spi));
+        }
+        let replaces = replaces.filter(|old| self.find(*old).is_some());
+        let state = Arc::new(SaState::new(sa, replaces));
+        self.sas.push(Arc::clone(&state));
+        if replaces.is_none() {
+            self.start_sending(&state);
+        }
+        Ok(state)
+    }
+
+    /// Makes `sa` the newest sending SA (for equal routes it wins over the others); false if
+    /// it already sent.
+    pub(crate) fn start_sending(&mut self, sa: &SaState) -> bool {
+        if sa.sends() {
+            return false;
+        }
+        self.last_rank += 1;
+        sa.send_rank.store(self.last_rank, Ordering::Release);
+        true
+    }
+
+    /// `sa` stops sending (it keeps receiving); an SA waiting to replace it takes over.
+    pub(crate) fn stop_sending(&mut self, sa: &SaState) {
+        sa.send_rank.store(0, Ordering::Release);
+        self.hand_over(sa.id);
+    }
+
+    /// Removes an SA; an SA waiting to replace it takes over sending.
+    pub(crate) fn remove(&mut self, id: SaId) -> Option<Arc<SaState>> {
+        let at = self.sas.iter().position(|s| s.id == id)?;
+        let removed = self.sas.remove(at);
+        self.hand_over(id);
+        Some(removed)
+    }
+
+    /// Removes `sa` if it is still installed (and not another SA that reuses its id).
+    pub(crate) fn remove_exact(&mut self, sa: &Arc<SaState>) -> bool {
+        if !self.sas.iter().any(|s| Arc::ptr_eq(s, sa)) {
+            return false;
+        }
+        self.remove(sa.id).is_some()
+    }
+
+    /// The fallback time of a replacing SA is up: it sends now, unless it is gone, already
+    /// sends, or another replacement of the same SA sends (after a rekey collision the
+    /// redundant SA is about to be deleted).
+    pub(crate) fn fallback(&mut self, sa: &Arc<SaState>) -> bool {
+        if !self.sas.iter().any(|s| Arc::ptr_eq(s, sa)) || self.sibling_sends(sa.replaces) {
+            return false;
+        }
+        self.start_sending(sa)
+    }
+
+    fn sibling_sends(&self, replaces: Option<SaId>) -> bool {
+        replaces.is_some() && self.sas.iter().any(|s| s.replaces == replaces && s.sends())
+    }
+
+    /// `old` stopped sending: the newest SA replacing it takes over, unless one already sends.
+    fn hand_over(&mut self, old: SaId) {
+        if self.sibling_sends(Some(old)) {
+            return;
+        }
+        if let Some(next) = self
+            .sas
+            .iter()
+            .rev()
+            .find(|s| s.replaces == Some(old))
+            .cloned()
+        {
+            self.start_sending(&next);
+        }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.sas.clear();
+    }
+}
+
 /// Immutable lookup structures, rebuilt on every install/remove and swapped in whole.
 #[derive(Debug, Default)]
 pub(crate) struct Tables {
-    /// Inner destination -> SA (the most recently installed SA wins for equal routes).
+    /// Inner destination -> sending SA (for equal routes the one that started sending last).
     pub(crate) routes: RouteTable<Arc<SaState>>,
     /// Our SPI -> SA; during a rekey both the old and the new inbound SPI are here.
     pub(crate) by_spi: HashMap<u32, Arc<SaState>>,
@@ -118,13 +244,17 @@ pub(crate) struct Tables {
 }
 
 impl Tables {
-    /// Builds the snapshot from the SAs in install order.
-    pub(crate) fn build(sas: &[Arc<SaState>]) -> Self {
+    /// Builds the snapshot from the registry.
+    pub(crate) fn build(registry: &Registry) -> Self {
         let mut t = Tables::default();
-        for sa in sas {
+        let mut senders: Vec<&Arc<SaState>> = registry.sas.iter().filter(|s| s.sends()).collect();
+        senders.sort_by_key(|s| s.send_rank());
+        for sa in senders {
             for net in &sa.routes {
                 t.routes.insert(*net, Arc::clone(sa));
             }
+        }
+        for sa in &registry.sas {
             t.by_spi.insert(sa.inbound_spi, Arc::clone(sa));
             t.all.push(Arc::clone(sa));
         }
@@ -152,21 +282,183 @@ mod tests {
         }
     }
 
+    fn tables(registry: &Registry) -> Tables {
+        Tables::build(registry)
+    }
+
+    fn sender(registry: &Registry, dst: &str) -> Option<SaId> {
+        tables(registry)
+            .routes
+            .lookup(dst.parse().unwrap())
+            .map(|s| s.id)
+    }
+
+    const VNET: &str = "10.1.0.10";
+
     #[test]
     fn newest_sa_takes_the_routes_and_both_spis_stay_inbound() {
-        let old = Arc::new(SaState::new(child(1, 0x100, &["10.1.0.0/16"])));
-        let new = Arc::new(SaState::new(child(2, 0x200, &["10.1.0.0/16"])));
-        let t = Tables::build(&[Arc::clone(&old), Arc::clone(&new)]);
-        let dst = "10.1.0.10".parse().unwrap();
-        assert_eq!(t.routes.lookup(dst).unwrap().id, 2);
+        let mut r = Registry::default();
+        r.insert(child(1, 0x100, &["10.1.0.0/16"]), None).unwrap();
+        r.insert(child(2, 0x200, &["10.1.0.0/16"]), None).unwrap();
+        let t = tables(&r);
+        assert_eq!(t.routes.lookup(VNET.parse().unwrap()).unwrap().id, 2);
         assert_eq!(t.by_spi[&0x100].id, 1);
         assert_eq!(t.by_spi[&0x200].id, 2);
-        // The old one removed: only the new remains.
-        let t = Tables::build(&[new]);
-        assert_eq!(t.routes.lookup(dst).unwrap().id, 2);
-        assert!(!t.by_spi.contains_key(&0x100));
-        // The new one removed instead: routes fall back to the old SA.
-        let t = Tables::build(&[old]);
-        assert_eq!(t.routes.lookup(dst).unwrap().id, 1);
+        // The new one removed: routes fall back to the old SA.
+        assert!(r.remove(2).is_some());
+        assert_eq!(sender(&r, VNET), Some(1));
+        assert!(!tables(&r).by_spi.contains_key(&0x200));
+        assert!(r.remove(2).is_none());
+    }
+
+    #[test]
+    fn duplicate_ids_and_spis_are_refused() {
+        let mut r = Registry::default();
+        r.insert(child(1, 0x100, &[]), None).unwrap();
+        assert!(matches!(
+            r.insert(child(1, 0x300, &[]), None),
+            Err(DatapathError::DuplicateSa(1))
+        ));
+        assert!(matches!(
+            r.insert(child(2, 0x100, &[]), None),
+            Err(DatapathError::SpiInUse(0x100))
+        ));
+    }
+
+    /// Rekey responder: the new SA receives at once but sends only when the old one stops
+    /// (the peer's Delete), which keeps receiving until it is removed.
+    #[test]
+    fn replacement_receives_at_once_and_sends_when_the_old_one_stops() {
+        let mut r = Registry::default();
+        let old = r.insert(child(1, 0x100, &["10.1.0.0/16"]), None).unwrap();
+        let new = r
+            .insert(child(2, 0x200, &["10.1.0.0/16"]), Some(1))
+            .unwrap();
+        assert!(!new.sends());
+        let t = tables(&r);
+        assert_eq!(t.by_spi[&0x200].id, 2, "the new SPI is accepted");
+        assert_eq!(sender(&r, VNET), Some(1), "but the old SA still sends");
+        r.stop_sending(&old);
+        assert!(new.sends() && !old.sends());
+        assert_eq!(sender(&r, VNET), Some(2));
+        assert_eq!(
+            tables(&r).by_spi[&0x100].id,
+            1,
+            "the old SA lingers inbound"
+        );
+        assert!(r.remove_exact(&old));
+        assert!(!tables(&r).by_spi.contains_key(&0x100));
+        assert_eq!(sender(&r, VNET), Some(2));
+    }
+
+    /// Rekey initiator: the peer already receives on the new SA, so it is activated at once.
+    #[test]
+    fn activated_replacement_sends_at_once_and_removal_of_the_old_changes_nothing() {
+        let mut r = Registry::default();
+        r.insert(child(1, 0x100, &["10.1.0.0/16"]), None).unwrap();
+        let new = r
+            .insert(child(2, 0x200, &["10.1.0.0/16"]), Some(1))
+            .unwrap();
+        assert!(r.start_sending(&new));
+        assert!(!r.start_sending(&new), "already sending");
+        assert_eq!(sender(&r, VNET), Some(2));
+        r.remove(1).unwrap();
+        assert_eq!(sender(&r, VNET), Some(2));
+    }
+
+    #[test]
+    fn removing_the_old_sa_hands_over_and_a_missing_old_sa_means_send_now() {
+        let mut r = Registry::default();
+        r.insert(child(1, 0x100, &["10.1.0.0/16"]), None).unwrap();
+        let new = r
+            .insert(child(2, 0x200, &["10.1.0.0/16"]), Some(1))
+            .unwrap();
+        r.remove(1).unwrap();
+        assert!(new.sends());
+        assert_eq!(sender(&r, VNET), Some(2));
+        // Replacing an SA that is not installed (any more): nothing would hand over.
+        let third = r
+            .insert(child(3, 0x300, &["10.1.0.0/16"]), Some(1))
+            .unwrap();
+        assert!(third.sends());
+        assert_eq!(
+            sender(&r, VNET),
+            Some(3),
+            "the later sender wins equal routes"
+        );
+    }
+
+    #[test]
+    fn fallback_activates_a_waiting_replacement_once() {
+        let mut r = Registry::default();
+        r.insert(child(1, 0x100, &["10.1.0.0/16"]), None).unwrap();
+        let new = r
+            .insert(child(2, 0x200, &["10.1.0.0/16"]), Some(1))
+            .unwrap();
+        assert!(r.fallback(&new));
+        assert_eq!(sender(&r, VNET), Some(2));
+        assert!(!r.fallback(&new));
+        // A removed SA is not brought back.
+        let gone = r
+            .insert(child(3, 0x300, &["10.1.0.0/16"]), Some(2))
+            .unwrap();
+        r.remove(3).unwrap();
+        assert!(!r.fallback(&gone));
+        assert_eq!(sender(&r, VNET), Some(2));
+    }
+
+    /// RFC 7296 2.8.1 collision that we won: the peer's SA is redundant (the peer deletes it)
+    /// and must not take over from ours, neither when the old SA goes nor by its fallback.
+    #[test]
+    fn collision_won_keeps_our_sa_sending() {
+        let mut r = Registry::default();
+        let old = r.insert(child(1, 0x100, &["10.1.0.0/16"]), None).unwrap();
+        let peers = r
+            .insert(child(2, 0x200, &["10.1.0.0/16"]), Some(1))
+            .unwrap();
+        let ours = r
+            .insert(child(3, 0x300, &["10.1.0.0/16"]), Some(1))
+            .unwrap();
+        r.start_sending(&ours);
+        r.stop_sending(&old);
+        assert!(!peers.sends());
+        assert!(!r.fallback(&peers));
+        assert_eq!(sender(&r, VNET), Some(3));
+        r.remove(2).unwrap();
+        r.remove(1).unwrap();
+        assert_eq!(sender(&r, VNET), Some(3));
+    }
+
+    /// Collision that we lost: we delete our SA, the peer deletes the old one; then the
+    /// peer's SA (installed last) takes over.
+    #[test]
+    fn collision_lost_hands_over_to_the_peers_sa() {
+        let mut r = Registry::default();
+        r.insert(child(1, 0x100, &["10.1.0.0/16"]), None).unwrap();
+        let ours = r
+            .insert(child(2, 0x200, &["10.1.0.0/16"]), Some(1))
+            .unwrap();
+        let peers = r
+            .insert(child(3, 0x300, &["10.1.0.0/16"]), Some(1))
+            .unwrap();
+        r.remove(2).unwrap();
+        assert_eq!(
+            sender(&r, VNET),
+            Some(1),
+            "the old SA sends until the peer deletes it"
+        );
+        r.remove(1).unwrap();
+        assert!(peers.sends() && !ours.sends());
+        assert_eq!(sender(&r, VNET), Some(3));
+    }
+
+    #[test]
+    fn remove_exact_spares_an_sa_that_reuses_the_id() {
+        let mut r = Registry::default();
+        let first = r.insert(child(1, 0x100, &[]), None).unwrap();
+        r.remove(1).unwrap();
+        r.insert(child(1, 0x101, &[]), None).unwrap();
+        assert!(!r.remove_exact(&first));
+        assert!(r.find(1).is_some());
     }
 }

@@ -8,7 +8,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use datapath::{Datapath, DatapathConfig, DatapathEvent, DatapathHandle};
+use datapath::{
+    DEFAULT_REKEY_SEND_FALLBACK, DEFAULT_RETIRE_LINGER, Datapath, DatapathConfig, DatapathEvent,
+    DatapathHandle,
+};
 use ike_wire::TrafficSelector;
 use ikev2::{
     EspProposal, Event, IkeConfig, IkeId, IkeProposal, IkeSa, InitiatorConfig, LocalCredentials,
@@ -407,21 +410,33 @@ impl Session {
         result
     }
 
+    /// Applies the engine's events, then sends what it queued: SAs are installed before the
+    /// answer that lets the gateway use them goes out (a CREATE_CHILD_SA response sent first
+    /// could bring ESP on the new SA before it is installed).
     async fn pump(&mut self) -> Result<(), SessionError> {
         loop {
             let mut progressed = false;
-            while let Some(t) = self.sa.poll_transmit() {
-                progressed = true;
-                if let Err(e) = self.io.send(&t).await {
-                    tracing::warn!(to = %t.remote, "sending IKE: {e}");
-                }
-            }
+            let mut result = Ok(());
             while let Some(event) = self.sa.poll_event() {
                 progressed = true;
-                self.on_event(event).await?;
+                result = self.on_event(event).await;
+                if result.is_err() {
+                    break;
+                }
             }
+            // Also when the session ends: e.g. the answer to the gateway's Delete.
+            self.send_queued().await;
+            result?;
             if !progressed {
                 return Ok(());
+            }
+        }
+    }
+
+    async fn send_queued(&mut self) {
+        while let Some(t) = self.sa.poll_transmit() {
+            if let Err(e) = self.io.send(&t).await {
+                tracing::warn!(to = %t.remote, "sending IKE: {e}");
             }
         }
     }
@@ -436,14 +451,15 @@ impl Session {
             Event::ChildSaRekeyed {
                 old_spi_in, new, ..
             } => {
-                // Make before break: the new SA carries the outbound traffic from now on, the
-                // old one keeps receiving until its ChildSaDeleted. Addresses, routes and DNS
-                // stay as they are.
+                // Make before break: the new SA receives now; it sends once the gateway is known
+                // to receive on it (ChildSaOutboundReady if we initiated the rekey, else the
+                // gateway's Delete of the old SA); the old one keeps receiving until it is gone.
+                // Addresses, routes and DNS stay as they are.
                 let selectors: Vec<IpNet> = new.ts_remote.iter().flat_map(ts_prefixes).collect();
                 let sa = tunnel::child::datapath_sa(u64::from(new.spi_in), &new, selectors)
                     .map_err(|e| SessionError::Ike(e.to_string()))?;
                 self.datapath
-                    .install_sa(sa)
+                    .install_sa_replacing(sa, u64::from(old_spi_in), DEFAULT_REKEY_SEND_FALLBACK)
                     .map_err(|e| setup("installing the rekeyed Child SA")(e.to_string()))?;
                 tracing::info!(
                     old = format_args!("{old_spi_in:#010x}"),
@@ -454,9 +470,16 @@ impl Session {
                 self.write_status();
             }
             Event::IkeSaRekeyed { .. } => tracing::info!("IKE SA rekeyed"),
+            Event::ChildSaOutboundReady { spi_in } => {
+                let _ = self.datapath.activate_outbound(u64::from(spi_in));
+            }
             Event::ChildSaDeleted { spi_in, .. } => {
                 tracing::info!(spi = format_args!("{spi_in:#010x}"), "Child SA deleted");
-                let _ = self.datapath.remove_sa(u64::from(spi_in));
+                // Its replacement (if any) sends from now on; ESP still in flight on the old
+                // SA is accepted for a moment.
+                let _ = self
+                    .datapath
+                    .retire_sa(u64::from(spi_in), DEFAULT_RETIRE_LINGER);
                 if self.sa.child_sa_spis().is_empty() {
                     // Deleted by the gateway or expired without a successful rekey: the IKE SA
                     // alone carries no traffic, so end the session (the agent reconnects).

@@ -20,6 +20,13 @@ use crate::worker::Worker;
 pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
 /// Default capacity of the event channel.
 pub const DEFAULT_EVENT_CAPACITY: usize = 1024;
+/// How long a rekey responder keeps sending on the old SA at most, waiting for the initiator's
+/// Delete of it ([`DatapathHandle::install_sa_replacing`]): longer than a retransmitted Delete
+/// takes, short enough not to hang on a peer that never deletes.
+pub const DEFAULT_REKEY_SEND_FALLBACK: Duration = Duration::from_secs(3);
+/// How long a retired SA keeps receiving ([`DatapathHandle::retire_sa`]): ESP the peer sent
+/// on it just before switching may arrive after the Delete exchange.
+pub const DEFAULT_RETIRE_LINGER: Duration = Duration::from_secs(2);
 
 /// What the data plane runs on. The caller creates and configures the TUN device (addresses,
 /// routes, MTU) and the UDP socket, and removes the device's routes/addresses afterwards.

@@ -57,8 +57,9 @@ mod worker;
 
 pub use counters::DatapathCounters;
 pub use handle::{
-    DEFAULT_EVENT_CAPACITY, DEFAULT_KEEPALIVE_INTERVAL, Datapath, DatapathConfig, DatapathError,
-    DatapathEvent, DatapathHandle, Direction,
+    DEFAULT_EVENT_CAPACITY, DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_REKEY_SEND_FALLBACK,
+    DEFAULT_RETIRE_LINGER, Datapath, DatapathConfig, DatapathError, DatapathEvent, DatapathHandle,
+    Direction,
 };
 pub use routes::{RouteTable, inner_destination, inner_source};
 pub use sa::{ChildSa, SaCounters, SaId};

@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use datapath::{Datapath, DatapathConfig, DatapathEvent, DatapathHandle};
+use datapath::{
+    DEFAULT_REKEY_SEND_FALLBACK, DEFAULT_RETIRE_LINGER, Datapath, DatapathConfig, DatapathEvent,
+    DatapathHandle,
+};
 use ikev2::{Endpoint, Event, IkeSaInfo, SaId};
 use ipnet::IpNet;
 use ipsec_crypto::Provider;
@@ -77,6 +80,16 @@ struct Session {
     children: Vec<(datapath::SaId, u32)>,
     /// Inbound ESP packets seen at the last liveness tick.
     inbound_packets: u64,
+}
+
+impl Session {
+    /// The data-plane id of the Child SA with this inbound SPI.
+    fn child_id(&self, spi_in: u32) -> Option<datapath::SaId> {
+        self.children
+            .iter()
+            .find(|(_, spi)| *spi == spi_in)
+            .map(|(dp_id, _)| *dp_id)
+    }
 }
 
 /// How often ESP counters are looked at, so that a client that sends data is not also asked
@@ -266,16 +279,12 @@ impl Gateway {
         self.stop().await
     }
 
-    /// Sends what the engine queued and applies its events.
+    /// Applies the engine's events, then sends what it queued: SAs are installed before the
+    /// answer that lets the client use them goes out (a CREATE_CHILD_SA response sent first
+    /// could bring ESP on the new SA before it is installed).
     async fn pump(&mut self) {
         loop {
             let mut progressed = false;
-            while let Some(t) = self.endpoint.poll_transmit() {
-                progressed = true;
-                if let Err(e) = self.io.send(&t).await {
-                    tracing::warn!(to = %t.remote, "sending IKE: {e}");
-                }
-            }
             let mut changed = false;
             while let Some((id, event)) = self.endpoint.poll_event() {
                 progressed = true;
@@ -283,6 +292,12 @@ impl Gateway {
             }
             if changed {
                 self.write_status("running");
+            }
+            while let Some(t) = self.endpoint.poll_transmit() {
+                progressed = true;
+                if let Err(e) = self.io.send(&t).await {
+                    tracing::warn!(to = %t.remote, "sending IKE: {e}");
+                }
             }
             if !progressed {
                 return;
@@ -315,7 +330,7 @@ impl Gateway {
                 true
             }
             Event::ChildSaEstablished(child) => {
-                let Some(dp_id) = self.install_child(id, &child) else {
+                let Some(dp_id) = self.install_child(id, &child, None) else {
                     return false;
                 };
                 if let Some(s) = self.sessions.get_mut(&id) {
@@ -335,9 +350,11 @@ impl Gateway {
             Event::ChildSaRekeyed {
                 old_spi_in, new, ..
             } => {
-                // Make before break: the new SA takes the outbound traffic now, the old one
-                // keeps receiving until its ChildSaDeleted.
-                let Some(dp_id) = self.install_child(id, &new) else {
+                // Make before break: the new SA receives now; it sends once the client is known
+                // to receive on it (ChildSaOutboundReady if we initiated the rekey, else the
+                // client's Delete of the old SA); the old one keeps receiving until it is gone.
+                let old = self.sessions.get(&id).and_then(|s| s.child_id(old_spi_in));
+                let Some(dp_id) = self.install_child(id, &new, old) else {
                     return false;
                 };
                 if let Some(s) = self.sessions.get_mut(&id) {
@@ -360,11 +377,19 @@ impl Gateway {
                 }
                 false
             }
+            Event::ChildSaOutboundReady { spi_in } => {
+                if let Some(dp_id) = self.sessions.get(&id).and_then(|s| s.child_id(spi_in)) {
+                    let _ = self.datapath.activate_outbound(dp_id);
+                }
+                false
+            }
             Event::ChildSaDeleted { spi_in, .. } => {
                 if let Some(s) = self.sessions.get_mut(&id) {
                     s.children.retain(|(dp_id, spi)| {
                         if *spi == spi_in {
-                            let _ = self.datapath.remove_sa(*dp_id);
+                            // Its replacement (if any) sends from now on; ESP still in flight
+                            // on the old SA is accepted for a moment.
+                            let _ = self.datapath.retire_sa(*dp_id, DEFAULT_RETIRE_LINGER);
                             false
                         } else {
                             true
@@ -403,9 +428,15 @@ impl Gateway {
         }
     }
 
-    /// Installs a Child SA in the data plane (routes: the client's virtual IPs); on failure
-    /// the IKE SA is deleted.
-    fn install_child(&mut self, id: SaId, child: &ikev2::ChildSa) -> Option<datapath::SaId> {
+    /// Installs a Child SA in the data plane (routes: the client's virtual IPs), as the
+    /// replacement of the data-plane SA `replaces` after a rekey; on failure the IKE SA is
+    /// deleted.
+    fn install_child(
+        &mut self,
+        id: SaId,
+        child: &ikev2::ChildSa,
+        replaces: Option<datapath::SaId>,
+    ) -> Option<datapath::SaId> {
         let routes: Vec<IpNet> = child
             .virtual_ips
             .iter()
@@ -416,9 +447,14 @@ impl Gateway {
         let installed = tunnel::child::datapath_sa(dp_id, child, routes)
             .map_err(|e| format!("cannot run the negotiated Child SA: {e}"))
             .and_then(|sa| {
-                self.datapath
-                    .install_sa(sa)
-                    .map_err(|e| format!("installing the Child SA: {e}"))
+                match replaces {
+                    Some(old) => {
+                        self.datapath
+                            .install_sa_replacing(sa, old, DEFAULT_REKEY_SEND_FALLBACK)
+                    }
+                    None => self.datapath.install_sa(sa),
+                }
+                .map_err(|e| format!("installing the Child SA: {e}"))
             });
         match installed {
             Ok(()) => Some(dp_id),

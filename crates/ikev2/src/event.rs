@@ -173,7 +173,8 @@ pub enum Event {
     /// A Child SA is ready; install it in the data plane.
     ChildSaEstablished(Box<ChildSa>),
     /// A Child SA was rekeyed (RFC 7296 1.3.3): install `new` in the data plane now; the old
-    /// one keeps receiving until its `ChildSaDeleted` follows (make-before-break).
+    /// one keeps receiving until its `ChildSaDeleted` follows (make-before-break). Which of
+    /// the two sends meanwhile: see [`Event::ChildSaOutboundReady`].
     ChildSaRekeyed {
         /// Inbound SPI of the Child SA being replaced.
         old_spi_in: u32,
@@ -181,6 +182,15 @@ pub enum Event {
         old_spi_out: u32,
         /// The new Child SA (same traffic selectors and virtual IPs, fresh SPIs and keys).
         new: Box<ChildSa>,
+    },
+    /// Follows [`Event::ChildSaRekeyed`] when we initiated that rekey: the peer installed the
+    /// new SA before it answered, so send on it now. When the peer initiated the rekey, this
+    /// event does not come: the peer may not receive on the new SA yet, so keep sending on the
+    /// old one until its [`Event::ChildSaDeleted`] (the peer deletes it right after our answer)
+    /// or a short timeout (RFC 7296 2.8).
+    ChildSaOutboundReady {
+        /// Inbound SPI of the new Child SA.
+        spi_in: u32,
     },
     /// The IKE SA was rekeyed (RFC 7296 1.3.2): new SPIs and keys, its Child SAs moved over.
     /// An [`crate::Endpoint`] keeps reporting it under the same [`crate::SaId`].

@@ -512,7 +512,10 @@ impl IkeSa {
             (None, Some(c)) => self.events.push_back(rekeyed(c.new)),
             (Some(new), None) => {
                 self.register_child(now, &new);
+                let spi_in = new.spi_in;
                 self.events.push_back(rekeyed(new));
+                self.events
+                    .push_back(Event::ChildSaOutboundReady { spi_in });
                 self.send_delete_child(now, old_spi_in);
             }
             // RFC 7296 2.8.1: the exchange with the lowest nonce lost; its initiator deletes
@@ -521,6 +524,8 @@ impl IkeSa {
                 let ours_lost = lowest(ni, &nr).cmp(lowest(&c.ni, &c.nr)) == Ordering::Less;
                 self.register_child(now, &new);
                 if ours_lost {
+                    // Ours is deleted at once and never sends; the peer's takes over when
+                    // the peer deletes the old one.
                     let lost = new.spi_in;
                     self.events.push_back(rekeyed(new));
                     self.events.push_back(rekeyed(c.new));
@@ -531,7 +536,10 @@ impl IkeSa {
                         x.retiring = true;
                     }
                     self.events.push_back(rekeyed(c.new));
+                    let spi_in = new.spi_in;
                     self.events.push_back(rekeyed(new));
+                    self.events
+                        .push_back(Event::ChildSaOutboundReady { spi_in });
                     self.send_delete_child(now, old_spi_in);
                 }
             }

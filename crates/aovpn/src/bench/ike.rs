@@ -255,7 +255,7 @@ pub fn run(secs: u32, concurrencies: &[usize]) -> Result<String> {
     );
     let _ = writeln!(
         out,
-        "   aovpn gateway state_dir on {} (its lease file is rewritten and fsynced on every lease change; \"aovpn tmpfs\" = same gateway with state_dir on {TMPFS}); charon logs to a file at level 1",
+        "   aovpn gateway state_dir on {} (a new lease binding is fsynced before the reply; \"aovpn tmpfs\" = same gateway with state_dir on {TMPFS}); charon logs to a file at level 1",
         filesystem_type(scratch.path())
     );
     out.push_str(&t.render());

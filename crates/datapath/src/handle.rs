@@ -379,7 +379,8 @@ impl DatapathHandle {
         Ok(())
     }
 
-    /// Whether outbound traffic may be routed to this SA.
+    /// Whether outbound traffic may be routed to this SA (of several sending SAs with equal
+    /// routes, the one that started sending last gets the traffic).
     pub fn is_sending(&self, id: SaId) -> Result<bool, DatapathError> {
         Ok(self.find(id)?.sends())
     }

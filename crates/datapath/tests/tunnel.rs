@@ -211,6 +211,84 @@ fn rekey_make_before_break_and_unknown_spi() {
     assert_eq!(lab.client.stop(), 1);
 }
 
+/// Lossless rekey, client as the responder (RFC 7296 2.8): its new SA receives at once but the
+/// client keeps sending on the old one, which the gateway (the initiator, not switched yet)
+/// still has; the gateway installs the new SA and sends on it at once; when the client retires
+/// the old SA (the gateway's Delete) it sends on the new one, and the old one keeps receiving
+/// for its linger. A replacement nobody activates sends after its fallback time.
+#[test]
+fn rekey_responder_sends_on_the_old_sa_until_it_is_retired() {
+    let mut lab = Lab::new("aodprr", LabOptions::default());
+    let t = lab.opts.transform;
+    let new = SaPair::new(2);
+    let client = &lab.client.dp;
+    let gateway = &lab.gateway.dp;
+    // The client answers the rekey: the new SA receives, the old one sends.
+    client
+        .install_sa_replacing(
+            new.client_sa(t, lab.gateway_addr(), false),
+            1,
+            Duration::from_secs(60),
+        )
+        .unwrap();
+    assert!(!client.is_sending(2).unwrap() && client.is_sending(1).unwrap());
+    assert!(ping(&lab.topo.client, CLIENT_VIP, lab::VNET_HOST, 2));
+    assert_eq!(client.sa_counters(2).unwrap().outbound.packets, 0);
+    // The gateway gets the answer: installs the new SA, activated at once (the initiator).
+    gateway
+        .install_sa_replacing(
+            new.gateway_sa(t, lab.client_addr_at_gateway()),
+            1,
+            Duration::from_secs(60),
+        )
+        .unwrap();
+    assert!(!gateway.is_sending(2).unwrap());
+    gateway.activate_outbound(2).unwrap();
+    // (The old SA would still carry routes the new one lacks; here they are the same.)
+    assert!(gateway.is_sending(2).unwrap());
+    let sent_old = client.sa_counters(1).unwrap().outbound.packets;
+    assert!(ping(&lab.topo.client, CLIENT_VIP, lab::VNET_HOST, 2));
+    assert!(
+        client.sa_counters(2).unwrap().inbound.packets >= 2,
+        "replies on the new SA"
+    );
+    assert!(client.sa_counters(1).unwrap().outbound.packets >= sent_old + 2);
+    assert_eq!(client.sa_counters(2).unwrap().outbound.packets, 0);
+    // The gateway's Delete of the old SA: the client switches; both keep the old SA inbound
+    // for the linger.
+    client.retire_sa(1, Duration::from_millis(300)).unwrap();
+    gateway.retire_sa(1, Duration::from_millis(300)).unwrap();
+    assert!(client.is_sending(2).unwrap() && !client.is_sending(1).unwrap());
+    assert!(ping(&lab.topo.client, CLIENT_VIP, lab::VNET_HOST, 2));
+    assert!(client.sa_counters(2).unwrap().outbound.packets >= 2);
+    assert!(
+        client.sa_ids().contains(&1),
+        "still receiving during the linger"
+    );
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(client.sa_ids(), vec![2]);
+    assert_eq!(gateway.sa_ids(), vec![2]);
+    assert!(ping(&lab.topo.client, CLIENT_VIP, lab::VNET_HOST, 2));
+    assert_eq!(lab.client.dp.counters().unknown_spi, 0);
+    assert_eq!(lab.gateway.dp.counters().unknown_spi, 0);
+    // A replacement that is never activated takes over after its fallback time.
+    let third = SaPair::new(3);
+    client
+        .install_sa_replacing(
+            third.client_sa(t, lab.gateway_addr(), false),
+            2,
+            Duration::from_millis(200),
+        )
+        .unwrap();
+    assert!(!client.is_sending(3).unwrap());
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(client.is_sending(3).unwrap());
+    assert!(client.activate_outbound(99).is_err());
+    assert!(client.retire_sa(99, Duration::ZERO).is_err());
+    assert_eq!(lab.gateway.stop(), 1);
+    assert_eq!(lab.client.stop(), 1);
+}
+
 /// Behind a NAT: the gateway's SA starts with a wrong peer address; the first ESP from the
 /// NAT-mapped address raises PeerAddressChanged, update_peer fixes the return path. IKE
 /// datagrams (non-ESP marker) and NAT keepalives are demultiplexed on the same socket.

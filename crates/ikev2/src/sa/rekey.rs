@@ -1274,3 +1274,173 @@ enum Answer {
         shared: SharedSecret,
     },
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)] // tests may unwrap
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use ipsec_crypto::SigningKey;
+    use pki::{CertKind, CertificateAuthority, KeyAlgorithm, Validity};
+
+    use super::super::*;
+    use crate::config::LocalCredentials;
+    use crate::identity::{PeerRole, PkiValidator};
+
+    const START: u64 = 1_767_225_600;
+
+    struct OneAddress;
+
+    impl AddressPool for OneAddress {
+        fn allocate(&mut self, _: &IkeId, _: AddressFamily) -> Option<IpAddr> {
+            "172.16.201.10".parse().ok()
+        }
+        fn release(&mut self, _: &IkeId, _: IpAddr) {}
+    }
+
+    /// A client and a gateway IKE SA, established with one Child SA; events drained.
+    fn established() -> (IkeSa, IkeSa, Instant) {
+        let validity = Validity::days_from(UNIX_EPOCH + Duration::from_secs(START), 365);
+        let ca = CertificateAuthority::new_root("root", KeyAlgorithm::P256, validity).unwrap();
+        let creds = |kind, name: &str| {
+            let id = ca.issue(kind, name, KeyAlgorithm::P256, validity).unwrap();
+            LocalCredentials {
+                id: IkeId::Fqdn(name.into()),
+                key: Arc::new(SigningKey::from_pkcs8_der(id.key.pkcs8_der()).unwrap()),
+                chain: vec![id.chain[0].der().as_ref().to_vec()],
+            }
+        };
+        let trust = pki::TrustStore::with_roots([ca.cert().clone()]).unwrap();
+        let client_cfg = InitiatorConfig::new(IkeConfig::new(
+            creds(CertKind::Machine, "c.test"),
+            Arc::new(PkiValidator {
+                trust: trust.clone(),
+                role: PeerRole::Gateway {
+                    server_name: "gw.test".into(),
+                },
+                expected_id: None,
+            }),
+        ));
+        let server_cfg = ResponderConfig::new(IkeConfig::new(
+            creds(CertKind::Gateway, "gw.test"),
+            Arc::new(PkiValidator {
+                trust,
+                role: PeerRole::Client,
+                expected_id: None,
+            }),
+        ));
+        let now = Instant::now();
+        let (c_addr, s_addr): (SocketAddr, SocketAddr) = (
+            "198.51.100.2:500".parse().unwrap(),
+            "203.0.113.2:500".parse().unwrap(),
+        );
+        let mut client = IkeSa::connect(
+            Arc::new(client_cfg),
+            Arc::new(Provider::deterministic(b"c")),
+            now,
+            c_addr,
+            s_addr,
+        )
+        .unwrap();
+        let req = client.poll_transmit().unwrap();
+        let msg = Message::decode(&req.bytes).unwrap();
+        let InitOutcome::Created(mut server) = IkeSa::respond_init(
+            Arc::new(server_cfg),
+            Arc::new(Provider::deterministic(b"s")),
+            now,
+            s_addr,
+            c_addr,
+            &msg,
+            &req.bytes,
+            7,
+        ) else {
+            panic!("no SA");
+        };
+        let resp = server.poll_transmit().unwrap();
+        client.handle_datagram(now, c_addr, s_addr, &resp.bytes);
+        client.set_unix_time(START + 86_400);
+        server.set_unix_time(START + 86_400);
+        let mut server = *server;
+        exchange(&mut client, &mut server, now);
+        assert_eq!(client.state(), SaState::Established);
+        assert_eq!(server.state(), SaState::Established);
+        while client.poll_event().is_some() {}
+        while server.poll_event().is_some() {}
+        (client, server, now)
+    }
+
+    /// Delivers datagrams both ways until both are quiet.
+    fn exchange(client: &mut IkeSa, server: &mut IkeSa, now: Instant) {
+        let (c_addr, s_addr) = (client.local, client.remote);
+        loop {
+            let mut moved = false;
+            while let Some(t) = client.poll_transmit() {
+                moved = true;
+                server.handle(now, s_addr, c_addr, &t.bytes, Some(&mut OneAddress));
+            }
+            while let Some(t) = server.poll_transmit() {
+                moved = true;
+                client.handle_datagram(now, c_addr, s_addr, &t.bytes);
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    fn events(sa: &mut IkeSa) -> Vec<Event> {
+        std::iter::from_fn(|| sa.poll_event()).collect()
+    }
+
+    /// Whether ChildSaOutboundReady for the new SA follows ChildSaRekeyed at once, and how
+    /// many ChildSaOutboundReady there are; checks that the old SA is deleted afterwards.
+    fn rekey_outcome(events: &[Event], old_spi_in: u32) -> (bool, usize) {
+        let at = events
+            .iter()
+            .position(|e| matches!(e, Event::ChildSaRekeyed { .. }))
+            .expect("ChildSaRekeyed");
+        let Some(Event::ChildSaRekeyed { new, .. }) = events.get(at) else {
+            unreachable!()
+        };
+        let ready = matches!(
+            events.get(at + 1),
+            Some(Event::ChildSaOutboundReady { spi_in }) if *spi_in == new.spi_in
+        );
+        let readies = events
+            .iter()
+            .filter(|e| matches!(e, Event::ChildSaOutboundReady { .. }))
+            .count();
+        let deleted = events.iter().position(
+            |e| matches!(e, Event::ChildSaDeleted { spi_in, .. } if *spi_in == old_spi_in),
+        );
+        assert!(
+            deleted.is_some_and(|d| d > at),
+            "old SA deleted after the rekey"
+        );
+        (ready, readies)
+    }
+
+    /// RFC 7296 2.8: only the rekey initiator may send on the new SA at once; the responder
+    /// learns the initiator is ready from its Delete of the old SA. Both roles, both sides.
+    #[test]
+    fn outbound_ready_only_for_the_rekey_initiator() {
+        for client_initiates in [true, false] {
+            let (mut client, mut server, now) = established();
+            let c_old = client.children[0].spi_in;
+            let s_old = server.children[0].spi_in;
+            let started = if client_initiates {
+                client.rekey_child_sa(now, c_old)
+            } else {
+                server.rekey_child_sa(now, s_old)
+            };
+            assert!(started);
+            exchange(&mut client, &mut server, now);
+            let (c_events, s_events) = (events(&mut client), events(&mut server));
+            let (c_ready, c_count) = rekey_outcome(&c_events, c_old);
+            let (s_ready, s_count) = rekey_outcome(&s_events, s_old);
+            assert_eq!(c_ready, client_initiates, "{c_events:?}");
+            assert_eq!(s_ready, !client_initiates, "{s_events:?}");
+            assert_eq!(c_count + s_count, 1, "one side only");
+        }
+    }
+}

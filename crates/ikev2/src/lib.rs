@@ -29,8 +29,10 @@
 //! random point between 80 % and 90 %, delete when they run out); [`IkeSa::rekey_child_sa`] /
 //! [`Endpoint::rekey_child_sa`] rekey on demand (e.g. on ESP sequence soft limits), likewise
 //! `rekey_ike_sa`. A Child SA rekey yields `ChildSaRekeyed { old_spi_in, old_spi_out, new }`:
-//! install `new` at once (it takes over the outbound traffic) and keep the old SA receiving
-//! until its `ChildSaDeleted` follows (make-before-break). An IKE SA rekey yields
+//! install `new` for receiving at once and keep sending on the old SA until either
+//! `ChildSaOutboundReady` (we started the rekey, so the peer already has the new SA) or the old
+//! SA's `ChildSaDeleted` (the peer started it and has switched) arrives; then retire the old
+//! SA after a short linger (make-before-break, no loss in either role). An IKE SA rekey yields
 //! `IkeSaRekeyed` with the new SPIs; its Child SAs stay as they are, and an [`Endpoint`] keeps
 //! the same [`SaId`]. The event order is chosen so that "the newest SA sends" is right also
 //! after a rekey collision (RFC 7296 2.8.1). A rekey that fails emits `Failed` while the IKE

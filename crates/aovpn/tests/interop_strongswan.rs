@@ -841,3 +841,51 @@ fn our_gateway_shows_a_distinguished_name_identity_readably() {
         gw.status_text()
     );
 }
+
+/// A Windows user tunnel (ProfileXML UserMethod Eap, type 13) authenticates with EAP-TLS inside
+/// IKE_AUTH (no AUTH payload in the first IKE_AUTH request). strongSwan's eap-tls client does
+/// the same; our gateway must run EAP-TLS with it, as Azure's gateway does for Windows.
+#[test]
+fn strongswan_eap_tls_client_to_our_gateway() {
+    let lab = Lab::new("iseap", PkiOptions::new(GATEWAY_NAME));
+    let gw = GatewayProcess::start(
+        bin(),
+        &lab.topo.gateway,
+        &lab.dir("gw"),
+        &GatewayOpts::new(&lab.pki, lab.topo.gateway_wan().into()),
+    )
+    .unwrap();
+    let charon =
+        Charon::start_with_plugins(&lab.topo.client, &lab.dir("cl"), "eap-identity eap-tls")
+            .unwrap();
+    let user = &lab.pki.options.user_name;
+    let conf = SwanctlConf::new()
+        .connection(
+            Connection::initiator("ao")
+                .remote_addrs(&lab.gateway_wan())
+                .proposals(GCM_ECP384.ike)
+                .local_cert(&lab.pki.user_cert)
+                .set_local("auth", "eap-tls")
+                .set_local("id", user)
+                .set_local("eap_id", user)
+                .remote_id(GATEWAY_NAME)
+                .remote_cacert(&lab.pki.ca_cert)
+                .child(
+                    ChildConfig::new("ao")
+                        .remote_ts(lab::VNET_TS)
+                        .esp_proposals(GCM_ECP384.esp)
+                        .set("start_action", "none"),
+                ),
+        )
+        .private_key(&lab.pki.user_key);
+    charon.configure(&conf).unwrap();
+    let loaded = charon.load_all().unwrap();
+    assert!(loaded.contains("loaded connection 'ao'"), "{loaded}");
+    if let Err(e) = charon.initiate("ao", "ao", Duration::from_secs(20)) {
+        panic!(
+            "strongSwan EAP-TLS client refused: {e}{}",
+            diag(&charon, &[("aovpn gateway", gw.log())])
+        );
+    }
+    ping(&lab.topo.client, lab::VNET_HOST).unwrap();
+}

@@ -201,6 +201,10 @@ pub struct ResponderConfig {
     pub half_open_limit: usize,
     /// Rotate the COOKIE secret after this long (the previous secret stays valid one period).
     pub cookie_secret_lifetime: Duration,
+    /// Accept clients that authenticate with EAP-TLS (RFC 5216) inside IKE_AUTH, as Windows
+    /// user tunnels do: an IKE_AUTH request without AUTH starts EAP, the user certificate is
+    /// checked by [`IkeConfig::validator`] like a certificate in CERT. Default true.
+    pub eap_tls: bool,
 }
 
 impl ResponderConfig {
@@ -216,6 +220,7 @@ impl ResponderConfig {
             cookie_threshold: 64,
             half_open_limit: 4096,
             cookie_secret_lifetime: Duration::from_secs(300),
+            eap_tls: true,
         }
     }
 }

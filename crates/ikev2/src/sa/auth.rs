@@ -2,6 +2,9 @@
 //! SA with TS narrowing and its keys.
 
 use super::*;
+use eap::{EapServer, Phase, Step};
+use ipsec_crypto::shared_key_auth;
+use subtle::ConstantTimeEq;
 
 impl IkeSa {
     pub(super) fn sign_auth(&self, signed: &[u8]) -> Result<Authentication, String> {
@@ -207,6 +210,10 @@ impl IkeSa {
         let RoleConfig::Responder(cfg) = self.cfg.clone() else {
             return;
         };
+        if let Some(eap) = self.eap.take() {
+            self.continue_eap(now, message_id, payloads, pool, &cfg, eap);
+            return;
+        }
         let Some(idi) = payloads.id_i() else {
             self.refuse_auth(
                 message_id,
@@ -216,6 +223,10 @@ impl IkeSa {
             return;
         };
         self.peer_initial_contact = payloads.notify(NotifyType::INITIAL_CONTACT).is_some();
+        if payloads.auth().is_none() && cfg.eap_tls {
+            self.start_eap(message_id, &cfg, payloads, idi);
+            return;
+        }
         let subject = match self.authenticate_peer(payloads, idi) {
             Ok(s) => s,
             Err(reason) => {
@@ -241,7 +252,24 @@ impl IkeSa {
         let mut out = vec![Payload::IdR(idr)];
         out.extend(self.cert_payloads());
         out.push(Payload::Auth(auth));
-        let child = self.responder_child(&cfg, payloads, pool);
+        self.finish_auth(now, message_id, &cfg, payloads, out, subject, pool);
+    }
+
+    /// The last IKE_AUTH response of the responder: `out` (identity and AUTH) plus the first
+    /// Child SA negotiated from `request` (the IKE_AUTH request that carried SA, TS and CP).
+    #[allow(clippy::too_many_arguments)]
+    fn finish_auth(
+        &mut self,
+        now: Instant,
+        message_id: u32,
+        cfg: &ResponderConfig,
+        request: &[Payload],
+        mut out: Vec<Payload>,
+        subject: String,
+        pool: Option<&mut dyn AddressPool>,
+    ) {
+        let payloads = request;
+        let child = self.responder_child(cfg, payloads, pool);
         match &child {
             Ok(Some((child_payloads, _))) => out.extend(child_payloads.iter().cloned()),
             Ok(None) => {}
@@ -274,6 +302,204 @@ impl IkeSa {
                 notify_received: None,
             })),
         }
+    }
+
+    /// First IKE_AUTH request without AUTH: the initiator wants EAP (RFC 7296 2.16). We
+    /// authenticate ourselves with our certificate and ask for the EAP identity.
+    fn start_eap(
+        &mut self,
+        message_id: u32,
+        cfg: &ResponderConfig,
+        payloads: &[Payload],
+        idi: &Identification,
+    ) {
+        let ike = &cfg.ike;
+        let idr = ike.local.id.to_wire();
+        let auth = match self
+            .signed_octets(true, &idr)
+            .and_then(|s| self.sign_auth(&s))
+        {
+            Ok(a) => a,
+            Err(e) => {
+                self.refuse_auth(
+                    message_id,
+                    NotifyType::AUTHENTICATION_FAILED,
+                    FailureReason::Local(e),
+                );
+                return;
+            }
+        };
+        let identifier = self.provider.random_array::<1>().map_or(1, |[b]| b);
+        let started = EapServer::new(
+            ike.local.key.clone(),
+            &ike.local.chain,
+            payloads.to_vec(),
+            idi.clone(),
+            identifier,
+        );
+        let (server, request) = match started {
+            Ok(s) => s,
+            Err(e) => {
+                self.refuse_auth(
+                    message_id,
+                    NotifyType::AUTHENTICATION_FAILED,
+                    FailureReason::Local(e.to_string()),
+                );
+                return;
+            }
+        };
+        let mut out = vec![Payload::IdR(idr)];
+        out.extend(self.cert_payloads());
+        out.push(Payload::Auth(auth));
+        out.push(Payload::Eap(request));
+        self.send_response(ExchangeType::IKE_AUTH, message_id, &out);
+        self.eap = Some(Box::new(server));
+    }
+
+    /// An IKE_AUTH request during EAP: the next EAP-TLS round, or after EAP-Success the
+    /// initiator's AUTH computed from the MSK (RFC 7296 2.16).
+    fn continue_eap(
+        &mut self,
+        now: Instant,
+        message_id: u32,
+        payloads: &[Payload],
+        pool: Option<&mut dyn AddressPool>,
+        cfg: &ResponderConfig,
+        mut eap: Box<EapServer>,
+    ) {
+        if eap.phase == Phase::AwaitAuth {
+            let (ours, subject) = match self.verify_eap_auth(&eap, payloads, cfg) {
+                Ok(v) => v,
+                Err(reason) => {
+                    self.refuse_auth(message_id, NotifyType::AUTHENTICATION_FAILED, reason);
+                    return;
+                }
+            };
+            let first_request = std::mem::take(&mut eap.first_request);
+            let out = vec![Payload::Auth(ours)];
+            self.finish_auth(now, message_id, cfg, &first_request, out, subject, pool);
+            return;
+        }
+        let Some(bytes) = payloads.eap() else {
+            self.refuse_auth(
+                message_id,
+                NotifyType::AUTHENTICATION_FAILED,
+                FailureReason::AuthPayload("IKE_AUTH without EAP payload during EAP".into()),
+            );
+            return;
+        };
+        match eap.handle(bytes) {
+            Ok(Step::Request(request)) => {
+                self.send_response(ExchangeType::IKE_AUTH, message_id, &[Payload::Eap(request)]);
+                self.eap = Some(eap);
+            }
+            Ok(Step::Done) => match self.validate_eap_peer(&eap, cfg) {
+                Ok(validated) => {
+                    eap.validated = Some(validated);
+                    eap.phase = Phase::AwaitAuth;
+                    let success = eap::success(eap.identifier());
+                    self.send_response(
+                        ExchangeType::IKE_AUTH,
+                        message_id,
+                        &[Payload::Eap(success)],
+                    );
+                    self.eap = Some(eap);
+                }
+                Err(r) => self.eap_failure(message_id, &eap, FailureReason::PeerRejected(r)),
+            },
+            Err(e) => self.eap_failure(
+                message_id,
+                &eap,
+                FailureReason::AuthPayload(format!("EAP-TLS: {e}")),
+            ),
+        }
+    }
+
+    fn eap_failure(&mut self, message_id: u32, eap: &EapServer, reason: FailureReason) {
+        let failure = eap::failure(eap.identifier());
+        self.send_response(ExchangeType::IKE_AUTH, message_id, &[Payload::Eap(failure)]);
+        self.fail(reason, None, None);
+    }
+
+    /// The TLS client certificate gets the checks of certificate authentication (trust,
+    /// EKU clientAuth, revocation); the identity it must name is the EAP identity (Windows
+    /// sends its UPN there) or else IDi. Returns that identity and the subject.
+    fn validate_eap_peer(
+        &self,
+        eap: &EapServer,
+        cfg: &ResponderConfig,
+    ) -> Result<(IkeId, String), PeerRejection> {
+        let chain = eap.peer_chain();
+        let (ee, inter) = chain.split_first().ok_or(PeerRejection::NoCertificate)?;
+        let inter: Vec<&[u8]> = inter.iter().map(Vec::as_slice).collect();
+        let mut candidates = Vec::new();
+        if let Ok(text) = std::str::from_utf8(&eap.identity)
+            && !text.is_empty()
+        {
+            candidates.push(if text.contains('@') {
+                IkeId::Rfc822(text.to_owned())
+            } else {
+                IkeId::Fqdn(text.to_owned())
+            });
+        }
+        candidates.push(IkeId::from_wire(&eap.idi));
+        let mut last = PeerRejection::NoCertificate;
+        for id in candidates {
+            match cfg.ike.validator.validate(&id, ee, &inter, self.unix_time) {
+                Ok(v) => return Ok((id, v.subject)),
+                Err(
+                    e @ (PeerRejection::IdentityMismatch(_) | PeerRejection::UnexpectedIdentity(_)),
+                ) => {
+                    last = e;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
+    }
+
+    /// Checks the initiator's MSK-based AUTH and computes ours; sets the peer identity.
+    fn verify_eap_auth(
+        &mut self,
+        eap: &EapServer,
+        payloads: &[Payload],
+        cfg: &ResponderConfig,
+    ) -> Result<(Authentication, String), FailureReason> {
+        let auth = payloads
+            .auth()
+            .ok_or_else(|| FailureReason::AuthPayload("missing AUTH after EAP".into()))?;
+        let (Some(msk), Some((peer_id, subject))) = (&eap.msk, &eap.validated) else {
+            return Err(FailureReason::Local("EAP finished without MSK".into()));
+        };
+        let prf = self
+            .algs
+            .ok_or(FailureReason::Local("no algorithms".into()))?
+            .prf;
+        let theirs = self
+            .signed_octets(false, &eap.idi)
+            .map_err(FailureReason::Local)?;
+        let expected = shared_key_auth(prf, msk, &theirs);
+        if auth.method != AuthMethod::SHARED_KEY_MIC
+            || !bool::from(expected.as_bytes().ct_eq(&auth.data))
+        {
+            return Err(FailureReason::AuthPayload(
+                "AUTH from the EAP MSK does not verify".into(),
+            ));
+        }
+        let idr = cfg.ike.local.id.to_wire();
+        let ours = self
+            .signed_octets(true, &idr)
+            .map_err(FailureReason::Local)?;
+        let data = shared_key_auth(prf, msk, &ours).as_bytes().to_vec();
+        self.peer_id = Some(peer_id.clone());
+        self.peer_auth_method = Some(AuthMethod::SHARED_KEY_MIC);
+        Ok((
+            Authentication {
+                method: AuthMethod::SHARED_KEY_MIC,
+                data,
+            },
+            subject.clone(),
+        ))
     }
 
     pub(super) fn refuse_auth(

@@ -29,6 +29,7 @@ use crate::ts;
 use rekey::{ChildState, Rekeying, RetiredSa};
 
 mod auth;
+mod eap;
 mod informational;
 mod init;
 mod rekey;
@@ -164,6 +165,8 @@ pub struct IkeSa {
     assigned: Vec<IpAddr>,
     last_rx: Option<Instant>,
     peer_initial_contact: bool,
+    /// Responder: the EAP-TLS conversation of IKE_AUTH, if the initiator chose EAP.
+    eap: Option<Box<eap::EapServer>>,
 }
 
 /// Errors of [`IkeSa::connect`] (local misconfiguration or crypto backend failure).
@@ -358,6 +361,7 @@ impl IkeSa {
             assigned: Vec::new(),
             last_rx: None,
             peer_initial_contact: false,
+            eap: None,
         }
     }
 

@@ -6,7 +6,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use datapath::{
     DEFAULT_REKEY_SEND_FALLBACK, DEFAULT_RETIRE_LINGER, Datapath, DatapathConfig, DatapathEvent,
@@ -108,13 +108,6 @@ pub struct TunnelStatus {
     pub since: u64,
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 struct Credentials {
     local: LocalCredentials,
     trust: pki::TrustStore,
@@ -173,16 +166,30 @@ fn load_credentials(o: &TunnelOptions) -> Result<Credentials, SessionError> {
     })
 }
 
+/// `host`, `host:port`, an IPv6 literal, or `[v6]:port` -> (host, port); the IKE port
+/// defaults to 500.
+fn split_server(server: &str) -> Option<(String, u16)> {
+    if let Some(rest) = server.strip_prefix('[') {
+        let (host, tail) = rest.split_once(']')?;
+        let port = match tail.strip_prefix(':') {
+            Some(p) => p.parse().ok()?,
+            None if tail.is_empty() => 500,
+            None => return None,
+        };
+        return Some((host.to_owned(), port));
+    }
+    match server.rsplit_once(':') {
+        // More than one colon without brackets: a bare IPv6 address.
+        Some((h, _)) if h.contains(':') => Some((server.to_owned(), 500)),
+        Some((h, p)) => Some((h.to_owned(), p.parse().ok()?)),
+        None => Some((server.to_owned(), 500)),
+    }
+}
+
 /// `host` or `host:port` -> (name for certificate checks, address).
 async fn resolve(server: &str) -> Result<(String, SocketAddr), SessionError> {
-    let (host, port) = match server.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') => (
-            h.to_owned(),
-            p.parse::<u16>()
-                .map_err(|_| setup(format!("server {server}"))("bad port".into()))?,
-        ),
-        _ => (server.trim_matches(['[', ']']).to_owned(), 500),
-    };
+    let (host, port) =
+        split_server(server).ok_or_else(|| setup(format!("server {server}"))("bad port".into()))?;
     let addrs = tokio::net::lookup_host((host.as_str(), port))
         .await
         .map_err(|e| SessionError::Unreachable(format!("{host}: {e}")))?;
@@ -316,13 +323,13 @@ impl Session {
             server,
         )
         .map_err(|e| SessionError::Ike(e.to_string()))?;
-        sa.set_unix_time(unix_now());
+        sa.set_unix_time(tunnel::host::unix_now());
 
         let status = TunnelStatus {
             state: "connecting".into(),
             server: format!("{server_name} ({server})"),
             interface: tun.name.clone(),
-            since: unix_now(),
+            since: tunnel::host::unix_now(),
             ..TunnelStatus::default()
         };
         let session = Session {
@@ -385,7 +392,7 @@ impl Session {
                 }
                 incoming = self.io.recv() => match incoming {
                     Ok(Incoming::Ike { local, remote, bytes }) => {
-                        self.sa.set_unix_time(unix_now());
+                        self.sa.set_unix_time(tunnel::host::unix_now());
                         self.sa.handle_datagram(Instant::now(), local, remote, &bytes);
                     }
                     Ok(Incoming::Datapath(event)) => self.on_datapath_event(event),
@@ -456,8 +463,13 @@ impl Session {
                 // gateway's Delete of the old SA); the old one keeps receiving until it is gone.
                 // Addresses, routes and DNS stay as they are.
                 let selectors: Vec<IpNet> = new.ts_remote.iter().flat_map(ts_prefixes).collect();
-                let sa = tunnel::child::datapath_sa(u64::from(new.spi_in), &new, selectors)
-                    .map_err(|e| SessionError::Ike(e.to_string()))?;
+                let sa = tunnel::child::datapath_sa(
+                    u64::from(new.spi_in),
+                    &new,
+                    selectors,
+                    tunnel::child::Side::Client,
+                )
+                .map_err(|e| SessionError::Ike(e.to_string()))?;
                 self.datapath
                     .install_sa_replacing(sa, u64::from(old_spi_in), DEFAULT_REKEY_SEND_FALLBACK)
                     .map_err(|e| setup("installing the rekeyed Child SA")(e.to_string()))?;
@@ -505,8 +517,13 @@ impl Session {
 
     async fn child_up(&mut self, child: &ikev2::ChildSa) -> Result<(), SessionError> {
         let selectors: Vec<IpNet> = child.ts_remote.iter().flat_map(ts_prefixes).collect();
-        let sa = tunnel::child::datapath_sa(u64::from(child.spi_in), child, selectors.clone())
-            .map_err(|e| SessionError::Ike(e.to_string()))?;
+        let sa = tunnel::child::datapath_sa(
+            u64::from(child.spi_in),
+            child,
+            selectors.clone(),
+            tunnel::child::Side::Client,
+        )
+        .map_err(|e| SessionError::Ike(e.to_string()))?;
         self.datapath
             .install_sa(sa)
             .map_err(|e| setup("installing the Child SA")(e.to_string()))?;
@@ -524,7 +541,28 @@ impl Session {
         match &self.options.routes {
             RoutePolicy::TrafficSelectors => {
                 for net in &selectors {
-                    routes.push((*net, true));
+                    if net.contains(&self.server.ip()) {
+                        // The gateway itself stays reachable outside the tunnel.
+                        let host = IpNet::from(self.server.ip());
+                        if !routes.contains(&(host, false)) {
+                            routes.push((host, false));
+                        }
+                    }
+                    if net.prefix_len() == 0 {
+                        // Two halves instead of a second default route (which would clash
+                        // with the existing one); longer prefixes win over the default.
+                        let halves = match net {
+                            IpNet::V4(_) => ["0.0.0.0/1", "128.0.0.0/1"],
+                            IpNet::V6(_) => ["::/1", "8000::/1"],
+                        };
+                        for h in halves {
+                            if let Ok(half) = h.parse::<IpNet>() {
+                                routes.push((half, true));
+                            }
+                        }
+                    } else {
+                        routes.push((*net, true));
+                    }
                 }
             }
             RoutePolicy::Profile(plan) => {
@@ -585,7 +623,7 @@ impl Session {
         self.status.routes = shown;
         self.status.dns = child.dns_servers.clone();
         self.status.esp = tunnel::child::describe_esp(&child.algorithms);
-        self.status.since = unix_now();
+        self.status.since = tunnel::host::unix_now();
         tracing::info!(
             gateway = %self.server_name,
             vip = ?vip,
@@ -668,5 +706,26 @@ impl Session {
         if let Some(path) = &self.options.status_file {
             tunnel::host::write_json_atomically(path, &self.status);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_server;
+
+    #[test]
+    fn server_strings_split_into_host_and_port() {
+        let s = |x: &str| split_server(x);
+        assert_eq!(s("vpn.example.com"), Some(("vpn.example.com".into(), 500)));
+        assert_eq!(
+            s("vpn.example.com:4501"),
+            Some(("vpn.example.com".into(), 4501))
+        );
+        assert_eq!(s("203.0.113.1"), Some(("203.0.113.1".into(), 500)));
+        assert_eq!(s("2001:db8::1"), Some(("2001:db8::1".into(), 500)));
+        assert_eq!(s("[2001:db8::1]"), Some(("2001:db8::1".into(), 500)));
+        assert_eq!(s("[2001:db8::1]:4500"), Some(("2001:db8::1".into(), 4500)));
+        assert_eq!(s("vpn.example.com:x"), None);
+        assert_eq!(s("[2001:db8::1]x"), None);
     }
 }

@@ -156,6 +156,9 @@ fn default_natt_port() -> u16 {
 /// Smallest accepted IKE / Child SA lifetime.
 pub const MIN_LIFETIME_SECS: u64 = 10;
 
+/// Longest lifetime or liveness interval accepted: 30 days.
+pub const MAX_TIMER_SECS: u64 = 30 * 24 * 3600;
+
 fn default_ike_lifetime() -> u64 {
     28_800
 }
@@ -257,6 +260,14 @@ impl GatewayConfig {
         if self.listen.addresses.is_empty() {
             return Err(("listen.addresses", "at least one address is needed".into()));
         }
+        if self.listen.addresses.len() > 1 {
+            // One socket pair per daemon for now; a wildcard bind would also listen on
+            // addresses nobody listed.
+            return Err((
+                "listen.addresses",
+                "exactly one address for now (run one gateway per address)".into(),
+            ));
+        }
         if self.listen.ike_port == 0 {
             return Err(("listen.ike_port", "port 0 is not a port".into()));
         }
@@ -355,16 +366,25 @@ impl GatewayConfig {
             }
         }
         // Short lifetimes are for tests; a rekey needs a few round trips of headroom.
-        if self.crypto.ike_lifetime_secs < MIN_LIFETIME_SECS {
-            return Err((
-                "crypto.ike_lifetime_secs",
-                format!("must be at least {MIN_LIFETIME_SECS} seconds"),
-            ));
-        }
-        if self.crypto.child_lifetime_secs < MIN_LIFETIME_SECS {
-            return Err((
+        // Upper bounds keep every timer the engine derives far from overflowing `Instant`.
+        for (field, value) in [
+            ("crypto.ike_lifetime_secs", self.crypto.ike_lifetime_secs),
+            (
                 "crypto.child_lifetime_secs",
-                format!("must be at least {MIN_LIFETIME_SECS} seconds"),
+                self.crypto.child_lifetime_secs,
+            ),
+        ] {
+            if !(MIN_LIFETIME_SECS..=MAX_TIMER_SECS).contains(&value) {
+                return Err((
+                    field,
+                    format!("must be between {MIN_LIFETIME_SECS} and {MAX_TIMER_SECS} seconds"),
+                ));
+            }
+        }
+        if self.crypto.dpd_interval_secs > MAX_TIMER_SECS {
+            return Err((
+                "crypto.dpd_interval_secs",
+                format!("must be at most {MAX_TIMER_SECS} seconds (0 disables it)"),
             ));
         }
         if !(576..=9000).contains(&self.crypto.fragment_mtu) {
@@ -558,6 +578,25 @@ dns = ["10.1.0.53"]
                 "{from} -> {to}"
             );
         }
+    }
+
+    #[test]
+    fn timers_are_bounded_and_one_listen_address_is_required() {
+        let huge = GOOD.replace(
+            "[network]",
+            "[crypto]\nike_lifetime_secs = 18446744073709551615\n[network]",
+        );
+        assert_eq!(field_of(&huge), "crypto.ike_lifetime_secs");
+        let huge = GOOD.replace(
+            "[network]",
+            "[crypto]\ndpd_interval_secs = 99999999999\n[network]",
+        );
+        assert_eq!(field_of(&huge), "crypto.dpd_interval_secs");
+        let two = GOOD.replace(
+            "addresses = [\"203.0.113.1\"]",
+            "addresses = [\"203.0.113.1\", \"198.51.100.1\"]",
+        );
+        assert_eq!(field_of(&two), "listen.addresses");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use datapath::{
     DEFAULT_REKEY_SEND_FALLBACK, DEFAULT_RETIRE_LINGER, Datapath, DatapathConfig, DatapathEvent,
@@ -123,13 +123,6 @@ impl std::fmt::Debug for Gateway {
     }
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 impl Gateway {
     /// Loads the configuration and everything it names, creates the TUN device with its routes,
     /// binds UDP 500 and 4500 and starts the data plane. Must run inside a tokio runtime.
@@ -245,6 +238,7 @@ impl Gateway {
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .map_err(io_err("SIGHUP handler"))?;
         tokio::pin!(shutdown);
+        let mut failure = None;
         let mut liveness = tokio::time::interval(LIVENESS_TICK);
         loop {
             let timeout = self.endpoint.poll_timeout();
@@ -264,19 +258,26 @@ impl Gateway {
                 _ = sleep => self.endpoint.handle_timeout(Instant::now()),
                 incoming = self.io.recv() => match incoming {
                     Ok(Incoming::Ike { local, remote, bytes }) => {
-                        self.endpoint.set_unix_time(unix_now());
+                        self.endpoint.set_unix_time(tunnel::host::unix_now());
                         self.endpoint.handle_datagram(Instant::now(), local, remote, &bytes);
                     }
                     Ok(Incoming::Datapath(event)) => self.on_datapath_event(event),
                     Ok(Incoming::Closed) => {
-                        return Err(DaemonError::Setup("the data plane stopped".into()));
+                        failure = Some(DaemonError::Setup("the data plane stopped".into()));
+                        break;
                     }
                     Err(e) => tracing::warn!("receiving IKE: {e}"),
                 },
             }
             self.pump().await;
         }
-        self.stop().await
+        // Whatever ended the loop, clients are told, leases flushed, routes removed and the
+        // status file says so.
+        let stopped = self.stop().await;
+        match failure {
+            Some(e) => Err(e),
+            None => stopped,
+        }
     }
 
     /// Applies the engine's events, then sends what it queued: SAs are installed before the
@@ -316,7 +317,7 @@ impl Gateway {
                     remote: info.remote,
                     ike: info.algorithms.to_string(),
                     esp: String::new(),
-                    connected_since: unix_now(),
+                    connected_since: tunnel::host::unix_now(),
                 };
                 self.sessions.insert(
                     id,
@@ -444,18 +445,19 @@ impl Gateway {
             .collect();
         let dp_id = self.next_child;
         self.next_child += 1;
-        let installed = tunnel::child::datapath_sa(dp_id, child, routes)
-            .map_err(|e| format!("cannot run the negotiated Child SA: {e}"))
-            .and_then(|sa| {
-                match replaces {
-                    Some(old) => {
-                        self.datapath
-                            .install_sa_replacing(sa, old, DEFAULT_REKEY_SEND_FALLBACK)
+        let installed =
+            tunnel::child::datapath_sa(dp_id, child, routes, tunnel::child::Side::Gateway)
+                .map_err(|e| format!("cannot run the negotiated Child SA: {e}"))
+                .and_then(|sa| {
+                    match replaces {
+                        Some(old) => {
+                            self.datapath
+                                .install_sa_replacing(sa, old, DEFAULT_REKEY_SEND_FALLBACK)
+                        }
+                        None => self.datapath.install_sa(sa),
                     }
-                    None => self.datapath.install_sa(sa),
-                }
-                .map_err(|e| format!("installing the Child SA: {e}"))
-            });
+                    .map_err(|e| format!("installing the Child SA: {e}"))
+                });
         match installed {
             Ok(()) => Some(dp_id),
             Err(e) => {
@@ -552,6 +554,10 @@ impl Gateway {
         for id in &revoked {
             if let Some(s) = self.sessions.get(id) {
                 tracing::warn!(peer = %s.info.peer_id, "certificate revoked: disconnecting");
+                // Its traffic stops now, not when (or whether) it answers the Delete.
+                for (dp_id, _) in &s.children {
+                    let _ = self.datapath.remove_sa(*dp_id);
+                }
             }
             self.endpoint.delete(*id, Instant::now());
         }
@@ -575,19 +581,20 @@ impl Gateway {
         }
         self.sessions.clear();
         let _queues = self.datapath.shutdown().await;
-        if let Some(installed) = self.installed.take() {
-            installed
+        let teardown = match self.installed.take() {
+            Some(installed) => installed
                 .teardown()
                 .await
-                .map_err(|e| setup_err("removing routes")(e.to_string()))?;
-        }
+                .map_err(|e| setup_err("removing routes")(e.to_string())),
+            None => Ok(()),
+        };
         self.flush_leases();
         self.write_status("stopped");
         tracing::info!(
             uptime_s = self.started.elapsed().as_secs(),
             "gateway stopped"
         );
-        Ok(())
+        teardown
     }
 
     fn write_status(&self, state: &str) {

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use ike_wire::{TrafficSelector, TsRange};
 use ikev2::{
@@ -15,7 +15,7 @@ use ipnet::IpNet;
 use ipsec_crypto::SigningKey;
 
 use crate::config::{ConfigError, GatewayConfig};
-use crate::pool::LeasePool;
+use crate::pool::{Lease, LeasePool};
 
 /// Everything loaded from the files a configuration names.
 #[derive(Debug)]
@@ -137,12 +137,15 @@ pub fn parse_id(text: &str) -> IkeId {
     }
 }
 
+/// Certificates remembered per identity for revocation on SIGHUP.
+const MAX_CERTS_PER_IDENTITY: usize = 16;
+
 /// Client certificate validation that SIGHUP can update in place, remembering which
 /// certificate each identity authenticated with so that a newly revoked one can be cut off.
 #[derive(Debug)]
 pub struct ClientValidator {
     trust: RwLock<pki::TrustStore>,
-    seen: Mutex<HashMap<String, pki::Thumbprint>>,
+    seen: Mutex<HashMap<String, Vec<pki::Thumbprint>>>,
 }
 
 impl ClientValidator {
@@ -160,15 +163,21 @@ impl ClientValidator {
         }
     }
 
-    /// Whether the certificate `peer` last authenticated with is revoked now.
+    /// Whether any certificate that passed validation for `peer` is revoked now. Several
+    /// devices may share an identity, and a failed attempt with another valid certificate must
+    /// not hide the one a live session uses: erring towards disconnecting is safe, since a
+    /// client with a good certificate simply authenticates again.
     pub fn is_revoked(&self, peer: &IkeId) -> bool {
         let Ok(seen) = self.seen.lock() else {
             return false;
         };
-        let Some(tp) = seen.get(&lease_key(peer)) else {
+        let Some(prints) = seen.get(&lease_key(peer)) else {
             return false;
         };
-        self.trust.read().map(|t| t.is_revoked(tp)).unwrap_or(false)
+        self.trust
+            .read()
+            .map(|t| prints.iter().any(|tp| t.is_revoked(tp)))
+            .unwrap_or(false)
     }
 }
 
@@ -192,7 +201,15 @@ impl PeerValidator for ClientValidator {
         };
         let accepted = validator.validate(peer_id, end_entity, intermediates, unix_time)?;
         if let Ok(mut seen) = self.seen.lock() {
-            seen.insert(lease_key(peer_id), pki::Thumbprint::of_der(end_entity));
+            let prints = seen.entry(lease_key(peer_id)).or_default();
+            let tp = pki::Thumbprint::of_der(end_entity);
+            if !prints.contains(&tp) {
+                // Bounded: certificates of one identity seen since start (oldest dropped).
+                if prints.len() >= MAX_CERTS_PER_IDENTITY {
+                    prints.remove(0);
+                }
+                prints.push(tp);
+            }
         }
         Ok(accepted)
     }
@@ -295,15 +312,8 @@ pub fn lease_key(peer: &IkeId) -> String {
     }
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_secs()
-}
-
-/// The lease store as the engine's [`AddressPool`]: one session is counted per IKE SA that
-/// got an IPv4 address; the IPv6 address of the same lease comes along.
+/// The lease store as the engine's [`AddressPool`]: every address handed out counts one
+/// session on the identity's lease, every release ends one.
 #[derive(Debug, Clone)]
 pub struct SharedPool(pub Arc<Mutex<LeasePool>>);
 
@@ -312,23 +322,35 @@ impl AddressPool for SharedPool {
         let key = lease_key(peer);
         let mut pool = self.0.lock().ok()?;
         match family {
-            AddressFamily::V4 => match pool.acquire(&key, unix_now()) {
+            AddressFamily::V4 => match pool.acquire(&key, tunnel::host::unix_now()) {
                 Ok(lease) => Some(IpAddr::V4(lease.v4)),
                 Err(e) => {
                     tracing::warn!(peer = %peer, "no address: {e}");
                     None
                 }
             },
-            AddressFamily::V6 => pool.get(&key).and_then(|l| l.v6).map(IpAddr::V6),
+            // Each allocation counts a session (released symmetrically below), so an
+            // IPv6-only client holds its lease as firmly as an IPv4 one.
+            AddressFamily::V6 if !pool.has_v6() => None,
+            AddressFamily::V6 => match pool.acquire(&key, tunnel::host::unix_now()) {
+                Ok(Lease { v6: Some(v6), .. }) => Some(IpAddr::V6(v6)),
+                Ok(_) => {
+                    // No IPv6 address left: nothing is handed out, so nothing will be released.
+                    let _ = pool.release(&key, tunnel::host::unix_now());
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!(peer = %peer, "no address: {e}");
+                    None
+                }
+            },
         }
     }
 
     fn release(&mut self, peer: &IkeId, addr: IpAddr) {
-        if !matches!(addr, IpAddr::V4(_)) {
-            return;
-        }
+        let _ = addr;
         if let Ok(mut pool) = self.0.lock()
-            && let Err(e) = pool.release(&lease_key(peer), unix_now())
+            && let Err(e) = pool.release(&lease_key(peer), tunnel::host::unix_now())
         {
             tracing::warn!("lease file: {e}");
         }
@@ -339,6 +361,8 @@ impl AddressPool for SharedPool {
 mod tests {
     use super::*;
     use std::path::Path;
+
+    use std::time::SystemTime;
 
     use pki::{CertKind, CertificateAuthority, KeyAlgorithm, Validity};
 
@@ -503,7 +527,7 @@ routes = ["10.1.0.0/16"]
         let trust = pki::TrustStore::with_roots([ca.cert().clone()]).unwrap();
         let v = ClientValidator::new(trust.clone());
         let id = IkeId::Fqdn("pc.test.example".into());
-        let now = unix_now();
+        let now = tunnel::host::unix_now();
         v.validate(&id, pc.chain[0].der(), &[], now).unwrap();
         assert!(!v.is_revoked(&id));
 
@@ -517,6 +541,34 @@ routes = ["10.1.0.0/16"]
             Err(PeerRejection::Certificate(_))
         ));
         assert!(!v.is_revoked(&IkeId::Fqdn("other.test.example".into())));
+    }
+
+    #[test]
+    fn another_certificate_of_the_same_identity_does_not_hide_a_revoked_one() {
+        let validity = Validity::days_from(SystemTime::now() - Duration::from_secs(60), 30);
+        let ca = CertificateAuthority::new_root("Root", KeyAlgorithm::P256, validity).unwrap();
+        let issue = || {
+            ca.issue(
+                CertKind::User,
+                "alice@corp.example",
+                KeyAlgorithm::P256,
+                validity,
+            )
+            .unwrap()
+        };
+        let (live, other) = (issue(), issue());
+        let trust = pki::TrustStore::with_roots([ca.cert().clone()]).unwrap();
+        let v = ClientValidator::new(trust.clone());
+        let id = IkeId::Rfc822("alice@corp.example".into());
+        v.validate(&id, live.chain[0].der(), &[], tunnel::host::unix_now())
+            .unwrap();
+        // A later attempt (maybe with a bogus AUTH) presents the identity's other certificate.
+        v.validate(&id, other.chain[0].der(), &[], tunnel::host::unix_now())
+            .unwrap();
+        let mut revoked = trust;
+        revoked.revoke(live.chain[0].thumbprint());
+        v.replace_trust(revoked);
+        assert!(v.is_revoked(&id));
     }
 
     #[test]
@@ -542,5 +594,10 @@ routes = ["10.1.0.0/16"]
         shared.release(&alice, a);
         assert_eq!(shared.allocate(&alice, AddressFamily::V4), Some(a));
         assert_eq!(shared.allocate(&alice, AddressFamily::V6), None);
+        // Every allocation is released once: nothing stays pinned.
+        shared.release(&alice, a);
+        shared.release(&bob, b);
+        let pool = shared.0.lock().unwrap();
+        assert!(pool.leases().all(|l| l.sessions == 0));
     }
 }

@@ -172,6 +172,11 @@ impl LeasePool {
         Ok(())
     }
 
+    /// Whether the pool hands out IPv6 addresses.
+    pub fn has_v6(&self) -> bool {
+        self.v6.is_some()
+    }
+
     pub fn get(&self, identity: &str) -> Option<&Lease> {
         self.leases.get(identity)
     }

@@ -433,15 +433,11 @@ impl Endpoint {
             && let Some(sa) = self.sas.remove(&id)
             && let Some(peer) = sa.peer_id()
         {
+            // One release per allocation, even when the peer's newer SA holds the same
+            // (persistent) address again: the pool counts sessions, and skipping this release
+            // would pin the lease forever.
             for a in sa.assigned_addresses() {
-                // A persistent lease may already be held again by the peer's newer SA.
-                let in_use = self
-                    .sas
-                    .values()
-                    .any(|other| other.assigned_addresses().contains(a));
-                if !in_use {
-                    self.pool.release(peer, *a);
-                }
+                self.pool.release(peer, *a);
             }
         }
         if let Some(peer) = replaced_peer {

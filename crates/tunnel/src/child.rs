@@ -84,6 +84,14 @@ pub fn esp_pair(child: &ikev2::ChildSa) -> Result<(InboundSa, esp::OutboundSa), 
     Ok((inbound, outbound))
 }
 
+/// Who sends RFC 3948 NAT keepalives: the side behind the NAT keeps its mapping open; the
+/// gateway never needs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Gateway,
+    Client,
+}
+
 /// The data-plane SA: `routes` are the inner destinations sent through it (the gateway: the
 /// client's virtual IP; the client: the networks it reaches through the tunnel). Its inbound
 /// anti-spoofing check uses the same list.
@@ -91,6 +99,7 @@ pub fn datapath_sa(
     id: datapath::SaId,
     child: &ikev2::ChildSa,
     routes: Vec<IpNet>,
+    side: Side,
 ) -> Result<datapath::ChildSa, ChildError> {
     let (inbound, outbound) = esp_pair(child)?;
     Ok(datapath::ChildSa {
@@ -100,7 +109,7 @@ pub fn datapath_sa(
         peer: child.remote,
         local: Some(child.local.ip()),
         routes,
-        nat_keepalive: child.udp_encap,
+        nat_keepalive: side == Side::Client && child.udp_encap,
     })
 }
 

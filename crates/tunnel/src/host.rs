@@ -19,6 +19,15 @@ pub fn tun_config(name: &str, mtu: u16) -> TunConfig {
     config
 }
 
+/// Wall-clock seconds since the Unix epoch, for certificate validity and status files (the
+/// engine's timers run on `Instant`; this is only ever handed in).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 /// Writes `value` as JSON so that readers (the lab, `aovpn status`) never see half a file.
 pub fn write_json_atomically(path: &Path, value: &impl Serialize) {
     let tmp = path.with_extension("tmp");

@@ -86,6 +86,9 @@ pub enum SessionError {
     Ike(String),
     #[error("the gateway closed the tunnel")]
     ClosedByPeer,
+    /// The tunnel never came up with this gateway (another one may be tried).
+    #[error("{0}")]
+    NeverConnected(Box<SessionError>),
 }
 
 fn setup(what: impl Into<String>) -> impl FnOnce(String) -> SessionError {
@@ -234,6 +237,8 @@ pub struct Session {
     up: Option<Up>,
     status: TunnelStatus,
     inbound_packets: u64,
+    /// A Child SA was up at some point.
+    connected: bool,
 }
 
 impl std::fmt::Debug for Session {
@@ -345,6 +350,7 @@ impl Session {
             up: None,
             status,
             inbound_packets: 0,
+            connected: false,
         };
         session.write_status();
         Ok(session)
@@ -414,7 +420,10 @@ impl Session {
         self.status.error = result.as_ref().err().map(|e| e.to_string());
         self.teardown().await;
         self.write_status();
-        result
+        match result {
+            Err(e) if !self.connected => Err(SessionError::NeverConnected(Box::new(e))),
+            other => other,
+        }
     }
 
     /// Applies the engine's events, then sends what it queued: SAs are installed before the
@@ -619,6 +628,7 @@ impl Session {
         };
         self.up = Some(Up { installed, dns });
         self.status.state = "connected".into();
+        self.connected = true;
         self.status.virtual_ip = vip;
         self.status.routes = shown;
         self.status.dns = child.dns_servers.clone();

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use agent::plan::{CertificateFiles, tunnel_options};
-use agent::session::{RoutePolicy, Session, TunnelOptions};
+use agent::session::{RoutePolicy, Session, SessionError, TunnelOptions};
 use anyhow::{Context, bail};
 
 use crate::runtime::{block_on_daemon, shutdown_signal};
@@ -86,22 +86,51 @@ fn options(args: ConnectArgs) -> anyhow::Result<TunnelOptions> {
 pub fn run(args: ConnectArgs) -> ExitCode {
     block_on_daemon("connect", async move {
         let options = options(args)?;
-        let status_file = options.status_file.clone();
-        let session = match Session::start(options).await {
-            Ok(s) => s,
-            Err(e) => {
-                if let Some(path) = status_file {
+        let servers = options.servers.clone();
+        // Servers are tried in order until one brings the tunnel up, as Windows does with a
+        // profile's server list; once up, a failure ends the command (the agent reconnects).
+        for (i, server) in servers.iter().enumerate() {
+            let last = i + 1 == servers.len();
+            let mut attempt = options.clone();
+            attempt.servers = vec![server.clone()];
+            if !last {
+                // Only the last attempt may report "failed"; earlier ones show "connecting".
+                if let Some(path) = &options.status_file {
                     let status = agent::session::TunnelStatus {
-                        state: "failed".into(),
-                        error: Some(e.to_string()),
+                        state: "connecting".into(),
+                        server: server.clone(),
+                        interface: options.interface.clone(),
                         ..Default::default()
                     };
-                    tunnel::host::write_json_atomically(&path, &status);
+                    tunnel::host::write_json_atomically(path, &status);
                 }
-                return Err(e.into());
+                attempt.status_file = None;
             }
-        };
-        session.run(shutdown_signal()).await?;
-        Ok(())
+            let session = match Session::start(attempt).await {
+                Ok(s) => s,
+                Err(e) if !last => {
+                    tracing::warn!(%server, "{e}; trying the next server");
+                    continue;
+                }
+                Err(e) => {
+                    if let Some(path) = &options.status_file {
+                        let status = agent::session::TunnelStatus {
+                            state: "failed".into(),
+                            error: Some(e.to_string()),
+                            ..Default::default()
+                        };
+                        tunnel::host::write_json_atomically(path, &status);
+                    }
+                    return Err(e.into());
+                }
+            };
+            match session.run(shutdown_signal()).await {
+                Err(SessionError::NeverConnected(e)) if !last => {
+                    tracing::warn!(%server, "{e}; trying the next server");
+                }
+                other => return other.map_err(Into::into),
+            }
+        }
+        anyhow::bail!("no server to connect to")
     })
 }

@@ -1039,3 +1039,35 @@ fn rekeys_under_traffic_lose_no_packets() {
     assert_connected(&client, &gw);
     ping(&lab.topo.client, "10.1.0.10").unwrap();
 }
+
+/// A profile lists a dead server first: the client gives up on it after IKE's retransmissions
+/// and connects to the next one, as Windows walks a profile's server list.
+#[test]
+fn the_next_server_is_tried_when_the_first_does_not_answer() {
+    let lab = Lab::new("e2efb");
+    let gw = lab.start_gateway(&lab.gateway_opts());
+    // 203.0.113.99 is on the gateway's link but nobody has it: IKE_SA_INIT goes unanswered.
+    let xml = device_profile_xml().replace(
+        &format!("<Servers>{GATEWAY_NAME}</Servers>"),
+        &format!("<Servers>203.0.113.99;dead,{GATEWAY_NAME};live</Servers>"),
+    );
+    let file = lab.dir("fallback.xml");
+    std::fs::create_dir_all(lab.dir("")).unwrap();
+    std::fs::write(&file, xml).unwrap();
+    let opts = ClientOpts::new(
+        GATEWAY_NAME,
+        &lab.pki.machine_cert,
+        &lab.pki.machine_key,
+        &lab.pki.ca_cert,
+    )
+    .profile(&file)
+    .name("fallback");
+    let client = ClientProcess::start(bin(), &lab.topo.client, &lab.dir("cl"), &opts).unwrap();
+    assert_connected(&client, &gw);
+    assert!(
+        client.log().contains("trying the next server"),
+        "{}",
+        client.log()
+    );
+    ping(&lab.topo.client, "10.1.0.10").unwrap();
+}

@@ -385,9 +385,8 @@ impl Session {
                     // ESP from the gateway proves it alive; only a quiet gateway gets probed.
                     let packets: u64 = self
                         .datapath
-                        .sa_ids()
-                        .into_iter()
-                        .filter_map(|id| self.datapath.sa_counters(id).ok())
+                        .all_sa_counters()
+                        .values()
                         .map(|c| c.inbound.packets)
                         .sum();
                     // Any change counts (a rekey removes an SA and its count with it).

@@ -479,6 +479,16 @@ impl DatapathHandle {
         Ok(self.find(id)?.counters())
     }
 
+    /// Every installed SA's counters in one pass (for periodic checks over many SAs; looking
+    /// each one up with [`DatapathHandle::sa_counters`] would be quadratic).
+    pub fn all_sa_counters(&self) -> std::collections::HashMap<SaId, SaCounters> {
+        lock(&self.shared.registry)
+            .sas()
+            .iter()
+            .map(|s| (s.id, s.counters()))
+            .collect()
+    }
+
     /// Ids of the installed SAs (also those only receiving), in install order.
     pub fn sa_ids(&self) -> Vec<SaId> {
         lock(&self.shared.registry)

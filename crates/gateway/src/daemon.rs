@@ -479,11 +479,12 @@ impl Gateway {
 
     fn note_esp_activity(&mut self) {
         let now = Instant::now();
+        let counters = self.datapath.all_sa_counters();
         for (id, s) in &mut self.sessions {
             let packets: u64 = s
                 .children
                 .iter()
-                .filter_map(|(dp_id, _)| self.datapath.sa_counters(*dp_id).ok())
+                .filter_map(|(dp_id, _)| counters.get(dp_id))
                 .map(|c| c.inbound.packets)
                 .sum();
             // Any change counts (a rekey removes an SA and its count with it).
@@ -497,8 +498,10 @@ impl Gateway {
     fn on_datapath_event(&mut self, event: DatapathEvent) {
         match event {
             DatapathEvent::PeerAddressChanged { id, seen, .. } => {
-                // The packet authenticated under the SA, so the client really is there now
-                // (a NAT rebinding); follow it.
+                // The packet authenticated under the SA and passed the replay window, so the
+                // client is there now (a NAT rebinding): follow it, as strongSwan does on the
+                // kernel's NAT mapping events. A raced copy of a captured packet could point
+                // it elsewhere until the client's next IKE message moves it back.
                 let _ = self.datapath.update_peer(id, seen, None);
             }
             DatapathEvent::SaLimit {

@@ -1278,14 +1278,7 @@ enum Answer {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::panic)] // tests may unwrap
 mod tests {
-    use std::time::{Duration, UNIX_EPOCH};
-
-    use ipsec_crypto::SigningKey;
-    use pki::{CertKind, CertificateAuthority, KeyAlgorithm, Validity};
-
     use super::super::*;
-    use crate::config::LocalCredentials;
-    use crate::identity::{PeerRole, PkiValidator};
 
     const START: u64 = 1_767_225_600;
 
@@ -1300,67 +1293,10 @@ mod tests {
 
     /// A client and a gateway IKE SA, established with one Child SA; events drained.
     fn established() -> (IkeSa, IkeSa, Instant) {
-        let validity = Validity::days_from(UNIX_EPOCH + Duration::from_secs(START), 365);
-        let ca = CertificateAuthority::new_root("root", KeyAlgorithm::P256, validity).unwrap();
-        let creds = |kind, name: &str| {
-            let id = ca.issue(kind, name, KeyAlgorithm::P256, validity).unwrap();
-            LocalCredentials {
-                id: IkeId::Fqdn(name.into()),
-                key: Arc::new(SigningKey::from_pkcs8_der(id.key.pkcs8_der()).unwrap()),
-                chain: vec![id.chain[0].der().as_ref().to_vec()],
-            }
-        };
-        let trust = pki::TrustStore::with_roots([ca.cert().clone()]).unwrap();
-        let client_cfg = InitiatorConfig::new(IkeConfig::new(
-            creds(CertKind::Machine, "c.test"),
-            Arc::new(PkiValidator {
-                trust: trust.clone(),
-                role: PeerRole::Gateway {
-                    server_name: "gw.test".into(),
-                },
-                expected_id: None,
-            }),
-        ));
-        let server_cfg = ResponderConfig::new(IkeConfig::new(
-            creds(CertKind::Gateway, "gw.test"),
-            Arc::new(PkiValidator {
-                trust,
-                role: PeerRole::Client,
-                expected_id: None,
-            }),
-        ));
-        let now = Instant::now();
-        let (c_addr, s_addr): (SocketAddr, SocketAddr) = (
-            "198.51.100.2:500".parse().unwrap(),
-            "203.0.113.2:500".parse().unwrap(),
-        );
-        let mut client = IkeSa::connect(
-            Arc::new(client_cfg),
-            Arc::new(Provider::deterministic(b"c")),
-            now,
-            c_addr,
-            s_addr,
-        )
-        .unwrap();
-        let req = client.poll_transmit().unwrap();
-        let msg = Message::decode(&req.bytes).unwrap();
-        let InitOutcome::Created(mut server) = IkeSa::respond_init(
-            Arc::new(server_cfg),
-            Arc::new(Provider::deterministic(b"s")),
-            now,
-            s_addr,
-            c_addr,
-            &msg,
-            &req.bytes,
-            7,
-        ) else {
-            panic!("no SA");
-        };
-        let resp = server.poll_transmit().unwrap();
-        client.handle_datagram(now, c_addr, s_addr, &resp.bytes);
+        // The same IKE_SA_INIT fixture as the IKE_AUTH unit tests.
+        let (mut client, mut server, now) = crate::sa::tests::init_pair();
         client.set_unix_time(START + 86_400);
         server.set_unix_time(START + 86_400);
-        let mut server = *server;
         exchange(&mut client, &mut server, now);
         assert_eq!(client.state(), SaState::Established);
         assert_eq!(server.state(), SaState::Established);

@@ -21,7 +21,7 @@ fn after_init() -> (IkeSa, IkeSa, Instant) {
 }
 
 /// The pair after IKE_SA_INIT, the client's IKE_AUTH request queued.
-fn init_pair() -> (IkeSa, IkeSa, Instant) {
+pub(in crate::sa) fn init_pair() -> (IkeSa, IkeSa, Instant) {
     let validity = Validity::days_from(UNIX_EPOCH + Duration::from_secs(START), 365);
     let ca = CertificateAuthority::new_root("root", KeyAlgorithm::P256, validity).unwrap();
     let creds = |kind, name: &str| {

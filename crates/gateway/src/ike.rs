@@ -231,34 +231,30 @@ pub fn responder_config(
 ) -> Result<ResponderConfig, ConfigError> {
     let mut ike = IkeConfig::new(credentials.local.clone(), validator);
     let legacy = config.crypto.allow_legacy;
-    if !config.crypto.ike_proposals.is_empty() {
-        ike.ike_proposals = config
-            .crypto
-            .ike_proposals
-            .iter()
-            .map(|p| IkeProposal::parse(p, legacy))
-            .collect::<Result<_, _>>()
-            .map_err(|e| invalid(config_path, "crypto.ike_proposals", e.to_string()))?;
-    } else if legacy {
-        // The stock Windows set, after our defaults.
-        ike.ike_proposals.push(
-            IkeProposal::parse("aes256-aes128-3des-sha256-sha1-modp2048-modp1024", true)
-                .map_err(|e| invalid(config_path, "crypto.allow_legacy", e.to_string()))?,
-        );
+    // With allow_legacy and no explicit list, the stock Windows set follows our defaults.
+    let ike_proposals = configured_proposals(
+        &config.crypto.ike_proposals,
+        ("crypto.ike_proposals", legacy),
+        "aes256-aes128-3des-sha256-sha1-modp2048-modp1024",
+        IkeProposal::parse,
+        config_path,
+    )?;
+    let esp_proposals = configured_proposals(
+        &config.crypto.esp_proposals,
+        ("crypto.esp_proposals", legacy),
+        "aes256-aes128-sha1",
+        EspProposal::parse,
+        config_path,
+    )?;
+    match ike_proposals {
+        Configured::List(list) => ike.ike_proposals = list,
+        Configured::Legacy(p) => ike.ike_proposals.push(p),
+        Configured::Defaults => {}
     }
-    if !config.crypto.esp_proposals.is_empty() {
-        ike.esp_proposals = config
-            .crypto
-            .esp_proposals
-            .iter()
-            .map(|p| EspProposal::parse(p, legacy))
-            .collect::<Result<_, _>>()
-            .map_err(|e| invalid(config_path, "crypto.esp_proposals", e.to_string()))?;
-    } else if legacy {
-        ike.esp_proposals.push(
-            EspProposal::parse("aes256-aes128-sha1", true)
-                .map_err(|e| invalid(config_path, "crypto.allow_legacy", e.to_string()))?,
-        );
+    match esp_proposals {
+        Configured::List(list) => ike.esp_proposals = list,
+        Configured::Legacy(p) => ike.esp_proposals.push(p),
+        Configured::Defaults => {}
     }
     ike.fragment_mtu = usize::from(config.crypto.fragment_mtu);
     ike.dpd_interval = (config.crypto.dpd_interval_secs > 0)
@@ -279,6 +275,38 @@ pub fn responder_config(
     responder.mobike = true;
     responder.cookie_threshold = config.crypto.cookie_threshold as usize;
     Ok(responder)
+}
+
+/// What the config says about one kind of proposal.
+enum Configured<P> {
+    /// An explicit list replaces the defaults.
+    List(Vec<P>),
+    /// No list, legacy allowed: the Windows set is added after the defaults.
+    Legacy(P),
+    Defaults,
+}
+
+fn configured_proposals<P, E: std::fmt::Display>(
+    list: &[String],
+    (field, legacy): (&'static str, bool),
+    legacy_set: &str,
+    parse: fn(&str, bool) -> Result<P, E>,
+    config_path: &std::path::Path,
+) -> Result<Configured<P>, ConfigError> {
+    if !list.is_empty() {
+        return list
+            .iter()
+            .map(|p| parse(p, legacy))
+            .collect::<Result<_, _>>()
+            .map(Configured::List)
+            .map_err(|e| invalid(config_path, field, e.to_string()));
+    }
+    if !legacy {
+        return Ok(Configured::Defaults);
+    }
+    parse(legacy_set, true)
+        .map(Configured::Legacy)
+        .map_err(|e| invalid(config_path, "crypto.allow_legacy", e.to_string()))
 }
 
 /// The traffic selector covering exactly `net`, all protocols and ports.

@@ -1,5 +1,6 @@
-//! The client side of aovpn: [`session`] runs one tunnel (what `aovpn connect` does); the
+//! The client side of aovpn: [`connection`] runs one tunnel (what `aovpn connect` does); the
 //! always-on agent builds on it.
 
+pub mod connection;
+pub mod dns;
 pub mod plan;
-pub mod session;

@@ -1,12 +1,15 @@
-//! From a profile's connection plan to the options of one tunnel session.
+//! From a profile's connection plan to the options of its tunnel.
 
-use std::path::PathBuf;
+use std::time::Duration;
 
 use ikev2::{EspProposal, IkeProposal};
 use ipsec_crypto::{DhGroup, EncrAlg, IntegAlg, PrfAlg};
 use profile::plan::{ConnectionPlan, Credential};
 
-use crate::session::{RoutePolicy, TunnelOptions};
+use crate::connection::{ConnectionOptions, Credentials, DEFAULT_DPD_INTERVAL, RoutePolicy};
+
+/// Windows' default for how long a tunnel without network is kept (VPN Reconnect).
+pub const DEFAULT_NETWORK_OUTAGE: Duration = Duration::from_secs(30 * 60);
 
 /// Why a valid profile still cannot be run here.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -21,22 +24,22 @@ pub enum PlanError {
     UnsupportedTransform(String),
 }
 
-/// The files a plan's certificate store maps to on Linux (there is no Windows store).
+/// A profile's tunnel: the servers to try, in order, and the options of one attempt (its
+/// `server` is the first one; the caller sets the one it tries).
 #[derive(Debug, Clone)]
-pub struct CertificateFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    pub ca: Vec<PathBuf>,
+pub struct ProfileTunnel {
+    pub servers: Vec<String>,
+    pub options: ConnectionOptions,
 }
 
-/// Session options for `plan`. User tunnels that Windows runs with EAP-TLS use the same user
+/// The tunnel for `plan`. User tunnels that Windows runs with EAP-TLS use the same user
 /// certificate directly as IKEv2 certificate authentication: the gateway sees the same identity
 /// and chain, without an EAP round trip.
-pub fn tunnel_options(
+pub fn profile_tunnel(
     plan: &ConnectionPlan,
-    files: CertificateFiles,
+    credentials: Credentials,
     interface: String,
-) -> Result<TunnelOptions, PlanError> {
+) -> Result<ProfileTunnel, PlanError> {
     match &plan.credential {
         Credential::MachineCertificate => {}
         Credential::Eap {
@@ -65,19 +68,28 @@ pub fn tunnel_options(
         // No CryptographySuite: the engine's own default lists.
         (Vec::new(), Vec::new())
     };
-    Ok(TunnelOptions {
-        servers: plan.servers.iter().map(|s| s.host.clone()).collect(),
-        cert: files.cert,
-        key: files.key,
-        ca: files.ca,
-        interface,
-        ike_proposals,
-        esp_proposals,
-        routes: RoutePolicy::Profile(plan.routes.clone()),
-        dns_suffixes: plan.dns.suffixes.clone(),
-        resolv_conf: PathBuf::from("/etc/resolv.conf"),
-        fragmentation: !plan.disable_ike_fragmentation,
-        status_file: None,
+    let servers: Vec<String> = plan.servers.iter().map(|s| s.host.clone()).collect();
+    // NetworkOutageTime 0 means no limit; absent, Windows' default.
+    let network_outage = match plan.network_outage_time {
+        Some(0) => None,
+        Some(secs) => Some(Duration::from_secs(u64::from(secs))),
+        None => Some(DEFAULT_NETWORK_OUTAGE),
+    };
+    let first = servers.first().cloned().ok_or(PlanError::NoServer)?;
+    Ok(ProfileTunnel {
+        options: ConnectionOptions {
+            server: first,
+            credentials,
+            interface,
+            ike_proposals,
+            esp_proposals,
+            routes: RoutePolicy::Profile(plan.routes.clone()),
+            dns_suffixes: plan.dns.suffixes.clone(),
+            fragmentation: !plan.disable_ike_fragmentation,
+            dpd_interval: DEFAULT_DPD_INTERVAL,
+            network_outage,
+        },
+        servers,
     })
 }
 
@@ -127,11 +139,26 @@ mod tests {
         profile::plan::plan("test", None, &parsed.profile).unwrap()
     }
 
-    fn files() -> CertificateFiles {
-        CertificateFiles {
-            cert: "m.crt".into(),
-            key: "m.key".into(),
-            ca: vec!["ca.crt".into()],
+    fn files() -> Credentials {
+        use pki::{CertKind, CertificateAuthority, KeyAlgorithm, Validity};
+        let validity = Validity::days_from(std::time::SystemTime::now(), 1);
+        let ca = CertificateAuthority::new_root("root", KeyAlgorithm::P256, validity).unwrap();
+        let id = ca
+            .issue(
+                CertKind::Machine,
+                "pc.example.net",
+                KeyAlgorithm::P256,
+                validity,
+            )
+            .unwrap();
+        let key = ipsec_crypto::SigningKey::from_pkcs8_der(id.key.pkcs8_der()).unwrap();
+        Credentials {
+            local: ikev2::LocalCredentials {
+                id: crate::connection::identity_of(&id.chain[0]),
+                key: std::sync::Arc::new(key),
+                chain: vec![id.chain[0].der().to_vec()],
+            },
+            trust: pki::TrustStore::with_roots([ca.cert().clone()]).unwrap(),
         }
     }
 
@@ -154,8 +181,11 @@ mod tests {
 
     #[test]
     fn a_cryptography_suite_becomes_exactly_one_proposal_of_each_kind() {
-        let o = tunnel_options(&plan_of(DEVICE), files(), "aovpn-dev".into()).unwrap();
-        assert_eq!(o.servers, vec!["vpn.example.net", "backup.example.net"]);
+        let t = profile_tunnel(&plan_of(DEVICE), files(), "aovpn-dev".into()).unwrap();
+        assert_eq!(t.servers, vec!["vpn.example.net", "backup.example.net"]);
+        assert_eq!(t.options.server, "vpn.example.net");
+        assert_eq!(t.options.network_outage, Some(DEFAULT_NETWORK_OUTAGE));
+        let o = t.options;
         assert_eq!(
             o.ike_proposals,
             vec![IkeProposal::parse("aes256gcm16-prfsha384-ecp384", false).unwrap()]
@@ -176,7 +206,9 @@ mod tests {
                 format!("{head}{tail}")
             })
             .unwrap();
-        let o = tunnel_options(&plan_of(&xml), files(), "aovpn-dev".into()).unwrap();
+        let o = profile_tunnel(&plan_of(&xml), files(), "aovpn-dev".into())
+            .unwrap()
+            .options;
         assert!(o.ike_proposals.is_empty() && o.esp_proposals.is_empty());
     }
 
@@ -192,7 +224,7 @@ mod tests {
 <AuthorId xmlns="http://www.microsoft.com/provisioning/EapCommon">0</AuthorId>
 </EapMethod></EapHostConfig></Configuration></Eap></Authentication>
 <RoutingPolicyType>SplitTunnel</RoutingPolicyType></NativeProfile></VPNProfile>"#;
-        let err = tunnel_options(&plan_of(xml), files(), "aovpn-usr".into()).unwrap_err();
+        let err = profile_tunnel(&plan_of(xml), files(), "aovpn-usr".into()).unwrap_err();
         assert_eq!(err, PlanError::UnsupportedEap(Some(25)));
     }
 }

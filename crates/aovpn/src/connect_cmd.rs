@@ -1,12 +1,19 @@
 //! `aovpn connect`: bring one tunnel up in the foreground, until Ctrl-C or SIGTERM (then it
-//! says goodbye to the gateway and removes its routes, addresses, DNS and TUN device).
+//! says goodbye to the gateway and removes its routes, addresses, DNS and TUN device). The
+//! always-on agent (`aovpn agent`) is what keeps tunnels up; this is for one-off use.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use agent::plan::{CertificateFiles, tunnel_options};
-use agent::session::{RoutePolicy, Session, SessionError, TunnelOptions};
+use agent::connection::{
+    self, Command, ConnectionOptions, ConnectionStatus, DEFAULT_DPD_INTERVAL, Outcome, Report,
+    RoutePolicy, load_credentials,
+};
+use agent::dns::SharedDns;
+use agent::plan::profile_tunnel;
 use anyhow::{Context, bail};
+use tokio::sync::mpsc;
 
 use crate::runtime::{block_on_daemon, shutdown_signal};
 
@@ -38,8 +45,10 @@ pub struct ConnectArgs {
     status_file: Option<PathBuf>,
 }
 
-fn options(args: ConnectArgs) -> anyhow::Result<TunnelOptions> {
-    let mut options = match &args.profile_file {
+/// The servers to try and the options of one attempt.
+fn tunnel(args: &ConnectArgs) -> anyhow::Result<(Vec<String>, ConnectionOptions)> {
+    let credentials = load_credentials(&args.cert, &args.key, &args.ca)?;
+    match &args.profile_file {
         Some(file) => {
             let bytes =
                 std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
@@ -56,81 +65,118 @@ fn options(args: ConnectArgs) -> anyhow::Result<TunnelOptions> {
             let Some(plan) = profile::plan::plan(&profile_name, scope, &parsed.profile) else {
                 bail!("{name}: the profile has no NativeProfile");
             };
-            let files = CertificateFiles {
-                cert: args.cert,
-                key: args.key,
-                ca: args.ca,
-            };
-            tunnel_options(&plan, files, args.interface)?
+            let t = profile_tunnel(&plan, credentials, args.interface.clone())?;
+            Ok((t.servers, t.options))
         }
-        None => TunnelOptions {
-            servers: args.server,
-            cert: args.cert,
-            key: args.key,
-            ca: args.ca,
-            interface: args.interface,
-            ike_proposals: Vec::new(),
-            esp_proposals: Vec::new(),
-            routes: RoutePolicy::TrafficSelectors,
-            dns_suffixes: Vec::new(),
-            resolv_conf: PathBuf::new(),
-            fragmentation: true,
-            status_file: None,
-        },
-    };
-    options.resolv_conf = args.resolv_conf;
-    options.status_file = args.status_file;
-    Ok(options)
+        None => {
+            let first = args.server.first().cloned().unwrap_or_default();
+            Ok((
+                args.server.clone(),
+                ConnectionOptions {
+                    server: first,
+                    credentials,
+                    interface: args.interface.clone(),
+                    ike_proposals: Vec::new(),
+                    esp_proposals: Vec::new(),
+                    routes: RoutePolicy::TrafficSelectors,
+                    dns_suffixes: Vec::new(),
+                    fragmentation: true,
+                    dpd_interval: DEFAULT_DPD_INTERVAL,
+                    network_outage: None,
+                },
+            ))
+        }
+    }
+}
+
+fn write_status(path: Option<&Path>, status: &ConnectionStatus) {
+    if let Some(path) = path {
+        tunnel::host::write_json_atomically(path, status);
+    }
 }
 
 pub fn run(args: ConnectArgs) -> ExitCode {
     block_on_daemon("connect", async move {
-        let options = options(args)?;
-        let servers = options.servers.clone();
+        let (servers, options) = tunnel(&args)?;
+        let dns = Arc::new(SharedDns::new(&args.resolv_conf));
+        let status_file = args.status_file.as_deref();
+        let (stop_tx, mut stop_rx) = mpsc::channel::<()>(1);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stop_tx.send(()).await;
+        });
         // Servers are tried in order until one brings the tunnel up, as Windows does with a
         // profile's server list; once up, a failure ends the command (the agent reconnects).
         for (i, server) in servers.iter().enumerate() {
             let last = i + 1 == servers.len();
             let mut attempt = options.clone();
-            attempt.servers = vec![server.clone()];
-            if !last {
-                // Only the last attempt may report "failed"; earlier ones show "connecting".
-                if let Some(path) = &options.status_file {
-                    let status = agent::session::TunnelStatus {
-                        state: "connecting".into(),
-                        server: server.clone(),
-                        interface: options.interface.clone(),
-                        ..Default::default()
-                    };
-                    tunnel::host::write_json_atomically(path, &status);
-                }
-                attempt.status_file = None;
-            }
-            let session = match Session::start(attempt).await {
-                Ok(s) => s,
-                Err(e) if !last => {
-                    tracing::warn!(%server, "{e}; trying the next server");
-                    continue;
-                }
-                Err(e) => {
-                    if let Some(path) = &options.status_file {
-                        let status = agent::session::TunnelStatus {
-                            state: "failed".into(),
-                            error: Some(e.to_string()),
-                            ..Default::default()
-                        };
-                        tunnel::host::write_json_atomically(path, &status);
+            attempt.server = server.clone();
+            write_status(
+                status_file,
+                &ConnectionStatus {
+                    state: "connecting".into(),
+                    server: server.clone(),
+                    interface: options.interface.clone(),
+                    ..Default::default()
+                },
+            );
+            let (commands, command_rx) = mpsc::channel(4);
+            let (report_tx, mut reports) = mpsc::unbounded_channel();
+            let task = tokio::spawn(connection::run(
+                attempt,
+                dns.clone(),
+                "0-connect".into(),
+                command_rx,
+                report_tx,
+            ));
+            let mut stopping = false;
+            let outcome = loop {
+                tokio::select! {
+                    _ = stop_rx.recv(), if !stopping => {
+                        stopping = true;
+                        let _ = commands.send(Command::Stop).await;
                     }
-                    return Err(e.into());
+                    report = reports.recv() => match report {
+                        Some(Report::Connected(status)) => write_status(status_file, &status),
+                        Some(Report::Installed(_)) => {}
+                        Some(Report::Ended(outcome)) => break outcome,
+                        None => break Outcome::Stopped,
+                    },
                 }
             };
-            match session.run(shutdown_signal()).await {
-                Err(SessionError::NeverConnected(e)) if !last => {
-                    tracing::warn!(%server, "{e}; trying the next server");
+            let _ = task.await;
+            match outcome {
+                Outcome::Stopped => {
+                    write_status(
+                        status_file,
+                        &ConnectionStatus {
+                            state: "disconnected".into(),
+                            server: server.clone(),
+                            ..Default::default()
+                        },
+                    );
+                    return Ok(());
                 }
-                other => return other.map_err(Into::into),
+                Outcome::Failed {
+                    error,
+                    connected: false,
+                } if !last && !stopping => {
+                    tracing::warn!(%server, "{error}; trying the next server");
+                }
+                Outcome::Failed { error, .. } => {
+                    write_status(
+                        status_file,
+                        &ConnectionStatus {
+                            state: "failed".into(),
+                            server: server.clone(),
+                            error: Some(error.to_string()),
+                            ..Default::default()
+                        },
+                    );
+                    return Err(error.into());
+                }
             }
         }
-        anyhow::bail!("no server to connect to")
+        bail!("no server to connect to")
     })
 }

@@ -71,9 +71,14 @@ struct Lab {
 
 impl Lab {
     fn new(prefix: &str, pki: PkiOptions) -> Lab {
+        Self::routed(prefix, pki, true)
+    }
+
+    /// The routed lab, with or without the NAT in the router.
+    fn routed(prefix: &str, pki: PkiOptions, nat: bool) -> Lab {
         testkit::require_root();
         let tmp = tempfile::tempdir().unwrap();
-        let topo = Topology::routed(prefix, true).unwrap();
+        let topo = Topology::routed(prefix, nat).unwrap();
         let pki = Pki::issue(bin(), &tmp.path().join("pki"), &pki).unwrap();
         let hosts =
             HostsFile::write(&topo.client, &[(topo.gateway_wan().into(), GATEWAY_NAME)]).unwrap();
@@ -888,4 +893,142 @@ fn strongswan_eap_tls_client_to_our_gateway() {
         );
     }
     ping(&lab.topo.client, lab::VNET_HOST).unwrap();
+}
+
+/// A ping stream in the background: `ping -i 0.2 -c COUNT`; returns (sent, received) when done.
+fn ping_stream(ns: &Netns, dest: &str, count: u32) -> std::thread::JoinHandle<(u32, u32)> {
+    let child = ns
+        .command([
+            "ping",
+            "-n",
+            "-i",
+            "0.2",
+            "-W",
+            "1",
+            "-c",
+            &count.to_string(),
+            dest,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::spawn(move || {
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        // "60 packets transmitted, 57 received, ..."
+        let line = text
+            .lines()
+            .find(|l| l.contains("packets transmitted"))
+            .unwrap_or_default()
+            .to_owned();
+        let num = |word: &str| -> u32 {
+            line.split(',')
+                .find(|p| p.contains(word))
+                .and_then(|p| p.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        };
+        (num("transmitted"), num("received"))
+    })
+}
+
+/// A strongSwan client with MOBIKE (its default) changes its address under a ping stream: it
+/// sends UPDATE_SA_ADDRESSES, our gateway moves the IKE SA and the Child SA, echoes COOKIE2 and
+/// answers NAT detection, and the tunnel keeps carrying pings on the same SAs.
+#[test]
+fn strongswan_client_roams_with_mobike_and_keeps_its_tunnel() {
+    let lab = Lab::routed("ismob", PkiOptions::new(GATEWAY_NAME), false);
+    let opts = GatewayOpts::new(&lab.pki, lab.topo.gateway_wan().into());
+    let gw = GatewayProcess::start(bin(), &lab.topo.gateway, &lab.dir("gw"), &opts).unwrap();
+    let client = &lab.topo.client;
+    // Deleting the primary address keeps the second one (and the default route).
+    client
+        .sysctl("net.ipv4.conf.all.promote_secondaries", "1")
+        .unwrap();
+    client
+        .sysctl(
+            &format!("net.ipv4.conf.{}.promote_secondaries", lab::CLIENT_IF),
+            "1",
+        )
+        .unwrap();
+    let charon = Charon::start(client, &lab.dir("cl")).unwrap();
+    charon
+        .configure(&lab.strongswan_client_conf(&GCM_ECP384))
+        .unwrap();
+    charon.load_all().unwrap();
+    let context = || diag(&charon, &[("aovpn gateway", gw.log())]);
+    if let Err(e) = charon.initiate("ao", "ao", Duration::from_secs(20)) {
+        panic!("initiate failed: {e}{}", context());
+    }
+    ping(client, lab::VNET_HOST).unwrap_or_else(|e| panic!("{e}{}", context()));
+    let before = charon.list_sas().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || gateway_clients(&gw).len() == 1),
+        "{}",
+        gw.status_text()
+    );
+    let first_remote = gateway_clients(&gw)[0]["remote"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(first_remote.starts_with("198.51.100.2:"), "{first_remote}");
+
+    let stream = ping_stream(client, &lab::VNET_HOST.to_string(), 75);
+    std::thread::sleep(Duration::from_secs(3));
+    client
+        .ip(["addr", "add", "198.51.100.3/24", "dev", lab::CLIENT_IF])
+        .unwrap();
+    client
+        .ip(["addr", "del", "198.51.100.2/24", "dev", lab::CLIENT_IF])
+        .unwrap();
+    let moved = wait_until(Duration::from_secs(10), || {
+        gateway_clients(&gw)
+            .first()
+            .and_then(|c| c["remote"].as_str().map(|r| r.starts_with("198.51.100.3:")))
+            .unwrap_or(false)
+    });
+    assert!(
+        moved,
+        "our gateway did not follow:\n{}{}",
+        gw.status_text(),
+        context()
+    );
+    let (sent, received) = stream.join().unwrap();
+    eprintln!(
+        "MOBIKE roam of a strongSwan client: {received}/{sent} pings answered across the address change ({} lost)",
+        sent - received
+    );
+    // The pings of the last seconds all crossed the tunnel on the new address.
+    ping(client, lab::VNET_HOST).unwrap_or_else(|e| panic!("{e}{}", context()));
+    assert!(
+        sent - received <= 10,
+        "{received}/{sent} answered{}",
+        context()
+    );
+    // The same IKE SA, moved (not re-established: same virtual IP), and charon says it used
+    // MOBIKE. (strongSwan with kernel-libipsec then rekeys the Child SA: its userspace SAs
+    // cannot change addresses in place.)
+    let after = charon.list_sas().unwrap();
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_eq!(after[0].local_host, "198.51.100.3", "{after:?}");
+    assert_eq!(after[0].local_vips, before[0].local_vips, "{after:?}");
+    let log = charon.log();
+    assert!(
+        !log.contains("COOKIE2 mismatch"),
+        "strongSwan refused our answer:{}",
+        context()
+    );
+    assert!(
+        log.contains("N(UPD_SA_ADDR)")
+            && log.contains("parsed INFORMATIONAL response")
+            && log.contains("N(COOKIE2) ]"),
+        "no UPDATE_SA_ADDRESSES exchange with a COOKIE2 echo:{}",
+        context()
+    );
+    assert!(
+        !log.contains("establishing IKE_SA") && log.matches("initiating IKE_SA").count() == 1,
+        "strongSwan re-established instead of moving:{}",
+        context()
+    );
 }

@@ -72,6 +72,8 @@ counters! {
     rx_errors,
     /// Events lost because the event channel was full.
     events_dropped,
+    /// IKE datagrams lost because the IKE channel was full.
+    ike_dropped,
 }
 
 #[cfg(test)]

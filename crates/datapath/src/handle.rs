@@ -13,13 +13,15 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::counters::{DatapathCounters, SharedCounters};
-use crate::sa::{ChildSa, PeerPath, Registry, SaCounters, SaId, SaState, Tables, lock};
+use crate::sa::{EspSa, EspSaId, PeerPath, Registry, SaCounters, SaSlot, Tables, lock};
 use crate::worker::Worker;
 
 /// Default interval between NAT keepalives (RFC 3948 section 4 suggests 20 seconds).
 pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
 /// Default capacity of the event channel.
 pub const DEFAULT_EVENT_CAPACITY: usize = 1024;
+/// Default capacity of the channel for IKE datagrams that arrive on port 4500.
+pub const DEFAULT_IKE_CAPACITY: usize = 512;
 /// How long a rekey responder keeps sending on the old SA at most, waiting for the initiator's
 /// Delete of it ([`DatapathHandle::install_sa_replacing`]): longer than a retransmitted Delete
 /// takes, short enough not to hang on a peer that never deletes.
@@ -42,10 +44,13 @@ pub struct DatapathConfig {
     pub udp: UdpSocket,
     /// Interval for NAT keepalives to SAs installed with `nat_keepalive`; `None` = never.
     pub keepalive_interval: Option<Duration>,
-    /// Capacity of the event channel. IKE datagrams and unknown-SPI reports beyond it are
-    /// dropped and counted (their rate is the sender's choice); SA limit and peer-address events
-    /// are never dropped but wait for room.
+    /// Capacity of the event channel. Unknown-SPI reports beyond it are dropped and counted
+    /// (their rate is the sender's choice); SA limit and peer-address events are never dropped
+    /// but wait for room.
     pub event_capacity: usize,
+    /// Capacity of the IKE datagram channel (its own, so that no flood of ESP or of events
+    /// crowds IKE out); datagrams beyond it are dropped and counted in `ike_dropped`.
+    pub ike_capacity: usize,
 }
 
 impl DatapathConfig {
@@ -57,6 +62,7 @@ impl DatapathConfig {
             udp,
             keepalive_interval: Some(DEFAULT_KEEPALIVE_INTERVAL),
             event_capacity: DEFAULT_EVENT_CAPACITY,
+            ike_capacity: DEFAULT_IKE_CAPACITY,
         }
     }
 }
@@ -70,22 +76,34 @@ pub enum Direction {
     Outbound,
 }
 
+/// An IKE message that arrived on port 4500 (non-ESP marker stripped).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IkeDatagram {
+    /// Sender.
+    pub from: SocketAddr,
+    /// Local address and port it was sent to (reply from this address).
+    pub to: SocketAddr,
+    /// The IKE message.
+    pub message: Vec<u8>,
+}
+
+/// The receiving ends the IKE side reads: data-plane events, and IKE datagrams on a channel of
+/// their own.
+#[derive(Debug)]
+pub struct DatapathReceivers {
+    /// SA limits, unknown SPIs, peer address changes.
+    pub events: mpsc::Receiver<DatapathEvent>,
+    /// IKE messages that arrived on port 4500.
+    pub ike: mpsc::Receiver<IkeDatagram>,
+}
+
 /// What the data plane tells the IKE side.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DatapathEvent {
-    /// An IKE message arrived on port 4500 (non-ESP marker stripped).
-    Ike {
-        /// Sender.
-        from: SocketAddr,
-        /// Local address and port it was sent to (reply from this address).
-        to: SocketAddr,
-        /// The IKE message.
-        message: Vec<u8>,
-    },
     /// An SA reached a soft limit (rekey) or a hard limit (delete); from `esp`.
     SaLimit {
         /// The SA.
-        id: SaId,
+        id: EspSaId,
         /// Which half.
         direction: Direction,
         /// Soft or hard, and which limit.
@@ -103,7 +121,7 @@ pub enum DatapathEvent {
     /// until [`DatapathHandle::update_peer`].
     PeerAddressChanged {
         /// The SA.
-        id: SaId,
+        id: EspSaId,
         /// The address the SA sends to.
         expected: SocketAddr,
         /// The address the ESP came from.
@@ -122,13 +140,13 @@ pub enum DatapathError {
     NoTunQueue,
     /// An SA with this id is already installed.
     #[error("SA {0} is already installed")]
-    DuplicateSa(SaId),
+    DuplicateSa(EspSaId),
     /// Another installed SA already receives on this SPI.
     #[error("inbound SPI {0:#010x} is already in use")]
     SpiInUse(u32),
     /// No SA with this id is installed.
     #[error("no SA {0} installed")]
-    UnknownSa(SaId),
+    UnknownSa(EspSaId),
     /// A socket error.
     #[error(transparent)]
     Io(#[from] io::Error),
@@ -147,6 +165,7 @@ pub(crate) struct Shared {
     generation: AtomicU64,
     tables_changed: watch::Sender<u64>,
     events: mpsc::Sender<DatapathEvent>,
+    ike: mpsc::Sender<IkeDatagram>,
     /// Events that must not be lost (each fires once per SA or address), forwarded into
     /// `events` by the pump task as room appears.
     must_deliver: mpsc::UnboundedSender<DatapathEvent>,
@@ -173,7 +192,7 @@ impl Shared {
 
     pub(crate) fn emit(&self, event: DatapathEvent, counts: &mut DatapathCounters) {
         match event {
-            DatapathEvent::Ike { .. } | DatapathEvent::UnknownSpi { .. } => {
+            DatapathEvent::UnknownSpi { .. } => {
                 if self.events.try_send(event).is_err() {
                     counts.events_dropped += 1;
                 }
@@ -184,6 +203,12 @@ impl Shared {
                     counts.events_dropped += 1;
                 }
             }
+        }
+    }
+
+    pub(crate) fn deliver_ike(&self, datagram: IkeDatagram, counts: &mut DatapathCounters) {
+        if self.ike.try_send(datagram).is_err() {
+            counts.ike_dropped += 1;
         }
     }
 
@@ -221,10 +246,10 @@ pub struct Datapath;
 
 impl Datapath {
     /// Starts one worker task per TUN queue (plus a keepalive task) on the current tokio
-    /// runtime. Returns the control handle and the event stream.
+    /// runtime. Returns the control handle and the receivers of events and IKE datagrams.
     pub fn start(
         config: DatapathConfig,
-    ) -> Result<(DatapathHandle, mpsc::Receiver<DatapathEvent>), DatapathError> {
+    ) -> Result<(DatapathHandle, DatapathReceivers), DatapathError> {
         let runtime =
             tokio::runtime::Handle::try_current().map_err(|_| DatapathError::NoRuntime)?;
         if config.tun_queues.is_empty() {
@@ -232,6 +257,7 @@ impl Datapath {
         }
         let local = config.udp.local_addr()?;
         let (events, events_rx) = mpsc::channel(config.event_capacity.max(1));
+        let (ike, ike_rx) = mpsc::channel(config.ike_capacity.max(1));
         let (must_deliver, must_deliver_rx) = mpsc::unbounded_channel();
         let (shutdown, shutdown_rx) = watch::channel(false);
         let pump = event_pump(must_deliver_rx, events.clone(), shutdown_rx.clone());
@@ -244,6 +270,7 @@ impl Datapath {
             generation: AtomicU64::new(0),
             tables_changed: watch::channel(0).0,
             events,
+            ike,
             must_deliver,
             tasks: Mutex::new(Vec::new()),
             shutdown,
@@ -274,7 +301,13 @@ impl Datapath {
             }));
         }
         *lock(&shared.tasks) = tasks;
-        Ok((DatapathHandle { shared }, events_rx))
+        Ok((
+            DatapathHandle { shared },
+            DatapathReceivers {
+                events: events_rx,
+                ike: ike_rx,
+            },
+        ))
     }
 }
 
@@ -332,7 +365,7 @@ pub struct DatapathHandle {
 impl DatapathHandle {
     /// Installs a Child SA that sends at once: its routes take over from any SA sending with
     /// the same prefixes.
-    pub fn install_sa(&self, sa: ChildSa) -> Result<(), DatapathError> {
+    pub fn install_sa(&self, sa: EspSa) -> Result<(), DatapathError> {
         let mut registry = lock(&self.shared.registry);
         registry.insert(sa, None)?;
         self.shared.publish(&registry);
@@ -348,8 +381,8 @@ impl DatapathHandle {
     /// `replaces` is not installed, the new SA sends at once.
     pub fn install_sa_replacing(
         &self,
-        sa: ChildSa,
-        replaces: SaId,
+        sa: EspSa,
+        replaces: EspSaId,
         fallback: Duration,
     ) -> Result<(), DatapathError> {
         let mut registry = lock(&self.shared.registry);
@@ -370,7 +403,7 @@ impl DatapathHandle {
 
     /// Makes an SA installed with [`Self::install_sa_replacing`] send now, in place of the SA
     /// it replaces (which keeps receiving). Nothing happens if it sends already.
-    pub fn activate_outbound(&self, id: SaId) -> Result<(), DatapathError> {
+    pub fn activate_outbound(&self, id: EspSaId) -> Result<(), DatapathError> {
         let mut registry = lock(&self.shared.registry);
         let sa = Arc::clone(registry.find(id).ok_or(DatapathError::UnknownSa(id))?);
         if registry.start_sending(&sa) {
@@ -381,14 +414,14 @@ impl DatapathHandle {
 
     /// Whether outbound traffic may be routed to this SA (of several sending SAs with equal
     /// routes, the one that started sending last gets the traffic).
-    pub fn is_sending(&self, id: SaId) -> Result<bool, DatapathError> {
+    pub fn is_sending(&self, id: EspSaId) -> Result<bool, DatapathError> {
         Ok(self.find(id)?.sends())
     }
 
     /// Stops sending on an SA at once (an SA waiting to replace it takes over) and removes it
     /// after `linger`: until then it still receives, so that ESP the peer sent just before it
     /// switched (in flight, or queued behind the IKE Delete) is not lost.
-    pub fn retire_sa(&self, id: SaId, linger: Duration) -> Result<(), DatapathError> {
+    pub fn retire_sa(&self, id: EspSaId, linger: Duration) -> Result<(), DatapathError> {
         let mut registry = lock(&self.shared.registry);
         let sa = Arc::clone(registry.find(id).ok_or(DatapathError::UnknownSa(id))?);
         registry.stop_sending(&sa);
@@ -406,7 +439,7 @@ impl DatapathHandle {
     /// Removes a Child SA (both halves) now; an SA waiting to replace it takes over sending.
     /// Its keys are dropped (and zeroized by `esp`) once no worker holds the previous tables
     /// any more, i.e. after the workers' current batches.
-    pub fn remove_sa(&self, id: SaId) -> Result<(), DatapathError> {
+    pub fn remove_sa(&self, id: EspSaId) -> Result<(), DatapathError> {
         let mut registry = lock(&self.shared.registry);
         registry.remove(id).ok_or(DatapathError::UnknownSa(id))?;
         self.shared.publish(&registry);
@@ -436,7 +469,7 @@ impl DatapathHandle {
     /// address to send from.
     pub fn update_peer(
         &self,
-        id: SaId,
+        id: EspSaId,
         peer: SocketAddr,
         local: Option<IpAddr>,
     ) -> Result<(), DatapathError> {
@@ -475,13 +508,13 @@ impl DatapathHandle {
     }
 
     /// Counters of one installed SA.
-    pub fn sa_counters(&self, id: SaId) -> Result<SaCounters, DatapathError> {
+    pub fn sa_counters(&self, id: EspSaId) -> Result<SaCounters, DatapathError> {
         Ok(self.find(id)?.counters())
     }
 
     /// Every installed SA's counters in one pass (for periodic checks over many SAs; looking
     /// each one up with [`DatapathHandle::sa_counters`] would be quadratic).
-    pub fn all_sa_counters(&self) -> std::collections::HashMap<SaId, SaCounters> {
+    pub fn all_sa_counters(&self) -> std::collections::HashMap<EspSaId, SaCounters> {
         lock(&self.shared.registry)
             .sas()
             .iter()
@@ -490,7 +523,7 @@ impl DatapathHandle {
     }
 
     /// Ids of the installed SAs (also those only receiving), in install order.
-    pub fn sa_ids(&self) -> Vec<SaId> {
+    pub fn sa_ids(&self) -> Vec<EspSaId> {
         lock(&self.shared.registry)
             .sas()
             .iter()
@@ -498,7 +531,7 @@ impl DatapathHandle {
             .collect()
     }
 
-    fn find(&self, id: SaId) -> Result<Arc<SaState>, DatapathError> {
+    fn find(&self, id: EspSaId) -> Result<Arc<SaSlot>, DatapathError> {
         lock(&self.shared.registry)
             .find(id)
             .cloned()

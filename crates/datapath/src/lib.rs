@@ -4,11 +4,12 @@
 //!
 //! ```text
 //! let (dp, mut events) = Datapath::start(DatapathConfig::new(tun.queues, mtu, udp4500))?;
-//! dp.install_sa(ChildSa { id, inbound, outbound, peer, local, routes, nat_keepalive })?;
+//! dp.install_sa(EspSa { id, inbound, outbound, peer, local, routes, nat_keepalive })?;
 //! // rekey: dp.install_sa_replacing(new, old_id, fallback)?;  (receives at once, old still sends)
 //! //        initiator: dp.activate_outbound(new_id)?;  both, on the old SA's Delete:
 //! //        dp.retire_sa(old_id, linger)?;  (new sends, old receives for `linger`, then goes)
-//! // events: Ike { from, to, message } | SaLimit | UnknownSpi | PeerAddressChanged
+//! // receivers.ike: IkeDatagram { from, to, message } (port 4500, a channel of its own)
+//! // receivers.events: SaLimit | UnknownSpi | PeerAddressChanged
 //! dp.send_ike(peer, None, &ike_message).await?;
 //! let queues = dp.shutdown().await;   // all tasks stopped; TUN queues handed back
 //! ```
@@ -38,8 +39,9 @@
 //!   was in flight when the peer switched.
 //! - **Ownership**: the caller creates the TUN (addresses, routes) and the socket, and removes
 //!   the routes/addresses after [`DatapathHandle::shutdown`], which returns the TUN queues.
-//! - **Events**: one bounded channel. IKE datagrams and unknown-SPI reports (rate-limited) are
-//!   dropped and counted when it is full; SA limit and peer-address events are never dropped.
+//! - **Events**: a bounded channel; unknown-SPI reports (rate-limited) are dropped and counted
+//!   when it is full; SA limit and peer-address events are never dropped. IKE datagrams from
+//!   port 4500 have a bounded channel of their own, so that nothing else can crowd them out.
 //! - **NAT keepalives**: a 0xFF datagram every `keepalive_interval` to the peer of each SA
 //!   installed with `nat_keepalive` (sent whether or not ESP flowed meanwhile); received ones
 //!   are absorbed.
@@ -57,9 +59,9 @@ mod worker;
 
 pub use counters::DatapathCounters;
 pub use handle::{
-    DEFAULT_EVENT_CAPACITY, DEFAULT_KEEPALIVE_INTERVAL, DEFAULT_REKEY_SEND_FALLBACK,
-    DEFAULT_RETIRE_LINGER, Datapath, DatapathConfig, DatapathError, DatapathEvent, DatapathHandle,
-    Direction,
+    DEFAULT_EVENT_CAPACITY, DEFAULT_IKE_CAPACITY, DEFAULT_KEEPALIVE_INTERVAL,
+    DEFAULT_REKEY_SEND_FALLBACK, DEFAULT_RETIRE_LINGER, Datapath, DatapathConfig, DatapathError,
+    DatapathEvent, DatapathHandle, DatapathReceivers, Direction, IkeDatagram,
 };
 pub use routes::{RouteTable, inner_destination, inner_source};
-pub use sa::{ChildSa, SaCounters, SaId};
+pub use sa::{EspSa, EspSaId, SaCounters};

@@ -12,14 +12,14 @@ use crate::handle::DatapathError;
 use crate::routes::RouteTable;
 
 /// Identifier the IKE side gives a Child SA (unique among installed SAs).
-pub type SaId = u64;
+pub type EspSaId = u64;
 
 /// A Child SA to install: both ESP halves (keys already expanded by `esp`), where to send, and
 /// which inner addresses it carries.
 #[derive(Debug)]
-pub struct ChildSa {
+pub struct EspSa {
     /// The caller's identifier, used in events and for removal.
-    pub id: SaId,
+    pub id: EspSaId,
     /// Our receiving half (its SPI is the one we chose).
     pub inbound: InboundSa,
     /// Our sending half (the peer's SPI).
@@ -57,8 +57,8 @@ pub(crate) struct PeerPath {
 /// One installed SA as the workers see it. The ESP halves sit behind their own mutexes: the
 /// outbound sequence number must be unique, and the replay window must move under one owner.
 #[derive(Debug)]
-pub(crate) struct SaState {
-    pub(crate) id: SaId,
+pub(crate) struct SaSlot {
+    pub(crate) id: EspSaId,
     pub(crate) inbound_spi: u32,
     pub(crate) outbound: Mutex<OutboundSa>,
     pub(crate) inbound: Mutex<InboundSa>,
@@ -69,7 +69,7 @@ pub(crate) struct SaState {
     pub(crate) nat_keepalive: bool,
     pub(crate) spoofed: AtomicU64,
     /// The SA this one replaces (a rekey): it starts sending when that one stops.
-    pub(crate) replaces: Option<SaId>,
+    pub(crate) replaces: Option<EspSaId>,
     /// When this SA took over sending (a rank from [`Registry`]; later ranks win equal routes);
     /// 0 while it only receives. Changed only with the registry locked.
     send_rank: AtomicU64,
@@ -81,8 +81,8 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl SaState {
-    pub(crate) fn new(sa: ChildSa, replaces: Option<SaId>) -> Self {
+impl SaSlot {
+    pub(crate) fn new(sa: EspSa, replaces: Option<EspSaId>) -> Self {
         Self {
             id: sa.id,
             inbound_spi: sa.inbound.spi(),
@@ -129,25 +129,25 @@ impl SaState {
 /// moment the replaced SA stops sending, it is activated, or its fallback time is up.
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
-    sas: Vec<Arc<SaState>>,
+    sas: Vec<Arc<SaSlot>>,
     last_rank: u64,
 }
 
 impl Registry {
-    pub(crate) fn sas(&self) -> &[Arc<SaState>] {
+    pub(crate) fn sas(&self) -> &[Arc<SaSlot>] {
         &self.sas
     }
 
-    pub(crate) fn find(&self, id: SaId) -> Option<&Arc<SaState>> {
+    pub(crate) fn find(&self, id: EspSaId) -> Option<&Arc<SaSlot>> {
         self.sas.iter().find(|s| s.id == id)
     }
 
     /// Adds an SA. It sends at once unless it replaces an installed SA.
     pub(crate) fn insert(
         &mut self,
-        sa: ChildSa,
-        replaces: Option<SaId>,
-    ) -> Result<Arc<SaState>, DatapathError> {
+        sa: EspSa,
+        replaces: Option<EspSaId>,
+    ) -> Result<Arc<SaSlot>, DatapathError> {
         if self.find(sa.id).is_some() {
             return Err(DatapathError::DuplicateSa(sa.id));
         }
@@ -156,7 +156,7 @@ impl Registry {
             return Err(DatapathError::SpiInUse(spi));
         }
         let replaces = replaces.filter(|old| self.find(*old).is_some());
-        let state = Arc::new(SaState::new(sa, replaces));
+        let state = Arc::new(SaSlot::new(sa, replaces));
         self.sas.push(Arc::clone(&state));
         if replaces.is_none() {
             self.start_sending(&state);
@@ -166,7 +166,7 @@ impl Registry {
 
     /// Makes `sa` the newest sending SA (for equal routes it wins over the others); false if
     /// it already sent.
-    pub(crate) fn start_sending(&mut self, sa: &SaState) -> bool {
+    pub(crate) fn start_sending(&mut self, sa: &SaSlot) -> bool {
         if sa.sends() {
             return false;
         }
@@ -176,13 +176,13 @@ impl Registry {
     }
 
     /// `sa` stops sending (it keeps receiving); an SA waiting to replace it takes over.
-    pub(crate) fn stop_sending(&mut self, sa: &SaState) {
+    pub(crate) fn stop_sending(&mut self, sa: &SaSlot) {
         sa.send_rank.store(0, Ordering::Release);
         self.hand_over(sa.id);
     }
 
     /// Removes an SA; an SA waiting to replace it takes over sending.
-    pub(crate) fn remove(&mut self, id: SaId) -> Option<Arc<SaState>> {
+    pub(crate) fn remove(&mut self, id: EspSaId) -> Option<Arc<SaSlot>> {
         let at = self.sas.iter().position(|s| s.id == id)?;
         let removed = self.sas.remove(at);
         self.hand_over(id);
@@ -190,7 +190,7 @@ impl Registry {
     }
 
     /// Removes `sa` if it is still installed (and not another SA that reuses its id).
-    pub(crate) fn remove_exact(&mut self, sa: &Arc<SaState>) -> bool {
+    pub(crate) fn remove_exact(&mut self, sa: &Arc<SaSlot>) -> bool {
         if !self.sas.iter().any(|s| Arc::ptr_eq(s, sa)) {
             return false;
         }
@@ -200,19 +200,19 @@ impl Registry {
     /// The fallback time of a replacing SA is up: it sends now, unless it is gone, already
     /// sends, or another replacement of the same SA sends (after a rekey collision the
     /// redundant SA is about to be deleted).
-    pub(crate) fn fallback(&mut self, sa: &Arc<SaState>) -> bool {
+    pub(crate) fn fallback(&mut self, sa: &Arc<SaSlot>) -> bool {
         if !self.sas.iter().any(|s| Arc::ptr_eq(s, sa)) || self.sibling_sends(sa.replaces) {
             return false;
         }
         self.start_sending(sa)
     }
 
-    fn sibling_sends(&self, replaces: Option<SaId>) -> bool {
+    fn sibling_sends(&self, replaces: Option<EspSaId>) -> bool {
         replaces.is_some() && self.sas.iter().any(|s| s.replaces == replaces && s.sends())
     }
 
     /// `old` stopped sending: the newest SA replacing it takes over, unless one already sends.
-    fn hand_over(&mut self, old: SaId) {
+    fn hand_over(&mut self, old: EspSaId) {
         if self.sibling_sends(Some(old)) {
             return;
         }
@@ -236,18 +236,18 @@ impl Registry {
 #[derive(Debug, Default)]
 pub(crate) struct Tables {
     /// Inner destination -> sending SA (for equal routes the one that started sending last).
-    pub(crate) routes: RouteTable<Arc<SaState>>,
+    pub(crate) routes: RouteTable<Arc<SaSlot>>,
     /// Our SPI -> SA; during a rekey both the old and the new inbound SPI are here.
-    pub(crate) by_spi: HashMap<u32, Arc<SaState>>,
+    pub(crate) by_spi: HashMap<u32, Arc<SaSlot>>,
     /// All SAs in install order.
-    pub(crate) all: Vec<Arc<SaState>>,
+    pub(crate) all: Vec<Arc<SaSlot>>,
 }
 
 impl Tables {
     /// Builds the snapshot from the registry.
     pub(crate) fn build(registry: &Registry) -> Self {
         let mut t = Tables::default();
-        let mut senders: Vec<&Arc<SaState>> = registry.sas.iter().filter(|s| s.sends()).collect();
+        let mut senders: Vec<&Arc<SaSlot>> = registry.sas.iter().filter(|s| s.sends()).collect();
         senders.sort_by_key(|s| s.send_rank());
         for sa in senders {
             for net in &sa.routes {
@@ -268,10 +268,10 @@ mod tests {
     use super::*;
     use esp::{AesKeyLen, DirectionKeys, Transform};
 
-    fn child(id: SaId, in_spi: u32, routes: &[&str]) -> ChildSa {
+    fn child(id: EspSaId, in_spi: u32, routes: &[&str]) -> EspSa {
         let keys =
             DirectionKeys::from_keymat(Transform::AesGcm16(AesKeyLen::Aes256), &[1; 36]).unwrap();
-        ChildSa {
+        EspSa {
             id,
             inbound: InboundSa::new(in_spi, &keys).unwrap(),
             outbound: OutboundSa::new(in_spi + 1000, &keys).unwrap(),
@@ -286,7 +286,7 @@ mod tests {
         Tables::build(registry)
     }
 
-    fn sender(registry: &Registry, dst: &str) -> Option<SaId> {
+    fn sender(registry: &Registry, dst: &str) -> Option<EspSaId> {
         tables(registry)
             .routes
             .lookup(dst.parse().unwrap())

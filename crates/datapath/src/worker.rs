@@ -27,8 +27,8 @@ use tokio::sync::watch;
 use crate::counters::DatapathCounters;
 use crate::handle::Shared;
 use crate::routes::{allowed, inner_destination, inner_source};
-use crate::sa::{PeerPath, SaState, Tables, lock};
-use crate::{DatapathEvent, Direction};
+use crate::sa::{PeerPath, SaSlot, Tables, lock};
+use crate::{DatapathEvent, Direction, IkeDatagram};
 
 /// ESP packets one worker collects before sending them.
 const BATCH: usize = netio::tun::IDEAL_BATCH_SIZE;
@@ -227,7 +227,7 @@ impl Worker {
         self.flush_udp().await;
     }
 
-    fn route(&self, packet: &[u8]) -> Option<&Arc<SaState>> {
+    fn route(&self, packet: &[u8]) -> Option<&Arc<SaSlot>> {
         inner_destination(packet).and_then(|d| self.tables.routes.lookup(d))
     }
 
@@ -265,7 +265,7 @@ impl Worker {
         }
     }
 
-    async fn encapsulate_run(&mut self, sa: &SaState, start: usize, end: usize) {
+    async fn encapsulate_run(&mut self, sa: &SaSlot, start: usize, end: usize) {
         let path = sa.path();
         let mut next = start;
         while next < end {
@@ -387,8 +387,8 @@ impl Worker {
                     Udp4500::Ike(message) => {
                         self.counts.ike_rx += 1;
                         let to = SocketAddr::new(meta.destination.unwrap_or(local_ip), local_port);
-                        self.shared.emit(
-                            DatapathEvent::Ike {
+                        self.shared.deliver_ike(
+                            IkeDatagram {
                                 from: meta.source,
                                 to,
                                 message: message.to_vec(),
@@ -484,7 +484,7 @@ impl Worker {
 /// Reports (once per new address) ESP that authenticated but came from another address than
 /// the SA's peer: a NAT rebinding or a MOBIKE move. The IKE side decides whether to follow it
 /// (an attacker can race a captured packet from elsewhere, so ESP alone does not move the SA).
-fn check_peer(shared: &Shared, sa: &SaState, source: SocketAddr, counts: &mut DatapathCounters) {
+fn check_peer(shared: &Shared, sa: &SaSlot, source: SocketAddr, counts: &mut DatapathCounters) {
     let expected = sa.path().peer;
     if expected == source {
         return;

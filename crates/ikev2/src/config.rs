@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ike_wire::TrafficSelector;
 use ipnet::IpNet;
-use ipsec_crypto::SigningKey;
+use ipsec_crypto::Signer;
 
 use crate::identity::{IkeId, PeerValidator};
 use crate::proposal::{EspProposal, IkeProposal};
@@ -17,8 +17,8 @@ use crate::proposal::{EspProposal, IkeProposal};
 pub struct LocalCredentials {
     /// Identity sent in IDi / IDr.
     pub id: IkeId,
-    /// Private key for AUTH signatures.
-    pub key: Arc<SigningKey>,
+    /// Private key for AUTH signatures (and EAP-TLS on a gateway).
+    pub key: Arc<dyn Signer>,
     /// Certificate chain as DER: end entity first, then intermediates (no root needed).
     pub chain: Vec<Vec<u8>>,
 }

@@ -7,19 +7,21 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use ike_wire::{DecodeError, ExchangeType, Header, Message, Notify, NotifyType, Payloads};
+use ike_wire::{
+    DecodeError, ExchangeType, Flags, Header, Message, Notify, NotifyType, Payload, Payloads,
+};
 use ipsec_crypto::Provider;
 use zeroize::Zeroizing;
 
 use crate::config::{AddressPool, InitiatorConfig, ResponderConfig};
 use crate::event::{Event, Transmit};
 use crate::natd::{cookie_matches, make_cookie};
-use crate::sa::{ConnectError, IkeSa, InitOutcome, Role, SaState, stateless_reply};
+use crate::sa::{ConnectError, IkeSa, IkeSaState, InitOutcome, Role, stateless_reply};
 
 /// Identifies an IKE SA inside an [`Endpoint`]: our SPI when it was created. It stays the
 /// same when the IKE SA is rekeyed ([`Event::IkeSaRekeyed`]): the endpoint maps the new SPIs
 /// to it, so applications keep one key per peer for the SA's whole life.
-pub type SaId = u64;
+pub type IkeSaId = u64;
 
 /// The SPI the receiver of this IKE datagram chose (the key to find its SA): SPIr for messages
 /// from the original initiator, SPIi otherwise. `None` for anything shorter than a header or
@@ -36,24 +38,30 @@ pub fn local_spi_of(bytes: &[u8]) -> Option<u64> {
 /// Owns many IKE SAs (responder and, via [`Endpoint::connect`], initiator).
 ///
 /// Same loop as [`IkeSa`]: `handle_datagram` / `handle_timeout` in, `poll_transmit`,
-/// `poll_event` (tagged with the [`SaId`]) and `poll_timeout` out.
+/// `poll_event` (tagged with the [`IkeSaId`]) and `poll_timeout` out.
 pub struct Endpoint {
-    cfg: Arc<ResponderConfig>,
+    /// `None`: an initiator-only endpoint (a client), which answers no IKE_SA_INIT.
+    cfg: Option<Arc<ResponderConfig>>,
     provider: Arc<Provider>,
     pool: Box<dyn AddressPool>,
-    sas: HashMap<SaId, IkeSa>,
+    sas: HashMap<IkeSaId, IkeSa>,
     /// Our SPIs of rekeyed IKE SAs -> the SA's id.
-    aliases: HashMap<u64, SaId>,
-    init_index: HashMap<(u64, SocketAddr), SaId>,
-    init_keys: HashMap<SaId, (u64, SocketAddr)>,
+    aliases: HashMap<u64, IkeSaId>,
+    init_index: HashMap<(u64, SocketAddr), IkeSaId>,
+    init_keys: HashMap<IkeSaId, (u64, SocketAddr)>,
     transmits: VecDeque<Transmit>,
-    events: VecDeque<(SaId, Event)>,
+    events: VecDeque<(IkeSaId, Event)>,
     cookie_secret: Zeroizing<[u8; 32]>,
     cookie_previous: Option<Zeroizing<[u8; 32]>>,
     cookie_version: u8,
     cookie_rotated: Option<Instant>,
     unix_time: u64,
+    /// Start of the current second and the INVALID_IKE_SPI answers sent in it.
+    invalid_spi_window: Option<(Instant, u32)>,
 }
+
+/// At most this many INVALID_IKE_SPI answers per second.
+const MAX_INVALID_SPI_REPLIES_PER_SECOND: u32 = 50;
 
 impl std::fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -62,6 +70,16 @@ impl std::fmt::Debug for Endpoint {
             .field("half_open", &self.half_open())
             .finish_non_exhaustive()
     }
+}
+
+/// The pool of an initiator-only endpoint: it never hands out addresses.
+struct NoPool;
+
+impl AddressPool for NoPool {
+    fn allocate(&mut self, _: &crate::IkeId, _: crate::AddressFamily) -> Option<std::net::IpAddr> {
+        None
+    }
+    fn release(&mut self, _: &crate::IkeId, _: std::net::IpAddr) {}
 }
 
 impl Endpoint {
@@ -78,7 +96,7 @@ impl Endpoint {
             .random_array::<32>()
             .map_err(|e| ConnectError::Crypto(e.to_string()))?;
         Ok(Self {
-            cfg,
+            cfg: Some(cfg),
             provider,
             pool,
             sas: HashMap::new(),
@@ -92,6 +110,32 @@ impl Endpoint {
             cookie_version: 0,
             cookie_rotated: None,
             unix_time: 0,
+            invalid_spi_window: None,
+        })
+    }
+
+    /// An endpoint that only initiates (a client): IKE SAs come from [`Endpoint::connect`], and
+    /// IKE_SA_INIT requests from others are dropped.
+    pub fn initiator(provider: Arc<Provider>) -> Result<Self, ConnectError> {
+        let secret = provider
+            .random_array::<32>()
+            .map_err(|e| ConnectError::Crypto(e.to_string()))?;
+        Ok(Self {
+            cfg: None,
+            provider,
+            pool: Box::new(NoPool),
+            sas: HashMap::new(),
+            aliases: HashMap::new(),
+            init_index: HashMap::new(),
+            init_keys: HashMap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            cookie_secret: Zeroizing::new(secret),
+            cookie_previous: None,
+            cookie_version: 0,
+            cookie_rotated: None,
+            unix_time: 0,
+            invalid_spi_window: None,
         })
     }
 
@@ -119,12 +163,12 @@ impl Endpoint {
     }
 
     /// An SA by id.
-    pub fn sa(&self, id: SaId) -> Option<&IkeSa> {
+    pub fn sa(&self, id: IkeSaId) -> Option<&IkeSa> {
         self.sas.get(&id)
     }
 
     /// Rekeys an SA's Child SA with inbound SPI `spi_in` (see [`IkeSa::rekey_child_sa`]).
-    pub fn rekey_child_sa(&mut self, id: SaId, now: Instant, spi_in: u32) -> bool {
+    pub fn rekey_child_sa(&mut self, id: IkeSaId, now: Instant, spi_in: u32) -> bool {
         let started = self
             .sas
             .get_mut(&id)
@@ -133,8 +177,8 @@ impl Endpoint {
         started
     }
 
-    /// Rekeys an IKE SA (see [`IkeSa::rekey_ike_sa`]); its [`SaId`] stays.
-    pub fn rekey_ike_sa(&mut self, id: SaId, now: Instant) -> bool {
+    /// Rekeys an IKE SA (see [`IkeSa::rekey_ike_sa`]); its [`IkeSaId`] stays.
+    pub fn rekey_ike_sa(&mut self, id: IkeSaId, now: Instant) -> bool {
         let started = self.sas.get_mut(&id).is_some_and(|sa| sa.rekey_ike_sa(now));
         self.collect(id);
         started
@@ -147,7 +191,7 @@ impl Endpoint {
         now: Instant,
         local: SocketAddr,
         remote: SocketAddr,
-    ) -> Result<SaId, ConnectError> {
+    ) -> Result<IkeSaId, ConnectError> {
         let mut sa = IkeSa::connect(cfg, self.provider.clone(), now, local, remote)?;
         sa.set_unix_time(self.unix_time);
         let id = sa.local_spi();
@@ -157,7 +201,7 @@ impl Endpoint {
     }
 
     /// Deletes an SA (INFORMATIONAL Delete).
-    pub fn delete(&mut self, id: SaId, now: Instant) {
+    pub fn delete(&mut self, id: IkeSaId, now: Instant) {
         if let Some(sa) = self.sas.get_mut(&id) {
             sa.delete(now);
             self.collect(id);
@@ -165,7 +209,7 @@ impl Endpoint {
     }
 
     /// Sends a liveness check on an SA; false if not possible right now.
-    pub fn send_liveness_check(&mut self, id: SaId, now: Instant) -> bool {
+    pub fn send_liveness_check(&mut self, id: IkeSaId, now: Instant) -> bool {
         let sent = self
             .sas
             .get_mut(&id)
@@ -174,8 +218,23 @@ impl Endpoint {
         sent
     }
 
+    /// MOBIKE: our address changed (see [`IkeSa::roam`]); false when the SA cannot roam.
+    pub fn roam(&mut self, id: IkeSaId, now: Instant, local: std::net::IpAddr) -> bool {
+        let started = self.sas.get_mut(&id).is_some_and(|sa| sa.roam(now, local));
+        self.collect(id);
+        started
+    }
+
+    /// Whether a path to the SA's peer exists (see [`IkeSa::set_path_available`]).
+    pub fn set_path_available(&mut self, id: IkeSaId, now: Instant, available: bool) {
+        if let Some(sa) = self.sas.get_mut(&id) {
+            sa.set_path_available(now, available);
+        }
+        self.collect(id);
+    }
+
     /// Deletes an SA's Child SA, keeping the IKE SA.
-    pub fn delete_child_sa(&mut self, id: SaId, now: Instant) -> bool {
+    pub fn delete_child_sa(&mut self, id: IkeSaId, now: Instant) -> bool {
         let sent = self
             .sas
             .get_mut(&id)
@@ -185,7 +244,7 @@ impl Endpoint {
     }
 
     /// ESP from this SA's peer arrived: postpones dead peer detection.
-    pub fn note_peer_alive(&mut self, id: SaId, now: Instant) {
+    pub fn note_peer_alive(&mut self, id: IkeSaId, now: Instant) {
         if let Some(sa) = self.sas.get_mut(&id) {
             sa.note_peer_alive(now);
         }
@@ -197,7 +256,7 @@ impl Endpoint {
     }
 
     /// The next event with the SA it concerns.
-    pub fn poll_event(&mut self) -> Option<(SaId, Event)> {
+    pub fn poll_event(&mut self) -> Option<(IkeSaId, Event)> {
         self.events.pop_front()
     }
 
@@ -205,8 +264,10 @@ impl Endpoint {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let sa_min = self.sas.values().filter_map(IkeSa::poll_timeout).min();
         let rotate = self
-            .cookie_rotated
-            .map(|t| t + self.cfg.cookie_secret_lifetime);
+            .cfg
+            .as_ref()
+            .zip(self.cookie_rotated)
+            .map(|(cfg, t)| t + cfg.cookie_secret_lifetime);
         match (sa_min, rotate) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -216,7 +277,7 @@ impl Endpoint {
     /// Runs the timers of all SAs.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.rotate_cookie_secret(now);
-        let due: Vec<SaId> = self
+        let due: Vec<IkeSaId> = self
             .sas
             .iter()
             .filter(|(_, s)| s.poll_timeout().is_some_and(|t| t <= now))
@@ -276,13 +337,14 @@ impl Endpoint {
 
     fn dispatch(
         &mut self,
-        id: SaId,
+        id: IkeSaId,
         now: Instant,
         local: SocketAddr,
         remote: SocketAddr,
         bytes: &[u8],
     ) {
         let Some(sa) = self.sas.get_mut(&id) else {
+            self.answer_unknown_spi(now, local, remote, bytes);
             return;
         };
         sa.set_unix_time(self.unix_time);
@@ -290,21 +352,65 @@ impl Endpoint {
         self.collect(id);
     }
 
+    /// A request for an IKE SA we do not have: a client whose gateway restarted. A responder
+    /// tells it with an unprotected INVALID_IKE_SPI (RFC 7296 2.21.4), so that it reconnects at
+    /// once; the answer is smaller than the request and rate-limited, so it amplifies nothing.
+    fn answer_unknown_spi(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        bytes: &[u8],
+    ) {
+        if self.cfg.is_none() {
+            return;
+        }
+        let Ok(raw) = Header::parse(bytes) else {
+            return;
+        };
+        let h = raw.header;
+        if h.flags.response() || h.exchange_type == ExchangeType::IKE_SA_INIT || h.spi_r == 0 {
+            return;
+        }
+        let window = self.invalid_spi_window.get_or_insert((now, 0));
+        if now.duration_since(window.0) >= std::time::Duration::from_secs(1) {
+            *window = (now, 0);
+        }
+        if window.1 >= MAX_INVALID_SPI_REPLIES_PER_SECOND {
+            return;
+        }
+        window.1 += 1;
+        let flags = if h.flags.initiator() {
+            Flags::RESPONSE
+        } else {
+            Flags::RESPONSE | Flags::INITIATOR
+        };
+        let reply = Header::new(h.spi_i, h.spi_r, h.exchange_type, flags, h.message_id);
+        let notify = Payload::Notify(Notify::new(NotifyType::INVALID_IKE_SPI, Vec::new()));
+        if let Ok(b) = Message::new(reply, vec![notify]).encode() {
+            self.stateless_transmit(local, remote, b);
+        }
+    }
+
     fn stateless_transmit(&mut self, local: SocketAddr, remote: SocketAddr, bytes: Vec<u8>) {
+        let natt_port = self.cfg.as_ref().map_or(4500, |c| c.ike.natt_port);
         self.transmits.push_back(Transmit {
             local,
             remote,
             bytes,
-            non_esp_marker: local.port() == self.cfg.ike.natt_port,
+            non_esp_marker: local.port() == natt_port,
         });
     }
 
     fn rotate_cookie_secret(&mut self, now: Instant) {
+        let Some(lifetime) = self.cfg.as_ref().map(|c| c.cookie_secret_lifetime) else {
+            return;
+        };
         let Some(at) = self.cookie_rotated else {
             self.cookie_rotated = Some(now);
             return;
         };
-        if now < at + self.cfg.cookie_secret_lifetime {
+        if now < at + lifetime {
             return;
         }
         let Ok(fresh) = self.provider.random_array::<32>() else {
@@ -317,6 +423,9 @@ impl Endpoint {
     }
 
     fn new_init(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, bytes: &[u8]) {
+        let Some(cfg) = self.cfg.clone() else {
+            return;
+        };
         let Ok(msg) = Message::decode(bytes) else {
             return;
         };
@@ -324,10 +433,10 @@ impl Endpoint {
             return;
         }
         let half_open = self.half_open();
-        if half_open >= self.cfg.half_open_limit {
+        if half_open >= cfg.half_open_limit {
             return;
         }
-        if half_open >= self.cfg.cookie_threshold {
+        if half_open >= cfg.cookie_threshold {
             let Some(ni) = msg.payloads.nonce() else {
                 return;
             };
@@ -371,7 +480,7 @@ impl Endpoint {
             }
         };
         match IkeSa::respond_init(
-            self.cfg.clone(),
+            cfg,
             self.provider.clone(),
             now,
             local,
@@ -393,7 +502,7 @@ impl Endpoint {
     }
 
     /// Moves an SA's outputs to the endpoint queues and drops it once closed.
-    fn collect(&mut self, id: SaId) {
+    fn collect(&mut self, id: IkeSaId) {
         let Some(sa) = self.sas.get_mut(&id) else {
             return;
         };
@@ -420,7 +529,7 @@ impl Endpoint {
                 self.aliases.insert(spi, id);
             }
         }
-        if sa.state() != SaState::HalfOpen
+        if sa.state() != IkeSaState::HalfOpen
             && let Some(key) = self.init_keys.remove(&id)
         {
             self.init_index.remove(&key);
@@ -441,7 +550,7 @@ impl Endpoint {
             }
         }
         if let Some(peer) = replaced_peer {
-            let old: Vec<SaId> = self
+            let old: Vec<IkeSaId> = self
                 .sas
                 .iter()
                 .filter(|(other, s)| {

@@ -193,7 +193,7 @@ pub enum Event {
         spi_in: u32,
     },
     /// The IKE SA was rekeyed (RFC 7296 1.3.2): new SPIs and keys, its Child SAs moved over.
-    /// An [`crate::Endpoint`] keeps reporting it under the same [`crate::SaId`].
+    /// An [`crate::Endpoint`] keeps reporting it under the same [`crate::IkeSaId`].
     IkeSaRekeyed {
         /// New initiator SPI.
         spi_i: u64,

@@ -18,7 +18,7 @@
 //!    its source.
 //! 4. Drain `poll_transmit()`: send `bytes` from the socket bound to `transmit.local.port()` to
 //!    `transmit.remote`, prefixed with four zero bytes when `transmit.non_esp_marker`.
-//! 5. Drain `poll_event()` ([`Event`]; the endpoint tags each with its [`SaId`]): install
+//! 5. Drain `poll_event()` ([`Event`]; the endpoint tags each with its [`IkeSaId`]): install
 //!    [`ChildSa`] keys in the ESP data plane, remove them on `ChildSaDeleted` / `Closed`,
 //!    follow `AddressesChanged`. When `IkeSaInfo::nat_detected`, the data plane uses
 //!    ESP-in-UDP on 4500 and sends NAT keepalives (RFC 3948), which the engine does not.
@@ -34,7 +34,7 @@
 //! SA's `ChildSaDeleted` (the peer started it and has switched) arrives; then retire the old
 //! SA after a short linger (make-before-break, no loss in either role). An IKE SA rekey yields
 //! `IkeSaRekeyed` with the new SPIs; its Child SAs stay as they are, and an [`Endpoint`] keeps
-//! the same [`SaId`]. The event order is chosen so that "the newest SA sends" is right also
+//! the same [`IkeSaId`]. The event order is chosen so that "the newest SA sends" is right also
 //! after a rekey collision (RFC 7296 2.8.1). A rekey that fails emits `Failed` while the IKE
 //! SA stays established (check [`IkeSa::state`]).
 //!
@@ -55,14 +55,14 @@ pub use config::{
     AddressFamily, AddressPool, AuthMethodPolicy, IkeConfig, InitiatorConfig, LocalCredentials,
     ResponderConfig, RetransmitConfig,
 };
-pub use endpoint::{Endpoint, SaId, local_spi_of};
+pub use endpoint::{Endpoint, IkeSaId, local_spi_of};
 pub use event::{ChildSa, CloseReason, Event, Failure, FailureReason, IkeSaInfo, Transmit};
 pub use identity::{IkeId, PeerRejection, PeerRole, PeerValidator, PkiValidator, ValidatedPeer};
 pub use natd::{COOKIE_LEN, natd_hash};
 pub use proposal::{
     EspAlgorithms, EspProposal, IkeAlgorithms, IkeProposal, ProposalError, encr_name,
 };
-pub use sa::{ConnectError, IkeSa, Role, SaState};
+pub use sa::{ConnectError, IkeSa, IkeSaState, Role};
 
 pub use ike_wire;
 pub use ipsec_crypto;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::*;
 use ikev2::ike_wire::{AuthMethod, ExchangeType, Header, Message, NotifyType, Payloads};
 use ikev2::ipsec_crypto::{EncrAlg, PrfAlg};
-use ikev2::{CloseReason, Event, IkeId, IkeProposal, SaState};
+use ikev2::{CloseReason, Event, IkeId, IkeProposal, IkeSaState};
 use pki::KeyAlgorithm;
 
 fn exchange_of(bytes: &[u8]) -> ExchangeType {
@@ -37,7 +37,7 @@ fn ecdsa_p256_establishes_ike_and_child_sa_with_identical_keys() {
     assert_eq!(c.peer_auth_method, AuthMethod::DIGITAL_SIGNATURE);
     assert_eq!(s.peer_auth_method, AuthMethod::DIGITAL_SIGNATURE);
     assert!(c.nat_detected && s.nat_detected, "forced encapsulation");
-    assert_eq!(pair.client.state(), SaState::Established);
+    assert_eq!(pair.client.state(), IkeSaState::Established);
 
     let cc = pair.client_child().expect("client child");
     let sc = pair.server_child().expect("server child");
@@ -203,7 +203,7 @@ fn liveness_check_is_answered() {
             .is_some_and(|t| t >= pair.now + Duration::from_secs(48 * 60)),
         "answered, nothing pending"
     );
-    assert_eq!(pair.client.state(), SaState::Established);
+    assert_eq!(pair.client.state(), IkeSaState::Established);
     // Server-initiated liveness check works in the other direction too.
     let id = pair.server_events[0].0;
     assert!(pair.server.send_liveness_check(id, pair.now));
@@ -232,7 +232,7 @@ fn child_sa_delete_keeps_the_ike_sa() {
         e,
         Event::ChildSaDeleted { spi_in, spi_out } if (*spi_in, *spi_out) == (cout, cin)
     )));
-    assert_eq!(pair.client.state(), SaState::Established);
+    assert_eq!(pair.client.state(), IkeSaState::Established);
     assert!(
         !pair.client.delete_child_sa(pair.now),
         "nothing left to delete"

@@ -10,14 +10,14 @@ use std::time::Duration;
 
 use common::*;
 use ikev2::ike_wire::{ExchangeType, Header};
-use ikev2::{ChildSa, EspProposal, Event, SaId, SaState};
+use ikev2::{ChildSa, EspProposal, Event, IkeSaId, IkeSaState};
 use pki::KeyAlgorithm;
 
 fn exchange_of(f: &Flight) -> ExchangeType {
     Header::parse(&f.t.bytes).unwrap().header.exchange_type
 }
 
-fn server_id(pair: &Pair) -> SaId {
+fn server_id(pair: &Pair) -> IkeSaId {
     pair.server_events[0].0
 }
 
@@ -104,7 +104,7 @@ fn client_rekeys_the_child_sa_and_deletes_the_old_one() {
     assert_eq!(pair.client.child_sa_spis(), [new_c.spi_in]);
     let sa = pair.server.sa(server_id(&pair)).unwrap();
     assert_eq!(sa.child_sa_spis(), [new_s.spi_in]);
-    assert_eq!(pair.client.state(), SaState::Established);
+    assert_eq!(pair.client.state(), IkeSaState::Established);
     assert_eq!(pair.pool.leased(), 1, "the lease stays with the IKE SA");
 }
 
@@ -229,7 +229,7 @@ fn pfs_required_by_the_responder_is_refused_without_ke_and_the_tunnel_stays() {
         f.notify_received,
         Some(ikev2::ike_wire::NotifyType::NO_PROPOSAL_CHOSEN)
     );
-    assert_eq!(pair.client.state(), SaState::Established);
+    assert_eq!(pair.client.state(), IkeSaState::Established);
     assert_eq!(pair.client.child_sa_spis(), [spi]);
 }
 
@@ -249,7 +249,7 @@ fn child_sa_whose_rekey_keeps_failing_is_deleted_at_its_hard_lifetime() {
     assert_eq!(deleted(&server_event_list(&pair)), [child.spi_out]);
     assert!(pair.client.child_sa_spis().is_empty());
     // The IKE SA stays (a remote-access client would now reconnect or delete it).
-    assert_eq!(pair.client.state(), SaState::Established);
+    assert_eq!(pair.client.state(), IkeSaState::Established);
 }
 
 fn ike_rekeyed(events: &[Event]) -> Vec<(u64, u64)> {
@@ -276,7 +276,7 @@ fn check_after_ike_rekey(pair: &mut Pair, old_spis: (u64, u64)) {
     assert_eq!(pair.client.spis(), c[0]);
     let id = server_id(pair);
     assert_eq!(pair.server.len(), 1);
-    let sa = pair.server.sa(id).expect("same SaId after the rekey");
+    let sa = pair.server.sa(id).expect("same IkeSaId after the rekey");
     assert_eq!(sa.spis(), c[0]);
     assert!(!sa.has_local_spi(old_spis.0) && !sa.has_local_spi(old_spis.1));
     // The old IKE SA's Delete went out and was answered.
@@ -307,7 +307,7 @@ fn check_after_ike_rekey(pair: &mut Pair, old_spis: (u64, u64)) {
     assert_eq!((c.len(), s.len()), (1, 1));
     assert_mirrored(c[0].2, s[0].2);
     assert!(pair.client.poll_timeout().unwrap() > pair.now + Duration::from_secs(60));
-    assert_eq!(pair.client.state(), SaState::Established);
+    assert_eq!(pair.client.state(), IkeSaState::Established);
     assert!(pair.client_failure().is_none() && pair.server_failure().is_none());
 }
 
@@ -352,7 +352,7 @@ fn gateway_rekeys_the_ike_sa_and_becomes_its_initiator() {
     assert!(pair.server.send_liveness_check(id, pair.now));
     pair.collect();
     pair.settle();
-    assert_eq!(pair.client.state(), SaState::Established);
+    assert_eq!(pair.client.state(), IkeSaState::Established);
     assert!(pair.server_failure().is_none());
 }
 
@@ -406,7 +406,7 @@ fn ike_lifetime_rekeys_repeatedly_and_child_sas_survive() {
         assert_eq!(a.2.encr_key_out, b.2.encr_key_in);
     }
     assert_eq!(pair.client.child_sa_spis().len(), 1);
-    assert_eq!(pair.client.state(), SaState::Established);
+    assert_eq!(pair.client.state(), IkeSaState::Established);
     assert!(pair.client_failure().is_none() && pair.server_failure().is_none());
     assert_eq!(pair.server.len(), 1);
 }
@@ -449,7 +449,7 @@ fn simultaneous_child_rekeys_leave_exactly_one_new_child_sa() {
         made_c.sort_unstable();
         assert_eq!(gone_c, made_c);
         assert!(pair.client_failure().is_none() && pair.server_failure().is_none());
-        assert_eq!(pair.client.state(), SaState::Established);
+        assert_eq!(pair.client.state(), IkeSaState::Established);
     }
 }
 
@@ -497,7 +497,7 @@ fn rekey_requests_cross_a_child_and_an_ike_rekey() {
     assert_mirrored(c[0].2, s[0].2);
     assert_eq!(pair.client.child_sa_spis(), [c[0].2.spi_in]);
     assert!(pair.client_failure().is_none() && pair.server_failure().is_none());
-    assert_eq!(pair.client.state(), SaState::Established);
+    assert_eq!(pair.client.state(), IkeSaState::Established);
 }
 
 // ---------------------------------------------------------------- packets keep flowing
@@ -641,7 +641,7 @@ fn packets_flow_without_loss_through_rekeys_and_collisions() {
     assert!(ike_rekeys >= 9, "{ike_rekeys} IKE SA rekeys");
     assert!(delivered > 9000, "{delivered} delivered");
     assert_eq!(lost, 0, "packets lost during rekeys");
-    assert_eq!(pair.client.state(), SaState::Established);
+    assert_eq!(pair.client.state(), IkeSaState::Established);
     assert!(pair.client_failure().is_none() && pair.server_failure().is_none());
     // Nothing piles up: one Child SA per side (plus at most one being replaced).
     assert!(client_dp.inbound.len() <= 2 && server_dp.inbound.len() <= 2);

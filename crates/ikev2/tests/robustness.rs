@@ -12,7 +12,7 @@ use ikev2::ike_wire::{
     ExchangeType, Header, Message, NotifyType, PayloadType, Payloads, open_parts,
 };
 use ikev2::ipsec_crypto::DhGroup;
-use ikev2::{EspProposal, Event, FailureReason, IkeProposal, SaState};
+use ikev2::{EspProposal, Event, FailureReason, IkeProposal, IkeSaState};
 use pki::KeyAlgorithm;
 
 fn exchange(f: &Flight) -> ExchangeType {
@@ -425,7 +425,7 @@ fn real_nat_is_detected_and_the_responder_follows_the_mapping() {
         _ => None,
     });
     assert_eq!(moved, Some("198.51.100.1:50001".parse().unwrap()));
-    assert_eq!(pair.client.state(), SaState::Established);
+    assert_eq!(pair.client.state(), IkeSaState::Established);
 }
 
 #[test]

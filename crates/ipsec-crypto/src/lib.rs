@@ -86,7 +86,7 @@ pub use keys::{
 };
 pub use provider::Provider;
 pub use sign::{
-    KeyType, SignatureScheme, SigningKey, auth_method, build_rfc7427_auth_data,
+    KeyType, SignatureScheme, Signer, SigningKey, auth_method, build_rfc7427_auth_data,
     split_rfc7427_auth_data, verify,
 };
 pub use sk::SkCipher;

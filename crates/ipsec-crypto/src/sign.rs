@@ -153,6 +153,43 @@ pub enum KeyType {
     EcdsaP384,
 }
 
+impl KeyType {
+    /// True if a key of this type can sign with `scheme`.
+    pub fn supports(self, scheme: SignatureScheme) -> bool {
+        use SignatureScheme as S;
+        match (self, scheme) {
+            (KeyType::Rsa, S::RsaPkcs1(_)) => true,
+            (KeyType::Rsa, S::RsaPss(h)) => h != HashAlg::Sha1,
+            (KeyType::EcdsaP256, S::EcdsaP256Sha256Fixed | S::EcdsaDer(HashAlg::Sha256)) => true,
+            (KeyType::EcdsaP384, S::EcdsaP384Sha384Fixed | S::EcdsaDer(HashAlg::Sha384)) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Signs with a private key it may not hand out: a key loaded here ([`SigningKey`]), or one
+/// kept by another process (the client's per-user helper holds a user's key and signs on
+/// request). Calls may block briefly; an error fails the authentication that asked.
+pub trait Signer: Send + Sync + std::fmt::Debug {
+    /// The key's type.
+    fn key_type(&self) -> KeyType;
+    /// True if the key can sign with `scheme`.
+    fn supports(&self, scheme: SignatureScheme) -> bool {
+        self.key_type().supports(scheme)
+    }
+    /// Signs `message` (the AUTH signed octets, or a TLS handshake hash input).
+    fn sign(&self, scheme: SignatureScheme, message: &[u8]) -> Result<Vec<u8>, CryptoError>;
+}
+
+impl Signer for SigningKey {
+    fn key_type(&self) -> KeyType {
+        SigningKey::key_type(self)
+    }
+    fn sign(&self, scheme: SignatureScheme, message: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        SigningKey::sign(self, scheme, message)
+    }
+}
+
 /// A private key for signing AUTH payloads. Key material lives in aws-lc (which cleanses
 /// memory on free) and, for RSA, in the `rsa` crate's key (zeroized on drop) used only for
 /// PKCS#1 v1.5 with SHA-1, which aws-lc cannot sign.
@@ -264,14 +301,7 @@ impl SigningKey {
 
     /// True if this key can sign with `scheme`.
     pub fn supports(&self, scheme: SignatureScheme) -> bool {
-        use SignatureScheme as S;
-        match (self.key_type(), scheme) {
-            (KeyType::Rsa, S::RsaPkcs1(_)) => true,
-            (KeyType::Rsa, S::RsaPss(h)) => h != HashAlg::Sha1,
-            (KeyType::EcdsaP256, S::EcdsaP256Sha256Fixed | S::EcdsaDer(HashAlg::Sha256)) => true,
-            (KeyType::EcdsaP384, S::EcdsaP384Sha384Fixed | S::EcdsaDer(HashAlg::Sha384)) => true,
-            _ => false,
-        }
+        self.key_type().supports(scheme)
     }
 
     /// Signs `message` (the AUTH signed octets, see [`crate::auth_signed_octets`]).

@@ -567,6 +567,16 @@ impl InstalledConfig {
         Ok(())
     }
 
+    /// Removes a route this record added, and forgets it (gone already counts as removed).
+    pub async fn remove_route(&mut self, route: &Route) -> Result<()> {
+        match self.nl.del_route(route).await {
+            Err(e) if !e.is_already_gone() => return Err(e),
+            _ => {}
+        }
+        self.installed.retain(|i| *i != Installed::Route(*route));
+        Ok(())
+    }
+
     /// What is currently recorded, oldest first.
     pub fn installed(&self) -> &[Installed] {
         &self.installed

@@ -3,6 +3,7 @@
 use esp::{
     AesKeyLen, DirectionKeys, InboundConfig, InboundSa, Integrity, OutboundConfig, Transform,
 };
+use ike_wire::TrafficSelector;
 use ikev2::EspAlgorithms;
 use ipnet::IpNet;
 use ipsec_crypto::{EncrAlg, IntegAlg};
@@ -84,8 +85,22 @@ pub fn esp_pair(child: &ikev2::ChildSa) -> Result<(InboundSa, esp::OutboundSa), 
     Ok((inbound, outbound))
 }
 
-/// Who sends RFC 3948 NAT keepalives: the side behind the NAT keeps its mapping open; the
-/// gateway never needs to.
+/// A traffic selector's address range as the prefixes that cover it exactly.
+pub fn ts_prefixes(ts: &TrafficSelector) -> Vec<IpNet> {
+    match ts {
+        TrafficSelector::Ipv4(r) => ipnet::Ipv4Subnets::new(r.start, r.end, 0)
+            .map(IpNet::V4)
+            .collect(),
+        TrafficSelector::Ipv6(r) => ipnet::Ipv6Subnets::new(r.start, r.end, 0)
+            .map(IpNet::V6)
+            .collect(),
+        TrafficSelector::Other { .. } => Vec::new(),
+    }
+}
+
+/// Which end of the tunnel a daemon is. It decides which routes a data-plane SA carries and
+/// who sends RFC 3948 NAT keepalives (the client, behind the NAT, keeps its mapping open; the
+/// gateway never needs to).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
     Gateway,
@@ -96,13 +111,13 @@ pub enum Side {
 /// client's virtual IP; the client: the networks it reaches through the tunnel). Its inbound
 /// anti-spoofing check uses the same list.
 pub fn datapath_sa(
-    id: datapath::SaId,
+    id: datapath::EspSaId,
     child: &ikev2::ChildSa,
     routes: Vec<IpNet>,
     side: Side,
-) -> Result<datapath::ChildSa, ChildError> {
+) -> Result<datapath::EspSa, ChildError> {
     let (inbound, outbound) = esp_pair(child)?;
-    Ok(datapath::ChildSa {
+    Ok(datapath::EspSa {
         id,
         inbound,
         outbound,

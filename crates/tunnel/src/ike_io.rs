@@ -1,10 +1,11 @@
 //! IKE datagrams in and out: port 500 is a socket of its own, port 4500 belongs to the data
-//! plane (IKE and ESP share it, told apart by the non-ESP marker), which hands IKE up as events.
+//! plane (IKE and ESP share it, told apart by the non-ESP marker), which hands IKE up on a
+//! channel that carries nothing else.
 
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
 
-use datapath::{DatapathEvent, DatapathHandle};
+use datapath::{DatapathHandle, IkeDatagram};
 use ikev2::Transmit;
 use netio::udp::{DatagramMeta, UdpConfig, UdpSocket};
 use tokio::sync::mpsc;
@@ -12,77 +13,68 @@ use tokio::sync::mpsc;
 /// Largest IKE datagram we accept; fragmentation keeps real ones far below.
 const MAX_IKE_DATAGRAM: usize = 65_535;
 
-/// What arrived for the IKE side.
+/// One received IKE message (without the non-ESP marker), to `local` from `remote`.
 #[derive(Debug)]
-pub enum Incoming {
-    /// An IKE message (without the non-ESP marker), to `local` from `remote`.
-    Ike {
-        local: SocketAddr,
-        remote: SocketAddr,
-        bytes: Vec<u8>,
-    },
-    /// Something else the data plane reports (SA limits, unknown SPIs, NAT rebinding).
-    Datapath(DatapathEvent),
-    /// The data plane is gone.
-    Closed,
+pub struct IkeIn {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub bytes: Vec<u8>,
 }
 
 /// The IKE side's view of the network.
 #[derive(Debug)]
 pub struct IkeIo {
     port500: UdpSocket,
+    bound: SocketAddr,
     datapath: DatapathHandle,
-    events: mpsc::Receiver<DatapathEvent>,
+    port4500: mpsc::Receiver<IkeDatagram>,
     buf: Vec<u8>,
 }
 
 impl IkeIo {
-    /// Binds UDP `ike_bind` (port 500, usually) next to a running data plane.
+    /// Binds UDP `ike_bind` (port 500, usually) next to a running data plane whose port 4500
+    /// IKE datagrams arrive on `port4500`.
     pub fn bind(
         ike_bind: SocketAddr,
         datapath: DatapathHandle,
-        events: mpsc::Receiver<DatapathEvent>,
+        port4500: mpsc::Receiver<IkeDatagram>,
     ) -> io::Result<Self> {
         // No GRO here: it could merge two IKE messages of equal size into one buffer.
         let mut config = UdpConfig::new(ike_bind);
         config.offload = false;
+        let port500 = UdpSocket::bind(&config)?;
+        let bound = port500.local_addr()?;
         Ok(Self {
-            port500: UdpSocket::bind(&config)?,
+            port500,
+            bound,
             datapath,
-            events,
+            port4500,
             buf: vec![0; MAX_IKE_DATAGRAM],
         })
     }
 
-    /// The local port of the IKE (port 500) socket.
-    pub fn local_port(&self) -> io::Result<u16> {
-        Ok(self.port500.local_addr()?.port())
+    /// The local address of the IKE (port 500) socket.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.bound
     }
 
-    /// The data plane this IKE side shares port 4500 with.
-    pub fn datapath(&self) -> &DatapathHandle {
-        &self.datapath
-    }
-
-    /// The next datagram or event. Cancel-safe: nothing is lost when another branch of a
-    /// `select!` wins.
-    pub async fn recv(&mut self) -> io::Result<Incoming> {
-        let port = self.port500.local_addr()?.port();
-        let bound = self.port500.local_addr()?.ip();
+    /// The next IKE datagram from either port; `None` once the data plane is gone. Cancel-safe:
+    /// nothing is lost when another branch of a `select!` wins.
+    pub async fn recv(&mut self) -> Option<io::Result<IkeIn>> {
         tokio::select! {
-            received = recv_one(&self.port500, &mut self.buf) => {
-                let meta = received?;
-                let local = SocketAddr::new(meta.destination.unwrap_or(bound), port);
+            received = recv_one(&self.port500, &mut self.buf) => Some(received.map(|meta| {
+                let local = SocketAddr::new(
+                    meta.destination.unwrap_or(self.bound.ip()),
+                    self.bound.port(),
+                );
                 let bytes = self.buf.get(..meta.len).unwrap_or_default().to_vec();
-                Ok(Incoming::Ike { local, remote: meta.source, bytes })
-            }
-            event = self.events.recv() => Ok(match event {
-                Some(DatapathEvent::Ike { from, to, message }) => {
-                    Incoming::Ike { local: to, remote: from, bytes: message }
-                }
-                Some(other) => Incoming::Datapath(other),
-                None => Incoming::Closed,
-            }),
+                IkeIn { local, remote: meta.source, bytes }
+            })),
+            datagram = self.port4500.recv() => datagram.map(|d| Ok(IkeIn {
+                local: d.to,
+                remote: d.from,
+                bytes: d.message,
+            })),
         }
     }
 

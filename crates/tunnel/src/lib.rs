@@ -1,7 +1,14 @@
-//! Runtime glue shared by `aovpn gateway` and `aovpn connect`: the IKEv2 engine's datagrams
-//! over UDP 500 and 4500 ([`ike_io`]), and its Child SAs turned into data-plane SAs
-//! ([`child`]). The protocol stays in the sans-IO crates; this is where it meets sockets.
+//! Runtime glue shared by `aovpn gateway` and the client: the one daemon driver ([`driver`])
+//! that runs the IKEv2 engine over UDP 500 and 4500 ([`ike_io`]) and turns its Child SAs into
+//! data-plane SAs ([`child`]). The protocol stays in the sans-IO crates; this is where it meets
+//! sockets, and the daemons keep only their policy.
 
 pub mod child;
+pub mod driver;
 pub mod host;
 pub mod ike_io;
+
+pub use child::Side;
+pub use driver::{
+    ChildInfo, ChildRecord, Driver, DriverConfig, DriverError, DriverEvent, IkeSaRecord, Traffic,
+};

@@ -9,7 +9,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket a
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
-use datapath::{ChildSa, Datapath, DatapathConfig, DatapathEvent, DatapathHandle, SaId};
+use datapath::{
+    Datapath, DatapathConfig, DatapathEvent, DatapathHandle, EspSa, EspSaId, IkeDatagram,
+};
 use esp::{AesKeyLen, DirectionKeys, InboundSa, Integrity, OutboundConfig, OutboundSa, Transform};
 use netio::tun::TunConfig;
 use netio::udp::{UdpConfig, UdpSocket};
@@ -80,6 +82,7 @@ pub struct Side {
     pub rt: Option<tokio::runtime::Runtime>,
     pub dp: DatapathHandle,
     pub events: mpsc::Receiver<DatapathEvent>,
+    pub ike: mpsc::Receiver<IkeDatagram>,
 }
 
 impl Side {
@@ -91,7 +94,7 @@ impl Side {
                 .enable_all()
                 .build()
                 .expect("runtime");
-            let (dp, events) = rt.block_on(async {
+            let (dp, receivers) = rt.block_on(async {
                 let tun = netio::tun::create(&TunConfig {
                     queues: opts.queues,
                     offload: opts.tun_offload,
@@ -112,7 +115,8 @@ impl Side {
             Side {
                 rt: Some(rt),
                 dp,
-                events,
+                events: receivers.events,
+                ike: receivers.ike,
             }
         });
         ns.ip(["link", "set", TUN, "up"]).expect("TUN up");
@@ -139,6 +143,18 @@ impl Side {
             .await
             .ok()
             .flatten()
+        })
+    }
+
+    /// Waits up to `within` for an IKE datagram from port 4500.
+    pub fn wait_ike(&mut self, within: Duration) -> Option<IkeDatagram> {
+        let rt = self.rt.as_ref()?;
+        let ike = &mut self.ike;
+        rt.block_on(async {
+            tokio::time::timeout(within, ike.recv())
+                .await
+                .ok()
+                .flatten()
         })
     }
 
@@ -177,7 +193,7 @@ pub fn keys(t: Transform, label: u8) -> DirectionKeys {
 /// SPIs and key labels of one SA pair (one Child SA as both ends see it).
 #[derive(Debug, Clone, Copy)]
 pub struct SaPair {
-    pub id: SaId,
+    pub id: EspSaId,
     /// The client's inbound SPI (gateway -> client).
     pub client_spi: u32,
     /// The gateway's inbound SPI (client -> gateway).
@@ -185,7 +201,7 @@ pub struct SaPair {
 }
 
 impl SaPair {
-    pub fn new(id: SaId) -> Self {
+    pub fn new(id: EspSaId) -> Self {
         Self {
             id,
             client_spi: 0xc000_0000 + id as u32,
@@ -194,7 +210,7 @@ impl SaPair {
     }
 
     /// The client's view: sends with the gateway's SPI, routes the protected network.
-    pub fn client_sa(&self, t: Transform, gateway: SocketAddr, keepalive: bool) -> ChildSa {
+    pub fn client_sa(&self, t: Transform, gateway: SocketAddr, keepalive: bool) -> EspSa {
         self.client_sa_with(t, gateway, keepalive, OutboundConfig::default())
     }
 
@@ -205,9 +221,9 @@ impl SaPair {
         gateway: SocketAddr,
         keepalive: bool,
         outbound: OutboundConfig,
-    ) -> ChildSa {
+    ) -> EspSa {
         let label = self.id as u8;
-        ChildSa {
+        EspSa {
             id: self.id,
             inbound: InboundSa::new(self.client_spi, &keys(t, label.wrapping_add(100))).unwrap(),
             outbound: OutboundSa::with_config(self.gateway_spi, &keys(t, label), outbound).unwrap(),
@@ -219,9 +235,9 @@ impl SaPair {
     }
 
     /// The gateway's view: routes (and accepts from) the client's virtual IP only.
-    pub fn gateway_sa(&self, t: Transform, client: SocketAddr) -> ChildSa {
+    pub fn gateway_sa(&self, t: Transform, client: SocketAddr) -> EspSa {
         let label = self.id as u8;
-        ChildSa {
+        EspSa {
             id: self.id,
             inbound: InboundSa::new(self.gateway_spi, &keys(t, label)).unwrap(),
             outbound: OutboundSa::new(self.client_spi, &keys(t, label.wrapping_add(100))).unwrap(),

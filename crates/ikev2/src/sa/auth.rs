@@ -280,12 +280,13 @@ impl IkeSa {
                 NotifyType::MOBIKE_SUPPORTED,
                 Vec::new(),
             )));
+            self.mobike = true;
         }
         self.send_response(ExchangeType::IKE_AUTH, message_id, &out);
-        if self.state == SaState::Closed {
+        if self.state == IkeSaState::Closed {
             return;
         }
-        self.state = SaState::Established;
+        self.state = IkeSaState::Established;
         self.start_ike_lifetime(now);
         if let Some(info) = self.established_info(subject) {
             self.events.push_back(Event::IkeSaEstablished(info));
@@ -727,7 +728,8 @@ impl IkeSa {
                 return;
             }
         };
-        self.state = SaState::Established;
+        self.state = IkeSaState::Established;
+        self.mobike = cfg.mobike && payloads.notify(NotifyType::MOBIKE_SUPPORTED).is_some();
         self.start_ike_lifetime(now);
         if let Some(info) = self.established_info(subject) {
             self.events.push_back(Event::IkeSaEstablished(info));

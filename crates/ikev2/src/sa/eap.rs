@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use ipsec_crypto::{HashAlg, KeyType, SignatureScheme as IkeScheme, SigningKey};
+use ipsec_crypto::{HashAlg, KeyType, SignatureScheme as IkeScheme, Signer as IkeSigner};
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, UnixTime};
@@ -208,7 +208,7 @@ impl EapServer {
     /// Prepares the TLS server with our chain and key; returns it with the first EAP
     /// request (Identity).
     pub fn new(
-        key: Arc<SigningKey>,
+        key: Arc<dyn IkeSigner>,
         chain: &[Vec<u8>],
         first_request: Vec<ike_wire::Payload>,
         idi: ike_wire::Identification,
@@ -370,7 +370,10 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
-fn server_config(key: Arc<SigningKey>, chain: &[Vec<u8>]) -> Result<Arc<ServerConfig>, EapError> {
+fn server_config(
+    key: Arc<dyn IkeSigner>,
+    chain: &[Vec<u8>],
+) -> Result<Arc<ServerConfig>, EapError> {
     let provider = provider();
     let verifier = AnyClientCert {
         algorithms: provider.signature_verification_algorithms,
@@ -448,7 +451,7 @@ impl ResolvesServerCert for FixedCert {
 
 /// Our IKE signing key as a rustls key.
 #[derive(Debug)]
-struct TlsKey(Arc<SigningKey>);
+struct TlsKey(Arc<dyn IkeSigner>);
 
 fn scheme_pair(s: SignatureScheme) -> Option<IkeScheme> {
     Some(match s {
@@ -486,7 +489,7 @@ impl rustls::sign::SigningKey for TlsKey {
 
 #[derive(Debug)]
 struct TlsSigner {
-    key: Arc<SigningKey>,
+    key: Arc<dyn IkeSigner>,
     scheme: SignatureScheme,
     ike: IkeScheme,
 }

@@ -1,9 +1,15 @@
-//! INFORMATIONAL requests from the peer: Delete, liveness, AUTHENTICATION_FAILED.
+//! INFORMATIONAL requests from the peer: Delete, liveness, AUTHENTICATION_FAILED, MOBIKE.
 
 use super::*;
 
 impl IkeSa {
-    pub(super) fn process_informational(&mut self, message_id: u32, payloads: &[Payload]) {
+    pub(super) fn process_informational(
+        &mut self,
+        message_id: u32,
+        local: SocketAddr,
+        remote: SocketAddr,
+        payloads: &[Payload],
+    ) {
         if payloads.notify(NotifyType::AUTHENTICATION_FAILED).is_some() {
             // The initiator did not accept our AUTH.
             self.send_response(ExchangeType::INFORMATIONAL, message_id, &[]);
@@ -11,7 +17,7 @@ impl IkeSa {
             self.fail(FailureReason::PeerNotify(n), None, Some(n));
             return;
         }
-        let mut reply = Vec::new();
+        let mut reply = self.mobility_reply(local, remote, payloads);
         let mut ike_deleted = false;
         for p in payloads {
             let Payload::Delete(d) = p else {

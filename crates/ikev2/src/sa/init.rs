@@ -233,7 +233,7 @@ impl IkeSa {
         match (self.role, h.flags.response()) {
             // Retransmitted IKE_SA_INIT request: resend our response while still half-open.
             (Role::Responder, false)
-                if self.state == SaState::HalfOpen
+                if self.state == IkeSaState::HalfOpen
                     && self
                         .cached_response
                         .as_ref()
@@ -241,7 +241,7 @@ impl IkeSa {
             {
                 self.resend_cached();
             }
-            (Role::Initiator, true) if self.state == SaState::InitSent => {
+            (Role::Initiator, true) if self.state == IkeSaState::InitSent => {
                 self.process_init_response(now, local, remote, &msg, bytes);
             }
             _ => {}
@@ -397,7 +397,7 @@ impl IkeSa {
             }
         };
         match self.send_request(now, ExchangeType::IKE_AUTH, RequestKind::Auth, payloads) {
-            Ok(()) => self.state = SaState::AuthSent,
+            Ok(()) => self.state = IkeSaState::AuthSent,
             Err(e) => self.fail(FailureReason::Local(e), None, None),
         }
     }
@@ -405,7 +405,7 @@ impl IkeSa {
 
 /// True when a NAT_DETECTION_* hash in `payloads` does not match the addresses we see:
 /// `peer` is the sender's address as seen by us, `ours` our address.
-fn natd_mismatch(
+pub(super) fn natd_mismatch(
     payloads: &[Payload],
     spi_i: u64,
     spi_r: u64,

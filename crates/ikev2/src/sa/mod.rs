@@ -32,6 +32,7 @@ mod auth;
 mod eap;
 mod informational;
 mod init;
+mod mobike;
 mod rekey;
 #[cfg(test)]
 mod tests;
@@ -47,7 +48,7 @@ pub enum Role {
 
 /// Coarse state of an IKE SA.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SaState {
+pub enum IkeSaState {
     /// Initiator: IKE_SA_INIT request sent.
     InitSent,
     /// Initiator: IKE_AUTH request sent.
@@ -87,6 +88,8 @@ enum RequestKind {
     DeleteChild(u32),
     /// CREATE_CHILD_SA; its state is in `IkeSa::rekeying`.
     Rekey,
+    /// MOBIKE UPDATE_SA_ADDRESSES; its COOKIE2 is in `IkeSa::update_cookie2`.
+    UpdateAddresses,
 }
 
 #[derive(Debug)]
@@ -125,7 +128,7 @@ pub struct IkeSa {
     initiator: bool,
     cfg: RoleConfig,
     provider: Arc<Provider>,
-    state: SaState,
+    state: IkeSaState,
     spi_i: u64,
     spi_r: u64,
     local: SocketAddr,
@@ -167,6 +170,14 @@ pub struct IkeSa {
     peer_initial_contact: bool,
     /// Responder: the EAP-TLS conversation of IKE_AUTH, if the initiator chose EAP.
     eap: Option<Box<eap::EapServer>>,
+    /// Both sides announced MOBIKE_SUPPORTED (RFC 4555).
+    mobike: bool,
+    /// The caller says no path to the peer exists (DPD waits, retransmissions don't fail).
+    path_lost: bool,
+    /// Initiator: UPDATE_SA_ADDRESSES is due once no other request is outstanding.
+    roam_requested: Option<Instant>,
+    /// The COOKIE2 of our outstanding UPDATE_SA_ADDRESSES.
+    update_cookie2: Option<[u8; 16]>,
 }
 
 /// Errors of [`IkeSa::connect`] (local misconfiguration or crypto backend failure).
@@ -319,8 +330,8 @@ impl IkeSa {
             cfg,
             provider,
             state: match role {
-                Role::Initiator => SaState::InitSent,
-                Role::Responder => SaState::HalfOpen,
+                Role::Initiator => IkeSaState::InitSent,
+                Role::Responder => IkeSaState::HalfOpen,
             },
             spi_i: 0,
             spi_r: 0,
@@ -362,6 +373,10 @@ impl IkeSa {
             last_rx: None,
             peer_initial_contact: false,
             eap: None,
+            mobike: false,
+            path_lost: false,
+            roam_requested: None,
+            update_cookie2: None,
         }
     }
 
@@ -373,7 +388,7 @@ impl IkeSa {
     }
 
     /// Current state.
-    pub fn state(&self) -> SaState {
+    pub fn state(&self) -> IkeSaState {
         self.state
     }
 
@@ -405,7 +420,7 @@ impl IkeSa {
 
     /// True once closed: drain its outputs, then drop it.
     pub fn is_closed(&self) -> bool {
-        self.state == SaState::Closed
+        self.state == IkeSaState::Closed
     }
 
     /// The authenticated peer identity.
@@ -436,18 +451,19 @@ impl IkeSa {
 
     /// When [`IkeSa::handle_timeout`] must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.state == SaState::Closed {
+        if self.state == IkeSaState::Closed {
             return None;
         }
         let retransmit = self.pending.as_ref().map(|p| p.deadline);
         let establish = self
             .establish_deadline
-            .filter(|_| !matches!(self.state, SaState::Established | SaState::Deleting));
+            .filter(|_| !matches!(self.state, IkeSaState::Established | IkeSaState::Deleting));
         [
             retransmit,
             establish,
             self.dpd_deadline(),
             self.lifetime_deadline(),
+            self.roam_deadline(),
             self.retired.as_ref().map(RetiredSa::deadline),
         ]
         .into_iter()
@@ -458,7 +474,7 @@ impl IkeSa {
     /// When the next liveness check is due (established, idle, DPD configured).
     fn dpd_deadline(&self) -> Option<Instant> {
         let interval = self.cfg.ike().dpd_interval?;
-        if self.state != SaState::Established || self.pending.is_some() {
+        if self.state != IkeSaState::Established || self.pending.is_some() || self.path_lost {
             return None;
         }
         Some(self.last_rx? + interval)
@@ -475,7 +491,7 @@ impl IkeSa {
         let Some(spi_in) = self.children.iter().find(|c| !c.retiring).map(|c| c.spi_in) else {
             return false;
         };
-        if self.state != SaState::Established || self.pending.is_some() {
+        if self.state != IkeSaState::Established || self.pending.is_some() {
             return false;
         }
         self.send_delete_child(now, spi_in)
@@ -510,17 +526,21 @@ impl IkeSa {
 
     /// Runs timers: retransmissions, establishment deadline.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.state == SaState::Closed {
+        if self.state == IkeSaState::Closed {
             return;
         }
         if let Some(d) = self.establish_deadline
             && d <= now
-            && !matches!(self.state, SaState::Established | SaState::Deleting)
+            && !matches!(self.state, IkeSaState::Established | IkeSaState::Deleting)
         {
             self.fail(FailureReason::EstablishTimeout, None, None);
             return;
         }
         self.retired_timeout(now);
+        if self.roam_deadline().is_some_and(|d| d <= now) {
+            self.send_update_addresses(now);
+            return;
+        }
         if self.lifetime_deadline().is_some_and(|d| d <= now) {
             self.run_lifetimes(now);
             return;
@@ -536,7 +556,8 @@ impl IkeSa {
         if p.deadline > now {
             return;
         }
-        if p.sent >= retransmit.tries {
+        // Without a path the peer cannot answer: keep trying until the caller gives up.
+        if p.sent >= retransmit.tries && !self.path_lost {
             let kind = p.kind;
             self.pending = None;
             self.rekeying = None;
@@ -552,7 +573,7 @@ impl IkeSa {
             .initial
             .saturating_mul(1u32 << shift)
             .min(retransmit.max_timeout);
-        p.sent += 1;
+        p.sent = (p.sent + 1).min(retransmit.tries);
         p.deadline = now + timeout;
         let datagrams = p.datagrams.clone();
         for d in datagrams {
@@ -565,7 +586,7 @@ impl IkeSa {
     /// outstanding (window size 1), it closes at once without telling the peer.
     pub fn delete(&mut self, now: Instant) {
         match self.state {
-            SaState::Established if self.pending.is_none() => {
+            IkeSaState::Established if self.pending.is_none() => {
                 if self
                     .send_request(
                         now,
@@ -575,12 +596,12 @@ impl IkeSa {
                     )
                     .is_ok()
                 {
-                    self.state = SaState::Deleting;
+                    self.state = IkeSaState::Deleting;
                 } else {
                     self.close(CloseReason::LocalDelete);
                 }
             }
-            SaState::Closed | SaState::Deleting => {}
+            IkeSaState::Closed | IkeSaState::Deleting => {}
             _ => self.close(CloseReason::LocalDelete),
         }
     }
@@ -589,7 +610,7 @@ impl IkeSa {
     /// request is outstanding or the SA is not established. No answer after all
     /// retransmissions fails the SA with [`FailureReason::Timeout`].
     pub fn send_liveness_check(&mut self, now: Instant) -> bool {
-        if self.state != SaState::Established || self.pending.is_some() {
+        if self.state != IkeSaState::Established || self.pending.is_some() {
             return false;
         }
         self.send_request(
@@ -611,7 +632,7 @@ impl IkeSa {
         bytes: &[u8],
         pool: Option<&mut dyn AddressPool>,
     ) {
-        if self.state == SaState::Closed {
+        if self.state == IkeSaState::Closed {
             return;
         }
         let Ok(raw) = Header::parse(bytes) else {
@@ -619,6 +640,8 @@ impl IkeSa {
         };
         if raw.header.exchange_type == ExchangeType::IKE_SA_INIT {
             self.handle_init_plain(now, local, remote, bytes);
+        } else if raw.first_payload != PayloadType::SK && raw.first_payload != PayloadType::SKF {
+            self.handle_unprotected_response(bytes);
         } else {
             self.handle_protected(now, local, remote, bytes, pool);
         }
@@ -640,8 +663,8 @@ impl IkeSa {
     }
 
     fn close(&mut self, reason: CloseReason) {
-        if self.state != SaState::Closed {
-            self.state = SaState::Closed;
+        if self.state != IkeSaState::Closed {
+            self.state = IkeSaState::Closed;
             self.pending = None;
             self.rekeying = None;
             self.retired = None;
@@ -903,22 +926,25 @@ impl IkeSa {
                 Some(RequestKind::Delete) => self.close(CloseReason::LocalDelete),
                 Some(RequestKind::DeleteChild(spi_in)) => self.child_gone(spi_in),
                 Some(RequestKind::Rekey) => self.process_rekey_response(now, &payloads),
+                Some(RequestKind::UpdateAddresses) => {
+                    self.process_update_response(local, remote, &payloads);
+                }
                 _ => {}
             }
         } else {
             self.expected_request_id = self.expected_request_id.wrapping_add(1);
             match exchange {
                 ExchangeType::IKE_AUTH
-                    if self.role == Role::Responder && self.state == SaState::HalfOpen =>
+                    if self.role == Role::Responder && self.state == IkeSaState::HalfOpen =>
                 {
                     self.process_auth_request(now, h.message_id, &payloads, pool);
                 }
                 ExchangeType::INFORMATIONAL
-                    if matches!(self.state, SaState::Established | SaState::Deleting) =>
+                    if matches!(self.state, IkeSaState::Established | IkeSaState::Deleting) =>
                 {
-                    self.process_informational(h.message_id, &payloads);
+                    self.process_informational(h.message_id, local, remote, &payloads);
                 }
-                ExchangeType::CREATE_CHILD_SA if self.state == SaState::Established => {
+                ExchangeType::CREATE_CHILD_SA if self.state == IkeSaState::Established => {
                     self.process_create_child_request(now, h.message_id, &payloads);
                 }
                 _ => {
@@ -967,7 +993,7 @@ impl IkeSa {
         self.local = local;
         self.remote = remote;
         self.encap = local.port() == natt;
-        if self.state == SaState::Established {
+        if self.state == IkeSaState::Established {
             self.events
                 .push_back(Event::AddressesChanged { local, remote });
         }

@@ -139,7 +139,7 @@ impl IkeSa {
     /// soft sequence-number limit) as soon as no other request is outstanding. Returns false
     /// when there is no such Child SA or it is already being replaced.
     pub fn rekey_child_sa(&mut self, now: Instant, spi_in: u32) -> bool {
-        if self.state != SaState::Established {
+        if self.state != IkeSaState::Established {
             return false;
         }
         let busy = matches!(&self.rekeying, Some(Rekeying::Child { old_spi_in, .. }) if *old_spi_in == spi_in);
@@ -160,7 +160,7 @@ impl IkeSa {
     /// Rekeys the IKE SA as soon as no other request is outstanding. False when not
     /// established.
     pub fn rekey_ike_sa(&mut self, now: Instant) -> bool {
-        if self.state != SaState::Established {
+        if self.state != IkeSaState::Established {
             return false;
         }
         if !matches!(self.rekeying, Some(Rekeying::Ike { .. })) {
@@ -247,7 +247,7 @@ impl IkeSa {
 
     /// The next rekey or expiry, when one of them can be acted upon (no request outstanding).
     pub(super) fn lifetime_deadline(&self) -> Option<Instant> {
-        if self.state != SaState::Established || self.pending.is_some() {
+        if self.state != IkeSaState::Established || self.pending.is_some() {
             return None;
         }
         let children = self.children.iter().flat_map(|c| {
@@ -263,7 +263,7 @@ impl IkeSa {
 
     /// Acts on due lifetimes: hard expiry first, then IKE rekey, then Child SA rekeys.
     pub(super) fn run_lifetimes(&mut self, now: Instant) {
-        if self.state != SaState::Established || self.pending.is_some() {
+        if self.state != IkeSaState::Established || self.pending.is_some() {
             return;
         }
         if self.ike_expire_at.is_some_and(|t| t <= now) {
@@ -1298,8 +1298,8 @@ mod tests {
         client.set_unix_time(START + 86_400);
         server.set_unix_time(START + 86_400);
         exchange(&mut client, &mut server, now);
-        assert_eq!(client.state(), SaState::Established);
-        assert_eq!(server.state(), SaState::Established);
+        assert_eq!(client.state(), IkeSaState::Established);
+        assert_eq!(server.state(), IkeSaState::Established);
         while client.poll_event().is_some() {}
         while server.poll_event().is_some() {}
         (client, server, now)

@@ -188,7 +188,7 @@ fn tampered_sk_payload_is_dropped_without_answer() {
     d[last] ^= 1;
     server.handle(now, client.remote, client.local, &d, None);
     assert!(server.poll_transmit().is_none());
-    assert_eq!(server.state(), SaState::HalfOpen);
+    assert_eq!(server.state(), IkeSaState::HalfOpen);
 }
 
 // ---------------------------------------------------------------- CREATE_CHILD_SA requests
@@ -214,8 +214,13 @@ fn established() -> (IkeSa, IkeSa, Instant) {
     while let Some(t) = server.poll_transmit() {
         client.handle_datagram(now, local, remote, &t.bytes);
     }
-    assert_eq!(client.state(), SaState::Established, "{:?}", client.events);
-    assert_eq!(server.state(), SaState::Established);
+    assert_eq!(
+        client.state(),
+        IkeSaState::Established,
+        "{:?}",
+        client.events
+    );
+    assert_eq!(server.state(), IkeSaState::Established);
     assert_eq!(client.children.len(), 1);
     while server.poll_event().is_some() {}
     (client, server, now)
@@ -369,7 +374,7 @@ fn create_child_sa_refusals_name_the_problem_and_keep_the_sa() {
     for (payloads, want) in cases {
         let reply = create_child_request(&mut client, &mut server, now, &payloads);
         assert_eq!(notify_of(&reply), Some(want), "{payloads:?}");
-        assert_eq!(server.state(), SaState::Established);
+        assert_eq!(server.state(), IkeSaState::Established);
         assert_eq!(server.children.len(), 1);
         assert!(server.poll_event().is_none_or(|e| matches!(
             e,
@@ -540,7 +545,7 @@ mod fuzz {
                 payloads.insert(0, rekey_notify(&client.children[0].spi_in.to_be_bytes()));
             }
             let _reply = create_child_request(&mut client, &mut server, now, &payloads);
-            prop_assert_eq!(server.state(), SaState::Established);
+            prop_assert_eq!(server.state(), IkeSaState::Established);
             server.handle_timeout(now + std::time::Duration::from_secs(3600));
             while server.poll_transmit().is_some() {}
         }
@@ -554,7 +559,7 @@ fn ike_sa_past_its_hard_lifetime_says_goodbye_and_closes_as_expired() {
     client.ike_expire_at = Some(now);
     assert_eq!(client.poll_timeout(), Some(now));
     client.handle_timeout(now);
-    assert_eq!(client.state(), SaState::Closed);
+    assert_eq!(client.state(), IkeSaState::Closed);
     let delete = client.poll_transmit().expect("a Delete on the way out");
     assert_eq!(
         Header::parse(&delete.bytes).unwrap().header.exchange_type,

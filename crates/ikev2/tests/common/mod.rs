@@ -10,8 +10,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ikev2::ike_wire::{TrafficSelector, TsRange};
 use ikev2::ipsec_crypto::{Provider, SigningKey};
 use ikev2::{
-    AddressFamily, AddressPool, Endpoint, Event, IkeConfig, IkeId, IkeSa, InitiatorConfig,
-    LocalCredentials, PeerRole, PkiValidator, ResponderConfig, SaId, Transmit,
+    AddressFamily, AddressPool, Endpoint, Event, IkeConfig, IkeId, IkeSa, IkeSaId, InitiatorConfig,
+    LocalCredentials, PeerRole, PkiValidator, ResponderConfig, Transmit,
 };
 use pki::{CertKind, CertificateAuthority, Identity, KeyAlgorithm, TrustStore, Validity};
 
@@ -193,7 +193,7 @@ pub struct Pair {
     pub now: Instant,
     pub start: Instant,
     pub client_events: Vec<Event>,
-    pub server_events: Vec<(SaId, Event)>,
+    pub server_events: Vec<(IkeSaId, Event)>,
     /// Every datagram put on the wire, in order.
     pub wire: Vec<Flight>,
     /// Datagrams waiting for delivery (lets tests reorder).

@@ -1,0 +1,286 @@
+//! DNS settings of every tunnel on the machine, in one place: with systemd-resolved each tunnel's
+//! servers and suffixes go on its own link (independent by construction); without it, the one
+//! resolv.conf is composed from all tunnels that are up, so a device tunnel and a user tunnel
+//! never overwrite each other, and the original file comes back when the last one goes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+
+use netio::dns::{DnsBackend, DnsConfig, DnsError, DnsGuard};
+
+/// The machine's DNS, shared by its tunnels.
+#[derive(Debug)]
+pub struct SharedDns {
+    backend: DnsBackend,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Tunnel key -> (interface, settings), in key order (device tunnel first).
+    entries: BTreeMap<String, (String, DnsConfig)>,
+    /// resolved: one guard per tunnel.
+    links: HashMap<String, DnsGuard>,
+    /// resolv.conf: the guard of the composed file.
+    file: Option<DnsGuard>,
+}
+
+impl SharedDns {
+    /// systemd-resolved when it runs, otherwise the resolv.conf at `resolv_conf`.
+    pub fn new(resolv_conf: impl Into<PathBuf>) -> Self {
+        Self::with_backend(DnsBackend::detect(resolv_conf))
+    }
+
+    /// A given backend.
+    pub fn with_backend(backend: DnsBackend) -> Self {
+        Self {
+            backend,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// Where settings go.
+    pub fn backend(&self) -> &DnsBackend {
+        &self.backend
+    }
+
+    /// Sets (or replaces) the settings of the tunnel `key` on interface `ifname`.
+    pub fn apply(&self, key: &str, ifname: &str, config: &DnsConfig) -> Result<(), DnsError> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        match &self.backend {
+            DnsBackend::Resolved => {
+                if let Some(old) = state.links.remove(key) {
+                    old.restore()?;
+                }
+                let guard = self.backend.apply(ifname, config)?;
+                state.links.insert(key.to_owned(), guard);
+                Ok(())
+            }
+            DnsBackend::ResolvConf(_) => {
+                state
+                    .entries
+                    .insert(key.to_owned(), (ifname.to_owned(), config.clone()));
+                self.rewrite(&mut state)
+            }
+        }
+    }
+
+    /// Removes the settings of the tunnel `key` (nothing if it had none).
+    pub fn remove(&self, key: &str) -> Result<(), DnsError> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        match &self.backend {
+            DnsBackend::Resolved => match state.links.remove(key) {
+                Some(guard) => guard.restore(),
+                None => Ok(()),
+            },
+            DnsBackend::ResolvConf(_) => {
+                if state.entries.remove(key).is_none() {
+                    return Ok(());
+                }
+                self.rewrite(&mut state)
+            }
+        }
+    }
+
+    /// The search domains of the network itself, without anything a tunnel added: from the
+    /// original resolv.conf (its saved copy while a composed file is in place). Used to tell a
+    /// trusted network (TrustedNetworkDetection) when systemd-resolved does not run.
+    pub fn network_search_domains(&self) -> Vec<String> {
+        let DnsBackend::ResolvConf(path) = &self.backend else {
+            return Vec::new();
+        };
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let original = if state.file.is_some() {
+            netio::dns::backup_path(path)
+        } else {
+            path.clone()
+        };
+        drop(state);
+        search_domains(&original)
+    }
+
+    /// Writes the composition of every entry, or restores the original without entries.
+    fn rewrite(&self, state: &mut State) -> Result<(), DnsError> {
+        // Restoring first makes the next apply capture the real original again.
+        if let Some(old) = state.file.take() {
+            old.restore()?;
+        }
+        if state.entries.is_empty() {
+            return Ok(());
+        }
+        let mut composed = DnsConfig::default();
+        let mut names = Vec::new();
+        for (ifname, config) in state.entries.values() {
+            names.push(ifname.as_str());
+            push_unique(&mut composed.servers, &config.servers);
+            push_unique(&mut composed.search_domains, &config.search_domains);
+            push_unique(&mut composed.routing_domains, &config.routing_domains);
+        }
+        state.file = Some(self.backend.apply(&names.join(", "), &composed)?);
+        Ok(())
+    }
+}
+
+impl Drop for SharedDns {
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        state.entries.clear();
+        for (_, guard) in state.links.drain() {
+            if let Err(e) = guard.restore() {
+                tracing::warn!("restoring DNS: {e}");
+            }
+        }
+        if let Some(guard) = state.file.take()
+            && let Err(e) = guard.restore()
+        {
+            tracing::warn!("restoring DNS: {e}");
+        }
+    }
+}
+
+fn push_unique<T: Clone + PartialEq>(into: &mut Vec<T>, from: &[T]) {
+    for x in from {
+        if !into.contains(x) {
+            into.push(x.clone());
+        }
+    }
+}
+
+/// The `search` and `domain` entries of a resolv.conf-format file (lower case, no trailing
+/// dot); nothing if it cannot be read.
+pub fn search_domains(path: &Path) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = Vec::new();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        if matches!(words.next(), Some("search" | "domain")) {
+            for w in words {
+                let d = w.trim_end_matches('.').to_ascii_lowercase();
+                if !d.is_empty() && !out.contains(&d) {
+                    out.push(d);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The name servers of a resolv.conf-format file.
+pub fn name_servers(path: &Path) -> Vec<IpAddr> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next() == Some("nameserver"))
+                .then(|| w.next().and_then(|a| a.parse().ok()))
+                .flatten()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn config(server: &str, suffix: &str) -> DnsConfig {
+        DnsConfig {
+            servers: vec![server.parse().unwrap()],
+            search_domains: vec![suffix.to_owned()],
+            routing_domains: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn two_tunnels_share_resolv_conf_and_the_original_comes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("resolv.conf");
+        std::fs::write(&path, "nameserver 192.0.2.53\nsearch home.example\n").unwrap();
+        let dns = SharedDns::with_backend(DnsBackend::ResolvConf(path.clone()));
+
+        dns.apply(
+            "0-device",
+            "aovpn-dev",
+            &config("10.1.0.53", "corp.example"),
+        )
+        .unwrap();
+        dns.apply(
+            "1-user",
+            "aovpn-u0",
+            &config("10.1.0.54", "apps.corp.example"),
+        )
+        .unwrap();
+        assert_eq!(
+            name_servers(&path),
+            vec![
+                "10.1.0.53".parse::<IpAddr>().unwrap(),
+                "10.1.0.54".parse().unwrap()
+            ]
+        );
+        assert_eq!(
+            search_domains(&path),
+            vec!["corp.example", "apps.corp.example"]
+        );
+        // The network's own suffix is still known while the composed file is in place.
+        assert_eq!(dns.network_search_domains(), vec!["home.example"]);
+
+        // One tunnel goes: the other keeps its settings.
+        dns.remove("0-device").unwrap();
+        assert_eq!(
+            name_servers(&path),
+            vec!["10.1.0.54".parse::<IpAddr>().unwrap()]
+        );
+        dns.remove("1-user").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "nameserver 192.0.2.53\nsearch home.example\n"
+        );
+        assert!(!netio::dns::backup_path(&path).exists());
+    }
+
+    #[test]
+    fn dropping_restores_the_original() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("resolv.conf");
+        std::fs::write(&path, "nameserver 192.0.2.53\n").unwrap();
+        {
+            let dns = SharedDns::with_backend(DnsBackend::ResolvConf(path.clone()));
+            dns.apply(
+                "0-device",
+                "aovpn-dev",
+                &config("10.1.0.53", "corp.example"),
+            )
+            .unwrap();
+            assert_ne!(
+                std::fs::read_to_string(&path).unwrap(),
+                "nameserver 192.0.2.53\n"
+            );
+        }
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "nameserver 192.0.2.53\n"
+        );
+    }
+
+    #[test]
+    fn search_lines_are_read_case_insensitively_without_trailing_dots() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r");
+        std::fs::write(
+            &path,
+            "# c\ndomain Corp.Example.\nsearch a.example b.example\n",
+        )
+        .unwrap();
+        assert_eq!(
+            search_domains(&path),
+            vec!["corp.example", "a.example", "b.example"]
+        );
+        assert!(search_domains(&dir.path().join("missing")).is_empty());
+    }
+}

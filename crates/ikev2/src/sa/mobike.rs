@@ -1,0 +1,275 @@
+//! Mobility (RFC 4555, MOBIKE): the original initiator moves the IKE SA and its Child SAs to a
+//! new address with an INFORMATIONAL carrying UPDATE_SA_ADDRESSES, NAT detection and a COOKIE2
+//! the responder must echo; the responder follows the request's addresses. Also what a client
+//! does without a path (dead peer detection waits) and with a peer that lost the SA
+//! (INVALID_IKE_SPI, RFC 7296 2.21.4).
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use ike_wire::{ExchangeType, Message, Notify, NotifyType, Payload, Payloads};
+use subtle::ConstantTimeEq;
+
+use super::init::natd_mismatch;
+use super::{IkeSa, IkeSaState, RequestKind, Role};
+use crate::event::{Event, FailureReason};
+use crate::natd::{fake_natd_hash, natd_hash};
+
+/// Length of the COOKIE2 we send (RFC 4555 allows 8 to 64 octets).
+const COOKIE2_LEN: usize = 16;
+
+impl IkeSa {
+    /// Whether both sides announced MOBIKE_SUPPORTED in IKE_AUTH.
+    pub fn mobike(&self) -> bool {
+        self.mobike
+    }
+
+    /// MOBIKE, original initiator only: our address is now `local` (a new address, or the same
+    /// one after a path change). Sends UPDATE_SA_ADDRESSES from it as soon as no other request
+    /// is outstanding (retransmissions of that request already leave from `local`); the Child
+    /// SAs follow with [`Event::AddressesChanged`] when the responder has answered. False when
+    /// MOBIKE was not negotiated or the SA is not established: the caller must then re-dial.
+    pub fn roam(&mut self, now: Instant, local: IpAddr) -> bool {
+        if !self.mobike || self.role != Role::Initiator || self.state != IkeSaState::Established {
+            return false;
+        }
+        self.local.set_ip(local);
+        self.path_lost = false;
+        self.roam_requested = Some(now);
+        true
+    }
+
+    /// Tells the SA whether a path to the peer exists (a client that lost its link). While it
+    /// does not, dead peer detection does not start and an outstanding request keeps being
+    /// retransmitted instead of failing the SA: the outage is the caller's to bound
+    /// (NetworkOutageTime).
+    pub fn set_path_available(&mut self, now: Instant, available: bool) {
+        let restored = self.path_lost && available;
+        self.path_lost = !available;
+        if restored {
+            // The outstanding request gets one more full try on the path that is back.
+            let tries = self.cfg.ike().retransmit.tries;
+            if let Some(p) = self.pending.as_mut() {
+                p.sent = p.sent.min(tries.saturating_sub(1));
+                p.deadline = now;
+            }
+        }
+    }
+
+    /// When a deferred UPDATE_SA_ADDRESSES may go out.
+    pub(super) fn roam_deadline(&self) -> Option<Instant> {
+        if self.state != IkeSaState::Established || self.pending.is_some() {
+            return None;
+        }
+        self.roam_requested
+    }
+
+    /// Sends UPDATE_SA_ADDRESSES (with NAT detection and a fresh COOKIE2).
+    pub(super) fn send_update_addresses(&mut self, now: Instant) {
+        self.roam_requested = None;
+        let Ok(cookie) = self.provider.random_array::<COOKIE2_LEN>() else {
+            return;
+        };
+        let spis = (self.spi_i, self.spi_r);
+        let force_encap = self.cfg.ike().force_encap;
+        // As in IKE_SA_INIT: with forced encapsulation we claim to be behind a NAT.
+        let src = if force_encap {
+            fake_natd_hash(spis.0, spis.1, self.local)
+        } else {
+            natd_hash(spis.0, spis.1, self.local)
+        };
+        let payloads = vec![
+            Payload::Notify(Notify::new(NotifyType::UPDATE_SA_ADDRESSES, Vec::new())),
+            Payload::Notify(Notify::new(NotifyType::NAT_DETECTION_SOURCE_IP, src)),
+            Payload::Notify(Notify::new(
+                NotifyType::NAT_DETECTION_DESTINATION_IP,
+                natd_hash(spis.0, spis.1, self.remote),
+            )),
+            Payload::Notify(Notify::new(NotifyType::COOKIE2, cookie.to_vec())),
+        ];
+        if self
+            .send_request(
+                now,
+                ExchangeType::INFORMATIONAL,
+                RequestKind::UpdateAddresses,
+                payloads,
+            )
+            .is_ok()
+        {
+            self.update_cookie2 = Some(cookie);
+        }
+    }
+
+    /// The responder answered our UPDATE_SA_ADDRESSES: check the COOKIE2 echo (RFC 4555 3.5;
+    /// a mismatch means the answer is not for our request), redo NAT detection, and move the
+    /// Child SAs to the addresses the answer travelled on.
+    pub(super) fn process_update_response(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        payloads: &[Payload],
+    ) {
+        let expected = self.update_cookie2.take();
+        let echoed = payloads
+            .notify(NotifyType::COOKIE2)
+            .map(|n| n.data.as_slice());
+        let matches = match (&expected, echoed) {
+            (Some(e), Some(r)) => e.len() == r.len() && bool::from(e.as_slice().ct_eq(r)),
+            (None, _) => true,
+            (Some(_), None) => false,
+        };
+        if !matches {
+            self.fail(
+                FailureReason::InvalidSyntax(
+                    "UPDATE_SA_ADDRESSES answer without our COOKIE2".into(),
+                ),
+                None,
+                None,
+            );
+            return;
+        }
+        if let Some(n) = payloads.error_notify() {
+            // E.g. UNACCEPTABLE_ADDRESSES: the responder keeps the old addresses, which no
+            // longer work for us.
+            let t = n.notify_type;
+            self.fail(FailureReason::PeerNotify(t), None, Some(t));
+            return;
+        }
+        let ike = self.cfg.ike();
+        if payloads
+            .notify(NotifyType::NAT_DETECTION_DESTINATION_IP)
+            .is_some()
+        {
+            self.nat_detected =
+                ike.force_encap || natd_mismatch(payloads, self.spi_i, self.spi_r, remote, local);
+        }
+        self.local = local;
+        self.remote = remote;
+        self.encap = local.port() == ike.natt_port;
+        self.events
+            .push_back(Event::AddressesChanged { local, remote });
+    }
+
+    /// Responder: an INFORMATIONAL request with UPDATE_SA_ADDRESSES moves the SA to the
+    /// addresses it came from (RFC 4555 3.5); returns the notifies of our answer (NAT
+    /// detection, COOKIE2 echo) for any INFORMATIONAL that asked for them.
+    pub(super) fn mobility_reply(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        payloads: &[Payload],
+    ) -> Vec<Payload> {
+        let ike = self.cfg.ike();
+        let update = payloads.notify(NotifyType::UPDATE_SA_ADDRESSES).is_some();
+        let natd_asked = payloads
+            .notify(NotifyType::NAT_DETECTION_SOURCE_IP)
+            .is_some();
+        let mut reply = Vec::new();
+        if update && self.mobike && self.role == Role::Responder {
+            if natd_asked {
+                self.nat_detected = ike.force_encap
+                    || natd_mismatch(payloads, self.spi_i, self.spi_r, remote, local);
+            }
+            if (local, remote) != (self.local, self.remote) {
+                self.local = local;
+                self.remote = remote;
+                self.encap = local.port() == ike.natt_port;
+                self.events
+                    .push_back(Event::AddressesChanged { local, remote });
+            }
+        }
+        if natd_asked {
+            let spis = (self.spi_i, self.spi_r);
+            // As in IKE_SA_INIT: with forced encapsulation the initiator keeps seeing a NAT.
+            let dst = if ike.force_encap {
+                fake_natd_hash(spis.0, spis.1, remote)
+            } else {
+                natd_hash(spis.0, spis.1, remote)
+            };
+            reply.push(Payload::Notify(Notify::new(
+                NotifyType::NAT_DETECTION_SOURCE_IP,
+                natd_hash(spis.0, spis.1, local),
+            )));
+            reply.push(Payload::Notify(Notify::new(
+                NotifyType::NAT_DETECTION_DESTINATION_IP,
+                dst,
+            )));
+        }
+        if let Some(cookie) = payloads.notify(NotifyType::COOKIE2) {
+            reply.push(Payload::Notify(cookie.clone()));
+        }
+        reply
+    }
+
+    /// An unprotected response: a peer that lost this IKE SA (a restarted gateway) answers our
+    /// request with INVALID_IKE_SPI (RFC 7296 2.21.4). It is trusted only when it names our
+    /// SPIs and the message ID of our outstanding request, which an off-path attacker cannot
+    /// know; the SA then fails at once instead of after every retransmission.
+    pub(super) fn handle_unprotected_response(&mut self, bytes: &[u8]) {
+        let Ok(msg) = Message::decode(bytes) else {
+            return;
+        };
+        let h = &msg.header;
+        let ours = (h.spi_i, h.spi_r) == (self.spi_i, self.spi_r);
+        let pending = self.pending.as_ref().map(|p| p.message_id) == Some(h.message_id);
+        if !(h.flags.response() && ours && pending) {
+            return;
+        }
+        if msg.payloads.notify(NotifyType::INVALID_IKE_SPI).is_some() {
+            let n = NotifyType::INVALID_IKE_SPI;
+            self.pending = None;
+            self.fail(FailureReason::PeerNotify(n), None, Some(n));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sa::tests::init_pair;
+
+    fn failed(sa: &mut IkeSa) -> Option<FailureReason> {
+        std::iter::from_fn(|| sa.poll_event()).find_map(|e| match e {
+            Event::Failed(f) => Some(f.reason),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn an_answer_without_our_cookie2_closes_the_sa() {
+        let (mut client, _, _) = init_pair();
+        let (local, remote) = client.addresses();
+        client.update_cookie2 = Some([7; COOKIE2_LEN]);
+        client.process_update_response(local, remote, &[]);
+        assert!(matches!(
+            failed(&mut client),
+            Some(FailureReason::InvalidSyntax(_))
+        ));
+        assert_eq!(client.state(), IkeSaState::Closed);
+    }
+
+    #[test]
+    fn an_answer_with_another_cookie2_closes_the_sa() {
+        let (mut client, _, _) = init_pair();
+        let (local, remote) = client.addresses();
+        client.update_cookie2 = Some([7; COOKIE2_LEN]);
+        let wrong = Payload::Notify(Notify::new(NotifyType::COOKIE2, vec![8; COOKIE2_LEN]));
+        client.process_update_response(local, remote, &[wrong]);
+        assert!(matches!(
+            failed(&mut client),
+            Some(FailureReason::InvalidSyntax(_))
+        ));
+    }
+
+    #[test]
+    fn the_echoed_cookie2_moves_the_sa() {
+        let (mut client, _, _) = init_pair();
+        let (_, remote) = client.addresses();
+        let new_local: SocketAddr = "198.51.100.99:4500".parse().unwrap_or(remote);
+        client.update_cookie2 = Some([7; COOKIE2_LEN]);
+        let echo = Payload::Notify(Notify::new(NotifyType::COOKIE2, vec![7; COOKIE2_LEN]));
+        client.process_update_response(new_local, remote, &[echo]);
+        assert!(failed(&mut client).is_none());
+        assert_eq!(client.addresses().0, new_local);
+    }
+}

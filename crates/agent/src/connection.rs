@@ -191,7 +191,7 @@ pub struct ConnectionOptions {
 }
 
 /// What the tunnel reports (`aovpn status`, the lab, `aovpn connect --status-file`).
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct ConnectionStatus {
     pub state: String,
     pub server: String,

@@ -91,13 +91,15 @@ impl SharedDns {
         let DnsBackend::ResolvConf(path) = &self.backend else {
             return Vec::new();
         };
-        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let original = if state.file.is_some() {
+        // While our composed file is in place the network's own is its saved copy; a file
+        // someone else wrote since (a DHCP client on a new network) is the network's.
+        let ours = std::fs::read(path)
+            .is_ok_and(|b| b.starts_with(netio::dns::GENERATED_MARKER.as_bytes()));
+        let original = if ours {
             netio::dns::backup_path(path)
         } else {
             path.clone()
         };
-        drop(state);
         search_domains(&original)
     }
 

@@ -1,6 +1,15 @@
-//! The client side of aovpn: [`connection`] runs one tunnel (what `aovpn connect` does); the
-//! always-on agent builds on it.
+//! The client side of aovpn: [`connection`] runs one tunnel (what `aovpn connect` does), and
+//! the always-on agent ([`service`]) keeps every profile's tunnel up by the rules of
+//! [`supervisor`], controlled over [`control`], with user keys kept by [`helper`].
 
+pub mod config;
 pub mod connection;
+pub mod control;
 pub mod dns;
+pub mod helper;
+pub mod ledger;
+pub mod logind;
 pub mod plan;
+pub mod service;
+pub mod supervisor;
+pub mod trusted;

@@ -24,6 +24,39 @@ pub enum PlanError {
     UnsupportedTransform(String),
 }
 
+/// Whether aovpn can run `plan` at all (EAP method, servers, algorithms); its proposals if so
+/// (empty lists: the engine's defaults).
+pub fn check(plan: &ConnectionPlan) -> Result<(Vec<IkeProposal>, Vec<EspProposal>), PlanError> {
+    match &plan.credential {
+        Credential::MachineCertificate => {}
+        Credential::Eap {
+            method_type: Some(13),
+            ..
+        } => {}
+        Credential::Eap { method_type, .. } => {
+            return Err(PlanError::UnsupportedEap(*method_type));
+        }
+    }
+    if plan.servers.is_empty() {
+        return Err(PlanError::NoServer);
+    }
+    if plan.proposals_from_profile {
+        Ok((
+            plan.ike_proposals
+                .iter()
+                .map(ike_proposal)
+                .collect::<Result<_, _>>()?,
+            plan.esp_proposals
+                .iter()
+                .map(esp_proposal)
+                .collect::<Result<_, _>>()?,
+        ))
+    } else {
+        // No CryptographySuite: the engine's own default lists.
+        Ok((Vec::new(), Vec::new()))
+    }
+}
+
 /// A profile's tunnel: the servers to try, in order, and the options of one attempt (its
 /// `server` is the first one; the caller sets the one it tries).
 #[derive(Debug, Clone)]
@@ -40,34 +73,7 @@ pub fn profile_tunnel(
     credentials: Credentials,
     interface: String,
 ) -> Result<ProfileTunnel, PlanError> {
-    match &plan.credential {
-        Credential::MachineCertificate => {}
-        Credential::Eap {
-            method_type: Some(13),
-            ..
-        } => {}
-        Credential::Eap { method_type, .. } => {
-            return Err(PlanError::UnsupportedEap(*method_type));
-        }
-    }
-    if plan.servers.is_empty() {
-        return Err(PlanError::NoServer);
-    }
-    let (ike_proposals, esp_proposals) = if plan.proposals_from_profile {
-        (
-            plan.ike_proposals
-                .iter()
-                .map(ike_proposal)
-                .collect::<Result<_, _>>()?,
-            plan.esp_proposals
-                .iter()
-                .map(esp_proposal)
-                .collect::<Result<_, _>>()?,
-        )
-    } else {
-        // No CryptographySuite: the engine's own default lists.
-        (Vec::new(), Vec::new())
-    };
+    let (ike_proposals, esp_proposals) = check(plan)?;
     let servers: Vec<String> = plan.servers.iter().map(|s| s.host.clone()).collect();
     // NetworkOutageTime 0 means no limit; absent, Windows' default.
     let network_outage = match plan.network_outage_time {

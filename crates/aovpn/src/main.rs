@@ -1,8 +1,10 @@
 //! `aovpn`: one binary for the gateway, the agent, profiles, PKI and the lab.
 //! Only glue lives here; every subcommand calls into a library crate.
 
+mod agent_cmd;
 mod bench_cmd;
 mod connect_cmd;
+mod control_cmd;
 mod gateway_cmd;
 mod lab;
 mod pki_cmd;
@@ -22,9 +24,21 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The always-on service (root): keeps the device tunnel and users' tunnels up.
+    Agent(agent_cmd::AgentArgs),
+    /// A user's key helper for the agent (run by the user's service manager at login).
+    UserHelper(agent_cmd::UserHelperArgs),
+    /// Every profile the agent runs that you may see, with its state.
+    List(control_cmd::ListArgs),
+    /// A profile's tunnel in detail: addresses, routes, DNS, algorithms, traffic, last error.
+    Status(control_cmd::StatusArgs),
+    /// Connect a profile through the agent (ends a disconnect hold).
+    Up(control_cmd::UpDownArgs),
+    /// Disconnect a profile through the agent; an always-on one stays down until `aovpn up`.
+    Down(control_cmd::UpDownArgs),
     /// Benchmarks, each reported as a ratio against a peer measured in the same run.
     Bench(bench_cmd::BenchArgs),
-    /// Bring one tunnel up in the foreground (Ctrl-C disconnects and cleans up).
+    /// Bring one tunnel up in the foreground, without the agent (Ctrl-C disconnects).
     Connect(connect_cmd::ConnectArgs),
     /// The IKEv2 gateway: authenticates clients, hands out addresses, forwards their traffic.
     Gateway(gateway_cmd::GatewayArgs),
@@ -47,6 +61,12 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::Agent(args) => agent_cmd::run_agent(args),
+        Command::UserHelper(args) => agent_cmd::run_user_helper_cmd(args),
+        Command::List(args) => control_cmd::list(args),
+        Command::Status(args) => control_cmd::status(args),
+        Command::Up(args) => control_cmd::up_down(args, true),
+        Command::Down(args) => control_cmd::up_down(args, false),
         Command::Bench(args) => bench_cmd::run(args),
         Command::Connect(args) => connect_cmd::run(args),
         Command::Gateway(args) => gateway_cmd::run(args),

@@ -13,10 +13,22 @@ use profile::{ParsedProfile, ProfileErrors, ProfileWarning, Scope, serialize};
 
 #[derive(Debug, clap::Args)]
 pub struct ProfileArgs {
-    /// Use the profile store in DIR (DIR/device and DIR/user) instead of /etc/aovpn/profiles and
-    /// the user's config directory.
+    /// Use the profile store in DIR (DIR/device and DIR/user) instead of the system directory's
+    /// profiles/ and the user's config directory.
     #[arg(long, global = true, value_name = "DIR")]
     store: Option<PathBuf>,
+    /// The system directory the agent reads (device profiles in DIR/profiles).
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        env = "AOVPN_SYSTEM_DIR",
+        default_value = "/etc/aovpn"
+    )]
+    system_dir: PathBuf,
+    /// The agent's control socket, told to re-read the system store after a change.
+    #[arg(long, global = true, value_name = "PATH", env = "AOVPN_SOCKET", default_value = agent::control::DEFAULT_SOCKET)]
+    socket: PathBuf,
     #[command(subcommand)]
     command: ProfileCommand,
 }
@@ -52,8 +64,11 @@ enum ProfileCommand {
         #[arg(long)]
         name: Option<String>,
         /// Defaults to the SyncML URI's scope, then device for a device tunnel, else user.
-        #[arg(long, value_enum)]
+        #[arg(long, value_enum, conflicts_with = "system")]
         scope: Option<ScopeArg>,
+        /// Store it in the system (device) scope: the same as --scope device.
+        #[arg(long)]
+        system: bool,
     },
     /// List stored profiles.
     List,
@@ -91,16 +106,28 @@ impl From<StoreError> for Failure {
 pub fn run(args: ProfileArgs) -> ExitCode {
     let store = match &args.store {
         Some(dir) => Store::at(dir),
-        None => Store::system(),
+        None => Store::system_at(&args.system_dir),
     };
     let result = match args.command {
         ProfileCommand::Validate { file, scope } => validate(&file, scope.map(Scope::from)),
-        ProfileCommand::Add { file, name, scope } => {
-            add(&store, &file, name, scope.map(Scope::from))
+        ProfileCommand::Add {
+            file,
+            name,
+            scope,
+            system,
+        } => {
+            let scope = if system {
+                Some(Scope::Device)
+            } else {
+                scope.map(Scope::from)
+            };
+            add(&store, &file, name, scope).inspect(|()| tell_agent(&args.socket))
         }
         ProfileCommand::List => list(&store),
         ProfileCommand::Show { name, plan } => show(&store, &name, plan),
-        ProfileCommand::Remove { name } => remove(&store, &name),
+        ProfileCommand::Remove { name } => {
+            remove(&store, &name).inspect(|()| tell_agent(&args.socket))
+        }
         ProfileCommand::Export { name, syncml } => export(&store, &name, syncml),
     };
     match result {
@@ -113,6 +140,17 @@ pub fn run(args: ProfileArgs) -> ExitCode {
             eprintln!("aovpn profile: {message}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// A running agent re-reads the system store now (it also does every few seconds, and user
+/// profiles reach it through the user's key helper). Nothing to do if no agent runs.
+fn tell_agent(socket: &Path) {
+    if socket.exists()
+        && let Ok(reply) = agent::control::call(socket, &agent::control::Request::Reload)
+        && reply.ok
+    {
+        println!("the running agent re-read the system profiles");
     }
 }
 

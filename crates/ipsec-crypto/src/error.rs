@@ -67,6 +67,9 @@ pub enum CryptoError {
     /// Signing failed in the backend.
     #[error("signing failed")]
     Sign,
+    /// A [`crate::Signer`] that holds its key elsewhere could not sign.
+    #[error("the key holder did not sign: {0}")]
+    ExternalSigner(String),
     /// The RFC 7427 AlgorithmIdentifier is malformed or names an unsupported algorithm.
     #[error("unsupported RFC 7427 signature AlgorithmIdentifier")]
     UnsupportedAlgorithmIdentifier,

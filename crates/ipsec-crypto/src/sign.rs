@@ -43,6 +43,51 @@ pub mod auth_method {
 }
 
 impl SignatureScheme {
+    /// Every scheme, for [`SignatureScheme::from_name`].
+    const ALL: [SignatureScheme; 14] = [
+        Self::RsaPkcs1(HashAlg::Sha1),
+        Self::RsaPkcs1(HashAlg::Sha256),
+        Self::RsaPkcs1(HashAlg::Sha384),
+        Self::RsaPkcs1(HashAlg::Sha512),
+        Self::RsaPss(HashAlg::Sha1),
+        Self::RsaPss(HashAlg::Sha256),
+        Self::RsaPss(HashAlg::Sha384),
+        Self::RsaPss(HashAlg::Sha512),
+        Self::EcdsaP256Sha256Fixed,
+        Self::EcdsaP384Sha384Fixed,
+        Self::EcdsaDer(HashAlg::Sha1),
+        Self::EcdsaDer(HashAlg::Sha256),
+        Self::EcdsaDer(HashAlg::Sha384),
+        Self::EcdsaDer(HashAlg::Sha512),
+    ];
+
+    /// A stable name such as `ecdsa-der-sha256`, for requests between processes (a signing
+    /// helper is told the scheme by name).
+    pub fn name(self) -> &'static str {
+        use HashAlg::*;
+        match self {
+            Self::RsaPkcs1(Sha1) => "rsa-pkcs1-sha1",
+            Self::RsaPkcs1(Sha256) => "rsa-pkcs1-sha256",
+            Self::RsaPkcs1(Sha384) => "rsa-pkcs1-sha384",
+            Self::RsaPkcs1(Sha512) => "rsa-pkcs1-sha512",
+            Self::RsaPss(Sha1) => "rsa-pss-sha1",
+            Self::RsaPss(Sha256) => "rsa-pss-sha256",
+            Self::RsaPss(Sha384) => "rsa-pss-sha384",
+            Self::RsaPss(Sha512) => "rsa-pss-sha512",
+            Self::EcdsaP256Sha256Fixed => "ecdsa-p256-sha256-fixed",
+            Self::EcdsaP384Sha384Fixed => "ecdsa-p384-sha384-fixed",
+            Self::EcdsaDer(Sha1) => "ecdsa-der-sha1",
+            Self::EcdsaDer(Sha256) => "ecdsa-der-sha256",
+            Self::EcdsaDer(Sha384) => "ecdsa-der-sha384",
+            Self::EcdsaDer(Sha512) => "ecdsa-der-sha512",
+        }
+    }
+
+    /// The scheme of a [`SignatureScheme::name`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+
     /// The scheme implied by a classic auth method (1, 9, 10); `None` for others (14 carries
     /// its scheme in the AUTH data, see [`split_rfc7427_auth_data`]).
     pub fn for_auth_method(method: u8) -> Option<Self> {
@@ -546,6 +591,14 @@ fn parse_pss_params(params: &[u8]) -> Option<HashAlg> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_scheme_name_maps_back() {
+        for s in SignatureScheme::ALL {
+            assert_eq!(SignatureScheme::from_name(s.name()), Some(s));
+        }
+        assert_eq!(SignatureScheme::from_name("rsa-pkcs1-md5"), None);
+    }
 
     /// RFC 7427 appendix A.4.3, "RSASSA-PSS with SHA-256" (with the explicit default
     /// trailerField).

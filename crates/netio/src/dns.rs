@@ -322,6 +322,12 @@ impl DnsGuard {
         match std::mem::replace(&mut self.restore, Restore::Done) {
             Restore::Done => Ok(()),
             Restore::Resolved { ifname } => run_resolvectl(&["revert".to_string(), ifname]),
+            // Someone else (a DHCP client, an administrator) wrote the file since: theirs is
+            // newer than what we saved, so it stays.
+            Restore::File { path, .. } if !is_symlink_free_generated(&path) => {
+                tracing::info!(path = %path.display(), "changed by someone else since; left as it is");
+                remove_backup(&path)
+            }
             Restore::File { path, previous } => match previous {
                 Previous::Missing => match std::fs::remove_file(&path) {
                     Err(e) if e.kind() != io::ErrorKind::NotFound => {
@@ -412,6 +418,24 @@ mod tests {
         assert_eq!(mode, 0o640);
         // No temp or backup files left behind.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_file_rewritten_by_someone_else_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("resolv.conf");
+        std::fs::write(&path, "nameserver 192.0.2.1\n").unwrap();
+        let guard = DnsBackend::ResolvConf(path.clone())
+            .apply("aovpn0", &config())
+            .unwrap();
+        // A DHCP client moves to another network and writes its own file.
+        std::fs::write(&path, "search corp.example\nnameserver 192.0.2.9\n").unwrap();
+        guard.restore().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "search corp.example\nnameserver 192.0.2.9\n"
+        );
+        assert!(!backup_path(&path).exists());
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! - [`mtu`]: inner MTU from an outer MTU and the ESP-in-UDP overhead (pure).
 //! - [`dns`]: per-interface DNS via systemd-resolved, or a resolv.conf fallback.
 //! - [`clock`]: suspend-aware monotonic clock and resume detection.
+//! - [`peer`]: the credentials of a Unix socket's peer (uid, groups).
 //!
 //! Everything that opens a kernel object (TUN fd, netlink or UDP socket) acts in the network
 //! namespace of the calling thread and must run inside a tokio runtime.
@@ -41,5 +42,6 @@ pub mod clock;
 pub mod dns;
 pub mod mtu;
 pub mod netlink;
+pub mod peer;
 pub mod tun;
 pub mod udp;

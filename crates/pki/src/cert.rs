@@ -7,7 +7,7 @@ use rustls_pki_types::CertificateDer;
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::{PkiError, Thumbprint, thumbprint::sha1};
+use crate::{KeyType, PkiError, Thumbprint, thumbprint::sha1};
 
 /// OID of the IKE-intermediate EKU (id-kp-ipsecIKE... "IP security IKE intermediate"),
 /// 1.3.6.1.5.5.8.2.2, which Windows accepts on gateway certificates.
@@ -44,6 +44,7 @@ pub struct Certificate {
     eku: Option<Eku>,
     digital_signature: Option<bool>,
     is_ca: bool,
+    key_type: Option<KeyType>,
     not_before: i64,
     not_after: i64,
 }
@@ -119,6 +120,7 @@ impl Certificate {
             eku,
             digital_signature,
             is_ca,
+            key_type: public_key_type(x.public_key()),
             not_before: validity.not_before.timestamp(),
             not_after: validity.not_after.timestamp(),
         })
@@ -192,6 +194,11 @@ impl Certificate {
     /// keyUsage digitalSignature bit, or `None` when keyUsage is absent.
     pub fn key_usage_digital_signature(&self) -> Option<bool> {
         self.digital_signature
+    }
+
+    /// The type of the certified public key, if it is one we can sign with.
+    pub fn key_type(&self) -> Option<KeyType> {
+        self.key_type
     }
 
     /// basicConstraints cA.
@@ -274,6 +281,26 @@ fn der_len(b: &[u8]) -> Option<(usize, &[u8])> {
         .iter()
         .fold(0usize, |acc, &x| (acc << 8) | usize::from(x));
     Some((len, rest.get(n..)?))
+}
+
+/// RSA (with its size), ECDSA P-256 or P-384; `None` for any other key.
+fn public_key_type(spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> Option<KeyType> {
+    use x509_parser::public_key::PublicKey;
+    match spki.algorithm.algorithm.to_id_string().as_str() {
+        "1.2.840.113549.1.1.1" => match spki.parsed() {
+            Ok(PublicKey::RSA(k)) => u32::try_from(k.key_size()).ok().map(KeyType::Rsa),
+            _ => None,
+        },
+        "1.2.840.10045.2.1" => {
+            let curve = spki.algorithm.parameters.as_ref()?.as_oid().ok()?;
+            match curve.to_id_string().as_str() {
+                "1.2.840.10045.3.1.7" => Some(KeyType::EcdsaP256),
+                "1.3.132.0.34" => Some(KeyType::EcdsaP384),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -652,3 +652,15 @@ mod props {
         }
     }
 }
+
+#[test]
+fn a_certificate_tells_the_type_of_its_key() {
+    for (alg, expected) in [
+        (KeyAlgorithm::P256, KeyType::EcdsaP256),
+        (KeyAlgorithm::P384, KeyType::EcdsaP384),
+        (KeyAlgorithm::Rsa2048, KeyType::Rsa(2048)),
+    ] {
+        let ca = root(alg);
+        assert_eq!(ca.cert().key_type(), Some(expected), "{alg:?}");
+    }
+}

@@ -80,14 +80,23 @@ impl Store {
     /// The system locations: `/etc/aovpn/profiles` (device, root-owned) and
     /// `$XDG_CONFIG_HOME/aovpn/profiles` or `~/.config/aovpn/profiles` (user).
     pub fn system() -> Store {
-        let config = std::env::var_os("XDG_CONFIG_HOME")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
-            .unwrap_or_else(|| PathBuf::from(".config"));
+        Store::system_at(Path::new("/etc/aovpn"))
+    }
+
+    /// Like [`Store::system`] with the system directory `system_dir` (device profiles in
+    /// `system_dir/profiles`), as the agent's `--config-dir` moves it.
+    pub fn system_at(system_dir: &Path) -> Store {
         Store {
-            device_dir: PathBuf::from("/etc/aovpn/profiles"),
-            user_dir: config.join("aovpn").join("profiles"),
+            device_dir: system_dir.join("profiles"),
+            user_dir: user_config_dir().join("profiles"),
+        }
+    }
+
+    /// A store with the given device- and user-scope directories.
+    pub fn new(device_dir: PathBuf, user_dir: PathBuf) -> Store {
+        Store {
+            device_dir,
+            user_dir,
         }
     }
 
@@ -309,6 +318,16 @@ impl Store {
         fs::remove_dir_all(&doomed).map_err(io(&doomed))?;
         Ok(scope)
     }
+}
+
+/// The user's aovpn directory: `$XDG_CONFIG_HOME/aovpn`, else `~/.config/aovpn`.
+pub fn user_config_dir() -> PathBuf {
+    std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+        .unwrap_or_else(|| PathBuf::from(".config"))
+        .join("aovpn")
 }
 
 fn unique_hidden_name(what: &str) -> String {

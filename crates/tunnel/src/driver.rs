@@ -162,7 +162,7 @@ pub struct ChildRecord {
 }
 
 /// Bytes and packets through an IKE SA's Child SAs since it was established.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Traffic {
     pub bytes_in: u64,
     pub packets_in: u64,

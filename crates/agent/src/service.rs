@@ -1,0 +1,1180 @@
+//! `aovpn agent`: the one privileged service that owns every tunnel on the machine (the Linux
+//! counterpart of Windows' RasMan). It keeps the device tunnel up from boot, each user's
+//! AlwaysOn tunnels up while that user is logged in, follows the network (rtnetlink), logins
+//! and sleep (logind), answers `aovpn list/status/up/down` on its control socket, and leaves
+//! nothing behind, even after being killed.
+//!
+//! The policy lives in [`crate::supervisor`]; this is its shell: it turns the machine's events
+//! into the supervisor's inputs and its actions into running [`crate::connection`]s.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use netio::netlink::{NetEvent, Netlink, NetworkMonitor};
+use profile::plan::ConnectionPlan;
+use profile::{ParsedProfile, Scope};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::{AgentConfig, SessionSource, user_name};
+use crate::connection::{self, Command, Credentials, Outcome, Report};
+use crate::control::{
+    FromHelper, MAX_LINE, MAX_USER_PROFILES, ProfileText, ProfileView, Reply, Request, ToHelper,
+};
+use crate::dns::SharedDns;
+use crate::helper::{HelperLink, RemoteSigner};
+use crate::ledger::Ledger;
+use crate::logind::{self, LoginEvent};
+use crate::plan::profile_tunnel;
+use crate::supervisor::{Action, Owner, ProfileKey, ProfileSpec, State, Supervisor};
+
+/// Network events closer together than this count as one change.
+const NETWORK_SETTLE: Duration = Duration::from_millis(300);
+/// How often the system profile store is read again.
+const STORE_RESCAN: Duration = Duration::from_secs(2);
+/// How often the trusted-network suffixes are looked at (besides every network change).
+const TRUSTED_RECHECK: Duration = Duration::from_secs(5);
+/// Most control connections served at once.
+const MAX_CLIENTS: usize = 64;
+/// How long a status request waits for a tunnel's counters.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why the agent stopped or could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("netlink: {0}")]
+    Netlink(String),
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> AgentError {
+    let what = what.into();
+    move |source| AgentError::Io { what, source }
+}
+
+/// The caller of a control request, as the kernel reports it.
+#[derive(Debug, Clone, Copy)]
+struct Caller {
+    uid: u32,
+    admin: bool,
+}
+
+/// What the control socket's tasks hand to the main loop.
+enum ControlEvent {
+    Request {
+        caller: Caller,
+        request: Request,
+        reply: oneshot::Sender<Reply>,
+    },
+    HelperUp {
+        uid: u32,
+        conn: u64,
+        chain_pem: String,
+        profiles: Vec<ProfileText>,
+        link: Arc<HelperLink>,
+        reply: oneshot::Sender<Reply>,
+    },
+    HelperProfiles {
+        uid: u32,
+        conn: u64,
+        profiles: Vec<ProfileText>,
+    },
+    HelperGone {
+        uid: u32,
+        conn: u64,
+    },
+}
+
+/// A profile as the agent knows it.
+#[derive(Debug, Clone)]
+struct Loaded {
+    spec: ProfileSpec,
+    plan: Option<ConnectionPlan>,
+}
+
+/// A user's key helper.
+struct Helper {
+    conn: u64,
+    chain_pem: String,
+    leaf: pki::Certificate,
+    link: Arc<HelperLink>,
+}
+
+/// A tunnel the agent started.
+struct Running {
+    generation: u64,
+    commands: mpsc::Sender<Command>,
+    interface: String,
+    tun_index: Option<u32>,
+}
+
+/// The agent. Build it with [`Agent::start`], run it with [`Agent::run`].
+pub struct Agent {
+    config: AgentConfig,
+    sup: Supervisor,
+    dns: Arc<SharedDns>,
+    ledger: Ledger,
+    profiles: BTreeMap<ProfileKey, Loaded>,
+    device_fingerprint: u64,
+    helpers: HashMap<u32, Helper>,
+    running: HashMap<ProfileKey, Running>,
+    holds: BTreeSet<ProfileKey>,
+    users_logged_in: BTreeSet<u32>,
+    sessions_from_logind: bool,
+    generation: u64,
+    reports_tx: mpsc::UnboundedSender<(ProfileKey, u64, Report)>,
+    reports_rx: mpsc::UnboundedReceiver<(ProfileKey, u64, Report)>,
+    control_rx: mpsc::Receiver<ControlEvent>,
+    login_rx: mpsc::UnboundedReceiver<LoginEvent>,
+    monitor: Option<NetworkMonitor>,
+    listener_task: tokio::task::JoinHandle<()>,
+    started: Instant,
+    ready: bool,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("profiles", &self.profiles.len())
+            .field("running", &self.running.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn dns_key(key: &ProfileKey) -> String {
+    match key.owner {
+        Owner::Device => format!("0-{}", key.name),
+        Owner::User(uid) => format!("1-{uid}-{}", key.name),
+    }
+}
+
+fn fingerprint(parts: &[(&str, &str)]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    parts.hash(&mut h);
+    h.finish()
+}
+
+/// A profile's plan and what the supervisor needs of it, or why it cannot run.
+fn load_profile(name: &str, scope: Scope, xml: &str) -> Loaded {
+    let revision = fingerprint(&[(name, xml)]);
+    let parsed = match ParsedProfile::parse(name, xml.as_bytes()) {
+        Ok(p) => p,
+        Err(e) => return problem(revision, e.to_string()),
+    };
+    if let Err(e) = parsed.validate(Some(scope)) {
+        return problem(revision, e.to_string());
+    }
+    let Some(plan) = profile::plan::plan(name, Some(scope), &parsed.profile) else {
+        return problem(revision, "the profile has no NativeProfile".into());
+    };
+    let unsupported = crate::plan::check(&plan).err().map(|e| e.to_string());
+    Loaded {
+        spec: ProfileSpec {
+            servers: plan.servers.iter().map(|s| s.host.clone()).collect(),
+            always_on: plan.always_on,
+            device_tunnel: plan.device_tunnel,
+            trusted_networks: plan
+                .trusted_networks
+                .iter()
+                .map(|t| t.trim_end_matches('.').to_ascii_lowercase())
+                .collect(),
+            problem: unsupported,
+            revision,
+        },
+        plan: Some(plan),
+    }
+}
+
+fn problem(revision: u64, reason: String) -> Loaded {
+    Loaded {
+        spec: ProfileSpec {
+            servers: Vec::new(),
+            always_on: false,
+            device_tunnel: false,
+            trusted_networks: Vec::new(),
+            problem: Some(reason),
+            revision,
+        },
+        plan: None,
+    }
+}
+
+impl Agent {
+    /// Removes what a killed predecessor left, binds the control socket, reads the system
+    /// store and starts watching the network and logins. Must run inside a tokio runtime.
+    pub async fn start(config: AgentConfig) -> Result<Agent, AgentError> {
+        for dir in [&config.run_dir, &config.state_dir] {
+            std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+        }
+        let netlink = Netlink::new().map_err(|e| AgentError::Netlink(e.to_string()))?;
+        let dns = Arc::new(SharedDns::new(&config.resolv_conf));
+        let ledger_path = config.run_dir.join("installed.json");
+        match Ledger::recover(&ledger_path, &netlink, dns.backend()).await {
+            Ok(found) if found != Default::default() => tracing::warn!(
+                routes = found.routes,
+                addresses = found.addresses,
+                dns = found.dns,
+                interfaces_still_held_elsewhere = ?found.interfaces_left,
+                "removed what a previous agent left behind"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("{}: {e}", ledger_path.display()),
+        }
+
+        let (control_tx, control_rx) = mpsc::channel(256);
+        let listener = bind_socket(&config.socket)?;
+        let admin_group = config.admin_group;
+        let listener_task = tokio::spawn(accept_loop(listener, control_tx, admin_group));
+
+        let (login_tx, login_rx) = mpsc::unbounded_channel();
+        let sessions_from_logind = match config.sessions {
+            SessionSource::Helpers => false,
+            source => match logind::watch(login_tx).await {
+                Ok(_task) => true,
+                Err(e) if source == SessionSource::Logind => {
+                    return Err(AgentError::Io {
+                        what: "sessions = \"logind\"".into(),
+                        source: std::io::Error::other(e.to_string()),
+                    });
+                }
+                Err(e) => {
+                    tracing::info!("{e}: a user counts as logged in while their key helper runs");
+                    false
+                }
+            },
+        };
+        let monitor = match NetworkMonitor::new() {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::warn!("network changes will not be seen: {e}");
+                None
+            }
+        };
+        let seed = std::process::id() as u64 ^ tunnel::host::unix_now();
+        let (reports_tx, reports_rx) = mpsc::unbounded_channel();
+        let holds = load_holds(&config.state_dir.join("holds.json"));
+        let mut agent = Agent {
+            sup: Supervisor::new(config.backoff, seed),
+            config,
+            dns,
+            ledger: Ledger::new(ledger_path),
+            profiles: BTreeMap::new(),
+            device_fingerprint: 0,
+            helpers: HashMap::new(),
+            running: HashMap::new(),
+            holds,
+            users_logged_in: BTreeSet::new(),
+            sessions_from_logind,
+            generation: 0,
+            reports_tx,
+            reports_rx,
+            control_rx,
+            login_rx,
+            monitor,
+            listener_task,
+            started: Instant::now(),
+            ready: false,
+        };
+        agent.rescan_device_store(Instant::now());
+        tracing::info!(
+            socket = %agent.config.socket.display(),
+            profiles = agent.profiles.len(),
+            sessions = if agent.sessions_from_logind { "logind" } else { "helpers" },
+            "agent up"
+        );
+        Ok(agent)
+    }
+
+    /// Runs until `shutdown` resolves; then every tunnel says goodbye and removes what it
+    /// installed.
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let watchdog = sd_notify::watchdog_enabled();
+        let mut last_watchdog = Instant::now();
+        let mut last_rescan = Instant::now();
+        let mut last_trusted: Option<Instant> = None;
+        let mut network_settles: Option<Instant> = None;
+        let mut resume = netio::clock::ResumeDetector::new(Duration::from_secs(3));
+        self.check_ready();
+        loop {
+            self.apply_actions();
+            let due = self.sup.poll_timeout();
+            tokio::select! {
+                () = &mut shutdown => break,
+                Some(event) = self.control_rx.recv() => self.on_control(event),
+                Some((key, generation, report)) = self.reports_rx.recv() => {
+                    self.on_report(key, generation, report);
+                }
+                Some(event) = next_net_event(&mut self.monitor) => {
+                    if self.is_ours(&event) {
+                        continue;
+                    }
+                    network_settles = Some(Instant::now() + NETWORK_SETTLE);
+                }
+                () = sleep_until(network_settles), if network_settles.is_some() => {
+                    network_settles = None;
+                    tracing::info!("network changed");
+                    self.network_changed();
+                    last_trusted = None;
+                }
+                Some(event) = self.login_rx.recv() => self.on_login(event),
+                () = sleep_until(due), if due.is_some() => {
+                    self.sup.handle_timeout(Instant::now());
+                }
+                _ = tick.tick() => {
+                    let now = Instant::now();
+                    if now.duration_since(last_rescan) >= STORE_RESCAN {
+                        last_rescan = now;
+                        self.rescan_device_store(now);
+                    }
+                    if last_trusted.is_none_or(|t| now.duration_since(t) >= TRUSTED_RECHECK) {
+                        last_trusted = Some(now);
+                        self.check_trusted().await;
+                    }
+                    if !self.sessions_from_logind && let Some(slept) = resume.poll() {
+                        tracing::info!(slept_s = slept.as_secs(), "resumed from suspend");
+                        self.network_changed();
+                    }
+                    if let Some(period) = watchdog
+                        && now.duration_since(last_watchdog) >= period / 2
+                    {
+                        last_watchdog = now;
+                        let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                    }
+                    self.check_ready();
+                }
+            }
+        }
+        self.stop().await;
+    }
+
+    fn is_ours(&self, event: &NetEvent) -> bool {
+        let ours = |index: u32| self.running.values().any(|r| r.tun_index == Some(index));
+        match event {
+            NetEvent::LinkChanged(l) => l.name.starts_with("aovpn") || ours(l.index),
+            NetEvent::LinkRemoved { index } => ours(*index),
+            NetEvent::AddressAdded(a) | NetEvent::AddressRemoved(a) => ours(a.index),
+            NetEvent::RouteAdded(r) | NetEvent::RouteRemoved(r) => r.oif.is_some_and(ours),
+        }
+    }
+
+    /// Tells systemd the agent is ready once the device tunnel is up, there is none, or the
+    /// boot wait is over: boot goes on without a network, and logins wait only that long.
+    fn check_ready(&mut self) {
+        if self.ready {
+            return;
+        }
+        let now = Instant::now();
+        let device_tunnel = self.profiles.iter().find(|(k, l)| {
+            k.owner == Owner::Device && l.spec.device_tunnel && l.spec.problem.is_none()
+        });
+        let up = match device_tunnel {
+            None => true,
+            Some((key, _)) => self
+                .sup
+                .states(now)
+                .iter()
+                .any(|(k, s)| k == key && matches!(s, State::Connected { .. })),
+        };
+        if up || now.duration_since(self.started) >= self.config.boot_wait {
+            self.ready = true;
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+            tracing::info!(device_tunnel_up = up, "ready");
+        }
+    }
+
+    fn network_changed(&mut self) {
+        self.sup.network_changed(Instant::now());
+        for running in self.running.values() {
+            let _ = running.commands.try_send(Command::NetworkChanged);
+        }
+    }
+
+    async fn check_trusted(&mut self) {
+        let ours: Vec<u32> = self.running.values().filter_map(|r| r.tun_index).collect();
+        let suffixes = crate::trusted::network_suffixes(&self.dns, &ours).await;
+        self.sup.set_network_suffixes(suffixes, Instant::now());
+    }
+
+    fn on_login(&mut self, event: LoginEvent) {
+        let now = Instant::now();
+        match event {
+            LoginEvent::Users(users) => {
+                for uid in self.users_logged_in.union(&users) {
+                    self.sup.set_session(*uid, users.contains(uid), now);
+                }
+                self.users_logged_in = users;
+            }
+            LoginEvent::Resumed => {
+                tracing::info!("resumed from suspend");
+                self.network_changed();
+            }
+        }
+    }
+
+    /// Reads the system profile store when it changed.
+    fn rescan_device_store(&mut self, now: Instant) {
+        let store = profile::store::Store::new(
+            self.config.profiles_dir(),
+            self.config.config_dir.join(".no-user-profiles"),
+        );
+        let list = match store.list() {
+            Ok(list) => list,
+            Err(e) => {
+                tracing::warn!("{}: {e}", self.config.profiles_dir().display());
+                return;
+            }
+        };
+        let texts: Vec<(String, String)> = list
+            .iter()
+            .filter(|p| p.scope == Scope::Device)
+            .map(|p| (p.name.clone(), p.parsed.profile_xml.clone()))
+            .collect();
+        let parts: Vec<(&str, &str)> = texts
+            .iter()
+            .map(|(n, x)| (n.as_str(), x.as_str()))
+            .collect();
+        let print = fingerprint(&parts);
+        if print == self.device_fingerprint && !self.profiles.is_empty() {
+            return;
+        }
+        self.device_fingerprint = print;
+        self.set_profiles(Owner::Device, Scope::Device, &texts, now);
+    }
+
+    fn set_profiles(
+        &mut self,
+        owner: Owner,
+        scope: Scope,
+        texts: &[(String, String)],
+        now: Instant,
+    ) {
+        self.profiles.retain(|k, _| k.owner != owner);
+        let mut specs = Vec::new();
+        for (name, xml) in texts {
+            let loaded = load_profile(name, scope, xml);
+            if let Some(reason) = &loaded.spec.problem {
+                tracing::warn!(profile = %name, "not usable: {reason}");
+            }
+            specs.push((name.clone(), loaded.spec.clone()));
+            self.profiles.insert(
+                ProfileKey {
+                    owner,
+                    name: name.clone(),
+                },
+                loaded,
+            );
+        }
+        self.sup.set_profiles(owner, specs, now);
+        for key in self.holds.iter().filter(|k| k.owner == owner) {
+            self.sup.restore_hold(key, now);
+        }
+    }
+
+    /// Carries out what the supervisor decided.
+    fn apply_actions(&mut self) {
+        while let Some(action) = self.sup.poll_action() {
+            match action {
+                Action::Start { key, server } => self.start_tunnel(key, server),
+                Action::Stop { key } => {
+                    if let Some(r) = self.running.get(&key) {
+                        let commands = r.commands.clone();
+                        tokio::spawn(async move {
+                            let _ = commands.send(Command::Stop).await;
+                        });
+                    } else {
+                        self.sup.ended(&key, None, Instant::now());
+                    }
+                }
+            }
+        }
+    }
+
+    fn credentials(&self, key: &ProfileKey) -> Result<Credentials, String> {
+        let trust = connection::load_trust(&self.config.ca_files()).map_err(|e| e.to_string())?;
+        if trust.roots().is_empty() {
+            return Err(format!(
+                "no trusted root for the gateway in {}",
+                self.config.config_dir.join("ca").display()
+            ));
+        }
+        match key.owner {
+            Owner::Device => {
+                let (cert, key_file) = self.config.machine_files();
+                connection::load_credentials(&cert, &key_file, &self.config.ca_files())
+                    .map_err(|e| format!("machine certificate: {e}"))
+            }
+            Owner::User(uid) => {
+                let helper = self
+                    .helpers
+                    .get(&uid)
+                    .ok_or("the user's key helper is not running")?;
+                let signer = RemoteSigner::new(&helper.leaf, helper.link.clone())
+                    .ok_or("the user's certificate has a key type aovpn cannot use")?;
+                connection::remote_credentials(helper.chain_pem.as_bytes(), Arc::new(signer), trust)
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    fn interface_for(&self, key: &ProfileKey) -> String {
+        let device_tunnel = self.profiles.get(key).is_some_and(|l| l.spec.device_tunnel);
+        if device_tunnel {
+            return "aovpn-dev".into();
+        }
+        let prefix = match key.owner {
+            Owner::Device => "aovpn-d",
+            Owner::User(_) => "aovpn-u",
+        };
+        (0..)
+            .map(|n| format!("{prefix}{n}"))
+            .find(|name| !self.running.values().any(|r| &r.interface == name))
+            .unwrap_or_else(|| format!("{prefix}x"))
+    }
+
+    fn start_tunnel(&mut self, key: ProfileKey, server: usize) {
+        let now = Instant::now();
+        let Some(plan) = self.profiles.get(&key).and_then(|l| l.plan.clone()) else {
+            self.sup
+                .ended(&key, Some("the profile is gone".into()), now);
+            return;
+        };
+        let credentials = match self.credentials(&key) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(profile = %key, "cannot start: {e}");
+                self.sup.ended(&key, Some(e), now);
+                return;
+            }
+        };
+        let interface = self.interface_for(&key);
+        let mut tunnel = match profile_tunnel(&plan, credentials, interface.clone()) {
+            Ok(t) => t,
+            Err(e) => {
+                self.sup.ended(&key, Some(e.to_string()), now);
+                return;
+            }
+        };
+        let Some(server_name) = tunnel.servers.get(server).cloned() else {
+            self.sup.ended(&key, Some("no such server".into()), now);
+            return;
+        };
+        tunnel.options.server = server_name.clone();
+        self.generation += 1;
+        let generation = self.generation;
+        let (commands, command_rx) = mpsc::channel(8);
+        let (report_tx, mut report_rx) = mpsc::unbounded_channel();
+        let forward = self.reports_tx.clone();
+        let forward_key = key.clone();
+        tokio::spawn(async move {
+            while let Some(report) = report_rx.recv().await {
+                if forward
+                    .send((forward_key.clone(), generation, report))
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        tracing::info!(profile = %key, server = %server_name, %interface, "connecting");
+        tokio::spawn(connection::run(
+            tunnel.options,
+            self.dns.clone(),
+            dns_key(&key),
+            command_rx,
+            report_tx,
+        ));
+        self.running.insert(
+            key,
+            Running {
+                generation,
+                commands,
+                interface,
+                tun_index: None,
+            },
+        );
+    }
+
+    fn on_report(&mut self, key: ProfileKey, generation: u64, report: Report) {
+        let now = Instant::now();
+        if self.running.get(&key).map(|r| r.generation) != Some(generation) {
+            return;
+        }
+        match report {
+            Report::Installed(record) => {
+                if let Some(r) = self.running.get_mut(&key)
+                    && record.tun_index != 0
+                {
+                    r.tun_index = Some(record.tun_index);
+                }
+                if let Err(e) = self.ledger.set(&dns_key(&key), record) {
+                    tracing::warn!("recording what the tunnel installed: {e}");
+                }
+            }
+            Report::Connected(status) => {
+                tracing::info!(profile = %key, vip = ?status.virtual_ip, interface = %status.interface, "connected");
+                self.sup.connected(&key, now);
+                self.check_ready();
+            }
+            Report::Ended(outcome) => {
+                self.running.remove(&key);
+                let error = match outcome {
+                    Outcome::Stopped => {
+                        tracing::info!(profile = %key, "disconnected");
+                        None
+                    }
+                    Outcome::Failed { error, connected } => {
+                        tracing::warn!(profile = %key, was_connected = connected, "tunnel ended: {error}");
+                        Some(error.to_string())
+                    }
+                };
+                self.sup.ended(&key, error, now);
+            }
+        }
+    }
+
+    fn on_control(&mut self, event: ControlEvent) {
+        let now = Instant::now();
+        match event {
+            ControlEvent::Request {
+                caller,
+                request,
+                reply,
+            } => self.on_request(caller, request, reply),
+            ControlEvent::HelperUp {
+                uid,
+                conn,
+                chain_pem,
+                profiles,
+                link,
+                reply,
+            } => {
+                let leaf = match pki::load_certificates(chain_pem.as_bytes()) {
+                    Ok(chain) if !chain.is_empty() => chain[0].clone(),
+                    Ok(_) => {
+                        let _ = reply.send(Reply::error("no certificate in the chain"));
+                        return;
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Reply::error(format!("certificate: {e}")));
+                        return;
+                    }
+                };
+                if leaf.key_type().is_none() {
+                    let _ = reply.send(Reply::error("the certificate's key type is not supported"));
+                    return;
+                }
+                tracing::info!(uid, user = %user_name(uid), subject = %leaf.subject(), profiles = profiles.len(), "key helper registered");
+                self.helpers.insert(
+                    uid,
+                    Helper {
+                        conn,
+                        chain_pem,
+                        leaf,
+                        link,
+                    },
+                );
+                self.set_user_profiles(uid, profiles, now);
+                self.sup.set_signer(uid, true, now);
+                if !self.sessions_from_logind {
+                    self.sup.set_session(uid, true, now);
+                }
+                let _ = reply.send(Reply::ok());
+            }
+            ControlEvent::HelperProfiles {
+                uid,
+                conn,
+                profiles,
+            } => {
+                if self.helpers.get(&uid).is_some_and(|h| h.conn == conn) {
+                    tracing::info!(uid, profiles = profiles.len(), "user profiles changed");
+                    self.set_user_profiles(uid, profiles, now);
+                }
+            }
+            ControlEvent::HelperGone { uid, conn } => {
+                if self.helpers.get(&uid).is_some_and(|h| h.conn == conn) {
+                    tracing::info!(uid, user = %user_name(uid), "key helper gone");
+                    self.helpers.remove(&uid);
+                    self.sup.set_signer(uid, false, now);
+                    if !self.sessions_from_logind {
+                        self.sup.set_session(uid, false, now);
+                    }
+                }
+            }
+        }
+    }
+
+    fn set_user_profiles(&mut self, uid: u32, profiles: Vec<ProfileText>, now: Instant) {
+        let mut texts: Vec<(String, String)> = profiles
+            .into_iter()
+            .take(MAX_USER_PROFILES)
+            .filter(|p| profile::validate::check_profile_name(&p.name).is_ok())
+            .map(|p| (p.name, p.xml))
+            .collect();
+        texts.sort();
+        texts.dedup_by(|a, b| a.0 == b.0);
+        self.set_profiles(Owner::User(uid), Scope::User, &texts, now);
+    }
+
+    /// The profile a caller means by `name` (and, for administrators, `user`).
+    fn resolve(&self, caller: Caller, name: &str, user: Option<u32>) -> Result<ProfileKey, String> {
+        let not_found = || format!("no profile named \"{name}\"");
+        let known = |key: &ProfileKey| self.profiles.contains_key(key);
+        if let Some(uid) = user {
+            if !caller.admin && uid != caller.uid {
+                return Err(not_found());
+            }
+            let key = ProfileKey {
+                owner: Owner::User(uid),
+                name: name.to_owned(),
+            };
+            return if known(&key) {
+                Ok(key)
+            } else {
+                Err(not_found())
+            };
+        }
+        let own = ProfileKey {
+            owner: Owner::User(caller.uid),
+            name: name.to_owned(),
+        };
+        if known(&own) {
+            return Ok(own);
+        }
+        let device = ProfileKey {
+            owner: Owner::Device,
+            name: name.to_owned(),
+        };
+        if known(&device) {
+            return Ok(device);
+        }
+        if caller.admin {
+            let mut matches = self.profiles.keys().filter(|k| k.name == name);
+            if let (Some(only), None) = (matches.next(), matches.next()) {
+                return Ok(only.clone());
+            }
+        }
+        Err(not_found())
+    }
+
+    fn visible(&self, caller: Caller, key: &ProfileKey) -> bool {
+        caller.admin || key.owner == Owner::Device || key.owner == Owner::User(caller.uid)
+    }
+
+    fn view(&self, key: &ProfileKey, state: &State) -> ProfileView {
+        let spec = self.profiles.get(key).map(|l| &l.spec);
+        let (owner, uid) = match key.owner {
+            Owner::Device => ("device".to_owned(), None),
+            Owner::User(uid) => (user_name(uid), Some(uid)),
+        };
+        ProfileView {
+            name: key.name.clone(),
+            owner,
+            uid,
+            device_tunnel: spec.is_some_and(|s| s.device_tunnel),
+            always_on: spec.is_some_and(|s| s.always_on),
+            state: state.clone(),
+            tunnel: None,
+        }
+    }
+
+    fn on_request(&mut self, caller: Caller, request: Request, reply: oneshot::Sender<Reply>) {
+        let now = Instant::now();
+        match request {
+            Request::List => {
+                let profiles = self
+                    .sup
+                    .states(now)
+                    .iter()
+                    .filter(|(k, _)| self.visible(caller, k))
+                    .map(|(k, s)| self.view(k, s))
+                    .collect();
+                let _ = reply.send(Reply {
+                    ok: true,
+                    profiles,
+                    ..Reply::default()
+                });
+            }
+            Request::Status { name, user } => {
+                let keys: Vec<ProfileKey> = match &name {
+                    Some(n) => match self.resolve(caller, n, user) {
+                        Ok(k) => vec![k],
+                        Err(e) => {
+                            let _ = reply.send(Reply::error(e));
+                            return;
+                        }
+                    },
+                    None => self
+                        .profiles
+                        .keys()
+                        .filter(|k| self.visible(caller, k))
+                        .cloned()
+                        .collect(),
+                };
+                let states: BTreeMap<ProfileKey, State> =
+                    self.sup.states(now).into_iter().collect();
+                let mut pending = Vec::new();
+                for key in keys {
+                    let Some(state) = states.get(&key) else {
+                        continue;
+                    };
+                    let view = self.view(&key, state);
+                    let asked = self.running.get(&key).and_then(|r| {
+                        let (tx, rx) = oneshot::channel();
+                        r.commands.try_send(Command::Status(tx)).ok().map(|()| rx)
+                    });
+                    pending.push((view, asked));
+                }
+                tokio::spawn(async move {
+                    let mut profiles = Vec::new();
+                    for (mut view, asked) in pending {
+                        if let Some(rx) = asked {
+                            view.tunnel = tokio::time::timeout(STATUS_TIMEOUT, rx)
+                                .await
+                                .ok()
+                                .and_then(Result::ok);
+                        }
+                        profiles.push(view);
+                    }
+                    let _ = reply.send(Reply {
+                        ok: true,
+                        profiles,
+                        ..Reply::default()
+                    });
+                });
+            }
+            Request::Connect { name, user } => {
+                let _ = reply.send(self.control_profile(caller, &name, user, true, now));
+            }
+            Request::Disconnect { name, user } => {
+                let _ = reply.send(self.control_profile(caller, &name, user, false, now));
+            }
+            Request::Reload => {
+                self.device_fingerprint = 0;
+                self.rescan_device_store(now);
+                let _ = reply.send(Reply::ok());
+            }
+            Request::RegisterHelper { .. } => {
+                let _ = reply.send(Reply::error(
+                    "a key helper registers as the first request of its connection",
+                ));
+            }
+        }
+    }
+
+    /// `aovpn up` / `aovpn down`: only the owner or an administrator, and a device profile only
+    /// an administrator (a user cannot stop the device tunnel).
+    fn control_profile(
+        &mut self,
+        caller: Caller,
+        name: &str,
+        user: Option<u32>,
+        connect: bool,
+        now: Instant,
+    ) -> Reply {
+        let key = match self.resolve(caller, name, user) {
+            Ok(k) => k,
+            Err(e) => return Reply::error(e),
+        };
+        if key.owner == Owner::Device && !caller.admin {
+            return Reply::error(format!(
+                "\"{name}\" is a device profile: only root or the agent's admin group can {} it",
+                if connect { "connect" } else { "disconnect" }
+            ));
+        }
+        let changed = if connect {
+            self.holds.remove(&key);
+            self.sup.connect(&key, now)
+        } else {
+            self.holds.insert(key.clone());
+            self.sup.disconnect(&key, now)
+        };
+        save_holds(&self.config.state_dir.join("holds.json"), &self.holds);
+        tracing::info!(profile = %key, by_uid = caller.uid, connect, "user command");
+        if changed {
+            Reply::ok()
+        } else {
+            Reply::error(format!("no profile named \"{name}\""))
+        }
+    }
+
+    /// Says goodbye on every tunnel, waits for them, and restores DNS.
+    async fn stop(mut self) {
+        self.listener_task.abort();
+        let _ = std::fs::remove_file(&self.config.socket);
+        for running in self.running.values() {
+            let _ = running.commands.send(Command::Stop).await;
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !self.running.is_empty() {
+            let report = tokio::time::timeout_at(deadline, self.reports_rx.recv()).await;
+            match report {
+                Ok(Some((key, generation, report))) => {
+                    if let Report::Installed(record) = &report {
+                        let _ = self.ledger.set(&dns_key(&key), record.clone());
+                    }
+                    if matches!(report, Report::Ended(_))
+                        && self.running.get(&key).map(|r| r.generation) == Some(generation)
+                    {
+                        self.running.remove(&key);
+                    }
+                }
+                _ => break,
+            }
+        }
+        tracing::info!("agent stopped");
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_net_event(monitor: &mut Option<NetworkMonitor>) -> Option<NetEvent> {
+    match monitor {
+        Some(m) => m.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn load_holds(path: &std::path::Path) -> BTreeSet<ProfileKey> {
+    let Ok(bytes) = std::fs::read(path) else {
+        return BTreeSet::new();
+    };
+    let list: Vec<(Option<u32>, String)> = serde_json::from_slice(&bytes).unwrap_or_default();
+    list.into_iter()
+        .map(|(uid, name)| ProfileKey {
+            owner: uid.map_or(Owner::Device, Owner::User),
+            name,
+        })
+        .collect()
+}
+
+fn save_holds(path: &std::path::Path, holds: &BTreeSet<ProfileKey>) {
+    let list: Vec<(Option<u32>, &str)> = holds
+        .iter()
+        .map(|k| {
+            let uid = match k.owner {
+                Owner::Device => None,
+                Owner::User(uid) => Some(uid),
+            };
+            (uid, k.name.as_str())
+        })
+        .collect();
+    if let Ok(json) = serde_json::to_vec(&list) {
+        let tmp = path.with_extension("tmp");
+        if std::fs::write(&tmp, json)
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .is_err()
+        {
+            tracing::warn!("{}: cannot save disconnect holds", path.display());
+        }
+    }
+}
+
+/// Binds the control socket: world-connectable (every request is checked against the
+/// caller's credentials), a stale socket of a dead agent replaced.
+fn bind_socket(path: &std::path::Path) -> Result<UnixListener, AgentError> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+    }
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(AgentError::Io {
+            what: format!("{}", path.display()),
+            source: std::io::Error::new(std::io::ErrorKind::AddrInUse, "another agent is running"),
+        });
+    }
+    let _ = std::fs::remove_file(path);
+    let listener =
+        UnixListener::bind(path).map_err(io_err(format!("binding {}", path.display())))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
+        .map_err(io_err(format!("chmod {}", path.display())))?;
+    Ok(listener)
+}
+
+static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+
+async fn accept_loop(
+    listener: UnixListener,
+    control: mpsc::Sender<ControlEvent>,
+    admin_group: Option<u32>,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CLIENTS));
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tracing::warn!("too many control connections; refusing one");
+            continue;
+        };
+        let control = control.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            serve_client(stream, control, admin_group).await;
+        });
+    }
+}
+
+async fn write_json(
+    writer: &mut (impl AsyncWriteExt + Unpin),
+    value: &impl serde::Serialize,
+) -> bool {
+    let Ok(mut text) = serde_json::to_string(value) else {
+        return false;
+    };
+    text.push('\n');
+    writer.write_all(text.as_bytes()).await.is_ok()
+}
+
+/// Reads one line of at most [`MAX_LINE`] bytes.
+async fn read_line(reader: &mut (impl AsyncBufReadExt + Unpin)) -> Option<String> {
+    let mut line = Vec::new();
+    let mut limited = tokio::io::AsyncReadExt::take(reader, MAX_LINE as u64 + 1);
+    let n = limited.read_until(b'\n', &mut line).await.ok()?;
+    if n == 0 || line.len() > MAX_LINE {
+        return None;
+    }
+    String::from_utf8(line).ok()
+}
+
+async fn serve_client(
+    stream: UnixStream,
+    control: mpsc::Sender<ControlEvent>,
+    admin_group: Option<u32>,
+) {
+    let Ok(cred) = netio::peer::peer_credentials(&stream) else {
+        return;
+    };
+    let caller = Caller {
+        uid: cred.uid,
+        admin: cred.uid == 0 || admin_group.is_some_and(|g| cred.in_group(g)),
+    };
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read);
+    while let Some(line) = read_line(&mut reader).await {
+        let request: Request = match serde_json::from_str(&line) {
+            Ok(r) => r,
+            Err(e) => {
+                if !write_json(&mut write, &Reply::error(format!("bad request: {e}"))).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        if let Request::RegisterHelper {
+            chain_pem,
+            profiles,
+        } = request
+        {
+            serve_helper(caller.uid, chain_pem, profiles, reader, write, control).await;
+            return;
+        }
+        let (tx, rx) = oneshot::channel();
+        if control
+            .send(ControlEvent::Request {
+                caller,
+                request,
+                reply: tx,
+            })
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let Ok(answer) = rx.await else { return };
+        if !write_json(&mut write, &answer).await {
+            return;
+        }
+    }
+}
+
+/// A key helper's connection: signature requests out, answers and profile updates in.
+async fn serve_helper(
+    uid: u32,
+    chain_pem: String,
+    profiles: Vec<ProfileText>,
+    mut reader: BufReader<tokio::net::unix::OwnedReadHalf>,
+    mut write: tokio::net::unix::OwnedWriteHalf,
+    control: mpsc::Sender<ControlEvent>,
+) {
+    let conn = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
+    let (to_helper, mut requests) = mpsc::unbounded_channel::<ToHelper>();
+    let link = HelperLink::new(to_helper);
+    let (tx, rx) = oneshot::channel();
+    let up = ControlEvent::HelperUp {
+        uid,
+        conn,
+        chain_pem,
+        profiles,
+        link: link.clone(),
+        reply: tx,
+    };
+    if control.send(up).await.is_err() {
+        return;
+    }
+    let Ok(answer) = rx.await else { return };
+    let accepted = answer.ok;
+    if !write_json(&mut write, &answer).await || !accepted {
+        return;
+    }
+    loop {
+        tokio::select! {
+            request = requests.recv() => {
+                let Some(request) = request else { break };
+                if !write_json(&mut write, &request).await {
+                    break;
+                }
+            }
+            line = read_line(&mut reader) => {
+                let Some(line) = line else { break };
+                match serde_json::from_str::<FromHelper>(&line) {
+                    Ok(FromHelper::Signature { id, signature, error }) => {
+                        use base64::Engine as _;
+                        let result = match (signature, error) {
+                            (Some(sig), _) => base64::engine::general_purpose::STANDARD
+                                .decode(sig)
+                                .map_err(|e| format!("bad signature encoding: {e}")),
+                            (None, Some(e)) => Err(e),
+                            (None, None) => Err("no signature".into()),
+                        };
+                        link.answer(id, result);
+                    }
+                    Ok(FromHelper::Profiles { profiles }) => {
+                        let event = ControlEvent::HelperProfiles { uid, conn, profiles };
+                        if control.send(event).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => tracing::debug!(uid, "helper sent something else: {e}"),
+                }
+            }
+        }
+    }
+    let _ = control.send(ControlEvent::HelperGone { uid, conn }).await;
+}
+
+/// Runs the agent until SIGTERM/SIGINT (the caller's `shutdown`).
+pub async fn run(
+    config: AgentConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), AgentError> {
+    let agent = Agent::start(config).await?;
+    agent.run(shutdown).await;
+    Ok(())
+}

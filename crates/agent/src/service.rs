@@ -139,7 +139,13 @@ pub struct Agent {
     listener_task: tokio::task::JoinHandle<()>,
     started: Instant,
     ready: bool,
+    /// Interface indices of our recent TUN devices: their comings and goings are not network
+    /// changes (a failed attempt's TUN vanishing must not reset the backoff).
+    our_links: std::collections::VecDeque<u32>,
 }
+
+/// How many of our past TUN devices' indices are remembered.
+const OUR_LINKS_REMEMBERED: usize = 64;
 
 impl std::fmt::Debug for Agent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -283,6 +289,7 @@ impl Agent {
             listener_task,
             started: Instant::now(),
             ready: false,
+            our_links: std::collections::VecDeque::new(),
         };
         agent.rescan_device_store(Instant::now());
         tracing::info!(
@@ -320,6 +327,7 @@ impl Agent {
                     if self.is_ours(&event) {
                         continue;
                     }
+                    tracing::debug!(?event, "network event");
                     network_settles = Some(Instant::now() + NETWORK_SETTLE);
                 }
                 () = sleep_until(network_settles), if network_settles.is_some() => {
@@ -360,7 +368,7 @@ impl Agent {
     }
 
     fn is_ours(&self, event: &NetEvent) -> bool {
-        let ours = |index: u32| self.running.values().any(|r| r.tun_index == Some(index));
+        let ours = |index: u32| self.our_links.contains(&index);
         match event {
             NetEvent::LinkChanged(l) => l.name.starts_with("aovpn") || ours(l.index),
             NetEvent::LinkRemoved { index } => ours(*index),
@@ -617,6 +625,12 @@ impl Agent {
                     && record.tun_index != 0
                 {
                     r.tun_index = Some(record.tun_index);
+                    if !self.our_links.contains(&record.tun_index) {
+                        if self.our_links.len() >= OUR_LINKS_REMEMBERED {
+                            self.our_links.pop_front();
+                        }
+                        self.our_links.push_back(record.tun_index);
+                    }
                 }
                 if let Err(e) = self.ledger.set(&dns_key(&key), record) {
                     tracing::warn!("recording what the tunnel installed: {e}");

@@ -299,3 +299,636 @@ fn the_device_tunnel_comes_up_without_a_login_and_carries_manage_out() {
         assert!(text.contains(needle), "{needle} missing:\n{text}");
     }
 }
+
+/// Both tunnels up: the device tunnel, then Alice's helper (her login) and her user tunnel.
+fn both_tunnels(lab: &Lab, agent: &AgentProcess) -> UserHelperProcess {
+    wait_connected(agent, DEVICE, Duration::from_secs(30));
+    let alice = lab.start_alice(agent);
+    wait_connected(agent, USER, Duration::from_secs(30));
+    alice
+}
+
+/// A user session starts (her key helper, the fallback without logind): her user tunnel comes
+/// up beside the device tunnel on its own interface; the session ends: the user tunnel goes,
+/// the device tunnel is untouched.
+#[test]
+fn a_user_tunnel_follows_the_session_and_leaves_the_device_tunnel_alone() {
+    let lab = Lab::new("agusr");
+    let _gw = lab.start_gateway(&lab.gateway_opts());
+    let agent = lab.start_agent(&lab.agent_opts());
+    wait_connected(&agent, DEVICE, Duration::from_secs(30));
+    assert_eq!(
+        state_of(&agent, USER),
+        "",
+        "no user profile before the login"
+    );
+    let device_since = status(&agent, DEVICE)["tunnel"]["ike_since"].clone();
+
+    let started = Instant::now();
+    let mut alice = lab.start_alice(&agent);
+    wait_connected(&agent, USER, Duration::from_secs(30));
+    eprintln!(
+        "user tunnel up {} ms after the helper started",
+        started.elapsed().as_millis()
+    );
+    let user_if = interface(&agent, USER);
+    assert!(user_if.starts_with("aovpn-u"), "{user_if}");
+    assert_eq!(route_dev(&lab.topo.client, APP_HOST), user_if);
+    assert_eq!(route_dev(&lab.topo.client, MGMT_HOST), "aovpn-dev");
+    ping(&lab.topo.client, APP_HOST);
+    ping(&lab.topo.client, MGMT_HOST);
+    let user_vip = virtual_ip(&agent, USER);
+    assert_ne!(user_vip, virtual_ip(&agent, DEVICE));
+    // Her key signed the authentication, not a copy held by root.
+    assert!(
+        alice.log().contains("signed for the agent"),
+        "{}",
+        alice.log()
+    );
+    // Both tunnels' DNS sit side by side in the one resolv.conf.
+    let resolv = std::fs::read_to_string(agent.resolv_conf()).unwrap();
+    assert!(resolv.contains("corp.agent.example"), "{resolv}");
+
+    // Logout.
+    alice.stop().unwrap();
+    wait_until(Duration::from_secs(10), || {
+        state_of(&agent, USER) == "waiting_for_user"
+    })
+    .unwrap_or_else(|| panic!("user tunnel still up:\n{}", agent.log()));
+    assert!(
+        lab.topo.client.ip(["link", "show", &user_if]).is_err(),
+        "the user tunnel's interface is still there"
+    );
+    assert!(!ping_once(&lab.topo.client, APP_HOST));
+    // The device tunnel was never touched: same IKE SA, still carrying traffic.
+    assert_eq!(status(&agent, DEVICE)["tunnel"]["ike_since"], device_since);
+    ping(&lab.topo.client, MGMT_HOST);
+    let resolv = std::fs::read_to_string(agent.resolv_conf()).unwrap();
+    assert!(!resolv.contains("corp.agent.example"), "{resolv}");
+}
+
+/// Runs `ping -c1` until it answers; how long that took.
+fn time_to_ping(ns: &Netns, dest: Ipv4Addr, limit: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if ping_once(ns, dest) {
+            return Some(start.elapsed());
+        }
+    }
+    None
+}
+
+fn median_max(mut v: Vec<Duration>) -> (Duration, Duration) {
+    v.sort();
+    (v[v.len() / 2], v[v.len() - 1])
+}
+
+/// The client's outer link goes down for 5 s and comes back (and its DHCP-style default route
+/// with it), 20 times: both tunnels are back each time without any command. Reports the time
+/// from link up to a ping through each tunnel, median and max.
+#[test]
+fn both_tunnels_come_back_after_the_link_goes_down_and_up() {
+    let tries: usize = std::env::var("AOVPN_LINK_TRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let lab = Lab::new("aglink");
+    let _gw = lab.start_gateway(&lab.gateway_opts());
+    let agent = lab.start_agent(&lab.agent_opts());
+    let _alice = both_tunnels(&lab, &agent);
+    let client = &lab.topo.client;
+    let ike_since = |name: &str| status(&agent, name)["tunnel"]["ike_since"].clone();
+    let (device_sa, user_sa) = (ike_since(DEVICE), ike_since(USER));
+    let (mut device, mut user) = (Vec::new(), Vec::new());
+    for i in 0..tries {
+        client.ip(["link", "set", lab::CLIENT_IF, "down"]).unwrap();
+        std::thread::sleep(Duration::from_secs(5));
+        client.ip(["link", "set", lab::CLIENT_IF, "up"]).unwrap();
+        // What a DHCP client or NetworkManager does when the link is back.
+        client
+            .ip([
+                "route",
+                "replace",
+                "default",
+                "via",
+                &lab::CLIENT_LINK_PEER.to_string(),
+            ])
+            .unwrap();
+        let up = Instant::now();
+        let d = time_to_ping(client, MGMT_HOST, Duration::from_secs(60));
+        let d_at = up.elapsed();
+        let u = time_to_ping(client, APP_HOST, Duration::from_secs(60));
+        let u_at = up.elapsed();
+        if d.is_none() || u.is_none() {
+            panic!(
+                "try {i}: tunnels not back (device {d:?}, user {u:?}):\n{}\n{}",
+                String::from_utf8_lossy(&agent.control(&["status"]).unwrap().stdout),
+                agent.log()
+            );
+        }
+        device.push(d_at);
+        user.push(u_at);
+    }
+    // The tunnels waited for the network instead of being torn down (NetworkOutageTime, MOBIKE
+    // once the path was back): the same IKE SAs as before.
+    assert_eq!(ike_since(DEVICE), device_sa, "{}", agent.log());
+    assert_eq!(ike_since(USER), user_sa, "{}", agent.log());
+    assert!(
+        agent.log().contains("no path to the gateway"),
+        "{}",
+        agent.log()
+    );
+    assert_eq!(state_of(&agent, DEVICE), "connected");
+    assert_eq!(state_of(&agent, USER), "connected");
+    let (dm, dx) = median_max(device);
+    let (um, ux) = median_max(user);
+    eprintln!(
+        "link down 5 s and up, {tries} tries: ping through the device tunnel after {} ms median / {} ms max, \
+         through the user tunnel after {} ms median / {} ms max",
+        dm.as_millis(),
+        dx.as_millis(),
+        um.as_millis(),
+        ux.as_millis()
+    );
+}
+
+/// A paced, checksummed TCP stream from the client to `dest`; returns (bytes, hash) as the
+/// receiver saw them and the hash of what was sent.
+fn paced_transfer(
+    client: &Netns,
+    vnet: &Netns,
+    dest: SocketAddr,
+    bytes: usize,
+    during: impl FnOnce(),
+) -> (usize, u64, u64) {
+    fn fnv(hash: &mut u64, data: &[u8]) {
+        for b in data {
+            *hash = (*hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        let receiver = scope.spawn(move || {
+            vnet.run(move || {
+                let listener = TcpListener::bind(dest).unwrap();
+                ready_tx.send(()).unwrap();
+                let (mut sock, _) = listener.accept().unwrap();
+                sock.set_read_timeout(Some(Duration::from_secs(60)))
+                    .unwrap();
+                let mut hash = 0xcbf2_9ce4_8422_2325u64;
+                let mut total = 0;
+                let mut buf = vec![0u8; 65536];
+                loop {
+                    let n = sock.read(&mut buf).unwrap();
+                    if n == 0 {
+                        return (total, hash);
+                    }
+                    fnv(&mut hash, &buf[..n]);
+                    total += n;
+                }
+            })
+        });
+        ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        let sender = scope.spawn(move || {
+            client.run(move || {
+                let mut sock = TcpStream::connect_timeout(&dest, Duration::from_secs(10)).unwrap();
+                let mut hash = 0xcbf2_9ce4_8422_2325u64;
+                let mut chunk = vec![0u8; 32 * 1024];
+                let mut sent = 0;
+                let mut x = 0x1234_5678u32;
+                while sent < bytes {
+                    for b in chunk.iter_mut() {
+                        x ^= x << 13;
+                        x ^= x >> 17;
+                        x ^= x << 5;
+                        *b = x as u8;
+                    }
+                    fnv(&mut hash, &chunk);
+                    sock.write_all(&chunk).unwrap();
+                    sent += chunk.len();
+                    // About 2 MB/s: the transfer spans the address change.
+                    std::thread::sleep(Duration::from_millis(15));
+                }
+                sock.shutdown(std::net::Shutdown::Write).unwrap();
+                hash
+            })
+        });
+        during();
+        let sent_hash = sender.join().unwrap();
+        let (received, received_hash) = receiver.join().unwrap();
+        (received, received_hash, sent_hash)
+    })
+}
+
+fn tcp_retransmissions(ns: &Netns) -> u64 {
+    let out = ns.exec(["cat", "/proc/net/snmp"]).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let tcp: Vec<&str> = text.lines().filter(|l| l.starts_with("Tcp:")).collect();
+    let names: Vec<&str> = tcp[0].split_whitespace().collect();
+    let values: Vec<&str> = tcp[1].split_whitespace().collect();
+    let i = names.iter().position(|n| *n == "RetransSegs").unwrap();
+    values[i].parse().unwrap()
+}
+
+/// The client's outer address changes (a new address, the old one removed) under an open TCP
+/// transfer through the device tunnel: with MOBIKE the tunnel moves, the transfer goes on and
+/// arrives whole. Reports the TCP segments retransmitted across the change.
+#[test]
+fn an_open_tcp_connection_survives_a_change_of_the_clients_address() {
+    let lab = Lab::new("agmob");
+    let gw = lab.start_gateway(&lab.gateway_opts());
+    let agent = lab.start_agent(&lab.agent_opts());
+    wait_connected(&agent, DEVICE, Duration::from_secs(30));
+    let client = &lab.topo.client;
+    client
+        .sysctl("net.ipv4.conf.all.promote_secondaries", "1")
+        .unwrap();
+    client
+        .sysctl(
+            &format!("net.ipv4.conf.{}.promote_secondaries", lab::CLIENT_IF),
+            "1",
+        )
+        .unwrap();
+    let ike_since = status(&agent, DEVICE)["tunnel"]["ike_since"].clone();
+    let retrans_before = tcp_retransmissions(client);
+    let dest = SocketAddr::from((MGMT_HOST, 5001));
+    let (received, received_hash, sent_hash) =
+        paced_transfer(client, &lab.topo.vnet, dest, 12 << 20, || {
+            std::thread::sleep(Duration::from_secs(2));
+            client
+                .ip(["addr", "add", "198.51.100.3/24", "dev", lab::CLIENT_IF])
+                .unwrap();
+            client
+                .ip(["addr", "del", "198.51.100.2/24", "dev", lab::CLIENT_IF])
+                .unwrap();
+        });
+    let retransmitted = tcp_retransmissions(client) - retrans_before;
+    assert_eq!(received, 12 << 20, "{}", agent.log());
+    assert_eq!(received_hash, sent_hash, "the data arrived changed");
+    let t = status(&agent, DEVICE)["tunnel"].clone();
+    assert!(
+        t["local"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("198.51.100.3:"),
+        "{t}"
+    );
+    // The same IKE SA carried on (moved, not re-established).
+    assert_eq!(t["ike_since"], ike_since, "{t}");
+    assert!(agent.log().contains("MOBIKE update"), "{}", agent.log());
+    assert!(gw.log().contains("client moved"), "{}", gw.log());
+    eprintln!(
+        "MOBIKE address change under a 12 MB TCP transfer: arrived whole, {retransmitted} TCP segments retransmitted"
+    );
+}
+
+/// A steady ping through each tunnel, so that a dead gateway is noticed from one-way ESP.
+fn background_pings(ns: &Netns, dests: &[Ipv4Addr], secs: u32) -> Vec<std::process::Child> {
+    dests
+        .iter()
+        .map(|d| {
+            ns.command([
+                "ping",
+                "-q",
+                "-i",
+                "0.5",
+                "-W",
+                "1",
+                "-w",
+                &secs.to_string(),
+                &d.to_string(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+        })
+        .collect()
+}
+
+/// The gateway is killed (SIGKILL) and restarted: both tunnels come back without any command.
+/// Reports the time from the restart to both tunnels carrying pings again.
+#[test]
+fn both_tunnels_come_back_after_the_gateway_is_killed_and_restarted() {
+    let lab = Lab::new("aggwk");
+    let opts = lab.gateway_opts();
+    let mut gw = lab.start_gateway(&opts);
+    let agent = lab.start_agent(&lab.agent_opts());
+    let _alice = both_tunnels(&lab, &agent);
+    let mut pings = background_pings(&lab.topo.client, &[MGMT_HOST, APP_HOST], 90);
+    gw.kill().unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let gw2 = lab.start_gateway(&opts);
+    let back = wait_until(Duration::from_secs(60), || {
+        state_of(&agent, DEVICE) == "connected"
+            && state_of(&agent, USER) == "connected"
+            && gw2.status_text().matches("\"identity\"").count() == 2
+    });
+    let took = back.unwrap_or_else(|| {
+        panic!(
+            "tunnels not back:\n{}\n{}\n{}",
+            String::from_utf8_lossy(&agent.control(&["status"]).unwrap().stdout),
+            agent.log(),
+            gw2.log()
+        )
+    });
+    let d = time_to_ping(&lab.topo.client, MGMT_HOST, Duration::from_secs(10)).unwrap();
+    let u = time_to_ping(&lab.topo.client, APP_HOST, Duration::from_secs(10)).unwrap();
+    for p in &mut pings {
+        let _ = p.kill();
+        let _ = p.wait();
+    }
+    eprintln!(
+        "gateway SIGKILLed and restarted: both tunnels connected {} ms after the restart, pings through them {} ms later",
+        took.as_millis(),
+        (d + u).as_millis()
+    );
+}
+
+/// A revoked machine certificate: the agent keeps trying with backoff and says why; once the
+/// revocation is lifted (gateway SIGHUP) the device tunnel comes up by itself.
+#[test]
+fn a_revoked_machine_certificate_is_retried_until_the_revocation_is_lifted() {
+    let lab = Lab::new("agrev");
+    let mut opts = lab.gateway_opts();
+    opts.revoked = vec![lab.pki.thumbprint(&lab.pki.machine_cert).unwrap()];
+    let gw = lab.start_gateway(&opts);
+    let agent = lab.start_agent(&lab.agent_opts());
+    // Several attempts, further and further apart, each refused.
+    let attempts = || {
+        agent
+            .log()
+            .matches("connecting profile=DeviceTunnel")
+            .count()
+    };
+    wait_until(Duration::from_secs(40), || attempts() >= 5)
+        .unwrap_or_else(|| panic!("no retries:\n{}", agent.log()));
+    wait_until(Duration::from_secs(10), || {
+        state_of(&agent, DEVICE) == "waiting"
+    })
+    .unwrap();
+    let s = status(&agent, DEVICE);
+    let why = s["state"]["last_error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(why.contains("AUTHENTICATION_FAILED"), "{s}");
+    let text =
+        String::from_utf8_lossy(&agent.control(&["status", DEVICE]).unwrap().stdout).into_owned();
+    assert!(text.contains("AUTHENTICATION_FAILED"), "{text}");
+    let times: Vec<String> = agent
+        .log()
+        .lines()
+        .filter(|l| l.contains("connecting profile=DeviceTunnel"))
+        .map(|l| l.split_whitespace().next().unwrap_or_default().to_owned())
+        .collect();
+    eprintln!("attempts while revoked at {times:?}: {why}");
+    // Backing off: the waits between rounds grow (1 s, 2 s, 4 s ... with jitter).
+    let gaps = attempt_gaps(&times);
+    assert!(
+        gaps.len() >= 4 && gaps[gaps.len() - 1] > gaps[0] && gaps[0] >= 0.45,
+        "no backoff: {gaps:?}"
+    );
+
+    opts.revoked.clear();
+    std::fs::write(gw.config_path(), opts.render(gw.workdir())).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(gw.pid() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    let lifted = Instant::now();
+    wait_connected(&agent, DEVICE, Duration::from_secs(30));
+    eprintln!(
+        "revocation lifted: device tunnel up {} ms later (backoff cap 8 s)",
+        lifted.elapsed().as_millis()
+    );
+    ping(&lab.topo.client, MGMT_HOST);
+}
+
+/// Seconds between consecutive RFC 3339 log timestamps of the same minute or hour.
+fn attempt_gaps(times: &[String]) -> Vec<f64> {
+    let secs = |t: &str| -> f64 {
+        // 2026-12-03T10:25:52.569619Z
+        let clock = t
+            .split('T')
+            .nth(1)
+            .unwrap_or_default()
+            .trim_end_matches('Z');
+        let mut parts = clock.split(':');
+        let h: f64 = parts.next().unwrap_or("0").parse().unwrap_or(0.0);
+        let m: f64 = parts.next().unwrap_or("0").parse().unwrap_or(0.0);
+        let s: f64 = parts.next().unwrap_or("0").parse().unwrap_or(0.0);
+        h * 3600.0 + m * 60.0 + s
+    };
+    times
+        .windows(2)
+        .map(|w| secs(&w[1]) - secs(&w[0]))
+        .collect()
+}
+
+fn client_routes(ns: &Netns) -> Vec<String> {
+    let out = ns.ip(["-4", "route", "show", "table", "all"]).unwrap();
+    let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with("local ") && !l.starts_with("broadcast "))
+        .map(|l| l.trim().to_owned())
+        .collect();
+    lines.sort();
+    lines
+}
+
+fn client_links(ns: &Netns) -> Vec<String> {
+    let out = ns.ip(["-o", "link", "show"]).unwrap();
+    let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            l.split(':')
+                .nth(1)
+                .map(|n| n.trim().split('@').next().unwrap_or("").to_owned())
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// The agent is SIGKILLed with both tunnels up (one of them with a route outside the tunnel,
+/// which outlives the agent) and restarted: it removes what it left, the tunnels come back,
+/// and routes, interfaces and resolv.conf are exactly as before, nothing twice.
+#[test]
+fn a_killed_agent_cleans_up_after_itself_and_brings_the_tunnels_back() {
+    let lab = Lab::new("agkil");
+    let _gw = lab.start_gateway(&lab.gateway_opts());
+    let mut opts = lab.agent_opts();
+    // An exclusion route: installed on the physical interface, so it outlives the agent.
+    let device = device_profile_xml().replace(
+        "<AlwaysOn>",
+        "<Route><Address>10.1.0.99</Address><PrefixSize>32</PrefixSize><ExclusionRoute>true</ExclusionRoute></Route><AlwaysOn>",
+    );
+    opts.profiles = vec![(DEVICE.into(), lab.write("device-excl.xml", &device))];
+    let mut agent = lab.start_agent(&opts);
+    let _alice = both_tunnels(&lab, &agent);
+    let client = &lab.topo.client;
+    let routes = client_routes(client);
+    let links = client_links(client);
+    let resolv = std::fs::read_to_string(agent.resolv_conf()).unwrap();
+    assert!(
+        routes.iter().any(|r| r.starts_with("10.1.0.99 via")),
+        "{routes:?}"
+    );
+
+    agent.kill().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        client_routes(client)
+            .iter()
+            .any(|r| r.starts_with("10.1.0.99 via")),
+        "the exclusion route should outlive the killed agent"
+    );
+    agent.restart(client).unwrap();
+    wait_connected(&agent, DEVICE, Duration::from_secs(30));
+    wait_connected(&agent, USER, Duration::from_secs(30));
+    assert!(
+        agent
+            .log()
+            .contains("removed what a previous agent left behind"),
+        "{}",
+        agent.log()
+    );
+    assert_eq!(client_routes(client), routes, "{}", agent.log());
+    assert_eq!(client_links(client), links);
+    assert_eq!(
+        std::fs::read_to_string(agent.resolv_conf()).unwrap(),
+        resolv
+    );
+    ping(client, MGMT_HOST);
+    ping(client, APP_HOST);
+}
+
+/// The control socket checks who asks: a user sees their own tunnels and the device tunnel,
+/// not another user's, cannot stop the device tunnel, and can disconnect their own AlwaysOn
+/// tunnel, which then stays down until they connect it again.
+#[test]
+fn users_see_and_control_only_their_own_tunnels() {
+    let lab = Lab::new("agacl");
+    let _gw = lab.start_gateway(&lab.gateway_opts());
+    let agent = lab.start_agent(&lab.agent_opts());
+    let _alice = both_tunnels(&lab, &agent);
+
+    let names = |out: &std::process::Output| -> Vec<String> {
+        json(out)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    // Bob sees the device tunnel, not Alice's.
+    let bob_list = agent.control_as(BOB, &["list", "--json"]).unwrap();
+    assert_eq!(names(&bob_list), vec![DEVICE.to_owned()]);
+    let out = agent
+        .control_as(BOB, &["status", USER, "--user", &ALICE.to_string()])
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no profile named"));
+    let out = agent
+        .control_as(BOB, &["down", USER, "--user", &ALICE.to_string()])
+        .unwrap();
+    assert!(!out.status.success());
+    // Nobody but an administrator stops the device tunnel.
+    for uid in [ALICE, BOB] {
+        let out = agent.control_as(uid, &["down", DEVICE]).unwrap();
+        assert!(!out.status.success(), "uid {uid} stopped the device tunnel");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("only root or the agent's admin group"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(state_of(&agent, DEVICE), "connected");
+    // Alice sees both and controls hers.
+    let alice_list = agent.control_as(ALICE, &["list", "--json"]).unwrap();
+    assert_eq!(names(&alice_list), vec![DEVICE.to_owned(), USER.to_owned()]);
+    let out = agent.control_as(ALICE, &["down", USER]).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_until(Duration::from_secs(10), || {
+        state_of(&agent, USER) == "disconnected_by_user"
+    })
+    .unwrap();
+    // It holds: a network change does not bring it back.
+    lab.topo
+        .client
+        .ip([
+            "route",
+            "replace",
+            "default",
+            "via",
+            &lab::CLIENT_LINK_PEER.to_string(),
+        ])
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(state_of(&agent, USER), "disconnected_by_user");
+    let out = agent.control_as(ALICE, &["up", USER]).unwrap();
+    assert!(out.status.success());
+    wait_connected(&agent, USER, Duration::from_secs(30));
+    // Root sees everything.
+    let root_list = agent.control(&["list", "--json"]).unwrap();
+    assert_eq!(names(&root_list), vec![DEVICE.to_owned(), USER.to_owned()]);
+}
+
+/// Profiles added and removed with `aovpn profile` take effect in the running agent.
+#[test]
+fn profile_changes_take_effect_without_a_restart() {
+    let lab = Lab::new("agprf");
+    let _gw = lab.start_gateway(&lab.gateway_opts());
+    let mut opts = lab.agent_opts();
+    opts.profiles.clear();
+    let agent = lab.start_agent(&opts);
+    assert!(
+        json(&agent.control(&["list", "--json"]).unwrap())
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let out = agent
+        .add_profile(DEVICE, &lab.write("device.xml", &device_profile_xml()))
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("running agent"));
+    wait_connected(&agent, DEVICE, Duration::from_secs(30));
+    agent.remove_profile(DEVICE).unwrap();
+    wait_until(Duration::from_secs(10), || {
+        state_of(&agent, DEVICE).is_empty()
+    })
+    .unwrap();
+    assert!(lab.topo.client.ip(["link", "show", "aovpn-dev"]).is_err());
+}
+
+/// TrustedNetworkDetection: on the corporate network (its DNS suffix from DHCP) the AlwaysOn
+/// user tunnel goes down and stays down; the device tunnel ignores it; off it, the user tunnel
+/// comes back.
+#[test]
+fn a_trusted_network_holds_the_user_tunnel_but_not_the_device_tunnel() {
+    let lab = Lab::new("agtru");
+    let _gw = lab.start_gateway(&lab.gateway_opts());
+    let agent = lab.start_agent(&lab.agent_opts());
+    let _alice = both_tunnels(&lab, &agent);
+    // A DHCP client on the corporate network writes its domain into resolv.conf.
+    std::fs::write(
+        agent.resolv_conf(),
+        "search corp.agent.example\nnameserver 192.0.2.53\n",
+    )
+    .unwrap();
+    wait_until(Duration::from_secs(15), || {
+        state_of(&agent, USER) == "trusted_network"
+    })
+    .unwrap_or_else(|| panic!("user tunnel not held:\n{}", agent.log()));
+    assert_eq!(state_of(&agent, DEVICE), "connected");
+    ping(&lab.topo.client, MGMT_HOST);
+    // Leaving it.
+    std::fs::write(agent.resolv_conf(), "nameserver 192.0.2.53\n").unwrap();
+    wait_connected(&agent, USER, Duration::from_secs(30));
+}

@@ -143,9 +143,11 @@ impl IkeSa {
             self.nat_detected =
                 ike.force_encap || natd_mismatch(payloads, self.spi_i, self.spi_r, remote, local);
         }
-        self.local = local;
+        // Our port stays the engine's (the NAT-T port a driver maps to its socket); the
+        // address is the one the answer reached.
+        self.local.set_ip(local.ip());
         self.remote = remote;
-        self.encap = local.port() == ike.natt_port;
+        let local = self.local;
         self.events
             .push_back(Event::AddressesChanged { local, remote });
     }
@@ -264,12 +266,15 @@ mod tests {
     #[test]
     fn the_echoed_cookie2_moves_the_sa() {
         let (mut client, _, _) = init_pair();
-        let (_, remote) = client.addresses();
-        let new_local: SocketAddr = "198.51.100.99:4500".parse().unwrap_or(remote);
+        let (local, remote) = client.addresses();
+        // The answer reaches the driver's socket (any port): the address counts, the
+        // engine's port stays.
+        let new_local: SocketAddr = "198.51.100.99:40123".parse().unwrap_or(remote);
         client.update_cookie2 = Some([7; COOKIE2_LEN]);
         let echo = Payload::Notify(Notify::new(NotifyType::COOKIE2, vec![7; COOKIE2_LEN]));
         client.process_update_response(new_local, remote, &[echo]);
         assert!(failed(&mut client).is_none());
-        assert_eq!(client.addresses().0, new_local);
+        assert_eq!(client.addresses().0.ip(), new_local.ip());
+        assert_eq!(client.addresses().0.port(), local.port());
     }
 }

@@ -19,6 +19,7 @@ use profile::{ParsedProfile, Scope};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 
 use crate::config::{AgentConfig, SessionSource, user_name};
 use crate::connection::{self, Command, Credentials, Outcome, Report};
@@ -596,13 +597,17 @@ impl Agent {
             }
         });
         tracing::info!(profile = %key, server = %server_name, %interface, "connecting");
-        tokio::spawn(connection::run(
-            tunnel.options,
-            self.dns.clone(),
-            dns_key(&key),
-            command_rx,
-            report_tx,
-        ));
+        let span = tracing::info_span!("tunnel", profile = %key);
+        tokio::spawn(
+            connection::run(
+                tunnel.options,
+                self.dns.clone(),
+                dns_key(&key),
+                command_rx,
+                report_tx,
+            )
+            .instrument(span),
+        );
         self.running.insert(
             key,
             Running {

@@ -1,17 +1,22 @@
-//! `aovpn lab up | status | down`: the whole product on one machine, in network namespaces.
+//! `aovpn lab up | status | exec | restart | down`: the whole product on one machine, in
+//! network namespaces.
 //!
 //! ```text
 //! [aolab-cl] 198.51.100.2 -- [aolab-in, NAT] -- 203.0.113.1 [aolab-gw] 10.1.0.1 -- [aolab-vn]
 //!  device tunnel (machine cert): 10.1.0.10/32, 10.1.0.11/32       management hosts 10.1.0.10, .11
-//!  user tunnel   (user cert):    10.1.0.0/16                      application host 10.1.0.20
+//!  user tunnel   (alice's cert): 10.1.0.0/16                      application host 10.1.0.20
 //! ```
 //!
 //! `up` builds the namespaces, issues a PKI with `aovpn pki`, starts `aovpn gateway` in the
-//! gateway namespace and two `aovpn connect` processes (one per tunnel, each on its own TUN
-//! interface, each driven by a VPNv2 ProfileXML profile) in the client namespace, then shows who
-//! is connected, addresses, routes, which tunnel carries which destination, and a ping and a
-//! throughput figure through each tunnel. `down` stops exactly the processes it started (by
-//! pid) and removes everything it made. Both are safe to repeat.
+//! gateway namespace and, in the client namespace, the always-on agent (`aovpn agent`) with the
+//! seed document's device tunnel profile in its system store, and the lab user alice's key
+//! helper (`aovpn user-helper`, run as uid 61000) with her user tunnel profile in her own
+//! store. It then shows who is connected, the agent's list, routes, which tunnel carries which
+//! destination, and a ping and a throughput figure through each tunnel. A small stand-in for
+//! DHCP (`netmgr`) puts the client's default route back when its link comes back, as
+//! NetworkManager would. `exec` runs a command in one of the namespaces, `restart gateway`
+//! restarts the gateway: the tunnels come back by themselves. `down` stops exactly the
+//! processes it started (by pid) and removes everything it made. All are safe to repeat.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -32,7 +37,12 @@ const USER_NAME: &str = "alice@corp.aolab.example";
 const MGMT_HOSTS: [Ipv4Addr; 2] = [Ipv4Addr::new(10, 1, 0, 10), Ipv4Addr::new(10, 1, 0, 11)];
 const APP_HOST: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 20);
 const DEVICE_IF: &str = "aovpn-dev";
-const USER_IF: &str = "aovpn-usr";
+const DEVICE_PROFILE: &str = "MachineCertTest";
+const USER_PROFILE: &str = "AliceCorp";
+/// The lab user: a uid without a passwd entry (the lab adds no user to the host).
+const ALICE_UID: u32 = 61000;
+/// The lab's processes, in the order `down` stops them (clients first: they say goodbye).
+const PROCESSES: [&str; 4] = ["helper", "agent", "netmgr", "gateway"];
 
 #[derive(Debug, clap::Args)]
 pub struct LabArgs {
@@ -50,8 +60,51 @@ enum LabCommand {
     },
     /// Show the running lab: processes, tunnels, routes, a ping through each tunnel.
     Status,
+    /// Run a command inside one of the lab's namespaces, e.g.
+    /// `aovpn lab exec client -- ip link set cl-wan down`.
+    Exec {
+        #[arg(value_enum)]
+        namespace: LabNs,
+        /// The command and its arguments (after `--`).
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Restart one of the lab's daemons; the tunnels come back by themselves.
+    Restart {
+        #[arg(value_enum)]
+        daemon: LabDaemon,
+    },
     /// Stop the lab's processes and remove its namespaces and files.
     Down,
+    /// The lab's stand-in for DHCP (runs inside the client namespace): puts the default route
+    /// back whenever the client's link is up without one.
+    #[command(hide = true)]
+    Netmgr,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LabNs {
+    Client,
+    Internet,
+    Gateway,
+    Vnet,
+}
+
+impl LabNs {
+    fn role(self) -> &'static str {
+        match self {
+            LabNs::Client => "cl",
+            LabNs::Internet => "in",
+            LabNs::Gateway => "gw",
+            LabNs::Vnet => "vn",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LabDaemon {
+    Gateway,
+    Agent,
 }
 
 pub fn run(args: LabArgs) -> ExitCode {
@@ -64,7 +117,10 @@ pub fn run(args: LabArgs) -> ExitCode {
     let result = match args.command {
         LabCommand::Up { iperf_secs } => up(iperf_secs),
         LabCommand::Status => status(None).map(|ok| if ok { 0 } else { 1 }),
+        LabCommand::Exec { namespace, command } => exec(namespace, &command),
+        LabCommand::Restart { daemon } => restart(daemon).map(|_| 0),
         LabCommand::Down => down().map(|_| 0),
+        LabCommand::Netmgr => netmgr().map(|_| 0),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -203,26 +259,10 @@ interface = "aovpn-gw"
             vnet = addr::VNET_TS,
         ),
     )?;
-    spawn_daemon(
-        "gw",
-        "gateway",
-        &[
-            "gateway",
-            "--config",
-            &gw_conf.display().to_string(),
-            "--status-file",
-            &dir.join("gateway.status.json").display().to_string(),
-        ],
-    )?;
-    wait_for_status(
-        &dir.join("gateway.status.json"),
-        "running",
-        Duration::from_secs(15),
-    )
-    .context("the gateway did not start; see /run/aovpn-lab/gateway.log")?;
+    start_gateway()?;
 
     println!(
-        "== connecting the device tunnel and the user tunnel in {}",
+        "== starting the agent and alice's key helper in {}",
         ns_name("cl")
     );
     let device_xml = dir.join("device-tunnel.xml");
@@ -232,57 +272,286 @@ interface = "aovpn-gw"
     for file in [&device_xml, &user_xml] {
         aovpn(&["profile", "validate", &file.display().to_string()])?;
     }
-    let tunnels = [
-        (
-            "device",
-            &device_xml,
-            cert("machine", MACHINE_NAME),
-            DEVICE_IF,
-        ),
-        ("user", &user_xml, cert("user", USER_NAME), USER_IF),
-    ];
-    for (which, xml, (crt, key), ifname) in &tunnels {
-        spawn_daemon(
-            "cl",
-            which,
-            &[
-                "connect",
-                "--profile-file",
-                &xml.display().to_string(),
-                "--cert",
-                crt,
-                "--key",
-                key,
-                "--ca",
-                &ca_crt,
-                "--interface",
-                ifname,
-                // The lab's processes share the host's /etc: keep DNS changes in the lab.
-                "--resolv-conf",
-                &dir.join(format!("{which}.resolv.conf"))
-                    .display()
-                    .to_string(),
-                "--status-file",
-                &dir.join(format!("{which}.status.json"))
-                    .display()
-                    .to_string(),
-            ],
-        )?;
+    // The client machine's system store: the device tunnel profile, the machine certificate,
+    // the root it trusts for the gateway.
+    let etc = client_etc();
+    for sub in ["ca", "machine"] {
+        fs::create_dir_all(etc.join(sub))?;
     }
-    for (which, ..) in &tunnels {
-        wait_for_status(
-            &dir.join(format!("{which}.status.json")),
-            "connected",
-            Duration::from_secs(20),
-        )
-        .with_context(|| {
-            format!("the {which} tunnel did not connect; see {STATE_DIR}/{which}.log")
+    fs::copy(&ca_crt, etc.join("ca").join("aolab-root.pem"))?;
+    let (m_crt, m_key) = cert("machine", MACHINE_NAME);
+    fs::copy(&m_crt, etc.join("machine").join("certificate.pem"))?;
+    fs::copy(&m_key, etc.join("machine").join("key.pem"))?;
+    set_mode(&etc.join("machine").join("key.pem"), 0o600)?;
+    // No logind in a namespace: a user counts as logged in while their key helper runs.
+    fs::write(
+        etc.join("agent.toml"),
+        "sessions = \"helpers\"\nbackoff_cap_secs = 10\n",
+    )?;
+    fs::write(dir.join("client-resolv.conf"), "nameserver 192.0.2.53\n")?;
+    aovpn(&[
+        "profile",
+        "--system-dir",
+        &etc.display().to_string(),
+        "add",
+        "--system",
+        "--name",
+        DEVICE_PROFILE,
+        &device_xml.display().to_string(),
+    ])?;
+    spawn_daemon("cl", "netmgr", &["lab", "netmgr"])?;
+    start_agent()?;
+
+    // alice: her home (hers alone), her certificate and key, her profile in her own store.
+    let home = dir.join("home-alice");
+    let user_dir = home.join("aovpn").join("user");
+    fs::create_dir_all(&user_dir)?;
+    let (u_crt, u_key) = cert("user", USER_NAME);
+    fs::copy(&u_crt, user_dir.join("certificate.pem"))?;
+    fs::copy(&u_key, user_dir.join("key.pem"))?;
+    set_mode(&user_dir.join("key.pem"), 0o600)?;
+    fs::copy(&user_xml, home.join("user-tunnel.xml"))?;
+    chown_tree(&home, ALICE_UID)?;
+    set_mode(&dir, 0o755)?;
+    as_alice(&[
+        "profile",
+        "add",
+        "--scope",
+        "user",
+        "--name",
+        USER_PROFILE,
+        &home.join("user-tunnel.xml").display().to_string(),
+    ])?;
+    spawn_daemon_as(
+        "cl",
+        "helper",
+        ALICE_UID,
+        &[
+            "user-helper",
+            "--config-dir",
+            &home.join("aovpn").display().to_string(),
+            "--socket",
+            &socket().display().to_string(),
+        ],
+    )?;
+    for profile in [DEVICE_PROFILE, USER_PROFILE] {
+        wait_connected(profile, Duration::from_secs(30)).with_context(|| {
+            format!("the {profile} tunnel did not connect; see {STATE_DIR}/agent.log")
         })?;
     }
     let ok = status(Some(iperf_secs))?;
     println!();
-    println!("lab is up. `aovpn lab status` shows it again, `aovpn lab down` removes it.");
+    println!("lab is up. Try:");
+    println!(
+        "  aovpn lab exec client -- ip link set cl-wan down; sleep 5; aovpn lab exec client -- ip link set cl-wan up"
+    );
+    println!("  aovpn lab restart gateway");
+    println!("  aovpn lab status      (the tunnels are back by themselves)");
+    println!("  aovpn lab down        (removes everything)");
     Ok(if ok { 0 } else { 1 })
+}
+
+fn client_etc() -> PathBuf {
+    state().join("client-etc")
+}
+
+fn socket() -> PathBuf {
+    state().join("agent.sock")
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .with_context(|| format!("chmod {}", path.display()))
+}
+
+fn chown_tree(path: &Path, uid: u32) -> Result<()> {
+    let id = Some(nix::unistd::Uid::from_raw(uid));
+    let gid = Some(nix::unistd::Gid::from_raw(uid));
+    nix::unistd::chown(path, id, gid).with_context(|| format!("chown {}", path.display()))?;
+    if path.is_dir() {
+        for entry in fs::read_dir(path)? {
+            chown_tree(&entry?.path(), uid)?;
+        }
+    }
+    Ok(())
+}
+
+/// `aovpn ARGS` as the lab user alice.
+fn as_alice(args: &[&str]) -> Result<String> {
+    let home = state().join("home-alice");
+    let out = Command::new("setpriv")
+        .arg(format!("--reuid={ALICE_UID}"))
+        .arg(format!("--regid={ALICE_UID}"))
+        .arg("--clear-groups")
+        .env("XDG_CONFIG_HOME", &home)
+        .env("HOME", &home)
+        .arg(self_exe()?)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .context("running setpriv")?;
+    if !out.status.success() {
+        bail!(
+            "aovpn {} (as alice) failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn start_agent() -> Result<()> {
+    let dir = state();
+    spawn_daemon(
+        "cl",
+        "agent",
+        &[
+            "agent",
+            "--config-dir",
+            &client_etc().display().to_string(),
+            "--socket",
+            &socket().display().to_string(),
+            "--run-dir",
+            &dir.join("client-run").display().to_string(),
+            "--state-dir",
+            &dir.join("client-state").display().to_string(),
+            "--resolv-conf",
+            &dir.join("client-resolv.conf").display().to_string(),
+        ],
+    )?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while std::os::unix::net::UnixStream::connect(socket()).is_err() {
+        // (Right after the spawn the process may still be `ip netns exec`, not yet aovpn.)
+        let gone = fs::read_to_string(dir.join("agent.pid"))
+            .map(|pid| !Path::new(&format!("/proc/{}", pid.trim())).exists())
+            .unwrap_or(true);
+        if Instant::now() >= deadline || gone {
+            bail!("the agent did not start; see {STATE_DIR}/agent.log");
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+fn start_gateway() -> Result<()> {
+    let dir = state();
+    let status_file = dir.join("gateway.status.json");
+    let _ = fs::remove_file(&status_file);
+    spawn_daemon(
+        "gw",
+        "gateway",
+        &[
+            "gateway",
+            "--config",
+            &dir.join("gateway.toml").display().to_string(),
+            "--status-file",
+            &status_file.display().to_string(),
+        ],
+    )?;
+    wait_for_status(&status_file, "running", Duration::from_secs(15))
+        .context("the gateway did not start; see /run/aovpn-lab/gateway.log")
+}
+
+/// The agent's list as JSON (every profile: the lab asks as root).
+fn agent_list() -> Result<Vec<serde_json::Value>> {
+    let reply = agent::control::call(&socket(), &agent::control::Request::List)?;
+    if !reply.ok {
+        bail!("{}", reply.error.unwrap_or_default());
+    }
+    Ok(reply
+        .profiles
+        .iter()
+        .filter_map(|p| serde_json::to_value(p).ok())
+        .collect())
+}
+
+fn wait_connected(profile: &str, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let list = agent_list().unwrap_or_default();
+        let state = list
+            .iter()
+            .find(|p| p["name"] == profile)
+            .map(|p| p["state"]["state"].as_str().unwrap_or_default().to_owned());
+        if state.as_deref() == Some("connected") {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "{profile}: {}",
+                state.unwrap_or_else(|| "not known to the agent".into())
+            );
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn exec(namespace: LabNs, command: &[String]) -> Result<u8> {
+    Netns::attach(ns_name(namespace.role()))
+        .map(Netns::persist)
+        .map_err(|_| anyhow!("no lab is running (`aovpn lab up` builds one)"))?;
+    let status = Command::new("ip")
+        .args(["netns", "exec", &ns_name(namespace.role())])
+        .args(command)
+        .status()
+        .with_context(|| format!("running {}", command.join(" ")))?;
+    Ok(status.code().map_or(1, |c| u8::try_from(c).unwrap_or(1)))
+}
+
+fn restart(daemon: LabDaemon) -> Result<()> {
+    match daemon {
+        LabDaemon::Gateway => {
+            terminate("gateway");
+            start_gateway()?;
+            println!(
+                "gateway restarted; the agent brings the tunnels back by itself (`aovpn lab status`)"
+            );
+        }
+        LabDaemon::Agent => {
+            terminate("agent");
+            start_agent()?;
+            println!("agent restarted; it brings the tunnels back (`aovpn lab status`)");
+        }
+    }
+    Ok(())
+}
+
+/// The lab's DHCP stand-in: whenever the client's link is up and has no default route, it
+/// puts the router's back (a real machine's DHCP client or NetworkManager does this).
+fn netmgr() -> Result<()> {
+    use netio::netlink::{Netlink, Route};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let nl = Netlink::new().map_err(|e| anyhow!("netlink: {e}"))?;
+        loop {
+            if let Ok(link) = nl.link_by_name(addr::CLIENT_IF).await
+                && link.up
+                && link.lower_up
+            {
+                let routes = nl.routes(false).await.unwrap_or_default();
+                if !routes
+                    .iter()
+                    .any(|r| r.prefix_len == 0 && r.table.is_none())
+                {
+                    let mut route =
+                        Route::via_dev(std::net::IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0, link.index);
+                    route.gateway = Some(std::net::IpAddr::V4(addr::CLIENT_LINK_PEER));
+                    match nl.add_route(&route).await {
+                        Ok(()) => eprintln!(
+                            "netmgr: {} is up: default route via {} restored",
+                            addr::CLIENT_IF,
+                            addr::CLIENT_LINK_PEER
+                        ),
+                        Err(e) => eprintln!("netmgr: default route: {e}"),
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    })
 }
 
 /// The seed document's device-tunnel profile, with the lab's gateway and management hosts.
@@ -387,6 +656,29 @@ fn spawn_daemon(ns_role: &str, name: &str, args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// Like [`spawn_daemon`], as user `uid` (setpriv; the pid recorded is setpriv's, which execs).
+fn spawn_daemon_as(ns_role: &str, name: &str, uid: u32, args: &[&str]) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let dir = state();
+    let log = fs::File::create(dir.join(format!("{name}.log")))?;
+    let child = Command::new("ip")
+        .args(["netns", "exec", &ns_name(ns_role)])
+        .arg("setpriv")
+        .arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={uid}"))
+        .arg("--clear-groups")
+        .arg(self_exe()?)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("starting {name}"))?;
+    fs::write(dir.join(format!("{name}.pid")), child.id().to_string())?;
+    Ok(())
+}
+
 fn read_status(path: &Path) -> Option<serde_json::Value> {
     let text = fs::read_to_string(path).ok()?;
     serde_json::from_str(&text).ok()
@@ -444,7 +736,7 @@ fn terminate(name: &str) {
 
 fn down() -> Result<()> {
     // Clients first, so that they can say goodbye (IKE Delete) to a gateway that still runs.
-    for name in ["device", "user", "gateway"] {
+    for name in PROCESSES {
         terminate(name);
     }
     for role in ["cl", "in", "gw", "vn"] {
@@ -490,7 +782,7 @@ fn status(iperf_secs: Option<u32>) -> Result<bool> {
     let mut ok = true;
     println!();
     println!("== processes");
-    for name in ["gateway", "device", "user"] {
+    for name in PROCESSES {
         match live_pid(name) {
             Some(pid) => println!("  {name:<8} pid {pid}"),
             None => {
@@ -525,25 +817,62 @@ fn status(iperf_secs: Option<u32>) -> Result<bool> {
     }
 
     println!();
-    println!("== client tunnels");
-    for (which, ifname) in [("device", DEVICE_IF), ("user", USER_IF)] {
-        let st = read_status(&dir.join(format!("{which}.status.json")));
-        let f = |k: &str| {
-            st.as_ref()
-                .and_then(|v| v.get(k))
-                .map(|v| match v {
-                    serde_json::Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                })
-                .unwrap_or_else(|| "-".into())
+    println!("== the agent's tunnels (`aovpn list` as root in the client namespace)");
+    let reply = agent::control::call(
+        &socket(),
+        &agent::control::Request::Status {
+            name: None,
+            user: None,
+        },
+    );
+    let profiles = match reply {
+        Ok(r) if r.ok => r.profiles,
+        Ok(r) => {
+            ok = false;
+            println!("  agent: {}", r.error.unwrap_or_default());
+            Vec::new()
+        }
+        Err(e) => {
+            ok = false;
+            println!("  agent: {e}");
+            Vec::new()
+        }
+    };
+    let mut user_if = String::from("?");
+    for p in &profiles {
+        let connected = matches!(p.state, agent::supervisor::State::Connected { .. });
+        ok &= connected;
+        let owner = if p.device_tunnel {
+            "device".to_owned()
+        } else {
+            p.owner.clone()
         };
         println!(
-            "  {which:<6} tunnel  {ifname:<10} state {:<10} vip {:<15} ike {}",
-            f("state"),
-            f("virtual_ip"),
-            f("ike")
+            "  {:<16} {:<10} {}",
+            p.name,
+            owner,
+            crate::control_cmd::describe(&p.state)
         );
-        println!("                               routes {}", f("routes"));
+        if let Some(t) = &p.tunnel {
+            println!(
+                "  {:<16} {:<10} {} vip {} ike {} esp {}",
+                "",
+                "",
+                t.interface,
+                t.virtual_ip
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                t.ike,
+                t.esp
+            );
+            println!("  {:<16} {:<10} routes {}", "", "", t.routes.join(", "));
+            if p.name == USER_PROFILE {
+                user_if = t.interface.clone();
+            }
+        }
+    }
+    if profiles.len() < 2 {
+        ok = false;
     }
 
     println!();
@@ -560,7 +889,7 @@ fn status(iperf_secs: Option<u32>) -> Result<bool> {
     for (dest, expect_if) in [
         (MGMT_HOSTS[0], DEVICE_IF),
         (MGMT_HOSTS[1], DEVICE_IF),
-        (APP_HOST, USER_IF),
+        (APP_HOST, user_if.as_str()),
     ] {
         let route = ns_exec("cl", &["ip", "route", "get", &dest.to_string()]).unwrap_or_default();
         let dev = route

@@ -238,3 +238,26 @@ fn an_invalid_ike_spi_for_another_message_is_ignored() {
     assert!(pair.client_failure().is_none());
     assert_eq!(pair.client.state(), IkeSaState::Established);
 }
+
+/// A client's socket for the NAT-T port may have any port: a request from the gateway that
+/// reaches it there does not change the engine's port, nor move the SA (nor end its UDP
+/// encapsulation, which keeps NAT keepalives going after rekeys).
+#[test]
+fn a_gateway_request_on_the_clients_real_port_changes_nothing() {
+    let mut pair = established_pair(dpd_setup());
+    let id = server_id(&pair);
+    let (local, _) = pair.client.addresses();
+    assert!(pair.server.send_liveness_check(id, pair.now));
+    pair.collect();
+    let request = pair.in_flight.pop_front().unwrap();
+    assert!(!request.to_server);
+    let driver_port = SocketAddr::new(request.t.remote.ip(), 40_123);
+    pair.client
+        .handle_datagram(pair.now, driver_port, request.t.local, &request.t.bytes);
+    pair.collect();
+    assert_eq!(pair.client.addresses().0, local);
+    assert!(moved(pair.client_events.clone().into_iter()).is_empty());
+    // And the SA still works.
+    pair.run(false, Duration::ZERO);
+    assert_eq!(pair.client.state(), IkeSaState::Established);
+}

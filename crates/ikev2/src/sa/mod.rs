@@ -983,10 +983,16 @@ impl IkeSa {
 
     /// NAT-T: follow the peer's address on authenticated requests (RFC 7296 2.23).
     fn update_addresses(&mut self, local: SocketAddr, remote: SocketAddr) {
+        let natt = self.cfg.ike().natt_port;
+        // An initiator's port is the engine's (the NAT-T port, which its driver maps to a
+        // socket of any port): only the address it was reached on counts.
+        let local = match self.role {
+            Role::Initiator if self.encap => SocketAddr::new(local.ip(), self.local.port()),
+            _ => local,
+        };
         if (local, remote) == (self.local, self.remote) {
             return;
         }
-        let natt = self.cfg.ike().natt_port;
         if !self.nat_detected && local.port() != natt {
             return;
         }

@@ -48,6 +48,12 @@ enum Command {
     Pki(pki_cmd::PkiArgs),
     /// VPNv2 ProfileXML profiles: validate, add, list, show, remove, export.
     Profile(profile_cmd::ProfileArgs),
+    /// Write the manual pages (aovpn.1 and one per command) into DIR (for packaging).
+    #[command(hide = true)]
+    Man {
+        /// Where the pages go.
+        dir: std::path::PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -73,5 +79,15 @@ fn main() -> ExitCode {
         Command::Lab(args) => lab::run(args),
         Command::Pki(args) => pki_cmd::run(args),
         Command::Profile(args) => profile_cmd::run(args),
+        Command::Man { dir } => {
+            use clap::CommandFactory;
+            match clap_mangen::generate_to(Cli::command(), &dir) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("aovpn man: {}: {e}", dir.display());
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }

@@ -932,3 +932,223 @@ fn a_trusted_network_holds_the_user_tunnel_but_not_the_device_tunnel() {
     std::fs::write(agent.resolv_conf(), "nameserver 192.0.2.53\n").unwrap();
     wait_connected(&agent, USER, Duration::from_secs(30));
 }
+
+/// A stand-in for systemd-logind on a private D-Bus (dbus-daemon, started and stopped by pid by
+/// the test): `ListSessions`, and the `SessionNew`, `SessionRemoved` and `PrepareForSleep`
+/// signals the agent follows.
+mod fake_logind {
+    use std::sync::{Arc, Mutex};
+
+    use zbus::{ObjectPath, OwnedObjectPath};
+
+    pub type Session = (String, u32, String, String, OwnedObjectPath);
+
+    pub struct Manager {
+        pub sessions: Arc<Mutex<Vec<Session>>>,
+    }
+
+    #[zbus::interface(name = "org.freedesktop.login1.Manager")]
+    impl Manager {
+        fn list_sessions(&self) -> Vec<Session> {
+            self.sessions.lock().unwrap().clone()
+        }
+    }
+
+    pub const PATH: &str = "/org/freedesktop/login1";
+    const IFACE: &str = "org.freedesktop.login1.Manager";
+
+    pub fn session(id: &str, uid: u32) -> Session {
+        let path = ObjectPath::try_from(format!("{PATH}/session/{id}")).unwrap();
+        (
+            id.into(),
+            uid,
+            format!("uid{uid}"),
+            "seat0".into(),
+            path.into(),
+        )
+    }
+
+    pub async fn session_signal(conn: &zbus::Connection, name: &str, id: &str) {
+        let path = ObjectPath::try_from(format!("{PATH}/session/{id}")).unwrap();
+        conn.emit_signal(None::<()>, PATH, IFACE, name, &(id, path))
+            .await
+            .unwrap();
+    }
+
+    pub async fn resumed(conn: &zbus::Connection) {
+        conn.emit_signal(None::<()>, PATH, IFACE, "PrepareForSleep", &(false,))
+            .await
+            .unwrap();
+    }
+}
+
+/// The private bus: a dbus-daemon of our own, stopped by pid on drop.
+struct PrivateBus {
+    child: std::process::Child,
+    address: String,
+}
+
+impl PrivateBus {
+    fn start(dir: &Path) -> PrivateBus {
+        std::fs::create_dir_all(dir).unwrap();
+        let socket = dir.join("system_bus_socket");
+        let conf = dir.join("bus.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path={}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*"/>
+    <allow receive_sender="*"/>
+  </policy>
+</busconfig>
+"#,
+                socket.display()
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", conf.display()))
+            .arg("--nofork")
+            .arg("--nopidfile")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_until(Duration::from_secs(10), || socket.exists()).expect("dbus-daemon did not start");
+        PrivateBus {
+            child,
+            address: format!("unix:path={}", socket.display()),
+        }
+    }
+}
+
+impl Drop for PrivateBus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// With logind (emulated on a private bus): the user tunnel comes up when a session of its
+/// user appears (her key helper alone is not a login), goes when the session is removed, and a
+/// resume (PrepareForSleep false) makes the agent check every tunnel's path.
+#[test]
+fn logind_sessions_bring_user_tunnels_up_and_down() {
+    let lab = Lab::new("aglgn");
+    let _gw = lab.start_gateway(&lab.gateway_opts());
+    let bus = PrivateBus::start(&lab.dir("bus"));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let sessions = std::sync::Arc::new(std::sync::Mutex::new(vec![fake_logind::session("c1", 0)]));
+    let conn = runtime.block_on(async {
+        zbus::connection::Builder::address(bus.address.as_str())
+            .name("org.freedesktop.login1")
+            .serve_at(
+                fake_logind::PATH,
+                fake_logind::Manager {
+                    sessions: sessions.clone(),
+                },
+            )
+            .build()
+            .await
+            .unwrap()
+    });
+    let mut opts = lab.agent_opts();
+    opts.sessions = "logind".into();
+    opts.env = vec![("DBUS_SYSTEM_BUS_ADDRESS".into(), bus.address.clone())];
+    let agent = lab.start_agent(&opts);
+    wait_connected(&agent, DEVICE, Duration::from_secs(30));
+    assert!(
+        agent.log().contains("sessions=\"logind\""),
+        "{}",
+        agent.log()
+    );
+    let _alice = lab.start_alice(&agent);
+    wait_until(Duration::from_secs(10), || {
+        state_of(&agent, USER) == "waiting_for_user"
+    })
+    .unwrap_or_else(|| panic!("{}", agent.log()));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        state_of(&agent, USER),
+        "waiting_for_user",
+        "the helper alone is no login"
+    );
+
+    // alice logs in.
+    sessions
+        .lock()
+        .unwrap()
+        .push(fake_logind::session("c2", ALICE));
+    runtime.block_on(fake_logind::session_signal(&conn, "SessionNew", "c2"));
+    wait_connected(&agent, USER, Duration::from_secs(30));
+    ping(&lab.topo.client, APP_HOST);
+
+    // The machine wakes up.
+    runtime.block_on(fake_logind::resumed(&conn));
+    wait_until(Duration::from_secs(5), || {
+        agent.log().contains("resumed from suspend")
+    })
+    .unwrap_or_else(|| panic!("resume not seen:\n{}", agent.log()));
+
+    // alice logs out: her tunnel goes, the device tunnel stays.
+    sessions.lock().unwrap().retain(|s| s.1 != ALICE);
+    runtime.block_on(fake_logind::session_signal(&conn, "SessionRemoved", "c2"));
+    wait_until(Duration::from_secs(10), || {
+        state_of(&agent, USER) == "waiting_for_user"
+    })
+    .unwrap_or_else(|| panic!("user tunnel still up:\n{}", agent.log()));
+    assert_eq!(state_of(&agent, DEVICE), "connected");
+    ping(&lab.topo.client, MGMT_HOST);
+    drop(conn);
+}
+
+/// NetworkOutageTime bounds how long a tunnel without a path is kept: after that it is torn
+/// down, and dialled again when the network is back.
+#[test]
+fn network_outage_time_bounds_how_long_a_tunnel_waits_for_the_network() {
+    let lab = Lab::new("agout");
+    let _gw = lab.start_gateway(&lab.gateway_opts());
+    let mut opts = lab.agent_opts();
+    let device = device_profile_xml().replace(
+        "<AlwaysOn>",
+        "<NetworkOutageTime>2</NetworkOutageTime><AlwaysOn>",
+    );
+    opts.profiles = vec![(DEVICE.into(), lab.write("device-outage.xml", &device))];
+    let agent = lab.start_agent(&opts);
+    wait_connected(&agent, DEVICE, Duration::from_secs(30));
+    let before = status(&agent, DEVICE)["tunnel"]["ike_since"].clone();
+    let client = &lab.topo.client;
+    client.ip(["link", "set", lab::CLIENT_IF, "down"]).unwrap();
+    wait_until(Duration::from_secs(10), || {
+        agent
+            .log()
+            .contains("no network for 2 s (NetworkOutageTime)")
+    })
+    .unwrap_or_else(|| panic!("the outage was not bounded:\n{}", agent.log()));
+    assert_ne!(state_of(&agent, DEVICE), "connected");
+    client.ip(["link", "set", lab::CLIENT_IF, "up"]).unwrap();
+    client
+        .ip([
+            "route",
+            "replace",
+            "default",
+            "via",
+            &lab::CLIENT_LINK_PEER.to_string(),
+        ])
+        .unwrap();
+    wait_connected(&agent, DEVICE, Duration::from_secs(30));
+    // Dialled again: a new IKE SA (at least the outage time younger).
+    assert_ne!(status(&agent, DEVICE)["tunnel"]["ike_since"], before);
+    ping(client, MGMT_HOST);
+}

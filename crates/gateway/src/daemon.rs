@@ -199,11 +199,25 @@ impl Gateway {
         tokio::pin!(shutdown);
         let mut failure = None;
         let mut flush = tokio::time::interval(LEASE_FLUSH);
+        // systemd (Type=notify): ready now; the watchdog is fed from this loop, so a wedged
+        // loop gets the gateway restarted.
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+        let watchdog = sd_notify::watchdog_enabled();
+        let mut feed = tokio::time::interval(watchdog.map_or(Duration::from_secs(3600), |w| {
+            (w / 2).max(Duration::from_millis(100))
+        }));
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
-                _ = hangup.recv() => self.reload(),
+                _ = hangup.recv() => {
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
+                    self.reload();
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+                }
                 _ = flush.tick() => self.flush_leases(),
+                _ = feed.tick(), if watchdog.is_some() => {
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                }
                 event = self.driver.next_event() => match event {
                     DriverEvent::DatapathStopped => {
                         failure = Some(DaemonError::Setup("the data plane stopped".into()));

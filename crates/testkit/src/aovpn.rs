@@ -353,6 +353,17 @@ impl Daemon {
         log: PathBuf,
         name: &str,
     ) -> io::Result<Daemon> {
+        Self::spawn_with_env(ns, bin, args, log, name, &[])
+    }
+
+    fn spawn_with_env(
+        ns: &Netns,
+        bin: &Path,
+        args: &[String],
+        log: PathBuf,
+        name: &str,
+        env: &[(String, String)],
+    ) -> io::Result<Daemon> {
         let out = fs::File::create(&log)?;
         let err = out.try_clone()?;
         let mut argv = vec![bin.as_os_str().to_owned()];
@@ -362,6 +373,7 @@ impl Daemon {
         let child = ns
             .command(argv)
             .env("AOVPN_LOG", level)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(out)
             .stderr(err)
             .spawn()?;
@@ -866,6 +878,8 @@ pub struct AgentOpts {
     pub admin_group: Option<u32>,
     /// `backoff_cap_secs` in agent.toml.
     pub backoff_cap_secs: Option<u64>,
+    /// Extra environment of the agent (e.g. `DBUS_SYSTEM_BUS_ADDRESS` of a private bus).
+    pub env: Vec<(String, String)>,
 }
 
 impl AgentOpts {
@@ -878,6 +892,7 @@ impl AgentOpts {
             sessions: "helpers".to_owned(),
             admin_group: None,
             backoff_cap_secs: None,
+            env: Vec::new(),
         }
     }
 }
@@ -891,6 +906,7 @@ pub struct AgentProcess {
     daemon: Option<Daemon>,
     workdir: PathBuf,
     generation: u32,
+    env: Vec<(String, String)>,
 }
 
 /// How long the agent gets to open its socket.
@@ -937,6 +953,7 @@ impl AgentProcess {
             daemon: None,
             workdir: workdir.to_owned(),
             generation: 0,
+            env: opts.env.clone(),
         };
         for (name, file) in &opts.profiles {
             agent.add_profile(name, file)?;
@@ -1000,7 +1017,14 @@ impl AgentProcess {
         .map(|s| (*s).to_owned())
         .collect();
         let log = w.join(format!("agent.{}.log", self.generation));
-        self.daemon = Some(Daemon::spawn(ns, &self.bin, &args, log, "aovpn agent")?);
+        self.daemon = Some(Daemon::spawn_with_env(
+            ns,
+            &self.bin,
+            &args,
+            log,
+            "aovpn agent",
+            &self.env,
+        )?);
         let deadline = Instant::now() + AGENT_START_TIMEOUT;
         loop {
             if std::os::unix::net::UnixStream::connect(self.socket()).is_ok() {

@@ -25,6 +25,9 @@ use serde::Deserialize;
 
 use crate::supervisor::Backoff;
 
+/// Longest boot wait for the device tunnel (the unit's start timeout is 30 s).
+pub const MAX_BOOT_WAIT_SECS: u64 = 25;
+
 /// Who counts as logged in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -117,6 +120,15 @@ impl AgentConfig {
                 format!("must be at least backoff_initial_secs ({initial}), and that at least 1"),
             ));
         }
+        let boot_wait = file.boot_wait_secs.unwrap_or(10);
+        if boot_wait > MAX_BOOT_WAIT_SECS {
+            return Err(field(
+                "boot_wait_secs",
+                format!(
+                    "at most {MAX_BOOT_WAIT_SECS} (aovpn-agent.service gives the agent 30 s to start)"
+                ),
+            ));
+        }
         Ok(Self {
             config_dir: config_dir.to_owned(),
             socket: PathBuf::from(crate::control::DEFAULT_SOCKET),
@@ -129,7 +141,7 @@ impl AgentConfig {
                 initial: Duration::from_secs(initial),
                 cap: Duration::from_secs(cap),
             },
-            boot_wait: Duration::from_secs(file.boot_wait_secs.unwrap_or(10)),
+            boot_wait: Duration::from_secs(boot_wait),
         })
     }
 
@@ -217,6 +229,9 @@ mod tests {
         std::fs::write(&toml, "admin_group = \"no-such-group-aovpn\"\n").unwrap();
         let e = AgentConfig::load(dir.path()).unwrap_err().to_string();
         assert!(e.contains("admin_group"), "{e}");
+        std::fs::write(&toml, "boot_wait_secs = 60\n").unwrap();
+        let e = AgentConfig::load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("boot_wait_secs"), "{e}");
         std::fs::write(&toml, "sessionz = \"helpers\"\n").unwrap();
         let e = AgentConfig::load(dir.path()).unwrap_err().to_string();
         assert!(e.contains("sessionz"), "{e}");

@@ -219,8 +219,6 @@ pub struct ConnectionStatus {
 pub enum Command {
     /// Say goodbye and remove everything.
     Stop,
-    /// The machine's network changed: check the path to the gateway (MOBIKE if needed).
-    NetworkChanged,
     /// A fresh status, with traffic counters read now.
     Status(oneshot::Sender<ConnectionStatus>),
 }
@@ -344,8 +342,20 @@ async fn resolve(server: &str) -> Result<(String, SocketAddr), ConnectionError> 
     Ok((host, addr))
 }
 
+/// Whether an interface is one of aovpn's tunnels (this one's or another's).
+async fn is_tunnel(netlink: &Netlink, index: u32, own: Option<u32>) -> bool {
+    if Some(index) == own {
+        return true;
+    }
+    netlink
+        .link_by_index(index)
+        .await
+        .is_ok_and(|l| l.name.starts_with("aovpn"))
+}
+
 /// The physical path to `dest`: the kernel's route unless it points into one of our tunnels
-/// (full-tunnel routes cover the gateway too), then the best default route on another link.
+/// (full-tunnel routes cover the gateway too, and another tunnel's routes may cover it), then
+/// the best default route on a link that is no tunnel of ours.
 async fn physical_route_to(
     netlink: &Netlink,
     dest: IpAddr,
@@ -356,18 +366,27 @@ async fn physical_route_to(
         .route_to(dest)
         .await
         .map_err(|e| unreachable(e.to_string()))?;
-    if Some(lookup.oif) != tun_index && lookup.source.is_some() {
+    if lookup.source.is_some() && !is_tunnel(netlink, lookup.oif, tun_index).await {
         return Ok(lookup);
     }
     let routes = netlink
         .routes(dest.is_ipv6())
         .await
         .map_err(|e| unreachable(e.to_string()))?;
-    let default = routes
+    let mut best: Option<&Route> = None;
+    for r in routes
         .iter()
-        .filter(|r| r.prefix_len == 0 && r.table.is_none() && r.oif.is_some() && r.oif != tun_index)
-        .min_by_key(|r| r.metric.unwrap_or(0))
-        .ok_or_else(|| unreachable("no route outside the tunnel".into()))?;
+        .filter(|r| r.prefix_len == 0 && r.table.is_none())
+    {
+        let Some(oif) = r.oif else { continue };
+        if is_tunnel(netlink, oif, tun_index).await {
+            continue;
+        }
+        if best.is_none_or(|b| r.metric.unwrap_or(0) < b.metric.unwrap_or(0)) {
+            best = Some(r);
+        }
+    }
+    let default = best.ok_or_else(|| unreachable("no route outside the tunnels".into()))?;
     let oif = default.oif.unwrap_or(0);
     let source = match default.source {
         Some(s) => Some(s),
@@ -385,6 +404,19 @@ async fn physical_route_to(
         source,
         mtu: None,
     })
+}
+
+/// A route through the tunnel as installed: a default route becomes its two halves, which win
+/// over the machine's default route without clashing with it (same prefix and metric).
+fn tunnel_prefixes(net: IpNet) -> Vec<IpNet> {
+    if net.prefix_len() != 0 {
+        return vec![net];
+    }
+    let halves = match net {
+        IpNet::V4(_) => ["0.0.0.0/1", "128.0.0.0/1"],
+        IpNet::V6(_) => ["::/1", "8000::/1"],
+    };
+    halves.iter().filter_map(|h| h.parse().ok()).collect()
 }
 
 struct Up {
@@ -415,17 +447,19 @@ struct Connection {
 
 /// Runs one tunnel until told to stop, or until it fails; everything it installed is removed
 /// before [`Report::Ended`] goes out. `dns_key` names its DNS settings in `dns` (tunnels
-/// sharing one [`SharedDns`] need distinct keys).
+/// sharing one [`SharedDns`] need distinct keys). `network` is notified when the machine's
+/// network changed (notifications coalesce: none is lost, however busy the tunnel is).
 pub async fn run(
     options: ConnectionOptions,
     dns: Arc<SharedDns>,
     dns_key: String,
     mut commands: mpsc::Receiver<Command>,
+    network: Arc<tokio::sync::Notify>,
     reports: mpsc::UnboundedSender<Report>,
 ) -> Outcome {
     let outcome = match Connection::start(options, dns, dns_key, reports.clone()).await {
         Ok(mut connection) => {
-            let result = connection.run(&mut commands).await;
+            let result = connection.run(&mut commands, &network).await;
             let connected = connection.status.virtual_ip.is_some();
             connection.finish().await;
             match result {
@@ -539,17 +573,21 @@ impl Connection {
     }
 
     /// Until a stop command (Ok) or a failure (Err).
-    async fn run(&mut self, commands: &mut mpsc::Receiver<Command>) -> Result<(), ConnectionError> {
+    async fn run(
+        &mut self,
+        commands: &mut mpsc::Receiver<Command>,
+        network: &tokio::sync::Notify,
+    ) -> Result<(), ConnectionError> {
         loop {
             let outage = self.outage_deadline();
             tokio::select! {
                 command = commands.recv() => match command {
                     Some(Command::Stop) | None => return Ok(()),
-                    Some(Command::NetworkChanged) => self.check_path().await?,
                     Some(Command::Status(reply)) => {
                         let _ = reply.send(self.fresh_status());
                     }
                 },
+                () = network.notified() => self.check_path().await?,
                 event = self.driver.next_event() => self.on_event(event).await?,
                 () = sleep_until_opt(outage) => {
                     let lost = self.path_lost_since.map(|t| t.elapsed().as_secs()).unwrap_or(0);
@@ -778,20 +816,8 @@ impl Connection {
                             routes.push((host, false));
                         }
                     }
-                    if net.prefix_len() == 0 {
-                        // Two halves instead of a second default route (which would clash
-                        // with the existing one); longer prefixes win over the default.
-                        let halves = match net {
-                            IpNet::V4(_) => ["0.0.0.0/1", "128.0.0.0/1"],
-                            IpNet::V6(_) => ["::/1", "8000::/1"],
-                        };
-                        for h in halves {
-                            if let Ok(half) = h.parse::<IpNet>() {
-                                routes.push((half, true));
-                            }
-                        }
-                    } else {
-                        routes.push((*net, true));
+                    for part in tunnel_prefixes(*net) {
+                        routes.push((part, true));
                     }
                 }
             }
@@ -806,7 +832,14 @@ impl Connection {
                 for r in plan.routes(self.server.ip(), &child.virtual_ips, &ts) {
                     let net = IpNet::new(r.prefix.addr, r.prefix.len)
                         .map_err(|e| setup("route")(e.to_string()))?;
-                    routes.push((net, r.via == profile::plan::RouteVia::Tunnel));
+                    if r.via == profile::plan::RouteVia::Tunnel {
+                        // ForceTunnel's default route, too, as two halves.
+                        for part in tunnel_prefixes(net) {
+                            routes.push((part, true));
+                        }
+                    } else {
+                        routes.push((net, false));
+                    }
                 }
             }
         }
@@ -899,7 +932,18 @@ async fn sleep_until_opt(at: Option<Instant>) {
 
 #[cfg(test)]
 mod tests {
-    use super::split_server;
+    use super::{split_server, tunnel_prefixes};
+
+    #[test]
+    fn a_default_route_through_the_tunnel_is_two_halves() {
+        let n = |s: &str| s.parse::<ipnet::IpNet>().unwrap_or_else(|_| unreachable!());
+        assert_eq!(
+            tunnel_prefixes(n("0.0.0.0/0")),
+            vec![n("0.0.0.0/1"), n("128.0.0.0/1")]
+        );
+        assert_eq!(tunnel_prefixes(n("::/0")), vec![n("::/1"), n("8000::/1")]);
+        assert_eq!(tunnel_prefixes(n("10.1.0.0/16")), vec![n("10.1.0.0/16")]);
+    }
 
     #[test]
     fn server_strings_split_into_host_and_port() {

@@ -34,6 +34,8 @@ pub struct HelperLink {
     to_helper: mpsc::UnboundedSender<ToHelper>,
     pending: Mutex<Pending>,
     next_id: AtomicU64,
+    /// Set when the agent drops this helper (a newer registration of the same user).
+    close: tokio::sync::Notify,
 }
 
 impl HelperLink {
@@ -44,7 +46,32 @@ impl HelperLink {
             to_helper,
             pending: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
+            close: tokio::sync::Notify::new(),
         })
+    }
+
+    /// Ends the connection's task (it then reports the helper gone).
+    pub fn close(&self) {
+        self.close.notify_one();
+    }
+
+    /// Resolves once [`HelperLink::close`] was called.
+    pub async fn closed(&self) {
+        self.close.notified().await;
+    }
+
+    /// Fails every signature still waiting (the helper went away): no tunnel waits for the
+    /// timeout.
+    pub fn fail_pending(&self, why: &str) {
+        let waiting: Vec<_> = self
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain()
+            .collect();
+        for (_, w) in waiting {
+            let _ = w.try_send(Err(why.to_owned()));
+        }
     }
 
     /// The helper answered request `id`.

@@ -39,8 +39,20 @@ const NETWORK_SETTLE: Duration = Duration::from_millis(300);
 const STORE_RESCAN: Duration = Duration::from_secs(2);
 /// How often the trusted-network suffixes are looked at (besides every network change).
 const TRUSTED_RECHECK: Duration = Duration::from_secs(5);
-/// Most control connections served at once.
-const MAX_CLIENTS: usize = 64;
+/// Most control connections of unprivileged users at once, and of one user.
+const MAX_CLIENTS: usize = 256;
+const MAX_CLIENTS_PER_USER: usize = 8;
+/// A control request must arrive within this time.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// A helper's profile updates reach the agent at most this often.
+const HELPER_UPDATE_GAP: Duration = Duration::from_secs(1);
+/// Most tunnels one user's profiles run at once.
+const MAX_USER_TUNNELS: usize = 4;
+/// Most certificates, and bytes, in a helper's chain.
+const MAX_CHAIN_CERTS: usize = 8;
+const MAX_CHAIN_BYTES: usize = 64 * 1024;
+/// Most disconnect holds kept.
+const MAX_HOLDS: usize = 1024;
 /// How long a status request waits for a tunnel's counters.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -114,6 +126,7 @@ struct Helper {
 struct Running {
     generation: u64,
     commands: mpsc::Sender<Command>,
+    network: Arc<tokio::sync::Notify>,
     interface: String,
     tun_index: Option<u32>,
 }
@@ -143,6 +156,9 @@ pub struct Agent {
     /// Interface indices of our recent TUN devices: their comings and goings are not network
     /// changes (a failed attempt's TUN vanishing must not reset the backoff).
     our_links: std::collections::VecDeque<u32>,
+    /// Routes our tunnels installed outside their TUN devices (gateway bypass, exclusions):
+    /// adding and removing them is not a network change either.
+    our_routes: std::collections::VecDeque<crate::connection::RecordedRoute>,
 }
 
 /// How many of our past TUN devices' indices are remembered.
@@ -291,6 +307,7 @@ impl Agent {
             started: Instant::now(),
             ready: false,
             our_links: std::collections::VecDeque::new(),
+            our_routes: std::collections::VecDeque::new(),
         };
         agent.rescan_device_store(Instant::now());
         tracing::info!(
@@ -313,6 +330,9 @@ impl Agent {
         let mut last_rescan = Instant::now();
         let mut last_trusted: Option<Instant> = None;
         let mut network_settles: Option<Instant> = None;
+        let mut settling: Vec<NetEvent> = Vec::new();
+        let (trusted_tx, mut trusted_rx) = mpsc::channel::<Option<Vec<String>>>(1);
+        let mut trusted_busy = false;
         let mut resume = netio::clock::ResumeDetector::new(Duration::from_secs(3));
         self.check_ready();
         loop {
@@ -328,14 +348,29 @@ impl Agent {
                     if self.is_ours(&event) {
                         continue;
                     }
-                    tracing::debug!(?event, "network event");
+                    // Decided when things settle: by then the tunnel that caused an event has
+                    // reported what it installed.
+                    if settling.len() < 256 {
+                        settling.push(event);
+                    }
                     network_settles = Some(Instant::now() + NETWORK_SETTLE);
                 }
                 () = sleep_until(network_settles), if network_settles.is_some() => {
                     network_settles = None;
-                    tracing::info!("network changed");
-                    self.network_changed();
-                    last_trusted = None;
+                    let events = std::mem::take(&mut settling);
+                    let theirs: Vec<&NetEvent> = events.iter().filter(|e| !self.is_ours(e)).collect();
+                    if !theirs.is_empty() {
+                        tracing::info!(events = theirs.len(), "network changed");
+                        tracing::debug!(?theirs, "network events");
+                        self.network_changed();
+                        last_trusted = None;
+                    }
+                }
+                Some(found) = trusted_rx.recv() => {
+                    trusted_busy = false;
+                    if let Some(suffixes) = found {
+                        self.sup.set_network_suffixes(suffixes, Instant::now());
+                    }
                 }
                 Some(event) = self.login_rx.recv() => self.on_login(event),
                 () = sleep_until(due), if due.is_some() => {
@@ -347,9 +382,12 @@ impl Agent {
                         last_rescan = now;
                         self.rescan_device_store(now);
                     }
-                    if last_trusted.is_none_or(|t| now.duration_since(t) >= TRUSTED_RECHECK) {
+                    if !trusted_busy
+                        && last_trusted.is_none_or(|t| now.duration_since(t) >= TRUSTED_RECHECK)
+                    {
                         last_trusted = Some(now);
-                        self.check_trusted().await;
+                        trusted_busy = true;
+                        self.check_trusted(trusted_tx.clone());
                     }
                     if !self.sessions_from_logind && let Some(slept) = resume.poll() {
                         tracing::info!(slept_s = slept.as_secs(), "resumed from suspend");
@@ -374,7 +412,15 @@ impl Agent {
             NetEvent::LinkChanged(l) => l.name.starts_with("aovpn") || ours(l.index),
             NetEvent::LinkRemoved { index } => ours(*index),
             NetEvent::AddressAdded(a) | NetEvent::AddressRemoved(a) => ours(a.index),
-            NetEvent::RouteAdded(r) | NetEvent::RouteRemoved(r) => r.oif.is_some_and(ours),
+            NetEvent::RouteAdded(r) | NetEvent::RouteRemoved(r) => {
+                r.oif.is_some_and(ours)
+                    || self.our_routes.iter().any(|o| {
+                        o.destination == r.destination
+                            && o.prefix_len == r.prefix_len
+                            && o.oif == r.oif
+                            && o.gateway == r.gateway
+                    })
+            }
         }
     }
 
@@ -406,14 +452,25 @@ impl Agent {
     fn network_changed(&mut self) {
         self.sup.network_changed(Instant::now());
         for running in self.running.values() {
-            let _ = running.commands.try_send(Command::NetworkChanged);
+            running.network.notify_one();
         }
     }
 
-    async fn check_trusted(&mut self) {
-        let ours: Vec<u32> = self.running.values().filter_map(|r| r.tun_index).collect();
-        let suffixes = crate::trusted::network_suffixes(&self.dns, &ours).await;
-        self.sup.set_network_suffixes(suffixes, Instant::now());
+    /// Looks up the network's DNS suffixes off the main loop (a slow bus must not stall it);
+    /// the answer comes back on `reply`.
+    fn check_trusted(&self, reply: mpsc::Sender<Option<Vec<String>>>) {
+        let ours: Vec<u32> = self.our_links.iter().copied().collect();
+        let dns = self.dns.clone();
+        tokio::spawn(async move {
+            let lookup = crate::trusted::network_suffixes(&dns, &ours);
+            let found = tokio::time::timeout(Duration::from_secs(3), lookup)
+                .await
+                .ok();
+            if found.is_none() {
+                tracing::warn!("the network's DNS suffixes did not come in time");
+            }
+            let _ = reply.send(found).await;
+        });
     }
 
     fn on_login(&mut self, event: LoginEvent) {
@@ -486,6 +543,14 @@ impl Agent {
             );
         }
         self.sup.set_profiles(owner, specs, now);
+        // Holds of this owner's profiles that are gone go with them.
+        let before = self.holds.len();
+        let profiles = &self.profiles;
+        self.holds
+            .retain(|k| k.owner != owner || profiles.contains_key(k));
+        if self.holds.len() != before {
+            save_holds(&self.config.state_dir.join("holds.json"), &self.holds);
+        }
         for key in self.holds.iter().filter(|k| k.owner == owner) {
             self.sup.restore_hold(key, now);
         }
@@ -554,6 +619,18 @@ impl Agent {
 
     fn start_tunnel(&mut self, key: ProfileKey, server: usize) {
         let now = Instant::now();
+        if let Owner::User(uid) = key.owner {
+            let theirs = self
+                .running
+                .keys()
+                .filter(|k| k.owner == Owner::User(uid))
+                .count();
+            if theirs >= MAX_USER_TUNNELS {
+                let e = format!("this user already runs {theirs} tunnels, the most a user may");
+                self.sup.ended(&key, Some(e), now);
+                return;
+            }
+        }
         let Some(plan) = self.profiles.get(&key).and_then(|l| l.plan.clone()) else {
             self.sup
                 .ended(&key, Some("the profile is gone".into()), now);
@@ -598,12 +675,14 @@ impl Agent {
         });
         tracing::info!(profile = %key, server = %server_name, %interface, "connecting");
         let span = tracing::info_span!("tunnel", profile = %key);
+        let network = Arc::new(tokio::sync::Notify::new());
         tokio::spawn(
             connection::run(
                 tunnel.options,
                 self.dns.clone(),
                 dns_key(&key),
                 command_rx,
+                network.clone(),
                 report_tx,
             )
             .instrument(span),
@@ -613,6 +692,7 @@ impl Agent {
             Running {
                 generation,
                 commands,
+                network,
                 interface,
                 tun_index: None,
             },
@@ -635,6 +715,14 @@ impl Agent {
                             self.our_links.pop_front();
                         }
                         self.our_links.push_back(record.tun_index);
+                    }
+                }
+                for route in &record.routes {
+                    if !self.our_routes.contains(route) {
+                        if self.our_routes.len() >= 4 * OUR_LINKS_REMEMBERED {
+                            self.our_routes.pop_front();
+                        }
+                        self.our_routes.push_back(*route);
                     }
                 }
                 if let Err(e) = self.ledger.set(&dns_key(&key), record) {
@@ -679,7 +767,15 @@ impl Agent {
                 link,
                 reply,
             } => {
+                if chain_pem.len() > MAX_CHAIN_BYTES {
+                    let _ = reply.send(Reply::error("the certificate chain is too large"));
+                    return;
+                }
                 let leaf = match pki::load_certificates(chain_pem.as_bytes()) {
+                    Ok(chain) if chain.len() > MAX_CHAIN_CERTS => {
+                        let _ = reply.send(Reply::error("too many certificates in the chain"));
+                        return;
+                    }
                     Ok(chain) if !chain.is_empty() => chain[0].clone(),
                     Ok(_) => {
                         let _ = reply.send(Reply::error("no certificate in the chain"));
@@ -693,6 +789,10 @@ impl Agent {
                 if leaf.key_type().is_none() {
                     let _ = reply.send(Reply::error("the certificate's key type is not supported"));
                     return;
+                }
+                if let Some(old) = self.helpers.get(&uid) {
+                    // The newest registration of a user wins; the older connection ends.
+                    old.link.close();
                 }
                 tracing::info!(uid, user = %user_name(uid), subject = %leaf.subject(), profiles = profiles.len(), "key helper registered");
                 self.helpers.insert(
@@ -879,6 +979,11 @@ impl Agent {
             Request::Disconnect { name, user } => {
                 let _ = reply.send(self.control_profile(caller, &name, user, false, now));
             }
+            Request::Reload if !caller.admin => {
+                let _ = reply.send(Reply::error(
+                    "only root or the agent's admin group can make it re-read the system store",
+                ));
+            }
             Request::Reload => {
                 self.device_fingerprint = 0;
                 self.rescan_device_store(now);
@@ -916,7 +1021,9 @@ impl Agent {
             self.holds.remove(&key);
             self.sup.connect(&key, now)
         } else {
-            self.holds.insert(key.clone());
+            if self.holds.len() < MAX_HOLDS {
+                self.holds.insert(key.clone());
+            }
             self.sup.disconnect(&key, now)
         };
         save_holds(&self.config.state_dir.join("holds.json"), &self.holds);
@@ -1028,24 +1135,87 @@ fn bind_socket(path: &std::path::Path) -> Result<UnixListener, AgentError> {
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
+/// Open control connections per uid: one user cannot take every slot (root and the admin group
+/// are not counted).
+#[derive(Debug, Default)]
+struct ConnectionCounts(std::sync::Mutex<HashMap<u32, usize>>);
+
+/// One counted connection; uncounted when dropped.
+struct CountedConnection {
+    counts: Arc<ConnectionCounts>,
+    uid: u32,
+}
+
+impl ConnectionCounts {
+    fn admit(self: &Arc<Self>, uid: u32) -> Option<CountedConnection> {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let total: usize = map.values().sum();
+        let mine = map.entry(uid).or_insert(0);
+        if *mine >= MAX_CLIENTS_PER_USER || total >= MAX_CLIENTS {
+            return None;
+        }
+        *mine += 1;
+        Some(CountedConnection {
+            counts: self.clone(),
+            uid,
+        })
+    }
+}
+
+impl Drop for CountedConnection {
+    fn drop(&mut self) {
+        let mut map = self
+            .counts
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = map.get_mut(&self.uid) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.uid);
+            }
+        }
+    }
+}
+
 async fn accept_loop(
     listener: UnixListener,
     control: mpsc::Sender<ControlEvent>,
     admin_group: Option<u32>,
 ) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CLIENTS));
+    let counts = Arc::new(ConnectionCounts::default());
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tracing::warn!("too many control connections; refusing one");
+        let Ok(cred) = netio::peer::peer_credentials(&stream) else {
             continue;
+        };
+        let caller = Caller {
+            uid: cred.uid,
+            admin: cred.uid == 0 || admin_group.is_some_and(|g| cred.in_group(g)),
+        };
+        let counted = if caller.admin {
+            None
+        } else {
+            match counts.admit(caller.uid) {
+                Some(c) => Some(c),
+                None => {
+                    tracing::warn!(
+                        uid = caller.uid,
+                        "too many control connections from this user; refusing one"
+                    );
+                    continue;
+                }
+            }
         };
         let control = control.clone();
         tokio::spawn(async move {
-            let _permit = permit;
-            serve_client(stream, control, admin_group).await;
+            let _counted = counted;
+            serve_client(stream, caller, control).await;
         });
     }
 }
@@ -1061,32 +1231,47 @@ async fn write_json(
     writer.write_all(text.as_bytes()).await.is_ok()
 }
 
-/// Reads one line of at most [`MAX_LINE`] bytes.
-async fn read_line(reader: &mut (impl AsyncBufReadExt + Unpin)) -> Option<String> {
-    let mut line = Vec::new();
-    let mut limited = tokio::io::AsyncReadExt::take(reader, MAX_LINE as u64 + 1);
-    let n = limited.read_until(b'\n', &mut line).await.ok()?;
-    if n == 0 || line.len() > MAX_LINE {
-        return None;
-    }
-    String::from_utf8(line).ok()
+/// Lines of at most [`MAX_LINE`] bytes. Cancel-safe: a line read in part when another branch of
+/// a `select!` wins stays in the buffer and is completed by the next call.
+struct LineReader<R> {
+    reader: BufReader<R>,
+    buf: Vec<u8>,
 }
 
-async fn serve_client(
-    stream: UnixStream,
-    control: mpsc::Sender<ControlEvent>,
-    admin_group: Option<u32>,
-) {
-    let Ok(cred) = netio::peer::peer_credentials(&stream) else {
-        return;
-    };
-    let caller = Caller {
-        uid: cred.uid,
-        admin: cred.uid == 0 || admin_group.is_some_and(|g| cred.in_group(g)),
-    };
+impl<R: tokio::io::AsyncRead + Unpin> LineReader<R> {
+    fn new(read: R) -> Self {
+        Self {
+            reader: BufReader::new(read),
+            buf: Vec::new(),
+        }
+    }
+
+    /// The next line; `None` at the end, on an error or an overlong or non-UTF-8 line.
+    async fn next(&mut self) -> Option<String> {
+        loop {
+            let room = (MAX_LINE + 1).saturating_sub(self.buf.len()) as u64;
+            let mut limited = tokio::io::AsyncReadExt::take(&mut self.reader, room);
+            let n = limited.read_until(b'\n', &mut self.buf).await.ok()?;
+            if self.buf.len() > MAX_LINE {
+                return None;
+            }
+            if self.buf.ends_with(b"\n") {
+                let line = std::mem::take(&mut self.buf);
+                return String::from_utf8(line).ok();
+            }
+            if n == 0 {
+                return None;
+            }
+        }
+    }
+}
+
+async fn serve_client(stream: UnixStream, caller: Caller, control: mpsc::Sender<ControlEvent>) {
     let (read, mut write) = stream.into_split();
-    let mut reader = BufReader::new(read);
-    while let Some(line) = read_line(&mut reader).await {
+    let mut reader = LineReader::new(read);
+    // A client that says nothing is not kept waiting for: a request within this time, or the
+    // connection goes (helpers register at once, then their connection lives on).
+    while let Ok(Some(line)) = tokio::time::timeout(REQUEST_TIMEOUT, reader.next()).await {
         let request: Request = match serde_json::from_str(&line) {
             Ok(r) => r,
             Err(e) => {
@@ -1123,12 +1308,13 @@ async fn serve_client(
     }
 }
 
-/// A key helper's connection: signature requests out, answers and profile updates in.
+/// A key helper's connection: signature requests out, answers and profile updates in. Profile
+/// updates reach the agent at most once per [`HELPER_UPDATE_GAP`] (the latest one wins).
 async fn serve_helper(
     uid: u32,
     chain_pem: String,
     profiles: Vec<ProfileText>,
-    mut reader: BufReader<tokio::net::unix::OwnedReadHalf>,
+    mut reader: LineReader<tokio::net::unix::OwnedReadHalf>,
     mut write: tokio::net::unix::OwnedWriteHalf,
     control: mpsc::Sender<ControlEvent>,
 ) {
@@ -1152,15 +1338,26 @@ async fn serve_helper(
     if !write_json(&mut write, &answer).await || !accepted {
         return;
     }
+    let mut pending_update: Option<Vec<ProfileText>> = None;
+    let mut next_update = tokio::time::Instant::now();
     loop {
         tokio::select! {
+            () = link.closed() => break,
             request = requests.recv() => {
                 let Some(request) = request else { break };
                 if !write_json(&mut write, &request).await {
                     break;
                 }
             }
-            line = read_line(&mut reader) => {
+            () = tokio::time::sleep_until(next_update), if pending_update.is_some() => {
+                let Some(profiles) = pending_update.take() else { continue };
+                next_update = tokio::time::Instant::now() + HELPER_UPDATE_GAP;
+                let event = ControlEvent::HelperProfiles { uid, conn, profiles };
+                if control.send(event).await.is_err() {
+                    break;
+                }
+            }
+            line = reader.next() => {
                 let Some(line) = line else { break };
                 match serde_json::from_str::<FromHelper>(&line) {
                     Ok(FromHelper::Signature { id, signature, error }) => {
@@ -1174,17 +1371,13 @@ async fn serve_helper(
                         };
                         link.answer(id, result);
                     }
-                    Ok(FromHelper::Profiles { profiles }) => {
-                        let event = ControlEvent::HelperProfiles { uid, conn, profiles };
-                        if control.send(event).await.is_err() {
-                            break;
-                        }
-                    }
+                    Ok(FromHelper::Profiles { profiles }) => pending_update = Some(profiles),
                     Err(e) => tracing::debug!(uid, "helper sent something else: {e}"),
                 }
             }
         }
     }
+    link.fail_pending("the key helper is gone");
     let _ = control.send(ControlEvent::HelperGone { uid, conn }).await;
 }
 

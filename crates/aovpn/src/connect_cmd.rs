@@ -122,11 +122,14 @@ pub fn run(args: ConnectArgs) -> ExitCode {
             );
             let (commands, command_rx) = mpsc::channel(4);
             let (report_tx, mut reports) = mpsc::unbounded_channel();
+            // One-off use: the network is not watched (the agent does that).
+            let network = Arc::new(tokio::sync::Notify::new());
             let task = tokio::spawn(connection::run(
                 attempt,
                 dns.clone(),
                 "0-connect".into(),
                 command_rx,
+                network,
                 report_tx,
             ));
             let mut stopping = false;

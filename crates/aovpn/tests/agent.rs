@@ -1152,3 +1152,76 @@ fn network_outage_time_bounds_how_long_a_tunnel_waits_for_the_network() {
     assert_ne!(status(&agent, DEVICE)["tunnel"]["ike_since"], before);
     ping(client, MGMT_HOST);
 }
+
+/// Run as another user by `one_user_cannot_take_every_control_connection`: opens
+/// AOVPN_HOLD_COUNT connections to AOVPN_HOLD_SOCKET, says so, and idles.
+#[test]
+#[ignore = "a helper process of another test, not a test"]
+fn hold_control_connections() {
+    let (Ok(socket), Ok(count)) = (
+        std::env::var("AOVPN_HOLD_SOCKET"),
+        std::env::var("AOVPN_HOLD_COUNT"),
+    ) else {
+        return;
+    };
+    let count: usize = count.parse().unwrap();
+    let held: Vec<std::os::unix::net::UnixStream> = (0..count)
+        .filter_map(|_| std::os::unix::net::UnixStream::connect(&socket).ok())
+        .collect();
+    println!("held {}", held.len());
+    std::thread::sleep(Duration::from_secs(30));
+}
+
+/// One user holding idle connections cannot lock others (or root) out of the control socket,
+/// and an idle connection is closed after the request timeout.
+#[test]
+fn one_user_cannot_take_every_control_connection() {
+    let lab = Lab::new("agcon");
+    let _gw = lab.start_gateway(&lab.gateway_opts());
+    let agent = lab.start_agent(&lab.agent_opts());
+    wait_connected(&agent, DEVICE, Duration::from_secs(30));
+    let mut holder = std::process::Command::new("setpriv")
+        .arg(format!("--reuid={BOB}"))
+        .arg(format!("--regid={BOB}"))
+        .arg("--clear-groups")
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "hold_control_connections",
+            "--nocapture",
+        ])
+        .env("AOVPN_HOLD_SOCKET", agent.socket())
+        .env("AOVPN_HOLD_COUNT", "20")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = holder.stdout.take().unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 256];
+    while !seen.contains("held") {
+        let n = out.read(&mut buf).unwrap();
+        assert!(n > 0, "the holder ended early: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    // Bob's own further requests are refused while he holds his share...
+    let bob = agent.control_as(BOB, &["list"]).unwrap();
+    assert!(!bob.status.success(), "bob got a ninth connection");
+    // ...others are not affected.
+    let alice = agent.control_as(ALICE, &["list", "--json"]).unwrap();
+    assert!(
+        alice.status.success(),
+        "{}",
+        String::from_utf8_lossy(&alice.stderr)
+    );
+    assert!(agent.control(&["list"]).unwrap().status.success());
+    // Idle connections are closed after the request timeout (10 s): Bob gets in again.
+    let back = wait_until(Duration::from_secs(20), || {
+        agent
+            .control_as(BOB, &["list"])
+            .is_ok_and(|o| o.status.success())
+    });
+    assert!(back.is_some(), "idle connections were kept");
+    let _ = holder.kill();
+    let _ = holder.wait();
+}

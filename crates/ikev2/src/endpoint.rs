@@ -353,8 +353,9 @@ impl Endpoint {
     }
 
     /// A request for an IKE SA we do not have: a client whose gateway restarted. A responder
-    /// tells it with an unprotected INVALID_IKE_SPI (RFC 7296 2.21.4), so that it reconnects at
-    /// once; the answer is smaller than the request and rate-limited, so it amplifies nothing.
+    /// tells it with an unprotected INVALID_IKE_SPI (RFC 7296 2.21.4), which our client takes
+    /// as a hint to give up soon; the answer (36 bytes) is at most a few bytes longer than the
+    /// smallest request and the answers are rate-limited, so it is no useful amplifier.
     fn answer_unknown_spi(
         &mut self,
         now: Instant,

@@ -185,7 +185,7 @@ fn with_a_path_an_unanswered_liveness_check_still_fails_the_sa() {
 }
 
 #[test]
-fn a_restarted_responder_answers_invalid_ike_spi_and_the_client_fails_at_once() {
+fn a_restarted_responder_answers_invalid_ike_spi_and_the_client_fails_within_a_second() {
     let mut pair = established_pair(dpd_setup());
     // The gateway process restarts: a new endpoint without the SA.
     let fresh = Setup::new(KeyAlgorithm::P256);
@@ -198,14 +198,56 @@ fn a_restarted_responder_answers_invalid_ike_spi_and_the_client_fails_at_once() 
     let started = pair.now;
     assert!(pair.client.send_liveness_check(pair.now));
     pair.collect();
-    pair.run(false, Duration::ZERO);
+    let limit = pair.now - pair.start + Duration::from_secs(30);
+    pair.run(true, limit);
     let failure = pair.client_failure().cloned().unwrap();
     assert_eq!(
         failure.reason,
         FailureReason::PeerNotify(NotifyType::INVALID_IKE_SPI)
     );
     assert_eq!(pair.client.state(), IkeSaState::Closed);
-    assert_eq!(pair.now, started, "no retransmission was needed");
+    // One short last try instead of the whole backoff (0.5 + 1 + 2 + 4 + 8 s).
+    assert!(
+        pair.now - started <= Duration::from_millis(1500),
+        "{:?}",
+        pair.now - started
+    );
+}
+
+/// INVALID_IKE_SPI is unauthenticated: a forged one only hurries the retransmission, and a
+/// peer that still has the SA answers it; nothing fails.
+#[test]
+fn a_forged_invalid_ike_spi_does_not_close_a_live_sa() {
+    let mut pair = established_pair(dpd_setup());
+    let fresh = Setup::new(KeyAlgorithm::P256);
+    let mut forger = Endpoint::new(
+        Arc::new(fresh.server),
+        Arc::new(Provider::deterministic(b"forger")),
+        Box::new(fresh.pool),
+    )
+    .unwrap();
+    assert!(pair.client.send_liveness_check(pair.now));
+    pair.collect();
+    // The forger sees the request (on path) and answers first; the real answer is lost.
+    let request = pair.in_flight.pop_front().unwrap();
+    forger.handle_datagram(
+        pair.now,
+        request.t.remote,
+        request.t.local,
+        &request.t.bytes,
+    );
+    let forged = forger.poll_transmit().unwrap();
+    pair.client
+        .handle_datagram(pair.now, forged.remote, forged.local, &forged.bytes);
+    pair.collect();
+    let limit = pair.now - pair.start + Duration::from_secs(30);
+    pair.run(true, limit);
+    assert!(
+        pair.client_failure().is_none(),
+        "{:?}",
+        pair.client_failure()
+    );
+    assert_eq!(pair.client.state(), IkeSaState::Established);
 }
 
 #[test]

@@ -52,7 +52,7 @@ pub enum DnsError {
         /// Its stderr.
         stderr: String,
     },
-    /// A domain name contains whitespace or control characters, or starts with `~`.
+    /// A domain name contains whitespace or control characters, or starts with `~` or `-`.
     #[error("invalid domain name {0:?}")]
     InvalidDomain(String),
 }
@@ -120,8 +120,10 @@ impl DnsBackend {
 
 fn validate(config: &DnsConfig) -> Result<(), DnsError> {
     for d in config.search_domains.iter().chain(&config.routing_domains) {
+        // A leading '-' would reach resolvectl as an option.
         let bad = d.is_empty()
             || d.starts_with('~')
+            || d.starts_with('-')
             || d.chars()
                 .any(|c| c.is_whitespace() || c.is_control() || c == '#' || c == ';');
         if bad {
@@ -385,6 +387,13 @@ mod tests {
     fn bad_domains_rejected() {
         let mut c = config();
         c.search_domains.push("evil\nnameserver 1.2.3.4".into());
+        let mut dash = config();
+        dash.search_domains = vec!["--help".into()];
+        let d = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            DnsBackend::ResolvConf(d.path().join("r")).apply("x", &dash),
+            Err(DnsError::InvalidDomain(_))
+        ));
         let dir = tempfile::tempdir().unwrap();
         let backend = DnsBackend::ResolvConf(dir.path().join("resolv.conf"));
         assert!(matches!(

@@ -1,8 +1,8 @@
 //! Mobility (RFC 4555, MOBIKE): the original initiator moves the IKE SA and its Child SAs to a
 //! new address with an INFORMATIONAL carrying UPDATE_SA_ADDRESSES, NAT detection and a COOKIE2
 //! the responder must echo; the responder follows the request's addresses. Also what a client
-//! does without a path (dead peer detection waits) and with a peer that lost the SA
-//! (INVALID_IKE_SPI, RFC 7296 2.21.4).
+//! does without a path (dead peer detection waits) and with a peer that says it lost the SA
+//! (INVALID_IKE_SPI, RFC 7296 2.21.4: a hint that shortens the wait, never proof).
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
@@ -144,10 +144,11 @@ impl IkeSa {
                 ike.force_encap || natd_mismatch(payloads, self.spi_i, self.spi_r, remote, local);
         }
         // Our port stays the engine's (the NAT-T port a driver maps to its socket); the
-        // address is the one the answer reached.
+        // address is the one the answer reached. The peer's address is the one we chose for
+        // the request: the answer's source address is not authenticated.
+        let _ = remote;
         self.local.set_ip(local.ip());
-        self.remote = remote;
-        let local = self.local;
+        let (local, remote) = (self.local, self.remote);
         self.events
             .push_back(Event::AddressesChanged { local, remote });
     }
@@ -204,24 +205,35 @@ impl IkeSa {
     }
 
     /// An unprotected response: a peer that lost this IKE SA (a restarted gateway) answers our
-    /// request with INVALID_IKE_SPI (RFC 7296 2.21.4). It is trusted only when it names our
-    /// SPIs and the message ID of our outstanding request, which an off-path attacker cannot
-    /// know; the SA then fails at once instead of after every retransmission.
-    pub(super) fn handle_unprotected_response(&mut self, bytes: &[u8]) {
+    /// request with INVALID_IKE_SPI (RFC 7296 2.21.4). Being unauthenticated, it changes no
+    /// state by itself (the RFC's MUST NOT): it is a hint, taken only from the peer's address
+    /// and for our SPIs and outstanding message ID, that makes the request's next
+    /// retransmission, due now, its last. A peer that still has the SA answers that one; if
+    /// none answers, the SA fails a second or so later instead of after every backoff step.
+    pub(super) fn handle_unprotected_response(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        bytes: &[u8],
+    ) {
         let Ok(msg) = Message::decode(bytes) else {
             return;
         };
         let h = &msg.header;
-        let ours = (h.spi_i, h.spi_r) == (self.spi_i, self.spi_r);
-        let pending = self.pending.as_ref().map(|p| p.message_id) == Some(h.message_id);
-        if !(h.flags.response() && ours && pending) {
+        let ours = (h.spi_i, h.spi_r) == (self.spi_i, self.spi_r) && remote == self.remote;
+        let tries = self.cfg.ike().retransmit.tries;
+        let Some(p) = self.pending.as_mut() else {
+            return;
+        };
+        if !(h.flags.response() && ours && p.message_id == h.message_id)
+            || msg.payloads.notify(NotifyType::INVALID_IKE_SPI).is_none()
+            || self.peer_lost_sa
+        {
             return;
         }
-        if msg.payloads.notify(NotifyType::INVALID_IKE_SPI).is_some() {
-            let n = NotifyType::INVALID_IKE_SPI;
-            self.pending = None;
-            self.fail(FailureReason::PeerNotify(n), None, Some(n));
-        }
+        self.peer_lost_sa = true;
+        p.sent = p.sent.max(tries.saturating_sub(1));
+        p.deadline = now;
     }
 }
 

@@ -178,6 +178,8 @@ pub struct IkeSa {
     roam_requested: Option<Instant>,
     /// The COOKIE2 of our outstanding UPDATE_SA_ADDRESSES.
     update_cookie2: Option<[u8; 16]>,
+    /// The peer answered our outstanding request with INVALID_IKE_SPI (a hint only).
+    peer_lost_sa: bool,
 }
 
 /// Errors of [`IkeSa::connect`] (local misconfiguration or crypto backend failure).
@@ -377,6 +379,7 @@ impl IkeSa {
             path_lost: false,
             roam_requested: None,
             update_cookie2: None,
+            peer_lost_sa: false,
         }
     }
 
@@ -563,16 +566,24 @@ impl IkeSa {
             self.rekeying = None;
             if kind == RequestKind::Delete {
                 self.close(CloseReason::LocalDelete);
+            } else if self.peer_lost_sa {
+                let n = NotifyType::INVALID_IKE_SPI;
+                self.fail(FailureReason::PeerNotify(n), None, Some(n));
             } else {
                 self.fail(FailureReason::Timeout, None, None);
             }
             return;
         }
         let shift = p.sent.min(16);
-        let timeout = retransmit
-            .initial
-            .saturating_mul(1u32 << shift)
-            .min(retransmit.max_timeout);
+        let timeout = if self.peer_lost_sa {
+            // The peer said it lost the SA: one short last chance to prove otherwise.
+            retransmit.initial.saturating_mul(2)
+        } else {
+            retransmit
+                .initial
+                .saturating_mul(1u32 << shift)
+                .min(retransmit.max_timeout)
+        };
         p.sent = (p.sent + 1).min(retransmit.tries);
         p.deadline = now + timeout;
         let datagrams = p.datagrams.clone();
@@ -641,7 +652,7 @@ impl IkeSa {
         if raw.header.exchange_type == ExchangeType::IKE_SA_INIT {
             self.handle_init_plain(now, local, remote, bytes);
         } else if raw.first_payload != PayloadType::SK && raw.first_payload != PayloadType::SKF {
-            self.handle_unprotected_response(bytes);
+            self.handle_unprotected_response(now, remote, bytes);
         } else {
             self.handle_protected(now, local, remote, bytes, pool);
         }
@@ -920,6 +931,7 @@ impl IkeSa {
             return;
         }
         if response {
+            self.peer_lost_sa = false;
             let kind = self.pending.take().map(|p| p.kind);
             match kind {
                 Some(RequestKind::Auth) => self.process_auth_response(now, &payloads),

@@ -325,7 +325,7 @@ interface = "aovpn-gw"
     spawn_daemon_as(
         "cl",
         "helper",
-        ALICE_UID,
+        Some(ALICE_UID),
         &[
             "user-helper",
             "--config-dir",
@@ -639,34 +639,23 @@ fn user_profile() -> String {
 /// `STATE/NAME.log`, its pid in `STATE/NAME.pid`. `ip netns exec` execs the command, so the
 /// recorded pid is the daemon's own.
 fn spawn_daemon(ns_role: &str, name: &str, args: &[&str]) -> Result<()> {
-    use std::os::unix::process::CommandExt;
-    let dir = state();
-    let log = fs::File::create(dir.join(format!("{name}.log")))?;
-    let child = Command::new("ip")
-        .args(["netns", "exec", &ns_name(ns_role)])
-        .arg(self_exe()?)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .process_group(0)
-        .spawn()
-        .with_context(|| format!("starting {name}"))?;
-    fs::write(dir.join(format!("{name}.pid")), child.id().to_string())?;
-    Ok(())
+    spawn_daemon_as(ns_role, name, None, args)
 }
 
-/// Like [`spawn_daemon`], as user `uid` (setpriv; the pid recorded is setpriv's, which execs).
-fn spawn_daemon_as(ns_role: &str, name: &str, uid: u32, args: &[&str]) -> Result<()> {
+/// Like [`spawn_daemon`], as user `uid` if given (through setpriv, which execs too).
+fn spawn_daemon_as(ns_role: &str, name: &str, uid: Option<u32>, args: &[&str]) -> Result<()> {
     use std::os::unix::process::CommandExt;
     let dir = state();
     let log = fs::File::create(dir.join(format!("{name}.log")))?;
-    let child = Command::new("ip")
-        .args(["netns", "exec", &ns_name(ns_role)])
-        .arg("setpriv")
-        .arg(format!("--reuid={uid}"))
-        .arg(format!("--regid={uid}"))
-        .arg("--clear-groups")
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &ns_name(ns_role)]);
+    if let Some(uid) = uid {
+        cmd.arg("setpriv")
+            .arg(format!("--reuid={uid}"))
+            .arg(format!("--regid={uid}"))
+            .arg("--clear-groups");
+    }
+    let child = cmd
         .arg(self_exe()?)
         .args(args)
         .stdin(Stdio::null())

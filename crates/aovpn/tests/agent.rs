@@ -19,10 +19,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use testkit::aovpn::{
-    AgentOpts, AgentProcess, GatewayOpts, GatewayProcess, HostsFile, Pki, PkiOptions,
-    UserHelperProcess,
+    AgentOpts, AgentProcess, GatewayOpts, GatewayProcess, PkiOptions, UserHelperProcess,
 };
-use testkit::netns::{Netns, Topology, lab};
+use testkit::netns::{Netns, lab};
 
 const GATEWAY_NAME: &str = "vpn.agent.example";
 const DEVICE: &str = "DeviceTunnel";
@@ -32,23 +31,15 @@ const BOB: u32 = 61002;
 const MGMT_HOST: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 10);
 const APP_HOST: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 20);
 
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_aovpn"))
-}
+mod common;
 
-struct Lab {
-    _hosts: HostsFile,
-    topo: Topology,
-    pki: Pki,
-    tmp: tempfile::TempDir,
-}
+use common::{Lab, bin};
 
 impl Lab {
     fn new(prefix: &str) -> Lab {
-        testkit::require_root();
-        let tmp = tempfile::tempdir().unwrap();
-        let topo = Topology::routed(prefix, true).unwrap();
-        topo.vnet
+        let lab = Lab::routed(prefix, PkiOptions::new(GATEWAY_NAME), true, GATEWAY_NAME);
+        lab.topo
+            .vnet
             .ip([
                 "addr",
                 "add",
@@ -57,24 +48,7 @@ impl Lab {
                 lab::VNET_IF,
             ])
             .unwrap();
-        let pki = Pki::issue(
-            bin(),
-            &tmp.path().join("pki"),
-            &PkiOptions::new(GATEWAY_NAME),
-        )
-        .unwrap();
-        let hosts =
-            HostsFile::write(&topo.client, &[(topo.gateway_wan().into(), GATEWAY_NAME)]).unwrap();
-        Lab {
-            _hosts: hosts,
-            topo,
-            pki,
-            tmp,
-        }
-    }
-
-    fn dir(&self, name: &str) -> PathBuf {
-        self.tmp.path().join(name)
+        lab
     }
 
     fn gateway_opts(&self) -> GatewayOpts {

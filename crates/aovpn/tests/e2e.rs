@@ -18,51 +18,20 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use testkit::aovpn::{
-    ClientOpts, ClientProcess, GatewayOpts, GatewayProcess, HostsFile, Pki, PkiOptions,
-};
+use testkit::aovpn::{ClientOpts, ClientProcess, GatewayOpts, GatewayProcess, Pki, PkiOptions};
 use testkit::netns::{Netns, Topology, lab};
 
 const GATEWAY_NAME: &str = "vpn.e2e.example";
 const TRANSFER_BYTES: u64 = 100 * 1024 * 1024;
 const CHUNK: usize = 64 * 1024;
 
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_aovpn"))
-}
+mod common;
 
-/// A routed topology with NAT, a PKI, the client's hosts file and a scratch directory.
-struct Lab {
-    // Drop order: hosts file, then namespaces, then files.
-    _hosts: HostsFile,
-    topo: Topology,
-    pki: Pki,
-    tmp: tempfile::TempDir,
-}
+use common::{Lab, bin};
 
 impl Lab {
     fn new(prefix: &str) -> Lab {
-        testkit::require_root();
-        let tmp = tempfile::tempdir().unwrap();
-        let topo = Topology::routed(prefix, true).unwrap();
-        let pki = Pki::issue(
-            bin(),
-            &tmp.path().join("pki"),
-            &PkiOptions::new(GATEWAY_NAME),
-        )
-        .unwrap();
-        let hosts =
-            HostsFile::write(&topo.client, &[(topo.gateway_wan().into(), GATEWAY_NAME)]).unwrap();
-        Lab {
-            _hosts: hosts,
-            topo,
-            pki,
-            tmp,
-        }
-    }
-
-    fn dir(&self, name: &str) -> std::path::PathBuf {
-        self.tmp.path().join(name)
+        Lab::routed(prefix, PkiOptions::new(GATEWAY_NAME), true, GATEWAY_NAME)
     }
 
     fn gateway_opts(&self) -> GatewayOpts {

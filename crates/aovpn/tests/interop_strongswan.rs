@@ -12,21 +12,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use testkit::aovpn::{
-    ClientOpts, ClientProcess, GatewayOpts, GatewayProcess, HostsFile, Pki, PkiKey, PkiOptions,
+    ClientOpts, ClientProcess, GatewayOpts, GatewayProcess, Pki, PkiKey, PkiOptions,
 };
-use testkit::netns::{Netns, Topology, lab};
+use testkit::netns::{Netns, lab};
 use testkit::strongswan::{Charon, ChildConfig, Connection, SaInfo, SwanctlConf};
 
 const GATEWAY_NAME: &str = "vpn.interop.example";
 
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_aovpn"))
-}
+mod common;
+
+use common::{Lab, bin};
 
 /// One proposal set: strongSwan notation and how swanctl reports the result.
 struct Suite {
@@ -62,36 +61,9 @@ const LEGACY: Suite = Suite {
     esp_listed: "ESP:AES_CBC-256/HMAC_SHA1_96",
 };
 
-struct Lab {
-    _hosts: HostsFile,
-    topo: Topology,
-    pki: Pki,
-    tmp: tempfile::TempDir,
-}
-
 impl Lab {
     fn new(prefix: &str, pki: PkiOptions) -> Lab {
-        Self::routed(prefix, pki, true)
-    }
-
-    /// The routed lab, with or without the NAT in the router.
-    fn routed(prefix: &str, pki: PkiOptions, nat: bool) -> Lab {
-        testkit::require_root();
-        let tmp = tempfile::tempdir().unwrap();
-        let topo = Topology::routed(prefix, nat).unwrap();
-        let pki = Pki::issue(bin(), &tmp.path().join("pki"), &pki).unwrap();
-        let hosts =
-            HostsFile::write(&topo.client, &[(topo.gateway_wan().into(), GATEWAY_NAME)]).unwrap();
-        Lab {
-            _hosts: hosts,
-            topo,
-            pki,
-            tmp,
-        }
-    }
-
-    fn dir(&self, name: &str) -> PathBuf {
-        self.tmp.path().join(name)
+        Lab::routed(prefix, pki, true, GATEWAY_NAME)
     }
 
     fn gateway_wan(&self) -> String {
@@ -938,7 +910,7 @@ fn ping_stream(ns: &Netns, dest: &str, count: u32) -> std::thread::JoinHandle<(u
 /// answers NAT detection, and the tunnel keeps carrying pings on the same SAs.
 #[test]
 fn strongswan_client_roams_with_mobike_and_keeps_its_tunnel() {
-    let lab = Lab::routed("ismob", PkiOptions::new(GATEWAY_NAME), false);
+    let lab = Lab::routed("ismob", PkiOptions::new(GATEWAY_NAME), false, GATEWAY_NAME);
     let opts = GatewayOpts::new(&lab.pki, lab.topo.gateway_wan().into());
     let gw = GatewayProcess::start(bin(), &lab.topo.gateway, &lab.dir("gw"), &opts).unwrap();
     let client = &lab.topo.client;

@@ -92,38 +92,27 @@ impl Endpoint {
         if cfg.ike.ike_proposals.is_empty() || cfg.ike.esp_proposals.is_empty() {
             return Err(ConnectError::NoProposals);
         }
-        let secret = provider
-            .random_array::<32>()
-            .map_err(|e| ConnectError::Crypto(e.to_string()))?;
-        Ok(Self {
-            cfg: Some(cfg),
-            provider,
-            pool,
-            sas: HashMap::new(),
-            aliases: HashMap::new(),
-            init_index: HashMap::new(),
-            init_keys: HashMap::new(),
-            transmits: VecDeque::new(),
-            events: VecDeque::new(),
-            cookie_secret: Zeroizing::new(secret),
-            cookie_previous: None,
-            cookie_version: 0,
-            cookie_rotated: None,
-            unix_time: 0,
-            invalid_spi_window: None,
-        })
+        Self::build(Some(cfg), provider, pool)
     }
 
     /// An endpoint that only initiates (a client): IKE SAs come from [`Endpoint::connect`], and
     /// IKE_SA_INIT requests from others are dropped.
     pub fn initiator(provider: Arc<Provider>) -> Result<Self, ConnectError> {
+        Self::build(None, provider, Box::new(NoPool))
+    }
+
+    fn build(
+        cfg: Option<Arc<ResponderConfig>>,
+        provider: Arc<Provider>,
+        pool: Box<dyn AddressPool>,
+    ) -> Result<Self, ConnectError> {
         let secret = provider
             .random_array::<32>()
             .map_err(|e| ConnectError::Crypto(e.to_string()))?;
         Ok(Self {
-            cfg: None,
+            cfg,
             provider,
-            pool: Box::new(NoPool),
+            pool,
             sas: HashMap::new(),
             aliases: HashMap::new(),
             init_index: HashMap::new(),

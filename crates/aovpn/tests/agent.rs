@@ -33,7 +33,7 @@ const APP_HOST: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 20);
 
 mod common;
 
-use common::{Lab, bin};
+use common::{Lab, bin, report};
 
 impl Lab {
     fn new(prefix: &str) -> Lab {
@@ -240,10 +240,10 @@ fn the_device_tunnel_comes_up_without_a_login_and_carries_manage_out() {
     let gw = lab.start_gateway(&lab.gateway_opts());
     let agent = lab.start_agent(&lab.agent_opts());
     let took = wait_connected(&agent, DEVICE, Duration::from_secs(30));
-    eprintln!(
+    report(&format!(
         "device tunnel up {} ms after the agent's socket opened",
         took.as_millis()
-    );
+    ));
     let vip = virtual_ip(&agent, DEVICE);
     assert!(vip.starts_with("172.16.201."), "{vip}");
     assert_eq!(route_dev(&lab.topo.client, MGMT_HOST), "aovpn-dev");
@@ -301,10 +301,10 @@ fn a_user_tunnel_follows_the_session_and_leaves_the_device_tunnel_alone() {
     let started = Instant::now();
     let mut alice = lab.start_alice(&agent);
     wait_connected(&agent, USER, Duration::from_secs(30));
-    eprintln!(
+    report(&format!(
         "user tunnel up {} ms after the helper started",
         started.elapsed().as_millis()
-    );
+    ));
     let user_if = interface(&agent, USER);
     assert!(user_if.starts_with("aovpn-u"), "{user_if}");
     assert_eq!(route_dev(&lab.topo.client, APP_HOST), user_if);
@@ -416,14 +416,14 @@ fn both_tunnels_come_back_after_the_link_goes_down_and_up() {
     assert_eq!(state_of(&agent, USER), "connected");
     let (dm, dx) = median_max(device);
     let (um, ux) = median_max(user);
-    eprintln!(
+    report(&format!(
         "link down 5 s and up, {tries} tries: ping through the device tunnel after {} ms median / {} ms max, \
          through the user tunnel after {} ms median / {} ms max",
         dm.as_millis(),
         dx.as_millis(),
         um.as_millis(),
         ux.as_millis()
-    );
+    ));
 }
 
 /// A paced, checksummed TCP stream from the client to `dest`; returns (bytes, hash) as the
@@ -551,9 +551,9 @@ fn an_open_tcp_connection_survives_a_change_of_the_clients_address() {
     assert_eq!(t["ike_since"], ike_since, "{t}");
     assert!(agent.log().contains("MOBIKE update"), "{}", agent.log());
     assert!(gw.log().contains("client moved"), "{}", gw.log());
-    eprintln!(
+    report(&format!(
         "MOBIKE address change under a 12 MB TCP transfer: arrived whole, {retransmitted} TCP segments retransmitted"
-    );
+    ));
 }
 
 /// A steady ping through each tunnel, so that a dead gateway is noticed from one-way ESP.
@@ -612,11 +612,11 @@ fn both_tunnels_come_back_after_the_gateway_is_killed_and_restarted() {
         let _ = p.kill();
         let _ = p.wait();
     }
-    eprintln!(
+    report(&format!(
         "gateway SIGKILLed and restarted: both tunnels connected {} ms after the restart, pings through them {} ms later",
         took.as_millis(),
         (d + u).as_millis()
-    );
+    ));
 }
 
 /// A revoked machine certificate: the agent keeps trying with backoff and says why; once the
@@ -656,7 +656,7 @@ fn a_revoked_machine_certificate_is_retried_until_the_revocation_is_lifted() {
         .filter(|l| l.contains("connecting profile=DeviceTunnel"))
         .map(|l| l.split_whitespace().next().unwrap_or_default().to_owned())
         .collect();
-    eprintln!("attempts while revoked at {times:?}: {why}");
+    report(&format!("attempts while revoked at {times:?}: {why}"));
     // Backing off: the waits between rounds grow (1 s, 2 s, 4 s ... with jitter).
     let gaps = attempt_gaps(&times);
     assert!(
@@ -673,10 +673,10 @@ fn a_revoked_machine_certificate_is_retried_until_the_revocation_is_lifted() {
     .unwrap();
     let lifted = Instant::now();
     wait_connected(&agent, DEVICE, Duration::from_secs(30));
-    eprintln!(
+    report(&format!(
         "revocation lifted: device tunnel up {} ms later (backoff cap 8 s)",
         lifted.elapsed().as_millis()
-    );
+    ));
     ping(&lab.topo.client, MGMT_HOST);
 }
 

@@ -25,7 +25,7 @@ const GATEWAY_NAME: &str = "vpn.interop.example";
 
 mod common;
 
-use common::{Lab, bin};
+use common::{Lab, bin, report};
 
 /// One proposal set: strongSwan notation and how swanctl reports the result.
 struct Suite {
@@ -967,10 +967,10 @@ fn strongswan_client_roams_with_mobike_and_keeps_its_tunnel() {
         context()
     );
     let (sent, received) = stream.join().unwrap();
-    eprintln!(
+    report(&format!(
         "MOBIKE roam of a strongSwan client: {received}/{sent} pings answered across the address change ({} lost)",
         sent - received
-    );
+    ));
     // The pings of the last seconds all crossed the tunnel on the new address.
     ping(client, lab::VNET_HOST).unwrap_or_else(|e| panic!("{e}{}", context()));
     assert!(

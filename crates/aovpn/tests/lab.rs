@@ -87,8 +87,10 @@ fn the_lab_comes_up_and_its_tunnels_come_back_by_themselves() {
         2,
         "{last}"
     );
-    eprintln!(
-        "after link down/up and a gateway restart, `aovpn lab status` was all green {} ms after the restart",
+    use std::io::Write as _;
+    let _ = writeln!(
+        std::io::stderr(),
+        "FIGURE: after link down/up and a gateway restart, `aovpn lab status` was all green {} ms after the restart",
         started.elapsed().as_millis()
     );
 }

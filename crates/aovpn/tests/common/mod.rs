@@ -45,3 +45,10 @@ impl Lab {
         self.tmp.path().join(name)
     }
 }
+
+/// Prints a figure a test measured where CI shows it: straight to stderr, past the test
+/// harness's output capture (which hides `eprintln!` of passing tests).
+pub fn report(figure: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "FIGURE: {figure}");
+}

@@ -2,7 +2,7 @@
 //! IKE_SA_INIT statelessly where it can (COOKIE, INVALID_KE_PAYLOAD, NO_PROPOSAL_CHOSEN,
 //! INVALID_MAJOR_VERSION), bounds half-open SAs and hands out virtual IPs.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -58,6 +58,13 @@ pub struct Endpoint {
     unix_time: u64,
     /// Start of the current second and the INVALID_IKE_SPI answers sent in it.
     invalid_spi_window: Option<(Instant, u32)>,
+    /// Every SA's next deadline, ordered: finding the earliest costs O(log n), not a scan of
+    /// every SA per datagram.
+    timers: BTreeSet<(Instant, IkeSaId)>,
+    /// The deadline each SA has in `timers`.
+    deadline_of: HashMap<IkeSaId, Instant>,
+    /// How many SA deadlines were computed (a cost counter for tests).
+    deadline_computations: u64,
 }
 
 /// At most this many INVALID_IKE_SPI answers per second.
@@ -125,6 +132,9 @@ impl Endpoint {
             cookie_rotated: None,
             unix_time: 0,
             invalid_spi_window: None,
+            timers: BTreeSet::new(),
+            deadline_of: HashMap::new(),
+            deadline_computations: 0,
         })
     }
 
@@ -251,7 +261,7 @@ impl Endpoint {
 
     /// The earliest timer of all SAs.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let sa_min = self.sas.values().filter_map(IkeSa::poll_timeout).min();
+        let sa_min = self.timers.first().map(|(t, _)| *t);
         let rotate = self
             .cfg
             .as_ref()
@@ -263,20 +273,40 @@ impl Endpoint {
         }
     }
 
-    /// Runs the timers of all SAs.
+    /// Runs the timers that are due.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.rotate_cookie_secret(now);
-        let due: Vec<IkeSaId> = self
-            .sas
-            .iter()
-            .filter(|(_, s)| s.poll_timeout().is_some_and(|t| t <= now))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in due {
+        while let Some(&(at, id)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.pop_first();
+            self.deadline_of.remove(&id);
             if let Some(sa) = self.sas.get_mut(&id) {
                 sa.handle_timeout(now);
             }
             self.collect(id);
+        }
+    }
+
+    /// How many SA deadlines the endpoint has computed so far: it computes one per SA it
+    /// touched, so a datagram costs O(log n) whatever the number of SAs (tests check this).
+    pub fn deadline_computations(&self) -> u64 {
+        self.deadline_computations
+    }
+
+    /// Files an SA's next deadline (after anything that may have changed it).
+    fn reschedule(&mut self, id: IkeSaId) {
+        if let Some(old) = self.deadline_of.remove(&id) {
+            self.timers.remove(&(old, id));
+        }
+        let Some(sa) = self.sas.get(&id) else {
+            return;
+        };
+        self.deadline_computations += 1;
+        if let Some(at) = sa.poll_timeout() {
+            self.timers.insert((at, id));
+            self.deadline_of.insert(id, at);
         }
     }
 
@@ -539,6 +569,7 @@ impl Endpoint {
                 self.pool.release(peer, *a);
             }
         }
+        self.reschedule(id);
         if let Some(peer) = replaced_peer {
             let old: Vec<IkeSaId> = self
                 .sas

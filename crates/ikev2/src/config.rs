@@ -199,6 +199,13 @@ pub struct ResponderConfig {
     pub cookie_threshold: usize,
     /// Drop new IKE_SA_INIT requests once this many half-open SAs exist.
     pub half_open_limit: usize,
+    /// Drop new IKE_SA_INIT requests from an address with this many half-open SAs already
+    /// (strongSwan's block_threshold): one host, even one that echoes COOKIEs, cannot fill
+    /// the table.
+    pub half_open_per_source: usize,
+    /// Largest datagram accepted from a peer that has not authenticated (IKE_SA_INIT, and
+    /// everything to a half-open SA; strongSwan's default is 10,000 bytes).
+    pub max_unauthenticated_datagram: usize,
     /// Rotate the COOKIE secret after this long (the previous secret stays valid one period).
     pub cookie_secret_lifetime: Duration,
     /// Accept clients that authenticate with EAP-TLS (RFC 5216) inside IKE_AUTH, as Windows
@@ -208,7 +215,8 @@ pub struct ResponderConfig {
 }
 
 impl ResponderConfig {
-    /// Defaults: local TS 0.0.0.0/0, no DNS, cookies above 64 half-open SAs, limit 4096.
+    /// Defaults: local TS 0.0.0.0/0, no DNS, cookies above 64 half-open SAs, at most 4096
+    /// half-open SAs and 5 per source address, unauthenticated datagrams up to 10,000 bytes.
     pub fn new(ike: IkeConfig) -> Self {
         Self {
             ike,
@@ -219,6 +227,8 @@ impl ResponderConfig {
             mobike: false,
             cookie_threshold: 64,
             half_open_limit: 4096,
+            half_open_per_source: 5,
+            max_unauthenticated_datagram: 10_000,
             cookie_secret_lifetime: Duration::from_secs(300),
             eap_tls: true,
         }

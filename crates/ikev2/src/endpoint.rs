@@ -7,9 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use ike_wire::{
-    DecodeError, ExchangeType, Flags, Header, Message, Notify, NotifyType, Payload, Payloads,
-};
+use ike_wire::{DecodeError, ExchangeType, Flags, Header, Message, Notify, NotifyType, Payload};
 use ipsec_crypto::Provider;
 use zeroize::Zeroizing;
 
@@ -33,6 +31,22 @@ pub fn local_spi_of(bytes: &[u8]) -> Option<u64> {
     } else {
         h.spi_i
     })
+}
+
+/// What the endpoint refused or answered without state, since it started (for metrics and
+/// tests).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EndpointStats {
+    /// Datagrams from unauthenticated peers over `max_unauthenticated_datagram`.
+    pub oversized: u64,
+    /// IKE_SA_INIT requests dropped: their source had `half_open_per_source` half-open SAs.
+    pub per_source_limit: u64,
+    /// IKE_SA_INIT requests dropped: `half_open_limit` half-open SAs in all.
+    pub half_open_limit: u64,
+    /// COOKIE answers (a request without a valid COOKIE while under load).
+    pub cookies_sent: u64,
+    /// INVALID_KE_PAYLOAD answers asking a loaded responder's cheaper group.
+    pub cheaper_group_asked: u64,
 }
 
 /// Owns many IKE SAs (responder and, via [`Endpoint::connect`], initiator).
@@ -65,6 +79,9 @@ pub struct Endpoint {
     deadline_of: HashMap<IkeSaId, Instant>,
     /// How many SA deadlines were computed (a cost counter for tests).
     deadline_computations: u64,
+    /// Half-open SAs per source address.
+    half_open_by_source: HashMap<std::net::IpAddr, usize>,
+    stats: EndpointStats,
 }
 
 /// At most this many INVALID_IKE_SPI answers per second.
@@ -135,6 +152,8 @@ impl Endpoint {
             timers: BTreeSet::new(),
             deadline_of: HashMap::new(),
             deadline_computations: 0,
+            half_open_by_source: HashMap::new(),
+            stats: EndpointStats::default(),
         })
     }
 
@@ -159,6 +178,11 @@ impl Endpoint {
         // Every half-open responder SA is indexed for IKE_SA_INIT retransmissions until it
         // authenticates or closes, so this is O(1) even under an IKE_SA_INIT flood.
         self.init_keys.len()
+    }
+
+    /// What was refused or answered without state so far.
+    pub fn stats(&self) -> EndpointStats {
+        self.stats
     }
 
     /// An SA by id.
@@ -366,6 +390,11 @@ impl Endpoint {
             self.answer_unknown_spi(now, local, remote, bytes);
             return;
         };
+        let cap = self.cfg.as_ref().map(|c| c.max_unauthenticated_datagram);
+        if sa.state() == IkeSaState::HalfOpen && cap.is_some_and(|cap| bytes.len() > cap) {
+            self.stats.oversized += 1;
+            return;
+        }
         sa.set_unix_time(self.unix_time);
         sa.handle(now, local, remote, bytes, Some(self.pool.as_mut()));
         self.collect(id);
@@ -442,22 +471,38 @@ impl Endpoint {
         self.cookie_rotated = Some(now);
     }
 
+    /// A new IKE_SA_INIT request. Everything that costs the responder nothing comes first:
+    /// size, the half-open limits (per source and in all), and under load the COOKIE, checked
+    /// on the raw message before it is decoded; only a request that passes all of them is
+    /// decoded and may cost a Diffie-Hellman computation.
     fn new_init(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, bytes: &[u8]) {
         let Some(cfg) = self.cfg.clone() else {
             return;
         };
-        let Ok(msg) = Message::decode(bytes) else {
+        if bytes.len() > cfg.max_unauthenticated_datagram {
+            self.stats.oversized += 1;
             return;
-        };
-        if msg.header.message_id != 0 {
+        }
+        let from_source = self
+            .half_open_by_source
+            .get(&remote.ip())
+            .copied()
+            .unwrap_or(0);
+        if from_source >= cfg.half_open_per_source {
+            self.stats.per_source_limit += 1;
             return;
         }
         let half_open = self.half_open();
         if half_open >= cfg.half_open_limit {
+            self.stats.half_open_limit += 1;
             return;
         }
-        if half_open >= cfg.cookie_threshold {
-            let Some(ni) = msg.payloads.nonce() else {
+        let under_load = half_open >= cfg.cookie_threshold;
+        if under_load {
+            let Ok(raw) = Header::parse(bytes) else {
+                return;
+            };
+            let Some((cookie, ni)) = raw_cookie_and_nonce(bytes) else {
                 return;
             };
             let expected = make_cookie(
@@ -465,10 +510,9 @@ impl Endpoint {
                 self.cookie_version,
                 ni,
                 remote.ip(),
-                msg.header.spi_i,
+                raw.header.spi_i,
             );
-            let received = msg.payloads.notify(NotifyType::COOKIE).map(|n| &n.data);
-            let valid = received.is_some_and(|c| {
+            let valid = cookie.is_some_and(|c| {
                 cookie_matches(&expected, c)
                     || self.cookie_previous.as_ref().is_some_and(|prev| {
                         let old = make_cookie(
@@ -476,19 +520,26 @@ impl Endpoint {
                             self.cookie_version.wrapping_sub(1),
                             ni,
                             remote.ip(),
-                            msg.header.spi_i,
+                            raw.header.spi_i,
                         );
                         cookie_matches(&old, c)
                     })
             });
             if !valid {
                 if let Some(b) =
-                    stateless_reply(&msg.header, Notify::new(NotifyType::COOKIE, expected))
+                    stateless_reply(&raw.header, Notify::new(NotifyType::COOKIE, expected))
                 {
+                    self.stats.cookies_sent += 1;
                     self.stateless_transmit(local, remote, b);
                 }
                 return;
             }
+        }
+        let Ok(msg) = Message::decode(bytes) else {
+            return;
+        };
+        if msg.header.message_id != 0 {
+            return;
         }
         let spi_r = loop {
             let Ok(b) = self.provider.random_array::<8>() else {
@@ -508,15 +559,21 @@ impl Endpoint {
             &msg,
             bytes,
             spi_r,
+            under_load,
         ) {
             InitOutcome::Created(mut sa) => {
                 sa.set_unix_time(self.unix_time);
                 self.init_index.insert((msg.header.spi_i, remote), spi_r);
                 self.init_keys.insert(spi_r, (msg.header.spi_i, remote));
+                *self.half_open_by_source.entry(remote.ip()).or_insert(0) += 1;
                 self.sas.insert(spi_r, *sa);
                 self.collect(spi_r);
             }
             InitOutcome::Reply(b) => self.stateless_transmit(local, remote, b),
+            InitOutcome::CheaperGroup(b) => {
+                self.stats.cheaper_group_asked += 1;
+                self.stateless_transmit(local, remote, b);
+            }
             InitOutcome::Drop => {}
         }
     }
@@ -553,6 +610,12 @@ impl Endpoint {
             && let Some(key) = self.init_keys.remove(&id)
         {
             self.init_index.remove(&key);
+            if let Some(n) = self.half_open_by_source.get_mut(&key.1.ip()) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.half_open_by_source.remove(&key.1.ip());
+                }
+            }
         }
         if sa.is_closed() {
             self.aliases.retain(|_, v| *v != id);
@@ -587,4 +650,41 @@ impl Endpoint {
             }
         }
     }
+}
+
+/// The COOKIE notify (if the request starts with one, as RFC 7296 2.6 wants) and the nonce of
+/// a raw IKE_SA_INIT request, found by walking the generic payload headers only: checking a
+/// COOKIE costs one HMAC and no decoding. `None` when the chain is malformed or has no nonce.
+fn raw_cookie_and_nonce(bytes: &[u8]) -> Option<(Option<&[u8]>, &[u8])> {
+    const NOTIFY: u8 = 41;
+    const NONCE: u8 = 40;
+    let mut next = *bytes.get(16)?;
+    let mut at = ike_wire::HEADER_LEN;
+    let mut cookie = None;
+    let mut nonce = None;
+    let mut first = true;
+    while next != 0 {
+        let header = bytes.get(at..at + 4)?;
+        let len = usize::from(u16::from_be_bytes([header[2], header[3]]));
+        let body = bytes.get(at + 4..at.checked_add(len)?)?;
+        if len < 4 {
+            return None;
+        }
+        match next {
+            // Notify: protocol, SPI size, type, SPI, data.
+            NOTIFY if first => {
+                let spi_size = usize::from(*body.get(1)?);
+                let kind = u16::from_be_bytes([*body.get(2)?, *body.get(3)?]);
+                if kind == NotifyType::COOKIE.0 {
+                    cookie = Some(body.get(4 + spi_size..)?);
+                }
+            }
+            NONCE => nonce = Some(body),
+            _ => {}
+        }
+        first = false;
+        next = header[0];
+        at += len;
+    }
+    Some((cookie, nonce?))
 }

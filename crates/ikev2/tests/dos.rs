@@ -75,7 +75,11 @@ fn a_datagram_costs_the_same_with_many_sas() {
         assert!(gw.poll_timeout().is_some());
         gw.handle_timeout(now);
     }
-    assert_eq!(gw.deadline_computations(), before, "work per SA for foreign datagrams");
+    assert_eq!(
+        gw.deadline_computations(),
+        before,
+        "work per SA for foreign datagrams"
+    );
     // One SA's datagram costs one deadline.
     let req = init_request(&client, 5, source(5), now);
     gw.handle_datagram(now, server_addr(), source(5), &req);
@@ -86,4 +90,201 @@ fn a_datagram_costs_the_same_with_many_sas() {
     gw.handle_timeout(later);
     assert_eq!(gw.half_open(), 0);
     assert_eq!(gw.len(), 0);
+}
+
+fn answers(gw: &mut Endpoint) -> Vec<ikev2::ike_wire::Message> {
+    std::iter::from_fn(|| gw.poll_transmit())
+        .map(|t| ikev2::ike_wire::Message::decode(&t.bytes).unwrap())
+        .collect()
+}
+
+/// One host cannot hold more than `half_open_per_source` half-open SAs, even below the COOKIE
+/// threshold; other hosts are not affected.
+#[test]
+fn one_source_holds_at_most_five_half_open_sas() {
+    let setup = Setup::new(KeyAlgorithm::P256);
+    let mut cfg = setup.server;
+    cfg.cookie_threshold = 1000;
+    let mut gw = responder(cfg);
+    let client = Arc::new(setup.client);
+    let now = Instant::now();
+    let host = source(1);
+    for i in 0..8 {
+        let from = SocketAddr::new(host.ip(), 1000 + i as u16);
+        gw.handle_datagram(
+            now,
+            server_addr(),
+            from,
+            &init_request(&client, i, from, now),
+        );
+    }
+    assert_eq!(gw.half_open(), 5);
+    assert_eq!(gw.stats().per_source_limit, 3);
+    let other = source(2);
+    gw.handle_datagram(
+        now,
+        server_addr(),
+        other,
+        &init_request(&client, 100, other, now),
+    );
+    assert_eq!(gw.half_open(), 6);
+    // The slots come back when the half-open SAs expire.
+    gw.handle_timeout(now + Duration::from_secs(31));
+    assert_eq!(gw.half_open(), 0);
+    let from = SocketAddr::new(host.ip(), 2000);
+    gw.handle_datagram(
+        now,
+        server_addr(),
+        from,
+        &init_request(&client, 50, from, now),
+    );
+    assert_eq!(gw.half_open(), 1);
+}
+
+/// Under load every new initiator must echo a COOKIE first; a host that does so still gets no
+/// more than its share, and checking a COOKIE needs no decoding (a malformed request with a
+/// bad COOKIE is answered with a COOKIE, not parsed).
+#[test]
+fn a_cookie_echoing_host_gets_no_more_than_its_share() {
+    let setup = Setup::new(KeyAlgorithm::P256);
+    let mut cfg = setup.server;
+    cfg.cookie_threshold = 0;
+    let mut gw = responder(cfg);
+    let client_cfg = Arc::new(setup.client);
+    let now = Instant::now();
+    let host = source(3);
+    for i in 0..10u32 {
+        let from = SocketAddr::new(host.ip(), 3000 + i as u16);
+        let mut c = IkeSa::connect(
+            client_cfg.clone(),
+            Arc::new(Provider::deterministic(&i.to_be_bytes())),
+            now,
+            from,
+            server_addr(),
+        )
+        .unwrap();
+        // Request, COOKIE answer, request with the COOKIE.
+        for _ in 0..2 {
+            while let Some(t) = c.poll_transmit() {
+                gw.handle_datagram(now, server_addr(), from, &t.bytes);
+            }
+            while let Some(t) = gw.poll_transmit() {
+                c.handle_datagram(now, from, server_addr(), &t.bytes);
+            }
+        }
+    }
+    assert_eq!(gw.half_open(), 5, "{:?}", gw.stats());
+    // The per-source check comes first: the sixth request costs not even a COOKIE.
+    assert_eq!(gw.stats().cookies_sent, 5);
+    assert_eq!(gw.stats().per_source_limit, 5);
+}
+
+/// Nothing over 10,000 bytes from an unauthenticated peer: neither an IKE_SA_INIT nor a
+/// datagram to a half-open SA.
+#[test]
+fn unauthenticated_datagrams_are_capped_at_ten_thousand_bytes() {
+    use ikev2::ike_wire::{Message, Payload};
+    let setup = Setup::new(KeyAlgorithm::P256);
+    let mut gw = responder(setup.server);
+    let client = Arc::new(setup.client);
+    let now = Instant::now();
+    let from = source(4);
+    let mut msg = Message::decode(&init_request(&client, 1, from, now)).unwrap();
+    msg.payloads.push(Payload::VendorId(vec![0x42; 10_500]));
+    let big = msg.encode().unwrap();
+    gw.handle_datagram(now, server_addr(), from, &big);
+    assert_eq!(gw.half_open(), 0);
+    assert!(answers(&mut gw).is_empty());
+    assert_eq!(gw.stats().oversized, 1);
+    // A normal request makes a half-open SA; an oversized datagram for it is dropped unread.
+    let req = init_request(&client, 1, from, now);
+    gw.handle_datagram(now, server_addr(), from, &req);
+    assert_eq!(gw.half_open(), 1);
+    let reply = answers(&mut gw);
+    let spi_r = reply[0].header.spi_r;
+    let mut junk = vec![0u8; 12_000];
+    junk[..8].copy_from_slice(&msg.header.spi_i.to_be_bytes());
+    junk[8..16].copy_from_slice(&spi_r.to_be_bytes());
+    junk[16] = 46;
+    junk[17] = 0x20;
+    junk[18] = 35; // IKE_AUTH
+    junk[19] = 0x08;
+    junk[20..24].copy_from_slice(&1u32.to_be_bytes());
+    junk[24..28].copy_from_slice(&12_000u32.to_be_bytes());
+    gw.handle_datagram(now, server_addr(), from, &junk);
+    assert_eq!(gw.stats().oversized, 2);
+}
+
+/// Under load, an initiator that sent a MODP key exchange but also offers an elliptic-curve
+/// group is asked for that (no state, no modular exponentiation); one that offers MODP only
+/// (stock Windows) is served with it.
+#[test]
+fn under_load_a_cheaper_group_is_asked_for() {
+    use ikev2::IkeProposal;
+    use ikev2::ike_wire::NotifyType;
+    use ikev2::ike_wire::Payloads as _;
+    use ikev2::ipsec_crypto::DhGroup;
+    let mut setup = Setup::new(KeyAlgorithm::P256);
+    setup.server.cookie_threshold = 0;
+    setup.server.ike.ike_proposals =
+        vec![IkeProposal::parse("aes256gcm16-prfsha384-modp2048-ecp256", false).unwrap()];
+    // The initiator's KE is MODP-2048 (its first group), it also offers ECP-256.
+    setup.client.ike.ike_proposals =
+        vec![IkeProposal::parse("aes256gcm16-prfsha384-modp2048-ecp256", false).unwrap()];
+    let mut gw = responder(setup.server.clone());
+    let client = Arc::new(setup.client.clone());
+    let now = Instant::now();
+    let from = source(5);
+    let mut c = IkeSa::connect(
+        client.clone(),
+        Arc::new(Provider::deterministic(b"m")),
+        now,
+        from,
+        server_addr(),
+    )
+    .unwrap();
+    let mut asked = None;
+    for _ in 0..3 {
+        while let Some(t) = c.poll_transmit() {
+            gw.handle_datagram(now, server_addr(), from, &t.bytes);
+        }
+        while let Some(t) = gw.poll_transmit() {
+            let m = ikev2::ike_wire::Message::decode(&t.bytes).unwrap();
+            if let Some(n) = m.payloads.notify(NotifyType::INVALID_KE_PAYLOAD) {
+                asked = Some(u16::from_be_bytes([n.data[0], n.data[1]]));
+            }
+            c.handle_datagram(now, from, server_addr(), &t.bytes);
+        }
+    }
+    assert_eq!(asked, Some(DhGroup::EcpP256.iana()));
+    assert_eq!(gw.stats().cheaper_group_asked, 1);
+    assert_eq!(gw.half_open(), 1, "the initiator came back with ECP-256");
+    // MODP only: served.
+    setup.client.ike.ike_proposals =
+        vec![IkeProposal::parse("aes256gcm16-prfsha384-modp2048", false).unwrap()];
+    let only_modp = Arc::new(setup.client);
+    let from = source(6);
+    let mut c = IkeSa::connect(
+        only_modp,
+        Arc::new(Provider::deterministic(b"w")),
+        now,
+        from,
+        server_addr(),
+    )
+    .unwrap();
+    for _ in 0..2 {
+        while let Some(t) = c.poll_transmit() {
+            gw.handle_datagram(now, server_addr(), from, &t.bytes);
+        }
+        while let Some(t) = gw.poll_transmit() {
+            c.handle_datagram(now, from, server_addr(), &t.bytes);
+        }
+    }
+    assert_eq!(gw.stats().cheaper_group_asked, 1);
+    assert_eq!(
+        gw.half_open(),
+        2,
+        "COOKIE, then served with MODP: {:?}",
+        gw.stats()
+    );
 }

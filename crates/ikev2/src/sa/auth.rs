@@ -287,6 +287,7 @@ impl IkeSa {
             return;
         }
         self.state = IkeSaState::Established;
+        self.reassembler = Reassembler::new(ReassemblyLimits::default());
         self.start_ike_lifetime(now);
         if let Some(info) = self.established_info(subject) {
             self.events.push_back(Event::IkeSaEstablished(info));

@@ -28,8 +28,9 @@ const FLAG_START: u8 = 0x20;
 
 /// TLS bytes per EAP-TLS request, small enough for one unfragmented IKE message.
 const FRAGMENT_LEN: usize = 1000;
-/// Upper bound of one reassembled TLS flight from the peer.
-const MAX_TLS_MESSAGE: usize = 64 * 1024;
+/// Upper bound of one reassembled TLS flight from the peer (a client certificate flight with a
+/// long RSA chain is well below; the peer has not authenticated yet).
+const MAX_TLS_MESSAGE: usize = 24 * 1024;
 /// Longest EAP identity we keep.
 const MAX_IDENTITY: usize = 256;
 /// RFC 5216 2.3: MSK = first 64 octets of the key material.

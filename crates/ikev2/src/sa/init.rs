@@ -3,6 +3,13 @@
 
 use super::*;
 
+/// Fragment reassembly before the peer authenticated (the default limits apply after).
+const HALF_OPEN_REASSEMBLY: ReassemblyLimits = ReassemblyLimits {
+    max_fragments: 32,
+    max_bytes: 24 * 1024,
+    max_messages: 1,
+};
+
 impl IkeSa {
     pub(super) fn send_init_request(&mut self, now: Instant) -> Result<(), String> {
         let cfg = self.cfg.clone();
@@ -69,6 +76,7 @@ impl IkeSa {
         request: &Message,
         raw: &[u8],
         spi_r: u64,
+        under_load: bool,
     ) -> InitOutcome {
         let h = &request.header;
         let reply = |t: NotifyType, data: Vec<u8>| {
@@ -94,6 +102,19 @@ impl IkeSa {
             return reply(NotifyType::NO_PROPOSAL_CHOSEN, Vec::new());
         };
         match DhGroup::from_iana(ke.group.0).filter(|g| groups.contains(g)) {
+            // Under load a MODP computation is what a flood costs us most: a peer that also
+            // offers an elliptic-curve group is asked to use it (one round trip, no state).
+            Some(g) if under_load && g.is_modp() => match groups.iter().find(|g| !g.is_modp()) {
+                Some(cheap) => {
+                    let notify = Notify::new(
+                        NotifyType::INVALID_KE_PAYLOAD,
+                        cheap.iana().to_be_bytes().to_vec(),
+                    );
+                    return stateless_reply(h, notify)
+                        .map_or(InitOutcome::Drop, InitOutcome::CheaperGroup);
+                }
+                None => algs.dh = g,
+            },
             Some(g) => algs.dh = g,
             None => {
                 return reply(
@@ -128,6 +149,9 @@ impl IkeSa {
             .is_some();
         sa_state.peer_hashes = parse_hash_algs(p);
         sa_state.establish_deadline = Some(now + ike.establish_timeout);
+        // Until the peer authenticates it may make us hold one fragmented message at a time,
+        // of a size an IKE_AUTH with a long certificate chain needs and no more.
+        sa_state.reassembler = Reassembler::new(HALF_OPEN_REASSEMBLY);
         sa_state.expected_request_id = 1;
         sa_state.nat_detected = ike.force_encap || natd_mismatch(p, h.spi_i, 0, remote, local);
         if sa_state.derive_keys(algs, shared.as_bytes()).is_err() {

@@ -108,6 +108,8 @@ pub(crate) enum InitOutcome {
     Created(Box<IkeSa>),
     /// A stateless reply (error notify) to send back.
     Reply(Vec<u8>),
+    /// INVALID_KE_PAYLOAD naming a cheaper group the initiator offers (we are under load).
+    CheaperGroup(Vec<u8>),
     /// Drop silently.
     Drop,
 }

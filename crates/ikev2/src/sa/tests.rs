@@ -75,6 +75,7 @@ pub(in crate::sa) fn init_pair() -> (IkeSa, IkeSa, Instant) {
         &msg,
         &req.bytes,
         7,
+        false,
     ) else {
         panic!("no SA");
     };

@@ -10,6 +10,8 @@ use std::process::ExitCode;
 
 #[path = "bench/common.rs"]
 mod common;
+#[path = "bench/flood.rs"]
+mod flood;
 #[path = "bench/ike.rs"]
 mod ike;
 #[path = "bench/initiator.rs"]
@@ -54,6 +56,29 @@ struct MemoryArgs {
     clients: usize,
 }
 
+#[derive(Debug, Clone, clap::Args)]
+struct FloodArgs {
+    /// Spoofed IKE_SA_INIT requests per second.
+    #[arg(long, default_value_t = 20_000)]
+    rate: u32,
+    /// Handshakes the COOKIE-echoing host keeps in flight.
+    #[arg(long, default_value_t = 32)]
+    echoers: usize,
+    /// Legitimate connection attempts per phase and responder.
+    #[arg(long, default_value_t = 10)]
+    attempts: usize,
+}
+
+impl FloodArgs {
+    fn options(&self) -> flood::FloodOptions {
+        flood::FloodOptions {
+            rate: self.rate,
+            echoers: self.echoers,
+            attempts: self.attempts,
+        }
+    }
+}
+
 #[derive(Debug, clap::Subcommand)]
 enum BenchCommand {
     /// TCP throughput: plain routed path vs strongSwan vs aovpn tunnel.
@@ -62,7 +87,10 @@ enum BenchCommand {
     Ike(IkeArgs),
     /// Responder memory per connected idle client: aovpn gateway vs strongSwan charon.
     Memory(MemoryArgs),
-    /// All three with their defaults (options apply to their part), one report.
+    /// A legitimate client's connect time during IKE_SA_INIT floods (spoofed sources, a
+    /// COOKIE-echoing host): aovpn gateway vs strongSwan charon, default DoS settings.
+    Flood(FloodArgs),
+    /// All of them with their defaults (options apply to their part), one report.
     All {
         #[command(flatten)]
         throughput: ThroughputArgs,
@@ -73,6 +101,8 @@ enum BenchCommand {
         concurrency: Vec<usize>,
         #[arg(long, default_value_t = 200)]
         clients: usize,
+        #[command(flatten)]
+        flood: FloodArgs,
     },
 }
 
@@ -125,11 +155,13 @@ pub fn run(args: BenchArgs) -> ExitCode {
         )],
         BenchCommand::Ike(a) => vec![("ike", Box::new(move || ike::run(a.secs, &a.concurrency)))],
         BenchCommand::Memory(a) => vec![("memory", Box::new(move || memory::run(a.clients)))],
+        BenchCommand::Flood(a) => vec![("flood", Box::new(move || flood::run(a.options())))],
         BenchCommand::All {
             throughput: t,
             ike_secs,
             concurrency,
             clients,
+            flood: f,
         } => vec![
             (
                 "throughput",
@@ -137,6 +169,7 @@ pub fn run(args: BenchArgs) -> ExitCode {
             ),
             ("ike", Box::new(move || ike::run(ike_secs, &concurrency))),
             ("memory", Box::new(move || memory::run(clients))),
+            ("flood", Box::new(move || flood::run(f.options()))),
         ],
     };
     print!("{}", header());

@@ -462,6 +462,109 @@ fn revoked_and_foreign_client_certificates_are_refused() {
     good.stop().unwrap();
 }
 
+/// Rewrites the gateway's configuration and sends it SIGHUP.
+fn reload(gw: &GatewayProcess, opts: &GatewayOpts) {
+    std::fs::write(gw.config_path(), opts.render(gw.workdir())).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(gw.pid() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+}
+
+/// Waits for the gateway to report no client and the client to exit; the gateway's log says
+/// why, with `reason`.
+fn assert_cut_off(client: &mut ClientProcess, gw: &GatewayProcess, reason: &str) {
+    gw.wait_status(Duration::from_secs(10), |t| {
+        json(t)["clients"].as_array().is_some_and(Vec::is_empty)
+    })
+    .unwrap();
+    let exit = client.wait_exit(Duration::from_secs(10)).unwrap();
+    assert!(exit.is_some(), "client still running:\n{}", client.log());
+    let log = gw.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains(reason) && l.contains("disconnecting")),
+        "gateway log does not say {reason:?}:\n{log}"
+    );
+}
+
+/// Revocation reaches sessions that authenticated before it, through the whole path: revoking
+/// the issuing intermediate on SIGHUP disconnects its clients, and so does removing the root
+/// they chain to. What only a restart can change is named, not silently ignored.
+#[test]
+fn reload_cuts_off_clients_whose_path_no_longer_validates() {
+    let lab = Lab::routed(
+        "e2eri",
+        PkiOptions::new(GATEWAY_NAME).intermediate(true),
+        true,
+        GATEWAY_NAME,
+    );
+    let mut opts = lab.gateway_opts();
+    let gw = lab.start_gateway(&opts);
+    let mut client = lab.connect_machine("machine");
+    assert_connected(&client, &gw);
+
+    let intermediate = lab.pki.intermediate_cert.clone().unwrap();
+    opts.revoked = vec![lab.pki.thumbprint(&intermediate).unwrap()];
+    reload(&gw, &opts);
+    assert_cut_off(&mut client, &gw, "revoked");
+
+    opts.revoked.clear();
+    reload(&gw, &opts);
+    let mut client = lab.connect_machine("machine-again");
+    assert_connected(&client, &gw);
+    let other = Pki::issue(bin(), &lab.dir("other-pki"), &PkiOptions::new(GATEWAY_NAME)).unwrap();
+    opts.root_cas = vec![other.ca_cert.clone()];
+    opts.pool = "172.16.202.0/24".to_owned();
+    reload(&gw, &opts);
+    assert_cut_off(&mut client, &gw, "not trusted");
+    let log = gw.log();
+    assert!(
+        log.contains("clients.pool_v4 changed; that takes a restart"),
+        "{log}"
+    );
+}
+
+/// A session ends when its certificate does, as Azure's do: the client authenticated with a
+/// certificate valid for a few more seconds is disconnected once it expires.
+#[test]
+fn a_session_ends_when_its_certificate_expires() {
+    use std::time::SystemTime;
+    let lab = Lab::new("e2eex");
+    let gw = lab.start_gateway(&lab.gateway_opts());
+    let root = lab.pki.ca_cert.parent().unwrap().to_owned();
+    let ca = pki::CertificateAuthority::from_parts(
+        pki::load_certificates(&std::fs::read(root.join("ca.crt")).unwrap()).unwrap(),
+        pki::PrivateKey::load(&std::fs::read(root.join("ca.key")).unwrap()).unwrap(),
+    )
+    .unwrap();
+    const LEFT: Duration = Duration::from_secs(6);
+    let day = Duration::from_secs(86_400);
+    let short = ca
+        .issue(
+            pki::CertKind::Machine,
+            "brief.corp.example",
+            pki::KeyAlgorithm::P256,
+            pki::Validity::days_from(SystemTime::now() + LEFT - day, 1),
+        )
+        .unwrap();
+    let (cert, key) = (lab.dir("brief.crt"), lab.dir("brief.key"));
+    std::fs::write(&cert, short.chain[0].to_pem()).unwrap();
+    std::fs::write(&key, short.key.to_pem().as_bytes()).unwrap();
+    let issued = Instant::now();
+    let mut client = lab.connect(&cert, &key, "brief");
+    assert_connected(&client, &gw);
+    assert_cut_off(&mut client, &gw, "certificate expired");
+    let after = issued.elapsed();
+    assert!(after >= LEFT, "cut off after {after:?}, before expiry");
+    common::report(&format!(
+        "certificate valid for {} s more: session closed {} ms after connecting (checked every 5 s)",
+        LEFT.as_secs(),
+        after.as_millis()
+    ));
+}
+
 /// Our client dials the gateway by IP address; the gateway's certificate was issued for that
 /// address (`aovpn pki issue --name 203.0.113.1`: dNSName + iPAddress SAN).
 #[test]

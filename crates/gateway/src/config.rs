@@ -26,6 +26,8 @@ pub struct GatewayConfig {
     pub crypto: Crypto,
     #[serde(default)]
     pub tunnel: Tunnel,
+    #[serde(default)]
+    pub limits: Limits,
     /// Where leases and other state that must survive a restart are kept.
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
@@ -105,9 +107,40 @@ pub struct Crypto {
     /// IKE messages larger than this are fragmented (RFC 7383) when the peer supports it.
     #[serde(default = "default_fragment_mtu")]
     pub fragment_mtu: u16,
-    /// Half-open IKE SAs above which COOKIEs are demanded (0 = always).
+}
+
+/// What one unauthenticated host, or all of them together, may make the gateway hold.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Half-open IKE SAs above which every new initiator must echo a COOKIE (0 = always).
     #[serde(default = "default_cookie_threshold")]
     pub cookie_threshold: u32,
+    /// Half-open IKE SAs above which new IKE_SA_INIT requests are dropped.
+    #[serde(default = "default_half_open_limit")]
+    pub half_open_limit: u32,
+    /// Half-open IKE SAs one source address may hold (strongSwan's block_threshold).
+    #[serde(default = "default_half_open_per_source")]
+    pub half_open_per_source: u32,
+    /// Largest datagram taken from a peer before it has authenticated, in bytes.
+    #[serde(default = "default_max_unauthenticated_message")]
+    pub max_unauthenticated_message: u32,
+    /// Established IKE SAs one client identity may hold at once; the oldest is closed when a
+    /// new one authenticates beyond this.
+    #[serde(default = "default_max_sas_per_identity")]
+    pub max_sas_per_identity: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            cookie_threshold: default_cookie_threshold(),
+            half_open_limit: default_half_open_limit(),
+            half_open_per_source: default_half_open_per_source(),
+            max_unauthenticated_message: default_max_unauthenticated_message(),
+            max_sas_per_identity: default_max_sas_per_identity(),
+        }
+    }
 }
 
 impl Default for Crypto {
@@ -120,7 +153,6 @@ impl Default for Crypto {
             child_lifetime_secs: default_child_lifetime(),
             dpd_interval_secs: default_dpd(),
             fragment_mtu: default_fragment_mtu(),
-            cookie_threshold: default_cookie_threshold(),
         }
     }
 }
@@ -173,6 +205,18 @@ fn default_fragment_mtu() -> u16 {
 }
 fn default_cookie_threshold() -> u32 {
     10
+}
+fn default_half_open_limit() -> u32 {
+    4096
+}
+fn default_half_open_per_source() -> u32 {
+    5
+}
+fn default_max_unauthenticated_message() -> u32 {
+    10_000
+}
+fn default_max_sas_per_identity() -> u32 {
+    4
 }
 fn default_interface() -> String {
     "aovpn0".to_owned()
@@ -245,6 +289,44 @@ impl GatewayConfig {
         abs(&mut self.identity.key);
         self.clients.root_ca_files.iter_mut().for_each(abs);
         abs(&mut self.state_dir);
+    }
+
+    /// The settings that differ in `new` but only take effect at a restart (sockets, pools,
+    /// the TUN device, where state lives), by field name.
+    pub fn needs_restart_for(&self, new: &GatewayConfig) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        let mut check = |field: &'static str, differs: bool| {
+            if differs {
+                changed.push(field);
+            }
+        };
+        check(
+            "listen.addresses",
+            self.listen.addresses != new.listen.addresses,
+        );
+        check(
+            "listen.ike_port",
+            self.listen.ike_port != new.listen.ike_port,
+        );
+        check(
+            "listen.natt_port",
+            self.listen.natt_port != new.listen.natt_port,
+        );
+        check(
+            "clients.pool_v4",
+            self.clients.pool_v4 != new.clients.pool_v4,
+        );
+        check(
+            "clients.pool_v6",
+            self.clients.pool_v6 != new.clients.pool_v6,
+        );
+        check(
+            "tunnel.interface",
+            self.tunnel.interface != new.tunnel.interface,
+        );
+        check("tunnel.mtu", self.tunnel.mtu != new.tunnel.mtu);
+        check("state_dir", self.state_dir != new.state_dir);
+        changed
     }
 
     /// The revocation list, normalised.
@@ -411,6 +493,47 @@ impl GatewayConfig {
         {
             return Err(("tunnel.mtu", "must be between 576 and 9000".into()));
         }
+        self.limits.validate()
+    }
+}
+
+impl Limits {
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        if !(1..=1_000_000).contains(&self.half_open_limit) {
+            return Err((
+                "limits.half_open_limit",
+                "must be between 1 and 1000000".into(),
+            ));
+        }
+        if self.cookie_threshold > self.half_open_limit {
+            return Err((
+                "limits.cookie_threshold",
+                format!(
+                    "{} is above limits.half_open_limit ({}): COOKIEs would never be asked for",
+                    self.cookie_threshold, self.half_open_limit
+                ),
+            ));
+        }
+        if !(1..=self.half_open_limit).contains(&self.half_open_per_source) {
+            return Err((
+                "limits.half_open_per_source",
+                "must be between 1 and limits.half_open_limit".into(),
+            ));
+        }
+        // An IKE_SA_INIT with RSA-4096 certificate requests and a MODP-8192 KE stays well
+        // under 2,000 bytes; IKE_AUTH beyond a few kilobytes is fragmented.
+        if !(2_000..=65_535).contains(&self.max_unauthenticated_message) {
+            return Err((
+                "limits.max_unauthenticated_message",
+                "must be between 2000 and 65535 bytes".into(),
+            ));
+        }
+        if !(1..=64).contains(&self.max_sas_per_identity) {
+            return Err((
+                "limits.max_sas_per_identity",
+                "must be between 1 and 64".into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -466,6 +589,8 @@ dns = ["10.1.0.53"]
         assert_eq!(c.crypto.ike_lifetime_secs, 28_800);
         assert_eq!(c.crypto.child_lifetime_secs, 27_000);
         assert_eq!(c.tunnel.interface, "aovpn0");
+        assert_eq!(c.limits.half_open_per_source, 5);
+        assert_eq!(c.limits.max_unauthenticated_message, 10_000);
         let revoked: Vec<_> = c.revoked().into_iter().collect();
         assert_eq!(revoked.len(), 1);
         assert_eq!(
@@ -507,6 +632,23 @@ dns = ["10.1.0.53"]
         assert_eq!(field_of(&text), "crypto.child_lifetime_secs");
         let text = GOOD.replace("[network]", "[crypto]\nike_lifetime_secs = 9\n[network]");
         assert_eq!(field_of(&text), "crypto.ike_lifetime_secs");
+    }
+
+    #[test]
+    fn what_needs_a_restart_is_named() {
+        let old = load(GOOD).unwrap();
+        let same = load(&GOOD.replace("10.1.0.53", "10.1.0.54")).unwrap();
+        assert!(old.needs_restart_for(&same).is_empty(), "DNS applies live");
+        let moved = load(
+            &GOOD
+                .replace("172.16.201.0/24", "172.16.202.0/24")
+                .replace("[listen]", "[listen]\nike_port = 5000"),
+        )
+        .unwrap();
+        assert_eq!(
+            old.needs_restart_for(&moved),
+            ["listen.ike_port", "clients.pool_v4"]
+        );
     }
 
     #[test]
@@ -568,6 +710,31 @@ dns = ["10.1.0.53"]
                 "[network]",
                 "[tunnel]\ninterface = \"a-very-long-interface-name\"\n[network]",
                 "tunnel.interface",
+            ),
+            (
+                "[network]",
+                "[limits]\nhalf_open_limit = 0\n[network]",
+                "limits.half_open_limit",
+            ),
+            (
+                "[network]",
+                "[limits]\ncookie_threshold = 5000\n[network]",
+                "limits.cookie_threshold",
+            ),
+            (
+                "[network]",
+                "[limits]\nhalf_open_per_source = 0\n[network]",
+                "limits.half_open_per_source",
+            ),
+            (
+                "[network]",
+                "[limits]\nmax_unauthenticated_message = 100\n[network]",
+                "limits.max_unauthenticated_message",
+            ),
+            (
+                "[network]",
+                "[limits]\nmax_sas_per_identity = 0\n[network]",
+                "limits.max_sas_per_identity",
             ),
         ];
         for (from, to, field) in cases {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ikev2::{Endpoint, IkeSaId};
+use ikev2::{Endpoint, EndpointStats, IkeSaId};
 use ipnet::IpNet;
 use ipsec_crypto::Provider;
 use netio::netlink::{InstalledConfig, Netlink, Route};
@@ -86,6 +86,8 @@ pub struct Gateway {
     started: Instant,
     /// The lease store the endpoint allocates from; flushed now and then and on shutdown.
     leases: Arc<Mutex<LeasePool>>,
+    /// The endpoint's refusal counters when they were last logged.
+    logged_refusals: EndpointStats,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -107,11 +109,7 @@ impl Gateway {
         let config = GatewayConfig::load(config_path)?;
         let credentials = load_credentials(&config, config_path)?;
         let validator = Arc::new(ClientValidator::new(credentials.trust.clone()));
-        let mut responder =
-            responder_config(&config, config_path, &credentials, validator.clone())?;
-        // Rekeying (CREATE_CHILD_SA) starts at 80-90 % of these; a client usually rekeys first.
-        responder.ike.ike_lifetime = Some(Duration::from_secs(config.crypto.ike_lifetime_secs));
-        responder.ike.child_lifetime = Some(Duration::from_secs(config.crypto.child_lifetime_secs));
+        let responder = responder_config(&config, config_path, &credentials, validator.clone())?;
 
         let lease_file = config.state_dir.join("leases.json");
         let (pool, report) = LeasePool::open(
@@ -182,6 +180,7 @@ impl Gateway {
             installed: Some(installed),
             started: Instant::now(),
             leases,
+            logged_refusals: EndpointStats::default(),
         };
         gateway.write_status("running");
         Ok(gateway)
@@ -214,7 +213,11 @@ impl Gateway {
                     self.reload();
                     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
                 }
-                _ = flush.tick() => self.flush_leases(),
+                _ = flush.tick() => {
+                    self.flush_leases();
+                    self.log_refusals();
+                    self.close_expired();
+                }
                 _ = feed.tick(), if watchdog.is_some() => {
                     let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
                 }
@@ -276,8 +279,25 @@ impl Gateway {
                 true
             }
             DriverEvent::IkeRekeyed { sa } => {
-                if let Some(info) = self.driver.sa(sa).and_then(|r| r.info.as_ref()) {
-                    tracing::info!(peer = %info.peer_id, "IKE SA rekeyed");
+                // A rekey is where a long session meets today's trust: a certificate revoked
+                // (also through its issuer) or expired since it authenticated ends here.
+                let verdict = self
+                    .driver
+                    .sa(sa)
+                    .and_then(|r| r.info.as_ref())
+                    .map(|info| {
+                        (
+                            info.peer_id.clone(),
+                            self.validator.recheck(&info.peer_chain),
+                        )
+                    });
+                match verdict {
+                    Some((peer, Ok(()))) => tracing::info!(%peer, "IKE SA rekeyed"),
+                    Some((peer, Err(e))) => {
+                        tracing::warn!(%peer, "IKE SA rekeyed but {e}: disconnecting");
+                        self.driver.delete(sa);
+                    }
+                    None => {}
                 }
                 false
             }
@@ -325,13 +345,21 @@ impl Gateway {
         }
     }
 
-    /// SIGHUP: reread the trusted roots and the revocation list; clients whose certificate is
-    /// now revoked are disconnected at once (IKE Delete), new ones are checked against the new
-    /// lists. A configuration that no longer loads is refused and the old one kept.
+    /// SIGHUP: reread gateway.toml and the files it names. Trust (roots, revocation list),
+    /// the gateway's certificate and key, proposals, lifetimes, limits and what is pushed to
+    /// clients (routes, DNS) apply at once to new clients; established clients whose
+    /// certificate path no longer validates (revoked leaf, intermediate or root, root
+    /// removed, expired) are disconnected. What only a restart can change (listen addresses,
+    /// pools, the TUN device, the state directory) is named in a warning. A configuration
+    /// that no longer loads is refused and the old one kept.
     fn reload(&mut self) {
-        let loaded = GatewayConfig::load(&self.config_path)
-            .and_then(|c| load_credentials(&c, &self.config_path).map(|creds| (c, creds)));
-        let (config, credentials) = match loaded {
+        let path = self.config_path.clone();
+        let loaded = GatewayConfig::load(&path).and_then(|c| {
+            let credentials = load_credentials(&c, &path)?;
+            let responder = responder_config(&c, &path, &credentials, self.validator.clone())?;
+            Ok((c, credentials, responder))
+        });
+        let (config, credentials, responder) = match loaded {
             Ok(x) => x,
             Err(e) => {
                 tracing::error!("SIGHUP: keeping the old configuration: {e}");
@@ -339,25 +367,80 @@ impl Gateway {
             }
         };
         self.validator.replace_trust(credentials.trust);
-        let revoked: Vec<(IkeSaId, String)> = self
-            .driver
-            .sas()
-            .filter_map(|(id, r)| r.info.as_ref().map(|info| (id, &info.peer_id)))
-            .filter(|(_, peer)| self.validator.is_revoked(peer))
-            .map(|(id, peer)| (id, peer.to_string()))
-            .collect();
-        for (id, peer) in &revoked {
-            tracing::warn!(%peer, "certificate revoked: disconnecting");
-            // Its traffic stops now, not when (or whether) it answers the Delete.
-            self.driver.delete(*id);
+        self.driver.set_responder_config(Arc::new(responder));
+        let disconnected = self.recheck_sessions();
+        let restart = self.config.needs_restart_for(&config);
+        if !restart.is_empty() {
+            tracing::warn!(
+                "SIGHUP: {} changed; that takes a restart (the running values stay)",
+                restart.join(", ")
+            );
         }
         tracing::info!(
             roots = config.clients.root_ca_files.len() + config.clients.root_ca_data.len(),
             revoked_thumbprints = config.clients.revoked_thumbprints.len(),
-            disconnected = revoked.len(),
-            "configuration reloaded (SIGHUP)"
+            disconnected,
+            "configuration reloaded (SIGHUP): trust, gateway certificate, proposals, lifetimes, limits, routes and DNS apply to new clients"
         );
-        self.config = config;
+    }
+
+    /// Re-checks every authenticated client's certificate path against the current trust and
+    /// the clock; disconnects the ones that fail. Returns how many.
+    fn recheck_sessions(&mut self) -> usize {
+        let failed: Vec<(IkeSaId, String, pki::PkiError)> = self
+            .driver
+            .sas()
+            .filter_map(|(id, r)| {
+                let info = r.info.as_ref()?;
+                let e = self.validator.recheck(&info.peer_chain).err()?;
+                Some((id, info.peer_id.to_string(), e))
+            })
+            .collect();
+        for (id, peer, e) in &failed {
+            tracing::warn!(%peer, "{e}: disconnecting");
+            // Its traffic stops now, not when (or whether) it answers the Delete.
+            self.driver.delete(*id);
+        }
+        failed.len()
+    }
+
+    /// Azure ends a session when its certificate expires; so do we (the client may come back
+    /// with a renewed one). Cheap: one comparison per client.
+    fn close_expired(&mut self) {
+        let now = std::time::SystemTime::now();
+        let expired: Vec<(IkeSaId, String)> = self
+            .driver
+            .sas()
+            .filter_map(|(id, r)| {
+                let info = r.info.as_ref()?;
+                (now > info.peer_chain.not_after).then(|| (id, info.peer_id.to_string()))
+            })
+            .collect();
+        for (id, peer) in expired {
+            tracing::warn!(%peer, "certificate expired: disconnecting");
+            self.driver.delete(id);
+        }
+    }
+
+    /// One line per flush period while unauthenticated peers are being refused or made to
+    /// echo COOKIEs: what a flood looks like to the operator, without a line per datagram.
+    fn log_refusals(&mut self) {
+        let now = self.driver.endpoint().stats();
+        let was = self.logged_refusals;
+        if now == was {
+            return;
+        }
+        self.logged_refusals = now;
+        tracing::warn!(
+            half_open = self.driver.endpoint().half_open(),
+            cookies_sent = now.cookies_sent - was.cookies_sent,
+            over_per_source_limit = now.per_source_limit - was.per_source_limit,
+            over_half_open_limit = now.half_open_limit - was.half_open_limit,
+            oversized = now.oversized - was.oversized,
+            cheaper_group_asked = now.cheaper_group_asked - was.cheaper_group_asked,
+            "IKE_SA_INIT under load in the last {} s",
+            LEASE_FLUSH.as_secs()
+        );
     }
 
     async fn stop(mut self) -> Result<(), DaemonError> {

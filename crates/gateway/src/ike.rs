@@ -1,7 +1,6 @@
 //! From `gateway.toml` to the engine's responder configuration: credentials, trust, proposals,
 //! traffic selectors, and the lease store behind the engine's address-pool interface.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -137,22 +136,18 @@ pub fn parse_id(text: &str) -> IkeId {
     }
 }
 
-/// Certificates remembered per identity for revocation on SIGHUP.
-const MAX_CERTS_PER_IDENTITY: usize = 16;
-
-/// Client certificate validation that SIGHUP can update in place, remembering which
-/// certificate each identity authenticated with so that a newly revoked one can be cut off.
+/// Client certificate validation against a trust store that SIGHUP can replace in place.
+/// It records nothing: an SA's validated path travels with the SA (`IkeSaInfo::peer_chain`)
+/// once AUTH has verified, and is re-checked from there.
 #[derive(Debug)]
 pub struct ClientValidator {
     trust: RwLock<pki::TrustStore>,
-    seen: Mutex<HashMap<String, Vec<pki::Thumbprint>>>,
 }
 
 impl ClientValidator {
     pub fn new(trust: pki::TrustStore) -> Self {
         Self {
             trust: RwLock::new(trust),
-            seen: Mutex::new(HashMap::new()),
         }
     }
 
@@ -163,21 +158,14 @@ impl ClientValidator {
         }
     }
 
-    /// Whether any certificate that passed validation for `peer` is revoked now. Several
-    /// devices may share an identity, and a failed attempt with another valid certificate must
-    /// not hide the one a live session uses: erring towards disconnecting is safe, since a
-    /// client with a good certificate simply authenticates again.
-    pub fn is_revoked(&self, peer: &IkeId) -> bool {
-        let Ok(seen) = self.seen.lock() else {
-            return false;
-        };
-        let Some(prints) = seen.get(&lease_key(peer)) else {
-            return false;
-        };
-        self.trust
+    /// Whether an authenticated session's certificate path is still good now: nothing on it
+    /// revoked, its root still trusted, nothing on it expired.
+    pub fn recheck(&self, chain: &pki::ChainRecord) -> Result<(), pki::PkiError> {
+        let trust = self
+            .trust
             .read()
-            .map(|t| prints.iter().any(|tp| t.is_revoked(tp)))
-            .unwrap_or(false)
+            .map_err(|_| pki::PkiError::InvalidChain("trust store unavailable".into()))?;
+        trust.recheck(chain, std::time::SystemTime::now())
     }
 }
 
@@ -199,19 +187,7 @@ impl PeerValidator for ClientValidator {
             role: PeerRole::Client,
             expected_id: None,
         };
-        let accepted = validator.validate(peer_id, end_entity, intermediates, unix_time)?;
-        if let Ok(mut seen) = self.seen.lock() {
-            let prints = seen.entry(lease_key(peer_id)).or_default();
-            let tp = pki::Thumbprint::of_der(end_entity);
-            if !prints.contains(&tp) {
-                // Bounded: certificates of one identity seen since start (oldest dropped).
-                if prints.len() >= MAX_CERTS_PER_IDENTITY {
-                    prints.remove(0);
-                }
-                prints.push(tp);
-            }
-        }
-        Ok(accepted)
+        validator.validate(peer_id, end_entity, intermediates, unix_time)
     }
 
     fn ca_key_hashes(&self) -> Vec<[u8; 20]> {
@@ -261,6 +237,9 @@ pub fn responder_config(
         .then(|| Duration::from_secs(config.crypto.dpd_interval_secs));
     ike.ike_port = config.listen.ike_port;
     ike.natt_port = config.listen.natt_port;
+    // Rekeying (CREATE_CHILD_SA) starts at 80-90 % of these; a client usually rekeys first.
+    ike.ike_lifetime = Some(Duration::from_secs(config.crypto.ike_lifetime_secs));
+    ike.child_lifetime = Some(Duration::from_secs(config.crypto.child_lifetime_secs));
 
     let mut responder = ResponderConfig::new(ike);
     responder.local_ts = config
@@ -273,7 +252,12 @@ pub fn responder_config(
     responder.pushed_subnets = config.network.routes.clone();
     responder.require_virtual_ip = true;
     responder.mobike = true;
-    responder.cookie_threshold = config.crypto.cookie_threshold as usize;
+    let limits = &config.limits;
+    responder.cookie_threshold = limits.cookie_threshold as usize;
+    responder.half_open_limit = limits.half_open_limit as usize;
+    responder.half_open_per_source = limits.half_open_per_source as usize;
+    responder.max_unauthenticated_datagram = limits.max_unauthenticated_message as usize;
+    responder.max_sas_per_identity = limits.max_sas_per_identity as usize;
     Ok(responder)
 }
 
@@ -541,10 +525,13 @@ routes = ["10.1.0.0/16"]
     }
 
     #[test]
-    fn a_client_revoked_after_it_authenticated_is_recognised() {
+    fn a_session_is_rechecked_from_its_path_when_trust_changes() {
         let validity = Validity::days_from(SystemTime::now() - Duration::from_secs(60), 30);
         let ca = CertificateAuthority::new_root("Root", KeyAlgorithm::P256, validity).unwrap();
-        let pc = ca
+        let sub = ca
+            .issue_intermediate("Issuing", KeyAlgorithm::P256, validity)
+            .unwrap();
+        let pc = sub
             .issue(
                 CertKind::Machine,
                 "pc.test.example",
@@ -556,47 +543,31 @@ routes = ["10.1.0.0/16"]
         let v = ClientValidator::new(trust.clone());
         let id = IkeId::Fqdn("pc.test.example".into());
         let now = tunnel::host::unix_now();
-        v.validate(&id, pc.chain[0].der(), &[], now).unwrap();
-        assert!(!v.is_revoked(&id));
+        let inter = [sub.cert().der().as_ref()];
+        let chain = v
+            .validate(&id, pc.chain[0].der(), &inter, now)
+            .unwrap()
+            .chain;
+        assert_eq!(v.recheck(&chain), Ok(()));
 
+        // Revoking the intermediate takes the session down, and new attempts are refused.
         let mut revoked = trust.clone();
-        revoked.revoke(pc.chain[0].thumbprint());
+        revoked.revoke(sub.cert().thumbprint());
         v.replace_trust(revoked);
-        assert!(v.is_revoked(&id));
-        // And a new attempt with that certificate is refused.
+        assert_eq!(
+            v.recheck(&chain),
+            Err(pki::PkiError::Revoked(sub.cert().thumbprint()))
+        );
         assert!(matches!(
-            v.validate(&id, pc.chain[0].der(), &[], now),
+            v.validate(&id, pc.chain[0].der(), &inter, now),
             Err(PeerRejection::Certificate(_))
         ));
-        assert!(!v.is_revoked(&IkeId::Fqdn("other.test.example".into())));
-    }
-
-    #[test]
-    fn another_certificate_of_the_same_identity_does_not_hide_a_revoked_one() {
-        let validity = Validity::days_from(SystemTime::now() - Duration::from_secs(60), 30);
-        let ca = CertificateAuthority::new_root("Root", KeyAlgorithm::P256, validity).unwrap();
-        let issue = || {
-            ca.issue(
-                CertKind::User,
-                "alice@corp.example",
-                KeyAlgorithm::P256,
-                validity,
-            )
-            .unwrap()
-        };
-        let (live, other) = (issue(), issue());
-        let trust = pki::TrustStore::with_roots([ca.cert().clone()]).unwrap();
-        let v = ClientValidator::new(trust.clone());
-        let id = IkeId::Rfc822("alice@corp.example".into());
-        v.validate(&id, live.chain[0].der(), &[], tunnel::host::unix_now())
-            .unwrap();
-        // A later attempt (maybe with a bogus AUTH) presents the identity's other certificate.
-        v.validate(&id, other.chain[0].der(), &[], tunnel::host::unix_now())
-            .unwrap();
-        let mut revoked = trust;
-        revoked.revoke(live.chain[0].thumbprint());
-        v.replace_trust(revoked);
-        assert!(v.is_revoked(&id));
+        // So does removing the root.
+        let other = CertificateAuthority::new_root("Other", KeyAlgorithm::P256, validity).unwrap();
+        v.replace_trust(pki::TrustStore::with_roots([other.cert().clone()]).unwrap());
+        assert_eq!(v.recheck(&chain), Err(pki::PkiError::UnknownIssuer));
+        v.replace_trust(trust);
+        assert_eq!(v.recheck(&chain), Ok(()));
     }
 
     #[test]

@@ -203,6 +203,9 @@ pub struct ResponderConfig {
     /// (strongSwan's block_threshold): one host, even one that echoes COOKIEs, cannot fill
     /// the table.
     pub half_open_per_source: usize,
+    /// Established IKE SAs one peer identity may hold; the oldest is deleted when a newer one
+    /// goes beyond this.
+    pub max_sas_per_identity: usize,
     /// Largest datagram accepted from a peer that has not authenticated (IKE_SA_INIT, and
     /// everything to a half-open SA; strongSwan's default is 10,000 bytes).
     pub max_unauthenticated_datagram: usize,
@@ -216,7 +219,8 @@ pub struct ResponderConfig {
 
 impl ResponderConfig {
     /// Defaults: local TS 0.0.0.0/0, no DNS, cookies above 64 half-open SAs, at most 4096
-    /// half-open SAs and 5 per source address, unauthenticated datagrams up to 10,000 bytes.
+    /// half-open SAs and 5 per source address, unauthenticated datagrams up to 10,000 bytes,
+    /// 4 IKE SAs per peer identity.
     pub fn new(ike: IkeConfig) -> Self {
         Self {
             ike,
@@ -228,6 +232,7 @@ impl ResponderConfig {
             cookie_threshold: 64,
             half_open_limit: 4096,
             half_open_per_source: 5,
+            max_sas_per_identity: 4,
             max_unauthenticated_datagram: 10_000,
             cookie_secret_lifetime: Duration::from_secs(300),
             eap_tls: true,

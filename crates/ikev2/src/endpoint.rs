@@ -11,10 +11,11 @@ use ike_wire::{DecodeError, ExchangeType, Flags, Header, Message, Notify, Notify
 use ipsec_crypto::Provider;
 use zeroize::Zeroizing;
 
+use crate::IkeId;
 use crate::config::{AddressPool, InitiatorConfig, ResponderConfig};
 use crate::event::{Event, Transmit};
 use crate::natd::{cookie_matches, make_cookie};
-use crate::sa::{ConnectError, IkeSa, IkeSaState, InitOutcome, Role, stateless_reply};
+use crate::sa::{ConnectError, IkeSa, IkeSaState, InitOutcome, stateless_reply};
 
 /// Identifies an IKE SA inside an [`Endpoint`]: our SPI when it was created. It stays the
 /// same when the IKE SA is rekeyed ([`Event::IkeSaRekeyed`]): the endpoint maps the new SPIs
@@ -81,6 +82,8 @@ pub struct Endpoint {
     deadline_computations: u64,
     /// Half-open SAs per source address.
     half_open_by_source: HashMap<std::net::IpAddr, usize>,
+    /// Established responder SAs per (canonical) peer identity, oldest first.
+    by_peer: HashMap<IkeId, Vec<IkeSaId>>,
     stats: EndpointStats,
 }
 
@@ -153,6 +156,7 @@ impl Endpoint {
             deadline_of: HashMap::new(),
             deadline_computations: 0,
             half_open_by_source: HashMap::new(),
+            by_peer: HashMap::new(),
             stats: EndpointStats::default(),
         })
     }
@@ -196,15 +200,24 @@ impl Endpoint {
             .sas
             .get_mut(&id)
             .is_some_and(|sa| sa.rekey_child_sa(now, spi_in));
-        self.collect(id);
+        self.collect(id, now);
         started
     }
 
     /// Rekeys an IKE SA (see [`IkeSa::rekey_ike_sa`]); its [`IkeSaId`] stays.
     pub fn rekey_ike_sa(&mut self, id: IkeSaId, now: Instant) -> bool {
         let started = self.sas.get_mut(&id).is_some_and(|sa| sa.rekey_ike_sa(now));
-        self.collect(id);
+        self.collect(id, now);
         started
+    }
+
+    /// Answers new IKE_SA_INIT requests with `cfg` from now on (credentials, proposals,
+    /// limits, what is pushed to clients); established SAs keep what they negotiated. No-op
+    /// on an initiator-only endpoint.
+    pub fn set_responder_config(&mut self, cfg: Arc<ResponderConfig>) {
+        if self.cfg.is_some() {
+            self.cfg = Some(cfg);
+        }
     }
 
     /// Starts an initiator SA owned by this endpoint (e.g. for tests or site-to-site).
@@ -219,7 +232,7 @@ impl Endpoint {
         sa.set_unix_time(self.unix_time);
         let id = sa.local_spi();
         self.sas.insert(id, sa);
-        self.collect(id);
+        self.collect(id, now);
         Ok(id)
     }
 
@@ -227,7 +240,7 @@ impl Endpoint {
     pub fn delete(&mut self, id: IkeSaId, now: Instant) {
         if let Some(sa) = self.sas.get_mut(&id) {
             sa.delete(now);
-            self.collect(id);
+            self.collect(id, now);
         }
     }
 
@@ -237,14 +250,14 @@ impl Endpoint {
             .sas
             .get_mut(&id)
             .is_some_and(|sa| sa.send_liveness_check(now));
-        self.collect(id);
+        self.collect(id, now);
         sent
     }
 
     /// MOBIKE: our address changed (see [`IkeSa::roam`]); false when the SA cannot roam.
     pub fn roam(&mut self, id: IkeSaId, now: Instant, local: std::net::IpAddr) -> bool {
         let started = self.sas.get_mut(&id).is_some_and(|sa| sa.roam(now, local));
-        self.collect(id);
+        self.collect(id, now);
         started
     }
 
@@ -253,7 +266,7 @@ impl Endpoint {
         if let Some(sa) = self.sas.get_mut(&id) {
             sa.set_path_available(now, available);
         }
-        self.collect(id);
+        self.collect(id, now);
     }
 
     /// Deletes an SA's Child SA, keeping the IKE SA.
@@ -262,7 +275,7 @@ impl Endpoint {
             .sas
             .get_mut(&id)
             .is_some_and(|sa| sa.delete_child_sa(now));
-        self.collect(id);
+        self.collect(id, now);
         sent
     }
 
@@ -309,7 +322,7 @@ impl Endpoint {
             if let Some(sa) = self.sas.get_mut(&id) {
                 sa.handle_timeout(now);
             }
-            self.collect(id);
+            self.collect(id, now);
         }
     }
 
@@ -397,7 +410,7 @@ impl Endpoint {
         }
         sa.set_unix_time(self.unix_time);
         sa.handle(now, local, remote, bytes, Some(self.pool.as_mut()));
-        self.collect(id);
+        self.collect(id, now);
     }
 
     /// A request for an IKE SA we do not have: a client whose gateway restarted. A responder
@@ -567,7 +580,7 @@ impl Endpoint {
                 self.init_keys.insert(spi_r, (msg.header.spi_i, remote));
                 *self.half_open_by_source.entry(remote.ip()).or_insert(0) += 1;
                 self.sas.insert(spi_r, *sa);
-                self.collect(spi_r);
+                self.collect(spi_r, now);
             }
             InitOutcome::Reply(b) => self.stateless_transmit(local, remote, b),
             InitOutcome::CheaperGroup(b) => {
@@ -578,23 +591,63 @@ impl Endpoint {
         }
     }
 
+    /// Indexes a newly established responder SA under its peer identity, then enforces the
+    /// identity's share: INITIAL_CONTACT drops every older SA of the identity at once (the
+    /// peer says it has lost them, RFC 7296 2.4); beyond `max_sas_per_identity` the oldest
+    /// are deleted (the peer is told). Identities are canonical, so spelling an identity
+    /// differently (`PC1.Example.`) cannot buy a peer more SAs.
+    fn limit_peer_sas(&mut self, id: IkeSaId, peer: IkeId, initial_contact: bool, now: Instant) {
+        let max = self
+            .cfg
+            .as_ref()
+            .map_or(usize::MAX, |c| c.max_sas_per_identity.max(1));
+        let list = self.by_peer.entry(peer).or_default();
+        list.retain(|other| *other != id);
+        list.push(id);
+        let excess: Vec<IkeSaId> = if initial_contact {
+            list.drain(..list.len() - 1).collect()
+        } else if list.len() > max {
+            list.drain(..list.len() - max).collect()
+        } else {
+            Vec::new()
+        };
+        for other in excess {
+            if let Some(s) = self.sas.get_mut(&other) {
+                if initial_contact {
+                    s.close_replaced();
+                } else {
+                    s.delete(now);
+                }
+            }
+            self.collect(other, now);
+        }
+    }
+
+    fn forget_peer_sa(&mut self, peer: &IkeId, id: IkeSaId) {
+        if let Some(list) = self.by_peer.get_mut(peer) {
+            list.retain(|other| *other != id);
+            if list.is_empty() {
+                self.by_peer.remove(peer);
+            }
+        }
+    }
+
     /// Moves an SA's outputs to the endpoint queues and drops it once closed.
-    fn collect(&mut self, id: IkeSaId) {
+    fn collect(&mut self, id: IkeSaId, now: Instant) {
         let Some(sa) = self.sas.get_mut(&id) else {
             return;
         };
         while let Some(t) = sa.poll_transmit() {
             self.transmits.push_back(t);
         }
-        let mut replaced_peer = None;
+        let mut established_peer = None;
         let mut rekeyed = false;
         while let Some(e) = sa.poll_event() {
             rekeyed |= matches!(e, Event::IkeSaRekeyed { .. });
             if let Event::IkeSaEstablished(info) = &e
-                && info.initial_contact
                 && !info.initiator
             {
-                replaced_peer = Some(info.peer_id.clone());
+                established_peer = Some((info.peer_id.clone(), info.initial_contact));
             }
             self.events.push_back((id, e));
         }
@@ -625,6 +678,7 @@ impl Endpoint {
             && let Some(sa) = self.sas.remove(&id)
             && let Some(peer) = sa.peer_id()
         {
+            self.forget_peer_sa(peer, id);
             // One release per allocation, even when the peer's newer SA holds the same
             // (persistent) address again: the pool counts sessions, and skipping this release
             // would pin the lease forever.
@@ -633,21 +687,8 @@ impl Endpoint {
             }
         }
         self.reschedule(id);
-        if let Some(peer) = replaced_peer {
-            let old: Vec<IkeSaId> = self
-                .sas
-                .iter()
-                .filter(|(other, s)| {
-                    **other != id && s.role() == Role::Responder && s.peer_id() == Some(&peer)
-                })
-                .map(|(other, _)| *other)
-                .collect();
-            for other in old {
-                if let Some(s) = self.sas.get_mut(&other) {
-                    s.close_replaced();
-                }
-                self.collect(other);
-            }
+        if let Some((peer, initial_contact)) = established_peer {
+            self.limit_peer_sas(id, peer, initial_contact, now);
         }
     }
 }

@@ -37,6 +37,9 @@ pub struct IkeSaInfo {
     pub peer_id: IkeId,
     /// Subject of the peer's certificate.
     pub peer_subject: String,
+    /// The peer's validated certificate path (thumbprints, earliest expiry), for re-checks
+    /// when trust changes, at rekeys and at expiry.
+    pub peer_chain: pki::ChainRecord,
     /// AUTH method the peer used (1 RSA, 9/10 ECDSA, 14 RFC 7427).
     pub peer_auth_method: AuthMethod,
     /// The peer sent INITIAL_CONTACT: it has no other SA with us, so the gateway should drop

@@ -59,6 +59,20 @@ impl IkeId {
         }
     }
 
+    /// The form identities are compared, indexed and stored in: a DNS name in lower case
+    /// without its trailing dot, an RFC 822 name in lower case, a DN as [`pki::canonical_dn`]
+    /// (string types and case folded per RFC 4518). `WinPC.Corp.Example.` and
+    /// `winpc.corp.example` are one client; without this each spelling would be a client of
+    /// its own, with its own lease and its own SAs.
+    pub fn canonical(&self) -> Self {
+        match self {
+            Self::Fqdn(s) => Self::Fqdn(s.strip_suffix('.').unwrap_or(s).to_ascii_lowercase()),
+            Self::Rfc822(s) => Self::Rfc822(s.to_ascii_lowercase()),
+            Self::DerDn(der) => Self::DerDn(pki::canonical_dn(der).unwrap_or_else(|| der.clone())),
+            other => other.clone(),
+        }
+    }
+
     /// "RestOfIDPayload" (RFC 7296 2.15): ID type, three reserved octets, data.
     pub(crate) fn auth_octets(id: &Identification) -> Vec<u8> {
         let mut out = Vec::with_capacity(4 + id.data.len());
@@ -109,6 +123,8 @@ pub struct ValidatedPeer {
     pub spki_der: Vec<u8>,
     /// Human-readable subject, for logs and events.
     pub subject: String,
+    /// The validated path, kept with the SA so that it can be re-checked later.
+    pub chain: pki::ChainRecord,
 }
 
 /// Validates a peer's certificate chain and its claimed identity. Implemented by
@@ -160,7 +176,7 @@ impl PeerValidator for PkiValidator {
         unix_time: u64,
     ) -> Result<ValidatedPeer, PeerRejection> {
         if let Some(want) = &self.expected_id
-            && want != peer_id
+            && want.canonical() != peer_id.canonical()
         {
             return Err(PeerRejection::UnexpectedIdentity(peer_id.to_string()));
         }
@@ -175,7 +191,8 @@ impl PeerValidator for PkiValidator {
             PeerRole::Gateway { server_name } => pki::Role::Gateway { server_name },
         };
         let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix_time);
-        self.trust
+        let verified = self
+            .trust
             .verify(&ee, &inter, role, at)
             .map_err(|e| PeerRejection::Certificate(e.to_string()))?;
         let wire = peer_id.to_wire();
@@ -185,6 +202,7 @@ impl PeerValidator for PkiValidator {
         Ok(ValidatedPeer {
             spki_der: ee.spki_der().to_vec(),
             subject: ee.subject().to_owned(),
+            chain: verified.record,
         })
     }
 

@@ -55,7 +55,7 @@ pub use config::{
     AddressFamily, AddressPool, AuthMethodPolicy, IkeConfig, InitiatorConfig, LocalCredentials,
     ResponderConfig, RetransmitConfig,
 };
-pub use endpoint::{Endpoint, IkeSaId, local_spi_of};
+pub use endpoint::{Endpoint, EndpointStats, IkeSaId, local_spi_of};
 pub use event::{ChildSa, CloseReason, Event, Failure, FailureReason, IkeSaInfo, Transmit};
 pub use identity::{IkeId, PeerRejection, PeerRole, PeerValidator, PkiValidator, ValidatedPeer};
 pub use natd::{COOKIE_LEN, natd_hash};

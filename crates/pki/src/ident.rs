@@ -22,7 +22,7 @@ pub mod id_type {
 ///
 /// * FQDN: equals a dNSName SAN, ASCII case-insensitive (a trailing dot is ignored).
 /// * RFC822: equals an rfc822Name or a Microsoft UPN SAN, case-insensitive.
-/// * DER_ASN1_DN: byte-equal to the subject Name DER.
+/// * DER_ASN1_DN: the same name as the subject (RFC 5280 7.1, see [`crate::canonical_dn`]).
 /// * IPv4/IPv6: equals an iPAddress SAN.
 ///
 /// Any other type, or malformed data (wrong address length, non-UTF-8 names), does not match.
@@ -50,7 +50,7 @@ pub fn cert_matches_id(cert: &Certificate, id_type: u8, id_data: &[u8]) -> bool 
             }
             Err(_) => false,
         },
-        id_type::DER_ASN1_DN => !id_data.is_empty() && cert.subject_der() == id_data,
+        id_type::DER_ASN1_DN => crate::dn_equal(cert.subject_der(), id_data),
         id_type::IPV4_ADDR => match <[u8; 4]>::try_from(id_data) {
             Ok(a) => cert.ip_addrs().contains(&IpAddr::V4(Ipv4Addr::from(a))),
             Err(_) => false,

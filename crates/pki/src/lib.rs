@@ -22,6 +22,7 @@
 //! Issuing draws keys and serials from the system RNG.
 
 mod cert;
+mod dn;
 mod error;
 mod ident;
 mod issue;
@@ -32,6 +33,7 @@ mod thumbprint;
 mod trust;
 
 pub use cert::{Certificate, Eku, OID_EKU_IKE_INTERMEDIATE, OID_SAN_MS_UPN};
+pub use dn::{canonical_dn, dn_equal};
 pub use error::PkiError;
 pub use ident::{cert_matches_id, distinguished_name_text, id_type};
 pub use issue::{CertKind, CertificateAuthority, Validity};
@@ -40,6 +42,8 @@ pub use load::{certificates_to_pem, load_certificate, load_certificates};
 pub use p12::{Identity, Pkcs12Encryption};
 pub use rustls_pki_types::CertificateDer;
 pub use thumbprint::Thumbprint;
-pub use trust::{MAX_TRUSTED_ROOTS, Role, TrustStore, VerifiedChain, cert_matches_server_name};
+pub use trust::{
+    ChainRecord, MAX_TRUSTED_ROOTS, Role, TrustStore, VerifiedChain, cert_matches_server_name,
+};
 /// Re-exported: [`PrivateKey::to_pem`] returns it, and callers hold passwords in it.
 pub use zeroize::Zeroizing;

@@ -33,12 +33,27 @@ pub struct VerifiedChain {
     pub root_index: usize,
     /// The intermediates used, end-entity side first.
     pub intermediates: Vec<CertificateDer<'static>>,
+    /// What a long-lived session keeps to be re-checked later.
+    pub record: ChainRecord,
+}
+
+/// What a validation leaves behind so that a session can be re-checked later (a new
+/// revocation list, a root removed, expiry) without keeping the certificates: about 20 bytes
+/// per certificate on the path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainRecord {
+    /// SHA-1 thumbprints along the path: end entity first, the trusted root last.
+    pub thumbprints: Vec<Thumbprint>,
+    /// The earliest notAfter on the path: the session's credentials end then.
+    pub not_after: SystemTime,
 }
 
 /// Trusted root CAs (at most [`MAX_TRUSTED_ROOTS`]) plus revoked thumbprints.
 #[derive(Clone, Debug, Default)]
 pub struct TrustStore {
     roots: Vec<Certificate>,
+    /// The roots' thumbprints, in root order (re-checks compare against them).
+    root_thumbprints: Vec<Thumbprint>,
     anchors: Vec<TrustAnchor<'static>>,
     revoked: BTreeSet<Thumbprint>,
 }
@@ -82,6 +97,7 @@ impl TrustStore {
         }
         let anchor = webpki::anchor_from_trusted_cert(root.der())?.to_owned();
         self.anchors.push(anchor);
+        self.root_thumbprints.push(root.thumbprint());
         self.roots.push(root);
         Ok(())
     }
@@ -104,6 +120,30 @@ impl TrustStore {
     /// True if this thumbprint is revoked.
     pub fn is_revoked(&self, thumbprint: &Thumbprint) -> bool {
         self.revoked.contains(thumbprint)
+    }
+
+    /// Whether a path validated earlier is still good at `at` under this store: nothing on it
+    /// revoked, its root still trusted, nothing on it expired. Signatures, names and key
+    /// usages cannot have changed since.
+    pub fn recheck(&self, record: &ChainRecord, at: SystemTime) -> Result<(), PkiError> {
+        if at > record.not_after {
+            return Err(PkiError::Expired);
+        }
+        if let Some(tp) = record
+            .thumbprints
+            .iter()
+            .find(|tp| self.revoked.contains(tp))
+        {
+            return Err(PkiError::Revoked(*tp));
+        }
+        let root_trusted = record
+            .thumbprints
+            .last()
+            .is_some_and(|root| self.root_thumbprints.contains(root));
+        if !root_trusted {
+            return Err(PkiError::UnknownIssuer);
+        }
+        Ok(())
     }
 
     /// SHA-1 hashes of each root's SubjectPublicKeyInfo, in root order: the content of an IKE
@@ -166,14 +206,18 @@ impl TrustStore {
         if end_entity.key_usage_digital_signature() == Some(false) {
             return Err(PkiError::WrongKeyUsage);
         }
-        let leaf_tp = end_entity.thumbprint();
-        if self.revoked.contains(&leaf_tp) {
-            return Err(PkiError::Revoked(leaf_tp));
+        let root = &self.roots[root_index];
+        let mut thumbprints = vec![end_entity.thumbprint()];
+        thumbprints.extend(used.iter().map(|der| Thumbprint::of_der(der.as_ref())));
+        thumbprints.push(root.thumbprint());
+        // Revoking a root by thumbprint works too, though removing it is the usual way.
+        if let Some(tp) = thumbprints.iter().find(|tp| self.revoked.contains(tp)) {
+            return Err(PkiError::Revoked(*tp));
         }
+        let mut not_after = end_entity.not_after().min(root.not_after());
         for der in &used {
-            let tp = Thumbprint::of_der(der.as_ref());
-            if self.revoked.contains(&tp) {
-                return Err(PkiError::Revoked(tp));
+            if let Ok(c) = Certificate::from_der(der.as_ref()) {
+                not_after = not_after.min(c.not_after());
             }
         }
         if let Role::Gateway { server_name } = role
@@ -184,6 +228,10 @@ impl TrustStore {
         Ok(VerifiedChain {
             root_index,
             intermediates: used,
+            record: ChainRecord {
+                thumbprints,
+                not_after,
+            },
         })
     }
 }

@@ -247,6 +247,71 @@ fn ca_certificate_is_not_an_end_entity() {
     );
 }
 
+/// A session keeps the path's thumbprints and earliest expiry; a later revocation of any
+/// certificate on it (intermediate and root too), a removed root or the end of the earliest
+/// validity fails the re-check.
+#[test]
+fn a_validated_path_is_rechecked_without_its_certificates() {
+    let ca = root(KeyAlgorithm::P256);
+    let sub = ca
+        .issue_intermediate(
+            "aovpn Issuing CA",
+            KeyAlgorithm::P256,
+            Validity::days_from(now() - DAY, 10),
+        )
+        .unwrap();
+    let m = sub
+        .issue(
+            CertKind::Machine,
+            "pc1.corp.example.com",
+            KeyAlgorithm::P256,
+            validity(),
+        )
+        .unwrap();
+    let trust = store(&ca);
+    let inter = [sub.cert().clone()];
+    let record = trust
+        .verify(&m.chain[0], &inter, Role::Client, now())
+        .unwrap()
+        .record;
+    assert_eq!(
+        record.thumbprints,
+        [
+            m.chain[0].thumbprint(),
+            sub.cert().thumbprint(),
+            ca.cert().thumbprint()
+        ]
+    );
+    // The intermediate (10 days) ends before the leaf (30 days).
+    assert_eq!(record.not_after, sub.cert().not_after());
+    assert_eq!(trust.recheck(&record, now()), Ok(()));
+    assert_eq!(
+        trust.recheck(&record, sub.cert().not_after() + Duration::from_secs(1)),
+        Err(PkiError::Expired)
+    );
+    for revoked in [&m.chain[0], sub.cert(), ca.cert()] {
+        let mut t = trust.clone();
+        t.revoke(revoked.thumbprint());
+        assert_eq!(
+            t.recheck(&record, now()),
+            Err(PkiError::Revoked(revoked.thumbprint()))
+        );
+    }
+    let other = root(KeyAlgorithm::P256);
+    assert_eq!(
+        store(&other).recheck(&record, now()),
+        Err(PkiError::UnknownIssuer),
+        "root removed"
+    );
+    // A revoked root also fails a fresh validation.
+    let mut t = trust.clone();
+    t.revoke(ca.cert().thumbprint());
+    assert_eq!(
+        t.verify(&m.chain[0], &inter, Role::Client, now()),
+        Err(PkiError::Revoked(ca.cert().thumbprint()))
+    );
+}
+
 #[test]
 fn revoked_thumbprint_is_refused() {
     let ca = root(KeyAlgorithm::P256);
@@ -421,6 +486,16 @@ fn ike_identities() {
     assert!(!cert_matches_id(m, id_type::FQDN, &[0xff, 0xfe]));
     assert!(cert_matches_id(m, id_type::DER_ASN1_DN, m.subject_der()));
     assert!(!cert_matches_id(m, id_type::DER_ASN1_DN, u.subject_der()));
+    // The same name in other string types and case (what strongSwan sends for a configured
+    // `id = "CN=..."`) is the same name (RFC 5280 7.1).
+    // rcgen wrote CN as UTF8String: 30 1f 31 1d 30 1b 06 03 55 04 03 0c 14 "pc1...".
+    let mut printable = m.subject_der().to_vec();
+    assert_eq!(printable[11], 0x0c, "{printable:02x?}");
+    printable[11] = 0x13;
+    printable[13..].make_ascii_uppercase();
+    assert!(cert_matches_id(m, id_type::DER_ASN1_DN, &printable));
+    printable[13] = b'X';
+    assert!(!cert_matches_id(m, id_type::DER_ASN1_DN, &printable));
     assert!(!cert_matches_id(
         m,
         id_type::RFC822_ADDR,

@@ -361,6 +361,11 @@ impl Driver {
         &self.endpoint
     }
 
+    /// New IKE SAs are answered with `cfg` (see [`Endpoint::set_responder_config`]).
+    pub fn set_responder_config(&mut self, cfg: Arc<ikev2::ResponderConfig>) {
+        self.endpoint.set_responder_config(cfg);
+    }
+
     /// An IKE SA's record.
     pub fn sa(&self, id: IkeSaId) -> Option<&IkeSaRecord> {
         self.sas.get(&id)

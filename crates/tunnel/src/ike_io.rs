@@ -12,6 +12,10 @@ use tokio::sync::mpsc;
 
 /// Largest IKE datagram we accept; fragmentation keeps real ones far below.
 const MAX_IKE_DATAGRAM: usize = 65_535;
+/// Receive buffer of the port-500 socket: a flood arrives in bursts, and a legitimate
+/// client's request lost in one costs it a retransmission (half a second at least). The
+/// kernel caps it at net.core.rmem_max.
+const PORT500_BUFFER: usize = 4 << 20;
 
 /// One received IKE message (without the non-ESP marker), to `local` from `remote`.
 #[derive(Debug)]
@@ -42,6 +46,7 @@ impl IkeIo {
         // No GRO here: it could merge two IKE messages of equal size into one buffer.
         let mut config = UdpConfig::new(ike_bind);
         config.offload = false;
+        config.buffer_size = Some(PORT500_BUFFER);
         let port500 = UdpSocket::bind(&config)?;
         let bound = port500.local_addr()?;
         Ok(Self {

@@ -395,8 +395,17 @@ pub fn ike_server(topo: &Topology) -> SocketAddr {
     SocketAddr::from((topo.gateway_wan(), IKE_PORT))
 }
 
+/// The gateway's `[limits]` in a bench.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limits {
+    /// COOKIEs and the half-open cap out of the way (rate and memory benches).
+    OutOfTheWay,
+    /// What an operator gets without a `[limits]` section (the flood bench).
+    Defaults,
+}
+
 /// Starts `aovpn gateway` in the topology's gateway namespace with the bench PKI, the given
-/// IKE proposals, ESP AES-256-GCM and COOKIEs out of the way (strongSwan gets the same, see
+/// IKE proposals, ESP AES-256-GCM and `limits` (strongSwan gets the same proposals, see
 /// [`start_charon_gateway`]). With `status_file`, waits for it to say "running"; otherwise for
 /// UDP 500 (the status file is rewritten on every client change, a cost charon does not pay).
 pub fn start_our_gateway(
@@ -405,6 +414,7 @@ pub fn start_our_gateway(
     pki: &BenchPki,
     ike_proposals: &[&str],
     status_file: bool,
+    limits: Limits,
 ) -> Result<(Process, Option<PathBuf>)> {
     fs::create_dir_all(dir)?;
     let list = |items: &[&str]| {
@@ -434,8 +444,7 @@ routes = ["{vnet}"]
 [crypto]
 ike_proposals = [{ike}]
 esp_proposals = ["{ESP_PROPOSAL}"]
-cookie_threshold = 1000000
-[tunnel]
+{limits}[tunnel]
 interface = "aovpn-gw"
 "#,
             state = dir.join("state").display(),
@@ -446,6 +455,11 @@ interface = "aovpn-gw"
             pool = lab::CLIENT_POOL,
             vnet = lab::VNET_TS,
             ike = list(ike_proposals),
+            limits = match limits {
+                Limits::OutOfTheWay =>
+                    "[limits]\ncookie_threshold = 1000000\nhalf_open_limit = 1000000\n",
+                Limits::Defaults => "",
+            },
         ),
     )?;
     let status = status_file.then(|| dir.join("gateway.status.json"));

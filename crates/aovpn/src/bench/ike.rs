@@ -13,8 +13,8 @@ use ikev2::InitiatorConfig;
 use testkit::netns::Topology;
 
 use super::common::{
-    BenchPki, CpuMeter, IKE_SUITES, Scratch, add_client_sources, ike_server, start_charon_gateway,
-    start_our_gateway,
+    BenchPki, CpuMeter, IKE_SUITES, Limits, Scratch, add_client_sources, ike_server,
+    start_charon_gateway, start_our_gateway,
 };
 use super::initiator::{RateResult, handshake_loop, initiator_config, one_handshake};
 use super::report::{Table, median, num, ratio};
@@ -135,6 +135,7 @@ pub fn run(secs: u32, concurrencies: &[usize]) -> Result<String> {
         &pki,
         &IKE_SUITES,
         false,
+        Limits::OutOfTheWay,
     )?;
     let (mut ours_shm, _) = start_our_gateway(
         &shm_topo,
@@ -142,6 +143,7 @@ pub fn run(secs: u32, concurrencies: &[usize]) -> Result<String> {
         &pki,
         &IKE_SUITES,
         false,
+        Limits::OutOfTheWay,
     )?;
     let charon = start_charon_gateway(
         &swan_topo,

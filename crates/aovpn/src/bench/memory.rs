@@ -13,7 +13,7 @@ use ikev2::InitiatorConfig;
 use testkit::netns::Topology;
 
 use super::common::{
-    BenchPki, IKE_SUITES, Scratch, add_client_sources, ike_server, read_status,
+    BenchPki, IKE_SUITES, Limits, Scratch, add_client_sources, ike_server, read_status,
     start_charon_gateway, start_our_gateway, vm_rss_bytes,
 };
 use super::ike::in_client;
@@ -101,8 +101,14 @@ pub fn run(clients: usize) -> Result<String> {
     eprintln!("bench memory: {clients} idle clients on aovpn gateway");
     let ours = {
         let topo = Topology::builder("aobmo").routed(false).build()?;
-        let (gw, status) =
-            start_our_gateway(&topo, &scratch.path().join("aovpn"), &pki, &[suite], true)?;
+        let (gw, status) = start_our_gateway(
+            &topo,
+            &scratch.path().join("aovpn"),
+            &pki,
+            &[suite],
+            true,
+            Limits::OutOfTheWay,
+        )?;
         let held = hold(&topo, gw.pid(), &configs, &warmup, move || {
             status
                 .as_deref()

@@ -17,8 +17,9 @@ use testkit::netns::{Topology, lab};
 use testkit::strongswan::{Charon, ChildConfig, Connection, SwanctlConf};
 
 use super::common::{
-    BenchPki, CpuMeter, ESP_PROPOSAL, GATEWAY_NAME, HostsFile, IKE_SUITES, Process, Scratch,
-    read_status, self_exe, start_charon_gateway, start_our_gateway, wait_bound, wait_for_state,
+    BenchPki, CpuMeter, ESP_PROPOSAL, GATEWAY_NAME, HostsFile, IKE_SUITES, Limits, Process,
+    Scratch, read_status, self_exe, start_charon_gateway, start_our_gateway, wait_bound,
+    wait_for_state,
 };
 use super::report::{Table, median, num, ratio};
 
@@ -182,8 +183,14 @@ fn our_env(scratch: &Scratch, pki: &BenchPki) -> Result<Env> {
     let dir = scratch.path().join("aovpn");
     std::fs::create_dir_all(&dir)?;
     let hosts = HostsFile::new(&topo.client, &[(topo.gateway_wan(), GATEWAY_NAME)])?;
-    let (gateway, gw_status) =
-        start_our_gateway(&topo, &dir.join("gw"), pki, &[IKE_SUITES[0]], true)?;
+    let (gateway, gw_status) = start_our_gateway(
+        &topo,
+        &dir.join("gw"),
+        pki,
+        &[IKE_SUITES[0]],
+        true,
+        Limits::OutOfTheWay,
+    )?;
     let (crt, key) = pki.client_files("ao-client.bench.example")?;
     let status = dir.join("connect.status.json");
     let argv = vec![

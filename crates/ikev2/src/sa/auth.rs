@@ -93,7 +93,7 @@ impl IkeSa {
         id: &Identification,
     ) -> Result<String, FailureReason> {
         let ike = self.cfg.ike();
-        let peer_id = IkeId::from_wire(id);
+        let peer_id = IkeId::from_wire(id).canonical();
         let auth = payloads
             .auth()
             .ok_or_else(|| FailureReason::AuthPayload("missing AUTH payload".into()))?;
@@ -114,6 +114,7 @@ impl IkeSa {
             .map_err(FailureReason::Local)?;
         verify_auth(auth, &validated.spki_der, &signed).map_err(FailureReason::AuthPayload)?;
         self.peer_id = Some(peer_id);
+        self.peer_chain = Some(validated.chain);
         self.peer_auth_method = Some(auth.method);
         Ok(validated.subject)
     }
@@ -191,6 +192,7 @@ impl IkeSa {
             initiator: self.role == Role::Initiator,
             peer_id: self.peer_id.clone()?,
             peer_subject: subject,
+            peer_chain: self.peer_chain.clone()?,
             peer_auth_method: self.peer_auth_method?,
             initial_contact: self.peer_initial_contact,
             algorithms: self.algs?,
@@ -430,7 +432,7 @@ impl IkeSa {
         &self,
         eap: &EapServer,
         cfg: &ResponderConfig,
-    ) -> Result<(IkeId, String), PeerRejection> {
+    ) -> Result<(IkeId, crate::identity::ValidatedPeer), PeerRejection> {
         let chain = eap.peer_chain();
         let (ee, inter) = chain.split_first().ok_or(PeerRejection::NoCertificate)?;
         let inter: Vec<&[u8]> = inter.iter().map(Vec::as_slice).collect();
@@ -439,16 +441,16 @@ impl IkeSa {
             && !text.is_empty()
         {
             candidates.push(if text.contains('@') {
-                IkeId::Rfc822(text.to_owned())
+                IkeId::Rfc822(text.to_owned()).canonical()
             } else {
-                IkeId::Fqdn(text.to_owned())
+                IkeId::Fqdn(text.to_owned()).canonical()
             });
         }
-        candidates.push(IkeId::from_wire(&eap.idi));
+        candidates.push(IkeId::from_wire(&eap.idi).canonical());
         let mut last = PeerRejection::NoCertificate;
         for id in candidates {
             match cfg.ike.validator.validate(&id, ee, &inter, self.unix_time) {
-                Ok(v) => return Ok((id, v.subject)),
+                Ok(v) => return Ok((id, v)),
                 Err(
                     e @ (PeerRejection::IdentityMismatch(_) | PeerRejection::UnexpectedIdentity(_)),
                 ) => {
@@ -470,7 +472,7 @@ impl IkeSa {
         let auth = payloads
             .auth()
             .ok_or_else(|| FailureReason::AuthPayload("missing AUTH after EAP".into()))?;
-        let (Some(msk), Some((peer_id, subject))) = (&eap.msk, &eap.validated) else {
+        let (Some(msk), Some((peer_id, validated))) = (&eap.msk, &eap.validated) else {
             return Err(FailureReason::Local("EAP finished without MSK".into()));
         };
         let prf = self
@@ -494,13 +496,14 @@ impl IkeSa {
             .map_err(FailureReason::Local)?;
         let data = shared_key_auth(prf, msk, &ours).as_bytes().to_vec();
         self.peer_id = Some(peer_id.clone());
+        self.peer_chain = Some(validated.chain.clone());
         self.peer_auth_method = Some(AuthMethod::SHARED_KEY_MIC);
         Ok((
             Authentication {
                 method: AuthMethod::SHARED_KEY_MIC,
                 data,
             },
-            subject.clone(),
+            validated.subject.clone(),
         ))
     }
 
@@ -698,7 +701,7 @@ impl IkeSa {
             return;
         };
         if let Some(want) = &cfg.remote_id
-            && IkeId::from_wire(idr) != *want
+            && IkeId::from_wire(idr).canonical() != want.canonical()
         {
             self.fail(
                 FailureReason::PeerRejected(PeerRejection::UnexpectedIdentity(

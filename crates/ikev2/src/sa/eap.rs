@@ -190,8 +190,8 @@ pub(super) struct EapServer {
     pub first_request: Vec<ike_wire::Payload>,
     /// IDi of the first IKE_AUTH request (its AUTH covers it).
     pub idi: ike_wire::Identification,
-    /// Validated peer: identity and certificate subject.
-    pub validated: Option<(crate::identity::IkeId, String)>,
+    /// Validated peer: identity (canonical) and what the validator said.
+    pub validated: Option<(crate::identity::IkeId, crate::identity::ValidatedPeer)>,
     pub msk: Option<Zeroizing<Vec<u8>>>,
 }
 

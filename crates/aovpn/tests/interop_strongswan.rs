@@ -72,22 +72,29 @@ impl Lab {
 
     /// A strongSwan client connection to our gateway with the machine certificate.
     fn strongswan_client_conf(&self, suite: &Suite) -> SwanctlConf {
+        self.strongswan_client_conf_as(suite, None)
+    }
+
+    /// The same with `local.id` set (strongSwan's default is the certificate's subject DN).
+    fn strongswan_client_conf_as(&self, suite: &Suite, local_id: Option<&str>) -> SwanctlConf {
         let certs = Pki::split_chain(&self.pki.machine_cert).unwrap();
+        let mut connection = Connection::initiator("ao")
+            .remote_addrs(&self.gateway_wan())
+            .proposals(suite.ike)
+            .local_cert(&certs[0])
+            .remote_id(GATEWAY_NAME)
+            .remote_cacert(&self.pki.ca_cert)
+            .child(
+                ChildConfig::new("ao")
+                    .remote_ts(lab::VNET_TS)
+                    .esp_proposals(suite.esp)
+                    .set("start_action", "none"),
+            );
+        if let Some(id) = local_id {
+            connection = connection.local_id(id);
+        }
         let mut conf = SwanctlConf::new()
-            .connection(
-                Connection::initiator("ao")
-                    .remote_addrs(&self.gateway_wan())
-                    .proposals(suite.ike)
-                    .local_cert(&certs[0])
-                    .remote_id(GATEWAY_NAME)
-                    .remote_cacert(&self.pki.ca_cert)
-                    .child(
-                        ChildConfig::new("ao")
-                            .remote_ts(lab::VNET_TS)
-                            .esp_proposals(suite.esp)
-                            .set("start_action", "none"),
-                    ),
-            )
+            .connection(connection)
             .private_key(&self.pki.machine_key);
         for intermediate in &certs[1..] {
             conf = conf.cacert(intermediate);
@@ -789,7 +796,19 @@ fn strongswan_client_dials_our_gateway_by_ip_with_default_identity() {
 /// RFC822 identities; today it shows "dn:33 bytes".
 #[test]
 fn our_gateway_shows_a_distinguished_name_identity_readably() {
-    let lab = Lab::new("isdn", PkiOptions::new(GATEWAY_NAME));
+    strongswan_client_with_dn_identity("isdn", None);
+}
+
+/// The same DN written in swanctl.conf (`id = "CN=..."`): strongSwan encodes it with string
+/// types of its own choosing, not the certificate's bytes; the gateway compares names as
+/// RFC 5280 7.1 says and accepts it (byte comparison refused it with AUTHENTICATION_FAILED).
+#[test]
+fn strongswan_client_with_a_configured_dn_identity_is_accepted() {
+    strongswan_client_with_dn_identity("isdc", Some("CN=client1.corp.example"));
+}
+
+fn strongswan_client_with_dn_identity(prefix: &str, local_id: Option<&str>) {
+    let lab = Lab::new(prefix, PkiOptions::new(GATEWAY_NAME));
     let gw = GatewayProcess::start(
         bin(),
         &lab.topo.gateway,
@@ -799,7 +818,7 @@ fn our_gateway_shows_a_distinguished_name_identity_readably() {
     .unwrap();
     let charon = Charon::start(&lab.topo.client, &lab.dir("cl")).unwrap();
     charon
-        .configure(&lab.strongswan_client_conf(&GCM_ECP384))
+        .configure(&lab.strongswan_client_conf_as(&GCM_ECP384, local_id))
         .unwrap();
     charon.load_all().unwrap();
     charon

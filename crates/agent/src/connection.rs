@@ -535,6 +535,9 @@ impl Connection {
             ike.esp_proposals = options.esp_proposals.clone();
         }
         ike.fragmentation = options.fragmentation;
+        // A profile that asks for the legacy Windows set talks to a gateway that may sign
+        // with RSA over SHA-1; nothing else may.
+        ike.allow_sha1_signatures = ike.ike_proposals.iter().any(|p| p.is_legacy());
         ike.dpd_interval = Some(options.dpd_interval);
         ike.ike_lifetime = Some(IKE_LIFETIME);
         ike.child_lifetime = Some(CHILD_LIFETIME);

@@ -62,8 +62,14 @@ counters! {
     decap_failed,
     /// Inner packets decapsulated and accepted.
     decapsulated,
-    /// Decapsulated packets dropped: inner source not allowed for the SA (anti-spoofing).
+    /// Decapsulated packets dropped: inner source outside the peer's traffic selectors
+    /// (anti-spoofing).
     spoofed,
+    /// Decapsulated packets dropped: inner destination outside our traffic selectors (a client
+    /// reaching for what its Child SA does not cover).
+    inbound_destination_refused,
+    /// TUN packets routed to an SA but outside its traffic selectors, not sent.
+    outbound_refused,
     /// Packets written to the TUN device.
     tun_tx_packets,
     /// TUN write errors.

@@ -55,6 +55,7 @@ mod counters;
 mod handle;
 mod routes;
 mod sa;
+mod selector;
 mod worker;
 
 pub use counters::DatapathCounters;
@@ -65,3 +66,4 @@ pub use handle::{
 };
 pub use routes::{RouteTable, inner_destination, inner_source};
 pub use sa::{EspSa, EspSaId, SaCounters};
+pub use selector::{Refusal, Selector, Selectors};

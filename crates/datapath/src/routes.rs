@@ -96,11 +96,6 @@ impl<T> RouteTable<T> {
     }
 }
 
-/// Whether `addr` lies in one of `nets`.
-pub fn allowed(nets: &[IpNet], addr: IpAddr) -> bool {
-    nets.iter().any(|n| n.contains(&addr))
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {

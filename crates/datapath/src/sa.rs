@@ -10,6 +10,7 @@ use ipnet::IpNet;
 
 use crate::handle::DatapathError;
 use crate::routes::RouteTable;
+use crate::selector::Selectors;
 
 /// Identifier the IKE side gives a Child SA (unique among installed SAs).
 pub type EspSaId = u64;
@@ -28,10 +29,11 @@ pub struct EspSa {
     pub peer: SocketAddr,
     /// Our address to send from (the local address of the IKE SA); `None` lets the kernel pick.
     pub local: Option<IpAddr>,
-    /// The remote traffic selectors: inner destinations routed into this SA, and the only inner
-    /// source addresses accepted from it (anti-spoofing). On a gateway the client's virtual IP
-    /// as a /32 (or /128); on a client the pushed prefixes.
+    /// Inner destinations routed into this SA: on a gateway the client's virtual IP as a /32
+    /// (or /128); on a client the prefixes of the remote traffic selectors.
     pub routes: Vec<IpNet>,
+    /// The negotiated traffic selectors, enforced on every packet both ways.
+    pub selectors: Selectors,
     /// Send NAT keepalives to the peer (we are behind a NAT, RFC 3948 section 2.3).
     pub nat_keepalive: bool,
 }
@@ -43,8 +45,12 @@ pub struct SaCounters {
     pub outbound: OutboundCounters,
     /// The inbound half's counters (from `esp`); drops by reason.
     pub inbound: InboundCounters,
-    /// Decapsulated packets dropped because the inner source is not in the SA's routes.
+    /// Decapsulated packets dropped: inner source outside the peer's selectors (spoofed).
     pub spoofed: u64,
+    /// Decapsulated packets dropped: inner destination outside our selectors.
+    pub inbound_destination_refused: u64,
+    /// Packets routed to the SA but outside its selectors, not sent.
+    pub outbound_refused: u64,
 }
 
 /// Where to send this SA's packets.
@@ -66,8 +72,11 @@ pub(crate) struct SaSlot {
     /// Last source address reported in a `PeerAddressChanged` event, to report each once.
     pub(crate) reported_source: Mutex<Option<SocketAddr>>,
     pub(crate) routes: Vec<IpNet>,
+    pub(crate) selectors: Selectors,
     pub(crate) nat_keepalive: bool,
     pub(crate) spoofed: AtomicU64,
+    pub(crate) inbound_destination_refused: AtomicU64,
+    pub(crate) outbound_refused: AtomicU64,
     /// The SA this one replaces (a rekey): it starts sending when that one stops.
     pub(crate) replaces: Option<EspSaId>,
     /// When this SA took over sending (a rank from [`Registry`]; later ranks win equal routes);
@@ -94,8 +103,11 @@ impl SaSlot {
             }),
             reported_source: Mutex::new(None),
             routes: sa.routes,
+            selectors: sa.selectors,
             nat_keepalive: sa.nat_keepalive,
             spoofed: AtomicU64::new(0),
+            inbound_destination_refused: AtomicU64::new(0),
+            outbound_refused: AtomicU64::new(0),
             replaces,
             send_rank: AtomicU64::new(0),
         }
@@ -119,6 +131,8 @@ impl SaSlot {
             outbound: *lock(&self.outbound).counters(),
             inbound: *lock(&self.inbound).counters(),
             spoofed: self.spoofed.load(Ordering::Relaxed),
+            inbound_destination_refused: self.inbound_destination_refused.load(Ordering::Relaxed),
+            outbound_refused: self.outbound_refused.load(Ordering::Relaxed),
         }
     }
 }
@@ -278,6 +292,7 @@ mod tests {
             peer: "198.51.100.2:4500".parse().unwrap(),
             local: None,
             routes: routes.iter().map(|r| r.parse().unwrap()).collect(),
+            selectors: Selectors::default(),
             nat_keepalive: false,
         }
     }

@@ -26,8 +26,9 @@ use tokio::sync::watch;
 
 use crate::counters::DatapathCounters;
 use crate::handle::Shared;
-use crate::routes::{allowed, inner_destination, inner_source};
+use crate::routes::inner_destination;
 use crate::sa::{PeerPath, SaSlot, Tables, lock};
+use crate::selector::Refusal;
 use crate::{DatapathEvent, Direction, IkeDatagram};
 
 /// ESP packets one worker collects before sending them.
@@ -252,10 +253,19 @@ impl Worker {
                 i += 1;
                 continue;
             };
+            if sa.selectors.check_outbound(packet).is_err() {
+                self.counts.outbound_refused += 1;
+                sa.outbound_refused
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                i += 1;
+                continue;
+            }
             let mut end = i + 1;
             while end < n {
                 let next = self.tun_batch.packet(end).unwrap_or_default();
-                if !self.route(next).is_some_and(|s| Arc::ptr_eq(s, &sa)) {
+                if !self.route(next).is_some_and(|s| Arc::ptr_eq(s, &sa))
+                    || sa.selectors.check_outbound(next).is_err()
+                {
                     break;
                 }
                 end += 1;
@@ -446,11 +456,20 @@ impl Worker {
                 let Some(inner) = datagram.get(range) else {
                     continue;
                 };
-                if !inner_source(inner).is_some_and(|src| allowed(&sa.routes, src)) {
-                    self.counts.spoofed += 1;
-                    sa.spoofed
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    continue;
+                match sa.selectors.check_inbound(inner) {
+                    Ok(()) => {}
+                    Err(Refusal::Destination) => {
+                        self.counts.inbound_destination_refused += 1;
+                        sa.inbound_destination_refused
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        continue;
+                    }
+                    Err(Refusal::Source | Refusal::Malformed) => {
+                        self.counts.spoofed += 1;
+                        sa.spoofed
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        continue;
+                    }
                 }
                 self.counts.decapsulated += 1;
                 check_peer(&self.shared, sa, meta.source, &mut self.counts);

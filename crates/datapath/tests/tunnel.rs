@@ -133,10 +133,20 @@ fn offloaded_tun_small_segments() {
 }
 
 /// A packet from a source the gateway's SA does not cover is decrypted, then dropped and
-/// counted; the real virtual IP still works.
+/// counted; the real virtual IP still works. The client here is a malicious one: its own SA
+/// would send from any source.
 #[test]
 fn spoofed_inner_source_is_dropped_and_counted() {
     let lab = Lab::new("aodpspf", LabOptions::default());
+    let pair = common::SaPair::new(2);
+    let t = lab.opts.transform;
+    lab.gateway
+        .dp
+        .install_sa(pair.gateway_sa(t, lab.client_addr_at_gateway()))
+        .unwrap();
+    let mut liar = pair.client_sa(t, lab.gateway_addr(), false);
+    liar.selectors.local = vec![datapath::Selector::prefix("0.0.0.0/0".parse().unwrap())];
+    lab.client.dp.install_sa(liar).unwrap();
     let spoofed = std::net::Ipv4Addr::new(172, 16, 201, 99);
     lab.topo
         .client
@@ -146,9 +156,73 @@ fn spoofed_inner_source_is_dropped_and_counted() {
     let g = lab.gateway.dp.counters();
     assert_eq!(g.spoofed, 2, "{g:?}");
     assert_eq!(g.decapsulated, 0);
-    assert_eq!(lab.gateway.dp.sa_counters(1).unwrap().spoofed, 2);
+    assert_eq!(lab.gateway.dp.sa_counters(2).unwrap().spoofed, 2);
     assert!(ping(&lab.topo.client, CLIENT_VIP, lab::VNET_HOST, 1));
     assert_eq!(lab.gateway.dp.counters().spoofed, 2);
+}
+
+/// An honest client's data plane does not even send from an address its SA does not cover.
+#[test]
+fn a_client_sends_only_from_its_own_selectors() {
+    let lab = Lab::new("aodpown", LabOptions::default());
+    let other = std::net::Ipv4Addr::new(172, 16, 201, 98);
+    lab.topo
+        .client
+        .ip(["addr", "add", &format!("{other}/32"), "dev", common::TUN])
+        .unwrap();
+    assert!(!ping(&lab.topo.client, other, lab::VNET_HOST, 2));
+    let c = lab.client.dp.counters();
+    assert_eq!(c.outbound_refused, 2, "{c:?}");
+    assert_eq!(c.encapsulated, 0);
+    assert_eq!(lab.gateway.dp.counters().udp_rx_datagrams, 0);
+}
+
+/// The SA carries only what its traffic selectors cover, both ways. A client whose own SA
+/// would send anything (a malicious one) reaches another client's address: the gateway
+/// decrypts the packet, finds the destination outside TSr and drops it, counted. The gateway
+/// itself, pinging the client from its public address (outside TSr), sends nothing.
+#[test]
+fn packets_outside_the_selectors_are_dropped_both_ways() {
+    let lab = Lab::new("aodpts", LabOptions::default());
+    let other_client = std::net::Ipv4Addr::new(172, 16, 201, 11);
+    let pair = common::SaPair::new(2);
+    let t = lab.opts.transform;
+    lab.gateway
+        .dp
+        .install_sa(pair.gateway_sa(t, lab.client_addr_at_gateway()))
+        .unwrap();
+    let mut greedy = pair.client_sa(t, lab.gateway_addr(), false);
+    greedy.routes = vec![format!("{other_client}/32").parse().unwrap()];
+    greedy.selectors.remote = vec![datapath::Selector::prefix("0.0.0.0/0".parse().unwrap())];
+    lab.client.dp.install_sa(greedy).unwrap();
+    lab.topo
+        .client
+        .ip([
+            "route",
+            "add",
+            &format!("{other_client}/32"),
+            "dev",
+            common::TUN,
+        ])
+        .unwrap();
+    assert!(!ping(&lab.topo.client, CLIENT_VIP, other_client, 2));
+    let g = lab.gateway.dp.counters();
+    assert_eq!(g.inbound_destination_refused, 2, "{g:?}");
+    assert_eq!(
+        lab.gateway
+            .dp
+            .sa_counters(2)
+            .unwrap()
+            .inbound_destination_refused,
+        2
+    );
+    assert_eq!(g.spoofed, 0);
+
+    let gateway_public = lab.topo.gateway_wan();
+    assert!(!ping(&lab.topo.gateway, gateway_public, CLIENT_VIP, 2));
+    assert!(lab.gateway.dp.counters().outbound_refused >= 2);
+    // What the selectors cover still flows.
+    assert!(ping(&lab.topo.client, CLIENT_VIP, lab::VNET_HOST, 1));
 }
 
 /// Make-before-break rekey: after the new SA is installed, traffic uses it; the old inbound
@@ -345,7 +419,7 @@ fn nat_rebinding_ike_and_keepalives() {
 }
 
 /// IPv6 inside the tunnel (over the IPv4 outer path): both directions, and the IPv6 virtual
-/// address is the only IPv6 source the gateway accepts.
+/// address is the only IPv6 source the client's SA sends from.
 #[test]
 fn ipv6_inner_traffic() {
     let lab = Lab::new(
@@ -372,8 +446,9 @@ fn ipv6_inner_traffic() {
         ])
         .unwrap();
     assert!(!ping_any(&lab.topo.client, spoofed6, VNET_HOST6, 1));
+    let c = lab.client.dp.counters();
+    assert_eq!(c.outbound_refused, 1, "{c:?}");
     let g = lab.gateway.dp.counters();
-    assert_eq!(g.spoofed, 1, "{g:?}");
     assert_eq!(g.decapsulated, 3 + 2 + 1, "{g:?}");
 }
 

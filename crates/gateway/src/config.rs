@@ -82,6 +82,11 @@ pub struct Network {
     /// DNS servers pushed in the CP reply.
     #[serde(default)]
     pub dns: Vec<IpAddr>,
+    /// Let clients reach each other's virtual addresses: the pools join the traffic
+    /// selectors and pushed routes. Off, a client's packets to another client are dropped
+    /// (they are outside its selectors), as on an Azure gateway.
+    #[serde(default)]
+    pub allow_client_to_client: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -233,6 +233,9 @@ pub fn responder_config(
         Configured::Defaults => {}
     }
     ike.fragment_mtu = usize::from(config.crypto.fragment_mtu);
+    // Stock Windows announces no RFC 7427 hashes: with an RSA gateway certificate it needs
+    // RSA over SHA-1 (AUTH method 1); an ECDSA certificate avoids SHA-1 altogether.
+    ike.allow_sha1_signatures = legacy;
     ike.dpd_interval = (config.crypto.dpd_interval_secs > 0)
         .then(|| Duration::from_secs(config.crypto.dpd_interval_secs));
     ike.ike_port = config.listen.ike_port;
@@ -250,6 +253,14 @@ pub fn responder_config(
         .collect();
     responder.dns_servers = config.network.dns.clone();
     responder.pushed_subnets = config.network.routes.clone();
+    if config.network.allow_client_to_client {
+        let pools = std::iter::once(IpNet::V4(config.clients.pool_v4))
+            .chain(config.clients.pool_v6.map(IpNet::V6));
+        for pool in pools {
+            responder.local_ts.push(prefix_ts(pool));
+            responder.pushed_subnets.push(pool);
+        }
+    }
     responder.require_virtual_ip = true;
     responder.mobike = true;
     let limits = &config.limits;
@@ -460,6 +471,15 @@ dns = ["10.1.0.53"]
         assert!(r.require_virtual_ip);
         assert_eq!(r.ike.ike_proposals, IkeProposal::defaults());
         assert!(r.ike.ike_proposals.iter().all(|p| !p.is_legacy()));
+        assert_eq!(r.ike.ike_lifetime, Some(Duration::from_secs(28_800)));
+
+        // Client-to-client traffic is opt-in: the pool joins the selectors and pushed routes.
+        let mut open = f.config.clone();
+        open.network.allow_client_to_client = true;
+        let r = responder_config(&open, &path(&f), &creds, validator(&creds)).unwrap();
+        let pool: IpNet = "172.16.201.0/24".parse().unwrap();
+        assert_eq!(r.local_ts.last(), Some(&prefix_ts(pool)));
+        assert_eq!(r.pushed_subnets.last(), Some(&pool));
     }
 
     #[test]

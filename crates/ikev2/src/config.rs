@@ -84,6 +84,10 @@ pub struct IkeConfig {
     /// Send SIGNATURE_HASH_ALGORITHMS (RFC 7427) in IKE_SA_INIT. Windows does not; turning it
     /// off makes the peer use the classic AUTH methods.
     pub signature_hash_algorithms: bool,
+    /// Accept and produce RSA signatures over SHA-1 (AUTH method 1, and RFC 7427 with SHA-1):
+    /// the stock Windows set needs it. Even then an RFC 7427 SHA-1 signature is refused from
+    /// a peer that announced a SHA-2 hash (RFC 8247 3.2). Default false.
+    pub allow_sha1_signatures: bool,
     /// Offer and use IKE fragmentation (RFC 7383).
     pub fragmentation: bool,
     /// Largest IP packet for IKE messages; bigger encrypted messages are fragmented when both
@@ -128,6 +132,7 @@ impl IkeConfig {
             esp_proposals: EspProposal::defaults(),
             auth_method: AuthMethodPolicy::Auto,
             signature_hash_algorithms: true,
+            allow_sha1_signatures: false,
             fragmentation: true,
             fragment_mtu: 1280,
             retransmit: RetransmitConfig::default(),

@@ -118,6 +118,9 @@ fn rsa_classic_and_digital_signature_methods() {
         let mut setup = Setup::new(KeyAlgorithm::Rsa2048);
         setup.client.ike.auth_method = policy;
         setup.server.ike.auth_method = policy;
+        // Method 1 is RSA over SHA-1: legacy only.
+        setup.client.ike.allow_sha1_signatures = policy == AuthMethodPolicy::Classic;
+        setup.server.ike.allow_sha1_signatures = policy == AuthMethodPolicy::Classic;
         let mut pair = Pair::new(setup);
         pair.settle();
         let (c, s) = pair.established();
@@ -328,6 +331,8 @@ fn ipv4_and_ipv6_virtual_addresses() {
 fn windows_like_rsa_client_without_hash_notify_gets_method_1_both_ways() {
     let mut setup = Setup::new(KeyAlgorithm::Rsa2048);
     setup.client.ike.signature_hash_algorithms = false;
+    setup.client.ike.allow_sha1_signatures = true;
+    setup.server.ike.allow_sha1_signatures = true;
     let mut pair = Pair::new(setup);
     pair.settle();
     let (c, s) = pair.established();
@@ -394,4 +399,31 @@ fn initial_contact_replaces_the_old_sa_of_the_same_identity() {
         .filter(|e| matches!(e, Event::ChildSaEstablished(_)))
         .count();
     assert_eq!(children, 2, "the rebooted client got its Child SA");
+}
+
+/// Without allow_legacy neither side signs or accepts RSA over SHA-1: a peer that announces
+/// no RFC 7427 hash cannot be answered by an RSA responder, and says why; one that signs with
+/// method 1 is refused.
+#[test]
+fn rsa_over_sha1_takes_allow_legacy_on_each_side() {
+    // The responder would have to sign with SHA-1.
+    let mut setup = Setup::new(KeyAlgorithm::Rsa2048);
+    setup.client.ike.signature_hash_algorithms = false;
+    setup.client.ike.allow_sha1_signatures = true;
+    let mut pair = Pair::new(setup);
+    pair.settle();
+    let f = pair.server_failure().expect("the responder refuses");
+    assert!(f.reason.to_string().contains("SHA-1"), "{}", f.reason);
+    assert!(pair.established().0.is_none());
+    // The initiator signs with method 1; the responder (RFC 7427 capable) refuses it.
+    let mut setup = Setup::new(KeyAlgorithm::Rsa2048);
+    setup.client.ike.auth_method = ikev2::AuthMethodPolicy::Classic;
+    setup.client.ike.allow_sha1_signatures = true;
+    let mut pair = Pair::new(setup);
+    pair.settle();
+    let f = pair
+        .server_failure()
+        .expect("the responder refuses method 1");
+    assert!(f.reason.to_string().contains("SHA-1"), "{}", f.reason);
+    assert_eq!(f.notify_sent, Some(NotifyType::AUTHENTICATION_FAILED));
 }

@@ -5,6 +5,8 @@ use esp::{
 };
 use ike_wire::TrafficSelector;
 use ikev2::EspAlgorithms;
+use std::net::IpAddr;
+
 use ipnet::IpNet;
 use ipsec_crypto::{EncrAlg, IntegAlg};
 
@@ -98,6 +100,36 @@ pub fn ts_prefixes(ts: &TrafficSelector) -> Vec<IpNet> {
     }
 }
 
+/// Traffic selectors as the data plane enforces them (an unknown selector type covers
+/// nothing).
+pub fn datapath_selectors(list: &[TrafficSelector]) -> Vec<datapath::Selector> {
+    let selector =
+        |start: IpAddr, end: IpAddr, r_protocol: u8, ports: (u16, u16)| datapath::Selector {
+            start,
+            end,
+            protocol: r_protocol,
+            start_port: ports.0,
+            end_port: ports.1,
+        };
+    list.iter()
+        .filter_map(|ts| match ts {
+            TrafficSelector::Ipv4(r) => Some(selector(
+                r.start.into(),
+                r.end.into(),
+                r.ip_protocol,
+                (r.start_port, r.end_port),
+            )),
+            TrafficSelector::Ipv6(r) => Some(selector(
+                r.start.into(),
+                r.end.into(),
+                r.ip_protocol,
+                (r.start_port, r.end_port),
+            )),
+            TrafficSelector::Other { .. } => None,
+        })
+        .collect()
+}
+
 /// Which end of the tunnel a daemon is. It decides which routes a data-plane SA carries and
 /// who sends RFC 3948 NAT keepalives (the client, behind the NAT, keeps its mapping open; the
 /// gateway never needs to).
@@ -108,8 +140,8 @@ pub enum Side {
 }
 
 /// The data-plane SA: `routes` are the inner destinations sent through it (the gateway: the
-/// client's virtual IP; the client: the networks it reaches through the tunnel). Its inbound
-/// anti-spoofing check uses the same list.
+/// client's virtual IP; the client: the networks it reaches through the tunnel); every packet
+/// both ways must also fall within the negotiated traffic selectors.
 pub fn datapath_sa(
     id: datapath::EspSaId,
     child: &ikev2::ChildSa,
@@ -124,6 +156,10 @@ pub fn datapath_sa(
         peer: child.remote,
         local: Some(child.local.ip()),
         routes,
+        selectors: datapath::Selectors {
+            local: datapath_selectors(&child.ts_local),
+            remote: datapath_selectors(&child.ts_remote),
+        },
         nat_keepalive: side == Side::Client && child.udp_encap,
     })
 }

@@ -168,8 +168,10 @@ pub struct Traffic {
     pub packets_in: u64,
     pub bytes_out: u64,
     pub packets_out: u64,
-    /// Inbound ESP packets the SAs refused (replay, integrity, anti-spoofing).
+    /// Inbound ESP packets the SAs refused (replay, integrity, outside the selectors).
     pub dropped_in: u64,
+    /// Packets for the peer that its selectors do not cover, not sent.
+    pub dropped_out: u64,
 }
 
 impl Traffic {
@@ -178,7 +180,9 @@ impl Traffic {
         self.packets_in += c.inbound.packets;
         self.bytes_out += c.outbound.bytes;
         self.packets_out += c.outbound.packets;
-        self.dropped_in += c.inbound.replayed + c.inbound.auth_failed + c.spoofed;
+        self.dropped_in +=
+            c.inbound.replayed + c.inbound.auth_failed + c.spoofed + c.inbound_destination_refused;
+        self.dropped_out += c.outbound_refused;
     }
 }
 

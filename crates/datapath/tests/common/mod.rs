@@ -10,7 +10,8 @@ use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
 use datapath::{
-    Datapath, DatapathConfig, DatapathEvent, DatapathHandle, EspSa, EspSaId, IkeDatagram,
+    Datapath, DatapathConfig, DatapathEvent, DatapathHandle, EspSa, EspSaId, IkeDatagram, Selector,
+    Selectors,
 };
 use esp::{AesKeyLen, DirectionKeys, InboundSa, Integrity, OutboundConfig, OutboundSa, Transform};
 use netio::tun::TunConfig;
@@ -200,6 +201,25 @@ pub struct SaPair {
     pub gateway_spi: u32,
 }
 
+/// The client's addresses as traffic selectors.
+fn client_vips() -> Vec<Selector> {
+    [
+        CLIENT_VIP.to_string() + "/32",
+        CLIENT_VIP6.to_string() + "/128",
+    ]
+    .iter()
+    .map(|n| Selector::prefix(n.parse().unwrap()))
+    .collect()
+}
+
+/// The protected networks as traffic selectors.
+fn vnet() -> Vec<Selector> {
+    [lab::VNET_TS, VNET6]
+        .iter()
+        .map(|n| Selector::prefix(n.parse().unwrap()))
+        .collect()
+}
+
 impl SaPair {
     pub fn new(id: EspSaId) -> Self {
         Self {
@@ -230,6 +250,10 @@ impl SaPair {
             peer: gateway,
             local: None,
             routes: vec![lab::VNET_TS.parse().unwrap(), VNET6.parse().unwrap()],
+            selectors: Selectors {
+                local: client_vips(),
+                remote: vnet(),
+            },
             nat_keepalive: keepalive,
         }
     }
@@ -247,6 +271,10 @@ impl SaPair {
                 format!("{CLIENT_VIP}/32").parse().unwrap(),
                 format!("{CLIENT_VIP6}/128").parse().unwrap(),
             ],
+            selectors: Selectors {
+                local: vnet(),
+                remote: client_vips(),
+            },
             nat_keepalive: false,
         }
     }

@@ -36,6 +36,16 @@ impl IkeSa {
                 Some(rfc7427.ok_or("peer supports no hash usable with our key")?)
             }
         };
+        if use_7427.is_none()
+            && matches!(classic_scheme, SignatureScheme::RsaPkcs1(HashAlg::Sha1))
+            && !ike.allow_sha1_signatures
+        {
+            return Err(
+                "the peer offers no SHA-2 hash for RFC 7427 signatures and an RSA signature over \
+                 SHA-1 is not allowed (allow_legacy)"
+                    .into(),
+            );
+        }
         match use_7427 {
             Some(scheme) => {
                 let sig = key.sign(scheme, signed).map_err(|e| e.to_string())?;
@@ -112,7 +122,15 @@ impl IkeSa {
         let signed = self
             .signed_octets(false, id)
             .map_err(FailureReason::Local)?;
-        verify_auth(auth, &validated.spki_der, &signed).map_err(FailureReason::AuthPayload)?;
+        let sha1 = Sha1Policy {
+            allowed: ike.allow_sha1_signatures,
+            peer_offers_sha2: self
+                .peer_hashes
+                .iter()
+                .any(|h| matches!(h, HashAlg::Sha256 | HashAlg::Sha384 | HashAlg::Sha512)),
+        };
+        verify_auth(auth, &validated.spki_der, &signed, sha1)
+            .map_err(FailureReason::AuthPayload)?;
         self.peer_id = Some(peer_id);
         self.peer_chain = Some(validated.chain);
         self.peer_auth_method = Some(auth.method);
@@ -845,7 +863,21 @@ impl IkeSa {
     }
 }
 
-fn verify_auth(auth: &Authentication, spki: &[u8], signed: &[u8]) -> Result<(), String> {
+/// When a peer's SHA-1 signature is acceptable.
+#[derive(Debug, Clone, Copy)]
+struct Sha1Policy {
+    /// `allow_sha1_signatures`.
+    allowed: bool,
+    /// The peer announced a SHA-2 hash for RFC 7427 signatures.
+    peer_offers_sha2: bool,
+}
+
+fn verify_auth(
+    auth: &Authentication,
+    spki: &[u8],
+    signed: &[u8],
+    sha1: Sha1Policy,
+) -> Result<(), String> {
     let (scheme, sig) = match auth.method {
         AuthMethod::RSA_SIG | AuthMethod::ECDSA_SHA256_P256 | AuthMethod::ECDSA_SHA384_P384 => (
             SignatureScheme::for_auth_method(auth.method.0).ok_or("unknown method")?,
@@ -856,5 +888,68 @@ fn verify_auth(auth: &Authentication, spki: &[u8], signed: &[u8]) -> Result<(), 
         }
         m => return Err(format!("unsupported AUTH method {m}")),
     };
+    if scheme.hash() == HashAlg::Sha1 {
+        if !sha1.allowed {
+            return Err("signature over SHA-1 refused (allow_legacy is off)".into());
+        }
+        if auth.method == AuthMethod::DIGITAL_SIGNATURE && sha1.peer_offers_sha2 {
+            return Err(
+                "RFC 7427 signature over SHA-1 from a peer that offers SHA-2 (RFC 8247)".into(),
+            );
+        }
+    }
     verify(scheme, spki, signed, sig).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod sha1_tests {
+    use super::*;
+    use ipsec_crypto::SigningKey;
+
+    fn rsa_key() -> (SigningKey, Vec<u8>) {
+        let key = pki::PrivateKey::generate(pki::KeyAlgorithm::Rsa2048).unwrap();
+        let signing = SigningKey::from_pkcs8_der(key.pkcs8_der()).unwrap();
+        let spki = signing.public_key_spki_der().unwrap();
+        (signing, spki)
+    }
+
+    fn policy(allowed: bool, peer_offers_sha2: bool) -> Sha1Policy {
+        Sha1Policy {
+            allowed,
+            peer_offers_sha2,
+        }
+    }
+
+    /// SHA-1 signatures only with allow_legacy; RFC 7427 with SHA-1 never from a peer that
+    /// offers SHA-2 (RFC 8247 3.2); SHA-2 signatures always.
+    #[test]
+    fn sha1_signatures_follow_the_policy() {
+        let (key, spki) = rsa_key();
+        let signed = b"octets the AUTH covers";
+        let sig = key
+            .sign(SignatureScheme::RsaPkcs1(HashAlg::Sha1), signed)
+            .unwrap();
+        let method1 = Authentication {
+            method: AuthMethod::RSA_SIG,
+            data: sig.clone(),
+        };
+        let rfc7427_sha1 = Authentication {
+            method: AuthMethod::DIGITAL_SIGNATURE,
+            data: build_rfc7427_auth_data(SignatureScheme::RsaPkcs1(HashAlg::Sha1), &sig).unwrap(),
+        };
+        assert!(verify_auth(&method1, &spki, signed, policy(false, false)).is_err());
+        assert!(verify_auth(&method1, &spki, signed, policy(true, false)).is_ok());
+        assert!(verify_auth(&rfc7427_sha1, &spki, signed, policy(false, false)).is_err());
+        assert!(verify_auth(&rfc7427_sha1, &spki, signed, policy(true, false)).is_ok());
+        let e = verify_auth(&rfc7427_sha1, &spki, signed, policy(true, true)).unwrap_err();
+        assert!(e.contains("RFC 8247"), "{e}");
+
+        let sha256 = SignatureScheme::RsaPkcs1(HashAlg::Sha256);
+        let good = Authentication {
+            method: AuthMethod::DIGITAL_SIGNATURE,
+            data: build_rfc7427_auth_data(sha256, &key.sign(sha256, signed).unwrap()).unwrap(),
+        };
+        assert!(verify_auth(&good, &spki, signed, policy(false, true)).is_ok());
+    }
 }

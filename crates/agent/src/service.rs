@@ -1101,14 +1101,10 @@ fn save_holds(path: &std::path::Path, holds: &BTreeSet<ProfileKey>) {
             (uid, k.name.as_str())
         })
         .collect();
-    if let Ok(json) = serde_json::to_vec(&list) {
-        let tmp = path.with_extension("tmp");
-        if std::fs::write(&tmp, json)
-            .and_then(|()| std::fs::rename(&tmp, path))
-            .is_err()
-        {
-            tracing::warn!("{}: cannot save disconnect holds", path.display());
-        }
+    if let Ok(json) = serde_json::to_vec(&list)
+        && netio::fs::replace_file(path, &json, 0o600, true).is_err()
+    {
+        tracing::warn!("{}: cannot save disconnect holds", path.display());
     }
 }
 

@@ -121,6 +121,15 @@ impl Gateway {
         for dropped in &report.dropped {
             tracing::warn!("lease {dropped} no longer fits the pool; dropped");
         }
+        if let Some(aside) = &report.set_aside {
+            tracing::error!(
+                kept = report.kept,
+                unreadable = report.unreadable,
+                "{} was damaged: kept aside as {}, starting with the leases that still read",
+                lease_file.display(),
+                aside.display()
+            );
+        }
         let leases = Arc::new(Mutex::new(pool));
         let pool = SharedPool(leases.clone());
 
@@ -144,10 +153,14 @@ impl Gateway {
                 .map_err(|e| setup_err("route to the client pool")(e.to_string()))?;
         }
 
-        let listen = match config.listen.addresses.as_slice() {
-            [one] => *one,
-            _ => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        // One address (the configuration refuses more): never a wildcard bind that would
+        // also answer on addresses nobody listed.
+        let [listen] = config.listen.addresses.as_slice() else {
+            return Err(DaemonError::Setup(
+                "listen.addresses: exactly one address is supported".into(),
+            ));
         };
+        let listen = *listen;
         let endpoint = Endpoint::new(
             Arc::new(responder),
             Arc::new(Provider::system()),

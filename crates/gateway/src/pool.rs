@@ -6,7 +6,6 @@
 //! is full is the binding of the longest-idle disconnected client given to someone else.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
@@ -39,6 +38,11 @@ pub enum PoolError {
 pub struct LoadReport {
     pub kept: usize,
     pub dropped: Vec<String>,
+    /// The file did not parse as a whole: it was kept aside under this name and what could be
+    /// read of it recovered.
+    pub set_aside: Option<PathBuf>,
+    /// Entries of a damaged file that could not be read.
+    pub unreadable: usize,
 }
 
 #[derive(Debug)]
@@ -87,10 +91,20 @@ impl LeasePool {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((pool, report)),
             Err(e) => return Err(store_error(file, e)),
         };
-        let stored: Vec<Lease> = serde_json::from_str(&text).map_err(|e| PoolError::Store {
-            path: file.to_owned(),
-            message: format!("not a lease file: {e}"),
-        })?;
+        let stored: Vec<Lease> = match serde_json::from_str(&text) {
+            Ok(leases) => leases,
+            Err(_) => {
+                // A damaged file must not keep the gateway down, nor be lost: it goes aside
+                // for a human, and whatever entries still read are kept.
+                let aside = file.with_extension(format!("json.damaged-{}", unix_now()));
+                std::fs::rename(file, &aside).map_err(|e| store_error(file, e))?;
+                let (leases, unreadable) = recover(&text);
+                report.set_aside = Some(aside);
+                report.unreadable = unreadable;
+                pool.dirty = true;
+                leases
+            }
+        };
         for mut lease in stored {
             lease.sessions = 0;
             let v6_ok = match (lease.v6, pool.v6) {
@@ -149,7 +163,13 @@ impl LeasePool {
             sessions: 1,
         };
         self.insert(lease.clone());
-        self.save()?;
+        // A new binding goes to disk at once; if that fails the client still gets its
+        // address (failing here would leave a binding nobody releases), and the write is
+        // retried at the next flush.
+        if let Err(e) = self.save() {
+            tracing::error!("{e}; the new lease will be written later");
+            self.dirty = true;
+        }
         Ok(lease)
     }
 
@@ -235,9 +255,11 @@ impl LeasePool {
     }
 
     /// Writes the lease file so that a crash leaves either the old or the new file, whole.
+    /// Root-only (0600): the file maps identities to addresses. On failure the pool stays
+    /// dirty, so the next flush tries again.
     fn save(&mut self) -> Result<(), PoolError> {
-        self.dirty = false;
         let Some(path) = &self.file else {
+            self.dirty = false;
             return Ok(());
         };
         let leases: Vec<&Lease> = self.leases.values().collect();
@@ -245,19 +267,40 @@ impl LeasePool {
             path: path.clone(),
             message: e.to_string(),
         })?;
-        let dir = path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(|e| store_error(path, e))?;
-        let tmp = path.with_extension("tmp");
-        let mut f = std::fs::File::create(&tmp).map_err(|e| store_error(&tmp, e))?;
-        f.write_all(&json)
-            .and_then(|_| f.sync_all())
-            .map_err(|e| store_error(&tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| store_error(path, e))?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| store_error(path, e))?;
         }
+        netio::fs::replace_file(path, &json, 0o600, true).map_err(|e| store_error(path, e))?;
+        self.dirty = false;
         Ok(())
     }
+}
+
+/// The leases that still read from a damaged file (each element on its own), and how many
+/// could not be.
+fn recover(text: &str) -> (Vec<Lease>, usize) {
+    let Ok(serde_json::Value::Array(items)) = serde_json::from_str::<serde_json::Value>(text)
+    else {
+        // Not even JSON (a truncated write): nothing can be told apart.
+        return (Vec::new(), usize::from(!text.trim().is_empty()));
+    };
+    let mut unreadable = 0;
+    let leases = items
+        .into_iter()
+        .filter_map(|v| {
+            let lease = serde_json::from_value::<Lease>(v).ok();
+            unreadable += usize::from(lease.is_none());
+            lease
+        })
+        .collect();
+    (leases, unreadable)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn store_error(path: &Path, e: std::io::Error) -> PoolError {
@@ -367,13 +410,74 @@ mod tests {
         );
     }
 
+    /// A damaged lease file neither stops the gateway nor is lost: it is kept aside, the
+    /// entries that still read are kept, and the pool writes a good file again.
     #[test]
-    fn a_corrupt_lease_file_is_an_error_not_an_empty_pool() {
+    fn a_damaged_lease_file_is_kept_aside_and_what_reads_is_recovered() {
+        use std::os::unix::fs::MetadataExt;
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("leases.json");
-        std::fs::write(&file, b"{ half a file").unwrap();
-        let err = LeasePool::open(net("172.16.201.0/24"), None, vec![], &file).unwrap_err();
-        assert!(err.to_string().contains("not a lease file"), "{err}");
+        std::fs::write(
+            &file,
+            br#"[{"identity":"fqdn:pc1","v4":"172.16.201.7","last_seen":5},
+                {"identity":"fqdn:pc2","v4":"not an address","last_seen":5},
+                {"identity":"fqdn:pc3","v4":"172.16.201.9"}]"#,
+        )
+        .unwrap();
+        let (mut pool, report) =
+            LeasePool::open(net("172.16.201.0/24"), None, vec![], &file).unwrap();
+        assert_eq!(report.kept, 1);
+        assert_eq!(report.unreadable, 2);
+        let aside = report.set_aside.unwrap();
+        assert!(
+            std::fs::read_to_string(&aside)
+                .unwrap()
+                .contains("not an address")
+        );
+        assert_eq!(
+            pool.acquire("fqdn:pc1", 6).unwrap().v4,
+            Ipv4Addr::new(172, 16, 201, 7)
+        );
+        pool.flush().unwrap();
+        assert_eq!(std::fs::metadata(&file).unwrap().mode() & 0o777, 0o600);
+        let (again, report) = LeasePool::open(net("172.16.201.0/24"), None, vec![], &file).unwrap();
+        assert_eq!(report.set_aside, None);
+        assert_eq!(
+            again.get("fqdn:pc1").unwrap().v4,
+            Ipv4Addr::new(172, 16, 201, 7)
+        );
+
+        // Half a file (a torn write) is not even JSON: start empty, keep it aside.
+        std::fs::write(&file, b"[{\"identity\":\"fqdn:pc1\",").unwrap();
+        let (pool, report) = LeasePool::open(net("172.16.201.0/24"), None, vec![], &file).unwrap();
+        assert_eq!(pool.leases().count(), 0);
+        assert!(report.set_aside.is_some());
+    }
+
+    /// A lease file that cannot be written does not pin a lease: the address is handed out,
+    /// released normally, and the file is written once that works again.
+    #[test]
+    fn a_failed_write_pins_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let file = state.join("leases.json");
+        let (mut pool, _) = LeasePool::open(net("172.16.201.0/30"), None, vec![], &file).unwrap();
+        // A plain file where the state directory should be: every write fails.
+        std::fs::write(&state, b"").unwrap();
+        let a = pool.acquire("fqdn:a", 1).unwrap();
+        pool.release("fqdn:a", 2).unwrap();
+        assert!(pool.flush().is_err());
+        // The pool has two addresses; the released binding is reusable, nothing is stuck.
+        pool.acquire("fqdn:b", 3).unwrap();
+        pool.release("fqdn:b", 4).unwrap();
+        assert_eq!(
+            pool.acquire("fqdn:c", 5).unwrap().v4,
+            a.v4,
+            "a's idle binding reused"
+        );
+        std::fs::remove_file(&state).unwrap();
+        pool.flush().unwrap();
+        assert!(std::fs::read_to_string(&file).unwrap().contains("fqdn:c"));
     }
 
     proptest! {

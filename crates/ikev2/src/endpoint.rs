@@ -15,7 +15,7 @@ use crate::IkeId;
 use crate::config::{AddressPool, InitiatorConfig, ResponderConfig};
 use crate::event::{Event, Transmit};
 use crate::natd::{cookie_matches, make_cookie};
-use crate::sa::{ConnectError, IkeSa, IkeSaState, InitOutcome, stateless_reply};
+use crate::sa::{ConnectError, IkeSa, IkeSaState, InitOutcome, SpiSet, stateless_reply};
 
 /// Identifies an IKE SA inside an [`Endpoint`]: our SPI when it was created. It stays the
 /// same when the IKE SA is rekeyed ([`Event::IkeSaRekeyed`]): the endpoint maps the new SPIs
@@ -84,6 +84,8 @@ pub struct Endpoint {
     half_open_by_source: HashMap<std::net::IpAddr, usize>,
     /// Established responder SAs per (canonical) peer identity, oldest first.
     by_peer: HashMap<IkeId, Vec<IkeSaId>>,
+    /// Inbound ESP SPIs held by this endpoint's SAs.
+    spis: SpiSet,
     stats: EndpointStats,
 }
 
@@ -157,6 +159,7 @@ impl Endpoint {
             deadline_computations: 0,
             half_open_by_source: HashMap::new(),
             by_peer: HashMap::new(),
+            spis: SpiSet::default(),
             stats: EndpointStats::default(),
         })
     }
@@ -230,6 +233,8 @@ impl Endpoint {
     ) -> Result<IkeSaId, ConnectError> {
         let mut sa = IkeSa::connect(cfg, self.provider.clone(), now, local, remote)?;
         sa.set_unix_time(self.unix_time);
+        sa.join_spis(&self.spis)
+            .map_err(|e| ConnectError::Crypto(e.to_string()))?;
         let id = sa.local_spi();
         self.sas.insert(id, sa);
         self.collect(id, now);
@@ -327,6 +332,11 @@ impl Endpoint {
     }
 
     /// How many SA deadlines the endpoint has computed so far: it computes one per SA it
+    /// How many inbound ESP SPIs the endpoint's SAs hold (each unique).
+    pub fn esp_spis_in_use(&self) -> usize {
+        self.spis.len()
+    }
+
     /// touched, so a datagram costs O(log n) whatever the number of SAs (tests check this).
     pub fn deadline_computations(&self) -> u64 {
         self.deadline_computations
@@ -576,6 +586,9 @@ impl Endpoint {
         ) {
             InitOutcome::Created(mut sa) => {
                 sa.set_unix_time(self.unix_time);
+                if sa.join_spis(&self.spis).is_err() {
+                    return;
+                }
                 self.init_index.insert((msg.header.spi_i, remote), spi_r);
                 self.init_keys.insert(spi_r, (msg.header.spi_i, remote));
                 *self.half_open_by_source.entry(remote.ip()).or_insert(0) += 1;
@@ -637,6 +650,7 @@ impl Endpoint {
         let Some(sa) = self.sas.get_mut(&id) else {
             return;
         };
+        sa.sweep_spis();
         while let Some(t) = sa.poll_transmit() {
             self.transmits.push_back(t);
         }

@@ -113,4 +113,6 @@ fn one_identity_holds_a_bounded_number_of_sas() {
     assert!(pair.server.sa(oldest).is_none());
     assert!(pair.server.sa(ids[1].0).is_some());
     assert!(pair.server.sa(ids[2].0).is_some());
+    // One inbound ESP SPI per remaining Child SA: the deleted SA's went back.
+    assert_eq!(pair.server.esp_spis_in_use(), 2);
 }

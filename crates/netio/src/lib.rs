@@ -8,6 +8,7 @@
 //! - [`dns`]: per-interface DNS via systemd-resolved, or a resolv.conf fallback.
 //! - [`clock`]: suspend-aware monotonic clock and resume detection.
 //! - [`peer`]: the credentials of a Unix socket's peer (uid, groups).
+//! - [`fs`]: state and status files replaced whole, never through a planted symlink.
 //!
 //! Everything that opens a kernel object (TUN fd, netlink or UDP socket) acts in the network
 //! namespace of the calling thread and must run inside a tokio runtime.
@@ -40,6 +41,7 @@
 
 pub mod clock;
 pub mod dns;
+pub mod fs;
 pub mod mtu;
 pub mod netlink;
 pub mod peer;

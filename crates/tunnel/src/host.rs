@@ -30,11 +30,9 @@ pub fn unix_now() -> u64 {
 
 /// Writes `value` as JSON so that readers (the lab, `aovpn status`) never see half a file.
 pub fn write_json_atomically(path: &Path, value: &impl Serialize) {
-    let tmp = path.with_extension("tmp");
     let result = serde_json::to_vec_pretty(value)
         .map_err(std::io::Error::other)
-        .and_then(|json| std::fs::write(&tmp, json))
-        .and_then(|_| std::fs::rename(&tmp, path));
+        .and_then(|json| netio::fs::replace_file(path, &json, 0o644, false));
     if let Err(e) = result {
         tracing::warn!("status file {}: {e}", path.display());
     }
@@ -54,7 +52,11 @@ mod tests {
         let v: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(v["state"], "connected");
-        assert!(!path.with_extension("tmp").exists());
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

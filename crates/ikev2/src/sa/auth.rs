@@ -568,7 +568,7 @@ impl IkeSa {
                 FailureReason::NoProposalChosen,
             ));
         };
-        let spi_in = esp_spi(&self.provider).map_err(|e| {
+        let spi_in = self.new_child_spi().map_err(|e| {
             (
                 NotifyType::NO_PROPOSAL_CHOSEN,
                 FailureReason::Local(e.to_string()),

@@ -156,6 +156,10 @@ pub struct IkeSa {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     child_spi_in: u32,
+    /// The endpoint's inbound SPIs in use (a set of its own until the SA joins one).
+    spis: SpiSet,
+    /// The inbound SPIs this SA allocated and still holds.
+    own_spis: Vec<u32>,
     children: Vec<ChildState>,
     rekeying: Option<Rekeying>,
     retired: Option<RetiredSa>,
@@ -213,12 +217,36 @@ fn nonzero_u64(p: &Provider) -> Result<u64, ipsec_crypto::CryptoError> {
 }
 
 /// A random ESP SPI outside the reserved range 0..=255 (RFC 4303 2.1).
-fn esp_spi(p: &Provider) -> Result<u32, ipsec_crypto::CryptoError> {
-    loop {
-        let v = u32::from_be_bytes(p.random_array()?);
-        if v > 255 {
-            return Ok(v);
+/// The inbound ESP SPIs in use by every SA of one endpoint: a new one is never one of them
+/// (a random pick collides with some installed SA about 1% of the time at 10,000 SAs, and
+/// the data plane would then take the newer SA's packets for the older's).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SpiSet(Arc<std::sync::Mutex<std::collections::HashSet<u32>>>);
+
+impl SpiSet {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<u32>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A fresh SPI above the reserved range (1-255, RFC 4303), unused in this set.
+    fn allocate(&self, p: &Provider) -> Result<u32, ipsec_crypto::CryptoError> {
+        loop {
+            let v = u32::from_be_bytes(p.random_array()?);
+            if v > 255 && self.lock().insert(v) {
+                return Ok(v);
+            }
         }
+    }
+
+    fn release(&self, spi: u32) {
+        self.lock().remove(&spi);
+    }
+
+    /// How many SPIs are in use (for tests).
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
     }
 }
 
@@ -277,7 +305,47 @@ pub(crate) fn stateless_reply(request: &Header, notify: Notify) -> Option<Vec<u8
     Message::new(h, vec![Payload::Notify(notify)]).encode().ok()
 }
 
+impl Drop for IkeSa {
+    fn drop(&mut self) {
+        for spi in self.own_spis.drain(..) {
+            self.spis.release(spi);
+        }
+    }
+}
+
 impl IkeSa {
+    /// A fresh inbound SPI for a Child SA, unique in the endpoint.
+    pub(super) fn new_child_spi(&mut self) -> Result<u32, ipsec_crypto::CryptoError> {
+        let spi = self.spis.allocate(&self.provider)?;
+        self.own_spis.push(spi);
+        Ok(spi)
+    }
+
+    /// The Child SA with inbound `spi` is gone: its SPI may be used again.
+    pub(super) fn release_child_spi(&mut self, spi: u32) {
+        if let Some(i) = self.own_spis.iter().position(|s| *s == spi) {
+            self.own_spis.swap_remove(i);
+            self.spis.release(spi);
+        }
+    }
+
+    /// Moves this SA's SPIs into the endpoint's set; an SPI some other SA already holds (only
+    /// possible for an initiator's first Child SA, before IKE_AUTH carries it) is replaced.
+    pub(crate) fn join_spis(&mut self, shared: &SpiSet) -> Result<(), ipsec_crypto::CryptoError> {
+        let mine = std::mem::take(&mut self.own_spis);
+        for spi in &mine {
+            self.spis.release(*spi);
+        }
+        self.spis = shared.clone();
+        for spi in mine {
+            if self.spis.lock().insert(spi) {
+                self.own_spis.push(spi);
+            } else if spi == self.child_spi_in && self.state == IkeSaState::HalfOpen {
+                self.child_spi_in = self.new_child_spi()?;
+            }
+        }
+        Ok(())
+    }
     /// Starts an initiator: queues the IKE_SA_INIT request (from `local` to `remote`, normally
     /// port 500 on both sides).
     pub fn connect(
@@ -303,7 +371,6 @@ impl IkeSa {
         let spi_i = nonzero_u64(&provider).map_err(crypto)?;
         let ni = provider.random_vec(ike.nonce_len.max(16)).map_err(crypto)?;
         let dh = provider.generate_dh(group).map_err(crypto)?;
-        let child_spi_in = esp_spi(&provider).map_err(crypto)?;
         let deadline = now + ike.establish_timeout;
         let mut sa = Self::blank(
             Role::Initiator,
@@ -315,7 +382,7 @@ impl IkeSa {
         sa.spi_i = spi_i;
         sa.ni = ni;
         sa.dh = Some(dh);
-        sa.child_spi_in = child_spi_in;
+        sa.child_spi_in = sa.new_child_spi().map_err(crypto)?;
         sa.establish_deadline = Some(deadline);
         sa.send_init_request(now)
             .map_err(|e| ConnectError::Encode(e.to_string()))?;
@@ -363,6 +430,8 @@ impl IkeSa {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             child_spi_in: 0,
+            spis: SpiSet::default(),
+            own_spis: Vec::new(),
             children: Vec::new(),
             rekeying: None,
             retired: None,

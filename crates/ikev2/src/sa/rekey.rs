@@ -234,10 +234,42 @@ impl IkeSa {
         });
     }
 
+    /// Releases the SPIs this SA allocated that nothing refers to any more (a refused or lost
+    /// rekey's, a first Child SA that never came): every Child SA, the first one while it is
+    /// negotiated, and an outstanding or colliding rekey keep theirs.
+    pub(crate) fn sweep_spis(&mut self) {
+        let mut live: Vec<u32> = self.children.iter().map(|c| c.spi_in).collect();
+        if matches!(
+            self.state,
+            IkeSaState::InitSent | IkeSaState::AuthSent | IkeSaState::HalfOpen
+        ) {
+            live.push(self.child_spi_in);
+        }
+        if let Some(Rekeying::Child {
+            spi_in, collision, ..
+        }) = &self.rekeying
+        {
+            live.push(*spi_in);
+            if let Some(c) = collision {
+                live.push(c.new.spi_in);
+            }
+        }
+        let stale: Vec<u32> = self
+            .own_spis
+            .iter()
+            .copied()
+            .filter(|s| !live.contains(s))
+            .collect();
+        for spi in stale {
+            self.release_child_spi(spi);
+        }
+    }
+
     /// A Child SA is gone (deleted by either side).
     pub(super) fn child_gone(&mut self, spi_in: u32) {
         if let Some(i) = self.children.iter().position(|c| c.spi_in == spi_in) {
             let c = self.children.remove(i);
+            self.release_child_spi(c.spi_in);
             self.events.push_back(Event::ChildSaDeleted {
                 spi_in: c.spi_in,
                 spi_out: c.spi_out,
@@ -338,7 +370,7 @@ impl IkeSa {
         let cfg = self.cfg.clone();
         let ike = cfg.ike();
         let crypto = |e: ipsec_crypto::CryptoError| e.to_string();
-        let spi_in = esp_spi(&self.provider).map_err(crypto)?;
+        let spi_in = self.new_child_spi().map_err(crypto)?;
         let ni = self
             .provider
             .random_vec(ike.nonce_len.max(16))
@@ -1041,7 +1073,7 @@ impl IkeSa {
             }
             _ => (None, None),
         };
-        let spi_in = esp_spi(&self.provider).map_err(local_err)?;
+        let spi_in = self.new_child_spi().map_err(local_err)?;
         let nr = self
             .provider
             .random_vec(ike.nonce_len.max(16))

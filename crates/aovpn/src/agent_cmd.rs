@@ -8,7 +8,7 @@ use std::time::Duration;
 use agent::config::{AgentConfig, SessionSource};
 use agent::helper::{UserHelperOptions, run_user_helper};
 
-use crate::runtime::{block_on_daemon, shutdown_signal};
+use crate::runtime::{Capability, block_on_daemon, shutdown_signal};
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum Sessions {
@@ -64,7 +64,8 @@ pub fn run_agent(args: AgentArgs) -> ExitCode {
             Sessions::Helpers => SessionSource::Helpers,
         };
     }
-    block_on_daemon("agent", async move {
+    // TUN devices, routes and their removal; files it reads are root's own.
+    block_on_daemon("agent", &[Capability::CAP_NET_ADMIN], async move {
         agent::service::run(config, shutdown_signal()).await?;
         Ok(())
     })

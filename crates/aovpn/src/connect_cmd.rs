@@ -15,7 +15,7 @@ use agent::plan::profile_tunnel;
 use anyhow::{Context, bail};
 use tokio::sync::mpsc;
 
-use crate::runtime::{block_on_daemon, shutdown_signal};
+use crate::runtime::{Capability, block_on_daemon, shutdown_signal};
 
 #[derive(Debug, clap::Args)]
 pub struct ConnectArgs {
@@ -96,7 +96,7 @@ fn write_status(path: Option<&Path>, status: &ConnectionStatus) {
 }
 
 pub fn run(args: ConnectArgs) -> ExitCode {
-    block_on_daemon("connect", async move {
+    block_on_daemon("connect", &[Capability::CAP_NET_ADMIN], async move {
         let (servers, options) = tunnel(&args)?;
         let dns = Arc::new(SharedDns::new(&args.resolv_conf));
         let status_file = args.status_file.as_deref();

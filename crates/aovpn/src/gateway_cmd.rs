@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::runtime::{block_on_daemon, shutdown_signal};
+use crate::runtime::{Capability, block_on_daemon, shutdown_signal};
 
 #[derive(Debug, clap::Args)]
 pub struct GatewayArgs {
@@ -36,7 +36,11 @@ pub fn run(args: GatewayArgs) -> ExitCode {
             }
         };
     }
-    block_on_daemon("gateway", async move {
+    // TUN, routes and their teardown need CAP_NET_ADMIN for the whole run; binding UDP 500
+    // and 4500 needs CAP_NET_BIND_SERVICE (capabilities cannot be dropped later for every
+    // thread at once).
+    let keep = [Capability::CAP_NET_ADMIN, Capability::CAP_NET_BIND_SERVICE];
+    block_on_daemon("gateway", &keep, async move {
         let gw = gateway::daemon::Gateway::start(&args.config, args.status_file).await?;
         gw.run(shutdown_signal()).await?;
         Ok(())

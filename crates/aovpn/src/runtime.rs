@@ -2,12 +2,30 @@
 
 use std::process::ExitCode;
 
+pub use netio::privileges::Capability;
+
 /// Runs a daemon's future on a multi-thread runtime (one worker per core, for the data
-/// plane); an error is printed with its causes and gives exit code 1.
+/// plane); an error is printed with its causes and gives exit code 1. Before the runtime
+/// starts a thread, the process is cut down to the capabilities in `keep` (see
+/// [`netio::privileges`]): that is everything any of its threads will ever hold.
 pub fn block_on_daemon(
     name: &str,
+    keep: &[Capability],
     fut: impl std::future::Future<Output = anyhow::Result<()>>,
 ) -> ExitCode {
+    let held = match netio::privileges::limit_capabilities(keep) {
+        Ok(held) => held,
+        Err(e) => {
+            eprintln!("aovpn {name}: cannot limit capabilities: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(
+        capabilities = %netio::privileges::names(&held.effective),
+        bounding_set_cut = held.bounding_cut,
+        uid = nix::unistd::getuid().as_raw(),
+        "running with least privilege (no_new_privs set)"
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

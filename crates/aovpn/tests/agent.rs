@@ -247,6 +247,16 @@ fn the_device_tunnel_comes_up_without_a_login_and_carries_manage_out() {
     let vip = virtual_ip(&agent, DEVICE);
     assert!(vip.starts_with("172.16.201."), "{vip}");
     assert_eq!(route_dev(&lab.topo.client, MGMT_HOST), "aovpn-dev");
+    // Least privilege: the agent holds CAP_NET_ADMIN (bit 12) and nothing else, for good.
+    let proc_status =
+        std::fs::read_to_string(format!("/proc/{}/status", agent.pid().unwrap())).unwrap();
+    for (key, want) in [("CapEff", "0000000000001000"), ("CapBnd", "0000000000001000")] {
+        assert!(
+            proc_status.contains(&format!("{key}:\t{want}")),
+            "{key} not {want}:\n{proc_status}"
+        );
+    }
+    assert!(proc_status.contains("NoNewPrivs:\t1"), "{proc_status}");
     // Manage out: the vnet host reaches the device's tunnel address.
     ping(&lab.topo.vnet, &vip);
     ping(&lab.topo.client, MGMT_HOST);

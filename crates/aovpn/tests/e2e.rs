@@ -565,6 +565,93 @@ fn a_session_ends_when_its_certificate_expires() {
     ));
 }
 
+/// The `Cap*:` and `NoNewPrivs:` lines of /proc/PID/status.
+fn proc_status(pid: u32) -> std::collections::HashMap<String, String> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
+        .collect()
+}
+
+/// CAP_NET_ADMIN (12) and CAP_NET_BIND_SERVICE (10).
+const GATEWAY_CAPS: u64 = (1 << 12) | (1 << 10);
+
+fn caps_of(status: &std::collections::HashMap<String, String>, key: &str) -> u64 {
+    u64::from_str_radix(&status[key], 16).unwrap()
+}
+
+/// What the README says: started as root, the running gateway holds CAP_NET_ADMIN and
+/// CAP_NET_BIND_SERVICE and nothing else, in every set that matters, on every thread, with
+/// no_new_privs; and it still serves clients (routes and teardown need no more).
+#[test]
+fn the_gateway_runs_with_two_capabilities_only() {
+    let lab = Lab::new("e2ecap");
+    let mut gw = lab.start_gateway(&lab.gateway_opts());
+    let mut client = lab.connect_machine("machine");
+    assert_connected(&client, &gw);
+    for task in std::fs::read_dir(format!("/proc/{}/task", gw.pid())).unwrap() {
+        let tid = task.unwrap().file_name().into_string().unwrap();
+        let st: std::collections::HashMap<String, String> =
+            std::fs::read_to_string(format!("/proc/{}/task/{tid}/status", gw.pid()))
+                .unwrap()
+                .lines()
+                .filter_map(|l| l.split_once(':'))
+                .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
+                .collect();
+        assert_eq!(caps_of(&st, "CapEff"), GATEWAY_CAPS, "thread {tid}: {st:?}");
+        assert_eq!(caps_of(&st, "CapPrm"), GATEWAY_CAPS, "thread {tid}");
+        assert_eq!(caps_of(&st, "CapBnd"), GATEWAY_CAPS, "thread {tid}");
+        assert_eq!(caps_of(&st, "CapInh"), 0, "thread {tid}");
+        assert_eq!(caps_of(&st, "CapAmb"), 0, "thread {tid}");
+        assert_eq!(st["NoNewPrivs"], "1", "thread {tid}");
+    }
+    client.stop().unwrap();
+    let status = gw.stop().unwrap();
+    assert!(status.success(), "{}", gw.log());
+    assert!(
+        !net_state(&lab.topo.gateway).contains("172.16.201.0/24"),
+        "routes removed without more privilege"
+    );
+}
+
+/// As its systemd unit runs it: an unprivileged user with the two capabilities as ambient
+/// ones. The gateway serves clients, writes its status and leases, and holds nothing more.
+#[test]
+fn the_gateway_runs_as_an_unprivileged_user_like_its_unit() {
+    use std::os::unix::fs::PermissionsExt;
+    let lab = Lab::new("e2eusr");
+    // nobody must read the configuration and keys and write its state (the package gives
+    // the aovpn group read access to the gateway's files).
+    let nobody = (65_534, 65_534);
+    let _ = Command::new("chmod")
+        .args(["-R", "a+rX"])
+        .arg(lab.tmp.path())
+        .status()
+        .unwrap();
+    let workdir = lab.dir("gw-nobody");
+    std::fs::create_dir_all(workdir.join("state")).unwrap();
+    for dir in [workdir.clone(), workdir.join("state")] {
+        std::os::unix::fs::chown(&dir, Some(nobody.0), Some(nobody.1)).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let mut opts = lab.gateway_opts();
+    opts.state_dir = Some(workdir.join("state"));
+    opts.run_as = Some(nobody);
+    let mut gw = GatewayProcess::start(bin(), &lab.topo.gateway, &workdir, &opts).unwrap();
+    let st = proc_status(gw.pid());
+    assert!(st["Uid"].starts_with("65534"), "{st:?}");
+    assert_eq!(caps_of(&st, "CapEff"), GATEWAY_CAPS, "{st:?}");
+    assert_eq!(st["NoNewPrivs"], "1");
+    let mut client = lab.connect_machine("machine");
+    assert_connected(&client, &gw);
+    let leases = std::fs::read_to_string(workdir.join("state/leases.json")).unwrap();
+    assert!(leases.contains("client1.corp.example"), "{leases}");
+    client.stop().unwrap();
+    assert!(gw.stop().unwrap().success(), "{}", gw.log());
+}
+
 /// Our client dials the gateway by IP address; the gateway's certificate was issued for that
 /// address (`aovpn pki issue --name 203.0.113.1`: dNSName + iPAddress SAN).
 #[test]

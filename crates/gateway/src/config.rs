@@ -182,7 +182,8 @@ impl Default for Tunnel {
 }
 
 fn default_state_dir() -> PathBuf {
-    PathBuf::from("/var/lib/aovpn")
+    // Its own directory: the gateway runs as user aovpn, the agent's state is root's.
+    PathBuf::from("/var/lib/aovpn-gateway")
 }
 fn default_ike_port() -> u16 {
     500

@@ -9,6 +9,7 @@
 //! - [`clock`]: suspend-aware monotonic clock and resume detection.
 //! - [`peer`]: the credentials of a Unix socket's peer (uid, groups).
 //! - [`fs`]: state and status files replaced whole, never through a planted symlink.
+//! - [`privileges`]: a daemon's capabilities cut to what it needs, before any thread starts.
 //!
 //! Everything that opens a kernel object (TUN fd, netlink or UDP socket) acts in the network
 //! namespace of the calling thread and must run inside a tokio runtime.
@@ -45,5 +46,6 @@ pub mod fs;
 pub mod mtu;
 pub mod netlink;
 pub mod peer;
+pub mod privileges;
 pub mod tun;
 pub mod udp;

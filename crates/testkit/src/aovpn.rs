@@ -485,6 +485,11 @@ pub struct GatewayOpts {
     pub interface: String,
     /// `state_dir` (None = `WORKDIR/state`).
     pub state_dir: Option<PathBuf>,
+    /// Start it as this (uid, gid) with CAP_NET_ADMIN and CAP_NET_BIND_SERVICE as ambient
+    /// capabilities, as the systemd unit does (via setpriv); None = as root.
+    pub run_as: Option<(u32, u32)>,
+    /// Extra TOML appended to the file (e.g. a `[limits]` section).
+    pub extra: String,
 }
 
 impl GatewayOpts {
@@ -508,6 +513,8 @@ impl GatewayOpts {
             lifetimes_secs: None,
             interface: "aovpn-gw".to_owned(),
             state_dir: None,
+            run_as: None,
+            extra: String::new(),
         }
     }
 
@@ -552,7 +559,7 @@ impl GatewayOpts {
              [clients]\nroot_ca_files = {roots}\nrevoked_thumbprints = {revoked}\npool_v4 = {pool:?}\n\
              [network]\nroutes = {routes}\ndns = {dns}\n\
              [crypto]\nike_proposals = {ike}\nesp_proposals = {esp}\nallow_legacy = {legacy}\n{dpd}\
-             [tunnel]\ninterface = {interface:?}\n",
+             [tunnel]\ninterface = {interface:?}\n{extra}",
             state = state.display().to_string(),
             listen = self.listen,
             cert = self.cert.display().to_string(),
@@ -566,6 +573,7 @@ impl GatewayOpts {
             esp = list(&self.esp_proposals),
             legacy = self.allow_legacy,
             interface = self.interface,
+            extra = self.extra,
         )
     }
 }
@@ -591,14 +599,36 @@ impl GatewayProcess {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
-        let args = vec![
+        let mut args = vec![
             "gateway".to_owned(),
             "--config".to_owned(),
             config.display().to_string(),
             "--status-file".to_owned(),
             status_file.display().to_string(),
         ];
-        let daemon = Daemon::spawn(ns, bin, &args, workdir.join("gateway.log"), "aovpn gateway")?;
+        let mut program = bin.to_owned();
+        if let Some((uid, gid)) = opts.run_as {
+            let caps = "+net_admin,+net_bind_service";
+            let mut wrapped = vec![
+                format!("--reuid={uid}"),
+                format!("--regid={gid}"),
+                "--clear-groups".to_owned(),
+                format!("--inh-caps={caps}"),
+                format!("--ambient-caps={caps}"),
+                "--".to_owned(),
+                bin.display().to_string(),
+            ];
+            wrapped.append(&mut args);
+            args = wrapped;
+            program = PathBuf::from("/usr/bin/setpriv");
+        }
+        let daemon = Daemon::spawn(
+            ns,
+            &program,
+            &args,
+            workdir.join("gateway.log"),
+            "aovpn gateway",
+        )?;
         let mut gw = GatewayProcess {
             daemon,
             workdir: workdir.to_owned(),
@@ -1280,8 +1310,14 @@ mod tests {
             lifetimes_secs: Some((12, 10)),
             interface: "gw0".into(),
             state_dir: None,
+            run_as: None,
+            extra: "[limits]\nhalf_open_per_source = 3\n".into(),
         };
         let text = opts.render(Path::new("/w"));
+        assert!(
+            text.ends_with("[limits]\nhalf_open_per_source = 3\n"),
+            "{text}"
+        );
         for needle in [
             "state_dir = \"/w/state\"",
             "addresses = [\"203.0.113.1\"]",

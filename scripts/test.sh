@@ -16,3 +16,5 @@ echo "== cargo test"
 # Tests that build network namespaces share fixed names per test; --test-threads keeps the 2-core
 # machine responsive while iperf-style transfers run.
 cargo test --workspace --locked -- --test-threads=2
+echo "== fuzz smoke (30 s per target)"
+scripts/fuzz-smoke.sh 30

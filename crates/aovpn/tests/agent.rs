@@ -250,7 +250,10 @@ fn the_device_tunnel_comes_up_without_a_login_and_carries_manage_out() {
     // Least privilege: the agent holds CAP_NET_ADMIN (bit 12) and nothing else, for good.
     let proc_status =
         std::fs::read_to_string(format!("/proc/{}/status", agent.pid().unwrap())).unwrap();
-    for (key, want) in [("CapEff", "0000000000001000"), ("CapBnd", "0000000000001000")] {
+    for (key, want) in [
+        ("CapEff", "0000000000001000"),
+        ("CapBnd", "0000000000001000"),
+    ] {
         assert!(
             proc_status.contains(&format!("{key}:\t{want}")),
             "{key} not {want}:\n{proc_status}"

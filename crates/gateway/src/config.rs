@@ -68,10 +68,46 @@ pub struct Clients {
     /// SHA-1 thumbprints of revoked client certificates (hex, any case, ':' or spaces allowed).
     #[serde(default)]
     pub revoked_thumbprints: Vec<String>,
+    /// Which client certificates are accepted: `machine` (device tunnels: the certificate
+    /// names a host) and `user` (it names a user: an rfc822Name or UPN). Both by default; a
+    /// gateway for device tunnels only says `["machine"]`.
+    #[serde(default = "default_accept")]
+    pub accept: Vec<CertClass>,
     /// Virtual addresses handed to clients.
     pub pool_v4: Ipv4Net,
     #[serde(default)]
     pub pool_v6: Option<Ipv6Net>,
+}
+
+/// What a client certificate is for, from the names it carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CertClass {
+    /// Names a host (dNSName, an address, or only a subject): a device tunnel.
+    Machine,
+    /// Names a user (rfc822Name or Microsoft UPN): a user tunnel.
+    User,
+}
+
+impl CertClass {
+    pub fn of(cert: &pki::Certificate) -> Self {
+        if cert.rfc822_names().is_empty() && cert.upns().is_empty() {
+            Self::Machine
+        } else {
+            Self::User
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Machine => "machine",
+            Self::User => "user",
+        }
+    }
+}
+
+fn default_accept() -> Vec<CertClass> {
+    vec![CertClass::Machine, CertClass::User]
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -410,6 +446,12 @@ impl GatewayConfig {
                 ));
             }
         }
+        if self.clients.accept.is_empty() {
+            return Err((
+                "clients.accept",
+                "accepts no certificate at all: list \"machine\", \"user\" or both".into(),
+            ));
+        }
         if self.clients.pool_v4.prefix_len() > 30 {
             return Err((
                 "clients.pool_v4",
@@ -721,6 +763,11 @@ dns = ["10.1.0.53"]
                 "[network]",
                 "[limits]\nhalf_open_limit = 0\n[network]",
                 "limits.half_open_limit",
+            ),
+            (
+                "pool_v4 = \"172.16.201.0/24\"",
+                "accept = []\npool_v4 = \"172.16.201.0/24\"",
+                "clients.accept",
             ),
             (
                 "[network]",

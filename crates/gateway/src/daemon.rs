@@ -109,6 +109,7 @@ impl Gateway {
         let config = GatewayConfig::load(config_path)?;
         let credentials = load_credentials(&config, config_path)?;
         let validator = Arc::new(ClientValidator::new(credentials.trust.clone()));
+        validator.set_accepted(&config.clients.accept);
         let responder = responder_config(&config, config_path, &credentials, validator.clone())?;
 
         let lease_file = config.state_dir.join("leases.json");
@@ -336,6 +337,11 @@ impl Gateway {
                         tracing::info!(peer = %info.peer_id, ?reason, "client gone");
                     }
                     (None, Some(f)) => tracing::warn!(
+                        from = %f.remote,
+                        claims = %f
+                            .claimed_id
+                            .as_ref()
+                            .map_or_else(|| "-".to_owned(), ToString::to_string),
                         reason = %f.reason,
                         sent = ?f.notify_sent,
                         received = ?f.notify_received,
@@ -380,6 +386,7 @@ impl Gateway {
             }
         };
         self.validator.replace_trust(credentials.trust);
+        self.validator.set_accepted(&config.clients.accept);
         self.driver.set_responder_config(Arc::new(responder));
         let disconnected = self.recheck_sessions();
         let restart = self.config.needs_restart_for(&config);

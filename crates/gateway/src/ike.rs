@@ -13,7 +13,7 @@ use ikev2::{
 use ipnet::IpNet;
 use ipsec_crypto::SigningKey;
 
-use crate::config::{ConfigError, GatewayConfig};
+use crate::config::{CertClass, ConfigError, GatewayConfig};
 use crate::pool::{Lease, LeasePool};
 
 /// Everything loaded from the files a configuration names.
@@ -142,12 +142,15 @@ pub fn parse_id(text: &str) -> IkeId {
 #[derive(Debug)]
 pub struct ClientValidator {
     trust: RwLock<pki::TrustStore>,
+    accept: RwLock<Vec<CertClass>>,
 }
 
 impl ClientValidator {
+    /// Accepts machine and user certificates until told otherwise.
     pub fn new(trust: pki::TrustStore) -> Self {
         Self {
             trust: RwLock::new(trust),
+            accept: RwLock::new(vec![CertClass::Machine, CertClass::User]),
         }
     }
 
@@ -155,6 +158,13 @@ impl ClientValidator {
     pub fn replace_trust(&self, trust: pki::TrustStore) {
         if let Ok(mut t) = self.trust.write() {
             *t = trust;
+        }
+    }
+
+    /// Which kinds of certificate are accepted from now on (`clients.accept`).
+    pub fn set_accepted(&self, accept: &[CertClass]) {
+        if let Ok(mut a) = self.accept.write() {
+            *a = accept.to_vec();
         }
     }
 
@@ -187,7 +197,22 @@ impl PeerValidator for ClientValidator {
             role: PeerRole::Client,
             expected_id: None,
         };
-        validator.validate(peer_id, end_entity, intermediates, unix_time)
+        let accepted = validator.validate(peer_id, end_entity, intermediates, unix_time)?;
+        let class = pki::Certificate::from_der(end_entity)
+            .map(|c| CertClass::of(&c))
+            .map_err(|e| PeerRejection::Certificate(e.to_string()))?;
+        let allowed = self
+            .accept
+            .read()
+            .map(|a| a.contains(&class))
+            .unwrap_or(false);
+        if !allowed {
+            return Err(PeerRejection::Certificate(format!(
+                "a {} certificate, and this gateway does not accept those (clients.accept)",
+                class.name()
+            )));
+        }
+        Ok(accepted)
     }
 
     fn ca_key_hashes(&self) -> Vec<[u8; 20]> {

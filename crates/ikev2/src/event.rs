@@ -149,6 +149,11 @@ pub struct Failure {
     pub notify_sent: Option<NotifyType>,
     /// Error notify we received.
     pub notify_received: Option<NotifyType>,
+    /// The peer's address when it happened.
+    pub remote: SocketAddr,
+    /// The identity the peer claimed (IDi or IDr), authenticated or not: for the log line
+    /// that tells an administrator who was refused.
+    pub claimed_id: Option<IkeId>,
 }
 
 /// Why an IKE SA ended.

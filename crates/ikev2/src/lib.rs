@@ -62,6 +62,8 @@ pub use natd::{COOKIE_LEN, natd_hash};
 pub use proposal::{
     EspAlgorithms, EspProposal, IkeAlgorithms, IkeProposal, ProposalError, encr_name,
 };
+#[cfg(fuzzing)]
+pub use sa::fuzz_eap_tls;
 pub use sa::{ConnectError, IkeSa, IkeSaState, Role};
 
 pub use ike_wire;

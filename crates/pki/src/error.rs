@@ -61,8 +61,12 @@ pub enum PkiError {
     #[error("a CA certificate was presented as an end-entity certificate")]
     CaUsedAsEndEntity,
     /// A signature in the chain did not verify.
-    #[error("bad signature in certificate chain")]
+    // A root of the same name but another key looks like this too: say what it means.
+    #[error("bad signature in certificate chain (not signed by a trusted CA's key)")]
     BadSignature,
+    /// An RSA key shorter than [`crate::MIN_RSA_BITS`] (RFC 8247 and NIST: 2048 at least).
+    #[error("certificate has an RSA key of {0} bits (at least 2048 are required)")]
+    WeakKey(u32),
     /// The certificate's SHA-1 thumbprint is on the revoked list.
     #[error("certificate {0} is revoked")]
     Revoked(Thumbprint),

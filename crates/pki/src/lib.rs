@@ -43,7 +43,8 @@ pub use p12::{Identity, Pkcs12Encryption};
 pub use rustls_pki_types::CertificateDer;
 pub use thumbprint::Thumbprint;
 pub use trust::{
-    ChainRecord, MAX_TRUSTED_ROOTS, Role, TrustStore, VerifiedChain, cert_matches_server_name,
+    ChainRecord, MAX_TRUSTED_ROOTS, MIN_RSA_BITS, Role, TrustStore, VerifiedChain,
+    cert_matches_server_name,
 };
 /// Re-exported: [`PrivateKey::to_pem`] returns it, and callers hold passwords in it.
 pub use zeroize::Zeroizing;

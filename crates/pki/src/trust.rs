@@ -9,6 +9,9 @@ use webpki::{EndEntityCert, ExtendedKeyUsageValidator, KeyPurposeIdIter};
 
 use crate::{Certificate, PkiError, Thumbprint};
 
+/// The shortest RSA key accepted in an end-entity certificate.
+pub const MIN_RSA_BITS: u32 = 2048;
+
 /// At most this many trusted roots, like an Azure P2S gateway.
 pub const MAX_TRUSTED_ROOTS: usize = 20;
 
@@ -205,6 +208,11 @@ impl TrustStore {
         }
         if end_entity.key_usage_digital_signature() == Some(false) {
             return Err(PkiError::WrongKeyUsage);
+        }
+        if let Some(crate::KeyType::Rsa(bits)) = end_entity.key_type()
+            && bits < MIN_RSA_BITS
+        {
+            return Err(PkiError::WeakKey(bits));
         }
         let root = &self.roots[root_index];
         let mut thumbprints = vec![end_entity.thumbprint()];

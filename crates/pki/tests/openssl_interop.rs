@@ -608,3 +608,57 @@ fn key_usage_and_missing_eku_from_openssl() {
         .unwrap();
     assert_eq!(v.root_index, 0);
 }
+
+/// An RSA key under 2048 bits (which openssl still makes) is refused for what it is, whatever
+/// else about the certificate is right; 2048 bits pass.
+#[test]
+fn an_rsa_key_under_2048_bits_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ca = CertificateAuthority::new_root("RSA Root", KeyAlgorithm::P256, validity()).unwrap();
+    write(d, "ca.crt", ca.cert().to_pem());
+    write(d, "ca.key", ca.key().to_pem().as_bytes());
+    let issue = |bits: u32| {
+        let name = format!("rsa{bits}");
+        let newkey = format!("rsa:{bits}");
+        let (key, crt) = (format!("{name}.key"), format!("{name}.crt"));
+        openssl(
+            d,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                &newkey,
+                "-nodes",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-days",
+                "5",
+                "-subj",
+                "/CN=pc.example.com",
+                "-addext",
+                "basicConstraints=CA:FALSE",
+                "-addext",
+                "subjectAltName=DNS:pc.example.com",
+                "-addext",
+                "keyUsage=digitalSignature",
+                "-addext",
+                "extendedKeyUsage=clientAuth",
+                "-keyout",
+                &key,
+                "-out",
+                &crt,
+            ],
+        );
+        load_certificate(&std::fs::read(d.join(&crt)).unwrap()).unwrap()
+    };
+    let store = TrustStore::with_roots([ca.cert().clone()]).unwrap();
+    let now = SystemTime::now();
+    let weak = issue(1024);
+    let e = store.verify(&weak, &[], Role::Client, now).unwrap_err();
+    assert_eq!(e, pki::PkiError::WeakKey(1024));
+    assert!(e.to_string().contains("1024 bits"), "{e}");
+    store.verify(&issue(2048), &[], Role::Client, now).unwrap();
+}

@@ -490,6 +490,8 @@ pub struct GatewayOpts {
     pub run_as: Option<(u32, u32)>,
     /// Extra TOML appended to the file (e.g. a `[limits]` section).
     pub extra: String,
+    /// `clients.accept` (None = the gateway's default, machine and user).
+    pub accept: Option<Vec<String>>,
 }
 
 impl GatewayOpts {
@@ -515,6 +517,7 @@ impl GatewayOpts {
             state_dir: None,
             run_as: None,
             extra: String::new(),
+            accept: None,
         }
     }
 
@@ -556,7 +559,7 @@ impl GatewayOpts {
             "# written by testkit::aovpn\nstate_dir = {state:?}\n\
              [listen]\naddresses = [\"{listen}\"]\n\
              [identity]\ncertificate = {cert:?}\nkey = {key:?}\n{id}\
-             [clients]\nroot_ca_files = {roots}\nrevoked_thumbprints = {revoked}\npool_v4 = {pool:?}\n\
+             [clients]\nroot_ca_files = {roots}\nrevoked_thumbprints = {revoked}\npool_v4 = {pool:?}\n{accept}\
              [network]\nroutes = {routes}\ndns = {dns}\n\
              [crypto]\nike_proposals = {ike}\nesp_proposals = {esp}\nallow_legacy = {legacy}\n{dpd}\
              [tunnel]\ninterface = {interface:?}\n{extra}",
@@ -574,6 +577,11 @@ impl GatewayOpts {
             legacy = self.allow_legacy,
             interface = self.interface,
             extra = self.extra,
+            accept = self
+                .accept
+                .as_ref()
+                .map(|a| format!("accept = {}\n", list(a)))
+                .unwrap_or_default(),
         )
     }
 }
@@ -1312,6 +1320,7 @@ mod tests {
             state_dir: None,
             run_as: None,
             extra: "[limits]\nhalf_open_per_source = 3\n".into(),
+            accept: Some(vec!["machine".into()]),
         };
         let text = opts.render(Path::new("/w"));
         assert!(

@@ -104,6 +104,7 @@ impl IkeSa {
     ) -> Result<String, FailureReason> {
         let ike = self.cfg.ike();
         let peer_id = IkeId::from_wire(id).canonical();
+        self.claimed_peer = Some(peer_id.clone());
         let auth = payloads
             .auth()
             .ok_or_else(|| FailureReason::AuthPayload("missing AUTH payload".into()))?;
@@ -322,6 +323,8 @@ impl IkeSa {
                 reason,
                 notify_sent: Some(notify),
                 notify_received: None,
+                remote: self.remote,
+                claimed_id: self.claimed_peer.clone(),
             })),
         }
     }
@@ -335,6 +338,7 @@ impl IkeSa {
         payloads: &[Payload],
         idi: &Identification,
     ) {
+        self.claimed_peer = Some(IkeId::from_wire(idi).canonical());
         let ike = &cfg.ike;
         let idr = ike.local.id.to_wire();
         let auth = match self
@@ -767,6 +771,8 @@ impl IkeSa {
                     reason,
                     notify_sent: None,
                     notify_received: received,
+                    remote: self.remote,
+                    claimed_id: self.claimed_peer.clone(),
                 }));
                 self.delete(now);
             }

@@ -168,6 +168,8 @@ pub struct IkeSa {
     cookie: Option<Vec<u8>>,
     init_retries: u32,
     peer_id: Option<IkeId>,
+    /// The identity the peer claims, before it is authenticated (for refusal logs).
+    claimed_peer: Option<IkeId>,
     peer_chain: Option<pki::ChainRecord>,
     peer_auth_method: Option<AuthMethod>,
     establish_deadline: Option<Instant>,
@@ -440,6 +442,7 @@ impl IkeSa {
             cookie: None,
             init_retries: 0,
             peer_id: None,
+            claimed_peer: None,
             peer_chain: None,
             peer_auth_method: None,
             establish_deadline: None,
@@ -766,6 +769,8 @@ impl IkeSa {
             reason,
             notify_sent,
             notify_received,
+            remote: self.remote,
+            claimed_id: self.claimed_peer.clone(),
         }));
         self.close(CloseReason::Failed);
     }
@@ -1087,6 +1092,66 @@ impl IkeSa {
         if self.state == IkeSaState::Established {
             self.events
                 .push_back(Event::AddressesChanged { local, remote });
+        }
+    }
+}
+
+/// Fuzzing only (`--cfg fuzzing`, never in a shipped build): what a peer holding this SA's
+/// keys could send, so that fuzz input reaches past the integrity check.
+#[cfg(fuzzing)]
+impl IkeSa {
+    /// Sends `payloads` as our next request of `exchange`, protected with this SA's keys.
+    pub fn fuzz_request(&mut self, exchange: ExchangeType, payloads: &[Payload]) {
+        let id = self.next_request_id;
+        self.next_request_id = self.next_request_id.wrapping_add(1);
+        if let Ok(datagrams) = self.protect(exchange, id, false, payloads) {
+            for d in datagrams {
+                self.push_transmit(d);
+            }
+        }
+    }
+}
+
+/// Fuzzing only: the gateway's EAP-TLS server fed EAP-Responses whose framing is valid and
+/// whose TLS bytes are the fuzz input (the identity first), for as many rounds as there are
+/// chunks.
+#[cfg(fuzzing)]
+pub fn fuzz_eap_tls(
+    key: Arc<dyn ipsec_crypto::Signer>,
+    chain: &[Vec<u8>],
+    identity: &[u8],
+    chunks: &[&[u8]],
+) {
+    let idi = ike_wire::Identification {
+        id_type: ike_wire::IdType::FQDN,
+        data: b"client".to_vec(),
+    };
+    let Ok((mut server, _)) = eap::EapServer::new(key, chain, Vec::new(), idi, 1) else {
+        return;
+    };
+    let response = |id: u8, method: u8, data: &[u8]| {
+        let len = u16::try_from(5 + data.len()).unwrap_or(u16::MAX);
+        let mut p = vec![2, id];
+        p.extend_from_slice(&len.to_be_bytes());
+        p.push(method);
+        p.extend_from_slice(data);
+        p
+    };
+    if server
+        .handle(&response(server.identifier(), 1, identity))
+        .is_err()
+    {
+        return;
+    }
+    for chunk in chunks {
+        // EAP-TLS: flags byte first (no length, no more fragments), then TLS records.
+        let mut data = vec![0u8];
+        data.extend_from_slice(chunk);
+        if server
+            .handle(&response(server.identifier(), 13, &data))
+            .is_err()
+        {
+            return;
         }
     }
 }

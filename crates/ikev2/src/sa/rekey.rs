@@ -355,6 +355,8 @@ impl IkeSa {
             reason,
             notify_sent: None,
             notify_received: received,
+            remote: self.remote,
+            claimed_id: self.claimed_peer.clone(),
         }));
     }
 

@@ -56,12 +56,33 @@ enum Command {
     },
 }
 
+/// Libraries whose debug and trace output is wire dumps (netlink messages, D-Bus traffic,
+/// UDP and TUN plumbing): a bare level in AOVPN_LOG (`debug`, `trace`) is for our code, and
+/// these stay at info unless named explicitly (`AOVPN_LOG=trace,zbus=trace`).
+const NOISY_LIBRARIES: [&str; 6] = [
+    "netlink_proto",
+    "netlink_sys",
+    "rtnetlink",
+    "zbus",
+    "quinn_udp",
+    "tun_rs",
+];
+
+fn log_filter(spec: Option<&str>) -> tracing_subscriber::EnvFilter {
+    let spec = spec.map(str::trim).filter(|s| !s.is_empty()).unwrap_or("info");
+    let mut directives = vec![spec.to_owned()];
+    for lib in NOISY_LIBRARIES {
+        if !spec.contains(lib) {
+            directives.push(format!("{lib}=info"));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(directives.join(","))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("AOVPN_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_env_filter(log_filter(std::env::var("AOVPN_LOG").ok().as_deref()))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();

@@ -69,7 +69,10 @@ const NOISY_LIBRARIES: [&str; 6] = [
 ];
 
 fn log_filter(spec: Option<&str>) -> tracing_subscriber::EnvFilter {
-    let spec = spec.map(str::trim).filter(|s| !s.is_empty()).unwrap_or("info");
+    let spec = spec
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .unwrap_or("info");
     let mut directives = vec![spec.to_owned()];
     for lib in NOISY_LIBRARIES {
         if !spec.contains(lib) {

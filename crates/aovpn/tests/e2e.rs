@@ -10,11 +10,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap
 
-use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::Command;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -23,7 +21,6 @@ use testkit::netns::{Netns, Topology, lab};
 
 const GATEWAY_NAME: &str = "vpn.e2e.example";
 const TRANSFER_BYTES: u64 = 100 * 1024 * 1024;
-const CHUNK: usize = 64 * 1024;
 
 mod common;
 
@@ -119,136 +116,6 @@ fn net_state(ns: &Netns) -> String {
     )
 }
 
-/// Deterministic pseudo-random bytes (xorshift64*), reproducible from the seed.
-struct Stream(u64);
-
-impl Stream {
-    fn fill(&mut self, buf: &mut [u8]) {
-        for word in buf.chunks_exact_mut(8) {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            word.copy_from_slice(&self.0.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
-        }
-    }
-}
-
-/// FNV-1a, 64 bit, over little-endian 64-bit words (the byte-wise variant is too slow in a
-/// debug build for 100 MB; chunks are multiples of 8 bytes).
-#[derive(Clone, Copy)]
-struct Fnv(u64);
-
-impl Fnv {
-    fn new() -> Self {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-    fn update(&mut self, data: &[u8]) {
-        for word in data.chunks_exact(8) {
-            let w = u64::from_le_bytes(word.try_into().unwrap());
-            self.0 = (self.0 ^ w).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-}
-
-/// Sends `TRANSFER_BYTES` of the seeded stream; returns the hash of what was sent.
-fn send_stream(mut sock: TcpStream, seed: u64) -> u64 {
-    let mut stream = Stream(seed);
-    let mut hash = Fnv::new();
-    let mut buf = vec![0u8; CHUNK];
-    let mut left = TRANSFER_BYTES;
-    while left > 0 {
-        stream.fill(&mut buf);
-        hash.update(&buf);
-        sock.write_all(&buf).unwrap();
-        left -= CHUNK as u64;
-    }
-    sock.shutdown(std::net::Shutdown::Write).unwrap();
-    hash.0
-}
-
-/// Receives until EOF; returns (bytes, hash).
-fn receive_stream(mut sock: TcpStream) -> (u64, u64) {
-    sock.set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let mut hash = Fnv::new();
-    let mut buf = vec![0u8; CHUNK];
-    let mut total = 0u64;
-    loop {
-        // Fill whole chunks so that hashing stays word-aligned.
-        let mut filled = 0;
-        while filled < CHUNK {
-            let n = sock.read(&mut buf[filled..]).unwrap();
-            if n == 0 {
-                break;
-            }
-            filled += n;
-        }
-        hash.update(&buf[..filled - filled % 8]);
-        total += filled as u64;
-        if filled < CHUNK {
-            return (total, hash.0);
-        }
-    }
-}
-
-/// One checksummed transfer. `listener_ns` accepts on `listen`; `connector_ns` connects to it.
-/// `listener_sends` picks the direction. Returns throughput in Mbit/s.
-fn checked_transfer(
-    listener_ns: &Netns,
-    listen: SocketAddr,
-    connector_ns: &Netns,
-    listener_sends: bool,
-    seed: u64,
-) -> f64 {
-    let expected = {
-        let mut stream = Stream(seed);
-        let mut hash = Fnv::new();
-        let mut buf = vec![0u8; CHUNK];
-        for _ in 0..TRANSFER_BYTES / CHUNK as u64 {
-            stream.fill(&mut buf);
-            hash.update(&buf);
-        }
-        hash.0
-    };
-    let started = Instant::now();
-    let (ready_tx, ready_rx) = mpsc::channel();
-    let (sent, (received, received_hash)) = std::thread::scope(|scope| {
-        let server = scope.spawn(move || {
-            listener_ns.run(move || {
-                let listener = TcpListener::bind(listen).unwrap();
-                ready_tx.send(()).unwrap();
-                let (sock, _) = listener.accept().unwrap();
-                if listener_sends {
-                    (Some(send_stream(sock, seed)), None)
-                } else {
-                    (None, Some(receive_stream(sock)))
-                }
-            })
-        });
-        ready_rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("listener did not start");
-        let (c_sent, c_recv) = connector_ns.run(move || {
-            let sock = TcpStream::connect_timeout(&listen, Duration::from_secs(10)).unwrap();
-            if listener_sends {
-                (None, Some(receive_stream(sock)))
-            } else {
-                (Some(send_stream(sock, seed)), None)
-            }
-        });
-        let (s_sent, s_recv) = server.join().unwrap();
-        (s_sent.or(c_sent).unwrap(), s_recv.or(c_recv).unwrap())
-    });
-    let secs = started.elapsed().as_secs_f64();
-    assert_eq!(sent, expected, "sender's stream is not the seeded one");
-    assert_eq!(received, TRANSFER_BYTES, "byte count differs");
-    assert_eq!(
-        received_hash, expected,
-        "received data differs from what was sent"
-    );
-    (TRANSFER_BYTES * 8) as f64 / secs / 1e6
-}
-
 /// Pings both ways, 100 MB each way checksummed, the NAT seen by the gateway, and a clean
 /// teardown of client and gateway.
 #[test]
@@ -305,14 +172,16 @@ fn tunnel_carries_traffic_through_nat_and_tears_down_cleanly() {
     let route = String::from_utf8_lossy(&route.stdout);
     assert!(route.contains("dev aovpn0"), "{route}");
 
-    let up = checked_transfer(
+    let up = common::checked_transfer(
+        TRANSFER_BYTES,
         &topo.vnet,
         SocketAddr::new(lab::VNET_HOST.into(), 5201),
         &topo.client,
         false,
         1,
     );
-    let down = checked_transfer(
+    let down = common::checked_transfer(
+        TRANSFER_BYTES,
         &topo.vnet,
         SocketAddr::new(lab::VNET_HOST.into(), 5202),
         &topo.client,

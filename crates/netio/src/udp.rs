@@ -132,6 +132,18 @@ impl UdpSocket {
         }
         sock.bind(&config.bind.into())?;
         let state = UdpSocketState::new(UdpSockRef::from(&sock))?;
+        if config.bind.is_ipv4() {
+            // quinn-udp sets DF for QUIC's path MTU discovery. IKE and ESP outer packets go
+            // without it, as kernel IPsec sends them: a router on a smaller-MTU path then
+            // fragments them (RFC 4459) instead of dropping them, which behind a firewall
+            // that blocks ICMP would be a black hole for every full-size inner packet.
+            nix_setsockopt_int(
+                &sock,
+                libc::IPPROTO_IP,
+                libc::IP_MTU_DISCOVER,
+                libc::IP_PMTUDISC_DONT,
+            )?;
+        }
         if !config.offload {
             // quinn-udp turns UDP_GRO on whenever the kernel has it; turn it back off.
             let off: libc::c_int = 0;

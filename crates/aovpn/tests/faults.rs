@@ -183,6 +183,16 @@ async fn relay(
 /// The routed lab without NAT, the gateway, and `aovpn connect` up through `setup`'s
 /// impairment; then 50 MB from the client to the protected host, checksummed.
 fn run(prefix: &str, what: &str, setup: impl FnOnce(&Netns) -> Option<Relay>) {
+    run_then(prefix, what, setup, |_| {});
+}
+
+/// [`run`], then `check` on the router before everything is removed.
+fn run_then(
+    prefix: &str,
+    what: &str,
+    setup: impl FnOnce(&Netns) -> Option<Relay>,
+    check: impl FnOnce(&Netns),
+) {
     let lab = Lab::routed(prefix, PkiOptions::new(GATEWAY_NAME), false, GATEWAY_NAME);
     let router = lab.topo.internet.as_ref().unwrap();
     let relay = setup(router);
@@ -223,6 +233,7 @@ fn run(prefix: &str, what: &str, setup: impl FnOnce(&Netns) -> Option<Relay>) {
         begun.elapsed().as_secs_f64(),
         relayed.map_or_else(String::new, |n| format!("; {n} packets through the relay"))
     ));
+    check(router);
     drop(client);
     drop(gw);
     drop(relay);
@@ -257,22 +268,48 @@ fn five_percent_loss() {
 }
 
 /// A path whose MTU is 1280 and whose router sends no ICMP: outer packets go without DF
-/// (as kernel IPsec sends them), so the router fragments them instead of dropping them.
+/// (as kernel IPsec sends them), so the router fragments them instead of dropping them. The
+/// links stay at 1500; the router's routes carry the 1280 (locked, as a smaller link further
+/// along would make it).
 #[test]
 fn a_1280_byte_path_mtu_with_icmp_blocked() {
-    run("flmtu", "1280-byte path MTU, ICMP blocked", |router| {
-        for dev in [lab::INTERNET_CLIENT_IF, lab::INTERNET_GATEWAY_IF] {
-            let out = router.ip(["link", "set", dev, "mtu", "1280"]).unwrap();
-            assert!(out.status.success(), "{out:?}");
-        }
-        nft(
-            router,
-            "table inet faults {\n\
+    let fragmented = |router: &Netns| {
+        // The path really was narrower than the packets: the router fragmented them.
+        let snmp = router.exec(["cat", "/proc/net/snmp"]).unwrap();
+        let text = String::from_utf8_lossy(&snmp.stdout).into_owned();
+        let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("Ip:")).collect();
+        let names: Vec<&str> = lines[0].split_whitespace().collect();
+        let values: Vec<&str> = lines[1].split_whitespace().collect();
+        let at = names.iter().position(|n| *n == "FragCreates").unwrap();
+        let created: u64 = values[at].parse().unwrap();
+        assert!(
+            created > 10_000,
+            "the router fragmented only {created} packets"
+        );
+    };
+    run_then(
+        "flmtu",
+        "1280-byte path MTU, ICMP blocked",
+        |router| {
+            for (net, dev) in [
+                ("198.51.100.0/24", lab::INTERNET_CLIENT_IF),
+                ("203.0.113.0/24", lab::INTERNET_GATEWAY_IF),
+            ] {
+                let out = router
+                    .ip(["route", "replace", net, "dev", dev, "mtu", "lock", "1280"])
+                    .unwrap();
+                assert!(out.status.success(), "{out:?}");
+            }
+            nft(
+                router,
+                "table inet faults {\n\
              chain impair_fwd {\n type filter hook forward priority 0;\n meta l4proto icmp drop\n }\n\
              chain impair_out {\n type filter hook output priority 0;\n meta l4proto icmp drop\n }\n}\n",
-        );
-        None
-    });
+            );
+            None
+        },
+        fragmented,
+    );
 }
 
 #[test]

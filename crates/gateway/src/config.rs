@@ -160,7 +160,8 @@ pub struct Limits {
     /// Half-open IKE SAs above which new IKE_SA_INIT requests are dropped.
     #[serde(default = "default_half_open_limit")]
     pub half_open_limit: u32,
-    /// Half-open IKE SAs one source address may hold (strongSwan's block_threshold).
+    /// Half-open IKE SAs one source (IPv4 address, IPv6 /64) may hold before it must echo a
+    /// COOKIE, and with one (strongSwan's block_threshold).
     #[serde(default = "default_half_open_per_source")]
     pub half_open_per_source: u32,
     /// Largest datagram taken from a peer before it has authenticated, in bytes.

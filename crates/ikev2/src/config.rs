@@ -204,9 +204,10 @@ pub struct ResponderConfig {
     pub cookie_threshold: usize,
     /// Drop new IKE_SA_INIT requests once this many half-open SAs exist.
     pub half_open_limit: usize,
-    /// Drop new IKE_SA_INIT requests from an address with this many half-open SAs already
-    /// (strongSwan's block_threshold): one host, even one that echoes COOKIEs, cannot fill
-    /// the table.
+    /// Half-open SAs one source (an IPv4 address, an IPv6 /64) may hold (strongSwan's
+    /// block_threshold). Beyond it the source must echo a COOKIE, so requests spoofed in its
+    /// name cannot lock it out; and it may hold no more than this many whose requests did
+    /// echo one, so one host, even one that echoes COOKIEs, cannot fill the table.
     pub half_open_per_source: usize,
     /// Established IKE SAs one peer identity may hold; the oldest is deleted when a newer one
     /// goes beyond this.

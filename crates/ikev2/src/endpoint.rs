@@ -3,7 +3,7 @@
 //! INVALID_MAJOR_VERSION), bounds half-open SAs and hands out virtual IPs.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -40,11 +40,13 @@ pub fn local_spi_of(bytes: &[u8]) -> Option<u64> {
 pub struct EndpointStats {
     /// Datagrams from unauthenticated peers over `max_unauthenticated_datagram`.
     pub oversized: u64,
-    /// IKE_SA_INIT requests dropped: their source had `half_open_per_source` half-open SAs.
+    /// IKE_SA_INIT requests dropped: their source had `half_open_per_source` half-open SAs
+    /// that had proved, with a COOKIE, that the source is really there.
     pub per_source_limit: u64,
     /// IKE_SA_INIT requests dropped: `half_open_limit` half-open SAs in all.
     pub half_open_limit: u64,
-    /// COOKIE answers (a request without a valid COOKIE while under load).
+    /// COOKIE answers (a request without a valid COOKIE while under load, or from a source
+    /// with `half_open_per_source` half-open SAs).
     pub cookies_sent: u64,
     /// INVALID_KE_PAYLOAD answers asking a loaded responder's cheaper group.
     pub cheaper_group_asked: u64,
@@ -63,7 +65,7 @@ pub struct Endpoint {
     /// Our SPIs of rekeyed IKE SAs -> the SA's id.
     aliases: HashMap<u64, IkeSaId>,
     init_index: HashMap<(u64, SocketAddr), IkeSaId>,
-    init_keys: HashMap<IkeSaId, (u64, SocketAddr)>,
+    init_keys: HashMap<IkeSaId, HalfOpenKey>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<(IkeSaId, Event)>,
     cookie_secret: Zeroizing<[u8; 32]>,
@@ -80,13 +82,39 @@ pub struct Endpoint {
     deadline_of: HashMap<IkeSaId, Instant>,
     /// How many SA deadlines were computed (a cost counter for tests).
     deadline_computations: u64,
-    /// Half-open SAs per source address.
-    half_open_by_source: HashMap<std::net::IpAddr, usize>,
+    /// Half-open SAs per source (an IPv4 address, an IPv6 /64).
+    half_open_by_source: HashMap<IpAddr, SourceShare>,
     /// Established responder SAs per (canonical) peer identity, oldest first.
     by_peer: HashMap<IkeId, Vec<IkeSaId>>,
     /// Inbound ESP SPIs held by this endpoint's SAs.
     spis: SpiSet,
     stats: EndpointStats,
+}
+
+/// What indexes a half-open SA, and whether its source echoed a COOKIE.
+#[derive(Debug, Clone, Copy)]
+struct HalfOpenKey {
+    spi_i: u64,
+    remote: SocketAddr,
+    cookie_verified: bool,
+}
+
+/// A source's half-open SAs: all of them, and those whose requests carried a valid COOKIE.
+/// Anyone can send requests in a source's name, so only the second count may refuse it
+/// anything; the first only makes it prove it is there.
+#[derive(Debug, Clone, Copy, Default)]
+struct SourceShare {
+    all: usize,
+    cookie_verified: usize,
+}
+
+/// The unit half-open limits count by: one IPv4 address, or one IPv6 /64 (what one
+/// subscriber usually gets, and can fill with addresses at will).
+fn source_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(u128::from(a) & !((1u128 << 64) - 1))),
+    }
 }
 
 /// At most this many INVALID_IKE_SPI answers per second.
@@ -506,22 +534,21 @@ impl Endpoint {
             self.stats.oversized += 1;
             return;
         }
-        let from_source = self
+        let share = self
             .half_open_by_source
-            .get(&remote.ip())
+            .get(&source_key(remote.ip()))
             .copied()
-            .unwrap_or(0);
-        if from_source >= cfg.half_open_per_source {
-            self.stats.per_source_limit += 1;
-            return;
-        }
+            .unwrap_or_default();
         let half_open = self.half_open();
         if half_open >= cfg.half_open_limit {
             self.stats.half_open_limit += 1;
             return;
         }
         let under_load = half_open >= cfg.cookie_threshold;
-        if under_load {
+        // A busy source must show it is really there; requests spoofed in its name cannot,
+        // so they cannot lock it out.
+        let cookie_required = under_load || share.all >= cfg.half_open_per_source;
+        if cookie_required {
             let Ok(raw) = Header::parse(bytes) else {
                 return;
             };
@@ -557,6 +584,10 @@ impl Endpoint {
                 }
                 return;
             }
+            if share.cookie_verified >= cfg.half_open_per_source {
+                self.stats.per_source_limit += 1;
+                return;
+            }
         }
         let Ok(msg) = Message::decode(bytes) else {
             return;
@@ -590,8 +621,20 @@ impl Endpoint {
                     return;
                 }
                 self.init_index.insert((msg.header.spi_i, remote), spi_r);
-                self.init_keys.insert(spi_r, (msg.header.spi_i, remote));
-                *self.half_open_by_source.entry(remote.ip()).or_insert(0) += 1;
+                self.init_keys.insert(
+                    spi_r,
+                    HalfOpenKey {
+                        spi_i: msg.header.spi_i,
+                        remote,
+                        cookie_verified: cookie_required,
+                    },
+                );
+                let share = self
+                    .half_open_by_source
+                    .entry(source_key(remote.ip()))
+                    .or_default();
+                share.all += 1;
+                share.cookie_verified += usize::from(cookie_required);
                 self.sas.insert(spi_r, *sa);
                 self.collect(spi_r, now);
             }
@@ -676,11 +719,15 @@ impl Endpoint {
         if sa.state() != IkeSaState::HalfOpen
             && let Some(key) = self.init_keys.remove(&id)
         {
-            self.init_index.remove(&key);
-            if let Some(n) = self.half_open_by_source.get_mut(&key.1.ip()) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    self.half_open_by_source.remove(&key.1.ip());
+            self.init_index.remove(&(key.spi_i, key.remote));
+            let source = source_key(key.remote.ip());
+            if let Some(share) = self.half_open_by_source.get_mut(&source) {
+                share.all = share.all.saturating_sub(1);
+                if key.cookie_verified {
+                    share.cookie_verified = share.cookie_verified.saturating_sub(1);
+                }
+                if share.all == 0 {
+                    self.half_open_by_source.remove(&source);
                 }
             }
         }

@@ -82,13 +82,15 @@ impl IkeId {
     }
 }
 
+/// Identities come from unauthenticated peers and end up in logs and status output: control
+/// characters (a newline forging a log line, terminal escapes) are shown escaped.
 impl fmt::Display for IkeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Fqdn(s) => write!(f, "fqdn:{s}"),
-            Self::Rfc822(s) => write!(f, "rfc822:{s}"),
+            Self::Fqdn(s) => write!(f, "fqdn:{}", s.escape_debug()),
+            Self::Rfc822(s) => write!(f, "rfc822:{}", s.escape_debug()),
             Self::DerDn(d) => match pki::distinguished_name_text(d) {
-                Some(text) => write!(f, "dn:{text}"),
+                Some(text) => write!(f, "dn:{}", text.escape_debug()),
                 None => write!(f, "dn:{} bytes", d.len()),
             },
             Self::Ip(a) => write!(f, "ip:{a}"),
@@ -233,5 +235,17 @@ mod tests {
         assert!(matches!(IkeId::from_wire(&bad), IkeId::Other { .. }));
         let w = IkeId::Fqdn("a".into()).to_wire();
         assert_eq!(IkeId::auth_octets(&w), [2, 0, 0, 0, b'a']);
+    }
+
+    #[test]
+    fn control_characters_in_identities_are_shown_escaped() {
+        let forged = IkeId::Fqdn("pc1\nIKE SA established peer=admin\x1b[2J".into());
+        let shown = forged.to_string();
+        assert!(!shown.contains('\n') && !shown.contains('\x1b'), "{shown}");
+        assert!(shown.starts_with("fqdn:pc1\\n"), "{shown}");
+        assert_eq!(
+            IkeId::Fqdn("Bjørn.example".into()).to_string(),
+            "fqdn:Bjørn.example"
+        );
     }
 }

@@ -98,8 +98,31 @@ fn answers(gw: &mut Endpoint) -> Vec<ikev2::ike_wire::Message> {
         .collect()
 }
 
-/// One host cannot hold more than `half_open_per_source` half-open SAs, even below the COOKIE
-/// threshold; other hosts are not affected.
+/// Drives one initiator at `from` through COOKIE and IKE_SA_INIT against `gw`.
+fn init_with_cookie(gw: &mut Endpoint, cfg: &Arc<InitiatorConfig>, seed: u32, from: SocketAddr) {
+    let now = Instant::now();
+    let mut c = IkeSa::connect(
+        cfg.clone(),
+        Arc::new(Provider::deterministic(&seed.to_be_bytes())),
+        now,
+        from,
+        server_addr(),
+    )
+    .unwrap();
+    // Request, COOKIE answer, request with the COOKIE.
+    for _ in 0..2 {
+        while let Some(t) = c.poll_transmit() {
+            gw.handle_datagram(now, server_addr(), from, &t.bytes);
+        }
+        while let Some(t) = gw.poll_transmit() {
+            c.handle_datagram(now, from, server_addr(), &t.bytes);
+        }
+    }
+}
+
+/// One host holds at most `half_open_per_source` half-open SAs without proving it is there,
+/// even below the COOKIE threshold; beyond that it is asked for a COOKIE, which costs us no
+/// state. Other hosts are not affected.
 #[test]
 fn one_source_holds_at_most_five_half_open_sas() {
     let setup = Setup::new(KeyAlgorithm::P256);
@@ -119,7 +142,16 @@ fn one_source_holds_at_most_five_half_open_sas() {
         );
     }
     assert_eq!(gw.half_open(), 5);
-    assert_eq!(gw.stats().per_source_limit, 3);
+    assert_eq!(gw.stats().cookies_sent, 3);
+    let cookies = answers(&mut gw)
+        .iter()
+        .filter(|m| {
+            m.payloads
+                .iter()
+                .any(|p| matches!(p, ikev2::ike_wire::Payload::Notify(n) if n.notify_type == ikev2::ike_wire::NotifyType::COOKIE))
+        })
+        .count();
+    assert_eq!(cookies, 3);
     let other = source(2);
     gw.handle_datagram(
         now,
@@ -141,9 +173,66 @@ fn one_source_holds_at_most_five_half_open_sas() {
     assert_eq!(gw.half_open(), 1);
 }
 
+/// Requests spoofed in a host's name fill its unproven share; the host itself, which can echo
+/// the COOKIE it is then asked for, still gets in (otherwise anyone could lock any client out
+/// by sending five datagrams every 30 s with its address).
+#[test]
+fn requests_spoofed_in_a_hosts_name_do_not_lock_it_out() {
+    let setup = Setup::new(KeyAlgorithm::P256);
+    let mut cfg = setup.server;
+    cfg.cookie_threshold = 1000;
+    let mut gw = responder(cfg);
+    let client = Arc::new(setup.client);
+    let now = Instant::now();
+    let victim = source(7);
+    for i in 0..20 {
+        let from = SocketAddr::new(victim.ip(), 500);
+        gw.handle_datagram(
+            now,
+            server_addr(),
+            from,
+            &init_request(&client, 1000 + i, from, now),
+        );
+    }
+    while gw.poll_transmit().is_some() {}
+    assert_eq!(gw.half_open(), 5);
+    init_with_cookie(&mut gw, &client, 7, SocketAddr::new(victim.ip(), 4500));
+    assert_eq!(gw.half_open(), 6, "{:?}", gw.stats());
+    assert_eq!(gw.stats().per_source_limit, 0);
+}
+
+/// An IPv6 host can pick any address in its /64: the per-source share is per /64.
+#[test]
+fn an_ipv6_source_is_its_64() {
+    let setup = Setup::new(KeyAlgorithm::P256);
+    let mut cfg = setup.server;
+    cfg.cookie_threshold = 1000;
+    let mut gw = responder(cfg);
+    let client = Arc::new(setup.client);
+    let now = Instant::now();
+    for i in 0..8u16 {
+        let from: SocketAddr = format!("[2001:db8:1:2::{:x}]:500", i + 1).parse().unwrap();
+        gw.handle_datagram(
+            now,
+            server_addr(),
+            from,
+            &init_request(&client, u32::from(i), from, now),
+        );
+    }
+    assert_eq!(gw.half_open(), 5);
+    assert_eq!(gw.stats().cookies_sent, 3);
+    let elsewhere: SocketAddr = "[2001:db8:1:3::1]:500".parse().unwrap();
+    gw.handle_datagram(
+        now,
+        server_addr(),
+        elsewhere,
+        &init_request(&client, 99, elsewhere, now),
+    );
+    assert_eq!(gw.half_open(), 6);
+}
+
 /// Under load every new initiator must echo a COOKIE first; a host that does so still gets no
-/// more than its share, and checking a COOKIE needs no decoding (a malformed request with a
-/// bad COOKIE is answered with a COOKIE, not parsed).
+/// more than its share.
 #[test]
 fn a_cookie_echoing_host_gets_no_more_than_its_share() {
     let setup = Setup::new(KeyAlgorithm::P256);
@@ -151,31 +240,13 @@ fn a_cookie_echoing_host_gets_no_more_than_its_share() {
     cfg.cookie_threshold = 0;
     let mut gw = responder(cfg);
     let client_cfg = Arc::new(setup.client);
-    let now = Instant::now();
     let host = source(3);
     for i in 0..10u32 {
         let from = SocketAddr::new(host.ip(), 3000 + i as u16);
-        let mut c = IkeSa::connect(
-            client_cfg.clone(),
-            Arc::new(Provider::deterministic(&i.to_be_bytes())),
-            now,
-            from,
-            server_addr(),
-        )
-        .unwrap();
-        // Request, COOKIE answer, request with the COOKIE.
-        for _ in 0..2 {
-            while let Some(t) = c.poll_transmit() {
-                gw.handle_datagram(now, server_addr(), from, &t.bytes);
-            }
-            while let Some(t) = gw.poll_transmit() {
-                c.handle_datagram(now, from, server_addr(), &t.bytes);
-            }
-        }
+        init_with_cookie(&mut gw, &client_cfg, i, from);
     }
     assert_eq!(gw.half_open(), 5, "{:?}", gw.stats());
-    // The per-source check comes first: the sixth request costs not even a COOKIE.
-    assert_eq!(gw.stats().cookies_sent, 5);
+    assert_eq!(gw.stats().cookies_sent, 10);
     assert_eq!(gw.stats().per_source_limit, 5);
 }
 

@@ -116,3 +116,24 @@ fn one_identity_holds_a_bounded_number_of_sas() {
     // One inbound ESP SPI per remaining Child SA: the deleted SA's went back.
     assert_eq!(pair.server.esp_spis_in_use(), 2);
 }
+
+/// `client1.example.test..` is not a spelling of the certificate's name (a DNS name has one
+/// root dot at most): it is refused, so no extra dot can buy a lease or an SA budget of its own.
+#[test]
+fn extra_trailing_dots_are_not_another_spelling() {
+    let setup = setup_with_id(IkeId::Fqdn(format!("{CLIENT_NAME}..")));
+    let mut pair = Pair::new(setup);
+    pair.settle();
+    assert!(
+        established_ids(&pair).is_empty(),
+        "{:?}",
+        established_ids(&pair)
+    );
+    assert!(matches!(
+        pair.server_failure().map(|f| &f.reason),
+        Some(ikev2::FailureReason::PeerRejected(
+            ikev2::PeerRejection::IdentityMismatch(_)
+        ))
+    ));
+    assert_eq!(pair.pool.leased(), 0);
+}

@@ -20,7 +20,7 @@ pub mod id_type {
 
 /// Does the IKE identity (`id_type`, `id_data` from an IDi/IDr payload) name this certificate?
 ///
-/// * FQDN: equals a dNSName SAN, ASCII case-insensitive (a trailing dot is ignored).
+/// * FQDN: equals a dNSName SAN, ASCII case-insensitive (one trailing dot is ignored).
 /// * RFC822: equals an rfc822Name or a Microsoft UPN SAN, case-insensitive.
 /// * DER_ASN1_DN: the same name as the subject (RFC 5280 7.1, see [`crate::canonical_dn`]).
 /// * IPv4/IPv6: equals an iPAddress SAN.
@@ -30,12 +30,14 @@ pub fn cert_matches_id(cert: &Certificate, id_type: u8, id_data: &[u8]) -> bool 
     match id_type {
         id_type::FQDN => match std::str::from_utf8(id_data) {
             Ok(name) => {
-                let name = name.trim_end_matches('.');
+                // One trailing dot is the root label of a fully qualified name; more is not
+                // a DNS name, and must not be a second spelling of this one.
+                let name = name.strip_suffix('.').unwrap_or(name);
                 !name.is_empty()
                     && cert
                         .dns_names()
                         .iter()
-                        .any(|d| d.trim_end_matches('.').eq_ignore_ascii_case(name))
+                        .any(|d| d.strip_suffix('.').unwrap_or(d).eq_ignore_ascii_case(name))
             }
             Err(_) => false,
         },

@@ -483,6 +483,15 @@ fn ike_identities() {
     assert!(cert_matches_id(m, id_type::FQDN, b"PC1.corp.example.COM"));
     assert!(!cert_matches_id(m, id_type::FQDN, b"pc2.corp.example.com"));
     assert!(!cert_matches_id(m, id_type::FQDN, b""));
+    // The root label's dot, once; more dots are another (invalid) name, not a new spelling
+    // that would get a lease and an SA budget of its own.
+    assert!(cert_matches_id(m, id_type::FQDN, b"pc1.corp.example.com."));
+    assert!(!cert_matches_id(
+        m,
+        id_type::FQDN,
+        b"pc1.corp.example.com.."
+    ));
+    assert!(!cert_matches_id(m, id_type::FQDN, b"."));
     assert!(!cert_matches_id(m, id_type::FQDN, &[0xff, 0xfe]));
     assert!(cert_matches_id(m, id_type::DER_ASN1_DN, m.subject_der()));
     assert!(!cert_matches_id(m, id_type::DER_ASN1_DN, u.subject_der()));

@@ -103,7 +103,10 @@ impl IkeSa {
         id: &Identification,
     ) -> Result<String, FailureReason> {
         let ike = self.cfg.ike();
-        let peer_id = IkeId::from_wire(id).canonical();
+        // The certificate must name what the peer sent; the canonical form (one spelling per
+        // identity) is what is recorded once it does.
+        let claimed = IkeId::from_wire(id);
+        let peer_id = claimed.canonical();
         self.claimed_peer = Some(peer_id.clone());
         let auth = payloads
             .auth()
@@ -118,7 +121,7 @@ impl IkeSa {
             .ok_or(FailureReason::PeerRejected(PeerRejection::NoCertificate))?;
         let validated = ike
             .validator
-            .validate(&peer_id, ee, inter, self.unix_time)
+            .validate(&claimed, ee, inter, self.unix_time)
             .map_err(FailureReason::PeerRejected)?;
         let signed = self
             .signed_octets(false, id)
@@ -463,16 +466,16 @@ impl IkeSa {
             && !text.is_empty()
         {
             candidates.push(if text.contains('@') {
-                IkeId::Rfc822(text.to_owned()).canonical()
+                IkeId::Rfc822(text.to_owned())
             } else {
-                IkeId::Fqdn(text.to_owned()).canonical()
+                IkeId::Fqdn(text.to_owned())
             });
         }
-        candidates.push(IkeId::from_wire(&eap.idi).canonical());
+        candidates.push(IkeId::from_wire(&eap.idi));
         let mut last = PeerRejection::NoCertificate;
         for id in candidates {
             match cfg.ike.validator.validate(&id, ee, &inter, self.unix_time) {
-                Ok(v) => return Ok((id, v)),
+                Ok(v) => return Ok((id.canonical(), v)),
                 Err(
                     e @ (PeerRejection::IdentityMismatch(_) | PeerRejection::UnexpectedIdentity(_)),
                 ) => {
@@ -613,6 +616,12 @@ impl IkeSa {
                     ));
                 }
             }
+        }
+        // A gateway that hands out addresses narrows TSi to them; without one (a CP asking
+        // only for DNS, or no pool) TSi would stay 0.0.0.0/0 and the client could send from
+        // any inner address it likes.
+        if vips.is_empty() && cfg.require_virtual_ip {
+            return Err((NotifyType::FAILED_CP_REQUIRED, FailureReason::CpRequired));
         }
         let allowed_remote: Vec<TrafficSelector> = if vips.is_empty() {
             vec![TrafficSelector::ANY_V4, TrafficSelector::ANY_V6]

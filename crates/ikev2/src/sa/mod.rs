@@ -218,7 +218,6 @@ fn nonzero_u64(p: &Provider) -> Result<u64, ipsec_crypto::CryptoError> {
     }
 }
 
-/// A random ESP SPI outside the reserved range 0..=255 (RFC 4303 2.1).
 /// The inbound ESP SPIs in use by every SA of one endpoint: a new one is never one of them
 /// (a random pick collides with some installed SA about 1% of the time at 10,000 SAs, and
 /// the data plane would then take the newer SA's packets for the older's).
@@ -342,7 +341,10 @@ impl IkeSa {
         for spi in mine {
             if self.spis.lock().insert(spi) {
                 self.own_spis.push(spi);
-            } else if spi == self.child_spi_in && self.state == IkeSaState::HalfOpen {
+            } else if spi == self.child_spi_in
+                && matches!(self.state, IkeSaState::HalfOpen | IkeSaState::InitSent)
+            {
+                // Not sent to the peer yet (it goes in IKE_AUTH): another one will do.
                 self.child_spi_in = self.new_child_spi()?;
             }
         }

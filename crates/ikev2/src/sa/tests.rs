@@ -192,6 +192,58 @@ fn tampered_sk_payload_is_dropped_without_answer() {
     assert_eq!(server.state(), IkeSaState::HalfOpen);
 }
 
+/// A CP that asks only for DNS gets no address; where addresses are required that must be a
+/// refusal, not a Child SA whose TSi is still 0.0.0.0/0.
+#[test]
+fn cp_without_an_address_request_is_refused_where_addresses_are_required() {
+    let (mut client, mut server, now) = init_pair();
+    client.set_unix_time(START + 86_400);
+    server.set_unix_time(START + 86_400);
+    let RoleConfig::Responder(cfg) = &server.cfg else {
+        panic!("responder");
+    };
+    let mut cfg = (**cfg).clone();
+    cfg.require_virtual_ip = true;
+    server.cfg = RoleConfig::Responder(Arc::new(cfg));
+    // The client's own IKE_AUTH (its AUTH does not cover the CP), with the CP replaced.
+    let request = client.poll_transmit().unwrap();
+    let parts = open_parts(&request.bytes).unwrap();
+    let plain = server
+        .sk_in
+        .as_ref()
+        .unwrap()
+        .open(parts.aad, parts.body)
+        .unwrap();
+    let mut payloads = decode_chain(parts.first_payload, &plain).unwrap();
+    let cp = payloads
+        .iter_mut()
+        .find_map(|p| match p {
+            Payload::Cp(c) => Some(c),
+            _ => None,
+        })
+        .unwrap();
+    cp.attributes = vec![CfgAttribute::InternalIp4Dns(None)];
+    let (local, remote) = (client.local, client.remote);
+    for d in client
+        .protect(ExchangeType::IKE_AUTH, 1, false, &payloads)
+        .unwrap()
+    {
+        server.handle(now, remote, local, &d, Some(&mut OneAddress));
+    }
+    let reply = server.poll_transmit().expect("a reply");
+    let parts = open_parts(&reply.bytes).unwrap();
+    let plain = client
+        .sk_in
+        .as_ref()
+        .unwrap()
+        .open(parts.aad, parts.body)
+        .unwrap();
+    let reply = decode_chain(parts.first_payload, &plain).unwrap();
+    assert!(reply.notify(NotifyType::FAILED_CP_REQUIRED).is_some());
+    assert!(!reply.iter().any(|p| matches!(p, Payload::TsI(_))));
+    assert!(server.children.is_empty());
+}
+
 // ---------------------------------------------------------------- CREATE_CHILD_SA requests
 
 struct OneAddress;
@@ -614,4 +666,30 @@ fn spis_are_released_with_their_sas() {
     drop(client);
     drop(server);
     assert_eq!(shared.len(), 0);
+}
+
+/// An initiator's first inbound ESP SPI that another SA of the endpoint already holds is
+/// replaced when the SA joins the endpoint (it has not been sent yet: it goes in IKE_AUTH).
+#[test]
+fn a_colliding_first_child_spi_is_replaced_before_it_is_sent() {
+    let (client, _, _) = init_pair();
+    let mut fresh = IkeSa::connect(
+        match &client.cfg {
+            RoleConfig::Initiator(c) => c.clone(),
+            RoleConfig::Responder(_) => panic!("initiator"),
+        },
+        Arc::new(Provider::deterministic(b"another")),
+        Instant::now(),
+        client.local,
+        client.remote,
+    )
+    .unwrap();
+    assert_eq!(fresh.state(), IkeSaState::InitSent);
+    let taken = fresh.child_spi_in;
+    let shared = SpiSet::default();
+    shared.lock().insert(taken);
+    fresh.join_spis(&shared).unwrap();
+    assert_ne!(fresh.child_spi_in, taken);
+    assert!(shared.lock().contains(&fresh.child_spi_in));
+    assert_eq!(shared.len(), 2);
 }

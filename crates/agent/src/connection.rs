@@ -815,12 +815,12 @@ impl Connection {
                     if net.contains(&self.server.ip()) {
                         // The gateway itself stays reachable outside the tunnel.
                         let host = IpNet::from(self.server.ip());
-                        if !routes.contains(&(host, false)) {
-                            routes.push((host, false));
+                        if !routes.contains(&(host, false, None)) {
+                            routes.push((host, false, None));
                         }
                     }
                     for part in tunnel_prefixes(*net) {
-                        routes.push((part, true));
+                        routes.push((part, true, None));
                     }
                 }
             }
@@ -836,20 +836,22 @@ impl Connection {
                     let net = IpNet::new(r.prefix.addr, r.prefix.len)
                         .map_err(|e| setup("route")(e.to_string()))?;
                     if r.via == profile::plan::RouteVia::Tunnel {
+                        let metric = plan.tunnel_route_metric(&r);
                         // ForceTunnel's default route, too, as two halves.
                         for part in tunnel_prefixes(net) {
-                            routes.push((part, true));
+                            routes.push((part, true, metric));
                         }
                     } else {
-                        routes.push((net, false));
+                        routes.push((net, false, r.metric));
                     }
                 }
             }
         }
         let mut shown = Vec::new();
         let mut bypass = Vec::new();
-        for (net, through_tunnel) in routes {
+        for (net, through_tunnel, metric) in routes {
             let mut route = Route::via_dev(net.network(), net.prefix_len(), self.tun_index);
+            route.metric = metric;
             if through_tunnel {
                 route.source = vip.filter(|v| v.is_ipv4() == net.network().is_ipv4());
             } else {
@@ -861,14 +863,17 @@ impl Connection {
                 .add_route(route)
                 .await
                 .map_err(|e| setup(format!("route {net}"))(e.to_string()))?;
+            let metric = metric.map(|m| format!(" metric {m}")).unwrap_or_default();
             shown.push(if through_tunnel {
-                format!("{net} dev {}", self.status.interface)
+                format!("{net} dev {}{metric}", self.status.interface)
             } else {
-                format!("{net} (physical)")
+                format!("{net} (physical){metric}")
             });
         }
         let mut dns = false;
-        if !child.dns_servers.is_empty() {
+        // The profile's suffixes apply even when the gateway pushes no server (names then go
+        // to the network's own servers with the corporate search list).
+        if !child.dns_servers.is_empty() || !self.options.dns_suffixes.is_empty() {
             let config = DnsConfig {
                 servers: child.dns_servers.clone(),
                 search_domains: self.options.dns_suffixes.clone(),

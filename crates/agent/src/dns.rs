@@ -120,6 +120,13 @@ impl SharedDns {
             push_unique(&mut composed.search_domains, &config.search_domains);
             push_unique(&mut composed.routing_domains, &config.routing_domains);
         }
+        if composed.servers.is_empty()
+            && let DnsBackend::ResolvConf(path) = &self.backend
+        {
+            // Only suffixes from the tunnels: names still go to the network's own servers
+            // (the original file is back in place at this point).
+            composed.servers = name_servers(path);
+        }
         state.file = Some(self.backend.apply(&names.join(", "), &composed)?);
         Ok(())
     }
@@ -244,6 +251,48 @@ mod tests {
             "nameserver 192.0.2.53\nsearch home.example\n"
         );
         assert!(!netio::dns::backup_path(&path).exists());
+    }
+
+    /// A profile's DnsSuffix with a gateway that pushes no server: the suffix is searched,
+    /// and names still reach the network's own servers.
+    #[test]
+    fn suffixes_without_servers_keep_the_networks_servers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("resolv.conf");
+        std::fs::write(&path, "nameserver 192.0.2.53\nsearch home.example\n").unwrap();
+        let dns = SharedDns::with_backend(DnsBackend::ResolvConf(path.clone()));
+        let suffix_only = DnsConfig {
+            servers: Vec::new(),
+            search_domains: vec!["corp.example".into()],
+            routing_domains: Vec::new(),
+        };
+        dns.apply("0-device", "aovpn-dev", &suffix_only).unwrap();
+        assert_eq!(
+            name_servers(&path),
+            vec!["192.0.2.53".parse::<IpAddr>().unwrap()]
+        );
+        assert_eq!(search_domains(&path), vec!["corp.example"]);
+        // A tunnel with servers replaces them; when it goes, the network's are back.
+        dns.apply(
+            "1-user",
+            "aovpn-u0",
+            &config("10.1.0.54", "apps.corp.example"),
+        )
+        .unwrap();
+        assert_eq!(
+            name_servers(&path),
+            vec!["10.1.0.54".parse::<IpAddr>().unwrap()]
+        );
+        dns.remove("1-user").unwrap();
+        assert_eq!(
+            name_servers(&path),
+            vec!["192.0.2.53".parse::<IpAddr>().unwrap()]
+        );
+        dns.remove("0-device").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "nameserver 192.0.2.53\nsearch home.example\n"
+        );
     }
 
     #[test]

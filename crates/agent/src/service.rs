@@ -193,8 +193,14 @@ fn load_profile(name: &str, scope: Scope, xml: &str) -> Loaded {
         Ok(p) => p,
         Err(e) => return problem(revision, e.to_string()),
     };
-    if let Err(e) = parsed.validate(Some(scope)) {
-        return problem(revision, e.to_string());
+    match parsed.validate(Some(scope)) {
+        Err(e) => return problem(revision, e.to_string()),
+        // What the profile asks for and this agent does not do is said, never dropped.
+        Ok(warnings) => {
+            for w in warnings {
+                tracing::warn!(profile = %name, "{}: {}", w.element, w.kind);
+            }
+        }
     }
     let Some(plan) = profile::plan::plan(name, Some(scope), &parsed.profile) else {
         return problem(revision, "the profile has no NativeProfile".into());

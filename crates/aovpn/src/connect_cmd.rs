@@ -56,7 +56,10 @@ fn tunnel(args: &ConnectArgs) -> anyhow::Result<(Vec<String>, ConnectionOptions)
             let parsed =
                 profile::ParsedProfile::parse(&name, &bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
             let scope = parsed.uri.as_ref().and_then(|u| u.scope);
-            parsed.validate(scope).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let warnings = parsed.validate(scope).map_err(|e| anyhow::anyhow!("{e}"))?;
+            for w in warnings {
+                tracing::warn!("{w}");
+            }
             let profile_name = parsed
                 .profile
                 .profile_name

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use profile::plan::{self, ConnectionPlan, Credential, RouteVia};
 use profile::store::{Store, StoreError, StoredProfile};
-use profile::{ParsedProfile, ProfileErrors, ProfileWarning, Scope, serialize};
+use profile::{ParsedProfile, ProfileErrors, ProfileWarning, Scope, WarningKind, serialize};
 
 #[derive(Debug, clap::Args)]
 pub struct ProfileArgs {
@@ -274,9 +274,11 @@ fn list(store: &Store) -> Result<(), Failure> {
 fn show(store: &Store, name: &str, with_plan: bool) -> Result<(), Failure> {
     let p = store.get(name)?;
     if with_plan {
+        // Checked again: a profile stored by an older aovpn may hold what this one refuses.
+        let warnings = p.parsed.validate(Some(p.scope)).map_err(Failure::Refused)?;
         let plan = plan::plan(&p.name, Some(p.scope), &p.parsed.profile)
             .ok_or_else(|| Failure::Other(format!("{name}: the profile has no NativeProfile")))?;
-        print!("{}", render_plan(&plan));
+        print!("{}", render_plan(&plan, &warnings));
         return Ok(());
     }
     println!("name: {}", p.name);
@@ -306,8 +308,9 @@ fn join<T: ToString>(items: &[T]) -> String {
         .join(", ")
 }
 
-/// The plan as `key: value` lines (stable, so scripts and tests can read it).
-fn render_plan(p: &ConnectionPlan) -> String {
+/// The plan as `key: value` lines (stable, so scripts and tests can read it): what the client
+/// does, then each element it does not apply (`not applied`) or ignores (`ignored`), with why.
+fn render_plan(p: &ConnectionPlan, warnings: &[ProfileWarning]) -> String {
     let mut s = String::new();
     let mut line = |k: &str, v: String| {
         let _ = writeln!(s, "{k}: {v}");
@@ -384,18 +387,20 @@ fn render_plan(p: &ConnectionPlan) -> String {
         "traffic selectors as routes",
         yes_no(p.routes.traffic_selectors_as_routes).to_owned(),
     );
-    line(
-        "bypass for local",
-        yes_no(p.routes.bypass_for_local).to_owned(),
-    );
-    line("dns suffixes", join(&p.dns.suffixes));
-    for d in &p.dns.split {
-        line("split dns", format!("{} -> {}", d.domain, join(&d.servers)));
+    for (family, metric) in [
+        ("ipv4", p.routes.ipv4_interface_metric),
+        ("ipv6", p.routes.ipv6_interface_metric),
+    ] {
+        if let Some(m) = metric {
+            line(
+                &format!("{family} interface metric"),
+                format!("{m} (added to the metric of every tunnel route)"),
+            );
+        }
     }
-    line("register dns", yes_no(p.dns.register).to_owned());
+    line("dns suffixes", join(&p.dns.suffixes));
     line("trusted networks", join(&p.trusted_networks));
     line("always-on", yes_no(p.always_on).to_owned());
-    line("lockdown", yes_no(p.lockdown).to_owned());
     line(
         "network outage time",
         p.network_outage_time
@@ -405,7 +410,13 @@ fn render_plan(p: &ConnectionPlan) -> String {
         "ike fragmentation",
         yes_no(!p.disable_ike_fragmentation).to_owned(),
     );
-    line("traffic filters", p.traffic_filters.len().to_string());
+    for w in warnings {
+        let (key, why) = match &w.kind {
+            WarningKind::NotApplied(why) => ("not applied", why.to_string()),
+            other => ("ignored", other.to_string()),
+        };
+        line(key, format!("{} ({why})", w.element));
+    }
     s
 }
 

@@ -1315,3 +1315,71 @@ fn the_next_server_is_tried_when_the_first_does_not_answer() {
     );
     ping(&lab.topo.client, "10.1.0.10").unwrap();
 }
+
+/// A profile's Route Metric and IPv4InterfaceMetric become the tunnel route's metric (added, as
+/// Windows adds them); its DNSSuffix is applied although the gateway pushes no DNS server, names
+/// still going to the network's own server; everything is put back at disconnect.
+#[test]
+fn profile_metrics_and_a_suffix_without_pushed_dns_are_applied() {
+    let lab = Lab::new("e2emt");
+    let mut opts = lab.gateway_opts();
+    opts.dns.clear();
+    let gw = lab.start_gateway(&opts);
+    let xml = lab.dir("metric.xml");
+    std::fs::write(
+        &xml,
+        format!(
+            "<VPNProfile><NativeProfile><Servers>{GATEWAY_NAME}</Servers>\
+             <NativeProtocolType>IKEv2</NativeProtocolType>\
+             <Authentication><MachineMethod>Certificate</MachineMethod></Authentication>\
+             <RoutingPolicyType>SplitTunnel</RoutingPolicyType>\
+             <DisableClassBasedDefaultRoute>true</DisableClassBasedDefaultRoute></NativeProfile>\
+             <DNSSuffix>corp.example</DNSSuffix><IPv4InterfaceMetric>10</IPv4InterfaceMetric>\
+             <Route><Address>10.1.0.0</Address><PrefixSize>16</PrefixSize><Metric>5</Metric></Route>\
+             </VPNProfile>"
+        ),
+    )
+    .unwrap();
+    let workdir = lab.dir("cl");
+    std::fs::create_dir_all(&workdir).unwrap();
+    let resolv = workdir.join("metric.resolv.conf");
+    let network = "nameserver 192.0.2.53\nsearch home.example\n";
+    std::fs::write(&resolv, network).unwrap();
+    let client_opts = ClientOpts::new(
+        GATEWAY_NAME,
+        &lab.pki.machine_cert,
+        &lab.pki.machine_key,
+        &lab.pki.ca_cert,
+    )
+    .profile(&xml)
+    .name("metric");
+    let client = ClientProcess::start(bin(), &lab.topo.client, &workdir, &client_opts).unwrap();
+    assert_connected(&client, &gw);
+
+    let out = lab
+        .topo
+        .client
+        .ip(["-4", "route", "show", "10.1.0.0/16"])
+        .unwrap();
+    let routes = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        routes.contains("dev aovpn0") && routes.contains("metric 15"),
+        "route 10.1.0.0/16 with metric 5 + 10: {routes}\n{}",
+        client.log()
+    );
+    ping(&lab.topo.client, lab::VNET_HOST).unwrap_or_else(|e| panic!("{e}\n{}", client.log()));
+
+    let conf = std::fs::read_to_string(&resolv).unwrap();
+    assert!(
+        conf.contains("search corp.example") && conf.contains("nameserver 192.0.2.53"),
+        "{conf}"
+    );
+    let status = json(&client.status_text());
+    assert_eq!(
+        status["dns_suffixes"],
+        serde_json::json!(["corp.example"]),
+        "{status}"
+    );
+    drop(client);
+    assert_eq!(std::fs::read_to_string(&resolv).unwrap(), network);
+}

@@ -135,12 +135,18 @@ fn validate(config: &DnsConfig) -> Result<(), DnsError> {
 
 /// The `resolvectl` argument lists that apply `config` to `ifname`.
 pub fn resolvectl_commands(ifname: &str, config: &DnsConfig) -> Vec<Vec<String>> {
-    let mut dns = vec!["dns".to_string(), ifname.to_string()];
-    dns.extend(config.servers.iter().map(IpAddr::to_string));
+    let mut out = Vec::new();
+    // `resolvectl dns IF` without servers would only print the link's settings.
+    if !config.servers.is_empty() {
+        let mut dns = vec!["dns".to_string(), ifname.to_string()];
+        dns.extend(config.servers.iter().map(IpAddr::to_string));
+        out.push(dns);
+    }
     let mut domain = vec!["domain".to_string(), ifname.to_string()];
     domain.extend(config.search_domains.iter().cloned());
     domain.extend(config.routing_domains.iter().map(|d| format!("~{d}")));
-    vec![dns, domain]
+    out.push(domain);
+    out
 }
 
 fn run_resolvectl(args: &[String]) -> Result<(), DnsError> {
@@ -380,6 +386,12 @@ mod tests {
         assert_eq!(
             cmds[1],
             ["domain", "aovpn0", "corp.example", "~internal.example"]
+        );
+        let mut suffix_only = config();
+        suffix_only.servers.clear();
+        assert_eq!(
+            resolvectl_commands("aovpn0", &suffix_only),
+            [["domain", "aovpn0", "corp.example", "~internal.example"]]
         );
     }
 

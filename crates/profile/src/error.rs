@@ -85,6 +85,10 @@ pub enum ErrorKind {
     #[error("<UserMethod>EAP</UserMethod> requires <Eap><Configuration>")]
     EapWithoutConfiguration,
     #[error(
+        "EAP method {found} is not supported: aovpn authenticates users with EAP-TLS (type 13) only"
+    )]
+    UnsupportedEapMethod { found: String },
+    #[error(
         "<CryptographySuite> is missing <{field}>: Windows proposes exactly the configured set, so every field is needed"
     )]
     IncompleteCryptographySuite { field: &'static str },
@@ -108,6 +112,14 @@ pub enum ErrorKind {
     ExclusionRouteRequiresSplitTunnel,
     #[error("port ranges are allowed only with Protocol 6 (TCP) or 17 (UDP)")]
     PortRangesRequireTcpOrUdp,
+    #[error(
+        "traffic filters are not enforced by aovpn yet; the profile is refused rather than run more open than written"
+    )]
+    TrafficFilterNotEnforced,
+    #[error(
+        "LockDown is not enforced by aovpn yet; the profile is refused rather than run more open than written"
+    )]
+    LockDownNotEnforced,
     #[error("SyncML document has no VPNv2 .../ProfileXML item")]
     SyncMlWithoutProfile,
     #[error("SyncML document carries more than one VPNv2 ProfileXML item")]
@@ -130,6 +142,9 @@ pub enum WarningKind {
     WindowsOnly { name: String },
     #[error("{0}")]
     Ignored(&'static str),
+    /// Meaningful on Linux too, but aovpn does not do it (yet): the plan says so as well.
+    #[error("not applied on Linux: {0}")]
+    NotApplied(&'static str),
 }
 
 /// One error, located in the file it came from.

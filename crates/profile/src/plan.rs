@@ -219,6 +219,20 @@ pub struct RoutePlan {
 }
 
 impl RoutePlan {
+    /// The metric of a route through the tunnel: the route's own Metric plus the interface
+    /// metric of its family, as Windows adds them; `None` when the profile sets neither.
+    pub fn tunnel_route_metric(&self, r: &PlannedRoute) -> Option<u32> {
+        let interface = if r.prefix.addr.is_ipv4() {
+            self.ipv4_interface_metric
+        } else {
+            self.ipv6_interface_metric
+        };
+        match (r.metric, interface) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0).saturating_add(b.unwrap_or(0))),
+        }
+    }
+
     /// Every route for one connection: ForceTunnel's default routes with the gateway's own address
     /// kept on the physical interface, the configured routes, the traffic selectors when asked
     /// for (except a default route: split tunnels stay split), and the classful route of each
@@ -490,7 +504,7 @@ pub fn suite_proposals(s: &CryptographySuite) -> Option<(IkeProposal, EspProposa
 }
 
 /// The EAP method type in an `<Eap>` element's EapHostConfig (`EapMethod/Type`), if readable.
-fn eap_method_type(raw: &str) -> Option<u8> {
+pub(crate) fn eap_method_type(raw: &str) -> Option<u8> {
     let doc = roxmltree::Document::parse(raw).ok()?;
     let ty = doc.descendants().find(|n| {
         n.is_element()

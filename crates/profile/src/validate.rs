@@ -23,9 +23,16 @@ impl Check<'_> {
     }
 
     fn warn(&mut self, path: &str, why: &'static str) {
+        self.warning(path, WarningKind::Ignored(why));
+    }
+
+    fn not_applied(&mut self, path: &str, what: &'static str) {
+        self.warning(path, WarningKind::NotApplied(what));
+    }
+
+    fn warning(&mut self, path: &str, kind: WarningKind) {
         let (_, pos) = self.parsed.spans.locate(path);
         let file = self.parsed.file.clone();
-        let kind = WarningKind::Ignored(why);
         self.warnings.push(ProfileWarning {
             file,
             pos,
@@ -143,10 +150,65 @@ impl ParsedProfile {
         if let Some(suite) = &native.cryptography_suite {
             check_suite(&mut c, suite);
         }
-        if p.proxy.is_some() && split {
+        if p.proxy.is_some() {
+            if split {
+                c.warn(
+                    "VPNProfile/Proxy",
+                    "Proxy applies only with ForceTunnel; ignored",
+                );
+            } else {
+                c.not_applied("VPNProfile/Proxy", "no proxy settings are exported");
+            }
+        }
+        if !split && p.by_pass_for_local != Some(true) {
+            let path = if p.by_pass_for_local.is_some() {
+                "VPNProfile/ByPassForLocal"
+            } else {
+                "VPNProfile/NativeProfile/RoutingPolicyType"
+            };
+            c.not_applied(
+                path,
+                "local subnets stay reachable outside the tunnel under ForceTunnel \
+                 (ByPassForLocal true is what Linux does: its connected routes stay)",
+            );
+        }
+        if p.lock_down == Some(true) {
+            c.error("VPNProfile/LockDown", ErrorKind::LockDownNotEnforced);
+        }
+        if p.register_dns == Some(true) {
+            c.not_applied(
+                "VPNProfile/RegisterDNS",
+                "the tunnel address is not registered in DNS",
+            );
+        }
+        for i in 0..p.domain_name_information.len() {
+            // The rules may stand alone or inside the CSP example's DomainNameInformationList.
+            let direct = format!("VPNProfile/DomainNameInformation[{}]", i + 1);
+            let listed = format!(
+                "VPNProfile/DomainNameInformationList/DomainNameInformation[{}]",
+                i + 1
+            );
+            let path = if self.spans.locate(&direct).0 == direct {
+                direct
+            } else {
+                listed
+            };
+            c.not_applied(
+                &path,
+                "split DNS (NRPT) rules are not installed; names resolve through the \
+                 gateway's DNS servers and the DNS suffixes",
+            );
+        }
+        if p.always_on_active.is_some() {
             c.warn(
-                "VPNProfile/Proxy",
-                "Proxy applies only with ForceTunnel; ignored",
+                "VPNProfile/AlwaysOnActive",
+                "AlwaysOnActive is a read-only status on Windows; ignored",
+            );
+        }
+        if p.remember_credentials.is_some() {
+            c.warn(
+                "VPNProfile/RememberCredentials",
+                "certificate authentication caches no credentials; ignored",
             );
         }
         for (i, r) in p.routes.iter().enumerate() {
@@ -172,6 +234,7 @@ impl ParsedProfile {
         }
         for (i, f) in p.traffic_filters.iter().enumerate() {
             let path = format!("VPNProfile/TrafficFilter[{}]", i + 1);
+            c.error(&path, ErrorKind::TrafficFilterNotEnforced);
             let tcp_udp = matches!(f.protocol, Some(6 | 17));
             for (ranges, name) in [
                 (&f.local_port_ranges, "LocalPortRanges"),
@@ -274,9 +337,22 @@ fn check_authentication(c: &mut Check<'_>, auth: &Authentication, device_tunnel:
             &format!("{path}/UserMethod"),
             ErrorKind::MsChapV2NotForIkev2,
         ),
-        Some(UserMethod::Eap) if auth.eap.is_none() => {
-            c.error(&format!("{path}/Eap"), ErrorKind::EapWithoutConfiguration)
-        }
+        Some(UserMethod::Eap) => match &auth.eap {
+            None => c.error(&format!("{path}/Eap"), ErrorKind::EapWithoutConfiguration),
+            Some(eap) => match crate::plan::eap_method_type(&eap.0) {
+                Some(13) => c.not_applied(
+                    &format!("{path}/Eap"),
+                    "EAP-TLS is done as IKEv2 certificate authentication with the same user \
+                     certificate; a gateway that requires EAP refuses it",
+                ),
+                other => c.error(
+                    &format!("{path}/Eap"),
+                    ErrorKind::UnsupportedEapMethod {
+                        found: other.map_or_else(|| "(none given)".to_owned(), |t| t.to_string()),
+                    },
+                ),
+            },
+        },
         _ => {}
     }
 }

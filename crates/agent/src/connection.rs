@@ -542,9 +542,12 @@ impl Connection {
         ike.ike_lifetime = Some(IKE_LIFETIME);
         ike.child_lifetime = Some(CHILD_LIFETIME);
         ike.ike_port = server.port();
+        // Both families, as Windows asks: a gateway without an IPv6 pool assigns none and
+        // narrows the IPv6 selectors away.
         let mut initiator = InitiatorConfig::new(ike);
-        initiator.ts_local = vec![TrafficSelector::ANY_V4];
-        initiator.ts_remote = vec![TrafficSelector::ANY_V4];
+        initiator.request_ipv6 = true;
+        initiator.ts_local = vec![TrafficSelector::ANY_V4, TrafficSelector::ANY_V6];
+        initiator.ts_remote = vec![TrafficSelector::ANY_V4, TrafficSelector::ANY_V6];
         let local = SocketAddr::new(source, driver.ike_local_addr().port());
         let sa = driver
             .connect(Arc::new(initiator), local, server)
@@ -853,7 +856,16 @@ impl Connection {
             let mut route = Route::via_dev(net.network(), net.prefix_len(), self.tun_index);
             route.metric = metric;
             if through_tunnel {
-                route.source = vip.filter(|v| v.is_ipv4() == net.network().is_ipv4());
+                // A family without a tunnel address has nothing to send through the tunnel:
+                // its routes would only black-hole that family.
+                let source = child
+                    .virtual_ips
+                    .iter()
+                    .find(|v| v.is_ipv4() == net.network().is_ipv4());
+                if source.is_none() && !child.virtual_ips.is_empty() {
+                    continue;
+                }
+                route.source = source.copied();
             } else {
                 route.oif = Some(self.physical.oif);
                 route.gateway = self.physical.gateway;

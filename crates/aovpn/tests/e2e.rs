@@ -10,7 +10,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -1381,5 +1381,203 @@ fn profile_metrics_and_a_suffix_without_pushed_dns_are_applied() {
         "{status}"
     );
     drop(client);
+    assert_eq!(std::fs::read_to_string(&resolv).unwrap(), network);
+}
+
+/// IPv6 inside the tunnel: the client asks for both families, the gateway's `pool_v6` gives it
+/// an IPv6 address beside the IPv4 one, and ping and a checksummed TCP transfer reach an IPv6
+/// host behind the gateway; that host reaches the client's IPv6 address back (manage out).
+#[test]
+fn ipv6_inside_the_tunnel() {
+    let lab = Lab::new("e2e6i");
+    let (gw_lan, vnet_host) = ("fd00:10:1::1", "fd00:10:1::10");
+    lab.topo
+        .gateway
+        .ip([
+            "-6",
+            "addr",
+            "add",
+            &format!("{gw_lan}/64"),
+            "dev",
+            lab::GATEWAY_LAN_IF,
+            "nodad",
+        ])
+        .unwrap();
+    lab.topo
+        .vnet
+        .ip([
+            "-6",
+            "addr",
+            "add",
+            &format!("{vnet_host}/64"),
+            "dev",
+            lab::VNET_IF,
+            "nodad",
+        ])
+        .unwrap();
+    lab.topo
+        .vnet
+        .ip(["-6", "route", "add", "default", "via", gw_lan])
+        .unwrap();
+    lab.topo
+        .gateway
+        .exec_ok(["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])
+        .unwrap();
+    let mut opts = lab.gateway_opts();
+    opts.pool_v6 = Some("fd00:172:16:201::/112".into());
+    opts.routes.push("fd00:10:1::/64".into());
+    let gw = lab.start_gateway(&opts);
+    let client = lab.connect_machine("v6");
+    assert_connected(&client, &gw);
+    let status = json(&client.status_text());
+    let v6: Ipv6Addr = status["virtual_ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str()?.parse().ok())
+        .next()
+        .unwrap_or_else(|| panic!("no IPv6 address assigned: {status}\n{}", client.log()));
+    assert_eq!(v6.segments()[..4], [0xfd00, 0x172, 0x16, 0x201], "{v6}");
+    let context = || {
+        format!(
+            "\n--- client log\n{}\n--- gateway log\n{}",
+            client.log(),
+            gw.log()
+        )
+    };
+
+    ping(&lab.topo.client, vnet_host).unwrap_or_else(|e| panic!("{e}{}", context()));
+    ping(&lab.topo.vnet, v6).unwrap_or_else(|e| panic!("{e}{}", context()));
+    let listen = SocketAddr::new(IpAddr::V6(v6), 5201);
+    let mbits =
+        common::checked_transfer(20 << 20, &lab.topo.client, listen, &lab.topo.vnet, false, 6);
+    // And the client's IPv6 traffic leaves through the tunnel only.
+    let route = lab
+        .topo
+        .client
+        .ip(["-6", "route", "get", vnet_host])
+        .unwrap();
+    let route = String::from_utf8_lossy(&route.stdout).into_owned();
+    assert!(route.contains("dev aovpn0"), "{route}");
+    common::report(&format!(
+        "IPv6 inside the tunnel: 20 MB checksummed from the vnet host to the client at {mbits:.0} Mbit/s"
+    ));
+}
+
+/// The IPv6 routes of a namespace (`ip -6 route show table all`), without the kernel's own
+/// link-local and multicast entries, which come and go with interfaces.
+fn ipv6_routes(ns: &Netns) -> String {
+    let out = ns.ip(["-6", "route", "show", "table", "all"]).unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with("fe80") && !l.starts_with("multicast") && !l.contains(" fe80"))
+        .filter(|l| !l.starts_with("local fe80") && !l.starts_with("ff00"))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// ForceTunnel from a profile: every destination of both families goes through the tunnel,
+/// except the gateway's own address and the client's local subnet; DNS is the gateway's; at
+/// disconnect the client's routes and resolv.conf are exactly what they were.
+#[test]
+fn force_tunnel_takes_both_families_and_gives_everything_back() {
+    let lab = Lab::new("e2eft");
+    let (gw_lan, vnet_host) = ("fd00:10:1::1", "fd00:10:1::10");
+    for (ns, addr, dev) in [
+        (&lab.topo.gateway, gw_lan, lab::GATEWAY_LAN_IF),
+        (&lab.topo.vnet, vnet_host, lab::VNET_IF),
+    ] {
+        ns.ip([
+            "-6",
+            "addr",
+            "add",
+            &format!("{addr}/64"),
+            "dev",
+            dev,
+            "nodad",
+        ])
+        .unwrap();
+    }
+    lab.topo
+        .vnet
+        .ip(["-6", "route", "add", "default", "via", gw_lan])
+        .unwrap();
+    lab.topo
+        .gateway
+        .exec_ok(["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])
+        .unwrap();
+    let mut opts = lab.gateway_opts();
+    opts.pool_v6 = Some("fd00:172:16:201::/112".into());
+    opts.routes = vec!["0.0.0.0/0".into(), "::/0".into()];
+    let gw = lab.start_gateway(&opts);
+
+    let xml = lab.dir("force.xml");
+    std::fs::write(
+        &xml,
+        format!(
+            "<VPNProfile><NativeProfile><Servers>{GATEWAY_NAME}</Servers>\
+             <NativeProtocolType>IKEv2</NativeProtocolType>\
+             <Authentication><MachineMethod>Certificate</MachineMethod></Authentication>\
+             <RoutingPolicyType>ForceTunnel</RoutingPolicyType></NativeProfile>\
+             <ByPassForLocal>true</ByPassForLocal></VPNProfile>"
+        ),
+    )
+    .unwrap();
+    let workdir = lab.dir("cl");
+    std::fs::create_dir_all(&workdir).unwrap();
+    let resolv = workdir.join("force.resolv.conf");
+    let network = "nameserver 198.51.100.53\n";
+    std::fs::write(&resolv, network).unwrap();
+    let before = (net_state(&lab.topo.client), ipv6_routes(&lab.topo.client));
+
+    let client_opts = ClientOpts::new(
+        GATEWAY_NAME,
+        &lab.pki.machine_cert,
+        &lab.pki.machine_key,
+        &lab.pki.ca_cert,
+    )
+    .profile(&xml)
+    .name("force");
+    let mut client = ClientProcess::start(bin(), &lab.topo.client, &workdir, &client_opts).unwrap();
+    assert_connected(&client, &gw);
+    let context = || {
+        format!(
+            "\n--- client log\n{}\n--- gateway log\n{}",
+            client.log(),
+            gw.log()
+        )
+    };
+
+    // Anything, of either family, through the tunnel; the gateway and the local subnet not.
+    for (dest, dev) in [
+        ("192.0.2.77", "aovpn0"),
+        ("10.1.0.10", "aovpn0"),
+        ("2001:db8:77::1", "aovpn0"),
+        (vnet_host, "aovpn0"),
+        ("203.0.113.1", lab::CLIENT_IF),
+        ("198.51.100.1", lab::CLIENT_IF),
+    ] {
+        assert_eq!(
+            route_dev(&lab.topo.client, dest),
+            dev,
+            "{dest}{}",
+            context()
+        );
+    }
+    ping(&lab.topo.client, lab::VNET_HOST).unwrap_or_else(|e| panic!("{e}{}", context()));
+    ping(&lab.topo.client, vnet_host).unwrap_or_else(|e| panic!("{e}{}", context()));
+    let conf = std::fs::read_to_string(&resolv).unwrap();
+    assert!(
+        conf.contains("nameserver 10.1.0.53") && !conf.contains("198.51.100.53"),
+        "DNS through the tunnel: {conf}"
+    );
+
+    let status = client.stop().unwrap();
+    assert!(status.success(), "client exit {status}\n{}", client.log());
+    assert_eq!(
+        (net_state(&lab.topo.client), ipv6_routes(&lab.topo.client)),
+        before,
+        "routes after disconnect"
+    );
     assert_eq!(std::fs::read_to_string(&resolv).unwrap(), network);
 }

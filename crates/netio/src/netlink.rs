@@ -11,7 +11,7 @@ use futures::StreamExt;
 use futures::channel::mpsc::UnboundedReceiver;
 use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload};
 use rtnetlink::packet_route::RouteNetlinkMessage;
-use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use rtnetlink::packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteMetric, RouteScope, RouteType,
@@ -106,6 +106,12 @@ impl IfAddress {
         msg.attributes.push(AddressAttribute::Local(self.local));
         msg.attributes
             .push(AddressAttribute::Address(self.peer.unwrap_or(self.local)));
+        if self.local.is_ipv6() {
+            // Duplicate address detection on a tunnel whose address the gateway assigned only
+            // delays it: the address stays tentative (unusable as a source) for a second.
+            msg.attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
         msg
     }
 

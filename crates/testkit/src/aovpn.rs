@@ -464,6 +464,8 @@ pub struct GatewayOpts {
     pub root_cas: Vec<PathBuf>,
     /// `clients.pool_v4`.
     pub pool: String,
+    /// `clients.pool_v6` (None: no IPv6 inside the tunnels).
+    pub pool_v6: Option<String>,
     /// `network.routes`.
     pub routes: Vec<String>,
     /// `network.dns`.
@@ -505,6 +507,7 @@ impl GatewayOpts {
             id: None,
             root_cas: vec![pki.ca_cert.clone()],
             pool: crate::netns::lab::CLIENT_POOL.to_owned(),
+            pool_v6: None,
             routes: vec![crate::netns::lab::VNET_TS.to_owned()],
             dns: vec!["10.1.0.53".to_owned()],
             ike_proposals: Vec::new(),
@@ -559,7 +562,7 @@ impl GatewayOpts {
             "# written by testkit::aovpn\nstate_dir = {state:?}\n\
              [listen]\naddresses = [\"{listen}\"]\n\
              [identity]\ncertificate = {cert:?}\nkey = {key:?}\n{id}\
-             [clients]\nroot_ca_files = {roots}\nrevoked_thumbprints = {revoked}\npool_v4 = {pool:?}\n{accept}\
+             [clients]\nroot_ca_files = {roots}\nrevoked_thumbprints = {revoked}\npool_v4 = {pool:?}\n{pool_v6}{accept}\
              [network]\nroutes = {routes}\ndns = {dns}\n\
              [crypto]\nike_proposals = {ike}\nesp_proposals = {esp}\nallow_legacy = {legacy}\n{dpd}\
              [tunnel]\ninterface = {interface:?}\n{extra}",
@@ -570,6 +573,11 @@ impl GatewayOpts {
             roots = paths(&self.root_cas),
             revoked = list(&self.revoked),
             pool = self.pool,
+            pool_v6 = self
+                .pool_v6
+                .as_ref()
+                .map(|p| format!("pool_v6 = {p:?}\n"))
+                .unwrap_or_default(),
             routes = list(&self.routes),
             dns = list(&self.dns),
             ike = list(&self.ike_proposals),
@@ -1308,6 +1316,7 @@ mod tests {
             id: Some("vpn.example".into()),
             root_cas: vec!["/p/ca.crt".into()],
             pool: "172.16.201.0/24".into(),
+            pool_v6: Some("fd00:172:16:201::/112".into()),
             routes: vec!["10.1.0.0/16".into()],
             dns: vec![],
             ike_proposals: vec!["aes256-sha1-modp1024".into()],
@@ -1333,6 +1342,7 @@ mod tests {
             "id = \"vpn.example\"",
             "root_ca_files = [\"/p/ca.crt\"]",
             "revoked_thumbprints = [\"AB\"]",
+            "pool_v6 = \"fd00:172:16:201::/112\"",
             "dns = []",
             "ike_proposals = [\"aes256-sha1-modp1024\"]",
             "allow_legacy = true",

@@ -188,6 +188,8 @@ pub struct ConnectionOptions {
     pub dpd_interval: Duration,
     /// How long the tunnel is kept while no path to the gateway exists; `None`: no limit.
     pub network_outage: Option<Duration>,
+    /// The profile's TrafficFilters; with any, only what they allow crosses the interface.
+    pub traffic_filters: Vec<netio::firewall::FilterRule>,
 }
 
 /// What the tunnel reports (`aovpn status`, the lab, `aovpn connect --status-file`).
@@ -256,6 +258,9 @@ pub struct InstallRecord {
     pub addresses: Vec<RecordedAddress>,
     /// DNS settings were applied (under the tunnel's key in [`SharedDns`]).
     pub dns: bool,
+    /// The nftables table holding the tunnel's traffic filters.
+    #[serde(default)]
+    pub firewall_table: Option<String>,
 }
 
 /// A route as recorded (netlink's type is not serialisable).
@@ -425,6 +430,8 @@ struct Up {
     bypass: Vec<IpNet>,
     /// DNS settings were applied under the connection's key.
     dns: bool,
+    /// The nftables table of the traffic filters.
+    firewall: Option<String>,
 }
 
 /// A tunnel being brought up or running.
@@ -779,6 +786,7 @@ impl Connection {
             interface: self.status.interface.clone(),
             tun_index: self.tun_index,
             dns: self.up.as_ref().is_some_and(|up| up.dns),
+            firewall_table: self.up.as_ref().and_then(|up| up.firewall.clone()),
             ..InstallRecord::default()
         };
         if let Some(up) = &self.up {
@@ -802,6 +810,21 @@ impl Connection {
             .iter()
             .flat_map(tunnel::child::ts_prefixes)
             .collect();
+        // Filters first: the interface never carries unfiltered traffic. A table left by an
+        // earlier run on this interface name goes, whether or not this profile has filters.
+        let firewall = if self.options.traffic_filters.is_empty() {
+            let stale = netio::firewall::table_name(&self.status.interface);
+            if let Err(e) = netio::firewall::remove(&stale).await {
+                tracing::debug!("no stale traffic filters removed: {e}");
+            }
+            None
+        } else {
+            Some(
+                netio::firewall::install(&self.status.interface, &self.options.traffic_filters)
+                    .await
+                    .map_err(|e| setup("traffic filters")(e.to_string()))?,
+            )
+        };
         let mut installed = self.netlink.session();
         let vip = child.virtual_ips.first().copied();
         for ip in &child.virtual_ips {
@@ -903,6 +926,7 @@ impl Connection {
             installed,
             bypass,
             dns,
+            firewall,
         });
         self.status.state = "connected".into();
         self.status.virtual_ip = vip;
@@ -932,10 +956,15 @@ impl Connection {
         if let Err(e) = self.dns.remove(&self.dns_key) {
             tracing::warn!("restoring DNS: {e}");
         }
-        if let Some(up) = self.up.take()
-            && let Err(e) = up.installed.teardown().await
-        {
-            tracing::warn!("removing routes and addresses: {e}");
+        if let Some(up) = self.up.take() {
+            if let Err(e) = up.installed.teardown().await {
+                tracing::warn!("removing routes and addresses: {e}");
+            }
+            if let Some(table) = &up.firewall
+                && let Err(e) = netio::firewall::remove(table).await
+            {
+                tracing::warn!("removing traffic filters: {e}");
+            }
         }
         let _ = self
             .reports

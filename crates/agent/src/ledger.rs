@@ -26,6 +26,7 @@ pub struct Recovered {
     pub routes: usize,
     pub addresses: usize,
     pub dns: usize,
+    pub firewall_tables: usize,
     pub interfaces_left: Vec<String>,
 }
 
@@ -102,6 +103,12 @@ impl Ledger {
                     .status();
                 found.dns += 1;
             }
+            if let Some(table) = &record.firewall_table {
+                match netio::firewall::remove(table).await {
+                    Ok(()) => found.firewall_tables += 1,
+                    Err(e) => tracing::warn!(%key, %table, "leftover traffic filters: {e}"),
+                }
+            }
             // A TUN device disappears with the process that held it; if one of ours is still
             // there, something else holds it now, and it is not ours to delete.
             if !record.interface.is_empty() && netlink.link_by_name(&record.interface).await.is_ok()
@@ -151,6 +158,7 @@ mod tests {
             }],
             addresses: Vec::new(),
             dns: true,
+            firewall_table: Some("aovpn-aovpn-dev".into()),
         };
         ledger.set("0-Device", record.clone()).unwrap();
         let saved: BTreeMap<String, InstallRecord> =

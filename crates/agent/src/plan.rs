@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use ikev2::{EspProposal, IkeProposal};
 use ipsec_crypto::{DhGroup, EncrAlg, IntegAlg, PrfAlg};
+use netio::firewall::{AddressMatch, Direction, FilterRule};
 use profile::plan::{ConnectionPlan, Credential};
 
 use crate::connection::{ConnectionOptions, Credentials, DEFAULT_DPD_INTERVAL, RoutePolicy};
@@ -94,9 +95,36 @@ pub fn profile_tunnel(
             fragmentation: !plan.disable_ike_fragmentation,
             dpd_interval: DEFAULT_DPD_INTERVAL,
             network_outage,
+            traffic_filters: plan.traffic_filters.iter().map(filter_rule).collect(),
         },
         servers,
     })
+}
+
+/// A profile's TrafficFilter as a firewall rule (App and Claims filters never get here: the
+/// profile is refused).
+fn filter_rule(f: &profile::TrafficFilter) -> FilterRule {
+    let addresses = |ranges: &[profile::AddressRange]| {
+        ranges
+            .iter()
+            .map(|r| match *r {
+                profile::AddressRange::Prefix(p) => AddressMatch::Prefix(p.addr, p.len),
+                profile::AddressRange::Range(a, b) => AddressMatch::Range(a, b),
+            })
+            .collect()
+    };
+    let ports = |ranges: &[profile::PortRange]| ranges.iter().map(|r| (r.first, r.last)).collect();
+    FilterRule {
+        direction: match f.direction {
+            Some(profile::Direction::Inbound) => Direction::Inbound,
+            Some(profile::Direction::Outbound) | None => Direction::Outbound,
+        },
+        protocol: f.protocol,
+        local_ports: ports(&f.local_port_ranges),
+        remote_ports: ports(&f.remote_port_ranges),
+        local_addresses: addresses(&f.local_address_ranges),
+        remote_addresses: addresses(&f.remote_address_ranges),
+    }
 }
 
 fn unsupported(what: impl std::fmt::Debug) -> PlanError {

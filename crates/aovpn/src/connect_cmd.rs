@@ -86,6 +86,7 @@ fn tunnel(args: &ConnectArgs) -> anyhow::Result<(Vec<String>, ConnectionOptions)
                     fragmentation: true,
                     dpd_interval: DEFAULT_DPD_INTERVAL,
                     network_outage: None,
+                    traffic_filters: Vec::new(),
                 },
             ))
         }

@@ -410,6 +410,15 @@ fn render_plan(p: &ConnectionPlan, warnings: &[ProfileWarning]) -> String {
         "ike fragmentation",
         yes_no(!p.disable_ike_fragmentation).to_owned(),
     );
+    for f in &p.traffic_filters {
+        line(
+            "traffic filter",
+            format!(
+                "{} (nftables; other traffic on the interface dropped)",
+                filter_text(f)
+            ),
+        );
+    }
     for w in warnings {
         let (key, why) = match &w.kind {
             WarningKind::NotApplied(why) => ("not applied", why.to_string()),
@@ -418,6 +427,55 @@ fn render_plan(p: &ConnectionPlan, warnings: &[ProfileWarning]) -> String {
         line(key, format!("{} ({why})", w.element));
     }
     s
+}
+
+/// `outbound tcp remote 10.1.0.0/16 remote ports 443`: the parts a filter sets.
+fn filter_text(f: &profile::TrafficFilter) -> String {
+    let direction = match f.direction {
+        Some(profile::Direction::Inbound) => "inbound",
+        _ => "outbound",
+    };
+    let mut parts = vec![direction.to_owned()];
+    parts.push(match f.protocol {
+        Some(6) => "tcp".to_owned(),
+        Some(17) => "udp".to_owned(),
+        Some(p) => format!("protocol {p}"),
+        None => "any protocol".to_owned(),
+    });
+    let range = |r: &profile::AddressRange| match r {
+        profile::AddressRange::Prefix(p) => p.to_string(),
+        profile::AddressRange::Range(a, b) => format!("{a}-{b}"),
+    };
+    let port = |r: &profile::PortRange| {
+        if r.first == r.last {
+            r.first.to_string()
+        } else {
+            format!("{}-{}", r.first, r.last)
+        }
+    };
+    for (label, list) in [
+        ("local", &f.local_address_ranges),
+        ("remote", &f.remote_address_ranges),
+    ] {
+        if !list.is_empty() {
+            parts.push(format!(
+                "{label} {}",
+                join(&list.iter().map(range).collect::<Vec<_>>())
+            ));
+        }
+    }
+    for (label, list) in [
+        ("local ports", &f.local_port_ranges),
+        ("remote ports", &f.remote_port_ranges),
+    ] {
+        if !list.is_empty() {
+            parts.push(format!(
+                "{label} {}",
+                join(&list.iter().map(port).collect::<Vec<_>>())
+            ));
+        }
+    }
+    parts.join(" ")
 }
 
 fn remove(store: &Store, name: &str) -> Result<(), Failure> {

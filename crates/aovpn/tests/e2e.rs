@@ -1581,3 +1581,100 @@ fn force_tunnel_takes_both_families_and_gives_everything_back() {
     );
     assert_eq!(std::fs::read_to_string(&resolv).unwrap(), network);
 }
+
+/// TCP from `ns` to `dest` within 2 s: did a connection open?
+fn tcp_opens(ns: &Netns, dest: SocketAddr) -> bool {
+    ns.run(move || std::net::TcpStream::connect_timeout(&dest, Duration::from_secs(2)).is_ok())
+}
+
+/// A profile's TrafficFilter, enforced: through the tunnel only TCP to 10.1.0.10 port 5201
+/// (and its replies); ICMP, another port and connections from the network behind the gateway
+/// are dropped on the tunnel interface. The filter table goes with the tunnel.
+#[test]
+fn traffic_filters_let_only_what_they_allow_through_the_tunnel() {
+    let lab = Lab::new("e2etf");
+    let gw = lab.start_gateway(&lab.gateway_opts());
+    let xml = lab.dir("filter.xml");
+    std::fs::write(
+        &xml,
+        format!(
+            "<VPNProfile><NativeProfile><Servers>{GATEWAY_NAME}</Servers>\
+             <NativeProtocolType>IKEv2</NativeProtocolType>\
+             <Authentication><MachineMethod>Certificate</MachineMethod></Authentication>\
+             <RoutingPolicyType>SplitTunnel</RoutingPolicyType>\
+             <DisableClassBasedDefaultRoute>true</DisableClassBasedDefaultRoute></NativeProfile>\
+             <Route><Address>10.1.0.0</Address><PrefixSize>16</PrefixSize></Route>\
+             <TrafficFilter><Protocol>6</Protocol><RemotePortRanges>5201</RemotePortRanges>\
+             <RemoteAddressRanges>10.1.0.10</RemoteAddressRanges></TrafficFilter>\
+             </VPNProfile>"
+        ),
+    )
+    .unwrap();
+    let client_opts = ClientOpts::new(
+        GATEWAY_NAME,
+        &lab.pki.machine_cert,
+        &lab.pki.machine_key,
+        &lab.pki.ca_cert,
+    )
+    .profile(&xml)
+    .name("filter");
+    let mut client =
+        ClientProcess::start(bin(), &lab.topo.client, &lab.dir("cl"), &client_opts).unwrap();
+    let vip = assert_connected(&client, &gw);
+    let context = || {
+        format!(
+            "\n--- client log\n{}\n--- gateway log\n{}",
+            client.log(),
+            gw.log()
+        )
+    };
+
+    // Allowed: TCP to 10.1.0.10:5201, both directions of the stream.
+    let to_vnet = SocketAddr::new(lab::VNET_HOST.into(), 5201);
+    common::checked_transfer(2 << 20, &lab.topo.vnet, to_vnet, &lab.topo.client, true, 3);
+    common::checked_transfer(2 << 20, &lab.topo.vnet, to_vnet, &lab.topo.client, false, 4);
+    // Dropped: ICMP, another port, and anything the network behind the gateway opens.
+    assert!(
+        ping(&lab.topo.client, lab::VNET_HOST).is_err(),
+        "ICMP passed{}",
+        context()
+    );
+    let listener = lab
+        .topo
+        .vnet
+        .run(|| std::net::TcpListener::bind((lab::VNET_HOST, 5202)))
+        .unwrap();
+    assert!(
+        !tcp_opens(
+            &lab.topo.client,
+            SocketAddr::new(lab::VNET_HOST.into(), 5202)
+        ),
+        "TCP to port 5202 passed{}",
+        context()
+    );
+    drop(listener);
+    assert!(
+        ping(&lab.topo.vnet, vip).is_err(),
+        "inbound ICMP passed{}",
+        context()
+    );
+    let drops = lab
+        .topo
+        .client
+        .exec_ok(["nft", "list", "table", "inet", "aovpn-aovpn0"])
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&drops.stdout).contains("drop"),
+        "{}",
+        String::from_utf8_lossy(&drops.stdout)
+    );
+
+    let status = client.stop().unwrap();
+    assert!(status.success(), "client exit {status}\n{}", client.log());
+    let tables = lab.topo.client.exec_ok(["nft", "list", "tables"]).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&tables.stdout).contains("aovpn"),
+        "{}",
+        String::from_utf8_lossy(&tables.stdout)
+    );
+}

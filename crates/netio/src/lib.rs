@@ -42,6 +42,7 @@
 
 pub mod clock;
 pub mod dns;
+pub mod firewall;
 pub mod fs;
 pub mod mtu;
 pub mod netlink;

@@ -113,9 +113,13 @@ pub enum ErrorKind {
     #[error("port ranges are allowed only with Protocol 6 (TCP) or 17 (UDP)")]
     PortRangesRequireTcpOrUdp,
     #[error(
-        "traffic filters are not enforced by aovpn yet; the profile is refused rather than run more open than written"
+        "per-application traffic filters cannot be enforced on Linux; the profile is refused rather than run more open than written"
     )]
-    TrafficFilterNotEnforced,
+    AppFilterNotSupported,
+    #[error(
+        "Claims (Windows security descriptors) cannot be enforced on Linux; the profile is refused rather than run more open than written"
+    )]
+    ClaimsFilterNotSupported,
     #[error(
         "LockDown is not enforced by aovpn yet; the profile is refused rather than run more open than written"
     )]

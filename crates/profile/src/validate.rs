@@ -234,7 +234,6 @@ impl ParsedProfile {
         }
         for (i, f) in p.traffic_filters.iter().enumerate() {
             let path = format!("VPNProfile/TrafficFilter[{}]", i + 1);
-            c.error(&path, ErrorKind::TrafficFilterNotEnforced);
             let tcp_udp = matches!(f.protocol, Some(6 | 17));
             for (ranges, name) in [
                 (&f.local_port_ranges, "LocalPortRanges"),
@@ -247,16 +246,21 @@ impl ParsedProfile {
                     );
                 }
             }
+            // Dropping the condition would let every application (or user) through what the
+            // administrator opened for one: refused instead.
             if f.app_id.is_some() {
-                c.warn(
-                    &format!("{path}/App"),
-                    "per-app traffic filters cannot be enforced on Linux; the rule is ignored",
-                );
+                c.error(&format!("{path}/App"), ErrorKind::AppFilterNotSupported);
             }
             if f.claims.is_some() {
-                c.warn(
+                c.error(
                     &format!("{path}/Claims"),
-                    "Claims (Windows security descriptors) are ignored",
+                    ErrorKind::ClaimsFilterNotSupported,
+                );
+            }
+            if f.routing_policy_type.is_some() {
+                c.warn(
+                    &format!("{path}/RoutingPolicyType"),
+                    "a filter's RoutingPolicyType applies to App filters only; ignored",
                 );
             }
         }

@@ -16,8 +16,8 @@ const EAP_TLS: &str = r#"<Eap><Configuration>
 <AuthorId xmlns="http://www.microsoft.com/provisioning/EapCommon">0</AuthorId>
 </EapMethod></EapHostConfig></Configuration></Eap>"#;
 
-/// Every element a user-tunnel ProfileXML may carry (TrafficFilter and LockDown, which are
-/// refused, are checked on their own below).
+/// Every element a user-tunnel ProfileXML may carry (LockDown, which is refused, and App and
+/// Claims filters are checked on their own below).
 fn every_element() -> String {
     format!(
         r#"<VPNProfile>
@@ -62,6 +62,8 @@ fn every_element() -> String {
 <Authentication><UserMethod>Eap</UserMethod>{EAP_TLS}</Authentication>
 </NativeProfile>
 <Route><Address>10.2.0.0</Address><PrefixSize>16</PrefixSize><Metric>5</Metric></Route>
+<TrafficFilter><Protocol>6</Protocol><RemotePortRanges>443,8000-8080</RemotePortRanges>
+<RemoteAddressRanges>10.2.0.0/16</RemoteAddressRanges><Direction>Outbound</Direction></TrafficFilter>
 <APNBinding><ProviderId>x</ProviderId></APNBinding>
 <DeviceCompliance><Enabled>false</Enabled></DeviceCompliance>
 <PluginProfile><ServerUrlList>x</ServerUrlList></PluginProfile>
@@ -87,6 +89,7 @@ const APPLIED: &[&str] = &[
     "NativeProfile/PlumbIKEv2TSAsRoutes",
     "NativeProfile/CryptographySuite",
     "Route",
+    "TrafficFilter",
 ];
 
 fn said(warnings: &[ProfileWarning], element: &str) -> Option<String> {
@@ -173,6 +176,8 @@ fn every_element_is_applied_or_reported() {
         metric: None,
     };
     assert_eq!(p.routes.tunnel_route_metric(&v6), Some(20));
+    assert_eq!(p.traffic_filters.len(), 1);
+    assert_eq!(p.traffic_filters[0].protocol, Some(6));
 
     // Every element of the document is in one of the lists: applied, or said.
     let doc = roxmltree::Document::parse(&xml).unwrap();
@@ -200,24 +205,27 @@ fn every_element_is_applied_or_reported() {
 }
 
 #[test]
-fn traffic_filters_and_lockdown_are_refused_until_enforced() {
+fn lockdown_and_filters_that_linux_cannot_enforce_are_refused() {
     let filter = r#"<VPNProfile><NativeProfile><Servers>vpn.corp.example</Servers>
 <NativeProtocolType>IKEv2</NativeProtocolType>
 <Authentication><MachineMethod>Certificate</MachineMethod></Authentication>
 <RoutingPolicyType>SplitTunnel</RoutingPolicyType></NativeProfile>
-<TrafficFilter><Protocol>6</Protocol><RemotePortRanges>443</RemotePortRanges></TrafficFilter>
+<TrafficFilter><App><Id>%ProgramFiles%\Corp\app.exe</Id></App></TrafficFilter>
+<TrafficFilter><Claims>O:SYG:SYD:(A;;CC;;;AU)</Claims></TrafficFilter>
 <LockDown>true</LockDown>
 <DeviceTunnel>true</DeviceTunnel><AlwaysOn>true</AlwaysOn></VPNProfile>"#;
     let parsed = ParsedProfile::parse_str("filter.xml", filter).unwrap();
     let errors = parsed.validate(Some(Scope::Device)).unwrap_err();
     let kinds: Vec<&ErrorKind> = errors.0.iter().map(|e| &e.kind).collect();
-    assert!(
-        kinds.contains(&&ErrorKind::TrafficFilterNotEnforced),
-        "{errors}"
-    );
-    assert!(kinds.contains(&&ErrorKind::LockDownNotEnforced), "{errors}");
+    for want in [
+        ErrorKind::AppFilterNotSupported,
+        ErrorKind::ClaimsFilterNotSupported,
+        ErrorKind::LockDownNotEnforced,
+    ] {
+        assert!(kinds.contains(&&want), "{want:?} in\n{errors}");
+    }
     let text = errors.to_string();
-    assert!(text.contains("VPNProfile/TrafficFilter[1]"), "{text}");
+    assert!(text.contains("VPNProfile/TrafficFilter[1]/App"), "{text}");
     assert!(text.contains("VPNProfile/LockDown"), "{text}");
 }
 

@@ -139,6 +139,9 @@ pub struct Agent {
     ledger: Ledger,
     profiles: BTreeMap<ProfileKey, Loaded>,
     device_fingerprint: u64,
+    /// What LockDown was last set to (`None`: not yet, so a table left by an earlier run is
+    /// brought in line with the store at start).
+    lockdown: Option<bool>,
     helpers: HashMap<u32, Helper>,
     running: HashMap<ProfileKey, Running>,
     holds: BTreeSet<ProfileKey>,
@@ -298,6 +301,7 @@ impl Agent {
             ledger: Ledger::new(ledger_path),
             profiles: BTreeMap::new(),
             device_fingerprint: 0,
+            lockdown: None,
             helpers: HashMap::new(),
             running: HashMap::new(),
             holds,
@@ -523,6 +527,55 @@ impl Agent {
         }
         self.device_fingerprint = print;
         self.set_profiles(Owner::Device, Scope::Device, &texts, now);
+        self.apply_lockdown();
+    }
+
+    /// Installs LockDown while a usable device profile asks for it and lifts it when none
+    /// does. It is not tied to the tunnel: the machine stays locked while the tunnel is down.
+    fn apply_lockdown(&mut self) {
+        let mut ike_ports = vec![500u16, 4500];
+        let mut wanted = false;
+        for (key, loaded) in &self.profiles {
+            let Some(plan) = &loaded.plan else { continue };
+            if key.owner != Owner::Device || !plan.lockdown {
+                continue;
+            }
+            wanted = true;
+            for server in &plan.servers {
+                if let Some((_, port)) = server.host.rsplit_once(':')
+                    && let Ok(port) = port.parse::<u16>()
+                    && !ike_ports.contains(&port)
+                {
+                    ike_ports.push(port);
+                }
+            }
+        }
+        if self.lockdown == Some(wanted) && !wanted {
+            return;
+        }
+        self.lockdown = Some(wanted);
+        let mut daemon_uids = vec![0];
+        if let Ok(Some(resolver)) = nix::unistd::User::from_name("systemd-resolve") {
+            daemon_uids.push(resolver.uid.as_raw());
+        }
+        let lockdown = netio::firewall::Lockdown {
+            tunnel_interfaces: "aovpn-*".into(),
+            ike_ports,
+            daemon_uids,
+        };
+        tokio::spawn(async move {
+            let result = if wanted {
+                netio::firewall::install_lockdown(&lockdown).await
+            } else {
+                netio::firewall::remove(netio::firewall::LOCKDOWN_TABLE).await
+            };
+            match (result, wanted) {
+                (Ok(()), true) => tracing::info!("LockDown: no traffic outside the tunnels"),
+                (Ok(()), false) => {}
+                (Err(e), true) => tracing::error!("LockDown could not be installed: {e}"),
+                (Err(e), false) => tracing::debug!("no LockDown table removed: {e}"),
+            }
+        });
     }
 
     fn set_profiles(

@@ -1212,3 +1212,62 @@ fn one_user_cannot_take_every_control_connection() {
     let _ = holder.kill();
     let _ = holder.wait();
 }
+
+/// LockDown (a device profile's `<LockDown>true</LockDown>`): nothing leaves the client outside
+/// the tunnel, while it is up and while it is down (gateway gone), yet the agent's own IKE still
+/// reaches the gateway and brings it back; removing the profile lifts the lock.
+#[test]
+fn lockdown_allows_nothing_outside_the_tunnel_until_its_profile_is_removed() {
+    let lab = Lab::new("aglk");
+    let outside = lab::CLIENT_LINK_PEER;
+    assert!(ping_once(&lab.topo.client, outside), "no path to check");
+    let gw_opts = lab.gateway_opts();
+    let mut gw = lab.start_gateway(&gw_opts);
+    let mut opts = lab.agent_opts();
+    let locked = device_profile_xml().replace(
+        "<AlwaysOn>true</AlwaysOn>",
+        "<LockDown>true</LockDown><AlwaysOn>true</AlwaysOn>",
+    );
+    opts.profiles = vec![(DEVICE.into(), lab.write("locked.xml", &locked))];
+    let agent = lab.start_agent(&opts);
+    wait_connected(&agent, DEVICE, Duration::from_secs(20));
+    ping(&lab.topo.client, MGMT_HOST);
+    assert!(
+        !ping_once(&lab.topo.client, outside),
+        "ping outside the tunnel passed\n{}",
+        agent.log()
+    );
+
+    // Tunnel down: still locked.
+    gw.kill().unwrap();
+    // Traffic into the silent tunnel makes the agent find it dead at once.
+    let down = wait_until(Duration::from_secs(40), || {
+        let _ = ping_once(&lab.topo.client, MGMT_HOST);
+        state_of(&agent, DEVICE) != "connected"
+    });
+    assert!(down.is_some(), "the tunnel never noticed\n{}", agent.log());
+    assert!(!ping_once(&lab.topo.client, outside), "unlocked while down");
+    // The agent's IKE still gets out: the gateway comes back, so does the tunnel.
+    let _gw = lab.start_gateway(&gw_opts);
+    let back = wait_connected(&agent, DEVICE, Duration::from_secs(60));
+    ping(&lab.topo.client, MGMT_HOST);
+
+    // The profile goes: so does the lock.
+    let out = agent.remove_profile(DEVICE).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lifted = wait_until(Duration::from_secs(15), || {
+        ping_once(&lab.topo.client, outside)
+    });
+    assert!(lifted.is_some(), "still locked\n{}", agent.log());
+    let tables = lab.topo.client.exec_ok(["nft", "list", "tables"]).unwrap();
+    assert!(!String::from_utf8_lossy(&tables.stdout).contains("aovpn-lockdown"));
+    report(&format!(
+        "LockDown: tunnel back {} ms after the gateway restarted (IKE allowed out under the lock), lock lifted {} ms after the profile was removed",
+        back.as_millis(),
+        lifted.unwrap_or_default().as_millis()
+    ));
+}

@@ -66,6 +66,180 @@ pub enum FirewallError {
     InterfaceName(String),
 }
 
+/// The table of LockDown (one per machine: at most one LockDown profile exists).
+pub const LOCKDOWN_TABLE: &str = "aovpn-lockdown";
+
+/// What LockDown still lets through outside the tunnels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lockdown {
+    /// Interface name pattern of the tunnels (`aovpn-*`): everything may use them.
+    pub tunnel_interfaces: String,
+    /// UDP ports of IKE and ESP-in-UDP towards the gateways (500 and 4500, or a profile's).
+    pub ike_ports: Vec<u16>,
+    /// Owners of the sockets that may send IKE and DNS outside the tunnel: root (the agent)
+    /// and the system resolver's user. Other users' programs get nothing outside.
+    pub daemon_uids: Vec<u32>,
+}
+
+/// Installs (or replaces) LockDown: nothing leaves or enters the machine outside the tunnels
+/// but loopback, the agent's own IKE/ESP and DNS, DHCP and IPv6 neighbour discovery (so the
+/// machine keeps its address), and the replies of those. Forwarded traffic may only use the
+/// tunnels. It stays while the tunnel is down, and after the agent stops: only removing the
+/// LockDown profile (or `nft delete table inet aovpn-lockdown`) lifts it.
+pub async fn install_lockdown(l: &Lockdown) -> Result<(), FirewallError> {
+    nftables::helper::apply_ruleset_async(&lockdown_ruleset(l)?)
+        .await
+        .map_err(|e| FirewallError::Nft(e.to_string()))
+}
+
+/// The LockDown table, replacing any previous one in the same transaction.
+pub fn lockdown_ruleset(l: &Lockdown) -> Result<Nftables<'static>, FirewallError> {
+    let pattern = l.tunnel_interfaces.trim_end_matches('*');
+    if pattern.is_empty()
+        || !pattern
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(FirewallError::InterfaceName(l.tunnel_interfaces.clone()));
+    }
+    let table = LOCKDOWN_TABLE;
+    let mut batch = Batch::new();
+    batch.add(NfListObject::Table(inet_table(table)));
+    batch.delete(NfListObject::Table(inet_table(table)));
+    batch.add(NfListObject::Table(inet_table(table)));
+    for (chain, hook) in [
+        ("output", NfHook::Output),
+        ("input", NfHook::Input),
+        ("forward", NfHook::Forward),
+    ] {
+        batch.add(NfListObject::Chain(Chain {
+            family: NfFamily::INet,
+            table: Cow::Borrowed(table),
+            name: Cow::Borrowed(chain),
+            _type: Some(NfChainType::Filter),
+            hook: Some(hook),
+            prio: Some(0),
+            policy: Some(NfChainPolicy::Drop),
+            ..Chain::default()
+        }));
+    }
+    let mut rule = |chain: &'static str, expr: Vec<Statement<'static>>| {
+        let mut all = expr;
+        all.push(Statement::Accept(None));
+        batch.add(NfListObject::Rule(Rule {
+            family: NfFamily::INet,
+            table: Cow::Borrowed(table),
+            chain: Cow::Borrowed(chain),
+            expr: Cow::Owned(all),
+            handle: None,
+            index: None,
+            comment: None,
+        }));
+    };
+    let tunnels = l.tunnel_interfaces.clone();
+    rule("output", vec![meta_eq(MetaKey::Oifname, "lo")]);
+    rule("input", vec![meta_eq(MetaKey::Iifname, "lo")]);
+    rule("output", vec![meta_eq(MetaKey::Oifname, &tunnels)]);
+    rule("input", vec![meta_eq(MetaKey::Iifname, &tunnels)]);
+    rule("forward", vec![meta_eq(MetaKey::Oifname, &tunnels)]);
+    rule("forward", vec![meta_eq(MetaKey::Iifname, &tunnels)]);
+    for chain in ["output", "input"] {
+        rule(chain, vec![established()]);
+        // The machine keeps its addresses: IPv6 neighbour and router discovery.
+        rule(
+            chain,
+            vec![
+                l4proto(58),
+                payload_in(
+                    "icmpv6",
+                    "type",
+                    [133u32, 134, 135, 136].into_iter().map(Expression::Number),
+                ),
+            ],
+        );
+    }
+    // DHCP (v4 and v6) to and from the local network.
+    rule(
+        "output",
+        vec![
+            l4proto(17),
+            payload_in(
+                "udp",
+                "dport",
+                [67u32, 547].into_iter().map(Expression::Number),
+            ),
+        ],
+    );
+    rule(
+        "input",
+        vec![
+            l4proto(17),
+            payload_in(
+                "udp",
+                "dport",
+                [68u32, 546].into_iter().map(Expression::Number),
+            ),
+        ],
+    );
+    // The agent's IKE/ESP-in-UDP and name lookups (the gateway's name).
+    let daemons = || {
+        meta_in(
+            MetaKey::Skuid,
+            l.daemon_uids.iter().map(|u| Expression::Number(*u)),
+        )
+    };
+    let ike_ports = || {
+        l.ike_ports
+            .iter()
+            .map(|p| Expression::Number(u32::from(*p)))
+    };
+    rule(
+        "output",
+        vec![
+            daemons(),
+            l4proto(17),
+            payload_in("udp", "dport", ike_ports()),
+        ],
+    );
+    for proto in [(17u8, "udp"), (6, "tcp")] {
+        rule(
+            "output",
+            vec![
+                daemons(),
+                l4proto(proto.0),
+                payload_in(proto.1, "dport", std::iter::once(Expression::Number(53))),
+            ],
+        );
+    }
+    Ok(batch.to_nftables())
+}
+
+fn meta_eq(key: MetaKey, value: &str) -> Statement<'static> {
+    Statement::Match(Match {
+        left: Expression::Named(NamedExpression::Meta(Meta { key })),
+        right: Expression::String(Cow::Owned(value.to_owned())),
+        op: Operator::EQ,
+    })
+}
+
+fn l4proto(p: u8) -> Statement<'static> {
+    Statement::Match(Match {
+        left: Expression::Named(NamedExpression::Meta(Meta {
+            key: MetaKey::L4proto,
+        })),
+        right: Expression::Number(u32::from(p)),
+        op: Operator::EQ,
+    })
+}
+
+fn meta_in(key: MetaKey, items: impl Iterator<Item = Expression<'static>>) -> Statement<'static> {
+    Statement::Match(Match {
+        left: Expression::Named(NamedExpression::Meta(Meta { key })),
+        right: Expression::Named(NamedExpression::Set(items.map(SetItem::Element).collect())),
+        op: Operator::EQ,
+    })
+}
+
 /// The table that holds `ifname`'s filters.
 pub fn table_name(ifname: &str) -> String {
     format!("aovpn-{ifname}")
@@ -164,11 +338,7 @@ fn interface_match(direction: Direction, ifname: &str) -> Statement<'static> {
         Direction::Outbound => MetaKey::Oifname,
         Direction::Inbound => MetaKey::Iifname,
     };
-    Statement::Match(Match {
-        left: Expression::Named(NamedExpression::Meta(Meta { key })),
-        right: Expression::String(Cow::Owned(ifname.to_owned())),
-        op: Operator::EQ,
-    })
+    meta_eq(key, ifname)
 }
 
 fn established() -> Statement<'static> {
@@ -203,13 +373,7 @@ fn rule_matches(rule: &FilterRule, chain_direction: Direction) -> Vec<Vec<Statem
     };
     let mut common = Vec::new();
     if let Some(p) = rule.protocol {
-        common.push(Statement::Match(Match {
-            left: Expression::Named(NamedExpression::Meta(Meta {
-                key: MetaKey::L4proto,
-            })),
-            right: Expression::Number(u32::from(p)),
-            op: Operator::EQ,
-        }));
+        common.push(l4proto(p));
     }
     for (ports, field) in [
         (&rule.local_ports, local_port),

@@ -120,10 +120,7 @@ pub enum ErrorKind {
         "Claims (Windows security descriptors) cannot be enforced on Linux; the profile is refused rather than run more open than written"
     )]
     ClaimsFilterNotSupported,
-    #[error(
-        "LockDown is not enforced by aovpn yet; the profile is refused rather than run more open than written"
-    )]
-    LockDownNotEnforced,
+
     #[error("SyncML document has no VPNv2 .../ProfileXML item")]
     SyncMlWithoutProfile,
     #[error("SyncML document carries more than one VPNv2 ProfileXML item")]

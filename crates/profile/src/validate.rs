@@ -172,9 +172,6 @@ impl ParsedProfile {
                  (ByPassForLocal true is what Linux does: its connected routes stay)",
             );
         }
-        if p.lock_down == Some(true) {
-            c.error("VPNProfile/LockDown", ErrorKind::LockDownNotEnforced);
-        }
         if p.register_dns == Some(true) {
             c.not_applied(
                 "VPNProfile/RegisterDNS",

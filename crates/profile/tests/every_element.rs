@@ -205,28 +205,40 @@ fn every_element_is_applied_or_reported() {
 }
 
 #[test]
-fn lockdown_and_filters_that_linux_cannot_enforce_are_refused() {
-    let filter = r#"<VPNProfile><NativeProfile><Servers>vpn.corp.example</Servers>
+fn filters_that_linux_cannot_enforce_are_refused_and_lockdown_is_planned() {
+    let device = r#"<VPNProfile><NativeProfile><Servers>vpn.corp.example</Servers>
 <NativeProtocolType>IKEv2</NativeProtocolType>
 <Authentication><MachineMethod>Certificate</MachineMethod></Authentication>
 <RoutingPolicyType>SplitTunnel</RoutingPolicyType></NativeProfile>
-<TrafficFilter><App><Id>%ProgramFiles%\Corp\app.exe</Id></App></TrafficFilter>
-<TrafficFilter><Claims>O:SYG:SYD:(A;;CC;;;AU)</Claims></TrafficFilter>
 <LockDown>true</LockDown>
 <DeviceTunnel>true</DeviceTunnel><AlwaysOn>true</AlwaysOn></VPNProfile>"#;
-    let parsed = ParsedProfile::parse_str("filter.xml", filter).unwrap();
+    let parsed = ParsedProfile::parse_str("lockdown.xml", device).unwrap();
+    assert_eq!(parsed.validate(Some(Scope::Device)).unwrap(), []);
+    let p = plan::plan("lockdown", Some(Scope::Device), &parsed.profile).unwrap();
+    assert!(p.lockdown);
+
+    let filters = device.replace(
+        "<LockDown>true</LockDown>",
+        r#"<TrafficFilter><App><Id>%ProgramFiles%\Corp\app.exe</Id></App></TrafficFilter>
+<TrafficFilter><Claims>O:SYG:SYD:(A;;CC;;;AU)</Claims></TrafficFilter>"#,
+    );
+    let parsed = ParsedProfile::parse_str("filter.xml", &filters).unwrap();
     let errors = parsed.validate(Some(Scope::Device)).unwrap_err();
     let kinds: Vec<&ErrorKind> = errors.0.iter().map(|e| &e.kind).collect();
-    for want in [
-        ErrorKind::AppFilterNotSupported,
-        ErrorKind::ClaimsFilterNotSupported,
-        ErrorKind::LockDownNotEnforced,
-    ] {
-        assert!(kinds.contains(&&want), "{want:?} in\n{errors}");
-    }
+    assert_eq!(
+        kinds,
+        [
+            &ErrorKind::AppFilterNotSupported,
+            &ErrorKind::ClaimsFilterNotSupported
+        ],
+        "{errors}"
+    );
     let text = errors.to_string();
     assert!(text.contains("VPNProfile/TrafficFilter[1]/App"), "{text}");
-    assert!(text.contains("VPNProfile/LockDown"), "{text}");
+    assert!(
+        text.contains("VPNProfile/TrafficFilter[2]/Claims"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -134,8 +134,6 @@ fn a_damaged_entry_is_reported_not_trusted() {
     assert!(store.list().unwrap().is_empty());
 }
 
-/// LockDown is refused until aovpn enforces it; a LockDown profile already in a store (put
-/// there by an earlier aovpn, or by hand) still keeps the store's rule.
 #[test]
 fn a_lockdown_profile_blocks_adding_and_removing_others() {
     let dir = tempfile::tempdir().unwrap();
@@ -146,19 +144,9 @@ fn a_lockdown_profile_blocks_adding_and_removing_others() {
                <NativeProtocolType>IKEv2</NativeProtocolType><Authentication>\
                <MachineMethod>Certificate</MachineMethod></Authentication></NativeProfile></VPNProfile>";
     let locked = ParsedProfile::parse_str("locked.xml", xml).unwrap();
-    match store.add("Locked", Scope::Device, &locked, xml.as_bytes()) {
-        Err(StoreError::Invalid(e)) => assert_eq!(e.kinds(), [&ErrorKind::LockDownNotEnforced]),
-        other => panic!("{other:?}"),
-    }
-    let stored = store.dir(Scope::Device).join("Locked");
-    fs::create_dir_all(&stored).unwrap();
-    fs::write(stored.join("profile.xml"), xml).unwrap();
-    fs::write(stored.join("original"), xml).unwrap();
-    fs::write(
-        stored.join("meta.toml"),
-        "name = \"Locked\"\nscope = \"device\"\nform = \"profilexml\"\nsource_file = \"locked.xml\"\n",
-    )
-    .unwrap();
+    store
+        .add("Locked", Scope::Device, &locked, xml.as_bytes())
+        .unwrap();
     let (other, other_bytes) = corpus("force-tunnel.xml");
     match store.add("Other", Scope::User, &other, &other_bytes) {
         Err(StoreError::Invalid(e)) => assert_eq!(

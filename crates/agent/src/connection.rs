@@ -805,11 +805,6 @@ impl Connection {
     }
 
     async fn child_up(&mut self, child: &tunnel::ChildInfo) -> Result<(), ConnectionError> {
-        let selectors: Vec<IpNet> = child
-            .ts_remote
-            .iter()
-            .flat_map(tunnel::child::ts_prefixes)
-            .collect();
         // Filters first: the interface never carries unfiltered traffic. A table left by an
         // earlier run on this interface name goes, whether or not this profile has filters.
         let firewall = if self.options.traffic_filters.is_empty() {
@@ -825,6 +820,27 @@ impl Connection {
                     .map_err(|e| setup("traffic filters")(e.to_string()))?,
             )
         };
+        let result = self.plumb_child(child, firewall.clone()).await;
+        if result.is_err()
+            && let Some(table) = &firewall
+            && let Err(e) = netio::firewall::remove(table).await
+        {
+            tracing::warn!("removing traffic filters: {e}");
+        }
+        result
+    }
+
+    /// Addresses, routes and DNS of an established Child SA, behind `firewall`'s filters.
+    async fn plumb_child(
+        &mut self,
+        child: &tunnel::ChildInfo,
+        firewall: Option<String>,
+    ) -> Result<(), ConnectionError> {
+        let selectors: Vec<IpNet> = child
+            .ts_remote
+            .iter()
+            .flat_map(tunnel::child::ts_prefixes)
+            .collect();
         let mut installed = self.netlink.session();
         let vip = child.virtual_ips.first().copied();
         for ip in &child.virtual_ips {
@@ -879,13 +895,15 @@ impl Connection {
             let mut route = Route::via_dev(net.network(), net.prefix_len(), self.tun_index);
             route.metric = metric;
             if through_tunnel {
-                // A family without a tunnel address has nothing to send through the tunnel:
-                // its routes would only black-hole that family.
+                // A family without a tunnel address has nothing to send through the tunnel,
+                // except under ForceTunnel: its default routes stay, so that family is
+                // dropped at the tunnel rather than sent around it in clear.
                 let source = child
                     .virtual_ips
                     .iter()
                     .find(|v| v.is_ipv4() == net.network().is_ipv4());
-                if source.is_none() && !child.virtual_ips.is_empty() {
+                let default_half = net.prefix_len() <= 1;
+                if source.is_none() && !child.virtual_ips.is_empty() && !default_half {
                     continue;
                 }
                 route.source = source.copied();

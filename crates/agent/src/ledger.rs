@@ -158,7 +158,7 @@ mod tests {
             }],
             addresses: Vec::new(),
             dns: true,
-            firewall_table: Some("aovpn-aovpn-dev".into()),
+            firewall_table: Some("aovpn-filter-aovpn-dev".into()),
         };
         ledger.set("0-Device", record.clone()).unwrap();
         let saved: BTreeMap<String, InstallRecord> =

@@ -112,6 +112,9 @@ enum ControlEvent {
 struct Loaded {
     spec: ProfileSpec,
     plan: Option<ConnectionPlan>,
+    /// The profile says LockDown, usable or not: a LockDown profile that a later aovpn
+    /// refuses keeps the machine locked rather than opening it.
+    lockdown: bool,
 }
 
 /// A user's key helper.
@@ -139,9 +142,12 @@ pub struct Agent {
     ledger: Ledger,
     profiles: BTreeMap<ProfileKey, Loaded>,
     device_fingerprint: u64,
-    /// What LockDown was last set to (`None`: not yet, so a table left by an earlier run is
-    /// brought in line with the store at start).
-    lockdown: Option<bool>,
+    /// What LockDown was last set to: off (`Some(None)`) or on with these tunnel interface
+    /// indexes; `None`: not yet, so a table left by an earlier run is brought in line with the
+    /// store at start.
+    lockdown: Option<Option<Vec<u32>>>,
+    /// Firewall changes are applied one at a time, in order.
+    firewall_order: Arc<tokio::sync::Mutex<()>>,
     helpers: HashMap<u32, Helper>,
     running: HashMap<ProfileKey, Running>,
     holds: BTreeSet<ProfileKey>,
@@ -194,10 +200,11 @@ fn load_profile(name: &str, scope: Scope, xml: &str) -> Loaded {
     let revision = fingerprint(&[(name, xml)]);
     let parsed = match ParsedProfile::parse(name, xml.as_bytes()) {
         Ok(p) => p,
-        Err(e) => return problem(revision, e.to_string()),
+        Err(e) => return problem(revision, e.to_string(), false),
     };
+    let lockdown = parsed.profile.lock_down == Some(true) && scope == Scope::Device;
     match parsed.validate(Some(scope)) {
-        Err(e) => return problem(revision, e.to_string()),
+        Err(e) => return problem(revision, e.to_string(), lockdown),
         // What the profile asks for and this agent does not do is said, never dropped.
         Ok(warnings) => {
             for w in warnings {
@@ -206,7 +213,11 @@ fn load_profile(name: &str, scope: Scope, xml: &str) -> Loaded {
         }
     }
     let Some(plan) = profile::plan::plan(name, Some(scope), &parsed.profile) else {
-        return problem(revision, "the profile has no NativeProfile".into());
+        return problem(
+            revision,
+            "the profile has no NativeProfile".into(),
+            lockdown,
+        );
     };
     let unsupported = crate::plan::check(&plan).err().map(|e| e.to_string());
     Loaded {
@@ -223,10 +234,11 @@ fn load_profile(name: &str, scope: Scope, xml: &str) -> Loaded {
             revision,
         },
         plan: Some(plan),
+        lockdown,
     }
 }
 
-fn problem(revision: u64, reason: String) -> Loaded {
+fn problem(revision: u64, reason: String, lockdown: bool) -> Loaded {
     Loaded {
         spec: ProfileSpec {
             servers: Vec::new(),
@@ -237,6 +249,7 @@ fn problem(revision: u64, reason: String) -> Loaded {
             revision,
         },
         plan: None,
+        lockdown,
     }
 }
 
@@ -302,6 +315,7 @@ impl Agent {
             profiles: BTreeMap::new(),
             device_fingerprint: 0,
             lockdown: None,
+            firewall_order: Arc::new(tokio::sync::Mutex::new(())),
             helpers: HashMap::new(),
             running: HashMap::new(),
             holds,
@@ -530,47 +544,58 @@ impl Agent {
         self.apply_lockdown();
     }
 
-    /// Installs LockDown while a usable device profile asks for it and lifts it when none
-    /// does. It is not tied to the tunnel: the machine stays locked while the tunnel is down.
+    /// Installs LockDown while a device profile asks for it, with the LockDown profile's
+    /// tunnel (while it is up) as the one way out, and lifts it when none does. It is not tied
+    /// to the tunnel: the machine stays locked while the tunnel is down. Changes are applied
+    /// one at a time, in order.
     fn apply_lockdown(&mut self) {
         let mut ike_ports = vec![500u16, 4500];
+        let mut tunnel_indexes = Vec::new();
         let mut wanted = false;
         for (key, loaded) in &self.profiles {
-            let Some(plan) = &loaded.plan else { continue };
-            if key.owner != Owner::Device || !plan.lockdown {
+            if key.owner != Owner::Device || !loaded.lockdown {
                 continue;
             }
             wanted = true;
-            for server in &plan.servers {
-                if let Some((_, port)) = server.host.rsplit_once(':')
-                    && let Ok(port) = port.parse::<u16>()
+            if let Some(index) = self.running.get(key).and_then(|r| r.tun_index) {
+                tunnel_indexes.push(index);
+            }
+            for server in loaded.plan.iter().flat_map(|p| &p.servers) {
+                if let Some((_, port)) = crate::connection::split_server(&server.host)
                     && !ike_ports.contains(&port)
                 {
                     ike_ports.push(port);
                 }
             }
         }
-        if self.lockdown == Some(wanted) && !wanted {
+        let state = wanted.then(|| tunnel_indexes.clone());
+        if self.lockdown.as_ref() == Some(&state) {
             return;
         }
-        self.lockdown = Some(wanted);
+        self.lockdown = Some(state);
         let mut daemon_uids = vec![0];
         if let Ok(Some(resolver)) = nix::unistd::User::from_name("systemd-resolve") {
             daemon_uids.push(resolver.uid.as_raw());
         }
         let lockdown = netio::firewall::Lockdown {
-            tunnel_interfaces: "aovpn-*".into(),
+            tunnel_indexes,
             ike_ports,
             daemon_uids,
         };
+        let order = self.firewall_order.clone();
         tokio::spawn(async move {
+            // Tokio's mutex is fair: changes land in the order they were made.
+            let _turn = order.lock().await;
             let result = if wanted {
                 netio::firewall::install_lockdown(&lockdown).await
             } else {
                 netio::firewall::remove(netio::firewall::LOCKDOWN_TABLE).await
             };
             match (result, wanted) {
-                (Ok(()), true) => tracing::info!("LockDown: no traffic outside the tunnels"),
+                (Ok(()), true) => tracing::info!(
+                    tunnel = ?lockdown.tunnel_indexes,
+                    "LockDown: no traffic outside the tunnel"
+                ),
                 (Ok(()), false) => {}
                 (Err(e), true) => tracing::error!("LockDown could not be installed: {e}"),
                 (Err(e), false) => tracing::debug!("no LockDown table removed: {e}"),
@@ -787,6 +812,8 @@ impl Agent {
                 if let Err(e) = self.ledger.set(&dns_key(&key), record) {
                     tracing::warn!("recording what the tunnel installed: {e}");
                 }
+                // The LockDown profile's tunnel (re)appeared: it is the one way out.
+                self.apply_lockdown();
             }
             Report::Connected(status) => {
                 tracing::info!(profile = %key, vip = ?status.virtual_ip, interface = %status.interface, "connected");
@@ -795,6 +822,7 @@ impl Agent {
             }
             Report::Ended(outcome) => {
                 self.running.remove(&key);
+                self.apply_lockdown();
                 let error = match outcome {
                     Outcome::Stopped => {
                         tracing::info!(profile = %key, "disconnected");

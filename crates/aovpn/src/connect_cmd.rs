@@ -68,6 +68,11 @@ fn tunnel(args: &ConnectArgs) -> anyhow::Result<(Vec<String>, ConnectionOptions)
             let Some(plan) = profile::plan::plan(&profile_name, scope, &parsed.profile) else {
                 bail!("{name}: the profile has no NativeProfile");
             };
+            if plan.lockdown {
+                tracing::warn!(
+                    "LockDown is applied by the agent (aovpn agent), not by a one-off connect"
+                );
+            }
             let t = profile_tunnel(&plan, credentials, args.interface.clone())?;
             Ok((t.servers, t.options))
         }

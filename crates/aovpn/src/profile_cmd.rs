@@ -401,6 +401,12 @@ fn render_plan(p: &ConnectionPlan, warnings: &[ProfileWarning]) -> String {
     line("dns suffixes", join(&p.dns.suffixes));
     line("trusted networks", join(&p.trusted_networks));
     line("always-on", yes_no(p.always_on).to_owned());
+    if p.lockdown {
+        line(
+            "lockdown",
+            "yes (the agent: nothing outside this tunnel, also while it is down)".to_owned(),
+        );
+    }
     line(
         "network outage time",
         p.network_outage_time

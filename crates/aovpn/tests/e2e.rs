@@ -1661,7 +1661,7 @@ fn traffic_filters_let_only_what_they_allow_through_the_tunnel() {
     let drops = lab
         .topo
         .client
-        .exec_ok(["nft", "list", "table", "inet", "aovpn-aovpn0"])
+        .exec_ok(["nft", "list", "table", "inet", "aovpn-filter-aovpn0"])
         .unwrap();
     assert!(
         String::from_utf8_lossy(&drops.stdout).contains("drop"),
@@ -1677,4 +1677,76 @@ fn traffic_filters_let_only_what_they_allow_through_the_tunnel() {
         "{}",
         String::from_utf8_lossy(&tables.stdout)
     );
+}
+
+/// The outer path over IPv6: the gateway listens on an IPv6 address, the client reaches it
+/// through an IPv6-only router path, and IKE and ESP-in-UDP run over it (inside: IPv4).
+#[test]
+fn the_tunnel_runs_over_an_ipv6_path() {
+    let lab = Lab::new("e2e6o");
+    let inet = lab.topo.internet.as_ref().unwrap();
+    let (client_wan, router_cl) = ("2001:db8:51::2", "2001:db8:51::1");
+    let (gateway_wan, router_gw) = ("2001:db8:113::1", "2001:db8:113::254");
+    for (ns, addr, dev) in [
+        (&lab.topo.client, client_wan, lab::CLIENT_IF),
+        (inet, router_cl, lab::INTERNET_CLIENT_IF),
+        (inet, router_gw, lab::INTERNET_GATEWAY_IF),
+        (&lab.topo.gateway, gateway_wan, lab::GATEWAY_WAN_IF),
+    ] {
+        ns.ip([
+            "-6",
+            "addr",
+            "add",
+            &format!("{addr}/64"),
+            "dev",
+            dev,
+            "nodad",
+        ])
+        .unwrap();
+    }
+    inet.exec_ok(["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])
+        .unwrap();
+    lab.topo
+        .client
+        .ip(["-6", "route", "add", "default", "via", router_cl])
+        .unwrap();
+    lab.topo
+        .gateway
+        .ip(["-6", "route", "add", "default", "via", router_gw])
+        .unwrap();
+    // The client finds the gateway's name at its IPv6 address only.
+    std::fs::write(
+        Path::new("/etc/netns")
+            .join(lab.topo.client.name())
+            .join("hosts"),
+        format!("127.0.0.1 localhost\n{gateway_wan} {GATEWAY_NAME}\n"),
+    )
+    .unwrap();
+    let mut opts = lab.gateway_opts();
+    opts.listen = gateway_wan.parse().unwrap();
+    let gw = lab.start_gateway(&opts);
+    let client = lab.connect_machine("outer6");
+    assert_connected(&client, &gw);
+    let status = json(&client.status_text());
+    let remote: SocketAddr = status["remote"].as_str().unwrap().parse().unwrap();
+    assert!(remote.is_ipv6(), "{status}");
+    let context = || {
+        format!(
+            "\n--- client log\n{}\n--- gateway log\n{}",
+            client.log(),
+            gw.log()
+        )
+    };
+    ping(&lab.topo.client, lab::VNET_HOST).unwrap_or_else(|e| panic!("{e}{}", context()));
+    let mbits = common::checked_transfer(
+        20 << 20,
+        &lab.topo.vnet,
+        SocketAddr::new(lab::VNET_HOST.into(), 5201),
+        &lab.topo.client,
+        false,
+        7,
+    );
+    common::report(&format!(
+        "IPv6 outer path: 20 MB checksummed through the tunnel at {mbits:.0} Mbit/s"
+    ));
 }

@@ -69,11 +69,12 @@ pub enum FirewallError {
 /// The table of LockDown (one per machine: at most one LockDown profile exists).
 pub const LOCKDOWN_TABLE: &str = "aovpn-lockdown";
 
-/// What LockDown still lets through outside the tunnels.
+/// What LockDown still lets through outside the tunnel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lockdown {
-    /// Interface name pattern of the tunnels (`aovpn-*`): everything may use them.
-    pub tunnel_interfaces: String,
+    /// Interface indexes of the LockDown profile's tunnel while it is up (none while it is
+    /// down). Indexes, not names: anyone allowed to create an interface could give it a name.
+    pub tunnel_indexes: Vec<u32>,
     /// UDP ports of IKE and ESP-in-UDP towards the gateways (500 and 4500, or a profile's).
     pub ike_ports: Vec<u16>,
     /// Owners of the sockets that may send IKE and DNS outside the tunnel: root (the agent)
@@ -81,11 +82,11 @@ pub struct Lockdown {
     pub daemon_uids: Vec<u32>,
 }
 
-/// Installs (or replaces) LockDown: nothing leaves or enters the machine outside the tunnels
+/// Installs (or replaces) LockDown: nothing leaves or enters the machine outside the tunnel
 /// but loopback, the agent's own IKE/ESP and DNS, DHCP and IPv6 neighbour discovery (so the
-/// machine keeps its address), and the replies of those. Forwarded traffic may only use the
-/// tunnels. It stays while the tunnel is down, and after the agent stops: only removing the
-/// LockDown profile (or `nft delete table inet aovpn-lockdown`) lifts it.
+/// machine keeps its address), and the replies of those; nothing is forwarded. It stays while
+/// the tunnel is down, and after the agent stops: only removing the LockDown profile (or
+/// `nft delete table inet aovpn-lockdown`) lifts it.
 pub async fn install_lockdown(l: &Lockdown) -> Result<(), FirewallError> {
     nftables::helper::apply_ruleset_async(&lockdown_ruleset(l)?)
         .await
@@ -94,14 +95,6 @@ pub async fn install_lockdown(l: &Lockdown) -> Result<(), FirewallError> {
 
 /// The LockDown table, replacing any previous one in the same transaction.
 pub fn lockdown_ruleset(l: &Lockdown) -> Result<Nftables<'static>, FirewallError> {
-    let pattern = l.tunnel_interfaces.trim_end_matches('*');
-    if pattern.is_empty()
-        || !pattern
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    {
-        return Err(FirewallError::InterfaceName(l.tunnel_interfaces.clone()));
-    }
     let table = LOCKDOWN_TABLE;
     let mut batch = Batch::new();
     batch.add(NfListObject::Table(inet_table(table)));
@@ -136,13 +129,14 @@ pub fn lockdown_ruleset(l: &Lockdown) -> Result<Nftables<'static>, FirewallError
             comment: None,
         }));
     };
-    let tunnels = l.tunnel_interfaces.clone();
     rule("output", vec![meta_eq(MetaKey::Oifname, "lo")]);
     rule("input", vec![meta_eq(MetaKey::Iifname, "lo")]);
-    rule("output", vec![meta_eq(MetaKey::Oifname, &tunnels)]);
-    rule("input", vec![meta_eq(MetaKey::Iifname, &tunnels)]);
-    rule("forward", vec![meta_eq(MetaKey::Oifname, &tunnels)]);
-    rule("forward", vec![meta_eq(MetaKey::Iifname, &tunnels)]);
+    if !l.tunnel_indexes.is_empty() {
+        let indexes = || l.tunnel_indexes.iter().map(|i| Expression::Number(*i));
+        rule("output", vec![meta_in(MetaKey::Oif, indexes())]);
+        rule("input", vec![meta_in(MetaKey::Iif, indexes())]);
+    }
+    // The forward chain accepts nothing: a locked machine routes for no one.
     for chain in ["output", "input"] {
         rule(chain, vec![established()]);
         // The machine keeps its addresses: IPv6 neighbour and router discovery.
@@ -158,29 +152,21 @@ pub fn lockdown_ruleset(l: &Lockdown) -> Result<Nftables<'static>, FirewallError
             ],
         );
     }
-    // DHCP (v4 and v6) to and from the local network.
-    rule(
-        "output",
-        vec![
-            l4proto(17),
-            payload_in(
-                "udp",
-                "dport",
-                [67u32, 547].into_iter().map(Expression::Number),
-            ),
-        ],
-    );
-    rule(
-        "input",
-        vec![
-            l4proto(17),
-            payload_in(
-                "udp",
-                "dport",
-                [68u32, 546].into_iter().map(Expression::Number),
-            ),
-        ],
-    );
+    // DHCP (v4 and v6) clients, which bind the privileged client ports: an unprivileged
+    // program cannot use these exceptions as a channel.
+    for (client, server) in [(68u32, 67u32), (546, 547)] {
+        let port = |field: &'static str, p: u32| {
+            payload_in("udp", field, std::iter::once(Expression::Number(p)))
+        };
+        rule(
+            "output",
+            vec![l4proto(17), port("sport", client), port("dport", server)],
+        );
+        rule(
+            "input",
+            vec![l4proto(17), port("sport", server), port("dport", client)],
+        );
+    }
     // The agent's IKE/ESP-in-UDP and name lookups (the gateway's name).
     let daemons = || {
         meta_in(
@@ -240,9 +226,10 @@ fn meta_in(key: MetaKey, items: impl Iterator<Item = Expression<'static>>) -> St
     })
 }
 
-/// The table that holds `ifname`'s filters.
+/// The table that holds `ifname`'s filters (a prefix of its own: no interface name can make
+/// it [`LOCKDOWN_TABLE`]).
 pub fn table_name(ifname: &str) -> String {
-    format!("aovpn-{ifname}")
+    format!("aovpn-filter-{ifname}")
 }
 
 /// Installs (or replaces) the filters of the tunnel on `ifname`. Returns the table's name.
@@ -289,7 +276,11 @@ pub fn ruleset(ifname: &str, rules: &[FilterRule]) -> Result<Nftables<'static>, 
     batch.add(NfListObject::Table(inet_table(&table)));
     batch.delete(NfListObject::Table(inet_table(&table)));
     batch.add(NfListObject::Table(inet_table(&table)));
-    for (chain, hook) in [("output", NfHook::Output), ("input", NfHook::Input)] {
+    for (chain, hook) in [
+        ("output", NfHook::Output),
+        ("input", NfHook::Input),
+        ("forward", NfHook::Forward),
+    ] {
         batch.add(NfListObject::Chain(Chain {
             family: NfFamily::INet,
             table: Cow::Owned(table.clone()),
@@ -301,9 +292,13 @@ pub fn ruleset(ifname: &str, rules: &[FilterRule]) -> Result<Nftables<'static>, 
             ..Chain::default()
         }));
     }
+    // Forwarded traffic (containers, VMs, a LAN behind this machine) crosses the tunnel
+    // interface too, and gets the same rules.
     for (chain, direction) in [
         ("output", Direction::Outbound),
         ("input", Direction::Inbound),
+        ("forward", Direction::Outbound),
+        ("forward", Direction::Inbound),
     ] {
         let on_tunnel = interface_match(direction, ifname);
         let mut add = |mut expr: Vec<Statement<'static>>, last: Statement<'static>| {
@@ -470,6 +465,55 @@ mod tests {
 
     fn json(rules: &[FilterRule]) -> String {
         serde_json::to_string(&ruleset("aovpn0", rules).unwrap()).unwrap()
+    }
+
+    /// LockDown names its way out by interface index (a name anyone allowed to create links
+    /// could take), forwards nothing, and its DHCP exceptions need the privileged client ports.
+    #[test]
+    fn lockdown_is_by_index_forwards_nothing_and_dhcp_needs_client_ports() {
+        let l = Lockdown {
+            tunnel_indexes: vec![42],
+            ike_ports: vec![500, 4500],
+            daemon_uids: vec![0],
+        };
+        let rules: Vec<(String, String)> = lockdown_ruleset(&l)
+            .unwrap()
+            .objects
+            .iter()
+            .filter_map(|o| match o {
+                nftables::schema::NfObject::CmdObject(nftables::schema::NfCmd::Add(
+                    NfListObject::Rule(r),
+                )) => Some((r.chain.to_string(), serde_json::to_string(&r.expr).unwrap())),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            !rules.iter().any(|(chain, _)| chain == "forward"),
+            "{rules:?}"
+        );
+        assert!(
+            rules
+                .iter()
+                .any(|(_, e)| e.contains(r#""key":"oif""#) && e.contains("42"))
+        );
+        assert!(!rules.iter().any(|(_, e)| e.contains("aovpn")), "{rules:?}");
+        for (_, e) in rules
+            .iter()
+            .filter(|(_, e)| e.contains("[67]") || e.contains("[547]"))
+        {
+            assert!(
+                e.contains(r#""field":"sport""#),
+                "DHCP without client port: {e}"
+            );
+        }
+        // Without a tunnel (down), no interface is a way out.
+        let down = Lockdown {
+            tunnel_indexes: Vec::new(),
+            ..l
+        };
+        let text = serde_json::to_string(&lockdown_ruleset(&down).unwrap()).unwrap();
+        assert!(!text.contains(r#""key":"oif""#), "{text}");
+        assert_ne!(table_name("lockdown"), LOCKDOWN_TABLE);
     }
 
     #[test]

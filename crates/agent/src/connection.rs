@@ -205,6 +205,9 @@ pub struct ConnectionStatus {
     pub routes: Vec<String>,
     pub dns: Vec<IpAddr>,
     pub dns_suffixes: Vec<String>,
+    /// The gateway's internal domains (RFC 8598), resolved by `dns`.
+    #[serde(default)]
+    pub dns_domains: Vec<String>,
     pub ike: String,
     pub esp: String,
     pub mobike: bool,
@@ -927,10 +930,19 @@ impl Connection {
         // The profile's suffixes apply even when the gateway pushes no server (names then go
         // to the network's own servers with the corporate search list).
         if !child.dns_servers.is_empty() || !self.options.dns_suffixes.is_empty() {
+            // The gateway's internal domains route those names to its servers (resolved:
+            // `~domain` on the link; resolv.conf: searched too). A domain the profile's
+            // suffixes already name stays a suffix: the profile wins.
+            let routing_domains = child
+                .dns_domains
+                .iter()
+                .filter(|d| !self.options.dns_suffixes.contains(d))
+                .cloned()
+                .collect();
             let config = DnsConfig {
                 servers: child.dns_servers.clone(),
                 search_domains: self.options.dns_suffixes.clone(),
-                routing_domains: Vec::new(),
+                routing_domains,
             };
             match self
                 .dns
@@ -952,6 +964,7 @@ impl Connection {
         self.status.routes = shown;
         self.status.dns = child.dns_servers.clone();
         self.status.dns_suffixes = self.options.dns_suffixes.clone();
+        self.status.dns_domains = child.dns_domains.clone();
         self.status.esp = tunnel::child::describe_esp(&child.algorithms);
         self.status.since = tunnel::host::unix_now();
         tracing::info!(

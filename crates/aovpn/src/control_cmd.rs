@@ -215,7 +215,12 @@ fn tunnel_lines(out: &mut String, t: &ConnectionStatus) {
     } else {
         format!(" (suffixes {})", t.dns_suffixes.join(", "))
     };
-    line("dns", format!("{}{suffixes}", join(&t.dns)));
+    let domains = if t.dns_domains.is_empty() {
+        String::new()
+    } else {
+        format!(" (for {})", t.dns_domains.join(", "))
+    };
+    line("dns", format!("{}{domains}{suffixes}", join(&t.dns)));
     let age = |since: Option<u64>| since.map(|s| duration(now.saturating_sub(s)));
     line(
         "ike",

@@ -1750,3 +1750,26 @@ fn the_tunnel_runs_over_an_ipv6_path() {
         "IPv6 outer path: 20 MB checksummed through the tunnel at {mbits:.0} Mbit/s"
     ));
 }
+
+/// The gateway's internal domains (RFC 8598, `network.dns_domains`) reach the client with the
+/// DNS servers: shown in its status and put in its resolver settings beside the servers.
+#[test]
+fn internal_dns_domains_from_the_gateway_are_applied() {
+    let lab = Lab::new("e2edd");
+    let mut opts = lab.gateway_opts();
+    opts.dns_domains = vec!["corp.e2e.example".into()];
+    let gw = lab.start_gateway(&opts);
+    let client = lab.connect_machine("domains");
+    assert_connected(&client, &gw);
+    let status = json(&client.status_text());
+    assert_eq!(
+        status["dns_domains"],
+        serde_json::json!(["corp.e2e.example"]),
+        "{status}"
+    );
+    let conf = std::fs::read_to_string(lab.dir("cl").join("domains.resolv.conf")).unwrap();
+    assert!(
+        conf.contains("nameserver 10.1.0.53") && conf.contains("corp.e2e.example"),
+        "{conf}"
+    );
+}

@@ -118,6 +118,10 @@ pub struct Network {
     /// DNS servers pushed in the CP reply.
     #[serde(default)]
     pub dns: Vec<IpAddr>,
+    /// Internal DNS domains (RFC 8598 INTERNAL_DNS_DOMAIN) pushed with the DNS servers to
+    /// clients that ask: names under them go to `dns` (split DNS).
+    #[serde(default)]
+    pub dns_domains: Vec<String>,
     /// Let clients reach each other's virtual addresses: the pools join the traffic
     /// selectors and pushed routes. Off, a client's packets to another client are dropped
     /// (they are outside its selectors), as on an Azure gateway.
@@ -488,6 +492,23 @@ impl GatewayConfig {
                     .into(),
             ));
         }
+        if let Some(bad) = self
+            .network
+            .dns_domains
+            .iter()
+            .find(|d| !ikev2::dns_domain::is_domain(d.strip_suffix('.').unwrap_or(d)))
+        {
+            return Err((
+                "network.dns_domains",
+                format!("{bad:?} is not a DNS name (letters, digits, '-', '_', dots)"),
+            ));
+        }
+        if !self.network.dns_domains.is_empty() && self.network.dns.is_empty() {
+            return Err((
+                "network.dns_domains",
+                "internal domains need DNS servers to resolve them (network.dns)".into(),
+            ));
+        }
         for route in &self.network.routes {
             if route.contains(&IpNet::V4(self.clients.pool_v4)) && route.prefix_len() > 0 {
                 return Err((
@@ -744,6 +765,16 @@ dns = ["10.1.0.53"]
                 "routes = [\"10.1.0.0/16\"]",
                 "routes = [\"172.16.0.0/12\"]",
                 "network.routes",
+            ),
+            (
+                "dns = [\"10.1.0.53\"]",
+                "dns = [\"10.1.0.53\"]\ndns_domains = [\"corp example\"]",
+                "network.dns_domains",
+            ),
+            (
+                "dns = [\"10.1.0.53\"]",
+                "dns = []\ndns_domains = [\"corp.example\"]",
+                "network.dns_domains",
             ),
             (
                 "[network]",

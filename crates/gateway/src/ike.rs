@@ -277,6 +277,12 @@ pub fn responder_config(
         .map(|n| prefix_ts(*n))
         .collect();
     responder.dns_servers = config.network.dns.clone();
+    responder.dns_domains = config
+        .network
+        .dns_domains
+        .iter()
+        .map(|d| d.strip_suffix('.').unwrap_or(d).to_ascii_lowercase())
+        .collect();
     responder.pushed_subnets = config.network.routes.clone();
     if config.network.allow_client_to_client {
         let pools = std::iter::once(IpNet::V4(config.clients.pool_v4))

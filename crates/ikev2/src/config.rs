@@ -194,6 +194,9 @@ pub struct ResponderConfig {
     pub local_ts: Vec<TrafficSelector>,
     /// DNS servers pushed in CP replies.
     pub dns_servers: Vec<IpAddr>,
+    /// Internal DNS domains (RFC 8598) pushed to initiators that ask for them: names under
+    /// them are resolved by `dns_servers`.
+    pub dns_domains: Vec<String>,
     /// Subnets pushed as INTERNAL_IP4/6_SUBNET (split-tunnel routes for Windows).
     pub pushed_subnets: Vec<IpNet>,
     /// Refuse IKE_AUTH without a CP request (FAILED_CP_REQUIRED).
@@ -232,6 +235,7 @@ impl ResponderConfig {
             ike,
             local_ts: vec![TrafficSelector::ANY_V4],
             dns_servers: Vec::new(),
+            dns_domains: Vec::new(),
             pushed_subnets: Vec::new(),
             require_virtual_ip: false,
             mobike: false,

@@ -82,6 +82,9 @@ pub struct ChildSa {
     pub virtual_ips: Vec<IpAddr>,
     /// DNS servers from the CP reply (initiator) or pushed (responder).
     pub dns_servers: Vec<IpAddr>,
+    /// Internal DNS domains (RFC 8598 INTERNAL_DNS_DOMAIN): names under them go to
+    /// `dns_servers`.
+    pub dns_domains: Vec<String>,
     /// Subnets from INTERNAL_IP4/6_SUBNET.
     pub subnets: Vec<IpNet>,
     /// Local address for ESP (UDP-encapsulated when `udp_encap`).

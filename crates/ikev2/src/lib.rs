@@ -43,6 +43,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod config;
+pub mod dns_domain;
 mod endpoint;
 mod event;
 mod identity;

@@ -427,3 +427,33 @@ fn rsa_over_sha1_takes_allow_legacy_on_each_side() {
     assert!(f.reason.to_string().contains("SHA-1"), "{}", f.reason);
     assert_eq!(f.notify_sent, Some(NotifyType::AUTHENTICATION_FAILED));
 }
+
+/// RFC 8598: the client asks for internal domains, the gateway pushes its own with the DNS
+/// servers, and the client's Child SA carries them (lower case, no trailing dot).
+#[test]
+fn internal_dns_domains_reach_the_client() {
+    let mut setup = Setup::new(KeyAlgorithm::P256);
+    setup.server.dns_domains = vec!["corp.example".into(), "apps.corp.example".into()];
+    let mut pair = Pair::new(setup);
+    pair.settle();
+    let c = pair.client_child().expect("client child");
+    assert_eq!(c.dns_domains, ["corp.example", "apps.corp.example"]);
+    let s = pair.server_child().expect("server child");
+    assert_eq!(s.dns_domains, c.dns_domains);
+}
+
+/// Without DNS servers to resolve them, no domains are pushed.
+#[test]
+fn no_internal_domains_without_dns_servers() {
+    let mut setup = Setup::new(KeyAlgorithm::P256);
+    setup.server.dns_domains = vec!["corp.example".into()];
+    setup.server.dns_servers.clear();
+    let mut pair = Pair::new(setup);
+    pair.settle();
+    assert!(
+        pair.client_child()
+            .expect("client child")
+            .dns_domains
+            .is_empty()
+    );
+}

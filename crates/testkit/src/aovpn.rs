@@ -470,6 +470,8 @@ pub struct GatewayOpts {
     pub routes: Vec<String>,
     /// `network.dns`.
     pub dns: Vec<String>,
+    /// `network.dns_domains` (RFC 8598 internal domains).
+    pub dns_domains: Vec<String>,
     /// `crypto.ike_proposals` (empty = built-in defaults).
     pub ike_proposals: Vec<String>,
     /// `crypto.esp_proposals`.
@@ -510,6 +512,7 @@ impl GatewayOpts {
             pool_v6: None,
             routes: vec![crate::netns::lab::VNET_TS.to_owned()],
             dns: vec!["10.1.0.53".to_owned()],
+            dns_domains: Vec::new(),
             ike_proposals: Vec::new(),
             esp_proposals: Vec::new(),
             allow_legacy: false,
@@ -563,7 +566,7 @@ impl GatewayOpts {
              [listen]\naddresses = [\"{listen}\"]\n\
              [identity]\ncertificate = {cert:?}\nkey = {key:?}\n{id}\
              [clients]\nroot_ca_files = {roots}\nrevoked_thumbprints = {revoked}\npool_v4 = {pool:?}\n{pool_v6}{accept}\
-             [network]\nroutes = {routes}\ndns = {dns}\n\
+             [network]\nroutes = {routes}\ndns = {dns}\ndns_domains = {dns_domains}\n\
              [crypto]\nike_proposals = {ike}\nesp_proposals = {esp}\nallow_legacy = {legacy}\n{dpd}\
              [tunnel]\ninterface = {interface:?}\n{extra}",
             state = state.display().to_string(),
@@ -580,6 +583,7 @@ impl GatewayOpts {
                 .unwrap_or_default(),
             routes = list(&self.routes),
             dns = list(&self.dns),
+            dns_domains = list(&self.dns_domains),
             ike = list(&self.ike_proposals),
             esp = list(&self.esp_proposals),
             legacy = self.allow_legacy,
@@ -1319,6 +1323,7 @@ mod tests {
             pool_v6: Some("fd00:172:16:201::/112".into()),
             routes: vec!["10.1.0.0/16".into()],
             dns: vec![],
+            dns_domains: vec!["corp.example".into()],
             ike_proposals: vec!["aes256-sha1-modp1024".into()],
             esp_proposals: vec!["aes256-sha1".into()],
             allow_legacy: true,
@@ -1344,6 +1349,7 @@ mod tests {
             "revoked_thumbprints = [\"AB\"]",
             "pool_v6 = \"fd00:172:16:201::/112\"",
             "dns = []",
+            "dns_domains = [\"corp.example\"]",
             "ike_proposals = [\"aes256-sha1-modp1024\"]",
             "allow_legacy = true",
             "dpd_interval_secs = 3",

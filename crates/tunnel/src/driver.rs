@@ -131,6 +131,8 @@ pub struct ChildInfo {
     pub virtual_ips: Vec<IpAddr>,
     /// DNS servers from the configuration payload.
     pub dns_servers: Vec<IpAddr>,
+    /// INTERNAL_DNS_DOMAIN attributes (RFC 8598).
+    pub dns_domains: Vec<String>,
     /// INTERNAL_IP4/6_SUBNET attributes.
     pub subnets: Vec<IpNet>,
 }
@@ -145,6 +147,7 @@ impl ChildInfo {
             ts_remote: child.ts_remote.clone(),
             virtual_ips: child.virtual_ips.clone(),
             dns_servers: child.dns_servers.clone(),
+            dns_domains: child.dns_domains.clone(),
             subnets: child.subnets.clone(),
         }
     }

@@ -177,6 +177,13 @@ impl IkeSa {
             attrs.push(CfgAttribute::InternalIp6Dns(None));
         }
         if !attrs.is_empty() {
+            // RFC 8598: we take the gateway's internal domains for split DNS.
+            attrs.push(CfgAttribute::Other {
+                attr_type: CfgAttributeType::INTERNAL_DNS_DOMAIN,
+                value: Vec::new(),
+            });
+        }
+        if !attrs.is_empty() {
             out.push(Payload::Cp(Configuration {
                 cfg_type: CfgType::CFG_REQUEST,
                 attributes: attrs,
@@ -658,6 +665,21 @@ impl IkeSa {
                 IpAddr::V6(a) => attrs.push(CfgAttribute::InternalIp6Dns(Some(*a))),
             }
         }
+        // RFC 8598: domains only to an initiator that asked, and only with DNS servers to
+        // resolve them.
+        let wants_domains = cp.is_some_and(|c| {
+            c.attributes
+                .iter()
+                .any(|a| a.attr_type() == CfgAttributeType::INTERNAL_DNS_DOMAIN)
+        });
+        let domains = if wants_domains && !dns.is_empty() {
+            cfg.dns_domains.clone()
+        } else {
+            Vec::new()
+        };
+        for d in &domains {
+            attrs.push(crate::dns_domain::attribute(d));
+        }
         for net in &cfg.pushed_subnets {
             match net {
                 IpNet::V4(n) => attrs.push(CfgAttribute::InternalIp4Subnet(Some((
@@ -695,6 +717,7 @@ impl IkeSa {
             ts_remote: tsi_n,
             virtual_ips: vips,
             dns_servers: dns,
+            dns_domains: domains,
             subnets: cfg.pushed_subnets.clone(),
             local: self.local,
             remote: self.remote,
@@ -829,9 +852,16 @@ impl IkeSa {
         }
         let mut vips = Vec::new();
         let mut dns = Vec::new();
+        let mut domains = Vec::new();
         let mut subnets = Vec::new();
         if let Some(cp) = payloads.cp().filter(|c| c.cfg_type == CfgType::CFG_REPLY) {
             for a in &cp.attributes {
+                if let Some(d) = crate::dns_domain::from_attribute(a)
+                    && !domains.contains(&d)
+                    && domains.len() < crate::dns_domain::MAX_DOMAINS
+                {
+                    domains.push(d);
+                }
                 match a {
                     CfgAttribute::InternalIp4Address(Some(v)) => vips.push(IpAddr::V4(*v)),
                     CfgAttribute::InternalIp6Address(Some((v, _))) => vips.push(IpAddr::V6(*v)),
@@ -870,6 +900,7 @@ impl IkeSa {
             ts_remote: tsr.to_vec(),
             virtual_ips: vips,
             dns_servers: dns,
+            dns_domains: domains,
             subnets,
             local: self.local,
             remote: self.remote,

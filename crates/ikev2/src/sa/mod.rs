@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ike_wire::{
-    AuthMethod, Authentication, CertEncoding, CfgAttribute, CfgType, Configuration, Delete,
-    ExchangeType, Flags, FragmentPosition, Header, Identification, KeyExchange, Message, Notify,
-    NotifyType, Payload, PayloadType, Payloads, Protection, ProtocolId, Reassembler,
-    ReassemblyLimits, ReassemblyStatus, SecurityAssociation, TrafficSelector, decode_chain,
-    encode_chain, open_parts, seal_prefix,
+    AuthMethod, Authentication, CertEncoding, CfgAttribute, CfgAttributeType, CfgType,
+    Configuration, Delete, ExchangeType, Flags, FragmentPosition, Header, Identification,
+    KeyExchange, Message, Notify, NotifyType, Payload, PayloadType, Payloads, Protection,
+    ProtocolId, Reassembler, ReassemblyLimits, ReassemblyStatus, SecurityAssociation,
+    TrafficSelector, decode_chain, encode_chain, open_parts, seal_prefix,
 };
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use ipsec_crypto::{

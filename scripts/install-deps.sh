@@ -2,20 +2,21 @@
 # Installs, from Debian's packages, everything the tests and the lab need that is not part of the
 # Rust toolchain: strongSwan 5.9 with kernel-libipsec (the interop peer), iperf3, nftables, iproute2,
 # setpriv (tests run users' commands and key helpers as other uids), systemd-analyze (the units are
-# verified), dbus-daemon (a private bus with an emulated logind), dpkg-deb (the package).
+# verified), dbus-daemon (a private bus with an emulated logind), dpkg-deb (the package), dnsmasq
+# (DNS servers for the split DNS test, started in its namespaces) and dig.
 # Idempotent and quiet when everything is already there.
 set -euo pipefail
 
 PKGS=(strongswan-charon strongswan-swanctl strongswan-pki libcharon-extra-plugins
       libstrongswan-standard-plugins libstrongswan-extra-plugins
       iperf3 iputils-ping iproute2 nftables util-linux procps kmod openssl
-      systemd dbus-daemon dpkg)
+      systemd dbus-daemon dpkg dnsmasq-base bind9-dnsutils)
 
 have_all() {
     command -v swanctl && command -v pki && command -v iperf3 && command -v ping &&
         command -v nft && command -v ip && command -v unshare && command -v openssl &&
         command -v setpriv && command -v systemd-analyze && command -v dbus-daemon &&
-        command -v dpkg-deb &&
+        command -v dpkg-deb && command -v dnsmasq && command -v dig &&
         [ -x /usr/lib/ipsec/charon ] &&
         [ -e /usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so ] &&
         [ -e /usr/lib/ipsec/plugins/libstrongswan-curve25519.so ]

@@ -190,6 +190,8 @@ pub struct ConnectionOptions {
     pub network_outage: Option<Duration>,
     /// The profile's TrafficFilters; with any, only what they allow crosses the interface.
     pub traffic_filters: Vec<netio::firewall::FilterRule>,
+    /// The profile's DomainNameInformation (split DNS).
+    pub split_dns: Vec<crate::split_dns::SplitRule>,
 }
 
 /// What the tunnel reports (`aovpn status`, the lab, `aovpn connect --status-file`).
@@ -929,7 +931,16 @@ impl Connection {
         let mut dns = false;
         // The profile's suffixes apply even when the gateway pushes no server (names then go
         // to the network's own servers with the corporate search list).
-        if !child.dns_servers.is_empty() || !self.options.dns_suffixes.is_empty() {
+        let split = &self.options.split_dns;
+        if !split.is_empty() && !self.dns.split_dns_available() {
+            tracing::warn!(
+                "DomainNameInformation not applied: no systemd-resolved and no split DNS stub (the agent runs one)"
+            );
+        }
+        if !child.dns_servers.is_empty()
+            || !self.options.dns_suffixes.is_empty()
+            || !split.is_empty()
+        {
             // The gateway's internal domains route those names to its servers (resolved:
             // `~domain` on the link; resolv.conf: searched too). A domain the profile's
             // suffixes already name stays a suffix: the profile wins.
@@ -946,7 +957,7 @@ impl Connection {
             };
             match self
                 .dns
-                .apply(&self.dns_key, &self.status.interface, &config)
+                .apply_split(&self.dns_key, &self.status.interface, &config, split)
             {
                 Ok(()) => dns = true,
                 Err(e) => tracing::warn!("DNS not applied: {e}"),

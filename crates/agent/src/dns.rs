@@ -6,21 +6,26 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use netio::dns::{DnsBackend, DnsConfig, DnsError, DnsGuard};
+
+use crate::split_dns::{STUB_ADDRESS, SplitRule, SplitRules};
 
 /// The machine's DNS, shared by its tunnels.
 #[derive(Debug)]
 pub struct SharedDns {
     backend: DnsBackend,
     state: Mutex<State>,
+    /// The split DNS stub's rules, when the stub runs (resolv.conf backend only).
+    stub: Option<Arc<RwLock<SplitRules>>>,
 }
 
 #[derive(Debug, Default)]
 struct State {
-    /// Tunnel key -> (interface, settings), in key order (device tunnel first).
-    entries: BTreeMap<String, (String, DnsConfig)>,
+    /// Tunnel key -> (interface, settings, split DNS rules), in key order (device tunnel
+    /// first).
+    entries: BTreeMap<String, (String, DnsConfig, Vec<SplitRule>)>,
     /// resolved: one guard per tunnel.
     links: HashMap<String, DnsGuard>,
     /// resolv.conf: the guard of the composed file.
@@ -38,7 +43,19 @@ impl SharedDns {
         Self {
             backend,
             state: Mutex::new(State::default()),
+            stub: None,
         }
+    }
+
+    /// Routes split DNS through the stub serving `rules` (see [`crate::split_dns`]).
+    pub fn with_split_stub(mut self, rules: Arc<RwLock<SplitRules>>) -> Self {
+        self.stub = Some(rules);
+        self
+    }
+
+    /// Whether a profile's DomainNameInformation can be applied here.
+    pub fn split_dns_available(&self) -> bool {
+        matches!(self.backend, DnsBackend::Resolved) || self.stub.is_some()
     }
 
     /// Where settings go.
@@ -48,20 +65,51 @@ impl SharedDns {
 
     /// Sets (or replaces) the settings of the tunnel `key` on interface `ifname`.
     pub fn apply(&self, key: &str, ifname: &str, config: &DnsConfig) -> Result<(), DnsError> {
+        self.apply_split(key, ifname, config, &[])
+    }
+
+    /// [`Self::apply`] with split DNS rules: names under each rule's namespace go to its
+    /// servers (a rule without servers: the tunnel's). With systemd-resolved the namespaces
+    /// become routing domains of the tunnel's link, served by its servers and the rules'.
+    pub fn apply_split(
+        &self,
+        key: &str,
+        ifname: &str,
+        config: &DnsConfig,
+        split: &[SplitRule],
+    ) -> Result<(), DnsError> {
+        let split: Vec<SplitRule> = split
+            .iter()
+            .map(|r| SplitRule {
+                namespace: r.namespace.clone(),
+                servers: if r.servers.is_empty() {
+                    config.servers.clone()
+                } else {
+                    r.servers.clone()
+                },
+            })
+            .collect();
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         match &self.backend {
             DnsBackend::Resolved => {
                 if let Some(old) = state.links.remove(key) {
                     old.restore()?;
                 }
-                let guard = self.backend.apply(ifname, config)?;
+                let mut config = config.clone();
+                for rule in &split {
+                    push_unique(&mut config.servers, &rule.servers);
+                    let domain = rule.namespace.trim_start_matches('.');
+                    let domain = if domain.is_empty() { "." } else { domain };
+                    push_unique(&mut config.routing_domains, &[domain.to_owned()]);
+                }
+                let guard = self.backend.apply(ifname, &config)?;
                 state.links.insert(key.to_owned(), guard);
                 Ok(())
             }
             DnsBackend::ResolvConf(_) => {
                 state
                     .entries
-                    .insert(key.to_owned(), (ifname.to_owned(), config.clone()));
+                    .insert(key.to_owned(), (ifname.to_owned(), config.clone(), split));
                 self.rewrite(&mut state)
             }
         }
@@ -114,11 +162,13 @@ impl SharedDns {
         }
         let mut composed = DnsConfig::default();
         let mut names = Vec::new();
-        for (ifname, config) in state.entries.values() {
+        let mut split = Vec::new();
+        for (ifname, config, rules) in state.entries.values() {
             names.push(ifname.as_str());
             push_unique(&mut composed.servers, &config.servers);
             push_unique(&mut composed.search_domains, &config.search_domains);
             push_unique(&mut composed.routing_domains, &config.routing_domains);
+            push_unique(&mut split, rules);
         }
         if composed.servers.is_empty()
             && let DnsBackend::ResolvConf(path) = &self.backend
@@ -126,6 +176,19 @@ impl SharedDns {
             // Only suffixes from the tunnels: names still go to the network's own servers
             // (the original file is back in place at this point).
             composed.servers = name_servers(path);
+        }
+        if let Some(stub) = &self.stub {
+            let mut rules = stub.write().unwrap_or_else(PoisonError::into_inner);
+            if split.is_empty() {
+                *rules = SplitRules::default();
+            } else {
+                // Everything the rules do not name goes where it would have gone.
+                *rules = SplitRules {
+                    rules: split,
+                    default: std::mem::take(&mut composed.servers),
+                };
+                composed.servers = vec![IpAddr::V4(STUB_ADDRESS)];
+            }
         }
         state.file = Some(self.backend.apply(&names.join(", "), &composed)?);
         Ok(())

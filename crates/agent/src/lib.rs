@@ -11,5 +11,6 @@ pub mod ledger;
 pub mod logind;
 pub mod plan;
 pub mod service;
+pub mod split_dns;
 pub mod supervisor;
 pub mod trusted;

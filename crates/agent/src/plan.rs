@@ -96,6 +96,15 @@ pub fn profile_tunnel(
             dpd_interval: DEFAULT_DPD_INTERVAL,
             network_outage,
             traffic_filters: plan.traffic_filters.iter().map(filter_rule).collect(),
+            split_dns: plan
+                .dns
+                .split
+                .iter()
+                .map(|d| crate::split_dns::SplitRule {
+                    namespace: d.domain.to_ascii_lowercase(),
+                    servers: d.servers.clone(),
+                })
+                .collect(),
         },
         servers,
     })

@@ -256,12 +256,30 @@ fn problem(revision: u64, reason: String, lockdown: bool) -> Loaded {
 impl Agent {
     /// Removes what a killed predecessor left, binds the control socket, reads the system
     /// store and starts watching the network and logins. Must run inside a tokio runtime.
-    pub async fn start(config: AgentConfig) -> Result<Agent, AgentError> {
+    /// `stub`: the split DNS stub's sockets, bound while port 53 could still be bound; it
+    /// serves only where systemd-resolved does not run.
+    pub async fn start(
+        config: AgentConfig,
+        stub: Option<crate::split_dns::StubSockets>,
+    ) -> Result<Agent, AgentError> {
         for dir in [&config.run_dir, &config.state_dir] {
             std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
         }
         let netlink = Netlink::new().map_err(|e| AgentError::Netlink(e.to_string()))?;
-        let dns = Arc::new(SharedDns::new(&config.resolv_conf));
+        let mut shared_dns = SharedDns::new(&config.resolv_conf);
+        if let (Some(sockets), netio::dns::DnsBackend::ResolvConf(_)) = (stub, shared_dns.backend())
+        {
+            let rules = Arc::new(std::sync::RwLock::new(
+                crate::split_dns::SplitRules::default(),
+            ));
+            shared_dns = shared_dns.with_split_stub(rules.clone());
+            tokio::spawn(async move {
+                if let Err(e) = crate::split_dns::serve(sockets, rules).await {
+                    tracing::error!("split DNS stub stopped: {e}");
+                }
+            });
+        }
+        let dns = Arc::new(shared_dns);
         let ledger_path = config.run_dir.join("installed.json");
         match Ledger::recover(&ledger_path, &netlink, dns.backend()).await {
             Ok(found) if found != Default::default() => tracing::warn!(
@@ -1467,9 +1485,10 @@ async fn serve_helper(
 /// Runs the agent until SIGTERM/SIGINT (the caller's `shutdown`).
 pub async fn run(
     config: AgentConfig,
+    stub: Option<crate::split_dns::StubSockets>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), AgentError> {
-    let agent = Agent::start(config).await?;
+    let agent = Agent::start(config, stub).await?;
     agent.run(shutdown).await;
     Ok(())
 }

@@ -64,9 +64,24 @@ pub fn run_agent(args: AgentArgs) -> ExitCode {
             Sessions::Helpers => SessionSource::Helpers,
         };
     }
+    // The split DNS stub needs port 53, which the agent may bind only until it limits its
+    // capabilities; with systemd-resolved it is not needed.
+    let stub = match netio::dns::DnsBackend::detect(&config.resolv_conf) {
+        netio::dns::DnsBackend::ResolvConf(_) => match agent::split_dns::StubSockets::bind() {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!(
+                    "aovpn agent: split DNS stub on {}:53: {e}; DomainNameInformation will not be applied",
+                    agent::split_dns::STUB_ADDRESS
+                );
+                None
+            }
+        },
+        netio::dns::DnsBackend::Resolved => None,
+    };
     // TUN devices, routes and their removal; files it reads are root's own.
     block_on_daemon("agent", &[Capability::CAP_NET_ADMIN], async move {
-        agent::service::run(config, shutdown_signal()).await?;
+        agent::service::run(config, stub, shutdown_signal()).await?;
         Ok(())
     })
 }

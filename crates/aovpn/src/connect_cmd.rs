@@ -92,6 +92,7 @@ fn tunnel(args: &ConnectArgs) -> anyhow::Result<(Vec<String>, ConnectionOptions)
                     dpd_interval: DEFAULT_DPD_INTERVAL,
                     network_outage: None,
                     traffic_filters: Vec::new(),
+                    split_dns: Vec::new(),
                 },
             ))
         }

@@ -399,6 +399,20 @@ fn render_plan(p: &ConnectionPlan, warnings: &[ProfileWarning]) -> String {
         }
     }
     line("dns suffixes", join(&p.dns.suffixes));
+    for d in &p.dns.split {
+        let servers = if d.servers.is_empty() {
+            "the tunnel's DNS servers".to_owned()
+        } else {
+            join(&d.servers)
+        };
+        line(
+            "split dns",
+            format!(
+                "{} -> {servers} (agent: resolved routing domain or its stub)",
+                d.domain
+            ),
+        );
+    }
     line("trusted networks", join(&p.trusted_networks));
     line("always-on", yes_no(p.always_on).to_owned());
     if p.lockdown {

@@ -1271,3 +1271,139 @@ fn lockdown_allows_nothing_outside_the_tunnel_until_its_profile_is_removed() {
         lifted.unwrap_or_default().as_millis()
     ));
 }
+
+/// A dnsmasq answering `names` (name, address) on `listen` in `ns`; stopped by pid on drop.
+struct Dnsmasq(std::process::Child);
+
+impl Dnsmasq {
+    fn start(ns: &Netns, listen: &str, names: &[(&str, &str)]) -> Dnsmasq {
+        let mut argv: Vec<String> = [
+            "dnsmasq",
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            "--user=root",
+            "--pid-file=",
+            "--port=53",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        argv.push(format!("--listen-address={listen}"));
+        for (name, address) in names {
+            argv.push(format!("--address=/{name}/{address}"));
+        }
+        let child = ns
+            .command(argv)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let server = Dnsmasq(child);
+        let (name, _) = names[0];
+        let up = wait_until(Duration::from_secs(10), || {
+            !dig(ns, listen, name).is_empty()
+        });
+        assert!(up.is_some(), "dnsmasq on {listen} did not answer");
+        server
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `dig +short @server name` in `ns`: the addresses answered (empty on failure).
+fn dig(ns: &Netns, server: &str, name: &str) -> String {
+    ns.exec([
+        "dig",
+        "+short",
+        "+time=2",
+        "+tries=1",
+        &format!("@{server}"),
+        name,
+    ])
+    .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    .unwrap_or_default()
+}
+
+/// Split DNS (a profile's DomainNameInformation) without systemd-resolved: the agent points
+/// resolv.conf at its stub, which sends names under `.corp.example` to the corporate server
+/// through the tunnel and everything else to the network's server; when the tunnel goes, the
+/// network's resolv.conf comes back.
+#[test]
+fn split_dns_sends_corporate_names_through_the_tunnel_and_the_rest_outside() {
+    let lab = Lab::new("agdns");
+    let inet = lab.topo.internet.as_ref().unwrap();
+    // The network's resolver (the agent's resolv.conf names 192.0.2.53) answers a decoy for
+    // the corporate name; the corporate resolver behind the gateway the real address.
+    inet.ip(["addr", "add", "192.0.2.53/32", "dev", "lo"])
+        .unwrap();
+    lab.topo
+        .vnet
+        .ip(["addr", "add", "10.1.0.53/24", "dev", lab::VNET_IF])
+        .unwrap();
+    let _public = Dnsmasq::start(
+        inet,
+        "192.0.2.53",
+        &[
+            ("www.public.example", "198.51.100.80"),
+            ("intranet.corp.example", "192.0.2.66"),
+        ],
+    );
+    let _corp = Dnsmasq::start(
+        &lab.topo.vnet,
+        "10.1.0.53",
+        &[("intranet.corp.example", "10.1.0.10")],
+    );
+    let mut gw_opts = lab.gateway_opts();
+    gw_opts.dns.clear();
+    let _gw = lab.start_gateway(&gw_opts);
+    let profile = device_profile_xml().replace(
+        "<AlwaysOn>true</AlwaysOn>",
+        "<Route><Address>10.1.0.53</Address><PrefixSize>32</PrefixSize></Route>\
+         <DomainNameInformation><DomainName>.corp.example</DomainName>\
+         <DnsServers>10.1.0.53</DnsServers></DomainNameInformation><AlwaysOn>true</AlwaysOn>",
+    );
+    let mut opts = lab.agent_opts();
+    opts.profiles = vec![(DEVICE.into(), lab.write("split.xml", &profile))];
+    let agent = lab.start_agent(&opts);
+    let original = std::fs::read_to_string(agent.resolv_conf()).unwrap();
+    wait_connected(&agent, DEVICE, Duration::from_secs(20));
+
+    let stub = agent::split_dns::STUB_ADDRESS.to_string();
+    let conf = std::fs::read_to_string(agent.resolv_conf()).unwrap();
+    assert!(conf.contains(&format!("nameserver {stub}")), "{conf}");
+    let client = &lab.topo.client;
+    assert_eq!(
+        dig(client, &stub, "intranet.corp.example"),
+        "10.1.0.10",
+        "{}",
+        agent.log()
+    );
+    assert_eq!(dig(client, &stub, "www.public.example"), "198.51.100.80");
+    // The tunnel goes: resolv.conf is the network's again, whose server gives the decoy.
+    let out = agent.remove_profile(DEVICE).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let restored = wait_until(Duration::from_secs(15), || {
+        std::fs::read_to_string(agent.resolv_conf()).is_ok_and(|c| c == original)
+    });
+    assert!(
+        restored.is_some(),
+        "resolv.conf not restored\n{}",
+        agent.log()
+    );
+    assert_eq!(
+        dig(client, "192.0.2.53", "intranet.corp.example"),
+        "192.0.2.66"
+    );
+}

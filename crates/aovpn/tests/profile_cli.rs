@@ -149,11 +149,7 @@ fn add_list_show_export_remove() {
     let out = aovpn(s, &["show", "Corp Full Tunnel", "--plan"]);
     let plan = stdout(&out);
     assert!(plan.contains("routing: ForceTunnel\n"), "{plan}");
-    assert!(!plan.contains("split dns"), "{plan}");
-    assert!(
-        plan.contains("not applied: VPNProfile/DomainNameInformation[1] (split DNS (NRPT)"),
-        "{plan}"
-    );
+    assert!(plan.contains("split dns: . -> 10.1.0.10 (agent"), "{plan}");
     assert!(
         plan.contains("not applied: VPNProfile/Proxy (no proxy settings are exported)"),
         "{plan}"

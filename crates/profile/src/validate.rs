@@ -178,7 +178,7 @@ impl ParsedProfile {
                 "the tunnel address is not registered in DNS",
             );
         }
-        for i in 0..p.domain_name_information.len() {
+        for (i, rule) in p.domain_name_information.iter().enumerate() {
             // The rules may stand alone or inside the CSP example's DomainNameInformationList.
             let direct = format!("VPNProfile/DomainNameInformation[{}]", i + 1);
             let listed = format!(
@@ -190,11 +190,26 @@ impl ParsedProfile {
             } else {
                 listed
             };
-            c.not_applied(
-                &path,
-                "split DNS (NRPT) rules are not installed; names resolve through the \
-                 gateway's DNS servers and the DNS suffixes",
-            );
+            // The rule itself is applied by the agent (systemd-resolved routing domains, or
+            // its split DNS stub); these parts of it are not.
+            if rule.auto_trigger == Some(true) {
+                c.warn(
+                    &format!("{path}/AutoTrigger"),
+                    "AutoTrigger (app-triggered connection) is ignored",
+                );
+            }
+            if rule.persistent == Some(true) {
+                c.not_applied(
+                    &format!("{path}/Persistent"),
+                    "the rule goes with the tunnel (names fall back to the other servers)",
+                );
+            }
+            if rule.web_proxy_servers.is_some() {
+                c.not_applied(
+                    &format!("{path}/WebProxyServers"),
+                    "no per-namespace proxy is set",
+                );
+            }
         }
         if p.always_on_active.is_some() {
             c.warn(

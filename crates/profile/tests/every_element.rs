@@ -90,6 +90,7 @@ const APPLIED: &[&str] = &[
     "NativeProfile/CryptographySuite",
     "Route",
     "TrafficFilter",
+    "DomainNameInformation",
 ];
 
 fn said(warnings: &[ProfileWarning], element: &str) -> Option<String> {
@@ -114,7 +115,7 @@ fn every_element_is_applied_or_reported() {
     for e in [
         "RegisterDNS",
         "Proxy",
-        "DomainNameInformation",
+        "DomainNameInformation[1]/Persistent",
         "NativeProfile/Authentication/Eap",
         // ForceTunnel with ByPassForLocal false: local subnets stay outside on Linux.
         "ByPassForLocal",
@@ -122,6 +123,7 @@ fn every_element_is_applied_or_reported() {
         not_applied(e);
     }
     for e in [
+        "DomainNameInformation[1]/AutoTrigger",
         "EdpModeId",
         "RememberCredentials",
         "AlwaysOnActive",
@@ -177,6 +179,8 @@ fn every_element_is_applied_or_reported() {
     };
     assert_eq!(p.routes.tunnel_route_metric(&v6), Some(20));
     assert_eq!(p.traffic_filters.len(), 1);
+    assert_eq!(p.dns.split.len(), 1);
+    assert_eq!(p.dns.split[0].domain, ".corp.example");
     assert_eq!(p.traffic_filters[0].protocol, Some(6));
 
     // Every element of the document is in one of the lists: applied, or said.

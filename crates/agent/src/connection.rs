@@ -944,16 +944,26 @@ impl Connection {
             // The gateway's internal domains route those names to its servers (resolved:
             // `~domain` on the link; resolv.conf: searched too). A domain the profile's
             // suffixes already name stays a suffix: the profile wins.
-            let routing_domains = child
-                .dns_domains
-                .iter()
-                .filter(|d| !self.options.dns_suffixes.contains(d))
-                .cloned()
-                .collect();
+            // RFC 8598 domains are for split tunnels: a full tunnel sends every name to the
+            // gateway's servers anyway (and tells resolved so).
+            let full_tunnel = selectors.iter().any(|n| n.prefix_len() == 0)
+                || matches!(&self.options.routes, RoutePolicy::Profile(p)
+                    if p.policy == profile::RoutingPolicy::ForceTunnel);
+            let routing_domains = if full_tunnel {
+                Vec::new()
+            } else {
+                child
+                    .dns_domains
+                    .iter()
+                    .filter(|d| !self.options.dns_suffixes.contains(d))
+                    .cloned()
+                    .collect()
+            };
             let config = DnsConfig {
                 servers: child.dns_servers.clone(),
                 search_domains: self.options.dns_suffixes.clone(),
                 routing_domains,
+                default_route: Some(full_tunnel),
             };
             match self
                 .dns

@@ -158,6 +158,9 @@ impl SharedDns {
             old.restore()?;
         }
         if state.entries.is_empty() {
+            if let Some(stub) = &self.stub {
+                *stub.write().unwrap_or_else(PoisonError::into_inner) = SplitRules::default();
+            }
             return Ok(());
         }
         let mut composed = DnsConfig::default();
@@ -167,8 +170,20 @@ impl SharedDns {
             names.push(ifname.as_str());
             push_unique(&mut composed.servers, &config.servers);
             push_unique(&mut composed.search_domains, &config.search_domains);
-            push_unique(&mut composed.routing_domains, &config.routing_domains);
             push_unique(&mut split, rules);
+            if self.stub.is_some() {
+                // With the stub, a tunnel's routing domains are rules to its own servers,
+                // not search suffixes for every short name.
+                for d in &config.routing_domains {
+                    let rule = SplitRule {
+                        namespace: format!(".{d}"),
+                        servers: config.servers.clone(),
+                    };
+                    push_unique(&mut split, &[rule]);
+                }
+            } else {
+                push_unique(&mut composed.routing_domains, &config.routing_domains);
+            }
         }
         if composed.servers.is_empty()
             && let DnsBackend::ResolvConf(path) = &self.backend
@@ -266,6 +281,7 @@ mod tests {
             servers: vec![server.parse().unwrap()],
             search_domains: vec![suffix.to_owned()],
             routing_domains: Vec::new(),
+            default_route: None,
         }
     }
 
@@ -328,6 +344,7 @@ mod tests {
             servers: Vec::new(),
             search_domains: vec!["corp.example".into()],
             routing_domains: Vec::new(),
+            default_route: None,
         };
         dns.apply("0-device", "aovpn-dev", &suffix_only).unwrap();
         assert_eq!(
@@ -356,6 +373,53 @@ mod tests {
             std::fs::read_to_string(&path).unwrap(),
             "nameserver 192.0.2.53\nsearch home.example\n"
         );
+    }
+
+    /// With the split DNS stub, resolv.conf names the stub; the profile's rules and the
+    /// gateway's internal domains become its rules (not search suffixes), and everything else
+    /// goes to the servers the machine would have used.
+    #[test]
+    fn with_the_stub_rules_and_internal_domains_go_to_their_servers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("resolv.conf");
+        std::fs::write(&path, "nameserver 192.0.2.53\n").unwrap();
+        let rules = Arc::new(RwLock::new(SplitRules::default()));
+        let dns = SharedDns::with_backend(DnsBackend::ResolvConf(path.clone()))
+            .with_split_stub(rules.clone());
+        let config = DnsConfig {
+            servers: Vec::new(),
+            search_domains: vec!["corp.example".into()],
+            routing_domains: vec!["apps.example".into()],
+            default_route: Some(false),
+        };
+        let nrpt = [SplitRule {
+            namespace: ".corp.example".into(),
+            servers: vec!["10.1.0.53".parse().unwrap()],
+        }];
+        dns.apply_split("0-device", "aovpn-dev", &config, &nrpt)
+            .unwrap();
+        assert_eq!(
+            name_servers(&path),
+            vec![IpAddr::V4(crate::split_dns::STUB_ADDRESS)]
+        );
+        assert_eq!(search_domains(&path), vec!["corp.example"]);
+        {
+            let r = rules.read().unwrap();
+            assert_eq!(r.default, vec!["192.0.2.53".parse::<IpAddr>().unwrap()]);
+            assert_eq!(
+                r.servers_for("x.corp.example"),
+                ["10.1.0.53".parse::<IpAddr>().unwrap()]
+            );
+            // The gateway's domain, with a tunnel that pushed no servers: nowhere to go
+            // rather than the public servers.
+            assert!(r.servers_for("x.apps.example").is_empty());
+        }
+        dns.remove("0-device").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "nameserver 192.0.2.53\n"
+        );
+        assert_eq!(*rules.read().unwrap(), SplitRules::default());
     }
 
     #[test]

@@ -100,9 +100,15 @@ pub fn profile_tunnel(
                 .dns
                 .split
                 .iter()
-                .map(|d| crate::split_dns::SplitRule {
-                    namespace: d.domain.to_ascii_lowercase(),
-                    servers: d.servers.clone(),
+                .filter_map(|d| match crate::split_dns::namespace(&d.domain) {
+                    Some(namespace) => Some(crate::split_dns::SplitRule {
+                        namespace,
+                        servers: d.servers.clone(),
+                    }),
+                    None => {
+                        tracing::warn!(domain = %d.domain, "DomainNameInformation name skipped: not a DNS name");
+                        None
+                    }
                 })
                 .collect(),
         },

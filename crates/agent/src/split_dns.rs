@@ -1,9 +1,10 @@
 //! Split DNS (a profile's DomainNameInformation, Windows' NRPT) where systemd-resolved does not
 //! run: a small forwarding stub on loopback that resolv.conf points at. A query goes to the
 //! servers of the most specific rule whose namespace covers its name, every other query to
-//! the servers the machine would have used anyway. Queries and answers pass unchanged; only
-//! the question's name is read (with hickory-proto), and an answer is taken only from the
-//! server asked, with the query's ID, on a socket opened for that query.
+//! the servers the machine would have used anyway; a query with nowhere to go is answered
+//! SERVFAIL at once (never sent elsewhere). Queries and answers pass unchanged; only the
+//! question is read (with hickory-proto), and an answer is taken only from the server asked,
+//! on a socket opened for that query, with the query's ID and question.
 //!
 //! The sockets are bound when the agent starts, while it may still bind port 53.
 
@@ -21,11 +22,17 @@ pub const STUB_ADDRESS: Ipv4Addr = Ipv4Addr::new(127, 0, 53, 1);
 /// How long one server gets to answer before the next is asked.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Largest DNS message over UDP we relay (EDNS0 sizes fit; TCP carries more).
-const MAX_UDP: usize = 4096;
+/// Largest DNS message over UDP.
+const MAX_UDP: usize = 65_535;
 
-/// Queries answered at once; beyond that, new ones are dropped (the client retries).
-const MAX_IN_FLIGHT: usize = 256;
+/// UDP queries relayed at once; beyond that, new ones are dropped (the client retries).
+const MAX_UDP_IN_FLIGHT: usize = 256;
+
+/// TCP clients served at once, apart from UDP: idle connections cannot starve UDP.
+const MAX_TCP_CLIENTS: usize = 64;
+
+/// How long a TCP client may take to send a query.
+const TCP_READ_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// One namespace and its servers, from DomainNameInformation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,7 +52,8 @@ pub struct SplitRules {
 
 impl SplitRules {
     /// The servers for `name` (with or without its trailing dot, any case): the longest
-    /// namespace that covers it, else the default.
+    /// namespace that covers it, else the default. A covering rule without servers gives
+    /// none: its names must not go to the default servers.
     pub fn servers_for(&self, name: &str) -> &[IpAddr] {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
         let mut best: Option<(usize, &SplitRule)> = None;
@@ -59,10 +67,32 @@ impl SplitRules {
             }
         }
         match best {
-            Some((_, rule)) if !rule.servers.is_empty() => &rule.servers,
-            _ => &self.default,
+            Some((_, rule)) => &rule.servers,
+            None => &self.default,
         }
     }
+}
+
+/// A DomainNameInformation name as a namespace: `.` (everything), `.suffix` or an exact name,
+/// lower case, one leading dot at most, no trailing dot; `None` for names with empty labels.
+pub fn namespace(domain: &str) -> Option<String> {
+    let d = domain.trim().to_ascii_lowercase();
+    if d == "." {
+        return Some(d);
+    }
+    let (suffix, rest) = match d.strip_prefix('.') {
+        Some(rest) => (true, rest),
+        None => (false, d.as_str()),
+    };
+    let rest = rest.strip_suffix('.').unwrap_or(rest);
+    if rest.is_empty() || rest.split('.').any(str::is_empty) {
+        return None;
+    }
+    Some(if suffix {
+        format!(".{rest}")
+    } else {
+        rest.to_owned()
+    })
 }
 
 /// How specific a match of `namespace` on `name` is (longer is more specific; an exact name
@@ -103,7 +133,8 @@ impl StubSockets {
 pub async fn serve(sockets: StubSockets, rules: Arc<RwLock<SplitRules>>) -> io::Result<()> {
     let udp = Arc::new(UdpSocket::from_std(sockets.udp)?);
     let tcp = TcpListener::from_std(sockets.tcp)?;
-    let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
+    let udp_budget = Arc::new(tokio::sync::Semaphore::new(MAX_UDP_IN_FLIGHT));
+    let tcp_budget = Arc::new(tokio::sync::Semaphore::new(MAX_TCP_CLIENTS));
     let mut buf = vec![0u8; MAX_UDP];
     loop {
         tokio::select! {
@@ -115,27 +146,35 @@ pub async fn serve(sockets: StubSockets, rules: Arc<RwLock<SplitRules>>) -> io::
                         continue;
                     }
                 };
-                let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+                let Ok(permit) = udp_budget.clone().try_acquire_owned() else {
                     continue;
                 };
                 let query = buf[..n].to_vec();
-                let servers = servers_of(&rules, &query);
+                let rules = rules.clone();
                 let udp = udp.clone();
                 tokio::spawn(async move {
-                    if let Some(answer) = ask_udp(&query, &servers).await {
+                    if let Some(answer) = resolve(&query, &rules, Transport::Udp).await {
                         let _ = udp.send_to(&answer, client).await;
                     }
                     drop(permit);
                 });
             }
             accepted = tcp.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of descriptors, say: do not spin on it.
+                        tracing::debug!("split DNS stub: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = tcp_budget.clone().try_acquire_owned() else {
                     continue;
                 };
                 let rules = rules.clone();
                 tokio::spawn(async move {
-                    let _ = tokio::time::timeout(4 * UPSTREAM_TIMEOUT, relay_tcp(stream, &rules)).await;
+                    let _ = relay_tcp(stream, &rules).await;
                     drop(permit);
                 });
             }
@@ -143,23 +182,52 @@ pub async fn serve(sockets: StubSockets, rules: Arc<RwLock<SplitRules>>) -> io::
     }
 }
 
-/// The servers for a query's first question; none for what is not a DNS query.
-fn servers_of(rules: &RwLock<SplitRules>, query: &[u8]) -> Vec<SocketAddr> {
-    let Ok(message) = hickory_proto::op::Message::from_vec(query) else {
-        return Vec::new();
+#[derive(Clone, Copy)]
+enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// The answer to one query: from its servers, or SERVFAIL when it has none or none answered;
+/// nothing for what is not a DNS query.
+async fn resolve(
+    query: &[u8],
+    rules: &RwLock<SplitRules>,
+    transport: Transport,
+) -> Option<Vec<u8>> {
+    let message = hickory_proto::op::Message::from_vec(query).ok()?;
+    let question = message.queries.first()?.clone();
+    let servers: Vec<SocketAddr> = {
+        let rules = rules
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        rules
+            .servers_for(&question.name().to_ascii())
+            .iter()
+            .map(|ip| SocketAddr::new(*ip, 53))
+            .collect()
     };
-    let Some(question) = message.queries.first() else {
-        return Vec::new();
+    let answer = match transport {
+        Transport::Udp => ask_udp(query, &servers).await,
+        Transport::Tcp => ask_tcp(query, &servers).await,
     };
-    let name = question.name().to_ascii();
-    let rules = rules
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    rules
-        .servers_for(&name)
-        .iter()
-        .map(|ip| SocketAddr::new(*ip, 53))
-        .collect()
+    let answers_the_query = |a: &Vec<u8>| {
+        hickory_proto::op::Message::from_vec(a).is_ok_and(|m| {
+            m.metadata.id == message.metadata.id && m.queries.first() == Some(&question)
+        })
+    };
+    match answer {
+        Some(a) if answers_the_query(&a) => Some(a),
+        _ => {
+            let mut fail = hickory_proto::op::Message::error_msg(
+                message.metadata.id,
+                message.metadata.op_code,
+                hickory_proto::op::ResponseCode::ServFail,
+            );
+            fail.add_query(question);
+            fail.to_vec().ok()
+        }
+    }
 }
 
 /// Asks each server in turn over UDP; the first answer from the server asked that carries the
@@ -193,14 +261,16 @@ async fn ask_udp(query: &[u8], servers: &[SocketAddr]) -> Option<Vec<u8>> {
 /// One TCP client: length-prefixed queries, each relayed over TCP to its servers.
 async fn relay_tcp(mut client: TcpStream, rules: &RwLock<SplitRules>) -> io::Result<()> {
     loop {
-        let len = match client.read_u16().await {
-            Ok(len) => usize::from(len),
-            Err(_) => return Ok(()),
+        let read = async {
+            let len = usize::from(client.read_u16().await?);
+            let mut query = vec![0u8; len];
+            client.read_exact(&mut query).await?;
+            io::Result::Ok(query)
         };
-        let mut query = vec![0u8; len];
-        client.read_exact(&mut query).await?;
-        let servers = servers_of(rules, &query);
-        let Some(answer) = ask_tcp(&query, &servers).await else {
+        let Ok(Ok(query)) = tokio::time::timeout(TCP_READ_TIMEOUT, read).await else {
+            return Ok(());
+        };
+        let Some(answer) = resolve(&query, rules, Transport::Tcp).await else {
             return Ok(());
         };
         let len = u16::try_from(answer.len()).map_err(io::Error::other)?;
@@ -281,12 +351,51 @@ mod tests {
     }
 
     #[test]
-    fn what_is_not_a_query_goes_nowhere() {
+    fn namespaces_are_normalised_and_junk_refused() {
+        assert_eq!(
+            namespace(".Corp.Example.").as_deref(),
+            Some(".corp.example")
+        );
+        assert_eq!(
+            namespace("host.corp.example").as_deref(),
+            Some("host.corp.example")
+        );
+        assert_eq!(namespace(".").as_deref(), Some("."));
+        for junk in ["", "..corp.example", "a..b", ".."] {
+            assert_eq!(namespace(junk), None, "{junk:?}");
+        }
+    }
+
+    /// A query whose rule has no servers gets SERVFAIL at once, not the default servers;
+    /// what is not a query gets nothing.
+    #[tokio::test]
+    async fn nowhere_to_go_is_servfail_not_the_default() {
         let rules = RwLock::new(SplitRules {
-            rules: Vec::new(),
+            rules: vec![SplitRule {
+                namespace: ".corp.example".into(),
+                servers: Vec::new(),
+            }],
             default: vec![ip("192.0.2.53")],
         });
-        assert!(servers_of(&rules, b"\x00\x01garbage").is_empty());
-        assert!(servers_of(&rules, b"").is_empty());
+        let mut query = hickory_proto::op::Message::query();
+        query.metadata.id = 4242;
+        query.add_query(hickory_proto::op::Query::query(
+            hickory_proto::rr::Name::from_ascii("intranet.corp.example.").unwrap(),
+            hickory_proto::rr::RecordType::A,
+        ));
+        let bytes = query.to_vec().unwrap();
+        let answer = resolve(&bytes, &rules, Transport::Udp).await.unwrap();
+        let answer = hickory_proto::op::Message::from_vec(&answer).unwrap();
+        assert_eq!(answer.metadata.id, 4242);
+        assert_eq!(
+            answer.metadata.response_code,
+            hickory_proto::op::ResponseCode::ServFail
+        );
+        assert_eq!(answer.queries, query.queries);
+        assert!(
+            resolve(b"\x00\x01garbage", &rules, Transport::Udp)
+                .await
+                .is_none()
+        );
     }
 }

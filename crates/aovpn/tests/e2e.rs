@@ -1384,37 +1384,25 @@ fn profile_metrics_and_a_suffix_without_pushed_dns_are_applied() {
     assert_eq!(std::fs::read_to_string(&resolv).unwrap(), network);
 }
 
-/// IPv6 inside the tunnel: the client asks for both families, the gateway's `pool_v6` gives it
-/// an IPv6 address beside the IPv4 one, and ping and a checksummed TCP transfer reach an IPv6
-/// host behind the gateway; that host reaches the client's IPv6 address back (manage out).
-#[test]
-fn ipv6_inside_the_tunnel() {
-    let lab = Lab::new("e2e6i");
+/// IPv6 on the network behind the gateway (fd00:10:1::/64, the gateway forwarding, the host
+/// routing back through it); returns the host's address.
+fn ipv6_behind_the_gateway(lab: &Lab) -> &'static str {
     let (gw_lan, vnet_host) = ("fd00:10:1::1", "fd00:10:1::10");
-    lab.topo
-        .gateway
-        .ip([
+    for (ns, addr, dev) in [
+        (&lab.topo.gateway, gw_lan, lab::GATEWAY_LAN_IF),
+        (&lab.topo.vnet, vnet_host, lab::VNET_IF),
+    ] {
+        ns.ip([
             "-6",
             "addr",
             "add",
-            &format!("{gw_lan}/64"),
+            &format!("{addr}/64"),
             "dev",
-            lab::GATEWAY_LAN_IF,
+            dev,
             "nodad",
         ])
         .unwrap();
-    lab.topo
-        .vnet
-        .ip([
-            "-6",
-            "addr",
-            "add",
-            &format!("{vnet_host}/64"),
-            "dev",
-            lab::VNET_IF,
-            "nodad",
-        ])
-        .unwrap();
+    }
     lab.topo
         .vnet
         .ip(["-6", "route", "add", "default", "via", gw_lan])
@@ -1423,6 +1411,16 @@ fn ipv6_inside_the_tunnel() {
         .gateway
         .exec_ok(["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])
         .unwrap();
+    vnet_host
+}
+
+/// IPv6 inside the tunnel: the client asks for both families, the gateway's `pool_v6` gives it
+/// an IPv6 address beside the IPv4 one, and ping and a checksummed TCP transfer reach an IPv6
+/// host behind the gateway; that host reaches the client's IPv6 address back (manage out).
+#[test]
+fn ipv6_inside_the_tunnel() {
+    let lab = Lab::new("e2e6i");
+    let vnet_host = ipv6_behind_the_gateway(&lab);
     let mut opts = lab.gateway_opts();
     opts.pool_v6 = Some("fd00:172:16:201::/112".into());
     opts.routes.push("fd00:10:1::/64".into());
@@ -1482,30 +1480,7 @@ fn ipv6_routes(ns: &Netns) -> String {
 #[test]
 fn force_tunnel_takes_both_families_and_gives_everything_back() {
     let lab = Lab::new("e2eft");
-    let (gw_lan, vnet_host) = ("fd00:10:1::1", "fd00:10:1::10");
-    for (ns, addr, dev) in [
-        (&lab.topo.gateway, gw_lan, lab::GATEWAY_LAN_IF),
-        (&lab.topo.vnet, vnet_host, lab::VNET_IF),
-    ] {
-        ns.ip([
-            "-6",
-            "addr",
-            "add",
-            &format!("{addr}/64"),
-            "dev",
-            dev,
-            "nodad",
-        ])
-        .unwrap();
-    }
-    lab.topo
-        .vnet
-        .ip(["-6", "route", "add", "default", "via", gw_lan])
-        .unwrap();
-    lab.topo
-        .gateway
-        .exec_ok(["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])
-        .unwrap();
+    let vnet_host = ipv6_behind_the_gateway(&lab);
     let mut opts = lab.gateway_opts();
     opts.pool_v6 = Some("fd00:172:16:201::/112".into());
     opts.routes = vec!["0.0.0.0/0".into(), "::/0".into()];

@@ -30,10 +30,12 @@ pub fn from_attribute(a: &CfgAttribute) -> Option<String> {
     is_domain(&name).then_some(name)
 }
 
-/// A DNS name of A-labels: letters, digits, hyphens and underscores, labels of 1 to 63
-/// octets that do not start with a hyphen, 253 octets at most.
+/// A DNS name of two labels or more (a single label such as `com` would route a whole
+/// top-level domain to the tunnel): letters, digits, hyphens and underscores, labels of 1 to
+/// 63 octets that do not start with a hyphen, 253 octets at most.
 pub fn is_domain(name: &str) -> bool {
     !name.is_empty()
+        && name.contains('.')
         && name.len() <= 253
         && name.split('.').all(|label| {
             !label.is_empty()
@@ -60,6 +62,7 @@ mod tests {
             b"corp example",
             b"corp.example\nnameserver 1.2.3.4",
             b"-rf.example",
+            b"com",
             b"a..b",
             b"\xff\xfe",
         ] {

@@ -31,6 +31,9 @@ pub struct DnsConfig {
     pub search_domains: Vec<String>,
     /// Routing-only domains: queries under them go to these servers, no search suffix.
     pub routing_domains: Vec<String>,
+    /// systemd-resolved: whether names outside every routing domain may go to this link
+    /// (true for a full tunnel, false for a split one); `None` leaves resolved's choice.
+    pub default_route: Option<bool>,
 }
 
 /// Errors applying or restoring DNS settings.
@@ -146,6 +149,13 @@ pub fn resolvectl_commands(ifname: &str, config: &DnsConfig) -> Vec<Vec<String>>
     domain.extend(config.search_domains.iter().cloned());
     domain.extend(config.routing_domains.iter().map(|d| format!("~{d}")));
     out.push(domain);
+    if let Some(default) = config.default_route {
+        out.push(vec![
+            "default-route".to_string(),
+            ifname.to_string(),
+            if default { "yes" } else { "no" }.to_string(),
+        ]);
+    }
     out
 }
 
@@ -376,6 +386,7 @@ mod tests {
             ],
             search_domains: vec!["corp.example".into()],
             routing_domains: vec!["internal.example".into()],
+            default_route: None,
         }
     }
 
@@ -392,6 +403,12 @@ mod tests {
         assert_eq!(
             resolvectl_commands("aovpn0", &suffix_only),
             [["domain", "aovpn0", "corp.example", "~internal.example"]]
+        );
+        let mut split = config();
+        split.default_route = Some(false);
+        assert_eq!(
+            resolvectl_commands("aovpn0", &split)[2],
+            ["default-route", "aovpn0", "no"]
         );
     }
 

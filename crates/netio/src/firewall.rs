@@ -96,26 +96,7 @@ pub async fn install_lockdown(l: &Lockdown) -> Result<(), FirewallError> {
 /// The LockDown table, replacing any previous one in the same transaction.
 pub fn lockdown_ruleset(l: &Lockdown) -> Result<Nftables<'static>, FirewallError> {
     let table = LOCKDOWN_TABLE;
-    let mut batch = Batch::new();
-    batch.add(NfListObject::Table(inet_table(table)));
-    batch.delete(NfListObject::Table(inet_table(table)));
-    batch.add(NfListObject::Table(inet_table(table)));
-    for (chain, hook) in [
-        ("output", NfHook::Output),
-        ("input", NfHook::Input),
-        ("forward", NfHook::Forward),
-    ] {
-        batch.add(NfListObject::Chain(Chain {
-            family: NfFamily::INet,
-            table: Cow::Borrowed(table),
-            name: Cow::Borrowed(chain),
-            _type: Some(NfChainType::Filter),
-            hook: Some(hook),
-            prio: Some(0),
-            policy: Some(NfChainPolicy::Drop),
-            ..Chain::default()
-        }));
-    }
+    let mut batch = fresh_table(table, NfChainPolicy::Drop);
     let mut rule = |chain: &'static str, expr: Vec<Statement<'static>>| {
         let mut all = expr;
         all.push(Statement::Accept(None));
@@ -252,6 +233,32 @@ pub async fn remove(table: &str) -> Result<(), FirewallError> {
         .map_err(|e| FirewallError::Nft(e.to_string()))
 }
 
+/// A batch that replaces `table` (deleted if it exists, in the same transaction) with empty
+/// output, input and forward filter chains of `policy`.
+fn fresh_table(table: &str, policy: NfChainPolicy) -> Batch<'static> {
+    let mut batch = Batch::new();
+    batch.add(NfListObject::Table(inet_table(table)));
+    batch.delete(NfListObject::Table(inet_table(table)));
+    batch.add(NfListObject::Table(inet_table(table)));
+    for (chain, hook) in [
+        ("output", NfHook::Output),
+        ("input", NfHook::Input),
+        ("forward", NfHook::Forward),
+    ] {
+        batch.add(NfListObject::Chain(Chain {
+            family: NfFamily::INet,
+            table: Cow::Owned(table.to_owned()),
+            name: Cow::Borrowed(chain),
+            _type: Some(NfChainType::Filter),
+            hook: Some(hook),
+            prio: Some(0),
+            policy: Some(policy),
+            ..Chain::default()
+        }));
+    }
+    batch
+}
+
 fn inet_table(name: &str) -> Table<'static> {
     Table {
         family: NfFamily::INet,
@@ -272,26 +279,7 @@ pub fn ruleset(ifname: &str, rules: &[FilterRule]) -> Result<Nftables<'static>, 
         return Err(FirewallError::InterfaceName(ifname.to_owned()));
     }
     let table = table_name(ifname);
-    let mut batch = Batch::new();
-    batch.add(NfListObject::Table(inet_table(&table)));
-    batch.delete(NfListObject::Table(inet_table(&table)));
-    batch.add(NfListObject::Table(inet_table(&table)));
-    for (chain, hook) in [
-        ("output", NfHook::Output),
-        ("input", NfHook::Input),
-        ("forward", NfHook::Forward),
-    ] {
-        batch.add(NfListObject::Chain(Chain {
-            family: NfFamily::INet,
-            table: Cow::Owned(table.clone()),
-            name: Cow::Borrowed(chain),
-            _type: Some(NfChainType::Filter),
-            hook: Some(hook),
-            prio: Some(0),
-            policy: Some(NfChainPolicy::Accept),
-            ..Chain::default()
-        }));
-    }
+    let mut batch = fresh_table(&table, NfChainPolicy::Accept);
     // Forwarded traffic (containers, VMs, a LAN behind this machine) crosses the tunnel
     // interface too, and gets the same rules.
     for (chain, direction) in [

@@ -884,6 +884,10 @@ impl IkeSa {
         if (cfg.request_ipv4 || cfg.request_ipv6) && vips.is_empty() {
             return Err((FailureReason::AddressPoolExhausted, None));
         }
+        if dns.is_empty() {
+            // Nothing to resolve them with (RFC 8598 pairs them with the DNS servers).
+            domains.clear();
+        }
         let keys = self
             .child_keys(algs)
             .map_err(|e| (FailureReason::Local(e), None))?;

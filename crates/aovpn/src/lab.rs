@@ -42,7 +42,11 @@ const USER_PROFILE: &str = "AliceCorp";
 /// The lab user: a uid without a passwd entry (the lab adds no user to the host).
 const ALICE_UID: u32 = 61000;
 /// The lab's processes, in the order `down` stops them (clients first: they say goodbye).
-const PROCESSES: [&str; 4] = ["helper", "agent", "netmgr", "gateway"];
+const PROCESSES: [&str; 5] = ["helper", "agent", "netmgr", "gateway", "corp-dns"];
+/// The corporate DNS server behind the gateway (the address the gateway pushes).
+const CORP_DNS: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 53);
+/// The corporate namespace (the user profile's DnsSuffix and split DNS rule).
+const CORP_DOMAIN: &str = "corp.aolab.example";
 
 #[derive(Debug, clap::Args)]
 pub struct LabArgs {
@@ -182,7 +186,7 @@ fn up(iperf_secs: u32) -> Result<u8> {
         .exact_names()
         .build()
         .context("building the lab namespaces")?;
-    for host in [MGMT_HOSTS[1], APP_HOST] {
+    for host in [MGMT_HOSTS[1], APP_HOST, CORP_DNS] {
         topo.vnet
             .ip(["addr", "add", &format!("{host}/24"), "dev", addr::VNET_IF])
             .context("adding vnet host addresses")?;
@@ -300,6 +304,24 @@ interface = "aovpn-gw"
         &device_xml.display().to_string(),
     ])?;
     spawn_daemon("cl", "netmgr", &["lab", "netmgr"])?;
+    println!("== starting the corporate DNS server (dnsmasq) at {CORP_DNS}");
+    let listen = format!("--listen-address={CORP_DNS}");
+    let names: Vec<String> = [("mgmt", MGMT_HOSTS[0]), ("app", APP_HOST)]
+        .iter()
+        .map(|(host, ip)| format!("--address=/{host}.{CORP_DOMAIN}/{ip}"))
+        .collect();
+    let mut dns_args = vec![
+        "--keep-in-foreground",
+        "--conf-file=/dev/null",
+        "--no-resolv",
+        "--no-hosts",
+        "--bind-interfaces",
+        "--user=root",
+        "--pid-file=",
+        listen.as_str(),
+    ];
+    dns_args.extend(names.iter().map(String::as_str));
+    spawn_program("vn", "corp-dns", Path::new("dnsmasq"), None, &dns_args)?;
     start_agent()?;
 
     // alice: her home (hers alone), her certificate and key, her profile in her own store.
@@ -595,6 +617,10 @@ fn user_profile() -> String {
         r#"<VPNProfile>
   <AlwaysOn>true</AlwaysOn>
   <DnsSuffix>corp.aolab.example</DnsSuffix>
+  <DomainNameInformation>
+    <DomainName>.corp.aolab.example</DomainName>
+    <DnsServers>10.1.0.53</DnsServers>
+  </DomainNameInformation>
   <NativeProfile>
     <Servers>{GATEWAY_NAME};aolab gateway</Servers>
     <NativeProtocolType>IKEv2</NativeProtocolType>
@@ -644,6 +670,18 @@ fn spawn_daemon(ns_role: &str, name: &str, args: &[&str]) -> Result<()> {
 
 /// Like [`spawn_daemon`], as user `uid` if given (through setpriv, which execs too).
 fn spawn_daemon_as(ns_role: &str, name: &str, uid: Option<u32>, args: &[&str]) -> Result<()> {
+    spawn_program(ns_role, name, &self_exe()?, uid, args)
+}
+
+/// Starts `program` in a lab namespace, its log and pid in the state directory (so that
+/// `lab down` stops it by pid).
+fn spawn_program(
+    ns_role: &str,
+    name: &str,
+    program: &Path,
+    uid: Option<u32>,
+    args: &[&str],
+) -> Result<()> {
     use std::os::unix::process::CommandExt;
     let dir = state();
     let log = fs::File::create(dir.join(format!("{name}.log")))?;
@@ -656,7 +694,7 @@ fn spawn_daemon_as(ns_role: &str, name: &str, uid: Option<u32>, args: &[&str]) -
             .arg("--clear-groups");
     }
     let child = cmd
-        .arg(self_exe()?)
+        .arg(program)
         .args(args)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
@@ -703,8 +741,14 @@ fn live_pid(name: &str) -> Option<i32> {
         .trim()
         .parse()
         .ok()?;
+    // The pid must still be the program started (not a reused pid of something else).
+    let program = if name == "corp-dns" {
+        "dnsmasq"
+    } else {
+        "aovpn"
+    };
     let comm = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-    (comm.trim() == "aovpn").then_some(pid)
+    (comm.trim() == program).then_some(pid)
 }
 
 fn terminate(name: &str) {
@@ -914,6 +958,39 @@ fn status(iperf_secs: Option<u32>) -> Result<bool> {
         }
     }
     print!("{report}");
+
+    println!();
+    println!("== split DNS (the user profile's DomainNameInformation, through the agent's stub)");
+    let stub = agent::split_dns::STUB_ADDRESS.to_string();
+    for (name, expect) in [
+        (format!("app.{CORP_DOMAIN}"), APP_HOST),
+        (format!("mgmt.{CORP_DOMAIN}"), MGMT_HOSTS[0]),
+    ] {
+        let answer = ns_exec(
+            "cl",
+            &[
+                "dig",
+                "+short",
+                "+time=1",
+                "+tries=1",
+                &format!("@{stub}"),
+                &name,
+            ],
+        )
+        .unwrap_or_default();
+        let answer = answer.trim();
+        let good = answer == expect.to_string();
+        ok &= good;
+        println!(
+            "  {name:<26} -> {:<12} {}",
+            if answer.is_empty() { "-" } else { answer },
+            if good {
+                format!("(from {CORP_DNS} through the tunnel)")
+            } else {
+                format!("expected {expect}")
+            }
+        );
+    }
 
     if let Some(secs) = iperf_secs.filter(|s| *s > 0) {
         println!();

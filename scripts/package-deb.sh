@@ -35,6 +35,7 @@ install -D -m 0644 packaging/systemd/user/aovpn-user-helper.service "$stage/usr/
 install -d -m 0755 "$stage/etc/aovpn" "$stage/etc/aovpn/profiles" "$stage/etc/aovpn/ca"
 install -d -m 0700 "$stage/etc/aovpn/machine"
 install -m 0644 packaging/etc/agent.toml "$stage/etc/aovpn/agent.toml"
+install -D -m 0644 packaging/etc/profile.d/aovpn-proxy.sh "$stage/etc/profile.d/aovpn-proxy.sh"
 install -D -m 0644 README.md "$stage/usr/share/doc/aovpn/README.md"
 install -D -m 0644 packaging/debian/copyright "$stage/usr/share/doc/aovpn/copyright"
 install -d -m 0755 "$stage/usr/share/man/man1"

@@ -280,6 +280,14 @@ impl Agent {
             });
         }
         let dns = Arc::new(shared_dns);
+        // Proxy files of tunnels a killed predecessor had up; the tunnels that come up again
+        // write theirs anew.
+        match std::fs::remove_dir_all(config.run_dir.join("proxy")) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                tracing::warn!("removing old proxy files: {e}");
+            }
+            _ => {}
+        }
         let ledger_path = config.run_dir.join("installed.json");
         match Ledger::recover(&ledger_path, &netlink, dns.backend()).await {
             Ok(found) if found != Default::default() => tracing::warn!(
@@ -562,6 +570,35 @@ impl Agent {
         self.apply_lockdown();
     }
 
+    /// Writes (or with `None` removes) `RUN_DIR/proxy/KEY.env`: the proxy of a ForceTunnel
+    /// profile while its tunnel is up, as http_proxy/https_proxy for shells and services that
+    /// read it (the package's /etc/profile.d/aovpn-proxy.sh does). The value was checked to
+    /// be `host[:port]` when the profile was read.
+    fn export_proxy(&self, key: &ProfileKey, server: Option<&str>) {
+        let dir = self.config.run_dir.join("proxy");
+        let path = dir.join(format!("{}.env", dns_key(key)));
+        let Some(server) = server else {
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    tracing::warn!("{}: {e}", path.display());
+                }
+                _ => {}
+            }
+            return;
+        };
+        let url = format!("http://{server}");
+        let text = format!(
+            "# aovpn: the proxy of {key} while its tunnel is up\n\
+             http_proxy={url}\nhttps_proxy={url}\nHTTP_PROXY={url}\nHTTPS_PROXY={url}\n\
+             no_proxy=localhost,127.0.0.1,::1\nNO_PROXY=localhost,127.0.0.1,::1\n"
+        );
+        let written = std::fs::create_dir_all(&dir)
+            .and_then(|()| netio::fs::replace_file(&path, text.as_bytes(), 0o644, true));
+        if let Err(e) = written {
+            tracing::warn!("{}: {e}", path.display());
+        }
+    }
+
     /// Installs LockDown while a device profile asks for it, with the LockDown profile's
     /// tunnel (while it is up) as the one way out, and lifts it when none does. It is not tied
     /// to the tunnel: the machine stays locked while the tunnel is down. Changes are applied
@@ -835,11 +872,20 @@ impl Agent {
             }
             Report::Connected(status) => {
                 tracing::info!(profile = %key, vip = ?status.virtual_ip, interface = %status.interface, "connected");
+                let proxy = self
+                    .profiles
+                    .get(&key)
+                    .and_then(|l| l.plan.as_ref())
+                    .and_then(|p| p.proxy_server.clone());
+                if let Some(server) = proxy {
+                    self.export_proxy(&key, Some(&server));
+                }
                 self.sup.connected(&key, now);
                 self.check_ready();
             }
             Report::Ended(outcome) => {
                 self.running.remove(&key);
+                self.export_proxy(&key, None);
                 self.apply_lockdown();
                 let error = match outcome {
                     Outcome::Stopped => {

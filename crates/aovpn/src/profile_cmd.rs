@@ -413,6 +413,12 @@ fn render_plan(p: &ConnectionPlan, warnings: &[ProfileWarning]) -> String {
             ),
         );
     }
+    if let Some(server) = &p.proxy_server {
+        line(
+            "proxy",
+            format!("{server} (the agent exports it while the tunnel is up)"),
+        );
+    }
     line("trusted networks", join(&p.trusted_networks));
     line("always-on", yes_no(p.always_on).to_owned());
     if p.lockdown {

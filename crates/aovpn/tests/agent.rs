@@ -1407,3 +1407,41 @@ fn split_dns_sends_corporate_names_through_the_tunnel_and_the_rest_outside() {
         "192.0.2.66"
     );
 }
+
+/// A ForceTunnel profile's Proxy/Manual/Server is exported while its tunnel is up (an
+/// environment file under the run directory, read by /etc/profile.d/aovpn-proxy.sh) and goes
+/// with the tunnel.
+#[test]
+fn a_force_tunnel_proxy_is_exported_while_the_tunnel_is_up() {
+    let lab = Lab::new("agpx");
+    let _gw = lab.start_gateway(&lab.gateway_opts());
+    let profile = format!(
+        "<VPNProfile><NativeProfile><Servers>{GATEWAY_NAME}</Servers>\
+         <NativeProtocolType>IKEv2</NativeProtocolType>\
+         <Authentication><MachineMethod>Certificate</MachineMethod></Authentication>\
+         <RoutingPolicyType>ForceTunnel</RoutingPolicyType></NativeProfile>\
+         <ByPassForLocal>true</ByPassForLocal>\
+         <Proxy><Manual><Server>proxy.corp.example:3128</Server></Manual></Proxy>\
+         <AlwaysOn>true</AlwaysOn></VPNProfile>"
+    );
+    let mut opts = lab.agent_opts();
+    opts.profiles = vec![("CorpProxy".into(), lab.write("proxy.xml", &profile))];
+    let agent = lab.start_agent(&opts);
+    wait_connected(&agent, "CorpProxy", Duration::from_secs(20));
+    let file = agent.run_dir().join("proxy").join("0-CorpProxy.env");
+    let text = std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| panic!("{}: {e}\n{}", file.display(), agent.log()));
+    assert!(
+        text.contains("http_proxy=http://proxy.corp.example:3128\n")
+            && text.contains("https_proxy=http://proxy.corp.example:3128\n"),
+        "{text}"
+    );
+    let out = agent.remove_profile("CorpProxy").unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let gone = wait_until(Duration::from_secs(15), || !file.exists());
+    assert!(gone.is_some(), "proxy file left\n{}", agent.log());
+}

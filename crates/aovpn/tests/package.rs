@@ -69,6 +69,7 @@ fn the_package_installs_the_binary_units_and_a_root_only_machine_key_directory()
         "-rw-r--r--",
     );
     expect("./etc/aovpn/agent.toml", "-rw-r--r--");
+    expect("./etc/profile.d/aovpn-proxy.sh", "-rw-r--r--");
     expect("./etc/aovpn/machine", "drwx------");
     expect("./etc/aovpn/profiles", "drwxr-xr-x");
     expect("./etc/aovpn/ca", "drwxr-xr-x");
@@ -79,7 +80,10 @@ fn the_package_installs_the_binary_units_and_a_root_only_machine_key_directory()
         .arg("--info")
         .arg(&deb)
         .arg("conffiles"));
-    assert_eq!(conffiles.trim(), "/etc/aovpn/agent.toml");
+    assert_eq!(
+        conffiles.trim(),
+        "/etc/aovpn/agent.toml\n/etc/profile.d/aovpn-proxy.sh"
+    );
 
     // What the package installs is what the repository has.
     let root = tmp.path().join("root");

@@ -353,6 +353,35 @@ pub struct ConnectionPlan {
     pub network_outage_time: Option<u32>,
     pub disable_ike_fragmentation: bool,
     pub traffic_filters: Vec<TrafficFilter>,
+    /// The web proxy while the tunnel is up (`Proxy/Manual/Server`, ForceTunnel only).
+    pub proxy_server: Option<String>,
+}
+
+/// A `Proxy/Manual/Server` value that is safe to export: `host` or `host:port`, host a DNS
+/// name or an IPv4 address, or `[IPv6]:port`.
+pub fn proxy_server_ok(server: &str) -> bool {
+    let (host, port) = if let Some(rest) = server.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((h, tail)) if h.parse::<std::net::Ipv6Addr>().is_ok() => {
+                (h, tail.strip_prefix(':'))
+            }
+            _ => return false,
+        }
+    } else {
+        match server.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (server, None),
+        }
+    };
+    let host_ok = server.starts_with('[')
+        || (!host.is_empty()
+            && host.len() <= 253
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+            && !host.starts_with('-'));
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
+    host_ok && port_ok
 }
 
 /// Build the plan of a profile that passed validation. `None` only for a profile without
@@ -429,6 +458,14 @@ pub fn plan(name: &str, scope: Option<Scope>, p: &VpnProfile) -> Option<Connecti
         network_outage_time: p.network_outage_time,
         disable_ike_fragmentation: p.disable_ikev2_fragmentation.unwrap_or(false),
         traffic_filters: p.traffic_filters.clone(),
+        proxy_server: match native.routing_policy() {
+            RoutingPolicy::ForceTunnel => p
+                .proxy
+                .as_ref()
+                .and_then(|x| x.manual_server.clone())
+                .filter(|s| proxy_server_ok(s)),
+            RoutingPolicy::SplitTunnel => None,
+        },
     })
 }
 
@@ -589,6 +626,31 @@ impl std::fmt::Display for EspProposal {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    #[test]
+    fn proxy_servers_are_host_and_port_or_refused() {
+        for ok in [
+            "proxy.corp.example",
+            "proxy.corp.example:3128",
+            "10.1.0.8:8080",
+            "[fd00::8]:3128",
+        ] {
+            assert!(super::proxy_server_ok(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "proxy:0",
+            "proxy:99999",
+            "a b:80",
+            "p;rm -rf /",
+            "x\ny",
+            "[fd00::8",
+            "-x:80",
+            "proxy:",
+        ] {
+            assert!(!super::proxy_server_ok(bad), "{bad:?}");
+        }
+    }
+
     use super::*;
     use crate::parse::ParsedProfile;
 

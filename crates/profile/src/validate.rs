@@ -156,8 +156,26 @@ impl ParsedProfile {
                     "VPNProfile/Proxy",
                     "Proxy applies only with ForceTunnel; ignored",
                 );
-            } else {
-                c.not_applied("VPNProfile/Proxy", "no proxy settings are exported");
+            } else if let Some(proxy) = &p.proxy {
+                // Manual/Server is exported by the agent (an environment file, see the
+                // README); a PAC URL has no system-wide place on Linux.
+                if let Some(server) = &proxy.manual_server
+                    && !crate::plan::proxy_server_ok(server)
+                {
+                    c.error(
+                        "VPNProfile/Proxy/Manual/Server",
+                        ErrorKind::InvalidValue {
+                            value: server.clone(),
+                            allowed: "host or host:port",
+                        },
+                    );
+                }
+                if proxy.auto_config_url.is_some() {
+                    c.not_applied(
+                        "VPNProfile/Proxy/AutoConfigUrl",
+                        "a PAC URL has no system-wide place on Linux",
+                    );
+                }
             }
         }
         if !split && p.by_pass_for_local != Some(true) {

@@ -40,7 +40,8 @@ fn every_element() -> String {
 <NetworkOutageTime>60</NetworkOutageTime>
 <PrivateNetwork>true</PrivateNetwork>
 <UseRasCredentials>true</UseRasCredentials>
-<Proxy><AutoConfigUrl>http://proxy.corp.example/proxy.pac</AutoConfigUrl></Proxy>
+<Proxy><AutoConfigUrl>http://proxy.corp.example/proxy.pac</AutoConfigUrl>
+<Manual><Server>proxy.corp.example:3128</Server></Manual></Proxy>
 <DomainNameInformation><DomainName>.corp.example</DomainName><DnsServers>10.1.0.53</DnsServers>
 <AutoTrigger>true</AutoTrigger><Persistent>true</Persistent></DomainNameInformation>
 <AppTrigger><App><Id>%ProgramFiles%\Corp\app.exe</Id></App></AppTrigger>
@@ -91,6 +92,7 @@ const APPLIED: &[&str] = &[
     "Route",
     "TrafficFilter",
     "DomainNameInformation",
+    "Proxy",
 ];
 
 fn said(warnings: &[ProfileWarning], element: &str) -> Option<String> {
@@ -114,7 +116,7 @@ fn every_element_is_applied_or_reported() {
     };
     for e in [
         "RegisterDNS",
-        "Proxy",
+        "Proxy/AutoConfigUrl",
         "DomainNameInformation[1]/Persistent",
         "NativeProfile/Authentication/Eap",
         // ForceTunnel with ByPassForLocal false: local subnets stay outside on Linux.
@@ -180,6 +182,7 @@ fn every_element_is_applied_or_reported() {
     assert_eq!(p.routes.tunnel_route_metric(&v6), Some(20));
     assert_eq!(p.traffic_filters.len(), 1);
     assert_eq!(p.dns.split.len(), 1);
+    assert_eq!(p.proxy_server.as_deref(), Some("proxy.corp.example:3128"));
     assert_eq!(p.dns.split[0].domain, ".corp.example");
     assert_eq!(p.traffic_filters[0].protocol, Some(6));
 

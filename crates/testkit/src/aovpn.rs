@@ -1121,6 +1121,11 @@ impl AgentProcess {
         self.workdir.join("resolv.conf")
     }
 
+    /// The agent's run directory (`--run-dir`).
+    pub fn run_dir(&self) -> PathBuf {
+        self.workdir.join("run")
+    }
+
     /// The agent's pid.
     pub fn pid(&self) -> Option<u32> {
         self.daemon.as_ref().map(|d| d.child.id())

@@ -1384,6 +1384,20 @@ fn profile_metrics_and_a_suffix_without_pushed_dns_are_applied() {
     assert_eq!(std::fs::read_to_string(&resolv).unwrap(), network);
 }
 
+/// `addr/64` on `dev` in `ns`, usable at once (no duplicate address detection).
+fn add_ipv6(ns: &Netns, addr: &str, dev: &str) {
+    ns.ip([
+        "-6",
+        "addr",
+        "add",
+        &format!("{addr}/64"),
+        "dev",
+        dev,
+        "nodad",
+    ])
+    .unwrap();
+}
+
 /// IPv6 on the network behind the gateway (fd00:10:1::/64, the gateway forwarding, the host
 /// routing back through it); returns the host's address.
 fn ipv6_behind_the_gateway(lab: &Lab) -> &'static str {
@@ -1392,16 +1406,7 @@ fn ipv6_behind_the_gateway(lab: &Lab) -> &'static str {
         (&lab.topo.gateway, gw_lan, lab::GATEWAY_LAN_IF),
         (&lab.topo.vnet, vnet_host, lab::VNET_IF),
     ] {
-        ns.ip([
-            "-6",
-            "addr",
-            "add",
-            &format!("{addr}/64"),
-            "dev",
-            dev,
-            "nodad",
-        ])
-        .unwrap();
+        add_ipv6(ns, addr, dev);
     }
     lab.topo
         .vnet
@@ -1668,16 +1673,7 @@ fn the_tunnel_runs_over_an_ipv6_path() {
         (inet, router_gw, lab::INTERNET_GATEWAY_IF),
         (&lab.topo.gateway, gateway_wan, lab::GATEWAY_WAN_IF),
     ] {
-        ns.ip([
-            "-6",
-            "addr",
-            "add",
-            &format!("{addr}/64"),
-            "dev",
-            dev,
-            "nodad",
-        ])
-        .unwrap();
+        add_ipv6(ns, addr, dev);
     }
     inet.exec_ok(["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])
         .unwrap();

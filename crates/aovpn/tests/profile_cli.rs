@@ -150,7 +150,10 @@ fn add_list_show_export_remove() {
     let plan = stdout(&out);
     assert!(plan.contains("routing: ForceTunnel\n"), "{plan}");
     assert!(plan.contains("split dns: . -> 10.1.0.10 (agent"), "{plan}");
-    assert!(plan.contains("proxy: proxy.corp.example.net:8080 (the agent"), "{plan}");
+    assert!(
+        plan.contains("proxy: proxy.corp.example.net:8080 (the agent"),
+        "{plan}"
+    );
 
     // Export gives the ProfileXML back; --syncml wraps it with the scope's URI.
     let out = aovpn(s, &["export", "MachineCertTest"]);

@@ -4,7 +4,7 @@
 //! the servers the machine would have used anyway; a query with nowhere to go is answered
 //! SERVFAIL at once (never sent elsewhere). Queries and answers pass unchanged; only the
 //! question is read (with hickory-proto), and an answer is taken only from the server asked,
-//! on a socket opened for that query, with the query's ID and question.
+//! on a socket opened for that query, with the ID we gave the query upstream and its question.
 //!
 //! The sockets are bound when the agent starts, while it may still bind port 53.
 
@@ -207,17 +207,27 @@ async fn resolve(
             .map(|ip| SocketAddr::new(*ip, 53))
             .collect()
     };
+    // Upstream the query carries an ID of ours, not the client's (which may be guessable):
+    // an off-path forger must match a random ID and port both.
+    let upstream_id = ipsec_crypto::Provider::system()
+        .random_array::<2>()
+        .unwrap_or([query[0] ^ 0x5a, query[1] ^ 0xa5]);
+    let mut upstream = query.to_vec();
+    upstream[..2].copy_from_slice(&upstream_id);
     let answer = match transport {
-        Transport::Udp => ask_udp(query, &servers).await,
-        Transport::Tcp => ask_tcp(query, &servers).await,
+        Transport::Udp => ask_udp(&upstream, &servers).await,
+        Transport::Tcp => ask_tcp(&upstream, &servers).await,
     };
     let answers_the_query = |a: &Vec<u8>| {
         hickory_proto::op::Message::from_vec(a).is_ok_and(|m| {
-            m.metadata.id == message.metadata.id && m.queries.first() == Some(&question)
+            m.metadata.id == u16::from_be_bytes(upstream_id) && m.queries.first() == Some(&question)
         })
     };
     match answer {
-        Some(a) if answers_the_query(&a) => Some(a),
+        Some(mut a) if answers_the_query(&a) => {
+            a[..2].copy_from_slice(&query[..2]);
+            Some(a)
+        }
         _ => {
             let mut fail = hickory_proto::op::Message::error_msg(
                 message.metadata.id,

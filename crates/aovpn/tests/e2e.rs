@@ -909,16 +909,30 @@ fn gateway_shutdown_closes_the_client_cleanly() {
 
 /// A device-tunnel profile: machine certificate, host routes to the management hosts.
 fn device_profile_xml() -> String {
+    split_machine_profile(
+        "<Route><Address>10.1.0.10</Address><PrefixSize>32</PrefixSize></Route>\
+         <Route><Address>10.1.0.11</Address><PrefixSize>32</PrefixSize></Route>\
+         <AlwaysOn>true</AlwaysOn><DeviceTunnel>true</DeviceTunnel><RegisterDNS>true</RegisterDNS>",
+    )
+}
+
+/// A ProfileXML for the lab's gateway with the machine certificate: `native` goes inside
+/// NativeProfile (after the authentication), `rest` after it.
+fn machine_profile(native: &str, rest: &str) -> String {
     format!(
         "<VPNProfile><NativeProfile><Servers>{GATEWAY_NAME}</Servers>\
          <NativeProtocolType>IKEv2</NativeProtocolType>\
          <Authentication><MachineMethod>Certificate</MachineMethod></Authentication>\
-         <RoutingPolicyType>SplitTunnel</RoutingPolicyType>\
-         <DisableClassBasedDefaultRoute>true</DisableClassBasedDefaultRoute></NativeProfile>\
-         <Route><Address>10.1.0.10</Address><PrefixSize>32</PrefixSize></Route>\
-         <Route><Address>10.1.0.11</Address><PrefixSize>32</PrefixSize></Route>\
-         <AlwaysOn>true</AlwaysOn><DeviceTunnel>true</DeviceTunnel><RegisterDNS>true</RegisterDNS>\
-         </VPNProfile>"
+         {native}</NativeProfile>{rest}</VPNProfile>"
+    )
+}
+
+/// [`machine_profile`] for a split tunnel without the class-based route.
+fn split_machine_profile(rest: &str) -> String {
+    machine_profile(
+        "<RoutingPolicyType>SplitTunnel</RoutingPolicyType>\
+         <DisableClassBasedDefaultRoute>true</DisableClassBasedDefaultRoute>",
+        rest,
     )
 }
 
@@ -1160,14 +1174,9 @@ fn second_client_cannot_take_over_a_busy_interface() {
     let profile = lab.dir("second.xml");
     std::fs::write(
         &profile,
-        format!(
-            "<VPNProfile><NativeProfile><Servers>{GATEWAY_NAME}</Servers>\
-             <NativeProtocolType>IKEv2</NativeProtocolType>\
-             <Authentication><MachineMethod>Certificate</MachineMethod></Authentication>\
-             <RoutingPolicyType>SplitTunnel</RoutingPolicyType>\
-             <DisableClassBasedDefaultRoute>true</DisableClassBasedDefaultRoute></NativeProfile>\
-             <Route><Address>10.1.0.20</Address><PrefixSize>32</PrefixSize></Route>\
-             <DeviceTunnel>true</DeviceTunnel><AlwaysOn>true</AlwaysOn></VPNProfile>"
+        split_machine_profile(
+            "<Route><Address>10.1.0.20</Address><PrefixSize>32</PrefixSize></Route>\
+             <DeviceTunnel>true</DeviceTunnel><AlwaysOn>true</AlwaysOn>",
         ),
     )
     .unwrap();
@@ -1328,15 +1337,9 @@ fn profile_metrics_and_a_suffix_without_pushed_dns_are_applied() {
     let xml = lab.dir("metric.xml");
     std::fs::write(
         &xml,
-        format!(
-            "<VPNProfile><NativeProfile><Servers>{GATEWAY_NAME}</Servers>\
-             <NativeProtocolType>IKEv2</NativeProtocolType>\
-             <Authentication><MachineMethod>Certificate</MachineMethod></Authentication>\
-             <RoutingPolicyType>SplitTunnel</RoutingPolicyType>\
-             <DisableClassBasedDefaultRoute>true</DisableClassBasedDefaultRoute></NativeProfile>\
-             <DNSSuffix>corp.example</DNSSuffix><IPv4InterfaceMetric>10</IPv4InterfaceMetric>\
-             <Route><Address>10.1.0.0</Address><PrefixSize>16</PrefixSize><Metric>5</Metric></Route>\
-             </VPNProfile>"
+        split_machine_profile(
+            "<DNSSuffix>corp.example</DNSSuffix><IPv4InterfaceMetric>10</IPv4InterfaceMetric>\
+             <Route><Address>10.1.0.0</Address><PrefixSize>16</PrefixSize><Metric>5</Metric></Route>",
         ),
     )
     .unwrap();
@@ -1494,12 +1497,9 @@ fn force_tunnel_takes_both_families_and_gives_everything_back() {
     let xml = lab.dir("force.xml");
     std::fs::write(
         &xml,
-        format!(
-            "<VPNProfile><NativeProfile><Servers>{GATEWAY_NAME}</Servers>\
-             <NativeProtocolType>IKEv2</NativeProtocolType>\
-             <Authentication><MachineMethod>Certificate</MachineMethod></Authentication>\
-             <RoutingPolicyType>ForceTunnel</RoutingPolicyType></NativeProfile>\
-             <ByPassForLocal>true</ByPassForLocal></VPNProfile>"
+        machine_profile(
+            "<RoutingPolicyType>ForceTunnel</RoutingPolicyType>",
+            "<ByPassForLocal>true</ByPassForLocal>",
         ),
     )
     .unwrap();
@@ -1577,16 +1577,10 @@ fn traffic_filters_let_only_what_they_allow_through_the_tunnel() {
     let xml = lab.dir("filter.xml");
     std::fs::write(
         &xml,
-        format!(
-            "<VPNProfile><NativeProfile><Servers>{GATEWAY_NAME}</Servers>\
-             <NativeProtocolType>IKEv2</NativeProtocolType>\
-             <Authentication><MachineMethod>Certificate</MachineMethod></Authentication>\
-             <RoutingPolicyType>SplitTunnel</RoutingPolicyType>\
-             <DisableClassBasedDefaultRoute>true</DisableClassBasedDefaultRoute></NativeProfile>\
-             <Route><Address>10.1.0.0</Address><PrefixSize>16</PrefixSize></Route>\
+        split_machine_profile(
+            "<Route><Address>10.1.0.0</Address><PrefixSize>16</PrefixSize></Route>\
              <TrafficFilter><Protocol>6</Protocol><RemotePortRanges>5201</RemotePortRanges>\
-             <RemoteAddressRanges>10.1.0.10</RemoteAddressRanges></TrafficFilter>\
-             </VPNProfile>"
+             <RemoteAddressRanges>10.1.0.10</RemoteAddressRanges></TrafficFilter>",
         ),
     )
     .unwrap();

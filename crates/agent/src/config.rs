@@ -8,6 +8,7 @@
 //! /etc/aovpn/machine/certificate.pem    the machine certificate (then any intermediates)
 //! /etc/aovpn/machine/key.pem            its private key (0600, root)
 //! /etc/aovpn/ca/*.pem, *.crt            roots the gateway's certificate must chain to
+//! /etc/aovpn/dns-update.key             TSIG key for RegisterDNS (BIND syntax, 0600, root)
 //! ```
 //!
 //! ```toml
@@ -16,6 +17,12 @@
 //! backoff_initial_secs = 1   # first wait after a failed round of servers
 //! backoff_cap_secs = 60      # longest wait between rounds
 //! boot_wait_secs = 10        # readiness waits this long for the device tunnel at most
+//!
+//! [register_dns]             # profiles with RegisterDNS (each setting optional)
+//! host_name = "dev1"         # default: the machine's host name
+//! zone = "corp.example"      # default: the profile's DNSSuffix, else the gateway's domain
+//! server = "10.1.0.53"       # default: the first DNS server the gateway pushes
+//! ttl_secs = 1200
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -62,6 +69,16 @@ struct AgentToml {
     backoff_initial_secs: Option<u64>,
     backoff_cap_secs: Option<u64>,
     boot_wait_secs: Option<u64>,
+    register_dns: Option<RegisterDnsToml>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterDnsToml {
+    host_name: Option<String>,
+    zone: Option<String>,
+    server: Option<std::net::IpAddr>,
+    ttl_secs: Option<u32>,
 }
 
 /// Everything the agent runs with.
@@ -82,6 +99,8 @@ pub struct AgentConfig {
     pub admin_group: Option<u32>,
     pub backoff: Backoff,
     pub boot_wait: Duration,
+    /// How profiles with RegisterDNS register the machine's name.
+    pub register_dns: crate::register_dns::Settings,
 }
 
 impl AgentConfig {
@@ -129,7 +148,34 @@ impl AgentConfig {
                 ),
             ));
         }
+        let rd = file.register_dns.unwrap_or_default();
+        if let Some(host) = &rd.host_name
+            && crate::register_dns::Registration::new(
+                host,
+                "example",
+                vec![std::net::Ipv4Addr::LOCALHOST.into()],
+                b"",
+                1,
+            )
+            .is_err()
+        {
+            return Err(field(
+                "register_dns.host_name",
+                format!("{host:?} is not a DNS label"),
+            ));
+        }
+        let ttl = rd.ttl_secs.unwrap_or(crate::register_dns::DEFAULT_TTL);
+        if ttl == 0 {
+            return Err(field("register_dns.ttl_secs", "must be at least 1".into()));
+        }
         Ok(Self {
+            register_dns: crate::register_dns::Settings {
+                key_file: config_dir.join(crate::register_dns::KEY_FILE),
+                host_name: rd.host_name,
+                zone: rd.zone,
+                server: rd.server,
+                ttl,
+            },
             config_dir: config_dir.to_owned(),
             socket: PathBuf::from(crate::control::DEFAULT_SOCKET),
             run_dir: PathBuf::from("/run/aovpn"),
@@ -232,6 +278,18 @@ mod tests {
         std::fs::write(&toml, "boot_wait_secs = 60\n").unwrap();
         let e = AgentConfig::load(dir.path()).unwrap_err().to_string();
         assert!(e.contains("boot_wait_secs"), "{e}");
+        std::fs::write(&toml, "[register_dns]\nhost_name = \"a b\"\n").unwrap();
+        let e = AgentConfig::load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("register_dns.host_name"), "{e}");
+        std::fs::write(
+            &toml,
+            "[register_dns]\nhost_name = \"dev1\"\nzone = \"corp.example\"\nserver = \"10.1.0.53\"\n",
+        )
+        .unwrap();
+        let c = AgentConfig::load(dir.path()).unwrap();
+        assert_eq!(c.register_dns.host_name.as_deref(), Some("dev1"));
+        assert_eq!(c.register_dns.server, Some("10.1.0.53".parse().unwrap()));
+        assert_eq!(c.register_dns.key_file, dir.path().join("dns-update.key"));
         std::fs::write(&toml, "sessionz = \"helpers\"\n").unwrap();
         let e = AgentConfig::load(dir.path()).unwrap_err().to_string();
         assert!(e.contains("sessionz"), "{e}");

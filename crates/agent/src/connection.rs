@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use tunnel::{Driver, DriverConfig, DriverEvent, Side, Traffic};
 
 use crate::dns::SharedDns;
+use crate::register_dns::{Registrar, Registration, RegistrationStatus};
 
 /// Inner MTU of the tunnel interface (1500 minus the worst ESP-in-UDP overhead, rounded).
 pub const TUNNEL_MTU: u16 = 1400;
@@ -37,6 +38,9 @@ const CHILD_LIFETIME: Duration = Duration::from_secs(3600);
 
 /// How long a goodbye (IKE Delete) may take before we leave anyway.
 const DELETE_GRACE: Duration = Duration::from_secs(2);
+
+/// How long removing the registered DNS name may delay a clean disconnect.
+const DNS_REMOVE_GRACE: Duration = Duration::from_secs(3);
 
 /// How often ESP counters are read: ESP sent into silence for two ticks makes the client ask
 /// the gateway whether it is still there.
@@ -192,6 +196,8 @@ pub struct ConnectionOptions {
     pub traffic_filters: Vec<netio::firewall::FilterRule>,
     /// The profile's DomainNameInformation (split DNS).
     pub split_dns: Vec<crate::split_dns::SplitRule>,
+    /// RegisterDNS: the machine's name is registered while the tunnel is up.
+    pub register_dns: Option<crate::register_dns::Settings>,
 }
 
 /// What the tunnel reports (`aovpn status`, the lab, `aovpn connect --status-file`).
@@ -219,6 +225,9 @@ pub struct ConnectionStatus {
     pub traffic: Traffic,
     pub error: Option<String>,
     pub since: u64,
+    /// RegisterDNS: the name and whether it is registered.
+    #[serde(default)]
+    pub dns_registration: Option<RegistrationStatus>,
 }
 
 /// What a running tunnel is told.
@@ -455,6 +464,8 @@ struct Connection {
     status: ConnectionStatus,
     path_lost_since: Option<Instant>,
     reports: mpsc::UnboundedSender<Report>,
+    /// RegisterDNS, once the tunnel is up.
+    registrar: Option<Registrar>,
 }
 
 /// Runs one tunnel until told to stop, or until it fails; everything it installed is removed
@@ -473,7 +484,7 @@ pub async fn run(
         Ok(mut connection) => {
             let result = connection.run(&mut commands, &network).await;
             let connected = connection.status.virtual_ip.is_some();
-            connection.finish().await;
+            connection.finish(result.is_ok()).await;
             match result {
                 Ok(()) => Outcome::Stopped,
                 Err(error) => Outcome::Failed { error, connected },
@@ -587,6 +598,7 @@ impl Connection {
             status,
             path_lost_since: None,
             reports,
+            registrar: None,
         })
     }
 
@@ -635,6 +647,9 @@ impl Connection {
             .endpoint()
             .sa(self.sa)
             .is_some_and(|sa| sa.mobike());
+        if let Some(registrar) = &self.registrar {
+            status.dns_registration = Some(registrar.status());
+        }
         status
     }
 
@@ -996,14 +1011,88 @@ impl Connection {
             "tunnel up"
         );
         self.report_installed();
+        self.start_registration(child);
         let _ = self
             .reports
             .send(Report::Connected(Box::new(self.fresh_status())));
         Ok(())
     }
 
+    /// RegisterDNS: the name under the configured zone, else the profile's first suffix, else
+    /// the gateway's first internal domain; sent to the configured server, else the first
+    /// pushed one the tunnel has an address for. Without either, the status says so.
+    fn start_registration(&mut self, child: &tunnel::ChildInfo) {
+        let Some(settings) = self.options.register_dns.clone() else {
+            return;
+        };
+        let zone = settings
+            .zone
+            .clone()
+            .or_else(|| self.options.dns_suffixes.first().cloned())
+            .or_else(|| child.dns_domains.first().cloned());
+        let host = settings
+            .host_name
+            .clone()
+            .or_else(crate::register_dns::host_name);
+        let server = settings.server.or_else(|| {
+            child
+                .dns_servers
+                .iter()
+                .find(|s| child.virtual_ips.iter().any(|v| v.is_ipv4() == s.is_ipv4()))
+                .copied()
+        });
+        let planned = (|| {
+            let zone = zone.ok_or(
+                "no zone: the profile has no DNSSuffix and the gateway pushes no internal domain",
+            )?;
+            let host = host.ok_or("this machine has no host name")?;
+            let server = server.ok_or("no DNS server to send the update to")?;
+            let source = child
+                .virtual_ips
+                .iter()
+                .find(|v| v.is_ipv4() == server.is_ipv4())
+                .copied()
+                .ok_or("the tunnel has no address of the DNS server's family")?;
+            let registration = Registration::new(
+                &host,
+                &zone,
+                child.virtual_ips.clone(),
+                &crate::register_dns::machine_id(),
+                settings.ttl,
+            )?;
+            Ok::<_, String>((registration, server, source))
+        })();
+        match planned {
+            Ok((registration, server, source)) => {
+                let target = crate::register_dns::Target {
+                    server: SocketAddr::new(server, 53),
+                    source,
+                    interface: self.status.interface.clone(),
+                };
+                self.registrar = Some(Registrar::start(settings, registration, target));
+            }
+            Err(why) => {
+                tracing::warn!("RegisterDNS not done: {why}");
+                self.status.dns_registration = Some(RegistrationStatus {
+                    state: "failed".into(),
+                    detail: Some(why),
+                    ..RegistrationStatus::default()
+                });
+            }
+        }
+    }
+
     /// Says goodbye while the IKE SA is up, then removes DNS, routes, addresses and the TUN.
-    async fn finish(mut self) {
+    /// A clean stop first removes the registered DNS name, through the tunnel.
+    async fn finish(mut self, clean: bool) {
+        if let Some(registrar) = self.registrar.take()
+            && clean
+            && tokio::time::timeout(DNS_REMOVE_GRACE, registrar.remove())
+                .await
+                .is_err()
+        {
+            tracing::warn!("DNS name not removed: no answer in time");
+        }
         let _queues = self.driver.shutdown(DELETE_GRACE).await;
         if let Err(e) = self.dns.remove(&self.dns_key) {
             tracing::warn!("restoring DNS: {e}");

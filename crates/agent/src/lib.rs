@@ -10,6 +10,7 @@ pub mod helper;
 pub mod ledger;
 pub mod logind;
 pub mod plan;
+pub mod register_dns;
 pub mod service;
 pub mod split_dns;
 pub mod supervisor;

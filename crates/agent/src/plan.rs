@@ -111,6 +111,8 @@ pub fn profile_tunnel(
                     }
                 })
                 .collect(),
+            // The agent adds its settings when the profile asks (it holds the key).
+            register_dns: None,
         },
         servers,
     })

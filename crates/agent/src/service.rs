@@ -796,6 +796,9 @@ impl Agent {
             return;
         };
         tunnel.options.server = server_name.clone();
+        if plan.dns.register {
+            tunnel.options.register_dns = Some(self.config.register_dns.clone());
+        }
         self.generation += 1;
         let generation = self.generation;
         let (commands, command_rx) = mpsc::channel(8);

@@ -68,6 +68,11 @@ fn tunnel(args: &ConnectArgs) -> anyhow::Result<(Vec<String>, ConnectionOptions)
             let Some(plan) = profile::plan::plan(&profile_name, scope, &parsed.profile) else {
                 bail!("{name}: the profile has no NativeProfile");
             };
+            if plan.dns.register {
+                tracing::warn!(
+                    "RegisterDNS is applied by the agent (aovpn agent, with its TSIG key), not by a one-off connect"
+                );
+            }
             if plan.lockdown {
                 tracing::warn!(
                     "LockDown is applied by the agent (aovpn agent), not by a one-off connect"
@@ -93,6 +98,7 @@ fn tunnel(args: &ConnectArgs) -> anyhow::Result<(Vec<String>, ConnectionOptions)
                     network_outage: None,
                     traffic_filters: Vec::new(),
                     split_dns: Vec::new(),
+                    register_dns: None,
                 },
             ))
         }

@@ -221,6 +221,16 @@ fn tunnel_lines(out: &mut String, t: &ConnectionStatus) {
         format!(" (for {})", t.dns_domains.join(", "))
     };
     line("dns", format!("{}{domains}{suffixes}", join(&t.dns)));
+    if let Some(r) = &t.dns_registration {
+        let name = if r.name.is_empty() { "-" } else { &r.name };
+        let server = r.server.map(|s| format!(" at {s}")).unwrap_or_default();
+        let detail = r
+            .detail
+            .as_ref()
+            .map(|d| format!(": {d}"))
+            .unwrap_or_default();
+        line("dns name", format!("{name} {}{server}{detail}", r.state));
+    }
     let age = |since: Option<u64>| since.map(|s| duration(now.saturating_sub(s)));
     line(
         "ike",

@@ -47,6 +47,8 @@ const PROCESSES: [&str; 5] = ["helper", "agent", "netmgr", "gateway", "corp-dns"
 const CORP_DNS: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 53);
 /// The corporate namespace (the user profile's DnsSuffix and split DNS rule).
 const CORP_DOMAIN: &str = "corp.aolab.example";
+/// The name the device registers in the corporate zone (RegisterDNS).
+const DEVICE_HOST: &str = "client1";
 
 #[derive(Debug, clap::Args)]
 pub struct LabArgs {
@@ -290,7 +292,10 @@ interface = "aovpn-gw"
     // No logind in a namespace: a user counts as logged in while their key helper runs.
     fs::write(
         etc.join("agent.toml"),
-        "sessions = \"helpers\"\nbackoff_cap_secs = 10\n",
+        format!(
+            "sessions = \"helpers\"\nbackoff_cap_secs = 10\n\n\
+             [register_dns]\nhost_name = \"{DEVICE_HOST}\"\nzone = \"{CORP_DOMAIN}\"\n"
+        ),
     )?;
     fs::write(dir.join("client-resolv.conf"), "nameserver 192.0.2.53\n")?;
     aovpn(&[
@@ -304,24 +309,15 @@ interface = "aovpn-gw"
         &device_xml.display().to_string(),
     ])?;
     spawn_daemon("cl", "netmgr", &["lab", "netmgr"])?;
-    println!("== starting the corporate DNS server (dnsmasq) at {CORP_DNS}");
-    let listen = format!("--listen-address={CORP_DNS}");
-    let names: Vec<String> = [("mgmt", MGMT_HOSTS[0]), ("app", APP_HOST)]
-        .iter()
-        .map(|(host, ip)| format!("--address=/{host}.{CORP_DOMAIN}/{ip}"))
-        .collect();
-    let mut dns_args = vec![
-        "--keep-in-foreground",
-        "--conf-file=/dev/null",
-        "--no-resolv",
-        "--no-hosts",
-        "--bind-interfaces",
-        "--user=root",
-        "--pid-file=",
-        listen.as_str(),
-    ];
-    dns_args.extend(names.iter().map(String::as_str));
-    spawn_program("vn", "corp-dns", Path::new("dnsmasq"), None, &dns_args)?;
+    println!("== starting the corporate DNS server (BIND 9) at {CORP_DNS}");
+    // The zone takes updates signed with a key the device holds (RegisterDNS).
+    let key = testkit::bind::tsig_keygen().context("making the TSIG key (tsig-keygen, bind9)")?;
+    let key_file = etc.join(agent::register_dns::KEY_FILE);
+    fs::write(&key_file, &key)?;
+    set_mode(&key_file, 0o600)?;
+    let named_args = corp_dns(key).write()?;
+    let named_args: Vec<&str> = named_args.iter().skip(1).map(String::as_str).collect();
+    spawn_program("vn", "corp-dns", Path::new("named"), None, &named_args)?;
     start_agent()?;
 
     // alice: her home (hers alone), her certificate and key, her profile in her own store.
@@ -361,6 +357,8 @@ interface = "aovpn-gw"
             format!("the {profile} tunnel did not connect; see {STATE_DIR}/agent.log")
         })?;
     }
+    // The device registers its name once its tunnel is up (and named has started).
+    wait_registered(Duration::from_secs(20));
     let ok = status(Some(iperf_secs))?;
     println!();
     println!("lab is up. Try:");
@@ -488,6 +486,32 @@ fn agent_list() -> Result<Vec<serde_json::Value>> {
         .collect())
 }
 
+/// Until the device tunnel's name is registered, or `timeout` (the status then says why not).
+fn wait_registered(timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        let reply = agent::control::call(
+            &socket(),
+            &agent::control::Request::Status {
+                name: Some(DEVICE_PROFILE.into()),
+                user: None,
+            },
+        );
+        let registered = reply.ok().is_some_and(|r| {
+            r.profiles.iter().any(|p| {
+                p.tunnel
+                    .as_ref()
+                    .and_then(|t| t.dns_registration.as_ref())
+                    .is_some_and(|d| d.state == "registered")
+            })
+        });
+        if registered {
+            return;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn wait_connected(profile: &str, timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
@@ -574,6 +598,20 @@ fn netmgr() -> Result<()> {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     })
+}
+
+/// The corporate DNS server: the zone with the lab's hosts, updatable with `key`.
+fn corp_dns(key: String) -> testkit::bind::BindConfig {
+    testkit::bind::BindConfig {
+        dir: state().join("corp-dns"),
+        listen: CORP_DNS.into(),
+        zone: CORP_DOMAIN.into(),
+        records: vec![
+            ("mgmt".into(), MGMT_HOSTS[0].into()),
+            ("app".into(), APP_HOST.into()),
+        ],
+        key,
+    }
 }
 
 /// The seed document's device-tunnel profile, with the lab's gateway and management hosts.
@@ -742,11 +780,7 @@ fn live_pid(name: &str) -> Option<i32> {
         .parse()
         .ok()?;
     // The pid must still be the program started (not a reused pid of something else).
-    let program = if name == "corp-dns" {
-        "dnsmasq"
-    } else {
-        "aovpn"
-    };
+    let program = if name == "corp-dns" { "named" } else { "aovpn" };
     let comm = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
     (comm.trim() == program).then_some(pid)
 }
@@ -872,6 +906,8 @@ fn status(iperf_secs: Option<u32>) -> Result<bool> {
         }
     };
     let mut user_if = String::from("?");
+    let mut device_vip = None;
+    let mut registration = None;
     for p in &profiles {
         let connected = matches!(p.state, agent::supervisor::State::Connected { .. });
         ok &= connected;
@@ -901,6 +937,10 @@ fn status(iperf_secs: Option<u32>) -> Result<bool> {
             println!("  {:<16} {:<10} routes {}", "", "", t.routes.join(", "));
             if p.name == USER_PROFILE {
                 user_if = t.interface.clone();
+            }
+            if p.device_tunnel {
+                device_vip = t.virtual_ip;
+                registration = t.dns_registration.clone();
             }
         }
     }
@@ -992,6 +1032,50 @@ fn status(iperf_secs: Option<u32>) -> Result<bool> {
         );
     }
 
+    println!();
+    println!("== the device by name (RegisterDNS), reached from the vnet host (manage out)");
+    let name = format!("{DEVICE_HOST}.{CORP_DOMAIN}");
+    let answer = ns_exec(
+        "vn",
+        &[
+            "dig",
+            "+short",
+            "+time=1",
+            "+tries=1",
+            &format!("@{CORP_DNS}"),
+            &name,
+        ],
+    )
+    .unwrap_or_default();
+    let answer = answer.trim();
+    let registered = device_vip.is_some_and(|v| v.to_string() == answer);
+    ok &= registered;
+    let agent_says = registration
+        .map(|r| {
+            format!(
+                "{}{}",
+                r.state,
+                r.detail.map(|d| format!(": {d}")).unwrap_or_default()
+            )
+        })
+        .unwrap_or_else(|| "-".into());
+    println!(
+        "  {name:<26} -> {:<12} (in BIND at {CORP_DNS}; the agent: {agent_says})",
+        if answer.is_empty() { "-" } else { answer }
+    );
+    if let (true, Ok(target)) = (registered, answer.parse::<Ipv4Addr>()) {
+        match manage_out(target) {
+            Ok((peer, took)) => println!(
+                "  tcp {peer} -> {name}: connected through the device tunnel, answered in {} ms",
+                took.as_millis()
+            ),
+            Err(e) => {
+                ok = false;
+                println!("  tcp from the vnet host to {name}: FAILED: {e:#}");
+            }
+        }
+    }
+
     if let Some(secs) = iperf_secs.filter(|s| *s > 0) {
         println!();
         println!("== throughput (iperf3 TCP, {secs} s, client -> vnet host)");
@@ -1006,6 +1090,45 @@ fn status(iperf_secs: Option<u32>) -> Result<bool> {
         }
     }
     Ok(ok)
+}
+
+/// A TCP connection from the vnet host to a listener on the device's tunnel address `vip`:
+/// who connected, and how long the exchange took.
+fn manage_out(vip: Ipv4Addr) -> Result<(std::net::SocketAddr, Duration)> {
+    use std::io::{Read, Write};
+    let client = Netns::attach(ns_name("cl"))?;
+    let vnet = Netns::attach(ns_name("vn"))?;
+    let listener = client.try_run(|| std::net::TcpListener::bind((vip, 0)));
+    client.persist();
+    let listener = listener??;
+    let port = listener.local_addr()?.port();
+    let server = thread::spawn(move || -> std::io::Result<std::net::SocketAddr> {
+        let (mut conn, peer) = listener.accept()?;
+        let mut hello = [0u8; 5];
+        conn.read_exact(&mut hello)?;
+        conn.write_all(b"device")?;
+        Ok(peer)
+    });
+    let started = Instant::now();
+    let reply = vnet.try_run(|| -> std::io::Result<String> {
+        let target = std::net::SocketAddr::from((vip, port));
+        let mut c = std::net::TcpStream::connect_timeout(&target, Duration::from_secs(3))?;
+        c.set_read_timeout(Some(Duration::from_secs(3)))?;
+        c.write_all(b"hello")?;
+        let mut reply = String::new();
+        c.read_to_string(&mut reply)?;
+        Ok(reply)
+    });
+    vnet.persist();
+    let reply = reply??;
+    let took = started.elapsed();
+    if reply != "device" {
+        bail!("unexpected answer {reply:?}");
+    }
+    let peer = server
+        .join()
+        .map_err(|_| anyhow::anyhow!("the listener panicked"))??;
+    Ok((peer, took))
 }
 
 /// One iperf3 run from the client namespace to `dest` in the vnet namespace.

@@ -59,7 +59,8 @@ enum Command {
 /// Libraries whose debug and trace output is wire dumps (netlink messages, D-Bus traffic,
 /// UDP and TUN plumbing): a bare level in AOVPN_LOG (`debug`, `trace`) is for our code, and
 /// these stay at info unless named explicitly (`AOVPN_LOG=trace,zbus=trace`).
-const NOISY_LIBRARIES: [&str; 6] = [
+const NOISY_LIBRARIES: [&str; 7] = [
+    "hickory_proto",
     "netlink_proto",
     "netlink_sys",
     "rtnetlink",

@@ -413,6 +413,13 @@ fn render_plan(p: &ConnectionPlan, warnings: &[ProfileWarning]) -> String {
             ),
         );
     }
+    if p.dns.register {
+        line(
+            "register dns",
+            "yes (the agent: RFC 2136 update signed with its TSIG key, /etc/aovpn/dns-update.key)"
+                .to_owned(),
+        );
+    }
     if let Some(server) = &p.proxy_server {
         line(
             "proxy",

@@ -1408,6 +1408,167 @@ fn split_dns_sends_corporate_names_through_the_tunnel_and_the_rest_outside() {
     );
 }
 
+/// RegisterDNS against a real BIND 9 behind the gateway: the device's name is claimed only
+/// when nobody else holds it, points at the tunnel address while the device tunnel is up (a
+/// host behind the gateway reaches the device by it), goes with a clean disconnect, and a
+/// key BIND does not accept is refused and reported.
+#[test]
+fn register_dns_names_the_device_in_bind_while_its_tunnel_is_up() {
+    let lab = Lab::new("agreg");
+    let vnet = &lab.topo.vnet;
+    vnet.ip(["addr", "add", "10.1.0.53/24", "dev", lab::VNET_IF])
+        .unwrap();
+    let key = testkit::bind::tsig_keygen().unwrap();
+    let bind = testkit::bind::Bind::start(
+        vnet,
+        testkit::bind::BindConfig {
+            dir: lab.dir("bind"),
+            listen: "10.1.0.53".parse().unwrap(),
+            zone: "corp.example".into(),
+            records: Vec::new(),
+            key: key.clone(),
+        },
+    )
+    .unwrap();
+    // Another host holds the name first.
+    bind.nsupdate(vnet, "update add dev1.corp.example 300 A 10.1.0.99")
+        .unwrap();
+    let _gw = lab.start_gateway(&lab.gateway_opts()); // pushes 10.1.0.53 as DNS server
+    let mut opts = lab.agent_opts();
+    opts.extra_toml = "[register_dns]\nhost_name = \"dev1\"\nzone = \"corp.example\"\n".into();
+    opts.files = vec![("dns-update.key".into(), key.clone())];
+    let agent = lab.start_agent(&opts);
+    wait_connected(&agent, DEVICE, Duration::from_secs(30));
+    let vip = virtual_ip(&agent, DEVICE);
+    let registration =
+        |agent: &AgentProcess| status(agent, DEVICE)["tunnel"]["dns_registration"].clone();
+    let taken = wait_until(Duration::from_secs(15), || {
+        registration(&agent)["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("held by another host"))
+    });
+    assert!(
+        taken.is_some(),
+        "{}\n{}\n{}",
+        registration(&agent),
+        agent.log(),
+        bind.log()
+    );
+    assert_eq!(bind.dig(vnet, "dev1.corp.example", "A"), "10.1.0.99");
+
+    // The other host lets the name go: the agent's next try claims it.
+    bind.nsupdate(vnet, "update delete dev1.corp.example A")
+        .unwrap();
+    let registered = wait_until(Duration::from_secs(30), || {
+        bind.dig(vnet, "dev1.corp.example", "A") == vip
+    });
+    assert!(
+        registered.is_some(),
+        "{}\n{}\n{}",
+        registration(&agent),
+        agent.log(),
+        bind.log()
+    );
+    assert!(
+        bind.dig(vnet, "dev1.corp.example", "TXT")
+            .contains("aovpn-owner="),
+        "the owner mark"
+    );
+    let r = registration(&agent);
+    assert_eq!(r["state"], "registered", "{r}");
+    assert_eq!(r["name"], "dev1.corp.example", "{r}");
+    let text =
+        String::from_utf8_lossy(&agent.control(&["status", DEVICE]).unwrap().stdout).into_owned();
+    assert!(
+        text.contains("dns name     dev1.corp.example registered at 10.1.0.53"),
+        "{text}"
+    );
+
+    // Manage out by name: the vnet host resolves the device and connects to a listener on it,
+    // through the device tunnel.
+    let resolved: Ipv4Addr = bind.dig(vnet, "dev1.corp.example", "A").parse().unwrap();
+    let vip_addr: Ipv4Addr = vip.parse().unwrap();
+    let listener = lab
+        .topo
+        .client
+        .run(|| TcpListener::bind((vip_addr, 0)))
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut conn, peer) = listener.accept().unwrap();
+        let mut buf = [0u8; 5];
+        conn.read_exact(&mut buf).unwrap();
+        conn.write_all(b"device").unwrap();
+        (peer, buf)
+    });
+    let answer = vnet.run(|| {
+        let mut c =
+            TcpStream::connect_timeout(&SocketAddr::from((resolved, port)), Duration::from_secs(5))
+                .unwrap();
+        c.write_all(b"hello").unwrap();
+        let mut reply = String::new();
+        c.read_to_string(&mut reply).unwrap();
+        reply
+    });
+    let (peer, got) = server.join().unwrap();
+    assert_eq!(&got, b"hello");
+    assert_eq!(answer, "device");
+    assert_eq!(
+        peer.ip(),
+        std::net::IpAddr::from(MGMT_HOST),
+        "from the vnet host"
+    );
+
+    // A clean disconnect removes the records (ours: the owner mark goes too).
+    let out = agent.remove_profile(DEVICE).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let removed = wait_until(Duration::from_secs(15), || {
+        bind.dig(vnet, "dev1.corp.example", "A").is_empty()
+            && bind.dig(vnet, "dev1.corp.example", "TXT").is_empty()
+    });
+    assert!(removed.is_some(), "{}\n{}", agent.log(), bind.log());
+
+    // A key BIND does not know the secret of: refused, reported, nothing registered.
+    let wrong = testkit::bind::tsig_keygen().unwrap();
+    let key_file = agent.config_dir().join("dns-update.key");
+    std::fs::write(&key_file, &wrong).unwrap();
+    let out = agent
+        .add_profile(
+            DEVICE,
+            &lab.write("device-again.xml", &device_profile_xml()),
+        )
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_connected(&agent, DEVICE, Duration::from_secs(30));
+    let refused = wait_until(Duration::from_secs(15), || {
+        registration(&agent)["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("BADSIG"))
+    });
+    assert!(
+        refused.is_some(),
+        "{}\n{}\n{}",
+        registration(&agent),
+        agent.log(),
+        bind.log()
+    );
+    assert_eq!(registration(&agent)["state"], "failed");
+    assert_eq!(bind.dig(vnet, "dev1.corp.example", "A"), "");
+    report(&format!(
+        "RegisterDNS: name resolvable in BIND {} ms after the other host released it (agent retry); removed {} ms after the profile was removed",
+        registered.unwrap_or_default().as_millis(),
+        removed.unwrap_or_default().as_millis()
+    ));
+}
+
 /// A ForceTunnel profile's Proxy/Manual/Server is exported while its tunnel is up (an
 /// environment file under the run directory, read by /etc/profile.d/aovpn-proxy.sh) and goes
 /// with the tunnel.

@@ -52,6 +52,11 @@ fn the_lab_comes_up_and_its_tunnels_come_back_by_themselves() {
         "aovpn-dev",
         "ping ok",
         "Mbit/s",
+        // Split DNS through the user tunnel, the device's registered name, manage out by it.
+        "app.corp.aolab.example     -> 10.1.0.20    (from 10.1.0.53 through the tunnel)",
+        "client1.corp.aolab.example -> 172.16.201.",
+        "the agent: registered",
+        "connected through the device tunnel",
     ] {
         assert!(up_text.contains(needle), "{needle} missing:\n{up_text}");
     }

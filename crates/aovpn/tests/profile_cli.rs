@@ -35,15 +35,8 @@ fn validate_accepts_the_azure_seed_document() {
     let file = corpus("valid/azure-device-tunnel.xml");
     let out = aovpn(store.path(), &["validate", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    // Valid, with the one element the client does not apply yet named.
-    assert_eq!(
-        stderr(&out),
-        format!(
-            "{}:26:4: warning: VPNProfile/RegisterDNS: not applied on Linux: the tunnel address \
-             is not registered in DNS\n",
-            file.display()
-        )
-    );
+    // Valid, and every element applied: nothing to warn about.
+    assert_eq!(stderr(&out), "");
     assert_eq!(stdout(&out), format!("{}: valid\n", file.display()));
 }
 
@@ -139,12 +132,12 @@ fn add_list_show_export_remove() {
         "route: 192.168.3.5/32 via tunnel\nroute: 192.168.3.4/32 via tunnel\n",
         "class-based route: no\n",
         "always-on: yes\n",
-        // The seed's RegisterDNS is not done yet: the plan says so instead of "yes".
-        "not applied: VPNProfile/RegisterDNS (the tunnel address is not registered in DNS)\n",
+        "register dns: yes (the agent: RFC 2136 update signed with its TSIG key, \
+         /etc/aovpn/dns-update.key)\n",
     ] {
         assert!(plan.contains(line), "missing {line:?} in\n{plan}");
     }
-    assert!(!plan.contains("register dns"), "{plan}");
+    assert!(!plan.contains("not applied"), "{plan}");
 
     let out = aovpn(s, &["show", "Corp Full Tunnel", "--plan"]);
     let plan = stdout(&out);

@@ -190,12 +190,6 @@ impl ParsedProfile {
                  (ByPassForLocal true is what Linux does: its connected routes stay)",
             );
         }
-        if p.register_dns == Some(true) {
-            c.not_applied(
-                "VPNProfile/RegisterDNS",
-                "the tunnel address is not registered in DNS",
-            );
-        }
         for (i, rule) in p.domain_name_information.iter().enumerate() {
             // The rules may stand alone or inside the CSP example's DomainNameInformationList.
             let direct = format!("VPNProfile/DomainNameInformation[{}]", i + 1);

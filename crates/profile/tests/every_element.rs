@@ -77,6 +77,7 @@ const APPLIED: &[&str] = &[
     "ProfileName",
     "AlwaysOn",
     "DnsSuffix",
+    "RegisterDNS",
     "TrustedNetworkDetection",
     "DataEncryption",
     "DisableIKEv2Fragmentation",
@@ -115,7 +116,6 @@ fn every_element_is_applied_or_reported() {
         assert!(w.starts_with("not applied on Linux"), "{e}: {w}");
     };
     for e in [
-        "RegisterDNS",
         "Proxy/AutoConfigUrl",
         "DomainNameInformation[1]/Persistent",
         "NativeProfile/Authentication/Eap",
@@ -147,6 +147,7 @@ fn every_element_is_applied_or_reported() {
     let p = plan::plan("every", Some(Scope::User), &parsed.profile).unwrap();
     assert_eq!(p.name, "every");
     assert!(p.always_on);
+    assert!(p.dns.register, "RegisterDNS: the agent registers the name");
     assert_eq!(p.dns.suffixes, ["corp.example"]);
     assert_eq!(p.trusted_networks, ["office.corp.example"]);
     assert!(p.disable_ike_fragmentation);

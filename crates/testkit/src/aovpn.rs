@@ -930,6 +930,11 @@ pub struct AgentOpts {
     pub backoff_cap_secs: Option<u64>,
     /// Extra environment of the agent (e.g. `DBUS_SYSTEM_BUS_ADDRESS` of a private bus).
     pub env: Vec<(String, String)>,
+    /// Appended to agent.toml (tables such as `[register_dns]`).
+    pub extra_toml: String,
+    /// Files written into the store before the agent starts: (name under `etc/`, text),
+    /// readable by root only.
+    pub files: Vec<(String, String)>,
 }
 
 impl AgentOpts {
@@ -943,6 +948,8 @@ impl AgentOpts {
             admin_group: None,
             backoff_cap_secs: None,
             env: Vec::new(),
+            extra_toml: String::new(),
+            files: Vec::new(),
         }
     }
 }
@@ -995,7 +1002,13 @@ impl AgentProcess {
         if let Some(cap) = opts.backoff_cap_secs {
             toml.push_str(&format!("backoff_cap_secs = {cap}\n"));
         }
+        toml.push_str(&opts.extra_toml);
         fs::write(etc.join("agent.toml"), toml)?;
+        for (name, text) in &opts.files {
+            let path = etc.join(name);
+            fs::write(&path, text)?;
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
+        }
         fs::write(workdir.join("resolv.conf"), "nameserver 192.0.2.53\n")?;
         let mut agent = AgentProcess {
             bin: bin.to_owned(),

@@ -2,6 +2,7 @@
 //!
 //! * [`netns`]: throw-away Linux network namespaces with veth links and the standard lab
 //!   topology (client, "internet" router with optional NAT, gateway, and a host behind it).
+//! * [`bind`]: a real BIND 9 serving a zone that takes TSIG-signed dynamic updates.
 //! * [`strongswan`]: a real strongSwan charon (kernel-libipsec) in a namespace, its swanctl
 //!   configuration, SA listing, and a `pki`-made test PKI.
 //!
@@ -9,6 +10,7 @@
 //! non-root run fails loudly instead of skipping silently.
 
 pub mod aovpn;
+pub mod bind;
 pub mod netns;
 pub mod strongswan;
 

@@ -1,0 +1,914 @@
+//! RegisterDNS: while a tunnel with it is up, the machine's name in the corporate zone points
+//! at its tunnel addresses, so that administrators reach the device by name ("manage out").
+//!
+//! Done as Windows does on a domain network, with the standard protocol BIND, Windows DNS and
+//! PowerDNS accept: an RFC 2136 UPDATE signed with TSIG (RFC 8945, the key from a root-only
+//! file in BIND's `key` syntax, what `tsig-keygen` writes), sent through the tunnel from the
+//! tunnel address to the gateway's DNS server (or a configured one). Messages and TSIG come
+//! from hickory-proto.
+//!
+//! Ownership: next to the addresses, the name carries a TXT record `aovpn-owner=…` derived
+//! from this machine, like ISC DHCP's interim records (RFC 4703 in spirit). A name nobody
+//! holds is claimed (prerequisite: name not in use); a name holding our TXT is updated in
+//! place (prerequisite: our TXT, exactly); a name held otherwise is left alone and reported.
+//! The records go on a clean disconnect (prerequisite: still ours). Failures are retried with
+//! backoff and shown in `aovpn status`; the tunnel never waits for DNS.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::tsig::{TsigAlgorithm, TsigError};
+use hickory_proto::rr::rdata::{A, AAAA, TXT};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, TSigner};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+/// The key file in the system store.
+pub const KEY_FILE: &str = "dns-update.key";
+
+/// What Windows gives dynamically registered names.
+pub const DEFAULT_TTL: u32 = 1200;
+
+/// Allowed clock difference between us and the DNS server (RFC 8945 recommends 300 s).
+const TSIG_FUDGE: u16 = 300;
+
+/// One UPDATE: sent this many times, each waiting this long for the answer.
+const TRIES: u32 = 3;
+const ANSWER_WAIT: Duration = Duration::from_secs(2);
+
+/// Waits between failed rounds.
+const RETRY_FIRST: Duration = Duration::from_secs(5);
+const RETRY_CAP: Duration = Duration::from_secs(300);
+
+/// How the agent registers names (`[register_dns]` in agent.toml); each unset field has a
+/// default taken from the machine or the tunnel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The TSIG key (BIND `key` syntax), readable by root only.
+    pub key_file: PathBuf,
+    /// Default: this machine's host name (its first label).
+    pub host_name: Option<String>,
+    /// Default: the profile's first DNSSuffix, else the gateway's first internal domain.
+    pub zone: Option<String>,
+    /// Default: the first DNS server the gateway pushes (of a family the tunnel has).
+    pub server: Option<IpAddr>,
+    pub ttl: u32,
+}
+
+/// Why a name is not (or no longer) registered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegisterError {
+    #[error("{path}: {message}")]
+    Key { path: String, message: String },
+    #[error("{0}")]
+    Setup(String),
+    #[error("no answer from {0}")]
+    NoAnswer(SocketAddr),
+    #[error("{name} is held by another host (its records carry no aovpn-owner record of ours)")]
+    NameTaken { name: String },
+    #[error("{server} refused the update: {reason}")]
+    Refused { server: SocketAddr, reason: String },
+    #[error("{server}: {reason}")]
+    BadAnswer { server: SocketAddr, reason: String },
+}
+
+/// What `aovpn status` shows about a tunnel's name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistrationStatus {
+    /// The fully qualified name (without the trailing dot).
+    pub name: String,
+    /// The server the updates go to.
+    pub server: Option<IpAddr>,
+    /// `registering`, `registered` or `failed`.
+    pub state: String,
+    /// Why it failed, and when the next try is.
+    pub detail: Option<String>,
+}
+
+/// A TSIG key.
+pub struct TsigKey {
+    name: Name,
+    algorithm: TsigAlgorithm,
+    secret: Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for TsigKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TsigKey")
+            .field("name", &self.name)
+            .field("algorithm", &self.algorithm)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TsigKey {
+    fn signer(&self) -> Result<TSigner, RegisterError> {
+        // hickory keeps its own copy of the secret for as long as the signer lives (one update).
+        TSigner::new(
+            self.secret.to_vec(),
+            self.algorithm.clone(),
+            self.name.clone(),
+            TSIG_FUDGE,
+        )
+        .map_err(|e| RegisterError::Setup(format!("TSIG: {e}")))
+    }
+}
+
+/// A key in BIND's syntax (what `tsig-keygen NAME` prints):
+///
+/// ```text
+/// key "dev1-update" {
+///     algorithm hmac-sha256;
+///     secret "base64…";
+/// };
+/// ```
+pub fn parse_key(text: &str) -> Result<TsigKey, String> {
+    let tokens = key_tokens(text)?;
+    let mut it = tokens.iter().map(String::as_str).peekable();
+    if it.next() != Some("key") {
+        return Err("expected `key \"NAME\" { algorithm …; secret \"…\"; };`".into());
+    }
+    let name = it.next().ok_or("the key has no name")?;
+    let mut name = Name::from_ascii(name).map_err(|e| format!("key name {name:?}: {e}"))?;
+    name.set_fqdn(true);
+    if it.next() != Some("{") {
+        return Err("expected `{` after the key name".into());
+    }
+    let (mut algorithm, mut secret) = (None, None);
+    loop {
+        match it.next() {
+            Some("}") => break,
+            Some("algorithm") => {
+                let a = it.next().ok_or("algorithm: missing value")?;
+                algorithm = Some(match a.to_ascii_lowercase().as_str() {
+                    "hmac-sha256" => TsigAlgorithm::HmacSha256,
+                    "hmac-sha384" => TsigAlgorithm::HmacSha384,
+                    "hmac-sha512" => TsigAlgorithm::HmacSha512,
+                    other => {
+                        return Err(format!(
+                            "algorithm: {other:?} is not supported (hmac-sha256, hmac-sha384 or hmac-sha512)"
+                        ));
+                    }
+                });
+            }
+            Some("secret") => {
+                let s = it.next().ok_or("secret: missing value")?;
+                use base64::Engine;
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(s)
+                    .map_err(|_| "secret: not base64".to_owned())?;
+                if bytes.len() < 16 {
+                    return Err("secret: shorter than 128 bits".into());
+                }
+                secret = Some(Zeroizing::new(bytes));
+            }
+            Some(other) => return Err(format!("unexpected {other:?} in the key")),
+            None => return Err("the key is not closed with `};`".into()),
+        }
+        if it.next() != Some(";") {
+            return Err("expected `;` after each statement".into());
+        }
+    }
+    Ok(TsigKey {
+        name,
+        algorithm: algorithm.ok_or("the key names no algorithm")?,
+        secret: secret.ok_or("the key has no secret")?,
+    })
+}
+
+/// Words, quoted strings and `{ } ;`, without comments (`#`, `//`, `/* */`).
+fn key_tokens(text: &str) -> Result<Vec<String>, String> {
+    let mut tokens = Vec::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => {}
+            '#' => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            '/' if chars.peek() == Some(&'/') => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            '/' if chars.peek() == Some(&'*') => {
+                chars.next();
+                let mut last = ' ';
+                loop {
+                    let c = chars.next().ok_or("unterminated comment")?;
+                    if last == '*' && c == '/' {
+                        break;
+                    }
+                    last = c;
+                }
+            }
+            '{' | '}' | ';' => tokens.push(c.to_string()),
+            '"' => {
+                let mut s = String::new();
+                loop {
+                    match chars.next().ok_or("unterminated string")? {
+                        '"' => break,
+                        c => s.push(c),
+                    }
+                }
+                tokens.push(s);
+            }
+            c => {
+                let mut s = c.to_string();
+                while let Some(&c) = chars.peek() {
+                    if c.is_whitespace() || "{};\"#".contains(c) {
+                        break;
+                    }
+                    s.push(c);
+                    chars.next();
+                }
+                tokens.push(s);
+            }
+        }
+    }
+    Ok(tokens)
+}
+
+/// The key from its file, which only its owner may read (it lets anyone holding it rewrite
+/// names in the zone).
+pub fn load_key(path: &Path) -> Result<TsigKey, RegisterError> {
+    use std::os::unix::fs::MetadataExt;
+    let key_error = |message: String| RegisterError::Key {
+        path: path.display().to_string(),
+        message,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| key_error(e.to_string()))?;
+    if meta.mode() & 0o077 != 0 {
+        return Err(key_error(format!(
+            "readable by others (mode {:o}): chmod 600 it",
+            meta.mode() & 0o777
+        )));
+    }
+    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| key_error(e.to_string()))?);
+    parse_key(&text).map_err(key_error)
+}
+
+/// What one tunnel registers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    pub name: Name,
+    pub zone: Name,
+    pub addresses: Vec<IpAddr>,
+    /// The TXT value marking the name as ours.
+    pub owner: String,
+    pub ttl: u32,
+}
+
+impl Registration {
+    /// `host` under `zone`; the owner mark is derived from `machine` (stable per machine) and
+    /// the name, so it tells nothing about the machine to whoever reads the zone.
+    pub fn new(
+        host: &str,
+        zone: &str,
+        addresses: Vec<IpAddr>,
+        machine: &[u8],
+        ttl: u32,
+    ) -> Result<Self, String> {
+        let label = host
+            .split('.')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let valid_label = !label.is_empty()
+            && label.len() <= 63
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-');
+        if !valid_label {
+            return Err(format!("host name {host:?} is not a DNS label"));
+        }
+        let zone_name = Name::from_ascii(zone.trim_end_matches('.'))
+            .map_err(|e| format!("zone {zone:?}: {e}"))?;
+        if zone_name.num_labels() == 0 {
+            return Err("the zone is the root".into());
+        }
+        let mut zone_name = zone_name;
+        zone_name.set_fqdn(true);
+        let name = Name::from_ascii(&label)
+            .and_then(|n| n.append_domain(&zone_name))
+            .map_err(|e| format!("{label}.{zone}: {e}"))?;
+        if addresses.is_empty() {
+            return Err("the tunnel has no address".into());
+        }
+        let mut hash = Sha256::new();
+        hash.update(b"aovpn register-dns\0");
+        hash.update(machine);
+        hash.update(b"\0");
+        hash.update(name.to_ascii().to_ascii_lowercase().as_bytes());
+        let digest = hash.finalize();
+        let owner = format!(
+            "aovpn-owner={}",
+            digest[..16]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+        Ok(Self {
+            name,
+            zone: zone_name,
+            addresses,
+            owner,
+            ttl,
+        })
+    }
+
+    /// The name as shown (no trailing dot).
+    pub fn display_name(&self) -> String {
+        self.name.to_ascii().trim_end_matches('.').to_owned()
+    }
+}
+
+/// The three updates, each with its RFC 2136 prerequisite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Name not in use: add the addresses and our owner mark.
+    Claim,
+    /// Our owner mark, exactly: replace the addresses.
+    Replace,
+    /// Our owner mark: delete every record of the name.
+    Remove,
+}
+
+fn record(name: &Name, ttl: u32, class: DNSClass, data: RData) -> Record {
+    let mut r = Record::from_rdata(name.clone(), ttl, data);
+    r.dns_class = class;
+    r
+}
+
+/// An empty-RDATA record: a prerequisite or a deletion, by class (RFC 2136 2.4, 2.5).
+fn empty(name: &Name, class: DNSClass, rr_type: RecordType) -> Record {
+    let mut r = Record::update0(name.clone(), 0, rr_type);
+    r.dns_class = class;
+    r
+}
+
+/// The UPDATE for `step` (unsigned).
+pub fn update(reg: &Registration, step: Step, id: u16) -> Message {
+    let mut m = Message::new(id, MessageType::Query, OpCode::Update);
+    let mut zone = Query::new();
+    zone.set_name(reg.zone.clone())
+        .set_query_class(DNSClass::IN)
+        .set_query_type(RecordType::SOA);
+    // Update sections: zone = question, prerequisites = answers, updates = authorities.
+    m.add_query(zone);
+    let ours = record(
+        &reg.name,
+        0,
+        DNSClass::IN,
+        RData::TXT(TXT::new(vec![reg.owner.clone()])),
+    );
+    let addresses = reg.addresses.iter().map(|ip| {
+        let data = match ip {
+            IpAddr::V4(v4) => RData::A(A(*v4)),
+            IpAddr::V6(v6) => RData::AAAA(AAAA(*v6)),
+        };
+        record(&reg.name, reg.ttl, DNSClass::IN, data)
+    });
+    match step {
+        Step::Claim => {
+            m.add_answer(empty(&reg.name, DNSClass::NONE, RecordType::ANY));
+            m.add_authorities(addresses);
+            let mut mark = ours;
+            mark.ttl = reg.ttl;
+            m.add_authority(mark);
+        }
+        Step::Replace => {
+            m.add_answer(ours);
+            m.add_authority(empty(&reg.name, DNSClass::ANY, RecordType::A));
+            m.add_authority(empty(&reg.name, DNSClass::ANY, RecordType::AAAA));
+            m.add_authorities(addresses);
+        }
+        Step::Remove => {
+            m.add_answer(ours);
+            m.add_authority(empty(&reg.name, DNSClass::ANY, RecordType::ANY));
+        }
+    }
+    m
+}
+
+/// What the server said to one update (already checked to be signed with our key when it
+/// is a success or a failed prerequisite).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    Done,
+    /// Claim: the name exists.
+    NameInUse,
+    /// Replace or Remove: the name does not carry our owner mark.
+    NotOurs,
+    Refused(String),
+}
+
+/// The meaning of a response code for `step`.
+pub fn answer(step: Step, code: ResponseCode, tsig_error: Option<&TsigError>) -> Answer {
+    match (step, code) {
+        (_, ResponseCode::NoError) => Answer::Done,
+        (Step::Claim, ResponseCode::YXDomain) => Answer::NameInUse,
+        (Step::Replace | Step::Remove, ResponseCode::NXRRSet) => Answer::NotOurs,
+        (_, ResponseCode::NotAuth) => Answer::Refused(match tsig_error {
+            Some(TsigError::BadKey) => "our TSIG key is not known to it (BADKEY)".into(),
+            Some(TsigError::BadSig) => "our TSIG signature does not match its key (BADSIG)".into(),
+            Some(TsigError::BadTime) => {
+                "our clock is too far from its clock for TSIG (BADTIME)".into()
+            }
+            _ => "it is not authoritative for the zone, or our key may not update it (NOTAUTH)"
+                .into(),
+        }),
+        (_, ResponseCode::Refused) => {
+            Answer::Refused("our key may not update this name (REFUSED)".into())
+        }
+        (_, ResponseCode::NotZone) => {
+            Answer::Refused("the name is not in the zone (NOTZONE)".into())
+        }
+        (_, code) => Answer::Refused(format!("{code}")),
+    }
+}
+
+/// Where the updates go, and from which tunnel.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub server: SocketAddr,
+    /// The tunnel address of the server's family.
+    pub source: IpAddr,
+    /// The tunnel interface: the update never leaves by another one.
+    pub interface: String,
+}
+
+/// Sends one signed update and returns what the server said.
+async fn exchange(
+    target: &Target,
+    key: &TsigKey,
+    reg: &Registration,
+    step: Step,
+) -> Result<Answer, RegisterError> {
+    let server = target.server;
+    let setup = |what: &str, e: std::io::Error| RegisterError::Setup(format!("{what}: {e}"));
+    let socket = tokio::net::UdpSocket::bind(SocketAddr::new(target.source, 0))
+        .await
+        .map_err(|e| setup("socket", e))?;
+    socket
+        .bind_device(Some(target.interface.as_bytes()))
+        .map_err(|e| setup("binding to the tunnel interface", e))?;
+    socket
+        .connect(server)
+        .await
+        .map_err(|e| setup("socket", e))?;
+    let mut message = update(reg, step, rand_id());
+    let mut verifier = message
+        .finalize(&key.signer()?, tunnel::host::unix_now())
+        .map_err(|e| RegisterError::Setup(format!("TSIG: {e}")))?
+        .ok_or_else(|| RegisterError::Setup("TSIG: no verifier".into()))?;
+    let bytes = message
+        .to_vec()
+        .map_err(|e| RegisterError::Setup(format!("encoding the update: {e}")))?;
+    let mut buf = vec![0u8; 4096];
+    for _ in 0..TRIES {
+        socket.send(&bytes).await.map_err(|e| setup("sending", e))?;
+        let deadline = tokio::time::Instant::now() + ANSWER_WAIT;
+        loop {
+            let n = match tokio::time::timeout_at(deadline, socket.recv(&mut buf)).await {
+                Err(_) => break,
+                Ok(Err(e)) => return Err(setup("receiving", e)),
+                Ok(Ok(n)) => n,
+            };
+            let Ok(response) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            if response.metadata.id != message.metadata.id
+                || response.metadata.message_type != MessageType::Response
+            {
+                continue;
+            }
+            let code = response.metadata.response_code;
+            let tsig_error = response.signature.as_ref().and_then(|s| s.data.error);
+            let signed = response
+                .signature
+                .as_ref()
+                .is_some_and(|s| !s.data.mac.is_empty());
+            let result = answer(step, code, tsig_error.as_ref());
+            if !signed {
+                // An unsigned answer proves nothing; only a refusal of our key is believed
+                // (the server cannot sign with a key it does not accept), and only as a
+                // reason to try again later.
+                return match result {
+                    Answer::Refused(reason) => Err(RegisterError::Refused { server, reason }),
+                    _ => Err(RegisterError::BadAnswer {
+                        server,
+                        reason: format!("an answer ({code}) not signed with our key"),
+                    }),
+                };
+            }
+            verifier
+                .verify(&buf[..n])
+                .map_err(|e| RegisterError::BadAnswer {
+                    server,
+                    reason: format!("the answer fails the TSIG check: {e}"),
+                })?;
+            return Ok(result);
+        }
+    }
+    Err(RegisterError::NoAnswer(server))
+}
+
+fn rand_id() -> u16 {
+    // The TSIG MAC protects the exchange; the ID only pairs answers with questions.
+    let [a, b] = ipsec_crypto::Provider::system()
+        .random_array::<2>()
+        .unwrap_or([0x5a, 0xa5]);
+    u16::from_be_bytes([a, b])
+}
+
+/// Claims the name, or updates it if it is ours.
+pub async fn register(
+    target: &Target,
+    key: &TsigKey,
+    reg: &Registration,
+) -> Result<(), RegisterError> {
+    match exchange(target, key, reg, Step::Claim).await? {
+        Answer::Done => Ok(()),
+        Answer::NameInUse => match exchange(target, key, reg, Step::Replace).await? {
+            Answer::Done => Ok(()),
+            Answer::NotOurs | Answer::NameInUse => Err(RegisterError::NameTaken {
+                name: reg.display_name(),
+            }),
+            Answer::Refused(reason) => Err(RegisterError::Refused {
+                server: target.server,
+                reason,
+            }),
+        },
+        Answer::NotOurs => Err(RegisterError::NameTaken {
+            name: reg.display_name(),
+        }),
+        Answer::Refused(reason) => Err(RegisterError::Refused {
+            server: target.server,
+            reason,
+        }),
+    }
+}
+
+/// Removes the name's records if they are still ours (a name someone else took over stays).
+pub async fn remove(
+    target: &Target,
+    key: &TsigKey,
+    reg: &Registration,
+) -> Result<(), RegisterError> {
+    match exchange(target, key, reg, Step::Remove).await? {
+        Answer::Done | Answer::NotOurs | Answer::NameInUse => Ok(()),
+        Answer::Refused(reason) => Err(RegisterError::Refused {
+            server: target.server,
+            reason,
+        }),
+    }
+}
+
+/// A tunnel's registration, kept by a task of its own: registered, or retried with backoff.
+#[derive(Debug)]
+pub struct Registrar {
+    task: tokio::task::JoinHandle<()>,
+    target: Target,
+    settings: Settings,
+    registration: Registration,
+    status: Arc<Mutex<RegistrationStatus>>,
+}
+
+impl Registrar {
+    /// Starts registering `registration` at `target`.
+    pub fn start(settings: Settings, registration: Registration, target: Target) -> Self {
+        let status = Arc::new(Mutex::new(RegistrationStatus {
+            name: registration.display_name(),
+            server: Some(target.server.ip()),
+            state: "registering".into(),
+            detail: None,
+        }));
+        let task = tokio::spawn(keep_registered(
+            settings.key_file.clone(),
+            registration.clone(),
+            target.clone(),
+            status.clone(),
+        ));
+        Self {
+            task,
+            target,
+            settings,
+            registration,
+            status,
+        }
+    }
+
+    pub fn status(&self) -> RegistrationStatus {
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Stops retrying and removes the records (the tunnel must still be up).
+    pub async fn remove(self) {
+        self.task.abort();
+        let key = match load_key(&self.settings.key_file) {
+            Ok(key) => key,
+            Err(e) => {
+                tracing::warn!(name = %self.registration.display_name(), "DNS name not removed: {e}");
+                return;
+            }
+        };
+        match remove(&self.target, &key, &self.registration).await {
+            Ok(()) => tracing::info!(name = %self.registration.display_name(), "DNS name removed"),
+            Err(e) => {
+                tracing::warn!(name = %self.registration.display_name(), "DNS name not removed: {e}")
+            }
+        }
+    }
+}
+
+impl Drop for Registrar {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn keep_registered(
+    key_file: PathBuf,
+    registration: Registration,
+    target: Target,
+    status: Arc<Mutex<RegistrationStatus>>,
+) {
+    let name = registration.display_name();
+    let mut wait = RETRY_FIRST;
+    loop {
+        let result = match load_key(&key_file) {
+            Ok(key) => register(&target, &key, &registration).await,
+            Err(e) => Err(e),
+        };
+        let done = result.is_ok();
+        if let Ok(mut s) = status.lock() {
+            match &result {
+                Ok(()) => {
+                    s.state = "registered".into();
+                    s.detail = None;
+                }
+                Err(e) => {
+                    s.state = "failed".into();
+                    s.detail = Some(format!("{e} (next try in {} s)", wait.as_secs()));
+                }
+            }
+        }
+        match result {
+            Ok(()) => {
+                let addresses: Vec<String> = registration
+                    .addresses
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                tracing::info!(%name, server = %target.server, addresses = %addresses.join(", "), "DNS name registered");
+            }
+            Err(e) => {
+                tracing::warn!(%name, retry_s = wait.as_secs(), "DNS name not registered: {e}")
+            }
+        }
+        if done {
+            return;
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(RETRY_CAP);
+    }
+}
+
+/// This machine's identity for the owner mark: systemd's machine ID, else its host name.
+pub fn machine_id() -> Vec<u8> {
+    std::fs::read("/etc/machine-id")
+        .ok()
+        .filter(|id| !id.is_empty())
+        .unwrap_or_else(|| host_name().unwrap_or_default().into_bytes())
+}
+
+/// The machine's host name.
+pub fn host_name() -> Option<String> {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "# from tsig-keygen\nkey \"dev1-update\" {\n\talgorithm hmac-sha256;\n\
+                       \tsecret \"q2Yb0Bq5zw8m2fPNxdGJkQZ8n4XA0rM8a1Wm0mJmQ3Y=\";\n};\n";
+
+    fn reg() -> Registration {
+        Registration::new(
+            "Dev1.localdomain",
+            "corp.example.",
+            vec!["172.16.201.2".parse().unwrap(), "fd00::2".parse().unwrap()],
+            b"machine",
+            DEFAULT_TTL,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn keys_in_bind_syntax_parse_and_bad_ones_say_why() {
+        let k = parse_key(KEY).unwrap();
+        assert_eq!(k.name.to_ascii(), "dev1-update.");
+        assert_eq!(k.algorithm, TsigAlgorithm::HmacSha256);
+        assert_eq!(k.secret.len(), 32);
+        let commented = KEY.replace("algorithm", "/* c */ algorithm // x\n");
+        assert!(parse_key(&commented).is_ok());
+        for (text, why) in [
+            ("", "expected `key"),
+            (
+                "key \"k\" { secret \"AAAAAAAAAAAAAAAAAAAAAA==\"; };",
+                "no algorithm",
+            ),
+            ("key \"k\" { algorithm hmac-md5; };", "not supported"),
+            (
+                "key \"k\" { algorithm hmac-sha256; secret \"!!\"; };",
+                "not base64",
+            ),
+            (
+                "key \"k\" { algorithm hmac-sha256; secret \"AAAA\"; };",
+                "shorter",
+            ),
+            ("key \"k\" { algorithm hmac-sha256 }", "expected `;`"),
+            ("key \"k\" { algorithm hmac-sha256;", "not closed"),
+            ("key \"k\" { secret \"unterminated", "unterminated"),
+        ] {
+            let e = parse_key(text).unwrap_err();
+            assert!(e.contains(why), "{text}: {e}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Any text, and any mangling of a real key, gives a key or an error, never a panic.
+        #[test]
+        fn key_parsing_never_panics(text in ".{0,200}", cut in 0usize..200, junk in "[{};\"/*# a-z=]{0,8}") {
+            let _ = parse_key(&text);
+            let cut = cut.min(KEY.len());
+            let _ = parse_key(&format!("{}{junk}{}", &KEY[..cut], &KEY[cut..]));
+        }
+    }
+
+    #[test]
+    fn a_key_readable_by_others_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(KEY_FILE);
+        std::fs::write(&path, KEY).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = load_key(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("readable by others") && e.contains("chmod 600"),
+            "{e}"
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(load_key(&path).is_ok());
+    }
+
+    #[test]
+    fn names_are_the_host_label_under_the_zone_with_a_stable_owner_mark() {
+        let r = reg();
+        assert_eq!(r.display_name(), "dev1.corp.example");
+        assert_eq!(r.zone.to_ascii(), "corp.example.");
+        assert_eq!(r.owner, reg().owner);
+        assert!(r.owner.starts_with("aovpn-owner=") && r.owner.len() == 12 + 32);
+        let other =
+            Registration::new("dev1", "corp.example", r.addresses.clone(), b"other", 60).unwrap();
+        assert_ne!(other.owner, r.owner);
+        for bad in ["", "-x", "a_b", "x y"] {
+            assert!(Registration::new(bad, "corp.example", r.addresses.clone(), b"m", 60).is_err());
+        }
+        assert!(Registration::new("dev1", "corp.example", Vec::new(), b"m", 60).is_err());
+        assert!(Registration::new("dev1", ".", r.addresses.clone(), b"m", 60).is_err());
+    }
+
+    #[test]
+    fn updates_carry_the_rfc2136_prerequisites() {
+        let r = reg();
+        let claim = update(&r, Step::Claim, 7);
+        assert_eq!(claim.metadata.op_code, OpCode::Update);
+        assert_eq!(claim.queries[0].query_type(), RecordType::SOA);
+        assert_eq!(claim.queries[0].name(), &r.zone);
+        // Name not in use: class NONE, type ANY, no data.
+        assert_eq!(claim.answers.len(), 1);
+        assert_eq!(claim.answers[0].dns_class, DNSClass::NONE);
+        assert_eq!(claim.answers[0].record_type(), RecordType::ANY);
+        let types: Vec<RecordType> = claim.authorities.iter().map(Record::record_type).collect();
+        assert_eq!(types, [RecordType::A, RecordType::AAAA, RecordType::TXT]);
+        assert!(claim.authorities.iter().all(|a| a.ttl == DEFAULT_TTL));
+
+        let replace = update(&r, Step::Replace, 8);
+        // Our mark, exactly (value-dependent): class IN, TTL 0.
+        assert_eq!(replace.answers[0].dns_class, DNSClass::IN);
+        assert_eq!(replace.answers[0].ttl, 0);
+        assert_eq!(
+            replace.answers[0].data,
+            RData::TXT(TXT::new(vec![r.owner.clone()]))
+        );
+        let deletes: Vec<(DNSClass, RecordType)> = replace
+            .authorities
+            .iter()
+            .map(|a| (a.dns_class, a.record_type()))
+            .take(2)
+            .collect();
+        assert_eq!(
+            deletes,
+            [
+                (DNSClass::ANY, RecordType::A),
+                (DNSClass::ANY, RecordType::AAAA)
+            ]
+        );
+        assert_eq!(replace.authorities.len(), 4);
+
+        let remove = update(&r, Step::Remove, 9);
+        assert_eq!(remove.authorities.len(), 1);
+        assert_eq!(remove.authorities[0].dns_class, DNSClass::ANY);
+        assert_eq!(remove.authorities[0].record_type(), RecordType::ANY);
+        // Encodes and decodes as what it is.
+        let back = Message::from_vec(&claim.to_vec().unwrap()).unwrap();
+        assert_eq!(back.authorities.len(), 3);
+    }
+
+    #[test]
+    fn answers_mean_what_rfc2136_says_for_each_step() {
+        assert_eq!(
+            answer(Step::Claim, ResponseCode::NoError, None),
+            Answer::Done
+        );
+        assert_eq!(
+            answer(Step::Claim, ResponseCode::YXDomain, None),
+            Answer::NameInUse
+        );
+        assert_eq!(
+            answer(Step::Replace, ResponseCode::NXRRSet, None),
+            Answer::NotOurs
+        );
+        assert_eq!(
+            answer(Step::Remove, ResponseCode::NXRRSet, None),
+            Answer::NotOurs
+        );
+        let Answer::Refused(why) =
+            answer(Step::Claim, ResponseCode::NotAuth, Some(&TsigError::BadKey))
+        else {
+            panic!("BADKEY is a refusal")
+        };
+        assert!(why.contains("BADKEY"), "{why}");
+        assert!(matches!(
+            answer(Step::Claim, ResponseCode::Refused, None),
+            Answer::Refused(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn unsigned_or_forged_answers_are_not_believed() {
+        // A "server" on loopback that answers NOERROR without a signature, then with a
+        // signature under another key.
+        let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = server.local_addr().unwrap();
+        let target = Target {
+            server: addr,
+            source: "127.0.0.1".parse().unwrap(),
+            interface: "lo".into(),
+        };
+        let key = parse_key(KEY).unwrap();
+        let forger = parse_key(&KEY.replace("q2Yb0Bq5", "Z2Yb0Bq5")).unwrap();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            for round in 0..2 {
+                let (n, from) = server.recv_from(&mut buf).await.unwrap();
+                let query = Message::from_vec(&buf[..n]).unwrap();
+                let mut reply = Message::response(query.metadata.id, OpCode::Update);
+                reply.add_query(query.queries[0].clone());
+                if round == 1 {
+                    reply
+                        .finalize(&forger.signer().unwrap(), tunnel::host::unix_now())
+                        .unwrap();
+                }
+                server
+                    .send_to(&reply.to_vec().unwrap(), from)
+                    .await
+                    .unwrap();
+            }
+        });
+        let r = reg();
+        let e = exchange(&target, &key, &r, Step::Claim).await.unwrap_err();
+        assert!(e.to_string().contains("not signed with our key"), "{e}");
+        let e = exchange(&target, &key, &r, Step::Claim).await.unwrap_err();
+        assert!(e.to_string().contains("TSIG check"), "{e}");
+    }
+}

@@ -169,8 +169,27 @@ impl Bind {
         .unwrap_or_default()
     }
 
-    /// An update with `nsupdate` signed with the zone's key (`commands` without `send`).
+    /// An update with `nsupdate` signed with the zone's key (`commands` without `send`);
+    /// a SERVFAIL (named still settling after its start) is retried for a few seconds.
     pub fn nsupdate(&self, ns: &Netns, commands: &str) -> io::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.nsupdate_once(ns, commands) {
+                Err(e) if e.to_string().contains("SERVFAIL") && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => {
+                    return Err(io::Error::other(format!(
+                        "{e}\n--- named.log\n{}",
+                        self.log()
+                    )));
+                }
+                Ok(()) => return Ok(()),
+            }
+        }
+    }
+
+    fn nsupdate_once(&self, ns: &Netns, commands: &str) -> io::Result<()> {
         let keyfile = self.config.dir.join("nsupdate.key");
         fs::write(&keyfile, &self.config.key)?;
         let script = format!(

@@ -167,6 +167,23 @@ pub struct InitiatorConfig {
     pub initial_contact: bool,
     /// Send N(MOBIKE_SUPPORTED) in IKE_AUTH.
     pub mobike: bool,
+    /// Authenticate with EAP-TLS inside IKE_AUTH (RFC 7296 2.16) instead of an AUTH
+    /// signature: the certificate and key of [`IkeConfig::local`] are used inside TLS.
+    pub eap_tls: Option<EapTlsClient>,
+}
+
+/// The initiator's EAP-TLS (RFC 5216 with TLS 1.2, RFC 9190 with TLS 1.3).
+#[derive(Debug, Clone)]
+pub struct EapTlsClient {
+    /// Sent as EAP-Response/Identity (Windows sends the user's UPN).
+    pub identity: String,
+    /// The TLS server's certificate must carry one of these names (the profile's
+    /// ServerValidation/ServerNames, else the name dialled)...
+    pub server_names: Vec<IkeId>,
+    /// ...and pass this validator (the roots it trusts, serverAuth).
+    pub server_validator: Arc<dyn PeerValidator>,
+    /// Offer TLS 1.3 besides TLS 1.2.
+    pub tls13: bool,
 }
 
 impl InitiatorConfig {
@@ -181,6 +198,7 @@ impl InitiatorConfig {
             ts_remote: vec![TrafficSelector::ANY_V4],
             initial_contact: true,
             mobike: true,
+            eap_tls: None,
         }
     }
 }
@@ -224,6 +242,8 @@ pub struct ResponderConfig {
     /// user tunnels do: an IKE_AUTH request without AUTH starts EAP, the user certificate is
     /// checked by [`IkeConfig::validator`] like a certificate in CERT. Default true.
     pub eap_tls: bool,
+    /// Offer TLS 1.3 (RFC 9190) to EAP-TLS clients besides TLS 1.2. Default true.
+    pub eap_tls13: bool,
 }
 
 impl ResponderConfig {
@@ -246,6 +266,7 @@ impl ResponderConfig {
             max_unauthenticated_datagram: 10_000,
             cookie_secret_lifetime: Duration::from_secs(300),
             eap_tls: true,
+            eap_tls13: true,
         }
     }
 }

@@ -53,8 +53,8 @@ mod sa;
 pub mod ts;
 
 pub use config::{
-    AddressFamily, AddressPool, AuthMethodPolicy, IkeConfig, InitiatorConfig, LocalCredentials,
-    ResponderConfig, RetransmitConfig,
+    AddressFamily, AddressPool, AuthMethodPolicy, EapTlsClient, IkeConfig, InitiatorConfig,
+    LocalCredentials, ResponderConfig, RetransmitConfig,
 };
 pub use endpoint::{Endpoint, EndpointStats, IkeSaId, local_spi_of};
 pub use event::{ChildSa, CloseReason, Event, Failure, FailureReason, IkeSaInfo, Transmit};

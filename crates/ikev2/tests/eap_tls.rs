@@ -507,3 +507,90 @@ fn eap_disabled_refuses_a_request_without_auth() {
         Some(FailureReason::AuthPayload(_))
     ));
 }
+
+// ---- our own initiator (InitiatorConfig::eap_tls) against our responder -------------------
+
+/// A Pair whose client authenticates with EAP-TLS using `user`, checking the gateway's TLS
+/// certificate for `names`.
+fn eap_pair(alg: KeyAlgorithm, client13: bool, server13: bool, names: &[&str]) -> Pair {
+    let (mut setup, pki, user) = user_setup(alg);
+    setup.client.ike.local = credentials(&user, IkeId::Rfc822(USER.into()));
+    setup.client.eap_tls = Some(ikev2::EapTlsClient {
+        identity: USER.into(),
+        server_names: names.iter().map(|n| IkeId::Fqdn((*n).into())).collect(),
+        server_validator: Arc::new(ikev2::PkiValidator {
+            trust: pki.trust(),
+            role: ikev2::PeerRole::Gateway {
+                server_name: GATEWAY_NAME.into(),
+            },
+            expected_id: None,
+        }),
+        tls13: client13,
+    });
+    setup.server.eap_tls13 = server13;
+    let mut pair = Pair::new(setup);
+    pair.run(true, std::time::Duration::from_secs(20));
+    pair
+}
+
+#[test]
+fn our_initiator_does_eap_tls_1_2_and_1_3_with_fragments_both_ways() {
+    for (alg, client13, server13, version) in [
+        (KeyAlgorithm::P256, false, true, "TLS 1.2"),
+        (KeyAlgorithm::P256, true, false, "TLS 1.2"),
+        (KeyAlgorithm::P256, true, true, "TLS 1.3"),
+        // RSA chains are longer than one EAP-TLS fragment: fragments and acks both ways.
+        (KeyAlgorithm::Rsa2048, false, false, "TLS 1.2"),
+        (KeyAlgorithm::Rsa2048, true, true, "TLS 1.3"),
+    ] {
+        let pair = eap_pair(alg, client13, server13, &[GATEWAY_NAME]);
+        let (Some(client), Some(server)) = pair.established() else {
+            panic!(
+                "{alg:?} {version}: not established\nclient: {:?}\nserver: {:?}",
+                pair.client_failure(),
+                pair.server_failure()
+            );
+        };
+        assert_eq!(server.peer_id, IkeId::Rfc822(USER.into()));
+        assert_eq!(server.peer_auth_method, AuthMethod::SHARED_KEY_MIC);
+        // The client authenticated the gateway by its certificate, then by the MSK.
+        assert_eq!(client.peer_id, IkeId::Fqdn(GATEWAY_NAME.into()));
+        for info in [client, server] {
+            let tls = info.eap_tls.as_deref().unwrap_or_default();
+            assert!(
+                tls.starts_with(version),
+                "{alg:?}: {tls} instead of {version}"
+            );
+        }
+        assert!(pair.client_child().is_some() && pair.server_child().is_some());
+        assert_eq!(
+            pair.client_child().unwrap().virtual_ips,
+            pair.server_child().unwrap().virtual_ips
+        );
+        if alg == KeyAlgorithm::Rsa2048 {
+            let eap_rounds = pair.wire.iter().filter(|f| f.to_server).count();
+            assert!(eap_rounds > 6, "{eap_rounds} requests: no fragments?");
+        }
+    }
+}
+
+#[test]
+fn our_initiator_refuses_an_eap_server_certificate_without_the_expected_name() {
+    let pair = eap_pair(KeyAlgorithm::P256, true, true, &["nps.corp.example"]);
+    assert_eq!(pair.established().0, None);
+    let failure = pair.client_failure().expect("the client fails");
+    assert!(
+        matches!(
+            &failure.reason,
+            FailureReason::PeerRejected(PeerRejection::IdentityMismatch(name))
+                if name.contains("nps.corp.example")
+        ),
+        "{:?}",
+        failure.reason
+    );
+    assert_eq!(
+        pair.established().1,
+        None,
+        "the gateway never sees EAP-Success"
+    );
+}

@@ -2,7 +2,7 @@
 //! SA with TS narrowing and its keys.
 
 use super::*;
-use eap::{EapServer, Phase, Step};
+use eap::{ClientStep, EapClient, EapServer, Phase, Step};
 use ipsec_crypto::shared_key_auth;
 use subtle::ConstantTimeEq;
 
@@ -146,10 +146,26 @@ impl IkeSa {
             return Err("not an initiator".into());
         };
         let idi = cfg.ike.local.id.to_wire();
-        let signed = self.signed_octets(true, &idi)?;
-        let auth = self.sign_auth(&signed)?;
+        // With EAP (RFC 7296 2.16) the first IKE_AUTH carries no AUTH: its absence asks for
+        // EAP, and our certificate goes inside TLS.
+        let auth = match &cfg.eap_tls {
+            Some(settings) => {
+                let client = EapClient::new(
+                    cfg.ike.local.key.clone(),
+                    &cfg.ike.local.chain,
+                    settings,
+                    self.unix_time,
+                )
+                .map_err(|e| e.to_string())?;
+                self.eap_client = Some(Box::new(client));
+                None
+            }
+            None => Some(self.sign_auth(&self.signed_octets(true, &idi)?)?),
+        };
         let mut out = vec![Payload::IdI(idi)];
-        out.extend(self.cert_payloads());
+        if auth.is_some() {
+            out.extend(self.cert_payloads());
+        }
         if cfg.initial_contact {
             out.push(Payload::Notify(Notify::new(
                 NotifyType::INITIAL_CONTACT,
@@ -166,7 +182,7 @@ impl IkeSa {
         if let Some(r) = &cfg.remote_id {
             out.push(Payload::IdR(r.to_wire()));
         }
-        out.push(Payload::Auth(auth));
+        out.extend(auth.map(Payload::Auth));
         let mut attrs = Vec::new();
         if cfg.request_ipv4 {
             attrs.push(CfgAttribute::InternalIp4Address(None));
@@ -228,6 +244,7 @@ impl IkeSa {
             local: self.local,
             remote: self.remote,
             nat_detected: self.nat_detected,
+            eap_tls: self.eap_tls.clone(),
         })
     }
 
@@ -369,6 +386,7 @@ impl IkeSa {
         let started = EapServer::new(
             ike.local.key.clone(),
             &ike.local.chain,
+            cfg.eap_tls13,
             payloads.to_vec(),
             idi.clone(),
             identifier,
@@ -412,6 +430,7 @@ impl IkeSa {
                 }
             };
             let first_request = std::mem::take(&mut eap.first_request);
+            self.eap_tls = eap.description.clone();
             let out = vec![Payload::Auth(ours)];
             self.finish_auth(now, message_id, cfg, &first_request, out, subject, pool);
             return;
@@ -745,6 +764,14 @@ impl IkeSa {
         let RoleConfig::Initiator(cfg) = self.cfg.clone() else {
             return;
         };
+        let eap = self.eap_client.take();
+        if let Some(client) = eap.as_ref().filter(|c| c.idr.is_some()) {
+            let _ = client;
+            if let Some(client) = eap {
+                self.continue_eap_client(now, payloads, &cfg, client);
+            }
+            return;
+        }
         let Some(idr) = payloads.id_r() else {
             let received = payloads.error_notify().map(|n| n.notify_type);
             let reason = received.map_or(
@@ -766,33 +793,55 @@ impl IkeSa {
             );
             return;
         }
+        // With EAP too, the responder proves itself with its certificate first (RFC 7296
+        // 2.16): IDr, CERT and a signature AUTH come with the first EAP request.
         let subject = match self.authenticate_peer(payloads, idr) {
             Ok(s) => s,
             Err(reason) => {
                 // Tell the responder, which considers the SA established (RFC 7296 2.21.2);
                 // fire and forget, we are closing anyway.
-                let notify = [Payload::Notify(Notify::new(
-                    NotifyType::AUTHENTICATION_FAILED,
-                    Vec::new(),
-                ))];
-                let id = self.next_request_id;
-                if let Ok(datagrams) = self.protect(ExchangeType::INFORMATIONAL, id, false, &notify)
-                {
-                    for d in datagrams {
-                        self.push_transmit(d);
+                if eap.is_none() {
+                    let notify = [Payload::Notify(Notify::new(
+                        NotifyType::AUTHENTICATION_FAILED,
+                        Vec::new(),
+                    ))];
+                    let id = self.next_request_id;
+                    if let Ok(datagrams) =
+                        self.protect(ExchangeType::INFORMATIONAL, id, false, &notify)
+                    {
+                        for d in datagrams {
+                            self.push_transmit(d);
+                        }
                     }
                 }
                 self.fail(reason, Some(NotifyType::AUTHENTICATION_FAILED), None);
                 return;
             }
         };
+        if let Some(mut client) = eap {
+            client.idr = Some((idr.clone(), subject));
+            self.eap_round(now, payloads, client);
+            return;
+        }
+        self.establish_initiator(now, &cfg, payloads, subject);
+    }
+
+    /// The IKE SA is authenticated both ways: established, with its first Child SA from
+    /// `payloads` (the last IKE_AUTH response).
+    fn establish_initiator(
+        &mut self,
+        now: Instant,
+        cfg: &InitiatorConfig,
+        payloads: &[Payload],
+        subject: String,
+    ) {
         self.state = IkeSaState::Established;
         self.mobike = cfg.mobike && payloads.notify(NotifyType::MOBIKE_SUPPORTED).is_some();
         self.start_ike_lifetime(now);
         if let Some(info) = self.established_info(subject) {
             self.events.push_back(Event::IkeSaEstablished(info));
         }
-        match self.initiator_child(&cfg, payloads) {
+        match self.initiator_child(cfg, payloads) {
             Ok(child) => {
                 self.register_child(now, &child);
                 self.events.push_back(Event::ChildSaEstablished(child));
@@ -808,6 +857,112 @@ impl IkeSa {
                 }));
                 self.delete(now);
             }
+        }
+    }
+
+    /// An IKE_AUTH response during our EAP: the next EAP round, or after EAP-Success the
+    /// responder's AUTH from the MSK with the first Child SA.
+    fn continue_eap_client(
+        &mut self,
+        now: Instant,
+        payloads: &[Payload],
+        cfg: &InitiatorConfig,
+        client: Box<EapClient>,
+    ) {
+        if !client.succeeded {
+            self.eap_round(now, payloads, client);
+            return;
+        }
+        let (Some(msk), Some((idr, subject))) = (&client.msk, &client.idr) else {
+            self.fail(
+                FailureReason::Local("EAP finished without MSK".into()),
+                None,
+                None,
+            );
+            return;
+        };
+        let Some(auth) = payloads.auth() else {
+            let received = payloads.error_notify().map(|n| n.notify_type);
+            let reason = received.map_or(
+                FailureReason::AuthPayload("no AUTH after EAP-Success".into()),
+                FailureReason::PeerNotify,
+            );
+            self.fail(reason, None, received);
+            return;
+        };
+        let verified = self.algs.map(|a| a.prf).and_then(|prf| {
+            let signed = self.signed_octets(false, idr).ok()?;
+            let expected = shared_key_auth(prf, msk, &signed);
+            Some(
+                auth.method == AuthMethod::SHARED_KEY_MIC
+                    && bool::from(expected.as_bytes().ct_eq(&auth.data)),
+            )
+        });
+        if verified != Some(true) {
+            self.fail(
+                FailureReason::AuthPayload(
+                    "the gateway's AUTH from the EAP MSK does not verify".into(),
+                ),
+                None,
+                None,
+            );
+            return;
+        }
+        let subject = subject.clone();
+        self.eap_tls = client.description.clone();
+        self.establish_initiator(now, cfg, payloads, subject);
+    }
+
+    /// Hands the EAP message of `payloads` to our EAP-TLS client and sends what it answers;
+    /// after EAP-Success, our AUTH from the MSK.
+    fn eap_round(&mut self, now: Instant, payloads: &[Payload], mut client: Box<EapClient>) {
+        let Some(bytes) = payloads.eap() else {
+            let received = payloads.error_notify().map(|n| n.notify_type);
+            let reason = received.map_or(
+                FailureReason::InvalidSyntax("IKE_AUTH response without EAP during EAP".into()),
+                FailureReason::PeerNotify,
+            );
+            self.fail(reason, None, received);
+            return;
+        };
+        let out = match client.handle(bytes) {
+            Ok(ClientStep::Respond(response)) => vec![Payload::Eap(response)],
+            Ok(ClientStep::Success) => {
+                let Some(msk) = &client.msk else {
+                    self.fail(
+                        FailureReason::Local("EAP-Success without MSK".into()),
+                        None,
+                        None,
+                    );
+                    return;
+                };
+                let idi = self.cfg.ike().local.id.to_wire();
+                let auth = self.algs.map(|a| a.prf).and_then(|prf| {
+                    let signed = self.signed_octets(true, &idi).ok()?;
+                    Some(shared_key_auth(prf, msk, &signed).as_bytes().to_vec())
+                });
+                let Some(data) = auth else {
+                    self.fail(FailureReason::Local("no keys for AUTH".into()), None, None);
+                    return;
+                };
+                client.succeeded = true;
+                vec![Payload::Auth(Authentication {
+                    method: AuthMethod::SHARED_KEY_MIC,
+                    data,
+                })]
+            }
+            Err(e) => {
+                let reason = match client.rejection() {
+                    Some(r) => FailureReason::PeerRejected(r),
+                    None => FailureReason::AuthPayload(format!("EAP-TLS: {e}")),
+                };
+                self.fail(reason, None, None);
+                return;
+            }
+        };
+        match self.send_request(now, ExchangeType::IKE_AUTH, RequestKind::Auth, out) {
+            Ok(()) => self.eap_client = Some(client),
+            Err(e) => self.fail(FailureReason::Local(e), None, None),
         }
     }
 

@@ -1,11 +1,14 @@
-//! EAP-TLS (RFC 5216, TLS 1.2) inside IKE_AUTH on the responder (RFC 7296 2.16): the EAP
-//! codec, the in-memory rustls server and its fragmentation. The IKE side lives in `auth.rs`.
+//! EAP-TLS inside IKE_AUTH (RFC 7296 2.16), both roles: the EAP codec, the in-memory rustls
+//! server (responder) and client (initiator), and EAP-TLS fragmentation. TLS 1.2 follows
+//! RFC 5216; TLS 1.3 follows RFC 9190 (the server's commitment message, the 1.3 key
+//! derivation, no resumption). The IKE side lives in `auth.rs`.
 
 use std::fmt;
 use std::sync::Arc;
 
 use ipsec_crypto::{HashAlg, KeyType, SignatureScheme as IkeScheme, Signer as IkeSigner};
 use rustls::client::danger::HandshakeSignatureValid;
+use rustls::client::{ClientConfig, ClientConnection};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
@@ -20,6 +23,8 @@ const CODE_SUCCESS: u8 = 3;
 const CODE_FAILURE: u8 = 4;
 /// EAP method types (IANA "Method Types").
 pub(super) const TYPE_IDENTITY: u8 = 1;
+const TYPE_NOTIFICATION: u8 = 2;
+const TYPE_NAK: u8 = 3;
 pub(super) const TYPE_TLS: u8 = 13;
 
 const FLAG_LENGTH: u8 = 0x80;
@@ -35,8 +40,41 @@ const MAX_TLS_MESSAGE: usize = 24 * 1024;
 const MAX_IDENTITY: usize = 256;
 /// RFC 5216 2.3: MSK = first 64 octets of the key material.
 pub(super) const MSK_LEN: usize = 64;
-/// RFC 5216 2.3 key derivation, which is the RFC 5705 exporter without context.
+/// RFC 5216 2.3 key derivation (TLS 1.2), which is the RFC 5705 exporter without context.
 const MSK_LABEL: &[u8] = b"client EAP encryption";
+/// RFC 9190 2.3 key derivation (TLS 1.3): 128 octets, the MSK first, context the type code.
+const MSK_LABEL_13: &[u8] = b"EXPORTER_EAP_TLS_Key_Material";
+const KEY_MATERIAL_LEN_13: usize = 128;
+/// RFC 9190 2.5: the server's commitment message (one octet of application data).
+const COMMITMENT: u8 = 0x00;
+
+/// `TLS 1.3, TLS13_AES_256_GCM_SHA384`: what a finished handshake used.
+fn describe<D>(tls: &rustls::ConnectionCommon<D>) -> String {
+    let version = match tls.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLS 1.3".to_owned(),
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLS 1.2".to_owned(),
+        other => format!("{other:?}"),
+    };
+    match tls.negotiated_cipher_suite() {
+        Some(suite) => format!("{version}, {:?}", suite.suite()),
+        None => version,
+    }
+}
+
+/// The MSK of a finished handshake, by the negotiated version's rule.
+fn derive_msk<D>(tls: &rustls::ConnectionCommon<D>) -> Result<Zeroizing<Vec<u8>>, EapError> {
+    let tls13 = tls.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3);
+    let (label, context, len) = if tls13 {
+        (MSK_LABEL_13, Some(&[TYPE_TLS][..]), KEY_MATERIAL_LEN_13)
+    } else {
+        (MSK_LABEL, None, MSK_LEN)
+    };
+    let mut material = tls
+        .export_keying_material(Zeroizing::new(vec![0u8; len]), label, context)
+        .map_err(|e| EapError::Tls(e.to_string()))?;
+    material.truncate(MSK_LEN);
+    Ok(material)
+}
 
 /// A malformed or unexpected EAP message, or a TLS failure.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -193,6 +231,8 @@ pub(super) struct EapServer {
     /// Validated peer: identity (canonical) and what the validator said.
     pub validated: Option<(crate::identity::IkeId, crate::identity::ValidatedPeer)>,
     pub msk: Option<Zeroizing<Vec<u8>>>,
+    /// The TLS version and suite, once the handshake is done.
+    pub description: Option<String>,
 }
 
 impl fmt::Debug for EapServer {
@@ -211,11 +251,12 @@ impl EapServer {
     pub fn new(
         key: Arc<dyn IkeSigner>,
         chain: &[Vec<u8>],
+        tls13: bool,
         first_request: Vec<ike_wire::Payload>,
         idi: ike_wire::Identification,
         identifier: u8,
     ) -> Result<(Self, Vec<u8>), EapError> {
-        let config = server_config(key, chain)?;
+        let config = server_config(key, chain, tls13)?;
         let server = Self {
             phase: Phase::Identity,
             identifier,
@@ -229,6 +270,7 @@ impl EapServer {
             idi,
             validated: None,
             msk: None,
+            description: None,
         };
         Ok((server, request(identifier, TYPE_IDENTITY, &[])))
     }
@@ -308,16 +350,19 @@ impl EapServer {
                 break;
             }
         }
+        if !tls.is_handshaking() && self.msk.is_none() {
+            self.msk = Some(derive_msk(tls)?);
+            self.description = Some(describe(tls));
+            if tls.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3) {
+                // RFC 9190 2.5: no more handshake messages from us (no tickets either).
+                std::io::Write::write_all(&mut tls.writer(), &[COMMITMENT])
+                    .map_err(|e| EapError::Tls(e.to_string()))?;
+            }
+        }
         let mut out = Vec::new();
         while tls.wants_write() {
             tls.write_tls(&mut out)
                 .map_err(|e| EapError::Tls(e.to_string()))?;
-        }
-        if !tls.is_handshaking() && self.msk.is_none() {
-            let mut msk = Zeroizing::new(vec![0u8; MSK_LEN]);
-            tls.export_keying_material(msk.as_mut_slice(), MSK_LABEL, None)
-                .map_err(|e| EapError::Tls(e.to_string()))?;
-            self.msk = Some(msk);
         }
         if !out.is_empty() {
             self.outgoing = out;
@@ -367,13 +412,373 @@ impl EapServer {
     }
 }
 
+/// What the initiator does after an EAP-Request from the gateway.
+#[derive(Debug)]
+pub(super) enum ClientStep {
+    /// Send this EAP-Response.
+    Respond(Vec<u8>),
+    /// EAP-Success after a complete handshake: the MSK is ready.
+    Success,
+}
+
+/// The initiator's EAP-TLS conversation of one IKE SA.
+pub(super) struct EapClient {
+    identity: Vec<u8>,
+    config: Arc<ClientConfig>,
+    tls: Option<ClientConnection>,
+    incoming: Vec<u8>,
+    outgoing: Vec<u8>,
+    sent: usize,
+    /// TLS 1.3: the server's commitment message arrived (RFC 9190 2.5).
+    committed: bool,
+    pub msk: Option<Zeroizing<Vec<u8>>>,
+    /// EAP-Success came and our MSK-based AUTH went out.
+    pub succeeded: bool,
+    /// The TLS version and suite, once the handshake is done.
+    pub description: Option<String>,
+    /// IDr and the subject of the responder, authenticated by its certificate in the first
+    /// IKE_AUTH response; its final AUTH (from the MSK) covers this IDr.
+    pub idr: Option<(ike_wire::Identification, String)>,
+    /// What went wrong with the TLS server's certificate, kept for the failure report.
+    rejection: Arc<std::sync::Mutex<Option<crate::identity::PeerRejection>>>,
+}
+
+impl fmt::Debug for EapClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EapClient")
+            .field("started", &self.tls.is_some())
+            .field("msk", &self.msk.as_ref().map(|_| "<secret>"))
+            .finish_non_exhaustive()
+    }
+}
+
+impl EapClient {
+    /// The TLS client with our chain and key, checking the server's certificate with
+    /// `settings`; `unix_time` is when the server's certificate must be valid.
+    pub fn new(
+        key: Arc<dyn IkeSigner>,
+        chain: &[Vec<u8>],
+        settings: &crate::config::EapTlsClient,
+        unix_time: u64,
+    ) -> Result<Self, EapError> {
+        let rejection = Arc::new(std::sync::Mutex::new(None));
+        let provider = provider();
+        let verifier = ServerCertCheck {
+            names: settings.server_names.clone(),
+            validator: settings.server_validator.clone(),
+            unix_time,
+            algorithms: provider.signature_verification_algorithms,
+            rejection: rejection.clone(),
+        };
+        let certified = CertifiedKey::new(
+            chain
+                .iter()
+                .map(|d| CertificateDer::from(d.clone()))
+                .collect(),
+            Arc::new(TlsKey(key)),
+        );
+        let mut config = ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(if settings.tls13 {
+                VERSIONS_13
+            } else {
+                VERSIONS_12
+            })
+            .map_err(|e| EapError::Tls(e.to_string()))?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_client_cert_resolver(Arc::new(FixedClientCert(Arc::new(certified))));
+        // The server is checked by certificate, not by the name TLS would send; one handshake
+        // per IKE SA.
+        config.enable_sni = false;
+        config.resumption = rustls::client::Resumption::disabled();
+        Ok(Self {
+            identity: settings.identity.as_bytes().to_vec(),
+            config: Arc::new(config),
+            tls: None,
+            incoming: Vec::new(),
+            outgoing: Vec::new(),
+            sent: 0,
+            committed: false,
+            msk: None,
+            succeeded: false,
+            description: None,
+            idr: None,
+            rejection,
+        })
+    }
+
+    /// Why the server's certificate was refused, if it was.
+    pub fn rejection(&self) -> Option<crate::identity::PeerRejection> {
+        self.rejection.lock().ok().and_then(|r| r.clone())
+    }
+
+    /// Handles the gateway's EAP message (a request, Success or Failure).
+    pub fn handle(&mut self, bytes: &[u8]) -> Result<ClientStep, EapError> {
+        let packet = EapPacket::parse(bytes)?;
+        match packet.code {
+            CODE_SUCCESS => {
+                return if self.msk.is_some() && self.sent >= self.outgoing.len() {
+                    Ok(ClientStep::Success)
+                } else {
+                    // RFC 5216 / 9190: success before the handshake (and, with TLS 1.3, the
+                    // commitment) is not success.
+                    Err(EapError::Unexpected(
+                        "EAP-Success before the TLS handshake completed",
+                    ))
+                };
+            }
+            CODE_FAILURE => return Err(EapError::Unexpected("EAP-Failure from the gateway")),
+            CODE_REQUEST => {}
+            _ => return Err(EapError::Unexpected("not a request")),
+        }
+        let id = packet.identifier;
+        match packet.method {
+            Some(TYPE_IDENTITY) => Ok(ClientStep::Respond(encode(
+                CODE_RESPONSE,
+                id,
+                Some(TYPE_IDENTITY),
+                &self.identity.clone(),
+            ))),
+            // Notifications are acknowledged with an empty response (RFC 3748 5.2).
+            Some(TYPE_NOTIFICATION) => Ok(ClientStep::Respond(encode(
+                CODE_RESPONSE,
+                id,
+                Some(TYPE_NOTIFICATION),
+                &[],
+            ))),
+            Some(TYPE_TLS) => self.handle_tls(id, packet.data),
+            // Any other method: Nak, asking for EAP-TLS (RFC 3748 5.3.1).
+            Some(_) => Ok(ClientStep::Respond(encode(
+                CODE_RESPONSE,
+                id,
+                Some(TYPE_NAK),
+                &[TYPE_TLS],
+            ))),
+            None => Err(EapError::Malformed),
+        }
+    }
+
+    fn respond(&self, id: u8, frag: &TlsFragment<'_>) -> ClientStep {
+        ClientStep::Respond(encode(CODE_RESPONSE, id, Some(TYPE_TLS), &frag.encode()))
+    }
+
+    fn ack(&self, id: u8) -> ClientStep {
+        self.respond(
+            id,
+            &TlsFragment {
+                flags: 0,
+                total_len: None,
+                data: &[],
+            },
+        )
+    }
+
+    fn handle_tls(&mut self, id: u8, type_data: &[u8]) -> Result<ClientStep, EapError> {
+        let frag = TlsFragment::parse(type_data)?;
+        if frag.flags & FLAG_START != 0 {
+            if self.tls.is_some() {
+                return Err(EapError::Unexpected("a second EAP-TLS start"));
+            }
+            let name = rustls::pki_types::ServerName::try_from("eap-tls.invalid")
+                .map_err(|e| EapError::Tls(e.to_string()))?;
+            let mut tls = ClientConnection::new(self.config.clone(), name)
+                .map_err(|e| EapError::Tls(e.to_string()))?;
+            let mut hello = Vec::new();
+            while tls.wants_write() {
+                tls.write_tls(&mut hello)
+                    .map_err(|e| EapError::Tls(e.to_string()))?;
+            }
+            self.tls = Some(tls);
+            self.outgoing = hello;
+            self.sent = 0;
+            return Ok(self.next_fragment(id));
+        }
+        if self.tls.is_none() {
+            return Err(EapError::Unexpected("EAP-TLS data before the start"));
+        }
+        if self.sent < self.outgoing.len() {
+            // The server acknowledges each fragment of ours with an empty request.
+            if !frag.data.is_empty() {
+                return Err(EapError::Unexpected("data while we send fragments"));
+            }
+            return Ok(self.next_fragment(id));
+        }
+        if self.incoming.len() + frag.data.len() > MAX_TLS_MESSAGE
+            || frag.total_len.is_some_and(|l| l as usize > MAX_TLS_MESSAGE)
+        {
+            return Err(EapError::TooLarge);
+        }
+        self.incoming.extend_from_slice(frag.data);
+        if frag.flags & FLAG_MORE != 0 {
+            return Ok(self.ack(id));
+        }
+        let tls = self.tls.as_mut().ok_or(EapError::Unexpected("no TLS"))?;
+        let incoming = std::mem::take(&mut self.incoming);
+        let mut input = incoming.as_slice();
+        while !input.is_empty() {
+            let n = tls
+                .read_tls(&mut input)
+                .map_err(|e| EapError::Tls(e.to_string()))?;
+            if let Err(e) = tls.process_new_packets() {
+                // Tell the server why (a TLS alert), as far as EAP allows: the failure stands.
+                return Err(EapError::Tls(e.to_string()));
+            }
+            if n == 0 {
+                break;
+            }
+        }
+        // TLS 1.3: the commitment message is the only application data a server sends.
+        let mut data = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut tls.reader(), &mut data);
+        if !data.is_empty() {
+            if data != [COMMITMENT] || tls.is_handshaking() {
+                return Err(EapError::Unexpected(
+                    "application data other than the commitment",
+                ));
+            }
+            self.committed = true;
+        }
+        let mut out = Vec::new();
+        while tls.wants_write() {
+            tls.write_tls(&mut out)
+                .map_err(|e| EapError::Tls(e.to_string()))?;
+        }
+        let tls13 = tls.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3);
+        if !tls.is_handshaking() && self.msk.is_none() && (!tls13 || self.committed) {
+            self.msk = Some(derive_msk(tls)?);
+            self.description = Some(describe(tls));
+        }
+        if !out.is_empty() {
+            self.outgoing = out;
+            self.sent = 0;
+            return Ok(self.next_fragment(id));
+        }
+        // Nothing to say: acknowledge (the server's last flight, or its commitment).
+        Ok(self.ack(id))
+    }
+
+    fn next_fragment(&mut self, id: u8) -> ClientStep {
+        let total = self.outgoing.len();
+        let end = (self.sent + FRAGMENT_LEN).min(total);
+        let first = self.sent == 0;
+        let more = end < total;
+        let mut flags = 0;
+        if more {
+            flags |= FLAG_MORE;
+        }
+        let total_len = (first && more).then(|| u32::try_from(total).unwrap_or(u32::MAX));
+        if total_len.is_some() {
+            flags |= FLAG_LENGTH;
+        }
+        let data = self
+            .outgoing
+            .get(self.sent..end)
+            .unwrap_or_default()
+            .to_vec();
+        self.sent = end;
+        self.respond(
+            id,
+            &TlsFragment {
+                flags,
+                total_len,
+                data: &data,
+            },
+        )
+    }
+}
+
+/// Checks the EAP-TLS server's certificate the way the profile says (names, roots); the
+/// handshake signatures with the provider's algorithms.
+#[derive(Debug)]
+struct ServerCertCheck {
+    names: Vec<crate::identity::IkeId>,
+    validator: Arc<dyn crate::identity::PeerValidator>,
+    unix_time: u64,
+    algorithms: WebPkiSupportedAlgorithms,
+    rejection: Arc<std::sync::Mutex<Option<crate::identity::PeerRejection>>>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for ServerCertCheck {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        let inter: Vec<&[u8]> = intermediates.iter().map(|c| c.as_ref()).collect();
+        let mut last = crate::identity::PeerRejection::NoCertificate;
+        for name in &self.names {
+            match self
+                .validator
+                .validate(name, end_entity.as_ref(), &inter, self.unix_time)
+            {
+                Ok(_) => return Ok(rustls::client::danger::ServerCertVerified::assertion()),
+                Err(e) => last = e,
+            }
+        }
+        let message = format!("EAP-TLS server certificate: {last}");
+        if let Ok(mut r) = self.rejection.lock() {
+            *r = Some(last);
+        }
+        Err(rustls::Error::General(message))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+#[derive(Debug)]
+struct FixedClientCert(Arc<CertifiedKey>);
+
+impl rustls::client::ResolvesClientCert for FixedClientCert {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        // Only if our key can sign one of the schemes the server accepts.
+        self.0.key.choose_scheme(sigschemes)?;
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
+const VERSIONS_12: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS12];
+const VERSIONS_13: &[&rustls::SupportedProtocolVersion] =
+    &[&rustls::version::TLS13, &rustls::version::TLS12];
+
 fn server_config(
     key: Arc<dyn IkeSigner>,
     chain: &[Vec<u8>],
+    tls13: bool,
 ) -> Result<Arc<ServerConfig>, EapError> {
     let provider = provider();
     let verifier = AnyClientCert {
@@ -387,12 +792,14 @@ fn server_config(
         Arc::new(TlsKey(key)),
     );
     let mut config = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS12])
+        .with_protocol_versions(if tls13 { VERSIONS_13 } else { VERSIONS_12 })
         .map_err(|e| EapError::Tls(e.to_string()))?
         .with_client_cert_verifier(Arc::new(verifier))
         .with_cert_resolver(Arc::new(FixedCert(Arc::new(certified))));
-    // One handshake per IKE SA: no resumption (RFC 5216 allows it, we have no use for it).
+    // One handshake per IKE SA: no resumption (RFC 5216 allows it, we have no use for it;
+    // RFC 9190 wants no tickets before the commitment message).
     config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
     Ok(Arc::new(config))
 }
 

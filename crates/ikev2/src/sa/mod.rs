@@ -179,6 +179,10 @@ pub struct IkeSa {
     peer_initial_contact: bool,
     /// Responder: the EAP-TLS conversation of IKE_AUTH, if the initiator chose EAP.
     eap: Option<Box<eap::EapServer>>,
+    /// Initiator: our EAP-TLS conversation of IKE_AUTH, if we authenticate with EAP.
+    eap_client: Option<Box<eap::EapClient>>,
+    /// The TLS version and suite an EAP-TLS authentication used.
+    eap_tls: Option<String>,
     /// Both sides announced MOBIKE_SUPPORTED (RFC 4555).
     mobike: bool,
     /// The caller says no path to the peer exists (DPD waits, retransmissions don't fail).
@@ -453,6 +457,8 @@ impl IkeSa {
             last_rx: None,
             peer_initial_contact: false,
             eap: None,
+            eap_client: None,
+            eap_tls: None,
             mobike: false,
             path_lost: false,
             roam_requested: None,
@@ -1128,7 +1134,7 @@ pub fn fuzz_eap_tls(
         id_type: ike_wire::IdType::FQDN,
         data: b"client".to_vec(),
     };
-    let Ok((mut server, _)) = eap::EapServer::new(key, chain, Vec::new(), idi, 1) else {
+    let Ok((mut server, _)) = eap::EapServer::new(key, chain, true, Vec::new(), idi, 1) else {
         return;
     };
     let response = |id: u8, method: u8, data: &[u8]| {

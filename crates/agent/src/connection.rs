@@ -198,6 +198,83 @@ pub struct ConnectionOptions {
     pub split_dns: Vec<crate::split_dns::SplitRule>,
     /// RegisterDNS: the machine's name is registered while the tunnel is up.
     pub register_dns: Option<crate::register_dns::Settings>,
+    /// Authenticate with EAP-TLS (a profile's UserMethod Eap, type 13) instead of an IKE
+    /// certificate signature.
+    pub eap_tls: Option<EapTlsOptions>,
+}
+
+/// How an EAP-TLS tunnel checks the gateway's TLS certificate (the profile's
+/// ServerValidation).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EapTlsOptions {
+    /// Names the certificate must carry (one of); empty: the name dialled.
+    pub server_names: Vec<String>,
+    /// SHA-1 thumbprints of the roots the chain may end in; empty: any configured root.
+    pub trusted_roots: Vec<String>,
+}
+
+/// The engine's EAP-TLS settings for `options`, dialling `server_name`.
+fn eap_tls_client(
+    eap: &EapTlsOptions,
+    credentials: &Credentials,
+    server_name: &str,
+) -> Result<ikev2::EapTlsClient, ConnectionError> {
+    let identity = match &credentials.local.id {
+        IkeId::Rfc822(s) | IkeId::Fqdn(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let as_id = |name: &str| match name.parse::<IpAddr>() {
+        Ok(ip) => IkeId::Ip(ip),
+        Err(_) => IkeId::Fqdn(name.to_owned()),
+    };
+    let server_names = if eap.server_names.is_empty() {
+        vec![as_id(server_name)]
+    } else {
+        eap.server_names.iter().map(|n| as_id(n)).collect()
+    };
+    let mut trust = credentials.trust.clone();
+    if !eap.trusted_roots.is_empty() {
+        let wanted: Vec<pki::Thumbprint> = eap
+            .trusted_roots
+            .iter()
+            .filter_map(|t| t.parse().ok())
+            .collect();
+        let roots: Vec<pki::Certificate> = credentials
+            .trust
+            .roots()
+            .iter()
+            .filter(|r| wanted.contains(&r.thumbprint()))
+            .cloned()
+            .collect();
+        if roots.is_empty() {
+            return Err(ConnectionError::Setup {
+                what: "EAP-TLS".into(),
+                message: format!(
+                    "the profile's TrustedRootCA ({}) names none of the configured roots",
+                    eap.trusted_roots.join(", ")
+                ),
+            });
+        }
+        trust = pki::TrustStore::with_roots(roots).map_err(|e| ConnectionError::Setup {
+            what: "EAP-TLS".into(),
+            message: e.to_string(),
+        })?;
+    }
+    // The role a gateway's certificate has (serverAuth or the IKE intermediate EKU); the
+    // names are checked per candidate.
+    let validator = PkiValidator {
+        trust,
+        role: PeerRole::Gateway {
+            server_name: server_name.to_owned(),
+        },
+        expected_id: None,
+    };
+    Ok(ikev2::EapTlsClient {
+        identity,
+        server_names,
+        server_validator: Arc::new(validator),
+        tls13: true,
+    })
 }
 
 /// What the tunnel reports (`aovpn status`, the lab, `aovpn connect --status-file`).
@@ -228,6 +305,9 @@ pub struct ConnectionStatus {
     /// RegisterDNS: the name and whether it is registered.
     #[serde(default)]
     pub dns_registration: Option<RegistrationStatus>,
+    /// With EAP-TLS: the TLS version and suite it used.
+    #[serde(default)]
+    pub eap_tls: Option<String>,
 }
 
 /// What a running tunnel is told.
@@ -568,6 +648,9 @@ impl Connection {
         // Both families, as Windows asks: a gateway without an IPv6 pool assigns none and
         // narrows the IPv6 selectors away.
         let mut initiator = InitiatorConfig::new(ike);
+        if let Some(eap) = &options.eap_tls {
+            initiator.eap_tls = Some(eap_tls_client(eap, &options.credentials, &server_name)?);
+        }
         initiator.request_ipv6 = true;
         initiator.ts_local = vec![TrafficSelector::ANY_V4, TrafficSelector::ANY_V6];
         initiator.ts_remote = vec![TrafficSelector::ANY_V4, TrafficSelector::ANY_V6];
@@ -657,8 +740,9 @@ impl Connection {
         match event {
             DriverEvent::Established { sa } => {
                 if let Some(info) = self.driver.sa(sa).and_then(|r| r.info.as_ref()) {
-                    tracing::info!(gateway = %info.peer_subject, ike = %info.algorithms, "IKE SA up");
+                    tracing::info!(gateway = %info.peer_subject, ike = %info.algorithms, eap_tls = ?info.eap_tls, "IKE SA up");
                     self.status.ike = info.algorithms.to_string();
+                    self.status.eap_tls = info.eap_tls.clone();
                 }
             }
             DriverEvent::ChildInstalled { child, .. } => {

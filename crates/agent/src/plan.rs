@@ -66,9 +66,9 @@ pub struct ProfileTunnel {
     pub options: ConnectionOptions,
 }
 
-/// The tunnel for `plan`. User tunnels that Windows runs with EAP-TLS use the same user
-/// certificate directly as IKEv2 certificate authentication: the gateway sees the same identity
-/// and chain, without an EAP round trip.
+/// The tunnel for `plan`; a profile with UserMethod Eap (EAP-TLS) authenticates with EAP-TLS
+/// inside IKE_AUTH, as Windows does, checking the gateway's TLS certificate as its
+/// ServerValidation says.
 pub fn profile_tunnel(
     plan: &ConnectionPlan,
     credentials: Credentials,
@@ -113,6 +113,16 @@ pub fn profile_tunnel(
                 .collect(),
             // The agent adds its settings when the profile asks (it holds the key).
             register_dns: None,
+            eap_tls: match &plan.credential {
+                Credential::Eap { config, .. } => {
+                    let v = profile::plan::eap_server_validation(&config.0);
+                    Some(crate::connection::EapTlsOptions {
+                        server_names: v.server_names,
+                        trusted_roots: v.trusted_roots,
+                    })
+                }
+                Credential::MachineCertificate => None,
+            },
         },
         servers,
     })

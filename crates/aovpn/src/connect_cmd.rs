@@ -99,6 +99,7 @@ fn tunnel(args: &ConnectArgs) -> anyhow::Result<(Vec<String>, ConnectionOptions)
                     traffic_filters: Vec::new(),
                     split_dns: Vec::new(),
                     register_dns: None,
+                    eap_tls: None,
                 },
             ))
         }

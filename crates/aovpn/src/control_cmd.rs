@@ -243,6 +243,9 @@ fn tunnel_lines(out: &mut String, t: &ConnectionStatus) {
                 .unwrap_or_default()
         ),
     );
+    if let Some(tls) = &t.eap_tls {
+        line("eap-tls", tls.clone());
+    }
     line("esp", t.esp.clone());
     line("mobike", if t.mobike { "yes" } else { "no" }.into());
     let tr = &t.traffic;

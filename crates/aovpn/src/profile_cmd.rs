@@ -343,6 +343,25 @@ fn render_plan(p: &ConnectionPlan, warnings: &[ProfileWarning]) -> String {
         match &p.credential {
             Credential::MachineCertificate => "IKEv2 certificate".to_owned(),
             Credential::Eap {
+                method_type: Some(13),
+                config,
+            } => {
+                let v = plan::eap_server_validation(&config.0);
+                let names = if v.server_names.is_empty() {
+                    "the name dialled".to_owned()
+                } else {
+                    v.server_names.join(", ")
+                };
+                let roots = if v.trusted_roots.is_empty() {
+                    "any configured root".to_owned()
+                } else {
+                    format!("roots {}", v.trusted_roots.join(", "))
+                };
+                format!(
+                    "EAP-TLS (TLS 1.3 or 1.2) with the user certificate; server certificate for {names}, {roots}"
+                )
+            }
+            Credential::Eap {
                 method_type: Some(t),
                 ..
             } => format!("EAP type {t}"),

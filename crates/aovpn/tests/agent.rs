@@ -326,12 +326,20 @@ fn a_user_tunnel_follows_the_session_and_leaves_the_device_tunnel_alone() {
     ping(&lab.topo.client, MGMT_HOST);
     let user_vip = virtual_ip(&agent, USER);
     assert_ne!(user_vip, virtual_ip(&agent, DEVICE));
-    // Her key signed the authentication, not a copy held by root.
+    // Her key signed the authentication, not a copy held by root: inside EAP-TLS, as the
+    // profile's UserMethod Eap says (TLS 1.3 with our gateway), where the device tunnel uses
+    // an IKE certificate signature.
     assert!(
         alice.log().contains("signed for the agent"),
         "{}",
         alice.log()
     );
+    let eap = status(&agent, USER)["tunnel"]["eap_tls"].clone();
+    assert!(
+        eap.as_str().is_some_and(|e| e.starts_with("TLS 1.3")),
+        "{eap}"
+    );
+    assert_eq!(status(&agent, DEVICE)["tunnel"]["eap_tls"], Value::Null);
     // Both tunnels' DNS sit side by side in the one resolv.conf.
     let resolv = std::fs::read_to_string(agent.resolv_conf()).unwrap();
     assert!(resolv.contains("corp.agent.example"), "{resolv}");

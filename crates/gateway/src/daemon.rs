@@ -57,6 +57,8 @@ pub struct ClientStatus {
     pub remote: SocketAddr,
     pub ike: String,
     pub esp: String,
+    /// How the client authenticated: `certificate`, or `EAP-TLS (TLS 1.3, ...)`.
+    pub auth: String,
     pub connected_since: u64,
 }
 
@@ -499,6 +501,10 @@ impl Gateway {
                     virtual_ip: child.and_then(|c| c.info.virtual_ips.first().copied()),
                     remote: info.remote,
                     ike: info.algorithms.to_string(),
+                    auth: match &info.eap_tls {
+                        Some(tls) => format!("EAP-TLS ({tls})"),
+                        None => "certificate".to_owned(),
+                    },
                     esp: child
                         .map(|c| tunnel::child::describe_esp(&c.info.algorithms))
                         .unwrap_or_default(),

@@ -63,9 +63,9 @@ pub use natd::{COOKIE_LEN, natd_hash};
 pub use proposal::{
     EspAlgorithms, EspProposal, IkeAlgorithms, IkeProposal, ProposalError, encr_name,
 };
-#[cfg(fuzzing)]
-pub use sa::fuzz_eap_tls;
 pub use sa::{ConnectError, IkeSa, IkeSaState, Role};
+#[cfg(fuzzing)]
+pub use sa::{fuzz_eap_tls, fuzz_eap_tls_client};
 
 pub use ike_wire;
 pub use ipsec_crypto;

@@ -89,6 +89,10 @@ pub enum ErrorKind {
     )]
     UnsupportedEapMethod { found: String },
     #[error(
+        "TrustedRootCA {found:?} is not a certificate thumbprint (40 hexadecimal digits, SHA-1)"
+    )]
+    BadTrustedRootCa { found: String },
+    #[error(
         "<CryptographySuite> is missing <{field}>: Windows proposes exactly the configured set, so every field is needed"
     )]
     IncompleteCryptographySuite { field: &'static str },

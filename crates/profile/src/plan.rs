@@ -540,6 +540,59 @@ pub fn suite_proposals(s: &CryptographySuite) -> Option<(IkeProposal, EspProposa
     Some((ike, esp))
 }
 
+/// What an EAP-TLS configuration (EapTlsConnectionPropertiesV1's ServerValidation) says about
+/// the server the client may talk to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EapServerValidation {
+    /// `ServerNames` (`;`-separated): the server certificate must carry one of them. Empty:
+    /// the name dialled.
+    pub server_names: Vec<String>,
+    /// `TrustedRootCA` elements: SHA-1 thumbprints (lowercase hex) of the roots the server's
+    /// chain may end in. Empty: any configured root.
+    pub trusted_roots: Vec<String>,
+    /// TrustedRootCA values that are not thumbprints (refused by validation).
+    pub bad_roots: Vec<String>,
+}
+
+/// The ServerValidation of an `<Eap>` element's EapHostConfig.
+pub fn eap_server_validation(raw: &str) -> EapServerValidation {
+    let mut out = EapServerValidation::default();
+    let Ok(doc) = roxmltree::Document::parse(raw) else {
+        return out;
+    };
+    let in_validation = |n: &roxmltree::Node| {
+        n.parent_element()
+            .is_some_and(|p| p.tag_name().name() == "ServerValidation")
+    };
+    for n in doc
+        .descendants()
+        .filter(|n| n.is_element() && in_validation(n))
+    {
+        let text = n.text().unwrap_or_default();
+        match n.tag_name().name() {
+            "ServerNames" => out.server_names.extend(
+                text.split(';')
+                    .map(|s| s.trim().trim_end_matches('.').to_ascii_lowercase())
+                    .filter(|s| !s.is_empty()),
+            ),
+            "TrustedRootCA" => {
+                let hex: String = text
+                    .chars()
+                    .filter(|c| !c.is_whitespace() && *c != ':')
+                    .collect::<String>()
+                    .to_ascii_lowercase();
+                if hex.len() == 40 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    out.trusted_roots.push(hex);
+                } else {
+                    out.bad_roots.push(text.trim().to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 /// The EAP method type in an `<Eap>` element's EapHostConfig (`EapMethod/Type`), if readable.
 pub(crate) fn eap_method_type(raw: &str) -> Option<u8> {
     let doc = roxmltree::Document::parse(raw).ok()?;
@@ -652,6 +705,28 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn eap_server_validation_reads_names_and_thumbprints() {
+        let raw = r#"<EapHostConfig><Config><Eap><EapType>
+            <ServerValidation>
+              <DisableUserPromptForServerValidation>true</DisableUserPromptForServerValidation>
+              <ServerNames>NPS1.corp.example; nps2.corp.example.</ServerNames>
+              <TrustedRootCA>5a 3b 9c 1d 00 11 22 33 44 55 66 77 88 99 aa bb cc dd ee ff </TrustedRootCA>
+              <TrustedRootCA>not a thumbprint</TrustedRootCA>
+            </ServerValidation></EapType></Eap></Config></EapHostConfig>"#;
+        let v = eap_server_validation(raw);
+        assert_eq!(v.server_names, ["nps1.corp.example", "nps2.corp.example"]);
+        assert_eq!(
+            v.trusted_roots,
+            ["5a3b9c1d00112233445566778899aabbccddeeff"]
+        );
+        assert_eq!(v.bad_roots, ["not a thumbprint"]);
+        assert_eq!(
+            eap_server_validation("<x/>"),
+            EapServerValidation::default()
+        );
+    }
     use crate::parse::ParsedProfile;
 
     fn profile(native_extra: &str, top_extra: &str) -> VpnProfile {

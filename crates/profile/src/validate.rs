@@ -368,11 +368,14 @@ fn check_authentication(c: &mut Check<'_>, auth: &Authentication, device_tunnel:
         Some(UserMethod::Eap) => match &auth.eap {
             None => c.error(&format!("{path}/Eap"), ErrorKind::EapWithoutConfiguration),
             Some(eap) => match crate::plan::eap_method_type(&eap.0) {
-                Some(13) => c.not_applied(
-                    &format!("{path}/Eap"),
-                    "EAP-TLS is done as IKEv2 certificate authentication with the same user \
-                     certificate; a gateway that requires EAP refuses it",
-                ),
+                Some(13) => {
+                    for found in crate::plan::eap_server_validation(&eap.0).bad_roots {
+                        c.error(
+                            &format!("{path}/Eap"),
+                            ErrorKind::BadTrustedRootCa { found },
+                        );
+                    }
+                }
                 other => c.error(
                     &format!("{path}/Eap"),
                     ErrorKind::UnsupportedEapMethod {

@@ -85,6 +85,8 @@ const APPLIED: &[&str] = &[
     "IPv6InterfaceMetric",
     "NetworkOutageTime",
     "NativeProfile/Servers",
+    // UserMethod Eap with EAP-TLS: done as EAP-TLS inside IKE_AUTH.
+    "NativeProfile/Authentication",
     "NativeProfile/RoutingPolicyType",
     "NativeProfile/NativeProtocolType",
     "NativeProfile/DisableClassBasedDefaultRoute",
@@ -118,7 +120,6 @@ fn every_element_is_applied_or_reported() {
     for e in [
         "Proxy/AutoConfigUrl",
         "DomainNameInformation[1]/Persistent",
-        "NativeProfile/Authentication/Eap",
         // ForceTunnel with ByPassForLocal false: local subnets stay outside on Linux.
         "ByPassForLocal",
     ] {
@@ -148,6 +149,13 @@ fn every_element_is_applied_or_reported() {
     assert_eq!(p.name, "every");
     assert!(p.always_on);
     assert!(p.dns.register, "RegisterDNS: the agent registers the name");
+    assert!(matches!(
+        p.credential,
+        plan::Credential::Eap {
+            method_type: Some(13),
+            ..
+        }
+    ));
     assert_eq!(p.dns.suffixes, ["corp.example"]);
     assert_eq!(p.trusted_networks, ["office.corp.example"]);
     assert!(p.disable_ike_fragmentation);
@@ -201,12 +209,8 @@ fn every_element_is_applied_or_reported() {
         }
     }
     for e in elements {
-        let authentication = e == "NativeProfile/Authentication";
         assert!(
-            APPLIED.contains(&e.as_str())
-                || said(&warnings, &e).is_some()
-                || (authentication
-                    && said(&warnings, "NativeProfile/Authentication/Eap").is_some()),
+            APPLIED.contains(&e.as_str()) || said(&warnings, &e).is_some(),
             "{e}: neither applied nor reported"
         );
     }

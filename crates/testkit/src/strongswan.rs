@@ -104,6 +104,17 @@ impl Charon {
     /// Like [`Charon::start`], with more plugins loaded after [`CHARON_PLUGINS`] (e.g.
     /// `"eap-identity eap-tls"`).
     pub fn start_with_plugins(ns: &Netns, workdir: &Path, extra: &str) -> io::Result<Charon> {
+        Self::start_with_settings(ns, workdir, extra, "")
+    }
+
+    /// Like [`Charon::start_with_plugins`], with `settings` added to strongswan.conf at the
+    /// top level (e.g. `libtls { version_max = 1.3 }`).
+    pub fn start_with_settings(
+        ns: &Netns,
+        workdir: &Path,
+        extra: &str,
+        settings: &str,
+    ) -> io::Result<Charon> {
         if workdir.starts_with("/run") {
             return Err(io::Error::other(
                 "charon work dir must not be under /run (private tmpfs)",
@@ -134,7 +145,7 @@ impl Charon {
         }
         fs::write(
             workdir.join("strongswan.conf"),
-            strongswan_conf(&workdir, extra),
+            strongswan_conf(&workdir, extra, settings),
         )?;
         let stdout = fs::File::create(workdir.join("charon.stdout"))?;
         let stderr = stdout.try_clone()?;
@@ -332,7 +343,7 @@ impl Drop for Charon {
     }
 }
 
-fn strongswan_conf(workdir: &Path, extra_plugins: &str) -> String {
+fn strongswan_conf(workdir: &Path, extra_plugins: &str, settings: &str) -> String {
     let d = workdir.display();
     let plugins = format!("{CHARON_PLUGINS} {extra_plugins}");
     let plugins = plugins.trim_end();
@@ -371,7 +382,7 @@ swanctl {{
 pki {{
     load = {TOOL_PLUGINS}
 }}
-"
+{settings}"
     )
 }
 
@@ -1088,14 +1099,23 @@ list-sa event {
 
     #[test]
     fn extra_plugins_follow_the_standard_list() {
-        let plain = strongswan_conf(Path::new("/w"), "");
+        let plain = strongswan_conf(Path::new("/w"), "", "");
         assert!(
             plain.contains(&format!("load = {CHARON_PLUGINS}\n")),
             "{plain}"
         );
-        let eap = strongswan_conf(Path::new("/w"), "eap-identity eap-tls");
+        let eap = strongswan_conf(
+            Path::new("/w"),
+            "eap-identity eap-tls",
+            "libtls {\n    version_max = 1.3\n}\n",
+        );
         assert!(
             eap.contains(&format!("load = {CHARON_PLUGINS} eap-identity eap-tls\n")),
+            "{eap}"
+        );
+        // Settings go at the top level, after the charon section.
+        assert!(
+            eap.ends_with("}\nlibtls {\n    version_max = 1.3\n}\n"),
             "{eap}"
         );
     }

@@ -1,6 +1,7 @@
-//! EAP-TLS as the gateway sees it (RFC 5216 inside IKE_AUTH): an Identity response, then
-//! EAP-Responses whose framing is valid and whose TLS bytes are the input, split into rounds
-//! at 0xFF bytes. Nothing may panic; memory stays bounded by the server's own limits.
+//! EAP-TLS inside IKE_AUTH as either side sees it. First byte even: the gateway (an Identity
+//! response, then EAP-Responses whose framing is valid and whose TLS bytes are the input);
+//! odd: our client (an EAP-TLS start, then the gateway's requests). Rounds are split at 0xFF
+//! bytes. Nothing may panic; memory stays bounded by each side's own limits.
 #![no_main]
 
 mod common;
@@ -19,7 +20,15 @@ thread_local! {
 }
 
 fuzz_target!(|data: &[u8]| {
+    let Some((role, data)) = data.split_first() else {
+        return;
+    };
     let mut parts = data.split(|b| *b == 0xff);
+    if role % 2 == 1 {
+        let chunks: Vec<&[u8]> = parts.take(16).collect();
+        KEY.with(|(key, chain)| ikev2::fuzz_eap_tls_client(key.clone(), chain, &chunks));
+        return;
+    }
     let identity = parts.next().unwrap_or_default();
     let chunks: Vec<&[u8]> = parts.take(16).collect();
     KEY.with(|(key, chain)| {

@@ -61,13 +61,18 @@ fn describe<D>(tls: &rustls::ConnectionCommon<D>) -> String {
     }
 }
 
-/// The MSK of a finished handshake, by the negotiated version's rule.
-fn derive_msk<D>(tls: &rustls::ConnectionCommon<D>) -> Result<Zeroizing<Vec<u8>>, EapError> {
+/// The MSK of a finished handshake, by the negotiated version's rule; `pre_rfc9190`: a
+/// TLS 1.3 peer that ended without the commitment message, as strongSwan 5.9 does, which
+/// derives it with RFC 5216's label through the TLS 1.3 exporter (128 octets, no context).
+fn derive_msk<D>(
+    tls: &rustls::ConnectionCommon<D>,
+    pre_rfc9190: bool,
+) -> Result<Zeroizing<Vec<u8>>, EapError> {
     let tls13 = tls.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3);
-    let (label, context, len) = if tls13 {
-        (MSK_LABEL_13, Some(&[TYPE_TLS][..]), KEY_MATERIAL_LEN_13)
-    } else {
-        (MSK_LABEL, None, MSK_LEN)
+    let (label, context, len) = match (tls13, pre_rfc9190) {
+        (true, false) => (MSK_LABEL_13, Some(&[TYPE_TLS][..]), KEY_MATERIAL_LEN_13),
+        (true, true) => (MSK_LABEL, None, KEY_MATERIAL_LEN_13),
+        (false, _) => (MSK_LABEL, None, MSK_LEN),
     };
     let mut material = tls
         .export_keying_material(Zeroizing::new(vec![0u8; len]), label, context)
@@ -351,7 +356,7 @@ impl EapServer {
             }
         }
         if !tls.is_handshaking() && self.msk.is_none() {
-            self.msk = Some(derive_msk(tls)?);
+            self.msk = Some(derive_msk(tls, false)?);
             self.description = Some(describe(tls));
             if tls.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3) {
                 // RFC 9190 2.5: no more handshake messages from us (no tickets either).
@@ -517,6 +522,16 @@ impl EapClient {
         let packet = EapPacket::parse(bytes)?;
         match packet.code {
             CODE_SUCCESS => {
+                // strongSwan 5.9 ends TLS 1.3 with EAP-Success and no commitment message, and
+                // keys by an earlier rule. Taken once our handshake is complete: the gateway
+                // must still prove the MSK in its last AUTH, and nothing resumes.
+                if self.msk.is_none()
+                    && self.sent >= self.outgoing.len()
+                    && let Some(tls) = self.tls.as_ref().filter(|t| !t.is_handshaking())
+                {
+                    self.msk = Some(derive_msk(tls, true)?);
+                    self.description = Some(format!("{} (no RFC 9190 commitment)", describe(tls)));
+                }
                 return if self.msk.is_some() && self.sent >= self.outgoing.len() {
                     Ok(ClientStep::Success)
                 } else {
@@ -645,7 +660,7 @@ impl EapClient {
         }
         let tls13 = tls.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3);
         if !tls.is_handshaking() && self.msk.is_none() && (!tls13 || self.committed) {
-            self.msk = Some(derive_msk(tls)?);
+            self.msk = Some(derive_msk(tls, false)?);
             self.description = Some(describe(tls));
         }
         if !out.is_empty() {

@@ -1163,3 +1163,55 @@ pub fn fuzz_eap_tls(
         }
     }
 }
+
+/// EAP-TLS as our client sees it: the gateway's EAP-TLS start, then `chunks` as its
+/// requests (each `[0, ...]` wrapped as an EAP-TLS request with its TLS bytes, anything else
+/// handed over as a raw EAP packet). Nothing may panic.
+#[cfg(fuzzing)]
+pub fn fuzz_eap_tls_client(
+    key: Arc<dyn ipsec_crypto::Signer>,
+    chain: &[Vec<u8>],
+    chunks: &[&[u8]],
+) {
+    let settings = crate::config::EapTlsClient {
+        identity: "alice@corp.example".into(),
+        server_names: vec![IkeId::Fqdn("gw.example".into())],
+        server_validator: Arc::new(crate::identity::PkiValidator {
+            trust: pki::TrustStore::new(),
+            role: crate::identity::PeerRole::Gateway {
+                server_name: "gw.example".into(),
+            },
+            expected_id: None,
+        }),
+        tls13: true,
+    };
+    let Ok(mut client) = eap::EapClient::new(key, chain, &settings, 1_800_000_000) else {
+        return;
+    };
+    let request = |id: u8, data: &[u8]| {
+        let len = u16::try_from(6 + data.len()).unwrap_or(u16::MAX);
+        let mut p = vec![1, id];
+        p.extend_from_slice(&len.to_be_bytes());
+        p.push(13);
+        p.push(0);
+        p.extend_from_slice(data);
+        p
+    };
+    let mut start = request(1, &[]);
+    if let Some(flags) = start.get_mut(5) {
+        *flags = 0x20;
+    }
+    if client.handle(&start).is_err() {
+        return;
+    }
+    for (i, chunk) in chunks.iter().enumerate() {
+        let id = u8::try_from(i % 250).unwrap_or(0).wrapping_add(2);
+        let packet = match chunk.split_first() {
+            Some((0, tls)) => request(id, tls),
+            _ => chunk.to_vec(),
+        };
+        if client.handle(&packet).is_err() {
+            return;
+        }
+    }
+}

@@ -55,7 +55,7 @@ impl SharedDns {
 
     /// Whether a profile's DomainNameInformation can be applied here.
     pub fn split_dns_available(&self) -> bool {
-        matches!(self.backend, DnsBackend::Resolved) || self.stub.is_some()
+        matches!(self.backend, DnsBackend::Resolved(_)) || self.stub.is_some()
     }
 
     /// Where settings go.
@@ -91,7 +91,7 @@ impl SharedDns {
             .collect();
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         match &self.backend {
-            DnsBackend::Resolved => {
+            DnsBackend::Resolved(_) => {
                 if let Some(old) = state.links.remove(key) {
                     old.restore()?;
                 }
@@ -119,7 +119,7 @@ impl SharedDns {
     pub fn remove(&self, key: &str) -> Result<(), DnsError> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         match &self.backend {
-            DnsBackend::Resolved => match state.links.remove(key) {
+            DnsBackend::Resolved(_) => match state.links.remove(key) {
                 Some(guard) => guard.restore(),
                 None => Ok(()),
             },

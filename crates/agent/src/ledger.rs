@@ -96,12 +96,13 @@ impl Ledger {
                 }
             }
             if record.dns
-                && let DnsBackend::Resolved = dns
+                && let DnsBackend::Resolved(resolved) = dns
             {
-                let _ = std::process::Command::new("resolvectl")
-                    .args(["revert", &record.interface])
-                    .status();
-                found.dns += 1;
+                // (A link that went with its TUN device took its settings with it.)
+                match resolved.revert(&record.interface) {
+                    Ok(()) => found.dns += 1,
+                    Err(e) => tracing::warn!(%key, "leftover DNS settings: {e}"),
+                }
             }
             if let Some(table) = &record.firewall_table {
                 match netio::firewall::remove(table).await {

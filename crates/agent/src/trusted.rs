@@ -21,7 +21,7 @@ trait Resolve1Manager {
 /// The network's DNS suffixes (lower case, no trailing dot), excluding links in `ours`.
 pub async fn network_suffixes(dns: &SharedDns, ours: &[u32]) -> Vec<String> {
     match dns.backend() {
-        DnsBackend::Resolved => match resolved_domains(ours).await {
+        DnsBackend::Resolved(_) => match resolved_domains(ours).await {
             Ok(d) => d,
             Err(e) => {
                 tracing::debug!("systemd-resolved domains: {e}");

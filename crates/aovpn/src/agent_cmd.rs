@@ -77,7 +77,7 @@ pub fn run_agent(args: AgentArgs) -> ExitCode {
                 None
             }
         },
-        netio::dns::DnsBackend::Resolved => None,
+        netio::dns::DnsBackend::Resolved(_) => None,
     };
     // TUN devices, routes and their removal; files it reads are root's own.
     block_on_daemon("agent", &[Capability::CAP_NET_ADMIN], async move {

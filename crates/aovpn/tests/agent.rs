@@ -977,6 +977,62 @@ mod fake_logind {
     }
 }
 
+/// A stand-in for systemd-resolved on a private D-Bus: the Manager methods the agent calls,
+/// each recorded as a line (`dns IFINDEX ADDR...`, `domains IFINDEX NAME[~]...`,
+/// `default-route IFINDEX BOOL`, `revert IFINDEX`).
+mod fake_resolved {
+    use std::net::IpAddr;
+    use std::sync::{Arc, Mutex};
+
+    pub struct Manager {
+        pub calls: Arc<Mutex<Vec<String>>>,
+    }
+
+    #[zbus::interface(name = "org.freedesktop.resolve1.Manager")]
+    impl Manager {
+        #[zbus(name = "SetLinkDNS")]
+        fn set_link_dns(&self, index: i32, addresses: Vec<(i32, Vec<u8>)>) {
+            let shown: Vec<String> = addresses
+                .iter()
+                .filter_map(|(family, bytes)| match (*family, bytes.len()) {
+                    (libc::AF_INET, 4) => <[u8; 4]>::try_from(bytes.as_slice())
+                        .ok()
+                        .map(|b| IpAddr::from(b).to_string()),
+                    (libc::AF_INET6, 16) => <[u8; 16]>::try_from(bytes.as_slice())
+                        .ok()
+                        .map(|b| IpAddr::from(b).to_string()),
+                    _ => Some("?".into()),
+                })
+                .collect();
+            self.record(format!("dns {index} {}", shown.join(" ")));
+        }
+
+        fn set_link_domains(&self, index: i32, domains: Vec<(String, bool)>) {
+            let shown: Vec<String> = domains
+                .iter()
+                .map(|(d, routing)| if *routing { format!("~{d}") } else { d.clone() })
+                .collect();
+            self.record(format!("domains {index} {}", shown.join(" ")));
+        }
+
+        fn set_link_default_route(&self, index: i32, enable: bool) {
+            self.record(format!("default-route {index} {enable}"));
+        }
+
+        fn revert_link(&self, index: i32) {
+            self.record(format!("revert {index}"));
+        }
+    }
+
+    impl Manager {
+        fn record(&self, line: String) {
+            self.calls.lock().unwrap().push(line);
+        }
+    }
+
+    pub const PATH: &str = "/org/freedesktop/resolve1";
+}
+
 /// The private bus: a dbus-daemon of our own, stopped by pid on drop.
 struct PrivateBus {
     child: std::process::Child,
@@ -1575,6 +1631,88 @@ fn register_dns_names_the_device_in_bind_while_its_tunnel_is_up() {
         registered.unwrap_or_default().as_millis(),
         removed.unwrap_or_default().as_millis()
     ));
+}
+
+/// With systemd-resolved (emulated on a private bus) split DNS goes over D-Bus, not into
+/// resolv.conf and not through the stub: the tunnel's link gets the pushed server, the
+/// profile's namespace as a routing-only domain and no default route; RevertLink when the
+/// tunnel goes.
+#[test]
+fn with_systemd_resolved_split_dns_is_set_on_the_tunnel_link_over_dbus() {
+    let lab = Lab::new("agres");
+    let _gw = lab.start_gateway(&lab.gateway_opts()); // pushes 10.1.0.53
+    let bus = PrivateBus::start(&lab.dir("bus"));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let conn = runtime.block_on(async {
+        zbus::connection::Builder::address(bus.address.as_str())
+            .name("org.freedesktop.resolve1")
+            .serve_at(
+                fake_resolved::PATH,
+                fake_resolved::Manager {
+                    calls: calls.clone(),
+                },
+            )
+            .build()
+            .await
+            .unwrap()
+    });
+    let profile = device_profile_xml().replace(
+        "<AlwaysOn>true</AlwaysOn>",
+        "<DomainNameInformation><DomainName>.corp.example</DomainName>\
+         <DnsServers>10.1.0.53</DnsServers></DomainNameInformation><AlwaysOn>true</AlwaysOn>",
+    );
+    let mut opts = lab.agent_opts();
+    opts.profiles = vec![(DEVICE.into(), lab.write("resolved.xml", &profile))];
+    opts.env = vec![("DBUS_SYSTEM_BUS_ADDRESS".into(), bus.address.clone())];
+    let agent = lab.start_agent(&opts);
+    let original = std::fs::read_to_string(agent.resolv_conf()).unwrap();
+    wait_connected(&agent, DEVICE, Duration::from_secs(30));
+    let index = lab
+        .topo
+        .client
+        .run(|| nix::net::if_::if_nametoindex("aovpn-dev"))
+        .unwrap();
+    let expected = [
+        format!("dns {index} 10.1.0.53"),
+        format!("domains {index} ~corp.example"),
+        format!("default-route {index} false"),
+    ];
+    let seen = wait_until(Duration::from_secs(10), || {
+        let c = calls.lock().unwrap();
+        expected.iter().all(|e| c.contains(e))
+    });
+    assert!(
+        seen.is_some(),
+        "{:?}\n{}",
+        calls.lock().unwrap(),
+        agent.log()
+    );
+    assert_eq!(
+        std::fs::read_to_string(agent.resolv_conf()).unwrap(),
+        original,
+        "resolv.conf is not touched when resolved runs"
+    );
+    let out = agent.remove_profile(DEVICE).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reverted = wait_until(Duration::from_secs(15), || {
+        calls.lock().unwrap().contains(&format!("revert {index}"))
+    });
+    assert!(
+        reverted.is_some(),
+        "{:?}\n{}",
+        calls.lock().unwrap(),
+        agent.log()
+    );
+    drop(conn);
 }
 
 /// A ForceTunnel profile's Proxy/Manual/Server is exported while its tunnel is up (an

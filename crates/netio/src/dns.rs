@@ -1,9 +1,9 @@
 //! DNS servers and domains for a tunnel interface.
 //!
-//! - With systemd-resolved running (its varlink socket `/run/systemd/resolve/io.systemd.Resolve`
-//!   exists) the settings are per interface: `resolvectl dns IF …` and `resolvectl domain IF …`
-//!   (routing-only domains are written `~corp.example`); teardown is `resolvectl revert IF`,
-//!   which drops exactly what was set on that link. Nothing outside the link changes.
+//! - With systemd-resolved running (its name owned on the system bus) the settings are per
+//!   interface, over D-Bus ([`crate::resolved`]): SetLinkDNS, SetLinkDomains (routing-only
+//!   domains flagged as such), SetLinkDefaultRoute; teardown is RevertLink, which drops exactly
+//!   what was set on that link. Nothing outside the link changes.
 //! - Otherwise, fallback: the caller names a resolv.conf path (the daemons use `/etc/resolv.conf`,
 //!   tests a temp file). Its previous state (missing, a regular file with its bytes and mode, or
 //!   a symlink with its target) is saved, a generated file replaces it atomically (rename), and
@@ -17,10 +17,8 @@ use std::io;
 use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-/// systemd-resolved's varlink socket; its presence means resolved is running.
-pub const RESOLVED_SOCKET: &str = "/run/systemd/resolve/io.systemd.Resolve";
+use crate::resolved::Resolved;
 
 /// What to configure.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -47,13 +45,13 @@ pub enum DnsError {
         /// The underlying error.
         source: io::Error,
     },
-    /// `resolvectl` exited with an error.
-    #[error("resolvectl {args:?} failed: {stderr}")]
-    Resolvectl {
-        /// Its arguments.
-        args: Vec<String>,
-        /// Its stderr.
-        stderr: String,
+    /// systemd-resolved refused a setting or did not answer.
+    #[error("systemd-resolved: {what}: {message}")]
+    Resolved {
+        /// What was being set.
+        what: String,
+        /// What went wrong.
+        message: String,
     },
     /// A domain name contains whitespace or control characters, or starts with `~` or `-`.
     #[error("invalid domain name {0:?}")]
@@ -66,21 +64,21 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> DnsError {
 }
 
 /// Where DNS settings go.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum DnsBackend {
     /// systemd-resolved, per interface.
-    Resolved,
+    Resolved(Resolved),
     /// A resolv.conf-format file at this path.
     ResolvConf(PathBuf),
 }
 
 impl DnsBackend {
-    /// resolved if its socket exists, otherwise the resolv.conf `fallback` path.
+    /// resolved if it runs (owns its name on the system bus), otherwise the resolv.conf
+    /// `fallback` path.
     pub fn detect(fallback: impl Into<PathBuf>) -> Self {
-        if Path::new(RESOLVED_SOCKET).exists() {
-            DnsBackend::Resolved
-        } else {
-            DnsBackend::ResolvConf(fallback.into())
+        match Resolved::connect() {
+            Some(resolved) => DnsBackend::Resolved(resolved),
+            None => DnsBackend::ResolvConf(fallback.into()),
         }
     }
 
@@ -89,17 +87,12 @@ impl DnsBackend {
     pub fn apply(&self, ifname: &str, config: &DnsConfig) -> Result<DnsGuard, DnsError> {
         validate(config)?;
         match self {
-            DnsBackend::Resolved => {
-                for args in resolvectl_commands(ifname, config) {
-                    if let Err(e) = run_resolvectl(&args) {
-                        // Don't leave half a configuration on the link.
-                        let _ = run_resolvectl(&["revert".to_string(), ifname.to_string()]);
-                        return Err(e);
-                    }
-                }
+            DnsBackend::Resolved(resolved) => {
+                resolved.apply(ifname, config)?;
                 Ok(DnsGuard {
                     restore: Restore::Resolved {
                         ifname: ifname.to_string(),
+                        resolved: resolved.clone(),
                     },
                 })
             }
@@ -123,7 +116,7 @@ impl DnsBackend {
 
 fn validate(config: &DnsConfig) -> Result<(), DnsError> {
     for d in config.search_domains.iter().chain(&config.routing_domains) {
-        // A leading '-' would reach resolvectl as an option.
+        // Nor does a domain start with '-' ('~' is resolvectl's routing-domain marker).
         let bad = d.is_empty()
             || d.starts_with('~')
             || d.starts_with('-')
@@ -134,44 +127,6 @@ fn validate(config: &DnsConfig) -> Result<(), DnsError> {
         }
     }
     Ok(())
-}
-
-/// The `resolvectl` argument lists that apply `config` to `ifname`.
-pub fn resolvectl_commands(ifname: &str, config: &DnsConfig) -> Vec<Vec<String>> {
-    let mut out = Vec::new();
-    // `resolvectl dns IF` without servers would only print the link's settings.
-    if !config.servers.is_empty() {
-        let mut dns = vec!["dns".to_string(), ifname.to_string()];
-        dns.extend(config.servers.iter().map(IpAddr::to_string));
-        out.push(dns);
-    }
-    let mut domain = vec!["domain".to_string(), ifname.to_string()];
-    domain.extend(config.search_domains.iter().cloned());
-    domain.extend(config.routing_domains.iter().map(|d| format!("~{d}")));
-    out.push(domain);
-    if let Some(default) = config.default_route {
-        out.push(vec![
-            "default-route".to_string(),
-            ifname.to_string(),
-            if default { "yes" } else { "no" }.to_string(),
-        ]);
-    }
-    out
-}
-
-fn run_resolvectl(args: &[String]) -> Result<(), DnsError> {
-    let out = Command::new("resolvectl")
-        .args(args)
-        .output()
-        .map_err(io_err(format!("running resolvectl {args:?}")))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(DnsError::Resolvectl {
-            args: args.to_vec(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        })
-    }
 }
 
 /// First line of every resolv.conf the fallback writes; marks the file as ours.
@@ -318,13 +273,13 @@ fn remove_backup(path: &Path) -> Result<(), DnsError> {
 
 #[derive(Debug)]
 enum Restore {
-    Resolved { ifname: String },
+    Resolved { ifname: String, resolved: Resolved },
     File { path: PathBuf, previous: Previous },
     Done,
 }
 
 /// Undoes what [`DnsBackend::apply`] did. Call [`restore`](Self::restore); dropping the guard
-/// restores too (synchronously: a file rename or one short `resolvectl` run), logging failures.
+/// restores too (synchronously: a file rename or one D-Bus call), logging failures.
 #[derive(Debug)]
 pub struct DnsGuard {
     restore: Restore,
@@ -339,7 +294,7 @@ impl DnsGuard {
     fn restore_inner(&mut self) -> Result<(), DnsError> {
         match std::mem::replace(&mut self.restore, Restore::Done) {
             Restore::Done => Ok(()),
-            Restore::Resolved { ifname } => run_resolvectl(&["revert".to_string(), ifname]),
+            Restore::Resolved { ifname, resolved } => resolved.revert(&ifname),
             // Someone else (a DHCP client, an administrator) wrote the file since: theirs is
             // newer than what we saved, so it stays.
             Restore::File { path, .. } if !is_symlink_free_generated(&path) => {
@@ -388,28 +343,6 @@ mod tests {
             routing_domains: vec!["internal.example".into()],
             default_route: None,
         }
-    }
-
-    #[test]
-    fn resolvectl_arguments() {
-        let cmds = resolvectl_commands("aovpn0", &config());
-        assert_eq!(cmds[0], ["dns", "aovpn0", "10.1.0.53", "2001:db8::53"]);
-        assert_eq!(
-            cmds[1],
-            ["domain", "aovpn0", "corp.example", "~internal.example"]
-        );
-        let mut suffix_only = config();
-        suffix_only.servers.clear();
-        assert_eq!(
-            resolvectl_commands("aovpn0", &suffix_only),
-            [["domain", "aovpn0", "corp.example", "~internal.example"]]
-        );
-        let mut split = config();
-        split.default_route = Some(false);
-        assert_eq!(
-            resolvectl_commands("aovpn0", &split)[2],
-            ["default-route", "aovpn0", "no"]
-        );
     }
 
     #[test]

@@ -48,5 +48,6 @@ pub mod mtu;
 pub mod netlink;
 pub mod peer;
 pub mod privileges;
+pub mod resolved;
 pub mod tun;
 pub mod udp;

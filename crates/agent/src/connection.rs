@@ -232,49 +232,65 @@ fn eap_tls_client(
     } else {
         eap.server_names.iter().map(|n| as_id(n)).collect()
     };
-    let mut trust = credentials.trust.clone();
-    if !eap.trusted_roots.is_empty() {
+    let trust = if eap.trusted_roots.is_empty() {
+        credentials.trust.clone()
+    } else {
         let wanted: Vec<pki::Thumbprint> = eap
             .trusted_roots
             .iter()
             .filter_map(|t| t.parse().ok())
             .collect();
-        let roots: Vec<pki::Certificate> = credentials
+        credentials
             .trust
-            .roots()
-            .iter()
-            .filter(|r| wanted.contains(&r.thumbprint()))
-            .cloned()
-            .collect();
-        if roots.is_empty() {
-            return Err(ConnectionError::Setup {
+            .only_roots(&wanted)
+            .ok_or_else(|| ConnectionError::Setup {
                 what: "EAP-TLS".into(),
                 message: format!(
                     "the profile's TrustedRootCA ({}) names none of the configured roots",
                     eap.trusted_roots.join(", ")
                 ),
-            });
-        }
-        trust = pki::TrustStore::with_roots(roots).map_err(|e| ConnectionError::Setup {
-            what: "EAP-TLS".into(),
-            message: e.to_string(),
-        })?;
-    }
-    // The role a gateway's certificate has (serverAuth or the IKE intermediate EKU); the
-    // names are checked per candidate.
-    let validator = PkiValidator {
-        trust,
-        role: PeerRole::Gateway {
-            server_name: server_name.to_owned(),
-        },
-        expected_id: None,
+            })?
     };
     Ok(ikev2::EapTlsClient {
         identity,
         server_names,
-        server_validator: Arc::new(validator),
+        server_validator: Arc::new(EapServerValidator { trust }),
         tls13: true,
     })
+}
+
+/// Checks an EAP-TLS server's certificate for the name asked about (one of the profile's
+/// ServerNames, or the name dialled): the chain to the roots, the server's key usage, and
+/// that name, which need not be the name dialled (an NPS behind the VPN server).
+#[derive(Debug)]
+struct EapServerValidator {
+    trust: pki::TrustStore,
+}
+
+impl ikev2::PeerValidator for EapServerValidator {
+    fn validate(
+        &self,
+        peer_id: &IkeId,
+        end_entity: &[u8],
+        intermediates: &[&[u8]],
+        unix_time: u64,
+    ) -> Result<ikev2::ValidatedPeer, ikev2::PeerRejection> {
+        let server_name = match peer_id {
+            IkeId::Fqdn(name) => name.clone(),
+            IkeId::Ip(ip) => ip.to_string(),
+            other => other.to_string(),
+        };
+        PkiValidator {
+            trust: self.trust.clone(),
+            role: PeerRole::Gateway { server_name },
+            expected_id: None,
+        }
+        .validate(peer_id, end_entity, intermediates, unix_time)
+    }
+
+    fn ca_key_hashes(&self) -> Vec<[u8; 20]> {
+        self.trust.ca_key_hashes()
+    }
 }
 
 /// What the tunnel reports (`aovpn status`, the lab, `aovpn connect --status-file`).
@@ -1205,8 +1221,81 @@ async fn sleep_until_opt(at: Option<Instant>) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
-    use super::{split_server, tunnel_prefixes};
+    use super::*;
+
+    /// ServerNames replace the name dialled: an EAP server certificate for `nps` is accepted
+    /// for a profile naming `nps`, though the gateway dialled is `vpn`; TrustedRootCA narrows
+    /// the roots.
+    #[test]
+    fn eap_server_names_replace_the_dialled_name_and_roots_narrow() {
+        use pki::{CertKind, CertificateAuthority, KeyAlgorithm, Validity};
+        use std::time::UNIX_EPOCH;
+        let start = 1_767_225_600;
+        let validity = Validity::days_from(UNIX_EPOCH + Duration::from_secs(start), 3650);
+        let alg = KeyAlgorithm::P256;
+        let ca = CertificateAuthority::new_root("eap root", alg, validity).unwrap();
+        let other = CertificateAuthority::new_root("other root", alg, validity).unwrap();
+        let user = ca
+            .issue(CertKind::User, "alice@corp.example", alg, validity)
+            .unwrap();
+        let nps = ca
+            .issue(CertKind::Gateway, "nps.corp.example", alg, validity)
+            .unwrap();
+        let vpn = ca
+            .issue(CertKind::Gateway, "vpn.corp.example", alg, validity)
+            .unwrap();
+        let key = SigningKey::from_pkcs8_der(user.key.pkcs8_der()).unwrap();
+        let credentials = Credentials {
+            local: LocalCredentials {
+                id: IkeId::Rfc822("alice@corp.example".into()),
+                key: Arc::new(key),
+                chain: vec![user.chain[0].der().to_vec()],
+            },
+            trust: pki::TrustStore::with_roots([ca.cert().clone(), other.cert().clone()]).unwrap(),
+        };
+        let now = start + 86_400;
+        let check = |eap: &EapTlsOptions, server: &pki::Identity| {
+            let client = eap_tls_client(eap, &credentials, "vpn.corp.example").unwrap();
+            let ee = server.chain[0].der().to_vec();
+            client.server_names.iter().any(|name| {
+                client
+                    .server_validator
+                    .validate(name, &ee, &[], now)
+                    .is_ok()
+            })
+        };
+        let dialled = EapTlsOptions::default();
+        assert!(check(&dialled, &vpn));
+        assert!(!check(&dialled, &nps));
+        let named = EapTlsOptions {
+            server_names: vec!["nps.corp.example".into()],
+            trusted_roots: Vec::new(),
+        };
+        assert!(check(&named, &nps), "ServerNames, not the name dialled");
+        assert!(!check(&named, &vpn));
+        let ours = ca.cert().thumbprint().to_string().to_ascii_lowercase();
+        let rooted = EapTlsOptions {
+            server_names: vec!["nps.corp.example".into()],
+            trusted_roots: vec![ours],
+        };
+        assert!(check(&rooted, &nps));
+        let elsewhere = EapTlsOptions {
+            server_names: vec!["nps.corp.example".into()],
+            trusted_roots: vec![other.cert().thumbprint().to_string()],
+        };
+        assert!(
+            !check(&elsewhere, &nps),
+            "the chain ends in a root not named"
+        );
+        let nowhere = EapTlsOptions {
+            server_names: Vec::new(),
+            trusted_roots: vec!["00".repeat(20)],
+        };
+        let e = eap_tls_client(&nowhere, &credentials, "vpn.corp.example").unwrap_err();
+        assert!(e.to_string().contains("TrustedRootCA"), "{e}");
+    }
 
     #[test]
     fn a_default_route_through_the_tunnel_is_two_halves() {

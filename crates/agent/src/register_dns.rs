@@ -127,7 +127,7 @@ impl TsigKey {
 /// };
 /// ```
 pub fn parse_key(text: &str) -> Result<TsigKey, String> {
-    let tokens = key_tokens(text)?;
+    let tokens = Zeroizing::new(key_tokens(text)?);
     let mut it = tokens.iter().map(String::as_str).peekable();
     if it.next() != Some("key") {
         return Err("expected `key \"NAME\" { algorithm …; secret \"…\"; };`".into());
@@ -158,13 +158,15 @@ pub fn parse_key(text: &str) -> Result<TsigKey, String> {
             Some("secret") => {
                 let s = it.next().ok_or("secret: missing value")?;
                 use base64::Engine;
-                let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(s)
-                    .map_err(|_| "secret: not base64".to_owned())?;
+                let bytes = Zeroizing::new(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(s)
+                        .map_err(|_| "secret: not base64".to_owned())?,
+                );
                 if bytes.len() < 16 {
                     return Err("secret: shorter than 128 bits".into());
                 }
-                secret = Some(Zeroizing::new(bytes));
+                secret = Some(bytes);
             }
             Some(other) => return Err(format!("unexpected {other:?} in the key")),
             None => return Err("the key is not closed with `};`".into()),
@@ -242,19 +244,37 @@ fn key_tokens(text: &str) -> Result<Vec<String>, String> {
 /// The key from its file, which only its owner may read (it lets anyone holding it rewrite
 /// names in the zone).
 pub fn load_key(path: &Path) -> Result<TsigKey, RegisterError> {
-    use std::os::unix::fs::MetadataExt;
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let key_error = |message: String| RegisterError::Key {
         path: path.display().to_string(),
         message,
     };
-    let meta = std::fs::metadata(path).map_err(|e| key_error(e.to_string()))?;
+    // The file itself, not what a symlink points at; checked on the open file.
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| key_error(e.to_string()))?;
+    let meta = file.metadata().map_err(|e| key_error(e.to_string()))?;
+    if meta.uid() != nix::unistd::geteuid().as_raw() {
+        return Err(key_error(format!(
+            "owned by uid {}, not by the agent's user: chown it",
+            meta.uid()
+        )));
+    }
     if meta.mode() & 0o077 != 0 {
         return Err(key_error(format!(
             "readable by others (mode {:o}): chmod 600 it",
             meta.mode() & 0o777
         )));
     }
-    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| key_error(e.to_string()))?);
+    if meta.len() > 4096 {
+        return Err(key_error("larger than a key file".into()));
+    }
+    let mut text = Zeroizing::new(String::with_capacity(4096));
+    file.read_to_string(&mut text)
+        .map_err(|e| key_error(e.to_string()))?;
     parse_key(&text).map_err(key_error)
 }
 
@@ -342,7 +362,7 @@ pub enum Step {
     Claim,
     /// Our owner mark, exactly: replace the addresses.
     Replace,
-    /// Our owner mark: delete every record of the name.
+    /// Our owner mark: delete the addresses and the mark (other records of the name stay).
     Remove,
 }
 
@@ -396,8 +416,13 @@ pub fn update(reg: &Registration, step: Step, id: u16) -> Message {
             m.add_authorities(addresses);
         }
         Step::Remove => {
+            let mut mark = ours.clone();
+            // RFC 2136 2.5.4: class NONE, TTL 0 deletes exactly this record.
+            mark.dns_class = DNSClass::NONE;
             m.add_answer(ours);
-            m.add_authority(empty(&reg.name, DNSClass::ANY, RecordType::ANY));
+            m.add_authority(empty(&reg.name, DNSClass::ANY, RecordType::A));
+            m.add_authority(empty(&reg.name, DNSClass::ANY, RecordType::AAAA));
+            m.add_authority(mark);
         }
     }
     m
@@ -478,6 +503,10 @@ async fn exchange(
         .to_vec()
         .map_err(|e| RegisterError::Setup(format!("encoding the update: {e}")))?;
     let mut buf = vec![0u8; 4096];
+    // An answer that is not provably the server's (unsigned, or failing the TSIG check) does
+    // not end the wait: the real one may still come. It is reported only if nothing better
+    // does.
+    let mut doubtful = None;
     for _ in 0..TRIES {
         socket.send(&bytes).await.map_err(|e| setup("sending", e))?;
         let deadline = tokio::time::Instant::now() + ANSWER_WAIT;
@@ -503,27 +532,31 @@ async fn exchange(
                 .is_some_and(|s| !s.data.mac.is_empty());
             let result = answer(step, code, tsig_error.as_ref());
             if !signed {
-                // An unsigned answer proves nothing; only a refusal of our key is believed
-                // (the server cannot sign with a key it does not accept), and only as a
-                // reason to try again later.
-                return match result {
-                    Answer::Refused(reason) => Err(RegisterError::Refused { server, reason }),
-                    _ => Err(RegisterError::BadAnswer {
+                // A server cannot sign with a key it does not accept: its refusal of our key
+                // comes unsigned, and is what we report if no signed answer follows.
+                doubtful = Some(match result {
+                    Answer::Refused(reason) => RegisterError::Refused { server, reason },
+                    _ => RegisterError::BadAnswer {
                         server,
                         reason: format!("an answer ({code}) not signed with our key"),
-                    }),
-                };
+                    },
+                });
+                continue;
             }
-            verifier
-                .verify(&buf[..n])
-                .map_err(|e| RegisterError::BadAnswer {
+            if let Err(e) = verifier.verify(&buf[..n]) {
+                doubtful = Some(RegisterError::BadAnswer {
                     server,
                     reason: format!("the answer fails the TSIG check: {e}"),
-                })?;
+                });
+                continue;
+            }
             return Ok(result);
         }
+        if doubtful.is_some() {
+            break;
+        }
     }
-    Err(RegisterError::NoAnswer(server))
+    Err(doubtful.unwrap_or(RegisterError::NoAnswer(server)))
 }
 
 fn rand_id() -> u16 {
@@ -835,10 +868,25 @@ mod tests {
         );
         assert_eq!(replace.authorities.len(), 4);
 
+        // Removal takes the addresses and our mark only: other records of the name stay.
         let remove = update(&r, Step::Remove, 9);
-        assert_eq!(remove.authorities.len(), 1);
-        assert_eq!(remove.authorities[0].dns_class, DNSClass::ANY);
-        assert_eq!(remove.authorities[0].record_type(), RecordType::ANY);
+        let removed: Vec<(DNSClass, RecordType)> = remove
+            .authorities
+            .iter()
+            .map(|a| (a.dns_class, a.record_type()))
+            .collect();
+        assert_eq!(
+            removed,
+            [
+                (DNSClass::ANY, RecordType::A),
+                (DNSClass::ANY, RecordType::AAAA),
+                (DNSClass::NONE, RecordType::TXT)
+            ]
+        );
+        assert_eq!(
+            remove.authorities[2].data,
+            RData::TXT(TXT::new(vec![r.owner.clone()]))
+        );
         // Encodes and decodes as what it is.
         let back = Message::from_vec(&claim.to_vec().unwrap()).unwrap();
         assert_eq!(back.authorities.len(), 3);

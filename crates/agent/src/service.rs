@@ -796,7 +796,15 @@ impl Agent {
             return;
         };
         tunnel.options.server = server_name.clone();
-        if plan.dns.register {
+        // One name per machine: the device tunnel registers it when it asks to; a user
+        // tunnel only on a machine whose device tunnel does not (two tunnels would take the
+        // name from each other, and the first to go would remove it under the other).
+        let device_registers = self.profiles.values().any(|l| {
+            l.plan
+                .as_ref()
+                .is_some_and(|p| p.device_tunnel && p.dns.register)
+        });
+        if plan.dns.register && (plan.device_tunnel || !device_registers) {
             tunnel.options.register_dns = Some(self.config.register_dns.clone());
         }
         self.generation += 1;

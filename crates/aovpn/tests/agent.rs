@@ -1501,7 +1501,7 @@ fn register_dns_names_the_device_in_bind_while_its_tunnel_is_up() {
     let mut opts = lab.agent_opts();
     opts.extra_toml = "[register_dns]\nhost_name = \"dev1\"\nzone = \"corp.example\"\n".into();
     opts.files = vec![("dns-update.key".into(), key.clone())];
-    let agent = lab.start_agent(&opts);
+    let mut agent = lab.start_agent(&opts);
     wait_connected(&agent, DEVICE, Duration::from_secs(30));
     let vip = virtual_ip(&agent, DEVICE);
     let registration =
@@ -1583,6 +1583,24 @@ fn register_dns_names_the_device_in_bind_while_its_tunnel_is_up() {
         "from the vnet host"
     );
 
+    // The agent dies without a goodbye: the name stays, and the agent started again takes
+    // it back by its owner mark (the replace update) instead of finding it held.
+    agent.kill().unwrap();
+    agent.restart(&lab.topo.client).unwrap();
+    wait_connected(&agent, DEVICE, Duration::from_secs(30));
+    let vip = virtual_ip(&agent, DEVICE);
+    let again = wait_until(Duration::from_secs(15), || {
+        registration(&agent)["state"] == "registered"
+    });
+    assert!(again.is_some(), "{}\n{}", registration(&agent), agent.log());
+    assert_eq!(bind.dig(vnet, "dev1.corp.example", "A"), vip);
+    // A record an administrator keeps at the name is not ours to remove.
+    bind.nsupdate(
+        vnet,
+        "update add dev1.corp.example 300 HINFO \"x86\" \"linux\"",
+    )
+    .unwrap();
+
     // A clean disconnect removes the records (ours: the owner mark goes too).
     let out = agent.remove_profile(DEVICE).unwrap();
     assert!(
@@ -1595,6 +1613,11 @@ fn register_dns_names_the_device_in_bind_while_its_tunnel_is_up() {
             && bind.dig(vnet, "dev1.corp.example", "TXT").is_empty()
     });
     assert!(removed.is_some(), "{}\n{}", agent.log(), bind.log());
+    assert!(
+        bind.dig(vnet, "dev1.corp.example", "HINFO")
+            .contains("linux"),
+        "the administrator's record stays"
+    );
 
     // A key BIND does not know the secret of: refused, reported, nothing registered.
     let wrong = testkit::bind::tsig_keygen().unwrap();

@@ -105,6 +105,29 @@ impl TrustStore {
         Ok(())
     }
 
+    /// This store with only the roots whose thumbprint is in `thumbprints` (the revoked list
+    /// kept); `None` when none of them is a root here.
+    pub fn only_roots(&self, thumbprints: &[Thumbprint]) -> Option<Self> {
+        let mut store = self.clone();
+        let keep: Vec<bool> = self
+            .root_thumbprints
+            .iter()
+            .map(|t| thumbprints.contains(t))
+            .collect();
+        let mut i = 0;
+        store.roots.retain(|_| {
+            i += 1;
+            keep[i - 1]
+        });
+        let mut i = 0;
+        store.anchors.retain(|_| {
+            i += 1;
+            keep[i - 1]
+        });
+        store.root_thumbprints.retain(|t| thumbprints.contains(t));
+        (!store.roots.is_empty()).then_some(store)
+    }
+
     /// The trusted roots, in insertion order.
     pub fn roots(&self) -> &[Certificate] {
         &self.roots

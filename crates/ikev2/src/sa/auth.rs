@@ -764,12 +764,9 @@ impl IkeSa {
         let RoleConfig::Initiator(cfg) = self.cfg.clone() else {
             return;
         };
-        let eap = self.eap_client.take();
-        if let Some(client) = eap.as_ref().filter(|c| c.idr.is_some()) {
-            let _ = client;
-            if let Some(client) = eap {
-                self.continue_eap_client(now, payloads, &cfg, client);
-            }
+        let mut eap = self.eap_client.take();
+        if let Some(client) = eap.take_if(|c| c.idr.is_some()) {
+            self.continue_eap_client(now, payloads, &cfg, client);
             return;
         }
         let Some(idr) = payloads.id_r() else {

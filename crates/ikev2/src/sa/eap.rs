@@ -634,10 +634,10 @@ impl EapClient {
             let n = tls
                 .read_tls(&mut input)
                 .map_err(|e| EapError::Tls(e.to_string()))?;
-            if let Err(e) = tls.process_new_packets() {
-                // Tell the server why (a TLS alert), as far as EAP allows: the failure stands.
-                return Err(EapError::Tls(e.to_string()));
-            }
+            // A TLS failure ends the IKE SA; the gateway learns of it by the retransmission
+            // that is never answered (no alert goes out).
+            tls.process_new_packets()
+                .map_err(|e| EapError::Tls(e.to_string()))?;
             if n == 0 {
                 break;
             }
@@ -646,7 +646,7 @@ impl EapClient {
         let mut data = Vec::new();
         let _ = std::io::Read::read_to_end(&mut tls.reader(), &mut data);
         if !data.is_empty() {
-            if data != [COMMITMENT] || tls.is_handshaking() {
+            if data != [COMMITMENT] || tls.is_handshaking() || self.committed {
                 return Err(EapError::Unexpected(
                     "application data other than the commitment",
                 ));
@@ -962,6 +962,60 @@ mod tests {
         assert_eq!(EapPacket::parse(&[2, 1, 0]), Err(EapError::Malformed));
         assert_eq!(EapPacket::parse(&[3, 1, 0, 5, 1]), Err(EapError::Malformed));
         assert_eq!(EapPacket::parse(&[2, 1, 0, 4]), Err(EapError::Malformed));
+    }
+
+    fn client() -> EapClient {
+        use crate::identity::{IkeId, PeerRole, PkiValidator};
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_767_225_600);
+        let validity = pki::Validity::days_from(at, 30);
+        let alg = pki::KeyAlgorithm::P256;
+        let ca = pki::CertificateAuthority::new_root("r", alg, validity).unwrap();
+        let user = ca
+            .issue(pki::CertKind::User, "alice@corp.example", alg, validity)
+            .unwrap();
+        let key = ipsec_crypto::SigningKey::from_pkcs8_der(user.key.pkcs8_der()).unwrap();
+        let settings = crate::config::EapTlsClient {
+            identity: "alice@corp.example".into(),
+            server_names: vec![IkeId::Fqdn("gw.example".into())],
+            server_validator: Arc::new(PkiValidator {
+                trust: pki::TrustStore::with_roots([ca.cert().clone()]).unwrap(),
+                role: PeerRole::Gateway {
+                    server_name: "gw.example".into(),
+                },
+                expected_id: None,
+            }),
+            tls13: true,
+        };
+        let chain = vec![user.chain[0].der().to_vec()];
+        EapClient::new(Arc::new(key), &chain, &settings, 1_767_225_600 + 86_400).unwrap()
+    }
+
+    #[test]
+    fn our_client_answers_identity_and_nak_and_refuses_early_success() {
+        let mut c = client();
+        let ClientStep::Respond(r) = c.handle(&request(1, TYPE_IDENTITY, &[])).unwrap() else {
+            panic!("identity answered")
+        };
+        assert_eq!(EapPacket::parse(&r).unwrap().data, b"alice@corp.example");
+        // Another method (MD5-Challenge): Nak, asking for EAP-TLS.
+        let ClientStep::Respond(r) = c.handle(&request(2, 4, &[1, 2])).unwrap() else {
+            panic!("Nak")
+        };
+        let p = EapPacket::parse(&r).unwrap();
+        assert_eq!((p.method, p.data), (Some(TYPE_NAK), &[TYPE_TLS][..]));
+        // EAP-Success before any TLS: no.
+        assert!(c.handle(&success(3)).is_err());
+        // TLS data before the start: no.
+        assert!(c.handle(&request(4, TYPE_TLS, &[0, 22, 3, 3])).is_err());
+        // The start gives a ClientHello; a second start is refused; Failure is a failure.
+        let ClientStep::Respond(r) = c.handle(&request(5, TYPE_TLS, &[FLAG_START])).unwrap() else {
+            panic!("ClientHello")
+        };
+        let frag = TlsFragment::parse(EapPacket::parse(&r).unwrap().data).unwrap();
+        assert_eq!(frag.data.first(), Some(&22), "a TLS handshake record");
+        assert!(c.handle(&request(6, TYPE_TLS, &[FLAG_START])).is_err());
+        assert!(c.handle(&success(7)).is_err(), "success mid-handshake");
+        assert!(c.handle(&failure(8)).is_err());
     }
 
     #[test]

@@ -30,6 +30,9 @@ struct State {
     links: HashMap<String, DnsGuard>,
     /// resolv.conf: the guard of the composed file.
     file: Option<DnsGuard>,
+    /// Persistent DomainNameInformation rules of every loaded profile: in force whether or
+    /// not their tunnels are up.
+    persistent: Vec<SplitRule>,
 }
 
 impl SharedDns {
@@ -115,6 +118,23 @@ impl SharedDns {
         }
     }
 
+    /// Sets the Persistent DomainNameInformation rules (NRPT rules Windows keeps while the
+    /// tunnel is down): names under them go to their servers only, never to the network's,
+    /// tunnel up or not. Needs the split DNS stub (systemd-resolved has no per-name servers
+    /// without a link); returns false when they cannot be applied.
+    pub fn set_persistent(&self, rules: Vec<SplitRule>) -> Result<bool, DnsError> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if state.persistent == rules {
+            return Ok(self.stub.is_some() || rules.is_empty());
+        }
+        state.persistent = rules;
+        if self.stub.is_none() {
+            return Ok(state.persistent.is_empty());
+        }
+        self.rewrite(&mut state)?;
+        Ok(true)
+    }
+
     /// Removes the settings of the tunnel `key` (nothing if it had none).
     pub fn remove(&self, key: &str) -> Result<(), DnsError> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
@@ -157,7 +177,12 @@ impl SharedDns {
         if let Some(old) = state.file.take() {
             old.restore()?;
         }
-        if state.entries.is_empty() {
+        let persistent = if self.stub.is_some() {
+            state.persistent.clone()
+        } else {
+            Vec::new()
+        };
+        if state.entries.is_empty() && persistent.is_empty() {
             if let Some(stub) = &self.stub {
                 *stub.write().unwrap_or_else(PoisonError::into_inner) = SplitRules::default();
             }
@@ -184,6 +209,11 @@ impl SharedDns {
             } else {
                 push_unique(&mut composed.routing_domains, &config.routing_domains);
             }
+        }
+        // After the tunnels' own rules: an up tunnel's rule for the same namespace wins.
+        push_unique(&mut split, &persistent);
+        if names.is_empty() {
+            names.push("persistent DomainNameInformation");
         }
         if composed.servers.is_empty()
             && let DnsBackend::ResolvConf(path) = &self.backend
@@ -420,6 +450,80 @@ mod tests {
             "nameserver 192.0.2.53\n"
         );
         assert_eq!(*rules.read().unwrap(), SplitRules::default());
+    }
+
+    #[test]
+    fn persistent_rules_hold_while_no_tunnel_is_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("resolv.conf");
+        std::fs::write(&path, "nameserver 192.0.2.53\n").unwrap();
+        let rules = Arc::new(RwLock::new(SplitRules::default()));
+        let dns = SharedDns::with_backend(DnsBackend::ResolvConf(path.clone()))
+            .with_split_stub(rules.clone());
+        let pinned = SplitRule {
+            namespace: ".corp.example".into(),
+            servers: vec!["10.1.0.53".parse().unwrap()],
+        };
+        let sealed = SplitRule {
+            namespace: ".secret.example".into(),
+            servers: Vec::new(),
+        };
+        assert!(dns.set_persistent(vec![pinned, sealed]).unwrap());
+        assert_eq!(
+            name_servers(&path),
+            vec![IpAddr::V4(crate::split_dns::STUB_ADDRESS)]
+        );
+        {
+            let r = rules.read().unwrap();
+            assert_eq!(
+                r.servers_for("a.corp.example"),
+                ["10.1.0.53".parse::<IpAddr>().unwrap()]
+            );
+            assert!(
+                r.servers_for("a.secret.example").is_empty(),
+                "never the network's"
+            );
+            assert_eq!(
+                r.servers_for("www.example"),
+                ["192.0.2.53".parse::<IpAddr>().unwrap()]
+            );
+        }
+        // A tunnel up with its own rule for the namespace: its servers win while it is up.
+        let config = DnsConfig {
+            servers: vec!["10.9.0.53".parse().unwrap()],
+            ..DnsConfig::default()
+        };
+        let live = [SplitRule {
+            namespace: ".corp.example".into(),
+            servers: vec!["10.9.0.53".parse().unwrap()],
+        }];
+        dns.apply_split("0-device", "aovpn-dev", &config, &live)
+            .unwrap();
+        assert_eq!(
+            rules.read().unwrap().servers_for("a.corp.example"),
+            ["10.9.0.53".parse::<IpAddr>().unwrap()]
+        );
+        dns.remove("0-device").unwrap();
+        assert_eq!(
+            rules.read().unwrap().servers_for("a.corp.example"),
+            ["10.1.0.53".parse::<IpAddr>().unwrap()],
+            "the tunnel went, the persistent rule stays"
+        );
+        assert!(dns.set_persistent(Vec::new()).unwrap());
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "nameserver 192.0.2.53\n"
+        );
+        // Without the stub (systemd-resolved) they cannot be kept, and the caller is told.
+        let plain = SharedDns::with_backend(DnsBackend::ResolvConf(path.clone()));
+        assert!(
+            !plain
+                .set_persistent(vec![SplitRule {
+                    namespace: ".corp.example".into(),
+                    servers: Vec::new(),
+                }])
+                .unwrap()
+        );
     }
 
     #[test]

@@ -693,6 +693,36 @@ impl Agent {
         for key in self.holds.iter().filter(|k| k.owner == owner) {
             self.sup.restore_hold(key, now);
         }
+        self.apply_persistent_dns();
+    }
+
+    /// The Persistent DomainNameInformation rules of every loaded profile, in force whether
+    /// their tunnels are up or not (a rule without servers then sends its names nowhere).
+    fn apply_persistent_dns(&self) {
+        let mut rules = Vec::new();
+        for (key, loaded) in &self.profiles {
+            let Some(plan) = &loaded.plan else { continue };
+            for d in plan.dns.split.iter().filter(|d| d.persistent) {
+                match crate::split_dns::namespace(&d.domain) {
+                    Some(namespace) => rules.push(crate::split_dns::SplitRule {
+                        namespace,
+                        servers: d.servers.clone(),
+                    }),
+                    None => {
+                        tracing::warn!(profile = %key, domain = %d.domain, "Persistent rule skipped: not a DNS name")
+                    }
+                }
+            }
+        }
+        let wanted = !rules.is_empty();
+        match self.dns.set_persistent(rules) {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                "Persistent DomainNameInformation not applied: it needs the agent's split DNS stub (systemd-resolved keeps no rules for a link that is down)"
+            ),
+            Err(e) if wanted => tracing::warn!("Persistent DomainNameInformation: {e}"),
+            Err(e) => tracing::warn!("removing Persistent DomainNameInformation: {e}"),
+        }
     }
 
     /// Carries out what the supervisor decided.

@@ -424,10 +424,15 @@ fn render_plan(p: &ConnectionPlan, warnings: &[ProfileWarning]) -> String {
         } else {
             join(&d.servers)
         };
+        let persistent = if d.persistent {
+            "; persistent: also while the tunnel is down, through the stub"
+        } else {
+            ""
+        };
         line(
             "split dns",
             format!(
-                "{} -> {servers} (agent: resolved routing domain or its stub)",
+                "{} -> {servers} (agent: resolved routing domain or its stub{persistent})",
                 d.domain
             ),
         );

@@ -1738,6 +1738,62 @@ fn with_systemd_resolved_split_dns_is_set_on_the_tunnel_link_over_dbus() {
     drop(conn);
 }
 
+/// A Persistent DomainNameInformation rule holds while its tunnel is down (here: no gateway
+/// at all): the corporate name never goes to the network's resolver, other names do; the rule
+/// goes with the profile.
+#[test]
+fn a_persistent_split_dns_rule_holds_while_the_tunnel_is_down() {
+    let lab = Lab::new("agper");
+    let inet = lab.topo.internet.as_ref().unwrap();
+    inet.ip(["addr", "add", "192.0.2.53/32", "dev", "lo"])
+        .unwrap();
+    let _public = Dnsmasq::start(
+        inet,
+        "192.0.2.53",
+        &[
+            ("www.public.example", "198.51.100.80"),
+            ("intranet.corp.example", "192.0.2.66"),
+        ],
+    );
+    // No gateway: the tunnel stays down.
+    let profile = device_profile_xml().replace(
+        "<AlwaysOn>true</AlwaysOn>",
+        "<DomainNameInformation><DomainName>.corp.example</DomainName>\
+         <DnsServers>10.1.0.53</DnsServers><Persistent>true</Persistent>\
+         </DomainNameInformation><AlwaysOn>true</AlwaysOn>",
+    );
+    let mut opts = lab.agent_opts();
+    opts.profiles = vec![(DEVICE.into(), lab.write("persistent.xml", &profile))];
+    let agent = lab.start_agent(&opts);
+    // (What testkit writes; the agent may have replaced it by now.)
+    let original = "nameserver 192.0.2.53\n";
+    let stub = agent::split_dns::STUB_ADDRESS.to_string();
+    let pointed = wait_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(agent.resolv_conf())
+            .is_ok_and(|c| c.contains(&format!("nameserver {stub}")))
+    });
+    assert!(pointed.is_some(), "{}", agent.log());
+    assert_ne!(state_of(&agent, DEVICE), "connected");
+    let client = &lab.topo.client;
+    assert_eq!(dig(client, &stub, "www.public.example"), "198.51.100.80");
+    // Asked of 10.1.0.53, which cannot be reached: no answer, and never the decoy.
+    let corp = dig(client, &stub, "intranet.corp.example");
+    assert!(
+        corp.parse::<std::net::IpAddr>().is_err() && !corp.contains("192.0.2.66"),
+        "the corporate name leaked to the network's resolver: {corp}"
+    );
+    let out = agent.remove_profile(DEVICE).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let restored = wait_until(Duration::from_secs(15), || {
+        std::fs::read_to_string(agent.resolv_conf()).is_ok_and(|c| c == original)
+    });
+    assert!(restored.is_some(), "{}", agent.log());
+}
+
 /// A ForceTunnel profile's Proxy/Manual/Server is exported while its tunnel is up (an
 /// environment file under the run directory, read by /etc/profile.d/aovpn-proxy.sh) and goes
 /// with the tunnel.

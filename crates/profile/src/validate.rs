@@ -210,12 +210,6 @@ impl ParsedProfile {
                     "AutoTrigger (app-triggered connection) is ignored",
                 );
             }
-            if rule.persistent == Some(true) {
-                c.not_applied(
-                    &format!("{path}/Persistent"),
-                    "the rule goes with the tunnel (names fall back to the other servers)",
-                );
-            }
             if rule.web_proxy_servers.is_some() {
                 c.not_applied(
                     &format!("{path}/WebProxyServers"),

@@ -119,7 +119,6 @@ fn every_element_is_applied_or_reported() {
     };
     for e in [
         "Proxy/AutoConfigUrl",
-        "DomainNameInformation[1]/Persistent",
         // ForceTunnel with ByPassForLocal false: local subnets stay outside on Linux.
         "ByPassForLocal",
     ] {
@@ -193,6 +192,10 @@ fn every_element_is_applied_or_reported() {
     assert_eq!(p.dns.split.len(), 1);
     assert_eq!(p.proxy_server.as_deref(), Some("proxy.corp.example:3128"));
     assert_eq!(p.dns.split[0].domain, ".corp.example");
+    assert!(
+        p.dns.split[0].persistent,
+        "Persistent: kept while the tunnel is down"
+    );
     assert_eq!(p.traffic_filters[0].protocol, Some(6));
 
     // Every element of the document is in one of the lists: applied, or said.

@@ -30,6 +30,7 @@ trap 'rm -rf "$stage"' EXIT
 
 install -D -m 0755 "$bin" "$stage/usr/bin/aovpn"
 install -D -m 0644 packaging/systemd/aovpn-agent.service "$stage/usr/lib/systemd/system/aovpn-agent.service"
+install -D -m 0644 packaging/systemd/aovpn-lockdown.service "$stage/usr/lib/systemd/system/aovpn-lockdown.service"
 install -D -m 0644 packaging/systemd/aovpn-gateway.service "$stage/usr/lib/systemd/system/aovpn-gateway.service"
 install -D -m 0644 packaging/systemd/user/aovpn-user-helper.service "$stage/usr/lib/systemd/user/aovpn-user-helper.service"
 install -d -m 0755 "$stage/etc/aovpn" "$stage/etc/aovpn/profiles" "$stage/etc/aovpn/ca"

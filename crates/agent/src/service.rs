@@ -107,6 +107,52 @@ enum ControlEvent {
     },
 }
 
+/// The LockDown the agent last installed, in its state directory, for
+/// [`restore_lockdown`] at the next boot (before the network and the agent are up).
+pub const LOCKDOWN_STATE: &str = "lockdown.json";
+
+/// Records `lockdown` (without the tunnel, which a reboot takes) or, with `None`, that there
+/// is none.
+fn save_lockdown(path: &std::path::Path, lockdown: Option<&netio::firewall::Lockdown>) {
+    let result = match lockdown {
+        Some(l) => {
+            let boot = netio::firewall::Lockdown {
+                tunnel_indexes: Vec::new(),
+                ..l.clone()
+            };
+            serde_json::to_vec_pretty(&boot)
+                .map_err(std::io::Error::other)
+                .and_then(|json| netio::fs::replace_file(path, &json, 0o600, true))
+        }
+        None => match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        },
+    };
+    if let Err(e) = result {
+        tracing::warn!("{}: {e}", path.display());
+    }
+}
+
+/// Installs the LockDown saved in `state_dir` by the last agent, if any (`aovpn agent
+/// --restore-lockdown`, run by aovpn-lockdown.service before the network comes up, so that a
+/// locked machine is never open between boot and the agent's start). Returns whether one was
+/// installed.
+pub async fn restore_lockdown(state_dir: &std::path::Path) -> Result<bool, String> {
+    let path = state_dir.join(LOCKDOWN_STATE);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let lockdown: netio::firewall::Lockdown =
+        serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    netio::firewall::install_lockdown(&lockdown)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(true)
+}
+
 /// A profile as the agent knows it.
 #[derive(Debug, Clone)]
 struct Loaded {
@@ -638,6 +684,7 @@ impl Agent {
             daemon_uids,
         };
         let order = self.firewall_order.clone();
+        let saved = self.config.state_dir.join(LOCKDOWN_STATE);
         tokio::spawn(async move {
             // Tokio's mutex is fair: changes land in the order they were made.
             let _turn = order.lock().await;
@@ -646,6 +693,7 @@ impl Agent {
             } else {
                 netio::firewall::remove(netio::firewall::LOCKDOWN_TABLE).await
             };
+            save_lockdown(&saved, wanted.then_some(&lockdown));
             match (result, wanted) {
                 (Ok(()), true) => tracing::info!(
                     tunnel = ?lockdown.tunnel_indexes,

@@ -43,9 +43,27 @@ pub struct AgentArgs {
     /// helper is connected.
     #[arg(long, value_enum)]
     sessions: Option<Sessions>,
+    /// Install the LockDown the last agent saved (in --state-dir) and exit: run at boot by
+    /// aovpn-lockdown.service before the network comes up.
+    #[arg(long)]
+    restore_lockdown: bool,
 }
 
 pub fn run_agent(args: AgentArgs) -> ExitCode {
+    if args.restore_lockdown {
+        let state_dir = args.state_dir.clone();
+        return block_on_daemon("agent", &[Capability::CAP_NET_ADMIN], async move {
+            match agent::service::restore_lockdown(&state_dir).await {
+                Ok(true) => eprintln!(
+                    "aovpn agent: LockDown restored from {}",
+                    state_dir.display()
+                ),
+                Ok(false) => eprintln!("aovpn agent: no LockDown to restore"),
+                Err(e) => anyhow::bail!("restoring LockDown: {e}"),
+            }
+            Ok(())
+        });
+    }
     let mut config = match AgentConfig::load(&args.config_dir) {
         Ok(c) => c,
         Err(e) => {

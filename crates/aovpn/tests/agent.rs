@@ -1293,7 +1293,7 @@ fn lockdown_allows_nothing_outside_the_tunnel_until_its_profile_is_removed() {
         "<LockDown>true</LockDown><AlwaysOn>true</AlwaysOn>",
     );
     opts.profiles = vec![(DEVICE.into(), lab.write("locked.xml", &locked))];
-    let agent = lab.start_agent(&opts);
+    let mut agent = lab.start_agent(&opts);
     wait_connected(&agent, DEVICE, Duration::from_secs(20));
     ping(&lab.topo.client, MGMT_HOST);
     assert!(
@@ -1316,6 +1316,40 @@ fn lockdown_allows_nothing_outside_the_tunnel_until_its_profile_is_removed() {
     let back = wait_connected(&agent, DEVICE, Duration::from_secs(60));
     ping(&lab.topo.client, MGMT_HOST);
 
+    // A reboot takes the nftables table; aovpn-lockdown.service puts the saved lock back
+    // before the network and the agent (here: by hand, with the agent stopped).
+    let saved = agent.state_dir().join("lockdown.json");
+    assert!(saved.exists(), "LockDown not saved for the next boot");
+    agent.kill().unwrap();
+    lab.topo
+        .client
+        .exec_ok(["nft", "delete", "table", "inet", "aovpn-lockdown"])
+        .unwrap();
+    assert!(ping_once(&lab.topo.client, outside), "the table did not go");
+    let restored = lab
+        .topo
+        .client
+        .exec([
+            bin().to_str().unwrap(),
+            "agent",
+            "--restore-lockdown",
+            "--state-dir",
+            agent.state_dir().to_str().unwrap(),
+        ])
+        .unwrap();
+    assert!(
+        restored.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
+    assert!(
+        !ping_once(&lab.topo.client, outside),
+        "open after the boot restore"
+    );
+    agent.restart(&lab.topo.client).unwrap();
+    wait_connected(&agent, DEVICE, Duration::from_secs(30));
+    ping(&lab.topo.client, MGMT_HOST);
+
     // The profile goes: so does the lock.
     let out = agent.remove_profile(DEVICE).unwrap();
     assert!(
@@ -1329,6 +1363,10 @@ fn lockdown_allows_nothing_outside_the_tunnel_until_its_profile_is_removed() {
     assert!(lifted.is_some(), "still locked\n{}", agent.log());
     let tables = lab.topo.client.exec_ok(["nft", "list", "tables"]).unwrap();
     assert!(!String::from_utf8_lossy(&tables.stdout).contains("aovpn-lockdown"));
+    assert!(
+        !saved.exists(),
+        "a lifted LockDown is not restored at the next boot"
+    );
     report(&format!(
         "LockDown: tunnel back {} ms after the gateway restarted (IKE allowed out under the lock), lock lifted {} ms after the profile was removed",
         back.as_millis(),

@@ -61,6 +61,10 @@ fn the_package_installs_the_binary_units_and_a_root_only_machine_key_directory()
     expect("./usr/bin/aovpn", "-rwxr-xr-x");
     expect("./usr/lib/systemd/system/aovpn-agent.service", "-rw-r--r--");
     expect(
+        "./usr/lib/systemd/system/aovpn-lockdown.service",
+        "-rw-r--r--",
+    );
+    expect(
         "./usr/lib/systemd/system/aovpn-gateway.service",
         "-rw-r--r--",
     );
@@ -135,6 +139,7 @@ fn every_unit_passes_systemd_analyze_verify() {
     let tmp = tempfile::tempdir().unwrap();
     let units = repo().join("packaging/systemd");
     verify(&units.join("aovpn-agent.service"), false, tmp.path());
+    verify(&units.join("aovpn-lockdown.service"), false, tmp.path());
     verify(&units.join("aovpn-gateway.service"), false, tmp.path());
     verify(
         &units.join("user/aovpn-user-helper.service"),

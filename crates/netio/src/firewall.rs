@@ -70,7 +70,7 @@ pub enum FirewallError {
 pub const LOCKDOWN_TABLE: &str = "aovpn-lockdown";
 
 /// What LockDown still lets through outside the tunnel.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Lockdown {
     /// Interface indexes of the LockDown profile's tunnel while it is up (none while it is
     /// down). Indexes, not names: anyone allowed to create an interface could give it a name.

@@ -1139,6 +1139,11 @@ impl AgentProcess {
         self.workdir.join("run")
     }
 
+    /// The agent's state directory (`--state-dir`).
+    pub fn state_dir(&self) -> PathBuf {
+        self.workdir.join("state")
+    }
+
     /// The agent's pid.
     pub fn pid(&self) -> Option<u32> {
         self.daemon.as_ref().map(|d| d.child.id())

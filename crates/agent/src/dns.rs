@@ -127,12 +127,27 @@ impl SharedDns {
         if state.persistent == rules {
             return Ok(self.stub.is_some() || rules.is_empty());
         }
-        state.persistent = rules;
+        let previous = std::mem::replace(&mut state.persistent, rules);
         if self.stub.is_none() {
             return Ok(state.persistent.is_empty());
         }
-        self.rewrite(&mut state)?;
+        if let Err(e) = self.rewrite(&mut state) {
+            // Not in force: the next call tries again rather than finding it done.
+            state.persistent = previous;
+            return Err(e);
+        }
         Ok(true)
+    }
+
+    /// Composes resolv.conf again (the stub's rules too) when something is in force: after a
+    /// network change a DHCP client may have written its own file, whose servers become the
+    /// default for names no rule covers.
+    pub fn refresh(&self) -> Result<(), DnsError> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if !matches!(self.backend, DnsBackend::ResolvConf(_)) || state.file.is_none() {
+            return Ok(());
+        }
+        self.rewrite(&mut state)
     }
 
     /// Removes the settings of the tunnel `key` (nothing if it had none).

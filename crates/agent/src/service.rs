@@ -134,6 +134,34 @@ fn save_lockdown(path: &std::path::Path, lockdown: Option<&netio::firewall::Lock
     }
 }
 
+/// The task that installs or lifts LockDown (`Some`/`None`), one change after the other,
+/// and saves what is in force for the next boot.
+fn lockdown_worker(
+    state_dir: std::path::PathBuf,
+) -> mpsc::UnboundedSender<Option<netio::firewall::Lockdown>> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Option<netio::firewall::Lockdown>>();
+    let saved = state_dir.join(LOCKDOWN_STATE);
+    tokio::spawn(async move {
+        while let Some(change) = rx.recv().await {
+            let result = match &change {
+                Some(l) => netio::firewall::install_lockdown(l).await,
+                None => netio::firewall::remove(netio::firewall::LOCKDOWN_TABLE).await,
+            };
+            save_lockdown(&saved, change.as_ref());
+            match (result, &change) {
+                (Ok(()), Some(l)) => tracing::info!(
+                    tunnel = ?l.tunnel_indexes,
+                    "LockDown: no traffic outside the tunnel"
+                ),
+                (Ok(()), None) => {}
+                (Err(e), Some(_)) => tracing::error!("LockDown could not be installed: {e}"),
+                (Err(e), None) => tracing::debug!("no LockDown table removed: {e}"),
+            }
+        }
+    });
+    tx
+}
+
 /// Installs the LockDown saved in `state_dir` by the last agent, if any (`aovpn agent
 /// --restore-lockdown`, run by aovpn-lockdown.service before the network comes up, so that a
 /// locked machine is never open between boot and the agent's start). Returns whether one was
@@ -145,12 +173,26 @@ pub async fn restore_lockdown(state_dir: &std::path::Path) -> Result<bool, Strin
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(format!("{}: {e}", path.display())),
     };
-    let lockdown: netio::firewall::Lockdown =
-        serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    // A file that cannot be read back still says the machine was locked: lock it with the
+    // defaults (IKE on 500/4500 for root) rather than leave it open until the agent starts.
+    let (lockdown, unreadable) = match serde_json::from_slice(&bytes) {
+        Ok(l) => (l, None),
+        Err(e) => (
+            netio::firewall::Lockdown {
+                tunnel_indexes: Vec::new(),
+                ike_ports: vec![500, 4500],
+                daemon_uids: vec![0],
+            },
+            Some(format!("{}: {e}; locked with the defaults", path.display())),
+        ),
+    };
     netio::firewall::install_lockdown(&lockdown)
         .await
         .map_err(|e| e.to_string())?;
-    Ok(true)
+    match unreadable {
+        Some(why) => Err(why),
+        None => Ok(true),
+    }
 }
 
 /// A profile as the agent knows it.
@@ -193,7 +235,8 @@ pub struct Agent {
     /// store at start.
     lockdown: Option<Option<Vec<u32>>>,
     /// Firewall changes are applied one at a time, in order.
-    firewall_order: Arc<tokio::sync::Mutex<()>>,
+    /// LockDown changes, applied one at a time in the order they were made.
+    lockdown_changes: mpsc::UnboundedSender<Option<netio::firewall::Lockdown>>,
     helpers: HashMap<u32, Helper>,
     running: HashMap<ProfileKey, Running>,
     holds: BTreeSet<ProfileKey>,
@@ -379,6 +422,7 @@ impl Agent {
         let seed = std::process::id() as u64 ^ tunnel::host::unix_now();
         let (reports_tx, reports_rx) = mpsc::unbounded_channel();
         let holds = load_holds(&config.state_dir.join("holds.json"));
+        let state_dir_for_lockdown = config.state_dir.clone();
         let mut agent = Agent {
             sup: Supervisor::new(config.backoff, seed),
             config,
@@ -387,7 +431,7 @@ impl Agent {
             profiles: BTreeMap::new(),
             device_fingerprint: 0,
             lockdown: None,
-            firewall_order: Arc::new(tokio::sync::Mutex::new(())),
+            lockdown_changes: lockdown_worker(state_dir_for_lockdown),
             helpers: HashMap::new(),
             running: HashMap::new(),
             holds,
@@ -547,6 +591,13 @@ impl Agent {
 
     fn network_changed(&mut self) {
         self.sup.network_changed(Instant::now());
+        // A DHCP client may have rewritten resolv.conf: compose ours again from its servers.
+        let dns = self.dns.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = dns.refresh() {
+                tracing::warn!("DNS settings after a network change: {e}");
+            }
+        });
         for running in self.running.values() {
             running.network.notify_one();
         }
@@ -683,27 +734,10 @@ impl Agent {
             ike_ports,
             daemon_uids,
         };
-        let order = self.firewall_order.clone();
-        let saved = self.config.state_dir.join(LOCKDOWN_STATE);
-        tokio::spawn(async move {
-            // Tokio's mutex is fair: changes land in the order they were made.
-            let _turn = order.lock().await;
-            let result = if wanted {
-                netio::firewall::install_lockdown(&lockdown).await
-            } else {
-                netio::firewall::remove(netio::firewall::LOCKDOWN_TABLE).await
-            };
-            save_lockdown(&saved, wanted.then_some(&lockdown));
-            match (result, wanted) {
-                (Ok(()), true) => tracing::info!(
-                    tunnel = ?lockdown.tunnel_indexes,
-                    "LockDown: no traffic outside the tunnel"
-                ),
-                (Ok(()), false) => {}
-                (Err(e), true) => tracing::error!("LockDown could not be installed: {e}"),
-                (Err(e), false) => tracing::debug!("no LockDown table removed: {e}"),
-            }
-        });
+        let change = wanted.then_some(lockdown);
+        if self.lockdown_changes.send(change).is_err() {
+            tracing::error!("LockDown worker gone");
+        }
     }
 
     fn set_profiles(
@@ -750,6 +784,14 @@ impl Agent {
         let mut rules = Vec::new();
         for (key, loaded) in &self.profiles {
             let Some(plan) = &loaded.plan else { continue };
+            if key.owner != Owner::Device {
+                // Rules that outlive the tunnel steer every user's names: the machine's
+                // administrator sets them (device profiles), not one user for all.
+                if plan.dns.split.iter().any(|d| d.persistent) {
+                    tracing::warn!(profile = %key, "Persistent DomainNameInformation of a user profile not applied: only device profiles may keep rules while their tunnel is down");
+                }
+                continue;
+            }
             for d in plan.dns.split.iter().filter(|d| d.persistent) {
                 match crate::split_dns::namespace(&d.domain) {
                     Some(namespace) => rules.push(crate::split_dns::SplitRule {

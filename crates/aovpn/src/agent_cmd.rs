@@ -84,8 +84,12 @@ pub fn run_agent(args: AgentArgs) -> ExitCode {
     }
     // The split DNS stub needs port 53, which the agent may bind only until it limits its
     // capabilities; with systemd-resolved it is not needed.
-    let stub = match netio::dns::DnsBackend::detect(&config.resolv_conf) {
-        netio::dns::DnsBackend::ResolvConf(_) => match agent::split_dns::StubSockets::bind() {
+    // (No bus connection here: it would start a thread before the capabilities are cut; a
+    // stub bound on a machine where resolved turns out to run stays unused.)
+    let stub = if netio::dns::resolved_socket_exists() {
+        None
+    } else {
+        match agent::split_dns::StubSockets::bind() {
             Ok(s) => Some(s),
             Err(e) => {
                 eprintln!(
@@ -94,8 +98,7 @@ pub fn run_agent(args: AgentArgs) -> ExitCode {
                 );
                 None
             }
-        },
-        netio::dns::DnsBackend::Resolved(_) => None,
+        }
     };
     // TUN devices, routes and their removal; files it reads are root's own.
     block_on_daemon("agent", &[Capability::CAP_NET_ADMIN], async move {

@@ -1346,6 +1346,35 @@ fn lockdown_allows_nothing_outside_the_tunnel_until_its_profile_is_removed() {
         !ping_once(&lab.topo.client, outside),
         "open after the boot restore"
     );
+    // A saved lock that cannot be read still locks (with the defaults), and says so.
+    let good = std::fs::read(&saved).unwrap();
+    std::fs::write(&saved, b"{ not json").unwrap();
+    lab.topo
+        .client
+        .exec_ok(["nft", "delete", "table", "inet", "aovpn-lockdown"])
+        .unwrap();
+    let restored = lab
+        .topo
+        .client
+        .exec([
+            bin().to_str().unwrap(),
+            "agent",
+            "--restore-lockdown",
+            "--state-dir",
+            agent.state_dir().to_str().unwrap(),
+        ])
+        .unwrap();
+    assert!(!restored.status.success());
+    assert!(
+        String::from_utf8_lossy(&restored.stderr).contains("locked with the defaults"),
+        "{}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
+    assert!(
+        !ping_once(&lab.topo.client, outside),
+        "open after an unreadable saved lock"
+    );
+    std::fs::write(&saved, good).unwrap();
     agent.restart(&lab.topo.client).unwrap();
     wait_connected(&agent, DEVICE, Duration::from_secs(30));
     ping(&lab.topo.client, MGMT_HOST);
@@ -1812,6 +1841,14 @@ fn a_persistent_split_dns_rule_holds_while_the_tunnel_is_down() {
     });
     assert!(pointed.is_some(), "{}", agent.log());
     assert_ne!(state_of(&agent, DEVICE), "connected");
+    // Only the stub: a resolver that tries the next server on SERVFAIL finds none.
+    let servers: Vec<String> = std::fs::read_to_string(agent.resolv_conf())
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("nameserver"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(servers, [format!("nameserver {stub}")]);
     let client = &lab.topo.client;
     assert_eq!(dig(client, &stub, "www.public.example"), "198.51.100.80");
     // Asked of 10.1.0.53, which cannot be reached: no answer, and never the decoy.

@@ -20,6 +20,14 @@ use std::path::{Path, PathBuf};
 
 use crate::resolved::Resolved;
 
+/// systemd-resolved's varlink socket: present while resolved runs.
+pub const RESOLVED_SOCKET: &str = "/run/systemd/resolve/io.systemd.Resolve";
+
+/// Whether resolved's socket exists (a check that needs no bus and starts no thread).
+pub fn resolved_socket_exists() -> bool {
+    Path::new(RESOLVED_SOCKET).exists()
+}
+
 /// What to configure.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DnsConfig {

@@ -74,12 +74,19 @@ pub const LOCKDOWN_TABLE: &str = "aovpn-lockdown";
 pub struct Lockdown {
     /// Interface indexes of the LockDown profile's tunnel while it is up (none while it is
     /// down). Indexes, not names: anyone allowed to create an interface could give it a name.
+    #[serde(default)]
     pub tunnel_indexes: Vec<u32>,
     /// UDP ports of IKE and ESP-in-UDP towards the gateways (500 and 4500, or a profile's).
+    #[serde(default = "default_ike_ports")]
     pub ike_ports: Vec<u16>,
     /// Owners of the sockets that may send IKE and DNS outside the tunnel: root (the agent)
     /// and the system resolver's user. Other users' programs get nothing outside.
+    #[serde(default)]
     pub daemon_uids: Vec<u32>,
+}
+
+fn default_ike_ports() -> Vec<u16> {
+    vec![500, 4500]
 }
 
 /// Installs (or replaces) LockDown: nothing leaves or enters the machine outside the tunnel

@@ -72,8 +72,10 @@ fn bus_error(what: &str) -> impl FnOnce(String) -> DnsError + '_ {
 }
 
 impl Resolved {
-    /// resolved on the system bus (`DBUS_SYSTEM_BUS_ADDRESS` or the standard socket), or
-    /// `None` when no bus answers or nothing owns its name.
+    /// resolved on the system bus (`DBUS_SYSTEM_BUS_ADDRESS` or the standard socket): when
+    /// its name has an owner there, or its varlink socket exists (at boot the bus may answer
+    /// later than resolved runs; the connection is then made at the first call). `None`
+    /// otherwise.
     pub fn connect() -> Option<Resolved> {
         let (ready_tx, ready_rx) = mpsc::channel();
         let (requests, incoming) = mpsc::channel::<Request>();
@@ -88,18 +90,38 @@ impl Resolved {
                     let _ = ready_tx.send(false);
                     return;
                 };
-                let Some(conn) = rt.block_on(owned_bus()) else {
-                    let _ = ready_tx.send(false);
+                let mut conn = rt.block_on(owned_bus());
+                let runs = conn.is_some() || crate::dns::resolved_socket_exists();
+                let _ = ready_tx.send(runs);
+                if !runs {
                     return;
-                };
-                let _ = ready_tx.send(true);
+                }
                 while let Ok(request) = incoming.recv() {
-                    match request {
-                        Request::Apply(index, settings, reply) => {
-                            let _ = reply.send(rt.block_on(apply(&conn, index, &settings)));
+                    if conn.is_none() {
+                        conn = rt.block_on(bus());
+                    }
+                    let Some(c) = conn.as_ref() else {
+                        let error = Err("the system bus does not answer".to_owned());
+                        match request {
+                            Request::Apply(_, _, reply) | Request::Revert(_, reply) => {
+                                let _ = reply.send(error);
+                            }
                         }
-                        Request::Revert(index, reply) => {
-                            let _ = reply.send(rt.block_on(call(&conn, "RevertLink", &(index,))));
+                        continue;
+                    };
+                    let result = match &request {
+                        Request::Apply(index, settings, _) => {
+                            rt.block_on(apply(c, *index, settings))
+                        }
+                        Request::Revert(index, _) => rt.block_on(call(c, "RevertLink", &(*index,))),
+                    };
+                    if result.is_err() {
+                        // The bus or resolved may have restarted: connect afresh next time.
+                        conn = None;
+                    }
+                    match request {
+                        Request::Apply(_, _, reply) | Request::Revert(_, reply) => {
+                            let _ = reply.send(result);
                         }
                     }
                 }
@@ -156,9 +178,19 @@ fn link_index(ifname: &str) -> Result<i32, DnsError> {
         .ok_or_else(|| bus_error("interface")(format!("no interface {ifname}")))
 }
 
+/// The system bus; a bus that stops answering fails each call after the timeout instead of
+/// hanging.
+async fn bus() -> Option<zbus::Connection> {
+    zbus::connection::Builder::system()
+        .method_timeout(CALL_TIMEOUT)
+        .build()
+        .await
+        .ok()
+}
+
 /// The system bus, if resolved owns its name there.
 async fn owned_bus() -> Option<zbus::Connection> {
-    let conn = zbus::Connection::system().await.ok()?;
+    let conn = bus().await?;
     let dbus = zbus::fdo::DBusProxy::new(&conn).await.ok()?;
     let name = zbus::names::BusName::try_from(DESTINATION).ok()?;
     dbus.name_has_owner(name).await.ok()?.then_some(conn)

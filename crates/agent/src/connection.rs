@@ -213,6 +213,48 @@ pub struct EapTlsOptions {
     pub trusted_roots: Vec<String>,
 }
 
+/// What the engine is told for one attempt at `server_name` (IKE on `ike_port`): our
+/// credentials and the roots for the gateway, proposals, lifetimes, both address families,
+/// EAP-TLS when the profile says so. `aovpn doctor` dials with the same.
+pub fn initiator_config(
+    options: &ConnectionOptions,
+    server_name: &str,
+    ike_port: u16,
+) -> Result<InitiatorConfig, ConnectionError> {
+    let validator = PkiValidator {
+        trust: options.credentials.trust.clone(),
+        role: PeerRole::Gateway {
+            server_name: server_name.to_owned(),
+        },
+        expected_id: None,
+    };
+    let mut ike = IkeConfig::new(options.credentials.local.clone(), Arc::new(validator));
+    if !options.ike_proposals.is_empty() {
+        ike.ike_proposals = options.ike_proposals.clone();
+    }
+    if !options.esp_proposals.is_empty() {
+        ike.esp_proposals = options.esp_proposals.clone();
+    }
+    ike.fragmentation = options.fragmentation;
+    // A profile that asks for the legacy Windows set talks to a gateway that may sign with
+    // RSA over SHA-1; nothing else may.
+    ike.allow_sha1_signatures = ike.ike_proposals.iter().any(|p| p.is_legacy());
+    ike.dpd_interval = Some(options.dpd_interval);
+    ike.ike_lifetime = Some(IKE_LIFETIME);
+    ike.child_lifetime = Some(CHILD_LIFETIME);
+    ike.ike_port = ike_port;
+    // Both families, as Windows asks: a gateway without an IPv6 pool assigns none and
+    // narrows the IPv6 selectors away.
+    let mut initiator = InitiatorConfig::new(ike);
+    if let Some(eap) = &options.eap_tls {
+        initiator.eap_tls = Some(eap_tls_client(eap, &options.credentials, server_name)?);
+    }
+    initiator.request_ipv6 = true;
+    initiator.ts_local = vec![TrafficSelector::ANY_V4, TrafficSelector::ANY_V6];
+    initiator.ts_remote = vec![TrafficSelector::ANY_V4, TrafficSelector::ANY_V6];
+    Ok(initiator)
+}
+
 /// The engine's EAP-TLS settings for `options`, dialling `server_name`.
 fn eap_tls_client(
     eap: &EapTlsOptions,
@@ -442,7 +484,7 @@ pub fn split_server(server: &str) -> Option<(String, u16)> {
 }
 
 /// `host` or `host:port` -> (name for certificate checks, address).
-async fn resolve(server: &str) -> Result<(String, SocketAddr), ConnectionError> {
+pub async fn resolve(server: &str) -> Result<(String, SocketAddr), ConnectionError> {
     let (host, port) =
         split_server(server).ok_or_else(|| setup(format!("server {server}"))("bad port".into()))?;
     let addrs = tokio::net::lookup_host((host.as_str(), port))
@@ -639,37 +681,7 @@ impl Connection {
         config.liveness_tick = LIVENESS_TICK;
         let mut driver = Driver::start(config).map_err(|e| setup("tunnel")(e.to_string()))?;
 
-        let validator = PkiValidator {
-            trust: options.credentials.trust.clone(),
-            role: PeerRole::Gateway {
-                server_name: server_name.clone(),
-            },
-            expected_id: None,
-        };
-        let mut ike = IkeConfig::new(options.credentials.local.clone(), Arc::new(validator));
-        if !options.ike_proposals.is_empty() {
-            ike.ike_proposals = options.ike_proposals.clone();
-        }
-        if !options.esp_proposals.is_empty() {
-            ike.esp_proposals = options.esp_proposals.clone();
-        }
-        ike.fragmentation = options.fragmentation;
-        // A profile that asks for the legacy Windows set talks to a gateway that may sign
-        // with RSA over SHA-1; nothing else may.
-        ike.allow_sha1_signatures = ike.ike_proposals.iter().any(|p| p.is_legacy());
-        ike.dpd_interval = Some(options.dpd_interval);
-        ike.ike_lifetime = Some(IKE_LIFETIME);
-        ike.child_lifetime = Some(CHILD_LIFETIME);
-        ike.ike_port = server.port();
-        // Both families, as Windows asks: a gateway without an IPv6 pool assigns none and
-        // narrows the IPv6 selectors away.
-        let mut initiator = InitiatorConfig::new(ike);
-        if let Some(eap) = &options.eap_tls {
-            initiator.eap_tls = Some(eap_tls_client(eap, &options.credentials, &server_name)?);
-        }
-        initiator.request_ipv6 = true;
-        initiator.ts_local = vec![TrafficSelector::ANY_V4, TrafficSelector::ANY_V6];
-        initiator.ts_remote = vec![TrafficSelector::ANY_V4, TrafficSelector::ANY_V6];
+        let initiator = initiator_config(&options, &server_name, server.port())?;
         let local = SocketAddr::new(source, driver.ike_local_addr().port());
         let sa = driver
             .connect(Arc::new(initiator), local, server)

@@ -6,6 +6,7 @@ pub mod config;
 pub mod connection;
 pub mod control;
 pub mod dns;
+pub mod doctor;
 pub mod helper;
 pub mod ledger;
 pub mod logind;

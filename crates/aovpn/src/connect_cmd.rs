@@ -81,28 +81,35 @@ fn tunnel(args: &ConnectArgs) -> anyhow::Result<(Vec<String>, ConnectionOptions)
             let t = profile_tunnel(&plan, credentials, args.interface.clone())?;
             Ok((t.servers, t.options))
         }
-        None => {
-            let first = args.server.first().cloned().unwrap_or_default();
-            Ok((
-                args.server.clone(),
-                ConnectionOptions {
-                    server: first,
-                    credentials,
-                    interface: args.interface.clone(),
-                    ike_proposals: Vec::new(),
-                    esp_proposals: Vec::new(),
-                    routes: RoutePolicy::TrafficSelectors,
-                    dns_suffixes: Vec::new(),
-                    fragmentation: true,
-                    dpd_interval: DEFAULT_DPD_INTERVAL,
-                    network_outage: None,
-                    traffic_filters: Vec::new(),
-                    split_dns: Vec::new(),
-                    register_dns: None,
-                    eap_tls: None,
-                },
-            ))
-        }
+        None => Ok((
+            args.server.clone(),
+            plain_options(&args.server, credentials, &args.interface),
+        )),
+    }
+}
+
+/// A tunnel to `servers` without a profile: the traffic selectors as routes, the engine's
+/// proposals.
+pub(crate) fn plain_options(
+    servers: &[String],
+    credentials: connection::Credentials,
+    interface: &str,
+) -> ConnectionOptions {
+    ConnectionOptions {
+        server: servers.first().cloned().unwrap_or_default(),
+        credentials,
+        interface: interface.to_owned(),
+        ike_proposals: Vec::new(),
+        esp_proposals: Vec::new(),
+        routes: RoutePolicy::TrafficSelectors,
+        dns_suffixes: Vec::new(),
+        fragmentation: true,
+        dpd_interval: DEFAULT_DPD_INTERVAL,
+        network_outage: None,
+        traffic_filters: Vec::new(),
+        split_dns: Vec::new(),
+        register_dns: None,
+        eap_tls: None,
     }
 }
 

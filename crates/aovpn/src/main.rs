@@ -5,6 +5,7 @@ mod agent_cmd;
 mod bench_cmd;
 mod connect_cmd;
 mod control_cmd;
+mod doctor_cmd;
 mod gateway_cmd;
 mod lab;
 mod pki_cmd;
@@ -40,6 +41,8 @@ enum Command {
     Bench(bench_cmd::BenchArgs),
     /// Bring one tunnel up in the foreground, without the agent (Ctrl-C disconnects).
     Connect(connect_cmd::ConnectArgs),
+    /// Why a tunnel does not come up: profile, certificate, names, a handshake with the gateway.
+    Doctor(doctor_cmd::DoctorArgs),
     /// The IKEv2 gateway: authenticates clients, hands out addresses, forwards their traffic.
     Gateway(gateway_cmd::GatewayArgs),
     /// A complete lab in network namespaces: gateway, device tunnel and user tunnel.
@@ -100,6 +103,7 @@ fn main() -> ExitCode {
         Command::Down(args) => control_cmd::up_down(args, false),
         Command::Bench(args) => bench_cmd::run(args),
         Command::Connect(args) => connect_cmd::run(args),
+        Command::Doctor(args) => doctor_cmd::run(args),
         Command::Gateway(args) => gateway_cmd::run(args),
         Command::Lab(args) => lab::run(args),
         Command::Pki(args) => pki_cmd::run(args),

@@ -1,0 +1,229 @@
+//! `aovpn doctor`: why a tunnel does not come up, one check per line (ok / warning / problem,
+//! with what to do), from the profile to a real handshake with the gateway.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use agent::doctor::{self, Check, Files, Verdict};
+
+use crate::runtime::block_on_daemon;
+
+#[derive(Debug, clap::Args)]
+pub struct DoctorArgs {
+    /// A device profile in the system store (its machine certificate and roots from there).
+    #[arg(conflicts_with_all = ["profile_file", "server"])]
+    name: Option<String>,
+    /// A VPNv2 ProfileXML file (with --cert, --key, --ca).
+    #[arg(long)]
+    profile_file: Option<PathBuf>,
+    /// A gateway to check without a profile (with --cert, --key, --ca).
+    #[arg(long)]
+    server: Vec<String>,
+    /// Our certificate (PEM, intermediates may follow).
+    #[arg(long, required_unless_present = "name")]
+    cert: Option<PathBuf>,
+    /// Our private key.
+    #[arg(long, required_unless_present = "name")]
+    key: Option<PathBuf>,
+    /// Root CA(s) the gateway's certificate must chain to.
+    #[arg(long)]
+    ca: Vec<PathBuf>,
+    /// The system store (for NAME).
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "AOVPN_SYSTEM_DIR",
+        default_value = "/etc/aovpn"
+    )]
+    system_dir: PathBuf,
+    /// The report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: DoctorArgs) -> ExitCode {
+    // Sockets only (the handshake); nothing is installed.
+    block_on_daemon("doctor", &[], async move {
+        let checks = checks(&args).await;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&checks)?);
+        } else {
+            print!("{}", render(&checks));
+        }
+        if doctor::has_problem(&checks) {
+            anyhow::bail!("problems found");
+        }
+        Ok(())
+    })
+}
+
+/// One line per check, problems with what to do on the next line.
+pub fn render(checks: &[Check]) -> String {
+    let mut out = String::new();
+    for c in checks {
+        let verdict = match c.verdict {
+            Verdict::Ok => "ok",
+            Verdict::Warning => "warning",
+            Verdict::Problem => "problem",
+        };
+        out.push_str(&format!("{verdict:<8} {:<28} {}\n", c.check, c.detail));
+        if let Some(fix) = &c.fix {
+            out.push_str(&format!("{:<37} -> {fix}\n", ""));
+        }
+    }
+    out
+}
+
+async fn checks(args: &DoctorArgs) -> Vec<Check> {
+    let mut out = Vec::new();
+    let (profile_bytes, profile_name, files) = match &args.name {
+        Some(name) => {
+            let store = profile::store::Store::new(
+                args.system_dir.join("profiles"),
+                args.system_dir.join(".no-user-profiles"),
+            );
+            let found = store
+                .list()
+                .ok()
+                .and_then(|l| l.into_iter().find(|p| &p.name == name));
+            let Some(p) = found else {
+                out.push(Check {
+                    check: "profile".into(),
+                    verdict: Verdict::Problem,
+                    detail: format!(
+                        "no device profile {name:?} in {}",
+                        args.system_dir.display()
+                    ),
+                    fix: Some("aovpn profile list --system shows the profiles".into()),
+                });
+                return out;
+            };
+            (
+                Some(p.parsed.profile_xml.into_bytes()),
+                name.clone(),
+                doctor::system_files(&args.system_dir),
+            )
+        }
+        None => {
+            let bytes = match &args.profile_file {
+                Some(f) => match std::fs::read(f) {
+                    Ok(b) => Some(b),
+                    Err(e) => {
+                        out.push(Check {
+                            check: "profile".into(),
+                            verdict: Verdict::Problem,
+                            detail: format!("{}: {e}", f.display()),
+                            fix: None,
+                        });
+                        return out;
+                    }
+                },
+                None => None,
+            };
+            let name = args
+                .profile_file
+                .as_ref()
+                .map(|f| f.display().to_string())
+                .unwrap_or_default();
+            let files = Files {
+                cert: args.cert.clone().unwrap_or_default(),
+                key: args.key.clone().unwrap_or_default(),
+                ca: args.ca.clone(),
+            };
+            (bytes, name, files)
+        }
+    };
+
+    // The profile: valid, and what it will not apply.
+    let mut plan = None;
+    if let Some(bytes) = &profile_bytes {
+        match profile::ParsedProfile::parse(&profile_name, bytes) {
+            Err(e) => out.push(Check {
+                check: "profile".into(),
+                verdict: Verdict::Problem,
+                detail: e.to_string(),
+                fix: Some("fix the element named (aovpn profile validate FILE)".into()),
+            }),
+            Ok(parsed) => {
+                let scope = parsed.uri.as_ref().and_then(|u| u.scope);
+                match parsed.validate(scope) {
+                    Err(e) => out.push(Check {
+                        check: "profile".into(),
+                        verdict: Verdict::Problem,
+                        detail: e.to_string(),
+                        fix: Some("fix the element named (aovpn profile validate FILE)".into()),
+                    }),
+                    Ok(warnings) => {
+                        let not_done: Vec<String> =
+                            warnings.iter().map(|w| w.element.clone()).collect();
+                        out.push(Check {
+                            check: "profile".into(),
+                            verdict: if not_done.is_empty() {
+                                Verdict::Ok
+                            } else {
+                                Verdict::Warning
+                            },
+                            detail: if not_done.is_empty() {
+                                "valid; every element applied".into()
+                            } else {
+                                format!("valid; not applied or ignored: {}", not_done.join(", "))
+                            },
+                            fix: (!not_done.is_empty())
+                                .then(|| "aovpn profile validate FILE says why for each".into()),
+                        });
+                        let pname = parsed
+                            .profile
+                            .profile_name
+                            .clone()
+                            .unwrap_or_else(|| profile_name.clone());
+                        plan = profile::plan::plan(&pname, scope, &parsed.profile);
+                    }
+                }
+            }
+        }
+    }
+
+    // Our certificate and key.
+    let creds = doctor::check_credentials(&files, tunnel::host::unix_now());
+    let creds_ok = !doctor::has_problem(&creds);
+    out.extend(creds);
+    let credentials = if creds_ok {
+        agent::connection::load_credentials(&files.cert, &files.key, &files.ca).ok()
+    } else {
+        None
+    };
+
+    // The servers, and a handshake with the first that resolves.
+    let (options, servers) = match (&plan, credentials) {
+        (_, None) => (None, Vec::new()),
+        (Some(plan), Some(c)) => {
+            match agent::plan::profile_tunnel(plan, c, "aovpn-doctor".into()) {
+                Ok(t) => (Some(t.options), t.servers),
+                Err(e) => {
+                    out.push(Check {
+                        check: "profile".into(),
+                        verdict: Verdict::Problem,
+                        detail: e.to_string(),
+                        fix: None,
+                    });
+                    (None, Vec::new())
+                }
+            }
+        }
+        (None, Some(c)) if profile_bytes.is_none() => (
+            Some(crate::connect_cmd::plain_options(
+                &args.server,
+                c,
+                "aovpn-doctor",
+            )),
+            args.server.clone(),
+        ),
+        (None, Some(_)) => (None, Vec::new()),
+    };
+    let (dns, found) = doctor::check_servers(&servers).await;
+    out.extend(dns);
+    if let (Some(options), Some((name, addr))) = (options, found.first()) {
+        out.push(doctor::check_handshake(&options, name, *addr).await);
+    }
+    out
+}

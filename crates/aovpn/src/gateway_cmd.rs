@@ -16,24 +16,35 @@ pub struct GatewayArgs {
     /// Load and check the configuration and the files it names, then exit.
     #[arg(long)]
     check: bool,
+    /// With --check: whether this gateway would accept a client presenting this certificate
+    /// (PEM, intermediates after it), and if not, why (chain, EKU, revocation, kind).
+    #[arg(long, requires = "check", value_name = "FILE")]
+    client_cert: Option<PathBuf>,
 }
 
 pub fn run(args: GatewayArgs) -> ExitCode {
     if args.check {
-        return match gateway::config::GatewayConfig::load(&args.config).and_then(|c| {
+        let checked = gateway::config::GatewayConfig::load(&args.config).and_then(|c| {
             let creds = gateway::ike::load_credentials(&c, &args.config)?;
             let validator =
                 std::sync::Arc::new(gateway::ike::ClientValidator::new(creds.trust.clone()));
-            gateway::ike::responder_config(&c, &args.config, &creds, validator).map(|_| ())
-        }) {
-            Ok(()) => {
+            validator.set_accepted(&c.clients.accept);
+            gateway::ike::responder_config(&c, &args.config, &creds, validator.clone())?;
+            Ok(validator)
+        });
+        let validator = match checked {
+            Ok(v) => {
                 println!("{}: OK", args.config.display());
-                ExitCode::SUCCESS
+                v
             }
             Err(e) => {
                 eprintln!("aovpn gateway: {e}");
-                ExitCode::from(2)
+                return ExitCode::from(2);
             }
+        };
+        return match &args.client_cert {
+            None => ExitCode::SUCCESS,
+            Some(file) => would_accept(&validator, file),
         };
     }
     // TUN, routes and their teardown need CAP_NET_ADMIN for the whole run; binding UDP 500
@@ -45,4 +56,87 @@ pub fn run(args: GatewayArgs) -> ExitCode {
         gw.run(shutdown_signal()).await?;
         Ok(())
     })
+}
+
+/// Whether `validator` (the gateway's roots, revocation list and accepted kinds) accepts a
+/// client with the certificate in `file`, under each identity it could claim; exit 0 if so.
+fn would_accept(validator: &gateway::ike::ClientValidator, file: &std::path::Path) -> ExitCode {
+    use ikev2::{IkeId, PeerRejection, PeerValidator};
+    let chain = match std::fs::read(file)
+        .map_err(|e| e.to_string())
+        .and_then(|b| pki::load_certificates(&b).map_err(|e| e.to_string()))
+    {
+        Ok(c) if !c.is_empty() => c,
+        Ok(_) => {
+            eprintln!("aovpn gateway: {}: no certificate", file.display());
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("aovpn gateway: {}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    let leaf = &chain[0];
+    let inter: Vec<&[u8]> = chain[1..].iter().map(|c| c.der().as_ref()).collect();
+    // Every identity a client with this certificate could send (Windows sends the first
+    // DNS name of a machine certificate, a user's UPN or e-mail, else the subject).
+    let mut ids: Vec<IkeId> = leaf
+        .dns_names()
+        .iter()
+        .map(|d| IkeId::Fqdn(d.clone()))
+        .chain(leaf.rfc822_names().iter().map(|m| IkeId::Rfc822(m.clone())))
+        .collect();
+    ids.push(IkeId::DerDn(leaf.subject_der().to_vec()));
+    let now = tunnel::host::unix_now();
+    println!(
+        "client certificate: {} (SHA-1 {})",
+        leaf.subject(),
+        leaf.thumbprint()
+    );
+    let mut accepted = false;
+    for id in &ids {
+        match validator.validate(id, leaf.der(), &inter, now) {
+            Ok(v) => {
+                accepted = true;
+                let path: Vec<String> = v
+                    .chain
+                    .thumbprints
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                println!(
+                    "  accepted as {id}: path {} (SHA-1, leaf to root)",
+                    path.join(" <- ")
+                );
+            }
+            Err(e) => {
+                let fix = match &e {
+                    PeerRejection::Certificate(m) if m.contains("revoked") => {
+                        "remove the thumbprint from clients.revoked_thumbprints (or the revocation file) if it should connect"
+                    }
+                    PeerRejection::Certificate(m) if m.contains("key usage") => {
+                        "issue the certificate with EKU clientAuth (a machine or user certificate)"
+                    }
+                    PeerRejection::Certificate(m) if m.contains("this gateway does not accept") => {
+                        "add its kind to clients.accept"
+                    }
+                    PeerRejection::Certificate(m)
+                        if m.contains("expired") || m.contains("not valid yet") =>
+                    {
+                        "renew the certificate (or check the clocks)"
+                    }
+                    PeerRejection::Certificate(_) => {
+                        "add the root that issued it to clients.root_ca_files, and send its intermediates with it"
+                    }
+                    _ => "the client must send an identity its certificate names",
+                };
+                println!("  refused as {id}: {e}\n    -> {fix}");
+            }
+        }
+    }
+    if accepted {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }

@@ -131,3 +131,39 @@ fn doctor_names_each_failure_and_passes_a_good_setup() {
         "{report}"
     );
 }
+
+/// `aovpn gateway --check --client-cert FILE`: whether this gateway would take a client with
+/// that certificate, and if not why (here: revoked by thumbprint), with what to do.
+#[test]
+fn gateway_check_says_whether_a_client_certificate_would_be_accepted() {
+    let lab = Lab::routed("docgw", PkiOptions::new(GATEWAY_NAME), true, GATEWAY_NAME);
+    let p = &lab.pki;
+    let mut opts = GatewayOpts::new(p, lab.topo.gateway_wan().into());
+    opts.revoked = vec![p.thumbprint(&p.user_cert).unwrap()];
+    let config = lab.dir("gw.toml");
+    std::fs::create_dir_all(lab.dir("gw")).unwrap();
+    std::fs::write(&config, opts.render(&lab.dir("gw"))).unwrap();
+    let check = |cert: &std::path::Path| {
+        let out = Command::new(bin())
+            .args(["gateway", "--check", "--config"])
+            .arg(&config)
+            .arg("--client-cert")
+            .arg(cert)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, said) = check(&p.machine_cert);
+    assert_eq!(code, 0, "{said}");
+    assert!(
+        said.contains("accepted as fqdn:client1.corp.example"),
+        "{said}"
+    );
+    let (code, said) = check(&p.user_cert);
+    assert_eq!(code, 1, "{said}");
+    assert!(said.contains("is revoked"), "{said}");
+    assert!(said.contains("revoked_thumbprints"), "{said}");
+}

@@ -36,6 +36,9 @@ pub struct DoctorArgs {
         default_value = "/etc/aovpn"
     )]
     system_dir: PathBuf,
+    /// The agent's control socket (for NAME: what the agent says about the tunnel).
+    #[arg(long, value_name = "PATH", env = "AOVPN_SOCKET", default_value = agent::control::DEFAULT_SOCKET)]
+    socket: PathBuf,
     /// The report as JSON.
     #[arg(long)]
     json: bool,
@@ -225,5 +228,50 @@ async fn checks(args: &DoctorArgs) -> Vec<Check> {
     if let (Some(options), Some((name, addr))) = (options, found.first()) {
         out.push(doctor::check_handshake(&options, name, *addr).await);
     }
+    if let Some(name) = &args.name {
+        out.push(agent_view(&args.socket, name));
+    }
     out
+}
+
+/// What the agent says about the profile's tunnel: its state, and the last failure.
+fn agent_view(socket: &std::path::Path, name: &str) -> Check {
+    let request = agent::control::Request::Status {
+        name: Some(name.to_owned()),
+        user: None,
+    };
+    let check = |verdict, detail: String, fix: Option<&str>| Check {
+        check: "agent".into(),
+        verdict,
+        detail,
+        fix: fix.map(str::to_owned),
+    };
+    match agent::control::call(socket, &request) {
+        Err(e) => check(
+            Verdict::Warning,
+            format!("no answer on {}: {e}", socket.display()),
+            Some("systemctl status aovpn-agent (the agent keeps the tunnel up)"),
+        ),
+        Ok(r) => match r.profiles.first() {
+            None => check(
+                Verdict::Warning,
+                r.error
+                    .unwrap_or_else(|| "the agent does not know this profile".into()),
+                Some("aovpn list shows what the agent runs"),
+            ),
+            Some(p) => {
+                let connected = matches!(p.state, agent::supervisor::State::Connected { .. });
+                check(
+                    if connected {
+                        Verdict::Ok
+                    } else {
+                        Verdict::Warning
+                    },
+                    crate::control_cmd::describe(&p.state),
+                    (!connected)
+                        .then_some("the checks above say why; aovpn status NAME has the details"),
+                )
+            }
+        },
+    }
 }

@@ -285,6 +285,32 @@ fn the_device_tunnel_comes_up_without_a_login_and_carries_manage_out() {
     ] {
         assert!(text.contains(needle), "{needle} missing:\n{text}");
     }
+    // `aovpn doctor NAME` on the machine: the profile from the system store, the machine
+    // certificate, the gateway by a real handshake, and the agent's view, all good.
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", lab.topo.client.name()])
+        .arg(bin())
+        .args(["doctor", DEVICE, "--system-dir"])
+        .arg(agent.config_dir())
+        .arg("--socket")
+        .arg(agent.socket())
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for check in ["profile", "certificate", "key", "chain", "ike", "agent"] {
+        assert!(
+            report
+                .lines()
+                .any(|l| l.starts_with("ok") && l.split_whitespace().nth(1) == Some(check)),
+            "{check} not ok:\n{report}"
+        );
+    }
+    assert!(report.contains("connected to"), "{report}");
 }
 
 /// Both tunnels up: the device tunnel, then Alice's helper (her login) and her user tunnel.

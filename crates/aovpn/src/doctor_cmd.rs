@@ -10,7 +10,9 @@ use crate::runtime::block_on_daemon;
 
 #[derive(Debug, clap::Args)]
 pub struct DoctorArgs {
-    /// A device profile in the system store (its machine certificate and roots from there).
+    /// A profile by name: a device profile in the system store (with the machine certificate),
+    /// or the caller's own user profile (with the user's certificate); roots from the system
+    /// store.
     #[arg(conflicts_with_all = ["profile_file", "server"])]
     name: Option<String>,
     /// A VPNv2 ProfileXML file (with --cert, --key, --ca).
@@ -81,10 +83,9 @@ async fn checks(args: &DoctorArgs) -> Vec<Check> {
     let mut out = Vec::new();
     let (profile_bytes, profile_name, files) = match &args.name {
         Some(name) => {
-            let store = profile::store::Store::new(
-                args.system_dir.join("profiles"),
-                args.system_dir.join(".no-user-profiles"),
-            );
+            // The device store, and the caller's own (a user tunnel is checked as its user,
+            // with the user's certificate).
+            let store = profile::store::Store::system_at(&args.system_dir);
             let found = store
                 .list()
                 .ok()
@@ -94,18 +95,21 @@ async fn checks(args: &DoctorArgs) -> Vec<Check> {
                     check: "profile".into(),
                     verdict: Verdict::Problem,
                     detail: format!(
-                        "no device profile {name:?} in {}",
-                        args.system_dir.display()
+                        "no profile {name:?} in {} or {}",
+                        args.system_dir.join("profiles").display(),
+                        profile::store::user_config_dir().join("profiles").display()
                     ),
-                    fix: Some("aovpn profile list --system shows the profiles".into()),
+                    fix: Some("aovpn profile list shows the profiles".into()),
                 });
                 return out;
             };
-            (
-                Some(p.parsed.profile_xml.into_bytes()),
-                name.clone(),
-                doctor::system_files(&args.system_dir),
-            )
+            let mut files = doctor::system_files(&args.system_dir);
+            if p.scope == profile::Scope::User {
+                let dir = profile::store::user_config_dir().join("user");
+                files.cert = dir.join("certificate.pem");
+                files.key = dir.join("key.pem");
+            }
+            (Some(p.parsed.profile_xml.into_bytes()), name.clone(), files)
         }
         None => {
             let bytes = match &args.profile_file {

@@ -815,7 +815,11 @@ impl Connection {
                 failure, reason, ..
             } => {
                 return Err(match failure {
-                    Some(f) => ConnectionError::Ike(f.reason.to_string()),
+                    Some(f) => ConnectionError::Ike(format!(
+                        "{} (what to do: {})",
+                        f.reason,
+                        f.advice(true)
+                    )),
                     None if reason == ikev2::CloseReason::PeerDelete => {
                         ConnectionError::ClosedByPeer
                     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ike_wire::NotifyType;
-use ikev2::{Event, FailureReason, IkeSa, PeerRejection};
+use ikev2::{Event, FailureReason, IkeSa};
 use serde::Serialize;
 
 use crate::connection::{ConnectionOptions, initiator_config, resolve};
@@ -337,16 +337,7 @@ pub async fn check_handshake(options: &ConnectionOptions, name: &str, addr: Sock
                         ),
                     );
                 }
-                Event::Failed(f) => {
-                    return explain(
-                        &check,
-                        &f.reason,
-                        f.notify_received,
-                        answered,
-                        &offered,
-                        addr,
-                    );
-                }
+                Event::Failed(f) => return explain(&check, &f, answered, &offered, addr),
                 _ => {}
             }
         }
@@ -355,14 +346,14 @@ pub async fn check_handshake(options: &ConnectionOptions, name: &str, addr: Sock
             .map(|t| t.min(start + HANDSHAKE_LIMIT))
             .unwrap_or(start + HANDSHAKE_LIMIT);
         if Instant::now() >= start + HANDSHAKE_LIMIT {
-            return explain(
-                &check,
-                &FailureReason::Timeout,
-                None,
-                answered,
-                &offered,
-                addr,
-            );
+            let timeout = ikev2::Failure {
+                reason: FailureReason::Timeout,
+                notify_sent: None,
+                notify_received: None,
+                remote: addr,
+                claimed_id: None,
+            };
+            return explain(&check, &timeout, answered, &offered, addr);
         }
         match tokio::time::timeout_at(deadline.into(), socket.recv_from(&mut buf)).await {
             Ok(Ok((n, from))) if from.ip() == addr.ip() => {
@@ -383,53 +374,39 @@ pub async fn check_handshake(options: &ConnectionOptions, name: &str, addr: Sock
     }
 }
 
-/// A failed handshake in the words of the check that failed.
+/// A failed handshake in the words of the check that failed; what to do is the engine's
+/// advice, as `aovpn status` and the gateway's log have it.
 fn explain(
     check: &str,
-    reason: &FailureReason,
-    notify: Option<NotifyType>,
+    failure: &ikev2::Failure,
     answered: bool,
     offered: &[String],
     addr: SocketAddr,
 ) -> Check {
-    let p = |detail: String, fix: &str| bad(check, Verdict::Problem, detail, fix);
-    match (reason, notify) {
-        (FailureReason::Timeout | FailureReason::EstablishTimeout, _) if !answered => p(
-            format!("no answer on UDP {} from {addr}", addr.port()),
-            "UDP 500 and 4500 must reach the gateway: check firewalls on the way and that the gateway runs",
-        ),
-        (FailureReason::Timeout | FailureReason::EstablishTimeout, _) => p(
-            "the gateway answered IKE_SA_INIT, then went silent".into(),
-            "UDP 4500 (or fragments) may be blocked on the way: check firewalls for UDP 4500",
-        ),
-        (FailureReason::NoProposalChosen, _) | (_, Some(NotifyType::NO_PROPOSAL_CHOSEN)) => p(
+    let fix = failure.advice(true);
+    let detail = match (&failure.reason, failure.notify_received) {
+        (FailureReason::Timeout | FailureReason::EstablishTimeout, _) if !answered => {
+            format!("no answer on UDP {} from {addr}", addr.port())
+        }
+        (FailureReason::Timeout | FailureReason::EstablishTimeout, _) => {
+            "the gateway answered IKE_SA_INIT, then went silent".into()
+        }
+        (FailureReason::NoProposalChosen, _) | (_, Some(NotifyType::NO_PROPOSAL_CHOSEN)) => {
             format!(
                 "NO_PROPOSAL_CHOSEN: the gateway takes none of ours ({})",
                 offered.join(", ")
-            ),
-            "align the profile's CryptographySuite with the gateway's proposals",
-        ),
-        (FailureReason::InvalidKeGroup(g), _) => p(
-            format!("INVALID_KE_PAYLOAD: the gateway wants DH group {g}, which we do not offer"),
-            "add that group to the profile's CryptographySuite, or the gateway's proposals",
-        ),
-        (FailureReason::PeerRejected(r), _) => p(
-            format!("the gateway's certificate: {r}"),
-            match r {
-                PeerRejection::IdentityMismatch(_) => {
-                    "the gateway's certificate must carry the name dialled (the profile's Servers) as a DNS name"
-                }
-                _ => {
-                    "the gateway's certificate must chain to one of our roots (with its intermediates sent), be valid now and allow server authentication"
-                }
-            },
-        ),
-        (_, Some(NotifyType::AUTHENTICATION_FAILED)) => p(
-            "AUTHENTICATION_FAILED: the gateway does not accept our certificate".into(),
-            "the gateway must trust our certificate's root, and our certificate must not be revoked there (its log names the reason)",
-        ),
-        (other, _) => p(other.to_string(), "see the gateway's log for its side"),
-    }
+            )
+        }
+        (FailureReason::InvalidKeGroup(g), _) => {
+            format!("INVALID_KE_PAYLOAD: the gateway wants DH group {g}, which we do not offer")
+        }
+        (FailureReason::PeerRejected(r), _) => format!("the gateway's certificate: {r}"),
+        (_, Some(NotifyType::AUTHENTICATION_FAILED)) => {
+            "AUTHENTICATION_FAILED: the gateway does not accept our certificate".into()
+        }
+        (other, _) => other.to_string(),
+    };
+    bad(check, Verdict::Problem, detail, fix)
 }
 
 /// Whether any check found a problem.

@@ -694,6 +694,11 @@ fn a_revoked_machine_certificate_is_retried_until_the_revocation_is_lifted() {
         .unwrap_or_default()
         .to_owned();
     assert!(why.contains("AUTHENTICATION_FAILED"), "{s}");
+    // With what to do about it, in the words `aovpn doctor` uses.
+    assert!(
+        why.contains("what to do: the gateway does not accept our certificate"),
+        "{s}"
+    );
     let text =
         String::from_utf8_lossy(&agent.control(&["status", DEVICE]).unwrap().stdout).into_owned();
     assert!(text.contains("AUTHENTICATION_FAILED"), "{text}");

@@ -347,6 +347,7 @@ impl Gateway {
                         reason = %f.reason,
                         sent = ?f.notify_sent,
                         received = ?f.notify_received,
+                        what_to_do = f.advice(false),
                         "IKE SA failed"
                     ),
                     (None, None) => {}

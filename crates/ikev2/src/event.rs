@@ -161,6 +161,62 @@ pub struct Failure {
     pub claimed_id: Option<IkeId>,
 }
 
+impl Failure {
+    /// What an administrator can do about it, in the words `aovpn doctor`, `aovpn status`
+    /// and the gateway's log share; `initiator`: we are the client.
+    pub fn advice(&self, initiator: bool) -> &'static str {
+        use crate::identity::PeerRejection as R;
+        let notify = self.notify_received.or(self.notify_sent);
+        match (&self.reason, notify, initiator) {
+            (FailureReason::Timeout | FailureReason::EstablishTimeout, _, true) => {
+                "UDP 500 and 4500 must reach the gateway: check firewalls on the way and that the gateway runs"
+            }
+            (FailureReason::Timeout | FailureReason::EstablishTimeout, _, false) => {
+                "the client went silent mid-handshake: UDP 4500 or IP fragments may be blocked on its side"
+            }
+            (FailureReason::NoProposalChosen, _, true)
+            | (_, Some(NotifyType::NO_PROPOSAL_CHOSEN), true) => {
+                "align the profile's CryptographySuite with the gateway's proposals"
+            }
+            (FailureReason::NoProposalChosen, _, false)
+            | (_, Some(NotifyType::NO_PROPOSAL_CHOSEN), false) => {
+                "the client's proposals and crypto.ike_proposals / esp_proposals share nothing"
+            }
+            (FailureReason::InvalidKeGroup(_), _, _) => {
+                "offer the group the peer asks for (CryptographySuite DHGroup, or crypto.ike_proposals)"
+            }
+            (FailureReason::PeerRejected(R::IdentityMismatch(_)), _, true) => {
+                "the gateway's certificate must carry the name dialled (the profile's Servers) as a DNS name"
+            }
+            (FailureReason::PeerRejected(R::IdentityMismatch(_)), _, false) => {
+                "the client sent an identity its certificate does not name"
+            }
+            (FailureReason::PeerRejected(R::Certificate(m)), _, false) if m.contains("revoked") => {
+                "revoked here (clients.revoked_thumbprints or the revocation file)"
+            }
+            (FailureReason::PeerRejected(_), _, true) => {
+                "the gateway's certificate must chain to one of our roots (with its intermediates sent), be valid now and allow server authentication"
+            }
+            (FailureReason::PeerRejected(_), _, false) => {
+                "the client's root must be in clients.root_ca_files, its intermediates sent, EKU clientAuth; `aovpn gateway --check --client-cert FILE` says why"
+            }
+            (_, Some(NotifyType::AUTHENTICATION_FAILED), true) => {
+                "the gateway does not accept our certificate: its roots, revocation list and accepted kinds decide (its log names the reason)"
+            }
+            (FailureReason::AuthPayload(_), _, false) => {
+                "the client's AUTH did not verify: a key that is not the certificate's, or a broken client"
+            }
+            (FailureReason::AddressPoolExhausted, _, true) => "the gateway's address pool is full",
+            (FailureReason::AddressPoolExhausted, _, false) => "clients.pool_v4 is full: widen it",
+            (FailureReason::TsUnacceptable, _, _) => {
+                "the networks asked for and the gateway's networks do not overlap"
+            }
+            (FailureReason::CpRequired, _, _) => "the client must ask for a virtual address",
+            _ => "the other side's log has its view",
+        }
+    }
+}
+
 /// Why an IKE SA ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

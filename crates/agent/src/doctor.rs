@@ -234,7 +234,12 @@ pub async fn check_servers(servers: &[String]) -> (Vec<Check>, Vec<(String, Sock
 pub async fn check_handshake(options: &ConnectionOptions, name: &str, addr: SocketAddr) -> Check {
     let check = format!("ike {name}");
     let config = match initiator_config(options, name, addr.port()) {
-        Ok(c) => c,
+        Ok(mut c) => {
+            // Not INITIAL_CONTACT: the gateway would take it as our tunnel's restart and drop
+            // the tunnel that is up.
+            c.initial_contact = false;
+            c
+        }
         Err(e) => {
             return bad(
                 &check,
@@ -407,6 +412,43 @@ fn explain(
         (other, _) => other.to_string(),
     };
     bad(check, Verdict::Problem, detail, fix)
+}
+
+/// The DNS servers of the profile's DomainNameInformation answer for their namespace (asked
+/// for its SOA; through the tunnel while it is up, as the stub or resolved would ask).
+pub async fn check_split_dns(rules: &[profile::plan::SplitDns]) -> Vec<Check> {
+    let mut out = Vec::new();
+    for rule in rules {
+        let zone = rule.domain.trim_start_matches('.');
+        let zone = if zone.is_empty() { "." } else { zone };
+        let Ok(name) =
+            hickory_proto::rr::Name::from_ascii(format!("{}.", zone.trim_end_matches('.')))
+        else {
+            continue;
+        };
+        for server in &rule.servers {
+            let mut query = hickory_proto::op::Message::query();
+            query.add_query(hickory_proto::op::Query::query(
+                name.clone(),
+                hickory_proto::rr::RecordType::SOA,
+            ));
+            let Ok(bytes) = query.to_vec() else { continue };
+            let check = format!("dns {} @{server}", rule.domain);
+            let answer = crate::split_dns::ask_udp(&bytes, &[SocketAddr::new(*server, 53)])
+                .await
+                .and_then(|a| hickory_proto::op::Message::from_vec(&a).ok());
+            out.push(match answer {
+                Some(a) => ok(&check, format!("answers ({})", a.metadata.response_code)),
+                None => bad(
+                    &check,
+                    Verdict::Problem,
+                    "no answer",
+                    "the server must be reachable through the tunnel: a Route (or the gateway's pushed routes) must cover it",
+                ),
+            });
+        }
+    }
+    out
 }
 
 /// Whether any check found a problem.

@@ -242,7 +242,7 @@ async fn resolve(
 
 /// Asks each server in turn over UDP; the first answer from the server asked that carries the
 /// query's ID.
-async fn ask_udp(query: &[u8], servers: &[SocketAddr]) -> Option<Vec<u8>> {
+pub(crate) async fn ask_udp(query: &[u8], servers: &[SocketAddr]) -> Option<Vec<u8>> {
     let id = query.get(..2)?;
     for server in servers {
         let bind: SocketAddr = if server.is_ipv4() {

@@ -233,7 +233,20 @@ async fn checks(args: &DoctorArgs) -> Vec<Check> {
         out.push(doctor::check_handshake(&options, name, *addr).await);
     }
     if let Some(name) = &args.name {
-        out.push(agent_view(&args.socket, name));
+        let view = agent_view(&args.socket, name);
+        let up = view.verdict == Verdict::Ok;
+        out.push(view);
+        // Split DNS servers, asked through the tunnel while it is up.
+        if up && let Some(plan) = &plan {
+            let rules: Vec<profile::plan::SplitDns> = plan
+                .dns
+                .split
+                .iter()
+                .filter(|d| !d.servers.is_empty())
+                .cloned()
+                .collect();
+            out.extend(doctor::check_split_dns(&rules).await);
+        }
     }
     out
 }

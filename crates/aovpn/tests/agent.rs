@@ -287,6 +287,7 @@ fn the_device_tunnel_comes_up_without_a_login_and_carries_manage_out() {
     }
     // `aovpn doctor NAME` on the machine: the profile from the system store, the machine
     // certificate, the gateway by a real handshake, and the agent's view, all good.
+    let ike_since = status(&agent, DEVICE)["tunnel"]["ike_since"].clone();
     let out = std::process::Command::new("ip")
         .args(["netns", "exec", lab.topo.client.name()])
         .arg(bin())
@@ -311,6 +312,9 @@ fn the_device_tunnel_comes_up_without_a_login_and_carries_manage_out() {
         );
     }
     assert!(report.contains("connected to"), "{report}");
+    // The probe's handshake left the tunnel alone (no INITIAL_CONTACT from it).
+    assert_eq!(status(&agent, DEVICE)["tunnel"]["ike_since"], ike_since);
+    ping(&lab.topo.vnet, &vip);
 }
 
 /// Both tunnels up: the device tunnel, then Alice's helper (her login) and her user tunnel.
@@ -1551,6 +1555,24 @@ fn split_dns_sends_corporate_names_through_the_tunnel_and_the_rest_outside() {
         agent.log()
     );
     assert_eq!(dig(client, &stub, "www.public.example"), "198.51.100.80");
+    // `aovpn doctor` asks the rule's server through the tunnel.
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", client.name()])
+        .arg(bin())
+        .args(["doctor", DEVICE, "--system-dir"])
+        .arg(agent.config_dir())
+        .arg("--socket")
+        .arg(agent.socket())
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        report
+            .lines()
+            .any(|l| l.starts_with("ok") && l.contains("dns .corp.example @10.1.0.53")),
+        "{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // The tunnel goes: resolv.conf is the network's again, whose server gives the decoy.
     let out = agent.remove_profile(DEVICE).unwrap();
     assert!(

@@ -240,14 +240,7 @@ pub async fn check_handshake(options: &ConnectionOptions, name: &str, addr: Sock
             c.initial_contact = false;
             c
         }
-        Err(e) => {
-            return bad(
-                &check,
-                Verdict::Problem,
-                e.to_string(),
-                "fix the local setup first",
-            );
-        }
+        Err(e) => return local_problem(&check, e),
     };
     let offered: Vec<String> = config
         .ike
@@ -296,38 +289,18 @@ pub async fn check_handshake(options: &ConnectionOptions, name: &str, addr: Sock
     let start = Instant::now();
     let mut sa = match IkeSa::connect(Arc::new(config), provider, start, local, addr) {
         Ok(sa) => sa,
-        Err(e) => {
-            return bad(
-                &check,
-                Verdict::Problem,
-                e.to_string(),
-                "fix the local setup first",
-            );
-        }
+        Err(e) => return local_problem(&check, e),
     };
     sa.set_unix_time(tunnel::host::unix_now());
     let mut answered = false;
     let mut buf = vec![0u8; 65_536];
     loop {
-        while let Some(t) = sa.poll_transmit() {
-            let mut bytes = t.bytes;
-            if t.remote.port() != addr.port() {
-                // NAT-T port: IKE carries the non-ESP marker there (RFC 3948).
-                bytes.splice(0..0, [0u8; 4]);
-            }
-            let _ = socket.send_to(&bytes, t.remote).await;
-        }
+        send_all(&mut sa, &socket, addr).await;
         while let Some(event) = sa.poll_event() {
             match event {
                 Event::IkeSaEstablished(info) => {
                     sa.delete(Instant::now());
-                    while let Some(t) = sa.poll_transmit() {
-                        let mut bytes = t.bytes;
-                        if t.remote.port() != addr.port() {
-                            bytes.splice(0..0, [0u8; 4]);
-                        }
-                        let _ = socket.send_to(&bytes, t.remote).await;
-                    }
+                    send_all(&mut sa, &socket, addr).await;
                     let via = info
                         .eap_tls
                         .map(|t| format!(", EAP-TLS ({t})"))
@@ -376,6 +349,27 @@ pub async fn check_handshake(options: &ConnectionOptions, name: &str, addr: Sock
             Ok(_) => {}
             Err(_) => sa.handle_timeout(Instant::now()),
         }
+    }
+}
+
+fn local_problem(check: &str, e: impl std::fmt::Display) -> Check {
+    bad(
+        check,
+        Verdict::Problem,
+        e.to_string(),
+        "fix the local setup first",
+    )
+}
+
+/// Sends what the IKE SA has to send to the gateway at `addr` (IKE port `addr.port()`).
+async fn send_all(sa: &mut IkeSa, socket: &tokio::net::UdpSocket, addr: SocketAddr) {
+    while let Some(t) = sa.poll_transmit() {
+        let mut bytes = t.bytes;
+        if t.remote.port() != addr.port() {
+            // NAT-T port: IKE carries the non-ESP marker there (RFC 3948).
+            bytes.splice(0..0, [0u8; 4]);
+        }
+        let _ = socket.send_to(&bytes, t.remote).await;
     }
 }
 

@@ -1361,17 +1361,7 @@ fn lockdown_allows_nothing_outside_the_tunnel_until_its_profile_is_removed() {
         .exec_ok(["nft", "delete", "table", "inet", "aovpn-lockdown"])
         .unwrap();
     assert!(ping_once(&lab.topo.client, outside), "the table did not go");
-    let restored = lab
-        .topo
-        .client
-        .exec([
-            bin().to_str().unwrap(),
-            "agent",
-            "--restore-lockdown",
-            "--state-dir",
-            agent.state_dir().to_str().unwrap(),
-        ])
-        .unwrap();
+    let restored = restore_lockdown(&lab, &agent);
     assert!(
         restored.status.success(),
         "{}",
@@ -1388,17 +1378,7 @@ fn lockdown_allows_nothing_outside_the_tunnel_until_its_profile_is_removed() {
         .client
         .exec_ok(["nft", "delete", "table", "inet", "aovpn-lockdown"])
         .unwrap();
-    let restored = lab
-        .topo
-        .client
-        .exec([
-            bin().to_str().unwrap(),
-            "agent",
-            "--restore-lockdown",
-            "--state-dir",
-            agent.state_dir().to_str().unwrap(),
-        ])
-        .unwrap();
+    let restored = restore_lockdown(&lab, &agent);
     assert!(!restored.status.success());
     assert!(
         String::from_utf8_lossy(&restored.stderr).contains("locked with the defaults"),
@@ -1438,6 +1418,21 @@ fn lockdown_allows_nothing_outside_the_tunnel_until_its_profile_is_removed() {
         back.as_millis(),
         lifted.unwrap_or_default().as_millis()
     ));
+}
+
+/// `aovpn agent --restore-lockdown` (what aovpn-lockdown.service runs at boot) in the client
+/// namespace, from the agent's state directory.
+fn restore_lockdown(lab: &Lab, agent: &AgentProcess) -> std::process::Output {
+    lab.topo
+        .client
+        .exec([
+            bin().to_str().unwrap(),
+            "agent",
+            "--restore-lockdown",
+            "--state-dir",
+            agent.state_dir().to_str().unwrap(),
+        ])
+        .unwrap()
 }
 
 /// A dnsmasq answering `names` (name, address) on `listen` in `ns`; stopped by pid on drop.

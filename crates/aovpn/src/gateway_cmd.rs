@@ -30,11 +30,14 @@ pub fn run(args: GatewayArgs) -> ExitCode {
                 std::sync::Arc::new(gateway::ike::ClientValidator::new(creds.trust.clone()));
             validator.set_accepted(&c.clients.accept);
             gateway::ike::responder_config(&c, &args.config, &creds, validator.clone())?;
-            Ok(validator)
+            Ok((c, validator))
         });
         let validator = match checked {
-            Ok(v) => {
+            Ok((config, v)) => {
                 println!("{}: OK", args.config.display());
+                for line in advisories(&config) {
+                    println!("{line}");
+                }
                 v
             }
             Err(e) => {
@@ -139,4 +142,56 @@ fn would_accept(validator: &gateway::ike::ClientValidator, file: &std::path::Pat
     } else {
         ExitCode::from(1)
     }
+}
+
+/// What a valid configuration may still get wrong on this machine: a key every user can read,
+/// a certificate about to expire, the IKE ports taken by another daemon; and the pool's size.
+fn advisories(config: &gateway::config::GatewayConfig) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    if let Ok(meta) = std::fs::metadata(&config.identity.key)
+        && meta.mode() & 0o007 != 0
+    {
+        out.push(format!(
+            "warning: {} can be read by every user (mode {:o}) -> chmod 640 it, group aovpn",
+            config.identity.key.display(),
+            meta.mode() & 0o777
+        ));
+    }
+    if let Ok(chain) = std::fs::read(&config.identity.certificate)
+        .map_err(|e| e.to_string())
+        .and_then(|b| pki::load_certificates(&b).map_err(|e| e.to_string()))
+        && let Some(leaf) = chain.first()
+    {
+        let left = leaf
+            .not_after()
+            .duration_since(std::time::SystemTime::now())
+            .map(|d| d.as_secs() / 86_400)
+            .unwrap_or(0);
+        if left < 30 {
+            out.push(format!(
+                "warning: the gateway certificate expires in {left} days -> renew it (clients refuse an expired one)"
+            ));
+        }
+    }
+    let usable = 2u64
+        .saturating_pow(32 - u32::from(config.clients.pool_v4.prefix_len()))
+        .saturating_sub(2);
+    out.push(format!(
+        "pool: {} ({usable} client addresses)",
+        config.clients.pool_v4
+    ));
+    for address in &config.listen.addresses {
+        for port in [config.listen.ike_port, config.listen.natt_port] {
+            let addr = std::net::SocketAddr::new(*address, port);
+            if let Err(e) = std::net::UdpSocket::bind(addr)
+                && e.kind() == std::io::ErrorKind::AddrInUse
+            {
+                out.push(format!(
+                    "warning: UDP {addr} is in use (this gateway already running, or another IKE daemon such as strongSwan) -> stop the other one"
+                ));
+            }
+        }
+    }
+    out
 }

@@ -159,6 +159,10 @@ fn gateway_check_says_whether_a_client_certificate_would_be_accepted() {
     let (code, said) = check(&p.machine_cert);
     assert_eq!(code, 0, "{said}");
     assert!(
+        said.contains("pool: 172.16.201.0/24 (254 client addresses)"),
+        "{said}"
+    );
+    assert!(
         said.contains("accepted as fqdn:client1.corp.example"),
         "{said}"
     );

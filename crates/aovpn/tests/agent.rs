@@ -370,6 +370,51 @@ fn a_user_tunnel_follows_the_session_and_leaves_the_device_tunnel_alone() {
         "{eap}"
     );
     assert_eq!(status(&agent, DEVICE)["tunnel"]["eap_tls"], Value::Null);
+    // `aovpn doctor` as alice, by her profile's name: her store, her certificate and key, an
+    // EAP-TLS handshake with the gateway, the agent's view of her tunnel; JSON for machines.
+    let home = lab.dir("home-alice");
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", lab.topo.client.name(), "setpriv"])
+        .arg(format!("--reuid={ALICE}"))
+        .arg(format!("--regid={ALICE}"))
+        .arg("--clear-groups")
+        .arg("env")
+        .arg(format!("XDG_CONFIG_HOME={}", home.display()))
+        .arg(format!("HOME={}", home.display()))
+        .arg(bin())
+        .args(["doctor", USER, "--json", "--system-dir"])
+        .arg(agent.config_dir())
+        .arg("--socket")
+        .arg(agent.socket())
+        .output()
+        .unwrap();
+    let checks: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let find = |name: &str| {
+        checks
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"].as_str().is_some_and(|n| n.starts_with(name)))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    for name in ["certificate", "key", "ike", "agent"] {
+        assert_eq!(find(name)["verdict"], "ok", "{name}: {checks:#}");
+    }
+    assert!(
+        find("ike")["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("EAP-TLS"),
+        "{checks:#}"
+    );
+    assert!(out.status.success(), "{checks:#}");
     // Both tunnels' DNS sit side by side in the one resolv.conf.
     let resolv = std::fs::read_to_string(agent.resolv_conf()).unwrap();
     assert!(resolv.contains("corp.agent.example"), "{resolv}");

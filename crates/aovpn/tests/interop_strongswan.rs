@@ -104,22 +104,36 @@ impl Lab {
 
     /// A strongSwan gateway with the pool and 10.1.0.0/16 behind it.
     fn strongswan_gateway_conf(&self, suite: &Suite) -> SwanctlConf {
+        self.strongswan_gateway_conf_auth(suite, None)
+    }
+
+    /// The same, with the clients' authentication `remote.auth` (e.g. `eap-tls`, which then
+    /// asks for the EAP identity).
+    fn strongswan_gateway_conf_auth(
+        &self,
+        suite: &Suite,
+        remote_auth: Option<&str>,
+    ) -> SwanctlConf {
         let certs = Pki::split_chain(&self.pki.gateway_cert).unwrap();
+        let mut responder = Connection::responder("p2s")
+            .local_addrs(&self.gateway_wan())
+            .pools("p2s-pool")
+            .proposals(suite.ike)
+            .local_id(GATEWAY_NAME)
+            .local_cert(&certs[0])
+            .remote_cacert(&self.pki.ca_cert)
+            .child(
+                ChildConfig::new("p2s")
+                    .local_ts(lab::VNET_TS)
+                    .esp_proposals(suite.esp),
+            );
+        if let Some(auth) = remote_auth {
+            responder = responder
+                .set_remote("auth", auth)
+                .set_remote("eap_id", "%any");
+        }
         let mut conf = SwanctlConf::new()
-            .connection(
-                Connection::responder("p2s")
-                    .local_addrs(&self.gateway_wan())
-                    .pools("p2s-pool")
-                    .proposals(suite.ike)
-                    .local_id(GATEWAY_NAME)
-                    .local_cert(&certs[0])
-                    .remote_cacert(&self.pki.ca_cert)
-                    .child(
-                        ChildConfig::new("p2s")
-                            .local_ts(lab::VNET_TS)
-                            .esp_proposals(suite.esp),
-                    ),
-            )
+            .connection(responder)
             .pool("p2s-pool", lab::CLIENT_POOL)
             .private_key(&self.pki.gateway_key);
         for intermediate in &certs[1..] {
@@ -953,29 +967,7 @@ fn our_eap_tls_client_to_strongswan_gateway() {
         let charon =
             Charon::start_with_settings(&lab.topo.gateway, &dir, "eap-identity eap-tls", settings)
                 .unwrap();
-        let certs = Pki::split_chain(&lab.pki.gateway_cert).unwrap();
-        let mut conf = SwanctlConf::new()
-            .connection(
-                Connection::responder("p2s")
-                    .local_addrs(&lab.gateway_wan())
-                    .pools("p2s-pool")
-                    .proposals(GCM_ECP384.ike)
-                    .local_id(GATEWAY_NAME)
-                    .local_cert(&certs[0])
-                    .set_remote("auth", "eap-tls")
-                    .set_remote("eap_id", "%any")
-                    .remote_cacert(&lab.pki.ca_cert)
-                    .child(
-                        ChildConfig::new("p2s")
-                            .local_ts(lab::VNET_TS)
-                            .esp_proposals(GCM_ECP384.esp),
-                    ),
-            )
-            .pool("p2s-pool", lab::CLIENT_POOL)
-            .private_key(&lab.pki.gateway_key);
-        for intermediate in &certs[1..] {
-            conf = conf.cacert(intermediate);
-        }
+        let conf = lab.strongswan_gateway_conf_auth(&GCM_ECP384, Some("eap-tls"));
         charon.configure(&conf).unwrap();
         let loaded = charon.load_all().unwrap();
         assert!(loaded.contains("loaded connection 'p2s'"), "{loaded}");

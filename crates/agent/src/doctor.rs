@@ -238,6 +238,10 @@ pub async fn check_handshake(options: &ConnectionOptions, name: &str, addr: Sock
             // Not INITIAL_CONTACT: the gateway would take it as our tunnel's restart and drop
             // the tunnel that is up.
             c.initial_contact = false;
+            // Nor a virtual address: the gateway would give the probe the tunnel's own
+            // (sticky per identity) and take it back, with its routes, when the probe goes.
+            c.request_ipv4 = false;
+            c.request_ipv6 = false;
             c
         }
         Err(e) => return local_problem(&check, e),

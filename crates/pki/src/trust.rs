@@ -251,6 +251,12 @@ impl TrustStore {
                 not_after = not_after.min(c.not_after());
             }
         }
+        // webpki takes a trust anchor as a name and a key, without dates; a root certificate
+        // that has expired ends every chain through it, as Windows and strongSwan hold (and
+        // as `recheck` holds for established tunnels).
+        if at > root.not_after() {
+            return Err(PkiError::Expired);
+        }
         if let Role::Gateway { server_name } = role
             && !cert_matches_server_name(end_entity, server_name)
         {

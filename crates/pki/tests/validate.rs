@@ -191,6 +191,34 @@ fn expired_and_not_yet_valid() {
     );
 }
 
+/// A root that has expired ends every chain through it, even for a leaf within its own
+/// dates (webpki's trust anchors carry no dates; Windows and strongSwan refuse).
+#[test]
+fn an_expired_root_ends_its_chains() {
+    let ca = CertificateAuthority::new_root(
+        "aovpn Short Root",
+        KeyAlgorithm::P256,
+        Validity::days_from(now() - DAY, 10),
+    )
+    .unwrap();
+    let trust = store(&ca);
+    let m = ca
+        .issue(
+            CertKind::Machine,
+            "pc1.example.com",
+            KeyAlgorithm::P256,
+            validity(),
+        )
+        .unwrap();
+    trust
+        .verify(&m.chain[0], &[], Role::Client, now() + 8 * DAY)
+        .unwrap();
+    assert_eq!(
+        trust.verify(&m.chain[0], &[], Role::Client, now() + 10 * DAY),
+        Err(PkiError::Expired)
+    );
+}
+
 #[test]
 fn eku_per_role() {
     let ca = root(KeyAlgorithm::P256);

@@ -48,6 +48,7 @@ mod endpoint;
 mod event;
 mod identity;
 mod natd;
+pub mod probe;
 mod proposal;
 mod sa;
 pub mod ts;

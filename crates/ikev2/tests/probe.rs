@@ -1,0 +1,76 @@
+//! Stateless probes against a real responder: it says which proposals it takes, answers
+//! probes of any size, and keeps nothing for them (more probes than a source may have
+//! half-open SAs are all answered).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use common::*;
+use ikev2::ipsec_crypto::Provider;
+use ikev2::probe::{Probe, ProbeAnswer, answer, probe};
+use ikev2::{Endpoint, IkeProposal};
+use pki::KeyAlgorithm;
+
+fn responder(proposals: &str) -> Endpoint {
+    let mut cfg = Setup::new(KeyAlgorithm::P256).server;
+    cfg.ike.ike_proposals = IkeProposal::parse_list(proposals, true).unwrap();
+    let mut e = Endpoint::new(
+        Arc::new(cfg),
+        Arc::new(Provider::deterministic(b"gw")),
+        Box::new(TestPool::with(&["172.16.201.10"])),
+    )
+    .unwrap();
+    e.set_unix_time(UNIX_NOW);
+    e
+}
+
+fn ask(ep: &mut Endpoint, p: &Probe) -> ProbeAnswer {
+    let from: SocketAddr = "198.51.100.2:4500".parse().unwrap();
+    ep.handle_datagram(Instant::now(), server_addr(), from, &p.bytes);
+    let t = ep.poll_transmit().expect("an answer");
+    assert!(ep.poll_transmit().is_none());
+    let (spi, meaning) = answer(&t.bytes).unwrap();
+    assert_eq!(spi, p.spi_i);
+    meaning
+}
+
+#[test]
+fn a_responder_says_which_proposals_it_takes_and_keeps_nothing() {
+    let mut gw = responder("aes256gcm16-prfsha384-ecp384");
+    let provider = Provider::deterministic(b"probe");
+    let ours = IkeProposal::parse_list("aes256gcm16-prfsha384-ecp384", false).unwrap();
+    let p = probe(&ours, 0, &provider).unwrap();
+    assert_eq!(ask(&mut gw, &p), ProbeAnswer::Accepted { group: 20 });
+    let other = IkeProposal::parse_list("aes128-sha256-modp2048", false).unwrap();
+    let p = probe(&other, 0, &provider).unwrap();
+    assert_eq!(ask(&mut gw, &p), ProbeAnswer::NoProposalChosen);
+    for _ in 0..20 {
+        let p = probe(&ours, 0, &provider).unwrap();
+        assert!(matches!(ask(&mut gw, &p), ProbeAnswer::Accepted { .. }));
+    }
+    assert_eq!(gw.len(), 0);
+    assert_eq!(gw.half_open(), 0);
+}
+
+#[test]
+fn a_probe_is_padded_to_the_size_asked_and_still_answered() {
+    let mut gw = responder("aes256gcm16-prfsha384-ecp384");
+    let provider = Provider::deterministic(b"probe");
+    let ours = IkeProposal::parse_list("aes256gcm16-prfsha384-ecp384", false).unwrap();
+    for len in [300, 1000, 1436, 1472, 9000] {
+        let p = probe(&ours, len, &provider).unwrap();
+        assert_eq!(p.bytes.len(), len);
+        assert!(matches!(ask(&mut gw, &p), ProbeAnswer::Accepted { .. }));
+    }
+    // Asked for less than the bare request: the bare request.
+    let p = probe(&ours, 10, &provider).unwrap();
+    assert!(
+        p.bytes.len() > 10 && p.bytes.len() < 300,
+        "{}",
+        p.bytes.len()
+    );
+}

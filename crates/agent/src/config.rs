@@ -69,6 +69,7 @@ struct AgentToml {
     backoff_initial_secs: Option<u64>,
     backoff_cap_secs: Option<u64>,
     boot_wait_secs: Option<u64>,
+    tunnel_mtu: Option<u16>,
     register_dns: Option<RegisterDnsToml>,
 }
 
@@ -99,6 +100,9 @@ pub struct AgentConfig {
     pub admin_group: Option<u32>,
     pub backoff: Backoff,
     pub boot_wait: Duration,
+    /// The MTU of every tunnel interface (`aovpn doctor` says when the path needs a smaller
+    /// one).
+    pub tunnel_mtu: u16,
     /// How profiles with RegisterDNS register the machine's name.
     pub register_dns: crate::register_dns::Settings,
 }
@@ -148,6 +152,16 @@ impl AgentConfig {
                 ),
             ));
         }
+        let tunnel_mtu = file.tunnel_mtu.unwrap_or(crate::connection::TUNNEL_MTU);
+        if !(crate::connection::MIN_TUNNEL_MTU..=9000).contains(&tunnel_mtu) {
+            return Err(field(
+                "tunnel_mtu",
+                format!(
+                    "{tunnel_mtu} is outside {}..=9000 (IPv6 inside the tunnel needs 1280)",
+                    crate::connection::MIN_TUNNEL_MTU
+                ),
+            ));
+        }
         let rd = file.register_dns.unwrap_or_default();
         if let Some(host) = &rd.host_name
             && crate::register_dns::Registration::new(
@@ -188,6 +202,7 @@ impl AgentConfig {
                 cap: Duration::from_secs(cap),
             },
             boot_wait: Duration::from_secs(boot_wait),
+            tunnel_mtu,
         })
     }
 
@@ -253,6 +268,7 @@ mod tests {
         assert_eq!(c.admin_group, None);
         assert_eq!(c.profiles_dir(), dir.path().join("profiles"));
         assert!(c.ca_files().is_empty());
+        assert_eq!(c.tunnel_mtu, crate::connection::TUNNEL_MTU);
     }
 
     #[test]
@@ -278,6 +294,11 @@ mod tests {
         std::fs::write(&toml, "boot_wait_secs = 60\n").unwrap();
         let e = AgentConfig::load(dir.path()).unwrap_err().to_string();
         assert!(e.contains("boot_wait_secs"), "{e}");
+        std::fs::write(&toml, "tunnel_mtu = 1218\n").unwrap();
+        assert_eq!(AgentConfig::load(dir.path()).unwrap().tunnel_mtu, 1218);
+        std::fs::write(&toml, "tunnel_mtu = 500\n").unwrap();
+        let e = AgentConfig::load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("tunnel_mtu"), "{e}");
         std::fs::write(&toml, "[register_dns]\nhost_name = \"a b\"\n").unwrap();
         let e = AgentConfig::load(dir.path()).unwrap_err().to_string();
         assert!(e.contains("register_dns.host_name"), "{e}");

@@ -28,6 +28,8 @@ use crate::register_dns::{Registrar, Registration, RegistrationStatus};
 
 /// Inner MTU of the tunnel interface (1500 minus the worst ESP-in-UDP overhead, rounded).
 pub const TUNNEL_MTU: u16 = 1400;
+/// The smallest tunnel MTU the agent takes (IPv4's minimum reassembly size).
+pub const MIN_TUNNEL_MTU: u16 = 576;
 
 /// Dead peer detection: a quiet gateway is asked after this long whether it is still there.
 pub const DEFAULT_DPD_INTERVAL: Duration = Duration::from_secs(30);
@@ -201,6 +203,8 @@ pub struct ConnectionOptions {
     /// Authenticate with EAP-TLS (a profile's UserMethod Eap, type 13) instead of an IKE
     /// certificate signature.
     pub eap_tls: Option<EapTlsOptions>,
+    /// The tunnel interface's MTU.
+    pub mtu: u16,
 }
 
 /// How an EAP-TLS tunnel checks the gateway's TLS certificate (the profile's
@@ -653,7 +657,7 @@ impl Connection {
             ConnectionError::Unreachable(format!("no source address for {server}"))
         })?;
 
-        let tun = tun::create(&tunnel::host::tun_config(&options.interface, TUNNEL_MTU))
+        let tun = tun::create(&tunnel::host::tun_config(&options.interface, options.mtu))
             .map_err(|e| setup(format!("TUN {}", options.interface))(e.to_string()))?;
         let _ = reports.send(Report::Installed(InstallRecord {
             interface: tun.name.clone(),
@@ -673,7 +677,7 @@ impl Connection {
         let mut config = DriverConfig::new(
             Side::Client,
             tun.queues,
-            TUNNEL_MTU,
+            options.mtu,
             SocketAddr::new(unspecified, 0),
             SocketAddr::new(unspecified, 0),
             endpoint,

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use ike_wire::NotifyType;
 use ikev2::{Event, FailureReason, IkeSa};
-use serde::Serialize;
 
 use crate::connection::{ConnectionOptions, initiator_config, resolve};
 
@@ -20,41 +19,14 @@ const HANDSHAKE_LIMIT: Duration = Duration::from_secs(8);
 /// A certificate that expires sooner than this is reported.
 const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 86_400);
 
-/// One check's outcome.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    Ok,
-    Warning,
-    Problem,
-}
-
-/// One line of the report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Check {
-    pub check: String,
-    pub verdict: Verdict,
-    pub detail: String,
-    /// What to do about a warning or problem.
-    pub fix: Option<String>,
-}
+pub use tunnel::check::{Check, Verdict, has_problem};
 
 fn ok(check: &str, detail: impl Into<String>) -> Check {
-    Check {
-        check: check.into(),
-        verdict: Verdict::Ok,
-        detail: detail.into(),
-        fix: None,
-    }
+    Check::ok(check, detail)
 }
 
 fn bad(check: &str, verdict: Verdict, detail: impl Into<String>, fix: impl Into<String>) -> Check {
-    Check {
-        check: check.into(),
-        verdict,
-        detail: detail.into(),
-        fix: Some(fix.into()),
-    }
+    Check::bad(check, verdict, detail, fix)
 }
 
 /// What the tunnel would use: its certificate and key files, and the roots.
@@ -89,54 +61,10 @@ pub fn check_credentials(files: &Files, unix_now: u64) -> Vec<Check> {
         "certificate",
         format!("{} ({})", leaf.subject(), files.cert.display()),
     ));
-    use std::os::unix::fs::MetadataExt;
-    match std::fs::metadata(&files.key) {
-        Err(e) => out.push(bad(
-            "key",
-            Verdict::Problem,
-            format!("{}: {e}", files.key.display()),
-            "install the private key next to the certificate",
-        )),
-        Ok(meta) if meta.mode() & 0o077 != 0 => out.push(bad(
-            "key",
-            Verdict::Problem,
-            format!(
-                "{} can be read by others (mode {:o})",
-                files.key.display(),
-                meta.mode() & 0o777
-            ),
-            format!("chmod 600 {}", files.key.display()),
-        )),
-        Ok(meta) if meta.uid() != nix::unistd::geteuid().as_raw() => out.push(bad(
-            "key",
-            Verdict::Warning,
-            format!("{} belongs to uid {}", files.key.display(), meta.uid()),
-            "the key should belong to whoever runs the tunnel (root for the device tunnel)",
-        )),
-        Ok(_) => match std::fs::read(&files.key)
-            .map_err(|e| e.to_string())
-            .and_then(|b| pki::PrivateKey::load(&b).map_err(|e| e.to_string()))
-            .and_then(|k| k.public_key_spki().map_err(|e| e.to_string()))
-        {
-            Ok(spki) if spki == leaf.spki_der() => {
-                out.push(ok("key", "matches the certificate, private to its owner"));
-            }
-            Ok(_) => out.push(bad(
-                "key",
-                Verdict::Problem,
-                "the key does not belong to the certificate",
-                "install the key that was issued with this certificate",
-            )),
-            Err(e) => out.push(bad(
-                "key",
-                Verdict::Problem,
-                format!("{}: {e}", files.key.display()),
-                "a PEM private key (PKCS#8, PKCS#1 or SEC1) is expected",
-            )),
-        },
-    }
+    out.push(check_key(&files.key, leaf));
     let mut trust = pki::TrustStore::new();
     let mut roots = Vec::new();
+    let mut root_certs = Vec::new();
     for file in &files.ca {
         let certs = std::fs::read(file)
             .map_err(|e| e.to_string())
@@ -145,6 +73,7 @@ pub fn check_credentials(files: &Files, unix_now: u64) -> Vec<Check> {
             Ok(certs) => {
                 for c in certs {
                     roots.push(c.subject().to_owned());
+                    root_certs.push(c.clone());
                     let _ = trust.add_root(c);
                 }
             }
@@ -156,6 +85,9 @@ pub fn check_credentials(files: &Files, unix_now: u64) -> Vec<Check> {
             )),
         }
     }
+    for root in &root_certs {
+        out.extend(check_root(root, unix_now));
+    }
     if roots.is_empty() {
         out.push(bad(
             "roots",
@@ -166,10 +98,43 @@ pub fn check_credentials(files: &Files, unix_now: u64) -> Vec<Check> {
         return out;
     }
     let at = std::time::UNIX_EPOCH + Duration::from_secs(unix_now);
+    let eku_refused = leaf
+        .eku()
+        .filter(|e| !e.client_auth && !e.any)
+        .map(|e| eku_names(&e));
+    // The CA that issued the last certificate of the file: the file must go on to it or a
+    // root must be it (checked by name, as path building does).
+    let top = chain.last().unwrap_or(leaf);
+    let issuer_missing = !top.is_self_issued()
+        && !root_certs
+            .iter()
+            .any(|r| r.subject_der() == top.issuer_der());
     match trust.verify(leaf, &chain[1..], pki::Role::Client, at) {
         Ok(_) => out.push(ok(
             "chain",
             format!("ours chains to a trusted root, client authentication allowed ({})", roots.join("; ")),
+        )),
+        Err(_) if eku_refused.is_some() => out.push(bad(
+            "chain",
+            Verdict::Problem,
+            format!(
+                "our certificate is not for client authentication: its extended key usage is {}",
+                eku_refused.unwrap_or_default()
+            ),
+            "a tunnel needs a certificate with EKU clientAuth (1.3.6.1.5.5.7.3.2): request one from a client-authentication template (aovpn pki issue --kind machine or user), not the gateway's or a web server's",
+        )),
+        Err(e) if issuer_missing && chain.len() == 1 => out.push(bad(
+            "chain",
+            Verdict::Problem,
+            format!(
+                "the CA that issued our certificate ({}) is neither in {} nor among our roots: the intermediate certificate is missing ({e})",
+                top.issuer(),
+                files.cert.display()
+            ),
+            format!(
+                "append the issuing (intermediate) CA's certificate to {} after ours; the gateway needs it to build the chain",
+                files.cert.display()
+            ),
         )),
         Err(e) => out.push(bad(
             "chain",
@@ -246,12 +211,7 @@ pub async fn check_handshake(options: &ConnectionOptions, name: &str, addr: Sock
         }
         Err(e) => return local_problem(&check, e),
     };
-    let offered: Vec<String> = config
-        .ike
-        .ike_proposals
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let ours = config.ike.ike_proposals.clone();
     let socket = match tokio::net::UdpSocket::bind(match addr {
         SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
         SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
@@ -319,7 +279,16 @@ pub async fn check_handshake(options: &ConnectionOptions, name: &str, addr: Sock
                         ),
                     );
                 }
-                Event::Failed(f) => return explain(&check, &f, answered, &offered, addr),
+                Event::Failed(f) => {
+                    let suites = if f.reason == FailureReason::NoProposalChosen
+                        || f.notify_received == Some(NotifyType::NO_PROPOSAL_CHOSEN)
+                    {
+                        gateway_suites(&ours, addr).await
+                    } else {
+                        None
+                    };
+                    return explain(&check, &f, answered, &ours, suites, addr);
+                }
                 _ => {}
             }
         }
@@ -335,7 +304,7 @@ pub async fn check_handshake(options: &ConnectionOptions, name: &str, addr: Sock
                 remote: addr,
                 claimed_id: None,
             };
-            return explain(&check, &timeout, answered, &offered, addr);
+            return explain(&check, &timeout, answered, &ours, None, addr);
         }
         match tokio::time::timeout_at(deadline.into(), socket.recv_from(&mut buf)).await {
             Ok(Ok((n, from))) if from.ip() == addr.ip() => {
@@ -383,10 +352,12 @@ fn explain(
     check: &str,
     failure: &ikev2::Failure,
     answered: bool,
-    offered: &[String],
+    ours: &[ikev2::IkeProposal],
+    suites: Option<(bool, Vec<String>)>,
     addr: SocketAddr,
 ) -> Check {
-    let fix = failure.advice(true);
+    let offered: Vec<String> = ours.iter().map(ToString::to_string).collect();
+    let mut fix = failure.advice(true).to_owned();
     let detail = match (&failure.reason, failure.notify_received) {
         (FailureReason::Timeout | FailureReason::EstablishTimeout, _) if !answered => {
             format!("no answer on UDP {} from {addr}", addr.port())
@@ -395,10 +366,34 @@ fn explain(
             "the gateway answered IKE_SA_INIT, then went silent".into()
         }
         (FailureReason::NoProposalChosen, _) | (_, Some(NotifyType::NO_PROPOSAL_CHOSEN)) => {
-            format!(
-                "NO_PROPOSAL_CHOSEN: the gateway takes none of ours ({})",
-                offered.join(", ")
-            )
+            match suites {
+                // Our IKE proposals pass the first exchange: the Child SA's were refused.
+                Some((true, _)) => {
+                    fix = "offer an ESP proposal the gateway takes (the profile's CryptographySuite: EncryptionMethod, IntegrityCheckMethod, PfsGroup), or add ours to the gateway's crypto.esp_proposals".into();
+                    "NO_PROPOSAL_CHOSEN: the gateway takes our IKE proposals but none of our ESP proposals".into()
+                }
+                Some((false, theirs)) if !theirs.is_empty() => {
+                    fix = format!(
+                        "offer one the gateway takes (the profile's CryptographySuite), or add one of ours to the gateway's crypto.ike_proposals; it takes {}",
+                        theirs.join(", ")
+                    );
+                    format!(
+                        "NO_PROPOSAL_CHOSEN: ours: {}; the gateway's, of {} common suites asked: {}",
+                        offered.join(", "),
+                        COMMON_SUITES.len(),
+                        theirs.join(", ")
+                    )
+                }
+                Some((false, _)) => format!(
+                    "NO_PROPOSAL_CHOSEN: ours: {}; the gateway takes none of {} common suites either",
+                    offered.join(", "),
+                    COMMON_SUITES.len()
+                ),
+                None => format!(
+                    "NO_PROPOSAL_CHOSEN: the gateway takes none of ours ({})",
+                    offered.join(", ")
+                ),
+            }
         }
         (FailureReason::InvalidKeGroup(g), _) => {
             format!("INVALID_KE_PAYLOAD: the gateway wants DH group {g}, which we do not offer")
@@ -449,11 +444,6 @@ pub async fn check_split_dns(rules: &[profile::plan::SplitDns]) -> Vec<Check> {
     out
 }
 
-/// Whether any check found a problem.
-pub fn has_problem(checks: &[Check]) -> bool {
-    checks.iter().any(|c| c.verdict == Verdict::Problem)
-}
-
 /// The files of a tunnel with the agent's store layout (`config_dir`: machine files, ca/).
 pub fn system_files(config_dir: &Path) -> Files {
     let config = crate::config::AgentConfig::load(config_dir).ok();
@@ -463,4 +453,425 @@ pub fn system_files(config_dir: &Path) -> Files {
         key: dir.join("key.pem"),
         ca: config.map(|c| c.ca_files()).unwrap_or_default(),
     }
+}
+
+/// IKE suites common in deployments (Windows' and Azure's defaults, strongSwan's, the RFC 8221
+/// recommendations), asked one by one when the gateway refuses ours.
+const COMMON_SUITES: [&str; 13] = [
+    "aes256gcm16-prfsha384-ecp384",
+    "aes256gcm16-prfsha256-ecp256",
+    "aes128gcm16-prfsha256-ecp256",
+    "aes256gcm16-prfsha256-x25519",
+    "chacha20poly1305-prfsha256-x25519",
+    "aes256-sha384-ecp384",
+    "aes256-sha256-ecp256",
+    "aes256-sha256-modp2048",
+    "aes128-sha256-modp2048",
+    "aes256-sha1-modp2048",
+    "aes256-sha256-modp1024",
+    "aes256-sha1-modp1024",
+    "3des-sha1-modp1024",
+];
+/// How long one round of probes waits for answers.
+const PROBE_WAIT: Duration = Duration::from_millis(1200);
+/// Rounds: a probe unanswered in the first is sent once more (loss is not a verdict).
+const PROBE_ROUNDS: usize = 2;
+/// Outer IP packet sizes probed, largest first (Ethernet, PPPoE, common tunnels, IPv6's
+/// minimum, and below).
+const PROBE_SIZES: [u32; 22] = [
+    1500, 1492, 1480, 1472, 1460, 1450, 1440, 1420, 1400, 1380, 1360, 1340, 1320, 1300, 1280, 1260,
+    1240, 1200, 1100, 1000, 800, 576,
+];
+
+/// What the gateway said to each probe, by initiator SPI; and the probes our own interface
+/// refused to send (`EMSGSIZE`: larger than its MTU).
+#[derive(Debug, Default)]
+struct Answers {
+    by_spi: std::collections::HashMap<u64, ikev2::probe::ProbeAnswer>,
+    too_big_here: std::collections::HashSet<u64>,
+}
+
+/// Sends the probes on `socket` (connected to the gateway; `marker`: the non-ESP marker in
+/// front, for UDP 4500), the unanswered ones again after a while, and collects the answers.
+async fn ask(
+    socket: &tokio::net::UdpSocket,
+    marker: bool,
+    probes: &[ikev2::probe::Probe],
+) -> Answers {
+    let mut answers = Answers::default();
+    let mut buf = vec![0u8; 65_536];
+    for _ in 0..PROBE_ROUNDS {
+        let mut waiting = 0;
+        for p in probes {
+            if answers.by_spi.contains_key(&p.spi_i) || answers.too_big_here.contains(&p.spi_i) {
+                continue;
+            }
+            let mut bytes = Vec::with_capacity(p.bytes.len() + 4);
+            if marker {
+                bytes.extend_from_slice(&[0; 4]);
+            }
+            bytes.extend_from_slice(&p.bytes);
+            match socket.send(&bytes).await {
+                Ok(_) => waiting += 1,
+                Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => {
+                    answers.too_big_here.insert(p.spi_i);
+                }
+                Err(_) => waiting += 1,
+            }
+        }
+        let deadline = tokio::time::Instant::now() + PROBE_WAIT;
+        while waiting > 0 {
+            let Ok(Ok(n)) = tokio::time::timeout_at(deadline, socket.recv(&mut buf)).await else {
+                break;
+            };
+            let mut bytes = &buf[..n];
+            if marker {
+                match bytes.strip_prefix(&[0u8; 4]) {
+                    Some(rest) => bytes = rest,
+                    None => continue,
+                }
+            }
+            if let Some((spi, meaning)) = ikev2::probe::answer(bytes)
+                && probes.iter().any(|p| p.spi_i == spi)
+                && answers.by_spi.insert(spi, meaning).is_none()
+            {
+                waiting -= 1;
+            }
+        }
+        if waiting == 0 {
+            break;
+        }
+    }
+    answers
+}
+
+async fn connected_socket(
+    remote: SocketAddr,
+    dont_fragment: bool,
+) -> std::io::Result<tokio::net::UdpSocket> {
+    tokio::net::UdpSocket::from_std(netio::udp::path_probe_socket(remote, dont_fragment)?)
+}
+
+/// Which of the common IKE suites the gateway at `addr` takes (stateless probes, one suite
+/// each), and whether it takes ours; `None` when it does not answer.
+async fn gateway_suites(
+    ours: &[ikev2::IkeProposal],
+    addr: SocketAddr,
+) -> Option<(bool, Vec<String>)> {
+    let provider = ipsec_crypto::Provider::system();
+    let socket = connected_socket(addr, false).await.ok()?;
+    let mut asked = Vec::new();
+    let mut probes = Vec::new();
+    let own = ikev2::probe::probe(ours, 0, &provider).ok()?;
+    probes.push(own.clone());
+    for suite in COMMON_SUITES {
+        if let Ok(p) = ikev2::IkeProposal::parse(suite, true)
+            && let Ok(probe) = ikev2::probe::probe(std::slice::from_ref(&p), 0, &provider)
+        {
+            asked.push((suite, probe.spi_i));
+            probes.push(probe);
+        }
+    }
+    let answers = ask(&socket, addr.port() != 500, &probes).await;
+    // A busy gateway answers COOKIE, which says nothing about proposals.
+    if answers
+        .by_spi
+        .values()
+        .any(|a| *a == ikev2::probe::ProbeAnswer::Cookie)
+    {
+        return None;
+    }
+    let accepted = |spi| {
+        matches!(
+            answers.by_spi.get(&spi),
+            Some(ikev2::probe::ProbeAnswer::Accepted { .. })
+        )
+    };
+    if answers.by_spi.is_empty() {
+        return None;
+    }
+    let theirs = asked
+        .iter()
+        .filter(|(_, spi)| accepted(*spi))
+        .map(|(s, _)| (*s).to_owned())
+        .collect();
+    Some((accepted(own.spi_i), theirs))
+}
+
+/// The ESP-in-UDP framing of the tunnel's packets with the first ESP proposal we offer.
+fn framing(esp: &[ikev2::EspProposal], remote: SocketAddr) -> netio::mtu::EspFraming {
+    use ipsec_crypto::{EncrAlg, IntegAlg};
+    use netio::mtu::{EspCipher, EspIntegrity, OuterFamily};
+    let first = esp.first();
+    let cipher = match first.and_then(|p| p.encr.first()) {
+        Some(EncrAlg::AesCbc128 | EncrAlg::AesCbc192 | EncrAlg::AesCbc256) => EspCipher::AesCbc,
+        Some(EncrAlg::TripleDesCbc) => EspCipher::TripleDesCbc,
+        Some(EncrAlg::ChaCha20Poly1305) => EspCipher::ChaCha20Poly1305,
+        _ => EspCipher::AesGcm16,
+    };
+    let integrity = match first.and_then(|p| p.integ.first()) {
+        None => EspIntegrity::None,
+        Some(IntegAlg::HmacSha1_96) => EspIntegrity::HmacSha1_96,
+        Some(IntegAlg::HmacSha256_128) => EspIntegrity::HmacSha256_128,
+        Some(IntegAlg::HmacSha384_192) => EspIntegrity::HmacSha384_192,
+        Some(IntegAlg::HmacSha512_256) => EspIntegrity::HmacSha512_256,
+    };
+    netio::mtu::EspFraming {
+        outer: if remote.is_ipv4() {
+            OuterFamily::Ipv4
+        } else {
+            OuterFamily::Ipv6
+        },
+        udp_encap: true,
+        cipher,
+        integrity,
+    }
+}
+
+/// The path to the gateway's UDP 4500, where IKE goes after the first exchange and every ESP
+/// packet travels: answered at all, and the largest datagram that crosses it unfragmented
+/// (probes with DF set, each an IKE_SA_INIT padded to its size, answered statelessly) against
+/// what the tunnel's full-size packets need; when they need more, whether fragments pass.
+pub async fn check_path(options: &ConnectionOptions, name: &str, addr: SocketAddr) -> Vec<Check> {
+    let config = match initiator_config(options, name, addr.port()) {
+        Ok(c) => c,
+        Err(e) => return vec![local_problem("udp 4500", e)],
+    };
+    let natt = SocketAddr::new(addr.ip(), config.ike.natt_port);
+    let proposals = &config.ike.ike_proposals;
+    let framing = framing(&config.ike.esp_proposals, natt);
+    let ip_and_udp = framing.outer.header_len() + netio::mtu::UDP_HEADER_LEN;
+    // The IKE message inside: after the IP and UDP headers and the 4-byte non-ESP marker.
+    let ike_len = |size: u32| (size - ip_and_udp - 4) as usize;
+    let provider = ipsec_crypto::Provider::system();
+    let socket = match connected_socket(natt, true).await {
+        Ok(s) => s,
+        Err(e) => return vec![local_problem("udp 4500", format!("socket: {e}"))],
+    };
+    let mut sized = Vec::new();
+    for size in PROBE_SIZES {
+        match ikev2::probe::probe(proposals, ike_len(size), &provider) {
+            Ok(p) => sized.push((size, p)),
+            Err(e) => return vec![local_problem("udp 4500", e)],
+        }
+    }
+    let probes: Vec<_> = sized.iter().map(|(_, p)| p.clone()).collect();
+    let answers = ask(&socket, true, &probes).await;
+    let largest = sized
+        .iter()
+        .filter(|(_, p)| answers.by_spi.contains_key(&p.spi_i))
+        .map(|(s, _)| *s)
+        .max();
+    let Some(largest) = largest else {
+        return vec![bad(
+            "udp 4500",
+            Verdict::Problem,
+            format!(
+                "no answer on UDP 4500 from {natt} (to datagrams from {} to 576 bytes)",
+                PROBE_SIZES[0]
+            ),
+            "let UDP 4500 through to the gateway and back: IKE after its first exchange and every ESP packet travel there (firewalls on the way, the gateway's own)",
+        )];
+    };
+    let mut out = vec![ok("udp 4500", format!("the gateway answers on {natt}"))];
+    let local_limit = sized
+        .iter()
+        .filter(|(_, p)| answers.too_big_here.contains(&p.spi_i))
+        .map(|(s, _)| *s)
+        .min();
+    let crossed = if largest == PROBE_SIZES[0] {
+        format!("{largest} bytes or more cross")
+    } else {
+        format!("at most {largest} bytes cross")
+    };
+    let here = local_limit
+        .map(|l| format!(" (this machine's interface takes less than {l})"))
+        .unwrap_or_default();
+    let needed = framing.outer_len(u32::from(options.mtu));
+    let suggested = netio::mtu::inner_mtu(largest, &framing).unwrap_or(0);
+    if u64::from(largest) >= needed {
+        out.push(ok(
+            "path mtu",
+            format!(
+                "{crossed} unfragmented{here}; the tunnel's full packets (MTU {}) need {needed}",
+                options.mtu
+            ),
+        ));
+        return out;
+    }
+    // Too large for the path: do fragments get through (as our ESP goes, DF clear)?
+    let fragments_pass = match (
+        connected_socket(natt, false).await,
+        u32::try_from(needed)
+            .ok()
+            .map(|n| ikev2::probe::probe(proposals, ike_len(n), &provider)),
+    ) {
+        (Ok(s), Some(Ok(p))) => ask(&s, true, std::slice::from_ref(&p))
+            .await
+            .by_spi
+            .contains_key(&p.spi_i),
+        _ => false,
+    };
+    let fix = format!(
+        "set tunnel_mtu = {suggested} in /etc/aovpn/agent.toml (and the gateway's [tunnel] mtu), or mend the path: it must carry {needed}-byte datagrams, or let ICMP \"fragmentation needed\" and fragments through"
+    );
+    if fragments_pass {
+        out.push(bad(
+            "path mtu",
+            Verdict::Warning,
+            format!(
+                "{crossed} unfragmented{here}; the tunnel's full packets (MTU {}) need {needed}: they are fragmented on the way (fragments do pass)",
+                options.mtu
+            ),
+            fix,
+        ));
+    } else {
+        out.push(bad(
+            "path mtu",
+            Verdict::Problem,
+            format!(
+                "{crossed}{here}; the tunnel's full packets (MTU {}) need {needed}, and neither they nor their fragments arrive: small packets work, large transfers hang (a path MTU black hole)",
+                options.mtu
+            ),
+            fix,
+        ));
+    }
+    out
+}
+
+/// The key: readable by us, private to its owner, and the certificate's.
+fn check_key(path: &Path, leaf: &pki::Certificate) -> Check {
+    use std::os::unix::fs::MetadataExt;
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) => {
+            return bad(
+                "key",
+                Verdict::Problem,
+                format!("{}: {e}", path.display()),
+                "install the private key next to the certificate",
+            );
+        }
+    };
+    let me = nix::unistd::geteuid().as_raw();
+    let bytes = match std::fs::read(path) {
+        Ok(b) => zeroize::Zeroizing::new(b),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return bad(
+                "key",
+                Verdict::Problem,
+                format!(
+                    "{} cannot be read by uid {me} (it belongs to uid {}, mode {:o})",
+                    path.display(),
+                    meta.uid(),
+                    meta.mode() & 0o777
+                ),
+                format!(
+                    "the key must belong to whoever runs the tunnel (root for the device tunnel, the user for her tunnel): chown that user {0}; chmod 600 {0}",
+                    path.display()
+                ),
+            );
+        }
+        Err(e) => {
+            return bad(
+                "key",
+                Verdict::Problem,
+                format!("{}: {e}", path.display()),
+                "install the private key next to the certificate",
+            );
+        }
+    };
+    if meta.mode() & 0o077 != 0 {
+        return bad(
+            "key",
+            Verdict::Problem,
+            format!(
+                "{} can be read by others (mode {:o})",
+                path.display(),
+                meta.mode() & 0o777
+            ),
+            format!("chmod 600 {}", path.display()),
+        );
+    }
+    let spki = pki::PrivateKey::load(&bytes)
+        .map_err(|e| e.to_string())
+        .and_then(|k| k.public_key_spki().map_err(|e| e.to_string()));
+    match spki {
+        Ok(spki) if spki != leaf.spki_der() => bad(
+            "key",
+            Verdict::Problem,
+            "the key does not belong to the certificate",
+            "install the key that was issued with this certificate",
+        ),
+        Ok(_) if meta.uid() != me => bad(
+            "key",
+            Verdict::Warning,
+            format!("{} belongs to uid {}", path.display(), meta.uid()),
+            "the key should belong to whoever runs the tunnel (root for the device tunnel)",
+        ),
+        Ok(_) => ok("key", "matches the certificate, private to its owner"),
+        Err(e) => bad(
+            "key",
+            Verdict::Problem,
+            format!("{}: {e}", path.display()),
+            "a PEM private key (PKCS#8, PKCS#1 or SEC1) is expected",
+        ),
+    }
+}
+
+/// A root we trust: expired, or about to.
+fn check_root(root: &pki::Certificate, unix_now: u64) -> Option<Check> {
+    let at = std::time::UNIX_EPOCH + Duration::from_secs(unix_now);
+    let left = root
+        .not_after()
+        .duration_since(at)
+        .unwrap_or(Duration::ZERO);
+    let day = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() / 86_400)
+            .unwrap_or(0)
+    };
+    if left.is_zero() {
+        Some(bad(
+            "roots",
+            Verdict::Problem,
+            format!(
+                "the root {} expired {} days ago: nothing chains to it any more",
+                root.subject(),
+                day(at).saturating_sub(day(root.not_after()))
+            ),
+            "install the CA's renewed root here and on the gateway, and reissue the certificates under it",
+        ))
+    } else if left < EXPIRY_WARNING {
+        Some(bad(
+            "roots",
+            Verdict::Warning,
+            format!(
+                "the root {} expires in {} days",
+                root.subject(),
+                left.as_secs() / 86_400
+            ),
+            "renew the CA and distribute its new root before then",
+        ))
+    } else {
+        None
+    }
+}
+
+/// An EKU extension's purposes, by name.
+fn eku_names(eku: &pki::Eku) -> String {
+    let mut names = Vec::new();
+    if eku.server_auth {
+        names.push("serverAuth");
+    }
+    if eku.client_auth {
+        names.push("clientAuth");
+    }
+    if eku.ike_intermediate {
+        names.push("ikeIntermediate");
+    }
+    if names.is_empty() {
+        names.push("none we know");
+    }
+    names.join(", ")
 }

@@ -113,6 +113,7 @@ pub fn profile_tunnel(
                 .collect(),
             // The agent adds its settings when the profile asks (it holds the key).
             register_dns: None,
+            mtu: crate::connection::TUNNEL_MTU,
             eap_tls: match &plan.credential {
                 Credential::Eap { config, .. } => {
                     let v = profile::plan::eap_server_validation(&config.0);

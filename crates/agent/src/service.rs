@@ -916,6 +916,7 @@ impl Agent {
             return;
         };
         tunnel.options.server = server_name.clone();
+        tunnel.options.mtu = self.config.tunnel_mtu;
         // One name per machine: the device tunnel registers it when it asks to; a user
         // tunnel only on a machine whose device tunnel does not (two tunnels would take the
         // name from each other, and the first to go would remove it under the other).

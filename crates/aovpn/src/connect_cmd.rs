@@ -109,6 +109,7 @@ pub(crate) fn plain_options(
         traffic_filters: Vec::new(),
         split_dns: Vec::new(),
         register_dns: None,
+        mtu: agent::connection::TUNNEL_MTU,
         eap_tls: None,
     }
 }

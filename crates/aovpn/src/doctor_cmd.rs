@@ -41,6 +41,10 @@ pub struct DoctorArgs {
     /// The agent's control socket (for NAME: what the agent says about the tunnel).
     #[arg(long, value_name = "PATH", env = "AOVPN_SOCKET", default_value = agent::control::DEFAULT_SOCKET)]
     socket: PathBuf,
+    /// The tunnel MTU to check the path against (default: tunnel_mtu in the system store's
+    /// agent.toml, else 1400).
+    #[arg(long, value_name = "BYTES")]
+    mtu: Option<u16>,
     /// The report as JSON.
     #[arg(long)]
     json: bool,
@@ -53,30 +57,13 @@ pub fn run(args: DoctorArgs) -> ExitCode {
         if args.json {
             println!("{}", serde_json::to_string_pretty(&checks)?);
         } else {
-            print!("{}", render(&checks));
+            print!("{}", tunnel::check::render(&checks));
         }
         if doctor::has_problem(&checks) {
             anyhow::bail!("problems found");
         }
         Ok(())
     })
-}
-
-/// One line per check, problems with what to do on the next line.
-pub fn render(checks: &[Check]) -> String {
-    let mut out = String::new();
-    for c in checks {
-        let verdict = match c.verdict {
-            Verdict::Ok => "ok",
-            Verdict::Warning => "warning",
-            Verdict::Problem => "problem",
-        };
-        out.push_str(&format!("{verdict:<8} {:<28} {}\n", c.check, c.detail));
-        if let Some(fix) = &c.fix {
-            out.push_str(&format!("{:<37} -> {fix}\n", ""));
-        }
-    }
-    out
 }
 
 async fn checks(args: &DoctorArgs) -> Vec<Check> {
@@ -192,13 +179,10 @@ async fn checks(args: &DoctorArgs) -> Vec<Check> {
 
     // Our certificate and key.
     let creds = doctor::check_credentials(&files, tunnel::host::unix_now());
-    let creds_ok = !doctor::has_problem(&creds);
     out.extend(creds);
-    let credentials = if creds_ok {
-        agent::connection::load_credentials(&files.cert, &files.key, &files.ca).ok()
-    } else {
-        None
-    };
+    // A handshake even when a check above found a problem, as long as the files load: what
+    // the gateway says to them confirms the diagnosis.
+    let credentials = agent::connection::load_credentials(&files.cert, &files.key, &files.ca).ok();
 
     // The servers, and a handshake with the first that resolves.
     let (options, servers) = match (&plan, credentials) {
@@ -229,8 +213,14 @@ async fn checks(args: &DoctorArgs) -> Vec<Check> {
     };
     let (dns, found) = doctor::check_servers(&servers).await;
     out.extend(dns);
-    if let (Some(options), Some((name, addr))) = (options, found.first()) {
+    if let (Some(mut options), Some((name, addr))) = (options, found.first()) {
+        if let Some(mtu) = args.mtu {
+            options.mtu = mtu;
+        } else if let Ok(config) = agent::config::AgentConfig::load(&args.system_dir) {
+            options.mtu = config.tunnel_mtu;
+        }
         out.push(doctor::check_handshake(&options, name, *addr).await);
+        out.extend(doctor::check_path(&options, name, *addr).await);
     }
     if let Some(name) = &args.name {
         let view = agent_view(&args.socket, name);

@@ -20,34 +20,75 @@ pub struct GatewayArgs {
     /// (PEM, intermediates after it), and if not, why (chain, EKU, revocation, kind).
     #[arg(long, requires = "check", value_name = "FILE")]
     client_cert: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<GatewayCommand>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum GatewayCommand {
+    /// Everything a gateway needs, checked one line at a time (ok / warning / problem, with
+    /// what to do): the configuration and its files, the ports, capabilities, the clock, and
+    /// with --client-cert whether that client would be accepted.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct DoctorArgs {
+    /// gateway.toml to check.
+    #[arg(long, short = 'c', default_value = "/etc/aovpn/gateway.toml")]
+    config: PathBuf,
+    /// Whether this gateway would accept a client presenting this certificate (PEM,
+    /// intermediates after it), and if not, why (chain, EKU, revocation by leaf or
+    /// intermediate, kind).
+    #[arg(long, value_name = "FILE")]
+    client_cert: Option<PathBuf>,
+    /// The report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn run(args: GatewayArgs) -> ExitCode {
-    if args.check {
-        let checked = gateway::config::GatewayConfig::load(&args.config).and_then(|c| {
-            let creds = gateway::ike::load_credentials(&c, &args.config)?;
-            let validator =
-                std::sync::Arc::new(gateway::ike::ClientValidator::new(creds.trust.clone()));
-            validator.set_accepted(&c.clients.accept);
-            gateway::ike::responder_config(&c, &args.config, &creds, validator.clone())?;
-            Ok((c, validator))
-        });
-        let validator = match checked {
-            Ok((config, v)) => {
-                println!("{}: OK", args.config.display());
-                for line in advisories(&config) {
-                    println!("{line}");
+    if let Some(GatewayCommand::Doctor(d)) = &args.command {
+        let checks = gateway::doctor::checks(&d.config, d.client_cert.as_deref());
+        if d.json {
+            match serde_json::to_string_pretty(&checks) {
+                Ok(text) => println!("{text}"),
+                Err(e) => {
+                    eprintln!("aovpn gateway doctor: {e}");
+                    return ExitCode::from(2);
                 }
-                v
             }
-            Err(e) => {
-                eprintln!("aovpn gateway: {e}");
-                return ExitCode::from(2);
-            }
+        } else {
+            print!("{}", tunnel::check::render(&checks));
+        }
+        return if tunnel::check::has_problem(&checks) {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
         };
-        return match &args.client_cert {
-            None => ExitCode::SUCCESS,
-            Some(file) => would_accept(&validator, file),
+    }
+    if args.check {
+        // What the unit's ExecStartPre runs: only a configuration that does not load stops
+        // the start; the rest is printed.
+        let checks = gateway::doctor::checks(&args.config, args.client_cert.as_deref());
+        if let [only] = checks.as_slice()
+            && only.check == "config"
+            && only.verdict == tunnel::check::Verdict::Problem
+        {
+            eprintln!("aovpn gateway: {}", only.detail);
+            return ExitCode::from(2);
+        }
+        print!("{}", tunnel::check::render(&checks));
+        let refused = |c: &tunnel::check::Check| c.verdict == tunnel::check::Verdict::Problem;
+        return if checks.iter().any(|c| c.check == "config" && refused(c)) {
+            ExitCode::from(2)
+        } else if checks
+            .iter()
+            .any(|c| c.check.starts_with("client") && refused(c))
+        {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
         };
     }
     // TUN, routes and their teardown need CAP_NET_ADMIN for the whole run; binding UDP 500
@@ -59,139 +100,4 @@ pub fn run(args: GatewayArgs) -> ExitCode {
         gw.run(shutdown_signal()).await?;
         Ok(())
     })
-}
-
-/// Whether `validator` (the gateway's roots, revocation list and accepted kinds) accepts a
-/// client with the certificate in `file`, under each identity it could claim; exit 0 if so.
-fn would_accept(validator: &gateway::ike::ClientValidator, file: &std::path::Path) -> ExitCode {
-    use ikev2::{IkeId, PeerRejection, PeerValidator};
-    let chain = match std::fs::read(file)
-        .map_err(|e| e.to_string())
-        .and_then(|b| pki::load_certificates(&b).map_err(|e| e.to_string()))
-    {
-        Ok(c) if !c.is_empty() => c,
-        Ok(_) => {
-            eprintln!("aovpn gateway: {}: no certificate", file.display());
-            return ExitCode::from(2);
-        }
-        Err(e) => {
-            eprintln!("aovpn gateway: {}: {e}", file.display());
-            return ExitCode::from(2);
-        }
-    };
-    let leaf = &chain[0];
-    let inter: Vec<&[u8]> = chain[1..].iter().map(|c| c.der().as_ref()).collect();
-    // Every identity a client with this certificate could send (Windows sends the first
-    // DNS name of a machine certificate, a user's UPN or e-mail, else the subject).
-    let mut ids: Vec<IkeId> = leaf
-        .dns_names()
-        .iter()
-        .map(|d| IkeId::Fqdn(d.clone()))
-        .chain(leaf.rfc822_names().iter().map(|m| IkeId::Rfc822(m.clone())))
-        .collect();
-    ids.push(IkeId::DerDn(leaf.subject_der().to_vec()));
-    let now = tunnel::host::unix_now();
-    println!(
-        "client certificate: {} (SHA-1 {})",
-        leaf.subject(),
-        leaf.thumbprint()
-    );
-    let mut accepted = false;
-    for id in &ids {
-        match validator.validate(id, leaf.der(), &inter, now) {
-            Ok(v) => {
-                accepted = true;
-                let path: Vec<String> = v
-                    .chain
-                    .thumbprints
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect();
-                println!(
-                    "  accepted as {id}: path {} (SHA-1, leaf to root)",
-                    path.join(" <- ")
-                );
-            }
-            Err(e) => {
-                let fix = match &e {
-                    PeerRejection::Certificate(m) if m.contains("revoked") => {
-                        "remove the thumbprint from clients.revoked_thumbprints (or the revocation file) if it should connect"
-                    }
-                    PeerRejection::Certificate(m) if m.contains("key usage") => {
-                        "issue the certificate with EKU clientAuth (a machine or user certificate)"
-                    }
-                    PeerRejection::Certificate(m) if m.contains("this gateway does not accept") => {
-                        "add its kind to clients.accept"
-                    }
-                    PeerRejection::Certificate(m)
-                        if m.contains("expired") || m.contains("not valid yet") =>
-                    {
-                        "renew the certificate (or check the clocks)"
-                    }
-                    PeerRejection::Certificate(_) => {
-                        "add the root that issued it to clients.root_ca_files, and send its intermediates with it"
-                    }
-                    _ => "the client must send an identity its certificate names",
-                };
-                println!("  refused as {id}: {e}\n    -> {fix}");
-            }
-        }
-    }
-    if accepted {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    }
-}
-
-/// What a valid configuration may still get wrong on this machine: a key every user can read,
-/// a certificate about to expire, the IKE ports taken by another daemon; and the pool's size.
-fn advisories(config: &gateway::config::GatewayConfig) -> Vec<String> {
-    use std::os::unix::fs::MetadataExt;
-    let mut out = Vec::new();
-    if let Ok(meta) = std::fs::metadata(&config.identity.key)
-        && meta.mode() & 0o007 != 0
-    {
-        out.push(format!(
-            "warning: {} can be read by every user (mode {:o}) -> chmod 640 it, group aovpn",
-            config.identity.key.display(),
-            meta.mode() & 0o777
-        ));
-    }
-    if let Ok(chain) = std::fs::read(&config.identity.certificate)
-        .map_err(|e| e.to_string())
-        .and_then(|b| pki::load_certificates(&b).map_err(|e| e.to_string()))
-        && let Some(leaf) = chain.first()
-    {
-        let left = leaf
-            .not_after()
-            .duration_since(std::time::SystemTime::now())
-            .map(|d| d.as_secs() / 86_400)
-            .unwrap_or(0);
-        if left < 30 {
-            out.push(format!(
-                "warning: the gateway certificate expires in {left} days -> renew it (clients refuse an expired one)"
-            ));
-        }
-    }
-    let usable = 2u64
-        .saturating_pow(32 - u32::from(config.clients.pool_v4.prefix_len()))
-        .saturating_sub(2);
-    out.push(format!(
-        "pool: {} ({usable} client addresses)",
-        config.clients.pool_v4
-    ));
-    for address in &config.listen.addresses {
-        for port in [config.listen.ike_port, config.listen.natt_port] {
-            let addr = std::net::SocketAddr::new(*address, port);
-            if let Err(e) = std::net::UdpSocket::bind(addr)
-                && e.kind() == std::io::ErrorKind::AddrInUse
-            {
-                out.push(format!(
-                    "warning: UDP {addr} is in use (this gateway already running, or another IKE daemon such as strongSwan) -> stop the other one"
-                ));
-            }
-        }
-    }
-    out
 }

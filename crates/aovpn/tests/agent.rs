@@ -1661,10 +1661,15 @@ fn register_dns_names_the_device_in_bind_while_its_tunnel_is_up() {
         .unwrap();
     let _gw = lab.start_gateway(&lab.gateway_opts()); // pushes 10.1.0.53 as DNS server
     let mut opts = lab.agent_opts();
-    opts.extra_toml = "[register_dns]\nhost_name = \"dev1\"\nzone = \"corp.example\"\n".into();
+    // (And a tunnel MTU from agent.toml, as `aovpn doctor` suggests for a narrow path.)
+    opts.extra_toml =
+        "tunnel_mtu = 1300\n[register_dns]\nhost_name = \"dev1\"\nzone = \"corp.example\"\n".into();
     opts.files = vec![("dns-update.key".into(), key.clone())];
     let mut agent = lab.start_agent(&opts);
     wait_connected(&agent, DEVICE, Duration::from_secs(30));
+    let link = lab.topo.client.ip(["link", "show", "aovpn-dev"]).unwrap();
+    let link = String::from_utf8_lossy(&link.stdout);
+    assert!(link.contains("mtu 1300 "), "{link}");
     let vip = virtual_ip(&agent, DEVICE);
     let registration =
         |agent: &AgentProcess| status(agent, DEVICE)["tunnel"]["dns_registration"].clone();

@@ -3,5 +3,6 @@
 
 pub mod config;
 pub mod daemon;
+pub mod doctor;
 pub mod ike;
 pub mod pool;

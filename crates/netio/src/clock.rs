@@ -36,6 +36,20 @@ fn read_clock(id: libc::clockid_t) -> Duration {
     Duration::new(secs, nanos)
 }
 
+/// Whether the kernel considers the wall clock synchronized (by NTP or PTP: what
+/// `timedatectl` shows as "System clock synchronized"); `None` when it cannot be asked.
+pub fn wall_clock_synchronized() -> Option<bool> {
+    // SAFETY: an all-zero timex is valid input; with `modes` 0 adjtimex only reads the
+    // kernel's clock state into it (no privilege needed, nothing changed).
+    let mut tx: libc::timex = unsafe { std::mem::zeroed() };
+    let state = unsafe { libc::adjtimex(&mut tx) };
+    match state {
+        -1 => None,
+        libc::TIME_ERROR => Some(false),
+        _ => Some(tx.status & libc::STA_UNSYNC == 0),
+    }
+}
+
 /// Time since boot including time spent suspended (`CLOCK_BOOTTIME`).
 pub fn boottime() -> Duration {
     read_clock(libc::CLOCK_BOOTTIME)

@@ -63,6 +63,11 @@ pub fn names(list: &[Capability]) -> String {
         .join(",")
 }
 
+/// Whether this process holds `cap` in its effective set now.
+pub fn effective_has(cap: Capability) -> bool {
+    caps::has_cap(None, CapSet::Effective, cap).unwrap_or(false)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

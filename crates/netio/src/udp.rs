@@ -297,6 +297,55 @@ impl UdpSocket {
     }
 }
 
+/// A UDP socket for path MTU probes to `remote`. `dont_fragment`: every datagram leaves with
+/// DF set and unfragmented, whatever the kernel has learnt about the path
+/// (`IP_PMTUDISC_PROBE`), so a datagram too large for a link on the way is lost there (or
+/// refused here, `EMSGSIZE`, when it is too large for our own interface). Otherwise DF is
+/// clear (`IP_PMTUDISC_DONT`), as our IKE and ESP datagrams go, and routers fragment.
+pub fn path_probe_socket(
+    remote: SocketAddr,
+    dont_fragment: bool,
+) -> io::Result<std::net::UdpSocket> {
+    let domain = if remote.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let sock = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+    if remote.is_ipv4() {
+        nix_setsockopt_int(
+            &sock,
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            if dont_fragment {
+                libc::IP_PMTUDISC_PROBE
+            } else {
+                libc::IP_PMTUDISC_DONT
+            },
+        )?;
+    } else {
+        nix_setsockopt_int(
+            &sock,
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+            if dont_fragment {
+                libc::IPV6_PMTUDISC_PROBE
+            } else {
+                libc::IPV6_PMTUDISC_DONT
+            },
+        )?;
+    }
+    let any: SocketAddr = if remote.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    sock.bind(&any.into())?;
+    sock.connect(&remote.into())?;
+    sock.set_nonblocking(true)?;
+    Ok(sock.into())
+}
+
 fn nix_setsockopt_int(
     sock: &Socket,
     level: libc::c_int,

@@ -3,6 +3,7 @@
 //! data-plane SAs ([`child`]). The protocol stays in the sans-IO crates; this is where it meets
 //! sockets, and the daemons keep only their policy.
 
+pub mod check;
 pub mod child;
 pub mod driver;
 pub mod host;

@@ -492,35 +492,47 @@ struct Answers {
 }
 
 /// Sends the probes on `socket` (connected to the gateway; `marker`: the non-ESP marker in
-/// front, for UDP 4500), the unanswered ones again after a while, and collects the answers.
+/// front, for UDP 4500), the unanswered ones again after a while, and collects the answers. A
+/// responder that demands a COOKIE gets the probe again with it at once (the COOKIE answer
+/// already tells that the probe arrived; the second answer tells the rest).
 async fn ask(
     socket: &tokio::net::UdpSocket,
     marker: bool,
     probes: &[ikev2::probe::Probe],
 ) -> Answers {
+    use ikev2::probe::ProbeAnswer;
     let mut answers = Answers::default();
+    let mut probes = probes.to_vec();
+    let mut cookied = std::collections::HashSet::new();
+    let send = |p: &ikev2::probe::Probe| {
+        let mut bytes = Vec::with_capacity(p.bytes.len() + 4);
+        if marker {
+            bytes.extend_from_slice(&[0; 4]);
+        }
+        bytes.extend_from_slice(&p.bytes);
+        bytes
+    };
     let mut buf = vec![0u8; 65_536];
     for _ in 0..PROBE_ROUNDS {
-        let mut waiting = 0;
-        for p in probes {
-            if answers.by_spi.contains_key(&p.spi_i) || answers.too_big_here.contains(&p.spi_i) {
+        let mut outstanding = 0;
+        for p in &probes {
+            let settled = match answers.by_spi.get(&p.spi_i) {
+                Some(ProbeAnswer::Cookie(_)) => false,
+                Some(_) => true,
+                None => false,
+            };
+            if settled || answers.too_big_here.contains(&p.spi_i) {
                 continue;
             }
-            let mut bytes = Vec::with_capacity(p.bytes.len() + 4);
-            if marker {
-                bytes.extend_from_slice(&[0; 4]);
-            }
-            bytes.extend_from_slice(&p.bytes);
-            match socket.send(&bytes).await {
-                Ok(_) => waiting += 1,
+            match socket.send(&send(p)).await {
                 Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => {
                     answers.too_big_here.insert(p.spi_i);
                 }
-                Err(_) => waiting += 1,
+                _ => outstanding += 1,
             }
         }
         let deadline = tokio::time::Instant::now() + PROBE_WAIT;
-        while waiting > 0 {
+        while outstanding > 0 {
             let Ok(Ok(n)) = tokio::time::timeout_at(deadline, socket.recv(&mut buf)).await else {
                 break;
             };
@@ -531,14 +543,33 @@ async fn ask(
                     None => continue,
                 }
             }
-            if let Some((spi, meaning)) = ikev2::probe::answer(bytes)
-                && probes.iter().any(|p| p.spi_i == spi)
-                && answers.by_spi.insert(spi, meaning).is_none()
-            {
-                waiting -= 1;
+            let Some((spi, meaning)) = ikev2::probe::answer(bytes) else {
+                continue;
+            };
+            let Some(i) = probes.iter().position(|p| p.spi_i == spi) else {
+                continue;
+            };
+            match meaning {
+                ProbeAnswer::Cookie(cookie) if cookied.insert(spi) => {
+                    if let Ok(again) = probes[i].with_cookie(&cookie) {
+                        let _ = socket.send(&send(&again)).await;
+                        probes[i] = again;
+                    }
+                    answers.by_spi.insert(spi, ProbeAnswer::Cookie(cookie));
+                }
+                ProbeAnswer::Cookie(_) => {}
+                other => {
+                    if answers
+                        .by_spi
+                        .insert(spi, other)
+                        .is_none_or(|prev| matches!(prev, ProbeAnswer::Cookie(_)))
+                    {
+                        outstanding -= 1;
+                    }
+                }
             }
         }
-        if waiting == 0 {
+        if outstanding == 0 {
             break;
         }
     }
@@ -573,14 +604,6 @@ async fn gateway_suites(
         }
     }
     let answers = ask(&socket, addr.port() != 500, &probes).await;
-    // A busy gateway answers COOKIE, which says nothing about proposals.
-    if answers
-        .by_spi
-        .values()
-        .any(|a| *a == ikev2::probe::ProbeAnswer::Cookie)
-    {
-        return None;
-    }
     let accepted = |spi| {
         matches!(
             answers.by_spi.get(&spi),

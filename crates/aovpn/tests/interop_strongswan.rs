@@ -1173,3 +1173,86 @@ fn strongswan_client_roams_with_mobike_and_keeps_its_tunnel() {
         context()
     );
 }
+
+/// `aovpn doctor` against a strongSwan gateway: a good setup passes every check (handshake,
+/// UDP 4500, the path); with strongSwan limited to a suite we do not offer, the doctor's
+/// stateless probes find which of the common suites it takes; and charon keeps no IKE SA
+/// from any of the probes.
+#[test]
+fn doctor_against_a_strongswan_gateway() {
+    let lab = Lab::new("isdoc", PkiOptions::new(GATEWAY_NAME));
+    let charon = Charon::start(&lab.topo.gateway, &lab.dir("gw")).unwrap();
+    let doctor = || {
+        let out = lab
+            .topo
+            .client
+            .exec([
+                bin().to_str().unwrap(),
+                "doctor",
+                "--server",
+                GATEWAY_NAME,
+                "--cert",
+                lab.pki.machine_cert.to_str().unwrap(),
+                "--key",
+                lab.pki.machine_key.to_str().unwrap(),
+                "--ca",
+                lab.pki.ca_cert.to_str().unwrap(),
+            ])
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let line = |report: &str, check: &str| {
+        report
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(check))
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no {check} line in\n{report}"))
+    };
+    charon
+        .configure(&lab.strongswan_gateway_conf(&GCM_ECP384))
+        .unwrap();
+    charon.load_all().unwrap();
+    let (code, report) = doctor();
+    assert_eq!(code, Some(0), "{report}{}", diag(&charon, &[]));
+    assert!(line(&report, "ike").starts_with("ok"), "{report}");
+    assert!(line(&report, "udp").starts_with("ok"), "{report}");
+    assert!(
+        line(&report, "path").contains("1500 bytes or more cross"),
+        "{report}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || charon
+            .list_sas()
+            .is_ok_and(|s| s.is_empty())),
+        "strongSwan kept an SA of the doctor's{}",
+        diag(&charon, &[])
+    );
+
+    let other = Suite {
+        ike: "aes256-sha384-ecp384",
+        esp: "aes256gcm16",
+        ike_listed: "",
+        esp_listed: "",
+    };
+    charon
+        .configure(&lab.strongswan_gateway_conf(&other))
+        .unwrap();
+    charon.load_all().unwrap();
+    let (code, report) = doctor();
+    assert_eq!(code, Some(1), "{report}");
+    let ike = line(&report, "ike");
+    assert!(
+        ike.contains("NO_PROPOSAL_CHOSEN")
+            && ike.contains("the gateway's, of 13 common suites asked: aes256-sha384-ecp384"),
+        "{report}{}",
+        diag(&charon, &[])
+    );
+    assert!(
+        charon.list_sas().is_ok_and(|s| s.is_empty()),
+        "{}",
+        diag(&charon, &[])
+    );
+}

@@ -32,14 +32,14 @@ pub struct Probe {
 }
 
 /// What a responder said to a probe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProbeAnswer {
     /// INVALID_KE_PAYLOAD: it takes one of the proposals, with this group.
     Accepted { group: u16 },
     /// NO_PROPOSAL_CHOSEN: it takes none of them.
     NoProposalChosen,
-    /// COOKIE (busy): the request arrived; nothing more is known.
-    Cookie,
+    /// COOKIE (busy, or its policy): the request arrived; [`Probe::with_cookie`] asks again.
+    Cookie(Vec<u8>),
     /// Any other notify, or an answer without one.
     Other(Option<NotifyType>),
 }
@@ -51,8 +51,40 @@ pub enum ProbeError {
     NoProposal,
     #[error("randomness: {0}")]
     Random(#[from] ipsec_crypto::CryptoError),
+    #[error("not a probe")]
+    NotAProbe,
     #[error("encoding: {0}")]
     Encode(#[from] ike_wire::EncodeError),
+}
+
+impl Probe {
+    /// The same request (same SPI and nonce, as the cookie is bound to them) with the
+    /// responder's COOKIE first (RFC 7296 2.6), its padding shortened to keep its size.
+    pub fn with_cookie(&self, cookie: &[u8]) -> Result<Probe, ProbeError> {
+        let msg = Message::decode(&self.bytes).map_err(|_| ProbeError::NotAProbe)?;
+        let mut payloads = vec![Payload::Notify(Notify::new(
+            NotifyType::COOKIE,
+            cookie.to_vec(),
+        ))];
+        for p in msg.payloads {
+            match p {
+                Payload::Notify(n) if n.notify_type == NotifyType::COOKIE => {}
+                Payload::Notify(mut n) if n.notify_type == PADDING => {
+                    let shorter = n.data.len().saturating_sub(cookie.len() + NOTIFY_OVERHEAD);
+                    if shorter > 0 {
+                        n.data.truncate(shorter);
+                        payloads.push(Payload::Notify(n));
+                    }
+                }
+                other => payloads.push(other),
+            }
+        }
+        let bytes = Message::new(msg.header, payloads).encode()?;
+        Ok(Probe {
+            spi_i: self.spi_i,
+            bytes,
+        })
+    }
 }
 
 /// An IKE_SA_INIT request offering `proposals` whose key exchange uses a group none of them
@@ -132,7 +164,7 @@ pub fn answer(bytes: &[u8]) -> Option<(u64, ProbeAnswer)> {
                 .map_or(0, |b| u16::from_be_bytes([b[0], b[1]])),
         },
         Some(n) if n.notify_type == NotifyType::NO_PROPOSAL_CHOSEN => ProbeAnswer::NoProposalChosen,
-        Some(n) if n.notify_type == NotifyType::COOKIE => ProbeAnswer::Cookie,
+        Some(n) if n.notify_type == NotifyType::COOKIE => ProbeAnswer::Cookie(n.data.clone()),
         other => ProbeAnswer::Other(other.map(|n| n.notify_type)),
     };
     Some((h.spi_i, meaning))

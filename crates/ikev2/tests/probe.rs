@@ -74,3 +74,29 @@ fn a_probe_is_padded_to_the_size_asked_and_still_answered() {
         p.bytes.len()
     );
 }
+
+/// A responder that demands a COOKIE answers the probe sent again with it (same SPI and
+/// nonce, same size), still without keeping anything.
+#[test]
+fn a_probe_follows_a_cookie() {
+    let mut cfg = Setup::new(KeyAlgorithm::P256).server;
+    cfg.ike.ike_proposals = IkeProposal::parse_list("aes256gcm16-prfsha384-ecp384", true).unwrap();
+    cfg.cookie_threshold = 0;
+    let mut gw = Endpoint::new(
+        Arc::new(cfg),
+        Arc::new(Provider::deterministic(b"gw")),
+        Box::new(TestPool::with(&["172.16.201.10"])),
+    )
+    .unwrap();
+    gw.set_unix_time(UNIX_NOW);
+    let provider = Provider::deterministic(b"probe");
+    let ours = IkeProposal::parse_list("aes256gcm16-prfsha384-ecp384", false).unwrap();
+    let p = probe(&ours, 1200, &provider).unwrap();
+    let ProbeAnswer::Cookie(cookie) = ask(&mut gw, &p) else {
+        panic!("no COOKIE demanded");
+    };
+    let again = p.with_cookie(&cookie).unwrap();
+    assert_eq!((again.spi_i, again.bytes.len()), (p.spi_i, 1200));
+    assert_eq!(ask(&mut gw, &again), ProbeAnswer::Accepted { group: 20 });
+    assert_eq!(gw.half_open(), 0);
+}

@@ -99,6 +99,9 @@ pub struct ProfileView {
     /// The tunnel's details while it runs (status requests only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tunnel: Option<ConnectionStatus>,
+    /// Recent attempts, failed rounds, the trusted-network match (status requests only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<crate::supervisor::History>,
 }
 
 /// Messages on a helper connection, agent to helper.

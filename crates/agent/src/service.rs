@@ -1188,6 +1188,7 @@ impl Agent {
             always_on: spec.is_some_and(|s| s.always_on),
             state: state.clone(),
             tunnel: None,
+            history: None,
         }
     }
 
@@ -1231,7 +1232,8 @@ impl Agent {
                     let Some(state) = states.get(&key) else {
                         continue;
                     };
-                    let view = self.view(&key, state);
+                    let mut view = self.view(&key, state);
+                    view.history = self.sup.history(&key, now);
                     let asked = self.running.get(&key).and_then(|r| {
                         let (tx, rx) = oneshot::channel();
                         r.commands.try_send(Command::Status(tx)).ok().map(|()| rx)

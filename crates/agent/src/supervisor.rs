@@ -131,6 +131,51 @@ struct Slot {
     next_server: usize,
     last_good: Option<usize>,
     last_error: Option<String>,
+    /// The latest attempts, oldest first (at most [`ATTEMPTS_KEPT`]).
+    attempts: VecDeque<Attempt>,
+}
+
+/// How many attempts a profile's history keeps.
+pub const ATTEMPTS_KEPT: usize = 5;
+
+/// One attempt at bringing a tunnel up: where, when it started, and how it ended (`None`:
+/// it came up).
+#[derive(Debug, Clone)]
+struct Attempt {
+    server: usize,
+    at: Instant,
+    error: Option<String>,
+}
+
+/// A profile's recent past, as `aovpn status` and `aovpn doctor` show it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct History {
+    /// Whole rounds over the servers that failed since the last success (the backoff grows
+    /// with them).
+    pub failed_rounds: u32,
+    /// The latest attempts, newest first.
+    pub attempts: Vec<AttemptView>,
+    /// The network's DNS suffix that matches the profile's TrustedNetworkDetection (which
+    /// holds an AlwaysOn user tunnel down).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trusted_network: Option<String>,
+}
+
+/// One attempt as shown.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AttemptView {
+    pub server: String,
+    pub ago_secs: u64,
+    /// `None`: it came up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+fn record(slot: &mut Slot, server: usize, at: Instant, error: Option<String>) {
+    if slot.attempts.len() == ATTEMPTS_KEPT {
+        slot.attempts.pop_front();
+    }
+    slot.attempts.push_back(Attempt { server, at, error });
 }
 
 /// A profile's state as `aovpn list` shows it.
@@ -278,6 +323,7 @@ impl Supervisor {
                             next_server: 0,
                             last_good: None,
                             last_error: None,
+                            attempts: VecDeque::new(),
                         },
                     );
                     self.reconsider(&key, now);
@@ -339,7 +385,8 @@ impl Supervisor {
         let Some(slot) = self.slots.get_mut(key) else {
             return;
         };
-        if let Run::Connecting { server, .. } = slot.run {
+        if let Run::Connecting { server, since } = slot.run {
+            record(slot, server, since, None);
             slot.run = Run::Connected { server, since: now };
             slot.last_good = Some(server);
             slot.failures = 0;
@@ -354,7 +401,15 @@ impl Supervisor {
             return;
         };
         if error.is_some() {
-            slot.last_error = error;
+            slot.last_error.clone_from(&error);
+        }
+        if let Run::Connecting { server, since } = slot.run {
+            record(
+                slot,
+                server,
+                since,
+                Some(error.unwrap_or_else(|| "stopped".into())),
+            );
         }
         match std::mem::replace(&mut slot.run, Run::Idle) {
             Run::Stopping {
@@ -433,6 +488,26 @@ impl Supervisor {
             .iter()
             .map(|(k, s)| (k.clone(), self.state_of(k, s, now)))
             .collect()
+    }
+
+    /// The profile's recent attempts, failed rounds and trusted-network match.
+    pub fn history(&self, key: &ProfileKey, now: Instant) -> Option<History> {
+        let slot = self.slots.get(key)?;
+        let server = |i: usize| slot.spec.servers.get(i).cloned().unwrap_or_default();
+        Some(History {
+            failed_rounds: slot.failures,
+            attempts: slot
+                .attempts
+                .iter()
+                .rev()
+                .map(|a| AttemptView {
+                    server: server(a.server),
+                    ago_secs: now.saturating_duration_since(a.at).as_secs(),
+                    error: a.error.clone(),
+                })
+                .collect(),
+            trusted_network: self.trusted_match(&slot.spec).map(str::to_owned),
+        })
     }
 
     /// The trusted-network suffix that holds this profile down, if any.
@@ -662,6 +737,52 @@ mod tests {
         assert!(at >= now);
         s.handle_timeout(at);
         at
+    }
+
+    /// The history `aovpn status` and the doctor show: the latest attempts newest first with
+    /// their servers and errors, bounded; failed rounds; the trusted-network match.
+    #[test]
+    fn history_keeps_the_latest_attempts_and_the_failed_rounds() {
+        let t0 = Instant::now();
+        let mut s = Supervisor::new(Backoff::default(), 7);
+        let dev = key(Owner::Device, "Device");
+        s.set_profiles(
+            Owner::Device,
+            vec![("Device".into(), spec(&["a", "b"], true, true))],
+            t0,
+        );
+        let mut now = t0;
+        for i in 0..4 {
+            actions(&mut s);
+            s.ended(&dev, Some(format!("no answer {i}a")), now);
+            actions(&mut s);
+            s.ended(&dev, Some(format!("no answer {i}b")), now);
+            now = advance(&mut s, now);
+        }
+        let h = s.history(&dev, now + Duration::from_secs(3)).unwrap();
+        assert_eq!(h.failed_rounds, 4);
+        assert_eq!(h.attempts.len(), ATTEMPTS_KEPT);
+        assert_eq!(h.attempts[0].server, "b");
+        assert_eq!(h.attempts[0].error.as_deref(), Some("no answer 3b"));
+        assert_eq!(h.attempts[1].error.as_deref(), Some("no answer 3a"));
+        assert!(h.attempts[0].ago_secs >= 3);
+        assert_eq!(h.trusted_network, None);
+        // It comes up: recorded without an error, and the rounds start over.
+        actions(&mut s);
+        s.connected(&dev, now);
+        let h = s.history(&dev, now).unwrap();
+        assert_eq!((h.failed_rounds, h.attempts[0].error.clone()), (0, None));
+        assert_eq!(h.attempts[0].server, "a");
+        // A user tunnel on a trusted network says which suffix matched.
+        let user = key(Owner::User(1000), "Corp");
+        s.set_profiles(
+            Owner::User(1000),
+            vec![("Corp".into(), spec(&["a"], true, false))],
+            now,
+        );
+        s.set_network_suffixes(vec!["corp.example".into()], now);
+        let h = s.history(&user, now).unwrap();
+        assert_eq!(h.trusted_network.as_deref(), Some("corp.example"));
     }
 
     #[test]

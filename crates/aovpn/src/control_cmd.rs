@@ -262,6 +262,52 @@ fn tunnel_lines(out: &mut String, t: &ConnectionStatus) {
     );
 }
 
+fn history_lines(out: &mut String, h: &agent::supervisor::History) {
+    if let Some(suffix) = &h.trusted_network {
+        let _ = writeln!(
+            out,
+            "  {:<12} {suffix} (TrustedNetworkDetection: an AlwaysOn user tunnel stays down)",
+            "trusted"
+        );
+    }
+    if h.failed_rounds > 0 {
+        let _ = writeln!(
+            out,
+            "  {:<12} {} failed round(s) over the servers since the last success",
+            "backoff", h.failed_rounds
+        );
+    }
+    for (i, a) in h.attempts.iter().enumerate() {
+        let outcome = a.error.as_deref().unwrap_or("came up");
+        let _ = writeln!(
+            out,
+            "  {:<12} {} ago, {}: {outcome}",
+            if i == 0 { "attempts" } else { "" },
+            duration(a.ago_secs),
+            a.server
+        );
+    }
+}
+
+pub fn history_summary(h: &agent::supervisor::History) -> String {
+    let mut parts = Vec::new();
+    if h.failed_rounds > 0 {
+        parts.push(format!(
+            "{} failed round(s) since the last success",
+            h.failed_rounds
+        ));
+    }
+    if let Some(a) = h.attempts.first() {
+        parts.push(format!(
+            "last attempt {} ago at {}: {}",
+            duration(a.ago_secs),
+            a.server,
+            a.error.as_deref().unwrap_or("came up")
+        ));
+    }
+    parts.join("; ")
+}
+
 pub fn status(args: StatusArgs) -> ExitCode {
     let user = match uid_of(args.user.as_deref()) {
         Ok(u) => u,
@@ -297,6 +343,9 @@ pub fn status(args: StatusArgs) -> ExitCode {
         let _ = writeln!(out, "  {:<12} {}", "state", describe(&p.state));
         if let Some(t) = &p.tunnel {
             tunnel_lines(&mut out, t);
+        }
+        if let Some(h) = &p.history {
+            history_lines(&mut out, h);
         }
         if let State::Waiting {
             last_error: Some(e),

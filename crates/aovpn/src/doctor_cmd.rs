@@ -268,16 +268,29 @@ fn agent_view(socket: &std::path::Path, name: &str) -> Check {
             ),
             Some(p) => {
                 let connected = matches!(p.state, agent::supervisor::State::Connected { .. });
-                check(
-                    if connected {
-                        Verdict::Ok
-                    } else {
-                        Verdict::Warning
-                    },
-                    crate::control_cmd::describe(&p.state),
-                    (!connected)
-                        .then_some("the checks above say why; aovpn status NAME has the details"),
-                )
+                let trusted = p.history.as_ref().and_then(|h| h.trusted_network.clone());
+                let mut detail = crate::control_cmd::describe(&p.state);
+                if let Some(h) = &p.history {
+                    let summary = crate::control_cmd::history_summary(h);
+                    if !connected && !summary.is_empty() {
+                        detail = format!("{detail}; {summary}");
+                    }
+                }
+                match (&p.state, trusted) {
+                    (_, _) if connected => check(Verdict::Ok, detail, None),
+                    (agent::supervisor::State::TrustedNetwork, Some(suffix)) => check(
+                        Verdict::Ok,
+                        format!(
+                            "down by design: this network's DNS suffix {suffix} is in the profile's TrustedNetworkDetection"
+                        ),
+                        None,
+                    ),
+                    _ => check(
+                        Verdict::Warning,
+                        detail,
+                        Some("the checks above say why; aovpn status NAME has the details"),
+                    ),
+                }
             }
         },
     }

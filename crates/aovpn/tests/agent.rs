@@ -751,6 +751,49 @@ fn a_revoked_machine_certificate_is_retried_until_the_revocation_is_lifted() {
     let text =
         String::from_utf8_lossy(&agent.control(&["status", DEVICE]).unwrap().stdout).into_owned();
     assert!(text.contains("AUTHENTICATION_FAILED"), "{text}");
+    // The history: the latest attempts, each refused, and the rounds that failed.
+    let history = &s["history"];
+    let attempts = history["attempts"].as_array().cloned().unwrap_or_default();
+    assert!(attempts.len() >= 4, "{s}");
+    assert!(
+        attempts.iter().all(|a| a["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("AUTHENTICATION_FAILED"))),
+        "{s}"
+    );
+    // (A network change at start resets the rounds, so fewer than the attempts.)
+    assert!(history["failed_rounds"].as_u64() >= Some(1), "{s}");
+    assert!(
+        text.contains("backoff") && text.contains("attempts"),
+        "{text}"
+    );
+    // `aovpn doctor NAME` shows the same: the handshake refused, the agent backing off.
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", lab.topo.client.name()])
+        .arg(bin())
+        .args(["doctor", DEVICE, "--system-dir"])
+        .arg(agent.config_dir())
+        .arg("--socket")
+        .arg(agent.socket())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    let line = |check: &str| {
+        said
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(check))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(line("ike").contains("AUTHENTICATION_FAILED"), "{said}");
+    let agent_line = line("agent");
+    assert!(
+        agent_line.starts_with("warning")
+            && agent_line.contains("failed round(s) since the last success")
+            && agent_line.contains("AUTHENTICATION_FAILED"),
+        "{said}"
+    );
     let times: Vec<String> = agent
         .log()
         .lines()
@@ -1002,6 +1045,13 @@ fn a_trusted_network_holds_the_user_tunnel_but_not_the_device_tunnel() {
     })
     .unwrap_or_else(|| panic!("user tunnel not held:\n{}", agent.log()));
     assert_eq!(state_of(&agent, DEVICE), "connected");
+    // Status says which suffix matched (for alice, who asks about her tunnel).
+    let s = status(&agent, USER);
+    assert_eq!(
+        s["history"]["trusted_network"].as_str(),
+        Some("corp.agent.example"),
+        "{s}"
+    );
     ping(&lab.topo.client, MGMT_HOST);
     // Leaving it.
     std::fs::write(agent.resolv_conf(), "nameserver 192.0.2.53\n").unwrap();

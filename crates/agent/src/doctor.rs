@@ -195,18 +195,24 @@ pub async fn check_servers(servers: &[String]) -> (Vec<Check>, Vec<(String, Sock
 }
 
 /// A real handshake with the gateway at `addr` (dialled as `name`), with what the tunnel
-/// would send; deleted as soon as it is up.
-pub async fn check_handshake(options: &ConnectionOptions, name: &str, addr: SocketAddr) -> Check {
+/// would send; deleted as soon as it is up. `request_address`: ask for virtual addresses as
+/// the tunnel does (a gateway with a pool sets up ESP only then); not while the tunnel runs,
+/// whose own addresses the gateway would hand the probe (they are sticky per identity) and
+/// take back with their routes when the probe goes.
+pub async fn check_handshake(
+    options: &ConnectionOptions,
+    name: &str,
+    addr: SocketAddr,
+    request_address: bool,
+) -> Check {
     let check = format!("ike {name}");
     let config = match initiator_config(options, name, addr.port()) {
         Ok(mut c) => {
             // Not INITIAL_CONTACT: the gateway would take it as our tunnel's restart and drop
             // the tunnel that is up.
             c.initial_contact = false;
-            // Nor a virtual address: the gateway would give the probe the tunnel's own
-            // (sticky per identity) and take it back, with its routes, when the probe goes.
-            c.request_ipv4 = false;
-            c.request_ipv6 = false;
+            c.request_ipv4 &= request_address;
+            c.request_ipv6 &= request_address;
             c
         }
         Err(e) => return local_problem(&check, e),
@@ -263,21 +269,54 @@ pub async fn check_handshake(options: &ConnectionOptions, name: &str, addr: Sock
         while let Some(event) = sa.poll_event() {
             match event {
                 Event::IkeSaEstablished(info) => {
+                    // The Child SA's outcome came in the same IKE_AUTH response.
+                    let mut esp = Ok("ESP not set up".to_owned());
+                    while let Some(event) = sa.poll_event() {
+                        match event {
+                            Event::ChildSaEstablished(child) => {
+                                esp = Ok(format!(
+                                    "ESP {}",
+                                    tunnel::child::describe_esp(&child.algorithms)
+                                ));
+                            }
+                            Event::Failed(f) => esp = Err(f),
+                            _ => {}
+                        }
+                    }
                     sa.delete(Instant::now());
                     send_all(&mut sa, &socket, addr).await;
                     let via = info
                         .eap_tls
                         .map(|t| format!(", EAP-TLS ({t})"))
                         .unwrap_or_default();
-                    return ok(
-                        &check,
-                        format!(
-                            "IKE_SA_INIT answered ({}), the gateway's certificate ({}) chains to our roots and names {name}, ours accepted{via}; {} ms; deleted again",
-                            info.algorithms,
-                            info.peer_subject,
-                            start.elapsed().as_millis()
-                        ),
+                    let ike = format!(
+                        "IKE_SA_INIT answered ({}), the gateway's certificate ({}) chains to our roots and names {name}, ours accepted{via}",
+                        info.algorithms, info.peer_subject,
                     );
+                    let ms = start.elapsed().as_millis();
+                    return match esp {
+                        Ok(esp) => ok(&check, format!("{ike}, {esp}; {ms} ms; deleted again")),
+                        // The probe asks for no address (it would take the tunnel's own),
+                        // and a gateway that hands out addresses may refuse it the Child SA.
+                        Err(f)
+                            if f.reason == FailureReason::CpRequired
+                                || f.notify_received == Some(NotifyType::FAILED_CP_REQUIRED) =>
+                        {
+                            ok(
+                                &check,
+                                format!(
+                                    "{ike}; ESP not tried (the gateway wants an address request, which this probe does not make); {ms} ms; deleted again"
+                                ),
+                            )
+                        }
+                        Err(f) => {
+                            let mut refused =
+                                explain(&check, &f, true, &ours, Some((true, Vec::new())), addr);
+                            refused.detail =
+                                format!("{ike}, but the Child SA was refused: {}", refused.detail);
+                            refused
+                        }
+                    };
                 }
                 Event::Failed(f) => {
                     let suites = if f.reason == FailureReason::NoProposalChosen

@@ -219,7 +219,8 @@ async fn checks(args: &DoctorArgs) -> Vec<Check> {
         } else if let Ok(config) = agent::config::AgentConfig::load(&args.system_dir) {
             options.mtu = config.tunnel_mtu;
         }
-        out.push(doctor::check_handshake(&options, name, *addr).await);
+        let tunnel_up = tunnel_running(&args.socket, args.name.as_deref(), &servers);
+        out.push(doctor::check_handshake(&options, name, *addr, !tunnel_up).await);
         out.extend(doctor::check_path(&options, name, *addr).await);
     }
     if let Some(name) = &args.name {
@@ -239,6 +240,21 @@ async fn checks(args: &DoctorArgs) -> Vec<Check> {
         }
     }
     out
+}
+
+/// Whether the agent runs a tunnel of this profile (NAME), or to one of these servers: the
+/// probe must not ask for addresses then.
+fn tunnel_running(socket: &std::path::Path, name: Option<&str>, servers: &[String]) -> bool {
+    let Ok(reply) = agent::control::call(socket, &agent::control::Request::List) else {
+        return false;
+    };
+    reply.profiles.iter().any(|p| match &p.state {
+        agent::supervisor::State::Connected { server, .. }
+        | agent::supervisor::State::Connecting { server } => {
+            name == Some(p.name.as_str()) || servers.iter().any(|s| s == server)
+        }
+        _ => false,
+    })
 }
 
 /// What the agent says about the profile's tunnel: its state, and the last failure.

@@ -780,8 +780,7 @@ fn a_revoked_machine_certificate_is_retried_until_the_revocation_is_lifted() {
     let said = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(1), "{said}");
     let line = |check: &str| {
-        said
-            .lines()
+        said.lines()
             .find(|l| l.split_whitespace().nth(1) == Some(check))
             .unwrap_or_default()
             .to_owned()

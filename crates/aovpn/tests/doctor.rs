@@ -129,7 +129,7 @@ fn doctor_names_each_failure_and_passes_a_good_setup() {
     assert_eq!(code, 0, "{report}\n{}", gw.log());
     let ike = line(&report, "ike");
     assert!(
-        ike.starts_with("ok") && ike.contains("chains to our roots"),
+        ike.starts_with("ok") && ike.contains("chains to our roots") && ike.contains(", ESP "),
         "{report}"
     );
     assert!(!report.contains("problem"), "{report}");

@@ -1217,7 +1217,8 @@ fn doctor_against_a_strongswan_gateway() {
     charon.load_all().unwrap();
     let (code, report) = doctor();
     assert_eq!(code, Some(0), "{report}{}", diag(&charon, &[]));
-    assert!(line(&report, "ike").starts_with("ok"), "{report}");
+    let ike = line(&report, "ike");
+    assert!(ike.starts_with("ok") && ike.contains(", ESP "), "{report}");
     assert!(line(&report, "udp").starts_with("ok"), "{report}");
     assert!(
         line(&report, "path").contains("1500 bytes or more cross"),
@@ -1253,6 +1254,27 @@ fn doctor_against_a_strongswan_gateway() {
     assert!(
         charon.list_sas().is_ok_and(|s| s.is_empty()),
         "{}",
+        diag(&charon, &[])
+    );
+
+    // Our IKE proposals taken, none of our ESP ones: the Child SA's refusal is named.
+    let esp_only = Suite {
+        ike: GCM_ECP384.ike,
+        esp: "aes192-sha384",
+        ike_listed: "",
+        esp_listed: "",
+    };
+    charon
+        .configure(&lab.strongswan_gateway_conf(&esp_only))
+        .unwrap();
+    charon.load_all().unwrap();
+    let (code, report) = doctor();
+    assert_eq!(code, Some(1), "{report}");
+    let ike = line(&report, "ike");
+    assert!(
+        ike.contains("the Child SA was refused")
+            && ike.contains("takes our IKE proposals but none of our ESP proposals"),
+        "{report}{}",
         diag(&charon, &[])
     );
 }

@@ -199,7 +199,7 @@ fn gateway_check_says_whether_a_client_certificate_would_be_accepted() {
     let (code, said) = check(&p.machine_cert);
     assert_eq!(code, 0, "{said}");
     assert!(
-        said.contains("172.16.201.0/24 (254 client addresses)"),
+        said.contains("172.16.201.0/24 (254 client addresses, 0 leased to identities)"),
         "{said}"
     );
     assert!(

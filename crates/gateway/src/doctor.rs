@@ -120,14 +120,30 @@ fn certificates(path: &Path) -> Vec<pki::Certificate> {
         .unwrap_or_default()
 }
 
+/// The pool's size against the sticky leases already recorded (read only: the gateway keeps
+/// the file).
 fn pool(config: &GatewayConfig) -> Check {
     let usable = 2u64
         .saturating_pow(32 - u32::from(config.clients.pool_v4.prefix_len()))
         .saturating_sub(2);
-    Check::ok(
-        "pool",
-        format!("{} ({usable} client addresses)", config.clients.pool_v4),
-    )
+    let leased = std::fs::read_to_string(config.state_dir.join("leases.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<Vec<crate::pool::Lease>>(&t).ok())
+        .map_or(0, |l| l.len() as u64);
+    let detail = format!(
+        "{} ({usable} client addresses, {leased} leased to identities)",
+        config.clients.pool_v4
+    );
+    if leased * 10 >= usable * 9 {
+        Check::bad(
+            "pool",
+            Verdict::Warning,
+            detail,
+            "nearly every address is bound to an identity: new clients take the longest-idle binding, so returning clients may find a new address; a larger clients.pool_v4 keeps addresses stable",
+        )
+    } else {
+        Check::ok("pool", detail)
+    }
 }
 
 /// UDP 500 and 4500 on every listen address: free to bind (binding here while the gateway

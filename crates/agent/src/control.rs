@@ -7,10 +7,8 @@
 //! - a user's key helper registers on the same socket ([`Request::RegisterHelper`]), then the
 //!   connection carries signature requests from the agent and profile updates from the helper.
 
-use std::io::{self, BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
+use std::io;
 use std::path::Path;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -21,7 +19,7 @@ use crate::supervisor::State;
 pub const DEFAULT_SOCKET: &str = "/run/aovpn/agent.sock";
 
 /// Longest line either side accepts (a helper's profiles and certificate chain fit easily).
-pub const MAX_LINE: usize = 1 << 20;
+pub use netio::control::MAX_LINE;
 
 /// Most profiles one user's helper may hand over.
 pub const MAX_USER_PROFILES: usize = 64;
@@ -132,40 +130,11 @@ pub enum FromHelper {
     Profiles { profiles: Vec<ProfileText> },
 }
 
-/// Reads one line of at most [`MAX_LINE`] bytes; `Ok(None)` at end of stream.
-pub fn read_line(reader: &mut impl BufRead) -> io::Result<Option<String>> {
-    let mut line = Vec::new();
-    let n = io::Read::take(&mut *reader, MAX_LINE as u64 + 1).read_until(b'\n', &mut line)?;
-    if n == 0 {
-        return Ok(None);
-    }
-    if line.len() > MAX_LINE {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "line too long"));
-    }
-    String::from_utf8(line)
-        .map(Some)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8"))
-}
+pub use netio::control::read_line;
 
 /// One request, one reply, over a fresh connection (what the CLI does).
 pub fn call(socket: &Path, request: &Request) -> io::Result<Reply> {
-    let mut stream = UnixStream::connect(socket).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!(
-                "cannot reach the agent at {}: {e} (is `aovpn agent` running?)",
-                socket.display()
-            ),
-        )
-    })?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut text = serde_json::to_string(request).map_err(io::Error::other)?;
-    text.push('\n');
-    stream.write_all(text.as_bytes())?;
-    let mut reader = BufReader::new(stream);
-    let line = read_line(&mut reader)?
-        .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "the agent closed"))?;
-    serde_json::from_str(&line).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    netio::control::call(socket, request, "the agent (is `aovpn agent` running?)")
 }
 
 #[cfg(test)]
@@ -185,14 +154,5 @@ mod tests {
         let list: Request = serde_json::from_str(r#"{"op":"list"}"#).unwrap();
         assert_eq!(list, Request::List);
         assert!(serde_json::from_str::<Request>(r#"{"op":"format_disk"}"#).is_err());
-    }
-
-    #[test]
-    fn overlong_lines_are_refused() {
-        let big = vec![b'x'; MAX_LINE + 10];
-        let mut reader = BufReader::new(&big[..]);
-        assert!(read_line(&mut reader).is_err());
-        let mut ok = BufReader::new(&b"{\"op\":\"list\"}\nrest"[..]);
-        assert_eq!(read_line(&mut ok).unwrap().unwrap(), "{\"op\":\"list\"}\n");
     }
 }

@@ -1396,22 +1396,7 @@ fn save_holds(path: &std::path::Path, holds: &BTreeSet<ProfileKey>) {
 /// Binds the control socket: world-connectable (every request is checked against the
 /// caller's credentials), a stale socket of a dead agent replaced.
 fn bind_socket(path: &std::path::Path) -> Result<UnixListener, AgentError> {
-    use std::os::unix::fs::PermissionsExt;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
-    }
-    if std::os::unix::net::UnixStream::connect(path).is_ok() {
-        return Err(AgentError::Io {
-            what: format!("{}", path.display()),
-            source: std::io::Error::new(std::io::ErrorKind::AddrInUse, "another agent is running"),
-        });
-    }
-    let _ = std::fs::remove_file(path);
-    let listener =
-        UnixListener::bind(path).map_err(io_err(format!("binding {}", path.display())))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
-        .map_err(io_err(format!("chmod {}", path.display())))?;
-    Ok(listener)
+    netio::control::bind(path, 0o666).map_err(io_err(format!("binding {}", path.display())))
 }
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);

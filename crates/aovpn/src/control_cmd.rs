@@ -73,7 +73,7 @@ fn ask(socket: &std::path::Path, request: &Request) -> Result<Reply, ExitCode> {
     }
 }
 
-fn duration(secs: u64) -> String {
+pub(crate) fn duration(secs: u64) -> String {
     match secs {
         s if s < 60 => format!("{s}s"),
         s if s < 3600 => format!("{}m{:02}s", s / 60, s % 60),
@@ -171,7 +171,7 @@ fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
     out
 }
 
-fn bytes(n: u64) -> String {
+pub(crate) fn bytes(n: u64) -> String {
     match n {
         n if n < 10_000 => format!("{n} B"),
         n if n < 10_000_000 => format!("{:.1} kB", n as f64 / 1e3),
@@ -180,7 +180,7 @@ fn bytes(n: u64) -> String {
     }
 }
 
-fn join<T: ToString>(items: &[T]) -> String {
+pub(crate) fn join<T: ToString>(items: &[T]) -> String {
     if items.is_empty() {
         "-".into()
     } else {

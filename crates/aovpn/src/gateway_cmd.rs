@@ -30,6 +30,124 @@ enum GatewayCommand {
     /// what to do): the configuration and its files, the ports, capabilities, the clock, and
     /// with --client-cert whether that client would be accepted.
     Doctor(DoctorArgs),
+    /// The connected clients (as Get-AzVirtualNetworkGatewayVpnClientConnectionHealth):
+    /// identity, certificate and thumbprint, addresses, outer address, since when, last
+    /// rekey, algorithms, traffic each way and drops.
+    Sessions {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// End a client's sessions, named by identity or by a virtual address (as
+    /// Disconnect-AzVirtualNetworkGatewayVpnConnection): IKE Delete sent; its address stays
+    /// its own for its next connection.
+    Disconnect {
+        /// An identity as `sessions` shows it (with or without `fqdn:`/`email:`), or an address.
+        target: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Revoke a client certificate by SHA-1 thumbprint: added to the revocation file (kept
+    /// across restarts), in force at once, its sessions (and those of certificates it issued)
+    /// disconnected.
+    Revoke {
+        thumbprint: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Reread gateway.toml and the files it names (as SIGHUP).
+    Reload {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+/// Where the running gateway's admin socket is.
+#[derive(Debug, clap::Args)]
+struct AdminArgs {
+    /// gateway.toml, for its admin.socket.
+    #[arg(long, short = 'c', default_value = "/etc/aovpn/gateway.toml")]
+    config: PathBuf,
+    /// The admin socket itself (default: admin.socket of --config, else
+    /// /run/aovpn-gateway/admin.sock).
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+}
+
+impl AdminArgs {
+    fn socket(&self) -> PathBuf {
+        self.socket.clone().unwrap_or_else(|| {
+            gateway::admin::socket_of(&self.config)
+                .unwrap_or_else(|_| PathBuf::from("/run/aovpn-gateway/admin.sock"))
+        })
+    }
+}
+
+/// One request to the admin socket; its message or error printed.
+fn admin(
+    admin: &AdminArgs,
+    request: &gateway::admin::Request,
+) -> Result<gateway::admin::Reply, ExitCode> {
+    match gateway::admin::call(&admin.socket(), request) {
+        Ok(reply) if reply.ok => {
+            if let Some(m) = &reply.message {
+                println!("{m}");
+            }
+            Ok(reply)
+        }
+        Ok(reply) => {
+            eprintln!(
+                "aovpn gateway: {}",
+                reply.error.unwrap_or_else(|| "refused".into())
+            );
+            Err(ExitCode::from(1))
+        }
+        Err(e) => {
+            eprintln!("aovpn gateway: {e}");
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+fn print_sessions(sessions: &[gateway::admin::Session]) {
+    use crate::control_cmd::{bytes, duration, join};
+    let now = tunnel::host::unix_now();
+    if sessions.is_empty() {
+        println!("no client connected");
+    }
+    for s in sessions {
+        println!("{}  ({}, SHA-1 {})", s.identity, s.subject, s.thumbprint);
+        let line = |k: &str, v: String| println!("  {k:<11} {v}");
+        line("addresses", join(&s.virtual_ips));
+        line("outer", s.remote.to_string());
+        line(
+            "connected",
+            format!(
+                "{} ago{}",
+                duration(now.saturating_sub(s.connected_since)),
+                s.last_rekey
+                    .map(|r| format!(", rekeyed {} ago", duration(now.saturating_sub(r))))
+                    .unwrap_or_default()
+            ),
+        );
+        line("ike", format!("{} ({})", s.ike, s.auth));
+        line("esp", s.esp.clone());
+        let t = &s.traffic;
+        line(
+            "traffic",
+            format!(
+                "in {} / {} packets, out {} / {} packets, {} refused in, {} not sent",
+                bytes(t.bytes_in),
+                t.packets_in,
+                bytes(t.bytes_out),
+                t.packets_out,
+                t.dropped_in,
+                t.dropped_out
+            ),
+        );
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -48,6 +166,47 @@ struct DoctorArgs {
 }
 
 pub fn run(args: GatewayArgs) -> ExitCode {
+    use gateway::admin::Request;
+    let asked = match &args.command {
+        Some(GatewayCommand::Sessions { admin: a, json }) => {
+            Some(admin(a, &Request::Sessions).map(|reply| {
+                if *json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&reply.sessions).unwrap_or_default()
+                    );
+                } else {
+                    print_sessions(&reply.sessions);
+                }
+            }))
+        }
+        Some(GatewayCommand::Disconnect { target, admin: a }) => Some(
+            admin(
+                a,
+                &Request::Disconnect {
+                    target: target.clone(),
+                },
+            )
+            .map(drop),
+        ),
+        Some(GatewayCommand::Revoke {
+            thumbprint,
+            admin: a,
+        }) => Some(
+            admin(
+                a,
+                &Request::Revoke {
+                    thumbprint: thumbprint.clone(),
+                },
+            )
+            .map(drop),
+        ),
+        Some(GatewayCommand::Reload { admin: a }) => Some(admin(a, &Request::Reload).map(drop)),
+        Some(GatewayCommand::Doctor(_)) | None => None,
+    };
+    if let Some(result) = asked {
+        return result.err().unwrap_or(ExitCode::SUCCESS);
+    }
     if let Some(GatewayCommand::Doctor(d)) = &args.command {
         let checks = gateway::doctor::checks(&d.config, d.client_cert.as_deref());
         if d.json {

@@ -245,6 +245,8 @@ fn up(iperf_secs: u32) -> Result<u8> {
         format!(
             r#"# aovpn lab gateway
 state_dir = "{state}/gateway"
+[admin]
+socket = "{state}/gateway/admin.sock"
 [listen]
 addresses = ["{gateway_wan}"]
 [identity]

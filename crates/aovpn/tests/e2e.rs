@@ -1738,3 +1738,152 @@ fn internal_dns_domains_from_the_gateway_are_applied() {
         "{conf}"
     );
 }
+
+/// `aovpn gateway sessions|disconnect|revoke` over the admin socket: the connected clients
+/// with their certificate, addresses and traffic; one disconnected by its address (and given
+/// the same address when it comes back); another revoked by thumbprint (kicked at once, the
+/// revocation kept in the file); the socket closed to a user outside the admin group and
+/// open to one in it.
+#[test]
+fn the_admin_socket_lists_disconnects_and_revokes() {
+    let lab = Lab::new("e2eadm");
+    let mut opts = lab.gateway_opts();
+    opts.admin_group = Some("4242".into());
+    let gw = lab.start_gateway(&opts);
+    let socket = gw.admin_socket();
+    let admin = |args: &[&str]| {
+        let out = Command::new(bin())
+            .arg("gateway")
+            .args(args)
+            .arg("--socket")
+            .arg(&socket)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let sessions = || {
+        let (code, out, err) = admin(&["sessions", "--json"]);
+        assert_eq!(code, Some(0), "{out}{err}");
+        json(&out).as_array().cloned().unwrap_or_default()
+    };
+    let machine = lab.connect_machine("machine");
+    let vip = assert_connected(&machine, &gw);
+    ping(&lab.topo.client, lab::VNET_HOST).unwrap();
+
+    let list = sessions();
+    assert_eq!(list.len(), 1, "{list:?}");
+    let m = list
+        .iter()
+        .find(|s| s["identity"] == "fqdn:client1.corp.example")
+        .unwrap_or_else(|| panic!("{list:?}"));
+    assert_eq!(
+        m["thumbprint"].as_str(),
+        Some(lab.pki.thumbprint(&lab.pki.machine_cert).unwrap().as_str()),
+        "{m}"
+    );
+    assert_eq!(m["virtual_ip"].as_str(), Some(vip.to_string().as_str()));
+    assert_eq!(m["subject"], "CN=client1.corp.example");
+    let remote: SocketAddr = m["remote"].as_str().unwrap().parse().unwrap();
+    assert_eq!(remote.ip(), IpAddr::V4(lab::INTERNET_GATEWAY_SIDE));
+    assert!(m["traffic"]["packets_in"].as_u64() >= Some(3), "{m}");
+    assert!(m["traffic"]["bytes_out"].as_u64() > Some(0), "{m}");
+    assert!(m["connected_since"].as_u64() > Some(0), "{m}");
+    assert!(m["esp"].as_str().is_some_and(|e| !e.is_empty()), "{m}");
+    let (_, text, _) = admin(&["sessions"]);
+    assert!(
+        text.contains("fqdn:client1.corp.example") && text.contains("traffic"),
+        "{text}"
+    );
+
+    // Disconnected by its address: gone from the list, the client told at once.
+    let (code, out, err) = admin(&["disconnect", &vip.to_string()]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("1 session(s) of fqdn:client1.corp.example"),
+        "{out}"
+    );
+    let mut machine = machine;
+    assert!(
+        machine
+            .wait_exit(Duration::from_secs(10))
+            .unwrap()
+            .is_some(),
+        "the client did not learn of the disconnect:\n{}",
+        machine.log()
+    );
+    assert!(sessions().is_empty());
+    // It comes back with the address it had.
+    let mut machine = lab.connect_machine("machine2");
+    assert_eq!(assert_connected(&machine, &gw), vip);
+    machine.stop().unwrap();
+
+    // (One client at a time: two one-shot clients in one namespace would fight over the
+    // route to 10.1.0.0/16.)
+    let mut user = lab.connect(&lab.pki.user_cert, &lab.pki.user_key, "user");
+    assert_connected(&user, &gw);
+    assert_eq!(sessions().len(), 1);
+
+    // Revoked by thumbprint: kicked, written to the revocation file, refused from then on.
+    let thumbprint = lab.pki.thumbprint(&lab.pki.user_cert).unwrap();
+    let (code, out, err) = admin(&["revoke", &thumbprint]);
+    assert_eq!(code, Some(0), "{out}{err}\n{}", gw.log());
+    assert!(out.contains("1 session(s) disconnected"), "{out}");
+    assert!(
+        user.wait_exit(Duration::from_secs(10)).unwrap().is_some(),
+        "{}",
+        user.log()
+    );
+    assert!(sessions().is_empty());
+    let file = std::fs::read_to_string(lab.dir("gw-state").join("revoked.txt")).unwrap();
+    assert!(file.contains(&thumbprint), "{file}");
+    let out = Command::new(bin())
+        .args(["gateway", "--check", "--config"])
+        .arg(gw.config_path())
+        .arg("--client-cert")
+        .arg(&lab.pki.user_cert)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("is revoked"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let (code, _, err) = admin(&["disconnect", "nobody.corp.example"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no session of"), "{err}");
+
+    // Only root and the admin group.
+    let as_user = |groups: &str| {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534"]);
+        if groups.is_empty() {
+            cmd.arg("--clear-groups");
+        } else {
+            cmd.arg(format!("--groups={groups}"));
+        }
+        let out = cmd
+            .arg(bin())
+            .args(["gateway", "sessions", "--socket"])
+            .arg(&socket)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (code, said) = as_user("");
+    assert_ne!(code, Some(0), "{said}");
+    assert!(said.contains("ermission denied"), "{said}");
+    let (code, said) = as_user("4242");
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("no client connected"), "{said}");
+}

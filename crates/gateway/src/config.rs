@@ -31,6 +31,36 @@ pub struct GatewayConfig {
     /// Where leases and other state that must survive a restart are kept.
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
+    #[serde(default)]
+    pub admin: Admin,
+}
+
+/// The administration socket (`aovpn gateway sessions|disconnect|revoke|reload`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    #[serde(default = "default_admin_socket")]
+    pub socket: PathBuf,
+    /// A group (name or gid) whose members may use it besides root.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// `group` resolved.
+    #[serde(skip)]
+    pub gid: Option<u32>,
+}
+
+impl Default for Admin {
+    fn default() -> Self {
+        Admin {
+            socket: default_admin_socket(),
+            group: None,
+            gid: None,
+        }
+    }
+}
+
+fn default_admin_socket() -> PathBuf {
+    PathBuf::from("/run/aovpn-gateway/admin.sock")
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -68,6 +98,14 @@ pub struct Clients {
     /// SHA-1 thumbprints of revoked client certificates (hex, any case, ':' or spaces allowed).
     #[serde(default)]
     pub revoked_thumbprints: Vec<String>,
+    /// A file of revoked thumbprints, one per line (`#` comments), read with the
+    /// configuration; `aovpn gateway revoke` appends to it. Default `STATE_DIR/revoked.txt`
+    /// (the gateway may write there); a file that does not exist yet is empty.
+    #[serde(default)]
+    pub revocation_file: Option<PathBuf>,
+    /// The thumbprints read from `revocation_file`.
+    #[serde(skip)]
+    pub revoked_from_file: Vec<Thumbprint>,
     /// Which client certificates are accepted: `machine` (device tunnels: the certificate
     /// names a host) and `user` (it names a user: an rfc822Name or UPN). Both by default; a
     /// gateway for device tunnels only says `["machine"]`.
@@ -316,6 +354,24 @@ impl GatewayConfig {
             message: e.to_string().trim_end().replace('\n', " | "),
         })?;
         config.resolve_paths(base);
+        let invalid = |field, message| ConfigError::Invalid {
+            path: path.to_owned(),
+            field,
+            message,
+        };
+        let file = config
+            .clients
+            .revocation_file
+            .get_or_insert_with(|| config.state_dir.join("revoked.txt"))
+            .clone();
+        config.clients.revoked_from_file =
+            read_revocation_file(&file).map_err(|m| invalid("clients.revocation_file", m))?;
+        if let Some(group) = &config.admin.group {
+            config.admin.gid = Some(
+                group_id(group)
+                    .ok_or_else(|| invalid("admin.group", format!("no group named {group:?}")))?,
+            );
+        }
         config
             .validate()
             .map_err(|(field, message)| ConfigError::Invalid {
@@ -336,6 +392,10 @@ impl GatewayConfig {
         abs(&mut self.identity.key);
         self.clients.root_ca_files.iter_mut().for_each(abs);
         abs(&mut self.state_dir);
+        abs(&mut self.admin.socket);
+        if let Some(f) = &mut self.clients.revocation_file {
+            abs(f);
+        }
     }
 
     /// The settings that differ in `new` but only take effect at a restart (sockets, pools,
@@ -373,15 +433,18 @@ impl GatewayConfig {
         );
         check("tunnel.mtu", self.tunnel.mtu != new.tunnel.mtu);
         check("state_dir", self.state_dir != new.state_dir);
+        check("admin.socket", self.admin.socket != new.admin.socket);
+        check("admin.group", self.admin.gid != new.admin.gid);
         changed
     }
 
-    /// The revocation list, normalised.
+    /// The revocation list, normalised: `revoked_thumbprints` and the revocation file.
     pub fn revoked(&self) -> BTreeSet<Thumbprint> {
         self.clients
             .revoked_thumbprints
             .iter()
             .filter_map(|t| t.parse().ok())
+            .chain(self.clients.revoked_from_file.iter().copied())
             .collect()
     }
 
@@ -608,6 +671,42 @@ impl Limits {
     }
 }
 
+/// The thumbprints in a revocation file, one per line (`#` starts a comment); a file that
+/// does not exist yet is empty. A bad line is named with its number.
+pub fn read_revocation_file(file: &Path) -> Result<Vec<Thumbprint>, String> {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(format!("{}: {e}", file.display())),
+    };
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let entry = line.split('#').next().unwrap_or_default().trim();
+        if entry.is_empty() {
+            continue;
+        }
+        out.push(entry.parse().map_err(|_| {
+            format!(
+                "{} line {}: {entry:?} is not a SHA-1 thumbprint (40 hex digits)",
+                file.display(),
+                n + 1
+            )
+        })?);
+    }
+    Ok(out)
+}
+
+/// A group by name or number.
+fn group_id(group: &str) -> Option<u32> {
+    if let Ok(gid) = group.parse() {
+        return Some(gid);
+    }
+    nix::unistd::Group::from_name(group)
+        .ok()
+        .flatten()
+        .map(|g| g.gid.as_raw())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -667,6 +766,49 @@ dns = ["10.1.0.53"]
             revoked[0].to_string(),
             "AABBCCDDEEFF00112233445566778899AABBCCDD"
         );
+    }
+
+    /// The revocation file: by default in the state directory; its thumbprints join the
+    /// list; a bad line is named with its number. The admin group must exist.
+    #[test]
+    fn revocation_file_and_admin_group() {
+        let c = load(GOOD).unwrap();
+        assert_eq!(
+            c.clients.revocation_file,
+            Some(PathBuf::from("/etc/aovpn/state/revoked.txt"))
+        );
+        assert_eq!(
+            c.admin.socket,
+            PathBuf::from("/run/aovpn-gateway/admin.sock")
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("revoked.txt");
+        std::fs::write(
+            &file,
+            "# revoked by hand\n0102030405060708090a0b0c0d0e0f1011121314  # laptop 7\n\n",
+        )
+        .unwrap();
+        let text = GOOD.replace(
+            "pool_v4 =",
+            &format!(
+                "revocation_file = {:?}\npool_v4 =",
+                file.display().to_string()
+            ),
+        );
+        let c = load(&text).unwrap();
+        assert_eq!(c.revoked().len(), 2);
+        std::fs::write(&file, "0102030405060708090a0b0c0d0e0f1011121314\nnot-hex\n").unwrap();
+        let err = load(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("clients.revocation_file") && err.contains("line 2"),
+            "{err}"
+        );
+        let text = format!("{GOOD}[admin]\ngroup = \"no-such-group-aovpn\"\n");
+        assert_eq!(field_of(&text), "admin.group");
+        let text = format!("{GOOD}[admin]\ngroup = \"4242\"\nsocket = \"admin.sock\"\n");
+        let c = load(&text).unwrap();
+        assert_eq!(c.admin.gid, Some(4242));
+        assert_eq!(c.admin.socket, PathBuf::from("/etc/aovpn/admin.sock"));
     }
 
     #[test]

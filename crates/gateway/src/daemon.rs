@@ -1,7 +1,7 @@
 //! The running gateway: the IKEv2 responder endpoint, the data plane, the TUN device and its
 //! routes, the lease store, and the status it reports.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,6 +14,7 @@ use netio::tun;
 use serde::Serialize;
 use tunnel::{Driver, DriverConfig, DriverEvent, Side};
 
+use crate::admin::{self, Session};
 use crate::config::GatewayConfig;
 use crate::ike::{ClientValidator, SharedPool, load_credentials, responder_config};
 use crate::pool::LeasePool;
@@ -48,25 +49,11 @@ fn setup_err(what: &str) -> impl FnOnce(String) -> DaemonError + '_ {
     move |e| DaemonError::Setup(format!("{what}: {e}"))
 }
 
-/// One connected client, as `aovpn status` and the lab show it.
-#[derive(Debug, Clone, Serialize)]
-pub struct ClientStatus {
-    pub identity: String,
-    pub subject: String,
-    pub virtual_ip: Option<IpAddr>,
-    pub remote: SocketAddr,
-    pub ike: String,
-    pub esp: String,
-    /// How the client authenticated: `certificate`, or `EAP-TLS (TLS 1.3, ...)`.
-    pub auth: String,
-    pub connected_since: u64,
-}
-
 #[derive(Debug, Serialize)]
 struct StatusFile<'a> {
     state: &'a str,
     interface: &'a str,
-    clients: Vec<ClientStatus>,
+    clients: Vec<Session>,
 }
 
 /// How often idle times in the lease store are flushed to disk.
@@ -90,6 +77,9 @@ pub struct Gateway {
     leases: Arc<Mutex<LeasePool>>,
     /// The endpoint's refusal counters when they were last logged.
     logged_refusals: EndpointStats,
+    /// Requests from the admin socket, and its listener.
+    admin: tokio::sync::mpsc::Receiver<admin::Command>,
+    admin_listener: tokio::task::JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -180,9 +170,15 @@ impl Gateway {
         ))
         .map_err(|e| setup_err("starting")(e.to_string()))?;
 
+        let (admin, admin_listener) = admin::listen(&config.admin.socket, config.admin.gid)
+            .map_err(io_err(format!(
+                "admin.socket {}",
+                config.admin.socket.display()
+            )))?;
         tracing::info!(
             interface = %tun.name,
             listen = %listen,
+            admin = %config.admin.socket.display(),
             pool = %config.clients.pool_v4,
             "gateway up"
         );
@@ -197,6 +193,8 @@ impl Gateway {
             started: Instant::now(),
             leases,
             logged_refusals: EndpointStats::default(),
+            admin,
+            admin_listener,
         };
         gateway.write_status("running");
         Ok(gateway)
@@ -226,13 +224,17 @@ impl Gateway {
                 _ = &mut shutdown => break,
                 _ = hangup.recv() => {
                     let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
-                    self.reload();
+                    let _ = self.reload();
                     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
                 }
                 _ = flush.tick() => {
                     self.flush_leases();
                     self.log_refusals();
                     self.close_expired();
+                }
+                Some(command) = self.admin.recv() => {
+                    let reply = self.on_admin(command.request);
+                    let _ = command.reply.send(reply);
                 }
                 _ = feed.tick(), if watchdog.is_some() => {
                     let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
@@ -367,6 +369,83 @@ impl Gateway {
         }
     }
 
+    /// A request from the admin socket.
+    fn on_admin(&mut self, request: admin::Request) -> admin::Reply {
+        use admin::{Reply, Request};
+        match request {
+            Request::Sessions => Reply {
+                ok: true,
+                sessions: self.sessions(),
+                ..Reply::default()
+            },
+            Request::Disconnect { target } => {
+                let ids: Vec<(IkeSaId, String)> = self
+                    .driver
+                    .sas()
+                    .filter_map(|(id, r)| {
+                        let s = Session::of(r, tunnel::Traffic::default())?;
+                        s.is(&target).then_some((id, s.identity))
+                    })
+                    .collect();
+                if ids.is_empty() {
+                    return Reply::error(format!("no session of {target:?}"));
+                }
+                for (id, identity) in &ids {
+                    tracing::info!(peer = %identity, "disconnected by the administrator");
+                    self.driver.delete(*id);
+                }
+                self.write_status("running");
+                Reply::done(format!(
+                    "{} session(s) of {} disconnected (their address stays theirs)",
+                    ids.len(),
+                    ids[0].1
+                ))
+            }
+            Request::Revoke { thumbprint } => {
+                let Ok(tp) = thumbprint.parse::<pki::Thumbprint>() else {
+                    return Reply::error(format!(
+                        "{thumbprint:?} is not a SHA-1 thumbprint (40 hex digits)"
+                    ));
+                };
+                let Some(file) = self.config.clients.revocation_file.clone() else {
+                    return Reply::error("no clients.revocation_file");
+                };
+                let added = match admin::append_revocation(&file, &tp) {
+                    Ok(added) => added,
+                    Err(e) => return Reply::error(e),
+                };
+                match self.reload() {
+                    Ok(disconnected) => Reply::done(format!(
+                        "{tp} {} {}; {disconnected} session(s) disconnected",
+                        if added { "added to" } else { "already in" },
+                        file.display()
+                    )),
+                    Err(e) => Reply::error(format!(
+                        "{tp} added to {}, but the configuration no longer loads, so it is not in force yet: {e}",
+                        file.display()
+                    )),
+                }
+            }
+            Request::Reload => match self.reload() {
+                Ok(disconnected) => Reply::done(format!(
+                    "configuration reloaded; {disconnected} session(s) disconnected"
+                )),
+                Err(e) => Reply::error(format!("kept the old configuration: {e}")),
+            },
+        }
+    }
+
+    /// Every authenticated client, by identity.
+    fn sessions(&self) -> Vec<Session> {
+        let mut sessions: Vec<Session> = self
+            .driver
+            .sas()
+            .filter_map(|(id, r)| Session::of(r, self.driver.traffic(id)))
+            .collect();
+        sessions.sort_by(|a, b| a.identity.cmp(&b.identity));
+        sessions
+    }
+
     /// SIGHUP: reread gateway.toml and the files it names. Trust (roots, revocation list),
     /// the gateway's certificate and key, proposals, lifetimes, limits and what is pushed to
     /// clients (routes, DNS) apply at once to new clients; established clients whose
@@ -374,7 +453,7 @@ impl Gateway {
     /// removed, expired) are disconnected. What only a restart can change (listen addresses,
     /// pools, the TUN device, the state directory) is named in a warning. A configuration
     /// that no longer loads is refused and the old one kept.
-    fn reload(&mut self) {
+    fn reload(&mut self) -> Result<usize, String> {
         let path = self.config_path.clone();
         let loaded = GatewayConfig::load(&path).and_then(|c| {
             let credentials = load_credentials(&c, &path)?;
@@ -384,8 +463,8 @@ impl Gateway {
         let (config, credentials, responder) = match loaded {
             Ok(x) => x,
             Err(e) => {
-                tracing::error!("SIGHUP: keeping the old configuration: {e}");
-                return;
+                tracing::error!("reload: keeping the old configuration: {e}");
+                return Err(e.to_string());
             }
         };
         self.validator.replace_trust(credentials.trust);
@@ -401,10 +480,20 @@ impl Gateway {
         }
         tracing::info!(
             roots = config.clients.root_ca_files.len() + config.clients.root_ca_data.len(),
-            revoked_thumbprints = config.clients.revoked_thumbprints.len(),
+            revoked = config.revoked().len(),
             disconnected,
-            "configuration reloaded (SIGHUP): trust, gateway certificate, proposals, lifetimes, limits, routes and DNS apply to new clients"
+            "configuration reloaded: trust, gateway certificate, proposals, lifetimes, limits, routes and DNS apply to new clients"
         );
+        // What takes a restart keeps its running value.
+        let mut config = config;
+        config.listen = self.config.listen.clone();
+        config.tunnel = self.config.tunnel.clone();
+        config.state_dir = self.config.state_dir.clone();
+        config.admin = self.config.admin.clone();
+        config.clients.pool_v4 = self.config.clients.pool_v4;
+        config.clients.pool_v6 = self.config.clients.pool_v6;
+        self.config = config;
+        Ok(disconnected)
     }
 
     /// Re-checks every authenticated client's certificate path against the current trust and
@@ -467,6 +556,8 @@ impl Gateway {
     }
 
     async fn stop(mut self) -> Result<(), DaemonError> {
+        self.admin_listener.abort();
+        let _ = std::fs::remove_file(&self.config.admin.socket);
         let _queues = self.driver.shutdown(SHUTDOWN_GRACE).await;
         let teardown = match self.installed.take() {
             Some(installed) => installed
@@ -490,40 +581,16 @@ impl Gateway {
     }
 
     fn write_status(&self, state: &str) {
-        let mut clients: Vec<ClientStatus> = self
-            .driver
-            .sas()
-            .filter_map(|(_, r)| {
-                let info = r.info.as_ref()?;
-                let child = r.current_child();
-                Some(ClientStatus {
-                    identity: info.peer_id.to_string(),
-                    subject: info.peer_subject.clone(),
-                    virtual_ip: child.and_then(|c| c.info.virtual_ips.first().copied()),
-                    remote: info.remote,
-                    ike: info.algorithms.to_string(),
-                    auth: match &info.eap_tls {
-                        Some(tls) => format!("EAP-TLS ({tls})"),
-                        None => "certificate".to_owned(),
-                    },
-                    esp: child
-                        .map(|c| tunnel::child::describe_esp(&c.info.algorithms))
-                        .unwrap_or_default(),
-                    connected_since: r.established_unix.unwrap_or(0),
-                })
-            })
-            .collect();
-        clients.sort_by(|a, b| a.identity.cmp(&b.identity));
-        write_status_file(self.status_file.as_deref(), state, &self.interface, clients);
+        write_status_file(
+            self.status_file.as_deref(),
+            state,
+            &self.interface,
+            self.sessions(),
+        );
     }
 }
 
-fn write_status_file(
-    path: Option<&Path>,
-    state: &str,
-    interface: &str,
-    clients: Vec<ClientStatus>,
-) {
+fn write_status_file(path: Option<&Path>, state: &str, interface: &str, clients: Vec<Session>) {
     let Some(path) = path else {
         return;
     };

@@ -48,6 +48,19 @@ pub fn checks(config_path: &Path, client_cert: Option<&Path>) -> Vec<Check> {
     )];
     out.extend(files(&config));
     out.push(pool(&config));
+    out.push(Check::ok(
+        "revocations",
+        format!(
+            "{} thumbprint(s) revoked ({} from {}, where aovpn gateway revoke adds them)",
+            config.revoked().len(),
+            config.clients.revoked_from_file.len(),
+            config
+                .clients
+                .revocation_file
+                .as_deref()
+                .map_or_else(|| "-".into(), |f| f.display().to_string())
+        ),
+    ));
     out.extend(ports(&config));
     out.push(capabilities(&config));
     out.extend(clock(&config));

@@ -1,6 +1,7 @@
 //! The aovpn gateway daemon as a library: configuration, client address leases, and (as the
 //! engine lands) the IKE/ESP loop. `aovpn gateway --config FILE` is a thin wrapper around it.
 
+pub mod admin;
 pub mod config;
 pub mod daemon;
 pub mod doctor;

@@ -41,6 +41,7 @@
 //! ```
 
 pub mod clock;
+pub mod control;
 pub mod dns;
 pub mod firewall;
 pub mod fs;

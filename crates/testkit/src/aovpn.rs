@@ -496,6 +496,8 @@ pub struct GatewayOpts {
     pub extra: String,
     /// `clients.accept` (None = the gateway's default, machine and user).
     pub accept: Option<Vec<String>>,
+    /// `admin.group` (the socket itself is `WORKDIR/admin.sock`).
+    pub admin_group: Option<String>,
 }
 
 impl GatewayOpts {
@@ -524,6 +526,7 @@ impl GatewayOpts {
             run_as: None,
             extra: String::new(),
             accept: None,
+            admin_group: None,
         }
     }
 
@@ -563,6 +566,7 @@ impl GatewayOpts {
             .unwrap_or_default();
         format!(
             "# written by testkit::aovpn\nstate_dir = {state:?}\n\
+             [admin]\nsocket = {admin:?}\n{admin_group}\
              [listen]\naddresses = [\"{listen}\"]\n\
              [identity]\ncertificate = {cert:?}\nkey = {key:?}\n{id}\
              [clients]\nroot_ca_files = {roots}\nrevoked_thumbprints = {revoked}\npool_v4 = {pool:?}\n{pool_v6}{accept}\
@@ -570,6 +574,12 @@ impl GatewayOpts {
              [crypto]\nike_proposals = {ike}\nesp_proposals = {esp}\nallow_legacy = {legacy}\n{dpd}\
              [tunnel]\ninterface = {interface:?}\n{extra}",
             state = state.display().to_string(),
+            admin = workdir.join("admin.sock").display().to_string(),
+            admin_group = self
+                .admin_group
+                .as_ref()
+                .map(|g| format!("group = {g:?}\n"))
+                .unwrap_or_default(),
             listen = self.listen,
             cert = self.cert.display().to_string(),
             key = self.key.display().to_string(),
@@ -684,6 +694,11 @@ impl GatewayProcess {
     /// The work directory (config, log, status, default state dir).
     pub fn workdir(&self) -> &Path {
         &self.workdir
+    }
+
+    /// Its admin socket.
+    pub fn admin_socket(&self) -> PathBuf {
+        self.workdir.join("admin.sock")
     }
 
     /// The `gateway.toml` it was started with.
@@ -1358,6 +1373,7 @@ mod tests {
             run_as: None,
             extra: "[limits]\nhalf_open_per_source = 3\n".into(),
             accept: Some(vec!["machine".into()]),
+            admin_group: Some("aovpn".into()),
         };
         let text = opts.render(Path::new("/w"));
         assert!(
@@ -1366,6 +1382,8 @@ mod tests {
         );
         for needle in [
             "state_dir = \"/w/state\"",
+            "socket = \"/w/admin.sock\"",
+            "group = \"aovpn\"",
             "addresses = [\"203.0.113.1\"]",
             "id = \"vpn.example\"",
             "root_ca_files = [\"/p/ca.crt\"]",

@@ -430,6 +430,8 @@ pub fn start_our_gateway(
         format!(
             r#"# aovpn bench gateway
 state_dir = "{state}"
+[admin]
+socket = "{state}/admin.sock"
 [listen]
 addresses = ["{wan}"]
 [identity]

@@ -862,27 +862,38 @@ fn status(iperf_secs: Option<u32>) -> Result<bool> {
     }
 
     println!();
-    println!("== gateway {GATEWAY_NAME}: connected clients");
-    let gw = read_status(&dir.join("gateway.status.json"));
-    let clients = gw
-        .as_ref()
-        .and_then(|v| v.get("clients"))
-        .and_then(|c| c.as_array())
-        .cloned()
-        .unwrap_or_default();
-    if clients.is_empty() {
-        ok = false;
-        println!("  (none)");
-    }
-    for c in &clients {
-        let f = |k: &str| c.get(k).and_then(|v| v.as_str()).unwrap_or("-").to_owned();
-        println!(
-            "  {:<34} vip {:<15} from {:<21} {}",
-            f("identity"),
-            f("virtual_ip"),
-            f("remote"),
-            f("esp")
-        );
+    let admin_socket = dir.join("gateway").join("admin.sock");
+    println!(
+        "== gateway {GATEWAY_NAME}: connected clients (`aovpn gateway sessions --socket {}`)",
+        admin_socket.display()
+    );
+    match gateway::admin::call(&admin_socket, &gateway::admin::Request::Sessions) {
+        Ok(reply) if reply.ok && !reply.sessions.is_empty() => {
+            for s in &reply.sessions {
+                println!(
+                    "  {:<34} vip {:<15} from {:<21} {}  in {} / out {} packets",
+                    s.identity,
+                    s.virtual_ip
+                        .map(|v| v.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    s.remote,
+                    s.esp,
+                    s.traffic.packets_in,
+                    s.traffic.packets_out
+                );
+            }
+        }
+        Ok(reply) => {
+            ok = false;
+            println!(
+                "  (none{})",
+                reply.error.map(|e| format!(": {e}")).unwrap_or_default()
+            );
+        }
+        Err(e) => {
+            ok = false;
+            println!("  (the gateway's admin socket: {e})");
+        }
     }
 
     println!();

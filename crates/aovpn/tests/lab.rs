@@ -57,6 +57,9 @@ fn the_lab_comes_up_and_its_tunnels_come_back_by_themselves() {
         "client1.corp.aolab.example -> 172.16.201.",
         "the agent: registered",
         "connected through the device tunnel",
+        // The gateway's sessions, from its admin socket.
+        "`aovpn gateway sessions --socket",
+        "fqdn:client1.corp.aolab.example",
     ] {
         assert!(up_text.contains(needle), "{needle} missing:\n{up_text}");
     }

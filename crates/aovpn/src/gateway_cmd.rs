@@ -118,7 +118,10 @@ fn print_sessions(sessions: &[gateway::admin::Session]) {
         println!("no client connected");
     }
     for s in sessions {
-        println!("{}  ({}, SHA-1 {})", s.identity, s.subject, s.thumbprint);
+        println!(
+            "{}  ({}, SHA-1 {}, group {})",
+            s.identity, s.subject, s.thumbprint, s.group
+        );
         let line = |k: &str, v: String| println!("  {k:<11} {v}");
         line("addresses", join(&s.virtual_ips));
         line("outer", s.remote.to_string());

@@ -1887,3 +1887,96 @@ fn the_admin_socket_lists_disconnects_and_revokes() {
     assert_eq!(code, Some(0), "{said}");
     assert!(said.contains("no client connected"), "{said}");
 }
+
+/// Policy groups (Azure's "user groups and address pools"): a user whose UPN is under
+/// eng.corp.example gets an address from the eng pool and only the eng network, with its DNS
+/// server; a user of no group gets the defaults; both at once, each told apart in the
+/// gateway's session list, and the eng user's packets to the rest of the network go nowhere.
+#[test]
+fn policy_groups_give_their_users_their_own_pool_routes_and_dns() {
+    let lab = Lab::new("e2egrp");
+    let mut opts = lab.gateway_opts();
+    opts.extra = "[[groups]]\nname = \"eng\"\nmatch = { upn_suffix = \"eng.corp.example\" }\n\
+                  pool_v4 = \"172.16.202.0/24\"\nroutes = [\"10.1.2.0/24\"]\ndns = [\"10.1.2.53\"]\n"
+        .into();
+    let gw = lab.start_gateway(&opts);
+    let (carol_cert, carol_key) = lab
+        .pki
+        .issue_end_entity("user", "carol@eng.corp.example")
+        .unwrap();
+
+    let alice = lab.connect(&lab.pki.user_cert, &lab.pki.user_key, "alice");
+    let alice_vip = assert_connected(&alice, &gw);
+    let mut carol_opts =
+        ClientOpts::new(GATEWAY_NAME, &carol_cert, &carol_key, &lab.pki.ca_cert).name("carol");
+    carol_opts.interface = "aovpn1".into();
+    let carol = ClientProcess::start(bin(), &lab.topo.client, &lab.dir("cl"), &carol_opts).unwrap();
+    assert_eq!(
+        carol.state().as_deref(),
+        Some("connected"),
+        "{}\n{}",
+        carol.log(),
+        gw.log()
+    );
+    let Some(IpAddr::V4(carol_vip)) = carol.virtual_ip() else {
+        panic!("no IPv4 address: {}", carol.status_text());
+    };
+
+    assert_eq!(alice_vip.octets()[..3], [172, 16, 201], "{alice_vip}");
+    assert_eq!(carol_vip.octets()[..3], [172, 16, 202], "{carol_vip}");
+    let status = json(&carol.status_text());
+    assert_eq!(
+        status["routes"],
+        serde_json::json!(["10.1.2.0/24 dev aovpn1"]),
+        "{status}"
+    );
+    assert_eq!(status["dns"], serde_json::json!(["10.1.2.53"]), "{status}");
+    let status = json(&alice.status_text());
+    assert_eq!(
+        status["routes"],
+        serde_json::json!(["10.1.0.0/16 dev aovpn0"]),
+        "{status}"
+    );
+
+    // Alice reaches the vnet host; Carol's tunnel does not carry anything there.
+    ping(&lab.topo.client, lab::VNET_HOST).unwrap();
+    let out = lab
+        .topo
+        .client
+        .exec([
+            "ping",
+            "-c",
+            "2",
+            "-W",
+            "1",
+            "-I",
+            "aovpn1",
+            &lab::VNET_HOST.to_string(),
+        ])
+        .unwrap();
+    assert!(!out.status.success(), "carol reached the vnet host");
+
+    let out = Command::new(bin())
+        .args(["gateway", "sessions", "--json", "--socket"])
+        .arg(gw.admin_socket())
+        .output()
+        .unwrap();
+    let sessions = json(&String::from_utf8_lossy(&out.stdout));
+    let group_of = |vip: Ipv4Addr| {
+        sessions
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["virtual_ip"] == vip.to_string())
+            .map(|s| s["group"].as_str().unwrap_or_default().to_owned())
+    };
+    assert_eq!(
+        group_of(alice_vip).as_deref(),
+        Some("default"),
+        "{sessions}"
+    );
+    assert_eq!(group_of(carol_vip).as_deref(), Some("eng"), "{sessions}");
+    let leases =
+        std::fs::read_to_string(lab.dir("gw-state").join("leases-eng.json")).unwrap_or_default();
+    assert!(leases.contains("carol@eng.corp.example"), "{leases}");
+}

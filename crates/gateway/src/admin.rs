@@ -73,6 +73,8 @@ pub struct Session {
     pub subject: String,
     /// SHA-1 of the client's certificate, as `revoke` takes it.
     pub thumbprint: String,
+    /// Its policy group (`default` when no group matched).
+    pub group: String,
     /// The first virtual address (what most tools want), and all of them.
     pub virtual_ip: Option<IpAddr>,
     pub virtual_ips: Vec<IpAddr>,
@@ -106,6 +108,7 @@ impl Session {
                 .first()
                 .map(ToString::to_string)
                 .unwrap_or_default(),
+            group: info.group.clone().unwrap_or_else(|| "default".into()),
             virtual_ip: virtual_ips.first().copied(),
             virtual_ips,
             remote: info.remote,
@@ -278,6 +281,7 @@ mod tests {
             identity: "fqdn:client1.corp.example".into(),
             subject: "CN=client1.corp.example".into(),
             thumbprint: String::new(),
+            group: "default".into(),
             virtual_ip: Some("172.16.201.2".parse().unwrap()),
             virtual_ips: vec!["172.16.201.2".parse().unwrap()],
             remote: "198.51.100.2:4500".parse().unwrap(),

@@ -33,6 +33,92 @@ pub struct GatewayConfig {
     pub state_dir: PathBuf,
     #[serde(default)]
     pub admin: Admin,
+    /// Policy groups, first match first; a client no group matches gets the defaults
+    /// (`clients.pool_v4`, `network`).
+    #[serde(default)]
+    pub groups: Vec<Group>,
+}
+
+/// A policy group, as Azure's "user groups and address pools": clients whose certificate
+/// matches get its address pool, routes and DNS servers instead of the defaults.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Group {
+    pub name: String,
+    #[serde(rename = "match")]
+    pub matches: GroupMatch,
+    pub pool_v4: Ipv4Net,
+    #[serde(default)]
+    pub pool_v6: Option<Ipv6Net>,
+    /// The networks its clients reach (their only traffic selectors and pushed routes).
+    pub routes: Vec<IpNet>,
+    #[serde(default)]
+    pub dns: Vec<IpAddr>,
+    #[serde(default)]
+    pub dns_domains: Vec<String>,
+}
+
+/// What a client certificate must carry to be in a group (every criterion given must hold).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupMatch {
+    /// The issuing CA's subject, as `aovpn pki` and `openssl x509 -issuer` print it
+    /// (`CN=Engineering Issuing CA`).
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// A subject O value.
+    #[serde(default)]
+    pub subject_o: Option<String>,
+    /// A subject OU value.
+    #[serde(default)]
+    pub subject_ou: Option<String>,
+    /// A domain a dNSName ends in (machine certificates).
+    #[serde(default)]
+    pub dns_suffix: Option<String>,
+    /// A domain a UPN or e-mail name ends in (user certificates; the EAP identity of an
+    /// EAP-TLS user is the same name).
+    #[serde(default)]
+    pub upn_suffix: Option<String>,
+}
+
+impl GroupMatch {
+    /// Whether the client certificate `leaf` satisfies every criterion.
+    pub fn matches(&self, leaf: &pki::Certificate) -> bool {
+        let eq = |a: &str, b: &str| a.trim().eq_ignore_ascii_case(b.trim());
+        let under = |name: &str, domain: &str| {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            let domain = domain
+                .trim_start_matches('.')
+                .trim_end_matches('.')
+                .to_ascii_lowercase();
+            name == domain || name.ends_with(&format!(".{domain}"))
+        };
+        let domain_of = |user: &str| user.rsplit_once('@').map(|(_, d)| d.to_owned());
+        self.issuer.as_ref().is_none_or(|i| eq(leaf.issuer(), i))
+            && self
+                .subject_o
+                .as_ref()
+                .is_none_or(|o| leaf.organizations().iter().any(|v| eq(v, o)))
+            && self
+                .subject_ou
+                .as_ref()
+                .is_none_or(|o| leaf.organizational_units().iter().any(|v| eq(v, o)))
+            && self
+                .dns_suffix
+                .as_ref()
+                .is_none_or(|d| leaf.dns_names().iter().any(|n| under(n, d)))
+            && self.upn_suffix.as_ref().is_none_or(|d| {
+                leaf.upns()
+                    .iter()
+                    .chain(leaf.rfc822_names())
+                    .filter_map(|u| domain_of(u))
+                    .any(|n| under(&n, d))
+            })
+    }
+
+    fn is_empty(&self) -> bool {
+        *self == GroupMatch::default()
+    }
 }
 
 /// The administration socket (`aovpn gateway sessions|disconnect|revoke|reload`).
@@ -435,6 +521,13 @@ impl GatewayConfig {
         check("state_dir", self.state_dir != new.state_dir);
         check("admin.socket", self.admin.socket != new.admin.socket);
         check("admin.group", self.admin.gid != new.admin.gid);
+        let pools = |c: &GatewayConfig| -> Vec<(String, Ipv4Net, Option<Ipv6Net>)> {
+            c.groups
+                .iter()
+                .map(|g| (g.name.clone(), g.pool_v4, g.pool_v6))
+                .collect()
+        };
+        check("groups (names and pools)", pools(self) != pools(new));
         changed
     }
 
@@ -580,6 +673,7 @@ impl GatewayConfig {
                 ));
             }
         }
+        self.validate_groups()?;
         // Short lifetimes are for tests; a rekey needs a few round trips of headroom.
         // Upper bounds keep every timer the engine derives far from overflowing `Instant`.
         for (field, value) in [
@@ -627,6 +721,64 @@ impl GatewayConfig {
             return Err(("tunnel.mtu", "must be between 576 and 9000".into()));
         }
         self.limits.validate()
+    }
+}
+
+impl GatewayConfig {
+    fn validate_groups(&self) -> Result<(), (&'static str, String)> {
+        let mut pools: Vec<(String, IpNet)> =
+            vec![("clients.pool_v4".into(), IpNet::V4(self.clients.pool_v4))];
+        pools.extend(
+            self.clients
+                .pool_v6
+                .map(|p| ("clients.pool_v6".to_owned(), IpNet::V6(p))),
+        );
+        let mut names = BTreeSet::new();
+        for (i, g) in self.groups.iter().enumerate() {
+            let at = |what: &str| format!("groups[{i}] ({}): {what}", g.name);
+            if g.name.trim().is_empty() || !names.insert(g.name.to_ascii_lowercase()) {
+                return Err(("groups.name", at("every group needs a name of its own")));
+            }
+            if g.matches.is_empty() {
+                return Err((
+                    "groups.match",
+                    at(
+                        "matches nothing: give issuer, subject_o, subject_ou, dns_suffix or upn_suffix",
+                    ),
+                ));
+            }
+            if g.routes.is_empty() {
+                return Err(("groups.routes", at("its clients would reach nothing")));
+            }
+            if g.pool_v4.prefix_len() > 30 || g.pool_v4 != g.pool_v4.trunc() {
+                return Err((
+                    "groups.pool_v4",
+                    at(&format!("{} must be a network of /30 or larger", g.pool_v4)),
+                ));
+            }
+            if !g.dns_domains.is_empty() && g.dns.is_empty() {
+                return Err((
+                    "groups.dns_domains",
+                    at("internal domains need DNS servers to resolve them"),
+                ));
+            }
+            let own = std::iter::once(IpNet::V4(g.pool_v4)).chain(g.pool_v6.map(IpNet::V6));
+            for net in own {
+                if let Some((other, theirs)) = pools
+                    .iter()
+                    .find(|(_, p)| p.contains(&net) || net.contains(p))
+                {
+                    return Err((
+                        "groups.pool_v4",
+                        at(&format!(
+                            "{net} overlaps {other} ({theirs}): pools never share addresses"
+                        )),
+                    ));
+                }
+                pools.push((format!("groups[{i}] ({})", g.name), net));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -809,6 +961,97 @@ dns = ["10.1.0.53"]
         let c = load(&text).unwrap();
         assert_eq!(c.admin.gid, Some(4242));
         assert_eq!(c.admin.socket, PathBuf::from("/etc/aovpn/admin.sock"));
+    }
+
+    /// Groups: pools that overlap name both; a group that matches nothing, reaches nothing
+    /// or shares a name is refused.
+    #[test]
+    fn groups_are_checked() {
+        let group = |pool: &str, m: &str| {
+            format!(
+                "{GOOD}[[groups]]\nname = \"eng\"\nmatch = {{ {m} }}\npool_v4 = \"{pool}\"\nroutes = [\"10.1.2.0/24\"]\n"
+            )
+        };
+        let c = load(&group(
+            "172.16.202.0/24",
+            "upn_suffix = \"eng.corp.example\"",
+        ))
+        .unwrap();
+        assert_eq!(c.groups.len(), 1);
+        assert_eq!(
+            c.groups[0].matches.upn_suffix.as_deref(),
+            Some("eng.corp.example")
+        );
+        let err = load(&group(
+            "172.16.201.128/25",
+            "upn_suffix = \"eng.corp.example\"",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("groups.pool_v4")
+                && err.contains("172.16.201.128/25")
+                && err.contains("clients.pool_v4 (172.16.201.0/24)"),
+            "{err}"
+        );
+        assert_eq!(field_of(&group("172.16.202.0/24", "")), "groups.match");
+        let twice = format!(
+            "{}[[groups]]\nname = \"ENG\"\nmatch = {{ issuer = \"CN=x\" }}\npool_v4 = \"172.16.203.0/24\"\nroutes = [\"10.1.3.0/24\"]\n",
+            group("172.16.202.0/24", "issuer = \"CN=y\"")
+        );
+        assert_eq!(field_of(&twice), "groups.name");
+        let old = load(GOOD).unwrap();
+        let new = load(&group("172.16.202.0/24", "issuer = \"CN=y\"")).unwrap();
+        assert!(
+            old.needs_restart_for(&new)
+                .iter()
+                .any(|r| r.starts_with("groups"))
+        );
+    }
+
+    /// Each criterion of a group's match against real certificates.
+    #[test]
+    fn group_matches_by_issuer_names_and_domains() {
+        use pki::{CertKind, CertificateAuthority, KeyAlgorithm, Validity};
+        let v = Validity::days_from(std::time::SystemTime::now(), 30);
+        let root = CertificateAuthority::new_root("Corp Root", KeyAlgorithm::P256, v).unwrap();
+        let eng_ca = root
+            .issue_intermediate("Engineering CA", KeyAlgorithm::P256, v)
+            .unwrap();
+        let carol = eng_ca
+            .issue(
+                CertKind::User,
+                "carol@eng.corp.example",
+                KeyAlgorithm::P256,
+                v,
+            )
+            .unwrap()
+            .chain
+            .remove(0);
+        let pc = root
+            .issue(
+                CertKind::Machine,
+                "pc7.lab.corp.example",
+                KeyAlgorithm::P256,
+                v,
+            )
+            .unwrap()
+            .chain
+            .remove(0);
+        let m = |text: &str| -> GroupMatch { toml::from_str(text).unwrap() };
+        assert!(m("issuer = \"CN=Engineering CA\"").matches(&carol));
+        assert!(!m("issuer = \"CN=Engineering CA\"").matches(&pc));
+        assert!(m("upn_suffix = \"corp.example\"").matches(&carol));
+        assert!(m("upn_suffix = \"eng.corp.example\"").matches(&carol));
+        assert!(!m("upn_suffix = \"ng.corp.example\"").matches(&carol));
+        assert!(!m("upn_suffix = \"eng.corp.example\"").matches(&pc));
+        assert!(m("dns_suffix = \"lab.corp.example\"").matches(&pc));
+        assert!(!m("dns_suffix = \"lab.corp.example\"").matches(&carol));
+        // Every criterion must hold.
+        assert!(
+            !m("dns_suffix = \"lab.corp.example\"\nissuer = \"CN=Engineering CA\"").matches(&pc)
+        );
+        assert!(!m("subject_ou = \"Engineering\"").matches(&carol));
     }
 
     #[test]

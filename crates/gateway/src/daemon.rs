@@ -16,7 +16,9 @@ use tunnel::{Driver, DriverConfig, DriverEvent, Side};
 
 use crate::admin::{self, Session};
 use crate::config::GatewayConfig;
-use crate::ike::{ClientValidator, SharedPool, load_credentials, responder_config};
+use crate::ike::{
+    ClientValidator, Pools, SharedPool, group_policies, load_credentials, responder_config,
+};
 use crate::pool::LeasePool;
 
 /// The TUN MTU when the config names none: 1500 on the wire minus the worst ESP-in-UDP
@@ -73,8 +75,8 @@ pub struct Gateway {
     installed: Option<InstalledConfig>,
     interface: String,
     started: Instant,
-    /// The lease store the endpoint allocates from; flushed now and then and on shutdown.
-    leases: Arc<Mutex<LeasePool>>,
+    /// The lease stores the endpoint allocates from; flushed now and then and on shutdown.
+    leases: Pools,
     /// The endpoint's refusal counters when they were last logged.
     logged_refusals: EndpointStats,
     /// Requests from the admin socket, and its listener.
@@ -102,28 +104,22 @@ impl Gateway {
         let credentials = load_credentials(&config, config_path)?;
         let validator = Arc::new(ClientValidator::new(credentials.trust.clone()));
         validator.set_accepted(&config.clients.accept);
+        validator.set_groups(group_policies(&config));
         let responder = responder_config(&config, config_path, &credentials, validator.clone())?;
 
-        let lease_file = config.state_dir.join("leases.json");
-        let (pool, report) = LeasePool::open(
+        let default = open_pool(
             config.clients.pool_v4,
             config.clients.pool_v6,
-            Vec::new(),
-            &lease_file,
+            &config.state_dir.join("leases.json"),
         )?;
-        for dropped in &report.dropped {
-            tracing::warn!("lease {dropped} no longer fits the pool; dropped");
+        let mut groups = Vec::new();
+        for g in &config.groups {
+            let file = config
+                .state_dir
+                .join(format!("leases-{}.json", file_safe(&g.name)));
+            groups.push((g.name.clone(), open_pool(g.pool_v4, g.pool_v6, &file)?));
         }
-        if let Some(aside) = &report.set_aside {
-            tracing::error!(
-                kept = report.kept,
-                unreadable = report.unreadable,
-                "{} was damaged: kept aside as {}, starting with the leases that still read",
-                lease_file.display(),
-                aside.display()
-            );
-        }
-        let leases = Arc::new(Mutex::new(pool));
+        let leases = Pools { default, groups };
         let pool = SharedPool(leases.clone());
 
         if std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").is_ok_and(|v| v.trim() == "0") {
@@ -139,6 +135,10 @@ impl Gateway {
         let mut installed = netlink.session();
         let mut pools: Vec<IpNet> = vec![IpNet::V4(config.clients.pool_v4)];
         pools.extend(config.clients.pool_v6.map(IpNet::V6));
+        for g in &config.groups {
+            pools.push(IpNet::V4(g.pool_v4));
+            pools.extend(g.pool_v6.map(IpNet::V6));
+        }
         for net in &pools {
             installed
                 .add_route(Route::via_dev(net.network(), net.prefix_len(), tun.index))
@@ -362,10 +362,12 @@ impl Gateway {
 
     /// Writes the lease store's idle times to disk (they change with every reconnect).
     fn flush_leases(&self) {
-        if let Ok(mut pool) = self.leases.lock()
-            && let Err(e) = pool.flush()
-        {
-            tracing::warn!("lease file: {e}");
+        for pool in self.leases.all() {
+            if let Ok(mut pool) = pool.lock()
+                && let Err(e) = pool.flush()
+            {
+                tracing::warn!("lease file: {e}");
+            }
         }
     }
 
@@ -469,9 +471,14 @@ impl Gateway {
         };
         self.validator.replace_trust(credentials.trust);
         self.validator.set_accepted(&config.clients.accept);
+        let restart = self.config.needs_restart_for(&config);
+        // New matches, routes and DNS apply to new clients; new groups or pools need their
+        // lease stores, so a restart.
+        if !restart.iter().any(|r| r.starts_with("groups")) {
+            self.validator.set_groups(group_policies(&config));
+        }
         self.driver.set_responder_config(Arc::new(responder));
         let disconnected = self.recheck_sessions();
-        let restart = self.config.needs_restart_for(&config);
         if !restart.is_empty() {
             tracing::warn!(
                 "SIGHUP: {} changed; that takes a restart (the running values stay)",
@@ -492,6 +499,9 @@ impl Gateway {
         config.admin = self.config.admin.clone();
         config.clients.pool_v4 = self.config.clients.pool_v4;
         config.clients.pool_v6 = self.config.clients.pool_v6;
+        if restart.iter().any(|r| r.starts_with("groups")) {
+            config.groups = self.config.groups.clone();
+        }
         self.config = config;
         Ok(disconnected)
     }
@@ -600,4 +610,39 @@ fn write_status_file(path: Option<&Path>, state: &str, interface: &str, clients:
         clients,
     };
     tunnel::host::write_json_atomically(path, &status);
+}
+
+/// A lease store for `v4`/`v6` in `file`, with what loading it found reported.
+fn open_pool(
+    v4: ipnet::Ipv4Net,
+    v6: Option<ipnet::Ipv6Net>,
+    file: &Path,
+) -> Result<Arc<Mutex<LeasePool>>, DaemonError> {
+    let (pool, report) = LeasePool::open(v4, v6, Vec::new(), file)?;
+    for dropped in &report.dropped {
+        tracing::warn!("lease {dropped} no longer fits the pool; dropped");
+    }
+    if let Some(aside) = &report.set_aside {
+        tracing::error!(
+            kept = report.kept,
+            unreadable = report.unreadable,
+            "{} was damaged: kept aside as {}, starting with the leases that still read",
+            file.display(),
+            aside.display()
+        );
+    }
+    Ok(Arc::new(Mutex::new(pool)))
+}
+
+/// A group name as part of a file name.
+fn file_safe(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }

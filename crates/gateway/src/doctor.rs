@@ -25,6 +25,7 @@ pub fn checks(config_path: &Path, client_cert: Option<&Path>) -> Vec<Check> {
         let creds = load_credentials(&c, config_path)?;
         let validator = Arc::new(ClientValidator::new(creds.trust.clone()));
         validator.set_accepted(&c.clients.accept);
+        validator.set_groups(crate::ike::group_policies(&c));
         responder_config(&c, config_path, &creds, validator.clone())?;
         Ok((c, validator))
     });
@@ -48,6 +49,23 @@ pub fn checks(config_path: &Path, client_cert: Option<&Path>) -> Vec<Check> {
     )];
     out.extend(files(&config));
     out.push(pool(&config));
+    for g in &config.groups {
+        let usable = 2u64
+            .saturating_pow(32 - u32::from(g.pool_v4.prefix_len()))
+            .saturating_sub(2);
+        out.push(Check::ok(
+            &format!("group {}", g.name),
+            format!(
+                "pool {} ({usable} addresses), routes {}",
+                g.pool_v4,
+                g.routes
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
     out.push(Check::ok(
         "revocations",
         format!(
@@ -306,10 +324,14 @@ fn would_accept(validator: &ClientValidator, file: &Path) -> Vec<Check> {
                     .iter()
                     .map(ToString::to_string)
                     .collect();
+                let group = v
+                    .policy
+                    .as_ref()
+                    .map_or("default", |p| p.group.as_str());
                 Check::ok(
                     &check,
                     format!(
-                        "accepted as {id}: path {} (SHA-1, leaf to root)",
+                        "accepted as {id}, group {group}: path {} (SHA-1, leaf to root)",
                         path.join(" <- ")
                     ),
                 )

@@ -8,12 +8,13 @@ use std::time::Duration;
 use ike_wire::{TrafficSelector, TsRange};
 use ikev2::{
     AddressFamily, AddressPool, EspProposal, IkeConfig, IkeId, IkeProposal, LocalCredentials,
-    PeerRejection, PeerRole, PeerValidator, PkiValidator, ResponderConfig, ValidatedPeer,
+    PeerPolicy, PeerRejection, PeerRole, PeerValidator, PkiValidator, ResponderConfig,
+    ValidatedPeer,
 };
 use ipnet::IpNet;
 use ipsec_crypto::SigningKey;
 
-use crate::config::{CertClass, ConfigError, GatewayConfig};
+use crate::config::{CertClass, ConfigError, GatewayConfig, GroupMatch};
 use crate::pool::{Lease, LeasePool};
 
 /// Everything loaded from the files a configuration names.
@@ -143,6 +144,7 @@ pub fn parse_id(text: &str) -> IkeId {
 pub struct ClientValidator {
     trust: RwLock<pki::TrustStore>,
     accept: RwLock<Vec<CertClass>>,
+    groups: RwLock<Vec<(GroupMatch, Arc<PeerPolicy>)>>,
 }
 
 impl ClientValidator {
@@ -151,7 +153,25 @@ impl ClientValidator {
         Self {
             trust: RwLock::new(trust),
             accept: RwLock::new(vec![CertClass::Machine, CertClass::User]),
+            groups: RwLock::new(Vec::new()),
         }
+    }
+
+    /// The policy groups, first match first, from now on.
+    pub fn set_groups(&self, groups: Vec<(GroupMatch, Arc<PeerPolicy>)>) {
+        if let Ok(mut g) = self.groups.write() {
+            *g = groups;
+        }
+    }
+
+    /// The group a client certificate falls in, if any.
+    pub fn group_of(&self, leaf: &pki::Certificate) -> Option<Arc<PeerPolicy>> {
+        self.groups
+            .read()
+            .ok()?
+            .iter()
+            .find(|(m, _)| m.matches(leaf))
+            .map(|(_, p)| p.clone())
     }
 
     /// New roots and revocation list for every authentication from now on.
@@ -197,10 +217,10 @@ impl PeerValidator for ClientValidator {
             role: PeerRole::Client,
             expected_id: None,
         };
-        let accepted = validator.validate(peer_id, end_entity, intermediates, unix_time)?;
-        let class = pki::Certificate::from_der(end_entity)
-            .map(|c| CertClass::of(&c))
+        let mut accepted = validator.validate(peer_id, end_entity, intermediates, unix_time)?;
+        let leaf = pki::Certificate::from_der(end_entity)
             .map_err(|e| PeerRejection::Certificate(e.to_string()))?;
+        let class = CertClass::of(&leaf);
         let allowed = self
             .accept
             .read()
@@ -212,6 +232,7 @@ impl PeerValidator for ClientValidator {
                 class.name()
             )));
         }
+        accepted.policy = self.group_of(&leaf);
         Ok(accepted)
     }
 
@@ -270,28 +291,21 @@ pub fn responder_config(
     ike.child_lifetime = Some(Duration::from_secs(config.crypto.child_lifetime_secs));
 
     let mut responder = ResponderConfig::new(ike);
-    responder.local_ts = config
-        .network
-        .routes
-        .iter()
-        .map(|n| prefix_ts(*n))
-        .collect();
-    responder.dns_servers = config.network.dns.clone();
-    responder.dns_domains = config
-        .network
-        .dns_domains
-        .iter()
-        .map(|d| d.strip_suffix('.').unwrap_or(d).to_ascii_lowercase())
-        .collect();
-    responder.pushed_subnets = config.network.routes.clone();
-    if config.network.allow_client_to_client {
-        let pools = std::iter::once(IpNet::V4(config.clients.pool_v4))
-            .chain(config.clients.pool_v6.map(IpNet::V6));
-        for pool in pools {
-            responder.local_ts.push(prefix_ts(pool));
-            responder.pushed_subnets.push(pool);
-        }
-    }
+    let defaults = network_policy(
+        "default",
+        &config.network.routes,
+        &[IpNet::V4(config.clients.pool_v4)]
+            .into_iter()
+            .chain(config.clients.pool_v6.map(IpNet::V6))
+            .collect::<Vec<_>>(),
+        &config.network.dns,
+        &config.network.dns_domains,
+        config.network.allow_client_to_client,
+    );
+    responder.local_ts = defaults.local_ts;
+    responder.dns_servers = defaults.dns_servers;
+    responder.dns_domains = defaults.dns_domains;
+    responder.pushed_subnets = defaults.pushed_subnets;
     responder.require_virtual_ip = true;
     responder.mobike = true;
     let limits = &config.limits;
@@ -301,6 +315,55 @@ pub fn responder_config(
     responder.max_unauthenticated_datagram = limits.max_unauthenticated_message as usize;
     responder.max_sas_per_identity = limits.max_sas_per_identity as usize;
     Ok(responder)
+}
+
+/// What clients of one group (or the defaults) are given: the routes as traffic selectors and
+/// pushed subnets (with the pools too when clients may reach each other), DNS servers and
+/// internal domains.
+fn network_policy(
+    group: &str,
+    routes: &[IpNet],
+    pools: &[IpNet],
+    dns: &[IpAddr],
+    dns_domains: &[String],
+    client_to_client: bool,
+) -> PeerPolicy {
+    let mut reach = routes.to_vec();
+    if client_to_client {
+        reach.extend_from_slice(pools);
+    }
+    PeerPolicy {
+        group: group.to_owned(),
+        local_ts: reach.iter().map(|n| prefix_ts(*n)).collect(),
+        dns_servers: dns.to_vec(),
+        dns_domains: dns_domains
+            .iter()
+            .map(|d| d.strip_suffix('.').unwrap_or(d).to_ascii_lowercase())
+            .collect(),
+        pushed_subnets: reach,
+    }
+}
+
+/// Each configured group with what its clients are given.
+pub fn group_policies(config: &GatewayConfig) -> Vec<(GroupMatch, Arc<PeerPolicy>)> {
+    config
+        .groups
+        .iter()
+        .map(|g| {
+            let pools: Vec<IpNet> = std::iter::once(IpNet::V4(g.pool_v4))
+                .chain(g.pool_v6.map(IpNet::V6))
+                .collect();
+            let policy = network_policy(
+                &g.name,
+                &g.routes,
+                &pools,
+                &g.dns,
+                &g.dns_domains,
+                config.network.allow_client_to_client,
+            );
+            (g.matches.clone(), Arc::new(policy))
+        })
+        .collect()
 }
 
 /// What the config says about one kind of proposal.
@@ -366,15 +429,49 @@ pub fn lease_key(peer: &IkeId) -> String {
     }
 }
 
-/// The lease store as the engine's [`AddressPool`]: every address handed out counts one
-/// session on the identity's lease, every release ends one.
+/// The lease stores, the default pool's and one per policy group.
 #[derive(Debug, Clone)]
-pub struct SharedPool(pub Arc<Mutex<LeasePool>>);
+pub struct Pools {
+    pub default: Arc<Mutex<LeasePool>>,
+    pub groups: Vec<(String, Arc<Mutex<LeasePool>>)>,
+}
+
+impl Pools {
+    fn of(&self, group: Option<&str>) -> &Arc<Mutex<LeasePool>> {
+        group
+            .and_then(|g| self.groups.iter().find(|(n, _)| n == g).map(|(_, p)| p))
+            .unwrap_or(&self.default)
+    }
+
+    /// The pool an address was handed out from.
+    fn holding(&self, addr: IpAddr) -> &Arc<Mutex<LeasePool>> {
+        self.groups
+            .iter()
+            .map(|(_, p)| p)
+            .find(|p| p.lock().is_ok_and(|p| p.contains(addr)))
+            .unwrap_or(&self.default)
+    }
+
+    /// Every store, default first.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<Mutex<LeasePool>>> {
+        std::iter::once(&self.default).chain(self.groups.iter().map(|(_, p)| p))
+    }
+}
+
+/// The lease stores as the engine's [`AddressPool`]: every address handed out counts one
+/// session on the identity's lease in its group's pool, every release ends one.
+#[derive(Debug, Clone)]
+pub struct SharedPool(pub Pools);
 
 impl AddressPool for SharedPool {
-    fn allocate(&mut self, peer: &IkeId, family: AddressFamily) -> Option<IpAddr> {
+    fn allocate(
+        &mut self,
+        peer: &IkeId,
+        group: Option<&str>,
+        family: AddressFamily,
+    ) -> Option<IpAddr> {
         let key = lease_key(peer);
-        let mut pool = self.0.lock().ok()?;
+        let mut pool = self.0.of(group).lock().ok()?;
         match family {
             AddressFamily::V4 => match pool.acquire(&key, tunnel::host::unix_now()) {
                 Ok(lease) => Some(IpAddr::V4(lease.v4)),
@@ -402,8 +499,7 @@ impl AddressPool for SharedPool {
     }
 
     fn release(&mut self, peer: &IkeId, addr: IpAddr) {
-        let _ = addr;
-        if let Ok(mut pool) = self.0.lock()
+        if let Ok(mut pool) = self.0.holding(addr).lock()
             && let Err(e) = pool.release(&lease_key(peer), tunnel::host::unix_now())
         {
             tracing::warn!("lease file: {e}");
@@ -633,21 +729,38 @@ routes = ["10.1.0.0/16"]
     }
 
     #[test]
-    fn shared_pool_gives_one_address_per_identity() {
-        let pool = LeasePool::new("172.16.201.0/24".parse().unwrap(), None, vec![]);
-        let mut shared = SharedPool(Arc::new(Mutex::new(pool)));
+    fn shared_pool_gives_one_address_per_identity_from_its_groups_pool() {
+        let pool = |net: &str| {
+            Arc::new(Mutex::new(LeasePool::new(
+                net.parse().unwrap(),
+                None,
+                vec![],
+            )))
+        };
+        let mut shared = SharedPool(Pools {
+            default: pool("172.16.201.0/24"),
+            groups: vec![("eng".into(), pool("172.16.202.0/24"))],
+        });
         let alice = IkeId::Rfc822("alice@corp.example".into());
         let bob = IkeId::Rfc822("bob@corp.example".into());
-        let a = shared.allocate(&alice, AddressFamily::V4).unwrap();
-        let b = shared.allocate(&bob, AddressFamily::V4).unwrap();
+        let carol = IkeId::Rfc822("carol@eng.corp.example".into());
+        let a = shared.allocate(&alice, None, AddressFamily::V4).unwrap();
+        let b = shared.allocate(&bob, None, AddressFamily::V4).unwrap();
+        let c = shared
+            .allocate(&carol, Some("eng"), AddressFamily::V4)
+            .unwrap();
         assert_ne!(a, b);
+        assert!(a.to_string().starts_with("172.16.201."));
+        assert!(c.to_string().starts_with("172.16.202."), "{c}");
         shared.release(&alice, a);
-        assert_eq!(shared.allocate(&alice, AddressFamily::V4), Some(a));
-        assert_eq!(shared.allocate(&alice, AddressFamily::V6), None);
-        // Every allocation is released once: nothing stays pinned.
+        assert_eq!(shared.allocate(&alice, None, AddressFamily::V4), Some(a));
+        assert_eq!(shared.allocate(&alice, None, AddressFamily::V6), None);
+        // Every allocation is released once, into the pool it came from: nothing stays pinned.
         shared.release(&alice, a);
         shared.release(&bob, b);
-        let pool = shared.0.lock().unwrap();
-        assert!(pool.leases().all(|l| l.sessions == 0));
+        shared.release(&carol, c);
+        for p in shared.0.all() {
+            assert!(p.lock().unwrap().leases().all(|l| l.sessions == 0));
+        }
     }
 }

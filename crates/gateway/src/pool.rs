@@ -193,6 +193,14 @@ impl LeasePool {
     }
 
     /// Whether the pool hands out IPv6 addresses.
+    /// Whether `addr` belongs to this pool's networks.
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        match addr {
+            IpAddr::V4(a) => self.v4.contains(&a),
+            IpAddr::V6(a) => self.v6.is_some_and(|n| n.contains(&a)),
+        }
+    }
+
     pub fn has_v6(&self) -> bool {
         self.v6.is_some()
     }

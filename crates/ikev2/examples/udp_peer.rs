@@ -26,7 +26,12 @@ use ikev2::{
 struct Pool(Vec<IpAddr>);
 
 impl AddressPool for Pool {
-    fn allocate(&mut self, _peer: &IkeId, family: AddressFamily) -> Option<IpAddr> {
+    fn allocate(
+        &mut self,
+        _peer: &IkeId,
+        _group: Option<&str>,
+        family: AddressFamily,
+    ) -> Option<IpAddr> {
         let i = self
             .0
             .iter()

@@ -280,11 +280,30 @@ pub enum AddressFamily {
     V6,
 }
 
+/// What a responder gives the peers of one policy group (Azure's "user groups and address
+/// pools"): the networks behind it (TSr is narrowed to them and they are pushed as routes),
+/// DNS, and which address pool. The validator chooses it when it accepts the peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerPolicy {
+    /// The group's name; the address pool is asked for this group's addresses.
+    pub group: String,
+    pub local_ts: Vec<TrafficSelector>,
+    pub dns_servers: Vec<IpAddr>,
+    pub dns_domains: Vec<String>,
+    pub pushed_subnets: Vec<IpNet>,
+}
+
 /// Source of virtual IPs for CP replies; the gateway implements it over its lease store.
 pub trait AddressPool: Send {
-    /// An address for `peer` in `family`, or `None` when the pool is exhausted (the client gets
+    /// An address for `peer` in `family` from the pool of its policy `group` (`None`: the
+    /// default pool), or `None` when that pool is exhausted (the client gets
     /// INTERNAL_ADDRESS_FAILURE).
-    fn allocate(&mut self, peer: &IkeId, family: AddressFamily) -> Option<IpAddr>;
+    fn allocate(
+        &mut self,
+        peer: &IkeId,
+        group: Option<&str>,
+        family: AddressFamily,
+    ) -> Option<IpAddr>;
     /// Returns an address when the IKE SA that held it is gone.
     fn release(&mut self, peer: &IkeId, addr: IpAddr);
 }

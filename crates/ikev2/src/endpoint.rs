@@ -133,7 +133,12 @@ impl std::fmt::Debug for Endpoint {
 struct NoPool;
 
 impl AddressPool for NoPool {
-    fn allocate(&mut self, _: &crate::IkeId, _: crate::AddressFamily) -> Option<std::net::IpAddr> {
+    fn allocate(
+        &mut self,
+        _: &crate::IkeId,
+        _: Option<&str>,
+        _: crate::AddressFamily,
+    ) -> Option<std::net::IpAddr> {
         None
     }
     fn release(&mut self, _: &crate::IkeId, _: std::net::IpAddr) {}

@@ -55,6 +55,8 @@ pub struct IkeSaInfo {
     pub nat_detected: bool,
     /// With EAP-TLS: the TLS version and cipher suite (`TLS 1.3, TLS13_AES_256_GCM_SHA384`).
     pub eap_tls: Option<String>,
+    /// The policy group the responder put the peer in (`None`: its defaults).
+    pub group: Option<String>,
 }
 
 /// A negotiated Child SA with its keys (RFC 7296 2.17), ready for the ESP data plane.

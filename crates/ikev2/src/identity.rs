@@ -127,6 +127,9 @@ pub struct ValidatedPeer {
     pub subject: String,
     /// The validated path, kept with the SA so that it can be re-checked later.
     pub chain: pki::ChainRecord,
+    /// What this peer is given, when the validator puts it in a policy group; `None`: the
+    /// responder configuration's routes, DNS and pool.
+    pub policy: Option<std::sync::Arc<crate::PeerPolicy>>,
 }
 
 /// Validates a peer's certificate chain and its claimed identity. Implemented by
@@ -202,6 +205,7 @@ impl PeerValidator for PkiValidator {
             return Err(PeerRejection::IdentityMismatch(peer_id.to_string()));
         }
         Ok(ValidatedPeer {
+            policy: None,
             spki_der: ee.spki_der().to_vec(),
             subject: ee.subject().to_owned(),
             chain: verified.record,

@@ -55,7 +55,7 @@ pub mod ts;
 
 pub use config::{
     AddressFamily, AddressPool, AuthMethodPolicy, EapTlsClient, IkeConfig, InitiatorConfig,
-    LocalCredentials, ResponderConfig, RetransmitConfig,
+    LocalCredentials, PeerPolicy, ResponderConfig, RetransmitConfig,
 };
 pub use endpoint::{Endpoint, EndpointStats, IkeSaId, local_spi_of};
 pub use event::{ChildSa, CloseReason, Event, Failure, FailureReason, IkeSaInfo, Transmit};

@@ -40,6 +40,8 @@ pub struct Certificate {
     dns_names: Vec<String>,
     rfc822_names: Vec<String>,
     upns: Vec<String>,
+    organizations: Vec<String>,
+    organizational_units: Vec<String>,
     ip_addrs: Vec<IpAddr>,
     eku: Option<Eku>,
     digital_signature: Option<bool>,
@@ -116,6 +118,16 @@ impl Certificate {
             dns_names,
             rfc822_names,
             upns,
+            organizations: x
+                .subject()
+                .iter_organization()
+                .filter_map(|a| a.as_str().ok().map(str::to_owned))
+                .collect(),
+            organizational_units: x
+                .subject()
+                .iter_organizational_unit()
+                .filter_map(|a| a.as_str().ok().map(str::to_owned))
+                .collect(),
             ip_addrs,
             eku,
             digital_signature,
@@ -179,6 +191,16 @@ impl Certificate {
     /// Microsoft UPN otherName subjectAltNames (1.3.6.1.4.1.311.20.2.3).
     pub fn upns(&self) -> &[String] {
         &self.upns
+    }
+
+    /// The subject's organization (O) values.
+    pub fn organizations(&self) -> &[String] {
+        &self.organizations
+    }
+
+    /// The subject's organizational unit (OU) values.
+    pub fn organizational_units(&self) -> &[String] {
+        &self.organizational_units
     }
 
     /// iPAddress subjectAltNames.

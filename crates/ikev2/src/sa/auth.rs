@@ -137,6 +137,7 @@ impl IkeSa {
             .map_err(FailureReason::AuthPayload)?;
         self.peer_id = Some(peer_id);
         self.peer_chain = Some(validated.chain);
+        self.peer_policy = validated.policy;
         self.peer_auth_method = Some(auth.method);
         Ok(validated.subject)
     }
@@ -245,6 +246,7 @@ impl IkeSa {
             remote: self.remote,
             nat_detected: self.nat_detected,
             eap_tls: self.eap_tls.clone(),
+            group: self.peer_policy.as_ref().map(|p| p.group.clone()),
         })
     }
 
@@ -548,6 +550,7 @@ impl IkeSa {
         let data = shared_key_auth(prf, msk, &ours).as_bytes().to_vec();
         self.peer_id = Some(peer_id.clone());
         self.peer_chain = Some(validated.chain.clone());
+        self.peer_policy.clone_from(&validated.policy);
         self.peer_auth_method = Some(AuthMethod::SHARED_KEY_MIC);
         Ok((
             Authentication {
@@ -630,7 +633,13 @@ impl IkeSa {
                 if let Some(pool) = pool.as_deref_mut() {
                     for (want, fam) in [(want_v4, AddressFamily::V4), (want_v6, AddressFamily::V6)]
                     {
-                        if want && let Some(a) = pool.allocate(&peer, fam) {
+                        if want
+                            && let Some(a) = pool.allocate(
+                                &peer,
+                                self.peer_policy.as_ref().map(|p| p.group.as_str()),
+                                fam,
+                            )
+                        {
                             vips.push(a);
                         }
                     }
@@ -655,7 +664,15 @@ impl IkeSa {
             vips.iter().map(|a| ts::host(*a)).collect()
         };
         let tsi_n = ts::narrow(tsi, &allowed_remote);
-        let tsr_n = ts::narrow(tsr, &cfg.local_ts);
+        // The peer's group, if the validator put it in one, decides what lies behind us.
+        let policy = self.peer_policy.clone();
+        let local_ts = policy.as_ref().map_or(&cfg.local_ts, |p| &p.local_ts);
+        let dns_servers = policy.as_ref().map_or(&cfg.dns_servers, |p| &p.dns_servers);
+        let dns_domains = policy.as_ref().map_or(&cfg.dns_domains, |p| &p.dns_domains);
+        let pushed_subnets = policy
+            .as_ref()
+            .map_or(&cfg.pushed_subnets, |p| &p.pushed_subnets);
+        let tsr_n = ts::narrow(tsr, local_ts);
         if tsi_n.is_empty() || tsr_n.is_empty() {
             if let Some(pool) = pool {
                 for a in vips {
@@ -673,7 +690,7 @@ impl IkeSa {
                 IpAddr::V6(a) => attrs.push(CfgAttribute::InternalIp6Address(Some((*a, 128)))),
             }
         }
-        for d in &cfg.dns_servers {
+        for d in dns_servers {
             let family_assigned = vips.iter().any(|v| v.is_ipv4() == d.is_ipv4());
             if !family_assigned {
                 continue;
@@ -692,14 +709,14 @@ impl IkeSa {
                 .any(|a| a.attr_type() == CfgAttributeType::INTERNAL_DNS_DOMAIN)
         });
         let domains = if wants_domains && !dns.is_empty() {
-            cfg.dns_domains.clone()
+            dns_domains.clone()
         } else {
             Vec::new()
         };
         for d in &domains {
             attrs.push(crate::dns_domain::attribute(d));
         }
-        for net in &cfg.pushed_subnets {
+        for net in pushed_subnets {
             match net {
                 IpNet::V4(n) => attrs.push(CfgAttribute::InternalIp4Subnet(Some((
                     n.addr(),
@@ -737,7 +754,7 @@ impl IkeSa {
             virtual_ips: vips,
             dns_servers: dns,
             dns_domains: domains,
-            subnets: cfg.pushed_subnets.clone(),
+            subnets: pushed_subnets.clone(),
             local: self.local,
             remote: self.remote,
             udp_encap: self.encap,

@@ -171,6 +171,8 @@ pub struct IkeSa {
     /// The identity the peer claims, before it is authenticated (for refusal logs).
     claimed_peer: Option<IkeId>,
     peer_chain: Option<pki::ChainRecord>,
+    /// The peer's policy group (responder), as the validator chose it.
+    peer_policy: Option<Arc<crate::PeerPolicy>>,
     peer_auth_method: Option<AuthMethod>,
     establish_deadline: Option<Instant>,
     unix_time: u64,
@@ -450,6 +452,7 @@ impl IkeSa {
             peer_id: None,
             claimed_peer: None,
             peer_chain: None,
+            peer_policy: None,
             peer_auth_method: None,
             establish_deadline: None,
             unix_time: 0,

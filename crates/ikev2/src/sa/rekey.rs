@@ -1322,7 +1322,7 @@ mod tests {
     struct OneAddress;
 
     impl AddressPool for OneAddress {
-        fn allocate(&mut self, _: &IkeId, _: AddressFamily) -> Option<IpAddr> {
+        fn allocate(&mut self, _: &IkeId, _: Option<&str>, _: AddressFamily) -> Option<IpAddr> {
             "172.16.201.10".parse().ok()
         }
         fn release(&mut self, _: &IkeId, _: IpAddr) {}

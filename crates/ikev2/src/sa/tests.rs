@@ -249,7 +249,7 @@ fn cp_without_an_address_request_is_refused_where_addresses_are_required() {
 struct OneAddress;
 
 impl AddressPool for OneAddress {
-    fn allocate(&mut self, _: &IkeId, _: AddressFamily) -> Option<IpAddr> {
+    fn allocate(&mut self, _: &IkeId, _: Option<&str>, _: AddressFamily) -> Option<IpAddr> {
         "172.16.201.10".parse().ok()
     }
     fn release(&mut self, _: &IkeId, _: IpAddr) {}

@@ -104,7 +104,7 @@ impl TestPool {
 }
 
 impl AddressPool for TestPool {
-    fn allocate(&mut self, peer: &IkeId, family: AddressFamily) -> Option<IpAddr> {
+    fn allocate(&mut self, peer: &IkeId, _: Option<&str>, family: AddressFamily) -> Option<IpAddr> {
         let mut s = self.0.lock().unwrap();
         let i = s
             .free

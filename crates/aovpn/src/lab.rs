@@ -261,6 +261,8 @@ routes = ["{vnet}"]
 dns = ["10.1.0.53"]
 [tunnel]
 interface = "aovpn-gw"
+[metrics]
+listen = "127.0.0.1:9477"
 "#,
             state = dir.display(),
             pool = addr::CLIENT_POOL,
@@ -864,7 +866,7 @@ fn status(iperf_secs: Option<u32>) -> Result<bool> {
     println!();
     let admin_socket = dir.join("gateway").join("admin.sock");
     println!(
-        "== gateway {GATEWAY_NAME}: connected clients (`aovpn gateway sessions --socket {}`)",
+        "== gateway {GATEWAY_NAME}: connected clients (`aovpn gateway sessions --socket {}`; metrics: `aovpn lab exec gateway -- curl -s 127.0.0.1:9477/metrics`)",
         admin_socket.display()
     );
     match gateway::admin::call(&admin_socket, &gateway::admin::Request::Sessions) {

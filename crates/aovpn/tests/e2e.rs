@@ -1980,3 +1980,74 @@ fn policy_groups_give_their_users_their_own_pool_routes_and_dns() {
         std::fs::read_to_string(lab.dir("gw-state").join("leases-eng.json")).unwrap_or_default();
     assert!(leases.contains("carol@eng.corp.example"), "{leases}");
 }
+
+/// Prometheus metrics on the gateway's local address: a tunnel by its group, a setup, a
+/// refused client by reason, the data plane's totals growing with a ping, the pool's use;
+/// anything but `GET /metrics` refused.
+#[test]
+fn the_gateway_serves_prometheus_metrics() {
+    let lab = Lab::new("e2emet");
+    let mut opts = lab.gateway_opts();
+    opts.extra = "[metrics]\nlisten = \"127.0.0.1:9477\"\n".into();
+    let gw = lab.start_gateway(&opts);
+    let get = |request: &str| -> String {
+        let request = request.to_owned();
+        lab.topo.gateway.run(move || {
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect("127.0.0.1:9477").unwrap();
+            s.write_all(request.as_bytes()).unwrap();
+            let mut text = String::new();
+            s.read_to_string(&mut text).unwrap();
+            text
+        })
+    };
+    let scrape = || get("GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let value = |text: &str, series: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    };
+
+    let mut client = lab.connect_machine("machine");
+    assert_connected(&client, &gw);
+    let before = scrape();
+    assert!(before.starts_with("HTTP/1.1 200 OK"), "{before}");
+    assert_eq!(
+        value(&before, "aovpn_gateway_tunnels{group=\"default\"}"),
+        1
+    );
+    assert_eq!(value(&before, "aovpn_gateway_ike_setups_total"), 1);
+    assert_eq!(
+        value(&before, "aovpn_gateway_pool_leased{group=\"default\"}"),
+        1
+    );
+    assert_eq!(
+        value(&before, "aovpn_gateway_pool_addresses{group=\"default\"}"),
+        254
+    );
+    assert_eq!(value(&before, "aovpn_gateway_half_open_sas"), 0);
+    ping(&lab.topo.client, lab::VNET_HOST).unwrap();
+    let after = scrape();
+    let decapsulated = "aovpn_gateway_datapath_total{counter=\"decapsulated\"}";
+    assert!(
+        value(&after, decapsulated) >= value(&before, decapsulated) + 3,
+        "{before}\n{after}"
+    );
+
+    // A client of another CA: refused, counted by reason.
+    client.stop().unwrap();
+    let other = Pki::issue(bin(), &lab.dir("other-pki"), &PkiOptions::new(GATEWAY_NAME)).unwrap();
+    let mut foreign = lab.connect(&other.machine_cert, &other.machine_key, "foreign");
+    assert_refused(&mut foreign, &gw, "certificate of another CA");
+    let text = scrape();
+    assert_eq!(
+        value(
+            &text,
+            "aovpn_gateway_ike_failures_total{reason=\"peer_rejected\"}"
+        ),
+        1,
+        "{text}"
+    );
+    assert!(get("POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405"));
+    assert!(get("GET /admin HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
+}

@@ -4,11 +4,18 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 macro_rules! counters {
-    ($($(#[$doc:meta])* $name:ident,)*) => {
+    ($($(#[doc = $doc:literal])* $name:ident,)*) => {
         /// A snapshot of the data-plane counters (totals since start).
         #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
         pub struct DatapathCounters {
-            $($(#[$doc])* pub $name: u64,)*
+            $($(#[doc = $doc])* pub $name: u64,)*
+        }
+
+        impl DatapathCounters {
+            /// Every counter by its field name, with its documentation (for metrics).
+            pub fn each(&self) -> Vec<(&'static str, &'static str, u64)> {
+                vec![$((stringify!($name), concat!($($doc),*).trim_ascii(), self.$name),)*]
+            }
         }
 
         /// Shared totals.

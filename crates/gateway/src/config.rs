@@ -37,6 +37,17 @@ pub struct GatewayConfig {
     /// (`clients.pool_v4`, `network`).
     #[serde(default)]
     pub groups: Vec<Group>,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// Prometheus metrics over HTTP (`GET /metrics`); off unless `listen` is set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// A local address and port, e.g. `127.0.0.1:9477`.
+    #[serde(default)]
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// A policy group, as Azure's "user groups and address pools": clients whose certificate
@@ -521,6 +532,7 @@ impl GatewayConfig {
         check("state_dir", self.state_dir != new.state_dir);
         check("admin.socket", self.admin.socket != new.admin.socket);
         check("admin.group", self.admin.gid != new.admin.gid);
+        check("metrics.listen", self.metrics != new.metrics);
         let pools = |c: &GatewayConfig| -> Vec<(String, Ipv4Net, Option<Ipv6Net>)> {
             c.groups
                 .iter()

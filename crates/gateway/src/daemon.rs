@@ -19,6 +19,7 @@ use crate::config::GatewayConfig;
 use crate::ike::{
     ClientValidator, Pools, SharedPool, group_policies, load_credentials, responder_config,
 };
+use crate::metrics::Metrics;
 use crate::pool::LeasePool;
 
 /// The TUN MTU when the config names none: 1500 on the wire minus the worst ESP-in-UDP
@@ -82,6 +83,12 @@ pub struct Gateway {
     /// Requests from the admin socket, and its listener.
     admin: tokio::sync::mpsc::Receiver<admin::Command>,
     admin_listener: tokio::task::JoinHandle<()>,
+    metrics: Metrics,
+    /// Scrapes from the metrics listener, when there is one.
+    scrapes: Option<(
+        tokio::sync::mpsc::Receiver<crate::metrics::Scrape>,
+        tokio::task::JoinHandle<()>,
+    )>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -175,10 +182,19 @@ impl Gateway {
                 "admin.socket {}",
                 config.admin.socket.display()
             )))?;
+        let scrapes = match config.metrics.listen {
+            Some(addr) => Some(
+                crate::metrics::listen(addr)
+                    .await
+                    .map_err(io_err(format!("metrics.listen {addr}")))?,
+            ),
+            None => None,
+        };
         tracing::info!(
             interface = %tun.name,
             listen = %listen,
             admin = %config.admin.socket.display(),
+            metrics = ?config.metrics.listen,
             pool = %config.clients.pool_v4,
             "gateway up"
         );
@@ -195,6 +211,8 @@ impl Gateway {
             logged_refusals: EndpointStats::default(),
             admin,
             admin_listener,
+            metrics: Metrics::new(),
+            scrapes,
         };
         gateway.write_status("running");
         Ok(gateway)
@@ -232,6 +250,9 @@ impl Gateway {
                     self.log_refusals();
                     self.close_expired();
                 }
+                Some(scrape) = next_scrape(&mut self.scrapes) => {
+                    let _ = scrape.send(self.metrics.render(&self.snapshot()));
+                }
                 Some(command) = self.admin.recv() => {
                     let reply = self.on_admin(command.request);
                     let _ = command.reply.send(reply);
@@ -265,6 +286,7 @@ impl Gateway {
     fn on_event(&mut self, event: DriverEvent) -> bool {
         match event {
             DriverEvent::Established { sa } => {
+                self.metrics.setup();
                 if let Some(info) = self.driver.sa(sa).and_then(|r| r.info.as_ref()) {
                     tracing::info!(peer = %info.peer_id, subject = %info.peer_subject, from = %info.remote, "client authenticated");
                 }
@@ -340,7 +362,9 @@ impl Gateway {
                     (Some(info), _) => {
                         tracing::info!(peer = %info.peer_id, ?reason, "client gone");
                     }
-                    (None, Some(f)) => tracing::warn!(
+                    (None, Some(f)) => {
+                        self.metrics.failure(&f.reason);
+                        tracing::warn!(
                         from = %f.remote,
                         claims = %f
                             .claimed_id
@@ -351,7 +375,8 @@ impl Gateway {
                         received = ?f.notify_received,
                         what_to_do = f.advice(false),
                         "IKE SA failed"
-                    ),
+                        );
+                    }
                     (None, None) => {}
                 }
                 record.info.is_some()
@@ -434,6 +459,43 @@ impl Gateway {
                 )),
                 Err(e) => Reply::error(format!("kept the old configuration: {e}")),
             },
+        }
+    }
+
+    /// What a metrics scrape shows besides the counters kept as events come.
+    fn snapshot(&self) -> crate::metrics::Snapshot {
+        let sessions = self.sessions();
+        let groups = std::iter::once("default".to_owned())
+            .chain(self.config.groups.iter().map(|g| g.name.clone()));
+        let tunnels = groups
+            .map(|g| {
+                let n = sessions.iter().filter(|s| s.group == g).count();
+                (g, i64::try_from(n).unwrap_or(i64::MAX))
+            })
+            .collect();
+        let usable =
+            |net: ipnet::Ipv4Net| (1i64 << (32 - u32::from(net.prefix_len()))).saturating_sub(2);
+        let leased = |pool: &Arc<Mutex<LeasePool>>| {
+            pool.lock()
+                .map(|p| i64::try_from(p.leases().count()).unwrap_or(i64::MAX))
+                .unwrap_or(0)
+        };
+        let mut pools = vec![(
+            "default".to_owned(),
+            usable(self.config.clients.pool_v4),
+            leased(&self.leases.default),
+        )];
+        for (g, (name, pool)) in self.config.groups.iter().zip(&self.leases.groups) {
+            pools.push((name.clone(), usable(g.pool_v4), leased(pool)));
+        }
+        let endpoint = self.driver.endpoint();
+        crate::metrics::Snapshot {
+            tunnels,
+            pools,
+            half_open: i64::try_from(endpoint.half_open()).unwrap_or(i64::MAX),
+            cookie_threshold: i64::from(self.config.limits.cookie_threshold),
+            cookies_sent: endpoint.stats().cookies_sent,
+            datapath: self.driver.datapath().counters(),
         }
     }
 
@@ -567,6 +629,9 @@ impl Gateway {
 
     async fn stop(mut self) -> Result<(), DaemonError> {
         self.admin_listener.abort();
+        if let Some((_, task)) = &self.scrapes {
+            task.abort();
+        }
         let _ = std::fs::remove_file(&self.config.admin.socket);
         let _queues = self.driver.shutdown(SHUTDOWN_GRACE).await;
         let teardown = match self.installed.take() {
@@ -645,4 +710,17 @@ fn file_safe(name: &str) -> String {
             }
         })
         .collect()
+}
+
+/// The next scrape, or never when metrics are off.
+async fn next_scrape(
+    scrapes: &mut Option<(
+        tokio::sync::mpsc::Receiver<crate::metrics::Scrape>,
+        tokio::task::JoinHandle<()>,
+    )>,
+) -> Option<crate::metrics::Scrape> {
+    match scrapes {
+        Some((rx, _)) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }

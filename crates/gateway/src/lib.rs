@@ -6,4 +6,5 @@ pub mod config;
 pub mod daemon;
 pub mod doctor;
 pub mod ike;
+pub mod metrics;
 pub mod pool;

@@ -147,6 +147,28 @@ pub enum FailureReason {
     Local(String),
 }
 
+impl FailureReason {
+    /// A short stable name for the kind of failure (metrics labels, machine-readable logs).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NoProposalChosen => "no_proposal_chosen",
+            Self::InvalidKeGroup(_) => "invalid_ke_group",
+            Self::PeerRejected(_) => "peer_rejected",
+            Self::AuthPayload(_) => "auth_payload",
+            Self::TsUnacceptable => "ts_unacceptable",
+            Self::AddressPoolExhausted => "address_pool_exhausted",
+            Self::CpRequired => "cp_required",
+            Self::UnsupportedCritical(_) => "unsupported_critical",
+            Self::InvalidSyntax(_) => "invalid_syntax",
+            Self::PeerNotify(_) => "peer_notify",
+            Self::Timeout => "timeout",
+            Self::EstablishTimeout => "establish_timeout",
+            Self::TooManyRetries => "too_many_retries",
+            Self::Local(_) => "local",
+        }
+    }
+}
+
 /// A failure with the notify that went over the wire (if any).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {

@@ -804,16 +804,17 @@ pub async fn check_path(options: &ConnectionOptions, name: &str, addr: SocketAdd
 /// The key: readable by us, private to its owner, and the certificate's.
 fn check_key(path: &Path, leaf: &pki::Certificate) -> Check {
     use std::os::unix::fs::MetadataExt;
+    let missing = |e: std::io::Error| {
+        bad(
+            "key",
+            Verdict::Problem,
+            format!("{}: {e}", path.display()),
+            "install the private key next to the certificate",
+        )
+    };
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
-        Err(e) => {
-            return bad(
-                "key",
-                Verdict::Problem,
-                format!("{}: {e}", path.display()),
-                "install the private key next to the certificate",
-            );
-        }
+        Err(e) => return missing(e),
     };
     let me = nix::unistd::geteuid().as_raw();
     let bytes = match std::fs::read(path) {
@@ -834,14 +835,7 @@ fn check_key(path: &Path, leaf: &pki::Certificate) -> Check {
                 ),
             );
         }
-        Err(e) => {
-            return bad(
-                "key",
-                Verdict::Problem,
-                format!("{}: {e}", path.display()),
-                "install the private key next to the certificate",
-            );
-        }
+        Err(e) => return missing(e),
     };
     if meta.mode() & 0o077 != 0 {
         return bad(

@@ -157,6 +157,20 @@ fn status(agent: &AgentProcess, name: &str) -> Value {
     v[0].clone()
 }
 
+/// `aovpn doctor DeviceTunnel` as root in the client namespace, with the agent's store and
+/// socket.
+fn doctor_device(lab: &Lab, agent: &AgentProcess) -> std::process::Output {
+    std::process::Command::new("ip")
+        .args(["netns", "exec", lab.topo.client.name()])
+        .arg(bin())
+        .args(["doctor", DEVICE, "--system-dir"])
+        .arg(agent.config_dir())
+        .arg("--socket")
+        .arg(agent.socket())
+        .output()
+        .unwrap()
+}
+
 fn state_of(agent: &AgentProcess, name: &str) -> String {
     let v = json(&agent.control(&["list", "--json"]).unwrap());
     v.as_array()
@@ -288,15 +302,7 @@ fn the_device_tunnel_comes_up_without_a_login_and_carries_manage_out() {
     // `aovpn doctor NAME` on the machine: the profile from the system store, the machine
     // certificate, the gateway by a real handshake, and the agent's view, all good.
     let ike_since = status(&agent, DEVICE)["tunnel"]["ike_since"].clone();
-    let out = std::process::Command::new("ip")
-        .args(["netns", "exec", lab.topo.client.name()])
-        .arg(bin())
-        .args(["doctor", DEVICE, "--system-dir"])
-        .arg(agent.config_dir())
-        .arg("--socket")
-        .arg(agent.socket())
-        .output()
-        .unwrap();
+    let out = doctor_device(&lab, &agent);
     let report = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
@@ -768,15 +774,7 @@ fn a_revoked_machine_certificate_is_retried_until_the_revocation_is_lifted() {
         "{text}"
     );
     // `aovpn doctor NAME` shows the same: the handshake refused, the agent backing off.
-    let out = std::process::Command::new("ip")
-        .args(["netns", "exec", lab.topo.client.name()])
-        .arg(bin())
-        .args(["doctor", DEVICE, "--system-dir"])
-        .arg(agent.config_dir())
-        .arg("--socket")
-        .arg(agent.socket())
-        .output()
-        .unwrap();
+    let out = doctor_device(&lab, &agent);
     let said = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(1), "{said}");
     let line = |check: &str| {
@@ -1645,15 +1643,7 @@ fn split_dns_sends_corporate_names_through_the_tunnel_and_the_rest_outside() {
     );
     assert_eq!(dig(client, &stub, "www.public.example"), "198.51.100.80");
     // `aovpn doctor` asks the rule's server through the tunnel.
-    let out = std::process::Command::new("ip")
-        .args(["netns", "exec", client.name()])
-        .arg(bin())
-        .args(["doctor", DEVICE, "--system-dir"])
-        .arg(agent.config_dir())
-        .arg("--socket")
-        .arg(agent.socket())
-        .output()
-        .unwrap();
+    let out = doctor_device(&lab, &agent);
     let report = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         report

@@ -21,33 +21,27 @@ const GATEWAY_NAME: &str = "vpn.doctor.example";
 /// `aovpn doctor ARGS` in the client namespace (through `ip netns exec`, which shows it the
 /// lab's hosts file): exit code and report.
 fn doctor(lab: &Lab, args: &[&str]) -> (i32, String) {
-    let out = Command::new("ip")
-        .args(["netns", "exec", lab.topo.client.name()])
-        .arg(bin())
-        .arg("doctor")
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    doctor_as(lab, &[], args)
 }
 
-/// `aovpn doctor ARGS` as another user (uid and gid 65534) in the client namespace.
+/// The same as another user (uid and gid 65534).
 fn doctor_as_nobody(lab: &Lab, args: &[&str]) -> (i32, String) {
-    let out = Command::new("ip")
-        .args(["netns", "exec", lab.topo.client.name()])
-        .args([
+    doctor_as(
+        lab,
+        &[
             "setpriv",
             "--reuid=65534",
             "--regid=65534",
             "--clear-groups",
-        ])
+        ],
+        args,
+    )
+}
+
+fn doctor_as(lab: &Lab, wrapper: &[&str], args: &[&str]) -> (i32, String) {
+    let out = Command::new("ip")
+        .args(["netns", "exec", lab.topo.client.name()])
+        .args(wrapper)
         .arg(bin())
         .arg("doctor")
         .args(args)

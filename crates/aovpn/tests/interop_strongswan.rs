@@ -1245,19 +1245,23 @@ fn doctor_against_a_strongswan_gateway() {
         diag(&charon, &[])
     );
 
-    let other = Suite {
-        ike: "aes256-sha384-ecp384",
-        esp: "aes256gcm16",
-        ike_listed: "",
-        esp_listed: "",
+    // strongSwan limited to `ike` and `esp`: the doctor finds a problem; its ike line.
+    let limited_to = |ike: &'static str, esp: &'static str| {
+        let suite = Suite {
+            ike,
+            esp,
+            ike_listed: "",
+            esp_listed: "",
+        };
+        charon
+            .configure(&lab.strongswan_gateway_conf(&suite))
+            .unwrap();
+        charon.load_all().unwrap();
+        let (code, report) = doctor();
+        assert_eq!(code, Some(1), "{report}");
+        (line(&report, "ike"), report)
     };
-    charon
-        .configure(&lab.strongswan_gateway_conf(&other))
-        .unwrap();
-    charon.load_all().unwrap();
-    let (code, report) = doctor();
-    assert_eq!(code, Some(1), "{report}");
-    let ike = line(&report, "ike");
+    let (ike, report) = limited_to("aes256-sha384-ecp384", "aes256gcm16");
     assert!(
         ike.contains("NO_PROPOSAL_CHOSEN")
             && ike.contains("the gateway's, of 13 common suites asked: aes256-sha384-ecp384"),
@@ -1271,19 +1275,7 @@ fn doctor_against_a_strongswan_gateway() {
     );
 
     // Our IKE proposals taken, none of our ESP ones: the Child SA's refusal is named.
-    let esp_only = Suite {
-        ike: GCM_ECP384.ike,
-        esp: "aes192-sha384",
-        ike_listed: "",
-        esp_listed: "",
-    };
-    charon
-        .configure(&lab.strongswan_gateway_conf(&esp_only))
-        .unwrap();
-    charon.load_all().unwrap();
-    let (code, report) = doctor();
-    assert_eq!(code, Some(1), "{report}");
-    let ike = line(&report, "ike");
+    let (ike, report) = limited_to(GCM_ECP384.ike, "aes192-sha384");
     assert!(
         ike.contains("the Child SA was refused")
             && ike.contains("takes our IKE proposals but none of our ESP proposals"),

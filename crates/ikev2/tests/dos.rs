@@ -11,19 +11,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use ikev2::ipsec_crypto::Provider;
-use ikev2::{Endpoint, IkeSa, InitiatorConfig, ResponderConfig};
+use ikev2::{Endpoint, IkeSa, InitiatorConfig};
 use pki::KeyAlgorithm;
-
-fn responder(cfg: ResponderConfig) -> Endpoint {
-    let mut e = Endpoint::new(
-        Arc::new(cfg),
-        Arc::new(Provider::deterministic(b"gw")),
-        Box::new(TestPool::with(&["172.16.201.10"])),
-    )
-    .unwrap();
-    e.set_unix_time(UNIX_NOW);
-    e
-}
 
 /// The IKE_SA_INIT request of a fresh initiator at `from`.
 fn init_request(cfg: &Arc<InitiatorConfig>, seed: u32, from: SocketAddr, now: Instant) -> Vec<u8> {

@@ -6,7 +6,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Instant;
 
 use common::*;
@@ -15,17 +14,10 @@ use ikev2::probe::{Probe, ProbeAnswer, answer, probe};
 use ikev2::{Endpoint, IkeProposal};
 use pki::KeyAlgorithm;
 
-fn responder(proposals: &str) -> Endpoint {
+fn responder_taking(proposals: &str) -> Endpoint {
     let mut cfg = Setup::new(KeyAlgorithm::P256).server;
     cfg.ike.ike_proposals = IkeProposal::parse_list(proposals, true).unwrap();
-    let mut e = Endpoint::new(
-        Arc::new(cfg),
-        Arc::new(Provider::deterministic(b"gw")),
-        Box::new(TestPool::with(&["172.16.201.10"])),
-    )
-    .unwrap();
-    e.set_unix_time(UNIX_NOW);
-    e
+    responder(cfg)
 }
 
 fn ask(ep: &mut Endpoint, p: &Probe) -> ProbeAnswer {
@@ -40,7 +32,7 @@ fn ask(ep: &mut Endpoint, p: &Probe) -> ProbeAnswer {
 
 #[test]
 fn a_responder_says_which_proposals_it_takes_and_keeps_nothing() {
-    let mut gw = responder("aes256gcm16-prfsha384-ecp384");
+    let mut gw = responder_taking("aes256gcm16-prfsha384-ecp384");
     let provider = Provider::deterministic(b"probe");
     let ours = IkeProposal::parse_list("aes256gcm16-prfsha384-ecp384", false).unwrap();
     let p = probe(&ours, 0, &provider).unwrap();
@@ -58,7 +50,7 @@ fn a_responder_says_which_proposals_it_takes_and_keeps_nothing() {
 
 #[test]
 fn a_probe_is_padded_to_the_size_asked_and_still_answered() {
-    let mut gw = responder("aes256gcm16-prfsha384-ecp384");
+    let mut gw = responder_taking("aes256gcm16-prfsha384-ecp384");
     let provider = Provider::deterministic(b"probe");
     let ours = IkeProposal::parse_list("aes256gcm16-prfsha384-ecp384", false).unwrap();
     for len in [300, 1000, 1436, 1472, 9000] {
@@ -82,13 +74,7 @@ fn a_probe_follows_a_cookie() {
     let mut cfg = Setup::new(KeyAlgorithm::P256).server;
     cfg.ike.ike_proposals = IkeProposal::parse_list("aes256gcm16-prfsha384-ecp384", true).unwrap();
     cfg.cookie_threshold = 0;
-    let mut gw = Endpoint::new(
-        Arc::new(cfg),
-        Arc::new(Provider::deterministic(b"gw")),
-        Box::new(TestPool::with(&["172.16.201.10"])),
-    )
-    .unwrap();
-    gw.set_unix_time(UNIX_NOW);
+    let mut gw = responder(cfg);
     let provider = Provider::deterministic(b"probe");
     let ours = IkeProposal::parse_list("aes256gcm16-prfsha384-ecp384", false).unwrap();
     let p = probe(&ours, 1200, &provider).unwrap();

@@ -393,3 +393,15 @@ impl Pair {
 pub fn unix(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
+
+/// A responder endpoint with `cfg`, one pool address and the tests' clock.
+pub fn responder(cfg: ikev2::ResponderConfig) -> ikev2::Endpoint {
+    let mut e = ikev2::Endpoint::new(
+        Arc::new(cfg),
+        Arc::new(Provider::deterministic(b"gw")),
+        Box::new(TestPool::with(&["172.16.201.10"])),
+    )
+    .expect("a responder endpoint");
+    e.set_unix_time(UNIX_NOW);
+    e
+}

@@ -88,11 +88,22 @@ fn log_filter(spec: Option<&str>) -> tracing_subscriber::EnvFilter {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(log_filter(std::env::var("AOVPN_LOG").ok().as_deref()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let filter = log_filter(std::env::var("AOVPN_LOG").ok().as_deref());
+    // AOVPN_LOG_FORMAT=json: one JSON object per line (for a log shipper), the same events
+    // and fields as the text lines.
+    if std::env::var("AOVPN_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    } else {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Agent(args) => agent_cmd::run_agent(args),

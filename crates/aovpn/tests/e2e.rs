@@ -2017,6 +2017,18 @@ fn the_gateway_serves_prometheus_metrics() {
         1
     );
     assert_eq!(value(&before, "aovpn_gateway_ike_setups_total"), 1);
+    // Its handshake, within 10 s and counted once.
+    assert_eq!(
+        value(&before, "aovpn_gateway_ike_handshake_seconds_count"),
+        1
+    );
+    assert_eq!(
+        value(
+            &before,
+            "aovpn_gateway_ike_handshake_seconds_bucket{le=\"10.0\"}"
+        ),
+        1
+    );
     assert_eq!(
         value(&before, "aovpn_gateway_pool_leased{group=\"default\"}"),
         1
@@ -2050,4 +2062,40 @@ fn the_gateway_serves_prometheus_metrics() {
     );
     assert!(get("POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405"));
     assert!(get("GET /admin HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
+}
+
+/// `AOVPN_LOG_FORMAT=json`: every log line is one JSON object with the level, target and the
+/// event's fields (for a log shipper); without it, text.
+#[test]
+fn logs_are_json_lines_when_asked() {
+    let run = |json: bool| {
+        let mut cmd = Command::new(bin());
+        cmd.args([
+            "doctor",
+            "--server",
+            "127.0.0.1",
+            "--cert",
+            "/nonexistent/c.pem",
+            "--key",
+            "/nonexistent/k.pem",
+        ]);
+        if json {
+            cmd.env("AOVPN_LOG_FORMAT", "json");
+        }
+        String::from_utf8_lossy(&cmd.output().unwrap().stderr).into_owned()
+    };
+    let logs = run(true);
+    let lines: Vec<Value> = logs
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(!lines.is_empty(), "{logs}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["level"].is_string() && l["fields"]["message"].is_string()),
+        "{logs}"
+    );
+    assert!(!run(false).lines().any(|l| l.starts_with('{')));
 }

@@ -286,8 +286,8 @@ impl Gateway {
     fn on_event(&mut self, event: DriverEvent) -> bool {
         match event {
             DriverEvent::Established { sa } => {
-                self.metrics.setup();
                 if let Some(info) = self.driver.sa(sa).and_then(|r| r.info.as_ref()) {
+                    self.metrics.setup(info.handshake);
                     tracing::info!(peer = %info.peer_id, subject = %info.peer_subject, from = %info.remote, "client authenticated");
                 }
                 true

@@ -13,9 +13,16 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
+
+/// Handshake durations told apart, in seconds (a LAN handshake takes milliseconds; EAP-TLS
+/// and lossy paths take longer).
+const HANDSHAKE_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// Longest request head a scraper may send.
 const MAX_HEAD: usize = 8 * 1024;
@@ -58,6 +65,7 @@ pub struct Metrics {
     registry: Registry,
     tunnels: Family<GroupLabel, Gauge>,
     setups: Counter,
+    handshake: Histogram,
     failures: Family<ReasonLabel, Counter>,
     datapath: Family<CounterLabel, Counter>,
     pool_size: Family<GroupLabel, Gauge>,
@@ -80,6 +88,7 @@ impl Metrics {
             registry: Registry::default(),
             tunnels: Family::default(),
             setups: Counter::default(),
+            handshake: Histogram::new(HANDSHAKE_BUCKETS),
             failures: Family::default(),
             datapath: Family::default(),
             pool_size: Family::default(),
@@ -97,6 +106,11 @@ impl Metrics {
             "ike_setups",
             "Client IKE SAs established since start",
             m.setups.clone(),
+        );
+        registry.register(
+            "ike_handshake_seconds",
+            "From a client's first IKE_SA_INIT to its IKE SA established (COOKIE and INVALID_KE round trips and EAP included)",
+            m.handshake.clone(),
         );
         registry.register(
             "ike_failures",
@@ -136,9 +150,10 @@ impl Metrics {
         Metrics { registry, ..m }
     }
 
-    /// A client's IKE SA came up.
-    pub fn setup(&self) {
+    /// A client's IKE SA came up after a handshake of `took`.
+    pub fn setup(&self, took: std::time::Duration) {
         self.setups.inc();
+        self.handshake.observe(took.as_secs_f64());
     }
 
     /// An IKE SA failed before it was established.
@@ -276,7 +291,7 @@ mod tests {
     #[test]
     fn the_text_carries_every_family_and_counters_only_grow() {
         let m = Metrics::new();
-        m.setup();
+        m.setup(std::time::Duration::from_millis(30));
         m.failure(&ikev2::FailureReason::Timeout);
         let mut snap = Snapshot {
             tunnels: vec![("default".into(), 2), ("eng".into(), 1)],
@@ -291,6 +306,8 @@ mod tests {
         for line in [
             "aovpn_gateway_tunnels{group=\"eng\"} 1",
             "aovpn_gateway_ike_setups_total 1",
+            "aovpn_gateway_ike_handshake_seconds_bucket{le=\"0.05\"} 1",
+            "aovpn_gateway_ike_handshake_seconds_bucket{le=\"0.025\"} 0",
             "aovpn_gateway_ike_failures_total{reason=\"timeout\"} 1",
             "aovpn_gateway_datapath_total{counter=\"tun_rx_bytes\"} 1000",
             "aovpn_gateway_pool_leased{group=\"default\"} 3",

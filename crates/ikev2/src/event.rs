@@ -57,6 +57,8 @@ pub struct IkeSaInfo {
     pub eap_tls: Option<String>,
     /// The policy group the responder put the peer in (`None`: its defaults).
     pub group: Option<String>,
+    /// From the first IKE_SA_INIT to now (COOKIE and INVALID_KE round trips included).
+    pub handshake: std::time::Duration,
 }
 
 /// A negotiated Child SA with its keys (RFC 7296 2.17), ready for the ESP data plane.

@@ -33,7 +33,12 @@ pub struct Fixture {
 struct OnePool;
 
 impl AddressPool for OnePool {
-    fn allocate(&mut self, _: &IkeId, family: AddressFamily) -> Option<std::net::IpAddr> {
+    fn allocate(
+        &mut self,
+        _: &IkeId,
+        _: Option<&str>,
+        family: AddressFamily,
+    ) -> Option<std::net::IpAddr> {
         (family == AddressFamily::V4).then(|| std::net::IpAddr::from([172, 16, 201, 10]))
     }
     fn release(&mut self, _: &IkeId, _: std::net::IpAddr) {}
@@ -55,10 +60,20 @@ impl Fixture {
         let ca = CertificateAuthority::new_root("fuzz root", KeyAlgorithm::P256, validity)
             .expect("root");
         let gw = ca
-            .issue(CertKind::Gateway, "gw.fuzz.test", KeyAlgorithm::P256, validity)
+            .issue(
+                CertKind::Gateway,
+                "gw.fuzz.test",
+                KeyAlgorithm::P256,
+                validity,
+            )
             .expect("gateway");
         let cl = ca
-            .issue(CertKind::Machine, "client.fuzz.test", KeyAlgorithm::P256, validity)
+            .issue(
+                CertKind::Machine,
+                "client.fuzz.test",
+                KeyAlgorithm::P256,
+                validity,
+            )
             .expect("client");
         let trust = pki::TrustStore::with_roots([ca.cert().clone()]).expect("trust");
         let client = InitiatorConfig::new(IkeConfig::new(

@@ -49,7 +49,11 @@ fuzz_target!(|data: &[u8]| {
             .is_none_or(|p| p.client.state() != ikev2::IkeSaState::Established)
         {
             // Both ends are ours and configured alike: not establishing is a bug, not noise.
-            *slot = Some(FIXTURE.with(|f| f.establish()).expect("the fixture establishes"));
+            *slot = Some(
+                FIXTURE
+                    .with(|f| f.establish())
+                    .expect("the fixture establishes"),
+            );
         }
         let Some(pair) = slot.as_mut() else {
             return;

@@ -231,7 +231,7 @@ impl IkeSa {
         Ok(out)
     }
 
-    pub(super) fn established_info(&self, subject: String) -> Option<IkeSaInfo> {
+    pub(super) fn established_info(&self, subject: String, now: Instant) -> Option<IkeSaInfo> {
         Some(IkeSaInfo {
             spi_i: self.spi_i,
             spi_r: self.spi_r,
@@ -247,6 +247,9 @@ impl IkeSa {
             nat_detected: self.nat_detected,
             eap_tls: self.eap_tls.clone(),
             group: self.peer_policy.as_ref().map(|p| p.group.clone()),
+            handshake: self.started.map_or(std::time::Duration::ZERO, |t| {
+                now.saturating_duration_since(t)
+            }),
         })
     }
 
@@ -339,7 +342,7 @@ impl IkeSa {
         self.state = IkeSaState::Established;
         self.reassembler = Reassembler::new(ReassemblyLimits::default());
         self.start_ike_lifetime(now);
-        if let Some(info) = self.established_info(subject) {
+        if let Some(info) = self.established_info(subject, now) {
             self.events.push_back(Event::IkeSaEstablished(info));
         }
         match child {
@@ -852,7 +855,7 @@ impl IkeSa {
         self.state = IkeSaState::Established;
         self.mobike = cfg.mobike && payloads.notify(NotifyType::MOBIKE_SUPPORTED).is_some();
         self.start_ike_lifetime(now);
-        if let Some(info) = self.established_info(subject) {
+        if let Some(info) = self.established_info(subject, now) {
             self.events.push_back(Event::IkeSaEstablished(info));
         }
         match self.initiator_child(cfg, payloads) {

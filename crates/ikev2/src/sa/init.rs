@@ -149,6 +149,7 @@ impl IkeSa {
             .is_some();
         sa_state.peer_hashes = parse_hash_algs(p);
         sa_state.establish_deadline = Some(now + ike.establish_timeout);
+        sa_state.started = Some(now);
         // Until the peer authenticates it may make us hold one fragmented message at a time,
         // of a size an IKE_AUTH with a long certificate chain needs and no more.
         sa_state.reassembler = Reassembler::new(HALF_OPEN_REASSEMBLY);

@@ -175,6 +175,8 @@ pub struct IkeSa {
     peer_policy: Option<Arc<crate::PeerPolicy>>,
     peer_auth_method: Option<AuthMethod>,
     establish_deadline: Option<Instant>,
+    /// When the first IKE_SA_INIT was sent or received (for the handshake's duration).
+    started: Option<Instant>,
     unix_time: u64,
     assigned: Vec<IpAddr>,
     last_rx: Option<Instant>,
@@ -394,6 +396,7 @@ impl IkeSa {
         sa.dh = Some(dh);
         sa.child_spi_in = sa.new_child_spi().map_err(crypto)?;
         sa.establish_deadline = Some(deadline);
+        sa.started = Some(now);
         sa.send_init_request(now)
             .map_err(|e| ConnectError::Encode(e.to_string()))?;
         Ok(sa)
@@ -455,6 +458,7 @@ impl IkeSa {
             peer_policy: None,
             peer_auth_method: None,
             establish_deadline: None,
+            started: None,
             unix_time: 0,
             assigned: Vec::new(),
             last_rx: None,

@@ -931,3 +931,38 @@ fn eku_names(eku: &pki::Eku) -> String {
     }
     names.join(", ")
 }
+
+/// Whether the certificate is of the kind the tunnel is: a device tunnel authenticates the
+/// machine (a certificate naming a host), a user tunnel its user (a UPN or e-mail name).
+/// Gateways that take only machine certificates for device tunnels (`clients.accept`, Azure's
+/// device tunnel) refuse the other kind.
+pub fn check_kind(cert: &Path, device_tunnel: bool) -> Option<Check> {
+    let leaf = std::fs::read(cert)
+        .ok()
+        .and_then(|b| pki::load_certificates(&b).ok())?
+        .into_iter()
+        .next()?;
+    let names_a_user = !leaf.upns().is_empty() || !leaf.rfc822_names().is_empty();
+    Some(match (device_tunnel, names_a_user) {
+        (true, true) => bad(
+            "certificate kind",
+            Verdict::Warning,
+            "a device tunnel with a user's certificate (it names a UPN or e-mail address)",
+            "the device tunnel uses the machine certificate (Local Computer store on Windows, /etc/aovpn/machine here); gateways that take machine certificates only for it refuse this one",
+        ),
+        (false, false) => bad(
+            "certificate kind",
+            Verdict::Warning,
+            "a user tunnel with a certificate that names no user (no UPN or e-mail address)",
+            "the user tunnel uses the user's own certificate (her UPN in its subjectAltName)",
+        ),
+        (true, false) => ok(
+            "certificate kind",
+            "a machine certificate, for the device tunnel",
+        ),
+        (false, true) => ok(
+            "certificate kind",
+            "a user certificate, for the user tunnel",
+        ),
+    })
+}

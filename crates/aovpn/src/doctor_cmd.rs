@@ -180,6 +180,9 @@ async fn checks(args: &DoctorArgs) -> Vec<Check> {
     // Our certificate and key.
     let creds = doctor::check_credentials(&files, tunnel::host::unix_now());
     out.extend(creds);
+    if let Some(plan) = &plan {
+        out.extend(doctor::check_kind(&files.cert, plan.device_tunnel));
+    }
     // A handshake even when a check above found a problem, as long as the files load: what
     // the gateway says to them confirms the diagnosis.
     let credentials = agent::connection::load_credentials(&files.cert, &files.key, &files.ca).ok();

@@ -9,6 +9,7 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::Command;
 
 use common::{Lab, bin};
@@ -57,6 +58,34 @@ fn doctor_as(lab: &Lab, wrapper: &[&str], args: &[&str]) -> (i32, String) {
     )
 }
 
+/// `--server GATEWAY_NAME --cert CERT --key KEY --ca CA`.
+fn server_args(cert: &Path, key: &Path, ca: &Path) -> Vec<String> {
+    let path = |p: &Path| p.to_str().unwrap().to_owned();
+    vec![
+        "--server".into(),
+        GATEWAY_NAME.into(),
+        "--cert".into(),
+        path(cert),
+        "--key".into(),
+        path(key),
+        "--ca".into(),
+        path(ca),
+    ]
+}
+
+/// The machine's certificate and key, the lab's root.
+fn machine_args(lab: &Lab) -> Vec<String> {
+    server_args(
+        &lab.pki.machine_cert,
+        &lab.pki.machine_key,
+        &lab.pki.ca_cert,
+    )
+}
+
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
 /// Runs `nft` with `script` in `ns`.
 fn nft(ns: &Netns, script: &str) {
     let out = ns.exec(["nft", script]).unwrap();
@@ -77,22 +106,9 @@ fn line<'a>(report: &'a str, check: &str) -> &'a str {
 #[test]
 fn doctor_names_each_failure_and_passes_a_good_setup() {
     let lab = Lab::routed("doc", PkiOptions::new(GATEWAY_NAME), true, GATEWAY_NAME);
-    let p = &lab.pki;
-    let (cert, key, ca) = (
-        p.machine_cert.to_str().unwrap(),
-        p.machine_key.to_str().unwrap(),
-        p.ca_cert.to_str().unwrap(),
-    );
-    let base = [
-        "--server",
-        GATEWAY_NAME,
-        "--cert",
-        cert,
-        "--key",
-        key,
-        "--ca",
-        ca,
-    ];
+    let owned = machine_args(&lab);
+    let base = strs(&owned);
+    let key = lab.pki.machine_key.to_str().unwrap();
 
     // No gateway: the handshake gets no answer, and the report says where to look.
     let (code, report) = doctor(&lab, &base);
@@ -139,6 +155,41 @@ fn doctor_names_each_failure_and_passes_a_good_setup() {
     assert!(line(&report, "key").starts_with("problem"), "{report}");
     assert!(
         report.contains(&format!("chmod 600 {}", loose.display())),
+        "{report}"
+    );
+
+    // A device tunnel profile with Alice's (user) certificate: the wrong kind, said so.
+    let device_xml = lab.dir("device.xml");
+    std::fs::write(
+        &device_xml,
+        format!(
+            "<VPNProfile><NativeProfile><Servers>{GATEWAY_NAME}</Servers>\
+             <NativeProtocolType>IKEv2</NativeProtocolType>\
+             <Authentication><MachineMethod>Certificate</MachineMethod></Authentication>\
+             <RoutingPolicyType>SplitTunnel</RoutingPolicyType></NativeProfile>\
+             <AlwaysOn>true</AlwaysOn><DeviceTunnel>true</DeviceTunnel></VPNProfile>"
+        ),
+    )
+    .unwrap();
+    let (_, report) = doctor(
+        &lab,
+        &[
+            "--profile-file",
+            device_xml.to_str().unwrap(),
+            "--cert",
+            lab.pki.user_cert.to_str().unwrap(),
+            "--key",
+            lab.pki.user_key.to_str().unwrap(),
+            "--ca",
+            lab.pki.ca_cert.to_str().unwrap(),
+        ],
+    );
+    let kind = report
+        .lines()
+        .find(|l| l.contains("certificate kind"))
+        .unwrap_or_else(|| panic!("no certificate kind line in\n{report}"));
+    assert!(
+        kind.starts_with("warning") && kind.contains("a device tunnel with a user's certificate"),
         "{report}"
     );
 
@@ -218,17 +269,8 @@ fn doctor_measures_the_path_to_udp_4500() {
         false,
         GATEWAY_NAME,
     );
-    let p = &lab.pki;
-    let base = [
-        "--server",
-        GATEWAY_NAME,
-        "--cert",
-        p.machine_cert.to_str().unwrap(),
-        "--key",
-        p.machine_key.to_str().unwrap(),
-        "--ca",
-        p.ca_cert.to_str().unwrap(),
-    ];
+    let owned = machine_args(&lab);
+    let base = strs(&owned);
     let gw = GatewayProcess::start(
         bin(),
         &lab.topo.gateway,
@@ -334,23 +376,10 @@ fn doctor_puts_the_gateways_proposals_beside_ours() {
         false,
         GATEWAY_NAME,
     );
-    let p = &lab.pki;
     let mut opts = GatewayOpts::new(&lab.pki, lab.topo.gateway_wan().into());
     opts.ike_proposals = vec!["aes256-sha384-ecp384".into()];
     let gw = GatewayProcess::start(bin(), &lab.topo.gateway, &lab.dir("gw"), &opts).unwrap();
-    let (code, report) = doctor(
-        &lab,
-        &[
-            "--server",
-            GATEWAY_NAME,
-            "--cert",
-            p.machine_cert.to_str().unwrap(),
-            "--key",
-            p.machine_key.to_str().unwrap(),
-            "--ca",
-            p.ca_cert.to_str().unwrap(),
-        ],
-    );
+    let (code, report) = doctor(&lab, &strs(&machine_args(&lab)));
     assert_eq!(code, 1, "{report}\n{}", gw.log());
     let ike = line(&report, "ike");
     assert!(
@@ -374,22 +403,8 @@ fn doctor_names_certificate_problems() {
         GATEWAY_NAME,
     );
     let p = &lab.pki;
-    let ca = p.ca_cert.to_str().unwrap();
-    let with = |cert: &str, key: &str| -> Vec<String> {
-        [
-            "--server",
-            GATEWAY_NAME,
-            "--cert",
-            cert,
-            "--key",
-            key,
-            "--ca",
-            ca,
-        ]
-        .map(str::to_owned)
-        .to_vec()
-    };
-    let run = |args: &[String]| doctor(&lab, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let with = |cert: &str, key: &str| server_args(Path::new(cert), Path::new(key), &p.ca_cert);
+    let run = |args: &[String]| doctor(&lab, &strs(args));
     let machine = with(
         p.machine_cert.to_str().unwrap(),
         p.machine_key.to_str().unwrap(),
@@ -455,19 +470,12 @@ fn doctor_names_certificate_problems() {
         std::fs::set_permissions(shared.join(to), std::fs::Permissions::from_mode(mode)).unwrap();
     }
     let s = |f: &str| shared.join(f).to_str().unwrap().to_owned();
-    let (code, report) = doctor_as_nobody(
-        &lab,
-        &[
-            "--server",
-            GATEWAY_NAME,
-            "--cert",
-            &s("c.crt"),
-            "--key",
-            &s("c.key"),
-            "--ca",
-            &s("ca.crt"),
-        ],
+    let args = server_args(
+        Path::new(&s("c.crt")),
+        Path::new(&s("c.key")),
+        Path::new(&s("ca.crt")),
     );
+    let (code, report) = doctor_as_nobody(&lab, &strs(&args));
     assert_eq!(code, 1, "{report}");
     let key = line(&report, "key");
     assert!(

@@ -652,10 +652,15 @@ async fn gateway_suites(
     if answers.by_spi.is_empty() {
         return None;
     }
+    // Unauthenticated answers: an attacker on the path could claim the gateway takes only a
+    // weak suite, so weak ones are never given as plain advice.
     let theirs = asked
         .iter()
         .filter(|(_, spi)| accepted(*spi))
-        .map(|(s, _)| (*s).to_owned())
+        .map(|(s, _)| match ikev2::IkeProposal::parse(s, false) {
+            Ok(_) => (*s).to_owned(),
+            Err(_) => format!("{s} (weak, for old Windows only)"),
+        })
         .collect();
     Some((accepted(own.spi_i), theirs))
 }

@@ -116,7 +116,7 @@ pub(crate) fn plain_options(
 
 fn write_status(path: Option<&Path>, status: &ConnectionStatus) {
     if let Some(path) = path {
-        tunnel::host::write_json_atomically(path, status);
+        tunnel::host::write_json_atomically(path, status, 0o644);
     }
 }
 

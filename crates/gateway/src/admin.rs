@@ -165,6 +165,8 @@ async fn accept_loop(listener: UnixListener, commands: mpsc::Sender<Command>, gr
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let Ok((stream, _)) = listener.accept().await else {
+            // Out of descriptors, say: not a busy loop.
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             continue;
         };
         let Ok(slot) = slots.clone().acquire_owned().await else {

@@ -73,14 +73,16 @@ pub struct Group {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GroupMatch {
-    /// The issuing CA's subject, as `aovpn pki` and `openssl x509 -issuer` print it
-    /// (`CN=Engineering Issuing CA`).
+    /// The SHA-1 thumbprint of a CA on the client's validated path (the intermediate that
+    /// issued it, or the root), as `aovpn pki thumbprint` prints it: a CA by its key and
+    /// signature, not by a name another CA could also carry.
     #[serde(default)]
-    pub issuer: Option<String>,
-    /// A subject O value.
+    pub issuer_thumbprint: Option<String>,
+    /// A subject O value (any trusted CA can write any O: combine with issuer_thumbprint
+    /// when several CAs are trusted).
     #[serde(default)]
     pub subject_o: Option<String>,
-    /// A subject OU value.
+    /// A subject OU value (the same caution).
     #[serde(default)]
     pub subject_ou: Option<String>,
     /// A domain a dNSName ends in (machine certificates).
@@ -93,8 +95,9 @@ pub struct GroupMatch {
 }
 
 impl GroupMatch {
-    /// Whether the client certificate `leaf` satisfies every criterion.
-    pub fn matches(&self, leaf: &pki::Certificate) -> bool {
+    /// Whether the client certificate `leaf`, validated through the CAs `path` (their
+    /// thumbprints), satisfies every criterion.
+    pub fn matches(&self, leaf: &pki::Certificate, path: &[Thumbprint]) -> bool {
         let eq = |a: &str, b: &str| a.trim().eq_ignore_ascii_case(b.trim());
         let under = |name: &str, domain: &str| {
             let name = name.trim_end_matches('.').to_ascii_lowercase();
@@ -105,7 +108,9 @@ impl GroupMatch {
             name == domain || name.ends_with(&format!(".{domain}"))
         };
         let domain_of = |user: &str| user.rsplit_once('@').map(|(_, d)| d.to_owned());
-        self.issuer.as_ref().is_none_or(|i| eq(leaf.issuer(), i))
+        self.issuer_thumbprint
+            .as_ref()
+            .is_none_or(|t| t.parse::<Thumbprint>().is_ok_and(|t| path.contains(&t)))
             && self
                 .subject_o
                 .as_ref()
@@ -686,6 +691,17 @@ impl GatewayConfig {
             }
         }
         self.validate_groups()?;
+        // Unauthenticated: a scraper on this machine (or a proxy that authenticates).
+        if let Some(addr) = self.metrics.listen
+            && !addr.ip().is_loopback()
+        {
+            return Err((
+                "metrics.listen",
+                format!(
+                    "{addr} is not a loopback address: the metrics have no authentication (put an authenticating proxy in front to serve them further)"
+                ),
+            ));
+        }
         // Short lifetimes are for tests; a rekey needs a few round trips of headroom.
         // Upper bounds keep every timer the engine derives far from overflowing `Instant`.
         for (field, value) in [
@@ -748,15 +764,32 @@ impl GatewayConfig {
         let mut names = BTreeSet::new();
         for (i, g) in self.groups.iter().enumerate() {
             let at = |what: &str| format!("groups[{i}] ({}): {what}", g.name);
-            if g.name.trim().is_empty() || !names.insert(g.name.to_ascii_lowercase()) {
+            // Names also name the lease files: two that read the same there are one.
+            if g.name.trim().is_empty() || !names.insert(crate::daemon::file_safe(&g.name)) {
                 return Err(("groups.name", at("every group needs a name of its own")));
+            }
+            if g.name.eq_ignore_ascii_case("default") {
+                return Err((
+                    "groups.name",
+                    at("\"default\" names the clients no group matches"),
+                ));
             }
             if g.matches.is_empty() {
                 return Err((
                     "groups.match",
                     at(
-                        "matches nothing: give issuer, subject_o, subject_ou, dns_suffix or upn_suffix",
+                        "matches nothing: give issuer_thumbprint, subject_o, subject_ou, dns_suffix or upn_suffix",
                     ),
+                ));
+            }
+            if let Some(t) = &g.matches.issuer_thumbprint
+                && t.parse::<Thumbprint>().is_err()
+            {
+                return Err((
+                    "groups.match",
+                    at(&format!(
+                        "issuer_thumbprint {t:?} is not a SHA-1 thumbprint (40 hex digits)"
+                    )),
                 ));
             }
             if g.routes.is_empty() {
@@ -967,6 +1000,10 @@ dns = ["10.1.0.53"]
             err.contains("clients.revocation_file") && err.contains("line 2"),
             "{err}"
         );
+        let text = format!("{GOOD}[metrics]\nlisten = \"0.0.0.0:9477\"\n");
+        assert_eq!(field_of(&text), "metrics.listen");
+        let text = format!("{GOOD}[metrics]\nlisten = \"127.0.0.1:9477\"\n");
+        assert!(load(&text).is_ok());
         let text = format!("{GOOD}[admin]\ngroup = \"no-such-group-aovpn\"\n");
         assert_eq!(field_of(&text), "admin.group");
         let text = format!("{GOOD}[admin]\ngroup = \"4242\"\nsocket = \"admin.sock\"\n");
@@ -1008,12 +1045,19 @@ dns = ["10.1.0.53"]
         );
         assert_eq!(field_of(&group("172.16.202.0/24", "")), "groups.match");
         let twice = format!(
-            "{}[[groups]]\nname = \"ENG\"\nmatch = {{ issuer = \"CN=x\" }}\npool_v4 = \"172.16.203.0/24\"\nroutes = [\"10.1.3.0/24\"]\n",
-            group("172.16.202.0/24", "issuer = \"CN=y\"")
+            "{}[[groups]]\nname = \"ENG\"\nmatch = {{ dns_suffix = \"x\" }}\npool_v4 = \"172.16.203.0/24\"\nroutes = [\"10.1.3.0/24\"]\n",
+            group("172.16.202.0/24", "dns_suffix = \"y\"")
         );
         assert_eq!(field_of(&twice), "groups.name");
+        assert_eq!(
+            field_of(&group("172.16.202.0/24", "issuer_thumbprint = \"CN=Eng\"")),
+            "groups.match"
+        );
+        let named_default = group("172.16.202.0/24", "dns_suffix = \"y\"")
+            .replace("name = \"eng\"", "name = \"Default\"");
+        assert_eq!(field_of(&named_default), "groups.name");
         let old = load(GOOD).unwrap();
-        let new = load(&group("172.16.202.0/24", "issuer = \"CN=y\"")).unwrap();
+        let new = load(&group("172.16.202.0/24", "dns_suffix = \"y\"")).unwrap();
         assert!(
             old.needs_restart_for(&new)
                 .iter()
@@ -1051,19 +1095,41 @@ dns = ["10.1.0.53"]
             .chain
             .remove(0);
         let m = |text: &str| -> GroupMatch { toml::from_str(text).unwrap() };
-        assert!(m("issuer = \"CN=Engineering CA\"").matches(&carol));
-        assert!(!m("issuer = \"CN=Engineering CA\"").matches(&pc));
-        assert!(m("upn_suffix = \"corp.example\"").matches(&carol));
-        assert!(m("upn_suffix = \"eng.corp.example\"").matches(&carol));
-        assert!(!m("upn_suffix = \"ng.corp.example\"").matches(&carol));
-        assert!(!m("upn_suffix = \"eng.corp.example\"").matches(&pc));
-        assert!(m("dns_suffix = \"lab.corp.example\"").matches(&pc));
-        assert!(!m("dns_suffix = \"lab.corp.example\"").matches(&carol));
+        // The CAs each was validated through (what the validator hands over).
+        let carol_path = [eng_ca.cert().thumbprint(), root.cert().thumbprint()];
+        let pc_path = [root.cert().thumbprint()];
+        let by_ca = m(&format!(
+            "issuer_thumbprint = \"{}\"",
+            eng_ca.cert().thumbprint()
+        ));
+        assert!(by_ca.matches(&carol, &carol_path));
+        assert!(!by_ca.matches(&pc, &pc_path));
+        // A CA with the same name but another key is not that CA.
+        let twin = CertificateAuthority::new_root("Engineering CA", KeyAlgorithm::P256, v).unwrap();
+        let impostor = twin
+            .issue(
+                CertKind::User,
+                "mallory@eng.corp.example",
+                KeyAlgorithm::P256,
+                v,
+            )
+            .unwrap()
+            .chain
+            .remove(0);
+        assert!(!by_ca.matches(&impostor, &[twin.cert().thumbprint()]));
+        assert!(m("upn_suffix = \"corp.example\"").matches(&carol, &carol_path));
+        assert!(m("upn_suffix = \"eng.corp.example\"").matches(&carol, &carol_path));
+        assert!(!m("upn_suffix = \"ng.corp.example\"").matches(&carol, &carol_path));
+        assert!(!m("upn_suffix = \"eng.corp.example\"").matches(&pc, &pc_path));
+        assert!(m("dns_suffix = \"lab.corp.example\"").matches(&pc, &pc_path));
+        assert!(!m("dns_suffix = \"lab.corp.example\"").matches(&carol, &carol_path));
         // Every criterion must hold.
-        assert!(
-            !m("dns_suffix = \"lab.corp.example\"\nissuer = \"CN=Engineering CA\"").matches(&pc)
+        let both = format!(
+            "dns_suffix = \"lab.corp.example\"\nissuer_thumbprint = \"{}\"",
+            eng_ca.cert().thumbprint()
         );
-        assert!(!m("subject_ou = \"Engineering\"").matches(&carol));
+        assert!(!m(&both).matches(&pc, &pc_path));
+        assert!(!m("subject_ou = \"Engineering\"").matches(&carol, &carol_path));
     }
 
     #[test]

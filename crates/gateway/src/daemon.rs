@@ -674,7 +674,8 @@ fn write_status_file(path: Option<&Path>, state: &str, interface: &str, clients:
         interface,
         clients,
     };
-    tunnel::host::write_json_atomically(path, &status);
+    // The session list names every client: its owner and group only, as the admin socket.
+    tunnel::host::write_json_atomically(path, &status, 0o640);
 }
 
 /// A lease store for `v4`/`v6` in `file`, with what loading it found reported.
@@ -699,9 +700,11 @@ fn open_pool(
     Ok(Arc::new(Mutex::new(pool)))
 }
 
-/// A group name as part of a file name.
-fn file_safe(name: &str) -> String {
-    name.chars()
+/// A group name as part of a file name (lower case, so that names differing in case only are
+/// one).
+pub(crate) fn file_safe(name: &str) -> String {
+    name.to_ascii_lowercase()
+        .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' {
                 c

@@ -164,13 +164,17 @@ impl ClientValidator {
         }
     }
 
-    /// The group a client certificate falls in, if any.
-    pub fn group_of(&self, leaf: &pki::Certificate) -> Option<Arc<PeerPolicy>> {
+    /// The group a client certificate validated through the CAs `path` falls in, if any.
+    pub fn group_of(
+        &self,
+        leaf: &pki::Certificate,
+        path: &[pki::Thumbprint],
+    ) -> Option<Arc<PeerPolicy>> {
         self.groups
             .read()
             .ok()?
             .iter()
-            .find(|(m, _)| m.matches(leaf))
+            .find(|(m, _)| m.matches(leaf, path))
             .map(|(_, p)| p.clone())
     }
 
@@ -232,7 +236,8 @@ impl PeerValidator for ClientValidator {
                 class.name()
             )));
         }
-        accepted.policy = self.group_of(&leaf);
+        let cas = accepted.chain.thumbprints.get(1..).unwrap_or_default();
+        accepted.policy = self.group_of(&leaf, cas);
         Ok(accepted)
     }
 

@@ -223,6 +223,8 @@ pub async fn listen(
         let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(4));
         loop {
             let Ok((stream, _)) = listener.accept().await else {
+                // Out of descriptors, say: not a busy loop.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 continue;
             };
             let Ok(slot) = slots.clone().acquire_owned().await else {

@@ -28,11 +28,12 @@ pub fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// Writes `value` as JSON so that readers (the lab, `aovpn status`) never see half a file.
-pub fn write_json_atomically(path: &Path, value: &impl Serialize) {
+/// Writes `value` as JSON with file mode `mode` so that readers (the lab, `aovpn status`)
+/// never see half a file.
+pub fn write_json_atomically(path: &Path, value: &impl Serialize, mode: u32) {
     let result = serde_json::to_vec_pretty(value)
         .map_err(std::io::Error::other)
-        .and_then(|json| netio::fs::replace_file(path, &json, 0o644, false));
+        .and_then(|json| netio::fs::replace_file(path, &json, mode, false));
     if let Err(e) = result {
         tracing::warn!("status file {}: {e}", path.display());
     }
@@ -47,8 +48,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("aovpn-host-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("status.json");
-        write_json_atomically(&path, &serde_json::json!({"state": "connecting"}));
-        write_json_atomically(&path, &serde_json::json!({"state": "connected"}));
+        write_json_atomically(&path, &serde_json::json!({"state": "connecting"}), 0o644);
+        write_json_atomically(&path, &serde_json::json!({"state": "connected"}), 0o644);
         let v: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(v["state"], "connected");

@@ -235,16 +235,14 @@ pub fn append_revocation(file: &Path, thumbprint: &pki::Thumbprint) -> Result<bo
         .append(true)
         .open(file)
         .map_err(|e| format!("{}: {e}", file.display()))?;
-    let stamp = time_stamp();
-    writeln!(f, "{thumbprint}  # revoked {stamp} by aovpn gateway revoke")
-        .and_then(|()| f.sync_all())
-        .map_err(|e| format!("{}: {e}", file.display()))?;
+    let at = tunnel::host::unix_now();
+    writeln!(
+        f,
+        "{thumbprint}  # revoked at unix time {at} by aovpn gateway revoke"
+    )
+    .and_then(|()| f.sync_all())
+    .map_err(|e| format!("{}: {e}", file.display()))?;
     Ok(true)
-}
-
-fn time_stamp() -> String {
-    let secs = tunnel::host::unix_now();
-    format!("at unix time {secs}")
 }
 
 /// `aovpn gateway ...` side: one request to the socket.

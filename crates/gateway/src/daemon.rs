@@ -473,8 +473,7 @@ impl Gateway {
                 (g, i64::try_from(n).unwrap_or(i64::MAX))
             })
             .collect();
-        let usable =
-            |net: ipnet::Ipv4Net| (1i64 << (32 - u32::from(net.prefix_len()))).saturating_sub(2);
+        let usable = |net| i64::try_from(crate::pool::usable_addresses(net)).unwrap_or(i64::MAX);
         let leased = |pool: &Arc<Mutex<LeasePool>>| {
             pool.lock()
                 .map(|p| i64::try_from(p.leases().count()).unwrap_or(i64::MAX))

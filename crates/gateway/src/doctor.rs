@@ -50,9 +50,7 @@ pub fn checks(config_path: &Path, client_cert: Option<&Path>) -> Vec<Check> {
     out.extend(files(&config));
     out.push(pool(&config));
     for g in &config.groups {
-        let usable = 2u64
-            .saturating_pow(32 - u32::from(g.pool_v4.prefix_len()))
-            .saturating_sub(2);
+        let usable = crate::pool::usable_addresses(g.pool_v4);
         out.push(Check::ok(
             &format!("group {}", g.name),
             format!(
@@ -154,9 +152,7 @@ fn certificates(path: &Path) -> Vec<pki::Certificate> {
 /// The pool's size against the sticky leases already recorded (read only: the gateway keeps
 /// the file).
 fn pool(config: &GatewayConfig) -> Check {
-    let usable = 2u64
-        .saturating_pow(32 - u32::from(config.clients.pool_v4.prefix_len()))
-        .saturating_sub(2);
+    let usable = crate::pool::usable_addresses(config.clients.pool_v4);
     let leased = std::fs::read_to_string(config.state_dir.join("leases.json"))
         .ok()
         .and_then(|t| serde_json::from_str::<Vec<crate::pool::Lease>>(&t).ok())

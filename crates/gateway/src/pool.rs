@@ -12,6 +12,12 @@ use std::path::{Path, PathBuf};
 use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
+/// How many client addresses an IPv4 pool has (its network and broadcast addresses are never
+/// handed out).
+pub fn usable_addresses(net: ipnet::Ipv4Net) -> u64 {
+    (1u64 << (32 - u32::from(net.prefix_len()))).saturating_sub(2)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease {
     pub identity: String,

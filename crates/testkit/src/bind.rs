@@ -170,12 +170,18 @@ impl Bind {
     }
 
     /// An update with `nsupdate` signed with the zone's key (`commands` without `send`);
-    /// a SERVFAIL (named still settling after its start) is retried for a few seconds.
+    /// a SERVFAIL or a refused connection (named still settling after its start: it answered
+    /// a query but had not opened every listener yet, seen once in a full run) is retried for
+    /// a few seconds.
     pub fn nsupdate(&self, ns: &Netns, commands: &str) -> io::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             match self.nsupdate_once(ns, commands) {
-                Err(e) if e.to_string().contains("SERVFAIL") && Instant::now() < deadline => {
+                Err(e)
+                    if (e.to_string().contains("SERVFAIL")
+                        || e.to_string().contains("connection refused"))
+                        && Instant::now() < deadline =>
+                {
                     std::thread::sleep(Duration::from_millis(200));
                 }
                 Err(e) => {

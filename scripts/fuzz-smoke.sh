@@ -15,7 +15,7 @@ only=("$@")
 suites=(
     "crates/ike-wire/fuzz:decode_message reassemble"
     "crates/esp/fuzz:decapsulate"
-    "crates/profile/fuzz:parse"
+    "crates/profile/fuzz:parse client_package"
     "crates/ikev2/fuzz:sk_exchange eap_tls"
     "crates/gateway/fuzz:gateway_toml"
     "crates/agent/fuzz:control_lines"

@@ -219,19 +219,23 @@ impl AgentConfig {
 
     /// The trusted roots: every `.pem` and `.crt` file in `ca/`, in name order.
     pub fn ca_files(&self) -> Vec<PathBuf> {
-        let dir = self.config_dir.join("ca");
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .map(|entries| {
-                entries
-                    .flatten()
-                    .map(|e| e.path())
-                    .filter(|p| p.extension().is_some_and(|x| x == "pem" || x == "crt"))
-                    .collect()
-            })
-            .unwrap_or_default();
-        files.sort();
-        files
+        ca_files_in(&self.config_dir.join("ca"))
     }
+}
+
+/// The root files the agent reads in a `ca/` directory: `.pem` and `.crt`, in name order.
+pub fn ca_files_in(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "pem" || x == "crt"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
 }
 
 /// A group by name or number.

@@ -57,6 +57,10 @@ enum GatewayCommand {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Write the VPN client configuration package (as Azure's "Download VPN client"): the
+    /// Generic folder with VpnSettings.xml and the gateway's root, plus ready ProfileXML for a
+    /// device and a user tunnel (plain, escaped, SyncML) and a README.
+    ClientPackage(crate::client_package_cmd::ClientPackageArgs),
     /// Reread gateway.toml and the files it names (as SIGHUP).
     Reload {
         #[command(flatten)]
@@ -205,6 +209,7 @@ pub fn run(args: GatewayArgs) -> ExitCode {
             .map(drop),
         ),
         Some(GatewayCommand::Reload { admin: a }) => Some(admin(a, &Request::Reload).map(drop)),
+        Some(GatewayCommand::ClientPackage(p)) => return crate::client_package_cmd::write(p),
         Some(GatewayCommand::Doctor(_)) | None => None,
     };
     if let Some(result) = asked {

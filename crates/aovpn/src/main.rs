@@ -3,6 +3,7 @@
 
 mod agent_cmd;
 mod bench_cmd;
+mod client_package_cmd;
 mod connect_cmd;
 mod control_cmd;
 mod doctor_cmd;

@@ -34,7 +34,7 @@ pub struct ProfileArgs {
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum ScopeArg {
+pub(crate) enum ScopeArg {
     Device,
     User,
 }
@@ -80,6 +80,10 @@ enum ProfileCommand {
     },
     /// Remove a stored profile.
     Remove { name: String },
+    /// Make a profile from a VPN client configuration package (Azure's "Download VPN client"
+    /// zip, or one from `aovpn gateway client-package`), installing the gateway's root CA and
+    /// with --cert/--key the certificate to connect with.
+    Import(crate::client_package_cmd::ImportArgs),
     /// Print a stored profile's ProfileXML, or an MDM SyncML message carrying it.
     Export {
         name: String,
@@ -89,7 +93,7 @@ enum ProfileCommand {
 }
 
 /// A failed command: what to print and which exit code.
-enum Failure {
+pub(crate) enum Failure {
     Refused(ProfileErrors),
     Other(String),
 }
@@ -129,6 +133,11 @@ pub fn run(args: ProfileArgs) -> ExitCode {
             remove(&store, &name).inspect(|()| tell_agent(&args.socket))
         }
         ProfileCommand::Export { name, syncml } => export(&store, &name, syncml),
+        ProfileCommand::Import(import) => {
+            crate::client_package_cmd::import(&store, &args.system_dir, &import)
+                .map(|done| done.lines.iter().for_each(|l| println!("{l}")))
+                .inspect(|()| tell_agent(&args.socket))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

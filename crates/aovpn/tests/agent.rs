@@ -89,13 +89,22 @@ impl Lab {
     /// Alice's key helper with her user tunnel profile.
     fn start_alice(&self, agent: &AgentProcess) -> UserHelperProcess {
         let profile = self.write("user.xml", &user_profile_xml());
+        self.start_alice_with(agent, &[(USER, &profile)])
+    }
+
+    /// Alice's key helper with these user profiles.
+    fn start_alice_with(
+        &self,
+        agent: &AgentProcess,
+        profiles: &[(&str, &Path)],
+    ) -> UserHelperProcess {
         UserHelperProcess::start(
             bin(),
             &self.topo.client,
             ALICE,
             &self.dir("home-alice"),
             (&self.pki.user_cert, &self.pki.user_key),
-            &[(USER, &profile)],
+            profiles,
             &agent.socket(),
         )
         .unwrap()
@@ -1020,6 +1029,204 @@ fn profile_changes_take_effect_without_a_restart() {
     })
     .unwrap();
     assert!(lab.topo.client.ip(["link", "show", "aovpn-dev"]).is_err());
+}
+
+/// `aovpn profile` as the AOVPN user runs it, with `--system-dir` and `--socket` of this agent.
+fn aovpn_profile(agent: &AgentProcess, as_uid: Option<u32>, home: &Path, args: &[&str]) -> String {
+    let mut cmd = match as_uid {
+        Some(uid) => {
+            let mut c = std::process::Command::new("setpriv");
+            c.arg(format!("--reuid={uid}"))
+                .arg(format!("--regid={uid}"))
+                .arg("--clear-groups")
+                .arg(bin());
+            c
+        }
+        None => std::process::Command::new(bin()),
+    };
+    let out = cmd
+        .env("XDG_CONFIG_HOME", home)
+        .env("HOME", home)
+        .arg("profile")
+        .arg("--system-dir")
+        .arg(agent.config_dir())
+        .arg("--socket")
+        .arg(agent.socket())
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "aovpn profile {args:?}: {text}");
+    text
+}
+
+/// Azure's "Download VPN client" zip, in the shape the research found: backslash names, the
+/// Generic folder with VpnSettings.xml and VpnServerRoot.cer_0 (DER), installers and OpenVPN
+/// files beside it (see crates/profile/tests/data/azure-vpnclient/).
+fn azure_shaped_package(root_pem: &Path, routes: &str) -> Vec<u8> {
+    let root = pki::load_certificate(&std::fs::read(root_pem).unwrap()).unwrap();
+    let settings = format!(
+        "<?xml version=\"1.0\"?>\r\n<VpnProfile xmlns:i=\"http://www.w3.org/2001/XMLSchema-instance\">\r\n  <VpnServer>{GATEWAY_NAME}</VpnServer>\r\n  <VpnType>IkeV2,OpenVPN</VpnType>\r\n  <Routes>{routes}</Routes>\r\n  <ServerCertRootCn>{0}</ServerCertRootCn>\r\n  <ServerCertIssuerCn>{0}</ServerCertIssuerCn>\r\n</VpnProfile>\r\n",
+        root.subject()
+    );
+    profile::client_package::write_zip(&[
+        ("Generic\\VpnSettings.xml".into(), settings.into_bytes()),
+        (
+            "Generic\\VpnServerRoot.cer_0".into(),
+            root.der().as_ref().to_vec(),
+        ),
+        ("OpenVPN\\vpnconfig.ovpn".into(), b"client\n".to_vec()),
+        (
+            "WindowsAmd64\\VpnClientSetupAmd64.exe".into(),
+            b"MZ".to_vec(),
+        ),
+    ])
+    .unwrap()
+}
+
+/// Issue 10's client packages, both ways: the gateway writes its package, `aovpn profile
+/// import` makes a device tunnel from it (installing the root and the machine certificate),
+/// and a user imports a package shaped like Azure's for her user tunnel; both connect.
+#[test]
+fn client_packages_from_our_gateway_and_azures_shape_make_tunnels_that_connect() {
+    let lab = Lab::new("agpkg");
+    let gw = lab.start_gateway(&lab.gateway_opts());
+    let zip = lab.dir("package.zip");
+    let out = std::process::Command::new(bin())
+        .args(["gateway", "client-package", "--config"])
+        .arg(gw.config_path())
+        .arg("--out")
+        .arg(&zip)
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for entry in [
+        "Generic/VpnSettings.xml",
+        "Generic/VpnServerRoot.cer",
+        "aovpn/DeviceTunnel.xml",
+        "aovpn/DeviceTunnel.escaped.txt",
+        "aovpn/UserTunnel.syncml.xml",
+        "aovpn/README.txt",
+    ] {
+        assert!(printed.contains(entry), "{entry} missing:\n{printed}");
+    }
+    let package =
+        profile::client_package::ClientPackage::read(&std::fs::read(&zip).unwrap()).unwrap();
+    assert_eq!(package.settings.vpn_server, GATEWAY_NAME);
+    assert!(
+        package
+            .settings
+            .routes
+            .iter()
+            .any(|r| r.to_string() == "10.1.0.0/16"),
+        "{:?}",
+        package.settings.routes
+    );
+    let ca = pki::load_certificate(&std::fs::read(&lab.pki.ca_cert).unwrap()).unwrap();
+    assert_eq!(package.roots, [ca.der().as_ref().to_vec()]);
+
+    // A machine with the agent and nothing else: no profile, no machine certificate, no root.
+    let mut opts = AgentOpts::new(&lab.pki.ca_cert);
+    opts.backoff_cap_secs = Some(4);
+    let agent = lab.start_agent(&opts);
+    std::fs::remove_file(agent.config_dir().join("ca").join("root.pem")).unwrap();
+    let root_home = lab.dir("home-root");
+    let zip_arg = zip.to_str().unwrap();
+    let cert = lab.pki.machine_cert.to_str().unwrap();
+    let key = lab.pki.machine_key.to_str().unwrap();
+    let text = aovpn_profile(
+        &agent,
+        None,
+        &root_home,
+        &[
+            "import", zip_arg, "--scope", "device", "--cert", cert, "--key", key,
+        ],
+    );
+    for needle in [
+        "installed in",
+        "machine certificate installed",
+        "added device profile \"vpn-device\"",
+        "the package's ready profile",
+    ] {
+        assert!(text.contains(needle), "{needle} missing:\n{text}");
+    }
+    let key_mode = std::fs::metadata(agent.config_dir().join("machine").join("key.pem"))
+        .unwrap()
+        .permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&key_mode) & 0o777,
+        0o600
+    );
+    let took = wait_connected(&agent, "vpn-device", Duration::from_secs(30));
+    report(&format!(
+        "device tunnel from the imported package up {} ms after the import",
+        took.as_millis()
+    ));
+    ping(&lab.topo.client, MGMT_HOST);
+    ping(&lab.topo.vnet, virtual_ip(&agent, "vpn-device"));
+    // A second import does not replace the machine certificate with another one silently.
+    let user_cert = lab.pki.user_cert.to_str().unwrap();
+    let user_key = lab.pki.user_key.to_str().unwrap();
+    let out = std::process::Command::new(bin())
+        .arg("profile")
+        .arg("--system-dir")
+        .arg(agent.config_dir())
+        .args([
+            "import", zip_arg, "--scope", "device", "--name", "again", "--cert", user_cert,
+            "--key", user_key,
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("pass --force"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Alice logs in (her helper has her certificate) and imports Azure's package herself.
+    let alice = lab.start_alice_with(&agent, &[]);
+    let azure = lab.dir("home-alice/VpnClient.zip");
+    std::fs::write(
+        &azure,
+        azure_shaped_package(&lab.pki.ca_cert, &format!("{APP_HOST}/32")),
+    )
+    .unwrap();
+    std::process::Command::new("chown")
+        .arg(format!("{ALICE}:{ALICE}"))
+        .arg(&azure)
+        .status()
+        .unwrap();
+    let text = aovpn_profile(
+        &agent,
+        Some(ALICE),
+        &lab.dir("home-alice"),
+        &["import", azure.to_str().unwrap(), "--scope", "user"],
+    );
+    for needle in [
+        "already trusted",
+        "added user profile \"vpn-user\"",
+        "made from VpnSettings.xml",
+        "names no DNS servers",
+    ] {
+        assert!(text.contains(needle), "{needle} missing:\n{text}");
+    }
+    wait_connected(&agent, "vpn-user", Duration::from_secs(30));
+    assert_eq!(
+        route_dev(&lab.topo.client, APP_HOST),
+        interface(&agent, "vpn-user")
+    );
+    ping(&lab.topo.client, APP_HOST);
+    drop(alice);
 }
 
 /// TrustedNetworkDetection: on the corporate network (its DNS suffix from DHCP) the AlwaysOn

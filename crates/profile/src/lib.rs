@@ -4,8 +4,10 @@
 //! inside an MDM SyncML message; [`ParsedProfile::parse`] reads all three, keeping positions in
 //! the original file. [`ParsedProfile::validate`] applies the documented rules, [`plan::plan`]
 //! turns a valid profile into what the agent will do, and [`store`] keeps profiles on disk (the
-//! only module here that touches files).
+//! only module here that touches files). [`vpn_settings`] and [`client_package`] read and write the
+//! VPN client configuration package (Azure's zip and ours).
 
+pub mod client_package;
 pub mod error;
 pub mod model;
 pub mod parse;
@@ -14,6 +16,7 @@ pub mod serialize;
 pub mod store;
 mod text;
 pub mod validate;
+pub mod vpn_settings;
 
 pub use error::{ErrorKind, Pos, ProfileError, ProfileErrors, ProfileWarning, WarningKind};
 pub use model::*;

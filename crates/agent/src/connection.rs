@@ -837,6 +837,8 @@ impl Connection {
             DriverEvent::DatapathStopped => {
                 return Err(ConnectionError::Ike("the data plane stopped".into()));
             }
+            // Only a responder relays EAP.
+            DriverEvent::EapPassThrough { .. } => {}
         }
         Ok(())
     }

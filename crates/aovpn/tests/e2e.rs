@@ -24,7 +24,7 @@ const TRANSFER_BYTES: u64 = 100 * 1024 * 1024;
 
 mod common;
 
-use common::{Lab, bin};
+use common::{Lab, bin, report};
 
 impl Lab {
     fn new(prefix: &str) -> Lab {
@@ -1979,6 +1979,220 @@ fn policy_groups_give_their_users_their_own_pool_routes_and_dns() {
     let leases =
         std::fs::read_to_string(lab.dir("gw-state").join("leases-eng.json")).unwrap_or_default();
     assert!(leases.contains("carol@eng.corp.example"), "{leases}");
+}
+
+/// RADIUS, as Azure offers it for IKEv2: the gateway relays EAP-TLS to a real FreeRADIUS 3
+/// (Debian's, in the vnet namespace, with the lab's CA) listed second after a server that
+/// does not answer: the first user is accepted after the failover, a user with a Class gets
+/// that group's pool, a user FreeRADIUS refuses gets AUTHENTICATION_FAILED, and with every
+/// server down the next user is refused quickly with a log line that says so. Certificate
+/// clients (device tunnels) are still served by the gateway itself.
+#[test]
+fn eap_is_relayed_to_freeradius_which_accepts_classifies_refuses_and_fails_over() {
+    use testkit::freeradius::{FreeRadius, FreeRadiusConfig};
+    let lab = Lab::new("e2erad");
+    for host in ["10.1.0.5/24", "10.1.0.6/24"] {
+        lab.topo
+            .vnet
+            .ip(["addr", "add", host, "dev", lab::VNET_IF])
+            .unwrap();
+    }
+    let secret = "a-secret-for-the-test";
+    let secret_file = lab.dir("radius.secret");
+    std::fs::write(&secret_file, format!("{secret}\n")).unwrap();
+    let (server_cert, server_key) = lab
+        .pki
+        .issue_end_entity("gateway", "radius.e2e.example")
+        .unwrap();
+    let mut users = std::collections::BTreeMap::new();
+    for name in [
+        "carol@corp.example",
+        "mallory@corp.example",
+        "dave@corp.example",
+    ] {
+        users.insert(name, lab.pki.issue_end_entity("user", name).unwrap());
+    }
+    let mut radius = FreeRadius::start(
+        &lab.topo.vnet,
+        FreeRadiusConfig {
+            dir: lab.dir("freeradius"),
+            listen: "10.1.0.5".parse().unwrap(),
+            client: lab::GATEWAY_LAN.into(),
+            secret: secret.into(),
+            ca: lab.pki.ca_cert.clone(),
+            server_cert,
+            server_key,
+            rejected: vec!["mallory@corp.example".into()],
+            classes: vec![("carol@corp.example".into(), "eng".into())],
+        },
+    )
+    .unwrap();
+    let mut opts = lab.gateway_opts();
+    let s = secret_file.display();
+    opts.extra = format!(
+        "[radius]\nservers = [{{ address = \"10.1.0.6:1812\", secret_file = \"{s}\" }}, \
+         {{ address = \"10.1.0.5:1812\", secret_file = \"{s}\" }}]\ntimeout_ms = 300\ntries = 2\n\n\
+         [[groups]]\nname = \"eng\"\nmatch = {{ upn_suffix = \"eng.corp.example\" }}\n\
+         pool_v4 = \"172.16.202.0/24\"\nroutes = [\"10.1.2.0/24\"]\n"
+    );
+    let gw = lab.start_gateway(&opts);
+    // The EAP server is FreeRADIUS now: the profile names it. Each user's profile routes
+    // its own prefix (one-shot clients in one namespace cannot share a route).
+    let start = |cert: &Path, key: &Path, name: &str, ifname: &str, route: &str| {
+        let xml = lab.dir(&format!("radius-{name}.xml"));
+        std::fs::write(
+            &xml,
+            user_profile_xml()
+                .replace(
+                    "<ServerNames></ServerNames>",
+                    "<ServerNames>radius.e2e.example</ServerNames>",
+                )
+                .replace(
+                    "<Address>10.1.0.0</Address><PrefixSize>16</PrefixSize>",
+                    route,
+                ),
+        )
+        .unwrap();
+        let mut opts = ClientOpts::new(GATEWAY_NAME, cert, key, &lab.pki.ca_cert)
+            .profile(&xml)
+            .name(name);
+        opts.interface = ifname.to_owned();
+        ClientProcess::start(bin(), &lab.topo.client, &lab.dir("cl"), &opts).unwrap()
+    };
+    let whole = "<Address>10.1.0.0</Address><PrefixSize>16</PrefixSize>";
+
+    let t0 = Instant::now();
+    let alice = start(
+        &lab.pki.user_cert,
+        &lab.pki.user_key,
+        "alice",
+        "aovpn0",
+        whole,
+    );
+    report(&format!(
+        "EAP-TLS through the gateway to FreeRADIUS (after a failover): {} ms",
+        t0.elapsed().as_millis()
+    ));
+    let alice_vip = assert_connected(&alice, &gw);
+    ping(&lab.topo.client, lab::VNET_HOST).unwrap();
+    let log = gw.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("RADIUS accepted") && l.contains("10.1.0.5:1812")),
+        "{log}"
+    );
+    assert!(
+        radius.log().contains("Sent Access-Accept"),
+        "{}",
+        radius.log()
+    );
+
+    let (carol_cert, carol_key) = &users["carol@corp.example"];
+    let carol = start(
+        carol_cert,
+        carol_key,
+        "carol",
+        "aovpn1",
+        "<Address>10.1.2.0</Address><PrefixSize>24</PrefixSize>",
+    );
+    assert_eq!(
+        carol.state().as_deref(),
+        Some("connected"),
+        "{}\n{}",
+        carol.log(),
+        gw.log()
+    );
+    let Some(IpAddr::V4(carol_vip)) = carol.virtual_ip() else {
+        panic!("no address: {}", carol.status_text());
+    };
+    assert_eq!(
+        carol_vip.octets()[..3],
+        [172, 16, 202],
+        "Class eng: {carol_vip}"
+    );
+    let out = Command::new(bin())
+        .args(["gateway", "sessions", "--json", "--socket"])
+        .arg(gw.admin_socket())
+        .output()
+        .unwrap();
+    let sessions = json(&String::from_utf8_lossy(&out.stdout));
+    let of = |vip: Ipv4Addr| {
+        sessions
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["virtual_ip"] == vip.to_string())
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(of(carol_vip)["group"], "eng", "{sessions}");
+    assert_eq!(of(alice_vip)["group"], "default", "{sessions}");
+
+    let (mallory_cert, mallory_key) = &users["mallory@corp.example"];
+    let mut mallory = start(
+        mallory_cert,
+        mallory_key,
+        "mallory",
+        "aovpn2",
+        "<Address>10.1.3.0</Address><PrefixSize>24</PrefixSize>",
+    );
+    assert_eq!(
+        mallory.state().as_deref(),
+        Some("failed"),
+        "{}",
+        mallory.log()
+    );
+    let error = json(&mallory.status_text())["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(error.contains("AUTHENTICATION_FAILED"), "{error}");
+    assert!(
+        mallory
+            .wait_exit(Duration::from_secs(10))
+            .unwrap()
+            .is_some()
+    );
+    let log = gw.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("RADIUS refused") && l.contains("mallory@corp.example")),
+        "{log}\n--- freeradius\n{}",
+        radius.log()
+    );
+
+    // Every server down: refused at once, and the log says why.
+    radius.stop();
+    let (dave_cert, dave_key) = &users["dave@corp.example"];
+    let t0 = Instant::now();
+    let mut dave = start(
+        dave_cert,
+        dave_key,
+        "dave",
+        "aovpn3",
+        "<Address>10.1.4.0</Address><PrefixSize>24</PrefixSize>",
+    );
+    report(&format!(
+        "refused with no RADIUS server up (2 servers x 2 tries x 300 ms) after {} ms",
+        t0.elapsed().as_millis()
+    ));
+    assert_eq!(dave.state().as_deref(), Some("failed"), "{}", dave.log());
+    assert!(dave.wait_exit(Duration::from_secs(10)).unwrap().is_some());
+    let log = gw.log();
+    assert!(
+        log.lines().any(|l| l.contains("no RADIUS server answered")
+            && l.contains("10.1.0.5:1812")
+            && l.contains("10.1.0.6:1812")),
+        "{log}"
+    );
+    assert_eq!(alice.state().as_deref(), Some("connected"));
+    // The device tunnel authenticates with its certificate at the gateway itself (in
+    // alice's place: they would share a route).
+    let mut alice = alice;
+    alice.stop().unwrap();
+    let mut device = lab.connect_machine("device");
+    assert_connected(&device, &gw);
+    device.stop().unwrap();
 }
 
 /// Prometheus metrics on the gateway's local address: a tunnel by its group, a setup, a

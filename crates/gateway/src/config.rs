@@ -39,6 +39,94 @@ pub struct GatewayConfig {
     pub groups: Vec<Group>,
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// EAP to RADIUS servers instead of the gateway's own EAP-TLS (Azure's "RADIUS
+    /// authentication" for IKEv2); off unless `servers` is set.
+    #[serde(default)]
+    pub radius: Option<RadiusConfig>,
+}
+
+/// `[radius]`: the servers EAP is relayed to (RFC 3579), in failover order.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RadiusConfig {
+    pub servers: Vec<RadiusServer>,
+    /// Wait this long for an answer before sending again.
+    #[serde(default = "default_radius_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Sends to one server before the next is tried.
+    #[serde(default = "default_radius_tries")]
+    pub tries: u32,
+    /// NAS-Identifier sent with every request.
+    #[serde(default = "default_nas_identifier")]
+    pub nas_identifier: String,
+}
+
+/// One RADIUS server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RadiusServer {
+    /// `address:port` (1812 is the standard port).
+    pub address: std::net::SocketAddr,
+    /// A file holding the shared secret (its first line; keep it 0600).
+    pub secret_file: PathBuf,
+}
+
+fn default_radius_timeout_ms() -> u64 {
+    2000
+}
+
+fn default_radius_tries() -> u32 {
+    3
+}
+
+fn default_nas_identifier() -> String {
+    "aovpn-gateway".into()
+}
+
+impl RadiusConfig {
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.servers.is_empty() {
+            return Err(("radius.servers", "name at least one server".into()));
+        }
+        if !(100..=30_000).contains(&self.timeout_ms) {
+            return Err(("radius.timeout_ms", "must be between 100 and 30000".into()));
+        }
+        if !(1..=10).contains(&self.tries) {
+            return Err(("radius.tries", "must be between 1 and 10".into()));
+        }
+        if self.nas_identifier.is_empty() || self.nas_identifier.len() > 253 {
+            return Err(("radius.nas_identifier", "1 to 253 bytes".into()));
+        }
+        Ok(())
+    }
+
+    /// The servers with their secrets read from their files.
+    pub fn load_servers(&self) -> Result<Vec<radius::Server>, (&'static str, String)> {
+        self.servers
+            .iter()
+            .map(|s| {
+                let text = zeroize::Zeroizing::new(
+                    std::fs::read_to_string(&s.secret_file).map_err(|e| {
+                        (
+                            "radius.servers.secret_file",
+                            format!("{}: {e}", s.secret_file.display()),
+                        )
+                    })?,
+                );
+                let secret = text.lines().next().unwrap_or("").trim();
+                if secret.is_empty() {
+                    return Err((
+                        "radius.servers.secret_file",
+                        format!("{}: empty", s.secret_file.display()),
+                    ));
+                }
+                Ok(radius::Server {
+                    address: s.address,
+                    secret: zeroize::Zeroizing::new(secret.as_bytes().to_vec()),
+                })
+            })
+            .collect()
+    }
 }
 
 /// Prometheus metrics over HTTP (`GET /metrics`); off unless `listen` is set.
@@ -495,6 +583,9 @@ impl GatewayConfig {
         self.clients.root_ca_files.iter_mut().for_each(abs);
         abs(&mut self.state_dir);
         abs(&mut self.admin.socket);
+        if let Some(r) = &mut self.radius {
+            r.servers.iter_mut().for_each(|s| abs(&mut s.secret_file));
+        }
         if let Some(f) = &mut self.clients.revocation_file {
             abs(f);
         }
@@ -538,6 +629,15 @@ impl GatewayConfig {
         check("admin.socket", self.admin.socket != new.admin.socket);
         check("admin.group", self.admin.gid != new.admin.gid);
         check("metrics.listen", self.metrics != new.metrics);
+        let radius = |c: &GatewayConfig| {
+            c.radius.as_ref().map(|r| {
+                format!(
+                    "{:?}",
+                    (&r.servers, r.timeout_ms, r.tries, &r.nas_identifier)
+                )
+            })
+        };
+        check("radius", radius(self) != radius(new));
         let pools = |c: &GatewayConfig| -> Vec<(String, Ipv4Net, Option<Ipv6Net>)> {
             c.groups
                 .iter()
@@ -691,6 +791,9 @@ impl GatewayConfig {
             }
         }
         self.validate_groups()?;
+        if let Some(r) = &self.radius {
+            r.validate()?;
+        }
         // Unauthenticated: a scraper on this machine (or a proxy that authenticates).
         if let Some(addr) = self.metrics.listen
             && !addr.ip().is_loopback()

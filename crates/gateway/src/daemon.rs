@@ -89,6 +89,8 @@ pub struct Gateway {
         tokio::sync::mpsc::Receiver<crate::metrics::Scrape>,
         tokio::task::JoinHandle<()>,
     )>,
+    /// EAP relayed to RADIUS servers, when `[radius]` is set.
+    radius: Option<crate::radius_relay::RadiusRelay>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -190,9 +192,23 @@ impl Gateway {
             ),
             None => None,
         };
+        let radius = match &config.radius {
+            Some(r) => {
+                let groups = crate::ike::group_policies(&config)
+                    .into_iter()
+                    .map(|(_, p)| p)
+                    .collect();
+                Some(
+                    crate::radius_relay::RadiusRelay::new(r, groups, listen.to_string())
+                        .map_err(DaemonError::Setup)?,
+                )
+            }
+            None => None,
+        };
         tracing::info!(
             interface = %tun.name,
             listen = %listen,
+            radius = ?config.radius.as_ref().map(|r| r.servers.iter().map(|s| s.address).collect::<Vec<_>>()),
             admin = %config.admin.socket.display(),
             metrics = ?config.metrics.listen,
             pool = %config.clients.pool_v4,
@@ -213,6 +229,7 @@ impl Gateway {
             admin_listener,
             metrics: Metrics::new(),
             scrapes,
+            radius,
         };
         gateway.write_status("running");
         Ok(gateway)
@@ -249,6 +266,11 @@ impl Gateway {
                     self.flush_leases();
                     self.log_refusals();
                     self.close_expired();
+                }
+                answers = next_radius_answers(&mut self.radius) => {
+                    for (sa, answer) in answers {
+                        self.driver.eap_answer(sa, answer);
+                    }
                 }
                 Some(scrape) = next_scrape(&mut self.scrapes) => {
                     let _ = scrape.send(self.metrics.render(&self.snapshot()));
@@ -353,11 +375,14 @@ impl Gateway {
                 false
             }
             DriverEvent::Closed {
+                sa,
                 reason,
                 failure,
                 record,
-                ..
             } => {
+                if let Some(r) = &mut self.radius {
+                    r.forget(sa);
+                }
                 match (&record.info, &failure) {
                     (Some(info), _) => {
                         tracing::info!(peer = %info.peer_id, ?reason, "client gone");
@@ -380,6 +405,20 @@ impl Gateway {
                     (None, None) => {}
                 }
                 record.info.is_some()
+            }
+            DriverEvent::EapPassThrough { sa, eap, identity } => {
+                let remote = self.driver.endpoint().sa(sa).map(|s| s.addresses().1);
+                match &mut self.radius {
+                    Some(r) => r.relay(sa, &eap, &identity, remote),
+                    None => self.driver.eap_answer(
+                        sa,
+                        ikev2::EapAnswer::Failure {
+                            eap: None,
+                            reason: "EAP relayed without [radius]".into(),
+                        },
+                    ),
+                }
+                false
             }
             DriverEvent::Resumed { .. } | DriverEvent::DatapathStopped => false,
         }
@@ -575,6 +614,10 @@ impl Gateway {
             .sas()
             .filter_map(|(id, r)| {
                 let info = r.info.as_ref()?;
+                // Authenticated by a RADIUS server: no certificate here to re-check.
+                if info.peer_chain.thumbprints.is_empty() {
+                    return None;
+                }
                 let e = self.validator.recheck(&info.peer_chain).err()?;
                 Some((id, info.peer_id.to_string(), e))
             })
@@ -715,6 +758,16 @@ pub(crate) fn file_safe(name: &str) -> String {
 }
 
 /// The next scrape, or never when metrics are off.
+/// The RADIUS servers' next answers; never, without `[radius]`.
+async fn next_radius_answers(
+    radius: &mut Option<crate::radius_relay::RadiusRelay>,
+) -> Vec<(IkeSaId, ikev2::EapAnswer)> {
+    match radius {
+        Some(r) => r.next_answers().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn next_scrape(
     scrapes: &mut Option<(
         tokio::sync::mpsc::Receiver<crate::metrics::Scrape>,

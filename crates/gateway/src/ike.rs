@@ -296,6 +296,7 @@ pub fn responder_config(
     ike.child_lifetime = Some(Duration::from_secs(config.crypto.child_lifetime_secs));
 
     let mut responder = ResponderConfig::new(ike);
+    responder.eap_pass_through = config.radius.is_some();
     let defaults = network_policy(
         "default",
         &config.network.routes,

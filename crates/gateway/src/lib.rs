@@ -8,3 +8,4 @@ pub mod doctor;
 pub mod ike;
 pub mod metrics;
 pub mod pool;
+pub mod radius_relay;

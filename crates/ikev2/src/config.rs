@@ -244,6 +244,10 @@ pub struct ResponderConfig {
     pub eap_tls: bool,
     /// Offer TLS 1.3 (RFC 9190) to EAP-TLS clients besides TLS 1.2. Default true.
     pub eap_tls13: bool,
+    /// Relay EAP to an authentication server instead of running EAP-TLS here: each
+    /// EAP-Response comes out as [`crate::Event::EapPassThrough`] and the answer goes back
+    /// with [`crate::Endpoint::eap_answer`]. Default false.
+    pub eap_pass_through: bool,
 }
 
 impl ResponderConfig {
@@ -267,6 +271,7 @@ impl ResponderConfig {
             cookie_secret_lifetime: Duration::from_secs(300),
             eap_tls: true,
             eap_tls13: true,
+            eap_pass_through: false,
         }
     }
 }

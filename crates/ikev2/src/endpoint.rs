@@ -275,6 +275,14 @@ impl Endpoint {
     }
 
     /// Deletes an SA (INFORMATIONAL Delete).
+    /// The authentication server's answer to the last [`Event::EapPassThrough`] of `id`.
+    pub fn eap_answer(&mut self, id: IkeSaId, now: Instant, answer: crate::event::EapAnswer) {
+        if let Some(sa) = self.sas.get_mut(&id) {
+            sa.eap_answer(answer);
+            self.collect(id, now);
+        }
+    }
+
     pub fn delete(&mut self, id: IkeSaId, now: Instant) {
         if let Some(sa) = self.sas.get_mut(&id) {
             sa.delete(now);

@@ -155,6 +155,9 @@ impl FailureReason {
         match self {
             Self::NoProposalChosen => "no_proposal_chosen",
             Self::InvalidKeGroup(_) => "invalid_ke_group",
+            Self::PeerRejected(crate::identity::PeerRejection::ServerRefused(_)) => {
+                "radius_refused"
+            }
             Self::PeerRejected(_) => "peer_rejected",
             Self::AuthPayload(_) => "auth_payload",
             Self::TsUnacceptable => "ts_unacceptable",
@@ -216,6 +219,14 @@ impl Failure {
             }
             (FailureReason::PeerRejected(R::IdentityMismatch(_)), _, false) => {
                 "the client sent an identity its certificate does not name"
+            }
+            (FailureReason::PeerRejected(R::ServerRefused(m)), _, false)
+                if m.starts_with("no RADIUS server") =>
+            {
+                "no RADIUS server in [radius] servers answered: are they up, reachable from the gateway, and is the gateway a client there with the same secret?"
+            }
+            (FailureReason::PeerRejected(R::ServerRefused(_)), _, false) => {
+                "the RADIUS server refused this user: its log says why"
             }
             (FailureReason::PeerRejected(R::Certificate(m)), _, false) if m.contains("revoked") => {
                 "revoked here (clients.revoked_thumbprints or the revocation file)"
@@ -315,4 +326,47 @@ pub enum Event {
     Failed(Failure),
     /// The IKE SA is gone; drop all its Child SAs.
     Closed(CloseReason),
+    /// Responder with [`crate::ResponderConfig::eap_pass_through`]: relay this EAP-Response
+    /// to the authentication server and answer with [`crate::Endpoint::eap_answer`].
+    EapPassThrough {
+        /// The EAP packet as the initiator sent it.
+        eap: Vec<u8>,
+        /// The EAP identity (EAP-Response/Identity's data), once known.
+        identity: Vec<u8>,
+    },
+}
+
+/// What the authentication server said to a relayed EAP-Response.
+pub enum EapAnswer {
+    /// Relay this EAP-Request to the initiator.
+    Request(Vec<u8>),
+    /// Accepted: relay this EAP-Success; the initiator's AUTH is checked with `msk`; `policy`
+    /// is the peer's group (the server's Class or Filter-Id), if any.
+    Success {
+        eap: Vec<u8>,
+        msk: zeroize::Zeroizing<Vec<u8>>,
+        policy: Option<std::sync::Arc<crate::PeerPolicy>>,
+    },
+    /// Refused, or no server answered: relay the EAP-Failure (if any), answer
+    /// AUTHENTICATION_FAILED and close the SA; `reason` says why, for logs.
+    Failure {
+        eap: Option<Vec<u8>>,
+        reason: String,
+    },
+}
+
+impl std::fmt::Debug for EapAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EapAnswer::Request(r) => f.debug_tuple("Request").field(&r.len()).finish(),
+            EapAnswer::Success { policy, .. } => f
+                .debug_struct("Success")
+                .field("policy", policy)
+                .finish_non_exhaustive(),
+            EapAnswer::Failure { reason, .. } => f
+                .debug_struct("Failure")
+                .field("reason", reason)
+                .finish_non_exhaustive(),
+        }
+    }
 }

@@ -116,6 +116,9 @@ pub enum PeerRejection {
     /// The identity is not the one we expected.
     #[error("unexpected peer identity {0}")]
     UnexpectedIdentity(String),
+    /// The authentication server EAP was relayed to refused the peer, or none answered.
+    #[error("authentication server: {0}")]
+    ServerRefused(String),
 }
 
 /// What a validator returns for an accepted peer.

@@ -58,7 +58,9 @@ pub use config::{
     LocalCredentials, PeerPolicy, ResponderConfig, RetransmitConfig,
 };
 pub use endpoint::{Endpoint, EndpointStats, IkeSaId, local_spi_of};
-pub use event::{ChildSa, CloseReason, Event, Failure, FailureReason, IkeSaInfo, Transmit};
+pub use event::{
+    ChildSa, CloseReason, EapAnswer, Event, Failure, FailureReason, IkeSaInfo, Transmit,
+};
 pub use identity::{IkeId, PeerRejection, PeerRole, PeerValidator, PkiValidator, ValidatedPeer};
 pub use natd::{COOKIE_LEN, natd_hash};
 pub use proposal::{

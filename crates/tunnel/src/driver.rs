@@ -275,6 +275,13 @@ pub enum DriverEvent {
     Resumed { slept: Duration },
     /// The data plane stopped (its tasks ended): nothing more will arrive.
     DatapathStopped,
+    /// Responder relaying EAP: this EAP-Response goes to the authentication server; answer
+    /// with [`Driver::eap_answer`].
+    EapPassThrough {
+        sa: IkeSaId,
+        eap: Vec<u8>,
+        identity: Vec<u8>,
+    },
 }
 
 /// The running driver: engine, sockets, data plane and the SA map.
@@ -413,6 +420,12 @@ impl Driver {
 
     /// Deletes an IKE SA (INFORMATIONAL Delete). Its traffic stops at once: the data-plane SAs
     /// go now, not when (or whether) the peer answers.
+    /// The authentication server's answer to a [`DriverEvent::EapPassThrough`].
+    pub fn eap_answer(&mut self, id: IkeSaId, answer: ikev2::EapAnswer) {
+        let now = self.now();
+        self.endpoint.eap_answer(id, now, answer);
+    }
+
     pub fn delete(&mut self, id: IkeSaId) {
         if let Some(record) = self.sas.get_mut(&id) {
             for c in std::mem::take(&mut record.children) {
@@ -531,6 +544,13 @@ impl Driver {
     fn on_engine_event(&mut self, id: IkeSaId, event: Event) {
         let now_unix = unix_now();
         match event {
+            Event::EapPassThrough { eap, identity } => {
+                self.outbox.push_back(DriverEvent::EapPassThrough {
+                    sa: id,
+                    eap,
+                    identity,
+                });
+            }
             Event::IkeSaEstablished(info) => {
                 let record = self.sas.entry(id).or_insert_with(IkeSaRecord::new);
                 record.info = Some(info);

@@ -267,6 +267,10 @@ impl IkeSa {
             self.continue_eap(now, message_id, payloads, pool, &cfg, eap);
             return;
         }
+        if let Some(relay) = self.eap_relay.take() {
+            self.continue_eap_relay(now, message_id, payloads, pool, &cfg, relay);
+            return;
+        }
         let Some(idi) = payloads.id_i() else {
             self.refuse_auth(
                 message_id,
@@ -276,6 +280,10 @@ impl IkeSa {
             return;
         };
         self.peer_initial_contact = payloads.notify(NotifyType::INITIAL_CONTACT).is_some();
+        if payloads.auth().is_none() && cfg.eap_pass_through {
+            self.start_eap_relay(message_id, &cfg, payloads, idi);
+            return;
+        }
         if payloads.auth().is_none() && cfg.eap_tls {
             self.start_eap(message_id, &cfg, payloads, idi);
             return;
@@ -311,7 +319,7 @@ impl IkeSa {
     /// The last IKE_AUTH response of the responder: `out` (identity and AUTH) plus the first
     /// Child SA negotiated from `request` (the IKE_AUTH request that carried SA, TS and CP).
     #[allow(clippy::too_many_arguments)]
-    fn finish_auth(
+    pub(super) fn finish_auth(
         &mut self,
         now: Instant,
         message_id: u32,
@@ -525,18 +533,32 @@ impl IkeSa {
         payloads: &[Payload],
         cfg: &ResponderConfig,
     ) -> Result<(Authentication, String), FailureReason> {
-        let auth = payloads
-            .auth()
-            .ok_or_else(|| FailureReason::AuthPayload("missing AUTH after EAP".into()))?;
         let (Some(msk), Some((peer_id, validated))) = (&eap.msk, &eap.validated) else {
             return Err(FailureReason::Local("EAP finished without MSK".into()));
         };
+        self.verify_msk_auth(msk, &eap.idi, peer_id.clone(), validated, payloads, cfg)
+    }
+
+    /// Checks the initiator's AUTH made from the EAP MSK, computes ours, and takes the peer
+    /// as authenticated (our EAP-TLS server or a relayed one).
+    pub(super) fn verify_msk_auth(
+        &mut self,
+        msk: &[u8],
+        idi: &Identification,
+        peer_id: IkeId,
+        validated: &crate::identity::ValidatedPeer,
+        payloads: &[Payload],
+        cfg: &ResponderConfig,
+    ) -> Result<(Authentication, String), FailureReason> {
+        let auth = payloads
+            .auth()
+            .ok_or_else(|| FailureReason::AuthPayload("missing AUTH after EAP".into()))?;
         let prf = self
             .algs
             .ok_or(FailureReason::Local("no algorithms".into()))?
             .prf;
         let theirs = self
-            .signed_octets(false, &eap.idi)
+            .signed_octets(false, idi)
             .map_err(FailureReason::Local)?;
         let expected = shared_key_auth(prf, msk, &theirs);
         if auth.method != AuthMethod::SHARED_KEY_MIC
@@ -551,7 +573,7 @@ impl IkeSa {
             .signed_octets(true, &idr)
             .map_err(FailureReason::Local)?;
         let data = shared_key_auth(prf, msk, &ours).as_bytes().to_vec();
-        self.peer_id = Some(peer_id.clone());
+        self.peer_id = Some(peer_id);
         self.peer_chain = Some(validated.chain.clone());
         self.peer_policy.clone_from(&validated.policy);
         self.peer_auth_method = Some(AuthMethod::SHARED_KEY_MIC);
@@ -933,6 +955,15 @@ impl IkeSa {
     /// Hands the EAP message of `payloads` to our EAP-TLS client and sends what it answers;
     /// after EAP-Success, our AUTH from the MSK.
     fn eap_round(&mut self, now: Instant, payloads: &[Payload], mut client: Box<EapClient>) {
+        // A refusal may carry the EAP-Failure too; the notify says more (RFC 7296 2.21.2).
+        if let Some(n) = payloads.error_notify() {
+            self.fail(
+                FailureReason::PeerNotify(n.notify_type),
+                None,
+                Some(n.notify_type),
+            );
+            return;
+        }
         let Some(bytes) = payloads.eap() else {
             let received = payloads.error_notify().map(|n| n.notify_type);
             let reason = received.map_or(

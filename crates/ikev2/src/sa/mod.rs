@@ -30,6 +30,7 @@ use rekey::{ChildState, Rekeying, RetiredSa};
 
 mod auth;
 mod eap;
+mod eap_relay;
 mod informational;
 mod init;
 mod mobike;
@@ -183,6 +184,8 @@ pub struct IkeSa {
     peer_initial_contact: bool,
     /// Responder: the EAP-TLS conversation of IKE_AUTH, if the initiator chose EAP.
     eap: Option<Box<eap::EapServer>>,
+    /// Responder: the relayed EAP conversation, if EAP goes to an authentication server.
+    eap_relay: Option<Box<eap_relay::EapRelay>>,
     /// Initiator: our EAP-TLS conversation of IKE_AUTH, if we authenticate with EAP.
     eap_client: Option<Box<eap::EapClient>>,
     /// The TLS version and suite an EAP-TLS authentication used.
@@ -464,6 +467,7 @@ impl IkeSa {
             last_rx: None,
             peer_initial_contact: false,
             eap: None,
+            eap_relay: None,
             eap_client: None,
             eap_tls: None,
             mobike: false,

@@ -19,6 +19,7 @@ suites=(
     "crates/ikev2/fuzz:sk_exchange eap_tls"
     "crates/gateway/fuzz:gateway_toml"
     "crates/agent/fuzz:control_lines"
+    "crates/radius/fuzz:answer"
 )
 
 if ! cargo fuzz --version >/dev/null 2>&1; then

@@ -240,6 +240,13 @@ fn up(iperf_secs: u32) -> Result<u8> {
     println!("== starting the gateway in {}", ns_name("gw"));
     let (gw_crt, gw_key) = cert("gateway", GATEWAY_NAME);
     let gw_conf = dir.join("gateway.toml");
+    // The admin page's token: 16 random bytes, hex, readable by root only.
+    let web_token = dir.join("web.token");
+    let mut random = [0u8; 16];
+    std::io::Read::read_exact(&mut fs::File::open("/dev/urandom")?, &mut random)?;
+    let token: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    fs::write(&web_token, format!("{token}\n"))?;
+    set_mode(&web_token, 0o600)?;
     fs::write(
         &gw_conf,
         format!(
@@ -263,8 +270,12 @@ dns = ["10.1.0.53"]
 interface = "aovpn-gw"
 [metrics]
 listen = "127.0.0.1:9477"
+[web]
+listen = "127.0.0.1:9478"
+token_file = "{token_file}"
 "#,
             state = dir.display(),
+            token_file = web_token.display(),
             pool = addr::CLIENT_POOL,
             vnet = addr::VNET_TS,
         ),
@@ -868,6 +879,11 @@ fn status(iperf_secs: Option<u32>) -> Result<bool> {
     println!(
         "== gateway {GATEWAY_NAME}: connected clients (`aovpn gateway sessions --socket {}`; metrics: `aovpn lab exec gateway -- curl -s 127.0.0.1:9477/metrics`)",
         admin_socket.display()
+    );
+    println!(
+        "   admin page: http://127.0.0.1:9478 in the gateway's namespace, token in {} (e.g. `aovpn lab exec gateway -- sh -c 'curl -s -H \"Authorization: Bearer $(cat {})\" 127.0.0.1:9478/api/state'`)",
+        dir.join("web.token").display(),
+        dir.join("web.token").display()
     );
     match gateway::admin::call(&admin_socket, &gateway::admin::Request::Sessions) {
         Ok(reply) if reply.ok && !reply.sessions.is_empty() => {

@@ -2195,6 +2195,153 @@ fn eap_is_relayed_to_freeradius_which_accepts_classifies_refuses_and_fails_over(
     device.stop().unwrap();
 }
 
+/// The admin page in a real browser (Debian's headless Chromium in the gateway's namespace,
+/// driven over the DevTools protocol): the login form with the token, the two sessions (a
+/// device and a user tunnel), the pools, a refused client among the failures, the chart; a
+/// disconnect not confirmed does nothing, a confirmed one ends that session. Without the
+/// token nothing but the login form answers.
+#[test]
+fn the_admin_page_shows_the_sessions_and_a_confirmed_disconnect_ends_one() {
+    use std::os::unix::fs::PermissionsExt;
+    use testkit::browser::Browser;
+    let lab = Lab::new("e2eweb");
+    let token = "an-admin-token-for-the-test-0123";
+    let token_file = lab.dir("web.token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (revoked_cert, revoked_key) = lab
+        .pki
+        .issue_end_entity("machine", "stolen.corp.example")
+        .unwrap();
+    let mut opts = lab.gateway_opts();
+    opts.revoked = vec![lab.pki.thumbprint(&revoked_cert).unwrap()];
+    opts.extra = format!(
+        "[web]\nlisten = \"127.0.0.1:9478\"\ntoken_file = \"{}\"\n",
+        token_file.display()
+    );
+    let gw = lab.start_gateway(&opts);
+    let device = lab.connect_machine("device");
+    assert_connected(&device, &gw);
+    let user_xml = lab.dir("user.xml");
+    std::fs::write(
+        &user_xml,
+        user_profile_xml().replace(
+            "<Address>10.1.0.0</Address><PrefixSize>16</PrefixSize>",
+            "<Address>10.1.2.0</Address><PrefixSize>24</PrefixSize>",
+        ),
+    )
+    .unwrap();
+    let mut user_opts = ClientOpts::new(
+        GATEWAY_NAME,
+        &lab.pki.user_cert,
+        &lab.pki.user_key,
+        &lab.pki.ca_cert,
+    )
+    .profile(&user_xml)
+    .name("user");
+    user_opts.interface = "aovpn1".into();
+    let user = ClientProcess::start(bin(), &lab.topo.client, &lab.dir("cl"), &user_opts).unwrap();
+    assert_connected(&user, &gw);
+    // A client the gateway refuses: its certificate is revoked.
+    let mut refused_opts =
+        ClientOpts::new(GATEWAY_NAME, &revoked_cert, &revoked_key, &lab.pki.ca_cert)
+            .name("refused");
+    refused_opts.interface = "aovpn2".into();
+    let mut refused =
+        ClientProcess::start(bin(), &lab.topo.client, &lab.dir("cl"), &refused_opts).unwrap();
+    assert_eq!(
+        refused.state().as_deref(),
+        Some("failed"),
+        "{}",
+        refused.log()
+    );
+    let _ = refused.wait_exit(Duration::from_secs(10));
+
+    let status_of = |path: &str| {
+        let out = lab
+            .topo
+            .gateway
+            .exec([
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                &format!("http://127.0.0.1:9478{path}"),
+            ])
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(status_of("/api/state"), "401");
+    assert_eq!(status_of("/admin.js"), "401");
+    assert_eq!(status_of("/login"), "200");
+
+    let mut browser = Browser::start(&lab.topo.gateway, &lab.dir("chromium")).unwrap();
+    browser.open("http://127.0.0.1:9478/").unwrap();
+    let wait = Duration::from_secs(15);
+    browser
+        .wait_for("location.pathname === '/login'", wait)
+        .unwrap();
+    browser
+        .eval(&format!(
+            "document.getElementById('token').value = '{token}'; document.querySelector('form').submit(); true"
+        ))
+        .unwrap();
+    browser
+        .wait_for("document.querySelectorAll('tr.session').length === 2", wait)
+        .unwrap();
+    let identities = browser
+        .eval("[...document.querySelectorAll('tr.session')].map(r => r.dataset.identity).join(' ')")
+        .unwrap();
+    let identities = identities.as_str().unwrap_or_default().to_owned();
+    assert!(
+        identities.contains("client1.corp.example") && identities.contains("alice@corp.example"),
+        "{identities}"
+    );
+    browser
+        .wait_for("document.querySelectorAll('tr.pool').length === 1", wait)
+        .unwrap();
+    browser
+        .wait_for(
+            "[...document.querySelectorAll('tr.failure')].some(r => r.innerText.includes('stolen.corp.example') && r.innerText.includes('revoked'))",
+            wait,
+        )
+        .unwrap();
+    browser
+        .wait_for(
+            "document.querySelectorAll('#chart polyline').length === 2",
+            wait,
+        )
+        .unwrap();
+
+    let click = |confirm: bool| {
+        format!(
+            "window.confirm = () => {confirm}; document.querySelector('tr.session[data-identity*=\"alice\"] button.disconnect').click(); true"
+        )
+    };
+    browser.eval(&click(false)).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(gateway_clients(&gw).len(), 2, "{}", gw.status_text());
+    browser.eval(&click(true)).unwrap();
+    browser
+        .wait_for("document.querySelectorAll('tr.session').length === 1", wait)
+        .unwrap();
+    let left = browser
+        .eval("document.querySelector('tr.session').dataset.identity")
+        .unwrap();
+    assert!(
+        left.as_str()
+            .unwrap_or_default()
+            .contains("client1.corp.example"),
+        "{left}"
+    );
+    assert!(gw.log().contains("admin page: disconnect"), "{}", gw.log());
+    drop(browser);
+    drop(user);
+    drop(device);
+}
+
 /// Prometheus metrics on the gateway's local address: a tunnel by its group, a setup, a
 /// refused client by reason, the data plane's totals growing with a ping, the pool's use;
 /// anything but `GET /metrics` refused.

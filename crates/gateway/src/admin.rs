@@ -117,6 +117,7 @@ impl Session {
                 .map(|c| tunnel::child::describe_esp(&c.info.algorithms))
                 .unwrap_or_default(),
             auth: match &info.eap_tls {
+                Some(relayed) if relayed == ikev2::EAP_RELAYED => format!("EAP ({relayed})"),
                 Some(tls) => format!("EAP-TLS ({tls})"),
                 None => "certificate".to_owned(),
             },

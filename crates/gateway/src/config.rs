@@ -43,6 +43,19 @@ pub struct GatewayConfig {
     /// authentication" for IKEv2); off unless `servers` is set.
     #[serde(default)]
     pub radius: Option<RadiusConfig>,
+    /// The admin page; off unless `[web]` is set.
+    #[serde(default)]
+    pub web: Option<WebConfig>,
+}
+
+/// `[web]`: the admin page on a loopback address, for whoever has the token.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebConfig {
+    /// A loopback address and port, e.g. `127.0.0.1:9478` (reach it over an SSH tunnel).
+    pub listen: std::net::SocketAddr,
+    /// A file (mode 0600) whose first line is the token, at least 16 characters.
+    pub token_file: PathBuf,
 }
 
 /// `[radius]`: the servers EAP is relayed to (RFC 3579), in failover order.
@@ -586,6 +599,9 @@ impl GatewayConfig {
         if let Some(r) = &mut self.radius {
             r.servers.iter_mut().for_each(|s| abs(&mut s.secret_file));
         }
+        if let Some(w) = &mut self.web {
+            abs(&mut w.token_file);
+        }
         if let Some(f) = &mut self.clients.revocation_file {
             abs(f);
         }
@@ -629,6 +645,7 @@ impl GatewayConfig {
         check("admin.socket", self.admin.socket != new.admin.socket);
         check("admin.group", self.admin.gid != new.admin.gid);
         check("metrics.listen", self.metrics != new.metrics);
+        check("web", self.web != new.web);
         let radius = |c: &GatewayConfig| {
             c.radius.as_ref().map(|r| {
                 format!(
@@ -793,6 +810,15 @@ impl GatewayConfig {
         self.validate_groups()?;
         if let Some(r) = &self.radius {
             r.validate()?;
+        }
+        // Plain HTTP with a token: loopback only (an SSH tunnel brings it to an admin).
+        if let Some(w) = &self.web
+            && !w.listen.ip().is_loopback()
+        {
+            return Err((
+                "web.listen",
+                format!("{} is not a loopback address", w.listen),
+            ));
         }
         // Unauthenticated: a scraper on this machine (or a proxy that authenticates).
         if let Some(addr) = self.metrics.listen

@@ -84,11 +84,10 @@ pub struct Gateway {
     admin: tokio::sync::mpsc::Receiver<admin::Command>,
     admin_listener: tokio::task::JoinHandle<()>,
     metrics: Metrics,
-    /// Scrapes from the metrics listener, when there is one.
-    scrapes: Option<(
-        tokio::sync::mpsc::Receiver<crate::metrics::Scrape>,
-        tokio::task::JoinHandle<()>,
-    )>,
+    /// Requests to the metrics address, when there is one.
+    metrics_http: Option<Listener>,
+    /// Requests to the admin page, and the page's own state, when there is one.
+    web: Option<(Listener, crate::web::AdminPage)>,
     /// EAP relayed to RADIUS servers, when `[radius]` is set.
     radius: Option<crate::radius_relay::RadiusRelay>,
 }
@@ -184,12 +183,23 @@ impl Gateway {
                 "admin.socket {}",
                 config.admin.socket.display()
             )))?;
-        let scrapes = match config.metrics.listen {
+        let metrics_http = match config.metrics.listen {
             Some(addr) => Some(
-                crate::metrics::listen(addr)
+                crate::http::listen(addr)
                     .await
                     .map_err(io_err(format!("metrics.listen {addr}")))?,
             ),
+            None => None,
+        };
+        let web = match &config.web {
+            Some(w) => {
+                let page = crate::web::AdminPage::load(&w.token_file)
+                    .map_err(|e| DaemonError::Setup(format!("web.token_file: {e}")))?;
+                let listener = crate::http::listen(w.listen)
+                    .await
+                    .map_err(io_err(format!("web.listen {}", w.listen)))?;
+                Some((listener, page))
+            }
             None => None,
         };
         let radius = match &config.radius {
@@ -228,7 +238,8 @@ impl Gateway {
             admin,
             admin_listener,
             metrics: Metrics::new(),
-            scrapes,
+            metrics_http,
+            web,
             radius,
         };
         gateway.write_status("running");
@@ -263,6 +274,7 @@ impl Gateway {
                     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
                 }
                 _ = flush.tick() => {
+                    self.sample_throughput();
                     self.flush_leases();
                     self.log_refusals();
                     self.close_expired();
@@ -272,8 +284,15 @@ impl Gateway {
                         self.driver.eap_answer(sa, answer);
                     }
                 }
-                Some(scrape) = next_scrape(&mut self.scrapes) => {
-                    let _ = scrape.send(self.metrics.render(&self.snapshot()));
+                Some(exchange) = next_exchange(self.metrics_http.as_mut()) => {
+                    let response = crate::metrics::answer(&exchange.request, || {
+                        self.metrics.render(&self.snapshot())
+                    });
+                    let _ = exchange.reply.send(response);
+                }
+                Some(exchange) = next_exchange(self.web.as_mut().map(|(l, _)| l)) => {
+                    let response = self.on_web(&exchange.request);
+                    let _ = exchange.reply.send(response);
                 }
                 Some(command) = self.admin.recv() => {
                     let reply = self.on_admin(command.request);
@@ -389,6 +408,18 @@ impl Gateway {
                     }
                     (None, Some(f)) => {
                         self.metrics.failure(&f.reason);
+                        if let Some((_, page)) = &mut self.web {
+                            page.note_failure(crate::web::FailureRecord {
+                                at: tunnel::host::unix_now(),
+                                from: f.remote.to_string(),
+                                claims: f
+                                    .claimed_id
+                                    .as_ref()
+                                    .map_or_else(|| "-".to_owned(), ToString::to_string),
+                                reason: f.reason.to_string(),
+                                what_to_do: f.advice(false).to_owned(),
+                            });
+                        }
                         tracing::warn!(
                         from = %f.remote,
                         claims = %f
@@ -502,6 +533,52 @@ impl Gateway {
     }
 
     /// What a metrics scrape shows besides the counters kept as events come.
+    /// A request to the admin page.
+    fn on_web(&mut self, request: &crate::http::Request) -> crate::http::Response {
+        use crate::web::{AdminPage, PoolUse, Route};
+        let Some((_, page)) = &self.web else {
+            return crate::http::Response::text("404 Not Found", "no admin page\n");
+        };
+        match page.route(request) {
+            Route::Respond(response) => response,
+            Route::State => {
+                let pools = self
+                    .snapshot()
+                    .pools
+                    .into_iter()
+                    .map(|(group, size, leased)| PoolUse {
+                        group,
+                        size,
+                        leased,
+                    })
+                    .collect();
+                let sessions = self.sessions();
+                page.state_response(tunnel::host::unix_now(), sessions, pools)
+            }
+            Route::Disconnect { target } => {
+                tracing::info!(%target, "admin page: disconnect");
+                let reply = self.on_admin(admin::Request::Disconnect { target });
+                AdminPage::disconnect_response(&reply)
+            }
+        }
+    }
+
+    /// The page's throughput chart: every session's bytes each way, now.
+    fn sample_throughput(&mut self) {
+        if self.web.is_none() {
+            return;
+        }
+        let sessions = self.sessions();
+        let sample = crate::web::Sample {
+            at: tunnel::host::unix_now(),
+            bytes_in: sessions.iter().map(|s| s.traffic.bytes_in).sum(),
+            bytes_out: sessions.iter().map(|s| s.traffic.bytes_out).sum(),
+        };
+        if let Some((_, page)) = &mut self.web {
+            page.sample(sample);
+        }
+    }
+
     fn snapshot(&self) -> crate::metrics::Snapshot {
         let sessions = self.sessions();
         let groups = std::iter::once("default".to_owned())
@@ -671,7 +748,10 @@ impl Gateway {
 
     async fn stop(mut self) -> Result<(), DaemonError> {
         self.admin_listener.abort();
-        if let Some((_, task)) = &self.scrapes {
+        if let Some((_, task)) = &self.metrics_http {
+            task.abort();
+        }
+        if let Some(((_, task), _)) = &self.web {
             task.abort();
         }
         let _ = std::fs::remove_file(&self.config.admin.socket);
@@ -768,13 +848,15 @@ async fn next_radius_answers(
     }
 }
 
-async fn next_scrape(
-    scrapes: &mut Option<(
-        tokio::sync::mpsc::Receiver<crate::metrics::Scrape>,
-        tokio::task::JoinHandle<()>,
-    )>,
-) -> Option<crate::metrics::Scrape> {
-    match scrapes {
+/// An HTTP listener's requests and its task.
+type Listener = (
+    tokio::sync::mpsc::Receiver<crate::http::Exchange>,
+    tokio::task::JoinHandle<()>,
+);
+
+/// The next request to a listener; never, without one.
+async fn next_exchange(listener: Option<&mut Listener>) -> Option<crate::http::Exchange> {
+    match listener {
         Some((rx, _)) => rx.recv().await,
         None => std::future::pending().await,
     }

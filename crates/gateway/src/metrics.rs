@@ -2,12 +2,8 @@
 //! tunnels by group, setups and failures by reason, the data plane's totals (bytes, packets,
 //! drops by cause), pool usage per group, half-open SAs and whether COOKIEs are demanded.
 //!
-//! The values live with the gateway's loop, which owns the sessions; a scrape asks it for the
-//! text over a channel, so nothing is shared or locked. The listener is deliberately tiny
-//! (`GET /metrics` over HTTP/1.x, one request per connection, bounded head, short timeouts):
-//! it serves a local scraper, not the internet.
-
-use std::net::SocketAddr;
+//! The values live with the gateway's loop, which owns the sessions; a scrape reaches it
+//! through [`crate::http`]'s listener, so nothing is shared or locked.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -15,19 +11,12 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot};
 
 /// Handshake durations told apart, in seconds (a LAN handshake takes milliseconds; EAP-TLS
 /// and lossy paths take longer).
 const HANDSHAKE_BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
-
-/// Longest request head a scraper may send.
-const MAX_HEAD: usize = 8 * 1024;
-/// How long a scraper may take to send its request.
-const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct GroupLabel {
@@ -209,80 +198,21 @@ fn raise(counter: &Counter, total: u64) {
     }
 }
 
-/// A scrape: the way back for the text.
-pub type Scrape = oneshot::Sender<String>;
-
-/// Listens on `addr` and hands each `GET /metrics` to the gateway's loop through the returned
-/// channel. Must be called inside a tokio runtime.
-pub async fn listen(
-    addr: SocketAddr,
-) -> std::io::Result<(mpsc::Receiver<Scrape>, tokio::task::JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let (tx, rx) = mpsc::channel(4);
-    let task = tokio::spawn(async move {
-        let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(4));
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                // Out of descriptors, say: not a busy loop.
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                continue;
-            };
-            let Ok(slot) = slots.clone().acquire_owned().await else {
-                return;
-            };
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let _slot = slot;
-                serve(stream, tx).await;
-            });
-        }
-    });
-    Ok((rx, task))
-}
-
-async fn serve(mut stream: tokio::net::TcpStream, scrapes: mpsc::Sender<Scrape>) {
-    let mut head = Vec::new();
-    let mut buf = [0u8; 1024];
-    let read = tokio::time::timeout(REQUEST_TIMEOUT, async {
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() <= MAX_HEAD {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => return false,
-                Ok(n) => head.extend_from_slice(&buf[..n]),
-            }
-        }
-        head.len() <= MAX_HEAD
-    })
-    .await;
-    if !matches!(read, Ok(true)) {
-        return;
+/// The answer to a request on the metrics address: `GET /metrics` only.
+pub fn answer(
+    request: &crate::http::Request,
+    render: impl FnOnce() -> String,
+) -> crate::http::Response {
+    use crate::http::Response;
+    match (request.method.as_str(), request.path.as_str()) {
+        ("GET", "/metrics") => Response::new(
+            "200 OK",
+            "text/plain; version=0.0.4; charset=utf-8",
+            render(),
+        ),
+        ("GET", _) => Response::text("404 Not Found", "only /metrics here\n"),
+        _ => Response::text("405 Method Not Allowed", "GET /metrics\n"),
     }
-    let request_line = head
-        .split(|b| *b == b'\n')
-        .next()
-        .map(|l| String::from_utf8_lossy(l).trim().to_owned())
-        .unwrap_or_default();
-    let mut parts = request_line.split(' ');
-    let (method, path) = (parts.next(), parts.next());
-    let (status, body) = match (method, path) {
-        (Some("GET"), Some("/metrics")) => {
-            let (tx, rx) = oneshot::channel();
-            match scrapes.send(tx).await {
-                Ok(()) => match rx.await {
-                    Ok(text) => ("200 OK", text),
-                    Err(_) => ("503 Service Unavailable", "stopping\n".to_owned()),
-                },
-                Err(_) => ("503 Service Unavailable", "stopping\n".to_owned()),
-            }
-        }
-        (Some("GET"), _) => ("404 Not Found", "only /metrics here\n".to_owned()),
-        _ => ("405 Method Not Allowed", "GET /metrics\n".to_owned()),
-    };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = stream.write_all(response.as_bytes()).await;
-    let _ = stream.shutdown().await;
 }
 
 #[cfg(test)]

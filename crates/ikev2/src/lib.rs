@@ -66,7 +66,7 @@ pub use natd::{COOKIE_LEN, natd_hash};
 pub use proposal::{
     EspAlgorithms, EspProposal, IkeAlgorithms, IkeProposal, ProposalError, encr_name,
 };
-pub use sa::{ConnectError, IkeSa, IkeSaState, Role};
+pub use sa::{ConnectError, EAP_RELAYED, IkeSa, IkeSaState, Role};
 #[cfg(fuzzing)]
 pub use sa::{fuzz_eap_tls, fuzz_eap_tls_client};
 

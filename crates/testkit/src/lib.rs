@@ -11,6 +11,7 @@
 
 pub mod aovpn;
 pub mod bind;
+pub mod browser;
 pub mod freeradius;
 pub mod netns;
 pub mod strongswan;

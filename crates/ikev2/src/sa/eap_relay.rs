@@ -8,6 +8,10 @@ use super::*;
 use crate::event::EapAnswer;
 use zeroize::Zeroizing;
 
+/// What [`crate::IkeSaInfo::eap_tls`] says of a relayed EAP conversation (its method is the
+/// server's business).
+pub const RELAYED: &str = "relayed to the authentication server";
+
 /// Longest EAP identity taken (RFC 3748 leaves it open; NAIs are at most 253 bytes).
 const MAX_IDENTITY: usize = 253;
 
@@ -131,7 +135,7 @@ impl IkeSa {
                         return;
                     }
                 };
-                self.eap_tls = Some("EAP relayed to an authentication server".into());
+                self.eap_tls = Some(RELAYED.into());
                 let first_request = std::mem::take(&mut relay.first_request);
                 let out = vec![Payload::Auth(ours)];
                 self.finish_auth(now, message_id, cfg, &first_request, out, subject, pool);

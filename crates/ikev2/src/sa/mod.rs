@@ -31,6 +31,7 @@ use rekey::{ChildState, Rekeying, RetiredSa};
 mod auth;
 mod eap;
 mod eap_relay;
+pub use eap_relay::RELAYED as EAP_RELAYED;
 mod informational;
 mod init;
 mod mobike;

@@ -33,6 +33,51 @@ pub struct ClientPackageArgs {
     root: Option<PathBuf>,
 }
 
+/// The gateway's one IKE and ESP suite as a CryptographySuite, when its configuration names
+/// its proposals (`None` with the defaults, which the profiles' own defaults meet); an error
+/// when they cannot be said in one (the profiles would be refused).
+fn gateway_suite(
+    crypto: &gateway::config::Crypto,
+) -> Result<Option<profile::CryptographySuite>, String> {
+    use profile::plan::{DhGroup, Encryption, EspProposal, IkeProposal, Integrity, Prf};
+    let (Some(ike), Some(esp)) = (crypto.ike_proposals.first(), crypto.esp_proposals.first())
+    else {
+        return Ok(None);
+    };
+    let unsayable = || {
+        format!(
+            "crypto proposals {ike} / {esp}: a Windows CryptographySuite cannot say them (no ChaCha20, SHA-512 or Curve25519 there); put a suite it can say first"
+        )
+    };
+    let ike_p = ikev2::IkeProposal::parse(ike, crypto.allow_legacy).map_err(|e| e.to_string())?;
+    let esp_p = ikev2::EspProposal::parse(esp, crypto.allow_legacy).map_err(|e| e.to_string())?;
+    let encryption = |e: Option<&ipsec_crypto::EncrAlg>| {
+        e.and_then(|e| Encryption::from_iana(e.iana(), e.key_length_attr()))
+    };
+    let ike = IkeProposal {
+        encryption: encryption(ike_p.encr.first()).ok_or_else(unsayable)?,
+        integrity: ike_p.integ.first().and_then(|i| Integrity::from_iana(i.iana())),
+        prf: ike_p
+            .prf
+            .first()
+            .and_then(|p| Prf::from_iana(p.iana()))
+            .ok_or_else(unsayable)?,
+        dh_group: ike_p
+            .dh
+            .first()
+            .and_then(|g| DhGroup::from_iana(g.iana()))
+            .ok_or_else(unsayable)?,
+    };
+    let esp = EspProposal {
+        encryption: encryption(esp_p.encr.first()).ok_or_else(unsayable)?,
+        integrity: esp_p.integ.first().and_then(|i| Integrity::from_iana(i.iana())),
+        pfs_group: esp_p.dh.first().and_then(|g| DhGroup::from_iana(g.iana())),
+    };
+    profile::plan::suite_for(ike, esp)
+        .map(Some)
+        .ok_or_else(unsayable)
+}
+
 fn prefix(net: ipnet::IpNet) -> Prefix {
     Prefix {
         addr: net.network(),
@@ -124,6 +169,7 @@ fn build(args: &ClientPackageArgs) -> Result<String, String> {
         ignored: Vec::new(),
     };
     let description = GatewayDescription {
+        suite: gateway_suite(&config.crypto)?,
         dns_servers: config.network.dns.clone(),
         dns_domains: config.network.dns_domains.clone(),
         ..GatewayDescription::from_settings(&settings, vec![root.thumbprint().to_string()])

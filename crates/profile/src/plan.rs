@@ -23,6 +23,17 @@ impl Encryption {
         }
     }
 
+    /// From an IANA transform ID and its Key Length attribute.
+    pub fn from_iana(id: u16, key_bits: Option<u16>) -> Option<Encryption> {
+        match (id, key_bits) {
+            (3, _) => Some(Encryption::TripleDes),
+            (12, Some(key_bits)) => Some(Encryption::AesCbc { key_bits }),
+            (20, Some(key_bits)) => Some(Encryption::AesGcm16 { key_bits }),
+            (28, _) => Some(Encryption::ChaCha20Poly1305),
+            _ => None,
+        }
+    }
+
     /// The Key Length attribute, where the transform has one.
     pub fn key_bits(self) -> Option<u16> {
         match self {
@@ -50,6 +61,17 @@ pub enum Integrity {
 }
 
 impl Integrity {
+    pub fn from_iana(id: u16) -> Option<Integrity> {
+        [
+            Integrity::HmacSha1_96,
+            Integrity::HmacSha2_256_128,
+            Integrity::HmacSha2_384_192,
+            Integrity::HmacSha2_512_256,
+        ]
+        .into_iter()
+        .find(|i| i.iana_id() == id)
+    }
+
     pub fn iana_id(self) -> u16 {
         match self {
             Integrity::HmacSha1_96 => 2,
@@ -70,6 +92,12 @@ pub enum Prf {
 }
 
 impl Prf {
+    pub fn from_iana(id: u16) -> Option<Prf> {
+        [Prf::HmacSha1, Prf::HmacSha2_256, Prf::HmacSha2_384, Prf::HmacSha2_512]
+            .into_iter()
+            .find(|p| p.iana_id() == id)
+    }
+
     pub fn iana_id(self) -> u16 {
         match self {
             Prf::HmacSha1 => 2,
@@ -92,6 +120,19 @@ pub enum DhGroup {
 }
 
 impl DhGroup {
+    pub fn from_iana(id: u16) -> Option<DhGroup> {
+        [
+            DhGroup::Modp1024,
+            DhGroup::Modp2048,
+            DhGroup::Modp2048S256,
+            DhGroup::Ecp256,
+            DhGroup::Ecp384,
+            DhGroup::Curve25519,
+        ]
+        .into_iter()
+        .find(|g| g.iana_id() == id)
+    }
+
     pub fn iana_id(self) -> u16 {
         match self {
             DhGroup::Modp1024 => 2,
@@ -470,6 +511,68 @@ pub fn plan(name: &str, scope: Option<Scope>, p: &VpnProfile) -> Option<Connecti
 }
 
 /// The single IKE and ESP proposal a complete, supported CryptographySuite stands for.
+/// The CryptographySuite that [`suite_proposals`] turns into exactly `ike` and `esp`, when
+/// Windows' element can say it (no ChaCha20, SHA-512 or Curve25519 there).
+pub fn suite_for(ike: IkeProposal, esp: EspProposal) -> Option<CryptographySuite> {
+    let encryption_method = match ike.encryption {
+        Encryption::TripleDes => EncryptionMethod::Des3,
+        Encryption::AesCbc { key_bits: 128 } => EncryptionMethod::Aes128,
+        Encryption::AesCbc { key_bits: 192 } => EncryptionMethod::Aes192,
+        Encryption::AesCbc { key_bits: 256 } => EncryptionMethod::Aes256,
+        Encryption::AesGcm16 { key_bits: 128 } => EncryptionMethod::AesGcm128,
+        Encryption::AesGcm16 { key_bits: 256 } => EncryptionMethod::AesGcm256,
+        _ => return None,
+    };
+    let integrity_check_method = match ike.prf {
+        Prf::HmacSha1 => IntegrityCheckMethod::Sha196,
+        Prf::HmacSha2_256 => IntegrityCheckMethod::Sha256,
+        Prf::HmacSha2_384 => IntegrityCheckMethod::Sha384,
+        Prf::HmacSha2_512 => return None,
+    };
+    let group = |g: DhGroup| match g {
+        DhGroup::Modp1024 => Some((DhGroupSetting::Group2, PfsGroupSetting::Pfs2)),
+        DhGroup::Modp2048 => Some((DhGroupSetting::Group14, PfsGroupSetting::Pfs2048)),
+        DhGroup::Modp2048S256 => Some((DhGroupSetting::Group24, PfsGroupSetting::Pfs24)),
+        DhGroup::Ecp256 => Some((DhGroupSetting::Ecp256, PfsGroupSetting::Ecp256)),
+        DhGroup::Ecp384 => Some((DhGroupSetting::Ecp384, PfsGroupSetting::Ecp384)),
+        DhGroup::Curve25519 => None,
+    };
+    let dh_group = group(ike.dh_group)?.0;
+    let pfs_group = match esp.pfs_group {
+        None => PfsGroupSetting::None,
+        Some(g) => group(g)?.1,
+    };
+    let cipher_transform_constants = match esp.encryption {
+        Encryption::TripleDes => CipherTransform::Des3,
+        Encryption::AesCbc { key_bits: 128 } => CipherTransform::Aes128,
+        Encryption::AesCbc { key_bits: 192 } => CipherTransform::Aes192,
+        Encryption::AesCbc { key_bits: 256 } => CipherTransform::Aes256,
+        Encryption::AesGcm16 { key_bits: 128 } => CipherTransform::GcmAes128,
+        Encryption::AesGcm16 { key_bits: 192 } => CipherTransform::GcmAes192,
+        Encryption::AesGcm16 { key_bits: 256 } => CipherTransform::GcmAes256,
+        _ => return None,
+    };
+    let authentication_transform_constants = match (esp.integrity, cipher_transform_constants) {
+        (Some(Integrity::HmacSha1_96), _) => AuthTransform::Sha196,
+        (Some(Integrity::HmacSha2_256_128), _) => AuthTransform::Sha256128,
+        (None, CipherTransform::GcmAes128) => AuthTransform::GcmAes128,
+        (None, CipherTransform::GcmAes192) => AuthTransform::GcmAes192,
+        (None, CipherTransform::GcmAes256) => AuthTransform::GcmAes256,
+        _ => return None,
+    };
+    let suite = CryptographySuite {
+        authentication_transform_constants: Some(authentication_transform_constants),
+        cipher_transform_constants: Some(cipher_transform_constants),
+        pfs_group: Some(pfs_group),
+        dh_group: Some(dh_group),
+        integrity_check_method: Some(integrity_check_method),
+        encryption_method: Some(encryption_method),
+    };
+    // Only what reads back as the same proposals (an IKE integrity other than the PRF's,
+    // say, cannot be said).
+    (suite_proposals(&suite) == Some((ike, esp))).then_some(suite)
+}
+
 pub fn suite_proposals(s: &CryptographySuite) -> Option<(IkeProposal, EspProposal)> {
     let encryption = match s.encryption_method? {
         EncryptionMethod::Des => return None,
@@ -993,5 +1096,49 @@ mod tests {
         assert_eq!(Encryption::ChaCha20Poly1305.iana_id(), 28);
         assert_eq!(Encryption::TripleDes.iana_id(), 3);
         assert_eq!(Encryption::AesCbc { key_bits: 128 }.iana_id(), 12);
+    }
+
+    #[test]
+    fn every_suite_windows_can_say_reads_back_from_its_proposals() {
+        let encs = [
+            Encryption::TripleDes,
+            Encryption::AesCbc { key_bits: 128 },
+            Encryption::AesCbc { key_bits: 256 },
+            Encryption::AesGcm16 { key_bits: 128 },
+            Encryption::AesGcm16 { key_bits: 256 },
+            Encryption::ChaCha20Poly1305,
+        ];
+        let groups = [DhGroup::Modp2048, DhGroup::Ecp384, DhGroup::Curve25519];
+        let mut said = 0;
+        for &ike_enc in &encs {
+            for prf in [Prf::HmacSha2_256, Prf::HmacSha2_384, Prf::HmacSha2_512] {
+                for &dh_group in &groups {
+                    let integrity = (!ike_enc.is_aead()).then_some(match prf {
+                        Prf::HmacSha2_384 => Integrity::HmacSha2_384_192,
+                        _ => Integrity::HmacSha2_256_128,
+                    });
+                    let ike = IkeProposal { encryption: ike_enc, integrity, prf, dh_group };
+                    for &esp_enc in &encs {
+                        let esp = EspProposal {
+                            encryption: esp_enc,
+                            integrity: (!esp_enc.is_aead()).then_some(Integrity::HmacSha2_256_128),
+                            pfs_group: Some(dh_group).filter(|g| *g != DhGroup::Modp2048),
+                        };
+                        if let Some(suite) = suite_for(ike, esp) {
+                            said += 1;
+                            assert_eq!(suite_proposals(&suite), Some((ike, esp)));
+                        } else {
+                            assert!(
+                                [ike_enc, esp_enc].contains(&Encryption::ChaCha20Poly1305)
+                                    || prf == Prf::HmacSha2_512
+                                    || dh_group == DhGroup::Curve25519,
+                                "{ike:?} {esp:?} should be expressible"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        assert!(said > 20, "{said}");
     }
 }

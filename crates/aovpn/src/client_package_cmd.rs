@@ -56,7 +56,10 @@ fn gateway_suite(
     };
     let ike = IkeProposal {
         encryption: encryption(ike_p.encr.first()).ok_or_else(unsayable)?,
-        integrity: ike_p.integ.first().and_then(|i| Integrity::from_iana(i.iana())),
+        integrity: ike_p
+            .integ
+            .first()
+            .and_then(|i| Integrity::from_iana(i.iana())),
         prf: ike_p
             .prf
             .first()
@@ -70,7 +73,10 @@ fn gateway_suite(
     };
     let esp = EspProposal {
         encryption: encryption(esp_p.encr.first()).ok_or_else(unsayable)?,
-        integrity: esp_p.integ.first().and_then(|i| Integrity::from_iana(i.iana())),
+        integrity: esp_p
+            .integ
+            .first()
+            .and_then(|i| Integrity::from_iana(i.iana())),
         pfs_group: esp_p.dh.first().and_then(|g| DhGroup::from_iana(g.iana())),
     };
     profile::plan::suite_for(ike, esp)
@@ -239,7 +245,7 @@ fn readme(server: &str) -> String {
          identity), the routes and the root of the gateway's certificate from them.\n\
          \n\
          Linux (aovpn), as root, with the machine's or the user's certificate and key:\n\
-         \x20 aovpn profile import THIS.zip --scope device --cert machine.pem --key machine.key\n\
+         \x20 aovpn profile import THIS.zip --scope device --cert machine.pem --key machine.key --trust-root\n\
          \x20 aovpn profile import THIS.zip --scope user --cert user.pem --key user.key\n\
          \n\
          Windows: aovpn/DeviceTunnel.xml and aovpn/UserTunnel.xml are ProfileXML for the\n\
@@ -271,7 +277,14 @@ pub struct ImportArgs {
     /// Replace a different certificate already installed there.
     #[arg(long)]
     force: bool,
+    /// Trust the package's root CA for the gateway's certificate (needed when it is not
+    /// trusted yet: every profile on this machine then accepts gateways it vouches for).
+    #[arg(long)]
+    trust_root: bool,
 }
+
+/// Largest package read (Azure's is a few hundred kB, with its installers).
+const MAX_PACKAGE_BYTES: u64 = 64 << 20;
 
 /// What an import did, for the user.
 pub struct Imported {
@@ -287,6 +300,14 @@ pub fn import(
     use crate::profile_cmd::Failure;
     let other = Failure::Other;
     let file = args.file.display().to_string();
+    let size = std::fs::metadata(&args.file)
+        .map_err(|e| other(format!("{file}: {e}")))?
+        .len();
+    if size > MAX_PACKAGE_BYTES {
+        return Err(other(format!(
+            "{file}: {size} bytes: not a client package (at most {MAX_PACKAGE_BYTES})"
+        )));
+    }
     let bytes = std::fs::read(&args.file).map_err(|e| other(format!("{file}: {e}")))?;
     let package = ClientPackage::read(&bytes).map_err(|e| other(format!("{file}: {e}")))?;
     let scope = Scope::from(args.scope);
@@ -297,6 +318,12 @@ pub fn import(
         let certs = pki::load_certificates(der_or_pem)
             .map_err(|e| other(format!("{file}: Generic/VpnServerRoot.cer: {e}")))?;
         roots.extend(certs);
+    }
+    if let Some(r) = roots.iter().find(|r| !(r.is_ca() && r.is_self_issued())) {
+        return Err(other(format!(
+            "{file}: Generic/VpnServerRoot.cer holds {}, which is not a root CA",
+            r.subject()
+        )));
     }
     let thumbprints: Vec<String> = roots.iter().map(|r| r.thumbprint().to_string()).collect();
     let settings = &package.settings;
@@ -328,8 +355,27 @@ pub fn import(
     });
     let source = format!("{file}!{}", origin);
     let parsed = ParsedProfile::parse_str(&source, &xml).map_err(Failure::Refused)?;
-
-    // The files first, then the profile: a profile the agent reads at once must find them.
+    parsed.validate(Some(scope)).map_err(Failure::Refused)?;
+    if store.get(&name).is_ok() {
+        return Err(other(format!(
+            "a profile named \"{name}\" exists: remove it or pass --name"
+        )));
+    }
+    // Everything checked before anything is written: a refused import changes nothing.
+    let identity = match (&args.cert, &args.key) {
+        (Some(cert), Some(key)) => {
+            let dir = match scope {
+                Scope::Device => system_dir.join("machine"),
+                // Where the user's key helper looks (its `--config-dir` default).
+                Scope::User => profile::store::user_config_dir().join("user"),
+            };
+            Some((
+                dir.clone(),
+                checked_identity(&dir, cert, key, args.force).map_err(other)?,
+            ))
+        }
+        _ => None,
+    };
     let ca_dir = system_dir.join("ca");
     let trusted: Vec<String> = agent::config::ca_files_in(&ca_dir)
         .iter()
@@ -338,6 +384,21 @@ pub fn import(
         .flatten()
         .map(|c| c.thumbprint().to_string())
         .collect();
+    let new_roots: Vec<(&pki::Certificate, &String)> = roots
+        .iter()
+        .zip(&thumbprints)
+        .filter(|(_, t)| !trusted.contains(t))
+        .collect();
+    if !new_roots.is_empty() && !args.trust_root {
+        let named: Vec<String> = new_roots
+            .iter()
+            .map(|(r, t)| format!("{} (SHA-1 {t})", r.subject()))
+            .collect();
+        return Err(other(format!(
+            "the package's root CA is not trusted here yet: {}. Every profile on this machine would accept gateways it vouches for; check it (with whoever runs the gateway), then pass --trust-root",
+            named.join(", ")
+        )));
+    }
     for (root, thumbprint) in roots.iter().zip(&thumbprints) {
         let path = ca_dir.join(format!("{thumbprint}.pem"));
         if trusted.contains(thumbprint) {
@@ -359,13 +420,8 @@ pub fn import(
             path.display()
         ));
     }
-    if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
-        let dir = match scope {
-            Scope::Device => system_dir.join("machine"),
-            // Where the user's key helper looks (its `--config-dir` default).
-            Scope::User => profile::store::user_config_dir().join("user"),
-        };
-        install_identity(&dir, cert, key, args.force).map_err(other)?;
+    if let Some((dir, identity)) = identity {
+        identity.install(&dir).map_err(other)?;
         lines.push(format!(
             "{} certificate installed in {}",
             match scope {
@@ -377,11 +433,18 @@ pub fn import(
     }
     let (stored, warnings) = store.add(&name, scope, &parsed, xml.as_bytes())?;
     lines.extend(warnings.iter().map(ToString::to_string));
+    let servers: Vec<&str> = stored
+        .parsed
+        .profile
+        .servers()
+        .iter()
+        .map(|s| s.host.as_str())
+        .collect();
     lines.push(format!(
         "added {} profile \"{}\" for {} ({}; {} route(s)) in {}",
         stored.scope,
         stored.name,
-        settings.vpn_server,
+        servers.join(","),
         origin,
         stored.parsed.profile.routes.len(),
         stored.dir.display()
@@ -410,20 +473,52 @@ fn install(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
         ".{}.tmp",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("new")
     ));
+    // A leftover (or planted) temporary name goes first; then a file of our own, never one
+    // reached through a link, with the mode set whatever the umask.
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
     let mut f = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(mode)
         .open(&tmp)?;
+    f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
     f.write_all(bytes)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)
 }
 
-/// Install a certificate chain and its key as `dir/certificate.pem` and `dir/key.pem` (0600),
-/// after checking they belong together.
-fn install_identity(dir: &Path, cert: &Path, key: &Path, force: bool) -> Result<(), String> {
+/// A certificate chain and its key, checked to belong together, ready to install.
+struct CheckedIdentity {
+    chain_pem: String,
+    key_pem: pki::Zeroizing<String>,
+}
+
+impl CheckedIdentity {
+    /// `dir/certificate.pem` and `dir/key.pem` (0600), each written whole and renamed into
+    /// place, the key first.
+    fn install(&self, dir: &Path) -> Result<(), String> {
+        let err = |e: std::io::Error| format!("{}: {e}", dir.display());
+        install(&dir.join("key.pem"), self.key_pem.as_bytes(), 0o600).map_err(err)?;
+        install(
+            &dir.join("certificate.pem"),
+            self.chain_pem.as_bytes(),
+            0o644,
+        )
+        .map_err(err)
+    }
+}
+
+/// Reads and checks a certificate chain and its key for `dir` (refusing to replace another
+/// certificate there without `force`).
+fn checked_identity(
+    dir: &Path,
+    cert: &Path,
+    key: &Path,
+    force: bool,
+) -> Result<CheckedIdentity, String> {
     let chain_bytes = std::fs::read(cert).map_err(|e| format!("{}: {e}", cert.display()))?;
     let chain =
         pki::load_certificates(&chain_bytes).map_err(|e| format!("{}: {e}", cert.display()))?;
@@ -457,14 +552,8 @@ fn install_identity(dir: &Path, cert: &Path, key: &Path, force: bool) -> Result<
             cert_path.display()
         ));
     }
-    let pem = private.to_pem();
-    install(&dir.join("key.pem"), pem.as_bytes(), 0o600)
-        .map_err(|e| format!("{}: {e}", dir.display()))?;
-    install(
-        &cert_path,
-        pki::certificates_to_pem(&chain).as_bytes(),
-        0o644,
-    )
-    .map_err(|e| format!("{}: {e}", dir.display()))?;
-    Ok(())
+    Ok(CheckedIdentity {
+        chain_pem: pki::certificates_to_pem(&chain),
+        key_pem: private.to_pem(),
+    })
 }

@@ -1143,12 +1143,43 @@ fn client_packages_from_our_gateway_and_azures_shape_make_tunnels_that_connect()
     let zip_arg = zip.to_str().unwrap();
     let cert = lab.pki.machine_cert.to_str().unwrap();
     let key = lab.pki.machine_key.to_str().unwrap();
+    // A root not trusted yet is installed only when asked: refused, and nothing written.
+    let out = std::process::Command::new(bin())
+        .arg("profile")
+        .arg("--system-dir")
+        .arg(agent.config_dir())
+        .args([
+            "import", zip_arg, "--scope", "device", "--cert", cert, "--key", key,
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        said.contains("--trust-root") && said.contains(&ca.thumbprint().to_string()),
+        "{said}"
+    );
+    assert!(!agent.config_dir().join("machine").join("key.pem").exists());
+    assert_eq!(
+        std::fs::read_dir(agent.config_dir().join("ca"))
+            .unwrap()
+            .count(),
+        0
+    );
     let text = aovpn_profile(
         &agent,
         None,
         &root_home,
         &[
-            "import", zip_arg, "--scope", "device", "--cert", cert, "--key", key,
+            "import",
+            zip_arg,
+            "--scope",
+            "device",
+            "--cert",
+            cert,
+            "--key",
+            key,
+            "--trust-root",
         ],
     );
     for needle in [

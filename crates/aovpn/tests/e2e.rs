@@ -2000,6 +2000,11 @@ fn eap_is_relayed_to_freeradius_which_accepts_classifies_refuses_and_fails_over(
     let secret = "a-secret-for-the-test";
     let secret_file = lab.dir("radius.secret");
     std::fs::write(&secret_file, format!("{secret}\n")).unwrap();
+    std::fs::set_permissions(
+        &secret_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let (server_cert, server_key) = lab
         .pki
         .issue_end_entity("gateway", "radius.e2e.example")
@@ -2035,6 +2040,9 @@ fn eap_is_relayed_to_freeradius_which_accepts_classifies_refuses_and_fails_over(
          [[groups]]\nname = \"eng\"\nmatch = {{ upn_suffix = \"eng.corp.example\" }}\n\
          pool_v4 = \"172.16.202.0/24\"\nroutes = [\"10.1.2.0/24\"]\n"
     );
+    // Short lifetimes: the gateway rekeys the IKE SAs within the test, and a relayed session
+    // (no certificate path to re-check) must survive that.
+    opts.lifetimes_secs = Some((12, 10));
     let gw = lab.start_gateway(&opts);
     // The EAP server is FreeRADIUS now: the profile names it. Each user's profile routes
     // its own prefix (one-shot clients in one namespace cannot share a route).
@@ -2185,7 +2193,19 @@ fn eap_is_relayed_to_freeradius_which_accepts_classifies_refuses_and_fails_over(
             && l.contains("10.1.0.6:1812")),
         "{log}"
     );
+    let rekeyed = |gw: &GatewayProcess| {
+        gw.log()
+            .lines()
+            .any(|l| l.contains("IKE SA rekeyed") && l.contains("alice@corp.example"))
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !rekeyed(&gw) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(rekeyed(&gw), "{}", gw.log());
+    assert!(!gw.log().contains("disconnecting"), "{}", gw.log());
     assert_eq!(alice.state().as_deref(), Some("connected"));
+    ping(&lab.topo.client, lab::VNET_HOST).unwrap();
     // The device tunnel authenticates with its certificate at the gateway itself (in
     // alice's place: they would share a route).
     let mut alice = alice;

@@ -110,6 +110,27 @@ impl RadiusConfig {
         if self.nas_identifier.is_empty() || self.nas_identifier.len() > 253 {
             return Err(("radius.nas_identifier", "1 to 253 bytes".into()));
         }
+        // One socket, one address family.
+        if self
+            .servers
+            .iter()
+            .any(|s| s.address.is_ipv4() != self.servers[0].address.is_ipv4())
+        {
+            return Err((
+                "radius.servers",
+                "all IPv4 or all IPv6 (the gateway asks them from one socket)".into(),
+            ));
+        }
+        // Every server must get its turn before the client's IKE SA gives up (30 s).
+        let worst = self.timeout_ms * u64::from(self.tries) * self.servers.len() as u64;
+        if worst > 20_000 {
+            return Err((
+                "radius.timeout_ms",
+                format!(
+                    "timeout_ms x tries x servers is {worst} ms: at most 20000, or the client gives up before the last server is asked"
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -118,6 +139,23 @@ impl RadiusConfig {
         self.servers
             .iter()
             .map(|s| {
+                use std::os::unix::fs::MetadataExt as _;
+                let meta = std::fs::metadata(&s.secret_file).map_err(|e| {
+                    (
+                        "radius.servers.secret_file",
+                        format!("{}: {e}", s.secret_file.display()),
+                    )
+                })?;
+                if meta.mode() & 0o077 != 0 {
+                    return Err((
+                        "radius.servers.secret_file",
+                        format!(
+                            "{}: readable by others (mode {:o}): chmod 600 it",
+                            s.secret_file.display(),
+                            meta.mode() & 0o777
+                        ),
+                    ));
+                }
                 let text = zeroize::Zeroizing::new(
                     std::fs::read_to_string(&s.secret_file).map_err(|e| {
                         (

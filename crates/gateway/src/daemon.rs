@@ -366,12 +366,7 @@ impl Gateway {
                     .driver
                     .sa(sa)
                     .and_then(|r| r.info.as_ref())
-                    .map(|info| {
-                        (
-                            info.peer_id.clone(),
-                            self.validator.recheck(&info.peer_chain),
-                        )
-                    });
+                    .map(|info| (info.peer_id.clone(), self.recheck(info)));
                 match verdict {
                     Some((peer, Ok(()))) => tracing::info!(%peer, "IKE SA rekeyed"),
                     Some((peer, Err(e))) => {
@@ -691,11 +686,7 @@ impl Gateway {
             .sas()
             .filter_map(|(id, r)| {
                 let info = r.info.as_ref()?;
-                // Authenticated by a RADIUS server: no certificate here to re-check.
-                if info.peer_chain.thumbprints.is_empty() {
-                    return None;
-                }
-                let e = self.validator.recheck(&info.peer_chain).err()?;
+                let e = self.recheck(info).err()?;
                 Some((id, info.peer_id.to_string(), e))
             })
             .collect();
@@ -707,20 +698,37 @@ impl Gateway {
         failed.len()
     }
 
+    /// A session against today's trust: its certificate's path (revoked, root removed,
+    /// expired). A peer a RADIUS server authenticated has no path here: that server decides
+    /// (and its Session-Timeout ends the session).
+    fn recheck(&self, info: &ikev2::IkeSaInfo) -> Result<(), pki::PkiError> {
+        if info.peer_chain.thumbprints.is_empty() {
+            return Ok(());
+        }
+        self.validator.recheck(&info.peer_chain)
+    }
+
     /// Azure ends a session when its certificate expires; so do we (the client may come back
     /// with a renewed one). Cheap: one comparison per client.
     fn close_expired(&mut self) {
         let now = std::time::SystemTime::now();
-        let expired: Vec<(IkeSaId, String)> = self
+        let expired: Vec<(IkeSaId, String, &str)> = self
             .driver
             .sas()
             .filter_map(|(id, r)| {
                 let info = r.info.as_ref()?;
-                (now > info.peer_chain.not_after).then(|| (id, info.peer_id.to_string()))
+                (now > info.peer_chain.not_after).then(|| {
+                    let what = if info.peer_chain.thumbprints.is_empty() {
+                        "the RADIUS server's Session-Timeout passed"
+                    } else {
+                        "certificate expired"
+                    };
+                    (id, info.peer_id.to_string(), what)
+                })
             })
             .collect();
-        for (id, peer) in expired {
-            tracing::warn!(%peer, "certificate expired: disconnecting");
+        for (id, peer, what) in expired {
+            tracing::warn!(%peer, "{what}: disconnecting");
             self.driver.delete(id);
         }
     }

@@ -105,12 +105,12 @@ impl RadiusRelay {
             .entry(sa)
             .or_insert_with(|| Conversation {
                 token,
-                identity: String::from_utf8_lossy(identity).into_owned(),
+                identity: printable(identity),
                 state: None,
             });
         conversation.token = token;
         if conversation.identity.is_empty() {
-            conversation.identity = String::from_utf8_lossy(identity).into_owned();
+            conversation.identity = printable(identity);
         }
         let mut attributes = vec![
             (USER_NAME, identity.to_vec()),
@@ -196,6 +196,8 @@ impl RadiusRelay {
                 msk,
                 class,
                 filter_id,
+                user_name,
+                session_timeout,
                 server,
             } => {
                 self.conversations.remove(&sa);
@@ -223,11 +225,22 @@ impl RadiusRelay {
                 tracing::info!(
                     %server,
                     %identity,
+                    user_name = ?user_name.as_deref().map(str::escape_debug).map(|e| e.to_string()),
+                    session_timeout_s = ?session_timeout,
                     group = policy.as_ref().map_or("default", |p| p.group.as_str()),
                     class_or_filter_id = ?offered,
                     "RADIUS accepted"
                 );
-                EapAnswer::Success { eap, msk, policy }
+                let until = session_timeout.map(|secs| {
+                    std::time::SystemTime::now() + Duration::from_secs(u64::from(secs))
+                });
+                EapAnswer::Success {
+                    eap,
+                    msk,
+                    policy,
+                    identity: user_name,
+                    until,
+                }
             }
             radius::Answer::Reject {
                 eap,
@@ -257,4 +270,9 @@ impl RadiusRelay {
             }
         }
     }
+}
+
+/// A client-chosen identity as logs and reasons show it (control characters escaped).
+fn printable(identity: &[u8]) -> String {
+    String::from_utf8_lossy(identity).escape_debug().to_string()
 }

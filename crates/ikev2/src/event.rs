@@ -341,11 +341,15 @@ pub enum EapAnswer {
     /// Relay this EAP-Request to the initiator.
     Request(Vec<u8>),
     /// Accepted: relay this EAP-Success; the initiator's AUTH is checked with `msk`; `policy`
-    /// is the peer's group (the server's Class or Filter-Id), if any.
+    /// is the peer's group (the server's Class or Filter-Id), if any. `identity` is who the
+    /// server says the peer is (its User-Name), else the EAP identity stands; `until` ends
+    /// the session (the server's Session-Timeout).
     Success {
         eap: Vec<u8>,
         msk: zeroize::Zeroizing<Vec<u8>>,
         policy: Option<std::sync::Arc<crate::PeerPolicy>>,
+        identity: Option<String>,
+        until: Option<std::time::SystemTime>,
     },
     /// Refused, or no server answered: relay the EAP-Failure (if any), answer
     /// AUTHENTICATION_FAILED and close the SA; `reason` says why, for logs.

@@ -26,6 +26,10 @@ pub const USER_PROFILE_ENTRY: &str = "aovpn/UserTunnel.xml";
 const MAX_ENTRIES: usize = 1024;
 /// The most an entry we read may inflate to: settings, certificates and profiles are small.
 const MAX_ENTRY_BYTES: u64 = 1 << 20;
+/// The most all entries we read may inflate to together.
+const MAX_READ_BYTES: u64 = 4 << 20;
+/// Azure takes at most 20 root certificates; a package carries no more.
+const MAX_ROOTS: usize = 20;
 
 /// Why a package could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +93,7 @@ impl ClientPackage {
         let mut package = ClientPackage::default();
         let mut settings = None;
         let mut roots: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut read_total = 0u64;
         for i in 0..archive.len() {
             let mut entry = archive
                 .by_index(i)
@@ -127,17 +132,35 @@ impl ClientPackage {
             if bytes.len() as u64 > MAX_ENTRY_BYTES {
                 return Err(entry_err(format!("inflates past {MAX_ENTRY_BYTES} bytes")));
             }
+            read_total += bytes.len() as u64;
+            if read_total > MAX_READ_BYTES {
+                return Err(entry_err(format!(
+                    "the entries read inflate past {MAX_READ_BYTES} bytes"
+                )));
+            }
+            let twice = || entry_err("a second entry of that name: which one counts?".to_owned());
             if key == "generic/vpnsettings.xml" {
+                if settings.is_some() {
+                    return Err(twice());
+                }
                 settings = Some(VpnSettings::parse(&name, &bytes)?);
             } else if key.starts_with("generic/vpnserverroot.cer") {
+                if roots.len() == MAX_ROOTS || roots.iter().any(|(k, _)| *k == key) {
+                    return Err(entry_err(format!(
+                        "more than {MAX_ROOTS} roots, or one named twice"
+                    )));
+                }
                 roots.push((key, bytes));
             } else {
                 let text =
                     String::from_utf8(bytes).map_err(|_| entry_err("not UTF-8 text".to_owned()))?;
-                if key == DEVICE_PROFILE_ENTRY.to_ascii_lowercase() {
-                    package.device_profile = Some(text);
+                let slot = if key == DEVICE_PROFILE_ENTRY.to_ascii_lowercase() {
+                    &mut package.device_profile
                 } else {
-                    package.user_profile = Some(text);
+                    &mut package.user_profile
+                };
+                if slot.replace(text).is_some() {
+                    return Err(twice());
                 }
             }
         }
@@ -391,6 +414,17 @@ mod tests {
             ClientPackage::read(b"PK\x03\x04 not really"),
             Err(PackageError::Zip(_))
         ));
+    }
+
+    #[test]
+    fn a_second_settings_file_elsewhere_is_refused_not_chosen() {
+        let zip = zip_of(&[
+            ("Generic/VpnSettings.xml", SETTINGS),
+            ("Generic/VpnServerRoot.cer", b"root"),
+            ("Other/Generic/VpnSettings.xml", SETTINGS),
+        ]);
+        let e = ClientPackage::read(&zip).unwrap_err();
+        assert!(e.to_string().contains("a second entry"), "{e}");
     }
 
     #[test]

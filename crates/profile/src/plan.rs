@@ -93,9 +93,14 @@ pub enum Prf {
 
 impl Prf {
     pub fn from_iana(id: u16) -> Option<Prf> {
-        [Prf::HmacSha1, Prf::HmacSha2_256, Prf::HmacSha2_384, Prf::HmacSha2_512]
-            .into_iter()
-            .find(|p| p.iana_id() == id)
+        [
+            Prf::HmacSha1,
+            Prf::HmacSha2_256,
+            Prf::HmacSha2_384,
+            Prf::HmacSha2_512,
+        ]
+        .into_iter()
+        .find(|p| p.iana_id() == id)
     }
 
     pub fn iana_id(self) -> u16 {
@@ -1117,7 +1122,12 @@ mod tests {
                         Prf::HmacSha2_384 => Integrity::HmacSha2_384_192,
                         _ => Integrity::HmacSha2_256_128,
                     });
-                    let ike = IkeProposal { encryption: ike_enc, integrity, prf, dh_group };
+                    let ike = IkeProposal {
+                        encryption: ike_enc,
+                        integrity,
+                        prf,
+                        dh_group,
+                    };
                     for &esp_enc in &encs {
                         let esp = EspProposal {
                             encryption: esp_enc,

@@ -35,12 +35,15 @@ pub enum Answer {
         eap: Vec<u8>,
         state: Option<Vec<u8>>,
     },
-    /// Access-Accept: EAP-Success (if sent), the MSK from the MPPE keys, Class and Filter-Id.
+    /// Access-Accept: EAP-Success (if sent), the MSK from the MPPE keys, Class and Filter-Id,
+    /// the User-Name the server vouches for and its Session-Timeout (seconds), if given.
     Accept {
         eap: Option<Vec<u8>>,
         msk: Option<Zeroizing<Vec<u8>>>,
         class: Vec<Vec<u8>>,
         filter_id: Vec<String>,
+        user_name: Option<String>,
+        session_timeout: Option<u32>,
         server: SocketAddr,
     },
     /// Access-Reject, with the server's EAP-Failure and Reply-Message if any.
@@ -280,6 +283,13 @@ impl Client {
                     .all(packet::FILTER_ID)
                     .map(|v| String::from_utf8_lossy(v).into_owned())
                     .collect(),
+                user_name: p
+                    .first(packet::USER_NAME)
+                    .map(|v| String::from_utf8_lossy(v).into_owned()),
+                session_timeout: p
+                    .first(packet::SESSION_TIMEOUT)
+                    .and_then(|v| <[u8; 4]>::try_from(v).ok())
+                    .map(u32::from_be_bytes),
                 server: server.address,
             },
             packet::ACCESS_REJECT => Answer::Reject {

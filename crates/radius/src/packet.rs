@@ -19,6 +19,7 @@ pub const FRAMED_MTU: u8 = 12;
 pub const FILTER_ID: u8 = 11;
 pub const REPLY_MESSAGE: u8 = 18;
 pub const STATE: u8 = 24;
+pub const SESSION_TIMEOUT: u8 = 27;
 pub const CLASS: u8 = 25;
 pub const VENDOR_SPECIFIC: u8 = 26;
 pub const CALLED_STATION_ID: u8 = 30;

@@ -88,6 +88,8 @@ impl FreeRadiusConfig {
         tls_min_version = "1.2"
         tls_max_version = "1.2"
         ecdh_curve = "prime256v1"
+        # The identity a client claims must be its certificate's: the gateway takes it.
+        check_cert_cn = %{{User-Name}}
         cache {{
             enable = no
         }}

@@ -36,6 +36,9 @@ pub(super) struct EapRelay {
     idi: ike_wire::Identification,
     msk: Option<Zeroizing<Vec<u8>>>,
     policy: Option<Arc<crate::PeerPolicy>>,
+    /// Who the server says the peer is, when it says.
+    vouched: Option<String>,
+    until: Option<std::time::SystemTime>,
 }
 
 impl std::fmt::Debug for EapRelay {
@@ -90,6 +93,8 @@ impl IkeSa {
             idi: idi.clone(),
             msk: None,
             policy: None,
+            vouched: None,
+            until: None,
         }));
     }
 
@@ -121,8 +126,10 @@ impl IkeSa {
                     // later but the session's own lifetime.
                     chain: pki::ChainRecord {
                         thumbprints: Vec::new(),
-                        not_after: std::time::UNIX_EPOCH
-                            + std::time::Duration::from_secs(u64::from(u32::MAX)),
+                        not_after: relay.until.unwrap_or(
+                            std::time::UNIX_EPOCH
+                                + std::time::Duration::from_secs(u64::from(u32::MAX)),
+                        ),
                     },
                     policy: relay.policy.clone(),
                 };
@@ -189,13 +196,17 @@ impl IkeSa {
         }
     }
 
-    /// The peer's identity: the EAP identity (Windows sends its UPN there), else IDi.
+    /// The peer's identity: the User-Name the server vouched for, else the EAP identity
+    /// (Windows sends its UPN there). Always a user-style (RFC 822) identity: a relayed peer
+    /// never takes a machine's (FQDN) identity, its lease or its sessions.
     fn relayed_peer_id(&self, relay: &EapRelay) -> IkeId {
-        match std::str::from_utf8(&relay.identity) {
-            Ok(text) if text.contains('@') => IkeId::Rfc822(text.to_owned()),
-            Ok(text) if !text.is_empty() => IkeId::Fqdn(text.to_owned()),
-            _ => IkeId::from_wire(&relay.idi),
-        }
+        let claimed = String::from_utf8_lossy(&relay.identity);
+        IkeId::Rfc822(
+            relay
+                .vouched
+                .clone()
+                .unwrap_or_else(|| claimed.into_owned()),
+        )
         .canonical()
     }
 
@@ -214,10 +225,18 @@ impl IkeSa {
                 self.send_response(ExchangeType::IKE_AUTH, message_id, &[Payload::Eap(request)]);
                 self.eap_relay = Some(relay);
             }
-            EapAnswer::Success { eap, msk, policy } => {
+            EapAnswer::Success {
+                eap,
+                msk,
+                policy,
+                identity,
+                until,
+            } => {
                 relay.phase = Phase::AwaitAuth;
                 relay.msk = Some(msk);
                 relay.policy = policy;
+                relay.vouched = identity.filter(|i| !i.is_empty());
+                relay.until = until;
                 self.send_response(ExchangeType::IKE_AUTH, message_id, &[Payload::Eap(eap)]);
                 self.eap_relay = Some(relay);
             }

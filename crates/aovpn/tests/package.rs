@@ -122,11 +122,22 @@ fn verify(unit: &Path, user: bool, dir: &Path) {
         .arg(&copy)
         .output()
         .unwrap();
-    let said = format!(
+    // Only what is said about our units: verify also loads the installed units ours are
+    // wanted by, and their warnings (Debian's freeradius.service still uses MemoryLimit=)
+    // are not ours to fix.
+    let said: String = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
-    );
+    )
+    .lines()
+    .filter(|l| {
+        !["/lib/systemd/", "/usr/lib/systemd/", "/etc/systemd/", "/run/systemd/"]
+            .iter()
+            .any(|system| l.starts_with(system))
+    })
+    .map(|l| format!("{l}\n"))
+    .collect();
     assert!(
         out.status.success() && said.trim().is_empty(),
         "systemd-analyze verify {}:\n{said}",

@@ -132,9 +132,14 @@ fn verify(unit: &Path, user: bool, dir: &Path) {
     )
     .lines()
     .filter(|l| {
-        !["/lib/systemd/", "/usr/lib/systemd/", "/etc/systemd/", "/run/systemd/"]
-            .iter()
-            .any(|system| l.starts_with(system))
+        ![
+            "/lib/systemd/",
+            "/usr/lib/systemd/",
+            "/etc/systemd/",
+            "/run/systemd/",
+        ]
+        .iter()
+        .any(|system| l.starts_with(system))
     })
     .map(|l| format!("{l}\n"))
     .collect();

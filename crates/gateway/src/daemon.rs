@@ -194,7 +194,8 @@ impl Gateway {
         let web = match &config.web {
             Some(w) => {
                 let page = crate::web::AdminPage::load(&w.token_file)
-                    .map_err(|e| DaemonError::Setup(format!("web.token_file: {e}")))?;
+                    .map_err(|e| DaemonError::Setup(format!("web.token_file: {e}")))?
+                    .answering_as(w.listen);
                 let listener = crate::http::listen(w.listen)
                     .await
                     .map_err(io_err(format!("web.listen {}", w.listen)))?;
@@ -531,10 +532,11 @@ impl Gateway {
     /// A request to the admin page.
     fn on_web(&mut self, request: &crate::http::Request) -> crate::http::Response {
         use crate::web::{AdminPage, PoolUse, Route};
-        let Some((_, page)) = &self.web else {
+        let Some((_, page)) = &mut self.web else {
             return crate::http::Response::text("404 Not Found", "no admin page\n");
         };
-        match page.route(request) {
+        let random = || Provider::system().random_array::<16>().unwrap_or_default();
+        match page.route(request, tunnel::host::unix_now(), random) {
             Route::Respond(response) => response,
             Route::State => {
                 let pools = self
@@ -548,7 +550,12 @@ impl Gateway {
                     })
                     .collect();
                 let sessions = self.sessions();
-                page.state_response(tunnel::host::unix_now(), sessions, pools)
+                match &self.web {
+                    Some((_, page)) => {
+                        page.state_response(tunnel::host::unix_now(), sessions, pools)
+                    }
+                    None => crate::http::Response::text("404 Not Found", "no admin page\n"),
+                }
             }
             Route::Disconnect { target } => {
                 tracing::info!(%target, "admin page: disconnect");

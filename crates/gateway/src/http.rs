@@ -207,8 +207,12 @@ async fn serve(mut stream: tokio::net::TcpStream, exchanges: mpsc::Sender<Exchan
             }
         }
     };
-    let _ = stream.write_all(&response.encode()).await;
-    let _ = stream.shutdown().await;
+    // A client that does not read its answer does not hold a slot for long.
+    let _ = tokio::time::timeout(REQUEST_TIMEOUT, async {
+        let _ = stream.write_all(&response.encode()).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
 }
 
 #[cfg(test)]

@@ -40,6 +40,8 @@ pub struct RadiusRelay {
     groups: Vec<Arc<PeerPolicy>>,
     conversations: HashMap<IkeSaId, Conversation>,
     next_token: u64,
+    /// The receive buffer, one RADIUS packet long.
+    buf: Vec<u8>,
 }
 
 impl std::fmt::Debug for RadiusRelay {
@@ -89,6 +91,7 @@ impl RadiusRelay {
             groups,
             conversations: HashMap::new(),
             next_token: 1,
+            buf: vec![0u8; radius::packet::MAX_PACKET],
         })
     }
 
@@ -151,15 +154,14 @@ impl RadiusRelay {
     /// Waits for a server's datagram or a retransmission time; returns the answers that came.
     /// Cancel-safe (what was received is handed to the client before anything can be lost).
     pub async fn next_answers(&mut self) -> Vec<(IkeSaId, EapAnswer)> {
-        let mut buf = vec![0u8; radius::packet::MAX_PACKET];
         let deadline = self.client.poll_timeout();
         let sleep = deadline.map_or(Duration::from_secs(3600), |d| {
             d.saturating_duration_since(self.now())
         });
         tokio::select! {
-            received = self.socket.recv_from(&mut buf) => {
+            received = self.socket.recv_from(&mut self.buf) => {
                 if let Ok((n, from)) = received {
-                    self.client.handle_datagram(from, &buf[..n]);
+                    self.client.handle_datagram(from, &self.buf[..n]);
                 }
             }
             () = tokio::time::sleep(sleep) => {

@@ -1,9 +1,11 @@
 //! The admin page (`[web]`, off by default): the sessions, pool use per group, recent
 //! failures with their reasons and the last hour's throughput as a chart, and a disconnect
 //! button behind a confirmation. Served on a loopback address (reach it over an SSH tunnel)
-//! to whoever shows the token from `token_file`: the login form sets it as an HttpOnly,
-//! SameSite=Strict cookie, so another site can neither read the page nor post a disconnect
-//! (which also requires a JSON body, something a cross-site form cannot send).
+//! to whoever shows the token from `token_file`: the login form gives a random session id
+//! (8 hours) in an HttpOnly, SameSite=Strict cookie, so another site can neither read the
+//! page nor post a disconnect (which also requires a JSON body, something a cross-site form
+//! cannot send); requests naming another Host (DNS rebinding) are refused; wrong tokens are
+//! rate-limited.
 //!
 //! Routing and the page's data are here; the gateway's loop supplies the sessions and does
 //! the disconnects.
@@ -25,6 +27,11 @@ const MAX_SAMPLES: usize = 720;
 /// Shortest token accepted from the token file.
 const MIN_TOKEN: usize = 16;
 const COOKIE: &str = "aovpn_admin";
+/// How long a login lasts, and how many may be open at once (the oldest goes).
+const SESSION_SECS: u64 = 8 * 3600;
+const MAX_SESSIONS: usize = 16;
+/// Wrong tokens allowed per minute before every login is refused for the rest of it.
+const MAX_WRONG_PER_MINUTE: u32 = 10;
 
 const PAGE: &str = include_str!("../web/admin.html");
 const SCRIPT: &str = include_str!("../web/admin.js");
@@ -86,9 +93,22 @@ struct DisconnectBody {
 
 /// The page's own state: its token and the history the gateway feeds it.
 pub struct AdminPage {
-    token: Zeroizing<String>,
+    /// SHA-256 of the token: compared digest to digest, so the time taken says nothing
+    /// about its length or contents.
+    token_digest: [u8; 32],
+    /// Login sessions: (SHA-256 of the session id, expiry in unix seconds).
+    sessions: VecDeque<([u8; 32], u64)>,
+    /// Wrong tokens in the current minute: (minute, count).
+    wrong: (u64, u32),
+    /// The Host values the page answers to (its listen address, `localhost` on its port).
+    hosts: Vec<String>,
     failures: VecDeque<FailureRecord>,
     throughput: VecDeque<Sample>,
+}
+
+fn digest(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes).into()
 }
 
 impl std::fmt::Debug for AdminPage {
@@ -130,10 +150,20 @@ impl AdminPage {
 
     pub fn with_token(token: &str) -> AdminPage {
         AdminPage {
-            token: Zeroizing::new(token.to_owned()),
+            token_digest: digest(token.as_bytes()),
+            sessions: VecDeque::new(),
+            wrong: (0, 0),
+            hosts: Vec::new(),
             failures: VecDeque::new(),
             throughput: VecDeque::new(),
         }
+    }
+
+    /// The page answers only requests naming this address (or `localhost` on its port) as
+    /// Host: another name pointing at 127.0.0.1 is a DNS rebinding attack.
+    pub fn answering_as(mut self, listen: std::net::SocketAddr) -> AdminPage {
+        self.hosts = vec![listen.to_string(), format!("localhost:{}", listen.port())];
+        self
     }
 
     pub fn note_failure(&mut self, failure: FailureRecord) {
@@ -150,28 +180,49 @@ impl AdminPage {
         self.throughput.push_back(sample);
     }
 
-    fn authorized(&self, request: &Request) -> bool {
-        let shown = request.cookie(COOKIE).or_else(|| {
-            request
-                .header("authorization")
-                .and_then(|v| v.strip_prefix("Bearer "))
-        });
-        shown.is_some_and(|t| bool::from(t.as_bytes().ct_eq(self.token.as_bytes())))
+    /// A login session's cookie, or the token itself as a bearer (scripts).
+    fn authorized(&self, request: &Request, now: u64) -> bool {
+        if let Some(id) = request.cookie(COOKIE) {
+            let id = digest(id.as_bytes());
+            return self
+                .sessions
+                .iter()
+                .any(|(s, until)| bool::from(s.ct_eq(&id)) && *until > now);
+        }
+        request
+            .header("authorization")
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|t| bool::from(digest(t.as_bytes()).ct_eq(&self.token_digest)))
     }
 
-    /// What to do with a request.
-    pub fn route(&self, request: &Request) -> Route {
+    /// What to do with a request at `now` (unix seconds); `random` makes session ids.
+    pub fn route(
+        &mut self,
+        request: &Request,
+        now: u64,
+        random: impl FnOnce() -> [u8; 16],
+    ) -> Route {
+        if !self.hosts.is_empty()
+            && !request
+                .header("host")
+                .is_some_and(|h| self.hosts.iter().any(|ours| ours.eq_ignore_ascii_case(h)))
+        {
+            return Route::Respond(secured(Response::text(
+                "421 Misdirected Request",
+                "not this host\n",
+            )));
+        }
         let method = request.method.as_str();
         let path = request.path.as_str();
         match (method, path) {
             ("GET", "/login") => return Route::Respond(html(LOGIN)),
-            ("POST", "/login") => return Route::Respond(self.login(request)),
+            ("POST", "/login") => return Route::Respond(self.login(request, now, random)),
             ("GET", "/admin.css") => {
                 return Route::Respond(secured(Response::new("200 OK", "text/css", STYLE)));
             }
             _ => {}
         }
-        if !self.authorized(request) {
+        if !self.authorized(request, now) {
             return Route::Respond(match method {
                 "GET" if path == "/" => {
                     Response::text("303 See Other", "log in\n").with("Location", "/login")
@@ -204,26 +255,52 @@ impl AdminPage {
         }
     }
 
-    fn login(&self, request: &Request) -> Response {
-        let token = String::from_utf8_lossy(&request.body)
-            .split('&')
-            .find_map(|kv| kv.strip_prefix("token="))
-            .map(percent_decode)
-            .unwrap_or_default();
-        if bool::from(token.as_bytes().ct_eq(self.token.as_bytes())) {
-            secured(Response::text("303 See Other", "logged in\n"))
-                .with("Location", "/")
-                .with(
-                    "Set-Cookie",
-                    format!(
-                        "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/",
-                        self.token.as_str()
-                    ),
-                )
-        } else {
-            tracing::warn!("admin page: a wrong token");
-            secured(Response::text("403 Forbidden", "wrong token\n"))
+    fn login(
+        &mut self,
+        request: &Request,
+        now: u64,
+        random: impl FnOnce() -> [u8; 16],
+    ) -> Response {
+        let minute = now / 60;
+        if self.wrong.0 == minute && self.wrong.1 >= MAX_WRONG_PER_MINUTE {
+            return secured(Response::text(
+                "429 Too Many Requests",
+                "too many wrong tokens: wait a minute\n",
+            ));
         }
+        let token = Zeroizing::new(
+            String::from_utf8_lossy(&request.body)
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("token="))
+                .map(percent_decode)
+                .unwrap_or_default(),
+        );
+        if !bool::from(digest(token.as_bytes()).ct_eq(&self.token_digest)) {
+            if self.wrong.0 != minute {
+                self.wrong = (minute, 0);
+            }
+            self.wrong.1 += 1;
+            if self.wrong.1 == 1 || self.wrong.1 == MAX_WRONG_PER_MINUTE {
+                tracing::warn!(
+                    wrong_this_minute = self.wrong.1,
+                    "admin page: a wrong token"
+                );
+            }
+            return secured(Response::text("403 Forbidden", "wrong token\n"));
+        }
+        let id: String = random().iter().map(|b| format!("{b:02x}")).collect();
+        self.sessions.retain(|(_, until)| *until > now);
+        if self.sessions.len() == MAX_SESSIONS {
+            self.sessions.pop_front();
+        }
+        self.sessions
+            .push_back((digest(id.as_bytes()), now + SESSION_SECS));
+        secured(Response::text("303 See Other", "logged in\n"))
+            .with("Location", "/")
+            .with(
+                "Set-Cookie",
+                format!("{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={SESSION_SECS}"),
+            )
     }
 
     /// The page's data.
@@ -308,6 +385,7 @@ mod tests {
     use super::*;
 
     const TOKEN: &str = "0123456789abcdef-token";
+    const NOW: u64 = 1_000_000;
 
     fn request(method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Request {
         Request {
@@ -322,6 +400,14 @@ mod tests {
         }
     }
 
+    fn route_at(page: &mut AdminPage, r: &Request, now: u64) -> Route {
+        page.route(r, now, || [7; 16])
+    }
+
+    fn route(page: &mut AdminPage, r: &Request) -> Route {
+        route_at(page, r, NOW)
+    }
+
     fn status(route: Route) -> &'static str {
         match route {
             Route::Respond(r) => r.status,
@@ -330,40 +416,16 @@ mod tests {
         }
     }
 
-    #[test]
-    fn nothing_but_the_login_form_without_the_token() {
-        let page = AdminPage::with_token(TOKEN);
-        assert_eq!(
-            status(page.route(&request("GET", "/", &[], ""))),
-            "303 See Other"
-        );
-        assert_eq!(
-            status(page.route(&request("GET", "/api/state", &[], ""))),
-            "401 Unauthorized"
-        );
-        let wrong = format!("{COOKIE}=0123456789abcdef-tokeX");
-        assert_eq!(
-            status(page.route(&request("GET", "/api/state", &[("cookie", &wrong)], ""))),
-            "401 Unauthorized"
-        );
-        assert_eq!(
-            status(page.route(&request("GET", "/login", &[], ""))),
-            "200 OK"
-        );
-        let refused = page.route(&request("POST", "/login", &[], "token=guess"));
-        assert_eq!(status(refused), "403 Forbidden");
-    }
-
-    #[test]
-    fn the_token_logs_in_with_a_strict_http_only_cookie() {
-        let page = AdminPage::with_token(TOKEN);
-        let Route::Respond(r) =
-            page.route(&request("POST", "/login", &[], &format!("token={TOKEN}")))
-        else {
-            panic!();
+    /// Logs in; the cookie header to send afterwards.
+    fn log_in(page: &mut AdminPage) -> String {
+        let Route::Respond(r) = route(
+            page,
+            &request("POST", "/login", &[], &format!("token={TOKEN}")),
+        ) else {
+            panic!("no response");
         };
         assert_eq!(r.status, "303 See Other");
-        let cookie = r
+        let set = r
             .headers
             .iter()
             .find(|(n, _)| *n == "Set-Cookie")
@@ -371,62 +433,141 @@ mod tests {
             .1
             .clone();
         assert!(
-            cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
-            "{cookie}"
+            set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+            "{set}"
         );
-        let c = format!("{COOKIE}={TOKEN}");
+        assert!(
+            !set.contains(TOKEN),
+            "the token itself went into the cookie: {set}"
+        );
+        set.split(';').next().unwrap().to_owned()
+    }
+
+    #[test]
+    fn nothing_but_the_login_form_without_a_login() {
+        let mut page = AdminPage::with_token(TOKEN);
         assert_eq!(
-            page.route(&request("GET", "/api/state", &[("cookie", &c)], "")),
-            Route::State
+            status(route(&mut page, &request("GET", "/", &[], ""))),
+            "303 See Other"
+        );
+        assert_eq!(
+            status(route(&mut page, &request("GET", "/api/state", &[], ""))),
+            "401 Unauthorized"
+        );
+        // The token itself is not a session.
+        let raw = format!("{COOKIE}={TOKEN}");
+        assert_eq!(
+            status(route(
+                &mut page,
+                &request("GET", "/api/state", &[("cookie", &raw)], "")
+            )),
+            "401 Unauthorized"
+        );
+        assert_eq!(
+            status(route(&mut page, &request("GET", "/login", &[], ""))),
+            "200 OK"
+        );
+        let refused = route(&mut page, &request("POST", "/login", &[], "token=guess"));
+        assert_eq!(status(refused), "403 Forbidden");
+    }
+
+    #[test]
+    fn a_login_is_a_session_that_ends() {
+        let mut page = AdminPage::with_token(TOKEN);
+        let cookie = log_in(&mut page);
+        let state = request("GET", "/api/state", &[("cookie", &cookie)], "");
+        assert_eq!(route(&mut page, &state), Route::State);
+        assert_eq!(
+            status(route_at(&mut page, &state, NOW + SESSION_SECS + 1)),
+            "401 Unauthorized"
         );
         let bearer = format!("Bearer {TOKEN}");
         assert_eq!(
-            page.route(&request(
-                "GET",
-                "/api/state",
-                &[("authorization", &bearer)],
-                ""
-            )),
+            route(
+                &mut page,
+                &request("GET", "/api/state", &[("authorization", &bearer)], "")
+            ),
             Route::State
         );
     }
 
     #[test]
-    fn a_disconnect_needs_the_token_and_a_json_body() {
-        let page = AdminPage::with_token(TOKEN);
-        let c = format!("{COOKIE}={TOKEN}");
+    fn wrong_tokens_are_limited_per_minute() {
+        let mut page = AdminPage::with_token(TOKEN);
+        let wrong = request("POST", "/login", &[], "token=guess");
+        for _ in 0..MAX_WRONG_PER_MINUTE {
+            assert_eq!(status(route(&mut page, &wrong)), "403 Forbidden");
+        }
+        let right = request("POST", "/login", &[], &format!("token={TOKEN}"));
+        assert_eq!(status(route(&mut page, &right)), "429 Too Many Requests");
+        assert_eq!(
+            status(route_at(&mut page, &right, NOW + 60)),
+            "303 See Other"
+        );
+    }
+
+    #[test]
+    fn another_host_name_is_refused() {
+        let listen: std::net::SocketAddr = "127.0.0.1:9478".parse().unwrap();
+        let mut page = AdminPage::with_token(TOKEN).answering_as(listen);
+        let login = request("GET", "/login", &[("host", "127.0.0.1:9478")], "");
+        assert_eq!(status(route(&mut page, &login)), "200 OK");
+        let login = request("GET", "/login", &[("host", "localhost:9478")], "");
+        assert_eq!(status(route(&mut page, &login)), "200 OK");
+        let rebound = request("GET", "/login", &[("host", "attacker.example:9478")], "");
+        assert_eq!(
+            status(route(&mut page, &rebound)),
+            "421 Misdirected Request"
+        );
+        let none = request("GET", "/login", &[], "");
+        assert_eq!(status(route(&mut page, &none)), "421 Misdirected Request");
+    }
+
+    #[test]
+    fn a_disconnect_needs_a_login_and_a_json_body() {
+        let mut page = AdminPage::with_token(TOKEN);
+        let cookie = log_in(&mut page);
         let body = r#"{"target":"alice@corp.example"}"#;
         assert_eq!(
-            page.route(&request(
-                "POST",
-                "/api/disconnect",
-                &[("cookie", &c), ("content-type", "application/json")],
-                body
-            )),
+            route(
+                &mut page,
+                &request(
+                    "POST",
+                    "/api/disconnect",
+                    &[("cookie", &cookie), ("content-type", "application/json")],
+                    body
+                )
+            ),
             Route::Disconnect {
                 target: "alice@corp.example".into()
             }
         );
         // What a cross-site form could send: no JSON content type.
         assert_eq!(
-            status(page.route(&request(
-                "POST",
-                "/api/disconnect",
-                &[
-                    ("cookie", &c),
-                    ("content-type", "application/x-www-form-urlencoded")
-                ],
-                body
-            ))),
+            status(route(
+                &mut page,
+                &request(
+                    "POST",
+                    "/api/disconnect",
+                    &[
+                        ("cookie", &cookie),
+                        ("content-type", "application/x-www-form-urlencoded")
+                    ],
+                    body
+                )
+            )),
             "400 Bad Request"
         );
         assert_eq!(
-            status(page.route(&request(
-                "POST",
-                "/api/disconnect",
-                &[("content-type", "application/json")],
-                body
-            ))),
+            status(route(
+                &mut page,
+                &request(
+                    "POST",
+                    "/api/disconnect",
+                    &[("content-type", "application/json")],
+                    body
+                )
+            )),
             "401 Unauthorized"
         );
     }

@@ -528,7 +528,6 @@ impl Gateway {
         }
     }
 
-    /// What a metrics scrape shows besides the counters kept as events come.
     /// A request to the admin page.
     fn on_web(&mut self, request: &crate::http::Request) -> crate::http::Response {
         use crate::web::{AdminPage, PoolUse, Route};
@@ -581,6 +580,7 @@ impl Gateway {
         }
     }
 
+    /// What a metrics scrape shows besides the counters kept as events come.
     fn snapshot(&self) -> crate::metrics::Snapshot {
         let sessions = self.sessions();
         let groups = std::iter::once("default".to_owned())
@@ -852,7 +852,6 @@ pub(crate) fn file_safe(name: &str) -> String {
         .collect()
 }
 
-/// The next scrape, or never when metrics are off.
 /// The RADIUS servers' next answers; never, without `[radius]`.
 async fn next_radius_answers(
     radius: &mut Option<crate::radius_relay::RadiusRelay>,

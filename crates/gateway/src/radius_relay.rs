@@ -257,6 +257,17 @@ impl RadiusRelay {
                     reason: format!("{server} refused {identity}: {why}"),
                 }
             }
+            radius::Answer::Unavailable { tried } if tried.is_empty() => {
+                // Every identifier in use: the servers are slow or clients many (or an
+                // attacker opens EAP conversations from many addresses).
+                self.conversations.remove(&sa);
+                tracing::warn!(%identity, "256 RADIUS requests outstanding: client refused");
+                EapAnswer::Failure {
+                    eap: None,
+                    reason: "256 RADIUS requests outstanding: the servers are not keeping up"
+                        .into(),
+                }
+            }
             radius::Answer::Unavailable { tried } => {
                 self.conversations.remove(&sa);
                 let tried: Vec<String> = tried.iter().map(ToString::to_string).collect();

@@ -274,7 +274,6 @@ impl Endpoint {
         Ok(id)
     }
 
-    /// Deletes an SA (INFORMATIONAL Delete).
     /// The authentication server's answer to the last [`Event::EapPassThrough`] of `id`.
     pub fn eap_answer(&mut self, id: IkeSaId, now: Instant, answer: crate::event::EapAnswer) {
         if let Some(sa) = self.sas.get_mut(&id) {
@@ -283,6 +282,7 @@ impl Endpoint {
         }
     }
 
+    /// Deletes an SA (INFORMATIONAL Delete).
     pub fn delete(&mut self, id: IkeSaId, now: Instant) {
         if let Some(sa) = self.sas.get_mut(&id) {
             sa.delete(now);

@@ -418,14 +418,14 @@ impl Driver {
         Ok(id)
     }
 
-    /// Deletes an IKE SA (INFORMATIONAL Delete). Its traffic stops at once: the data-plane SAs
-    /// go now, not when (or whether) the peer answers.
     /// The authentication server's answer to a [`DriverEvent::EapPassThrough`].
     pub fn eap_answer(&mut self, id: IkeSaId, answer: ikev2::EapAnswer) {
         let now = self.now();
         self.endpoint.eap_answer(id, now, answer);
     }
 
+    /// Deletes an IKE SA (INFORMATIONAL Delete). Its traffic stops at once: the data-plane SAs
+    /// go now, not when (or whether) the peer answers.
     pub fn delete(&mut self, id: IkeSaId) {
         if let Some(record) = self.sas.get_mut(&id) {
             for c in std::mem::take(&mut record.children) {

@@ -513,6 +513,12 @@ fn eap_disabled_refuses_a_request_without_auth() {
 /// A Pair whose client authenticates with EAP-TLS using `user`, checking the gateway's TLS
 /// certificate for `names`.
 fn eap_pair(alg: KeyAlgorithm, client13: bool, server13: bool, names: &[&str]) -> Pair {
+    let mut pair = Pair::new(eap_setup(alg, client13, server13, names));
+    pair.run(true, std::time::Duration::from_secs(20));
+    pair
+}
+
+fn eap_setup(alg: KeyAlgorithm, client13: bool, server13: bool, names: &[&str]) -> Setup {
     let (mut setup, pki, user) = user_setup(alg);
     setup.client.ike.local = credentials(&user, IkeId::Rfc822(USER.into()));
     setup.client.eap_tls = Some(ikev2::EapTlsClient {
@@ -528,9 +534,7 @@ fn eap_pair(alg: KeyAlgorithm, client13: bool, server13: bool, names: &[&str]) -
         tls13: client13,
     });
     setup.server.eap_tls13 = server13;
-    let mut pair = Pair::new(setup);
-    pair.run(true, std::time::Duration::from_secs(20));
-    pair
+    setup
 }
 
 #[test]
@@ -593,4 +597,80 @@ fn our_initiator_refuses_an_eap_server_certificate_without_the_expected_name() {
         None,
         "the gateway never sees EAP-Success"
     );
+}
+
+// ---- EAP relayed to an authentication server (ResponderConfig::eap_pass_through) -----------
+
+/// The relayed EAP-Responses the gateway handed out.
+fn relayed(pair: &Pair) -> Vec<(Vec<u8>, Vec<u8>)> {
+    pair.server_events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::EapPassThrough { eap, identity } => Some((eap.clone(), identity.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_relayed_conversation_waits_for_the_server_and_ends_in_its_refusal() {
+    let mut setup = eap_setup(KeyAlgorithm::P256, true, true, &[GATEWAY_NAME]);
+    setup.server.eap_pass_through = true;
+    let mut pair = Pair::new(setup);
+    pair.settle();
+    // Our AUTH and EAP-Request/Identity went out; the identity came back and went to the
+    // daemon, with nothing sent to the client meanwhile.
+    let handed = relayed(&pair);
+    assert_eq!(handed.len(), 1, "{:?}", pair.server_events);
+    let (eap, identity) = &handed[0];
+    assert_eq!(identity, USER.as_bytes());
+    assert_eq!((eap[0], eap[4]), (2, 1), "an EAP-Response/Identity");
+    assert!(pair.in_flight.is_empty());
+    // The client's retransmission of that request is dropped, not handed out again.
+    let last = pair
+        .wire
+        .iter()
+        .rev()
+        .find(|f| f.to_server)
+        .unwrap()
+        .clone();
+    pair.deliver(&last);
+    pair.collect();
+    assert_eq!(relayed(&pair).len(), 1);
+    assert!(
+        pair.in_flight.is_empty(),
+        "answered a request still with the server"
+    );
+
+    let sa = pair.server_events[0].0;
+    pair.server.eap_answer(
+        sa,
+        pair.now,
+        ikev2::EapAnswer::Failure {
+            eap: Some(vec![4, eap[1], 0, 4]),
+            reason: "refused by the test".into(),
+        },
+    );
+    pair.collect();
+    pair.settle();
+    let client = pair.client_failure().expect("the client fails");
+    assert_eq!(
+        client.reason,
+        FailureReason::PeerNotify(NotifyType::AUTHENTICATION_FAILED)
+    );
+    let server = pair.server_failure().expect("the gateway fails the SA");
+    assert!(
+        matches!(&server.reason, FailureReason::PeerRejected(PeerRejection::ServerRefused(r)) if r == "refused by the test"),
+        "{:?}",
+        server.reason
+    );
+    assert_eq!(server.notify_sent, Some(NotifyType::AUTHENTICATION_FAILED));
+    // An answer for an SA that is gone changes nothing.
+    pair.server.eap_answer(
+        sa,
+        pair.now,
+        ikev2::EapAnswer::Request(vec![1, 2, 0, 6, 13, 0x20]),
+    );
+    pair.collect();
+    assert!(pair.in_flight.is_empty());
 }

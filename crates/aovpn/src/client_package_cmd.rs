@@ -433,18 +433,11 @@ pub fn import(
     }
     let (stored, warnings) = store.add(&name, scope, &parsed, xml.as_bytes())?;
     lines.extend(warnings.iter().map(ToString::to_string));
-    let servers: Vec<&str> = stored
-        .parsed
-        .profile
-        .servers()
-        .iter()
-        .map(|s| s.host.as_str())
-        .collect();
     lines.push(format!(
         "added {} profile \"{}\" for {} ({}; {} route(s)) in {}",
         stored.scope,
         stored.name,
-        servers.join(","),
+        crate::profile_cmd::servers(&stored),
         origin,
         stored.parsed.profile.routes.len(),
         stored.dir.display()

@@ -229,7 +229,8 @@ fn tunnel_kind(p: &StoredProfile) -> &'static str {
     }
 }
 
-fn servers(p: &StoredProfile) -> String {
+/// A stored profile's servers, comma-separated.
+pub(crate) fn servers(p: &StoredProfile) -> String {
     let hosts: Vec<&str> = p
         .parsed
         .profile

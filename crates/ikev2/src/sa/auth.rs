@@ -369,6 +369,33 @@ impl IkeSa {
         }
     }
 
+    /// IKE_AUTH without AUTH, the initiator's wish for EAP (RFC 7296 2.16): its claimed
+    /// identity noted and our AUTH made, which the first EAP request goes out with. `None`:
+    /// refused (already answered).
+    pub(super) fn our_auth_for_eap(
+        &mut self,
+        message_id: u32,
+        cfg: &ResponderConfig,
+        idi: &Identification,
+    ) -> Option<(Identification, Authentication)> {
+        self.claimed_peer = Some(IkeId::from_wire(idi).canonical());
+        let idr = cfg.ike.local.id.to_wire();
+        match self
+            .signed_octets(true, &idr)
+            .and_then(|s| self.sign_auth(&s))
+        {
+            Ok(auth) => Some((idr, auth)),
+            Err(e) => {
+                self.refuse_auth(
+                    message_id,
+                    NotifyType::AUTHENTICATION_FAILED,
+                    FailureReason::Local(e),
+                );
+                None
+            }
+        }
+    }
+
     /// First IKE_AUTH request without AUTH: the initiator wants EAP (RFC 7296 2.16). We
     /// authenticate ourselves with our certificate and ask for the EAP identity.
     fn start_eap(
@@ -378,23 +405,10 @@ impl IkeSa {
         payloads: &[Payload],
         idi: &Identification,
     ) {
-        self.claimed_peer = Some(IkeId::from_wire(idi).canonical());
-        let ike = &cfg.ike;
-        let idr = ike.local.id.to_wire();
-        let auth = match self
-            .signed_octets(true, &idr)
-            .and_then(|s| self.sign_auth(&s))
-        {
-            Ok(a) => a,
-            Err(e) => {
-                self.refuse_auth(
-                    message_id,
-                    NotifyType::AUTHENTICATION_FAILED,
-                    FailureReason::Local(e),
-                );
-                return;
-            }
+        let Some((idr, auth)) = self.our_auth_for_eap(message_id, cfg, idi) else {
+            return;
         };
+        let ike = &cfg.ike;
         let identifier = self.provider.random_array::<1>().map_or(1, |[b]| b);
         let started = EapServer::new(
             ike.local.key.clone(),

@@ -60,21 +60,8 @@ impl IkeSa {
         payloads: &[Payload],
         idi: &Identification,
     ) {
-        self.claimed_peer = Some(IkeId::from_wire(idi).canonical());
-        let idr = cfg.ike.local.id.to_wire();
-        let auth = match self
-            .signed_octets(true, &idr)
-            .and_then(|s| self.sign_auth(&s))
-        {
-            Ok(a) => a,
-            Err(e) => {
-                self.refuse_auth(
-                    message_id,
-                    NotifyType::AUTHENTICATION_FAILED,
-                    FailureReason::Local(e),
-                );
-                return;
-            }
+        let Some((idr, auth)) = self.our_auth_for_eap(message_id, cfg, idi) else {
+            return;
         };
         let identifier = self.provider.random_array::<1>().map_or(1, |[b]| b);
         let mut out = vec![Payload::IdR(idr)];

@@ -15,7 +15,7 @@ use ipnet::IpNet;
 use ipsec_crypto::SigningKey;
 
 use crate::config::{CertClass, ConfigError, GatewayConfig, GroupMatch};
-use crate::pool::{Lease, LeasePool};
+use crate::pool::{Family, LeasePool};
 
 /// Everything loaded from the files a configuration names.
 #[derive(Debug)]
@@ -478,37 +478,20 @@ impl AddressPool for SharedPool {
     ) -> Option<IpAddr> {
         let key = lease_key(peer);
         let mut pool = self.0.of(group).lock().ok()?;
-        match family {
-            AddressFamily::V4 => match pool.acquire(&key, tunnel::host::unix_now()) {
-                Ok(lease) => Some(IpAddr::V4(lease.v4)),
-                Err(e) => {
-                    tracing::warn!(peer = %peer, "no address: {e}");
-                    None
-                }
-            },
-            // Each allocation counts a session (released symmetrically below), so an
-            // IPv6-only client holds its lease as firmly as an IPv4 one.
-            AddressFamily::V6 if !pool.has_v6() => None,
-            AddressFamily::V6 => match pool.acquire(&key, tunnel::host::unix_now()) {
-                Ok(Lease { v6: Some(v6), .. }) => Some(IpAddr::V6(v6)),
-                Ok(_) => {
-                    // No IPv6 address left: nothing is handed out, so nothing will be released.
-                    let _ = pool.release(&key, tunnel::host::unix_now());
-                    None
-                }
-                Err(e) => {
-                    tracing::warn!(peer = %peer, "no address: {e}");
-                    None
-                }
-            },
-        }
+        let family = match family {
+            AddressFamily::V4 => Family::V4,
+            AddressFamily::V6 => Family::V6,
+        };
+        pool.acquire(&key, family, tunnel::host::unix_now())
+            .unwrap_or_else(|e| {
+                tracing::warn!(peer = %peer, "no address: {e}");
+                None
+            })
     }
 
     fn release(&mut self, peer: &IkeId, addr: IpAddr) {
-        if let Ok(mut pool) = self.0.holding(addr).lock()
-            && let Err(e) = pool.release(&lease_key(peer), tunnel::host::unix_now())
-        {
-            tracing::warn!("lease file: {e}");
+        if let Ok(mut pool) = self.0.holding(addr).lock() {
+            pool.release(&lease_key(peer), addr, tunnel::host::unix_now());
         }
     }
 }
@@ -766,7 +749,7 @@ routes = ["10.1.0.0/16"]
         shared.release(&bob, b);
         shared.release(&carol, c);
         for p in shared.0.all() {
-            assert!(p.lock().unwrap().leases().all(|l| l.sessions == 0));
+            assert!(p.lock().unwrap().leases().all(|l| !l.in_use()));
         }
     }
 }

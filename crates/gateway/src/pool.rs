@@ -4,6 +4,11 @@
 //! A lease stays bound to its identity after the client disconnects, so a device that comes back
 //! gets the address it had (firewall rules and "manage out" depend on that). Only when the pool
 //! is full is the binding of the longest-idle disconnected client given to someone else.
+//!
+//! One session holds an identity's address at a time: a second session of the same identity
+//! while the first is up (two machines with one certificate, a probe beside the tunnel) gets a
+//! transient address of its own, never written to the lease file and free again when that
+//! session ends, so that the two never share a route.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -26,9 +31,26 @@ pub struct Lease {
     pub v6: Option<Ipv6Addr>,
     /// Unix time of the last acquire or release.
     pub last_seen: u64,
-    /// Sessions currently using the lease; not persisted (no session survives a restart).
+    /// Whether a session holds the IPv4 / IPv6 address now; not persisted (no session
+    /// survives a restart).
     #[serde(skip)]
-    pub sessions: u32,
+    pub held_v4: bool,
+    #[serde(skip)]
+    pub held_v6: bool,
+}
+
+impl Lease {
+    /// Whether a session holds either address.
+    pub fn in_use(&self) -> bool {
+        self.held_v4 || self.held_v6
+    }
+}
+
+/// An address family asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +80,8 @@ pub struct LeasePool {
     leases: BTreeMap<String, Lease>,
     owner_v4: HashMap<Ipv4Addr, String>,
     owner_v6: HashMap<Ipv6Addr, String>,
+    /// Addresses lent to second sessions of an identity (in the owner maps too).
+    transient: HashMap<IpAddr, String>,
     reserved: Vec<IpAddr>,
     file: Option<PathBuf>,
     /// Idle times changed since the file was written.
@@ -74,6 +98,7 @@ impl LeasePool {
             leases: BTreeMap::new(),
             owner_v4: HashMap::new(),
             owner_v6: HashMap::new(),
+            transient: HashMap::new(),
             reserved,
             file: None,
             dirty: false,
@@ -112,7 +137,7 @@ impl LeasePool {
             }
         };
         for mut lease in stored {
-            lease.sessions = 0;
+            (lease.held_v4, lease.held_v6) = (false, false);
             let v6_ok = match (lease.v6, pool.v6) {
                 (None, _) => true,
                 (Some(a), Some(net)) => net.contains(&a) && !pool.owner_v6.contains_key(&a),
@@ -137,56 +162,113 @@ impl LeasePool {
         Ok((pool, report))
     }
 
-    /// The lease for `identity`, creating one if needed, and counts one more session on it.
-    pub fn acquire(&mut self, identity: &str, now: u64) -> Result<Lease, PoolError> {
-        if let Some(lease) = self.leases.get_mut(identity) {
-            // The binding is already on disk; only the idle time changed, which
-            // [`LeasePool::flush`] writes later. No fsync on the handshake path.
-            lease.sessions += 1;
-            lease.last_seen = now;
-            self.dirty = true;
-            return Ok(lease.clone());
+    /// An address of `family` for one session of `identity`: its lease's (made if needed),
+    /// or while another session holds that, a transient one. `None`: no IPv6 here, or none
+    /// left.
+    pub fn acquire(
+        &mut self,
+        identity: &str,
+        family: Family,
+        now: u64,
+    ) -> Result<Option<IpAddr>, PoolError> {
+        if family == Family::V6 && self.v6.is_none() {
+            return Ok(None);
         }
-        let v4 = match self.free_v4() {
-            Some(a) => a,
-            None => {
-                let victim = self
-                    .leases
-                    .values()
-                    .filter(|l| l.sessions == 0)
-                    .min_by_key(|l| l.last_seen)
-                    .map(|l| l.identity.clone())
-                    .ok_or(PoolError::Exhausted(self.v4))?;
-                self.remove(&victim);
-                self.free_v4().ok_or(PoolError::Exhausted(self.v4))?
+        if !self.leases.contains_key(identity) {
+            let v4 = self.free_or_evict_v4()?;
+            let lease = Lease {
+                identity: identity.to_owned(),
+                v4,
+                v6: self.free_v6(),
+                last_seen: now,
+                held_v4: false,
+                held_v6: false,
+            };
+            self.insert(lease);
+            // A new binding goes to disk at once; if that fails the client still gets its
+            // address (failing here would leave a binding nobody releases), and the write is
+            // retried at the next flush.
+            if let Err(e) = self.save() {
+                tracing::error!("{e}; the new lease will be written later");
             }
-        };
-        let lease = Lease {
-            identity: identity.to_owned(),
-            v4,
-            v6: self.free_v6(),
-            last_seen: now,
-            sessions: 1,
-        };
-        self.insert(lease.clone());
-        // A new binding goes to disk at once; if that fails the client still gets its
-        // address (failing here would leave a binding nobody releases), and the write is
-        // retried at the next flush.
-        if let Err(e) = self.save() {
-            tracing::error!("{e}; the new lease will be written later");
-            self.dirty = true;
         }
-        Ok(lease)
+        // The binding is on disk; only the idle time changes, which [`LeasePool::flush`]
+        // writes later. No fsync on the handshake path.
+        self.dirty = true;
+        let free_v6 = self.free_v6();
+        if let Some(lease) = self.leases.get_mut(identity) {
+            lease.last_seen = now;
+            match family {
+                Family::V4 if !lease.held_v4 => {
+                    lease.held_v4 = true;
+                    return Ok(Some(IpAddr::V4(lease.v4)));
+                }
+                Family::V6 if !lease.held_v6 => {
+                    // A lease made while IPv6 ran out gets an address now if there is one.
+                    if lease.v6.is_none() {
+                        lease.v6 = free_v6;
+                    }
+                    let Some(v6) = lease.v6 else {
+                        return Ok(None);
+                    };
+                    lease.held_v6 = true;
+                    self.owner_v6.insert(v6, identity.to_owned());
+                    return Ok(Some(IpAddr::V6(v6)));
+                }
+                _ => {}
+            }
+        }
+        // Another session of this identity holds its address.
+        let addr = match family {
+            Family::V4 => IpAddr::V4(self.free_or_evict_v4()?),
+            Family::V6 => match free_v6 {
+                Some(a) => IpAddr::V6(a),
+                None => return Ok(None),
+            },
+        };
+        match addr {
+            IpAddr::V4(a) => self.owner_v4.insert(a, identity.to_owned()),
+            IpAddr::V6(a) => self.owner_v6.insert(a, identity.to_owned()),
+        };
+        self.transient.insert(addr, identity.to_owned());
+        Ok(Some(addr))
     }
 
-    /// One session of `identity` ended; the binding stays for its next connection.
-    pub fn release(&mut self, identity: &str, now: u64) -> Result<(), PoolError> {
+    /// A free IPv4 address, else the one of the longest-idle lease nobody holds.
+    fn free_or_evict_v4(&mut self) -> Result<Ipv4Addr, PoolError> {
+        if let Some(a) = self.free_v4() {
+            return Ok(a);
+        }
+        let victim = self
+            .leases
+            .values()
+            .filter(|l| !l.in_use())
+            .min_by_key(|l| l.last_seen)
+            .map(|l| l.identity.clone())
+            .ok_or(PoolError::Exhausted(self.v4))?;
+        self.remove(&victim);
+        self.free_v4().ok_or(PoolError::Exhausted(self.v4))
+    }
+
+    /// The session of `identity` that had `addr` ended: a transient address is free again; a
+    /// lease's stays bound for its next connection.
+    pub fn release(&mut self, identity: &str, addr: IpAddr, now: u64) {
+        if self.transient.remove(&addr).is_some() {
+            match addr {
+                IpAddr::V4(a) => self.owner_v4.remove(&a),
+                IpAddr::V6(a) => self.owner_v6.remove(&a),
+            };
+            return;
+        }
         if let Some(lease) = self.leases.get_mut(identity) {
-            lease.sessions = lease.sessions.saturating_sub(1);
             lease.last_seen = now;
+            match addr {
+                IpAddr::V4(a) if a == lease.v4 => lease.held_v4 = false,
+                IpAddr::V6(a) if Some(a) == lease.v6 => lease.held_v6 = false,
+                _ => return,
+            }
             self.dirty = true;
         }
-        Ok(())
     }
 
     /// Writes idle times that changed since the last write (the gateway calls it now and then
@@ -333,16 +415,52 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// One IPv4 session of `id`; its lease as it stands.
+    fn take(pool: &mut LeasePool, id: &str, t: u64) -> Lease {
+        pool.acquire(id, Family::V4, t).unwrap().unwrap();
+        pool.get(id).cloned().unwrap()
+    }
+
+    /// The end of `id`'s session on its lease's IPv4 address.
+    fn give_back(pool: &mut LeasePool, id: &str, t: u64) {
+        let v4 = pool.get(id).unwrap().v4;
+        pool.release(id, IpAddr::V4(v4), t);
+    }
+
     #[test]
     fn same_identity_gets_same_address_and_others_differ() {
         let mut pool = LeasePool::new(net("172.16.201.0/24"), None, vec![]);
-        let a = pool.acquire("machine-a", 1).unwrap();
-        let b = pool.acquire("user@corp", 2).unwrap();
+        let a = take(&mut pool, "machine-a", 1);
+        let b = take(&mut pool, "user@corp", 2);
         assert_eq!(a.v4, Ipv4Addr::new(172, 16, 201, 1));
         assert_eq!(b.v4, Ipv4Addr::new(172, 16, 201, 2));
-        pool.release("machine-a", 3).unwrap();
-        assert_eq!(pool.acquire("machine-a", 4).unwrap().v4, a.v4);
+        give_back(&mut pool, "machine-a", 3);
+        assert_eq!(take(&mut pool, "machine-a", 4).v4, a.v4);
         assert_eq!(pool.owner(IpAddr::V4(b.v4)), Some("user@corp"));
+    }
+
+    #[test]
+    fn a_second_session_of_one_identity_gets_an_address_of_its_own_for_its_time() {
+        let v6: Ipv6Net = "fd00:201::/64".parse().unwrap();
+        let mut pool = LeasePool::new(net("172.16.201.0/24"), Some(v6), vec![]);
+        let first = pool.acquire("pc1", Family::V4, 1).unwrap().unwrap();
+        let first6 = pool.acquire("pc1", Family::V6, 1).unwrap().unwrap();
+        let second = pool.acquire("pc1", Family::V4, 2).unwrap().unwrap();
+        let second6 = pool.acquire("pc1", Family::V6, 2).unwrap().unwrap();
+        assert_ne!(first, second);
+        assert_ne!(first6, second6);
+        assert_eq!(pool.owner(second), Some("pc1"));
+        // The lease is the first session's; the second's addresses go when it ends.
+        pool.release("pc1", second, 3);
+        pool.release("pc1", second6, 3);
+        assert_eq!(pool.owner(second), None);
+        assert_eq!(pool.get("pc1").map(|l| IpAddr::V4(l.v4)), Some(first));
+        assert_eq!(pool.acquire("other", Family::V4, 4).unwrap(), Some(second));
+        // The first ends; its address waits for it, and comes back.
+        pool.release("pc1", first, 5);
+        pool.release("pc1", first6, 5);
+        assert_eq!(pool.acquire("pc1", Family::V4, 6).unwrap(), Some(first));
+        assert_eq!(pool.acquire("pc1", Family::V6, 6).unwrap(), Some(first6));
     }
 
     #[test]
@@ -351,26 +469,26 @@ mod tests {
         let mut pool = LeasePool::new(net("172.16.201.0/30"), None, reserved);
         // /30: .0 network, .3 broadcast, .1 reserved -> only .2 is usable.
         assert_eq!(
-            pool.acquire("a", 1).unwrap().v4,
+            take(&mut pool, "a", 1).v4,
             Ipv4Addr::new(172, 16, 201, 2)
         );
-        assert!(matches!(pool.acquire("b", 1), Err(PoolError::Exhausted(_))));
+        assert!(matches!(pool.acquire("b", Family::V4, 1), Err(PoolError::Exhausted(_))));
     }
 
     #[test]
     fn full_pool_reclaims_longest_idle_disconnected_lease_only() {
         let mut pool = LeasePool::new(net("172.16.201.0/30"), None, vec![]);
-        let a = pool.acquire("a", 10).unwrap();
-        let b = pool.acquire("b", 20).unwrap();
+        let a = take(&mut pool, "a", 10);
+        let b = take(&mut pool, "b", 20);
         // Both connected: nobody can be evicted.
         assert!(matches!(
-            pool.acquire("c", 30),
+            pool.acquire("c", Family::V4, 30),
             Err(PoolError::Exhausted(_))
         ));
-        pool.release("b", 40).unwrap();
-        pool.release("a", 50).unwrap();
+        give_back(&mut pool, "b", 40);
+        give_back(&mut pool, "a", 50);
         // b has been idle longest, so c takes b's address; a keeps its own.
-        assert_eq!(pool.acquire("c", 60).unwrap().v4, b.v4);
+        assert_eq!(take(&mut pool, "c", 60).v4, b.v4);
         assert_eq!(pool.get("a").map(|l| l.v4), Some(a.v4));
         assert!(pool.get("b").is_none());
     }
@@ -383,8 +501,8 @@ mod tests {
         let (mut pool, report) =
             LeasePool::open(net("172.16.201.0/24"), Some(v6), vec![], &file).unwrap();
         assert_eq!(report, LoadReport::default());
-        let a = pool.acquire("a", 1).unwrap();
-        let b = pool.acquire("b", 2).unwrap();
+        let a = take(&mut pool, "a", 1);
+        let b = take(&mut pool, "b", 2);
         assert_eq!(a.v6, Some("fd00:201::1".parse().unwrap()));
         drop(pool);
 
@@ -392,9 +510,9 @@ mod tests {
             LeasePool::open(net("172.16.201.0/24"), Some(v6), vec![], &file).unwrap();
         assert_eq!(report.kept, 2);
         assert_eq!(pool.get("b").map(|l| (l.v4, l.v6)), Some((b.v4, b.v6)));
-        assert_eq!(pool.get("b").map(|l| l.sessions), Some(0));
+        assert_eq!(pool.get("b").map(Lease::in_use), Some(false));
         assert_eq!(
-            pool.acquire("c", 3).unwrap().v4,
+            take(&mut pool, "c", 3).v4,
             Ipv4Addr::new(172, 16, 201, 3)
         );
 
@@ -410,11 +528,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("leases.json");
         let (mut pool, _) = LeasePool::open(net("172.16.201.0/24"), None, vec![], &file).unwrap();
-        pool.acquire("a", 1).unwrap();
+        take(&mut pool, "a", 1);
         let written = std::fs::read_to_string(&file).unwrap();
         assert!(written.contains("\"last_seen\": 1"), "{written}");
-        pool.release("a", 5).unwrap();
-        pool.acquire("a", 9).unwrap();
+        give_back(&mut pool, "a", 5);
+        take(&mut pool, "a", 9);
         assert_eq!(std::fs::read_to_string(&file).unwrap(), written);
         pool.flush().unwrap();
         assert!(
@@ -449,7 +567,7 @@ mod tests {
                 .contains("not an address")
         );
         assert_eq!(
-            pool.acquire("fqdn:pc1", 6).unwrap().v4,
+            take(&mut pool, "fqdn:pc1", 6).v4,
             Ipv4Addr::new(172, 16, 201, 7)
         );
         pool.flush().unwrap();
@@ -478,14 +596,14 @@ mod tests {
         let (mut pool, _) = LeasePool::open(net("172.16.201.0/30"), None, vec![], &file).unwrap();
         // A plain file where the state directory should be: every write fails.
         std::fs::write(&state, b"").unwrap();
-        let a = pool.acquire("fqdn:a", 1).unwrap();
-        pool.release("fqdn:a", 2).unwrap();
+        let a = take(&mut pool, "fqdn:a", 1);
+        give_back(&mut pool, "fqdn:a", 2);
         assert!(pool.flush().is_err());
         // The pool has two addresses; the released binding is reusable, nothing is stuck.
-        pool.acquire("fqdn:b", 3).unwrap();
-        pool.release("fqdn:b", 4).unwrap();
+        take(&mut pool, "fqdn:b", 3);
+        give_back(&mut pool, "fqdn:b", 4);
         assert_eq!(
-            pool.acquire("fqdn:c", 5).unwrap().v4,
+            take(&mut pool, "fqdn:c", 5).v4,
             a.v4,
             "a's idle binding reused"
         );
@@ -500,14 +618,25 @@ mod tests {
         #[test]
         fn addresses_are_never_shared(ops in proptest::collection::vec((0u8..12, any::<bool>()), 1..200)) {
             let mut pool = LeasePool::new(net("172.16.201.0/29"), None, vec![]);
+            // Each identity's live sessions and the address each holds.
+            let mut live: std::collections::HashMap<String, Vec<IpAddr>> = Default::default();
             let mut t = 0;
             for (who, connect) in ops {
                 t += 1;
-                let id = format!("client{who}");
+                let id = format!("client{}", who % 6);
                 if connect {
-                    let _ = pool.acquire(&id, t);
-                } else {
-                    pool.release(&id, t).unwrap();
+                    if let Ok(Some(addr)) = pool.acquire(&id, Family::V4, t) {
+                        live.entry(id.clone()).or_default().push(addr);
+                    }
+                } else if let Some(addr) = live.get_mut(&id).and_then(Vec::pop) {
+                    pool.release(&id, addr, t);
+                }
+                let mut held = std::collections::HashSet::new();
+                for (id, addrs) in &live {
+                    for a in addrs {
+                        prop_assert!(held.insert(*a), "{} held by two sessions", a);
+                        prop_assert_eq!(pool.owner(*a), Some(id.as_str()));
+                    }
                 }
                 let mut seen = std::collections::HashSet::new();
                 for lease in pool.leases() {

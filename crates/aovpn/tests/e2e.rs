@@ -1160,7 +1160,7 @@ fn gateway_removes_a_dead_client_after_liveness_checks() {
     ping(&lab.topo.client, lab::VNET_HOST).unwrap();
 }
 
-// ---- Known product bugs: these tests fail until the product is fixed (see the report). ----
+// ---- Regressions: defects found when the product was tried as a new user and as an attacker. ----
 
 /// A second tunnel asking for an interface name that another tunnel already uses must be
 /// refused (naming the interface) and must not disturb the running one. Its profile routes

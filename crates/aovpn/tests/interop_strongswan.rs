@@ -808,7 +808,7 @@ fn strongswan_gateway_rekeys_with_our_client() {
     strongswan_rekeys("isrc", false);
 }
 
-// ---- Known product bugs: these tests fail until the product is fixed (see the report). ----
+// ---- Regressions: defects found when the product was tried as a new user and as an attacker. ----
 
 /// Without `identity.id` the gateway takes its IKE identity from the certificate's first
 /// dNSName. For a certificate issued for an IP address that must be an ID_IPV4_ADDR identity

@@ -785,6 +785,15 @@ fn client_dials_the_gateway_by_ip_address() {
         client.status_text(),
         gw.log()
     );
+    // For the right reason: the name dialled is not the certificate's.
+    let error = json(&client.status_text())["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        error.contains("not valid for name") && error.contains(&gw_ip),
+        "{error}"
+    );
 }
 
 /// A bad gateway.toml: non-zero exit, the field named on stderr.

@@ -468,11 +468,11 @@ mod tests {
         let reserved = vec![IpAddr::V4(Ipv4Addr::new(172, 16, 201, 1))];
         let mut pool = LeasePool::new(net("172.16.201.0/30"), None, reserved);
         // /30: .0 network, .3 broadcast, .1 reserved -> only .2 is usable.
-        assert_eq!(
-            take(&mut pool, "a", 1).v4,
-            Ipv4Addr::new(172, 16, 201, 2)
-        );
-        assert!(matches!(pool.acquire("b", Family::V4, 1), Err(PoolError::Exhausted(_))));
+        assert_eq!(take(&mut pool, "a", 1).v4, Ipv4Addr::new(172, 16, 201, 2));
+        assert!(matches!(
+            pool.acquire("b", Family::V4, 1),
+            Err(PoolError::Exhausted(_))
+        ));
     }
 
     #[test]
@@ -511,10 +511,7 @@ mod tests {
         assert_eq!(report.kept, 2);
         assert_eq!(pool.get("b").map(|l| (l.v4, l.v6)), Some((b.v4, b.v6)));
         assert_eq!(pool.get("b").map(Lease::in_use), Some(false));
-        assert_eq!(
-            take(&mut pool, "c", 3).v4,
-            Ipv4Addr::new(172, 16, 201, 3)
-        );
+        assert_eq!(take(&mut pool, "c", 3).v4, Ipv4Addr::new(172, 16, 201, 3));
 
         // The pool was renumbered: old leases outside it are dropped, not handed out.
         let (pool, report) = LeasePool::open(net("172.16.202.0/24"), None, vec![], &file).unwrap();

@@ -110,6 +110,16 @@ fn revoked_client_certificate_is_authentication_failed() {
     let mut pair = Pair::new(setup);
     pair.settle();
     assert_auth_refused(&pair, NotifyType::AUTHENTICATION_FAILED);
+    let revoked = cl.chain[0].thumbprint().to_string();
+    assert!(
+        matches!(
+            &pair.server_failure().unwrap().reason,
+            FailureReason::PeerRejected(PeerRejection::Certificate(m))
+                if m.contains("revoked") && m.contains(&revoked)
+        ),
+        "{:?}",
+        pair.server_failure().unwrap().reason
+    );
 }
 
 #[test]
@@ -133,6 +143,14 @@ fn expired_certificate_is_authentication_failed() {
     pair.server.set_unix_time(CERT_START + 20 * 365 * 86_400);
     pair.settle();
     assert_auth_refused(&pair, NotifyType::AUTHENTICATION_FAILED);
+    assert!(
+        matches!(
+            &pair.server_failure().unwrap().reason,
+            FailureReason::PeerRejected(PeerRejection::Certificate(m)) if m.contains("expired")
+        ),
+        "{:?}",
+        pair.server_failure().unwrap().reason
+    );
 }
 
 #[test]

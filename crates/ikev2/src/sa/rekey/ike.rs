@@ -1,0 +1,224 @@
+//! Rekeying the IKE SA (RFC 7296 1.3.2, 2.18), both as its initiator and as its responder.
+
+use super::*;
+
+impl IkeSa {
+    pub(super) fn start_ike_rekey(&mut self, now: Instant) -> Result<(), String> {
+        let algs = self.algs.ok_or("no IKE algorithms")?;
+        let crypto = |e: ipsec_crypto::CryptoError| e.to_string();
+        let spi = nonzero_u64(&self.provider).map_err(crypto)?;
+        let ni = self
+            .provider
+            .random_vec(self.cfg.ike().nonce_len.max(16))
+            .map_err(crypto)?;
+        let dh = self.provider.generate_dh(algs.dh).map_err(crypto)?;
+        // The algorithms in use: the peer accepted them once, and our KE matches them.
+        let mut proposal = algs.to_wire(1);
+        proposal.spi = spi.to_be_bytes().to_vec();
+        let payloads = vec![
+            Payload::Sa(SecurityAssociation {
+                proposals: vec![proposal],
+            }),
+            Payload::Nonce(ni.clone()),
+            Payload::Ke(KeyExchange {
+                group: wire_group(dh.group()),
+                data: dh.public_value().to_vec(),
+            }),
+        ];
+        self.send_request(
+            now,
+            ExchangeType::CREATE_CHILD_SA,
+            RequestKind::Rekey,
+            payloads,
+        )?;
+        self.rekeying = Some(Rekeying::Ike { spi, ni, dh });
+        Ok(())
+    }
+
+    pub(super) fn ike_rekey_response(
+        &mut self,
+        now: Instant,
+        payloads: &[Payload],
+        spi: u64,
+        ni: &[u8],
+        dh: &DhPrivateKey,
+    ) {
+        if self.rekey_refused(now, payloads, None) {
+            return;
+        }
+        let syntax = |s: &str| FailureReason::InvalidSyntax(s.to_owned());
+        let result = (|| {
+            let (Some(sa), Some(nr), Some(ke)) = (payloads.sa(), payloads.nonce(), payloads.ke())
+            else {
+                return Err(syntax("IKE rekey response lacks SA, Nonce or KE"));
+            };
+            if !(16..=256).contains(&nr.len()) {
+                return Err(syntax("bad nonce"));
+            }
+            let [proposal] = sa.proposals.as_slice() else {
+                return Err(syntax("IKE reply must have one proposal"));
+            };
+            let peer_spi = <[u8; 8]>::try_from(proposal.spi.as_slice())
+                .map(u64::from_be_bytes)
+                .ok()
+                .filter(|s| *s != 0)
+                .ok_or_else(|| syntax("IKE rekey reply without SPI"))?;
+            let algs = IkeAlgorithms::from_wire(proposal)
+                .filter(|a| Some(*a) == self.algs)
+                .ok_or(FailureReason::NoProposalChosen)?;
+            if ke.group != wire_group(dh.group()) {
+                return Err(FailureReason::InvalidKeGroup(ke.group.0));
+            }
+            let shared = dh
+                .agree(&ke.data)
+                .map_err(|e| FailureReason::Local(e.to_string()))?;
+            Ok((algs, peer_spi, nr.to_vec(), shared))
+        })();
+        match result {
+            Ok((algs, peer_spi, nr, shared)) => {
+                let ni = ni.to_vec();
+                if let Err(e) =
+                    self.switch_ike_sa(now, algs, (spi, peer_spi), true, ni, nr, &shared)
+                {
+                    self.rekey_failed(FailureReason::Local(e), None);
+                    return;
+                }
+                self.send_retired_delete(now);
+            }
+            Err(reason) => {
+                self.ike_rekey_at = None;
+                self.rekey_failed(reason, None);
+            }
+        }
+    }
+
+    /// Moves everything over to the new IKE SA (`spis` = (SPIi, SPIr) of the new one,
+    /// `initiator`: we started the rekey) and keeps the old one as retired.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn switch_ike_sa(
+        &mut self,
+        now: Instant,
+        algs: IkeAlgorithms,
+        spis: (u64, u64),
+        initiator: bool,
+        ni: Vec<u8>,
+        nr: Vec<u8>,
+        shared: &SharedSecret,
+    ) -> Result<(), String> {
+        let old_algs = self.algs.ok_or("no IKE algorithms")?;
+        let old_keys = self.keys.as_ref().ok_or("no keys")?;
+        let suite = algs.suite();
+        let keys = IkeSaKeys::derive_rekey(
+            old_algs.prf,
+            old_keys.sk_d.as_bytes(),
+            &suite,
+            shared.as_bytes(),
+            &ni,
+            &nr,
+            &spis.0.to_be_bytes(),
+            &spis.1.to_be_bytes(),
+        )
+        .map_err(|e| e.to_string())?;
+        let (out, inb) = keys
+            .sk_ciphers(&suite, initiator)
+            .map_err(|e| e.to_string())?;
+        let (Some(old_out), Some(old_in)) = (self.sk_out.replace(out), self.sk_in.replace(inb))
+        else {
+            return Err("no keys".into());
+        };
+        self.retired = Some(RetiredSa {
+            spis: (self.spi_i, self.spi_r),
+            initiator: self.initiator,
+            sk_in: old_in,
+            sk_out: old_out,
+            expected_request_id: self.expected_request_id,
+            next_request_id: self.next_request_id,
+            cached_response: self.cached_response.take(),
+            pending: None,
+            give_up: now + RETIRED_GRACE,
+        });
+        (self.spi_i, self.spi_r) = spis;
+        self.initiator = initiator;
+        self.ni = ni;
+        self.nr = nr;
+        self.algs = Some(algs);
+        self.keys = Some(keys);
+        self.next_request_id = 0;
+        self.expected_request_id = 0;
+        self.reassembler = Reassembler::new(ReassemblyLimits::default());
+        self.start_ike_lifetime(now);
+        self.events.push_back(Event::IkeSaRekeyed {
+            spi_i: spis.0,
+            spi_r: spis.1,
+        });
+        Ok(())
+    }
+
+    pub(super) fn answer_ike_rekey(
+        &mut self,
+        _now: Instant,
+        payloads: &[Payload],
+    ) -> Result<Answer, NotifyType> {
+        // One thing at a time (RFC 7296 2.25.2): our own rekey, or an old IKE SA still being
+        // deleted, make the peer retry later.
+        if self.rekeying.is_some() || self.retired.is_some() {
+            return Err(NotifyType::TEMPORARY_FAILURE);
+        }
+        let (Some(sa), Some(ni), Some(ke)) = (payloads.sa(), payloads.nonce(), payloads.ke())
+        else {
+            return Err(NotifyType::INVALID_SYNTAX);
+        };
+        if !(16..=256).contains(&ni.len()) {
+            return Err(NotifyType::INVALID_SYNTAX);
+        }
+        let cfg = self.cfg.clone();
+        let ike = cfg.ike();
+        let chosen = ike.ike_proposals.iter().find_map(|ours| {
+            sa.proposals
+                .iter()
+                .find_map(|peer| ours.select(peer).map(|s| (s, peer)))
+        });
+        let Some(((mut algs, groups), peer)) = chosen else {
+            return Err(NotifyType::NO_PROPOSAL_CHOSEN);
+        };
+        let peer_spi = <[u8; 8]>::try_from(peer.spi.as_slice())
+            .map(u64::from_be_bytes)
+            .ok()
+            .filter(|s| *s != 0)
+            .ok_or(NotifyType::INVALID_SYNTAX)?;
+        match DhGroup::from_iana(ke.group.0).filter(|g| groups.contains(g)) {
+            Some(g) => algs.dh = g,
+            None => return Err(NotifyType::INVALID_KE_PAYLOAD),
+        }
+        let local_err = |_| NotifyType::NO_PROPOSAL_CHOSEN;
+        let dh = self.provider.generate_dh(algs.dh).map_err(local_err)?;
+        let shared = dh.agree(&ke.data).map_err(|_| NotifyType::INVALID_SYNTAX)?;
+        let nr = self
+            .provider
+            .random_vec(ike.nonce_len.max(16))
+            .map_err(local_err)?;
+        let spi = nonzero_u64(&self.provider).map_err(local_err)?;
+        let mut proposal = algs.to_wire(peer.number);
+        proposal.spi = spi.to_be_bytes().to_vec();
+        let reply = vec![
+            Payload::Sa(SecurityAssociation {
+                proposals: vec![proposal],
+            }),
+            Payload::Nonce(nr.clone()),
+            Payload::Ke(KeyExchange {
+                group: wire_group(dh.group()),
+                data: dh.public_value().to_vec(),
+            }),
+        ];
+        Ok(Answer::Ike {
+            reply,
+            algs,
+            spis: (peer_spi, spi),
+            ni: ni.to_vec(),
+            nr,
+            shared,
+        })
+    }
+
+    // ---------------------------------------------------------------- the retired IKE SA
+}

@@ -469,12 +469,13 @@ impl Pools {
 #[derive(Debug, Clone)]
 pub struct SharedPool(pub Pools);
 
-impl AddressPool for SharedPool {
-    fn allocate(
+impl SharedPool {
+    fn acquire(
         &mut self,
         peer: &IkeId,
         group: Option<&str>,
         family: AddressFamily,
+        replaces: bool,
     ) -> Option<IpAddr> {
         let key = lease_key(peer);
         let mut pool = self.0.of(group).lock().ok()?;
@@ -482,11 +483,31 @@ impl AddressPool for SharedPool {
             AddressFamily::V4 => Family::V4,
             AddressFamily::V6 => Family::V6,
         };
-        pool.acquire(&key, family, tunnel::host::unix_now())
+        pool.acquire(&key, family, replaces, tunnel::host::unix_now())
             .unwrap_or_else(|e| {
                 tracing::warn!(peer = %peer, "no address: {e}");
                 None
             })
+    }
+}
+
+impl AddressPool for SharedPool {
+    fn allocate(
+        &mut self,
+        peer: &IkeId,
+        group: Option<&str>,
+        family: AddressFamily,
+    ) -> Option<IpAddr> {
+        self.acquire(peer, group, family, false)
+    }
+
+    fn allocate_replacing(
+        &mut self,
+        peer: &IkeId,
+        group: Option<&str>,
+        family: AddressFamily,
+    ) -> Option<IpAddr> {
+        self.acquire(peer, group, family, true)
     }
 
     fn release(&mut self, peer: &IkeId, addr: IpAddr) {

@@ -31,18 +31,18 @@ pub struct Lease {
     pub v6: Option<Ipv6Addr>,
     /// Unix time of the last acquire or release.
     pub last_seen: u64,
-    /// Whether a session holds the IPv4 / IPv6 address now; not persisted (no session
-    /// survives a restart).
+    /// Sessions holding the IPv4 / IPv6 address now (more than one only while a client that
+    /// came back replaces its old session); not persisted (no session survives a restart).
     #[serde(skip)]
-    pub held_v4: bool,
+    pub held_v4: u32,
     #[serde(skip)]
-    pub held_v6: bool,
+    pub held_v6: u32,
 }
 
 impl Lease {
     /// Whether a session holds either address.
     pub fn in_use(&self) -> bool {
-        self.held_v4 || self.held_v6
+        self.held_v4 > 0 || self.held_v6 > 0
     }
 }
 
@@ -137,7 +137,7 @@ impl LeasePool {
             }
         };
         for mut lease in stored {
-            (lease.held_v4, lease.held_v6) = (false, false);
+            (lease.held_v4, lease.held_v6) = (0, 0);
             let v6_ok = match (lease.v6, pool.v6) {
                 (None, _) => true,
                 (Some(a), Some(net)) => net.contains(&a) && !pool.owner_v6.contains_key(&a),
@@ -163,12 +163,14 @@ impl LeasePool {
     }
 
     /// An address of `family` for one session of `identity`: its lease's (made if needed),
-    /// or while another session holds that, a transient one. `None`: no IPv6 here, or none
-    /// left.
+    /// or while another session holds that, a transient one, unless this session `replaces`
+    /// the others (the client said INITIAL_CONTACT: they are about to go). `None`: no IPv6
+    /// here, or none left.
     pub fn acquire(
         &mut self,
         identity: &str,
         family: Family,
+        replaces: bool,
         now: u64,
     ) -> Result<Option<IpAddr>, PoolError> {
         if family == Family::V6 && self.v6.is_none() {
@@ -181,8 +183,8 @@ impl LeasePool {
                 v4,
                 v6: self.free_v6(),
                 last_seen: now,
-                held_v4: false,
-                held_v6: false,
+                held_v4: 0,
+                held_v6: 0,
             };
             self.insert(lease);
             // A new binding goes to disk at once; if that fails the client still gets its
@@ -199,11 +201,11 @@ impl LeasePool {
         if let Some(lease) = self.leases.get_mut(identity) {
             lease.last_seen = now;
             match family {
-                Family::V4 if !lease.held_v4 => {
-                    lease.held_v4 = true;
+                Family::V4 if lease.held_v4 == 0 || replaces => {
+                    lease.held_v4 += 1;
                     return Ok(Some(IpAddr::V4(lease.v4)));
                 }
-                Family::V6 if !lease.held_v6 => {
+                Family::V6 if lease.held_v6 == 0 || replaces => {
                     // A lease made while IPv6 ran out gets an address now if there is one.
                     if lease.v6.is_none() {
                         lease.v6 = free_v6;
@@ -211,7 +213,7 @@ impl LeasePool {
                     let Some(v6) = lease.v6 else {
                         return Ok(None);
                     };
-                    lease.held_v6 = true;
+                    lease.held_v6 += 1;
                     self.owner_v6.insert(v6, identity.to_owned());
                     return Ok(Some(IpAddr::V6(v6)));
                 }
@@ -263,8 +265,10 @@ impl LeasePool {
         if let Some(lease) = self.leases.get_mut(identity) {
             lease.last_seen = now;
             match addr {
-                IpAddr::V4(a) if a == lease.v4 => lease.held_v4 = false,
-                IpAddr::V6(a) if Some(a) == lease.v6 => lease.held_v6 = false,
+                IpAddr::V4(a) if a == lease.v4 => lease.held_v4 = lease.held_v4.saturating_sub(1),
+                IpAddr::V6(a) if Some(a) == lease.v6 => {
+                    lease.held_v6 = lease.held_v6.saturating_sub(1);
+                }
                 _ => return,
             }
             self.dirty = true;
@@ -417,7 +421,7 @@ mod tests {
 
     /// One IPv4 session of `id`; its lease as it stands.
     fn take(pool: &mut LeasePool, id: &str, t: u64) -> Lease {
-        pool.acquire(id, Family::V4, t).unwrap().unwrap();
+        pool.acquire(id, Family::V4, false, t).unwrap().unwrap();
         pool.get(id).cloned().unwrap()
     }
 
@@ -443,10 +447,10 @@ mod tests {
     fn a_second_session_of_one_identity_gets_an_address_of_its_own_for_its_time() {
         let v6: Ipv6Net = "fd00:201::/64".parse().unwrap();
         let mut pool = LeasePool::new(net("172.16.201.0/24"), Some(v6), vec![]);
-        let first = pool.acquire("pc1", Family::V4, 1).unwrap().unwrap();
-        let first6 = pool.acquire("pc1", Family::V6, 1).unwrap().unwrap();
-        let second = pool.acquire("pc1", Family::V4, 2).unwrap().unwrap();
-        let second6 = pool.acquire("pc1", Family::V6, 2).unwrap().unwrap();
+        let first = pool.acquire("pc1", Family::V4, false, 1).unwrap().unwrap();
+        let first6 = pool.acquire("pc1", Family::V6, false, 1).unwrap().unwrap();
+        let second = pool.acquire("pc1", Family::V4, false, 2).unwrap().unwrap();
+        let second6 = pool.acquire("pc1", Family::V6, false, 2).unwrap().unwrap();
         assert_ne!(first, second);
         assert_ne!(first6, second6);
         assert_eq!(pool.owner(second), Some("pc1"));
@@ -455,12 +459,34 @@ mod tests {
         pool.release("pc1", second6, 3);
         assert_eq!(pool.owner(second), None);
         assert_eq!(pool.get("pc1").map(|l| IpAddr::V4(l.v4)), Some(first));
-        assert_eq!(pool.acquire("other", Family::V4, 4).unwrap(), Some(second));
+        assert_eq!(
+            pool.acquire("other", Family::V4, false, 4).unwrap(),
+            Some(second)
+        );
         // The first ends; its address waits for it, and comes back.
         pool.release("pc1", first, 5);
         pool.release("pc1", first6, 5);
-        assert_eq!(pool.acquire("pc1", Family::V4, 6).unwrap(), Some(first));
-        assert_eq!(pool.acquire("pc1", Family::V6, 6).unwrap(), Some(first6));
+        assert_eq!(
+            pool.acquire("pc1", Family::V4, false, 6).unwrap(),
+            Some(first)
+        );
+        assert_eq!(
+            pool.acquire("pc1", Family::V6, false, 6).unwrap(),
+            Some(first6)
+        );
+    }
+
+    #[test]
+    fn a_client_that_comes_back_with_initial_contact_takes_its_address_over() {
+        let mut pool = LeasePool::new(net("172.16.201.0/24"), None, vec![]);
+        let old = pool.acquire("pc1", Family::V4, false, 1).unwrap().unwrap();
+        // The new session replaces the old one, which is deleted right after.
+        let new = pool.acquire("pc1", Family::V4, true, 2).unwrap().unwrap();
+        assert_eq!(new, old);
+        pool.release("pc1", old, 3);
+        // The new session still holds it: a third one, not replacing, gets its own.
+        let third = pool.acquire("pc1", Family::V4, false, 4).unwrap().unwrap();
+        assert_ne!(third, new);
     }
 
     #[test]
@@ -470,7 +496,7 @@ mod tests {
         // /30: .0 network, .3 broadcast, .1 reserved -> only .2 is usable.
         assert_eq!(take(&mut pool, "a", 1).v4, Ipv4Addr::new(172, 16, 201, 2));
         assert!(matches!(
-            pool.acquire("b", Family::V4, 1),
+            pool.acquire("b", Family::V4, false, 1),
             Err(PoolError::Exhausted(_))
         ));
     }
@@ -482,7 +508,7 @@ mod tests {
         let b = take(&mut pool, "b", 20);
         // Both connected: nobody can be evicted.
         assert!(matches!(
-            pool.acquire("c", Family::V4, 30),
+            pool.acquire("c", Family::V4, false, 30),
             Err(PoolError::Exhausted(_))
         ));
         give_back(&mut pool, "b", 40);
@@ -622,7 +648,7 @@ mod tests {
                 t += 1;
                 let id = format!("client{}", who % 6);
                 if connect {
-                    if let Ok(Some(addr)) = pool.acquire(&id, Family::V4, t) {
+                    if let Ok(Some(addr)) = pool.acquire(&id, Family::V4, false, t) {
                         live.entry(id.clone()).or_default().push(addr);
                     }
                 } else if let Some(addr) = live.get_mut(&id).and_then(Vec::pop) {

@@ -309,6 +309,17 @@ pub trait AddressPool: Send {
         group: Option<&str>,
         family: AddressFamily,
     ) -> Option<IpAddr>;
+    /// Like [`AddressPool::allocate`] for a peer that sent INITIAL_CONTACT: its other IKE
+    /// SAs are deleted right after this one is up, so a pool that gives concurrent SAs of one
+    /// peer different addresses hands this one the address they hold.
+    fn allocate_replacing(
+        &mut self,
+        peer: &IkeId,
+        group: Option<&str>,
+        family: AddressFamily,
+    ) -> Option<IpAddr> {
+        self.allocate(peer, group, family)
+    }
     /// Returns an address when the IKE SA that held it is gone.
     fn release(&mut self, peer: &IkeId, addr: IpAddr);
 }

@@ -672,13 +672,18 @@ impl IkeSa {
                 if let Some(pool) = pool.as_deref_mut() {
                     for (want, fam) in [(want_v4, AddressFamily::V4), (want_v6, AddressFamily::V6)]
                     {
-                        if want
-                            && let Some(a) = pool.allocate(
-                                &peer,
-                                self.peer_policy.as_ref().map(|p| p.group.as_str()),
-                                fam,
-                            )
-                        {
+                        if !want {
+                            continue;
+                        }
+                        let group = self.peer_policy.as_ref().map(|p| p.group.as_str());
+                        // INITIAL_CONTACT: the peer's other SAs are about to go; it takes
+                        // their address over rather than getting another one.
+                        let allocated = if self.peer_initial_contact {
+                            pool.allocate_replacing(&peer, group, fam)
+                        } else {
+                            pool.allocate(&peer, group, fam)
+                        };
+                        if let Some(a) = allocated {
                             vips.push(a);
                         }
                     }

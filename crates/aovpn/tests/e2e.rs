@@ -2053,6 +2053,32 @@ fn eap_is_relayed_to_freeradius_which_accepts_classifies_refuses_and_fails_over(
     // (no certificate path to re-check) must survive that.
     opts.lifetimes_secs = Some((12, 10));
     let gw = lab.start_gateway(&opts);
+    // `--check` (the unit's ExecStartPre) reads the secrets too: one every user can read is
+    // refused with the field named.
+    let check = || {
+        Command::new(bin())
+            .args(["gateway", "--check", "--config"])
+            .arg(gw.config_path())
+            .output()
+            .unwrap()
+    };
+    assert!(check().status.success(), "{:?}", check());
+    std::fs::set_permissions(
+        &secret_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let refused = check();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("radius.servers.secret_file"),
+        "{refused:?}"
+    );
+    std::fs::set_permissions(
+        &secret_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     // The EAP server is FreeRADIUS now: the profile names it. Each user's profile routes
     // its own prefix (one-shot clients in one namespace cannot share a route).
     let start = |cert: &Path, key: &Path, name: &str, ifname: &str, route: &str| {

@@ -146,11 +146,12 @@ impl RadiusConfig {
                         format!("{}: {e}", s.secret_file.display()),
                     )
                 })?;
-                if meta.mode() & 0o077 != 0 {
+                // Like the gateway's key: its group (the service's) may read it, nobody else.
+                if meta.mode() & 0o007 != 0 {
                     return Err((
                         "radius.servers.secret_file",
                         format!(
-                            "{}: readable by others (mode {:o}): chmod 600 it",
+                            "{}: readable by every user (mode {:o}): chmod 640 it",
                             s.secret_file.display(),
                             meta.mode() & 0o777
                         ),

@@ -12,7 +12,7 @@ use ikev2::{IkeId, PeerRejection, PeerValidator};
 use netio::privileges::{Capability, effective_has};
 use tunnel::check::{Check, Verdict};
 
-use crate::config::GatewayConfig;
+use crate::config::{ConfigError, GatewayConfig};
 use crate::ike::{ClientValidator, load_credentials, responder_config};
 
 /// A certificate that expires sooner than this is reported.
@@ -27,6 +27,18 @@ pub fn checks(config_path: &Path, client_cert: Option<&Path>) -> Vec<Check> {
         validator.set_accepted(&c.clients.accept);
         validator.set_groups(crate::ike::group_policies(&c));
         responder_config(&c, config_path, &creds, validator.clone())?;
+        // What the daemon reads at its start besides: RADIUS secrets and the page's token.
+        let invalid = |field, message| ConfigError::Invalid {
+            path: config_path.to_owned(),
+            field,
+            message,
+        };
+        if let Some(r) = &c.radius {
+            r.load_servers().map_err(|(f, m)| invalid(f, m))?;
+        }
+        if let Some(w) = &c.web {
+            crate::web::AdminPage::load(&w.token_file).map_err(|m| invalid("web.token_file", m))?;
+        }
         Ok((c, validator))
     });
     let (config, validator) = match loaded {

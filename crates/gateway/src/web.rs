@@ -121,15 +121,16 @@ impl std::fmt::Debug for AdminPage {
 }
 
 impl AdminPage {
-    /// Reads the token (the file's first line; at least 16 characters; the file readable by
-    /// its owner only).
+    /// Reads the token (the file's first line; at least 16 characters; the file not readable
+    /// by every user).
     pub fn load(token_file: &Path) -> Result<AdminPage, String> {
         use std::os::unix::fs::MetadataExt as _;
         let meta =
             std::fs::metadata(token_file).map_err(|e| format!("{}: {e}", token_file.display()))?;
-        if meta.mode() & 0o077 != 0 {
+        // Like the gateway's key: its group (the service's) may read it, nobody else.
+        if meta.mode() & 0o007 != 0 {
             return Err(format!(
-                "{}: readable by others (mode {:o}): chmod 600 it",
+                "{}: readable by every user (mode {:o}): chmod 640 it",
                 token_file.display(),
                 meta.mode() & 0o777
             ));

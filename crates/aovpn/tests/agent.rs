@@ -807,10 +807,13 @@ fn a_revoked_machine_certificate_is_retried_until_the_revocation_is_lifted() {
         .map(|l| l.split_whitespace().next().unwrap_or_default().to_owned())
         .collect();
     report(&format!("attempts while revoked at {times:?}: {why}"));
-    // Backing off: the waits between rounds grow (1 s, 2 s, 4 s ... with jitter).
+    // Backing off: the waits between rounds grow (1 s, 2 s, 4 s ... with jitter). Not the
+    // first wait on its own: a network change (the agent's own routes coming and going in
+    // the namespace) retries at once and resets the backoff, as it should.
     let gaps = attempt_gaps(&times);
+    let longest = gaps.iter().copied().fold(0.0, f64::max);
     assert!(
-        gaps.len() >= 4 && gaps[gaps.len() - 1] > gaps[0] && gaps[0] >= 0.45,
+        gaps.len() >= 4 && gaps[gaps.len() - 1] > gaps[0] && longest >= 1.0,
         "no backoff: {gaps:?}"
     );
 

@@ -1,6 +1,9 @@
 //! The client side of aovpn: [`connection`] runs one tunnel (what `aovpn connect` does), and
 //! the always-on agent ([`service`]) keeps every profile's tunnel up by the rules of
 //! [`supervisor`], controlled over [`control`], with user keys kept by [`helper`].
+//!
+//! May depend on: `tunnel` and everything below it, `profile`; never `gateway`.
+//! Start reading: `service.rs` (the daemon), `supervisor.rs` (Always On, sans-IO), `connection.rs` (one tunnel).
 
 pub mod config;
 pub mod connection;

@@ -50,6 +50,9 @@
 //! Not supported yet: several UDP sockets (IPv4 and IPv6 outer addresses need two data planes
 //! today) and parallel inbound decryption (one task receives; a gateway could shard it by peer
 //! with SO_REUSEPORT sockets).
+//!
+//! May depend on: `esp`, `netio`.
+//! Start reading: the overview above, then `worker.rs`.
 
 mod counters;
 mod handle;

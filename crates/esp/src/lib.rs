@@ -16,6 +16,9 @@
 //! - Optional TFC padding on send; received TFC padding is stripped and dummy packets dropped.
 //!
 //! Not supported: transport mode, sending dummy packets.
+//!
+//! May depend on: nothing of ours (a leaf).
+//! Start reading: `sa.rs`, then `udp.rs`.
 
 mod batch;
 mod cipher;

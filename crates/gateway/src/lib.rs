@@ -1,5 +1,8 @@
 //! The aovpn gateway daemon as a library: configuration, client address leases, and (as the
 //! engine lands) the IKE/ESP loop. `aovpn gateway --config FILE` is a thin wrapper around it.
+//!
+//! May depend on: `tunnel` and everything below it, `radius`; never `agent`.
+//! Start reading: `daemon.rs` (the loop), `ike.rs` (validation, responder configuration, leases).
 
 pub mod admin;
 pub mod config;

@@ -66,6 +66,9 @@
 //! assert!(payloads.notify(NotifyType::NO_ADDITIONAL_ADDRESSES).is_some());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! May depend on: nothing of ours (a leaf: no crypto, no I/O).
+//! Start reading: `message.rs` (a whole message), then `payload/mod.rs` (the dispatch) and the payload you need.
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 

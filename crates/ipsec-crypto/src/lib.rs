@@ -68,6 +68,9 @@
 //!
 //! All key material is held in zeroizing types ([`SecretBytes`], [`SharedSecret`],
 //! [`DhPrivateKey`]) whose `Debug` output never shows the bytes.
+//!
+//! May depend on: nothing of ours (a leaf; aws-lc-rs and RustCrypto underneath).
+//! Start reading: the example above, then `provider.rs`.
 
 mod auth;
 mod dh;

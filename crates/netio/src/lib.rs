@@ -39,6 +39,9 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! May depend on: nothing of ours: the only crate that talks to the kernel.
+//! Start reading: `udp.rs`, `tun.rs`, `netlink.rs`.
 
 pub mod clock;
 pub mod control;

@@ -20,6 +20,9 @@
 //!
 //! Nothing here touches files, sockets or clocks: callers pass bytes and the time in.
 //! Issuing draws keys and serials from the system RNG.
+//!
+//! May depend on: nothing of ours (a leaf).
+//! Start reading: `trust.rs` (validation), `load.rs`, `issue.rs`.
 
 mod cert;
 mod dn;

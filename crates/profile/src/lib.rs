@@ -6,6 +6,9 @@
 //! turns a valid profile into what the agent will do, and [`store`] keeps profiles on disk (the
 //! only module here that touches files). [`vpn_settings`] and [`client_package`] read and write the
 //! VPN client configuration package (Azure's zip and ours).
+//!
+//! May depend on: nothing of ours (a leaf; `store` is its only module that touches files).
+//! Start reading: `parse.rs`, `validate.rs`, `plan.rs`.
 
 pub mod client_package;
 pub mod error;

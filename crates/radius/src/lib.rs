@@ -9,6 +9,9 @@
 //!
 //! Written here rather than taken from crates.io: the `radius` crate there has had no release
 //! for years and has neither MPPE key decryption nor a sans-IO client.
+//!
+//! May depend on: nothing of ours (a leaf).
+//! Start reading: `client.rs`, then `packet.rs`.
 
 pub mod client;
 pub mod packet;

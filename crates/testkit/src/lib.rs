@@ -10,6 +10,9 @@
 //!
 //! Everything here needs root. Tests that use it call [`require_root`] first, so that a
 //! non-root run fails loudly instead of skipping silently.
+//!
+//! May depend on: nothing of ours; only tests use it (and, until issue 13 moves them out, `aovpn lab` and `aovpn bench`).
+//! Start reading: `netns.rs`, then the server you need.
 
 pub mod aovpn;
 pub mod bind;

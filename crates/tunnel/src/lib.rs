@@ -2,6 +2,9 @@
 //! that runs the IKEv2 engine over UDP 500 and 4500 ([`ike_io`]) and turns its Child SAs into
 //! data-plane SAs ([`child`]). The protocol stays in the sans-IO crates; this is where it meets
 //! sockets, and the daemons keep only their policy.
+//!
+//! May depend on: `ikev2`, `ike-wire`, `ipsec-crypto`, `esp`, `datapath`, `netio`; never `gateway` or `agent`.
+//! Start reading: `driver.rs`.
 
 pub mod check;
 pub mod child;

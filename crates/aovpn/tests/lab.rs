@@ -64,6 +64,25 @@ fn the_lab_comes_up_and_its_tunnels_come_back_by_themselves() {
         assert!(up_text.contains(needle), "{needle} missing:\n{up_text}");
     }
 
+    // The admin page in the gateway's namespace, for whoever has the lab's token.
+    let token = std::fs::read_to_string("/run/aovpn-lab/web.token").unwrap();
+    let page = aovpn(&[
+        "lab",
+        "exec",
+        "gateway",
+        "--",
+        "curl",
+        "-s",
+        "-H",
+        &format!("Authorization: Bearer {}", token.trim()),
+        "http://127.0.0.1:9478/api/state",
+    ]);
+    let state = text(&page);
+    assert!(
+        state.contains("client1.corp.aolab.example") && state.contains("alice@corp.aolab.example"),
+        "{state}"
+    );
+
     let exec = |args: &[&str]| {
         let mut all = vec!["lab", "exec", "client", "--"];
         all.extend_from_slice(args);

@@ -212,7 +212,7 @@ fn load_identity(dir: &Path) -> Result<(String, SigningKey), HelperError> {
 /// The user's profiles as stored (name and ProfileXML text), sorted by name.
 fn load_profiles(dir: &Path) -> Vec<ProfileText> {
     let profiles_dir = dir.join("profiles");
-    let store = profile::store::Store::new(dir.join(".no-device-profiles"), profiles_dir);
+    let store = crate::profile_store::Store::new(dir.join(".no-device-profiles"), profiles_dir);
     let mut out = Vec::new();
     match store.list() {
         Ok(list) => {

@@ -638,7 +638,7 @@ impl Agent {
 
     /// Reads the system profile store when it changed.
     fn rescan_device_store(&mut self, now: Instant) {
-        let store = profile::store::Store::new(
+        let store = crate::profile_store::Store::new(
             self.config.profiles_dir(),
             self.config.config_dir.join(".no-user-profiles"),
         );

@@ -208,6 +208,48 @@ pub enum State {
     Stopping,
 }
 
+/// One line for a profile's state, as `aovpn list` prints it.
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Connected { server, since_secs } => {
+                write!(
+                    f,
+                    "connected to {server} for {}",
+                    human_duration(*since_secs)
+                )
+            }
+            Self::Connecting { server } => write!(f, "connecting to {server}"),
+            Self::Waiting {
+                retry_in_secs,
+                last_error: Some(e),
+            } => write!(f, "waiting {retry_in_secs} s to retry: {e}"),
+            Self::Waiting {
+                retry_in_secs,
+                last_error: None,
+            } => write!(f, "waiting {retry_in_secs} s to connect"),
+            Self::DisconnectedByUser => f.write_str("disconnected by the user"),
+            Self::TrustedNetwork => f.write_str("on a trusted network"),
+            Self::WaitingForUser => f.write_str("waiting for the user's login"),
+            Self::Disconnected {
+                last_error: Some(e),
+            } => write!(f, "disconnected (last error: {e})"),
+            Self::Disconnected { last_error: None } => f.write_str("disconnected"),
+            Self::Disabled { reason } => write!(f, "disabled: {reason}"),
+            Self::Stopping => f.write_str("disconnecting"),
+        }
+    }
+}
+
+/// A duration in seconds as people read it in a status line: `42s`, `3m07s`, `2h05m`.
+pub fn human_duration(secs: u64) -> String {
+    match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m{:02}s", s / 60, s % 60),
+        s => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
 /// The Always On policy for every profile on the machine.
 #[derive(Debug)]
 pub struct Supervisor {

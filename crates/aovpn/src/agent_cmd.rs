@@ -126,7 +126,7 @@ pub fn run_user_helper_cmd(args: UserHelperArgs) -> ExitCode {
         socket: args.socket,
         config_dir: args
             .config_dir
-            .unwrap_or_else(profile::store::user_config_dir),
+            .unwrap_or_else(agent::profile_store::user_config_dir),
         rescan: Duration::from_secs(args.rescan_secs.max(1)),
     };
     match run_user_helper(&options) {

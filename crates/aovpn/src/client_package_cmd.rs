@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::SystemTime;
 
+use agent::profile_store::Store;
 use profile::client_package::{
     ClientPackage, DEVICE_PROFILE_ENTRY, GatewayDescription, SETTINGS_ENTRY, USER_PROFILE_ENTRY,
     write_zip,
 };
-use profile::store::Store;
 use profile::vpn_settings::VpnSettings;
 use profile::{ParsedProfile, Prefix, Scope, serialize};
 
@@ -367,7 +367,7 @@ pub fn import(
             let dir = match scope {
                 Scope::Device => system_dir.join("machine"),
                 // Where the user's key helper looks (its `--config-dir` default).
-                Scope::User => profile::store::user_config_dir().join("user"),
+                Scope::User => agent::profile_store::user_config_dir().join("user"),
             };
             Some((
                 dir.clone(),

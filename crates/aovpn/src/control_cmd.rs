@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use agent::connection::ConnectionStatus;
 use agent::control::{self, ProfileView, Reply, Request};
-use agent::supervisor::State;
+use agent::supervisor::{State, human_duration};
 
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {
@@ -73,41 +73,6 @@ fn ask(socket: &std::path::Path, request: &Request) -> Result<Reply, ExitCode> {
     }
 }
 
-pub(crate) fn duration(secs: u64) -> String {
-    match secs {
-        s if s < 60 => format!("{s}s"),
-        s if s < 3600 => format!("{}m{:02}s", s / 60, s % 60),
-        s => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
-    }
-}
-
-/// One line for a profile's state, as `aovpn list` prints it.
-pub fn describe(state: &State) -> String {
-    match state {
-        State::Connected { server, since_secs } => {
-            format!("connected to {server} for {}", duration(*since_secs))
-        }
-        State::Connecting { server } => format!("connecting to {server}"),
-        State::Waiting {
-            retry_in_secs,
-            last_error: Some(e),
-        } => format!("waiting {retry_in_secs} s to retry: {e}"),
-        State::Waiting {
-            retry_in_secs,
-            last_error: None,
-        } => format!("waiting {retry_in_secs} s to connect"),
-        State::DisconnectedByUser => "disconnected by the user".into(),
-        State::TrustedNetwork => "on a trusted network".into(),
-        State::WaitingForUser => "waiting for the user's login".into(),
-        State::Disconnected {
-            last_error: Some(e),
-        } => format!("disconnected (last error: {e})"),
-        State::Disconnected { last_error: None } => "disconnected".into(),
-        State::Disabled { reason } => format!("disabled: {reason}"),
-        State::Stopping => "disconnecting".into(),
-    }
-}
-
 fn kind(p: &ProfileView) -> &'static str {
     match (p.device_tunnel, p.uid) {
         (true, _) => "device",
@@ -140,7 +105,7 @@ pub fn list(args: ListArgs) -> ExitCode {
                     kind(p),
                     if p.always_on { ", always on" } else { "" }
                 ),
-                describe(&p.state),
+                p.state.to_string(),
             ]
         })
         .collect();
@@ -231,7 +196,7 @@ fn tunnel_lines(out: &mut String, t: &ConnectionStatus) {
             .unwrap_or_default();
         line("dns name", format!("{name} {}{server}{detail}", r.state));
     }
-    let age = |since: Option<u64>| since.map(|s| duration(now.saturating_sub(s)));
+    let age = |since: Option<u64>| since.map(|s| human_duration(now.saturating_sub(s)));
     line(
         "ike",
         format!(
@@ -239,7 +204,7 @@ fn tunnel_lines(out: &mut String, t: &ConnectionStatus) {
             t.ike,
             age(t.ike_since).unwrap_or_else(|| "-".into()),
             t.last_rekey
-                .map(|r| format!(", rekeyed {} ago", duration(now.saturating_sub(r))))
+                .map(|r| format!(", rekeyed {} ago", human_duration(now.saturating_sub(r))))
                 .unwrap_or_default()
         ),
     );
@@ -283,7 +248,7 @@ fn history_lines(out: &mut String, h: &agent::supervisor::History) {
             out,
             "  {:<12} {} ago, {}: {outcome}",
             if i == 0 { "attempts" } else { "" },
-            duration(a.ago_secs),
+            human_duration(a.ago_secs),
             a.server
         );
     }
@@ -300,7 +265,7 @@ pub fn history_summary(h: &agent::supervisor::History) -> String {
     if let Some(a) = h.attempts.first() {
         parts.push(format!(
             "last attempt {} ago at {}: {}",
-            duration(a.ago_secs),
+            human_duration(a.ago_secs),
             a.server,
             a.error.as_deref().unwrap_or("came up")
         ));
@@ -340,7 +305,7 @@ pub fn status(args: StatusArgs) -> ExitCode {
         };
         let always = if p.always_on { ", always on" } else { "" };
         let _ = writeln!(out, "{} ({owner}{always})", p.name);
-        let _ = writeln!(out, "  {:<12} {}", "state", describe(&p.state));
+        let _ = writeln!(out, "  {:<12} {}", "state", p.state);
         if let Some(t) = &p.tunnel {
             tunnel_lines(&mut out, t);
         }

@@ -72,7 +72,7 @@ async fn checks(args: &DoctorArgs) -> Vec<Check> {
         Some(name) => {
             // The device store, and the caller's own (a user tunnel is checked as its user,
             // with the user's certificate).
-            let store = profile::store::Store::system_at(&args.system_dir);
+            let store = agent::profile_store::Store::system_at(&args.system_dir);
             let found = store
                 .list()
                 .ok()
@@ -84,7 +84,9 @@ async fn checks(args: &DoctorArgs) -> Vec<Check> {
                     detail: format!(
                         "no profile {name:?} in {} or {}",
                         args.system_dir.join("profiles").display(),
-                        profile::store::user_config_dir().join("profiles").display()
+                        agent::profile_store::user_config_dir()
+                            .join("profiles")
+                            .display()
                     ),
                     fix: Some("aovpn profile list shows the profiles".into()),
                 });
@@ -92,7 +94,7 @@ async fn checks(args: &DoctorArgs) -> Vec<Check> {
             };
             let mut files = doctor::system_files(&args.system_dir);
             if p.scope == profile::Scope::User {
-                let dir = profile::store::user_config_dir().join("user");
+                let dir = agent::profile_store::user_config_dir().join("user");
                 files.cert = dir.join("certificate.pem");
                 files.key = dir.join("key.pem");
             }
@@ -288,7 +290,7 @@ fn agent_view(socket: &std::path::Path, name: &str) -> Check {
             Some(p) => {
                 let connected = matches!(p.state, agent::supervisor::State::Connected { .. });
                 let trusted = p.history.as_ref().and_then(|h| h.trusted_network.clone());
-                let mut detail = crate::control_cmd::describe(&p.state);
+                let mut detail = p.state.to_string();
                 if let Some(h) = &p.history {
                     let summary = crate::control_cmd::history_summary(h);
                     if !connected && !summary.is_empty() {

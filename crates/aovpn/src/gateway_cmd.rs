@@ -116,7 +116,8 @@ fn admin(
 }
 
 fn print_sessions(sessions: &[gateway::admin::Session]) {
-    use crate::control_cmd::{bytes, duration, join};
+    use crate::control_cmd::{bytes, join};
+    use agent::supervisor::human_duration;
     let now = tunnel::host::unix_now();
     if sessions.is_empty() {
         println!("no client connected");
@@ -133,9 +134,9 @@ fn print_sessions(sessions: &[gateway::admin::Session]) {
             "connected",
             format!(
                 "{} ago{}",
-                duration(now.saturating_sub(s.connected_since)),
+                human_duration(now.saturating_sub(s.connected_since)),
                 s.last_rekey
-                    .map(|r| format!(", rekeyed {} ago", duration(now.saturating_sub(r))))
+                    .map(|r| format!(", rekeyed {} ago", human_duration(now.saturating_sub(r))))
                     .unwrap_or_default()
             ),
         );

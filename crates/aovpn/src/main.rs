@@ -2,13 +2,11 @@
 //! Only glue lives here; every subcommand calls into a library crate.
 
 mod agent_cmd;
-mod bench_cmd;
 mod client_package_cmd;
 mod connect_cmd;
 mod control_cmd;
 mod doctor_cmd;
 mod gateway_cmd;
-mod lab;
 mod pki_cmd;
 mod profile_cmd;
 mod runtime;
@@ -39,7 +37,7 @@ enum Command {
     /// Disconnect a profile through the agent; an always-on one stays down until `aovpn up`.
     Down(control_cmd::UpDownArgs),
     /// Benchmarks, each reported as a ratio against a peer measured in the same run.
-    Bench(bench_cmd::BenchArgs),
+    Bench(bench::BenchArgs),
     /// Bring one tunnel up in the foreground, without the agent (Ctrl-C disconnects).
     Connect(connect_cmd::ConnectArgs),
     /// Why a tunnel does not come up: profile, certificate, names, a handshake with the gateway.
@@ -113,7 +111,7 @@ fn main() -> ExitCode {
         Command::Status(args) => control_cmd::status(args),
         Command::Up(args) => control_cmd::up_down(args, true),
         Command::Down(args) => control_cmd::up_down(args, false),
-        Command::Bench(args) => bench_cmd::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Connect(args) => connect_cmd::run(args),
         Command::Doctor(args) => doctor_cmd::run(args),
         Command::Gateway(args) => gateway_cmd::run(args),

@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use agent::profile_store::{Store, StoreError, StoredProfile};
 use profile::plan::{self, ConnectionPlan, Credential, RouteVia};
-use profile::store::{Store, StoreError, StoredProfile};
 use profile::{ParsedProfile, ProfileErrors, ProfileWarning, Scope, WarningKind, serialize};
 
 #[derive(Debug, clap::Args)]

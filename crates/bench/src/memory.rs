@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use ikev2::InitiatorConfig;
-use testkit::netns::Topology;
+use labnet::netns::Topology;
 
 use super::common::{
     BenchPki, IKE_SUITES, Limits, Scratch, add_client_sources, ike_server, read_status,

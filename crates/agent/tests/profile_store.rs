@@ -1,16 +1,16 @@
-//! The profile store on a temporary directory.
+//! The agent's profile store on a temporary directory (profiles from the profile crate's corpus).
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use profile::store::{Store, StoreError};
+use agent::profile_store::{Store, StoreError};
 use profile::{ErrorKind, ParsedProfile, Scope, SourceForm};
 
 fn corpus(name: &str) -> (ParsedProfile, Vec<u8>) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/corpus/valid")
+        .join("../profile/tests/corpus/valid")
         .join(name);
     let bytes = fs::read(&path).unwrap();
     (ParsedProfile::parse(name, &bytes).unwrap(), bytes)
@@ -30,7 +30,8 @@ fn add_keeps_the_original_bytes_and_the_plain_profile() {
     assert_eq!(fs::read(entry.join("original")).unwrap(), bytes);
     // profile.xml is the unescaped ProfileXML: the plain corpus file it was made from.
     let plain = fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/valid/device-tunnel.xml"),
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../profile/tests/corpus/valid/device-tunnel.xml"),
     )
     .unwrap();
     assert_eq!(fs::read(entry.join("profile.xml")).unwrap(), plain);

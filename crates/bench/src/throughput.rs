@@ -13,8 +13,8 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use testkit::netns::{Topology, lab};
-use testkit::strongswan::{Charon, ChildConfig, Connection, SwanctlConf};
+use labnet::netns::{Topology, lab};
+use labnet::strongswan::{Charon, ChildConfig, Connection, SwanctlConf};
 
 use super::common::{
     BenchPki, CpuMeter, ESP_PROPOSAL, GATEWAY_NAME, HostsFile, IKE_SUITES, Limits, Process,

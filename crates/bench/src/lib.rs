@@ -5,22 +5,19 @@
 //! as a ratio; nothing here asserts a number. Each subcommand builds its own network
 //! namespaces (routed lab, no NAT), and removes them and every process it started (by pid),
 //! also on error.
+//!
+//! May depend on: `labnet` (namespaces, strongSwan), `ikev2` and `pki` (the in-process load
+//! generator). The gateway under test runs as the `aovpn` binary.
+//! Start reading: [`run`], then `throughput.rs` or `ike.rs`.
 
 use std::process::ExitCode;
 
-#[path = "bench/common.rs"]
 mod common;
-#[path = "bench/flood.rs"]
 mod flood;
-#[path = "bench/ike.rs"]
 mod ike;
-#[path = "bench/initiator.rs"]
 mod initiator;
-#[path = "bench/memory.rs"]
 mod memory;
-#[path = "bench/report.rs"]
 mod report;
-#[path = "bench/throughput.rs"]
 mod throughput;
 
 #[derive(Debug, clap::Args)]

@@ -8,8 +8,8 @@
 //! end-to-end tests.
 //!
 //! ```no_run
-//! use testkit::netns::{Topology, lab};
-//! testkit::require_root();
+//! use labnet::netns::{Topology, lab};
+//! labnet::require_root();
 //! let topo = Topology::routed("mytest", true)?; // client -- NAT router -- gateway -- vnet
 //! topo.client.exec_ok(["ping", "-c", "1", &topo.gateway_wan().to_string()])?;
 //! let sock = topo.gateway.run(|| std::net::UdpSocket::bind((topo.gateway_wan(), 4500)))?;

@@ -1,7 +1,7 @@
 //! The profile store: one directory per profile under a scope directory, holding the input bytes
 //! exactly as given (`original`), the plain ProfileXML text (`profile.xml`) and `meta.toml`.
 //! Every write goes to a hidden temporary directory that is fsynced and then renamed into place,
-//! so a crash leaves either the whole profile or none of it. This is the only module that does I/O.
+//! so a crash leaves either the whole profile or none of it.
 
 use std::fs;
 use std::io::Write as _;
@@ -9,10 +9,10 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::error::{ErrorKind, ProfileError, ProfileErrors, ProfileWarning};
-use crate::model::Scope;
-use crate::parse::{ParsedProfile, SourceForm};
-use crate::validate::check_profile_name;
+use profile::{
+    ErrorKind, ParsedProfile, ProfileError, ProfileErrors, ProfileWarning, Scope, SourceForm,
+    check_profile_name,
+};
 
 const PROFILE_XML: &str = "profile.xml";
 const ORIGINAL: &str = "original";

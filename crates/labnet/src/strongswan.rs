@@ -9,8 +9,8 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use testkit::netns::{Topology, lab};
-//! use testkit::strongswan::{Charon, ChildConfig, Connection, KeyKind, SwanctlConf, TestPki};
+//! use labnet::netns::{Topology, lab};
+//! use labnet::strongswan::{Charon, ChildConfig, Connection, KeyKind, SwanctlConf, TestPki};
 //! let topo = Topology::routed("ssdoc", false)?;
 //! let tmp = tempfile::tempdir()?;
 //! let pki = TestPki::generate(&tmp.path().join("pki"), KeyKind::Rsa2048)?;
@@ -335,7 +335,7 @@ impl Drop for Charon {
     fn drop(&mut self) {
         if let Err(e) = self.stop() {
             eprintln!(
-                "testkit: stopping charon {} in {}: {e}",
+                "labnet: stopping charon {} in {}: {e}",
                 self.child.id(),
                 self.netns
             );
@@ -348,7 +348,7 @@ fn strongswan_conf(workdir: &Path, extra_plugins: &str, settings: &str) -> Strin
     let plugins = format!("{CHARON_PLUGINS} {extra_plugins}");
     let plugins = plugins.trim_end();
     format!(
-        "# written by testkit::strongswan; self-contained (does not include /etc/strongswan.d)
+        "# written by labnet::strongswan; self-contained (does not include /etc/strongswan.d)
 charon {{
     load = {plugins}
     install_routes = yes
@@ -641,7 +641,7 @@ impl SwanctlConf {
 
     /// The `swanctl.conf` text.
     pub fn render(&self) -> io::Result<String> {
-        let mut out = String::from("# written by testkit::strongswan\nconnections {\n");
+        let mut out = String::from("# written by labnet::strongswan\nconnections {\n");
         for c in &self.connections {
             c.render(&mut out)?;
         }

@@ -17,6 +17,10 @@
 //! NetworkManager would. `exec` runs a command in one of the namespaces, `restart gateway`
 //! restarts the gateway: the tunnels come back by themselves. `down` stops exactly the
 //! processes it started (by pid) and removes everything it made. All are safe to repeat.
+//!
+//! May depend on: `labnet` (namespaces, BIND), the daemons' client sides (`agent::control`,
+//! `gateway::admin`), `netio`. It runs the daemons as the `aovpn` binary, never in-process.
+//! Start reading: [`run`], then `up`.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -27,7 +31,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use testkit::netns::{Netns, Topology, lab as addr};
+use labnet::netns::{Netns, Topology, lab as addr};
 
 const PREFIX: &str = "aolab";
 const STATE_DIR: &str = "/run/aovpn-lab";
@@ -326,7 +330,7 @@ token_file = "{token_file}"
     spawn_daemon("cl", "netmgr", &["lab", "netmgr"])?;
     println!("== starting the corporate DNS server (BIND 9) at {CORP_DNS}");
     // The zone takes updates signed with a key the device holds (RegisterDNS).
-    let key = testkit::bind::tsig_keygen().context("making the TSIG key (tsig-keygen, bind9)")?;
+    let key = labnet::bind::tsig_keygen().context("making the TSIG key (tsig-keygen, bind9)")?;
     let key_file = etc.join(agent::register_dns::KEY_FILE);
     fs::write(&key_file, &key)?;
     set_mode(&key_file, 0o600)?;
@@ -616,8 +620,8 @@ fn netmgr() -> Result<()> {
 }
 
 /// The corporate DNS server: the zone with the lab's hosts, updatable with `key`.
-fn corp_dns(key: String) -> testkit::bind::BindConfig {
-    testkit::bind::BindConfig {
+fn corp_dns(key: String) -> labnet::bind::BindConfig {
+    labnet::bind::BindConfig {
         dir: state().join("corp-dns"),
         listen: CORP_DNS.into(),
         zone: CORP_DOMAIN.into(),
@@ -947,12 +951,7 @@ fn status(iperf_secs: Option<u32>) -> Result<bool> {
         } else {
             p.owner.clone()
         };
-        println!(
-            "  {:<16} {:<10} {}",
-            p.name,
-            owner,
-            crate::control_cmd::describe(&p.state)
-        );
+        println!("  {:<16} {:<10} {}", p.name, owner, p.state);
         if let Some(t) = &p.tunnel {
             println!(
                 "  {:<16} {:<10} {} vip {} ike {} esp {}",

@@ -26,8 +26,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use ikev2::ike_wire::{Message, NotifyType, Payloads as _};
 use ikev2::ipsec_crypto::Provider;
 use ikev2::{IkeSa, InitiatorConfig};
+use labnet::netns::{Topology, lab};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-use testkit::netns::{Topology, lab};
 
 use super::common::{
     BenchPki, CpuMeter, IKE_SUITES, Limits, Scratch, ike_server, start_charon_gateway,

@@ -12,9 +12,9 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, anyhow, bail};
+use labnet::netns::{Netns, Topology, lab};
+use labnet::strongswan::{Charon, ChildConfig, Connection, SwanctlConf};
 use pki::{CertKind, CertificateAuthority, KeyAlgorithm, Validity};
-use testkit::netns::{Netns, Topology, lab};
-use testkit::strongswan::{Charon, ChildConfig, Connection, SwanctlConf};
 
 /// The gateway's name (its certificate's dNSName and its IKE identity), for both responders.
 pub const GATEWAY_NAME: &str = "vpn.bench.example";
@@ -497,7 +497,7 @@ interface = "aovpn-gw"
 /// strongSwan's charon as the peer responder: same certificate, proposals, pool and traffic
 /// selector as [`start_our_gateway`]. Its DoS protection (`cookie_threshold_ip` 3 and
 /// `block_threshold` 5 half-open SAs per source address) cannot be raised through
-/// `testkit::strongswan` yet, so the in-process initiator spreads its concurrent handshakes
+/// `labnet::strongswan` yet, so the in-process initiator spreads its concurrent handshakes
 /// over several source addresses ([`add_client_sources`]); our gateway sees the same traffic.
 pub fn start_charon_gateway(
     topo: &Topology,

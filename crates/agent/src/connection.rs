@@ -641,6 +641,43 @@ pub async fn run(
     outcome
 }
 
+/// The ESP-in-UDP framing of the tunnel's packets with the first ESP proposal we offer (AES-GCM
+/// when that is not one the data plane runs: the negotiation will not pick it either).
+pub(crate) fn offered_framing(
+    esp_proposals: &[ikev2::EspProposal],
+    gateway: IpAddr,
+) -> (esp::framing::OuterFamily, esp::Transform) {
+    let first = esp_proposals.first();
+    let offered = ikev2::EspAlgorithms {
+        encr: first
+            .and_then(|p| p.encr.first().copied())
+            .unwrap_or(ipsec_crypto::EncrAlg::AesGcm16_256),
+        integ: first.and_then(|p| p.integ.first().copied()),
+        esn: false,
+    };
+    let transform = tunnel::child::esp_transform(&offered)
+        .unwrap_or(esp::Transform::AesGcm16(esp::AesKeyLen::Aes256));
+    (esp::framing::OuterFamily::of(&gateway), transform)
+}
+
+/// The tunnel interface's MTU: the configured one, lowered to the largest inner packet whose
+/// ESP-in-UDP packet fits the MTU of the route to the gateway, so that full-size packets are
+/// not fragmented on our own link; never below [`MIN_TUNNEL_MTU`] (below that, fragments it is).
+fn tunnel_mtu(
+    configured: u16,
+    path_mtu: Option<u32>,
+    esp_proposals: &[ikev2::EspProposal],
+    gateway: IpAddr,
+) -> u16 {
+    let Some(path_mtu) = path_mtu else {
+        return configured;
+    };
+    let (outer, transform) = offered_framing(esp_proposals, gateway);
+    let fits = esp::framing::inner_mtu(path_mtu as usize, outer, transform).unwrap_or(0);
+    let fits = u16::try_from(fits).unwrap_or(u16::MAX);
+    configured.min(fits.max(MIN_TUNNEL_MTU))
+}
+
 impl Connection {
     /// Creates the TUN device and sockets and sends IKE_SA_INIT. Must run inside a tokio
     /// runtime.
@@ -657,7 +694,22 @@ impl Connection {
             ConnectionError::Unreachable(format!("no source address for {server}"))
         })?;
 
-        let tun = tun::create(&tunnel::host::tun_config(&options.interface, options.mtu))
+        let initiator = initiator_config(&options, &server_name, server.port())?;
+        let mtu = tunnel_mtu(
+            options.mtu,
+            physical.mtu,
+            &initiator.ike.esp_proposals,
+            server.ip(),
+        );
+        if mtu < options.mtu {
+            tracing::info!(
+                configured = options.mtu,
+                path_mtu = physical.mtu,
+                mtu,
+                "tunnel MTU lowered to what the path to the gateway carries"
+            );
+        }
+        let tun = tun::create(&tunnel::host::tun_config(&options.interface, mtu))
             .map_err(|e| setup(format!("TUN {}", options.interface))(e.to_string()))?;
         let _ = reports.send(Report::Installed(InstallRecord {
             interface: tun.name.clone(),
@@ -677,7 +729,7 @@ impl Connection {
         let mut config = DriverConfig::new(
             Side::Client,
             tun.queues,
-            options.mtu,
+            mtu,
             SocketAddr::new(unspecified, 0),
             SocketAddr::new(unspecified, 0),
             endpoint,
@@ -685,7 +737,6 @@ impl Connection {
         config.liveness_tick = LIVENESS_TICK;
         let mut driver = Driver::start(config).map_err(|e| setup("tunnel")(e.to_string()))?;
 
-        let initiator = initiator_config(&options, &server_name, server.port())?;
         let local = SocketAddr::new(source, driver.ike_local_addr().port());
         let sa = driver
             .connect(Arc::new(initiator), local, server)
@@ -1246,6 +1297,24 @@ async fn sleep_until_opt(at: Option<Instant>) {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// The configured MTU holds on an ordinary 1500-byte path; a smaller route MTU lowers it to
+    /// exactly what fits (GCM over IPv4: 60 bytes of framing, 4-byte alignment, 2-byte trailer),
+    /// CBC costs more, and nothing goes below the floor.
+    #[test]
+    fn the_tunnel_mtu_is_sized_from_the_path() {
+        let v4: IpAddr = "203.0.113.1".parse().unwrap();
+        let gcm = vec![ikev2::EspProposal::parse("aes256gcm16", false).unwrap()];
+        let cbc = vec![ikev2::EspProposal::parse("aes256-sha256", false).unwrap()];
+        assert_eq!(tunnel_mtu(1400, Some(1500), &gcm, v4), 1400);
+        assert_eq!(tunnel_mtu(1400, None, &gcm, v4), 1400);
+        assert_eq!(tunnel_mtu(1400, Some(1300), &gcm, v4), 1238);
+        // 1300 - (20 + 8 + 8 + 16 IV + 16 ICV) = 1232 -> 77 blocks of 16 = 1232, minus 2.
+        assert_eq!(tunnel_mtu(1400, Some(1300), &cbc, v4), 1230);
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(tunnel_mtu(1400, Some(1300), &gcm, v6), 1218);
+        assert_eq!(tunnel_mtu(1400, Some(600), &gcm, v4), MIN_TUNNEL_MTU);
+    }
 
     /// ServerNames replace the name dialled: an EAP server certificate for `nps` is accepted
     /// for a profile naming `nps`, though the gateway dialled is `vpn`; TrustedRootCA narrows

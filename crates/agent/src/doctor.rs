@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use ike_wire::NotifyType;
 use ikev2::{Event, FailureReason, IkeSa};
 
-use crate::connection::{ConnectionOptions, initiator_config, resolve};
+use crate::connection::{ConnectionOptions, initiator_config, offered_framing, resolve};
 
 /// How long the handshake with the gateway may take.
 const HANDSHAKE_LIMIT: Duration = Duration::from_secs(8);
@@ -665,36 +665,6 @@ async fn gateway_suites(
     Some((accepted(own.spi_i), theirs))
 }
 
-/// The ESP-in-UDP framing of the tunnel's packets with the first ESP proposal we offer.
-fn framing(esp: &[ikev2::EspProposal], remote: SocketAddr) -> netio::mtu::EspFraming {
-    use ipsec_crypto::{EncrAlg, IntegAlg};
-    use netio::mtu::{EspCipher, EspIntegrity, OuterFamily};
-    let first = esp.first();
-    let cipher = match first.and_then(|p| p.encr.first()) {
-        Some(EncrAlg::AesCbc128 | EncrAlg::AesCbc192 | EncrAlg::AesCbc256) => EspCipher::AesCbc,
-        Some(EncrAlg::TripleDesCbc) => EspCipher::TripleDesCbc,
-        Some(EncrAlg::ChaCha20Poly1305) => EspCipher::ChaCha20Poly1305,
-        _ => EspCipher::AesGcm16,
-    };
-    let integrity = match first.and_then(|p| p.integ.first()) {
-        None => EspIntegrity::None,
-        Some(IntegAlg::HmacSha1_96) => EspIntegrity::HmacSha1_96,
-        Some(IntegAlg::HmacSha256_128) => EspIntegrity::HmacSha256_128,
-        Some(IntegAlg::HmacSha384_192) => EspIntegrity::HmacSha384_192,
-        Some(IntegAlg::HmacSha512_256) => EspIntegrity::HmacSha512_256,
-    };
-    netio::mtu::EspFraming {
-        outer: if remote.is_ipv4() {
-            OuterFamily::Ipv4
-        } else {
-            OuterFamily::Ipv6
-        },
-        udp_encap: true,
-        cipher,
-        integrity,
-    }
-}
-
 /// The path to the gateway's UDP 4500, where IKE goes after the first exchange and every ESP
 /// packet travels: answered at all, and the largest datagram that crosses it unfragmented
 /// (probes with DF set, each an IKE_SA_INIT padded to its size, answered statelessly) against
@@ -706,10 +676,10 @@ pub async fn check_path(options: &ConnectionOptions, name: &str, addr: SocketAdd
     };
     let natt = SocketAddr::new(addr.ip(), config.ike.natt_port);
     let proposals = &config.ike.ike_proposals;
-    let framing = framing(&config.ike.esp_proposals, natt);
-    let ip_and_udp = framing.outer.header_len() + netio::mtu::UDP_HEADER_LEN;
+    let (outer, transform) = offered_framing(&config.ike.esp_proposals, natt.ip());
+    let ip_and_udp = outer.header_len() + esp::framing::UDP_HEADER_LEN;
     // The IKE message inside: after the IP and UDP headers and the 4-byte non-ESP marker.
-    let ike_len = |size: u32| (size - ip_and_udp - 4) as usize;
+    let ike_len = |size: u32| (size as usize).saturating_sub(ip_and_udp + 4);
     let provider = ipsec_crypto::Provider::system();
     let socket = match connected_socket(natt, true).await {
         Ok(s) => s,
@@ -754,9 +724,9 @@ pub async fn check_path(options: &ConnectionOptions, name: &str, addr: SocketAdd
     let here = local_limit
         .map(|l| format!(" (this machine's interface takes less than {l})"))
         .unwrap_or_default();
-    let needed = framing.outer_len(u32::from(options.mtu));
-    let suggested = netio::mtu::inner_mtu(largest, &framing).unwrap_or(0);
-    if u64::from(largest) >= needed {
+    let needed = esp::framing::outer_len(usize::from(options.mtu), outer, transform);
+    let suggested = esp::framing::inner_mtu(largest as usize, outer, transform).unwrap_or(0);
+    if largest as usize >= needed {
         out.push(ok(
             "path mtu",
             format!(

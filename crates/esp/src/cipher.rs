@@ -16,12 +16,9 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::error::KeyError;
+use crate::framing::{ESP_HEADER_LEN, ESP_TRAILER_LEN};
 use crate::transform::{AEAD_SALT_LEN, AesKeyLen, DirectionKeys, Integrity, Transform};
 
-/// SPI and sequence number.
-pub(crate) const ESP_HEADER_LEN: usize = 8;
-/// Pad length and next header.
-pub(crate) const ESP_TRAILER_LEN: usize = 2;
 const AEAD_IV_LEN: usize = 8;
 const CBC_IV_LEN: usize = 16;
 const AEAD_TAG_LEN: usize = 16;

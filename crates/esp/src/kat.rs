@@ -8,8 +8,9 @@
 //! authenticate them and then drop them as `BadNextHeader(1)`. Not all cases are copied: the
 //! ones below cover all three key sizes, both AAD forms and an empty payload.
 
-use crate::cipher::{CipherState, ESP_HEADER_LEN};
+use crate::cipher::CipherState;
 use crate::error::DecapError;
+use crate::framing::ESP_HEADER_LEN;
 use crate::sa::{InboundConfig, InboundSa};
 use crate::transform::{AesKeyLen, DirectionKeys, Transform};
 

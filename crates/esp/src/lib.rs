@@ -9,9 +9,10 @@
 //!   at least 1024) moves; then padding and next header are checked. Every drop is counted per SA.
 //! - Outbound: sequence numbers start at 1 and never wrap; soft/hard limits raise
 //!   [`SaEvent`]s for the IKE side.
-//! - Batches: [`OutboundSa::encapsulate_batch`], [`InboundSa::decapsulate_batch`] and
-//!   [`InboundSaTable::decapsulate_batch`] read many packets and append to a caller-owned
-//!   [`BatchBuf`] without allocating; [`BatchBuf::gso_runs`] groups the output for UDP GSO.
+//! - Outbound in batches: [`OutboundSa::encapsulate_batch`] reads many packets and appends to a
+//!   caller-owned [`BatchBuf`] without allocating; [`BatchBuf::gso_runs`] groups the output for
+//!   UDP GSO. Inbound one packet at a time, in place ([`InboundSa::decapsulate_in_place`]): the
+//!   caller (`datapath`) looks the SA up by SPI in its own table.
 //! - Extended sequence numbers (RFC 4303 section 2.2.1) when negotiated (`esn` in the configs).
 //! - Optional TFC padding on send; received TFC padding is stripped and dummy packets dropped.
 //!
@@ -23,20 +24,19 @@
 mod batch;
 mod cipher;
 mod error;
+pub mod framing;
 pub mod replay;
 mod sa;
-mod table;
 mod transform;
 mod udp;
 
 pub use batch::{BatchBuf, GsoRun, GsoRuns, PacketList};
 pub use error::{DecapError, EncapError, KeyError};
 pub use sa::{
-    DEFAULT_SOFT_SEQ, DEFAULT_SOFT_SEQ_ESN, DecapBatchReport, Decapsulated, EncapBatchReport,
-    InboundConfig, InboundCounters, InboundSa, Lifetime, LimitKind, MAX_ESP_PACKET_LEN, MAX_SEQ_32,
-    MAX_SEQ_64, OutboundConfig, OutboundCounters, OutboundSa, SaEvent, next_header,
+    DEFAULT_SOFT_SEQ, DEFAULT_SOFT_SEQ_ESN, Decapsulated, EncapBatchReport, InboundConfig,
+    InboundCounters, InboundSa, Lifetime, LimitKind, MAX_ESP_PACKET_LEN, MAX_SEQ_32, MAX_SEQ_64,
+    OutboundConfig, OutboundCounters, OutboundSa, SaEvent, next_header,
 };
-pub use table::{InboundSaTable, TableCounters};
 pub use transform::{AEAD_SALT_LEN, AesKeyLen, DirectionKeys, Integrity, Transform, split_keymat};
 pub use udp::{NAT_KEEPALIVE, NON_ESP_MARKER, Udp4500, classify_udp4500};
 

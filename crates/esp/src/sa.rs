@@ -8,8 +8,9 @@
 use core::ops::Range;
 
 use crate::batch::{BatchBuf, PacketList};
-use crate::cipher::{CipherState, ESP_HEADER_LEN, ESP_TRAILER_LEN, OpenError};
+use crate::cipher::{CipherState, OpenError};
 use crate::error::{DecapError, EncapError, KeyError};
+use crate::framing::{ESP_HEADER_LEN, ESP_TRAILER_LEN};
 use crate::replay::{DEFAULT_REPLAY_WINDOW, ReplayWindow};
 use crate::transform::DirectionKeys;
 
@@ -460,18 +461,6 @@ pub enum Decapsulated {
     Dummy,
 }
 
-/// Result of a batch decapsulation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct DecapBatchReport {
-    /// Input packets processed; resume from this index (less than the input only if `out`
-    /// filled up).
-    pub consumed: usize,
-    /// Inner packets appended to the output buffer.
-    pub delivered: usize,
-    /// Packets dropped (each counted in its SA's counters or the table's).
-    pub dropped: usize,
-}
-
 /// The receiving half of a Child SA.
 #[derive(Debug)]
 pub struct InboundSa {
@@ -641,49 +630,6 @@ impl InboundSa {
             range: payload.start..payload.start + inner,
             next_header: nh,
         })
-    }
-
-    /// Decapsulate many packets of this SA into `out`. See
-    /// [`crate::table::InboundSaTable::decapsulate_batch`] for many SAs.
-    pub fn decapsulate_batch<P: PacketList + ?Sized>(
-        &mut self,
-        packets: &P,
-        out: &mut BatchBuf,
-    ) -> DecapBatchReport {
-        let mut report = DecapBatchReport::default();
-        for i in 0..packets.count() {
-            let Some(packet) = packets.packet(i) else {
-                break;
-            };
-            if !self.decapsulate_into_batch(packet, out, &mut report) {
-                return report;
-            }
-            report.consumed = i + 1;
-        }
-        report
-    }
-
-    /// Returns false if `out` is full (packet not consumed).
-    pub(crate) fn decapsulate_into_batch(
-        &mut self,
-        packet: &[u8],
-        out: &mut BatchBuf,
-        report: &mut DecapBatchReport,
-    ) -> bool {
-        let Some(seg) = out.begin_segment(packet.len()) else {
-            return false;
-        };
-        seg.copy_from_slice(packet);
-        match self.decapsulate_in_place(seg) {
-            Ok(Decapsulated::Packet { range, .. }) => {
-                // Move the inner packet to the segment start so segments stay contiguous.
-                seg.copy_within(range.clone(), 0);
-                out.commit_segment(range.len(), self.spi);
-                report.delivered += 1;
-            }
-            Ok(Decapsulated::Dummy) | Err(_) => report.dropped += 1,
-        }
-        true
     }
 }
 

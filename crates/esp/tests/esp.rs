@@ -1,12 +1,13 @@
-//! End-to-end behaviour of outbound/inbound SAs, the SA table and the batch API.
+//! End-to-end behaviour of outbound/inbound SAs through the API the data plane uses: batches
+//! out (`encapsulate_batch` into a `BatchBuf`), one packet at a time in.
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns unwrap fixed, valid inputs
 
 use aws_lc_rs::aead::{AES_128_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use esp::{
     AesKeyLen, BatchBuf, DecapError, Decapsulated, DirectionKeys, EncapError, InboundConfig,
-    InboundSa, InboundSaTable, Integrity, Lifetime, LimitKind, OutboundConfig, OutboundSa, SaEvent,
-    Transform, Udp4500, classify_udp4500, split_keymat,
+    InboundSa, Integrity, Lifetime, LimitKind, OutboundConfig, OutboundSa, SaEvent, Transform,
+    Udp4500, classify_udp4500, split_keymat,
 };
 use proptest::prelude::*;
 
@@ -420,19 +421,28 @@ fn lifetimes_raise_events_and_hard_limit_refuses() {
     assert!(events.contains(&SaEvent::Expired(LimitKind::Bytes)));
 }
 
+/// Opens every segment of `wire` with `inb`, in place; the inner packets that came out.
+fn open_all(inb: &mut InboundSa, wire: &BatchBuf) -> Vec<Result<Vec<u8>, DecapError>> {
+    wire.iter()
+        .map(|seg| {
+            let mut packet = seg.to_vec();
+            match inb.decapsulate_in_place(&mut packet)? {
+                Decapsulated::Packet { range, .. } => Ok(packet[range].to_vec()),
+                Decapsulated::Dummy => Err(DecapError::Malformed),
+            }
+        })
+        .collect()
+}
+
 #[test]
-fn batch_through_table_with_many_sas() {
+fn batches_of_many_sas_share_one_buffer_and_group_for_gso() {
     let t = Transform::AesGcm16(AesKeyLen::Aes256);
-    let mut table = InboundSaTable::new();
     let mut outs = Vec::new();
+    let mut ins = Vec::new();
     for i in 0..5u32 {
         let keys = DirectionKeys::from_keymat(t, &keymat(t, i as u8)).unwrap();
         outs.push(OutboundSa::new(0x1000 + i, &keys).unwrap());
-        assert!(
-            table
-                .insert(InboundSa::new(0x1000 + i, &keys).unwrap())
-                .is_none()
-        );
+        ins.push(InboundSa::new(0x1000 + i, &keys).unwrap());
     }
     let inner: Vec<Vec<u8>> = (0..20).map(|i| ipv4(1400, i as u8)).collect();
     let mut wire = BatchBuf::new(64 * 1024, 128);
@@ -451,30 +461,32 @@ fn batch_through_table_with_many_sas() {
         wire.gso_runs(64)
             .all(|r| r.segment_size == wire.get(0).unwrap().len())
     );
-
-    // Add noise: an unknown SPI, a keepalive and an IKE message.
-    let mut input: Vec<Vec<u8>> = wire.iter().map(<[u8]>::to_vec).collect();
-    let mut unknown = input[0].clone();
-    unknown[..4].copy_from_slice(&0xdead_beefu32.to_be_bytes());
-    input.insert(3, unknown);
-    input.insert(7, vec![0xFF]);
-    input.insert(9, vec![0, 0, 0, 0, 1, 2, 3]);
-
-    let mut plain = BatchBuf::new(64 * 1024, 128);
-    let r = table.decapsulate_batch(&input[..], &mut plain);
-    assert_eq!((r.consumed, r.delivered, r.dropped), (23, 20, 3));
+    // Each segment is tagged with its SA and opens with that SA's inbound half, in order.
     for (i, expected) in inner.iter().enumerate() {
-        assert_eq!(plain.get(i).unwrap(), expected.as_slice());
-        assert_eq!(plain.tag(i), Some(0x1000 + (i / 4) as u32));
+        let spi = 0x1000 + (i / 4) as u32;
+        assert_eq!(wire.tag(i), Some(spi));
+        let mut packet = wire.get(i).unwrap().to_vec();
+        let inb = &mut ins[i / 4];
+        match inb.decapsulate_in_place(&mut packet).unwrap() {
+            Decapsulated::Packet { range, .. } => assert_eq!(&packet[range], expected.as_slice()),
+            Decapsulated::Dummy => panic!("dummy"),
+        }
+        // Another SA's inbound half refuses it: wrong SPI.
+        let mut again = wire.get(i).unwrap().to_vec();
+        assert!(
+            ins[(i / 4 + 1) % 5]
+                .decapsulate_in_place(&mut again)
+                .is_err()
+        );
     }
-    assert_eq!(table.counters().unknown_spi, 1);
-    assert_eq!(table.counters().not_esp, 2);
-    assert_eq!(table.get(0x1002).unwrap().counters().packets, 4);
-
     // Replaying the whole batch delivers nothing.
-    plain.clear();
-    let r = table.decapsulate_batch(&wire, &mut plain);
-    assert_eq!((r.delivered, r.dropped), (0, 20));
+    for (i, seg) in wire.iter().enumerate() {
+        let mut packet = seg.to_vec();
+        assert!(matches!(
+            ins[i / 4].decapsulate_in_place(&mut packet),
+            Err(DecapError::Replayed)
+        ));
+    }
 }
 
 #[test]
@@ -497,14 +509,21 @@ fn batch_stops_when_output_is_full_and_resumes() {
     assert_eq!((r.consumed, r.sealed, r.skipped), (3, 2, 1));
     all.extend(wire.iter().map(<[u8]>::to_vec));
 
-    // Decapsulate into a buffer limited to 2 segments.
-    let mut plain = BatchBuf::new(10_000, 2);
-    let r = inb.decapsulate_batch(&all[..], &mut plain);
-    assert_eq!((r.consumed, r.delivered), (2, 2));
-    plain.clear();
-    let r = inb.decapsulate_batch(&all[2..], &mut plain);
-    assert_eq!((r.consumed, r.delivered), (2, 2));
-    assert_eq!(plain.get(1).unwrap(), inner[3].as_slice());
+    // Everything sealed opens, in order, to the valid inner packets.
+    let opened: Vec<Vec<u8>> = all
+        .iter()
+        .map(|seg| {
+            let mut packet = seg.clone();
+            match inb.decapsulate_in_place(&mut packet).unwrap() {
+                Decapsulated::Packet { range, .. } => packet[range].to_vec(),
+                Decapsulated::Dummy => panic!("dummy"),
+            }
+        })
+        .collect();
+    let mut expected: Vec<Vec<u8>> = inner[..6].to_vec();
+    expected.push(mixed[0].clone());
+    expected.push(mixed[2].clone());
+    assert_eq!(opened, expected);
 }
 
 #[test]
@@ -554,11 +573,10 @@ proptest! {
         let mut wire = BatchBuf::new(16 * 1024, 16);
         let r = out.encapsulate_batch(&packets[..], &mut wire);
         prop_assert_eq!(r.sealed, packets.len());
-        let mut plain = BatchBuf::new(16 * 1024, 16);
-        let r = inb.decapsulate_batch(&wire, &mut plain);
-        prop_assert_eq!(r.delivered, packets.len());
-        for (i, p) in packets.iter().enumerate() {
-            prop_assert_eq!(plain.get(i).unwrap(), p.as_slice());
+        let opened = open_all(&mut inb, &wire);
+        prop_assert_eq!(opened.len(), packets.len());
+        for (got, p) in opened.iter().zip(&packets) {
+            prop_assert_eq!(got.as_ref().unwrap(), p);
         }
     }
 
@@ -569,12 +587,6 @@ proptest! {
             bytes[..4].copy_from_slice(&SPI.to_be_bytes());
         }
         let _ = classify_udp4500(&bytes);
-        let mut copy = bytes.clone();
-        prop_assert!(inb.decapsulate_in_place(&mut copy).is_err());
-        let mut table = InboundSaTable::new();
-        table.insert(pair(t).1);
-        let mut plain = BatchBuf::new(1024, 4);
-        let r = table.decapsulate_batch(&[bytes][..], &mut plain);
-        prop_assert_eq!(r.delivered, 0);
+        prop_assert!(inb.decapsulate_in_place(&mut bytes).is_err());
     }
 }

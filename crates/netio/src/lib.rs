@@ -4,7 +4,6 @@
 //! - [`tun`]: TUN devices (IFF_NO_PI, optional multi-queue and virtio offload) via tun-rs.
 //! - [`netlink`]: links, addresses, routes (with a teardown record) and change monitoring.
 //! - [`udp`]: IKE/ESP UDP sockets with recvmmsg/GRO and GSO batching via quinn-udp.
-//! - [`mtu`]: inner MTU from an outer MTU and the ESP-in-UDP overhead (pure).
 //! - [`dns`]: per-interface DNS via systemd-resolved, or a resolv.conf fallback.
 //! - [`clock`]: suspend-aware monotonic clock and resume detection.
 //! - [`peer`]: the credentials of a Unix socket's peer (uid, groups).
@@ -16,21 +15,15 @@
 //!
 //! ```no_run
 //! # async fn setup() -> Result<(), Box<dyn std::error::Error>> {
-//! use netio::mtu::{EspCipher, EspFraming, EspIntegrity, OuterFamily, inner_mtu};
 //! use netio::netlink::{IfAddress, Netlink, Route};
 //! use netio::tun::{self, TunConfig};
 //!
 //! let nl = Netlink::new()?;
 //! let gateway = "203.0.113.1".parse()?;
-//! let outer = nl.route_to(gateway).await?.mtu.unwrap_or(1500);
-//! let framing = EspFraming {
-//!     outer: OuterFamily::Ipv4,
-//!     udp_encap: true,
-//!     cipher: EspCipher::AesGcm16,
-//!     integrity: EspIntegrity::None,
-//! };
-//! let mtu = inner_mtu(outer, &framing).ok_or("path MTU too small")?;
-//! let dev = tun::create(&TunConfig::new("aovpn0", u16::try_from(mtu)?))?;
+//! // The path MTU to the gateway; the tunnel's MTU is that less the ESP-in-UDP framing
+//! // (`esp::framing::inner_mtu`).
+//! let path_mtu = nl.route_to(gateway).await?.mtu.unwrap_or(1500);
+//! let dev = tun::create(&TunConfig::new("aovpn0", u16::try_from(path_mtu - 62)?))?;
 //! let mut installed = nl.session();
 //! installed.add_address(IfAddress::new(dev.index, "172.16.201.5".parse()?, 32)).await?;
 //! installed.add_route(Route::via_dev("10.1.0.0".parse()?, 16, dev.index)).await?;
@@ -48,7 +41,6 @@ pub mod control;
 pub mod dns;
 pub mod firewall;
 pub mod fs;
-pub mod mtu;
 pub mod netlink;
 pub mod peer;
 pub mod privileges;

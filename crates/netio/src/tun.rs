@@ -23,7 +23,7 @@ pub const TUN_MAX_READ: usize = VIRTIO_NET_HDR_LEN + 65_535;
 pub struct TunConfig {
     /// Interface name (at most 15 bytes, e.g. `aovpn0`).
     pub name: String,
-    /// Interface MTU (inner MTU, see [`crate::mtu::inner_mtu`]).
+    /// Interface MTU: the largest inner packet (the daemons size it with `esp::framing`).
     pub mtu: u16,
     /// Number of queues (fds); 1 means a single-queue device. More than 1 sets IFF_MULTI_QUEUE.
     pub queues: usize,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{
     CLIENT_VIP, CLIENT_VIP6, Lab, LabOptions, SaPair, VNET_HOST6, Way, cbc256_sha256, gcm256, ping,
-    ping_any, tcp_transfer,
+    ping_any, tcp_transfer, wait_until,
 };
 use datapath::{DatapathEvent, Direction, IkeDatagram};
 use esp::{Lifetime, LimitKind, OutboundConfig, SaEvent};
@@ -329,19 +329,33 @@ fn rekey_responder_sends_on_the_old_sa_until_it_is_retired() {
     assert!(client.sa_counters(1).unwrap().outbound.packets >= sent_old + 2);
     assert_eq!(client.sa_counters(2).unwrap().outbound.packets, 0);
     // The gateway's Delete of the old SA: the client switches; both keep the old SA inbound
-    // for the linger.
-    client.retire_sa(1, Duration::from_millis(300)).unwrap();
-    gateway.retire_sa(1, Duration::from_millis(300)).unwrap();
+    // for the linger (long enough that a busy machine cannot outrun it before the checks), and
+    // drop it after.
+    let linger = Duration::from_secs(3);
+    let retired = std::time::Instant::now();
+    client.retire_sa(1, linger).unwrap();
+    gateway.retire_sa(1, linger).unwrap();
     assert!(client.is_sending(2).unwrap() && !client.is_sending(1).unwrap());
     assert!(ping(&lab.topo.client, CLIENT_VIP, lab::VNET_HOST, 2));
     assert!(client.sa_counters(2).unwrap().outbound.packets >= 2);
+    if retired.elapsed() < linger {
+        assert!(
+            client.sa_ids().contains(&1) && gateway.sa_ids().contains(&1),
+            "still receiving during the linger"
+        );
+    }
     assert!(
-        client.sa_ids().contains(&1),
-        "still receiving during the linger"
+        wait_until(linger + Duration::from_secs(20), || {
+            client.sa_ids() == vec![2] && gateway.sa_ids() == vec![2]
+        }),
+        "the retired SA is dropped after its linger: client {:?}, gateway {:?}",
+        client.sa_ids(),
+        gateway.sa_ids()
     );
-    std::thread::sleep(Duration::from_millis(600));
-    assert_eq!(client.sa_ids(), vec![2]);
-    assert_eq!(gateway.sa_ids(), vec![2]);
+    assert!(
+        retired.elapsed() >= linger,
+        "dropped before its linger ended"
+    );
     assert!(ping(&lab.topo.client, CLIENT_VIP, lab::VNET_HOST, 2));
     assert_eq!(lab.client.dp.counters().unknown_spi, 0);
     assert_eq!(lab.gateway.dp.counters().unknown_spi, 0);
@@ -355,8 +369,10 @@ fn rekey_responder_sends_on_the_old_sa_until_it_is_retired() {
         )
         .unwrap();
     assert!(!client.is_sending(3).unwrap());
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(client.is_sending(3).unwrap());
+    assert!(
+        wait_until(Duration::from_secs(20), || client.is_sending(3).unwrap()),
+        "the replacement takes over after its fallback time"
+    );
     assert!(client.activate_outbound(99).is_err());
     assert!(client.retire_sa(99, Duration::ZERO).is_err());
     assert_eq!(lab.gateway.stop(), 1);
@@ -408,9 +424,14 @@ fn nat_rebinding_ike_and_keepalives() {
         None => panic!("no IKE datagram arrived"),
     }
     // The client's SA asks for keepalives every 100 ms; the gateway absorbs them.
-    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            lab.gateway.dp.counters().keepalives_rx >= 2
+        }),
+        "{:?}",
+        lab.gateway.dp.counters()
+    );
     let g = lab.gateway.dp.counters();
-    assert!(g.keepalives_rx >= 2, "{g:?}");
     assert!(lab.client.dp.counters().keepalives_tx >= 2);
     assert_eq!(g.ike_rx, 1);
     assert_eq!(g.invalid_rx, 0);

@@ -379,6 +379,21 @@ pub fn lab_addr(ip: Ipv4Addr) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(ip), 4500)
 }
 
+/// Polls `cond` every 20 ms until it holds (true) or `within` has passed (false): tests wait on
+/// what they expect to happen, not on a fixed sleep that a busy CI machine may overrun.
+pub fn wait_until(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if cond() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// `ping` from `ns`; true if all `count` replies came back.
 pub fn ping(ns: &Netns, from: Ipv4Addr, to: Ipv4Addr, count: u32) -> bool {
     ping_any(ns, &from.to_string(), &to.to_string(), count)

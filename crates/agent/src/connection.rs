@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use tunnel::{Driver, DriverConfig, DriverEvent, Side, Traffic};
 
 use crate::dns::SharedDns;
-use crate::register_dns::{Registrar, Registration, RegistrationStatus};
+use crate::register_dns::{InvalidRegistration, Registrar, Registration, RegistrationStatus};
 
 /// Inner MTU of the tunnel interface (1500 minus the worst ESP-in-UDP overhead, rounded).
 pub const TUNNEL_MTU: u16 = 1400;
@@ -1233,7 +1233,7 @@ impl Connection {
                 &crate::register_dns::machine_id(),
                 settings.ttl,
             )?;
-            Ok::<_, String>((registration, server, source))
+            Ok::<_, InvalidRegistration>((registration, server, source))
         })();
         match planned {
             Ok((registration, server, source)) => {
@@ -1248,7 +1248,7 @@ impl Connection {
                 tracing::warn!("RegisterDNS not done: {why}");
                 self.status.dns_registration = Some(RegistrationStatus {
                     state: "failed".into(),
-                    detail: Some(why),
+                    detail: Some(why.to_string()),
                     ..RegistrationStatus::default()
                 });
             }

@@ -118,6 +118,30 @@ impl TsigKey {
     }
 }
 
+/// A TSIG key file that is not a key we can use; the message says what is wrong (the blame is
+/// the key file's: local configuration).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct KeySyntaxError(String);
+
+impl From<&str> for KeySyntaxError {
+    fn from(why: &str) -> Self {
+        Self(why.to_owned())
+    }
+}
+
+/// A RegisterDNS name that cannot be registered (a host name that is no DNS label, a bad zone,
+/// a tunnel without an address); the message says which.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidRegistration(String);
+
+impl From<&str> for InvalidRegistration {
+    fn from(why: &str) -> Self {
+        Self(why.to_owned())
+    }
+}
+
 /// A key in BIND's syntax (what `tsig-keygen NAME` prints):
 ///
 /// ```text
@@ -126,14 +150,15 @@ impl TsigKey {
 ///     secret "base64…";
 /// };
 /// ```
-pub fn parse_key(text: &str) -> Result<TsigKey, String> {
+pub fn parse_key(text: &str) -> Result<TsigKey, KeySyntaxError> {
     let tokens = Zeroizing::new(key_tokens(text)?);
     let mut it = tokens.iter().map(String::as_str).peekable();
     if it.next() != Some("key") {
         return Err("expected `key \"NAME\" { algorithm …; secret \"…\"; };`".into());
     }
     let name = it.next().ok_or("the key has no name")?;
-    let mut name = Name::from_ascii(name).map_err(|e| format!("key name {name:?}: {e}"))?;
+    let mut name =
+        Name::from_ascii(name).map_err(|e| KeySyntaxError(format!("key name {name:?}: {e}")))?;
     name.set_fqdn(true);
     if it.next() != Some("{") {
         return Err("expected `{` after the key name".into());
@@ -149,9 +174,9 @@ pub fn parse_key(text: &str) -> Result<TsigKey, String> {
                     "hmac-sha384" => TsigAlgorithm::HmacSha384,
                     "hmac-sha512" => TsigAlgorithm::HmacSha512,
                     other => {
-                        return Err(format!(
+                        return Err(KeySyntaxError(format!(
                             "algorithm: {other:?} is not supported (hmac-sha256, hmac-sha384 or hmac-sha512)"
-                        ));
+                        )));
                     }
                 });
             }
@@ -161,14 +186,14 @@ pub fn parse_key(text: &str) -> Result<TsigKey, String> {
                 let bytes = Zeroizing::new(
                     base64::engine::general_purpose::STANDARD
                         .decode(s)
-                        .map_err(|_| "secret: not base64".to_owned())?,
+                        .map_err(|_| KeySyntaxError::from("secret: not base64"))?,
                 );
                 if bytes.len() < 16 {
                     return Err("secret: shorter than 128 bits".into());
                 }
                 secret = Some(bytes);
             }
-            Some(other) => return Err(format!("unexpected {other:?} in the key")),
+            Some(other) => return Err(KeySyntaxError(format!("unexpected {other:?} in the key"))),
             None => return Err("the key is not closed with `};`".into()),
         }
         if it.next() != Some(";") {
@@ -183,7 +208,7 @@ pub fn parse_key(text: &str) -> Result<TsigKey, String> {
 }
 
 /// Words, quoted strings and `{ } ;`, without comments (`#`, `//`, `/* */`).
-fn key_tokens(text: &str) -> Result<Vec<String>, String> {
+fn key_tokens(text: &str) -> Result<Vec<String>, KeySyntaxError> {
     let mut tokens = Vec::new();
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
@@ -275,7 +300,7 @@ pub fn load_key(path: &Path) -> Result<TsigKey, RegisterError> {
     let mut text = Zeroizing::new(String::with_capacity(4096));
     file.read_to_string(&mut text)
         .map_err(|e| key_error(e.to_string()))?;
-    parse_key(&text).map_err(key_error)
+    parse_key(&text).map_err(|e| key_error(e.0))
 }
 
 /// What one tunnel registers.
@@ -298,7 +323,7 @@ impl Registration {
         addresses: Vec<IpAddr>,
         machine: &[u8],
         ttl: u32,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, InvalidRegistration> {
         let label = host
             .split('.')
             .next()
@@ -312,10 +337,12 @@ impl Registration {
             && !label.starts_with('-')
             && !label.ends_with('-');
         if !valid_label {
-            return Err(format!("host name {host:?} is not a DNS label"));
+            return Err(InvalidRegistration(format!(
+                "host name {host:?} is not a DNS label"
+            )));
         }
         let zone_name = Name::from_ascii(zone.trim_end_matches('.'))
-            .map_err(|e| format!("zone {zone:?}: {e}"))?;
+            .map_err(|e| InvalidRegistration(format!("zone {zone:?}: {e}")))?;
         if zone_name.num_labels() == 0 {
             return Err("the zone is the root".into());
         }
@@ -323,7 +350,7 @@ impl Registration {
         zone_name.set_fqdn(true);
         let name = Name::from_ascii(&label)
             .and_then(|n| n.append_domain(&zone_name))
-            .map_err(|e| format!("{label}.{zone}: {e}"))?;
+            .map_err(|e| InvalidRegistration(format!("{label}.{zone}: {e}")))?;
         if addresses.is_empty() {
             return Err("the tunnel has no address".into());
         }
@@ -783,7 +810,7 @@ mod tests {
             ("key \"k\" { secret \"unterminated", "unterminated"),
         ] {
             let e = parse_key(text).unwrap_err();
-            assert!(e.contains(why), "{text}: {e}");
+            assert!(e.to_string().contains(why), "{text}: {e}");
         }
     }
 

@@ -166,12 +166,12 @@ fn lockdown_worker(
 /// --restore-lockdown`, run by aovpn-lockdown.service before the network comes up, so that a
 /// locked machine is never open between boot and the agent's start). Returns whether one was
 /// installed.
-pub async fn restore_lockdown(state_dir: &std::path::Path) -> Result<bool, String> {
+pub async fn restore_lockdown(state_dir: &std::path::Path) -> Result<bool, LockdownRestoreError> {
     let path = state_dir.join(LOCKDOWN_STATE);
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(format!("{}: {e}", path.display())),
+        Err(source) => return Err(LockdownRestoreError::Read { path, source }),
     };
     // A file that cannot be read back still says the machine was locked: lock it with the
     // defaults (IKE on 500/4500 for root) rather than leave it open until the agent starts.
@@ -183,17 +183,59 @@ pub async fn restore_lockdown(state_dir: &std::path::Path) -> Result<bool, Strin
                 ike_ports: vec![500, 4500],
                 daemon_uids: vec![0],
             },
-            Some(format!("{}: {e}; locked with the defaults", path.display())),
+            Some(e),
         ),
     };
     netio::firewall::install_lockdown(&lockdown)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(LockdownRestoreError::Install)?;
     match unreadable {
-        Some(why) => Err(why),
+        Some(source) => Err(LockdownRestoreError::Damaged { path, source }),
         None => Ok(true),
     }
 }
+
+/// Why the saved LockDown was not put back as saved.
+#[derive(Debug, thiserror::Error)]
+pub enum LockdownRestoreError {
+    /// The saved state could not be read (other than being absent).
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    /// The saved state is damaged; the machine was locked with the defaults all the same.
+    #[error("{}: {source}; locked with the defaults", path.display())]
+    Damaged {
+        path: std::path::PathBuf,
+        source: serde_json::Error,
+    },
+    /// The firewall refused the rules.
+    #[error(transparent)]
+    Install(netio::firewall::FirewallError),
+}
+
+/// Why a profile's credentials are not there to start its tunnel.
+#[derive(Debug, thiserror::Error)]
+enum CredentialsError {
+    #[error(transparent)]
+    Trust(connection::ConnectionError),
+    #[error("no trusted root for the gateway in {}", .0.display())]
+    NoRoot(std::path::PathBuf),
+    #[error("machine certificate: {0}")]
+    Machine(#[source] connection::ConnectionError),
+    #[error("the user's key helper is not running")]
+    NoHelper,
+    #[error("the user's certificate has a key type aovpn cannot use")]
+    UnusableUserKey,
+    #[error(transparent)]
+    User(connection::ConnectionError),
+}
+
+/// A profile name the caller has no profile (or no right to see one) under.
+#[derive(Debug, thiserror::Error)]
+#[error("no profile named \"{0}\"")]
+struct UnknownProfile(String);
 
 /// A profile as the agent knows it.
 #[derive(Debug, Clone)]
@@ -834,29 +876,24 @@ impl Agent {
         }
     }
 
-    fn credentials(&self, key: &ProfileKey) -> Result<Credentials, String> {
-        let trust = connection::load_trust(&self.config.ca_files()).map_err(|e| e.to_string())?;
+    fn credentials(&self, key: &ProfileKey) -> Result<Credentials, CredentialsError> {
+        let trust =
+            connection::load_trust(&self.config.ca_files()).map_err(CredentialsError::Trust)?;
         if trust.roots().is_empty() {
-            return Err(format!(
-                "no trusted root for the gateway in {}",
-                self.config.config_dir.join("ca").display()
-            ));
+            return Err(CredentialsError::NoRoot(self.config.config_dir.join("ca")));
         }
         match key.owner {
             Owner::Device => {
                 let (cert, key_file) = self.config.machine_files();
                 connection::load_credentials(&cert, &key_file, &self.config.ca_files())
-                    .map_err(|e| format!("machine certificate: {e}"))
+                    .map_err(CredentialsError::Machine)
             }
             Owner::User(uid) => {
-                let helper = self
-                    .helpers
-                    .get(&uid)
-                    .ok_or("the user's key helper is not running")?;
+                let helper = self.helpers.get(&uid).ok_or(CredentialsError::NoHelper)?;
                 let signer = RemoteSigner::new(&helper.leaf, helper.link.clone())
-                    .ok_or("the user's certificate has a key type aovpn cannot use")?;
+                    .ok_or(CredentialsError::UnusableUserKey)?;
                 connection::remote_credentials(helper.chain_pem.as_bytes(), Arc::new(signer), trust)
-                    .map_err(|e| e.to_string())
+                    .map_err(CredentialsError::User)
             }
         }
     }
@@ -899,7 +936,7 @@ impl Agent {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(profile = %key, "cannot start: {e}");
-                self.sup.ended(&key, Some(e), now);
+                self.sup.ended(&key, Some(e.to_string()), now);
                 return;
             }
         };
@@ -1130,8 +1167,13 @@ impl Agent {
     }
 
     /// The profile a caller means by `name` (and, for administrators, `user`).
-    fn resolve(&self, caller: Caller, name: &str, user: Option<u32>) -> Result<ProfileKey, String> {
-        let not_found = || format!("no profile named \"{name}\"");
+    fn resolve(
+        &self,
+        caller: Caller,
+        name: &str,
+        user: Option<u32>,
+    ) -> Result<ProfileKey, UnknownProfile> {
+        let not_found = || UnknownProfile(name.to_owned());
         let known = |key: &ProfileKey| self.profiles.contains_key(key);
         if let Some(uid) = user {
             if !caller.admin && uid != caller.uid {
@@ -1214,7 +1256,7 @@ impl Agent {
                     Some(n) => match self.resolve(caller, n, user) {
                         Ok(k) => vec![k],
                         Err(e) => {
-                            let _ = reply.send(Reply::error(e));
+                            let _ = reply.send(Reply::error(e.to_string()));
                             return;
                         }
                     },
@@ -1294,7 +1336,7 @@ impl Agent {
     ) -> Reply {
         let key = match self.resolve(caller, name, user) {
             Ok(k) => k,
-            Err(e) => return Reply::error(e),
+            Err(e) => return Reply::error(e.to_string()),
         };
         if key.owner == Owner::Device && !caller.admin {
             return Reply::error(format!(

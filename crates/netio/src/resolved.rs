@@ -45,8 +45,20 @@ impl LinkSettings {
 }
 
 enum Request {
-    Apply(i32, LinkSettings, mpsc::Sender<Result<(), String>>),
-    Revert(i32, mpsc::Sender<Result<(), String>>),
+    Apply(i32, LinkSettings, mpsc::Sender<Result<(), BusFailure>>),
+    Revert(i32, mpsc::Sender<Result<(), BusFailure>>),
+}
+
+/// A call to resolved that did not go through.
+#[derive(Debug, thiserror::Error)]
+enum BusFailure {
+    #[error("the system bus does not answer")]
+    NoBus,
+    #[error("{method}: {source}")]
+    Call {
+        method: &'static str,
+        source: zbus::Error,
+    },
 }
 
 /// A connection to systemd-resolved.
@@ -101,7 +113,7 @@ impl Resolved {
                         conn = rt.block_on(bus());
                     }
                     let Some(c) = conn.as_ref() else {
-                        let error = Err("the system bus does not answer".to_owned());
+                        let error = Err(BusFailure::NoBus);
                         match request {
                             Request::Apply(_, _, reply) | Request::Revert(_, reply) => {
                                 let _ = reply.send(error);
@@ -138,14 +150,14 @@ impl Resolved {
     fn ask(
         &self,
         what: &str,
-        make: impl FnOnce(mpsc::Sender<Result<(), String>>) -> Request,
+        make: impl FnOnce(mpsc::Sender<Result<(), BusFailure>>) -> Request,
     ) -> Result<(), DnsError> {
         let (tx, rx) = mpsc::channel();
         self.requests
             .send(make(tx))
             .map_err(|_| bus_error(what)("the bus connection is gone".into()))?;
         match rx.recv_timeout(CALL_TIMEOUT) {
-            Ok(result) => result.map_err(bus_error(what)),
+            Ok(result) => result.map_err(|e| bus_error(what)(e.to_string())),
             Err(_) => Err(bus_error(what)("no answer from systemd-resolved".into())),
         }
     }
@@ -196,17 +208,17 @@ async fn owned_bus() -> Option<zbus::Connection> {
     dbus.name_has_owner(name).await.ok()?.then_some(conn)
 }
 
-async fn call<B>(conn: &zbus::Connection, method: &str, body: &B) -> Result<(), String>
+async fn call<B>(conn: &zbus::Connection, method: &'static str, body: &B) -> Result<(), BusFailure>
 where
     B: serde::Serialize + zbus::zvariant::DynamicType,
 {
     conn.call_method(Some(DESTINATION), PATH, Some(MANAGER), method, body)
         .await
         .map(|_| ())
-        .map_err(|e| format!("{method}: {e}"))
+        .map_err(|source| BusFailure::Call { method, source })
 }
 
-async fn apply(conn: &zbus::Connection, index: i32, s: &LinkSettings) -> Result<(), String> {
+async fn apply(conn: &zbus::Connection, index: i32, s: &LinkSettings) -> Result<(), BusFailure> {
     let servers: Vec<(i32, Vec<u8>)> = s
         .servers
         .iter()

@@ -1,10 +1,30 @@
 //! IKE_AUTH for both roles: identities, certificates, AUTH signatures, CP, the first Child
 //! SA with TS narrowing and its keys.
 
-use super::*;
-use eap::{ClientStep, EapClient, EapServer, Phase, Step};
-use ipsec_crypto::shared_key_auth;
+use std::net::IpAddr;
+use std::time::Instant;
+
+use ike_wire::{
+    AuthMethod, Authentication, CertEncoding, CfgAttribute, CfgAttributeType, CfgType,
+    Configuration, ExchangeType, Identification, Notify, NotifyType, Payload, Payloads,
+    Reassembler, ReassemblyLimits, SecurityAssociation, TrafficSelector,
+};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use ipsec_crypto::{
+    ChildSaKeys, HashAlg, KeyType, SignatureScheme, auth_signed_octets, build_rfc7427_auth_data,
+    shared_key_auth, split_rfc7427_auth_data, verify,
+};
 use subtle::ConstantTimeEq;
+
+use super::eap::{ClientStep, EapClient, EapServer, Phase, Step};
+use super::{IkeSa, IkeSaState, RequestKind, Role, RoleConfig, eap};
+use crate::config::{
+    AddressFamily, AddressPool, AuthMethodPolicy, InitiatorConfig, ResponderConfig,
+};
+use crate::event::{ChildSa, Event, Failure, FailureReason, IkeSaInfo};
+use crate::identity::{IkeId, PeerRejection};
+use crate::proposal::EspAlgorithms;
+use crate::ts;
 
 impl IkeSa {
     pub(super) fn sign_auth(&self, signed: &[u8]) -> Result<Authentication, String> {

@@ -4,9 +4,16 @@
 //! request stays unanswered meanwhile; its retransmissions are dropped by the message window.
 //! After the server's success the initiator's AUTH is checked with the MSK the server gave.
 
-use super::*;
-use crate::event::EapAnswer;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ike_wire::{ExchangeType, Identification, Notify, NotifyType, Payload, Payloads};
 use zeroize::Zeroizing;
+
+use super::{IkeSa, eap};
+use crate::config::{AddressPool, ResponderConfig};
+use crate::event::{EapAnswer, Event, FailureReason};
+use crate::identity::IkeId;
 
 /// What [`crate::IkeSaInfo::eap_tls`] says of a relayed EAP conversation (its method is the
 /// server's business).

@@ -1,7 +1,24 @@
 //! IKE_SA_INIT for both roles: proposals, KE, nonces, NAT detection, COOKIE and
 //! INVALID_KE_PAYLOAD retries, key derivation.
 
-use super::*;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ike_wire::{
+    CertEncoding, ExchangeType, Flags, Header, KeyExchange, Message, Notify, NotifyType, Payload,
+    Payloads, Reassembler, ReassemblyLimits, SecurityAssociation,
+};
+use ipsec_crypto::{DhGroup, DhPrivateKey, IkeSaKeys, Provider};
+
+use super::{
+    IkeSa, IkeSaState, InitOutcome, MAX_INIT_RETRIES, RequestKind, Role, RoleConfig,
+    hash_algs_notify, parse_hash_algs, stateless_reply, wire_group,
+};
+use crate::config::ResponderConfig;
+use crate::event::FailureReason;
+use crate::natd::{fake_natd_hash, natd_hash};
+use crate::proposal::IkeAlgorithms;
 
 /// Fragment reassembly before the peer authenticated (the default limits apply after).
 const HALF_OPEN_REASSEMBLY: ReassemblyLimits = ReassemblyLimits {

@@ -6,26 +6,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ike_wire::{
-    AuthMethod, Authentication, CertEncoding, CfgAttribute, CfgAttributeType, CfgType,
-    Configuration, Delete, ExchangeType, Flags, FragmentPosition, Header, Identification,
-    KeyExchange, Message, Notify, NotifyType, Payload, PayloadType, Payloads, Protection,
-    ProtocolId, Reassembler, ReassemblyLimits, ReassemblyStatus, SecurityAssociation,
-    TrafficSelector, decode_chain, encode_chain, open_parts, seal_prefix,
+    AuthMethod, Delete, ExchangeType, Flags, FragmentPosition, Header, Message, Notify, NotifyType,
+    Payload, PayloadType, Payloads, Protection, Reassembler, ReassemblyLimits, ReassemblyStatus,
+    decode_chain, encode_chain, open_parts, seal_prefix,
 };
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use ipsec_crypto::{
-    ChildSaKeys, DhGroup, DhPrivateKey, HashAlg, IkeSaKeys, KeyType, Provider, SignatureScheme,
-    SkCipher, auth_signed_octets, build_rfc7427_auth_data, split_rfc7427_auth_data, verify,
-};
+use ipsec_crypto::{DhGroup, DhPrivateKey, HashAlg, IkeSaKeys, Provider, SkCipher};
 
-use crate::config::{
-    AddressFamily, AddressPool, AuthMethodPolicy, IkeConfig, InitiatorConfig, ResponderConfig,
-};
-use crate::event::{ChildSa, CloseReason, Event, Failure, FailureReason, IkeSaInfo, Transmit};
-use crate::identity::{IkeId, PeerRejection};
-use crate::natd::{fake_natd_hash, natd_hash};
-use crate::proposal::{EspAlgorithms, IkeAlgorithms};
-use crate::ts;
+use crate::config::{AddressPool, IkeConfig, InitiatorConfig, ResponderConfig};
+use crate::event::{CloseReason, Event, Failure, FailureReason, Transmit};
+use crate::identity::IkeId;
+use crate::proposal::IkeAlgorithms;
 use rekey::{ChildState, Rekeying, RetiredSa};
 
 mod auth;

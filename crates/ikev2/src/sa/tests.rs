@@ -2,13 +2,17 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use ike_wire::UnknownPayload;
+use ike_wire::{
+    Authentication, CfgAttribute, KeyExchange, ProtocolId, SecurityAssociation, TrafficSelector,
+    UnknownPayload,
+};
 use ipsec_crypto::SigningKey;
 use pki::{CertKind, CertificateAuthority, KeyAlgorithm, Validity};
 
 use super::*;
-use crate::config::LocalCredentials;
-use crate::identity::{PeerRole, PkiValidator};
+use crate::config::{AddressFamily, LocalCredentials};
+use crate::identity::{PeerRejection, PeerRole, PkiValidator};
+use crate::ts;
 
 const START: u64 = 1_767_225_600;
 

@@ -1,7 +1,20 @@
 //! Rekeying a Child SA (RFC 7296 1.3.3, 2.8), both as its initiator and as its responder,
 //! collisions included (2.8.1).
 
-use super::*;
+use std::cmp::Ordering;
+use std::time::Instant;
+
+use ike_wire::{
+    EsnId, ExchangeType, KeyExchange, Notify, NotifyType, Payload, Payloads, ProtocolId,
+    SecurityAssociation, TrafficSelector, Transform, TransformId,
+};
+use ipsec_crypto::{ChildSaKeys, DhGroup, DhPrivateKey, SharedSecret};
+
+use super::{Answer, ChildState, Collision, Rekeying, lowest, proposal_ke, proposal_ke_options};
+use crate::event::{ChildSa, Event, FailureReason};
+use crate::proposal::EspAlgorithms;
+use crate::sa::{IkeSa, RequestKind, wire_group};
+use crate::ts;
 
 impl IkeSa {
     pub(super) fn start_child_rekey(

@@ -1,6 +1,17 @@
 //! Rekeying the IKE SA (RFC 7296 1.3.2, 2.18), both as its initiator and as its responder.
 
-use super::*;
+use std::time::Instant;
+
+use ike_wire::{
+    ExchangeType, KeyExchange, NotifyType, Payload, Payloads, Reassembler, ReassemblyLimits,
+    SecurityAssociation,
+};
+use ipsec_crypto::{DhGroup, DhPrivateKey, IkeSaKeys, SharedSecret};
+
+use super::{Answer, RETIRED_GRACE, Rekeying, RetiredSa};
+use crate::event::{Event, FailureReason};
+use crate::proposal::IkeAlgorithms;
+use crate::sa::{IkeSa, RequestKind, nonzero_u64, wire_group};
 
 impl IkeSa {
     pub(super) fn start_ike_rekey(&mut self, now: Instant) -> Result<(), String> {

@@ -1,7 +1,13 @@
 //! Lifetimes: when each Child SA and the IKE SA are rekeyed (RFC 7296 2.8: some jitter, so
 //! the two ends rarely start at once), and retries after TEMPORARY_FAILURE.
 
-use super::*;
+use std::time::{Duration, Instant};
+
+use ike_wire::{Delete, ExchangeType, Payload};
+
+use super::{ChildState, RETRY_BASE, RETRY_JITTER, Rekeying};
+use crate::event::{ChildSa, CloseReason, Event, FailureReason};
+use crate::sa::{IkeSa, IkeSaState};
 
 impl IkeSa {
     /// (rekey, expire) for something created now with `lifetime`: rekey at 90 % minus a

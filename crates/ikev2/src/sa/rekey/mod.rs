@@ -12,12 +12,18 @@
 //! IKE SA, [`retired`] keeps the replaced IKE SA until it is gone.
 
 use std::cmp::Ordering;
-use std::time::Duration;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
-use ike_wire::{EsnId, Transform, TransformId};
-use ipsec_crypto::SharedSecret;
+use ike_wire::{
+    ExchangeType, Notify, NotifyType, Payload, Payloads, ProtocolId, TrafficSelector, TransformId,
+};
+use ipnet::IpNet;
+use ipsec_crypto::{DhGroup, DhPrivateKey, SharedSecret};
 
-use super::*;
+use super::{IkeSa, IkeSaState};
+use crate::event::{ChildSa, Event, Failure, FailureReason};
+use crate::proposal::IkeAlgorithms;
 
 mod child;
 mod ike;
@@ -349,6 +355,7 @@ enum Answer {
 #[allow(clippy::unwrap_used, clippy::panic)] // tests may unwrap
 mod tests {
     use super::super::*;
+    use crate::config::AddressFamily;
 
     const START: u64 = 1_767_225_600;
 

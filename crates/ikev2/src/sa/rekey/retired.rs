@@ -1,7 +1,12 @@
 //! The IKE SA a rekey replaced: it answers what still comes for it, sends its Delete, and
 //! goes after a grace period.
 
-use super::*;
+use std::time::Instant;
+
+use ike_wire::{Delete, ExchangeType, Notify, NotifyType, Payload, ProtocolId, decode_chain};
+use ipsec_crypto::SkCipher;
+
+use crate::sa::{IkeSa, Pending, RequestKind, header_for};
 
 /// The IKE SA an IKE rekey replaced: it answers retransmissions and the peer's Delete, or
 /// sends our Delete, then disappears.

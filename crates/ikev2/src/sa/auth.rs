@@ -17,6 +17,7 @@ use ipsec_crypto::{
 use subtle::ConstantTimeEq;
 
 use super::eap::{ClientStep, EapClient, EapServer, Phase, Step};
+use super::error::{ConfigFault, PeerFault, SaError};
 use super::{IkeSa, IkeSaState, RequestKind, Role, RoleConfig, eap};
 use crate::config::{
     AddressFamily, AddressPool, AuthMethodPolicy, InitiatorConfig, ResponderConfig,
@@ -27,7 +28,7 @@ use crate::proposal::EspAlgorithms;
 use crate::ts;
 
 impl IkeSa {
-    pub(super) fn sign_auth(&self, signed: &[u8]) -> Result<Authentication, String> {
+    pub(super) fn sign_auth(&self, signed: &[u8]) -> Result<Authentication, SaError> {
         let ike = self.cfg.ike();
         let key = &ike.local.key;
         let (classic_method, classic_scheme) = match key.key_type() {
@@ -53,39 +54,37 @@ impl IkeSa {
             AuthMethodPolicy::Classic => None,
             AuthMethodPolicy::Auto => rfc7427,
             AuthMethodPolicy::DigitalSignature => {
-                Some(rfc7427.ok_or("peer supports no hash usable with our key")?)
+                Some(rfc7427.ok_or(ConfigFault::NoSignatureHash)?)
             }
         };
         if use_7427.is_none()
             && matches!(classic_scheme, SignatureScheme::RsaPkcs1(HashAlg::Sha1))
             && !ike.allow_sha1_signatures
         {
-            return Err(
-                "the peer offers no SHA-2 hash for RFC 7427 signatures and an RSA signature over \
-                 SHA-1 is not allowed (allow_legacy)"
-                    .into(),
-            );
+            return Err(ConfigFault::Sha1NotAllowed.into());
         }
         match use_7427 {
             Some(scheme) => {
-                let sig = key.sign(scheme, signed).map_err(|e| e.to_string())?;
+                let sig = key.sign(scheme, signed)?;
                 Ok(Authentication {
                     method: AuthMethod::DIGITAL_SIGNATURE,
-                    data: build_rfc7427_auth_data(scheme, &sig).map_err(|e| e.to_string())?,
+                    data: build_rfc7427_auth_data(scheme, &sig)?,
                 })
             }
             None => Ok(Authentication {
                 method: classic_method,
-                data: key
-                    .sign(classic_scheme, signed)
-                    .map_err(|e| e.to_string())?,
+                data: key.sign(classic_scheme, signed)?,
             }),
         }
     }
 
-    pub(super) fn signed_octets(&self, ours: bool, id: &Identification) -> Result<Vec<u8>, String> {
-        let algs = self.algs.ok_or("no algorithms")?;
-        let keys = self.keys.as_ref().ok_or("no keys")?;
+    pub(super) fn signed_octets(
+        &self,
+        ours: bool,
+        id: &Identification,
+    ) -> Result<Vec<u8>, SaError> {
+        let algs = self.algs.ok_or(SaError::Internal("no algorithms"))?;
+        let keys = self.keys.as_ref().ok_or(SaError::Internal("no keys"))?;
         let initiator_side = (self.role == Role::Initiator) == ours;
         let (message, nonce, sk_p) = if initiator_side {
             (&self.init_request, &self.nr, &keys.sk_pi)
@@ -143,9 +142,7 @@ impl IkeSa {
             .validator
             .validate(&claimed, ee, inter, self.unix_time)
             .map_err(FailureReason::PeerRejected)?;
-        let signed = self
-            .signed_octets(false, id)
-            .map_err(FailureReason::Local)?;
+        let signed = self.signed_octets(false, id)?;
         let sha1 = Sha1Policy {
             allowed: ike.allow_sha1_signatures,
             peer_offers_sha2: self
@@ -153,8 +150,7 @@ impl IkeSa {
                 .iter()
                 .any(|h| matches!(h, HashAlg::Sha256 | HashAlg::Sha384 | HashAlg::Sha512)),
         };
-        verify_auth(auth, &validated.spki_der, &signed, sha1)
-            .map_err(FailureReason::AuthPayload)?;
+        verify_auth(auth, &validated.spki_der, &signed, sha1)?;
         self.peer_id = Some(peer_id);
         self.peer_chain = Some(validated.chain);
         self.peer_policy = validated.policy;
@@ -162,9 +158,9 @@ impl IkeSa {
         Ok(validated.subject)
     }
 
-    pub(super) fn build_auth_request(&mut self) -> Result<Vec<Payload>, String> {
+    pub(super) fn build_auth_request(&mut self) -> Result<Vec<Payload>, SaError> {
         let RoleConfig::Initiator(cfg) = self.cfg.clone() else {
-            return Err("not an initiator".into());
+            return Err(SaError::Internal("not an initiator"));
         };
         let idi = cfg.ike.local.id.to_wire();
         // With EAP (RFC 7296 2.16) the first IKE_AUTH carries no AUTH: its absence asks for
@@ -177,7 +173,7 @@ impl IkeSa {
                     settings,
                     self.unix_time,
                 )
-                .map_err(|e| e.to_string())?;
+                .map_err(ConfigFault::EapTls)?;
                 self.eap_client = Some(Box::new(client));
                 None
             }
@@ -322,11 +318,7 @@ impl IkeSa {
         {
             Ok(a) => a,
             Err(e) => {
-                self.refuse_auth(
-                    message_id,
-                    NotifyType::AUTHENTICATION_FAILED,
-                    FailureReason::Local(e),
-                );
+                self.refuse_auth(message_id, NotifyType::AUTHENTICATION_FAILED, e.into());
                 return;
             }
         };
@@ -406,11 +398,7 @@ impl IkeSa {
         {
             Ok(auth) => Some((idr, auth)),
             Err(e) => {
-                self.refuse_auth(
-                    message_id,
-                    NotifyType::AUTHENTICATION_FAILED,
-                    FailureReason::Local(e),
-                );
+                self.refuse_auth(message_id, NotifyType::AUTHENTICATION_FAILED, e.into());
                 None
             }
         }
@@ -444,7 +432,7 @@ impl IkeSa {
                 self.refuse_auth(
                     message_id,
                     NotifyType::AUTHENTICATION_FAILED,
-                    FailureReason::Local(e.to_string()),
+                    SaError::from(ConfigFault::EapTls(e)).into(),
                 );
                 return;
             }
@@ -591,9 +579,7 @@ impl IkeSa {
             .algs
             .ok_or(FailureReason::Local("no algorithms".into()))?
             .prf;
-        let theirs = self
-            .signed_octets(false, idi)
-            .map_err(FailureReason::Local)?;
+        let theirs = self.signed_octets(false, idi)?;
         let expected = shared_key_auth(prf, msk, &theirs);
         if auth.method != AuthMethod::SHARED_KEY_MIC
             || !bool::from(expected.as_bytes().ct_eq(&auth.data))
@@ -603,9 +589,7 @@ impl IkeSa {
             ));
         }
         let idr = cfg.ike.local.id.to_wire();
-        let ours = self
-            .signed_octets(true, &idr)
-            .map_err(FailureReason::Local)?;
+        let ours = self.signed_octets(true, &idr)?;
         let data = shared_key_auth(prf, msk, &ours).as_bytes().to_vec();
         self.peer_id = Some(peer_id);
         self.peer_chain = Some(validated.chain.clone());
@@ -663,15 +647,12 @@ impl IkeSa {
                 FailureReason::NoProposalChosen,
             ));
         };
-        let spi_in = self.new_child_spi().map_err(|e| {
-            (
-                NotifyType::NO_PROPOSAL_CHOSEN,
-                FailureReason::Local(e.to_string()),
-            )
-        })?;
+        let spi_in = self
+            .new_child_spi()
+            .map_err(|e| (NotifyType::NO_PROPOSAL_CHOSEN, SaError::from(e).into()))?;
         let keys = self
             .child_keys(algs)
-            .map_err(|e| (NotifyType::NO_PROPOSAL_CHOSEN, FailureReason::Local(e)))?;
+            .map_err(|e| (NotifyType::NO_PROPOSAL_CHOSEN, e.into()))?;
         // Virtual IPs.
         let mut pool = pool;
         let mut vips = Vec::new();
@@ -826,10 +807,10 @@ impl IkeSa {
         Ok(Some((out, child)))
     }
 
-    pub(super) fn child_keys(&self, algs: EspAlgorithms) -> Result<ChildSaKeys, String> {
-        let ike = self.algs.ok_or("no IKE algorithms")?;
-        let keys = self.keys.as_ref().ok_or("no keys")?;
-        ChildSaKeys::derive(
+    pub(super) fn child_keys(&self, algs: EspAlgorithms) -> Result<ChildSaKeys, SaError> {
+        let ike = self.algs.ok_or(SaError::Internal("no IKE algorithms"))?;
+        let keys = self.keys.as_ref().ok_or(SaError::Internal("no keys"))?;
+        Ok(ChildSaKeys::derive(
             ike.prf,
             keys.sk_d.as_bytes(),
             None,
@@ -837,8 +818,7 @@ impl IkeSa {
             &self.nr,
             algs.encr.key_material_len(),
             algs.integ.map_or(0, |i| i.key_len()),
-        )
-        .map_err(|e| e.to_string())
+        )?)
     }
 
     pub(super) fn process_auth_response(&mut self, now: Instant, payloads: &[Payload]) {
@@ -1049,7 +1029,7 @@ impl IkeSa {
         };
         match self.send_request(now, ExchangeType::IKE_AUTH, RequestKind::Auth, out) {
             Ok(()) => self.eap_client = Some(client),
-            Err(e) => self.fail(FailureReason::Local(e), None, None),
+            Err(e) => self.fail(e.into(), None, None),
         }
     }
 
@@ -1130,9 +1110,7 @@ impl IkeSa {
             // Nothing to resolve them with (RFC 8598 pairs them with the DNS servers).
             domains.clear();
         }
-        let keys = self
-            .child_keys(algs)
-            .map_err(|e| (FailureReason::Local(e), None))?;
+        let keys = self.child_keys(algs).map_err(|e| (e.into(), None))?;
         Ok(Box::new(ChildSa {
             ike_spi: self.local_spi(),
             spi_in: self.child_spi_in,
@@ -1169,28 +1147,27 @@ fn verify_auth(
     spki: &[u8],
     signed: &[u8],
     sha1: Sha1Policy,
-) -> Result<(), String> {
+) -> Result<(), PeerFault> {
     let (scheme, sig) = match auth.method {
         AuthMethod::RSA_SIG | AuthMethod::ECDSA_SHA256_P256 | AuthMethod::ECDSA_SHA384_P384 => (
-            SignatureScheme::for_auth_method(auth.method.0).ok_or("unknown method")?,
+            SignatureScheme::for_auth_method(auth.method.0)
+                .ok_or(PeerFault::UnsupportedAuthMethod(auth.method))?,
             auth.data.as_slice(),
         ),
         AuthMethod::DIGITAL_SIGNATURE => {
-            split_rfc7427_auth_data(&auth.data).map_err(|e| e.to_string())?
+            split_rfc7427_auth_data(&auth.data).map_err(PeerFault::AuthData)?
         }
-        m => return Err(format!("unsupported AUTH method {m}")),
+        m => return Err(PeerFault::UnsupportedAuthMethod(m)),
     };
     if scheme.hash() == HashAlg::Sha1 {
         if !sha1.allowed {
-            return Err("signature over SHA-1 refused (allow_legacy is off)".into());
+            return Err(PeerFault::Sha1Signature);
         }
         if auth.method == AuthMethod::DIGITAL_SIGNATURE && sha1.peer_offers_sha2 {
-            return Err(
-                "RFC 7427 signature over SHA-1 from a peer that offers SHA-2 (RFC 8247)".into(),
-            );
+            return Err(PeerFault::Sha1Downgrade);
         }
     }
-    verify(scheme, spki, signed, sig).map_err(|e| e.to_string())
+    verify(scheme, spki, signed, sig).map_err(PeerFault::Signature)
 }
 
 #[cfg(test)]
@@ -1235,7 +1212,8 @@ mod sha1_tests {
         assert!(verify_auth(&rfc7427_sha1, &spki, signed, policy(false, false)).is_err());
         assert!(verify_auth(&rfc7427_sha1, &spki, signed, policy(true, false)).is_ok());
         let e = verify_auth(&rfc7427_sha1, &spki, signed, policy(true, true)).unwrap_err();
-        assert!(e.contains("RFC 8247"), "{e}");
+        assert_eq!(e, PeerFault::Sha1Downgrade);
+        assert!(e.to_string().contains("RFC 8247"), "{e}");
 
         let sha256 = SignatureScheme::RsaPkcs1(HashAlg::Sha256);
         let good = Authentication {

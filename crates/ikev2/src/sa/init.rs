@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ike_wire::{
-    CertEncoding, ExchangeType, Flags, Header, KeyExchange, Message, Notify, NotifyType, Payload,
-    Payloads, Reassembler, ReassemblyLimits, SecurityAssociation,
+    CertEncoding, EncodeError, ExchangeType, Flags, Header, KeyExchange, Message, Notify,
+    NotifyType, Payload, Payloads, Reassembler, ReassemblyLimits, SecurityAssociation,
 };
-use ipsec_crypto::{DhGroup, DhPrivateKey, IkeSaKeys, Provider};
+use ipsec_crypto::{CryptoError, DhGroup, DhPrivateKey, IkeSaKeys, Provider};
 
+use super::error::{PeerFault, SaError};
 use super::{
     IkeSa, IkeSaState, InitOutcome, MAX_INIT_RETRIES, RequestKind, Role, RoleConfig,
     hash_algs_notify, parse_hash_algs, stateless_reply, wire_group,
@@ -28,10 +29,10 @@ const HALF_OPEN_REASSEMBLY: ReassemblyLimits = ReassemblyLimits {
 };
 
 impl IkeSa {
-    pub(super) fn send_init_request(&mut self, now: Instant) -> Result<(), String> {
-        let cfg = self.cfg.clone();
-        let ike = cfg.ike();
-        let dh = self.dh.as_ref().ok_or("no DH key")?;
+    /// The IKE_SA_INIT request offering `dh`'s group (with the responder's COOKIE, once it
+    /// asked for one).
+    pub(super) fn init_request(&self, dh: &DhPrivateKey) -> Result<Vec<u8>, EncodeError> {
+        let ike = self.cfg.ike();
         let mut payloads = Vec::new();
         if let Some(c) = &self.cookie {
             payloads.push(Payload::Notify(Notify::new(NotifyType::COOKIE, c.clone())));
@@ -73,13 +74,27 @@ impl IkeSa {
             payloads.push(Payload::Notify(hash_algs_notify()));
         }
         let header = self.header(ExchangeType::IKE_SA_INIT, 0, false);
-        let bytes = Message::new(header, payloads)
-            .encode()
-            .map_err(|e| e.to_string())?;
-        self.init_request = bytes.clone();
+        Message::new(header, payloads).encode()
+    }
+
+    /// Sends `request`, an IKE_SA_INIT request, as message 0 (again, after a COOKIE or
+    /// INVALID_KE_PAYLOAD); the AUTH payloads sign what went out last.
+    pub(super) fn send_init_request(&mut self, now: Instant, request: Vec<u8>) {
+        self.init_request = request.clone();
         self.next_request_id = 1;
-        self.start_pending(now, 0, RequestKind::Init, vec![bytes]);
-        Ok(())
+        self.start_pending(now, 0, RequestKind::Init, vec![request]);
+    }
+
+    /// Asks again with the COOKIE or the DH key the responder's answer made us take.
+    fn retry_init(&mut self, now: Instant) {
+        let request = match self.dh.as_ref() {
+            Some(dh) => self.init_request(dh).map_err(SaError::from),
+            None => Err(SaError::Internal("no DH key")),
+        };
+        match request {
+            Ok(request) => self.send_init_request(now, request),
+            Err(e) => self.fail(e.into(), None, None),
+        }
     }
 
     /// Responder: builds a half-open SA and its IKE_SA_INIT response, or a stateless reply.
@@ -237,7 +252,11 @@ impl IkeSa {
         InitOutcome::Created(Box::new(sa_state))
     }
 
-    pub(super) fn derive_keys(&mut self, algs: IkeAlgorithms, shared: &[u8]) -> Result<(), String> {
+    pub(super) fn derive_keys(
+        &mut self,
+        algs: IkeAlgorithms,
+        shared: &[u8],
+    ) -> Result<(), CryptoError> {
         let suite = algs.suite();
         let keys = IkeSaKeys::derive(
             &suite,
@@ -246,11 +265,8 @@ impl IkeSa {
             &self.nr,
             &self.spi_i.to_be_bytes(),
             &self.spi_r.to_be_bytes(),
-        )
-        .map_err(|e| e.to_string())?;
-        let (out, inb) = keys
-            .sk_ciphers(&suite, self.initiator)
-            .map_err(|e| e.to_string())?;
+        )?;
+        let (out, inb) = keys.sk_ciphers(&suite, self.initiator)?;
         self.algs = Some(algs);
         self.keys = Some(keys);
         self.sk_out = Some(out);
@@ -312,9 +328,7 @@ impl IkeSa {
             }
             self.init_retries += 1;
             self.cookie = Some(c.data.clone());
-            if let Err(e) = self.send_init_request(now) {
-                self.fail(FailureReason::Local(e), None, None);
-            }
+            self.retry_init(now);
             return;
         }
         if let Some(n) = p.notify(NotifyType::INVALID_KE_PAYLOAD) {
@@ -346,13 +360,11 @@ impl IkeSa {
             match self.provider.generate_dh(group) {
                 Ok(dh) => self.dh = Some(dh),
                 Err(e) => {
-                    self.fail(FailureReason::Local(e.to_string()), None, None);
+                    self.fail(SaError::from(e).into(), None, None);
                     return;
                 }
             }
-            if let Err(e) = self.send_init_request(now) {
-                self.fail(FailureReason::Local(e), None, None);
-            }
+            self.retry_init(now);
             return;
         }
         if let Some(n) = p.error_notify() {
@@ -407,7 +419,7 @@ impl IkeSa {
         let shared = match dh.agree(&ke.data) {
             Ok(s) => s,
             Err(e) => {
-                self.fail(FailureReason::Local(e.to_string()), None, None);
+                self.fail(PeerFault::KeyExchange(e).into(), None, None);
                 return;
             }
         };
@@ -419,7 +431,7 @@ impl IkeSa {
                 .is_some();
         self.peer_hashes = parse_hash_algs(p);
         if let Err(e) = self.derive_keys(algs, shared.as_bytes()) {
-            self.fail(FailureReason::Local(e), None, None);
+            self.fail(SaError::from(e).into(), None, None);
             return;
         }
         self.pending = None;
@@ -434,13 +446,13 @@ impl IkeSa {
         let payloads = match self.build_auth_request() {
             Ok(p) => p,
             Err(e) => {
-                self.fail(FailureReason::Local(e), None, None);
+                self.fail(e.into(), None, None);
                 return;
             }
         };
         match self.send_request(now, ExchangeType::IKE_AUTH, RequestKind::Auth, payloads) {
             Ok(()) => self.state = IkeSaState::AuthSent,
-            Err(e) => self.fail(FailureReason::Local(e), None, None),
+            Err(e) => self.fail(e.into(), None, None),
         }
     }
 }

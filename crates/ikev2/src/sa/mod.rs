@@ -16,12 +16,14 @@ use crate::config::{AddressPool, IkeConfig, InitiatorConfig, ResponderConfig};
 use crate::event::{CloseReason, Event, Failure, FailureReason, Transmit};
 use crate::identity::IkeId;
 use crate::proposal::IkeAlgorithms;
+use error::{ConfigFault, SaError};
 use rekey::{ChildState, Rekeying, RetiredSa};
 
 mod auth;
 mod eap;
 mod eap_relay;
 pub use eap_relay::RELAYED as EAP_RELAYED;
+mod error;
 mod informational;
 mod init;
 mod mobike;
@@ -203,12 +205,12 @@ pub enum ConnectError {
     /// More than 255 proposals.
     #[error("too many proposals")]
     TooManyProposals,
-    /// The crypto provider failed.
+    /// The crypto provider failed (randomness, DH key generation).
     #[error("crypto: {0}")]
-    Crypto(String),
-    /// Encoding the request failed.
+    Crypto(#[from] ipsec_crypto::CryptoError),
+    /// Encoding the IKE_SA_INIT request failed.
     #[error("encoding: {0}")]
-    Encode(String),
+    Encode(#[from] ike_wire::EncodeError),
 }
 
 fn nonzero_u64(p: &Provider) -> Result<u64, ipsec_crypto::CryptoError> {
@@ -368,15 +370,14 @@ impl IkeSa {
         if ike.ike_proposals.len() > 255 || ike.esp_proposals.len() > 255 {
             return Err(ConnectError::TooManyProposals);
         }
-        let crypto = |e: ipsec_crypto::CryptoError| ConnectError::Crypto(e.to_string());
         let group = ike
             .ike_proposals
             .first()
             .and_then(|p| p.dh.first().copied())
             .ok_or(ConnectError::NoProposals)?;
-        let spi_i = nonzero_u64(&provider).map_err(crypto)?;
-        let ni = provider.random_vec(ike.nonce_len.max(16)).map_err(crypto)?;
-        let dh = provider.generate_dh(group).map_err(crypto)?;
+        let spi_i = nonzero_u64(&provider)?;
+        let ni = provider.random_vec(ike.nonce_len.max(16))?;
+        let dh = provider.generate_dh(group)?;
         let deadline = now + ike.establish_timeout;
         let mut sa = Self::blank(
             Role::Initiator,
@@ -387,12 +388,12 @@ impl IkeSa {
         );
         sa.spi_i = spi_i;
         sa.ni = ni;
-        sa.dh = Some(dh);
-        sa.child_spi_in = sa.new_child_spi().map_err(crypto)?;
+        sa.child_spi_in = sa.new_child_spi()?;
         sa.establish_deadline = Some(deadline);
         sa.started = Some(now);
-        sa.send_init_request(now)
-            .map_err(|e| ConnectError::Encode(e.to_string()))?;
+        let request = sa.init_request(&dh)?;
+        sa.dh = Some(dh);
+        sa.send_init_request(now, request);
         Ok(sa)
     }
 
@@ -803,8 +804,8 @@ impl IkeSa {
         message_id: u32,
         response: bool,
         payloads: &[Payload],
-    ) -> Result<Vec<Vec<u8>>, String> {
-        let sk = self.sk_out.as_ref().ok_or("no keys")?;
+    ) -> Result<Vec<Vec<u8>>, SaError> {
+        let sk = self.sk_out.as_ref().ok_or(SaError::Internal("no keys"))?;
         self.protect_with(sk, self.header(exchange, message_id, response), payloads)
     }
 
@@ -814,19 +815,16 @@ impl IkeSa {
         sk: &SkCipher,
         header: Header,
         payloads: &[Payload],
-    ) -> Result<Vec<Vec<u8>>, String> {
+    ) -> Result<Vec<Vec<u8>>, SaError> {
         let ike = self.cfg.ike();
-        let (first, plain) = encode_chain(payloads).map_err(|e| e.to_string())?;
+        let (first, plain) = encode_chain(payloads)?;
         let marker = if self.encap { 4 } else { 0 };
         let ip_udp = if self.remote.is_ipv4() { 28 } else { 48 };
         let budget = ike.fragment_mtu.saturating_sub(ip_udp + marker);
         let whole = ike_wire::HEADER_LEN + 4 + sk.body_len(plain.len());
-        let seal = |prot: Protection, chunk: &[u8]| -> Result<Vec<u8>, String> {
-            let mut msg = seal_prefix(&header, &[], prot, sk.body_len(chunk.len()))
-                .map_err(|e| e.to_string())?;
-            let body = sk
-                .seal(&msg, chunk, &self.provider)
-                .map_err(|e| e.to_string())?;
+        let seal = |prot: Protection, chunk: &[u8]| -> Result<Vec<u8>, SaError> {
+            let mut msg = seal_prefix(&header, &[], prot, sk.body_len(chunk.len()))?;
+            let body = sk.seal(&msg, chunk, &self.provider)?;
             msg.extend_from_slice(&body);
             Ok(msg)
         };
@@ -841,12 +839,12 @@ impl IkeSa {
         let room = sk
             .max_plaintext_len(budget.saturating_sub(ike_wire::HEADER_LEN + 8))
             .filter(|n| *n > 0)
-            .ok_or("fragment MTU too small")?;
+            .ok_or(ConfigFault::FragmentMtuTooSmall)?;
         let chunks: Vec<&[u8]> = plain.chunks(room).collect();
-        let total = u16::try_from(chunks.len()).map_err(|_| "too many fragments")?;
+        let total = u16::try_from(chunks.len()).map_err(|_| ConfigFault::TooManyFragments)?;
         let mut out = Vec::with_capacity(chunks.len());
         for (i, chunk) in chunks.iter().enumerate() {
-            let number = u16::try_from(i + 1).map_err(|_| "too many fragments")?;
+            let number = u16::try_from(i + 1).map_err(|_| ConfigFault::TooManyFragments)?;
             out.push(seal(
                 Protection::Skf {
                     fragment: FragmentPosition { number, total },
@@ -868,7 +866,7 @@ impl IkeSa {
         exchange: ExchangeType,
         kind: RequestKind,
         payloads: Vec<Payload>,
-    ) -> Result<(), String> {
+    ) -> Result<(), SaError> {
         let id = self.next_request_id;
         let datagrams = self.protect(exchange, id, false, &payloads)?;
         self.next_request_id = self.next_request_id.wrapping_add(1);
@@ -898,7 +896,7 @@ impl IkeSa {
                 }
                 self.cached_response = Some((message_id, datagrams));
             }
-            Err(e) => self.fail(FailureReason::Local(e), None, None),
+            Err(e) => self.fail(e.into(), None, None),
         }
     }
 

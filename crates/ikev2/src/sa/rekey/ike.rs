@@ -11,18 +11,15 @@ use ipsec_crypto::{DhGroup, DhPrivateKey, IkeSaKeys, SharedSecret};
 use super::{Answer, RETIRED_GRACE, Rekeying, RetiredSa};
 use crate::event::{Event, FailureReason};
 use crate::proposal::IkeAlgorithms;
+use crate::sa::error::{PeerFault, SaError};
 use crate::sa::{IkeSa, RequestKind, nonzero_u64, wire_group};
 
 impl IkeSa {
-    pub(super) fn start_ike_rekey(&mut self, now: Instant) -> Result<(), String> {
-        let algs = self.algs.ok_or("no IKE algorithms")?;
-        let crypto = |e: ipsec_crypto::CryptoError| e.to_string();
-        let spi = nonzero_u64(&self.provider).map_err(crypto)?;
-        let ni = self
-            .provider
-            .random_vec(self.cfg.ike().nonce_len.max(16))
-            .map_err(crypto)?;
-        let dh = self.provider.generate_dh(algs.dh).map_err(crypto)?;
+    pub(super) fn start_ike_rekey(&mut self, now: Instant) -> Result<(), SaError> {
+        let algs = self.algs.ok_or(SaError::Internal("no IKE algorithms"))?;
+        let spi = nonzero_u64(&self.provider)?;
+        let ni = self.provider.random_vec(self.cfg.ike().nonce_len.max(16))?;
+        let dh = self.provider.generate_dh(algs.dh)?;
         // The algorithms in use: the peer accepted them once, and our KE matches them.
         let mut proposal = algs.to_wire(1);
         proposal.spi = spi.to_be_bytes().to_vec();
@@ -80,9 +77,7 @@ impl IkeSa {
             if ke.group != wire_group(dh.group()) {
                 return Err(FailureReason::InvalidKeGroup(ke.group.0));
             }
-            let shared = dh
-                .agree(&ke.data)
-                .map_err(|e| FailureReason::Local(e.to_string()))?;
+            let shared = dh.agree(&ke.data).map_err(PeerFault::KeyExchange)?;
             Ok((algs, peer_spi, nr.to_vec(), shared))
         })();
         match result {
@@ -91,7 +86,7 @@ impl IkeSa {
                 if let Err(e) =
                     self.switch_ike_sa(now, algs, (spi, peer_spi), true, ni, nr, &shared)
                 {
-                    self.rekey_failed(FailureReason::Local(e), None);
+                    self.rekey_failed(e.into(), None);
                     return;
                 }
                 self.send_retired_delete(now);
@@ -115,9 +110,9 @@ impl IkeSa {
         ni: Vec<u8>,
         nr: Vec<u8>,
         shared: &SharedSecret,
-    ) -> Result<(), String> {
-        let old_algs = self.algs.ok_or("no IKE algorithms")?;
-        let old_keys = self.keys.as_ref().ok_or("no keys")?;
+    ) -> Result<(), SaError> {
+        let old_algs = self.algs.ok_or(SaError::Internal("no IKE algorithms"))?;
+        let old_keys = self.keys.as_ref().ok_or(SaError::Internal("no keys"))?;
         let suite = algs.suite();
         let keys = IkeSaKeys::derive_rekey(
             old_algs.prf,
@@ -128,14 +123,11 @@ impl IkeSa {
             &nr,
             &spis.0.to_be_bytes(),
             &spis.1.to_be_bytes(),
-        )
-        .map_err(|e| e.to_string())?;
-        let (out, inb) = keys
-            .sk_ciphers(&suite, initiator)
-            .map_err(|e| e.to_string())?;
+        )?;
+        let (out, inb) = keys.sk_ciphers(&suite, initiator)?;
         let (Some(old_out), Some(old_in)) = (self.sk_out.replace(out), self.sk_in.replace(inb))
         else {
-            return Err("no keys".into());
+            return Err(SaError::Internal("no keys"));
         };
         self.retired = Some(RetiredSa {
             spis: (self.spi_i, self.spi_r),

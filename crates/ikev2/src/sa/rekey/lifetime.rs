@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use ike_wire::{Delete, ExchangeType, Payload};
 
 use super::{ChildState, RETRY_BASE, RETRY_JITTER, Rekeying};
-use crate::event::{ChildSa, CloseReason, Event, FailureReason};
+use crate::event::{ChildSa, CloseReason, Event};
 use crate::sa::{IkeSa, IkeSaState};
 
 impl IkeSa {
@@ -161,7 +161,7 @@ impl IkeSa {
             } else {
                 self.ike_rekey_at = None;
                 if let Err(e) = self.start_ike_rekey(now) {
-                    self.rekey_failed(FailureReason::Local(e), None);
+                    self.rekey_failed(e.into(), None);
                 }
                 return;
             }
@@ -174,7 +174,7 @@ impl IkeSa {
             c.rekey_at = None;
             let spi_in = c.spi_in;
             if let Err(e) = self.start_child_rekey(now, spi_in) {
-                self.rekey_failed(FailureReason::Local(e), None);
+                self.rekey_failed(e.into(), None);
             }
         }
     }

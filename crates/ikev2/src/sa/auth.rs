@@ -7,7 +7,7 @@ use std::time::Instant;
 use ike_wire::{
     AuthMethod, Authentication, CertEncoding, CfgAttribute, CfgAttributeType, CfgType,
     Configuration, ExchangeType, Identification, Notify, NotifyType, Payload, Payloads,
-    Reassembler, ReassemblyLimits, SecurityAssociation, TrafficSelector,
+    ReassemblyLimits, SecurityAssociation, TrafficSelector,
 };
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use ipsec_crypto::{
@@ -360,7 +360,9 @@ impl IkeSa {
             return;
         }
         self.state = IkeSaState::Established;
-        self.reassembler = Reassembler::new(ReassemblyLimits::default());
+        // Authenticated, the peer may make us hold as much as the default limits allow.
+        self.window
+            .set_reassembly_limits(ReassemblyLimits::default());
         self.start_ike_lifetime(now);
         if let Some(info) = self.established_info(subject, now) {
             self.events.push_back(Event::IkeSaEstablished(info));
@@ -863,7 +865,7 @@ impl IkeSa {
                         NotifyType::AUTHENTICATION_FAILED,
                         Vec::new(),
                     ))];
-                    let id = self.next_request_id;
+                    let id = self.window.next_request_id();
                     if let Ok(datagrams) =
                         self.protect(ExchangeType::INFORMATIONAL, id, false, &notify)
                     {

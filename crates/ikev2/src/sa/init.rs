@@ -7,11 +7,12 @@ use std::time::Instant;
 
 use ike_wire::{
     CertEncoding, EncodeError, ExchangeType, Flags, Header, KeyExchange, Message, Notify,
-    NotifyType, Payload, Payloads, Reassembler, ReassemblyLimits, SecurityAssociation,
+    NotifyType, Payload, Payloads, ReassemblyLimits, SecurityAssociation,
 };
 use ipsec_crypto::{CryptoError, DhGroup, DhPrivateKey, IkeSaKeys, Provider};
 
 use super::error::{PeerFault, SaError};
+use super::window::MessageWindow;
 use super::{
     IkeSa, IkeSaState, InitOutcome, MAX_INIT_RETRIES, RequestKind, Role, RoleConfig,
     hash_algs_notify, parse_hash_algs, stateless_reply, wire_group,
@@ -81,8 +82,7 @@ impl IkeSa {
     /// INVALID_KE_PAYLOAD); the AUTH payloads sign what went out last.
     pub(super) fn send_init_request(&mut self, now: Instant, request: Vec<u8>) {
         self.init_request = request.clone();
-        self.next_request_id = 1;
-        self.start_pending(now, 0, RequestKind::Init, vec![request]);
+        self.start_request(now, 0, RequestKind::Init, vec![request]);
     }
 
     /// Asks again with the COOKIE or the DH key the responder's answer made us take.
@@ -184,8 +184,9 @@ impl IkeSa {
         sa_state.started = Some(now);
         // Until the peer authenticates it may make us hold one fragmented message at a time,
         // of a size an IKE_AUTH with a long certificate chain needs and no more.
-        sa_state.reassembler = Reassembler::new(HALF_OPEN_REASSEMBLY);
-        sa_state.expected_request_id = 1;
+        sa_state.window = MessageWindow::new(HALF_OPEN_REASSEMBLY);
+        // The IKE_SA_INIT request is message 0: IKE_AUTH comes as 1.
+        sa_state.window.accept_request();
         sa_state.nat_detected = ike.force_encap || natd_mismatch(p, h.spi_i, 0, remote, local);
         if sa_state.derive_keys(algs, shared.as_bytes()).is_err() {
             return InitOutcome::Drop;
@@ -248,7 +249,7 @@ impl IkeSa {
         };
         sa_state.init_response = bytes.clone();
         sa_state.push_transmit(bytes.clone());
-        sa_state.cached_response = Some((0, vec![bytes]));
+        sa_state.window.cache_response(0, vec![bytes]);
         InitOutcome::Created(Box::new(sa_state))
     }
 
@@ -291,11 +292,7 @@ impl IkeSa {
         match (self.role, h.flags.response()) {
             // Retransmitted IKE_SA_INIT request: resend our response while still half-open.
             (Role::Responder, false)
-                if self.state == IkeSaState::HalfOpen
-                    && self
-                        .cached_response
-                        .as_ref()
-                        .is_some_and(|(id, _)| *id == 0) =>
+                if self.state == IkeSaState::HalfOpen && self.window.has_answered(0) =>
             {
                 self.resend_cached();
             }
@@ -434,7 +431,7 @@ impl IkeSa {
             self.fail(SaError::from(e).into(), None, None);
             return;
         }
-        self.pending = None;
+        self.window.take_request();
         self.nat_detected =
             ike.force_encap || natd_mismatch(p, self.spi_i, self.spi_r, remote, local);
         if self.nat_detected {

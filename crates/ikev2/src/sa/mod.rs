@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use ike_wire::{
     AuthMethod, Delete, ExchangeType, Flags, FragmentPosition, Header, Message, Notify, NotifyType,
-    Payload, PayloadType, Payloads, Protection, Reassembler, ReassemblyLimits, ReassemblyStatus,
-    decode_chain, encode_chain, open_parts, seal_prefix,
+    Payload, PayloadType, Payloads, Protection, ReassemblyLimits, decode_chain, encode_chain,
+    open_parts, seal_prefix,
 };
 use ipsec_crypto::{DhGroup, DhPrivateKey, HashAlg, IkeSaKeys, Provider, SkCipher};
 
@@ -18,6 +18,7 @@ use crate::identity::IkeId;
 use crate::proposal::IkeAlgorithms;
 use error::{ConfigFault, SaError};
 use rekey::{ChildState, Rekeying, RetiredSa};
+use window::{MessageWindow, Retransmission};
 
 mod auth;
 mod eap;
@@ -30,6 +31,7 @@ mod mobike;
 mod rekey;
 #[cfg(test)]
 mod tests;
+mod window;
 
 /// Which side of the IKE SA we are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,15 +88,6 @@ enum RequestKind {
     UpdateAddresses,
 }
 
-#[derive(Debug)]
-struct Pending {
-    message_id: u32,
-    kind: RequestKind,
-    datagrams: Vec<Vec<u8>>,
-    sent: u32,
-    deadline: Instant,
-}
-
 /// Result of a responder's first look at an IKE_SA_INIT request.
 #[derive(Debug)]
 pub(crate) enum InitOutcome {
@@ -142,11 +135,7 @@ pub struct IkeSa {
     sk_in: Option<SkCipher>,
     peer_frag: bool,
     peer_hashes: Vec<HashAlg>,
-    next_request_id: u32,
-    pending: Option<Pending>,
-    expected_request_id: u32,
-    cached_response: Option<(u32, Vec<Vec<u8>>)>,
-    reassembler: Reassembler,
+    window: MessageWindow,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     child_spi_in: u32,
@@ -430,11 +419,7 @@ impl IkeSa {
             sk_in: None,
             peer_frag: false,
             peer_hashes: Vec::new(),
-            next_request_id: 0,
-            pending: None,
-            expected_request_id: 0,
-            cached_response: None,
-            reassembler: Reassembler::new(ReassemblyLimits::default()),
+            window: MessageWindow::new(ReassemblyLimits::default()),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             child_spi_in: 0,
@@ -544,7 +529,7 @@ impl IkeSa {
         if self.state == IkeSaState::Closed {
             return None;
         }
-        let retransmit = self.pending.as_ref().map(|p| p.deadline);
+        let retransmit = self.window.retransmit_deadline();
         let establish = self
             .establish_deadline
             .filter(|_| !matches!(self.state, IkeSaState::Established | IkeSaState::Deleting));
@@ -564,7 +549,10 @@ impl IkeSa {
     /// When the next liveness check is due (established, idle, DPD configured).
     fn dpd_deadline(&self) -> Option<Instant> {
         let interval = self.cfg.ike().dpd_interval?;
-        if self.state != IkeSaState::Established || self.pending.is_some() || self.path_lost {
+        if self.state != IkeSaState::Established
+            || self.window.request_outstanding()
+            || self.path_lost
+        {
             return None;
         }
         Some(self.last_rx? + interval)
@@ -581,7 +569,7 @@ impl IkeSa {
         let Some(spi_in) = self.children.iter().find(|c| !c.retiring).map(|c| c.spi_in) else {
             return false;
         };
-        if self.state != IkeSaState::Established || self.pending.is_some() {
+        if self.state != IkeSaState::Established || self.window.request_outstanding() {
             return false;
         }
         self.send_delete_child(now, spi_in)
@@ -639,43 +627,29 @@ impl IkeSa {
             self.send_liveness_check(now);
             return;
         }
-        let retransmit = self.cfg.ike().retransmit;
-        let Some(p) = self.pending.as_mut() else {
-            return;
-        };
-        if p.deadline > now {
-            return;
-        }
+        let policy = self.cfg.ike().retransmit;
         // Without a path the peer cannot answer: keep trying until the caller gives up.
-        if p.sent >= retransmit.tries && !self.path_lost {
-            let kind = p.kind;
-            self.pending = None;
-            self.rekeying = None;
-            if kind == RequestKind::Delete {
-                self.close(CloseReason::LocalDelete);
-            } else if self.peer_lost_sa {
-                let n = NotifyType::INVALID_IKE_SPI;
-                self.fail(FailureReason::PeerNotify(n), None, Some(n));
-            } else {
-                self.fail(FailureReason::Timeout, None, None);
+        match self
+            .window
+            .retransmission(now, policy, self.path_lost, self.peer_lost_sa)
+        {
+            Retransmission::NotDue => {}
+            Retransmission::Exhausted(kind) => {
+                self.rekeying = None;
+                if kind == RequestKind::Delete {
+                    self.close(CloseReason::LocalDelete);
+                } else if self.peer_lost_sa {
+                    let n = NotifyType::INVALID_IKE_SPI;
+                    self.fail(FailureReason::PeerNotify(n), None, Some(n));
+                } else {
+                    self.fail(FailureReason::Timeout, None, None);
+                }
             }
-            return;
-        }
-        let shift = p.sent.min(16);
-        let timeout = if self.peer_lost_sa {
-            // The peer said it lost the SA: one short last chance to prove otherwise.
-            retransmit.initial.saturating_mul(2)
-        } else {
-            retransmit
-                .initial
-                .saturating_mul(1u32 << shift)
-                .min(retransmit.max_timeout)
-        };
-        p.sent = (p.sent + 1).min(retransmit.tries);
-        p.deadline = now + timeout;
-        let datagrams = p.datagrams.clone();
-        for d in datagrams {
-            self.push_transmit(d);
+            Retransmission::Resend(datagrams) => {
+                for d in datagrams {
+                    self.push_transmit(d);
+                }
+            }
         }
     }
 
@@ -684,7 +658,7 @@ impl IkeSa {
     /// outstanding (window size 1), it closes at once without telling the peer.
     pub fn delete(&mut self, now: Instant) {
         match self.state {
-            IkeSaState::Established if self.pending.is_none() => {
+            IkeSaState::Established if !self.window.request_outstanding() => {
                 if self
                     .send_request(
                         now,
@@ -708,7 +682,7 @@ impl IkeSa {
     /// request is outstanding or the SA is not established. No answer after all
     /// retransmissions fails the SA with [`FailureReason::Timeout`].
     pub fn send_liveness_check(&mut self, now: Instant) -> bool {
-        if self.state != IkeSaState::Established || self.pending.is_some() {
+        if self.state != IkeSaState::Established || self.window.request_outstanding() {
             return false;
         }
         self.send_request(
@@ -763,7 +737,7 @@ impl IkeSa {
     fn close(&mut self, reason: CloseReason) {
         if self.state != IkeSaState::Closed {
             self.state = IkeSaState::Closed;
-            self.pending = None;
+            self.window.take_request();
             self.rekeying = None;
             self.retired = None;
             self.events.push_back(Event::Closed(reason));
@@ -867,25 +841,19 @@ impl IkeSa {
         kind: RequestKind,
         payloads: Vec<Payload>,
     ) -> Result<(), SaError> {
-        let id = self.next_request_id;
+        let id = self.window.next_request_id();
         let datagrams = self.protect(exchange, id, false, &payloads)?;
-        self.next_request_id = self.next_request_id.wrapping_add(1);
-        self.start_pending(now, id, kind, datagrams);
+        self.start_request(now, id, kind, datagrams);
         Ok(())
     }
 
-    fn start_pending(&mut self, now: Instant, id: u32, kind: RequestKind, datagrams: Vec<Vec<u8>>) {
+    /// Sends `datagrams`, our request `id`, and awaits its response.
+    fn start_request(&mut self, now: Instant, id: u32, kind: RequestKind, datagrams: Vec<Vec<u8>>) {
         for d in &datagrams {
             self.push_transmit(d.clone());
         }
         let initial = self.cfg.ike().retransmit.initial;
-        self.pending = Some(Pending {
-            message_id: id,
-            kind,
-            datagrams,
-            sent: 1,
-            deadline: now + initial,
-        });
+        self.window.start_request(now, id, kind, datagrams, initial);
     }
 
     fn send_response(&mut self, exchange: ExchangeType, message_id: u32, payloads: &[Payload]) {
@@ -894,17 +862,20 @@ impl IkeSa {
                 for d in &datagrams {
                     self.push_transmit(d.clone());
                 }
-                self.cached_response = Some((message_id, datagrams));
+                self.window.cache_response(message_id, datagrams);
             }
             Err(e) => self.fail(e.into(), None, None),
         }
     }
 
     fn resend_cached(&mut self) {
-        if let Some((_, datagrams)) = self.cached_response.clone() {
-            for d in datagrams {
-                self.push_transmit(d);
-            }
+        let datagrams = self
+            .window
+            .cached_response()
+            .map(<[Vec<u8>]>::to_vec)
+            .unwrap_or_default();
+        for d in datagrams {
+            self.push_transmit(d);
         }
     }
 
@@ -941,15 +912,11 @@ impl IkeSa {
         };
         let response = h.flags.response();
         if response {
-            if self.pending.as_ref().map(|p| p.message_id) != Some(h.message_id) {
+            if !self.window.awaits(h.message_id) {
                 return;
             }
         } else {
-            if self
-                .cached_response
-                .as_ref()
-                .is_some_and(|(id, _)| *id == h.message_id)
-            {
+            if self.window.has_answered(h.message_id) {
                 // A retransmitted request: answer once per retransmission (for fragmented
                 // requests on fragment 1), after checking it is genuine.
                 let first = parts.fragment.is_none_or(|f| f.number == 1);
@@ -958,7 +925,7 @@ impl IkeSa {
                 }
                 return;
             }
-            if h.message_id != self.expected_request_id {
+            if !self.window.expects_request(h.message_id) {
                 return;
             }
         }
@@ -973,11 +940,11 @@ impl IkeSa {
                     return;
                 }
                 match self
-                    .reassembler
-                    .insert(h.message_id, pos, parts.first_payload, &plain)
+                    .window
+                    .reassemble(h.message_id, pos, parts.first_payload, &plain)
                 {
-                    Ok(ReassemblyStatus::Complete(r)) => (r.first_payload, r.chain),
-                    _ => return,
+                    Some(whole) => whole,
+                    None => return,
                 }
             }
         };
@@ -1018,7 +985,7 @@ impl IkeSa {
         }
         if response {
             self.peer_lost_sa = false;
-            let kind = self.pending.take().map(|p| p.kind);
+            let kind = self.window.take_request();
             match kind {
                 Some(RequestKind::Auth) => self.process_auth_response(now, &payloads),
                 Some(RequestKind::Delete) => self.close(CloseReason::LocalDelete),
@@ -1030,7 +997,7 @@ impl IkeSa {
                 _ => {}
             }
         } else {
-            self.expected_request_id = self.expected_request_id.wrapping_add(1);
+            self.window.accept_request();
             match exchange {
                 ExchangeType::IKE_AUTH
                     if self.role == Role::Responder && self.state == IkeSaState::HalfOpen =>
@@ -1068,7 +1035,7 @@ impl IkeSa {
         data: Vec<u8>,
         reason: FailureReason,
     ) {
-        self.expected_request_id = self.expected_request_id.wrapping_add(1);
+        self.window.accept_request();
         self.send_response(
             exchange,
             message_id,
@@ -1110,8 +1077,7 @@ impl IkeSa {
 impl IkeSa {
     /// Sends `payloads` as our next request of `exchange`, protected with this SA's keys.
     pub fn fuzz_request(&mut self, exchange: ExchangeType, payloads: &[Payload]) {
-        let id = self.next_request_id;
-        self.next_request_id = self.next_request_id.wrapping_add(1);
+        let id = self.window.take_request_id();
         if let Ok(datagrams) = self.protect(exchange, id, false, payloads) {
             for d in datagrams {
                 self.push_transmit(d);

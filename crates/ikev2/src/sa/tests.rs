@@ -290,8 +290,7 @@ fn create_child_request(
     now: Instant,
     payloads: &[Payload],
 ) -> Vec<Payload> {
-    let id = client.next_request_id;
-    client.next_request_id += 1;
+    let id = client.window.take_request_id();
     let datagrams = client
         .protect(ExchangeType::CREATE_CHILD_SA, id, false, payloads)
         .unwrap();

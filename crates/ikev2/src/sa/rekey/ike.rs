@@ -2,10 +2,7 @@
 
 use std::time::Instant;
 
-use ike_wire::{
-    ExchangeType, KeyExchange, NotifyType, Payload, Payloads, Reassembler, ReassemblyLimits,
-    SecurityAssociation,
-};
+use ike_wire::{ExchangeType, KeyExchange, NotifyType, Payload, Payloads, SecurityAssociation};
 use ipsec_crypto::{DhGroup, DhPrivateKey, IkeSaKeys, SharedSecret};
 
 use super::{Answer, RETIRED_GRACE, Rekeying, RetiredSa};
@@ -134,10 +131,7 @@ impl IkeSa {
             initiator: self.initiator,
             sk_in: old_in,
             sk_out: old_out,
-            expected_request_id: self.expected_request_id,
-            next_request_id: self.next_request_id,
-            cached_response: self.cached_response.take(),
-            pending: None,
+            window: self.window.restart(),
             give_up: now + RETIRED_GRACE,
         });
         (self.spi_i, self.spi_r) = spis;
@@ -146,9 +140,6 @@ impl IkeSa {
         self.nr = nr;
         self.algs = Some(algs);
         self.keys = Some(keys);
-        self.next_request_id = 0;
-        self.expected_request_id = 0;
-        self.reassembler = Reassembler::new(ReassemblyLimits::default());
         self.start_ike_lifetime(now);
         self.events.push_back(Event::IkeSaRekeyed {
             spi_i: spis.0,

@@ -109,7 +109,7 @@ impl IkeSa {
 
     /// The next rekey or expiry, when one of them can be acted upon (no request outstanding).
     pub(in crate::sa) fn lifetime_deadline(&self) -> Option<Instant> {
-        if self.state != IkeSaState::Established || self.pending.is_some() {
+        if self.state != IkeSaState::Established || self.window.request_outstanding() {
             return None;
         }
         let children = self.children.iter().flat_map(|c| {
@@ -125,12 +125,12 @@ impl IkeSa {
 
     /// Acts on due lifetimes: hard expiry first, then IKE rekey, then Child SA rekeys.
     pub(in crate::sa) fn run_lifetimes(&mut self, now: Instant) {
-        if self.state != IkeSaState::Established || self.pending.is_some() {
+        if self.state != IkeSaState::Established || self.window.request_outstanding() {
             return;
         }
         if self.ike_expire_at.is_some_and(|t| t <= now) {
             // Say goodbye without waiting: the SA's time is up.
-            let id = self.next_request_id;
+            let id = self.window.next_request_id();
             if let Ok(datagrams) = self.protect(
                 ExchangeType::INFORMATIONAL,
                 id,

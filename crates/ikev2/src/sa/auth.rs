@@ -85,11 +85,14 @@ impl IkeSa {
     ) -> Result<Vec<u8>, SaError> {
         let algs = self.algs.ok_or(SaError::Internal("no algorithms"))?;
         let keys = self.keys.as_ref().ok_or(SaError::Internal("no keys"))?;
+        let hs = self.handshake.as_deref().ok_or(SaError::Internal(
+            "no IKE_SA_INIT messages after the handshake",
+        ))?;
         let initiator_side = (self.role == Role::Initiator) == ours;
         let (message, nonce, sk_p) = if initiator_side {
-            (&self.init_request, &self.nr, &keys.sk_pi)
+            (&hs.init_request, &hs.nr, &keys.sk_pi)
         } else {
-            (&self.init_response, &self.ni, &keys.sk_pr)
+            (&hs.init_response, &hs.ni, &keys.sk_pr)
         };
         Ok(auth_signed_octets(
             algs.prf,
@@ -174,7 +177,9 @@ impl IkeSa {
                     self.unix_time,
                 )
                 .map_err(ConfigFault::EapTls)?;
-                self.eap_client = Some(Box::new(client));
+                if let Some(hs) = self.handshake.as_deref_mut() {
+                    hs.eap_client = Some(Box::new(client));
+                }
                 None
             }
             None => Some(self.sign_auth(&self.signed_octets(true, &idi)?)?),
@@ -279,11 +284,15 @@ impl IkeSa {
         let RoleConfig::Responder(cfg) = self.cfg.clone() else {
             return;
         };
-        if let Some(eap) = self.eap.take() {
+        if let Some(eap) = self.handshake.as_deref_mut().and_then(|hs| hs.eap.take()) {
             self.continue_eap(now, message_id, payloads, pool, &cfg, eap);
             return;
         }
-        if let Some(relay) = self.eap_relay.take() {
+        if let Some(relay) = self
+            .handshake
+            .as_deref_mut()
+            .and_then(|hs| hs.eap_relay.take())
+        {
             self.continue_eap_relay(now, message_id, payloads, pool, &cfg, relay);
             return;
         }
@@ -360,6 +369,9 @@ impl IkeSa {
             return;
         }
         self.state = IkeSaState::Established;
+        // The first Child SA's keys are made: nothing reads the handshake's nonces, messages
+        // or EAP state any more.
+        self.handshake = None;
         // Authenticated, the peer may make us hold as much as the default limits allow.
         self.window
             .set_reassembly_limits(ReassemblyLimits::default());
@@ -444,7 +456,9 @@ impl IkeSa {
         out.push(Payload::Auth(auth));
         out.push(Payload::Eap(request));
         self.send_response(ExchangeType::IKE_AUTH, message_id, &out);
-        self.eap = Some(Box::new(server));
+        if let Some(hs) = self.handshake.as_deref_mut() {
+            hs.eap = Some(Box::new(server));
+        }
     }
 
     /// An IKE_AUTH request during EAP: the next EAP-TLS round, or after EAP-Success the
@@ -483,7 +497,9 @@ impl IkeSa {
         match eap.handle(bytes) {
             Ok(Step::Request(request)) => {
                 self.send_response(ExchangeType::IKE_AUTH, message_id, &[Payload::Eap(request)]);
-                self.eap = Some(eap);
+                if let Some(hs) = self.handshake.as_deref_mut() {
+                    hs.eap = Some(eap);
+                }
             }
             Ok(Step::Done) => match self.validate_eap_peer(&eap, cfg) {
                 Ok(validated) => {
@@ -495,7 +511,9 @@ impl IkeSa {
                         message_id,
                         &[Payload::Eap(success)],
                     );
-                    self.eap = Some(eap);
+                    if let Some(hs) = self.handshake.as_deref_mut() {
+                        hs.eap = Some(eap);
+                    }
                 }
                 Err(r) => self.eap_failure(message_id, &eap, FailureReason::PeerRejected(r)),
             },
@@ -812,12 +830,16 @@ impl IkeSa {
     pub(super) fn child_keys(&self, algs: EspAlgorithms) -> Result<ChildSaKeys, SaError> {
         let ike = self.algs.ok_or(SaError::Internal("no IKE algorithms"))?;
         let keys = self.keys.as_ref().ok_or(SaError::Internal("no keys"))?;
+        let hs = self
+            .handshake
+            .as_deref()
+            .ok_or(SaError::Internal("no nonces after the handshake"))?;
         Ok(ChildSaKeys::derive(
             ike.prf,
             keys.sk_d.as_bytes(),
             None,
-            &self.ni,
-            &self.nr,
+            &hs.ni,
+            &hs.nr,
             algs.encr.key_material_len(),
             algs.integ.map_or(0, |i| i.key_len()),
         )?)
@@ -827,7 +849,10 @@ impl IkeSa {
         let RoleConfig::Initiator(cfg) = self.cfg.clone() else {
             return;
         };
-        let mut eap = self.eap_client.take();
+        let mut eap = self
+            .handshake
+            .as_deref_mut()
+            .and_then(|hs| hs.eap_client.take());
         if let Some(client) = eap.take_if(|c| c.idr.is_some()) {
             self.continue_eap_client(now, payloads, &cfg, client);
             return;
@@ -901,7 +926,11 @@ impl IkeSa {
         if let Some(info) = self.established_info(subject, now) {
             self.events.push_back(Event::IkeSaEstablished(info));
         }
-        match self.initiator_child(cfg, payloads) {
+        let child = self.initiator_child(cfg, payloads);
+        // The first Child SA's keys are made: nothing reads the handshake's nonces, messages
+        // or EAP state any more.
+        self.handshake = None;
+        match child {
             Ok(child) => {
                 self.register_child(now, &child);
                 self.events.push_back(Event::ChildSaEstablished(child));
@@ -1030,7 +1059,11 @@ impl IkeSa {
             }
         };
         match self.send_request(now, ExchangeType::IKE_AUTH, RequestKind::Auth, out) {
-            Ok(()) => self.eap_client = Some(client),
+            Ok(()) => {
+                if let Some(hs) = self.handshake.as_deref_mut() {
+                    hs.eap_client = Some(client);
+                }
+            }
             Err(e) => self.fail(e.into(), None, None),
         }
     }

@@ -80,7 +80,7 @@ impl IkeSa {
             &[],
         )));
         self.send_response(ExchangeType::IKE_AUTH, message_id, &out);
-        self.eap_relay = Some(Box::new(EapRelay {
+        let relay = Box::new(EapRelay {
             phase: Phase::Relaying,
             identity: Vec::new(),
             first_request: payloads.to_vec(),
@@ -89,7 +89,10 @@ impl IkeSa {
             policy: None,
             vouched: None,
             until: None,
-        }));
+        });
+        if let Some(hs) = self.handshake.as_deref_mut() {
+            hs.eap_relay = Some(relay);
+        }
     }
 
     /// An IKE_AUTH request during a relayed conversation.
@@ -185,7 +188,9 @@ impl IkeSa {
                     eap: bytes.to_vec(),
                     identity: relay.identity.clone(),
                 });
-                self.eap_relay = Some(relay);
+                if let Some(hs) = self.handshake.as_deref_mut() {
+                    hs.eap_relay = Some(relay);
+                }
             }
         }
     }
@@ -206,18 +211,26 @@ impl IkeSa {
 
     /// What the authentication server said about the response handed out last.
     pub(crate) fn eap_answer(&mut self, answer: EapAnswer) {
-        let Some(mut relay) = self.eap_relay.take() else {
+        let Some(mut relay) = self
+            .handshake
+            .as_deref_mut()
+            .and_then(|hs| hs.eap_relay.take())
+        else {
             return;
         };
         let Phase::Waiting { message_id } = relay.phase else {
-            self.eap_relay = Some(relay);
+            if let Some(hs) = self.handshake.as_deref_mut() {
+                hs.eap_relay = Some(relay);
+            }
             return;
         };
         match answer {
             EapAnswer::Request(request) => {
                 relay.phase = Phase::Relaying;
                 self.send_response(ExchangeType::IKE_AUTH, message_id, &[Payload::Eap(request)]);
-                self.eap_relay = Some(relay);
+                if let Some(hs) = self.handshake.as_deref_mut() {
+                    hs.eap_relay = Some(relay);
+                }
             }
             EapAnswer::Success {
                 eap,
@@ -232,7 +245,9 @@ impl IkeSa {
                 relay.vouched = identity.filter(|i| !i.is_empty());
                 relay.until = until;
                 self.send_response(ExchangeType::IKE_AUTH, message_id, &[Payload::Eap(eap)]);
-                self.eap_relay = Some(relay);
+                if let Some(hs) = self.handshake.as_deref_mut() {
+                    hs.eap_relay = Some(relay);
+                }
             }
             EapAnswer::Failure { eap, reason } => {
                 let mut out = Vec::new();

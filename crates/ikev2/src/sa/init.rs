@@ -9,9 +9,10 @@ use ike_wire::{
     CertEncoding, EncodeError, ExchangeType, Flags, Header, KeyExchange, Message, Notify,
     NotifyType, Payload, Payloads, ReassemblyLimits, SecurityAssociation,
 };
-use ipsec_crypto::{CryptoError, DhGroup, DhPrivateKey, IkeSaKeys, Provider};
+use ipsec_crypto::{DhGroup, DhPrivateKey, IkeSaKeys, Provider};
 
 use super::error::{PeerFault, SaError};
+use super::handshake::Handshake;
 use super::window::MessageWindow;
 use super::{
     IkeSa, IkeSaState, InitOutcome, MAX_INIT_RETRIES, RequestKind, Role, RoleConfig,
@@ -30,13 +31,18 @@ const HALF_OPEN_REASSEMBLY: ReassemblyLimits = ReassemblyLimits {
 };
 
 impl IkeSa {
-    /// The IKE_SA_INIT request offering `dh`'s group (with the responder's COOKIE, once it
-    /// asked for one).
-    pub(super) fn init_request(&self, dh: &DhPrivateKey) -> Result<Vec<u8>, EncodeError> {
+    /// The IKE_SA_INIT request with our nonce `ni` and `dh`'s group (and the responder's
+    /// `cookie`, once it asked for one).
+    pub(super) fn init_request(
+        &self,
+        ni: &[u8],
+        cookie: Option<&[u8]>,
+        dh: &DhPrivateKey,
+    ) -> Result<Vec<u8>, EncodeError> {
         let ike = self.cfg.ike();
         let mut payloads = Vec::new();
-        if let Some(c) = &self.cookie {
-            payloads.push(Payload::Notify(Notify::new(NotifyType::COOKIE, c.clone())));
+        if let Some(c) = cookie {
+            payloads.push(Payload::Notify(Notify::new(NotifyType::COOKIE, c.to_vec())));
         }
         let proposals = ike
             .ike_proposals
@@ -49,7 +55,7 @@ impl IkeSa {
             group: wire_group(dh.group()),
             data: dh.public_value().to_vec(),
         }));
-        payloads.push(Payload::Nonce(self.ni.clone()));
+        payloads.push(Payload::Nonce(ni.to_vec()));
         // Forced encapsulation: claim to be behind a NAT (fake source hash), so the responder
         // expects UDP encapsulation from us.
         let src = if ike.force_encap {
@@ -81,15 +87,24 @@ impl IkeSa {
     /// Sends `request`, an IKE_SA_INIT request, as message 0 (again, after a COOKIE or
     /// INVALID_KE_PAYLOAD); the AUTH payloads sign what went out last.
     pub(super) fn send_init_request(&mut self, now: Instant, request: Vec<u8>) {
-        self.init_request = request.clone();
+        if let Some(hs) = self.handshake.as_deref_mut() {
+            hs.init_request.clone_from(&request);
+        }
         self.start_request(now, 0, RequestKind::Init, vec![request]);
     }
 
     /// Asks again with the COOKIE or the DH key the responder's answer made us take.
     fn retry_init(&mut self, now: Instant) {
-        let request = match self.dh.as_ref() {
-            Some(dh) => self.init_request(dh).map_err(SaError::from),
-            None => Err(SaError::Internal("no DH key")),
+        let request = match self.handshake.as_deref() {
+            Some(Handshake {
+                ni,
+                cookie,
+                dh: Some(dh),
+                ..
+            }) => self
+                .init_request(ni, cookie.as_deref(), dh)
+                .map_err(SaError::from),
+            _ => Err(SaError::Internal("no DH key")),
         };
         match request {
             Ok(request) => self.send_init_request(now, request),
@@ -173,14 +188,17 @@ impl IkeSa {
         );
         sa_state.spi_i = h.spi_i;
         sa_state.spi_r = spi_r;
-        sa_state.ni = ni.to_vec();
-        sa_state.nr = nr.clone();
-        sa_state.init_request = raw.to_vec();
+        sa_state.handshake = Some(Box::new(Handshake {
+            ni: ni.to_vec(),
+            nr: nr.clone(),
+            init_request: raw.to_vec(),
+            establish_deadline: Some(now + ike.establish_timeout),
+            ..Handshake::default()
+        }));
         sa_state.peer_frag = p
             .notify(NotifyType::IKEV2_FRAGMENTATION_SUPPORTED)
             .is_some();
         sa_state.peer_hashes = parse_hash_algs(p);
-        sa_state.establish_deadline = Some(now + ike.establish_timeout);
         sa_state.started = Some(now);
         // Until the peer authenticates it may make us hold one fragmented message at a time,
         // of a size an IKE_AUTH with a long certificate chain needs and no more.
@@ -247,7 +265,9 @@ impl IkeSa {
         let Ok(bytes) = Message::new(header, out).encode() else {
             return InitOutcome::Drop;
         };
-        sa_state.init_response = bytes.clone();
+        if let Some(hs) = sa_state.handshake.as_deref_mut() {
+            hs.init_response.clone_from(&bytes);
+        }
         sa_state.push_transmit(bytes.clone());
         sa_state.window.cache_response(0, vec![bytes]);
         InitOutcome::Created(Box::new(sa_state))
@@ -257,13 +277,17 @@ impl IkeSa {
         &mut self,
         algs: IkeAlgorithms,
         shared: &[u8],
-    ) -> Result<(), CryptoError> {
+    ) -> Result<(), SaError> {
+        let hs = self
+            .handshake
+            .as_deref()
+            .ok_or(SaError::Internal("no nonces after the handshake"))?;
         let suite = algs.suite();
         let keys = IkeSaKeys::derive(
             &suite,
             shared,
-            &self.ni,
-            &self.nr,
+            &hs.ni,
+            &hs.nr,
             &self.spi_i.to_be_bytes(),
             &self.spi_r.to_be_bytes(),
         )?;
@@ -314,8 +338,12 @@ impl IkeSa {
         let p = &msg.payloads;
         let cfg = self.cfg.clone();
         let ike = cfg.ike();
+        // Only an established SA has none, and it is past InitSent.
+        let Some(hs) = self.handshake.as_deref_mut() else {
+            return;
+        };
         if let Some(c) = p.notify(NotifyType::COOKIE) {
-            if self.init_retries >= MAX_INIT_RETRIES || c.data.is_empty() || c.data.len() > 64 {
+            if hs.init_retries >= MAX_INIT_RETRIES || c.data.is_empty() || c.data.len() > 64 {
                 self.fail(
                     FailureReason::TooManyRetries,
                     None,
@@ -323,8 +351,8 @@ impl IkeSa {
                 );
                 return;
             }
-            self.init_retries += 1;
-            self.cookie = Some(c.data.clone());
+            hs.init_retries += 1;
+            hs.cookie = Some(c.data.clone());
             self.retry_init(now);
             return;
         }
@@ -336,8 +364,8 @@ impl IkeSa {
                 .unwrap_or(0);
             let offered = DhGroup::from_iana(wanted)
                 .filter(|g| ike.ike_proposals.iter().any(|p| p.dh.contains(g)));
-            let current = self.dh.as_ref().map(DhPrivateKey::group);
-            let (Some(group), true) = (offered, self.init_retries < MAX_INIT_RETRIES) else {
+            let current = hs.dh.as_ref().map(DhPrivateKey::group);
+            let (Some(group), true) = (offered, hs.init_retries < MAX_INIT_RETRIES) else {
                 self.fail(
                     FailureReason::InvalidKeGroup(wanted),
                     None,
@@ -353,9 +381,9 @@ impl IkeSa {
                 );
                 return;
             }
-            self.init_retries += 1;
+            hs.init_retries += 1;
             match self.provider.generate_dh(group) {
-                Ok(dh) => self.dh = Some(dh),
+                Ok(dh) => hs.dh = Some(dh),
                 Err(e) => {
                     self.fail(SaError::from(e).into(), None, None);
                     return;
@@ -402,7 +430,7 @@ impl IkeSa {
             self.fail(FailureReason::NoProposalChosen, None, None);
             return;
         };
-        let Some(dh) = self.dh.take() else {
+        let Some(dh) = hs.dh.take() else {
             return;
         };
         if dh.group() != algs.dh || ke.group != wire_group(algs.dh) {
@@ -420,15 +448,15 @@ impl IkeSa {
                 return;
             }
         };
+        hs.nr = nr.to_vec();
+        hs.init_response = bytes.to_vec();
         self.spi_r = msg.header.spi_r;
-        self.nr = nr.to_vec();
-        self.init_response = bytes.to_vec();
         self.peer_frag = ike.fragmentation
             && p.notify(NotifyType::IKEV2_FRAGMENTATION_SUPPORTED)
                 .is_some();
         self.peer_hashes = parse_hash_algs(p);
         if let Err(e) = self.derive_keys(algs, shared.as_bytes()) {
-            self.fail(SaError::from(e).into(), None, None);
+            self.fail(e.into(), None, None);
             return;
         }
         self.window.take_request();

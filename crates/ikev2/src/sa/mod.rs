@@ -10,13 +10,14 @@ use ike_wire::{
     Payload, PayloadType, Payloads, Protection, ReassemblyLimits, decode_chain, encode_chain,
     open_parts, seal_prefix,
 };
-use ipsec_crypto::{DhGroup, DhPrivateKey, HashAlg, IkeSaKeys, Provider, SkCipher};
+use ipsec_crypto::{DhGroup, HashAlg, IkeSaKeys, Provider, SkCipher};
 
 use crate::config::{AddressPool, IkeConfig, InitiatorConfig, ResponderConfig};
 use crate::event::{CloseReason, Event, Failure, FailureReason, Transmit};
 use crate::identity::IkeId;
 use crate::proposal::IkeAlgorithms;
 use error::{ConfigFault, SaError};
+use handshake::Handshake;
 use rekey::{ChildState, Rekeying, RetiredSa};
 use window::{MessageWindow, Retransmission};
 
@@ -25,6 +26,7 @@ mod eap;
 mod eap_relay;
 pub use eap_relay::RELAYED as EAP_RELAYED;
 mod error;
+mod handshake;
 mod informational;
 mod init;
 mod mobike;
@@ -124,11 +126,8 @@ pub struct IkeSa {
     remote: SocketAddr,
     nat_detected: bool,
     encap: bool,
-    ni: Vec<u8>,
-    nr: Vec<u8>,
-    dh: Option<DhPrivateKey>,
-    init_request: Vec<u8>,
-    init_response: Vec<u8>,
+    /// IKE_SA_INIT and IKE_AUTH in progress; `None` once established.
+    handshake: Option<Box<Handshake>>,
     algs: Option<IkeAlgorithms>,
     keys: Option<IkeSaKeys>,
     sk_out: Option<SkCipher>,
@@ -148,8 +147,6 @@ pub struct IkeSa {
     retired: Option<RetiredSa>,
     ike_rekey_at: Option<Instant>,
     ike_expire_at: Option<Instant>,
-    cookie: Option<Vec<u8>>,
-    init_retries: u32,
     peer_id: Option<IkeId>,
     /// The identity the peer claims, before it is authenticated (for refusal logs).
     claimed_peer: Option<IkeId>,
@@ -157,19 +154,12 @@ pub struct IkeSa {
     /// The peer's policy group (responder), as the validator chose it.
     peer_policy: Option<Arc<crate::PeerPolicy>>,
     peer_auth_method: Option<AuthMethod>,
-    establish_deadline: Option<Instant>,
     /// When the first IKE_SA_INIT was sent or received (for the handshake's duration).
     started: Option<Instant>,
     unix_time: u64,
     assigned: Vec<IpAddr>,
     last_rx: Option<Instant>,
     peer_initial_contact: bool,
-    /// Responder: the EAP-TLS conversation of IKE_AUTH, if the initiator chose EAP.
-    eap: Option<Box<eap::EapServer>>,
-    /// Responder: the relayed EAP conversation, if EAP goes to an authentication server.
-    eap_relay: Option<Box<eap_relay::EapRelay>>,
-    /// Initiator: our EAP-TLS conversation of IKE_AUTH, if we authenticate with EAP.
-    eap_client: Option<Box<eap::EapClient>>,
     /// The TLS version and suite an EAP-TLS authentication used.
     eap_tls: Option<String>,
     /// Both sides announced MOBIKE_SUPPORTED (RFC 4555).
@@ -376,12 +366,15 @@ impl IkeSa {
             remote,
         );
         sa.spi_i = spi_i;
-        sa.ni = ni;
         sa.child_spi_in = sa.new_child_spi()?;
-        sa.establish_deadline = Some(deadline);
         sa.started = Some(now);
-        let request = sa.init_request(&dh)?;
-        sa.dh = Some(dh);
+        let request = sa.init_request(&ni, None, &dh)?;
+        sa.handshake = Some(Box::new(Handshake {
+            ni,
+            dh: Some(dh),
+            establish_deadline: Some(deadline),
+            ..Handshake::default()
+        }));
         sa.send_init_request(now, request);
         Ok(sa)
     }
@@ -408,11 +401,7 @@ impl IkeSa {
             remote,
             nat_detected: false,
             encap: false,
-            ni: Vec::new(),
-            nr: Vec::new(),
-            dh: None,
-            init_request: Vec::new(),
-            init_response: Vec::new(),
+            handshake: Some(Box::default()),
             algs: None,
             keys: None,
             sk_out: None,
@@ -430,22 +419,16 @@ impl IkeSa {
             retired: None,
             ike_rekey_at: None,
             ike_expire_at: None,
-            cookie: None,
-            init_retries: 0,
             peer_id: None,
             claimed_peer: None,
             peer_chain: None,
             peer_policy: None,
             peer_auth_method: None,
-            establish_deadline: None,
             started: None,
             unix_time: 0,
             assigned: Vec::new(),
             last_rx: None,
             peer_initial_contact: false,
-            eap: None,
-            eap_relay: None,
-            eap_client: None,
             eap_tls: None,
             mobike: false,
             path_lost: false,
@@ -531,7 +514,9 @@ impl IkeSa {
         }
         let retransmit = self.window.retransmit_deadline();
         let establish = self
-            .establish_deadline
+            .handshake
+            .as_ref()
+            .and_then(|hs| hs.establish_deadline)
             .filter(|_| !matches!(self.state, IkeSaState::Established | IkeSaState::Deleting));
         [
             retransmit,
@@ -607,7 +592,7 @@ impl IkeSa {
         if self.state == IkeSaState::Closed {
             return;
         }
-        if let Some(d) = self.establish_deadline
+        if let Some(d) = self.handshake.as_ref().and_then(|hs| hs.establish_deadline)
             && d <= now
             && !matches!(self.state, IkeSaState::Established | IkeSaState::Deleting)
         {

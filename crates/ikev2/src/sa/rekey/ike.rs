@@ -79,9 +79,8 @@ impl IkeSa {
         })();
         match result {
             Ok((algs, peer_spi, nr, shared)) => {
-                let ni = ni.to_vec();
                 if let Err(e) =
-                    self.switch_ike_sa(now, algs, (spi, peer_spi), true, ni, nr, &shared)
+                    self.switch_ike_sa(now, algs, (spi, peer_spi), true, ni, &nr, &shared)
                 {
                     self.rekey_failed(e.into(), None);
                     return;
@@ -104,8 +103,8 @@ impl IkeSa {
         algs: IkeAlgorithms,
         spis: (u64, u64),
         initiator: bool,
-        ni: Vec<u8>,
-        nr: Vec<u8>,
+        ni: &[u8],
+        nr: &[u8],
         shared: &SharedSecret,
     ) -> Result<(), SaError> {
         let old_algs = self.algs.ok_or(SaError::Internal("no IKE algorithms"))?;
@@ -116,8 +115,8 @@ impl IkeSa {
             old_keys.sk_d.as_bytes(),
             &suite,
             shared.as_bytes(),
-            &ni,
-            &nr,
+            ni,
+            nr,
             &spis.0.to_be_bytes(),
             &spis.1.to_be_bytes(),
         )?;
@@ -136,8 +135,6 @@ impl IkeSa {
         });
         (self.spi_i, self.spi_r) = spis;
         self.initiator = initiator;
-        self.ni = ni;
-        self.nr = nr;
         self.algs = Some(algs);
         self.keys = Some(keys);
         self.start_ike_lifetime(now);

@@ -277,7 +277,7 @@ impl IkeSa {
             }) => {
                 // The answer goes out on the old SA; then the new one takes over.
                 self.send_response(ExchangeType::CREATE_CHILD_SA, message_id, &reply);
-                if let Err(e) = self.switch_ike_sa(now, algs, spis, false, ni, nr, &shared) {
+                if let Err(e) = self.switch_ike_sa(now, algs, spis, false, &ni, &nr, &shared) {
                     self.rekey_failed(e.into(), None);
                 }
             }

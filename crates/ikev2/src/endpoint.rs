@@ -170,7 +170,7 @@ impl Endpoint {
     ) -> Result<Self, ConnectError> {
         let secret = provider
             .random_array::<32>()
-            .map_err(|e| ConnectError::Crypto(e.to_string()))?;
+            .map_err(ConnectError::Crypto)?;
         Ok(Self {
             cfg,
             provider,
@@ -266,8 +266,7 @@ impl Endpoint {
     ) -> Result<IkeSaId, ConnectError> {
         let mut sa = IkeSa::connect(cfg, self.provider.clone(), now, local, remote)?;
         sa.set_unix_time(self.unix_time);
-        sa.join_spis(&self.spis)
-            .map_err(|e| ConnectError::Crypto(e.to_string()))?;
+        sa.join_spis(&self.spis).map_err(ConnectError::Crypto)?;
         let id = sa.local_spi();
         self.sas.insert(id, sa);
         self.collect(id, now);

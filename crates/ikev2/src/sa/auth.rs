@@ -1,13 +1,34 @@
 //! IKE_AUTH for both roles: identities, certificates, AUTH signatures, CP, the first Child
 //! SA with TS narrowing and its keys.
 
-use super::*;
-use eap::{ClientStep, EapClient, EapServer, Phase, Step};
-use ipsec_crypto::shared_key_auth;
+use std::net::IpAddr;
+use std::time::Instant;
+
+use ike_wire::{
+    AuthMethod, Authentication, CertEncoding, CfgAttribute, CfgAttributeType, CfgType,
+    Configuration, ExchangeType, Identification, Notify, NotifyType, Payload, Payloads,
+    ReassemblyLimits, SecurityAssociation, TrafficSelector,
+};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use ipsec_crypto::{
+    ChildSaKeys, HashAlg, KeyType, SignatureScheme, auth_signed_octets, build_rfc7427_auth_data,
+    shared_key_auth, split_rfc7427_auth_data, verify,
+};
 use subtle::ConstantTimeEq;
 
+use super::eap::{ClientStep, EapClient, EapServer, Phase, Step};
+use super::error::{ConfigFault, PeerFault, SaError};
+use super::{IkeSa, IkeSaState, RequestKind, Role, RoleConfig, eap};
+use crate::config::{
+    AddressFamily, AddressPool, AuthMethodPolicy, InitiatorConfig, ResponderConfig,
+};
+use crate::event::{ChildSa, Event, Failure, FailureReason, IkeSaInfo};
+use crate::identity::{IkeId, PeerRejection};
+use crate::proposal::EspAlgorithms;
+use crate::ts;
+
 impl IkeSa {
-    pub(super) fn sign_auth(&self, signed: &[u8]) -> Result<Authentication, String> {
+    pub(super) fn sign_auth(&self, signed: &[u8]) -> Result<Authentication, SaError> {
         let ike = self.cfg.ike();
         let key = &ike.local.key;
         let (classic_method, classic_scheme) = match key.key_type() {
@@ -33,44 +54,45 @@ impl IkeSa {
             AuthMethodPolicy::Classic => None,
             AuthMethodPolicy::Auto => rfc7427,
             AuthMethodPolicy::DigitalSignature => {
-                Some(rfc7427.ok_or("peer supports no hash usable with our key")?)
+                Some(rfc7427.ok_or(ConfigFault::NoSignatureHash)?)
             }
         };
         if use_7427.is_none()
             && matches!(classic_scheme, SignatureScheme::RsaPkcs1(HashAlg::Sha1))
             && !ike.allow_sha1_signatures
         {
-            return Err(
-                "the peer offers no SHA-2 hash for RFC 7427 signatures and an RSA signature over \
-                 SHA-1 is not allowed (allow_legacy)"
-                    .into(),
-            );
+            return Err(ConfigFault::Sha1NotAllowed.into());
         }
         match use_7427 {
             Some(scheme) => {
-                let sig = key.sign(scheme, signed).map_err(|e| e.to_string())?;
+                let sig = key.sign(scheme, signed)?;
                 Ok(Authentication {
                     method: AuthMethod::DIGITAL_SIGNATURE,
-                    data: build_rfc7427_auth_data(scheme, &sig).map_err(|e| e.to_string())?,
+                    data: build_rfc7427_auth_data(scheme, &sig)?,
                 })
             }
             None => Ok(Authentication {
                 method: classic_method,
-                data: key
-                    .sign(classic_scheme, signed)
-                    .map_err(|e| e.to_string())?,
+                data: key.sign(classic_scheme, signed)?,
             }),
         }
     }
 
-    pub(super) fn signed_octets(&self, ours: bool, id: &Identification) -> Result<Vec<u8>, String> {
-        let algs = self.algs.ok_or("no algorithms")?;
-        let keys = self.keys.as_ref().ok_or("no keys")?;
+    pub(super) fn signed_octets(
+        &self,
+        ours: bool,
+        id: &Identification,
+    ) -> Result<Vec<u8>, SaError> {
+        let algs = self.algs.ok_or(SaError::Internal("no algorithms"))?;
+        let keys = self.keys.as_ref().ok_or(SaError::Internal("no keys"))?;
+        let hs = self.handshake.as_deref().ok_or(SaError::Internal(
+            "no IKE_SA_INIT messages after the handshake",
+        ))?;
         let initiator_side = (self.role == Role::Initiator) == ours;
         let (message, nonce, sk_p) = if initiator_side {
-            (&self.init_request, &self.nr, &keys.sk_pi)
+            (&hs.init_request, &hs.nr, &keys.sk_pi)
         } else {
-            (&self.init_response, &self.ni, &keys.sk_pr)
+            (&hs.init_response, &hs.ni, &keys.sk_pr)
         };
         Ok(auth_signed_octets(
             algs.prf,
@@ -123,9 +145,7 @@ impl IkeSa {
             .validator
             .validate(&claimed, ee, inter, self.unix_time)
             .map_err(FailureReason::PeerRejected)?;
-        let signed = self
-            .signed_octets(false, id)
-            .map_err(FailureReason::Local)?;
+        let signed = self.signed_octets(false, id)?;
         let sha1 = Sha1Policy {
             allowed: ike.allow_sha1_signatures,
             peer_offers_sha2: self
@@ -133,8 +153,7 @@ impl IkeSa {
                 .iter()
                 .any(|h| matches!(h, HashAlg::Sha256 | HashAlg::Sha384 | HashAlg::Sha512)),
         };
-        verify_auth(auth, &validated.spki_der, &signed, sha1)
-            .map_err(FailureReason::AuthPayload)?;
+        verify_auth(auth, &validated.spki_der, &signed, sha1)?;
         self.peer_id = Some(peer_id);
         self.peer_chain = Some(validated.chain);
         self.peer_policy = validated.policy;
@@ -142,9 +161,9 @@ impl IkeSa {
         Ok(validated.subject)
     }
 
-    pub(super) fn build_auth_request(&mut self) -> Result<Vec<Payload>, String> {
+    pub(super) fn build_auth_request(&mut self) -> Result<Vec<Payload>, SaError> {
         let RoleConfig::Initiator(cfg) = self.cfg.clone() else {
-            return Err("not an initiator".into());
+            return Err(SaError::Internal("not an initiator"));
         };
         let idi = cfg.ike.local.id.to_wire();
         // With EAP (RFC 7296 2.16) the first IKE_AUTH carries no AUTH: its absence asks for
@@ -157,8 +176,10 @@ impl IkeSa {
                     settings,
                     self.unix_time,
                 )
-                .map_err(|e| e.to_string())?;
-                self.eap_client = Some(Box::new(client));
+                .map_err(ConfigFault::EapTls)?;
+                if let Some(hs) = self.handshake.as_deref_mut() {
+                    hs.eap_client = Some(Box::new(client));
+                }
                 None
             }
             None => Some(self.sign_auth(&self.signed_octets(true, &idi)?)?),
@@ -263,11 +284,15 @@ impl IkeSa {
         let RoleConfig::Responder(cfg) = self.cfg.clone() else {
             return;
         };
-        if let Some(eap) = self.eap.take() {
+        if let Some(eap) = self.handshake.as_deref_mut().and_then(|hs| hs.eap.take()) {
             self.continue_eap(now, message_id, payloads, pool, &cfg, eap);
             return;
         }
-        if let Some(relay) = self.eap_relay.take() {
+        if let Some(relay) = self
+            .handshake
+            .as_deref_mut()
+            .and_then(|hs| hs.eap_relay.take())
+        {
             self.continue_eap_relay(now, message_id, payloads, pool, &cfg, relay);
             return;
         }
@@ -302,11 +327,7 @@ impl IkeSa {
         {
             Ok(a) => a,
             Err(e) => {
-                self.refuse_auth(
-                    message_id,
-                    NotifyType::AUTHENTICATION_FAILED,
-                    FailureReason::Local(e),
-                );
+                self.refuse_auth(message_id, NotifyType::AUTHENTICATION_FAILED, e.into());
                 return;
             }
         };
@@ -348,7 +369,12 @@ impl IkeSa {
             return;
         }
         self.state = IkeSaState::Established;
-        self.reassembler = Reassembler::new(ReassemblyLimits::default());
+        // The first Child SA's keys are made: nothing reads the handshake's nonces, messages
+        // or EAP state any more.
+        self.handshake = None;
+        // Authenticated, the peer may make us hold as much as the default limits allow.
+        self.window
+            .set_reassembly_limits(ReassemblyLimits::default());
         self.start_ike_lifetime(now);
         if let Some(info) = self.established_info(subject, now) {
             self.events.push_back(Event::IkeSaEstablished(info));
@@ -386,11 +412,7 @@ impl IkeSa {
         {
             Ok(auth) => Some((idr, auth)),
             Err(e) => {
-                self.refuse_auth(
-                    message_id,
-                    NotifyType::AUTHENTICATION_FAILED,
-                    FailureReason::Local(e),
-                );
+                self.refuse_auth(message_id, NotifyType::AUTHENTICATION_FAILED, e.into());
                 None
             }
         }
@@ -424,7 +446,7 @@ impl IkeSa {
                 self.refuse_auth(
                     message_id,
                     NotifyType::AUTHENTICATION_FAILED,
-                    FailureReason::Local(e.to_string()),
+                    SaError::from(ConfigFault::EapTls(e)).into(),
                 );
                 return;
             }
@@ -434,7 +456,9 @@ impl IkeSa {
         out.push(Payload::Auth(auth));
         out.push(Payload::Eap(request));
         self.send_response(ExchangeType::IKE_AUTH, message_id, &out);
-        self.eap = Some(Box::new(server));
+        if let Some(hs) = self.handshake.as_deref_mut() {
+            hs.eap = Some(Box::new(server));
+        }
     }
 
     /// An IKE_AUTH request during EAP: the next EAP-TLS round, or after EAP-Success the
@@ -473,7 +497,9 @@ impl IkeSa {
         match eap.handle(bytes) {
             Ok(Step::Request(request)) => {
                 self.send_response(ExchangeType::IKE_AUTH, message_id, &[Payload::Eap(request)]);
-                self.eap = Some(eap);
+                if let Some(hs) = self.handshake.as_deref_mut() {
+                    hs.eap = Some(eap);
+                }
             }
             Ok(Step::Done) => match self.validate_eap_peer(&eap, cfg) {
                 Ok(validated) => {
@@ -485,7 +511,9 @@ impl IkeSa {
                         message_id,
                         &[Payload::Eap(success)],
                     );
-                    self.eap = Some(eap);
+                    if let Some(hs) = self.handshake.as_deref_mut() {
+                        hs.eap = Some(eap);
+                    }
                 }
                 Err(r) => self.eap_failure(message_id, &eap, FailureReason::PeerRejected(r)),
             },
@@ -571,9 +599,7 @@ impl IkeSa {
             .algs
             .ok_or(FailureReason::Local("no algorithms".into()))?
             .prf;
-        let theirs = self
-            .signed_octets(false, idi)
-            .map_err(FailureReason::Local)?;
+        let theirs = self.signed_octets(false, idi)?;
         let expected = shared_key_auth(prf, msk, &theirs);
         if auth.method != AuthMethod::SHARED_KEY_MIC
             || !bool::from(expected.as_bytes().ct_eq(&auth.data))
@@ -583,9 +609,7 @@ impl IkeSa {
             ));
         }
         let idr = cfg.ike.local.id.to_wire();
-        let ours = self
-            .signed_octets(true, &idr)
-            .map_err(FailureReason::Local)?;
+        let ours = self.signed_octets(true, &idr)?;
         let data = shared_key_auth(prf, msk, &ours).as_bytes().to_vec();
         self.peer_id = Some(peer_id);
         self.peer_chain = Some(validated.chain.clone());
@@ -643,15 +667,12 @@ impl IkeSa {
                 FailureReason::NoProposalChosen,
             ));
         };
-        let spi_in = self.new_child_spi().map_err(|e| {
-            (
-                NotifyType::NO_PROPOSAL_CHOSEN,
-                FailureReason::Local(e.to_string()),
-            )
-        })?;
+        let spi_in = self
+            .new_child_spi()
+            .map_err(|e| (NotifyType::NO_PROPOSAL_CHOSEN, SaError::from(e).into()))?;
         let keys = self
             .child_keys(algs)
-            .map_err(|e| (NotifyType::NO_PROPOSAL_CHOSEN, FailureReason::Local(e)))?;
+            .map_err(|e| (NotifyType::NO_PROPOSAL_CHOSEN, e.into()))?;
         // Virtual IPs.
         let mut pool = pool;
         let mut vips = Vec::new();
@@ -806,26 +827,32 @@ impl IkeSa {
         Ok(Some((out, child)))
     }
 
-    pub(super) fn child_keys(&self, algs: EspAlgorithms) -> Result<ChildSaKeys, String> {
-        let ike = self.algs.ok_or("no IKE algorithms")?;
-        let keys = self.keys.as_ref().ok_or("no keys")?;
-        ChildSaKeys::derive(
+    pub(super) fn child_keys(&self, algs: EspAlgorithms) -> Result<ChildSaKeys, SaError> {
+        let ike = self.algs.ok_or(SaError::Internal("no IKE algorithms"))?;
+        let keys = self.keys.as_ref().ok_or(SaError::Internal("no keys"))?;
+        let hs = self
+            .handshake
+            .as_deref()
+            .ok_or(SaError::Internal("no nonces after the handshake"))?;
+        Ok(ChildSaKeys::derive(
             ike.prf,
             keys.sk_d.as_bytes(),
             None,
-            &self.ni,
-            &self.nr,
+            &hs.ni,
+            &hs.nr,
             algs.encr.key_material_len(),
             algs.integ.map_or(0, |i| i.key_len()),
-        )
-        .map_err(|e| e.to_string())
+        )?)
     }
 
     pub(super) fn process_auth_response(&mut self, now: Instant, payloads: &[Payload]) {
         let RoleConfig::Initiator(cfg) = self.cfg.clone() else {
             return;
         };
-        let mut eap = self.eap_client.take();
+        let mut eap = self
+            .handshake
+            .as_deref_mut()
+            .and_then(|hs| hs.eap_client.take());
         if let Some(client) = eap.take_if(|c| c.idr.is_some()) {
             self.continue_eap_client(now, payloads, &cfg, client);
             return;
@@ -863,7 +890,7 @@ impl IkeSa {
                         NotifyType::AUTHENTICATION_FAILED,
                         Vec::new(),
                     ))];
-                    let id = self.next_request_id;
+                    let id = self.window.next_request_id();
                     if let Ok(datagrams) =
                         self.protect(ExchangeType::INFORMATIONAL, id, false, &notify)
                     {
@@ -899,7 +926,11 @@ impl IkeSa {
         if let Some(info) = self.established_info(subject, now) {
             self.events.push_back(Event::IkeSaEstablished(info));
         }
-        match self.initiator_child(cfg, payloads) {
+        let child = self.initiator_child(cfg, payloads);
+        // The first Child SA's keys are made: nothing reads the handshake's nonces, messages
+        // or EAP state any more.
+        self.handshake = None;
+        match child {
             Ok(child) => {
                 self.register_child(now, &child);
                 self.events.push_back(Event::ChildSaEstablished(child));
@@ -1028,8 +1059,12 @@ impl IkeSa {
             }
         };
         match self.send_request(now, ExchangeType::IKE_AUTH, RequestKind::Auth, out) {
-            Ok(()) => self.eap_client = Some(client),
-            Err(e) => self.fail(FailureReason::Local(e), None, None),
+            Ok(()) => {
+                if let Some(hs) = self.handshake.as_deref_mut() {
+                    hs.eap_client = Some(client);
+                }
+            }
+            Err(e) => self.fail(e.into(), None, None),
         }
     }
 
@@ -1110,9 +1145,7 @@ impl IkeSa {
             // Nothing to resolve them with (RFC 8598 pairs them with the DNS servers).
             domains.clear();
         }
-        let keys = self
-            .child_keys(algs)
-            .map_err(|e| (FailureReason::Local(e), None))?;
+        let keys = self.child_keys(algs).map_err(|e| (e.into(), None))?;
         Ok(Box::new(ChildSa {
             ike_spi: self.local_spi(),
             spi_in: self.child_spi_in,
@@ -1149,28 +1182,27 @@ fn verify_auth(
     spki: &[u8],
     signed: &[u8],
     sha1: Sha1Policy,
-) -> Result<(), String> {
+) -> Result<(), PeerFault> {
     let (scheme, sig) = match auth.method {
         AuthMethod::RSA_SIG | AuthMethod::ECDSA_SHA256_P256 | AuthMethod::ECDSA_SHA384_P384 => (
-            SignatureScheme::for_auth_method(auth.method.0).ok_or("unknown method")?,
+            SignatureScheme::for_auth_method(auth.method.0)
+                .ok_or(PeerFault::UnsupportedAuthMethod(auth.method))?,
             auth.data.as_slice(),
         ),
         AuthMethod::DIGITAL_SIGNATURE => {
-            split_rfc7427_auth_data(&auth.data).map_err(|e| e.to_string())?
+            split_rfc7427_auth_data(&auth.data).map_err(PeerFault::AuthData)?
         }
-        m => return Err(format!("unsupported AUTH method {m}")),
+        m => return Err(PeerFault::UnsupportedAuthMethod(m)),
     };
     if scheme.hash() == HashAlg::Sha1 {
         if !sha1.allowed {
-            return Err("signature over SHA-1 refused (allow_legacy is off)".into());
+            return Err(PeerFault::Sha1Signature);
         }
         if auth.method == AuthMethod::DIGITAL_SIGNATURE && sha1.peer_offers_sha2 {
-            return Err(
-                "RFC 7427 signature over SHA-1 from a peer that offers SHA-2 (RFC 8247)".into(),
-            );
+            return Err(PeerFault::Sha1Downgrade);
         }
     }
-    verify(scheme, spki, signed, sig).map_err(|e| e.to_string())
+    verify(scheme, spki, signed, sig).map_err(PeerFault::Signature)
 }
 
 #[cfg(test)]
@@ -1215,7 +1247,8 @@ mod sha1_tests {
         assert!(verify_auth(&rfc7427_sha1, &spki, signed, policy(false, false)).is_err());
         assert!(verify_auth(&rfc7427_sha1, &spki, signed, policy(true, false)).is_ok());
         let e = verify_auth(&rfc7427_sha1, &spki, signed, policy(true, true)).unwrap_err();
-        assert!(e.contains("RFC 8247"), "{e}");
+        assert_eq!(e, PeerFault::Sha1Downgrade);
+        assert!(e.to_string().contains("RFC 8247"), "{e}");
 
         let sha256 = SignatureScheme::RsaPkcs1(HashAlg::Sha256);
         let good = Authentication {

@@ -4,9 +4,16 @@
 //! request stays unanswered meanwhile; its retransmissions are dropped by the message window.
 //! After the server's success the initiator's AUTH is checked with the MSK the server gave.
 
-use super::*;
-use crate::event::EapAnswer;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ike_wire::{ExchangeType, Identification, Notify, NotifyType, Payload, Payloads};
 use zeroize::Zeroizing;
+
+use super::{IkeSa, eap};
+use crate::config::{AddressPool, ResponderConfig};
+use crate::event::{EapAnswer, Event, FailureReason};
+use crate::identity::IkeId;
 
 /// What [`crate::IkeSaInfo::eap_tls`] says of a relayed EAP conversation (its method is the
 /// server's business).
@@ -73,7 +80,7 @@ impl IkeSa {
             &[],
         )));
         self.send_response(ExchangeType::IKE_AUTH, message_id, &out);
-        self.eap_relay = Some(Box::new(EapRelay {
+        let relay = Box::new(EapRelay {
             phase: Phase::Relaying,
             identity: Vec::new(),
             first_request: payloads.to_vec(),
@@ -82,7 +89,10 @@ impl IkeSa {
             policy: None,
             vouched: None,
             until: None,
-        }));
+        });
+        if let Some(hs) = self.handshake.as_deref_mut() {
+            hs.eap_relay = Some(relay);
+        }
     }
 
     /// An IKE_AUTH request during a relayed conversation.
@@ -178,7 +188,9 @@ impl IkeSa {
                     eap: bytes.to_vec(),
                     identity: relay.identity.clone(),
                 });
-                self.eap_relay = Some(relay);
+                if let Some(hs) = self.handshake.as_deref_mut() {
+                    hs.eap_relay = Some(relay);
+                }
             }
         }
     }
@@ -199,18 +211,26 @@ impl IkeSa {
 
     /// What the authentication server said about the response handed out last.
     pub(crate) fn eap_answer(&mut self, answer: EapAnswer) {
-        let Some(mut relay) = self.eap_relay.take() else {
+        let Some(mut relay) = self
+            .handshake
+            .as_deref_mut()
+            .and_then(|hs| hs.eap_relay.take())
+        else {
             return;
         };
         let Phase::Waiting { message_id } = relay.phase else {
-            self.eap_relay = Some(relay);
+            if let Some(hs) = self.handshake.as_deref_mut() {
+                hs.eap_relay = Some(relay);
+            }
             return;
         };
         match answer {
             EapAnswer::Request(request) => {
                 relay.phase = Phase::Relaying;
                 self.send_response(ExchangeType::IKE_AUTH, message_id, &[Payload::Eap(request)]);
-                self.eap_relay = Some(relay);
+                if let Some(hs) = self.handshake.as_deref_mut() {
+                    hs.eap_relay = Some(relay);
+                }
             }
             EapAnswer::Success {
                 eap,
@@ -225,7 +245,9 @@ impl IkeSa {
                 relay.vouched = identity.filter(|i| !i.is_empty());
                 relay.until = until;
                 self.send_response(ExchangeType::IKE_AUTH, message_id, &[Payload::Eap(eap)]);
-                self.eap_relay = Some(relay);
+                if let Some(hs) = self.handshake.as_deref_mut() {
+                    hs.eap_relay = Some(relay);
+                }
             }
             EapAnswer::Failure { eap, reason } => {
                 let mut out = Vec::new();

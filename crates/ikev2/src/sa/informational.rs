@@ -1,6 +1,11 @@
 //! INFORMATIONAL requests from the peer: Delete, liveness, AUTHENTICATION_FAILED, MOBIKE.
 
-use super::*;
+use std::net::SocketAddr;
+
+use ike_wire::{Delete, ExchangeType, NotifyType, Payload, Payloads, ProtocolId};
+
+use super::IkeSa;
+use crate::event::{CloseReason, FailureReason};
 
 impl IkeSa {
     pub(super) fn process_informational(

@@ -1,7 +1,27 @@
 //! IKE_SA_INIT for both roles: proposals, KE, nonces, NAT detection, COOKIE and
 //! INVALID_KE_PAYLOAD retries, key derivation.
 
-use super::*;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ike_wire::{
+    CertEncoding, EncodeError, ExchangeType, Flags, Header, KeyExchange, Message, Notify,
+    NotifyType, Payload, Payloads, ReassemblyLimits, SecurityAssociation,
+};
+use ipsec_crypto::{DhGroup, DhPrivateKey, IkeSaKeys, Provider};
+
+use super::error::{PeerFault, SaError};
+use super::handshake::Handshake;
+use super::window::MessageWindow;
+use super::{
+    IkeSa, IkeSaState, InitOutcome, MAX_INIT_RETRIES, RequestKind, Role, RoleConfig,
+    hash_algs_notify, parse_hash_algs, stateless_reply, wire_group,
+};
+use crate::config::ResponderConfig;
+use crate::event::FailureReason;
+use crate::natd::{fake_natd_hash, natd_hash};
+use crate::proposal::IkeAlgorithms;
 
 /// Fragment reassembly before the peer authenticated (the default limits apply after).
 const HALF_OPEN_REASSEMBLY: ReassemblyLimits = ReassemblyLimits {
@@ -11,13 +31,18 @@ const HALF_OPEN_REASSEMBLY: ReassemblyLimits = ReassemblyLimits {
 };
 
 impl IkeSa {
-    pub(super) fn send_init_request(&mut self, now: Instant) -> Result<(), String> {
-        let cfg = self.cfg.clone();
-        let ike = cfg.ike();
-        let dh = self.dh.as_ref().ok_or("no DH key")?;
+    /// The IKE_SA_INIT request with our nonce `ni` and `dh`'s group (and the responder's
+    /// `cookie`, once it asked for one).
+    pub(super) fn init_request(
+        &self,
+        ni: &[u8],
+        cookie: Option<&[u8]>,
+        dh: &DhPrivateKey,
+    ) -> Result<Vec<u8>, EncodeError> {
+        let ike = self.cfg.ike();
         let mut payloads = Vec::new();
-        if let Some(c) = &self.cookie {
-            payloads.push(Payload::Notify(Notify::new(NotifyType::COOKIE, c.clone())));
+        if let Some(c) = cookie {
+            payloads.push(Payload::Notify(Notify::new(NotifyType::COOKIE, c.to_vec())));
         }
         let proposals = ike
             .ike_proposals
@@ -30,7 +55,7 @@ impl IkeSa {
             group: wire_group(dh.group()),
             data: dh.public_value().to_vec(),
         }));
-        payloads.push(Payload::Nonce(self.ni.clone()));
+        payloads.push(Payload::Nonce(ni.to_vec()));
         // Forced encapsulation: claim to be behind a NAT (fake source hash), so the responder
         // expects UDP encapsulation from us.
         let src = if ike.force_encap {
@@ -56,13 +81,35 @@ impl IkeSa {
             payloads.push(Payload::Notify(hash_algs_notify()));
         }
         let header = self.header(ExchangeType::IKE_SA_INIT, 0, false);
-        let bytes = Message::new(header, payloads)
-            .encode()
-            .map_err(|e| e.to_string())?;
-        self.init_request = bytes.clone();
-        self.next_request_id = 1;
-        self.start_pending(now, 0, RequestKind::Init, vec![bytes]);
-        Ok(())
+        Message::new(header, payloads).encode()
+    }
+
+    /// Sends `request`, an IKE_SA_INIT request, as message 0 (again, after a COOKIE or
+    /// INVALID_KE_PAYLOAD); the AUTH payloads sign what went out last.
+    pub(super) fn send_init_request(&mut self, now: Instant, request: Vec<u8>) {
+        if let Some(hs) = self.handshake.as_deref_mut() {
+            hs.init_request.clone_from(&request);
+        }
+        self.start_request(now, 0, RequestKind::Init, vec![request]);
+    }
+
+    /// Asks again with the COOKIE or the DH key the responder's answer made us take.
+    fn retry_init(&mut self, now: Instant) {
+        let request = match self.handshake.as_deref() {
+            Some(Handshake {
+                ni,
+                cookie,
+                dh: Some(dh),
+                ..
+            }) => self
+                .init_request(ni, cookie.as_deref(), dh)
+                .map_err(SaError::from),
+            _ => Err(SaError::Internal("no DH key")),
+        };
+        match request {
+            Ok(request) => self.send_init_request(now, request),
+            Err(e) => self.fail(e.into(), None, None),
+        }
     }
 
     /// Responder: builds a half-open SA and its IKE_SA_INIT response, or a stateless reply.
@@ -141,19 +188,23 @@ impl IkeSa {
         );
         sa_state.spi_i = h.spi_i;
         sa_state.spi_r = spi_r;
-        sa_state.ni = ni.to_vec();
-        sa_state.nr = nr.clone();
-        sa_state.init_request = raw.to_vec();
+        sa_state.handshake = Some(Box::new(Handshake {
+            ni: ni.to_vec(),
+            nr: nr.clone(),
+            init_request: raw.to_vec(),
+            establish_deadline: Some(now + ike.establish_timeout),
+            ..Handshake::default()
+        }));
         sa_state.peer_frag = p
             .notify(NotifyType::IKEV2_FRAGMENTATION_SUPPORTED)
             .is_some();
         sa_state.peer_hashes = parse_hash_algs(p);
-        sa_state.establish_deadline = Some(now + ike.establish_timeout);
         sa_state.started = Some(now);
         // Until the peer authenticates it may make us hold one fragmented message at a time,
         // of a size an IKE_AUTH with a long certificate chain needs and no more.
-        sa_state.reassembler = Reassembler::new(HALF_OPEN_REASSEMBLY);
-        sa_state.expected_request_id = 1;
+        sa_state.window = MessageWindow::new(HALF_OPEN_REASSEMBLY);
+        // The IKE_SA_INIT request is message 0: IKE_AUTH comes as 1.
+        sa_state.window.accept_request();
         sa_state.nat_detected = ike.force_encap || natd_mismatch(p, h.spi_i, 0, remote, local);
         if sa_state.derive_keys(algs, shared.as_bytes()).is_err() {
             return InitOutcome::Drop;
@@ -214,26 +265,33 @@ impl IkeSa {
         let Ok(bytes) = Message::new(header, out).encode() else {
             return InitOutcome::Drop;
         };
-        sa_state.init_response = bytes.clone();
+        if let Some(hs) = sa_state.handshake.as_deref_mut() {
+            hs.init_response.clone_from(&bytes);
+        }
         sa_state.push_transmit(bytes.clone());
-        sa_state.cached_response = Some((0, vec![bytes]));
+        sa_state.window.cache_response(0, vec![bytes]);
         InitOutcome::Created(Box::new(sa_state))
     }
 
-    pub(super) fn derive_keys(&mut self, algs: IkeAlgorithms, shared: &[u8]) -> Result<(), String> {
+    pub(super) fn derive_keys(
+        &mut self,
+        algs: IkeAlgorithms,
+        shared: &[u8],
+    ) -> Result<(), SaError> {
+        let hs = self
+            .handshake
+            .as_deref()
+            .ok_or(SaError::Internal("no nonces after the handshake"))?;
         let suite = algs.suite();
         let keys = IkeSaKeys::derive(
             &suite,
             shared,
-            &self.ni,
-            &self.nr,
+            &hs.ni,
+            &hs.nr,
             &self.spi_i.to_be_bytes(),
             &self.spi_r.to_be_bytes(),
-        )
-        .map_err(|e| e.to_string())?;
-        let (out, inb) = keys
-            .sk_ciphers(&suite, self.initiator)
-            .map_err(|e| e.to_string())?;
+        )?;
+        let (out, inb) = keys.sk_ciphers(&suite, self.initiator)?;
         self.algs = Some(algs);
         self.keys = Some(keys);
         self.sk_out = Some(out);
@@ -258,11 +316,7 @@ impl IkeSa {
         match (self.role, h.flags.response()) {
             // Retransmitted IKE_SA_INIT request: resend our response while still half-open.
             (Role::Responder, false)
-                if self.state == IkeSaState::HalfOpen
-                    && self
-                        .cached_response
-                        .as_ref()
-                        .is_some_and(|(id, _)| *id == 0) =>
+                if self.state == IkeSaState::HalfOpen && self.window.has_answered(0) =>
             {
                 self.resend_cached();
             }
@@ -284,8 +338,12 @@ impl IkeSa {
         let p = &msg.payloads;
         let cfg = self.cfg.clone();
         let ike = cfg.ike();
+        // Only an established SA has none, and it is past InitSent.
+        let Some(hs) = self.handshake.as_deref_mut() else {
+            return;
+        };
         if let Some(c) = p.notify(NotifyType::COOKIE) {
-            if self.init_retries >= MAX_INIT_RETRIES || c.data.is_empty() || c.data.len() > 64 {
+            if hs.init_retries >= MAX_INIT_RETRIES || c.data.is_empty() || c.data.len() > 64 {
                 self.fail(
                     FailureReason::TooManyRetries,
                     None,
@@ -293,11 +351,9 @@ impl IkeSa {
                 );
                 return;
             }
-            self.init_retries += 1;
-            self.cookie = Some(c.data.clone());
-            if let Err(e) = self.send_init_request(now) {
-                self.fail(FailureReason::Local(e), None, None);
-            }
+            hs.init_retries += 1;
+            hs.cookie = Some(c.data.clone());
+            self.retry_init(now);
             return;
         }
         if let Some(n) = p.notify(NotifyType::INVALID_KE_PAYLOAD) {
@@ -308,8 +364,8 @@ impl IkeSa {
                 .unwrap_or(0);
             let offered = DhGroup::from_iana(wanted)
                 .filter(|g| ike.ike_proposals.iter().any(|p| p.dh.contains(g)));
-            let current = self.dh.as_ref().map(DhPrivateKey::group);
-            let (Some(group), true) = (offered, self.init_retries < MAX_INIT_RETRIES) else {
+            let current = hs.dh.as_ref().map(DhPrivateKey::group);
+            let (Some(group), true) = (offered, hs.init_retries < MAX_INIT_RETRIES) else {
                 self.fail(
                     FailureReason::InvalidKeGroup(wanted),
                     None,
@@ -325,17 +381,15 @@ impl IkeSa {
                 );
                 return;
             }
-            self.init_retries += 1;
+            hs.init_retries += 1;
             match self.provider.generate_dh(group) {
-                Ok(dh) => self.dh = Some(dh),
+                Ok(dh) => hs.dh = Some(dh),
                 Err(e) => {
-                    self.fail(FailureReason::Local(e.to_string()), None, None);
+                    self.fail(SaError::from(e).into(), None, None);
                     return;
                 }
             }
-            if let Err(e) = self.send_init_request(now) {
-                self.fail(FailureReason::Local(e), None, None);
-            }
+            self.retry_init(now);
             return;
         }
         if let Some(n) = p.error_notify() {
@@ -376,7 +430,7 @@ impl IkeSa {
             self.fail(FailureReason::NoProposalChosen, None, None);
             return;
         };
-        let Some(dh) = self.dh.take() else {
+        let Some(dh) = hs.dh.take() else {
             return;
         };
         if dh.group() != algs.dh || ke.group != wire_group(algs.dh) {
@@ -390,22 +444,22 @@ impl IkeSa {
         let shared = match dh.agree(&ke.data) {
             Ok(s) => s,
             Err(e) => {
-                self.fail(FailureReason::Local(e.to_string()), None, None);
+                self.fail(PeerFault::KeyExchange(e).into(), None, None);
                 return;
             }
         };
+        hs.nr = nr.to_vec();
+        hs.init_response = bytes.to_vec();
         self.spi_r = msg.header.spi_r;
-        self.nr = nr.to_vec();
-        self.init_response = bytes.to_vec();
         self.peer_frag = ike.fragmentation
             && p.notify(NotifyType::IKEV2_FRAGMENTATION_SUPPORTED)
                 .is_some();
         self.peer_hashes = parse_hash_algs(p);
         if let Err(e) = self.derive_keys(algs, shared.as_bytes()) {
-            self.fail(FailureReason::Local(e), None, None);
+            self.fail(e.into(), None, None);
             return;
         }
-        self.pending = None;
+        self.window.take_request();
         self.nat_detected =
             ike.force_encap || natd_mismatch(p, self.spi_i, self.spi_r, remote, local);
         if self.nat_detected {
@@ -417,13 +471,13 @@ impl IkeSa {
         let payloads = match self.build_auth_request() {
             Ok(p) => p,
             Err(e) => {
-                self.fail(FailureReason::Local(e), None, None);
+                self.fail(e.into(), None, None);
                 return;
             }
         };
         match self.send_request(now, ExchangeType::IKE_AUTH, RequestKind::Auth, payloads) {
             Ok(()) => self.state = IkeSaState::AuthSent,
-            Err(e) => self.fail(FailureReason::Local(e), None, None),
+            Err(e) => self.fail(e.into(), None, None),
         }
     }
 }

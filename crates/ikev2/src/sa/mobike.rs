@@ -49,16 +49,13 @@ impl IkeSa {
         if restored {
             // The outstanding request gets one more full try on the path that is back.
             let tries = self.cfg.ike().retransmit.tries;
-            if let Some(p) = self.pending.as_mut() {
-                p.sent = p.sent.min(tries.saturating_sub(1));
-                p.deadline = now;
-            }
+            self.window.one_more_try(now, tries);
         }
     }
 
     /// When a deferred UPDATE_SA_ADDRESSES may go out.
     pub(super) fn roam_deadline(&self) -> Option<Instant> {
-        if self.state != IkeSaState::Established || self.pending.is_some() {
+        if self.state != IkeSaState::Established || self.window.request_outstanding() {
             return None;
         }
         self.roam_requested
@@ -222,18 +219,14 @@ impl IkeSa {
         let h = &msg.header;
         let ours = (h.spi_i, h.spi_r) == (self.spi_i, self.spi_r) && remote == self.remote;
         let tries = self.cfg.ike().retransmit.tries;
-        let Some(p) = self.pending.as_mut() else {
-            return;
-        };
-        if !(h.flags.response() && ours && p.message_id == h.message_id)
+        if !(h.flags.response() && ours && self.window.awaits(h.message_id))
             || msg.payloads.notify(NotifyType::INVALID_IKE_SPI).is_none()
             || self.peer_lost_sa
         {
             return;
         }
         self.peer_lost_sa = true;
-        p.sent = p.sent.max(tries.saturating_sub(1));
-        p.deadline = now;
+        self.window.last_try_now(now, tries);
     }
 }
 

@@ -6,38 +6,34 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ike_wire::{
-    AuthMethod, Authentication, CertEncoding, CfgAttribute, CfgAttributeType, CfgType,
-    Configuration, Delete, ExchangeType, Flags, FragmentPosition, Header, Identification,
-    KeyExchange, Message, Notify, NotifyType, Payload, PayloadType, Payloads, Protection,
-    ProtocolId, Reassembler, ReassemblyLimits, ReassemblyStatus, SecurityAssociation,
-    TrafficSelector, decode_chain, encode_chain, open_parts, seal_prefix,
+    AuthMethod, Delete, ExchangeType, Flags, FragmentPosition, Header, Message, Notify, NotifyType,
+    Payload, PayloadType, Payloads, Protection, ReassemblyLimits, decode_chain, encode_chain,
+    open_parts, seal_prefix,
 };
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use ipsec_crypto::{
-    ChildSaKeys, DhGroup, DhPrivateKey, HashAlg, IkeSaKeys, KeyType, Provider, SignatureScheme,
-    SkCipher, auth_signed_octets, build_rfc7427_auth_data, split_rfc7427_auth_data, verify,
-};
+use ipsec_crypto::{DhGroup, HashAlg, IkeSaKeys, Provider, SkCipher};
 
-use crate::config::{
-    AddressFamily, AddressPool, AuthMethodPolicy, IkeConfig, InitiatorConfig, ResponderConfig,
-};
-use crate::event::{ChildSa, CloseReason, Event, Failure, FailureReason, IkeSaInfo, Transmit};
-use crate::identity::{IkeId, PeerRejection};
-use crate::natd::{fake_natd_hash, natd_hash};
-use crate::proposal::{EspAlgorithms, IkeAlgorithms};
-use crate::ts;
+use crate::config::{AddressPool, IkeConfig, InitiatorConfig, ResponderConfig};
+use crate::event::{CloseReason, Event, Failure, FailureReason, Transmit};
+use crate::identity::IkeId;
+use crate::proposal::IkeAlgorithms;
+use error::{ConfigFault, SaError};
+use handshake::Handshake;
 use rekey::{ChildState, Rekeying, RetiredSa};
+use window::{MessageWindow, Retransmission};
 
 mod auth;
 mod eap;
 mod eap_relay;
 pub use eap_relay::RELAYED as EAP_RELAYED;
+mod error;
+mod handshake;
 mod informational;
 mod init;
 mod mobike;
 mod rekey;
 #[cfg(test)]
 mod tests;
+mod window;
 
 /// Which side of the IKE SA we are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,15 +90,6 @@ enum RequestKind {
     UpdateAddresses,
 }
 
-#[derive(Debug)]
-struct Pending {
-    message_id: u32,
-    kind: RequestKind,
-    datagrams: Vec<Vec<u8>>,
-    sent: u32,
-    deadline: Instant,
-}
-
 /// Result of a responder's first look at an IKE_SA_INIT request.
 #[derive(Debug)]
 pub(crate) enum InitOutcome {
@@ -139,22 +126,15 @@ pub struct IkeSa {
     remote: SocketAddr,
     nat_detected: bool,
     encap: bool,
-    ni: Vec<u8>,
-    nr: Vec<u8>,
-    dh: Option<DhPrivateKey>,
-    init_request: Vec<u8>,
-    init_response: Vec<u8>,
+    /// IKE_SA_INIT and IKE_AUTH in progress; `None` once established.
+    handshake: Option<Box<Handshake>>,
     algs: Option<IkeAlgorithms>,
     keys: Option<IkeSaKeys>,
     sk_out: Option<SkCipher>,
     sk_in: Option<SkCipher>,
     peer_frag: bool,
     peer_hashes: Vec<HashAlg>,
-    next_request_id: u32,
-    pending: Option<Pending>,
-    expected_request_id: u32,
-    cached_response: Option<(u32, Vec<Vec<u8>>)>,
-    reassembler: Reassembler,
+    window: MessageWindow,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     child_spi_in: u32,
@@ -167,8 +147,6 @@ pub struct IkeSa {
     retired: Option<RetiredSa>,
     ike_rekey_at: Option<Instant>,
     ike_expire_at: Option<Instant>,
-    cookie: Option<Vec<u8>>,
-    init_retries: u32,
     peer_id: Option<IkeId>,
     /// The identity the peer claims, before it is authenticated (for refusal logs).
     claimed_peer: Option<IkeId>,
@@ -176,19 +154,12 @@ pub struct IkeSa {
     /// The peer's policy group (responder), as the validator chose it.
     peer_policy: Option<Arc<crate::PeerPolicy>>,
     peer_auth_method: Option<AuthMethod>,
-    establish_deadline: Option<Instant>,
     /// When the first IKE_SA_INIT was sent or received (for the handshake's duration).
     started: Option<Instant>,
     unix_time: u64,
     assigned: Vec<IpAddr>,
     last_rx: Option<Instant>,
     peer_initial_contact: bool,
-    /// Responder: the EAP-TLS conversation of IKE_AUTH, if the initiator chose EAP.
-    eap: Option<Box<eap::EapServer>>,
-    /// Responder: the relayed EAP conversation, if EAP goes to an authentication server.
-    eap_relay: Option<Box<eap_relay::EapRelay>>,
-    /// Initiator: our EAP-TLS conversation of IKE_AUTH, if we authenticate with EAP.
-    eap_client: Option<Box<eap::EapClient>>,
     /// The TLS version and suite an EAP-TLS authentication used.
     eap_tls: Option<String>,
     /// Both sides announced MOBIKE_SUPPORTED (RFC 4555).
@@ -213,12 +184,12 @@ pub enum ConnectError {
     /// More than 255 proposals.
     #[error("too many proposals")]
     TooManyProposals,
-    /// The crypto provider failed.
+    /// The crypto provider failed (randomness, DH key generation).
     #[error("crypto: {0}")]
-    Crypto(String),
-    /// Encoding the request failed.
+    Crypto(#[from] ipsec_crypto::CryptoError),
+    /// Encoding the IKE_SA_INIT request failed.
     #[error("encoding: {0}")]
-    Encode(String),
+    Encode(#[from] ike_wire::EncodeError),
 }
 
 fn nonzero_u64(p: &Provider) -> Result<u64, ipsec_crypto::CryptoError> {
@@ -378,15 +349,14 @@ impl IkeSa {
         if ike.ike_proposals.len() > 255 || ike.esp_proposals.len() > 255 {
             return Err(ConnectError::TooManyProposals);
         }
-        let crypto = |e: ipsec_crypto::CryptoError| ConnectError::Crypto(e.to_string());
         let group = ike
             .ike_proposals
             .first()
             .and_then(|p| p.dh.first().copied())
             .ok_or(ConnectError::NoProposals)?;
-        let spi_i = nonzero_u64(&provider).map_err(crypto)?;
-        let ni = provider.random_vec(ike.nonce_len.max(16)).map_err(crypto)?;
-        let dh = provider.generate_dh(group).map_err(crypto)?;
+        let spi_i = nonzero_u64(&provider)?;
+        let ni = provider.random_vec(ike.nonce_len.max(16))?;
+        let dh = provider.generate_dh(group)?;
         let deadline = now + ike.establish_timeout;
         let mut sa = Self::blank(
             Role::Initiator,
@@ -396,13 +366,16 @@ impl IkeSa {
             remote,
         );
         sa.spi_i = spi_i;
-        sa.ni = ni;
-        sa.dh = Some(dh);
-        sa.child_spi_in = sa.new_child_spi().map_err(crypto)?;
-        sa.establish_deadline = Some(deadline);
+        sa.child_spi_in = sa.new_child_spi()?;
         sa.started = Some(now);
-        sa.send_init_request(now)
-            .map_err(|e| ConnectError::Encode(e.to_string()))?;
+        let request = sa.init_request(&ni, None, &dh)?;
+        sa.handshake = Some(Box::new(Handshake {
+            ni,
+            dh: Some(dh),
+            establish_deadline: Some(deadline),
+            ..Handshake::default()
+        }));
+        sa.send_init_request(now, request);
         Ok(sa)
     }
 
@@ -428,22 +401,14 @@ impl IkeSa {
             remote,
             nat_detected: false,
             encap: false,
-            ni: Vec::new(),
-            nr: Vec::new(),
-            dh: None,
-            init_request: Vec::new(),
-            init_response: Vec::new(),
+            handshake: Some(Box::default()),
             algs: None,
             keys: None,
             sk_out: None,
             sk_in: None,
             peer_frag: false,
             peer_hashes: Vec::new(),
-            next_request_id: 0,
-            pending: None,
-            expected_request_id: 0,
-            cached_response: None,
-            reassembler: Reassembler::new(ReassemblyLimits::default()),
+            window: MessageWindow::new(ReassemblyLimits::default()),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             child_spi_in: 0,
@@ -454,22 +419,16 @@ impl IkeSa {
             retired: None,
             ike_rekey_at: None,
             ike_expire_at: None,
-            cookie: None,
-            init_retries: 0,
             peer_id: None,
             claimed_peer: None,
             peer_chain: None,
             peer_policy: None,
             peer_auth_method: None,
-            establish_deadline: None,
             started: None,
             unix_time: 0,
             assigned: Vec::new(),
             last_rx: None,
             peer_initial_contact: false,
-            eap: None,
-            eap_relay: None,
-            eap_client: None,
             eap_tls: None,
             mobike: false,
             path_lost: false,
@@ -553,9 +512,11 @@ impl IkeSa {
         if self.state == IkeSaState::Closed {
             return None;
         }
-        let retransmit = self.pending.as_ref().map(|p| p.deadline);
+        let retransmit = self.window.retransmit_deadline();
         let establish = self
-            .establish_deadline
+            .handshake
+            .as_ref()
+            .and_then(|hs| hs.establish_deadline)
             .filter(|_| !matches!(self.state, IkeSaState::Established | IkeSaState::Deleting));
         [
             retransmit,
@@ -573,7 +534,10 @@ impl IkeSa {
     /// When the next liveness check is due (established, idle, DPD configured).
     fn dpd_deadline(&self) -> Option<Instant> {
         let interval = self.cfg.ike().dpd_interval?;
-        if self.state != IkeSaState::Established || self.pending.is_some() || self.path_lost {
+        if self.state != IkeSaState::Established
+            || self.window.request_outstanding()
+            || self.path_lost
+        {
             return None;
         }
         Some(self.last_rx? + interval)
@@ -590,7 +554,7 @@ impl IkeSa {
         let Some(spi_in) = self.children.iter().find(|c| !c.retiring).map(|c| c.spi_in) else {
             return false;
         };
-        if self.state != IkeSaState::Established || self.pending.is_some() {
+        if self.state != IkeSaState::Established || self.window.request_outstanding() {
             return false;
         }
         self.send_delete_child(now, spi_in)
@@ -628,7 +592,7 @@ impl IkeSa {
         if self.state == IkeSaState::Closed {
             return;
         }
-        if let Some(d) = self.establish_deadline
+        if let Some(d) = self.handshake.as_ref().and_then(|hs| hs.establish_deadline)
             && d <= now
             && !matches!(self.state, IkeSaState::Established | IkeSaState::Deleting)
         {
@@ -648,43 +612,29 @@ impl IkeSa {
             self.send_liveness_check(now);
             return;
         }
-        let retransmit = self.cfg.ike().retransmit;
-        let Some(p) = self.pending.as_mut() else {
-            return;
-        };
-        if p.deadline > now {
-            return;
-        }
+        let policy = self.cfg.ike().retransmit;
         // Without a path the peer cannot answer: keep trying until the caller gives up.
-        if p.sent >= retransmit.tries && !self.path_lost {
-            let kind = p.kind;
-            self.pending = None;
-            self.rekeying = None;
-            if kind == RequestKind::Delete {
-                self.close(CloseReason::LocalDelete);
-            } else if self.peer_lost_sa {
-                let n = NotifyType::INVALID_IKE_SPI;
-                self.fail(FailureReason::PeerNotify(n), None, Some(n));
-            } else {
-                self.fail(FailureReason::Timeout, None, None);
+        match self
+            .window
+            .retransmission(now, policy, self.path_lost, self.peer_lost_sa)
+        {
+            Retransmission::NotDue => {}
+            Retransmission::Exhausted(kind) => {
+                self.rekeying = None;
+                if kind == RequestKind::Delete {
+                    self.close(CloseReason::LocalDelete);
+                } else if self.peer_lost_sa {
+                    let n = NotifyType::INVALID_IKE_SPI;
+                    self.fail(FailureReason::PeerNotify(n), None, Some(n));
+                } else {
+                    self.fail(FailureReason::Timeout, None, None);
+                }
             }
-            return;
-        }
-        let shift = p.sent.min(16);
-        let timeout = if self.peer_lost_sa {
-            // The peer said it lost the SA: one short last chance to prove otherwise.
-            retransmit.initial.saturating_mul(2)
-        } else {
-            retransmit
-                .initial
-                .saturating_mul(1u32 << shift)
-                .min(retransmit.max_timeout)
-        };
-        p.sent = (p.sent + 1).min(retransmit.tries);
-        p.deadline = now + timeout;
-        let datagrams = p.datagrams.clone();
-        for d in datagrams {
-            self.push_transmit(d);
+            Retransmission::Resend(datagrams) => {
+                for d in datagrams {
+                    self.push_transmit(d);
+                }
+            }
         }
     }
 
@@ -693,7 +643,7 @@ impl IkeSa {
     /// outstanding (window size 1), it closes at once without telling the peer.
     pub fn delete(&mut self, now: Instant) {
         match self.state {
-            IkeSaState::Established if self.pending.is_none() => {
+            IkeSaState::Established if !self.window.request_outstanding() => {
                 if self
                     .send_request(
                         now,
@@ -717,7 +667,7 @@ impl IkeSa {
     /// request is outstanding or the SA is not established. No answer after all
     /// retransmissions fails the SA with [`FailureReason::Timeout`].
     pub fn send_liveness_check(&mut self, now: Instant) -> bool {
-        if self.state != IkeSaState::Established || self.pending.is_some() {
+        if self.state != IkeSaState::Established || self.window.request_outstanding() {
             return false;
         }
         self.send_request(
@@ -772,7 +722,7 @@ impl IkeSa {
     fn close(&mut self, reason: CloseReason) {
         if self.state != IkeSaState::Closed {
             self.state = IkeSaState::Closed;
-            self.pending = None;
+            self.window.take_request();
             self.rekeying = None;
             self.retired = None;
             self.events.push_back(Event::Closed(reason));
@@ -813,8 +763,8 @@ impl IkeSa {
         message_id: u32,
         response: bool,
         payloads: &[Payload],
-    ) -> Result<Vec<Vec<u8>>, String> {
-        let sk = self.sk_out.as_ref().ok_or("no keys")?;
+    ) -> Result<Vec<Vec<u8>>, SaError> {
+        let sk = self.sk_out.as_ref().ok_or(SaError::Internal("no keys"))?;
         self.protect_with(sk, self.header(exchange, message_id, response), payloads)
     }
 
@@ -824,19 +774,16 @@ impl IkeSa {
         sk: &SkCipher,
         header: Header,
         payloads: &[Payload],
-    ) -> Result<Vec<Vec<u8>>, String> {
+    ) -> Result<Vec<Vec<u8>>, SaError> {
         let ike = self.cfg.ike();
-        let (first, plain) = encode_chain(payloads).map_err(|e| e.to_string())?;
+        let (first, plain) = encode_chain(payloads)?;
         let marker = if self.encap { 4 } else { 0 };
         let ip_udp = if self.remote.is_ipv4() { 28 } else { 48 };
         let budget = ike.fragment_mtu.saturating_sub(ip_udp + marker);
         let whole = ike_wire::HEADER_LEN + 4 + sk.body_len(plain.len());
-        let seal = |prot: Protection, chunk: &[u8]| -> Result<Vec<u8>, String> {
-            let mut msg = seal_prefix(&header, &[], prot, sk.body_len(chunk.len()))
-                .map_err(|e| e.to_string())?;
-            let body = sk
-                .seal(&msg, chunk, &self.provider)
-                .map_err(|e| e.to_string())?;
+        let seal = |prot: Protection, chunk: &[u8]| -> Result<Vec<u8>, SaError> {
+            let mut msg = seal_prefix(&header, &[], prot, sk.body_len(chunk.len()))?;
+            let body = sk.seal(&msg, chunk, &self.provider)?;
             msg.extend_from_slice(&body);
             Ok(msg)
         };
@@ -851,12 +798,12 @@ impl IkeSa {
         let room = sk
             .max_plaintext_len(budget.saturating_sub(ike_wire::HEADER_LEN + 8))
             .filter(|n| *n > 0)
-            .ok_or("fragment MTU too small")?;
+            .ok_or(ConfigFault::FragmentMtuTooSmall)?;
         let chunks: Vec<&[u8]> = plain.chunks(room).collect();
-        let total = u16::try_from(chunks.len()).map_err(|_| "too many fragments")?;
+        let total = u16::try_from(chunks.len()).map_err(|_| ConfigFault::TooManyFragments)?;
         let mut out = Vec::with_capacity(chunks.len());
         for (i, chunk) in chunks.iter().enumerate() {
-            let number = u16::try_from(i + 1).map_err(|_| "too many fragments")?;
+            let number = u16::try_from(i + 1).map_err(|_| ConfigFault::TooManyFragments)?;
             out.push(seal(
                 Protection::Skf {
                     fragment: FragmentPosition { number, total },
@@ -878,26 +825,20 @@ impl IkeSa {
         exchange: ExchangeType,
         kind: RequestKind,
         payloads: Vec<Payload>,
-    ) -> Result<(), String> {
-        let id = self.next_request_id;
+    ) -> Result<(), SaError> {
+        let id = self.window.next_request_id();
         let datagrams = self.protect(exchange, id, false, &payloads)?;
-        self.next_request_id = self.next_request_id.wrapping_add(1);
-        self.start_pending(now, id, kind, datagrams);
+        self.start_request(now, id, kind, datagrams);
         Ok(())
     }
 
-    fn start_pending(&mut self, now: Instant, id: u32, kind: RequestKind, datagrams: Vec<Vec<u8>>) {
+    /// Sends `datagrams`, our request `id`, and awaits its response.
+    fn start_request(&mut self, now: Instant, id: u32, kind: RequestKind, datagrams: Vec<Vec<u8>>) {
         for d in &datagrams {
             self.push_transmit(d.clone());
         }
         let initial = self.cfg.ike().retransmit.initial;
-        self.pending = Some(Pending {
-            message_id: id,
-            kind,
-            datagrams,
-            sent: 1,
-            deadline: now + initial,
-        });
+        self.window.start_request(now, id, kind, datagrams, initial);
     }
 
     fn send_response(&mut self, exchange: ExchangeType, message_id: u32, payloads: &[Payload]) {
@@ -906,17 +847,20 @@ impl IkeSa {
                 for d in &datagrams {
                     self.push_transmit(d.clone());
                 }
-                self.cached_response = Some((message_id, datagrams));
+                self.window.cache_response(message_id, datagrams);
             }
-            Err(e) => self.fail(FailureReason::Local(e), None, None),
+            Err(e) => self.fail(e.into(), None, None),
         }
     }
 
     fn resend_cached(&mut self) {
-        if let Some((_, datagrams)) = self.cached_response.clone() {
-            for d in datagrams {
-                self.push_transmit(d);
-            }
+        let datagrams = self
+            .window
+            .cached_response()
+            .map(<[Vec<u8>]>::to_vec)
+            .unwrap_or_default();
+        for d in datagrams {
+            self.push_transmit(d);
         }
     }
 
@@ -953,15 +897,11 @@ impl IkeSa {
         };
         let response = h.flags.response();
         if response {
-            if self.pending.as_ref().map(|p| p.message_id) != Some(h.message_id) {
+            if !self.window.awaits(h.message_id) {
                 return;
             }
         } else {
-            if self
-                .cached_response
-                .as_ref()
-                .is_some_and(|(id, _)| *id == h.message_id)
-            {
+            if self.window.has_answered(h.message_id) {
                 // A retransmitted request: answer once per retransmission (for fragmented
                 // requests on fragment 1), after checking it is genuine.
                 let first = parts.fragment.is_none_or(|f| f.number == 1);
@@ -970,7 +910,7 @@ impl IkeSa {
                 }
                 return;
             }
-            if h.message_id != self.expected_request_id {
+            if !self.window.expects_request(h.message_id) {
                 return;
             }
         }
@@ -985,11 +925,11 @@ impl IkeSa {
                     return;
                 }
                 match self
-                    .reassembler
-                    .insert(h.message_id, pos, parts.first_payload, &plain)
+                    .window
+                    .reassemble(h.message_id, pos, parts.first_payload, &plain)
                 {
-                    Ok(ReassemblyStatus::Complete(r)) => (r.first_payload, r.chain),
-                    _ => return,
+                    Some(whole) => whole,
+                    None => return,
                 }
             }
         };
@@ -1030,7 +970,7 @@ impl IkeSa {
         }
         if response {
             self.peer_lost_sa = false;
-            let kind = self.pending.take().map(|p| p.kind);
+            let kind = self.window.take_request();
             match kind {
                 Some(RequestKind::Auth) => self.process_auth_response(now, &payloads),
                 Some(RequestKind::Delete) => self.close(CloseReason::LocalDelete),
@@ -1042,7 +982,7 @@ impl IkeSa {
                 _ => {}
             }
         } else {
-            self.expected_request_id = self.expected_request_id.wrapping_add(1);
+            self.window.accept_request();
             match exchange {
                 ExchangeType::IKE_AUTH
                     if self.role == Role::Responder && self.state == IkeSaState::HalfOpen =>
@@ -1080,7 +1020,7 @@ impl IkeSa {
         data: Vec<u8>,
         reason: FailureReason,
     ) {
-        self.expected_request_id = self.expected_request_id.wrapping_add(1);
+        self.window.accept_request();
         self.send_response(
             exchange,
             message_id,
@@ -1122,8 +1062,7 @@ impl IkeSa {
 impl IkeSa {
     /// Sends `payloads` as our next request of `exchange`, protected with this SA's keys.
     pub fn fuzz_request(&mut self, exchange: ExchangeType, payloads: &[Payload]) {
-        let id = self.next_request_id;
-        self.next_request_id = self.next_request_id.wrapping_add(1);
+        let id = self.window.take_request_id();
         if let Ok(datagrams) = self.protect(exchange, id, false, payloads) {
             for d in datagrams {
                 self.push_transmit(d);

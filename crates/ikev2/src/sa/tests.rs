@@ -2,13 +2,17 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use ike_wire::UnknownPayload;
+use ike_wire::{
+    Authentication, CfgAttribute, KeyExchange, ProtocolId, SecurityAssociation, TrafficSelector,
+    UnknownPayload,
+};
 use ipsec_crypto::SigningKey;
 use pki::{CertKind, CertificateAuthority, KeyAlgorithm, Validity};
 
 use super::*;
-use crate::config::LocalCredentials;
-use crate::identity::{PeerRole, PkiValidator};
+use crate::config::{AddressFamily, LocalCredentials};
+use crate::identity::{PeerRejection, PeerRole, PkiValidator};
+use crate::ts;
 
 const START: u64 = 1_767_225_600;
 
@@ -286,8 +290,7 @@ fn create_child_request(
     now: Instant,
     payloads: &[Payload],
 ) -> Vec<Payload> {
-    let id = client.next_request_id;
-    client.next_request_id += 1;
+    let id = client.window.take_request_id();
     let datagrams = client
         .protect(ExchangeType::CREATE_CHILD_SA, id, false, payloads)
         .unwrap();

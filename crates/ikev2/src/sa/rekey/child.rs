@@ -1,33 +1,40 @@
 //! Rekeying a Child SA (RFC 7296 1.3.3, 2.8), both as its initiator and as its responder,
 //! collisions included (2.8.1).
 
-use super::*;
+use std::cmp::Ordering;
+use std::time::Instant;
+
+use ike_wire::{
+    EsnId, ExchangeType, KeyExchange, Notify, NotifyType, Payload, Payloads, ProtocolId,
+    SecurityAssociation, TrafficSelector, Transform, TransformId,
+};
+use ipsec_crypto::{ChildSaKeys, DhGroup, DhPrivateKey, SharedSecret};
+
+use super::{Answer, ChildState, Collision, Rekeying, lowest, proposal_ke, proposal_ke_options};
+use crate::event::{ChildSa, Event, FailureReason};
+use crate::proposal::EspAlgorithms;
+use crate::sa::error::{PeerFault, SaError};
+use crate::sa::{IkeSa, RequestKind, wire_group};
+use crate::ts;
 
 impl IkeSa {
     pub(super) fn start_child_rekey(
         &mut self,
         now: Instant,
         old_spi_in: u32,
-    ) -> Result<(), String> {
+    ) -> Result<(), SaError> {
         let old = self
             .children
             .iter()
             .find(|c| c.spi_in == old_spi_in)
             .cloned()
-            .ok_or("no such Child SA")?;
+            .ok_or(SaError::Internal("no such Child SA"))?;
         let cfg = self.cfg.clone();
         let ike = cfg.ike();
-        let crypto = |e: ipsec_crypto::CryptoError| e.to_string();
-        let spi_in = self.new_child_spi().map_err(crypto)?;
-        let ni = self
-            .provider
-            .random_vec(ike.nonce_len.max(16))
-            .map_err(crypto)?;
+        let spi_in = self.new_child_spi()?;
+        let ni = self.provider.random_vec(ike.nonce_len.max(16))?;
         let pfs = ike.esp_proposals.iter().find_map(|p| p.dh.first().copied());
-        let dh = pfs
-            .map(|g| self.provider.generate_dh(g))
-            .transpose()
-            .map_err(crypto)?;
+        let dh = pfs.map(|g| self.provider.generate_dh(g)).transpose()?;
         let proposals = ike
             .esp_proposals
             .iter()
@@ -190,10 +197,7 @@ impl IkeSa {
                     .ke()
                     .filter(|k| k.group.0 == g)
                     .ok_or_else(|| syntax("KE missing or of another group"))?;
-                Some(
-                    dh.agree(&ke.data)
-                        .map_err(|e| FailureReason::Local(e.to_string()))?,
-                )
+                Some(dh.agree(&ke.data).map_err(PeerFault::KeyExchange)?)
             }
             (Some(g), _) => return Err(FailureReason::InvalidKeGroup(g)),
         };
@@ -204,9 +208,7 @@ impl IkeSa {
         {
             return Err(FailureReason::TsUnacceptable);
         }
-        let keys = self
-            .rekey_child_keys(algs, shared.as_ref(), ni, nr)
-            .map_err(FailureReason::Local)?;
+        let keys = self.rekey_child_keys(algs, shared.as_ref(), ni, nr)?;
         // We started the exchange: its "initiator" keys are our outbound ones.
         Ok(self.child_from(
             old,
@@ -226,10 +228,10 @@ impl IkeSa {
         shared: Option<&SharedSecret>,
         ni: &[u8],
         nr: &[u8],
-    ) -> Result<ChildSaKeys, String> {
-        let ike = self.algs.ok_or("no IKE algorithms")?;
-        let keys = self.keys.as_ref().ok_or("no keys")?;
-        ChildSaKeys::derive(
+    ) -> Result<ChildSaKeys, SaError> {
+        let ike = self.algs.ok_or(SaError::Internal("no IKE algorithms"))?;
+        let keys = self.keys.as_ref().ok_or(SaError::Internal("no keys"))?;
+        Ok(ChildSaKeys::derive(
             ike.prf,
             keys.sk_d.as_bytes(),
             shared.map(SharedSecret::as_bytes),
@@ -237,8 +239,7 @@ impl IkeSa {
             nr,
             algs.encr.key_material_len(),
             algs.integ.map_or(0, |i| i.key_len()),
-        )
-        .map_err(|e| e.to_string())
+        )?)
     }
 
     /// The new Child SA replacing `old`; `exchange_initiator`: we started the CREATE_CHILD_SA.

@@ -1,17 +1,22 @@
 //! Rekeying the IKE SA (RFC 7296 1.3.2, 2.18), both as its initiator and as its responder.
 
-use super::*;
+use std::time::Instant;
+
+use ike_wire::{ExchangeType, KeyExchange, NotifyType, Payload, Payloads, SecurityAssociation};
+use ipsec_crypto::{DhGroup, DhPrivateKey, IkeSaKeys, SharedSecret};
+
+use super::{Answer, RETIRED_GRACE, Rekeying, RetiredSa};
+use crate::event::{Event, FailureReason};
+use crate::proposal::IkeAlgorithms;
+use crate::sa::error::{PeerFault, SaError};
+use crate::sa::{IkeSa, RequestKind, nonzero_u64, wire_group};
 
 impl IkeSa {
-    pub(super) fn start_ike_rekey(&mut self, now: Instant) -> Result<(), String> {
-        let algs = self.algs.ok_or("no IKE algorithms")?;
-        let crypto = |e: ipsec_crypto::CryptoError| e.to_string();
-        let spi = nonzero_u64(&self.provider).map_err(crypto)?;
-        let ni = self
-            .provider
-            .random_vec(self.cfg.ike().nonce_len.max(16))
-            .map_err(crypto)?;
-        let dh = self.provider.generate_dh(algs.dh).map_err(crypto)?;
+    pub(super) fn start_ike_rekey(&mut self, now: Instant) -> Result<(), SaError> {
+        let algs = self.algs.ok_or(SaError::Internal("no IKE algorithms"))?;
+        let spi = nonzero_u64(&self.provider)?;
+        let ni = self.provider.random_vec(self.cfg.ike().nonce_len.max(16))?;
+        let dh = self.provider.generate_dh(algs.dh)?;
         // The algorithms in use: the peer accepted them once, and our KE matches them.
         let mut proposal = algs.to_wire(1);
         proposal.spi = spi.to_be_bytes().to_vec();
@@ -69,18 +74,15 @@ impl IkeSa {
             if ke.group != wire_group(dh.group()) {
                 return Err(FailureReason::InvalidKeGroup(ke.group.0));
             }
-            let shared = dh
-                .agree(&ke.data)
-                .map_err(|e| FailureReason::Local(e.to_string()))?;
+            let shared = dh.agree(&ke.data).map_err(PeerFault::KeyExchange)?;
             Ok((algs, peer_spi, nr.to_vec(), shared))
         })();
         match result {
             Ok((algs, peer_spi, nr, shared)) => {
-                let ni = ni.to_vec();
                 if let Err(e) =
-                    self.switch_ike_sa(now, algs, (spi, peer_spi), true, ni, nr, &shared)
+                    self.switch_ike_sa(now, algs, (spi, peer_spi), true, ni, &nr, &shared)
                 {
-                    self.rekey_failed(FailureReason::Local(e), None);
+                    self.rekey_failed(e.into(), None);
                     return;
                 }
                 self.send_retired_delete(now);
@@ -101,51 +103,40 @@ impl IkeSa {
         algs: IkeAlgorithms,
         spis: (u64, u64),
         initiator: bool,
-        ni: Vec<u8>,
-        nr: Vec<u8>,
+        ni: &[u8],
+        nr: &[u8],
         shared: &SharedSecret,
-    ) -> Result<(), String> {
-        let old_algs = self.algs.ok_or("no IKE algorithms")?;
-        let old_keys = self.keys.as_ref().ok_or("no keys")?;
+    ) -> Result<(), SaError> {
+        let old_algs = self.algs.ok_or(SaError::Internal("no IKE algorithms"))?;
+        let old_keys = self.keys.as_ref().ok_or(SaError::Internal("no keys"))?;
         let suite = algs.suite();
         let keys = IkeSaKeys::derive_rekey(
             old_algs.prf,
             old_keys.sk_d.as_bytes(),
             &suite,
             shared.as_bytes(),
-            &ni,
-            &nr,
+            ni,
+            nr,
             &spis.0.to_be_bytes(),
             &spis.1.to_be_bytes(),
-        )
-        .map_err(|e| e.to_string())?;
-        let (out, inb) = keys
-            .sk_ciphers(&suite, initiator)
-            .map_err(|e| e.to_string())?;
+        )?;
+        let (out, inb) = keys.sk_ciphers(&suite, initiator)?;
         let (Some(old_out), Some(old_in)) = (self.sk_out.replace(out), self.sk_in.replace(inb))
         else {
-            return Err("no keys".into());
+            return Err(SaError::Internal("no keys"));
         };
         self.retired = Some(RetiredSa {
             spis: (self.spi_i, self.spi_r),
             initiator: self.initiator,
             sk_in: old_in,
             sk_out: old_out,
-            expected_request_id: self.expected_request_id,
-            next_request_id: self.next_request_id,
-            cached_response: self.cached_response.take(),
-            pending: None,
+            window: self.window.restart(),
             give_up: now + RETIRED_GRACE,
         });
         (self.spi_i, self.spi_r) = spis;
         self.initiator = initiator;
-        self.ni = ni;
-        self.nr = nr;
         self.algs = Some(algs);
         self.keys = Some(keys);
-        self.next_request_id = 0;
-        self.expected_request_id = 0;
-        self.reassembler = Reassembler::new(ReassemblyLimits::default());
         self.start_ike_lifetime(now);
         self.events.push_back(Event::IkeSaRekeyed {
             spi_i: spis.0,

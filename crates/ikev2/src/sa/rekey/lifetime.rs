@@ -1,7 +1,13 @@
 //! Lifetimes: when each Child SA and the IKE SA are rekeyed (RFC 7296 2.8: some jitter, so
 //! the two ends rarely start at once), and retries after TEMPORARY_FAILURE.
 
-use super::*;
+use std::time::{Duration, Instant};
+
+use ike_wire::{Delete, ExchangeType, Payload};
+
+use super::{ChildState, RETRY_BASE, RETRY_JITTER, Rekeying};
+use crate::event::{ChildSa, CloseReason, Event};
+use crate::sa::{IkeSa, IkeSaState};
 
 impl IkeSa {
     /// (rekey, expire) for something created now with `lifetime`: rekey at 90 % minus a
@@ -103,7 +109,7 @@ impl IkeSa {
 
     /// The next rekey or expiry, when one of them can be acted upon (no request outstanding).
     pub(in crate::sa) fn lifetime_deadline(&self) -> Option<Instant> {
-        if self.state != IkeSaState::Established || self.pending.is_some() {
+        if self.state != IkeSaState::Established || self.window.request_outstanding() {
             return None;
         }
         let children = self.children.iter().flat_map(|c| {
@@ -119,12 +125,12 @@ impl IkeSa {
 
     /// Acts on due lifetimes: hard expiry first, then IKE rekey, then Child SA rekeys.
     pub(in crate::sa) fn run_lifetimes(&mut self, now: Instant) {
-        if self.state != IkeSaState::Established || self.pending.is_some() {
+        if self.state != IkeSaState::Established || self.window.request_outstanding() {
             return;
         }
         if self.ike_expire_at.is_some_and(|t| t <= now) {
             // Say goodbye without waiting: the SA's time is up.
-            let id = self.next_request_id;
+            let id = self.window.next_request_id();
             if let Ok(datagrams) = self.protect(
                 ExchangeType::INFORMATIONAL,
                 id,
@@ -155,7 +161,7 @@ impl IkeSa {
             } else {
                 self.ike_rekey_at = None;
                 if let Err(e) = self.start_ike_rekey(now) {
-                    self.rekey_failed(FailureReason::Local(e), None);
+                    self.rekey_failed(e.into(), None);
                 }
                 return;
             }
@@ -168,7 +174,7 @@ impl IkeSa {
             c.rekey_at = None;
             let spi_in = c.spi_in;
             if let Err(e) = self.start_child_rekey(now, spi_in) {
-                self.rekey_failed(FailureReason::Local(e), None);
+                self.rekey_failed(e.into(), None);
             }
         }
     }

@@ -12,12 +12,18 @@
 //! IKE SA, [`retired`] keeps the replaced IKE SA until it is gone.
 
 use std::cmp::Ordering;
-use std::time::Duration;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
-use ike_wire::{EsnId, Transform, TransformId};
-use ipsec_crypto::SharedSecret;
+use ike_wire::{
+    ExchangeType, Notify, NotifyType, Payload, Payloads, ProtocolId, TrafficSelector, TransformId,
+};
+use ipnet::IpNet;
+use ipsec_crypto::{DhGroup, DhPrivateKey, SharedSecret};
 
-use super::*;
+use super::{IkeSa, IkeSaState};
+use crate::event::{ChildSa, Event, Failure, FailureReason};
+use crate::proposal::IkeAlgorithms;
 
 mod child;
 mod ike;
@@ -271,8 +277,8 @@ impl IkeSa {
             }) => {
                 // The answer goes out on the old SA; then the new one takes over.
                 self.send_response(ExchangeType::CREATE_CHILD_SA, message_id, &reply);
-                if let Err(e) = self.switch_ike_sa(now, algs, spis, false, ni, nr, &shared) {
-                    self.rekey_failed(FailureReason::Local(e), None);
+                if let Err(e) = self.switch_ike_sa(now, algs, spis, false, &ni, &nr, &shared) {
+                    self.rekey_failed(e.into(), None);
                 }
             }
             Err(t) => {
@@ -349,6 +355,7 @@ enum Answer {
 #[allow(clippy::unwrap_used, clippy::panic)] // tests may unwrap
 mod tests {
     use super::super::*;
+    use crate::config::AddressFamily;
 
     const START: u64 = 1_767_225_600;
 

@@ -1,7 +1,13 @@
 //! The IKE SA a rekey replaced: it answers what still comes for it, sends its Delete, and
 //! goes after a grace period.
 
-use super::*;
+use std::time::Instant;
+
+use ike_wire::{Delete, ExchangeType, Notify, NotifyType, Payload, ProtocolId, decode_chain};
+use ipsec_crypto::SkCipher;
+
+use crate::sa::window::{MessageWindow, Retransmission};
+use crate::sa::{IkeSa, RequestKind, header_for};
 
 /// The IKE SA an IKE rekey replaced: it answers retransmissions and the peer's Delete, or
 /// sends our Delete, then disappears.
@@ -11,11 +17,9 @@ pub(in crate::sa) struct RetiredSa {
     pub(super) initiator: bool,
     pub(super) sk_in: SkCipher,
     pub(super) sk_out: SkCipher,
-    pub(super) expected_request_id: u32,
-    pub(super) next_request_id: u32,
-    pub(super) cached_response: Option<(u32, Vec<Vec<u8>>)>,
-    /// Our Delete (when we initiated the rekey).
-    pub(super) pending: Option<Pending>,
+    /// Its message IDs go on where they were; our Delete (when we initiated the rekey) is
+    /// its only request.
+    pub(super) window: MessageWindow,
     pub(super) give_up: Instant,
 }
 
@@ -33,9 +37,9 @@ impl RetiredSa {
     }
 
     pub(in crate::sa) fn deadline(&self) -> Instant {
-        self.pending
-            .as_ref()
-            .map_or(self.give_up, |p| p.deadline.min(self.give_up))
+        self.window
+            .retransmit_deadline()
+            .map_or(self.give_up, |d| d.min(self.give_up))
     }
 }
 
@@ -46,7 +50,7 @@ impl IkeSa {
             return;
         };
         // Message IDs of the old SA continue where they were.
-        let id = r.next_request_id;
+        let id = r.window.next_request_id();
         let header = header_for(r.spis, r.initiator, ExchangeType::INFORMATIONAL, id, false);
         let Ok(datagrams) = self.protect_with(&r.sk_out, header, &[Payload::Delete(Delete::ike())])
         else {
@@ -58,13 +62,8 @@ impl IkeSa {
         }
         let initial = self.cfg.ike().retransmit.initial;
         if let Some(r) = self.retired.as_mut() {
-            r.pending = Some(Pending {
-                message_id: id,
-                kind: RequestKind::Delete,
-                datagrams,
-                sent: 1,
-                deadline: now + initial,
-            });
+            r.window
+                .start_request(now, id, RequestKind::Delete, datagrams, initial);
         }
     }
 
@@ -83,28 +82,23 @@ impl IkeSa {
             return;
         };
         if h.flags.response() {
-            if r.pending
-                .as_ref()
-                .is_some_and(|p| p.message_id == h.message_id)
-            {
+            if r.window.awaits(h.message_id) {
                 // Our Delete was answered: the old SA is gone.
                 self.retired = None;
             }
             return;
         }
-        if let Some((id, datagrams)) = &r.cached_response
-            && *id == h.message_id
-        {
-            let datagrams = datagrams.clone();
+        if r.window.has_answered(h.message_id) {
+            let datagrams = r.window.cached_response().unwrap_or_default().to_vec();
             for d in datagrams {
                 self.push_transmit(d);
             }
             return;
         }
-        if h.message_id != r.expected_request_id {
+        if !r.window.expects_request(h.message_id) {
             return;
         }
-        r.expected_request_id = r.expected_request_id.wrapping_add(1);
+        r.window.accept_request();
         let (spis, initiator) = (r.spis, r.initiator);
         let payloads = decode_chain(parts.first_payload, &plain).unwrap_or_default();
         let ike_deleted = payloads
@@ -131,13 +125,13 @@ impl IkeSa {
         if ike_deleted {
             self.retired = None;
         } else if let Some(r) = self.retired.as_mut() {
-            r.cached_response = Some((h.message_id, datagrams));
+            r.window.cache_response(h.message_id, datagrams);
         }
     }
 
     /// Retransmits the retired SA's Delete, or drops the retired SA when its time is up.
     pub(in crate::sa) fn retired_timeout(&mut self, now: Instant) {
-        let tries = self.cfg.ike().retransmit;
+        let policy = self.cfg.ike().retransmit;
         let Some(r) = self.retired.as_mut() else {
             return;
         };
@@ -145,26 +139,14 @@ impl IkeSa {
             self.retired = None;
             return;
         }
-        let Some(p) = r.pending.as_mut() else {
-            return;
-        };
-        if p.deadline > now {
-            return;
-        }
-        if p.sent >= tries.tries {
-            self.retired = None;
-            return;
-        }
-        let shift = p.sent.min(16);
-        p.sent += 1;
-        p.deadline = now
-            + tries
-                .initial
-                .saturating_mul(1u32 << shift)
-                .min(tries.max_timeout);
-        let datagrams = p.datagrams.clone();
-        for d in datagrams {
-            self.push_transmit(d);
+        match r.window.retransmission(now, policy, false, false) {
+            Retransmission::NotDue => {}
+            Retransmission::Exhausted(_) => self.retired = None,
+            Retransmission::Resend(datagrams) => {
+                for d in datagrams {
+                    self.push_transmit(d);
+                }
+            }
         }
     }
 }

@@ -569,6 +569,15 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
+    /// The configuration at `path` refused because of `field`.
+    pub(crate) fn invalid(path: &Path, field: &'static str, message: String) -> Self {
+        Self::Invalid {
+            path: path.to_owned(),
+            field,
+            message,
+        }
+    }
+
     /// The offending field, when the error is about one.
     pub fn field(&self) -> Option<&'static str> {
         match self {

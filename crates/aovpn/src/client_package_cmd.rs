@@ -108,7 +108,7 @@ pub fn write(args: &ClientPackageArgs) -> ExitCode {
 fn build(args: &ClientPackageArgs) -> Result<String, String> {
     let config = gateway::config::GatewayConfig::load(&args.config).map_err(|e| e.to_string())?;
     let credentials =
-        gateway::ike::load_credentials(&config, &args.config).map_err(|e| e.to_string())?;
+        gateway::credentials::load_credentials(&config, &args.config).map_err(|e| e.to_string())?;
     let chain = credentials
         .local
         .chain

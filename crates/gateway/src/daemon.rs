@@ -15,12 +15,13 @@ use serde::Serialize;
 use tunnel::{Driver, DriverConfig, DriverEvent, Side};
 
 use crate::admin::{self, Session};
+use crate::client_validation::ClientValidator;
 use crate::config::GatewayConfig;
-use crate::ike::{
-    ClientValidator, Pools, SharedPool, group_policies, load_credentials, responder_config,
-};
+use crate::credentials::load_credentials;
 use crate::metrics::Metrics;
 use crate::pool::LeasePool;
+use crate::pool_adapter::{Pools, SharedPool};
+use crate::responder::{group_policies, responder_config};
 
 /// The TUN MTU when the config names none: 1500 on the wire minus the worst ESP-in-UDP
 /// overhead (IPv4 20 + UDP 8 + ESP 8 + IV 16 + padding 15 + trailer 2 + ICV 16, rounded up).
@@ -205,7 +206,7 @@ impl Gateway {
         };
         let radius = match &config.radius {
             Some(r) => {
-                let groups = crate::ike::group_policies(&config)
+                let groups = group_policies(&config)
                     .into_iter()
                     .map(|(_, p)| p)
                     .collect();

@@ -12,8 +12,10 @@ use ikev2::{IkeId, PeerRejection, PeerValidator};
 use netio::privileges::{Capability, effective_has};
 use tunnel::check::{Check, Verdict};
 
+use crate::client_validation::ClientValidator;
 use crate::config::{ConfigError, GatewayConfig};
-use crate::ike::{ClientValidator, load_credentials, responder_config};
+use crate::credentials::load_credentials;
+use crate::responder::{group_policies, responder_config};
 
 /// A certificate that expires sooner than this is reported.
 const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 86_400);
@@ -25,7 +27,7 @@ pub fn checks(config_path: &Path, client_cert: Option<&Path>) -> Vec<Check> {
         let creds = load_credentials(&c, config_path)?;
         let validator = Arc::new(ClientValidator::new(creds.trust.clone()));
         validator.set_accepted(&c.clients.accept);
-        validator.set_groups(crate::ike::group_policies(&c));
+        validator.set_groups(group_policies(&c));
         responder_config(&c, config_path, &creds, validator.clone())?;
         // What the daemon reads at its start besides: RADIUS secrets and the page's token.
         let invalid = |field, message| ConfigError::Invalid {

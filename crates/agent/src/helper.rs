@@ -26,7 +26,25 @@ use crate::control::{self, FromHelper, ProfileText, Request, ToHelper};
 /// How long a tunnel waits for the helper's signature.
 const SIGN_TIMEOUT: Duration = Duration::from_secs(5);
 
-type Pending = HashMap<u64, std::sync::mpsc::SyncSender<Result<Vec<u8>, String>>>;
+type Pending = HashMap<u64, std::sync::mpsc::SyncSender<Result<Vec<u8>, HelperSignError>>>;
+
+/// Why a signature through a user's key helper did not come back: the helper's own refusal
+/// (its message), or the helper gone or silent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct HelperSignError(String);
+
+impl From<&str> for HelperSignError {
+    fn from(why: &str) -> Self {
+        Self(why.to_owned())
+    }
+}
+
+impl From<String> for HelperSignError {
+    fn from(why: String) -> Self {
+        Self(why)
+    }
+}
 
 /// The agent's end of one user's helper connection.
 #[derive(Debug)]
@@ -70,12 +88,12 @@ impl HelperLink {
             .drain()
             .collect();
         for (_, w) in waiting {
-            let _ = w.try_send(Err(why.to_owned()));
+            let _ = w.try_send(Err(why.into()));
         }
     }
 
     /// The helper answered request `id`.
-    pub fn answer(&self, id: u64, result: Result<Vec<u8>, String>) {
+    pub fn answer(&self, id: u64, result: Result<Vec<u8>, HelperSignError>) {
         let waiter = self
             .pending
             .lock()
@@ -87,7 +105,7 @@ impl HelperLink {
     }
 
     /// Asks the helper for a signature and waits for it (up to [`SIGN_TIMEOUT`]).
-    fn sign(&self, scheme: SignatureScheme, message: &[u8]) -> Result<Vec<u8>, String> {
+    fn sign(&self, scheme: SignatureScheme, message: &[u8]) -> Result<Vec<u8>, HelperSignError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.pending
@@ -150,7 +168,7 @@ impl Signer for RemoteSigner {
         }
         self.link
             .sign(scheme, message)
-            .map_err(CryptoError::ExternalSigner)
+            .map_err(|e| CryptoError::ExternalSigner(e.to_string()))
     }
 }
 

@@ -225,8 +225,15 @@ async fn ask(commands: &mpsc::Sender<Command>, request: Request) -> Reply {
 
 /// Appends `thumbprint` to the revocation file (created 0644 when missing), unless it is
 /// already there.
-pub fn append_revocation(file: &Path, thumbprint: &pki::Thumbprint) -> Result<bool, String> {
+pub fn append_revocation(
+    file: &Path,
+    thumbprint: &pki::Thumbprint,
+) -> Result<bool, crate::config::FileError> {
     let existing = crate::config::read_revocation_file(file)?;
+    let io = |source| crate::config::FileError::Io {
+        path: file.to_owned(),
+        source,
+    };
     if existing.contains(thumbprint) {
         return Ok(false);
     }
@@ -235,14 +242,14 @@ pub fn append_revocation(file: &Path, thumbprint: &pki::Thumbprint) -> Result<bo
         .create(true)
         .append(true)
         .open(file)
-        .map_err(|e| format!("{}: {e}", file.display()))?;
+        .map_err(io)?;
     let at = tunnel::host::unix_now();
     writeln!(
         f,
         "{thumbprint}  # revoked at unix time {at} by aovpn gateway revoke"
     )
     .and_then(|()| f.sync_all())
-    .map_err(|e| format!("{}: {e}", file.display()))?;
+    .map_err(io)?;
     Ok(true)
 }
 

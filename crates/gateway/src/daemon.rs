@@ -16,7 +16,7 @@ use tunnel::{Driver, DriverConfig, DriverEvent, Side};
 
 use crate::admin::{self, Session};
 use crate::client_validation::ClientValidator;
-use crate::config::GatewayConfig;
+use crate::config::{ConfigError, GatewayConfig};
 use crate::credentials::load_credentials;
 use crate::metrics::Metrics;
 use crate::pool::LeasePool;
@@ -212,7 +212,7 @@ impl Gateway {
                     .collect();
                 Some(
                     crate::radius_relay::RadiusRelay::new(r, groups, listen.to_string())
-                        .map_err(DaemonError::Setup)?,
+                        .map_err(|e| DaemonError::Setup(e.to_string()))?,
                 )
             }
             None => None,
@@ -506,7 +506,7 @@ impl Gateway {
                 };
                 let added = match admin::append_revocation(&file, &tp) {
                     Ok(added) => added,
-                    Err(e) => return Reply::error(e),
+                    Err(e) => return Reply::error(e.to_string()),
                 };
                 match self.reload() {
                     Ok(disconnected) => Reply::done(format!(
@@ -635,7 +635,7 @@ impl Gateway {
     /// removed, expired) are disconnected. What only a restart can change (listen addresses,
     /// pools, the TUN device, the state directory) is named in a warning. A configuration
     /// that no longer loads is refused and the old one kept.
-    fn reload(&mut self) -> Result<usize, String> {
+    fn reload(&mut self) -> Result<usize, ConfigError> {
         let path = self.config_path.clone();
         let loaded = GatewayConfig::load(&path).and_then(|c| {
             let credentials = load_credentials(&c, &path)?;
@@ -646,7 +646,7 @@ impl Gateway {
             Ok(x) => x,
             Err(e) => {
                 tracing::error!("reload: keeping the old configuration: {e}");
-                return Err(e.to_string());
+                return Err(e);
             }
         };
         self.validator.replace_trust(credentials.trust);

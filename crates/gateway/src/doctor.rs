@@ -39,7 +39,8 @@ pub fn checks(config_path: &Path, client_cert: Option<&Path>) -> Vec<Check> {
             r.load_servers().map_err(|(f, m)| invalid(f, m))?;
         }
         if let Some(w) = &c.web {
-            crate::web::AdminPage::load(&w.token_file).map_err(|m| invalid("web.token_file", m))?;
+            crate::web::AdminPage::load(&w.token_file)
+                .map_err(|e| invalid("web.token_file", e.to_string()))?;
         }
         Ok((c, validator))
     });

@@ -53,6 +53,19 @@ impl std::fmt::Debug for RadiusRelay {
     }
 }
 
+/// Why the RADIUS relay could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum RadiusSetupError {
+    /// A `[radius]` setting (a secret file, most likely) that cannot be used.
+    #[error("{field}: {message}")]
+    Config {
+        field: &'static str,
+        message: String,
+    },
+    #[error("RADIUS socket: {0}")]
+    Socket(#[source] std::io::Error),
+}
+
 impl RadiusRelay {
     /// Reads the secrets and binds the client's socket (any local port, the family of the
     /// first server).
@@ -60,22 +73,19 @@ impl RadiusRelay {
         config: &RadiusConfig,
         groups: Vec<Arc<PeerPolicy>>,
         called_station: String,
-    ) -> Result<RadiusRelay, String> {
+    ) -> Result<RadiusRelay, RadiusSetupError> {
         let servers = config
             .load_servers()
-            .map_err(|(field, message)| format!("{field}: {message}"))?;
-        let any: SocketAddr = match servers.first().map(|s| s.address) {
-            Some(SocketAddr::V6(_)) => "[::]:0",
-            _ => "0.0.0.0:0",
-        }
-        .parse()
-        .map_err(|e| format!("{e}"))?;
-        let std_socket =
-            std::net::UdpSocket::bind(any).map_err(|e| format!("RADIUS socket: {e}"))?;
+            .map_err(|(field, message)| RadiusSetupError::Config { field, message })?;
+        let any = match servers.first().map(|s| s.address) {
+            Some(SocketAddr::V6(_)) => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
+            _ => SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0)),
+        };
+        let std_socket = std::net::UdpSocket::bind(any).map_err(RadiusSetupError::Socket)?;
         std_socket
             .set_nonblocking(true)
-            .map_err(|e| format!("RADIUS socket: {e}"))?;
-        let socket = UdpSocket::from_std(std_socket).map_err(|e| format!("RADIUS socket: {e}"))?;
+            .map_err(RadiusSetupError::Socket)?;
+        let socket = UdpSocket::from_std(std_socket).map_err(RadiusSetupError::Socket)?;
         let provider = ipsec_crypto::Provider::system();
         let random = Box::new(move || provider.random_array::<16>().unwrap_or_default());
         Ok(RadiusRelay {

@@ -18,6 +18,7 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::admin::Session;
+use crate::config::FileError;
 use crate::http::{Request, Response};
 
 /// Failures kept for the page.
@@ -123,28 +124,30 @@ impl std::fmt::Debug for AdminPage {
 impl AdminPage {
     /// Reads the token (the file's first line; at least 16 characters; the file not readable
     /// by every user).
-    pub fn load(token_file: &Path) -> Result<AdminPage, String> {
+    pub fn load(token_file: &Path) -> Result<AdminPage, FileError> {
         use std::os::unix::fs::MetadataExt as _;
-        let meta =
-            std::fs::metadata(token_file).map_err(|e| format!("{}: {e}", token_file.display()))?;
+        let io = |source| FileError::Io {
+            path: token_file.to_owned(),
+            source,
+        };
+        let invalid = |why| FileError::Invalid {
+            path: token_file.to_owned(),
+            why,
+        };
+        let meta = std::fs::metadata(token_file).map_err(io)?;
         // Like the gateway's key: its group (the service's) may read it, nobody else.
         if meta.mode() & 0o007 != 0 {
-            return Err(format!(
-                "{}: readable by every user (mode {:o}): chmod 640 it",
-                token_file.display(),
+            return Err(invalid(format!(
+                "readable by every user (mode {:o}): chmod 640 it",
                 meta.mode() & 0o777
-            ));
+            )));
         }
-        let text = Zeroizing::new(
-            std::fs::read_to_string(token_file)
-                .map_err(|e| format!("{}: {e}", token_file.display()))?,
-        );
+        let text = Zeroizing::new(std::fs::read_to_string(token_file).map_err(io)?);
         let token = text.lines().next().unwrap_or("").trim();
         if token.len() < MIN_TOKEN || !token.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(format!(
-                "{}: the token must be at least {MIN_TOKEN} printable characters",
-                token_file.display()
-            ));
+            return Err(invalid(format!(
+                "the token must be at least {MIN_TOKEN} printable characters"
+            )));
         }
         Ok(AdminPage::with_token(token))
     }

@@ -773,9 +773,20 @@ impl Node {
     }
 }
 
+/// `swanctl --list-sas --pretty` output we cannot read; the message says where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SwanctlOutputError(String);
+
+impl From<&str> for SwanctlOutputError {
+    fn from(why: &str) -> Self {
+        Self(why.to_owned())
+    }
+}
+
 /// Parses the line-based `--pretty` format: `name {` … `}`, `key = value`, `key = [` … `]`.
 /// Returns the top-level events (each `list-sa event { … }`).
-fn parse_pretty(text: &str) -> Result<Vec<Node>, String> {
+fn parse_pretty(text: &str) -> Result<Vec<Node>, SwanctlOutputError> {
     let mut stack: Vec<(String, Vec<(String, Node)>)> = vec![(String::new(), Vec::new())];
     let mut list: Option<(String, Vec<String>)> = None;
     for (no, raw) in text.lines().enumerate() {
@@ -798,7 +809,7 @@ fn parse_pretty(text: &str) -> Result<Vec<Node>, String> {
             let (name, entries) = stack.pop().ok_or("parser stack empty")?;
             let parent = stack
                 .last_mut()
-                .ok_or_else(|| format!("line {}: unbalanced }}", no + 1))?;
+                .ok_or_else(|| SwanctlOutputError(format!("line {}: unbalanced }}", no + 1)))?;
             parent.1.push((name, Node::Section(entries)));
         } else if let Some((key, value)) = line.split_once(" = ") {
             if value == "[" {
@@ -814,11 +825,14 @@ fn parse_pretty(text: &str) -> Result<Vec<Node>, String> {
             let top = stack.last_mut().ok_or("parser stack empty")?;
             top.1.push((key.to_owned(), Node::Value(String::new())));
         } else {
-            return Err(format!("line {}: cannot parse {raw:?}", no + 1));
+            return Err(SwanctlOutputError(format!(
+                "line {}: cannot parse {raw:?}",
+                no + 1
+            )));
         }
     }
     if stack.len() != 1 || list.is_some() {
-        return Err("unterminated section or list".to_owned());
+        return Err("unterminated section or list".into());
     }
     let (_, entries) = stack.pop().ok_or("parser stack empty")?;
     Ok(entries.into_iter().map(|(_, v)| v).collect())
@@ -838,7 +852,7 @@ fn alg(node: &Node, alg_key: &str, size_key: &str) -> Option<String> {
     })
 }
 
-fn parse_list_sas(text: &str) -> Result<Vec<SaInfo>, String> {
+fn parse_list_sas(text: &str) -> Result<Vec<SaInfo>, SwanctlOutputError> {
     let mut sas = Vec::new();
     for event in parse_pretty(text)? {
         for (name, ike) in event.sections() {

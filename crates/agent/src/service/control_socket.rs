@@ -293,8 +293,8 @@ async fn serve_helper(
                         let result = match (signature, error) {
                             (Some(sig), _) => base64::engine::general_purpose::STANDARD
                                 .decode(sig)
-                                .map_err(|e| format!("bad signature encoding: {e}")),
-                            (None, Some(e)) => Err(e),
+                                .map_err(|e| format!("bad signature encoding: {e}").into()),
+                            (None, Some(e)) => Err(e.into()),
                             (None, None) => Err("no signature".into()),
                         };
                         link.answer(id, result);

@@ -7,6 +7,8 @@ use ipnet::{Ipv4Net, Ipv6Net};
 use pki::Thumbprint;
 use serde::Deserialize;
 
+use super::FileError;
+
 /// Azure accepts at most 20 trusted root certificates per gateway; so do we.
 pub const MAX_ROOT_CAS: usize = 20;
 
@@ -144,11 +146,16 @@ impl Clients {
 
 /// The thumbprints in a revocation file, one per line (`#` starts a comment); a file that
 /// does not exist yet is empty. A bad line is named with its number.
-pub fn read_revocation_file(file: &Path) -> Result<Vec<Thumbprint>, String> {
+pub fn read_revocation_file(file: &Path) -> Result<Vec<Thumbprint>, FileError> {
     let text = match std::fs::read_to_string(file) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(format!("{}: {e}", file.display())),
+        Err(source) => {
+            return Err(FileError::Io {
+                path: file.to_owned(),
+                source,
+            });
+        }
     };
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
@@ -156,12 +163,12 @@ pub fn read_revocation_file(file: &Path) -> Result<Vec<Thumbprint>, String> {
         if entry.is_empty() {
             continue;
         }
-        out.push(entry.parse().map_err(|_| {
-            format!(
-                "{} line {}: {entry:?} is not a SHA-1 thumbprint (40 hex digits)",
-                file.display(),
+        out.push(entry.parse().map_err(|_| FileError::Invalid {
+            path: file.to_owned(),
+            why: format!(
+                "line {}: {entry:?} is not a SHA-1 thumbprint (40 hex digits)",
                 n + 1
-            )
+            ),
         })?);
     }
     Ok(out)

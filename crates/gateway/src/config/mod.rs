@@ -78,6 +78,20 @@ fn default_state_dir() -> PathBuf {
     PathBuf::from("/var/lib/aovpn-gateway")
 }
 
+/// A file the gateway keeps beside its configuration (the revocation list, the admin page's
+/// token) that cannot be read, written or used.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Read, but not what it must be; `why` says what is wrong.
+    #[error("{}: {why}", path.display())]
+    Invalid { path: PathBuf, why: String },
+}
+
 /// A configuration that cannot be used, with the field to blame.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -140,8 +154,8 @@ impl GatewayConfig {
             .revocation_file
             .get_or_insert_with(|| config.state_dir.join("revoked.txt"))
             .clone();
-        config.clients.revoked_from_file =
-            read_revocation_file(&file).map_err(|m| invalid("clients.revocation_file", m))?;
+        config.clients.revoked_from_file = read_revocation_file(&file)
+            .map_err(|e| invalid("clients.revocation_file", e.to_string()))?;
         if let Some(group) = &config.admin.group {
             config.admin.gid = Some(
                 admin::group_id(group)

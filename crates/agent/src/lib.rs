@@ -4,7 +4,7 @@
 //! kept on disk by [`profile_store`].
 //!
 //! May depend on: `tunnel` and everything below it, `profile`; never `gateway`.
-//! Start reading: `service/mod.rs` (the daemon), `supervisor.rs` (Always On, sans-IO), `connection.rs` (one tunnel).
+//! Start reading: `service/mod.rs` (the daemon), `supervisor.rs` (Always On, sans-IO), `connection/lifecycle.rs` (one tunnel).
 
 pub mod config;
 pub mod connection;

@@ -1,0 +1,185 @@
+//! Where the gateway is and how to reach it: its name and address, the physical path to it
+//! (never through one of our tunnels), and the tunnel MTU that path carries.
+
+use std::net::{IpAddr, SocketAddr};
+
+use netio::netlink::{Netlink, Route, RouteLookup};
+
+use super::{ConnectionError, MIN_TUNNEL_MTU, setup};
+
+/// `host`, `host:port`, an IPv6 literal, or `[v6]:port` -> (host, port); the IKE port
+/// defaults to 500.
+pub fn split_server(server: &str) -> Option<(String, u16)> {
+    if let Some(rest) = server.strip_prefix('[') {
+        let (host, tail) = rest.split_once(']')?;
+        let port = match tail.strip_prefix(':') {
+            Some(p) => p.parse().ok()?,
+            None if tail.is_empty() => 500,
+            None => return None,
+        };
+        return Some((host.to_owned(), port));
+    }
+    match server.rsplit_once(':') {
+        // More than one colon without brackets: a bare IPv6 address.
+        Some((h, _)) if h.contains(':') => Some((server.to_owned(), 500)),
+        Some((h, p)) => Some((h.to_owned(), p.parse().ok()?)),
+        None => Some((server.to_owned(), 500)),
+    }
+}
+
+/// `host` or `host:port` -> (name for certificate checks, address).
+pub async fn resolve(server: &str) -> Result<(String, SocketAddr), ConnectionError> {
+    let (host, port) =
+        split_server(server).ok_or_else(|| setup(format!("server {server}"))("bad port".into()))?;
+    let addrs = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .map_err(|e| ConnectionError::Unreachable(format!("{host}: {e}")))?;
+    let mut addrs: Vec<SocketAddr> = addrs.collect();
+    addrs.sort_by_key(|a| !a.is_ipv4());
+    let addr = addrs
+        .first()
+        .copied()
+        .ok_or_else(|| ConnectionError::Unreachable(format!("{host}: no address")))?;
+    Ok((host, addr))
+}
+
+/// Whether an interface is one of aovpn's tunnels (this one's or another's).
+async fn is_tunnel(netlink: &Netlink, index: u32, own: Option<u32>) -> bool {
+    if Some(index) == own {
+        return true;
+    }
+    netlink
+        .link_by_index(index)
+        .await
+        .is_ok_and(|l| l.name.starts_with("aovpn"))
+}
+
+/// The physical path to `dest`: the kernel's route unless it points into one of our tunnels
+/// (full-tunnel routes cover the gateway too, and another tunnel's routes may cover it), then
+/// the best default route on a link that is no tunnel of ours.
+pub(super) async fn physical_route_to(
+    netlink: &Netlink,
+    dest: IpAddr,
+    tun_index: Option<u32>,
+) -> Result<RouteLookup, ConnectionError> {
+    let unreachable = |e: String| ConnectionError::Unreachable(format!("{dest}: {e}"));
+    let lookup = netlink
+        .route_to(dest)
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    if lookup.source.is_some() && !is_tunnel(netlink, lookup.oif, tun_index).await {
+        return Ok(lookup);
+    }
+    let routes = netlink
+        .routes(dest.is_ipv6())
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    let mut best: Option<&Route> = None;
+    for r in routes
+        .iter()
+        .filter(|r| r.prefix_len == 0 && r.table.is_none())
+    {
+        let Some(oif) = r.oif else { continue };
+        if is_tunnel(netlink, oif, tun_index).await {
+            continue;
+        }
+        if best.is_none_or(|b| r.metric.unwrap_or(0) < b.metric.unwrap_or(0)) {
+            best = Some(r);
+        }
+    }
+    let default = best.ok_or_else(|| unreachable("no route outside the tunnels".into()))?;
+    let oif = default.oif.unwrap_or(0);
+    let source = match default.source {
+        Some(s) => Some(s),
+        None => netlink
+            .addresses(Some(oif))
+            .await
+            .map_err(|e| unreachable(e.to_string()))?
+            .into_iter()
+            .map(|a| a.local)
+            .find(|a| a.is_ipv4() == dest.is_ipv4()),
+    };
+    Ok(RouteLookup {
+        oif,
+        gateway: default.gateway,
+        source,
+        mtu: None,
+    })
+}
+
+/// The ESP-in-UDP framing of the tunnel's packets with the first ESP proposal we offer (AES-GCM
+/// when that is not one the data plane runs: the negotiation will not pick it either).
+pub(crate) fn offered_framing(
+    esp_proposals: &[ikev2::EspProposal],
+    gateway: IpAddr,
+) -> (esp::framing::OuterFamily, esp::Transform) {
+    let first = esp_proposals.first();
+    let offered = ikev2::EspAlgorithms {
+        encr: first
+            .and_then(|p| p.encr.first().copied())
+            .unwrap_or(ipsec_crypto::EncrAlg::AesGcm16_256),
+        integ: first.and_then(|p| p.integ.first().copied()),
+        esn: false,
+    };
+    let transform = tunnel::child::esp_transform(&offered)
+        .unwrap_or(esp::Transform::AesGcm16(esp::AesKeyLen::Aes256));
+    (esp::framing::OuterFamily::of(&gateway), transform)
+}
+
+/// The tunnel interface's MTU: the configured one, lowered to the largest inner packet whose
+/// ESP-in-UDP packet fits the MTU of the route to the gateway, so that full-size packets are
+/// not fragmented on our own link; never below [`MIN_TUNNEL_MTU`] (below that, fragments it is).
+pub(super) fn tunnel_mtu(
+    configured: u16,
+    path_mtu: Option<u32>,
+    esp_proposals: &[ikev2::EspProposal],
+    gateway: IpAddr,
+) -> u16 {
+    let Some(path_mtu) = path_mtu else {
+        return configured;
+    };
+    let (outer, transform) = offered_framing(esp_proposals, gateway);
+    let fits = esp::framing::inner_mtu(path_mtu as usize, outer, transform).unwrap_or(0);
+    let fits = u16::try_from(fits).unwrap_or(u16::MAX);
+    configured.min(fits.max(MIN_TUNNEL_MTU))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// The configured MTU holds on an ordinary 1500-byte path; a smaller route MTU lowers it to
+    /// exactly what fits (GCM over IPv4: 60 bytes of framing, 4-byte alignment, 2-byte trailer),
+    /// CBC costs more, and nothing goes below the floor.
+    #[test]
+    fn the_tunnel_mtu_is_sized_from_the_path() {
+        let v4: IpAddr = "203.0.113.1".parse().unwrap();
+        let gcm = vec![ikev2::EspProposal::parse("aes256gcm16", false).unwrap()];
+        let cbc = vec![ikev2::EspProposal::parse("aes256-sha256", false).unwrap()];
+        assert_eq!(tunnel_mtu(1400, Some(1500), &gcm, v4), 1400);
+        assert_eq!(tunnel_mtu(1400, None, &gcm, v4), 1400);
+        assert_eq!(tunnel_mtu(1400, Some(1300), &gcm, v4), 1238);
+        // 1300 - (20 + 8 + 8 + 16 IV + 16 ICV) = 1232 -> 77 blocks of 16 = 1232, minus 2.
+        assert_eq!(tunnel_mtu(1400, Some(1300), &cbc, v4), 1230);
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(tunnel_mtu(1400, Some(1300), &gcm, v6), 1218);
+        assert_eq!(tunnel_mtu(1400, Some(600), &gcm, v4), MIN_TUNNEL_MTU);
+    }
+
+    #[test]
+    fn server_strings_split_into_host_and_port() {
+        let s = |x: &str| split_server(x);
+        assert_eq!(s("vpn.example.com"), Some(("vpn.example.com".into(), 500)));
+        assert_eq!(
+            s("vpn.example.com:4501"),
+            Some(("vpn.example.com".into(), 4501))
+        );
+        assert_eq!(s("203.0.113.1"), Some(("203.0.113.1".into(), 500)));
+        assert_eq!(s("2001:db8::1"), Some(("2001:db8::1".into(), 500)));
+        assert_eq!(s("[2001:db8::1]"), Some(("2001:db8::1".into(), 500)));
+        assert_eq!(s("[2001:db8::1]:4500"), Some(("2001:db8::1".into(), 4500)));
+        assert_eq!(s("vpn.example.com:x"), None);
+        assert_eq!(s("[2001:db8::1]x"), None);
+    }
+}

@@ -1,7 +1,7 @@
 //! EAP-TLS inside IKE_AUTH (RFC 7296 2.16), both roles: the EAP codec, the in-memory rustls
 //! server (responder) and client (initiator), and EAP-TLS fragmentation. TLS 1.2 follows
 //! RFC 5216; TLS 1.3 follows RFC 9190 (the server's commitment message, the 1.3 key
-//! derivation, no resumption). The IKE side lives in `auth.rs`.
+//! derivation, no resumption). The IKE side lives in `auth/`.
 
 use std::fmt;
 use std::sync::Arc;

@@ -41,7 +41,7 @@
 //! Proposals use strongSwan notation ([`IkeProposal::parse`], [`EspProposal::parse`]).
 //!
 //! May depend on: `ike-wire`, `ipsec-crypto`, `pki`; never `netio` or anything with I/O.
-//! Start reading: `endpoint.rs` (many SAs), then `sa/mod.rs`, `sa/init.rs`, `sa/auth.rs`, `sa/rekey/`.
+//! Start reading: `endpoint.rs` (many SAs), then `sa/mod.rs`, `sa/init.rs`, `sa/auth/`, `sa/rekey/`.
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 

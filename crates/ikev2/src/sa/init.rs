@@ -9,15 +9,13 @@ use ike_wire::{
     CertEncoding, EncodeError, ExchangeType, Flags, Header, KeyExchange, Message, Notify,
     NotifyType, Payload, Payloads, ReassemblyLimits, SecurityAssociation,
 };
-use ipsec_crypto::{DhGroup, DhPrivateKey, IkeSaKeys, Provider};
+use ipsec_crypto::{DhGroup, DhPrivateKey, HashAlg, IkeSaKeys, Provider};
 
 use super::error::{PeerFault, SaError};
 use super::handshake::Handshake;
+use super::outgoing::stateless_reply;
 use super::window::MessageWindow;
-use super::{
-    IkeSa, IkeSaState, InitOutcome, MAX_INIT_RETRIES, RequestKind, Role, RoleConfig,
-    hash_algs_notify, parse_hash_algs, stateless_reply, wire_group,
-};
+use super::{IkeSa, IkeSaState, InitOutcome, RequestKind, Role, RoleConfig, wire_group};
 use crate::config::ResponderConfig;
 use crate::event::FailureReason;
 use crate::natd::{fake_natd_hash, natd_hash};
@@ -29,6 +27,29 @@ const HALF_OPEN_REASSEMBLY: ReassemblyLimits = ReassemblyLimits {
     max_bytes: 24 * 1024,
     max_messages: 1,
 };
+
+/// Maximum COOKIE and INVALID_KE_PAYLOAD round trips of an initiator.
+const MAX_INIT_RETRIES: u32 = 4;
+
+fn hash_algs_notify() -> Notify {
+    let mut data = Vec::new();
+    for h in [HashAlg::Sha256, HashAlg::Sha384, HashAlg::Sha512] {
+        data.extend_from_slice(&h.iana().to_be_bytes());
+    }
+    Notify::new(NotifyType::SIGNATURE_HASH_ALGORITHMS, data)
+}
+
+fn parse_hash_algs(payloads: &[Payload]) -> Vec<HashAlg> {
+    payloads
+        .notify(NotifyType::SIGNATURE_HASH_ALGORITHMS)
+        .map(|n| {
+            n.data
+                .chunks_exact(2)
+                .filter_map(|c| HashAlg::from_iana(u16::from_be_bytes([c[0], c[1]])))
+                .collect()
+        })
+        .unwrap_or_default()
+}
 
 impl IkeSa {
     /// The IKE_SA_INIT request with our nonce `ni` and `dh`'s group (and the responder's

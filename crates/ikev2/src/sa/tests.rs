@@ -3,14 +3,15 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use ike_wire::{
-    Authentication, CfgAttribute, KeyExchange, ProtocolId, SecurityAssociation, TrafficSelector,
-    UnknownPayload,
+    Authentication, CfgAttribute, Delete, ExchangeType, Header, KeyExchange, Message, Notify,
+    Payload, PayloadType, Payloads, ProtocolId, SecurityAssociation, TrafficSelector,
+    UnknownPayload, decode_chain, open_parts,
 };
 use ipsec_crypto::SigningKey;
 use pki::{CertKind, CertificateAuthority, KeyAlgorithm, Validity};
 
 use super::*;
-use crate::config::{AddressFamily, LocalCredentials};
+use crate::config::{AddressFamily, AddressPool, LocalCredentials};
 use crate::identity::{PeerRejection, PeerRole, PkiValidator};
 use crate::ts;
 

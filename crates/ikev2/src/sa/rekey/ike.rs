@@ -9,7 +9,8 @@ use super::{Answer, RETIRED_GRACE, Rekeying, RetiredSa};
 use crate::event::{Event, FailureReason};
 use crate::proposal::IkeAlgorithms;
 use crate::sa::error::{PeerFault, SaError};
-use crate::sa::{IkeSa, RequestKind, nonzero_u64, wire_group};
+use crate::sa::spi::nonzero_u64;
+use crate::sa::{IkeSa, RequestKind, wire_group};
 
 impl IkeSa {
     pub(super) fn start_ike_rekey(&mut self, now: Instant) -> Result<(), SaError> {

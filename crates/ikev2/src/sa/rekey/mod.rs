@@ -355,7 +355,7 @@ enum Answer {
 #[allow(clippy::unwrap_used, clippy::panic)] // tests may unwrap
 mod tests {
     use super::super::*;
-    use crate::config::AddressFamily;
+    use crate::config::{AddressFamily, AddressPool};
 
     const START: u64 = 1_767_225_600;
 

@@ -6,8 +6,9 @@ use std::time::Instant;
 use ike_wire::{Delete, ExchangeType, Notify, NotifyType, Payload, ProtocolId, decode_chain};
 use ipsec_crypto::SkCipher;
 
+use crate::sa::outgoing::header_for;
 use crate::sa::window::{MessageWindow, Retransmission};
-use crate::sa::{IkeSa, RequestKind, header_for};
+use crate::sa::{IkeSa, RequestKind};
 
 /// The IKE SA an IKE rekey replaced: it answers retransmissions and the peer's Delete, or
 /// sends our Delete, then disappears.

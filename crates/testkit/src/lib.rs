@@ -10,7 +10,7 @@
 //! non-root run fails loudly instead of skipping silently.
 //!
 //! May depend on: `labnet`; only tests use it (`cargo tree -p aovpn -e normal` has no testkit).
-//! Start reading: `labnet`'s `netns.rs`, then `aovpn.rs`.
+//! Start reading: `labnet`'s `netns.rs`, then `aovpn/mod.rs` and the daemon you need.
 
 pub use labnet::{bind, netns, require_root, strongswan, terminate};
 

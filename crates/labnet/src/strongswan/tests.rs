@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::netns::{Topology, lab, unique_name};
 use crate::require_root;

@@ -1,4 +1,3 @@
-
 use super::*;
 
 const MINIMAL: &str = "<VPNProfile><NativeProfile><Servers>gw.example.net</Servers>\

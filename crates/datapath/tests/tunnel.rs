@@ -335,14 +335,21 @@ fn rekey_responder_sends_on_the_old_sa_until_it_is_retired() {
     let retired = std::time::Instant::now();
     client.retire_sa(1, linger).unwrap();
     gateway.retire_sa(1, linger).unwrap();
+    assert!(
+        client.sa_ids().contains(&1) && gateway.sa_ids().contains(&1),
+        "still receiving right after the switch"
+    );
     assert!(client.is_sending(2).unwrap() && !client.is_sending(1).unwrap());
     assert!(ping(&lab.topo.client, CLIENT_VIP, lab::VNET_HOST, 2));
     assert!(client.sa_counters(2).unwrap().outbound.packets >= 2);
+    // Only while the linger lasts can this be checked (a stalled machine may outrun it).
     if retired.elapsed() < linger {
         assert!(
             client.sa_ids().contains(&1) && gateway.sa_ids().contains(&1),
             "still receiving during the linger"
         );
+    } else {
+        eprintln!("the ping outlasted the linger: the check during it was skipped");
     }
     assert!(
         wait_until(linger + Duration::from_secs(20), || {

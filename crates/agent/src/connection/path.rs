@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use netio::netlink::{Netlink, Route, RouteLookup};
 
-use super::{ConnectionError, MIN_TUNNEL_MTU, setup};
+use super::{ConnectionError, setup};
 
 /// `host`, `host:port`, an IPv6 literal, or `[v6]:port` -> (host, port); the IKE port
 /// defaults to 500.
@@ -128,7 +128,10 @@ pub(crate) fn offered_framing(
 
 /// The tunnel interface's MTU: the configured one, lowered to the largest inner packet whose
 /// ESP-in-UDP packet fits the MTU of the route to the gateway, so that full-size packets are
-/// not fragmented on our own link; never below [`MIN_TUNNEL_MTU`] (below that, fragments it is).
+/// not fragmented on our own link; but never lowered below [`IPV6_MIN_MTU`]: Linux keeps no
+/// IPv6 on a device under 1280 bytes, and the tunnel carries IPv6 (its addresses, and the
+/// `::/1` halves of a full tunnel), so on a narrower path the outer packets are fragmented
+/// instead. A configured MTU under 1280 stays as configured.
 pub(super) fn tunnel_mtu(
     configured: u16,
     path_mtu: Option<u32>,
@@ -141,8 +144,11 @@ pub(super) fn tunnel_mtu(
     let (outer, transform) = offered_framing(esp_proposals, gateway);
     let fits = esp::framing::inner_mtu(path_mtu as usize, outer, transform).unwrap_or(0);
     let fits = u16::try_from(fits).unwrap_or(u16::MAX);
-    configured.min(fits.max(MIN_TUNNEL_MTU))
+    configured.min(fits.max(IPV6_MIN_MTU))
 }
+
+/// The smallest MTU of a link that carries IPv6 (RFC 8200 section 5).
+const IPV6_MIN_MTU: u16 = 1280;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
@@ -151,7 +157,8 @@ mod tests {
 
     /// The configured MTU holds on an ordinary 1500-byte path; a smaller route MTU lowers it to
     /// exactly what fits (GCM over IPv4: 60 bytes of framing, 4-byte alignment, 2-byte trailer),
-    /// CBC costs more, and nothing goes below the floor.
+    /// CBC and an IPv6 outer header cost more; nothing is lowered below IPv6's 1280, and a
+    /// configured MTU under 1280 is left alone.
     #[test]
     fn the_tunnel_mtu_is_sized_from_the_path() {
         let v4: IpAddr = "203.0.113.1".parse().unwrap();
@@ -159,12 +166,17 @@ mod tests {
         let cbc = vec![ikev2::EspProposal::parse("aes256-sha256", false).unwrap()];
         assert_eq!(tunnel_mtu(1400, Some(1500), &gcm, v4), 1400);
         assert_eq!(tunnel_mtu(1400, None, &gcm, v4), 1400);
-        assert_eq!(tunnel_mtu(1400, Some(1300), &gcm, v4), 1238);
-        // 1300 - (20 + 8 + 8 + 16 IV + 16 ICV) = 1232 -> 77 blocks of 16 = 1232, minus 2.
-        assert_eq!(tunnel_mtu(1400, Some(1300), &cbc, v4), 1230);
+        // 1400 - 60 = 1340, 4-aligned, minus the 2-byte trailer.
+        assert_eq!(tunnel_mtu(1400, Some(1400), &gcm, v4), 1338);
+        // 1400 - (20 + 8 + 8 + 16 IV + 16 ICV) = 1332 -> 83 blocks of 16 = 1328, minus 2.
+        assert_eq!(tunnel_mtu(1400, Some(1400), &cbc, v4), 1326);
         let v6: IpAddr = "2001:db8::1".parse().unwrap();
-        assert_eq!(tunnel_mtu(1400, Some(1300), &gcm, v6), 1218);
-        assert_eq!(tunnel_mtu(1400, Some(600), &gcm, v4), MIN_TUNNEL_MTU);
+        assert_eq!(tunnel_mtu(1400, Some(1400), &gcm, v6), 1318);
+        // Narrower than IPv6 allows: 1280, the outer packets fragment.
+        assert_eq!(tunnel_mtu(1400, Some(1300), &gcm, v4), 1280);
+        assert_eq!(tunnel_mtu(1400, Some(1280), &gcm, v6), 1280);
+        assert_eq!(tunnel_mtu(1400, Some(600), &gcm, v4), 1280);
+        assert_eq!(tunnel_mtu(1200, Some(600), &gcm, v4), 1200);
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //! loop. `aovpn gateway --config FILE` is a thin wrapper around it.
 //!
 //! May depend on: `tunnel` and everything below it, `radius`; never `agent`.
-//! Start reading: `daemon.rs` (the loop), then `responder.rs` (what the engine is told from the
-//! config), `client_validation.rs` (which clients it accepts, in which group),
+//! Start reading: `daemon/mod.rs` (the loop; `daemon/operator.rs`: admin requests, the page,
+//! reload), then `responder.rs` (what the engine is told from the config),
+//! `client_validation.rs` (which clients it accepts, in which group),
 //! `pool_adapter.rs` (the leases behind the engine's address pool), and `config/mod.rs`
 //! (`gateway.toml`, a module per section).
 

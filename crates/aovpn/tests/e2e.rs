@@ -2358,7 +2358,11 @@ fn the_admin_page_shows_the_sessions_and_a_confirmed_disconnect_ends_one() {
     browser.open("http://127.0.0.1:9478/").unwrap();
     let wait = Duration::from_secs(15);
     browser
-        .wait_for("location.pathname === '/login'", wait)
+        // The path changes before the login page's form exists: wait for the form itself.
+        .wait_for(
+            "location.pathname === '/login' && document.getElementById('token') !== null",
+            wait,
+        )
         .unwrap();
     browser
         .eval(&format!(

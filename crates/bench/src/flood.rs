@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use ikev2::ike_wire::{Message, NotifyType, Payloads as _};
 use ikev2::ipsec_crypto::Provider;
-use ikev2::{IkeSa, InitiatorConfig};
+use ikev2::{IkeSa, InitiatorConfig, Now, Path};
 use labnet::netns::{Topology, lab};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
@@ -34,7 +34,7 @@ use super::common::{
     start_our_gateway,
 };
 use super::ike::in_client;
-use super::initiator::{initiator_config, one_handshake};
+use super::initiator::{initiator_config, one_handshake, unix_now};
 use super::report::{Table, median, num, ratio};
 
 /// The group an attacker picks to cost the responder most; both responders accept it, as
@@ -588,7 +588,7 @@ async fn echo_loop(
                         let cookie = Message::decode(d)
                             .is_ok_and(|m| m.payloads.notify(NotifyType::COOKIE).is_some());
                         stats.cookies += u64::from(cookie);
-                        sa.handle_datagram(Instant::now(), local, from, d);
+                        sa.handle_datagram(Now::new(Instant::now(), unix_now()), Path::ike(local, from), d);
                     }
                 }
             }

@@ -15,7 +15,7 @@ use anyhow::{Context, Result, anyhow};
 use ikev2::ipsec_crypto::{Provider, SigningKey};
 use ikev2::{
     EspProposal, Event, IkeConfig, IkeId, IkeProposal, IkeSa, InitiatorConfig, LocalCredentials,
-    PeerRole, PkiValidator, RetransmitConfig,
+    Now, Path, PeerRole, PkiValidator, RetransmitConfig,
 };
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
@@ -29,7 +29,7 @@ const NATT_PORT: u16 = 4500;
 /// How long a goodbye (IKE Delete) may take before a slot moves on.
 const DELETE_GRACE: Duration = Duration::from_secs(3);
 
-fn unix_now() -> u64 {
+pub(super) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -121,14 +121,13 @@ pub async fn run_sa(
     let started = Instant::now();
     let mut sa = IkeSa::connect(cfg.clone(), provider.clone(), started, slot.local, server)
         .map_err(|e| anyhow!("connect: {e}"))?;
-    sa.set_unix_time(unix_now());
     let (mut ike_up, mut child_up) = (false, false);
     let mut established: Option<Duration> = None;
     let mut failure: Option<String> = None;
     let mut delete_deadline: Option<Instant> = None;
     loop {
         while let Some(t) = sa.poll_transmit() {
-            let sent = if t.non_esp_marker {
+            let sent = if t.natt {
                 let mut d = Vec::with_capacity(NON_ESP_MARKER.len() + t.bytes.len());
                 d.extend_from_slice(&NON_ESP_MARKER);
                 d.extend_from_slice(&t.bytes);
@@ -219,13 +218,12 @@ pub async fn run_sa(
                 if from.port() == NATT_PORT {
                     // Without the marker it would be ESP (or a keepalive): not for us.
                     if let Some(ike) = datagram.strip_prefix(&NON_ESP_MARKER[..]) {
-                        let local = SocketAddr::new(slot.local.ip(), NATT_PORT);
-                        sa.set_unix_time(unix_now());
-                        sa.handle_datagram(Instant::now(), local, from, ike);
+                        let now = Now::new(Instant::now(), unix_now());
+                        sa.handle_datagram(now, Path::natt(slot.local, from), ike);
                     }
                 } else {
-                    sa.set_unix_time(unix_now());
-                    sa.handle_datagram(Instant::now(), slot.local, from, datagram);
+                    let now = Now::new(Instant::now(), unix_now());
+                    sa.handle_datagram(now, Path::ike(slot.local, from), datagram);
                 }
             }
         }

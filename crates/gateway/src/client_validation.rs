@@ -87,7 +87,11 @@ impl PeerValidator for ClientValidator {
         let trust = self
             .trust
             .read()
-            .map_err(|_| PeerRejection::Certificate("trust store unavailable".into()))?
+            .map_err(|_| {
+                PeerRejection::Certificate(pki::PkiError::InvalidChain(
+                    "trust store unavailable".into(),
+                ))
+            })?
             .clone();
         let validator = PkiValidator {
             trust,
@@ -95,8 +99,7 @@ impl PeerValidator for ClientValidator {
             expected_id: None,
         };
         let mut accepted = validator.validate(peer_id, end_entity, intermediates, unix_time)?;
-        let leaf = pki::Certificate::from_der(end_entity)
-            .map_err(|e| PeerRejection::Certificate(e.to_string()))?;
+        let leaf = pki::Certificate::from_der(end_entity).map_err(PeerRejection::Certificate)?;
         let class = CertClass::of(&leaf);
         let allowed = self
             .accept
@@ -104,10 +107,7 @@ impl PeerValidator for ClientValidator {
             .map(|a| a.contains(&class))
             .unwrap_or(false);
         if !allowed {
-            return Err(PeerRejection::Certificate(format!(
-                "a {} certificate, and this gateway does not accept those (clients.accept)",
-                class.name()
-            )));
+            return Err(PeerRejection::KindNotAccepted(class.name()));
         }
         let cas = accepted.chain.thumbprints.get(1..).unwrap_or_default();
         accepted.policy = self.group_of(&leaf, cas);

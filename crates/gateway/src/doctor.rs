@@ -349,20 +349,16 @@ fn would_accept(validator: &ClientValidator, file: &Path) -> Vec<Check> {
             }
             Err(e) => {
                 let fix = match &e {
-                    PeerRejection::Certificate(m) if m.contains("revoked") => {
+                    PeerRejection::Certificate(pki::PkiError::Revoked(_)) => {
                         "remove the thumbprint from clients.revoked_thumbprints (or the revocation file) if it should connect"
                     }
-                    PeerRejection::Certificate(m) if m.contains("key usage") => {
-                        "issue the certificate with EKU clientAuth (a machine or user certificate)"
-                    }
-                    PeerRejection::Certificate(m) if m.contains("this gateway does not accept") => {
-                        "add its kind to clients.accept"
-                    }
-                    PeerRejection::Certificate(m)
-                        if m.contains("expired") || m.contains("not valid yet") =>
-                    {
-                        "renew the certificate (or check the clocks)"
-                    }
+                    PeerRejection::Certificate(
+                        pki::PkiError::WrongEku | pki::PkiError::WrongKeyUsage,
+                    ) => "issue the certificate with EKU clientAuth (a machine or user certificate)",
+                    PeerRejection::KindNotAccepted(_) => "add its kind to clients.accept",
+                    PeerRejection::Certificate(
+                        pki::PkiError::Expired | pki::PkiError::NotYetValid,
+                    ) => "renew the certificate (or check the clocks)",
                     PeerRejection::Certificate(_) => {
                         "add the root that issued it to clients.root_ca_files, and send its intermediates with it"
                     }
@@ -370,8 +366,7 @@ fn would_accept(validator: &ClientValidator, file: &Path) -> Vec<Check> {
                 };
                 // Name what the revoked thumbprint is: the leaf, or a CA above it.
                 let whose = chain.iter().enumerate().find_map(|(i, c)| {
-                    let tp = c.thumbprint().to_string();
-                    matches!(&e, PeerRejection::Certificate(m) if m.contains("revoked") && m.contains(&tp))
+                    matches!(&e, PeerRejection::Certificate(pki::PkiError::Revoked(tp)) if *tp == c.thumbprint())
                         .then(|| {
                             if i == 0 {
                                 " (the certificate itself)".to_owned()

@@ -7,7 +7,10 @@
 //!   typed [`DecodeError`] with payload type and offset. A major version other than 2 gives
 //!   [`DecodeError::UnsupportedMajorVersion`] carrying the parsed header, so a responder can answer
 //!   `INVALID_MAJOR_VERSION`.
-//! - [`Header::parse`] reads just the 28-byte header (SPI demultiplexing).
+//! - [`Datagram::parse`] reads just the 28-byte header (SPI demultiplexing) and keeps it, so
+//!   the receiver that finds the SA hands on a [`Datagram`] that is decoded
+//!   ([`Datagram::decode`]) or opened ([`Datagram::open`]) without reading the header again.
+//!   [`Header::parse`] is the bare header reader underneath.
 //! - Unknown payload types are kept as [`Payload::Unknown`]. If one has the critical bit set,
 //!   decoding still succeeds and [`Payloads::unsupported_critical`] returns its type: answer
 //!   `UNSUPPORTED_CRITICAL_PAYLOAD` with that type as notification data.
@@ -72,6 +75,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod datagram;
 mod error;
 mod fragment;
 mod header;
@@ -80,6 +84,7 @@ mod payload;
 mod protect;
 mod registry;
 
+pub use datagram::Datagram;
 pub use error::{DecodeError, Defect, EncodeError};
 pub use fragment::{
     FragmentError, Reassembled, Reassembler, ReassemblyLimits, ReassemblyStatus, split_fragments,

@@ -1,5 +1,6 @@
 //! Whole messages and payload chains.
 
+use crate::datagram::Datagram;
 use crate::error::{DecodeError, Defect, EncodeError, check_len};
 use crate::header::{HEADER_LEN, Header};
 use crate::payload::{
@@ -31,22 +32,7 @@ impl Message {
     /// Unknown payloads are kept as [`Payload::Unknown`]; check
     /// [`Payloads::unsupported_critical`] before processing the message further.
     pub fn decode(buf: &[u8]) -> Result<Self, DecodeError> {
-        let raw = Header::parse(buf)?;
-        if usize::try_from(raw.length).ok() != Some(buf.len()) {
-            return Err(DecodeError::LengthMismatch {
-                declared: raw.length,
-                actual: buf.len(),
-            });
-        }
-        let payloads = decode_payloads(
-            raw.first_payload,
-            buf.get(HEADER_LEN..).unwrap_or_default(),
-            HEADER_LEN,
-        )?;
-        Ok(Self {
-            header: raw.header,
-            payloads,
-        })
+        Datagram::parse(buf)?.decode()
     }
 
     /// Encodes the message, computing every Next Payload and Length field.
@@ -163,7 +149,7 @@ pub(crate) fn read_generic(
     })
 }
 
-fn decode_payloads(
+pub(crate) fn decode_payloads(
     first: PayloadType,
     buf: &[u8],
     base: usize,

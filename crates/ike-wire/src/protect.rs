@@ -11,9 +11,10 @@
 //! first-payload type; after authenticating and decrypting, decode the plaintext with
 //! [`crate::decode_chain`] (or hand fragments to [`crate::Reassembler`]).
 
-use crate::error::{DecodeError, Defect, EncodeError, check_len};
+use crate::datagram::Datagram;
+use crate::error::{DecodeError, EncodeError, check_len};
 use crate::header::{HEADER_LEN, Header};
-use crate::message::{encode_payloads_then, read_generic};
+use crate::message::encode_payloads_then;
 use crate::payload::Payload;
 use crate::registry::PayloadType;
 
@@ -124,60 +125,5 @@ pub struct ProtectedParts<'a> {
 /// every payload bound on the way; fails with [`DecodeError::NotProtected`] when the chain ends
 /// without SK / SKF.
 pub fn open_parts(buf: &[u8]) -> Result<ProtectedParts<'_>, DecodeError> {
-    let raw = Header::parse(buf)?;
-    if usize::try_from(raw.length).ok() != Some(buf.len()) {
-        return Err(DecodeError::LengthMismatch {
-            declared: raw.length,
-            actual: buf.len(),
-        });
-    }
-    let mut unprotected = Vec::new();
-    let mut next = raw.first_payload;
-    let mut pos = HEADER_LEN;
-    loop {
-        match next {
-            PayloadType::NONE => return Err(DecodeError::NotProtected),
-            PayloadType::SK | PayloadType::SKF => break,
-            _ => {}
-        }
-        let p = read_generic(next, buf, pos, 0)?;
-        unprotected.push(Payload::decode_body(next, p.next, p.critical, p.body, pos)?);
-        pos = p.end;
-        next = p.next;
-    }
-    let p = read_generic(next, buf, pos, 0)?;
-    if p.end != buf.len() {
-        return Err(DecodeError::DataAfterEncrypted { offset: p.end });
-    }
-    let (body_start, fragment) = if next == PayloadType::SKF {
-        let Some(&[n0, n1, t0, t1]) = p.body.first_chunk::<4>() else {
-            return Err(DecodeError::Malformed {
-                payload_type: next,
-                offset: pos,
-                defect: Defect::BodyTooShort,
-            });
-        };
-        let position = FragmentPosition {
-            number: u16::from_be_bytes([n0, n1]),
-            total: u16::from_be_bytes([t0, t1]),
-        };
-        (pos + 8, Some(position))
-    } else {
-        (pos + 4, None)
-    };
-    let (aad, body) = buf
-        .split_at_checked(body_start)
-        .ok_or(DecodeError::Malformed {
-            payload_type: next,
-            offset: pos,
-            defect: Defect::BodyTooShort,
-        })?;
-    Ok(ProtectedParts {
-        header: raw.header,
-        unprotected,
-        aad,
-        body,
-        first_payload: p.next,
-        fragment,
-    })
+    Datagram::parse(buf)?.open()
 }

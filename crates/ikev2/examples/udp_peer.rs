@@ -20,7 +20,7 @@ use ikev2::ike_wire::{TrafficSelector, TsRange};
 use ikev2::ipsec_crypto::{Provider, SigningKey};
 use ikev2::{
     AddressFamily, AddressPool, Endpoint, Event, IkeConfig, IkeId, IkeSa, InitiatorConfig,
-    LocalCredentials, PeerRole, PkiValidator, ResponderConfig, Transmit,
+    LocalCredentials, Now, Path, PeerRole, PkiValidator, ResponderConfig, Transmit,
 };
 
 struct Pool(Vec<IpAddr>);
@@ -123,7 +123,7 @@ fn main() {
             start: [10, 1, 0, 0].into(),
             end: [10, 1, 255, 255].into(),
         })];
-        let mut sa = IkeSa::connect(
+        let sa = IkeSa::connect(
             Arc::new(cfg),
             provider,
             start,
@@ -131,7 +131,6 @@ fn main() {
             SocketAddr::new(remote, 500),
         )
         .unwrap();
-        sa.set_unix_time(unix());
         Engine::Initiator(Box::new(sa))
     } else {
         let mut ike = IkeConfig::new(
@@ -153,8 +152,7 @@ fn main() {
         })];
         cfg.dns_servers = vec!["10.1.0.53".parse().unwrap()];
         let pool = Pool(vec!["172.16.201.10".parse().unwrap()]);
-        let mut ep = Endpoint::new(Arc::new(cfg), provider, Box::new(pool)).unwrap();
-        ep.set_unix_time(unix());
+        let ep = Endpoint::new(Arc::new(cfg), provider, Box::new(pool)).unwrap();
         Engine::Responder(Box::new(ep))
     };
     let mut buf = vec![0u8; 65536];
@@ -182,7 +180,7 @@ fn main() {
             }
         }
         for t in out {
-            let (sock, mut bytes) = if t.non_esp_marker {
+            let (sock, mut bytes) = if t.natt {
                 (&sock4500, vec![0u8; 4])
             } else {
                 (&sock500, Vec::new())
@@ -241,15 +239,15 @@ fn main() {
                 data
             };
             println!("<- {n} bytes {from} -> {local}");
+            let path = Path {
+                local,
+                remote: from,
+                natt: marker,
+            };
+            let now = Now::new(Instant::now(), unix());
             match &mut engine {
-                Engine::Initiator(sa) => {
-                    sa.set_unix_time(unix());
-                    sa.handle_datagram(Instant::now(), local, from, ike);
-                }
-                Engine::Responder(ep) => {
-                    ep.set_unix_time(unix());
-                    ep.handle_datagram(Instant::now(), local, from, ike);
-                }
+                Engine::Initiator(sa) => sa.handle_datagram(now, path, ike),
+                Engine::Responder(ep) => ep.handle_datagram(now, path, ike),
             }
         }
     }

@@ -7,13 +7,16 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use ike_wire::{DecodeError, ExchangeType, Flags, Header, Message, Notify, NotifyType, Payload};
+use ike_wire::{
+    Datagram, DecodeError, ExchangeType, Flags, Header, Message, Notify, NotifyType, Payload,
+};
 use ipsec_crypto::Provider;
 use zeroize::Zeroizing;
 
 use crate::IkeId;
 use crate::config::{AddressPool, InitiatorConfig, ResponderConfig};
-use crate::event::{Event, Transmit};
+use crate::datagram::{Now, Path, Transmit};
+use crate::event::Event;
 use crate::natd::{cookie_matches, make_cookie};
 use crate::sa::{ConnectError, IkeSa, IkeSaState, InitOutcome, SpiSet, stateless_reply};
 
@@ -21,18 +24,6 @@ use crate::sa::{ConnectError, IkeSa, IkeSaState, InitOutcome, SpiSet, stateless_
 /// same when the IKE SA is rekeyed ([`Event::IkeSaRekeyed`]): the endpoint maps the new SPIs
 /// to it, so applications keep one key per peer for the SA's whole life.
 pub type IkeSaId = u64;
-
-/// The SPI the receiver of this IKE datagram chose (the key to find its SA): SPIr for messages
-/// from the original initiator, SPIi otherwise. `None` for anything shorter than a header or
-/// not IKEv2. For an IKE_SA_INIT request SPIr is still 0.
-pub fn local_spi_of(bytes: &[u8]) -> Option<u64> {
-    let h = Header::parse(bytes).ok()?.header;
-    Some(if h.flags.initiator() {
-        h.spi_r
-    } else {
-        h.spi_i
-    })
-}
 
 /// What the endpoint refused or answered without state, since it started (for metrics and
 /// tests).
@@ -72,7 +63,6 @@ pub struct Endpoint {
     cookie_previous: Option<Zeroizing<[u8; 32]>>,
     cookie_version: u8,
     cookie_rotated: Option<Instant>,
-    unix_time: u64,
     /// Start of the current second and the INVALID_IKE_SPI answers sent in it.
     invalid_spi_window: Option<(Instant, u32)>,
     /// Every SA's next deadline, ordered: finding the earliest costs O(log n), not a scan of
@@ -185,7 +175,6 @@ impl Endpoint {
             cookie_previous: None,
             cookie_version: 0,
             cookie_rotated: None,
-            unix_time: 0,
             invalid_spi_window: None,
             timers: BTreeSet::new(),
             deadline_of: HashMap::new(),
@@ -195,12 +184,6 @@ impl Endpoint {
             spis: SpiSet::default(),
             stats: EndpointStats::default(),
         })
-    }
-
-    /// Wall-clock seconds since the Unix epoch for certificate checks; call before handing in
-    /// datagrams.
-    pub fn set_unix_time(&mut self, unix_time: u64) {
-        self.unix_time = unix_time;
     }
 
     /// Number of IKE SAs.
@@ -265,7 +248,6 @@ impl Endpoint {
         remote: SocketAddr,
     ) -> Result<IkeSaId, ConnectError> {
         let mut sa = IkeSa::connect(cfg, self.provider.clone(), now, local, remote)?;
-        sa.set_unix_time(self.unix_time);
         sa.join_spis(&self.spis).map_err(ConnectError::Crypto)?;
         let id = sa.local_spi();
         self.sas.insert(id, sa);
@@ -397,38 +379,33 @@ impl Endpoint {
         }
     }
 
-    /// Handles one received IKE datagram (non-ESP marker stripped).
-    pub fn handle_datagram(
-        &mut self,
-        now: Instant,
-        local: SocketAddr,
-        remote: SocketAddr,
-        bytes: &[u8],
-    ) {
-        self.rotate_cookie_secret(now);
-        let raw = match Header::parse(bytes) {
-            Ok(r) => r,
+    /// Handles one received IKE datagram (non-ESP marker stripped) that came along `path` at
+    /// `now`. Its header is read here, once: the SA it belongs to gets it with the bytes.
+    pub fn handle_datagram(&mut self, now: Now, path: Path, bytes: &[u8]) {
+        self.rotate_cookie_secret(now.instant);
+        let datagram = match Datagram::parse(bytes) {
+            Ok(d) => d,
             Err(DecodeError::UnsupportedMajorVersion { header, .. }) => {
                 if !header.flags.response() && header.exchange_type == ExchangeType::IKE_SA_INIT {
                     let notify = Notify::new(NotifyType::INVALID_MAJOR_VERSION, Vec::new());
                     if let Some(b) = stateless_reply(&header, notify) {
-                        self.stateless_transmit(local, remote, b);
+                        self.stateless_transmit(path, b);
                     }
                 }
                 return;
             }
             Err(_) => return,
         };
-        let h = raw.header;
+        let h = *datagram.header();
         if h.exchange_type == ExchangeType::IKE_SA_INIT
             && !h.flags.response()
             && h.flags.initiator()
             && h.spi_r == 0
         {
-            if let Some(&id) = self.init_index.get(&(h.spi_i, remote)) {
-                self.dispatch(id, now, local, remote, bytes);
+            if let Some(&id) = self.init_index.get(&(h.spi_i, path.remote)) {
+                self.dispatch(id, now, path, &datagram);
             } else {
-                self.new_init(now, local, remote, bytes);
+                self.new_init(now.instant, path, &datagram);
             }
             return;
         }
@@ -438,49 +415,31 @@ impl Endpoint {
             h.spi_i
         };
         let id = self.aliases.get(&ours).copied().unwrap_or(ours);
-        self.dispatch(id, now, local, remote, bytes);
+        self.dispatch(id, now, path, &datagram);
     }
 
-    fn dispatch(
-        &mut self,
-        id: IkeSaId,
-        now: Instant,
-        local: SocketAddr,
-        remote: SocketAddr,
-        bytes: &[u8],
-    ) {
+    fn dispatch(&mut self, id: IkeSaId, now: Now, path: Path, datagram: &Datagram<'_>) {
         let Some(sa) = self.sas.get_mut(&id) else {
-            self.answer_unknown_spi(now, local, remote, bytes);
+            self.answer_unknown_spi(now.instant, path, datagram.header());
             return;
         };
         let cap = self.cfg.as_ref().map(|c| c.max_unauthenticated_datagram);
-        if sa.state() == IkeSaState::HalfOpen && cap.is_some_and(|cap| bytes.len() > cap) {
+        if sa.state() == IkeSaState::HalfOpen && cap.is_some_and(|cap| datagram.len() > cap) {
             self.stats.oversized += 1;
             return;
         }
-        sa.set_unix_time(self.unix_time);
-        sa.handle(now, local, remote, bytes, Some(self.pool.as_mut()));
-        self.collect(id, now);
+        sa.handle(now, path, datagram, Some(self.pool.as_mut()));
+        self.collect(id, now.instant);
     }
 
     /// A request for an IKE SA we do not have: a client whose gateway restarted. A responder
     /// tells it with an unprotected INVALID_IKE_SPI (RFC 7296 2.21.4), which our client takes
     /// as a hint to give up soon; the answer (36 bytes) is at most a few bytes longer than the
     /// smallest request and the answers are rate-limited, so it is no useful amplifier.
-    fn answer_unknown_spi(
-        &mut self,
-        now: Instant,
-        local: SocketAddr,
-        remote: SocketAddr,
-        bytes: &[u8],
-    ) {
+    fn answer_unknown_spi(&mut self, now: Instant, path: Path, h: &Header) {
         if self.cfg.is_none() {
             return;
         }
-        let Ok(raw) = Header::parse(bytes) else {
-            return;
-        };
-        let h = raw.header;
         if h.flags.response() || h.exchange_type == ExchangeType::IKE_SA_INIT || h.spi_r == 0 {
             return;
         }
@@ -500,17 +459,17 @@ impl Endpoint {
         let reply = Header::new(h.spi_i, h.spi_r, h.exchange_type, flags, h.message_id);
         let notify = Payload::Notify(Notify::new(NotifyType::INVALID_IKE_SPI, Vec::new()));
         if let Ok(b) = Message::new(reply, vec![notify]).encode() {
-            self.stateless_transmit(local, remote, b);
+            self.stateless_transmit(path, b);
         }
     }
 
-    fn stateless_transmit(&mut self, local: SocketAddr, remote: SocketAddr, bytes: Vec<u8>) {
-        let natt_port = self.cfg.as_ref().map_or(4500, |c| c.ike.natt_port);
+    /// An answer without an SA goes back the way its request came.
+    fn stateless_transmit(&mut self, path: Path, bytes: Vec<u8>) {
         self.transmits.push_back(Transmit {
-            local,
-            remote,
+            local: path.local,
+            remote: path.remote,
+            natt: path.natt,
             bytes,
-            non_esp_marker: local.port() == natt_port,
         });
     }
 
@@ -538,10 +497,12 @@ impl Endpoint {
     /// size, the half-open limits (per source and in all), and under load the COOKIE, checked
     /// on the raw message before it is decoded; only a request that passes all of them is
     /// decoded and may cost a Diffie-Hellman computation.
-    fn new_init(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, bytes: &[u8]) {
+    fn new_init(&mut self, now: Instant, path: Path, datagram: &Datagram<'_>) {
         let Some(cfg) = self.cfg.clone() else {
             return;
         };
+        let (remote, bytes) = (path.remote, datagram.bytes());
+        let spi_i = datagram.header().spi_i;
         if bytes.len() > cfg.max_unauthenticated_datagram {
             self.stats.oversized += 1;
             return;
@@ -561,9 +522,6 @@ impl Endpoint {
         // so they cannot lock it out.
         let cookie_required = under_load || share.all >= cfg.half_open_per_source;
         if cookie_required {
-            let Ok(raw) = Header::parse(bytes) else {
-                return;
-            };
             let Some((cookie, ni)) = raw_cookie_and_nonce(bytes) else {
                 return;
             };
@@ -572,7 +530,7 @@ impl Endpoint {
                 self.cookie_version,
                 ni,
                 remote.ip(),
-                raw.header.spi_i,
+                spi_i,
             );
             let valid = cookie.is_some_and(|c| {
                 cookie_matches(&expected, c)
@@ -582,17 +540,17 @@ impl Endpoint {
                             self.cookie_version.wrapping_sub(1),
                             ni,
                             remote.ip(),
-                            raw.header.spi_i,
+                            spi_i,
                         );
                         cookie_matches(&old, c)
                     })
             });
             if !valid {
                 if let Some(b) =
-                    stateless_reply(&raw.header, Notify::new(NotifyType::COOKIE, expected))
+                    stateless_reply(datagram.header(), Notify::new(NotifyType::COOKIE, expected))
                 {
                     self.stats.cookies_sent += 1;
-                    self.stateless_transmit(local, remote, b);
+                    self.stateless_transmit(path, b);
                 }
                 return;
             }
@@ -601,7 +559,7 @@ impl Endpoint {
                 return;
             }
         }
-        let Ok(msg) = Message::decode(bytes) else {
+        let Ok(msg) = datagram.decode() else {
             return;
         };
         if msg.header.message_id != 0 {
@@ -620,15 +578,13 @@ impl Endpoint {
             cfg,
             self.provider.clone(),
             now,
-            local,
-            remote,
+            path,
             &msg,
             bytes,
             spi_r,
             under_load,
         ) {
             InitOutcome::Created(mut sa) => {
-                sa.set_unix_time(self.unix_time);
                 if sa.join_spis(&self.spis).is_err() {
                     return;
                 }
@@ -650,10 +606,10 @@ impl Endpoint {
                 self.sas.insert(spi_r, *sa);
                 self.collect(spi_r, now);
             }
-            InitOutcome::Reply(b) => self.stateless_transmit(local, remote, b),
+            InitOutcome::Reply(b) => self.stateless_transmit(path, b),
             InitOutcome::CheaperGroup(b) => {
                 self.stats.cheaper_group_asked += 1;
-                self.stateless_transmit(local, remote, b);
+                self.stateless_transmit(path, b);
             }
             InitOutcome::Drop => {}
         }

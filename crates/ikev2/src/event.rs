@@ -1,28 +1,15 @@
-//! Outputs of the engine: datagrams to send and events for the application.
+//! What the engine tells the application: events, with what they carry (IKE SA and Child
+//! SA information, close reasons; failures are in `failure.rs`).
 
 use std::net::{IpAddr, SocketAddr};
 
-use ike_wire::{AuthMethod, NotifyType, PayloadType, TrafficSelector};
+use ike_wire::{AuthMethod, TrafficSelector};
 use ipnet::IpNet;
 use ipsec_crypto::SecretBytes;
 
-use crate::identity::{IkeId, PeerRejection};
+use crate::failure::Failure;
+use crate::identity::IkeId;
 use crate::proposal::{EspAlgorithms, IkeAlgorithms};
-
-/// One IKE datagram to send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Transmit {
-    /// Source address (the driver picks the socket bound to this port; the IP is the one the
-    /// peer's datagram arrived on).
-    pub local: SocketAddr,
-    /// Destination.
-    pub remote: SocketAddr,
-    /// The IKE message, WITHOUT the non-ESP marker.
-    pub bytes: Vec<u8>,
-    /// True when sent from the NAT-T port: the driver must prepend the 4-byte zero non-ESP
-    /// marker (RFC 3948 2.2).
-    pub non_esp_marker: bool,
-}
 
 /// Information about an established IKE SA.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,159 +86,6 @@ pub struct ChildSa {
     pub remote: SocketAddr,
     /// ESP in UDP (RFC 3948) on the NAT-T port.
     pub udp_encap: bool,
-}
-
-/// Why establishing or running an SA failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum FailureReason {
-    /// No acceptable proposal.
-    #[error("no acceptable proposal")]
-    NoProposalChosen,
-    /// The responder wants a KE group we do not offer.
-    #[error("INVALID_KE_PAYLOAD asking for a group we do not offer ({0})")]
-    InvalidKeGroup(u16),
-    /// Peer certificate or identity rejected.
-    #[error("peer rejected: {0}")]
-    PeerRejected(PeerRejection),
-    /// The AUTH payload did not verify or used an unsupported method.
-    #[error("AUTH payload: {0}")]
-    AuthPayload(String),
-    /// Traffic selectors do not overlap.
-    #[error("traffic selectors unacceptable")]
-    TsUnacceptable,
-    /// The address pool is exhausted.
-    #[error("no virtual address available")]
-    AddressPoolExhausted,
-    /// A virtual IP is required but none was requested.
-    #[error("configuration payload required")]
-    CpRequired,
-    /// An unknown payload with the critical bit.
-    #[error("unsupported critical payload {0}")]
-    UnsupportedCritical(PayloadType),
-    /// A required payload is missing or malformed.
-    #[error("invalid syntax: {0}")]
-    InvalidSyntax(String),
-    /// The peer answered with an error notify.
-    #[error("peer sent {0}")]
-    PeerNotify(NotifyType),
-    /// No answer after all retransmissions.
-    #[error("peer did not answer")]
-    Timeout,
-    /// Not established in time.
-    #[error("establishment timed out")]
-    EstablishTimeout,
-    /// Too many COOKIE / INVALID_KE round trips.
-    #[error("too many IKE_SA_INIT retries")]
-    TooManyRetries,
-    /// A local error (crypto backend, encoding).
-    #[error("local error: {0}")]
-    Local(String),
-}
-
-impl FailureReason {
-    /// A short stable name for the kind of failure (metrics labels, machine-readable logs).
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::NoProposalChosen => "no_proposal_chosen",
-            Self::InvalidKeGroup(_) => "invalid_ke_group",
-            Self::PeerRejected(crate::identity::PeerRejection::ServerRefused(_)) => {
-                "radius_refused"
-            }
-            Self::PeerRejected(_) => "peer_rejected",
-            Self::AuthPayload(_) => "auth_payload",
-            Self::TsUnacceptable => "ts_unacceptable",
-            Self::AddressPoolExhausted => "address_pool_exhausted",
-            Self::CpRequired => "cp_required",
-            Self::UnsupportedCritical(_) => "unsupported_critical",
-            Self::InvalidSyntax(_) => "invalid_syntax",
-            Self::PeerNotify(_) => "peer_notify",
-            Self::Timeout => "timeout",
-            Self::EstablishTimeout => "establish_timeout",
-            Self::TooManyRetries => "too_many_retries",
-            Self::Local(_) => "local",
-        }
-    }
-}
-
-/// A failure with the notify that went over the wire (if any).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    /// What happened.
-    pub reason: FailureReason,
-    /// Error notify we sent.
-    pub notify_sent: Option<NotifyType>,
-    /// Error notify we received.
-    pub notify_received: Option<NotifyType>,
-    /// The peer's address when it happened.
-    pub remote: SocketAddr,
-    /// The identity the peer claimed (IDi or IDr), authenticated or not: for the log line
-    /// that tells an administrator who was refused.
-    pub claimed_id: Option<IkeId>,
-}
-
-impl Failure {
-    /// What an administrator can do about it, in the words `aovpn doctor`, `aovpn status`
-    /// and the gateway's log share; `initiator`: we are the client.
-    pub fn advice(&self, initiator: bool) -> &'static str {
-        use crate::identity::PeerRejection as R;
-        let notify = self.notify_received.or(self.notify_sent);
-        match (&self.reason, notify, initiator) {
-            (FailureReason::Timeout | FailureReason::EstablishTimeout, _, true) => {
-                "UDP 500 and 4500 must reach the gateway: check firewalls on the way and that the gateway runs"
-            }
-            (FailureReason::Timeout | FailureReason::EstablishTimeout, _, false) => {
-                "the client went silent mid-handshake: UDP 4500 or IP fragments may be blocked on its side"
-            }
-            (FailureReason::NoProposalChosen, _, true)
-            | (_, Some(NotifyType::NO_PROPOSAL_CHOSEN), true) => {
-                "align the profile's CryptographySuite with the gateway's proposals"
-            }
-            (FailureReason::NoProposalChosen, _, false)
-            | (_, Some(NotifyType::NO_PROPOSAL_CHOSEN), false) => {
-                "the client's proposals and crypto.ike_proposals / esp_proposals share nothing"
-            }
-            (FailureReason::InvalidKeGroup(_), _, _) => {
-                "offer the group the peer asks for (CryptographySuite DHGroup, or crypto.ike_proposals)"
-            }
-            (FailureReason::PeerRejected(R::IdentityMismatch(_)), _, true) => {
-                "the gateway's certificate must carry the name dialled (the profile's Servers) as a DNS name"
-            }
-            (FailureReason::PeerRejected(R::IdentityMismatch(_)), _, false) => {
-                "the client sent an identity its certificate does not name"
-            }
-            (FailureReason::PeerRejected(R::ServerRefused(m)), _, false)
-                if m.starts_with("no RADIUS server") =>
-            {
-                "no RADIUS server in [radius] servers answered: are they up, reachable from the gateway, and is the gateway a client there with the same secret?"
-            }
-            (FailureReason::PeerRejected(R::ServerRefused(_)), _, false) => {
-                "the RADIUS server refused this user: its log says why"
-            }
-            (FailureReason::PeerRejected(R::Certificate(m)), _, false) if m.contains("revoked") => {
-                "revoked here (clients.revoked_thumbprints or the revocation file)"
-            }
-            (FailureReason::PeerRejected(_), _, true) => {
-                "the gateway's certificate must chain to one of our roots (with its intermediates sent), be valid now and allow server authentication"
-            }
-            (FailureReason::PeerRejected(_), _, false) => {
-                "the client's root must be in clients.root_ca_files, its intermediates sent, EKU clientAuth; `aovpn gateway --check --client-cert FILE` says why"
-            }
-            (_, Some(NotifyType::AUTHENTICATION_FAILED), true) => {
-                "the gateway does not accept our certificate: its roots, revocation list and accepted kinds decide (its log names the reason)"
-            }
-            (FailureReason::AuthPayload(_), _, false) => {
-                "the client's AUTH did not verify: a key that is not the certificate's, or a broken client"
-            }
-            (FailureReason::AddressPoolExhausted, _, true) => "the gateway's address pool is full",
-            (FailureReason::AddressPoolExhausted, _, false) => "clients.pool_v4 is full: widen it",
-            (FailureReason::TsUnacceptable, _, _) => {
-                "the networks asked for and the gateway's networks do not overlap"
-            }
-            (FailureReason::CpRequired, _, _) => "the client must ask for a virtual address",
-            _ => "the other side's log has its view",
-        }
-    }
 }
 
 /// Why an IKE SA ended.

@@ -109,7 +109,13 @@ pub enum PeerRejection {
     NoCertificate,
     /// The chain did not validate (untrusted issuer, expired, wrong EKU, revoked, ...).
     #[error("certificate rejected: {0}")]
-    Certificate(String),
+    Certificate(#[source] pki::PkiError),
+    /// The chain validated, but its kind of certificate (`user`, `machine`) is not accepted
+    /// here.
+    #[error(
+        "certificate rejected: a {0} certificate, and this gateway does not accept those (clients.accept)"
+    )]
+    KindNotAccepted(&'static str),
     /// The certificate does not carry the identity the peer claimed (IDi / IDr).
     #[error("identity {0} does not match the certificate")]
     IdentityMismatch(String),
@@ -188,8 +194,7 @@ impl PeerValidator for PkiValidator {
         {
             return Err(PeerRejection::UnexpectedIdentity(peer_id.to_string()));
         }
-        let ee = pki::Certificate::from_der(end_entity)
-            .map_err(|e| PeerRejection::Certificate(e.to_string()))?;
+        let ee = pki::Certificate::from_der(end_entity).map_err(PeerRejection::Certificate)?;
         let inter: Vec<pki::Certificate> = intermediates
             .iter()
             .filter_map(|d| pki::Certificate::from_der(d).ok())
@@ -202,7 +207,7 @@ impl PeerValidator for PkiValidator {
         let verified = self
             .trust
             .verify(&ee, &inter, role, at)
-            .map_err(|e| PeerRejection::Certificate(e.to_string()))?;
+            .map_err(PeerRejection::Certificate)?;
         let wire = peer_id.to_wire();
         if !pki::cert_matches_id(&ee, wire.id_type.0, &wire.data) {
             return Err(PeerRejection::IdentityMismatch(peer_id.to_string()));

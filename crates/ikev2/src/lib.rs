@@ -1,9 +1,9 @@
 //! Sans-IO IKEv2 engine (RFC 7296, RFC 7383 fragmentation, NAT-T, RFC 7427 signatures):
 //! initiator ([`IkeSa::connect`]) and responder ([`Endpoint`]).
 //!
-//! No sockets, clocks or randomness: time comes in as `Instant` (plus
-//! [`IkeSa::set_unix_time`] / [`Endpoint::set_unix_time`], seconds since the epoch, for
-//! certificate validity), randomness and crypto through [`ipsec_crypto::Provider`], peer
+//! No sockets, clocks or randomness: time comes in as `Instant` for timers, and with each
+//! datagram as a [`Now`] (the same instant and the wall-clock seconds since the epoch that
+//! certificates are checked against), randomness and crypto through [`ipsec_crypto::Provider`], peer
 //! certificates through a [`PeerValidator`] ([`PkiValidator`] wraps `pki::TrustStore`), virtual
 //! addresses through an [`AddressPool`].
 //!
@@ -13,11 +13,11 @@
 //!    strip them; a single `0xff` byte is a NAT keepalive; anything else is ESP for the data
 //!    plane (call [`IkeSa::note_peer_alive`] / [`Endpoint::note_peer_alive`] when it
 //!    authenticates, so dead peer detection stays quiet).
-//! 3. Feed IKE bytes with `handle_datagram(now, local, remote, bytes)`: `local` is the address
-//!    the datagram arrived on (IP_PKTINFO; the bound address is fine when unknown), `remote`
-//!    its source.
-//! 4. Drain `poll_transmit()`: send `bytes` from the socket bound to `transmit.local.port()` to
-//!    `transmit.remote`, prefixed with four zero bytes when `transmit.non_esp_marker`.
+//! 3. Feed IKE bytes with `handle_datagram(now, path, bytes)`: the [`Path`] says the address
+//!    the datagram arrived on (IP_PKTINFO; the bound address is fine when unknown), its
+//!    source, and whether it came on the NAT-T socket.
+//! 4. Drain `poll_transmit()`: send `bytes` to `transmit.remote` from the NAT-T socket with
+//!    four zero bytes in front when `transmit.natt`, else from the port-500 socket.
 //! 5. Drain `poll_event()` ([`Event`]; the endpoint tags each with its [`IkeSaId`]): install
 //!    [`ChildSa`] keys in the ESP data plane, remove them on `ChildSaDeleted` / `Closed`,
 //!    follow `AddressesChanged`. When `IkeSaInfo::nat_detected`, the data plane uses
@@ -46,9 +46,11 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod config;
+mod datagram;
 pub mod dns_domain;
 mod endpoint;
 mod event;
+mod failure;
 mod identity;
 mod natd;
 pub mod probe;
@@ -60,16 +62,16 @@ pub use config::{
     AddressFamily, AddressPool, AuthMethodPolicy, EapTlsClient, IkeConfig, InitiatorConfig,
     LocalCredentials, PeerPolicy, ResponderConfig, RetransmitConfig,
 };
-pub use endpoint::{Endpoint, EndpointStats, IkeSaId, local_spi_of};
-pub use event::{
-    ChildSa, CloseReason, EapAnswer, Event, Failure, FailureReason, IkeSaInfo, Transmit,
-};
+pub use datagram::{Now, Path, Transmit};
+pub use endpoint::{Endpoint, EndpointStats, IkeSaId};
+pub use event::{ChildSa, CloseReason, EapAnswer, Event, IkeSaInfo};
+pub use failure::{AuthFault, ConfigFault, Failure, FailureReason, LocalError, SyntaxError};
 pub use identity::{IkeId, PeerRejection, PeerRole, PeerValidator, PkiValidator, ValidatedPeer};
 pub use natd::{COOKIE_LEN, natd_hash};
 pub use proposal::{
     EspAlgorithms, EspProposal, IkeAlgorithms, IkeProposal, ProposalError, encr_name,
 };
-pub use sa::{ConnectError, EAP_RELAYED, IkeSa, IkeSaState, Role};
+pub use sa::{ConnectError, EAP_RELAYED, EapError, IkeSa, IkeSaState, Role};
 #[cfg(fuzzing)]
 pub use sa::{fuzz_eap_tls, fuzz_eap_tls_client};
 

@@ -45,7 +45,7 @@ fn a_datagram_costs_the_same_with_many_sas() {
     let now = Instant::now();
     for i in 0..300 {
         let req = init_request(&client, i, source(i), now);
-        gw.handle_datagram(now, server_addr(), source(i), &req);
+        gw.handle_datagram(at(now), Path::ike(server_addr(), source(i)), &req);
     }
     while gw.poll_transmit().is_some() {}
     assert_eq!(gw.half_open(), 300);
@@ -60,7 +60,7 @@ fn a_datagram_costs_the_same_with_many_sas() {
         junk[18] = 37; // INFORMATIONAL
         junk[19] = 0x08; // initiator
         junk[24..28].copy_from_slice(&60u32.to_be_bytes());
-        gw.handle_datagram(now, server_addr(), source(9999), &junk);
+        gw.handle_datagram(at(now), Path::ike(server_addr(), source(9999)), &junk);
         assert!(gw.poll_timeout().is_some());
         gw.handle_timeout(now);
     }
@@ -71,7 +71,7 @@ fn a_datagram_costs_the_same_with_many_sas() {
     );
     // One SA's datagram costs one deadline.
     let req = init_request(&client, 5, source(5), now);
-    gw.handle_datagram(now, server_addr(), source(5), &req);
+    gw.handle_datagram(at(now), Path::ike(server_addr(), source(5)), &req);
     assert_eq!(gw.deadline_computations(), before + 1);
     // The half-open SAs still expire on time, all of them.
     let later = now + Duration::from_secs(31);
@@ -101,10 +101,10 @@ fn init_with_cookie(gw: &mut Endpoint, cfg: &Arc<InitiatorConfig>, seed: u32, fr
     // Request, COOKIE answer, request with the COOKIE.
     for _ in 0..2 {
         while let Some(t) = c.poll_transmit() {
-            gw.handle_datagram(now, server_addr(), from, &t.bytes);
+            gw.handle_datagram(at(now), Path::ike(server_addr(), from), &t.bytes);
         }
         while let Some(t) = gw.poll_transmit() {
-            c.handle_datagram(now, from, server_addr(), &t.bytes);
+            c.handle_datagram(at(now), Path::ike(from, server_addr()), &t.bytes);
         }
     }
 }
@@ -124,9 +124,8 @@ fn one_source_holds_at_most_five_half_open_sas() {
     for i in 0..8 {
         let from = SocketAddr::new(host.ip(), 1000 + i as u16);
         gw.handle_datagram(
-            now,
-            server_addr(),
-            from,
+            at(now),
+            Path::ike(server_addr(), from),
             &init_request(&client, i, from, now),
         );
     }
@@ -143,9 +142,8 @@ fn one_source_holds_at_most_five_half_open_sas() {
     assert_eq!(cookies, 3);
     let other = source(2);
     gw.handle_datagram(
-        now,
-        server_addr(),
-        other,
+        at(now),
+        Path::ike(server_addr(), other),
         &init_request(&client, 100, other, now),
     );
     assert_eq!(gw.half_open(), 6);
@@ -154,9 +152,8 @@ fn one_source_holds_at_most_five_half_open_sas() {
     assert_eq!(gw.half_open(), 0);
     let from = SocketAddr::new(host.ip(), 2000);
     gw.handle_datagram(
-        now,
-        server_addr(),
-        from,
+        at(now),
+        Path::ike(server_addr(), from),
         &init_request(&client, 50, from, now),
     );
     assert_eq!(gw.half_open(), 1);
@@ -177,9 +174,8 @@ fn requests_spoofed_in_a_hosts_name_do_not_lock_it_out() {
     for i in 0..20 {
         let from = SocketAddr::new(victim.ip(), 500);
         gw.handle_datagram(
-            now,
-            server_addr(),
-            from,
+            at(now),
+            Path::ike(server_addr(), from),
             &init_request(&client, 1000 + i, from, now),
         );
     }
@@ -202,9 +198,8 @@ fn an_ipv6_source_is_its_64() {
     for i in 0..8u16 {
         let from: SocketAddr = format!("[2001:db8:1:2::{:x}]:500", i + 1).parse().unwrap();
         gw.handle_datagram(
-            now,
-            server_addr(),
-            from,
+            at(now),
+            Path::ike(server_addr(), from),
             &init_request(&client, u32::from(i), from, now),
         );
     }
@@ -212,9 +207,8 @@ fn an_ipv6_source_is_its_64() {
     assert_eq!(gw.stats().cookies_sent, 3);
     let elsewhere: SocketAddr = "[2001:db8:1:3::1]:500".parse().unwrap();
     gw.handle_datagram(
-        now,
-        server_addr(),
-        elsewhere,
+        at(now),
+        Path::ike(server_addr(), elsewhere),
         &init_request(&client, 99, elsewhere, now),
     );
     assert_eq!(gw.half_open(), 6);
@@ -252,13 +246,13 @@ fn unauthenticated_datagrams_are_capped_at_ten_thousand_bytes() {
     let mut msg = Message::decode(&init_request(&client, 1, from, now)).unwrap();
     msg.payloads.push(Payload::VendorId(vec![0x42; 10_500]));
     let big = msg.encode().unwrap();
-    gw.handle_datagram(now, server_addr(), from, &big);
+    gw.handle_datagram(at(now), Path::ike(server_addr(), from), &big);
     assert_eq!(gw.half_open(), 0);
     assert!(answers(&mut gw).is_empty());
     assert_eq!(gw.stats().oversized, 1);
     // A normal request makes a half-open SA; an oversized datagram for it is dropped unread.
     let req = init_request(&client, 1, from, now);
-    gw.handle_datagram(now, server_addr(), from, &req);
+    gw.handle_datagram(at(now), Path::ike(server_addr(), from), &req);
     assert_eq!(gw.half_open(), 1);
     let reply = answers(&mut gw);
     let spi_r = reply[0].header.spi_r;
@@ -271,7 +265,7 @@ fn unauthenticated_datagrams_are_capped_at_ten_thousand_bytes() {
     junk[19] = 0x08;
     junk[20..24].copy_from_slice(&1u32.to_be_bytes());
     junk[24..28].copy_from_slice(&12_000u32.to_be_bytes());
-    gw.handle_datagram(now, server_addr(), from, &junk);
+    gw.handle_datagram(at(now), Path::ike(server_addr(), from), &junk);
     assert_eq!(gw.stats().oversized, 2);
 }
 
@@ -306,14 +300,14 @@ fn under_load_a_cheaper_group_is_asked_for() {
     let mut asked = None;
     for _ in 0..3 {
         while let Some(t) = c.poll_transmit() {
-            gw.handle_datagram(now, server_addr(), from, &t.bytes);
+            gw.handle_datagram(at(now), Path::ike(server_addr(), from), &t.bytes);
         }
         while let Some(t) = gw.poll_transmit() {
             let m = ikev2::ike_wire::Message::decode(&t.bytes).unwrap();
             if let Some(n) = m.payloads.notify(NotifyType::INVALID_KE_PAYLOAD) {
                 asked = Some(u16::from_be_bytes([n.data[0], n.data[1]]));
             }
-            c.handle_datagram(now, from, server_addr(), &t.bytes);
+            c.handle_datagram(at(now), Path::ike(from, server_addr()), &t.bytes);
         }
     }
     assert_eq!(asked, Some(DhGroup::EcpP256.iana()));
@@ -334,10 +328,10 @@ fn under_load_a_cheaper_group_is_asked_for() {
     .unwrap();
     for _ in 0..2 {
         while let Some(t) = c.poll_transmit() {
-            gw.handle_datagram(now, server_addr(), from, &t.bytes);
+            gw.handle_datagram(at(now), Path::ike(server_addr(), from), &t.bytes);
         }
         while let Some(t) = gw.poll_transmit() {
-            c.handle_datagram(now, from, server_addr(), &t.bytes);
+            c.handle_datagram(at(now), Path::ike(from, server_addr()), &t.bytes);
         }
     }
     assert_eq!(gw.stats().cheaper_group_asked, 1);

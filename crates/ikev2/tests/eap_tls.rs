@@ -40,7 +40,7 @@ struct Initiator {
 }
 
 fn exchange(server: &mut ikev2::Endpoint, now: Instant, bytes: &[u8]) -> Vec<u8> {
-    server.handle_datagram(now, server_addr(), client_addr(), bytes);
+    server.handle_datagram(at(now), Path::ike(server_addr(), client_addr()), bytes);
     let t = server.poll_transmit().expect("a response");
     assert!(
         server.poll_transmit().is_none(),
@@ -254,7 +254,6 @@ fn run(setup: Setup, pki: &Pki, user: &Identity, eap_identity: &str, mode: Mode)
         Box::new(setup.pool.clone()),
     )
     .unwrap();
-    server.set_unix_time(UNIX_NOW);
     let mut ike = Initiator::init(&mut server, now);
     let idi = IkeId::Rfc822(USER.into()).to_wire();
     let first = vec![

@@ -14,7 +14,7 @@ use pki::{CertKind, KeyAlgorithm};
 
 /// A new client SA (fresh SPIs and keys) in place of the pair's current one.
 fn another_client(pair: &mut Pair, cfg: &Arc<InitiatorConfig>, seed: &[u8]) {
-    let mut c = IkeSa::connect(
+    let c = IkeSa::connect(
         cfg.clone(),
         Arc::new(Provider::deterministic(seed)),
         pair.now,
@@ -22,7 +22,6 @@ fn another_client(pair: &mut Pair, cfg: &Arc<InitiatorConfig>, seed: &[u8]) {
         server_addr(),
     )
     .unwrap();
-    c.set_unix_time(UNIX_NOW);
     pair.client = c;
     pair.collect();
     pair.settle();

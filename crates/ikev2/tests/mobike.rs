@@ -230,15 +230,10 @@ fn a_forged_invalid_ike_spi_does_not_close_a_live_sa() {
     pair.collect();
     // The forger sees the request (on path) and answers first; the real answer is lost.
     let request = pair.in_flight.pop_front().unwrap();
-    forger.handle_datagram(
-        pair.now,
-        request.t.remote,
-        request.t.local,
-        &request.t.bytes,
-    );
+    forger.handle_datagram(at(pair.now), request.t.arrival(), &request.t.bytes);
     let forged = forger.poll_transmit().unwrap();
     pair.client
-        .handle_datagram(pair.now, forged.remote, forged.local, &forged.bytes);
+        .handle_datagram(at(pair.now), forged.arrival(), &forged.bytes);
     pair.collect();
     let limit = pair.now - pair.start + Duration::from_secs(30);
     pair.run(true, limit);
@@ -265,23 +260,18 @@ fn an_invalid_ike_spi_for_another_message_is_ignored() {
     let request = pair.in_flight.pop_front().unwrap();
     // Make the restarted endpoint answer the request, then change the answer's message ID:
     // it no longer matches the outstanding request.
-    restarted.handle_datagram(
-        pair.now,
-        request.t.remote,
-        request.t.local,
-        &request.t.bytes,
-    );
+    restarted.handle_datagram(at(pair.now), request.t.arrival(), &request.t.bytes);
     let mut answer = restarted.poll_transmit().unwrap();
     let last = answer.bytes.len().min(24);
     answer.bytes[last - 1] ^= 0x01;
     pair.client
-        .handle_datagram(pair.now, answer.remote, answer.local, &answer.bytes);
+        .handle_datagram(at(pair.now), answer.arrival(), &answer.bytes);
     pair.collect();
     assert!(pair.client_failure().is_none());
     assert_eq!(pair.client.state(), IkeSaState::Established);
 }
 
-/// A client's socket for the NAT-T port may have any port: a request from the gateway that
+/// A client's NAT-T socket may have any port: a request from the gateway that
 /// reaches it there does not change the engine's port, nor move the SA (nor end its UDP
 /// encapsulation, which keeps NAT keepalives going after rekeys).
 #[test]
@@ -294,8 +284,11 @@ fn a_gateway_request_on_the_clients_real_port_changes_nothing() {
     let request = pair.in_flight.pop_front().unwrap();
     assert!(!request.to_server);
     let driver_port = SocketAddr::new(request.t.remote.ip(), 40_123);
-    pair.client
-        .handle_datagram(pair.now, driver_port, request.t.local, &request.t.bytes);
+    pair.client.handle_datagram(
+        at(pair.now),
+        Path::natt(driver_port, request.t.local),
+        &request.t.bytes,
+    );
     pair.collect();
     assert_eq!(pair.client.addresses().0, local);
     assert!(moved(pair.client_events.clone().into_iter()).is_empty());

@@ -89,11 +89,10 @@ proptest! {
                 Box::new(TestPool::with(&["172.16.201.10"])),
             )
             .unwrap();
-            server.set_unix_time(UNIX_NOW);
             let now = Instant::now();
             // Bring the responder to the state where message `which` is expected.
             if which >= 2 {
-                server.handle_datagram(now, server_addr(), client_addr(), &wire[0]);
+                server.handle_datagram(at(now), Path::ike(server_addr(), client_addr()), &wire[0]);
             }
             let mut msg = wire[which].clone();
             for (i, b) in &flips {
@@ -103,7 +102,7 @@ proptest! {
             if truncate {
                 msg.truncate(cut.index(msg.len() + 1));
             }
-            server.handle_datagram(now, server_addr(), client_addr(), &msg);
+            server.handle_datagram(at(now), Path::ike(server_addr(), client_addr()), &msg);
             server.handle_timeout(now + std::time::Duration::from_secs(100));
             while server.poll_transmit().is_some() {}
             while server.poll_event().is_some() {}
@@ -122,7 +121,7 @@ proptest! {
                 Box::new(TestPool::default()),
             )
             .unwrap();
-            server.handle_datagram(Instant::now(), server_addr(), client_addr(), &bytes);
+            server.handle_datagram(at(Instant::now()), Path::ike(server_addr(), client_addr()), &bytes);
             assert!(server.is_empty());
         });
     }

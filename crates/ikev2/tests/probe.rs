@@ -22,7 +22,7 @@ fn responder_taking(proposals: &str) -> Endpoint {
 
 fn ask(ep: &mut Endpoint, p: &Probe) -> ProbeAnswer {
     let from: SocketAddr = "198.51.100.2:4500".parse().unwrap();
-    ep.handle_datagram(Instant::now(), server_addr(), from, &p.bytes);
+    ep.handle_datagram(at(Instant::now()), Path::ike(server_addr(), from), &p.bytes);
     let t = ep.poll_transmit().expect("an answer");
     assert!(ep.poll_transmit().is_none());
     let (spi, meaning) = answer(&t.bytes).unwrap();

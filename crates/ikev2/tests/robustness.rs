@@ -389,7 +389,7 @@ fn without_nat_and_without_forced_encapsulation_nothing_floats() {
     assert!(
         pair.wire
             .iter()
-            .all(|f| f.t.local.port() == 500 && !f.t.non_esp_marker)
+            .all(|f| f.t.local.port() == 500 && !f.t.natt)
     );
     assert!(!pair.client_child().unwrap().udp_encap);
 }
@@ -448,7 +448,11 @@ fn cookie_secret_rotation_keeps_the_previous_secret_for_one_period() {
     .unwrap();
     let t0 = Instant::now();
     let from = client_addr();
-    server.handle_datagram(t0, server_addr(), from, &request.encode().unwrap());
+    server.handle_datagram(
+        at(t0),
+        Path::ike(server_addr(), from),
+        &request.encode().unwrap(),
+    );
     let reply = Message::decode(&server.poll_transmit().unwrap().bytes).unwrap();
     let cookie = reply
         .payloads
@@ -465,7 +469,7 @@ fn cookie_secret_rotation_keeps_the_previous_secret_for_one_period() {
     // One rotation later the old cookie is still good.
     let t1 = t0 + Duration::from_secs(301);
     server.handle_timeout(t1);
-    server.handle_datagram(t1, server_addr(), from, &bytes);
+    server.handle_datagram(at(t1), Path::ike(server_addr(), from), &bytes);
     let reply = Message::decode(&server.poll_transmit().unwrap().bytes).unwrap();
     assert!(reply.payloads.sa().is_some(), "accepted");
     assert_eq!(server.half_open(), 1);
@@ -474,7 +478,7 @@ fn cookie_secret_rotation_keeps_the_previous_secret_for_one_period() {
     let t2 = t1 + Duration::from_secs(301);
     server.handle_timeout(t2);
     let other: SocketAddr = "198.51.100.10:501".parse().unwrap();
-    server.handle_datagram(t2, server_addr(), other, &bytes);
+    server.handle_datagram(at(t2), Path::ike(server_addr(), other), &bytes);
     let reply = Message::decode(&server.poll_transmit().unwrap().bytes).unwrap();
     let fresh = reply.payloads.notify(NotifyType::COOKIE).unwrap();
     assert_ne!(Some(fresh), with_cookie.payloads.notify(NotifyType::COOKIE));
@@ -521,7 +525,6 @@ fn two_clients_share_one_endpoint() {
         Box::new(pool.clone()),
     )
     .unwrap();
-    server.set_unix_time(UNIX_NOW);
     let now = std::time::Instant::now();
     let addrs: [SocketAddr; 2] = [
         "198.51.100.10:500".parse().unwrap(),
@@ -530,28 +533,26 @@ fn two_clients_share_one_endpoint() {
     let cfgs: [Arc<InitiatorConfig>; 2] = [Arc::new(sa.client), Arc::new(sb.client)];
     let mut clients: Vec<IkeSa> = (0..2)
         .map(|i| {
-            let mut c = IkeSa::connect(
+            IkeSa::connect(
                 cfgs[i].clone(),
                 Arc::new(Provider::deterministic(&[i as u8])),
                 now,
                 addrs[i],
                 server_addr(),
             )
-            .unwrap();
-            c.set_unix_time(UNIX_NOW);
-            c
+            .unwrap()
         })
         .collect();
     let mut client_children = [Vec::new(), Vec::new()];
     for _ in 0..10 {
         for c in clients.iter_mut() {
             while let Some(t) = c.poll_transmit() {
-                server.handle_datagram(now, t.remote, t.local, &t.bytes);
+                server.handle_datagram(at(now), t.arrival(), &t.bytes);
             }
         }
         while let Some(t) = server.poll_transmit() {
             let i = addrs.iter().position(|a| a.ip() == t.remote.ip()).unwrap();
-            clients[i].handle_datagram(now, t.remote, t.local, &t.bytes);
+            clients[i].handle_datagram(at(now), t.arrival(), &t.bytes);
         }
         for (i, c) in clients.iter_mut().enumerate() {
             while let Some(e) = c.poll_event() {

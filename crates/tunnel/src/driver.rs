@@ -38,7 +38,7 @@ use datapath::{
 };
 use ike_wire::TrafficSelector;
 use ikev2::{
-    CloseReason, Endpoint, EspAlgorithms, Event, Failure, IkeSaId, IkeSaInfo, InitiatorConfig,
+    CloseReason, Endpoint, EspAlgorithms, Event, Failure, IkeSaId, IkeSaInfo, InitiatorConfig, Now,
     Transmit,
 };
 use ipnet::IpNet;
@@ -412,7 +412,6 @@ impl Driver {
         remote: SocketAddr,
     ) -> Result<IkeSaId, ikev2::ConnectError> {
         let now = self.now();
-        self.endpoint.set_unix_time(unix_now());
         let id = self.endpoint.connect(config, now, local, remote)?;
         self.sas.insert(id, IkeSaRecord::new());
         Ok(id)
@@ -487,9 +486,8 @@ impl Driver {
         tokio::select! {
             received = self.io.recv() => match received {
                 Some(Ok(d)) => {
-                    self.endpoint.set_unix_time(unix_now());
-                    let now = self.now();
-                    self.endpoint.handle_datagram(now, d.local, d.remote, &d.bytes);
+                    let now = Now::new(self.now(), unix_now());
+                    self.endpoint.handle_datagram(now, d.path, &d.bytes);
                 }
                 Some(Err(e)) => tracing::warn!("receiving IKE: {e}"),
                 None => self.datapath_gone = true,
@@ -499,7 +497,6 @@ impl Driver {
                 None => self.datapath_gone = true,
             },
             () = tokio::time::sleep(sleep), if deadline.is_some() => {
-                self.endpoint.set_unix_time(unix_now());
                 let now = self.now();
                 self.endpoint.handle_timeout(now);
             }
@@ -764,7 +761,6 @@ impl Driver {
     fn liveness_tick(&mut self) {
         if let Some(slept) = self.resume.poll() {
             tracing::info!(slept_s = slept.as_secs(), "resumed from suspend");
-            self.endpoint.set_unix_time(unix_now());
             let now = self.now();
             self.endpoint.handle_timeout(now);
             self.outbox.push_back(DriverEvent::Resumed { slept });

@@ -6,7 +6,7 @@ use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
 
 use datapath::{DatapathHandle, IkeDatagram};
-use ikev2::Transmit;
+use ikev2::{Path, Transmit};
 use netio::udp::{DatagramMeta, UdpConfig, UdpSocket};
 use tokio::sync::mpsc;
 
@@ -17,11 +17,11 @@ const MAX_IKE_DATAGRAM: usize = 65_535;
 /// kernel caps it at net.core.rmem_max.
 const PORT500_BUFFER: usize = 4 << 20;
 
-/// One received IKE message (without the non-ESP marker), to `local` from `remote`.
+/// One received IKE message (without the non-ESP marker) and the path it came along: the
+/// socket it arrived on is recorded here, once, for the engine.
 #[derive(Debug)]
 pub struct IkeIn {
-    pub local: SocketAddr,
-    pub remote: SocketAddr,
+    pub path: Path,
     pub bytes: Vec<u8>,
 }
 
@@ -73,21 +73,21 @@ impl IkeIo {
                     self.bound.port(),
                 );
                 let bytes = self.buf.get(..meta.len).unwrap_or_default().to_vec();
-                IkeIn { local, remote: meta.source, bytes }
+                IkeIn { path: Path::ike(local, meta.source), bytes }
             })),
             datagram = self.port4500.recv() => datagram.map(|d| Ok(IkeIn {
-                local: d.to,
-                remote: d.from,
+                path: Path::natt(d.to, d.from),
                 bytes: d.message,
             })),
         }
     }
 
-    /// Sends what the engine asked for, from the port it named (4500 goes through the data
-    /// plane's socket with the non-ESP marker).
+    /// Sends what the engine asked for on the socket it chose: NAT-T goes through the data
+    /// plane's socket with the non-ESP marker. The source IP is the engine's; the port is the
+    /// socket's.
     pub async fn send(&self, t: &Transmit) -> io::Result<()> {
         let from = (!t.local.ip().is_unspecified()).then_some(t.local.ip());
-        if t.non_esp_marker || t.local.port() == self.datapath.local_addr().port() {
+        if t.natt {
             self.datapath.send_ike(t.remote, from, &t.bytes).await
         } else {
             self.port500.send_to(t.remote, from, &t.bytes).await

@@ -29,22 +29,19 @@ pub fn identity_of(leaf: &pki::Certificate) -> IkeId {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, ConnectionError> {
-    std::fs::read(path).map_err(|e| ConnectionError::Setup {
-        what: path.display().to_string(),
-        message: e.to_string(),
-    })
+    std::fs::read(path).map_err(setup(path.display().to_string()))
 }
 
 /// Roots from PEM files, every certificate in each file.
 pub fn load_trust(ca: &[PathBuf]) -> Result<pki::TrustStore, ConnectionError> {
     let mut trust = pki::TrustStore::new();
     for file in ca {
-        for cert in pki::load_certificates(&read(file)?)
-            .map_err(|e| setup(format!("CA {}", file.display()))(e.to_string()))?
+        for cert in
+            pki::load_certificates(&read(file)?).map_err(setup(format!("CA {}", file.display())))?
         {
             trust
                 .add_root(cert)
-                .map_err(|e| setup(format!("CA {}", file.display()))(e.to_string()))?;
+                .map_err(setup(format!("CA {}", file.display())))?;
         }
     }
     Ok(trust)
@@ -57,22 +54,22 @@ pub fn load_credentials(
     ca: &[PathBuf],
 ) -> Result<Credentials, ConnectionError> {
     let chain = pki::load_certificates(&read(cert)?)
-        .map_err(|e| setup(format!("certificate {}", cert.display()))(e.to_string()))?;
+        .map_err(setup(format!("certificate {}", cert.display())))?;
     let leaf = chain
         .first()
-        .ok_or_else(|| setup(cert.display().to_string())("no certificate".into()))?;
-    let private = pki::PrivateKey::load(&read(key)?)
-        .map_err(|e| setup(format!("key {}", key.display()))(e.to_string()))?;
+        .ok_or_else(|| setup(cert.display().to_string())("no certificate"))?;
+    let private =
+        pki::PrivateKey::load(&read(key)?).map_err(setup(format!("key {}", key.display())))?;
     let key_spki = private
         .public_key_spki()
-        .map_err(|e| setup(format!("key {}", key.display()))(e.to_string()))?;
+        .map_err(setup(format!("key {}", key.display())))?;
     if key_spki != leaf.spki_der() {
         return Err(setup(format!("key {}", key.display()))(
-            "does not belong to the certificate".into(),
+            "does not belong to the certificate",
         ));
     }
     let signing = SigningKey::from_pkcs8_der(private.pkcs8_der())
-        .map_err(|e| setup(format!("key {}", key.display()))(e.to_string()))?;
+        .map_err(setup(format!("key {}", key.display())))?;
     Ok(Credentials {
         local: LocalCredentials {
             id: identity_of(leaf),
@@ -89,11 +86,10 @@ pub fn remote_credentials(
     signer: Arc<dyn Signer>,
     trust: pki::TrustStore,
 ) -> Result<Credentials, ConnectionError> {
-    let chain =
-        pki::load_certificates(chain_pem).map_err(|e| setup("user certificate")(e.to_string()))?;
+    let chain = pki::load_certificates(chain_pem).map_err(setup("user certificate"))?;
     let leaf = chain
         .first()
-        .ok_or_else(|| setup("user certificate")("no certificate".into()))?;
+        .ok_or_else(|| setup("user certificate")("no certificate"))?;
     Ok(Credentials {
         local: LocalCredentials {
             id: identity_of(leaf),

@@ -184,7 +184,7 @@ impl Connection {
             Some(
                 netio::firewall::install(&self.status.interface, &self.options.traffic_filters)
                     .await
-                    .map_err(|e| setup("traffic filters")(e.to_string()))?,
+                    .map_err(setup("traffic filters"))?,
             )
         };
         let result = self.plumb_child(child, firewall.clone()).await;
@@ -215,7 +215,7 @@ impl Connection {
             installed
                 .add_address(IfAddress::new(self.tun_index, *ip, len))
                 .await
-                .map_err(|e| setup(format!("address {ip}"))(e.to_string()))?;
+                .map_err(setup(format!("address {ip}")))?;
         }
         let mut routes = Vec::new();
         match &self.options.routes {
@@ -242,8 +242,7 @@ impl Connection {
                     })
                     .collect();
                 for r in plan.routes(self.server.ip(), &child.virtual_ips, &ts) {
-                    let net = IpNet::new(r.prefix.addr, r.prefix.len)
-                        .map_err(|e| setup("route")(e.to_string()))?;
+                    let net = IpNet::new(r.prefix.addr, r.prefix.len).map_err(setup("route"))?;
                     if r.via == profile::plan::RouteVia::Tunnel {
                         let metric = plan.tunnel_route_metric(&r);
                         // ForceTunnel's default route, too, as two halves.
@@ -282,7 +281,7 @@ impl Connection {
             installed
                 .add_route(route)
                 .await
-                .map_err(|e| setup(format!("route {net}"))(e.to_string()))?;
+                .map_err(setup(format!("route {net}")))?;
             let metric = metric.map(|m| format!(" metric {m}")).unwrap_or_default();
             shown.push(if through_tunnel {
                 format!("{net} dev {}{metric}", self.status.interface)

@@ -15,8 +15,8 @@ use tunnel::{Driver, DriverConfig, DriverEvent, Side};
 use super::options::initiator_config;
 use super::path::{physical_route_to, resolve, tunnel_mtu};
 use super::{
-    Command, Connection, ConnectionError, ConnectionOptions, ConnectionStatus, InstallRecord,
-    Outcome, Report, setup,
+    Command, Connection, ConnectionError, ConnectionOptions, ConnectionStatus, IkeFailure,
+    InstallRecord, Outcome, Report, setup, unreachable,
 };
 use crate::dns::SharedDns;
 
@@ -71,11 +71,11 @@ impl Connection {
         reports: mpsc::UnboundedSender<Report>,
     ) -> Result<Connection, ConnectionError> {
         let (server_name, server) = resolve(&options.server).await?;
-        let netlink = Netlink::new().map_err(|e| setup("netlink")(e.to_string()))?;
+        let netlink = Netlink::new().map_err(setup("netlink"))?;
         let physical = physical_route_to(&netlink, server.ip(), None).await?;
-        let source = physical.source.ok_or_else(|| {
-            ConnectionError::Unreachable(format!("no source address for {server}"))
-        })?;
+        let source = physical
+            .source
+            .ok_or_else(|| unreachable(server)("no source address"))?;
 
         let initiator = initiator_config(&options, &server_name, server.port())?;
         let mtu = tunnel_mtu(
@@ -93,7 +93,7 @@ impl Connection {
             );
         }
         let tun = tun::create(&tunnel::host::tun_config(&options.interface, mtu))
-            .map_err(|e| setup(format!("TUN {}", options.interface))(e.to_string()))?;
+            .map_err(setup(format!("TUN {}", options.interface)))?;
         let _ = reports.send(Report::Installed(InstallRecord {
             interface: tun.name.clone(),
             tun_index: tun.index,
@@ -107,8 +107,8 @@ impl Connection {
         } else {
             IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
         };
-        let endpoint = Endpoint::initiator(Arc::new(Provider::system()))
-            .map_err(|e| ConnectionError::Ike(e.to_string()))?;
+        let endpoint =
+            Endpoint::initiator(Arc::new(Provider::system())).map_err(IkeFailure::Start)?;
         let mut config = DriverConfig::new(
             Side::Client,
             tun.queues,
@@ -118,12 +118,12 @@ impl Connection {
             endpoint,
         );
         config.liveness_tick = LIVENESS_TICK;
-        let mut driver = Driver::start(config).map_err(|e| setup("tunnel")(e.to_string()))?;
+        let mut driver = Driver::start(config).map_err(setup("tunnel"))?;
 
         let local = SocketAddr::new(source, driver.ike_local_addr().port());
         let sa = driver
             .connect(Arc::new(initiator), local, server)
-            .map_err(|e| ConnectionError::Ike(e.to_string()))?;
+            .map_err(IkeFailure::Start)?;
 
         let status = ConnectionStatus {
             state: "connecting".into(),
@@ -216,7 +216,7 @@ impl Connection {
                 if remaining == 0 {
                     // Deleted by the gateway or expired without a successful rekey: the IKE SA
                     // alone carries no traffic, so end the tunnel (the agent reconnects).
-                    return Err(ConnectionError::Ike("no Child SA left".into()));
+                    return Err(IkeFailure::NoChildSa.into());
                 }
             }
             DriverEvent::Moved { local, remote, .. } => {
@@ -231,15 +231,11 @@ impl Connection {
                 failure, reason, ..
             } => {
                 return Err(match failure {
-                    Some(f) => ConnectionError::Ike(format!(
-                        "{} (what to do: {})",
-                        f.reason,
-                        f.advice(true)
-                    )),
+                    Some(f) => IkeFailure::Failed(Box::new(f)).into(),
                     None if reason == ikev2::CloseReason::PeerDelete => {
                         ConnectionError::ClosedByPeer
                     }
-                    None => ConnectionError::Ike(format!("IKE SA closed ({reason:?})")),
+                    None => IkeFailure::Closed(reason).into(),
                 });
             }
             DriverEvent::Resumed { slept } => {
@@ -247,7 +243,7 @@ impl Connection {
                 self.check_path().await?;
             }
             DriverEvent::DatapathStopped => {
-                return Err(ConnectionError::Ike("the data plane stopped".into()));
+                return Err(IkeFailure::DatapathStopped.into());
             }
             // Only a responder relays EAP.
             DriverEvent::EapPassThrough { .. } => {}

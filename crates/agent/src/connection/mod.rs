@@ -49,15 +49,29 @@ pub const MIN_TUNNEL_MTU: u16 = 576;
 /// Dead peer detection: a quiet gateway is asked after this long whether it is still there.
 pub const DEFAULT_DPD_INTERVAL: Duration = Duration::from_secs(30);
 
+/// The error behind a failed step, from whichever library or system call it came (shared, so
+/// that a [`ConnectionError`] can be kept and cloned into status reports).
+pub type Cause = Arc<dyn std::error::Error + Send + Sync>;
+
 /// Why a tunnel could not be brought up, or went down.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ConnectionError {
-    #[error("{what}: {message}")]
-    Setup { what: String, message: String },
-    #[error("cannot reach {0}")]
-    Unreachable(String),
+    /// A local step (a file, a key, the TUN device, routes, netlink) failed.
+    #[error("{what}: {source}")]
+    Setup {
+        what: String,
+        #[source]
+        source: Cause,
+    },
+    /// No path to the gateway, or its name does not resolve.
+    #[error("cannot reach {what}: {source}")]
+    Unreachable {
+        what: String,
+        #[source]
+        source: Cause,
+    },
     #[error("IKE: {0}")]
-    Ike(String),
+    Ike(#[from] IkeFailure),
     #[error("the gateway closed the tunnel")]
     ClosedByPeer,
     #[error("no network for {0} s (NetworkOutageTime)")]
@@ -66,9 +80,47 @@ pub enum ConnectionError {
     AddressChanged,
 }
 
-fn setup(what: impl Into<String>) -> impl FnOnce(String) -> ConnectionError {
+/// Why the IKE side of a tunnel could not start, or ended.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum IkeFailure {
+    /// The engine could not start (no proposals, the crypto backend).
+    #[error(transparent)]
+    Start(#[from] ikev2::ConnectError),
+    /// An exchange failed and took the IKE SA with it: the engine's reason and advice.
+    #[error("{} (what to do: {})", .0.reason, .0.advice(true))]
+    Failed(Box<ikev2::Failure>),
+    /// The IKE SA closed without a failure of its own.
+    #[error("IKE SA closed ({0:?})")]
+    Closed(ikev2::CloseReason),
+    /// Deleted by the gateway or expired without a rekey: the IKE SA alone carries nothing.
+    #[error("no Child SA left")]
+    NoChildSa,
+    #[error("the data plane stopped")]
+    DatapathStopped,
+}
+
+/// A step named `what` failed because of `cause`.
+fn setup<E>(what: impl Into<String>) -> impl FnOnce(E) -> ConnectionError
+where
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let what = what.into();
-    move |message| ConnectionError::Setup { what, message }
+    move |cause| ConnectionError::Setup {
+        what,
+        source: Cause::from(cause.into()),
+    }
+}
+
+/// `what` cannot be reached because of `cause`.
+fn unreachable<E>(what: impl std::fmt::Display) -> impl FnOnce(E) -> ConnectionError
+where
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let what = what.to_string();
+    move |cause| ConnectionError::Unreachable {
+        what,
+        source: Cause::from(cause.into()),
+    }
 }
 
 /// A tunnel being brought up or running.

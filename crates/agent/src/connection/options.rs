@@ -8,7 +8,7 @@ use std::time::Duration;
 use ike_wire::TrafficSelector;
 use ikev2::{EspProposal, IkeConfig, IkeId, IkeProposal, InitiatorConfig, PeerRole, PkiValidator};
 
-use super::{ConnectionError, Credentials};
+use super::{ConnectionError, Credentials, setup};
 
 /// SA lifetimes (as Windows and Azure use them): rekeyed at 80-90 % of them.
 const IKE_LIFETIME: Duration = Duration::from_secs(8 * 3600);
@@ -135,16 +135,12 @@ fn eap_tls_client(
             .iter()
             .filter_map(|t| t.parse().ok())
             .collect();
-        credentials
-            .trust
-            .only_roots(&wanted)
-            .ok_or_else(|| ConnectionError::Setup {
-                what: "EAP-TLS".into(),
-                message: format!(
-                    "the profile's TrustedRootCA ({}) names none of the configured roots",
-                    eap.trusted_roots.join(", ")
-                ),
-            })?
+        credentials.trust.only_roots(&wanted).ok_or_else(|| {
+            setup("EAP-TLS")(format!(
+                "the profile's TrustedRootCA ({}) names none of the configured roots",
+                eap.trusted_roots.join(", ")
+            ))
+        })?
     };
     Ok(ikev2::EapTlsClient {
         identity,

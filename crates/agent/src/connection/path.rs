@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use netio::netlink::{Netlink, Route, RouteLookup};
 
-use super::{ConnectionError, setup};
+use super::{ConnectionError, setup, unreachable};
 
 /// `host`, `host:port`, an IPv6 literal, or `[v6]:port` -> (host, port); the IKE port
 /// defaults to 500.
@@ -30,16 +30,16 @@ pub fn split_server(server: &str) -> Option<(String, u16)> {
 /// `host` or `host:port` -> (name for certificate checks, address).
 pub async fn resolve(server: &str) -> Result<(String, SocketAddr), ConnectionError> {
     let (host, port) =
-        split_server(server).ok_or_else(|| setup(format!("server {server}"))("bad port".into()))?;
+        split_server(server).ok_or_else(|| setup(format!("server {server}"))("bad port"))?;
     let addrs = tokio::net::lookup_host((host.as_str(), port))
         .await
-        .map_err(|e| ConnectionError::Unreachable(format!("{host}: {e}")))?;
+        .map_err(unreachable(&host))?;
     let mut addrs: Vec<SocketAddr> = addrs.collect();
     addrs.sort_by_key(|a| !a.is_ipv4());
     let addr = addrs
         .first()
         .copied()
-        .ok_or_else(|| ConnectionError::Unreachable(format!("{host}: no address")))?;
+        .ok_or_else(|| unreachable(&host)("no address"))?;
     Ok((host, addr))
 }
 
@@ -62,18 +62,14 @@ pub(super) async fn physical_route_to(
     dest: IpAddr,
     tun_index: Option<u32>,
 ) -> Result<RouteLookup, ConnectionError> {
-    let unreachable = |e: String| ConnectionError::Unreachable(format!("{dest}: {e}"));
-    let lookup = netlink
-        .route_to(dest)
-        .await
-        .map_err(|e| unreachable(e.to_string()))?;
+    let lookup = netlink.route_to(dest).await.map_err(unreachable(dest))?;
     if lookup.source.is_some() && !is_tunnel(netlink, lookup.oif, tun_index).await {
         return Ok(lookup);
     }
     let routes = netlink
         .routes(dest.is_ipv6())
         .await
-        .map_err(|e| unreachable(e.to_string()))?;
+        .map_err(unreachable(dest))?;
     let mut best: Option<&Route> = None;
     for r in routes
         .iter()
@@ -87,14 +83,14 @@ pub(super) async fn physical_route_to(
             best = Some(r);
         }
     }
-    let default = best.ok_or_else(|| unreachable("no route outside the tunnels".into()))?;
+    let default = best.ok_or_else(|| unreachable(dest)("no route outside the tunnels"))?;
     let oif = default.oif.unwrap_or(0);
     let source = match default.source {
         Some(s) => Some(s),
         None => netlink
             .addresses(Some(oif))
             .await
-            .map_err(|e| unreachable(e.to_string()))?
+            .map_err(unreachable(dest))?
             .into_iter()
             .map(|a| a.local)
             .find(|a| a.is_ipv4() == dest.is_ipv4()),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ike_wire::NotifyType;
-use ikev2::{Event, FailureReason, IkeSa};
+use ikev2::{Event, FailureReason, IkeSa, Now, Path};
 
 use super::probes::{COMMON_SUITES, gateway_suites};
 use super::{Check, Verdict, bad, local_problem, ok};
@@ -82,11 +82,10 @@ pub async fn check_handshake(
         Ok(sa) => sa,
         Err(e) => return local_problem(&check, e),
     };
-    sa.set_unix_time(tunnel::host::unix_now());
     let mut answered = false;
     let mut buf = vec![0u8; 65_536];
     loop {
-        send_all(&mut sa, &socket, addr).await;
+        send_all(&mut sa, &socket).await;
         while let Some(event) = sa.poll_event() {
             match event {
                 Event::IkeSaEstablished(info) => {
@@ -105,7 +104,7 @@ pub async fn check_handshake(
                         }
                     }
                     sa.delete(Instant::now());
-                    send_all(&mut sa, &socket, addr).await;
+                    send_all(&mut sa, &socket).await;
                     let via = info
                         .eap_tls
                         .map(|t| format!(", EAP-TLS ({t})"))
@@ -170,14 +169,22 @@ pub async fn check_handshake(
             Ok(Ok((n, from))) if from.ip() == addr.ip() => {
                 answered = true;
                 let mut bytes = &buf[..n];
-                if from.port() != addr.port() {
+                // Anything from the gateway's other port is NAT-T: IKE there has the marker.
+                let natt = from.port() != addr.port();
+                if natt {
                     if bytes.starts_with(&[0, 0, 0, 0]) {
                         bytes = &bytes[4..];
                     } else {
                         continue;
                     }
                 }
-                sa.handle_datagram(Instant::now(), local, from, bytes);
+                let now = Now::new(Instant::now(), tunnel::host::unix_now());
+                let path = Path {
+                    local,
+                    remote: from,
+                    natt,
+                };
+                sa.handle_datagram(now, path, bytes);
             }
             Ok(_) => {}
             Err(_) => sa.handle_timeout(Instant::now()),
@@ -185,12 +192,12 @@ pub async fn check_handshake(
     }
 }
 
-/// Sends what the IKE SA has to send to the gateway at `addr` (IKE port `addr.port()`).
-async fn send_all(sa: &mut IkeSa, socket: &tokio::net::UdpSocket, addr: SocketAddr) {
+/// Sends what the IKE SA has to send to the gateway, IKE on the NAT-T port with its marker.
+async fn send_all(sa: &mut IkeSa, socket: &tokio::net::UdpSocket) {
     while let Some(t) = sa.poll_transmit() {
         let mut bytes = t.bytes;
-        if t.remote.port() != addr.port() {
-            // NAT-T port: IKE carries the non-ESP marker there (RFC 3948).
+        if t.natt {
+            // IKE on the NAT-T port carries the non-ESP marker (RFC 3948).
             bytes.splice(0..0, [0u8; 4]);
         }
         let _ = socket.send_to(&bytes, t.remote).await;

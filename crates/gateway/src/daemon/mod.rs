@@ -42,8 +42,16 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{0}")]
-    Setup(String),
+    /// A step of starting or stopping failed because of `source`.
+    #[error("{what}: {source}")]
+    Setup {
+        what: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The data plane's tasks ended under the daemon.
+    #[error("the data plane stopped")]
+    DatapathStopped,
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonError {
@@ -51,8 +59,14 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonError
     move |source| DaemonError::Io { what, source }
 }
 
-fn setup_err(what: &str) -> impl FnOnce(String) -> DaemonError + '_ {
-    move |e| DaemonError::Setup(format!("{what}: {e}"))
+fn setup_err<E>(what: &'static str) -> impl FnOnce(E) -> DaemonError
+where
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    move |e| DaemonError::Setup {
+        what,
+        source: e.into(),
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -142,7 +156,7 @@ impl Gateway {
         let mtu = config.tunnel.mtu.unwrap_or(DEFAULT_TUN_MTU);
         let tun = tun::create(&tunnel::host::tun_config(&config.tunnel.interface, mtu))
             .map_err(io_err(format!("creating TUN {}", config.tunnel.interface)))?;
-        let netlink = Netlink::new().map_err(|e| setup_err("netlink")(e.to_string()))?;
+        let netlink = Netlink::new().map_err(setup_err("netlink"))?;
         let mut installed = netlink.session();
         let mut pools: Vec<IpNet> = vec![IpNet::V4(config.clients.pool_v4)];
         pools.extend(config.clients.pool_v6.map(IpNet::V6));
@@ -154,14 +168,14 @@ impl Gateway {
             installed
                 .add_route(Route::via_dev(net.network(), net.prefix_len(), tun.index))
                 .await
-                .map_err(|e| setup_err("route to the client pool")(e.to_string()))?;
+                .map_err(setup_err("route to the client pool"))?;
         }
 
         // One address (the configuration refuses more): never a wildcard bind that would
         // also answer on addresses nobody listed.
         let [listen] = config.listen.addresses.as_slice() else {
-            return Err(DaemonError::Setup(
-                "listen.addresses: exactly one address is supported".into(),
+            return Err(setup_err("listen.addresses")(
+                "exactly one address is supported",
             ));
         };
         let listen = *listen;
@@ -170,7 +184,7 @@ impl Gateway {
             Arc::new(Provider::system()),
             Box::new(pool),
         )
-        .map_err(|e| setup_err("IKE endpoint")(e.to_string()))?;
+        .map_err(setup_err("IKE endpoint"))?;
         let driver = Driver::start(DriverConfig::new(
             Side::Gateway,
             tun.queues,
@@ -179,7 +193,7 @@ impl Gateway {
             SocketAddr::new(listen, config.listen.ike_port),
             endpoint,
         ))
-        .map_err(|e| setup_err("starting")(e.to_string()))?;
+        .map_err(setup_err("starting"))?;
 
         let (admin, admin_listener) = admin::listen(&config.admin.socket, config.admin.gid)
             .map_err(io_err(format!(
@@ -197,7 +211,7 @@ impl Gateway {
         let web = match &config.web {
             Some(w) => {
                 let page = crate::web::AdminPage::load(&w.token_file)
-                    .map_err(|e| DaemonError::Setup(format!("web.token_file: {e}")))?
+                    .map_err(setup_err("web.token_file"))?
                     .answering_as(w.listen);
                 let listener = crate::http::listen(w.listen)
                     .await
@@ -214,7 +228,7 @@ impl Gateway {
                     .collect();
                 Some(
                     crate::radius_relay::RadiusRelay::new(r, groups, listen.to_string())
-                        .map_err(|e| DaemonError::Setup(e.to_string()))?,
+                        .map_err(setup_err("radius"))?,
                 )
             }
             None => None,
@@ -307,7 +321,7 @@ impl Gateway {
                 }
                 event = self.driver.next_event() => match event {
                     DriverEvent::DatapathStopped => {
-                        failure = Some(DaemonError::Setup("the data plane stopped".into()));
+                        failure = Some(DaemonError::DatapathStopped);
                         break;
                     }
                     event => {
@@ -525,7 +539,7 @@ impl Gateway {
             Some(installed) => installed
                 .teardown()
                 .await
-                .map_err(|e| setup_err("removing routes")(e.to_string())),
+                .map_err(setup_err("removing routes")),
             None => Ok(()),
         };
         self.flush_leases();

@@ -10,7 +10,7 @@ use ikev2::ike_wire::{TrafficSelector, TsRange};
 use ikev2::ipsec_crypto::{Provider, SigningKey};
 use ikev2::{
     AddressFamily, AddressPool, Endpoint, IkeConfig, IkeId, IkeSa, InitiatorConfig,
-    LocalCredentials, PeerRole, PkiValidator, ResponderConfig,
+    LocalCredentials, Now, PeerRole, PkiValidator, ResponderConfig,
 };
 use pki::{CertKind, CertificateAuthority, Identity, KeyAlgorithm, Validity};
 
@@ -112,14 +112,13 @@ impl Fixture {
     /// A client SA and the gateway with one established IKE SA between them.
     pub fn establish(&self) -> Option<Pair> {
         let now = Instant::now();
-        let mut server = Endpoint::new(
+        let server = Endpoint::new(
             Arc::new(self.server.clone()),
             Arc::new(Provider::deterministic(b"fuzz gateway")),
             Box::new(OnePool),
         )
         .ok()?;
-        server.set_unix_time(UNIX_NOW);
-        let mut client = IkeSa::connect(
+        let client = IkeSa::connect(
             Arc::new(self.client.clone()),
             Arc::new(Provider::deterministic(b"fuzz client")),
             now,
@@ -127,7 +126,6 @@ impl Fixture {
             server_addr(),
         )
         .ok()?;
-        client.set_unix_time(UNIX_NOW);
         let mut pair = Pair {
             client,
             server,
@@ -145,19 +143,22 @@ pub struct Pair {
 }
 
 impl Pair {
+    /// The pair's clock, with the wall clock at which the fixture's certificates are valid.
+    pub fn at(&self) -> Now {
+        Now::new(self.now, UNIX_NOW)
+    }
+
     /// Delivers datagrams both ways until both sides are quiet.
     pub fn exchange(&mut self) {
         for _ in 0..64 {
             let mut moved = false;
             while let Some(t) = self.client.poll_transmit() {
                 moved = true;
-                self.server
-                    .handle_datagram(self.now, t.remote, t.local, &t.bytes);
+                self.server.handle_datagram(self.at(), t.arrival(), &t.bytes);
             }
             while let Some(t) = self.server.poll_transmit() {
                 moved = true;
-                self.client
-                    .handle_datagram(self.now, t.remote, t.local, &t.bytes);
+                self.client.handle_datagram(self.at(), t.arrival(), &t.bytes);
             }
             while self.client.poll_event().is_some() {}
             while self.server.poll_event().is_some() {}

@@ -4,12 +4,15 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use ike_wire::{Delete, ExchangeType, NotifyType, Payload};
+use ike_wire::{Datagram, Delete, ExchangeType, NotifyType, Payload};
 
 use super::rekey::RetiredSa;
 use super::window::Retransmission;
 use super::{IkeSa, IkeSaState, RequestKind, Role};
-use crate::event::{CloseReason, Event, FailureReason, Transmit};
+use crate::datagram::{Now, Path, Transmit};
+use crate::event::{CloseReason, Event};
+use crate::failure::FailureReason;
+
 use crate::identity::IkeId;
 
 impl IkeSa {
@@ -46,7 +49,12 @@ impl IkeSa {
 
     /// Current (local, remote) addresses.
     pub fn addresses(&self) -> (SocketAddr, SocketAddr) {
-        (self.local, self.remote)
+        (self.path.local, self.path.remote)
+    }
+
+    /// The current path, with whether it runs on the NAT-T socket.
+    pub fn path(&self) -> Path {
+        self.path
     }
 
     /// True once closed: drain its outputs, then drop it.
@@ -56,18 +64,12 @@ impl IkeSa {
 
     /// The authenticated peer identity.
     pub fn peer_id(&self) -> Option<&IkeId> {
-        self.peer_id.as_ref()
+        self.peer.id.as_ref()
     }
 
     /// Virtual IPs handed to the peer (responder); release them when the SA is dropped.
     pub fn assigned_addresses(&self) -> &[IpAddr] {
         &self.assigned
-    }
-
-    /// Wall-clock time in seconds since the Unix epoch, for certificate validity checks.
-    /// Call it before handing in datagrams (the engine reads no clocks).
-    pub fn set_unix_time(&mut self, unix_time: u64) {
-        self.unix_time = unix_time;
     }
 
     /// The next datagram to send.
@@ -124,7 +126,7 @@ impl IkeSa {
     /// Deletes the Child SA (INFORMATIONAL with Delete of our inbound SPI); the IKE SA stays.
     /// Returns false when there is none or another request is outstanding.
     pub fn delete_child_sa(&mut self, now: Instant) -> bool {
-        let Some(spi_in) = self.children.iter().find(|c| !c.retiring).map(|c| c.spi_in) else {
+        let Some(&spi_in) = self.children.live_spis().first() else {
             return false;
         };
         if self.state != IkeSaState::Established || self.window.request_outstanding() {
@@ -142,22 +144,18 @@ impl IkeSa {
                 vec![Payload::Delete(Delete::esp(&[spi_in]))],
             )
             .is_ok();
-        if sent && let Some(c) = self.children.iter_mut().find(|c| c.spi_in == spi_in) {
-            c.retiring = true;
+        if sent {
+            self.children.retire(spi_in);
         }
         sent
     }
 
-    /// Handles a received IKE datagram (non-ESP marker already stripped). `local` is the
-    /// address it arrived on, `remote` its source.
-    pub fn handle_datagram(
-        &mut self,
-        now: Instant,
-        local: SocketAddr,
-        remote: SocketAddr,
-        bytes: &[u8],
-    ) {
-        self.handle(now, local, remote, bytes, None);
+    /// Handles a received IKE datagram (non-ESP marker already stripped) that came along
+    /// `path` at `now`.
+    pub fn handle_datagram(&mut self, now: Now, path: Path, bytes: &[u8]) {
+        if let Ok(datagram) = Datagram::parse(bytes) {
+            self.handle(now, path, &datagram, None);
+        }
     }
 
     /// Runs timers: retransmissions, establishment deadline.

@@ -10,9 +10,12 @@ use std::time::Instant;
 use ike_wire::{ExchangeType, Identification, Notify, NotifyType, Payload, Payloads};
 use zeroize::Zeroizing;
 
+use super::eap::EapError;
 use super::{IkeSa, eap};
 use crate::config::{AddressPool, ResponderConfig};
-use crate::event::{EapAnswer, Event, FailureReason};
+use crate::event::{EapAnswer, Event};
+use crate::failure::{AuthFault, FailureReason, LocalError, SyntaxError};
+
 use crate::identity::IkeId;
 
 /// What [`crate::IkeSaInfo::eap_tls`] says of a relayed EAP conversation (its method is the
@@ -111,7 +114,7 @@ impl IkeSa {
                     self.refuse_auth(
                         message_id,
                         NotifyType::AUTHENTICATION_FAILED,
-                        FailureReason::Local("EAP finished without MSK".into()),
+                        FailureReason::Local(LocalError::Internal("EAP finished without MSK")),
                     );
                     return;
                 };
@@ -139,7 +142,7 @@ impl IkeSa {
                         return;
                     }
                 };
-                self.eap_tls = Some(RELAYED.into());
+                self.peer.eap_tls = Some(RELAYED.into());
                 let first_request = std::mem::take(&mut relay.first_request);
                 let out = vec![Payload::Auth(ours)];
                 self.finish_auth(now, message_id, cfg, &first_request, out, subject, pool);
@@ -150,7 +153,9 @@ impl IkeSa {
                 self.refuse_auth(
                     message_id,
                     NotifyType::INVALID_SYNTAX,
-                    FailureReason::InvalidSyntax("IKE_AUTH request while EAP is relayed".into()),
+                    FailureReason::InvalidSyntax(SyntaxError::Invalid(
+                        "IKE_AUTH request while EAP is relayed",
+                    )),
                 );
             }
             Phase::Relaying => {
@@ -158,9 +163,9 @@ impl IkeSa {
                     self.refuse_auth(
                         message_id,
                         NotifyType::AUTHENTICATION_FAILED,
-                        FailureReason::AuthPayload(
-                            "IKE_AUTH without EAP payload during EAP".into(),
-                        ),
+                        FailureReason::AuthPayload(AuthFault::Missing(
+                            "IKE_AUTH without EAP payload during EAP",
+                        )),
                     );
                     return;
                 };
@@ -168,7 +173,7 @@ impl IkeSa {
                     self.refuse_auth(
                         message_id,
                         NotifyType::AUTHENTICATION_FAILED,
-                        FailureReason::AuthPayload("malformed EAP payload".into()),
+                        FailureReason::AuthPayload(AuthFault::Eap(EapError::Malformed)),
                     );
                     return;
                 };
@@ -177,7 +182,9 @@ impl IkeSa {
                         self.refuse_auth(
                             message_id,
                             NotifyType::AUTHENTICATION_FAILED,
-                            FailureReason::AuthPayload("EAP identity empty or too long".into()),
+                            FailureReason::AuthPayload(AuthFault::Eap(EapError::Unexpected(
+                                "an empty or too long identity",
+                            ))),
                         );
                         return;
                     }

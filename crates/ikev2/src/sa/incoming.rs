@@ -2,51 +2,47 @@
 //! the window and integrity checks of protected ones, reassembly, and dispatch of requests by
 //! exchange type and of responses by what they answer.
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
-use ike_wire::{
-    ExchangeType, Header, Notify, NotifyType, Payload, PayloadType, Payloads, decode_chain,
-    open_parts,
-};
+use ike_wire::{Datagram, ExchangeType, Notify, NotifyType, Payload, Payloads, decode_chain};
 
 use super::{IkeSa, IkeSaState, RequestKind, Role};
 use crate::config::AddressPool;
-use crate::event::{CloseReason, Event, FailureReason};
+use crate::datagram::{Now, Path};
+use crate::event::{CloseReason, Event};
+use crate::failure::{FailureReason, SyntaxError};
 
 impl IkeSa {
+    /// A datagram for this SA, its header read once by whoever found the SA.
     pub(crate) fn handle(
         &mut self,
-        now: Instant,
-        local: SocketAddr,
-        remote: SocketAddr,
-        bytes: &[u8],
+        now: Now,
+        path: Path,
+        datagram: &Datagram<'_>,
         pool: Option<&mut dyn AddressPool>,
     ) {
         if self.state == IkeSaState::Closed {
             return;
         }
-        let Ok(raw) = Header::parse(bytes) else {
-            return;
-        };
-        if raw.header.exchange_type == ExchangeType::IKE_SA_INIT {
-            self.handle_init_plain(now, local, remote, bytes);
-        } else if raw.first_payload != PayloadType::SK && raw.first_payload != PayloadType::SKF {
-            self.handle_unprotected_response(now, remote, bytes);
+        self.unix_time = now.unix;
+        let now = now.instant;
+        if datagram.header().exchange_type == ExchangeType::IKE_SA_INIT {
+            self.handle_init_plain(now, path, datagram);
+        } else if !datagram.is_protected() {
+            self.handle_unprotected_response(now, path.remote, datagram);
         } else {
-            self.handle_protected(now, local, remote, bytes, pool);
+            self.handle_protected(now, path, datagram, pool);
         }
     }
 
     fn handle_protected(
         &mut self,
         now: Instant,
-        local: SocketAddr,
-        remote: SocketAddr,
-        bytes: &[u8],
+        path: Path,
+        datagram: &Datagram<'_>,
         pool: Option<&mut dyn AddressPool>,
     ) {
-        let Ok(parts) = open_parts(bytes) else {
+        let Ok(parts) = datagram.open() else {
             return;
         };
         let h = parts.header;
@@ -64,7 +60,7 @@ impl IkeSa {
         if h.flags.initiator() == self.initiator {
             return;
         }
-        let Some(sk_in) = self.sk_in.as_ref() else {
+        let Some(sk_in) = self.keys.as_ref().map(|k| &k.sk_in) else {
             return;
         };
         let response = h.flags.response();
@@ -106,7 +102,7 @@ impl IkeSa {
             }
         };
         if !response {
-            self.update_addresses(local, remote);
+            self.update_addresses(path);
         }
         let exchange = h.exchange_type;
         let payloads = match decode_chain(first, &chain) {
@@ -118,10 +114,14 @@ impl IkeSa {
                         h.message_id,
                         NotifyType::INVALID_SYNTAX,
                         Vec::new(),
-                        FailureReason::InvalidSyntax(e.to_string()),
+                        FailureReason::InvalidSyntax(SyntaxError::Decode(e.clone())),
                     );
                 } else {
-                    self.fail(FailureReason::InvalidSyntax(e.to_string()), None, None);
+                    self.fail(
+                        FailureReason::InvalidSyntax(SyntaxError::Decode(e.clone())),
+                        None,
+                        None,
+                    );
                 }
                 return;
             }
@@ -149,7 +149,7 @@ impl IkeSa {
                 Some(RequestKind::DeleteChild(spi_in)) => self.child_gone(spi_in),
                 Some(RequestKind::Rekey) => self.process_rekey_response(now, &payloads),
                 Some(RequestKind::UpdateAddresses) => {
-                    self.process_update_response(local, remote, &payloads);
+                    self.process_update_response(path, &payloads);
                 }
                 _ => {}
             }
@@ -164,7 +164,7 @@ impl IkeSa {
                 ExchangeType::INFORMATIONAL
                     if matches!(self.state, IkeSaState::Established | IkeSaState::Deleting) =>
                 {
-                    self.process_informational(h.message_id, local, remote, &payloads);
+                    self.process_informational(h.message_id, path, &payloads);
                 }
                 ExchangeType::CREATE_CHILD_SA if self.state == IkeSaState::Established => {
                     self.process_create_child_request(now, h.message_id, &payloads);
@@ -203,27 +203,27 @@ impl IkeSa {
         }
     }
 
-    /// NAT-T: follow the peer's address on authenticated requests (RFC 7296 2.23).
-    fn update_addresses(&mut self, local: SocketAddr, remote: SocketAddr) {
-        let natt = self.cfg.ike().natt_port;
-        // An initiator's port is the engine's (the NAT-T port, which its driver maps to a
-        // socket of any port): only the address it was reached on counts.
-        let local = match self.role {
-            Role::Initiator if self.encap => SocketAddr::new(local.ip(), self.local.port()),
-            _ => local,
-        };
-        if (local, remote) == (self.local, self.remote) {
+    /// NAT-T: follow the peer's address on authenticated requests (RFC 7296 2.23), and the
+    /// socket they came on: answers and later requests go back the same way.
+    fn update_addresses(&mut self, mut path: Path) {
+        // An initiator's NAT-T port is the engine's name for that socket, which its driver
+        // may bind to any port: only the address it was reached on counts.
+        if self.role == Role::Initiator && path.natt {
+            path.local.set_port(self.cfg.ike().natt_port);
+        }
+        if path == self.path {
             return;
         }
-        if !self.nat_detected && local.port() != natt {
+        // Without a NAT between us, a peer moves only by MOBIKE or onto NAT-T.
+        if !self.nat_detected && !path.natt {
             return;
         }
-        self.local = local;
-        self.remote = remote;
-        self.encap = local.port() == natt;
+        self.path = path;
         if self.state == IkeSaState::Established {
-            self.events
-                .push_back(Event::AddressesChanged { local, remote });
+            self.events.push_back(Event::AddressesChanged {
+                local: path.local,
+                remote: path.remote,
+            });
         }
     }
 }

@@ -1,18 +1,17 @@
 //! INFORMATIONAL requests from the peer: Delete, liveness, AUTHENTICATION_FAILED, MOBIKE.
 
-use std::net::SocketAddr;
-
 use ike_wire::{Delete, ExchangeType, NotifyType, Payload, Payloads, ProtocolId};
 
 use super::IkeSa;
-use crate::event::{CloseReason, FailureReason};
+use crate::datagram::Path;
+use crate::event::CloseReason;
+use crate::failure::FailureReason;
 
 impl IkeSa {
     pub(super) fn process_informational(
         &mut self,
         message_id: u32,
-        local: SocketAddr,
-        remote: SocketAddr,
+        path: Path,
         payloads: &[Payload],
     ) {
         if payloads.notify(NotifyType::AUTHENTICATION_FAILED).is_some() {
@@ -22,7 +21,7 @@ impl IkeSa {
             self.fail(FailureReason::PeerNotify(n), None, Some(n));
             return;
         }
-        let mut reply = self.mobility_reply(local, remote, payloads);
+        let mut reply = self.mobility_reply(path, payloads);
         let mut ike_deleted = false;
         for p in payloads {
             let Payload::Delete(d) = p else {
@@ -31,17 +30,7 @@ impl IkeSa {
             if d.protocol == ProtocolId::IKE {
                 ike_deleted = true;
             } else if d.protocol == ProtocolId::ESP {
-                let gone: Vec<u32> = self
-                    .children
-                    .iter()
-                    .filter(|c| {
-                        d.spis
-                            .iter()
-                            .any(|s| s.as_slice() == c.spi_out.to_be_bytes())
-                    })
-                    .map(|c| c.spi_in)
-                    .collect();
-                for spi_in in gone {
+                for spi_in in self.children.deleted_by_peer(&d.spis) {
                     // Our own Delete of it may have crossed this one: RFC 7296 1.4.1 still
                     // wants it in the reply.
                     reply.push(Payload::Delete(Delete::esp(&[spi_in])));

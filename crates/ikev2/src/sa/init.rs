@@ -6,18 +6,20 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ike_wire::{
-    CertEncoding, EncodeError, ExchangeType, Flags, Header, KeyExchange, Message, Notify,
+    CertEncoding, Datagram, EncodeError, ExchangeType, Flags, Header, KeyExchange, Message, Notify,
     NotifyType, Payload, Payloads, ReassemblyLimits, SecurityAssociation,
 };
-use ipsec_crypto::{DhGroup, DhPrivateKey, HashAlg, IkeSaKeys, Provider};
+use ipsec_crypto::{DhGroup, DhPrivateKey, HashAlg, Provider};
 
-use super::error::{PeerFault, SaError};
+use super::error::SaError;
 use super::handshake::Handshake;
+use super::keys::{Exchanged, SaKeys};
 use super::outgoing::stateless_reply;
 use super::window::MessageWindow;
 use super::{IkeSa, IkeSaState, InitOutcome, RequestKind, Role, RoleConfig, wire_group};
 use crate::config::ResponderConfig;
-use crate::event::FailureReason;
+use crate::datagram::Path;
+use crate::failure::{FailureReason, SyntaxError};
 use crate::natd::{fake_natd_hash, natd_hash};
 use crate::proposal::IkeAlgorithms;
 
@@ -80,9 +82,9 @@ impl IkeSa {
         // Forced encapsulation: claim to be behind a NAT (fake source hash), so the responder
         // expects UDP encapsulation from us.
         let src = if ike.force_encap {
-            fake_natd_hash(self.spi_i, 0, self.local)
+            fake_natd_hash(self.spi_i, 0, self.path.local)
         } else {
-            natd_hash(self.spi_i, 0, self.local)
+            natd_hash(self.spi_i, 0, self.path.local)
         };
         payloads.push(Payload::Notify(Notify::new(
             NotifyType::NAT_DETECTION_SOURCE_IP,
@@ -90,7 +92,7 @@ impl IkeSa {
         )));
         payloads.push(Payload::Notify(Notify::new(
             NotifyType::NAT_DETECTION_DESTINATION_IP,
-            natd_hash(self.spi_i, 0, self.remote),
+            natd_hash(self.spi_i, 0, self.path.remote),
         )));
         if ike.fragmentation {
             payloads.push(Payload::Notify(Notify::new(
@@ -125,7 +127,7 @@ impl IkeSa {
             }) => self
                 .init_request(ni, cookie.as_deref(), dh)
                 .map_err(SaError::from),
-            _ => Err(SaError::Internal("no DH key")),
+            _ => Err(SaError::internal("no DH key")),
         };
         match request {
             Ok(request) => self.send_init_request(now, request),
@@ -139,8 +141,7 @@ impl IkeSa {
         cfg: Arc<ResponderConfig>,
         provider: Arc<Provider>,
         now: Instant,
-        local: SocketAddr,
-        remote: SocketAddr,
+        path: Path,
         request: &Message,
         raw: &[u8],
         spi_r: u64,
@@ -204,8 +205,7 @@ impl IkeSa {
             Role::Responder,
             RoleConfig::Responder(cfg.clone()),
             provider.clone(),
-            local,
-            remote,
+            path,
         );
         sa_state.spi_i = h.spi_i;
         sa_state.spi_r = spi_r;
@@ -226,6 +226,7 @@ impl IkeSa {
         sa_state.window = MessageWindow::new(HALF_OPEN_REASSEMBLY);
         // The IKE_SA_INIT request is message 0: IKE_AUTH comes as 1.
         sa_state.window.accept_request();
+        let (local, remote) = (path.local, path.remote);
         sa_state.nat_detected = ike.force_encap || natd_mismatch(p, h.spi_i, 0, remote, local);
         if sa_state.derive_keys(algs, shared.as_bytes()).is_err() {
             return InitOutcome::Drop;
@@ -302,32 +303,19 @@ impl IkeSa {
         let hs = self
             .handshake
             .as_deref()
-            .ok_or(SaError::Internal("no nonces after the handshake"))?;
-        let suite = algs.suite();
-        let keys = IkeSaKeys::derive(
-            &suite,
-            shared,
-            &hs.ni,
-            &hs.nr,
-            &self.spi_i.to_be_bytes(),
-            &self.spi_r.to_be_bytes(),
-        )?;
-        let (out, inb) = keys.sk_ciphers(&suite, self.initiator)?;
-        self.algs = Some(algs);
-        self.keys = Some(keys);
-        self.sk_out = Some(out);
-        self.sk_in = Some(inb);
+            .ok_or(SaError::internal("no nonces after the handshake"))?;
+        let exchanged = Exchanged {
+            ni: &hs.ni,
+            nr: &hs.nr,
+            spis: (self.spi_i, self.spi_r),
+            initiator: self.initiator,
+        };
+        self.keys = Some(SaKeys::derive(algs, shared, &exchanged)?);
         Ok(())
     }
 
-    pub(super) fn handle_init_plain(
-        &mut self,
-        now: Instant,
-        local: SocketAddr,
-        remote: SocketAddr,
-        bytes: &[u8],
-    ) {
-        let Ok(msg) = Message::decode(bytes) else {
+    pub(super) fn handle_init_plain(&mut self, now: Instant, path: Path, datagram: &Datagram<'_>) {
+        let Ok(msg) = datagram.decode() else {
             return;
         };
         let h = msg.header;
@@ -342,7 +330,7 @@ impl IkeSa {
                 self.resend_cached();
             }
             (Role::Initiator, true) if self.state == IkeSaState::InitSent => {
-                self.process_init_response(now, local, remote, &msg, bytes);
+                self.process_init_response(now, path, &msg, datagram.bytes());
             }
             _ => {}
         }
@@ -351,8 +339,7 @@ impl IkeSa {
     pub(super) fn process_init_response(
         &mut self,
         now: Instant,
-        local: SocketAddr,
-        remote: SocketAddr,
+        path: Path,
         msg: &Message,
         bytes: &[u8],
     ) {
@@ -422,7 +409,7 @@ impl IkeSa {
             self.fail(reason, None, Some(n.notify_type));
             return;
         }
-        let syntax = |s: &str| FailureReason::InvalidSyntax(s.to_owned());
+        let syntax = |s: &'static str| FailureReason::InvalidSyntax(SyntaxError::Invalid(s));
         let (Some(sa), Some(ke), Some(nr)) = (p.sa(), p.ke(), p.nonce()) else {
             self.fail(
                 syntax("IKE_SA_INIT response lacks SA, KE or Nonce"),
@@ -465,7 +452,7 @@ impl IkeSa {
         let shared = match dh.agree(&ke.data) {
             Ok(s) => s,
             Err(e) => {
-                self.fail(PeerFault::KeyExchange(e).into(), None, None);
+                self.fail(FailureReason::KeyExchange(e), None, None);
                 return;
             }
         };
@@ -482,12 +469,13 @@ impl IkeSa {
         }
         self.window.take_request();
         self.nat_detected =
-            ike.force_encap || natd_mismatch(p, self.spi_i, self.spi_r, remote, local);
+            ike.force_encap || natd_mismatch(p, self.spi_i, self.spi_r, path.remote, path.local);
         if self.nat_detected {
-            // RFC 7296 2.23: float to the NAT-T port from IKE_AUTH on.
-            self.local.set_port(ike.natt_port);
-            self.remote.set_port(ike.natt_port);
-            self.encap = true;
+            // RFC 7296 2.23: float to the NAT-T port from IKE_AUTH on. Our port is the
+            // engine's name for the NAT-T socket, which the driver may bind to any port.
+            self.path.local.set_port(ike.natt_port);
+            self.path.remote.set_port(ike.natt_port);
+            self.path.natt = true;
         }
         let payloads = match self.build_auth_request() {
             Ok(p) => p,

@@ -7,12 +7,15 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use ike_wire::{ExchangeType, Message, Notify, NotifyType, Payload, Payloads};
+use ike_wire::{Datagram, ExchangeType, Notify, NotifyType, Payload, Payloads};
 use subtle::ConstantTimeEq;
 
 use super::init::natd_mismatch;
 use super::{IkeSa, IkeSaState, RequestKind, Role};
-use crate::event::{Event, FailureReason};
+use crate::datagram::Path;
+use crate::event::Event;
+use crate::failure::{FailureReason, SyntaxError};
+
 use crate::natd::{fake_natd_hash, natd_hash};
 
 /// Length of the COOKIE2 we send (RFC 4555 allows 8 to 64 octets).
@@ -33,7 +36,7 @@ impl IkeSa {
         if !self.mobike || self.role != Role::Initiator || self.state != IkeSaState::Established {
             return false;
         }
-        self.local.set_ip(local);
+        self.path.local.set_ip(local);
         self.path_lost = false;
         self.roam_requested = Some(now);
         true
@@ -71,16 +74,16 @@ impl IkeSa {
         let force_encap = self.cfg.ike().force_encap;
         // As in IKE_SA_INIT: with forced encapsulation we claim to be behind a NAT.
         let src = if force_encap {
-            fake_natd_hash(spis.0, spis.1, self.local)
+            fake_natd_hash(spis.0, spis.1, self.path.local)
         } else {
-            natd_hash(spis.0, spis.1, self.local)
+            natd_hash(spis.0, spis.1, self.path.local)
         };
         let payloads = vec![
             Payload::Notify(Notify::new(NotifyType::UPDATE_SA_ADDRESSES, Vec::new())),
             Payload::Notify(Notify::new(NotifyType::NAT_DETECTION_SOURCE_IP, src)),
             Payload::Notify(Notify::new(
                 NotifyType::NAT_DETECTION_DESTINATION_IP,
-                natd_hash(spis.0, spis.1, self.remote),
+                natd_hash(spis.0, spis.1, self.path.remote),
             )),
             Payload::Notify(Notify::new(NotifyType::COOKIE2, cookie.to_vec())),
         ];
@@ -100,12 +103,8 @@ impl IkeSa {
     /// The responder answered our UPDATE_SA_ADDRESSES: check the COOKIE2 echo (RFC 4555 3.5;
     /// a mismatch means the answer is not for our request), redo NAT detection, and move the
     /// Child SAs to the addresses the answer travelled on.
-    pub(super) fn process_update_response(
-        &mut self,
-        local: SocketAddr,
-        remote: SocketAddr,
-        payloads: &[Payload],
-    ) {
+    pub(super) fn process_update_response(&mut self, path: Path, payloads: &[Payload]) {
+        let (local, remote) = (path.local, path.remote);
         let expected = self.update_cookie2.take();
         let echoed = payloads
             .notify(NotifyType::COOKIE2)
@@ -117,9 +116,9 @@ impl IkeSa {
         };
         if !matches {
             self.fail(
-                FailureReason::InvalidSyntax(
-                    "UPDATE_SA_ADDRESSES answer without our COOKIE2".into(),
-                ),
+                FailureReason::InvalidSyntax(SyntaxError::Invalid(
+                    "UPDATE_SA_ADDRESSES answer without our COOKIE2",
+                )),
                 None,
                 None,
             );
@@ -143,9 +142,8 @@ impl IkeSa {
         // Our port stays the engine's (the NAT-T port a driver maps to its socket); the
         // address is the one the answer reached. The peer's address is the one we chose for
         // the request: the answer's source address is not authenticated.
-        let _ = remote;
-        self.local.set_ip(local.ip());
-        let (local, remote) = (self.local, self.remote);
+        self.path.local.set_ip(local.ip());
+        let (local, remote) = (self.path.local, self.path.remote);
         self.events
             .push_back(Event::AddressesChanged { local, remote });
     }
@@ -153,12 +151,8 @@ impl IkeSa {
     /// Responder: an INFORMATIONAL request with UPDATE_SA_ADDRESSES moves the SA to the
     /// addresses it came from (RFC 4555 3.5); returns the notifies of our answer (NAT
     /// detection, COOKIE2 echo) for any INFORMATIONAL that asked for them.
-    pub(super) fn mobility_reply(
-        &mut self,
-        local: SocketAddr,
-        remote: SocketAddr,
-        payloads: &[Payload],
-    ) -> Vec<Payload> {
+    pub(super) fn mobility_reply(&mut self, path: Path, payloads: &[Payload]) -> Vec<Payload> {
+        let (local, remote) = (path.local, path.remote);
         let ike = self.cfg.ike();
         let update = payloads.notify(NotifyType::UPDATE_SA_ADDRESSES).is_some();
         let natd_asked = payloads
@@ -170,10 +164,8 @@ impl IkeSa {
                 self.nat_detected = ike.force_encap
                     || natd_mismatch(payloads, self.spi_i, self.spi_r, remote, local);
             }
-            if (local, remote) != (self.local, self.remote) {
-                self.local = local;
-                self.remote = remote;
-                self.encap = local.port() == ike.natt_port;
+            if path != self.path {
+                self.path = path;
                 self.events
                     .push_back(Event::AddressesChanged { local, remote });
             }
@@ -211,13 +203,13 @@ impl IkeSa {
         &mut self,
         now: Instant,
         remote: SocketAddr,
-        bytes: &[u8],
+        datagram: &Datagram<'_>,
     ) {
-        let Ok(msg) = Message::decode(bytes) else {
+        let Ok(msg) = datagram.decode() else {
             return;
         };
         let h = &msg.header;
-        let ours = (h.spi_i, h.spi_r) == (self.spi_i, self.spi_r) && remote == self.remote;
+        let ours = (h.spi_i, h.spi_r) == (self.spi_i, self.spi_r) && remote == self.path.remote;
         let tries = self.cfg.ike().retransmit.tries;
         if !(h.flags.response() && ours && self.window.awaits(h.message_id))
             || msg.payloads.notify(NotifyType::INVALID_IKE_SPI).is_none()
@@ -247,7 +239,7 @@ mod tests {
         let (mut client, _, _) = init_pair();
         let (local, remote) = client.addresses();
         client.update_cookie2 = Some([7; COOKIE2_LEN]);
-        client.process_update_response(local, remote, &[]);
+        client.process_update_response(Path::ike(local, remote), &[]);
         assert!(matches!(
             failed(&mut client),
             Some(FailureReason::InvalidSyntax(_))
@@ -261,7 +253,7 @@ mod tests {
         let (local, remote) = client.addresses();
         client.update_cookie2 = Some([7; COOKIE2_LEN]);
         let wrong = Payload::Notify(Notify::new(NotifyType::COOKIE2, vec![8; COOKIE2_LEN]));
-        client.process_update_response(local, remote, &[wrong]);
+        client.process_update_response(Path::ike(local, remote), &[wrong]);
         assert!(matches!(
             failed(&mut client),
             Some(FailureReason::InvalidSyntax(_))
@@ -277,7 +269,7 @@ mod tests {
         let new_local: SocketAddr = "198.51.100.99:40123".parse().unwrap_or(remote);
         client.update_cookie2 = Some([7; COOKIE2_LEN]);
         let echo = Payload::Notify(Notify::new(NotifyType::COOKIE2, vec![7; COOKIE2_LEN]));
-        client.process_update_response(new_local, remote, &[echo]);
+        client.process_update_response(Path::natt(new_local, remote), &[echo]);
         assert!(failed(&mut client).is_none());
         assert_eq!(client.addresses().0.ip(), new_local.ip());
         assert_eq!(client.addresses().0.port(), local.port());

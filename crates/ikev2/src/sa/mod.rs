@@ -12,19 +12,24 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ike_wire::{AuthMethod, NotifyType, ReassemblyLimits};
-use ipsec_crypto::{DhGroup, HashAlg, IkeSaKeys, Provider, SkCipher};
+use ipsec_crypto::{DhGroup, HashAlg, Provider};
 
 use crate::config::{IkeConfig, InitiatorConfig, ResponderConfig};
-use crate::event::{CloseReason, Event, Failure, FailureReason, Transmit};
+use crate::datagram::{Path, Transmit};
+use crate::event::{CloseReason, Event};
+use crate::failure::{Failure, FailureReason};
+
 use crate::identity::IkeId;
-use crate::proposal::IkeAlgorithms;
+use children::{ChildTable, Lifetime};
 use handshake::Handshake;
-use rekey::{ChildState, Rekeying, RetiredSa};
+use keys::SaKeys;
+use rekey::{Rekeying, RetiredSa};
 use spi::nonzero_u64;
 use window::MessageWindow;
 
 mod api;
 mod auth;
+mod children;
 mod eap;
 mod eap_relay;
 pub use eap_relay::RELAYED as EAP_RELAYED;
@@ -37,11 +42,13 @@ mod handshake;
 mod incoming;
 mod informational;
 mod init;
+mod keys;
 mod mobike;
 mod outgoing;
 pub(crate) use outgoing::stateless_reply;
 mod rekey;
 mod spi;
+pub use eap::EapError;
 pub(crate) use spi::SpiSet;
 #[cfg(test)]
 mod tests;
@@ -131,16 +138,14 @@ pub struct IkeSa {
     state: IkeSaState,
     spi_i: u64,
     spi_r: u64,
-    local: SocketAddr,
-    remote: SocketAddr,
+    /// Where the SA's IKE messages go and come from, and on which socket; its `natt` is
+    /// also whether the Child SAs' ESP is UDP-encapsulated.
+    path: Path,
     nat_detected: bool,
-    encap: bool,
     /// IKE_SA_INIT and IKE_AUTH in progress; `None` once established.
     handshake: Option<Box<Handshake>>,
-    algs: Option<IkeAlgorithms>,
-    keys: Option<IkeSaKeys>,
-    sk_out: Option<SkCipher>,
-    sk_in: Option<SkCipher>,
+    /// From IKE_SA_INIT on.
+    keys: Option<SaKeys>,
     peer_frag: bool,
     peer_hashes: Vec<HashAlg>,
     window: MessageWindow,
@@ -151,26 +156,19 @@ pub struct IkeSa {
     spis: SpiSet,
     /// The inbound SPIs this SA allocated and still holds.
     own_spis: Vec<u32>,
-    children: Vec<ChildState>,
+    children: ChildTable,
     rekeying: Option<Rekeying>,
     retired: Option<RetiredSa>,
-    ike_rekey_at: Option<Instant>,
-    ike_expire_at: Option<Instant>,
-    peer_id: Option<IkeId>,
-    /// The identity the peer claims, before it is authenticated (for refusal logs).
-    claimed_peer: Option<IkeId>,
-    peer_chain: Option<pki::ChainRecord>,
-    /// The peer's policy group (responder), as the validator chose it.
-    peer_policy: Option<Arc<crate::PeerPolicy>>,
-    peer_auth_method: Option<AuthMethod>,
+    ike_lifetime: Lifetime,
+    /// Who the peer claims to be and, once authenticated, what it proved.
+    peer: PeerRecord,
     /// When the first IKE_SA_INIT was sent or received (for the handshake's duration).
     started: Option<Instant>,
+    /// Wall-clock seconds of the datagram being handled (certificates are checked against
+    /// it); set from each datagram's `Now`.
     unix_time: u64,
     assigned: Vec<IpAddr>,
     last_rx: Option<Instant>,
-    peer_initial_contact: bool,
-    /// The TLS version and suite an EAP-TLS authentication used.
-    eap_tls: Option<String>,
     /// Both sides announced MOBIKE_SUPPORTED (RFC 4555).
     mobike: bool,
     /// The caller says no path to the peer exists (DPD waits, retransmissions don't fail).
@@ -181,6 +179,22 @@ pub struct IkeSa {
     update_cookie2: Option<[u8; 16]>,
     /// The peer answered our outstanding request with INVALID_IKE_SPI (a hint only).
     peer_lost_sa: bool,
+}
+
+/// Who the peer of an IKE SA is: what it claims before it authenticates (for refusal logs),
+/// and what it proved once it has.
+#[derive(Debug, Default)]
+struct PeerRecord {
+    claimed: Option<IkeId>,
+    id: Option<IkeId>,
+    chain: Option<pki::ChainRecord>,
+    /// Its policy group (responder), as the validator chose it.
+    policy: Option<Arc<crate::PeerPolicy>>,
+    auth_method: Option<AuthMethod>,
+    /// It sent INITIAL_CONTACT: it has no other IKE SA with us any more.
+    initial_contact: bool,
+    /// The TLS version and suite an EAP-TLS authentication used.
+    eap_tls: Option<String>,
 }
 
 /// Errors of [`IkeSa::connect`] (local misconfiguration or crypto backend failure).
@@ -235,8 +249,8 @@ impl IkeSa {
             Role::Initiator,
             RoleConfig::Initiator(cfg.clone()),
             provider,
-            local,
-            remote,
+            // An initiator starts on the IKE socket and floats to NAT-T when it finds a NAT.
+            Path::ike(local, remote),
         );
         sa.spi_i = spi_i;
         sa.child_spi_in = sa.new_child_spi()?;
@@ -252,13 +266,7 @@ impl IkeSa {
         Ok(sa)
     }
 
-    fn blank(
-        role: Role,
-        cfg: RoleConfig,
-        provider: Arc<Provider>,
-        local: SocketAddr,
-        remote: SocketAddr,
-    ) -> Self {
+    fn blank(role: Role, cfg: RoleConfig, provider: Arc<Provider>, path: Path) -> Self {
         Self {
             role,
             initiator: role == Role::Initiator,
@@ -270,15 +278,10 @@ impl IkeSa {
             },
             spi_i: 0,
             spi_r: 0,
-            local,
-            remote,
+            path,
             nat_detected: false,
-            encap: false,
             handshake: Some(Box::default()),
-            algs: None,
             keys: None,
-            sk_out: None,
-            sk_in: None,
             peer_frag: false,
             peer_hashes: Vec::new(),
             window: MessageWindow::new(ReassemblyLimits::default()),
@@ -287,22 +290,15 @@ impl IkeSa {
             child_spi_in: 0,
             spis: SpiSet::default(),
             own_spis: Vec::new(),
-            children: Vec::new(),
+            children: ChildTable::default(),
             rekeying: None,
             retired: None,
-            ike_rekey_at: None,
-            ike_expire_at: None,
-            peer_id: None,
-            claimed_peer: None,
-            peer_chain: None,
-            peer_policy: None,
-            peer_auth_method: None,
+            ike_lifetime: Lifetime::default(),
+            peer: PeerRecord::default(),
             started: None,
             unix_time: 0,
             assigned: Vec::new(),
             last_rx: None,
-            peer_initial_contact: false,
-            eap_tls: None,
             mobike: false,
             path_lost: false,
             roam_requested: None,
@@ -336,8 +332,8 @@ impl IkeSa {
             reason,
             notify_sent,
             notify_received,
-            remote: self.remote,
-            claimed_id: self.claimed_peer.clone(),
+            remote: self.path.remote,
+            claimed_id: self.peer.claimed.clone(),
         }));
         self.close(CloseReason::Failed);
     }

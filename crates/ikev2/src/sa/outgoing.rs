@@ -9,9 +9,10 @@ use ike_wire::{
 };
 use ipsec_crypto::SkCipher;
 
-use super::error::{ConfigFault, SaError};
+use super::error::SaError;
 use super::{IkeSa, RequestKind};
-use crate::event::Transmit;
+use crate::datagram::Transmit;
+use crate::failure::ConfigFault;
 
 /// The header of a protected message of the IKE SA `spis`; `initiator`: we are its original
 /// initiator.
@@ -46,12 +47,11 @@ pub(crate) fn stateless_reply(request: &Header, notify: Notify) -> Option<Vec<u8
 
 impl IkeSa {
     pub(super) fn push_transmit(&mut self, bytes: Vec<u8>) {
-        let natt = self.cfg.ike().natt_port;
         self.transmits.push_back(Transmit {
-            local: self.local,
-            remote: self.remote,
+            local: self.path.local,
+            remote: self.path.remote,
+            natt: self.path.natt,
             bytes,
-            non_esp_marker: self.local.port() == natt,
         });
     }
 
@@ -74,7 +74,7 @@ impl IkeSa {
         response: bool,
         payloads: &[Payload],
     ) -> Result<Vec<Vec<u8>>, SaError> {
-        let sk = self.sk_out.as_ref().ok_or(SaError::Internal("no keys"))?;
+        let sk = &self.keys()?.sk_out;
         self.protect_with(sk, self.header(exchange, message_id, response), payloads)
     }
 
@@ -87,8 +87,8 @@ impl IkeSa {
     ) -> Result<Vec<Vec<u8>>, SaError> {
         let ike = self.cfg.ike();
         let (first, plain) = encode_chain(payloads)?;
-        let marker = if self.encap { 4 } else { 0 };
-        let ip_udp = if self.remote.is_ipv4() { 28 } else { 48 };
+        let marker = if self.path.natt { 4 } else { 0 };
+        let ip_udp = if self.path.remote.is_ipv4() { 28 } else { 48 };
         let budget = ike.fragment_mtu.saturating_sub(ip_udp + marker);
         let whole = ike_wire::HEADER_LEN + 4 + sk.body_len(plain.len());
         let seal = |prot: Protection, chunk: &[u8]| -> Result<Vec<u8>, SaError> {

@@ -3,8 +3,8 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use ike_wire::{
-    Authentication, CfgAttribute, Delete, ExchangeType, Header, KeyExchange, Message, Notify,
-    Payload, PayloadType, Payloads, ProtocolId, SecurityAssociation, TrafficSelector,
+    Authentication, CfgAttribute, Datagram, Delete, ExchangeType, Header, KeyExchange, Message,
+    Notify, Payload, PayloadType, Payloads, ProtocolId, SecurityAssociation, TrafficSelector,
     UnknownPayload, decode_chain, open_parts,
 };
 use ipsec_crypto::SigningKey;
@@ -12,10 +12,21 @@ use pki::{CertKind, CertificateAuthority, KeyAlgorithm, Validity};
 
 use super::*;
 use crate::config::{AddressFamily, AddressPool, LocalCredentials};
+use crate::datagram::Now;
 use crate::identity::{PeerRejection, PeerRole, PkiValidator};
 use crate::ts;
 
 const START: u64 = 1_767_225_600;
+
+/// `now` with a wall clock a day into the test certificates' validity.
+pub(crate) fn at(now: Instant) -> Now {
+    Now::new(now, START + 86_400)
+}
+
+/// `bytes` with its header read, as an endpoint hands it to an SA.
+pub(crate) fn dgram(bytes: &[u8]) -> Datagram<'_> {
+    Datagram::parse(bytes).expect("an IKE header")
+}
 
 /// A client SA and a half-open server SA after IKE_SA_INIT, with the client's keys ready.
 fn after_init() -> (IkeSa, IkeSa, Instant) {
@@ -75,8 +86,7 @@ pub(in crate::sa) fn init_pair() -> (IkeSa, IkeSa, Instant) {
         Arc::new(server_cfg),
         Arc::new(Provider::deterministic(b"s")),
         now,
-        s_addr,
-        c_addr,
+        Path::ike(s_addr, c_addr),
         &msg,
         &req.bytes,
         7,
@@ -85,7 +95,7 @@ pub(in crate::sa) fn init_pair() -> (IkeSa, IkeSa, Instant) {
         panic!("no SA");
     };
     let resp = server.poll_transmit().unwrap();
-    client.handle_datagram(now, c_addr, s_addr, &resp.bytes);
+    client.handle_datagram(at(now), Path::ike(c_addr, s_addr), &resp.bytes);
     (client, *server, now)
 }
 
@@ -95,16 +105,17 @@ fn auth_with(payloads: &[Payload]) -> (Vec<Payload>, IkeSa) {
     let datagrams = client
         .protect(ExchangeType::IKE_AUTH, 1, false, payloads)
         .unwrap();
-    let (local, remote) = (client.local, client.remote);
+    let (local, remote) = (client.path.local, client.path.remote);
     for d in datagrams {
-        server.handle(now, remote, local, &d, None);
+        server.handle(at(now), Path::ike(remote, local), &dgram(&d), None);
     }
     let reply = server.poll_transmit().expect("a reply");
     let parts = open_parts(&reply.bytes).unwrap();
     let plain = client
-        .sk_in
+        .keys
         .as_ref()
         .unwrap()
+        .sk_in
         .open(parts.aad, parts.body)
         .unwrap();
     (decode_chain(parts.first_payload, &plain).unwrap(), server)
@@ -192,7 +203,12 @@ fn tampered_sk_payload_is_dropped_without_answer() {
         .remove(0);
     let last = d.len() - 1;
     d[last] ^= 1;
-    server.handle(now, client.remote, client.local, &d, None);
+    server.handle(
+        at(now),
+        Path::ike(client.path.remote, client.path.local),
+        &dgram(&d),
+        None,
+    );
     assert!(server.poll_transmit().is_none());
     assert_eq!(server.state(), IkeSaState::HalfOpen);
 }
@@ -202,8 +218,6 @@ fn tampered_sk_payload_is_dropped_without_answer() {
 #[test]
 fn cp_without_an_address_request_is_refused_where_addresses_are_required() {
     let (mut client, mut server, now) = init_pair();
-    client.set_unix_time(START + 86_400);
-    server.set_unix_time(START + 86_400);
     let RoleConfig::Responder(cfg) = &server.cfg else {
         panic!("responder");
     };
@@ -214,9 +228,10 @@ fn cp_without_an_address_request_is_refused_where_addresses_are_required() {
     let request = client.poll_transmit().unwrap();
     let parts = open_parts(&request.bytes).unwrap();
     let plain = server
-        .sk_in
+        .keys
         .as_ref()
         .unwrap()
+        .sk_in
         .open(parts.aad, parts.body)
         .unwrap();
     let mut payloads = decode_chain(parts.first_payload, &plain).unwrap();
@@ -228,19 +243,25 @@ fn cp_without_an_address_request_is_refused_where_addresses_are_required() {
         })
         .unwrap();
     cp.attributes = vec![CfgAttribute::InternalIp4Dns(None)];
-    let (local, remote) = (client.local, client.remote);
+    let (local, remote) = (client.path.local, client.path.remote);
     for d in client
         .protect(ExchangeType::IKE_AUTH, 1, false, &payloads)
         .unwrap()
     {
-        server.handle(now, remote, local, &d, Some(&mut OneAddress));
+        server.handle(
+            at(now),
+            Path::ike(remote, local),
+            &dgram(&d),
+            Some(&mut OneAddress),
+        );
     }
     let reply = server.poll_transmit().expect("a reply");
     let parts = open_parts(&reply.bytes).unwrap();
     let plain = client
-        .sk_in
+        .keys
         .as_ref()
         .unwrap()
+        .sk_in
         .open(parts.aad, parts.body)
         .unwrap();
     let reply = decode_chain(parts.first_payload, &plain).unwrap();
@@ -263,14 +284,17 @@ impl AddressPool for OneAddress {
 /// Both sides established with one Child SA.
 fn established() -> (IkeSa, IkeSa, Instant) {
     let (mut client, mut server, now) = init_pair();
-    client.set_unix_time(START + 86_400);
-    server.set_unix_time(START + 86_400);
-    let (local, remote) = (client.local, client.remote);
+    let (local, remote) = (client.path.local, client.path.remote);
     while let Some(t) = client.poll_transmit() {
-        server.handle(now, remote, local, &t.bytes, Some(&mut OneAddress));
+        server.handle(
+            at(now),
+            Path::ike(remote, local),
+            &dgram(&t.bytes),
+            Some(&mut OneAddress),
+        );
     }
     while let Some(t) = server.poll_transmit() {
-        client.handle_datagram(now, local, remote, &t.bytes);
+        client.handle_datagram(at(now), Path::ike(local, remote), &t.bytes);
     }
     assert_eq!(
         client.state(),
@@ -296,16 +320,22 @@ fn create_child_request(
         .protect(ExchangeType::CREATE_CHILD_SA, id, false, payloads)
         .unwrap();
     for d in datagrams {
-        server.handle(now, client.remote, client.local, &d, None);
+        server.handle(
+            at(now),
+            Path::ike(client.path.remote, client.path.local),
+            &dgram(&d),
+            None,
+        );
     }
     let reply = server.poll_transmit().expect("a reply");
     assert!(server.poll_transmit().is_none());
     let parts = open_parts(&reply.bytes).unwrap();
     assert_eq!(parts.header.message_id, id);
     let plain = client
-        .sk_in
+        .keys
         .as_ref()
         .unwrap()
+        .sk_in
         .open(parts.aad, parts.body)
         .unwrap();
     decode_chain(parts.first_payload, &plain).unwrap()
@@ -329,7 +359,7 @@ fn esp_sa(spi: u32) -> Payload {
 }
 
 fn child_rekey(client: &IkeSa) -> Vec<Payload> {
-    let c = &client.children[0];
+    let c = &client.children.iter().next().unwrap();
     vec![
         rekey_notify(&c.spi_in.to_be_bytes()),
         esp_sa(0x1234_5678),
@@ -484,7 +514,7 @@ fn create_child_sa_refusals_name_the_problem_and_keep_the_sa() {
 #[test]
 fn ike_rekey_request_with_an_unwanted_ke_group_gets_invalid_ke_payload() {
     let (mut client, mut server, now) = established();
-    let algs = client.algs.unwrap();
+    let algs = client.keys.as_ref().unwrap().algs;
     let mut proposal = algs.to_wire(1);
     proposal.spi = 42u64.to_be_bytes().to_vec();
     // The proposal says ECP-384, the KE is X25519.
@@ -599,7 +629,7 @@ mod fuzz {
             let (mut client, mut server, now) = established();
             let mut payloads = payloads;
             if keep_real_spi {
-                payloads.insert(0, rekey_notify(&client.children[0].spi_in.to_be_bytes()));
+                payloads.insert(0, rekey_notify(&client.children.iter().next().unwrap().spi_in.to_be_bytes()));
             }
             let _reply = create_child_request(&mut client, &mut server, now, &payloads);
             prop_assert_eq!(server.state(), IkeSaState::Established);
@@ -612,8 +642,8 @@ mod fuzz {
 #[test]
 fn ike_sa_past_its_hard_lifetime_says_goodbye_and_closes_as_expired() {
     let (mut client, _server, now) = established();
-    client.ike_rekey_at = None;
-    client.ike_expire_at = Some(now);
+    client.ike_lifetime.rekey_at = None;
+    client.ike_lifetime.expire_at = Some(now);
     assert_eq!(client.poll_timeout(), Some(now));
     client.handle_timeout(now);
     assert_eq!(client.state(), IkeSaState::Closed);
@@ -684,8 +714,8 @@ fn a_colliding_first_child_spi_is_replaced_before_it_is_sent() {
         },
         Arc::new(Provider::deterministic(b"another")),
         Instant::now(),
-        client.local,
-        client.remote,
+        client.path.local,
+        client.path.remote,
     )
     .unwrap();
     assert_eq!(fresh.state(), IkeSaState::InitSent);

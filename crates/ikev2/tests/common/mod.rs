@@ -13,6 +13,7 @@ use ikev2::{
     AddressFamily, AddressPool, Endpoint, Event, IkeConfig, IkeId, IkeSa, IkeSaId, InitiatorConfig,
     LocalCredentials, PeerRole, PkiValidator, ResponderConfig, Transmit,
 };
+pub use ikev2::{Now, Path};
 use pki::{CertKind, CertificateAuthority, Identity, KeyAlgorithm, TrustStore, Validity};
 
 /// 2026-01-01T00:00:00Z: certificates are valid from here for ten years.
@@ -22,6 +23,11 @@ pub const UNIX_NOW: u64 = CERT_START + 30 * 86_400;
 
 pub const GATEWAY_NAME: &str = "gw.example.test";
 pub const CLIENT_NAME: &str = "client1.example.test";
+
+/// `now` with the tests' wall clock, when the certificates are valid.
+pub fn at(now: Instant) -> Now {
+    Now::new(now, UNIX_NOW)
+}
 
 pub fn client_addr() -> SocketAddr {
     "198.51.100.10:500".parse().unwrap()
@@ -202,6 +208,10 @@ pub struct Pair {
     pub fate: FateFn,
     /// When set, the client is behind a NAT that maps its source to this address.
     pub nat: Option<SocketAddr>,
+    /// The wall clocks (seconds since the epoch) the client and the server receive with each
+    /// datagram.
+    pub client_unix: u64,
+    pub server_unix: u64,
     pub pool: TestPool,
 }
 
@@ -214,7 +224,7 @@ impl Pair {
             Box::new(setup.pool.clone()),
         )
         .unwrap();
-        let mut client = IkeSa::connect(
+        let client = IkeSa::connect(
             Arc::new(setup.client),
             Arc::new(Provider::deterministic(b"client seed")),
             start,
@@ -222,7 +232,6 @@ impl Pair {
             server_addr(),
         )
         .unwrap();
-        client.set_unix_time(UNIX_NOW);
         let mut pair = Self {
             client,
             server,
@@ -234,9 +243,10 @@ impl Pair {
             in_flight: VecDeque::new(),
             fate: Box::new(|_, _| Fate::Deliver),
             nat: None,
+            client_unix: UNIX_NOW,
+            server_unix: UNIX_NOW,
             pool: setup.pool,
         };
-        pair.server.set_unix_time(UNIX_NOW);
         pair.collect();
         pair
     }
@@ -249,10 +259,10 @@ impl Pair {
                 Some(public) => Transmit {
                     local: SocketAddr::new(
                         public.ip(),
-                        if t.local.port() == 500 {
-                            public.port()
-                        } else {
+                        if t.natt {
                             public.port() + 1
+                        } else {
+                            public.port()
                         },
                     ),
                     ..t
@@ -298,23 +308,25 @@ impl Pair {
     }
 
     pub fn deliver(&mut self, f: &Flight) {
-        // Receivers see local = the datagram's destination, remote = its source.
-        let (local, remote) = (f.t.remote, f.t.local);
+        // Receivers see local = the datagram's destination, remote = its source, on the
+        // socket it was sent to.
+        let path = f.t.arrival();
         if f.to_server {
             self.server
-                .handle_datagram(self.now, local, remote, &f.t.bytes);
+                .handle_datagram(Now::new(self.now, self.server_unix), path, &f.t.bytes);
         } else {
-            let local = if self.nat.is_some() {
+            let path = if self.nat.is_some() {
                 // The NAT maps back to the client's private address.
-                SocketAddr::new(
-                    client_addr().ip(),
-                    if f.t.local.port() == 500 { 500 } else { 4500 },
-                )
+                let port = if path.natt { 4500 } else { 500 };
+                Path {
+                    local: SocketAddr::new(client_addr().ip(), port),
+                    ..path
+                }
             } else {
-                local
+                path
             };
             self.client
-                .handle_datagram(self.now, local, remote, &f.t.bytes);
+                .handle_datagram(Now::new(self.now, self.client_unix), path, &f.t.bytes);
         }
     }
 
@@ -394,14 +406,12 @@ pub fn unix(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
 
-/// A responder endpoint with `cfg`, one pool address and the tests' clock.
+/// A responder endpoint with `cfg` and one pool address.
 pub fn responder(cfg: ikev2::ResponderConfig) -> ikev2::Endpoint {
-    let mut e = ikev2::Endpoint::new(
+    ikev2::Endpoint::new(
         Arc::new(cfg),
         Arc::new(Provider::deterministic(b"gw")),
         Box::new(TestPool::with(&["172.16.201.10"])),
     )
-    .expect("a responder endpoint");
-    e.set_unix_time(UNIX_NOW);
-    e
+    .expect("a responder endpoint")
 }

@@ -11,7 +11,9 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use ipsec_crypto::ChildSaKeys;
 
 use crate::config::{AddressFamily, AddressPool, InitiatorConfig, ResponderConfig};
-use crate::event::{ChildSa, FailureReason};
+use crate::event::ChildSa;
+use crate::failure::{FailureReason, SyntaxError};
+
 use crate::identity::IkeId;
 use crate::proposal::EspAlgorithms;
 use crate::sa::IkeSa;
@@ -57,7 +59,7 @@ impl IkeSa {
         // Virtual IPs.
         let mut pool = pool;
         let mut vips = Vec::new();
-        let peer = self.peer_id.clone().unwrap_or(IkeId::Other {
+        let peer = self.peer.id.clone().unwrap_or(IkeId::Other {
             id_type: ike_wire::IdType(0),
             data: Vec::new(),
         });
@@ -77,10 +79,10 @@ impl IkeSa {
                         if !want {
                             continue;
                         }
-                        let group = self.peer_policy.as_ref().map(|p| p.group.as_str());
+                        let group = self.peer.policy.as_ref().map(|p| p.group.as_str());
                         // INITIAL_CONTACT: the peer's other SAs are about to go; it takes
                         // their address over rather than getting another one.
-                        let allocated = if self.peer_initial_contact {
+                        let allocated = if self.peer.initial_contact {
                             pool.allocate_replacing(&peer, group, fam)
                         } else {
                             pool.allocate(&peer, group, fam)
@@ -111,7 +113,7 @@ impl IkeSa {
         };
         let tsi_n = ts::narrow(tsi, &allowed_remote);
         // The peer's group, if the validator put it in one, decides what lies behind us.
-        let policy = self.peer_policy.clone();
+        let policy = self.peer.policy.clone();
         let local_ts = policy.as_ref().map_or(&cfg.local_ts, |p| &p.local_ts);
         let dns_servers = policy.as_ref().map_or(&cfg.dns_servers, |p| &p.dns_servers);
         let dns_domains = policy.as_ref().map_or(&cfg.dns_domains, |p| &p.dns_domains);
@@ -201,20 +203,20 @@ impl IkeSa {
             dns_servers: dns,
             dns_domains: domains,
             subnets: pushed_subnets.clone(),
-            local: self.local,
-            remote: self.remote,
-            udp_encap: self.encap,
+            local: self.path.local,
+            remote: self.path.remote,
+            udp_encap: self.path.natt,
         });
         Ok(Some((out, child)))
     }
 
     fn child_keys(&self, algs: EspAlgorithms) -> Result<ChildSaKeys, SaError> {
-        let ike = self.algs.ok_or(SaError::Internal("no IKE algorithms"))?;
-        let keys = self.keys.as_ref().ok_or(SaError::Internal("no keys"))?;
+        let sa_keys = self.keys()?;
+        let (ike, keys) = (sa_keys.algs, &sa_keys.secrets);
         let hs = self
             .handshake
             .as_deref()
-            .ok_or(SaError::Internal("no nonces after the handshake"))?;
+            .ok_or(SaError::internal("no nonces after the handshake"))?;
         Ok(ChildSaKeys::derive(
             ike.prf,
             keys.sk_d.as_bytes(),
@@ -240,7 +242,8 @@ impl IkeSa {
             };
             return Err((reason, Some(n.notify_type)));
         }
-        let syntax = |s: &str| (FailureReason::InvalidSyntax(s.to_owned()), None);
+        let syntax =
+            |s: &'static str| (FailureReason::InvalidSyntax(SyntaxError::Invalid(s)), None);
         let (Some(sa), Some(tsi), Some(tsr)) = (payloads.sa(), payloads.ts_i(), payloads.ts_r())
         else {
             return Err(syntax("no Child SA in IKE_AUTH response"));
@@ -318,9 +321,9 @@ impl IkeSa {
             dns_servers: dns,
             dns_domains: domains,
             subnets,
-            local: self.local,
-            remote: self.remote,
-            udp_encap: self.encap,
+            local: self.path.local,
+            remote: self.path.remote,
+            udp_encap: self.path.natt,
         }))
     }
 }

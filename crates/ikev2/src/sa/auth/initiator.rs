@@ -11,16 +11,19 @@ use ipsec_crypto::shared_key_auth;
 use subtle::ConstantTimeEq;
 
 use crate::config::InitiatorConfig;
-use crate::event::{Event, Failure, FailureReason};
+use crate::event::Event;
+use crate::failure::{AuthFault, Failure, FailureReason, LocalError, SyntaxError};
+
+use crate::failure::ConfigFault;
 use crate::identity::{IkeId, PeerRejection};
 use crate::sa::eap::{ClientStep, EapClient};
-use crate::sa::error::{ConfigFault, SaError};
+use crate::sa::error::SaError;
 use crate::sa::{IkeSa, IkeSaState, RequestKind, RoleConfig};
 
 impl IkeSa {
     pub(in crate::sa) fn build_auth_request(&mut self) -> Result<Vec<Payload>, SaError> {
         let RoleConfig::Initiator(cfg) = self.cfg.clone() else {
-            return Err(SaError::Internal("not an initiator"));
+            return Err(SaError::internal("not an initiator"));
         };
         let idi = cfg.ike.local.id.to_wire();
         // With EAP (RFC 7296 2.16) the first IKE_AUTH carries no AUTH: its absence asks for
@@ -123,7 +126,7 @@ impl IkeSa {
         let Some(idr) = payloads.id_r() else {
             let received = payloads.error_notify().map(|n| n.notify_type);
             let reason = received.map_or(
-                FailureReason::InvalidSyntax("IKE_AUTH response without IDr".into()),
+                FailureReason::InvalidSyntax(SyntaxError::Invalid("IKE_AUTH response without IDr")),
                 FailureReason::PeerNotify,
             );
             self.fail(reason, None, received);
@@ -204,8 +207,8 @@ impl IkeSa {
                     reason,
                     notify_sent: None,
                     notify_received: received,
-                    remote: self.remote,
-                    claimed_id: self.claimed_peer.clone(),
+                    remote: self.path.remote,
+                    claimed_id: self.peer.claimed.clone(),
                 }));
                 self.delete(now);
             }
@@ -227,7 +230,7 @@ impl IkeSa {
         }
         let (Some(msk), Some((idr, subject))) = (&client.msk, &client.idr) else {
             self.fail(
-                FailureReason::Local("EAP finished without MSK".into()),
+                FailureReason::Local(LocalError::Internal("EAP finished without MSK")),
                 None,
                 None,
             );
@@ -236,13 +239,13 @@ impl IkeSa {
         let Some(auth) = payloads.auth() else {
             let received = payloads.error_notify().map(|n| n.notify_type);
             let reason = received.map_or(
-                FailureReason::AuthPayload("no AUTH after EAP-Success".into()),
+                FailureReason::AuthPayload(AuthFault::Missing("no AUTH after EAP-Success")),
                 FailureReason::PeerNotify,
             );
             self.fail(reason, None, received);
             return;
         };
-        let verified = self.algs.map(|a| a.prf).and_then(|prf| {
+        let verified = self.keys.as_ref().map(|k| k.algs.prf).and_then(|prf| {
             let signed = self.signed_octets(false, idr).ok()?;
             let expected = shared_key_auth(prf, msk, &signed);
             Some(
@@ -252,16 +255,16 @@ impl IkeSa {
         });
         if verified != Some(true) {
             self.fail(
-                FailureReason::AuthPayload(
-                    "the gateway's AUTH from the EAP MSK does not verify".into(),
-                ),
+                FailureReason::AuthPayload(AuthFault::MskMismatch(
+                    "the gateway's AUTH from the EAP MSK does not verify",
+                )),
                 None,
                 None,
             );
             return;
         }
         let subject = subject.clone();
-        self.eap_tls = client.description.clone();
+        self.peer.eap_tls = client.description.clone();
         self.establish_initiator(now, cfg, payloads, subject);
     }
 
@@ -280,7 +283,9 @@ impl IkeSa {
         let Some(bytes) = payloads.eap() else {
             let received = payloads.error_notify().map(|n| n.notify_type);
             let reason = received.map_or(
-                FailureReason::InvalidSyntax("IKE_AUTH response without EAP during EAP".into()),
+                FailureReason::InvalidSyntax(SyntaxError::Invalid(
+                    "IKE_AUTH response without EAP during EAP",
+                )),
                 FailureReason::PeerNotify,
             );
             self.fail(reason, None, received);
@@ -291,19 +296,23 @@ impl IkeSa {
             Ok(ClientStep::Success) => {
                 let Some(msk) = &client.msk else {
                     self.fail(
-                        FailureReason::Local("EAP-Success without MSK".into()),
+                        FailureReason::Local(LocalError::Internal("EAP-Success without MSK")),
                         None,
                         None,
                     );
                     return;
                 };
                 let idi = self.cfg.ike().local.id.to_wire();
-                let auth = self.algs.map(|a| a.prf).and_then(|prf| {
+                let auth = self.keys.as_ref().map(|k| k.algs.prf).and_then(|prf| {
                     let signed = self.signed_octets(true, &idi).ok()?;
                     Some(shared_key_auth(prf, msk, &signed).as_bytes().to_vec())
                 });
                 let Some(data) = auth else {
-                    self.fail(FailureReason::Local("no keys for AUTH".into()), None, None);
+                    self.fail(
+                        FailureReason::Local(LocalError::Internal("no keys for AUTH")),
+                        None,
+                        None,
+                    );
                     return;
                 };
                 client.succeeded = true;
@@ -315,7 +324,7 @@ impl IkeSa {
             Err(e) => {
                 let reason = match client.rejection() {
                     Some(r) => FailureReason::PeerRejected(r),
-                    None => FailureReason::AuthPayload(format!("EAP-TLS: {e}")),
+                    None => FailureReason::AuthPayload(AuthFault::Eap(e)),
                 };
                 self.fail(reason, None, None);
                 return;

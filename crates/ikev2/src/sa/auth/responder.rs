@@ -11,10 +11,13 @@ use ipsec_crypto::shared_key_auth;
 use subtle::ConstantTimeEq;
 
 use crate::config::{AddressPool, ResponderConfig};
-use crate::event::{Event, Failure, FailureReason};
+use crate::event::Event;
+use crate::failure::{AuthFault, Failure, FailureReason, LocalError, SyntaxError};
+
+use crate::failure::ConfigFault;
 use crate::identity::{IkeId, PeerRejection};
 use crate::sa::eap::{EapServer, Phase, Step};
-use crate::sa::error::{ConfigFault, SaError};
+use crate::sa::error::SaError;
 use crate::sa::{IkeSa, IkeSaState, RoleConfig, eap};
 
 impl IkeSa {
@@ -44,11 +47,11 @@ impl IkeSa {
             self.refuse_auth(
                 message_id,
                 NotifyType::INVALID_SYNTAX,
-                FailureReason::InvalidSyntax("IKE_AUTH without IDi".into()),
+                FailureReason::InvalidSyntax(SyntaxError::Invalid("IKE_AUTH without IDi")),
             );
             return;
         };
-        self.peer_initial_contact = payloads.notify(NotifyType::INITIAL_CONTACT).is_some();
+        self.peer.initial_contact = payloads.notify(NotifyType::INITIAL_CONTACT).is_some();
         if payloads.auth().is_none() && cfg.eap_pass_through {
             self.start_eap_relay(message_id, &cfg, payloads, idi);
             return;
@@ -133,8 +136,8 @@ impl IkeSa {
                 reason,
                 notify_sent: Some(notify),
                 notify_received: None,
-                remote: self.remote,
-                claimed_id: self.claimed_peer.clone(),
+                remote: self.path.remote,
+                claimed_id: self.peer.claimed.clone(),
             })),
         }
     }
@@ -148,7 +151,7 @@ impl IkeSa {
         cfg: &ResponderConfig,
         idi: &Identification,
     ) -> Option<(Identification, Authentication)> {
-        self.claimed_peer = Some(IkeId::from_wire(idi).canonical());
+        self.peer.claimed = Some(IkeId::from_wire(idi).canonical());
         let idr = cfg.ike.local.id.to_wire();
         match self
             .signed_octets(true, &idr)
@@ -225,7 +228,7 @@ impl IkeSa {
                 }
             };
             let first_request = std::mem::take(&mut eap.first_request);
-            self.eap_tls = eap.description.clone();
+            self.peer.eap_tls = eap.description.clone();
             let out = vec![Payload::Auth(ours)];
             self.finish_auth(now, message_id, cfg, &first_request, out, subject, pool);
             return;
@@ -234,7 +237,9 @@ impl IkeSa {
             self.refuse_auth(
                 message_id,
                 NotifyType::AUTHENTICATION_FAILED,
-                FailureReason::AuthPayload("IKE_AUTH without EAP payload during EAP".into()),
+                FailureReason::AuthPayload(AuthFault::Missing(
+                    "IKE_AUTH without EAP payload during EAP",
+                )),
             );
             return;
         };
@@ -264,7 +269,7 @@ impl IkeSa {
             Err(e) => self.eap_failure(
                 message_id,
                 &eap,
-                FailureReason::AuthPayload(format!("EAP-TLS: {e}")),
+                FailureReason::AuthPayload(AuthFault::Eap(e)),
             ),
         }
     }
@@ -320,7 +325,9 @@ impl IkeSa {
         cfg: &ResponderConfig,
     ) -> Result<(Authentication, String), FailureReason> {
         let (Some(msk), Some((peer_id, validated))) = (&eap.msk, &eap.validated) else {
-            return Err(FailureReason::Local("EAP finished without MSK".into()));
+            return Err(FailureReason::Local(LocalError::Internal(
+                "EAP finished without MSK",
+            )));
         };
         self.verify_msk_auth(msk, &eap.idi, peer_id.clone(), validated, payloads, cfg)
     }
@@ -336,29 +343,24 @@ impl IkeSa {
         payloads: &[Payload],
         cfg: &ResponderConfig,
     ) -> Result<(Authentication, String), FailureReason> {
-        let auth = payloads
-            .auth()
-            .ok_or_else(|| FailureReason::AuthPayload("missing AUTH after EAP".into()))?;
-        let prf = self
-            .algs
-            .ok_or(FailureReason::Local("no algorithms".into()))?
-            .prf;
+        let auth = payloads.auth().ok_or(AuthFault::Missing("missing AUTH after EAP"))?;
+        let prf = self.keys()?.algs.prf;
         let theirs = self.signed_octets(false, idi)?;
         let expected = shared_key_auth(prf, msk, &theirs);
         if auth.method != AuthMethod::SHARED_KEY_MIC
             || !bool::from(expected.as_bytes().ct_eq(&auth.data))
         {
-            return Err(FailureReason::AuthPayload(
-                "AUTH from the EAP MSK does not verify".into(),
-            ));
+            return Err(FailureReason::AuthPayload(AuthFault::MskMismatch(
+                "AUTH from the EAP MSK does not verify",
+            )));
         }
         let idr = cfg.ike.local.id.to_wire();
         let ours = self.signed_octets(true, &idr)?;
         let data = shared_key_auth(prf, msk, &ours).as_bytes().to_vec();
-        self.peer_id = Some(peer_id);
-        self.peer_chain = Some(validated.chain.clone());
-        self.peer_policy.clone_from(&validated.policy);
-        self.peer_auth_method = Some(AuthMethod::SHARED_KEY_MIC);
+        self.peer.id = Some(peer_id);
+        self.peer.chain = Some(validated.chain.clone());
+        self.peer.policy.clone_from(&validated.policy);
+        self.peer.auth_method = Some(AuthMethod::SHARED_KEY_MIC);
         Ok((
             Authentication {
                 method: AuthMethod::SHARED_KEY_MIC,

@@ -9,9 +9,9 @@ use ipsec_crypto::{
 };
 
 use crate::config::AuthMethodPolicy;
-use crate::event::FailureReason;
+use crate::failure::{AuthFault, ConfigFault, FailureReason};
 use crate::identity::{IkeId, PeerRejection};
-use crate::sa::error::{ConfigFault, PeerFault, SaError};
+use crate::sa::error::SaError;
 use crate::sa::{IkeSa, Role};
 
 impl IkeSa {
@@ -70,9 +70,9 @@ impl IkeSa {
         ours: bool,
         id: &Identification,
     ) -> Result<Vec<u8>, SaError> {
-        let algs = self.algs.ok_or(SaError::Internal("no algorithms"))?;
-        let keys = self.keys.as_ref().ok_or(SaError::Internal("no keys"))?;
-        let hs = self.handshake.as_deref().ok_or(SaError::Internal(
+        let sa_keys = self.keys()?;
+        let (algs, keys) = (sa_keys.algs, &sa_keys.secrets);
+        let hs = self.handshake.as_deref().ok_or(SaError::internal(
             "no IKE_SA_INIT messages after the handshake",
         ))?;
         let initiator_side = (self.role == Role::Initiator) == ours;
@@ -116,10 +116,8 @@ impl IkeSa {
         // identity) is what is recorded once it does.
         let claimed = IkeId::from_wire(id);
         let peer_id = claimed.canonical();
-        self.claimed_peer = Some(peer_id.clone());
-        let auth = payloads
-            .auth()
-            .ok_or_else(|| FailureReason::AuthPayload("missing AUTH payload".into()))?;
+        self.peer.claimed = Some(peer_id.clone());
+        let auth = payloads.auth().ok_or(AuthFault::Missing("missing AUTH payload"))?;
         let certs: Vec<&[u8]> = payloads
             .certs()
             .filter(|c| c.encoding == CertEncoding::X509_SIG)
@@ -141,10 +139,10 @@ impl IkeSa {
                 .any(|h| matches!(h, HashAlg::Sha256 | HashAlg::Sha384 | HashAlg::Sha512)),
         };
         verify_auth(auth, &validated.spki_der, &signed, sha1)?;
-        self.peer_id = Some(peer_id);
-        self.peer_chain = Some(validated.chain);
-        self.peer_policy = validated.policy;
-        self.peer_auth_method = Some(auth.method);
+        self.peer.id = Some(peer_id);
+        self.peer.chain = Some(validated.chain);
+        self.peer.policy = validated.policy;
+        self.peer.auth_method = Some(auth.method);
         Ok(validated.subject)
     }
 }
@@ -163,27 +161,27 @@ fn verify_auth(
     spki: &[u8],
     signed: &[u8],
     sha1: Sha1Policy,
-) -> Result<(), PeerFault> {
+) -> Result<(), AuthFault> {
     let (scheme, sig) = match auth.method {
         AuthMethod::RSA_SIG | AuthMethod::ECDSA_SHA256_P256 | AuthMethod::ECDSA_SHA384_P384 => (
             SignatureScheme::for_auth_method(auth.method.0)
-                .ok_or(PeerFault::UnsupportedAuthMethod(auth.method))?,
+                .ok_or(AuthFault::UnsupportedMethod(auth.method))?,
             auth.data.as_slice(),
         ),
         AuthMethod::DIGITAL_SIGNATURE => {
-            split_rfc7427_auth_data(&auth.data).map_err(PeerFault::AuthData)?
+            split_rfc7427_auth_data(&auth.data).map_err(AuthFault::Rfc7427Data)?
         }
-        m => return Err(PeerFault::UnsupportedAuthMethod(m)),
+        m => return Err(AuthFault::UnsupportedMethod(m)),
     };
     if scheme.hash() == HashAlg::Sha1 {
         if !sha1.allowed {
-            return Err(PeerFault::Sha1Signature);
+            return Err(AuthFault::Sha1Signature);
         }
         if auth.method == AuthMethod::DIGITAL_SIGNATURE && sha1.peer_offers_sha2 {
-            return Err(PeerFault::Sha1Downgrade);
+            return Err(AuthFault::Sha1Downgrade);
         }
     }
-    verify(scheme, spki, signed, sig).map_err(PeerFault::Signature)
+    verify(scheme, spki, signed, sig).map_err(AuthFault::Signature)
 }
 
 #[cfg(test)]
@@ -228,7 +226,7 @@ mod sha1_tests {
         assert!(verify_auth(&rfc7427_sha1, &spki, signed, policy(false, false)).is_err());
         assert!(verify_auth(&rfc7427_sha1, &spki, signed, policy(true, false)).is_ok());
         let e = verify_auth(&rfc7427_sha1, &spki, signed, policy(true, true)).unwrap_err();
-        assert_eq!(e, PeerFault::Sha1Downgrade);
+        assert_eq!(e, AuthFault::Sha1Downgrade);
         assert!(e.to_string().contains("RFC 8247"), "{e}");
 
         let sha256 = SignatureScheme::RsaPkcs1(HashAlg::Sha256);

@@ -23,13 +23,18 @@ pub(super) const MAX_TLS_MESSAGE: usize = 24 * 1024;
 
 /// A malformed or unexpected EAP message, or a TLS failure.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(in crate::sa) enum EapError {
+#[non_exhaustive]
+pub enum EapError {
+    /// A packet whose lengths do not add up.
     #[error("truncated or inconsistent EAP packet")]
     Malformed,
+    /// A well-formed packet the conversation did not expect here (named in the text).
     #[error("unexpected EAP message: {0}")]
     Unexpected(&'static str),
+    /// A TLS flight larger than a peer that has not authenticated may send.
     #[error("EAP-TLS message too large")]
     TooLarge,
+    /// rustls refused the handshake or our settings (its words).
     #[error("TLS: {0}")]
     Tls(String),
 }

@@ -12,5 +12,6 @@ mod server;
 mod tls;
 
 pub(super) use client::{ClientStep, EapClient};
-pub(super) use framing::{EapError, EapPacket, TYPE_IDENTITY, failure, request, success};
+pub use framing::EapError;
+pub(super) use framing::{EapPacket, TYPE_IDENTITY, failure, request, success};
 pub(super) use server::{EapServer, Phase, Step};

@@ -10,10 +10,13 @@ use ike_wire::{
 };
 use ipsec_crypto::{ChildSaKeys, DhGroup, DhPrivateKey, SharedSecret};
 
-use super::{Answer, ChildState, Collision, Rekeying, lowest, proposal_ke, proposal_ke_options};
-use crate::event::{ChildSa, Event, FailureReason};
+use super::{Answer, Collision, Rekeying, lowest, proposal_ke, proposal_ke_options};
+use crate::event::{ChildSa, Event};
+use crate::failure::{FailureReason, SyntaxError};
+
 use crate::proposal::EspAlgorithms;
-use crate::sa::error::{PeerFault, SaError};
+use crate::sa::children::ChildState;
+use crate::sa::error::SaError;
 use crate::sa::{IkeSa, RequestKind, wire_group};
 use crate::ts;
 
@@ -25,10 +28,9 @@ impl IkeSa {
     ) -> Result<(), SaError> {
         let old = self
             .children
-            .iter()
-            .find(|c| c.spi_in == old_spi_in)
+            .get(old_spi_in)
             .cloned()
-            .ok_or(SaError::Internal("no such Child SA"))?;
+            .ok_or(SaError::internal("no such Child SA"))?;
         let cfg = self.cfg.clone();
         let ike = cfg.ike();
         let spi_in = self.new_child_spi()?;
@@ -84,11 +86,7 @@ impl IkeSa {
         dh: Option<DhPrivateKey>,
         collision: Option<Collision>,
     ) {
-        let old = self
-            .children
-            .iter()
-            .find(|c| c.spi_in == old_spi_in)
-            .cloned();
+        let old = self.children.get(old_spi_in).cloned();
         let ours = if self.rekey_refused(now, payloads, Some(old_spi_in)) {
             None
         } else if let Some(old) = &old {
@@ -137,9 +135,7 @@ impl IkeSa {
                     self.send_delete_child(now, lost);
                 } else {
                     let peer_spi = c.new.spi_in;
-                    if let Some(x) = self.children.iter_mut().find(|x| x.spi_in == peer_spi) {
-                        x.retiring = true;
-                    }
+                    self.children.retire(peer_spi);
                     self.events.push_back(rekeyed(c.new));
                     let spi_in = new.spi_in;
                     self.events.push_back(rekeyed(new));
@@ -160,7 +156,7 @@ impl IkeSa {
         ni: &[u8],
         dh: Option<DhPrivateKey>,
     ) -> Result<Box<ChildSa>, FailureReason> {
-        let syntax = |s: &str| FailureReason::InvalidSyntax(s.to_owned());
+        let syntax = |s: &'static str| FailureReason::InvalidSyntax(SyntaxError::Invalid(s));
         let (Some(sa), Some(nr), Some(tsi), Some(tsr)) = (
             payloads.sa(),
             payloads.nonce(),
@@ -197,7 +193,7 @@ impl IkeSa {
                     .ke()
                     .filter(|k| k.group.0 == g)
                     .ok_or_else(|| syntax("KE missing or of another group"))?;
-                Some(dh.agree(&ke.data).map_err(PeerFault::KeyExchange)?)
+                Some(dh.agree(&ke.data).map_err(SaError::KeyExchange)?)
             }
             (Some(g), _) => return Err(FailureReason::InvalidKeGroup(g)),
         };
@@ -229,8 +225,8 @@ impl IkeSa {
         ni: &[u8],
         nr: &[u8],
     ) -> Result<ChildSaKeys, SaError> {
-        let ike = self.algs.ok_or(SaError::Internal("no IKE algorithms"))?;
-        let keys = self.keys.as_ref().ok_or(SaError::Internal("no keys"))?;
+        let sa_keys = self.keys()?;
+        let (ike, keys) = (sa_keys.algs, &sa_keys.secrets);
         Ok(ChildSaKeys::derive(
             ike.prf,
             keys.sk_d.as_bytes(),
@@ -275,9 +271,9 @@ impl IkeSa {
             dns_servers: old.dns_servers.clone(),
             dns_domains: old.dns_domains.clone(),
             subnets: old.subnets.clone(),
-            local: self.local,
-            remote: self.remote,
-            udp_encap: self.encap,
+            local: self.path.local,
+            remote: self.path.remote,
+            udp_encap: self.path.natt,
         })
     }
 
@@ -296,9 +292,7 @@ impl IkeSa {
         // The SPI names the SA in the sender's terms (its inbound SPI); accept ours too.
         let old = self
             .children
-            .iter()
-            .find(|c| c.spi_out == spi)
-            .or_else(|| self.children.iter().find(|c| c.spi_in == spi))
+            .named_by_peer(spi)
             .cloned()
             .ok_or(NotifyType::CHILD_SA_NOT_FOUND)?;
         let colliding = match &self.rekeying {

@@ -3,18 +3,21 @@
 use std::time::Instant;
 
 use ike_wire::{ExchangeType, KeyExchange, NotifyType, Payload, Payloads, SecurityAssociation};
-use ipsec_crypto::{DhGroup, DhPrivateKey, IkeSaKeys, SharedSecret};
+use ipsec_crypto::{DhGroup, DhPrivateKey, SharedSecret};
 
 use super::{Answer, RETIRED_GRACE, Rekeying, RetiredSa};
-use crate::event::{Event, FailureReason};
+use crate::event::Event;
+use crate::failure::{FailureReason, SyntaxError};
+
 use crate::proposal::IkeAlgorithms;
-use crate::sa::error::{PeerFault, SaError};
+use crate::sa::error::SaError;
+use crate::sa::keys::Exchanged;
 use crate::sa::spi::nonzero_u64;
 use crate::sa::{IkeSa, RequestKind, wire_group};
 
 impl IkeSa {
     pub(super) fn start_ike_rekey(&mut self, now: Instant) -> Result<(), SaError> {
-        let algs = self.algs.ok_or(SaError::Internal("no IKE algorithms"))?;
+        let algs = self.keys()?.algs;
         let spi = nonzero_u64(&self.provider)?;
         let ni = self.provider.random_vec(self.cfg.ike().nonce_len.max(16))?;
         let dh = self.provider.generate_dh(algs.dh)?;
@@ -52,7 +55,7 @@ impl IkeSa {
         if self.rekey_refused(now, payloads, None) {
             return;
         }
-        let syntax = |s: &str| FailureReason::InvalidSyntax(s.to_owned());
+        let syntax = |s: &'static str| FailureReason::InvalidSyntax(SyntaxError::Invalid(s));
         let result = (|| {
             let (Some(sa), Some(nr), Some(ke)) = (payloads.sa(), payloads.nonce(), payloads.ke())
             else {
@@ -70,12 +73,12 @@ impl IkeSa {
                 .filter(|s| *s != 0)
                 .ok_or_else(|| syntax("IKE rekey reply without SPI"))?;
             let algs = IkeAlgorithms::from_wire(proposal)
-                .filter(|a| Some(*a) == self.algs)
+                .filter(|a| self.keys.as_ref().is_some_and(|k| k.algs == *a))
                 .ok_or(FailureReason::NoProposalChosen)?;
             if ke.group != wire_group(dh.group()) {
                 return Err(FailureReason::InvalidKeGroup(ke.group.0));
             }
-            let shared = dh.agree(&ke.data).map_err(PeerFault::KeyExchange)?;
+            let shared = dh.agree(&ke.data).map_err(SaError::KeyExchange)?;
             Ok((algs, peer_spi, nr.to_vec(), shared))
         })();
         match result {
@@ -89,7 +92,7 @@ impl IkeSa {
                 self.send_retired_delete(now);
             }
             Err(reason) => {
-                self.ike_rekey_at = None;
+                self.ike_lifetime.rekey_at = None;
                 self.rekey_failed(reason, None);
             }
         }
@@ -108,36 +111,26 @@ impl IkeSa {
         nr: &[u8],
         shared: &SharedSecret,
     ) -> Result<(), SaError> {
-        let old_algs = self.algs.ok_or(SaError::Internal("no IKE algorithms"))?;
-        let old_keys = self.keys.as_ref().ok_or(SaError::Internal("no keys"))?;
-        let suite = algs.suite();
-        let keys = IkeSaKeys::derive_rekey(
-            old_algs.prf,
-            old_keys.sk_d.as_bytes(),
-            &suite,
-            shared.as_bytes(),
+        let exchanged = Exchanged {
             ni,
             nr,
-            &spis.0.to_be_bytes(),
-            &spis.1.to_be_bytes(),
-        )?;
-        let (out, inb) = keys.sk_ciphers(&suite, initiator)?;
-        let (Some(old_out), Some(old_in)) = (self.sk_out.replace(out), self.sk_in.replace(inb))
-        else {
-            return Err(SaError::Internal("no keys"));
+            spis,
+            initiator,
+        };
+        let keys = self.keys()?.rekeyed(algs, shared, &exchanged)?;
+        let Some(old) = self.keys.replace(keys) else {
+            return Err(SaError::internal("no keys"));
         };
         self.retired = Some(RetiredSa {
             spis: (self.spi_i, self.spi_r),
             initiator: self.initiator,
-            sk_in: old_in,
-            sk_out: old_out,
+            sk_in: old.sk_in,
+            sk_out: old.sk_out,
             window: self.window.restart(),
             give_up: now + RETIRED_GRACE,
         });
         (self.spi_i, self.spi_r) = spis;
         self.initiator = initiator;
-        self.algs = Some(algs);
-        self.keys = Some(keys);
         self.start_ike_lifetime(now);
         self.events.push_back(Event::IkeSaRekeyed {
             spi_i: spis.0,

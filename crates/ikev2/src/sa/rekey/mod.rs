@@ -12,17 +12,16 @@
 //! IKE SA, [`retired`] keeps the replaced IKE SA until it is gone.
 
 use std::cmp::Ordering;
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use ike_wire::{
-    ExchangeType, Notify, NotifyType, Payload, Payloads, ProtocolId, TrafficSelector, TransformId,
-};
-use ipnet::IpNet;
+use ike_wire::{ExchangeType, Notify, NotifyType, Payload, Payloads, ProtocolId, TransformId};
 use ipsec_crypto::{DhGroup, DhPrivateKey, SharedSecret};
 
+use super::children::ChildState;
 use super::{IkeSa, IkeSaState};
-use crate::event::{ChildSa, Event, Failure, FailureReason};
+use crate::event::{ChildSa, Event};
+use crate::failure::{Failure, FailureReason};
+
 use crate::proposal::IkeAlgorithms;
 
 mod child;
@@ -38,24 +37,6 @@ const RETRY_JITTER: Duration = Duration::from_secs(8);
 
 /// How long a rekeyed IKE SA waits for the peer's Delete before it is dropped silently.
 const RETIRED_GRACE: Duration = Duration::from_secs(60);
-
-/// A Child SA of this IKE SA as the engine tracks it (the keys live in the data plane).
-#[derive(Debug, Clone)]
-pub(super) struct ChildState {
-    pub(super) spi_in: u32,
-    pub(super) spi_out: u32,
-    ts_local: Vec<TrafficSelector>,
-    ts_remote: Vec<TrafficSelector>,
-    virtual_ips: Vec<IpAddr>,
-    dns_servers: Vec<IpAddr>,
-    dns_domains: Vec<String>,
-    subnets: Vec<IpNet>,
-    rekey_at: Option<Instant>,
-    expire_at: Option<Instant>,
-    /// Replaced by a rekey, redundant after a collision, or being deleted: never rekeyed
-    /// again, only waits for its Delete (or its hard lifetime).
-    pub(super) retiring: bool,
-}
 
 /// Our outstanding CREATE_CHILD_SA request.
 #[derive(Debug)]
@@ -125,15 +106,11 @@ impl IkeSa {
             return false;
         }
         let busy = matches!(&self.rekeying, Some(Rekeying::Child { old_spi_in, .. }) if *old_spi_in == spi_in);
-        let Some(c) = self
-            .children
-            .iter_mut()
-            .find(|c| c.spi_in == spi_in && !c.retiring)
-        else {
+        let Some(c) = self.children.live_mut(spi_in) else {
             return false;
         };
         if !busy {
-            c.rekey_at = Some(now);
+            c.lifetime.rekey_at = Some(now);
             self.run_lifetimes(now);
         }
         true
@@ -146,7 +123,7 @@ impl IkeSa {
             return false;
         }
         if !matches!(self.rekeying, Some(Rekeying::Ike { .. })) {
-            self.ike_rekey_at = Some(now);
+            self.ike_lifetime.rekey_at = Some(now);
             self.run_lifetimes(now);
         }
         true
@@ -154,11 +131,7 @@ impl IkeSa {
 
     /// Inbound SPIs of the Child SAs in use (not the ones being replaced or deleted).
     pub fn child_sa_spis(&self) -> Vec<u32> {
-        self.children
-            .iter()
-            .filter(|c| !c.retiring)
-            .map(|c| c.spi_in)
-            .collect()
+        self.children.live_spis()
     }
 
     // ---------------------------------------------------------------- lifetimes
@@ -169,8 +142,8 @@ impl IkeSa {
             reason,
             notify_sent: None,
             notify_received: received,
-            remote: self.remote,
-            claimed_id: self.claimed_peer.clone(),
+            remote: self.path.remote,
+            claimed_id: self.peer.claimed.clone(),
         }));
     }
 
@@ -201,15 +174,11 @@ impl IkeSa {
         let t = n.notify_type;
         let retry = self.retry_at(now);
         match (t, child) {
-            (NotifyType::TEMPORARY_FAILURE, None) => self.ike_rekey_at = Some(retry),
+            (NotifyType::TEMPORARY_FAILURE, None) => self.ike_lifetime.rekey_at = Some(retry),
             (NotifyType::TEMPORARY_FAILURE, Some(spi)) => {
                 // Unless the peer's own rekey of it won meanwhile.
-                if let Some(c) = self
-                    .children
-                    .iter_mut()
-                    .find(|c| c.spi_in == spi && !c.retiring)
-                {
-                    c.rekey_at = Some(retry);
+                if let Some(c) = self.children.live_mut(spi) {
+                    c.lifetime.rekey_at = Some(retry);
                 }
             }
             // The peer no longer has it (RFC 7296 2.25): it is gone.
@@ -251,9 +220,7 @@ impl IkeSa {
                 nonces,
             }) => {
                 self.send_response(ExchangeType::CREATE_CHILD_SA, message_id, &reply);
-                if let Some(c) = self.children.iter_mut().find(|c| c.spi_in == old.spi_in) {
-                    c.retiring = true;
-                }
+                self.children.retire(old.spi_in);
                 self.register_child(now, &new);
                 match (nonces, self.rekeying.as_mut()) {
                     (Some((ni, nr)), Some(Rekeying::Child { collision, .. })) => {
@@ -356,8 +323,7 @@ enum Answer {
 mod tests {
     use super::super::*;
     use crate::config::{AddressFamily, AddressPool};
-
-    const START: u64 = 1_767_225_600;
+    use crate::sa::tests::{at, dgram};
 
     struct OneAddress;
 
@@ -372,8 +338,6 @@ mod tests {
     fn established() -> (IkeSa, IkeSa, Instant) {
         // The same IKE_SA_INIT fixture as the IKE_AUTH unit tests.
         let (mut client, mut server, now) = crate::sa::tests::init_pair();
-        client.set_unix_time(START + 86_400);
-        server.set_unix_time(START + 86_400);
         exchange(&mut client, &mut server, now);
         assert_eq!(client.state(), IkeSaState::Established);
         assert_eq!(server.state(), IkeSaState::Established);
@@ -384,16 +348,21 @@ mod tests {
 
     /// Delivers datagrams both ways until both are quiet.
     fn exchange(client: &mut IkeSa, server: &mut IkeSa, now: Instant) {
-        let (c_addr, s_addr) = (client.local, client.remote);
+        let (c_addr, s_addr) = (client.path.local, client.path.remote);
         loop {
             let mut moved = false;
             while let Some(t) = client.poll_transmit() {
                 moved = true;
-                server.handle(now, s_addr, c_addr, &t.bytes, Some(&mut OneAddress));
+                server.handle(
+                    at(now),
+                    Path::ike(s_addr, c_addr),
+                    &dgram(&t.bytes),
+                    Some(&mut OneAddress),
+                );
             }
             while let Some(t) = server.poll_transmit() {
                 moved = true;
-                client.handle_datagram(now, c_addr, s_addr, &t.bytes);
+                client.handle_datagram(at(now), Path::ike(c_addr, s_addr), &t.bytes);
             }
             if !moved {
                 return;
@@ -439,8 +408,8 @@ mod tests {
     fn outbound_ready_only_for_the_rekey_initiator() {
         for client_initiates in [true, false] {
             let (mut client, mut server, now) = established();
-            let c_old = client.children[0].spi_in;
-            let s_old = server.children[0].spi_in;
+            let c_old = client.children.iter().next().unwrap().spi_in;
+            let s_old = server.children.iter().next().unwrap().spi_in;
             let started = if client_initiates {
                 client.rekey_child_sa(now, c_old)
             } else {

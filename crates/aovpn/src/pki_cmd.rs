@@ -126,7 +126,10 @@ pub fn run(args: PkiArgs) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("aovpn pki: error: {e:#}");
+            eprintln!(
+                "aovpn pki: error: {}",
+                crate::runtime::with_causes(e.as_ref())
+            );
             ExitCode::FAILURE
         }
     }

@@ -39,10 +39,27 @@ pub fn block_on_daemon(
     match runtime.block_on(fut) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("aovpn {name}: {e:#}");
+            eprintln!("aovpn {name}: {}", with_causes(e.as_ref()));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and the causes under it, each once. Our error types say their cause in their own
+/// text and also keep it as `source()` (for code that matches on it), so a cause whose text
+/// is already there is not repeated, as a plain `{:#}` would.
+pub fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        next = cause.source();
+    }
+    text
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
@@ -59,5 +76,42 @@ pub async fn shutdown_signal() {
         }
         // Without handlers nothing would ever stop us cleanly; stop at once instead.
         _ => tracing::error!("cannot install signal handlers"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// "starting", with its cause in its text when `says_cause`.
+    #[derive(Debug)]
+    struct Starting {
+        says_cause: bool,
+        cause: std::io::Error,
+    }
+
+    impl std::fmt::Display for Starting {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            if self.says_cause {
+                write!(f, "starting: {}", self.cause)
+            } else {
+                write!(f, "starting")
+            }
+        }
+    }
+
+    impl std::error::Error for Starting {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.cause)
+        }
+    }
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        for says_cause in [true, false] {
+            let cause = std::io::Error::other("permission denied");
+            let e = Starting { says_cause, cause };
+            assert_eq!(with_causes(&e), "starting: permission denied");
+        }
     }
 }

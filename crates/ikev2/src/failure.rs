@@ -144,6 +144,9 @@ impl Failure {
             (FailureReason::PeerRejected(R::Certificate(pki::PkiError::Revoked(_))), _, false) => {
                 "revoked here (clients.revoked_thumbprints or the revocation file)"
             }
+            (FailureReason::PeerRejected(R::KindNotAccepted(_)), _, false) => {
+                "add its kind to clients.accept, if such certificates should connect"
+            }
             (FailureReason::PeerRejected(_), _, true) => {
                 "the gateway's certificate must chain to one of our roots (with its intermediates sent), be valid now and allow server authentication"
             }

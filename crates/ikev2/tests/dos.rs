@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
+use ikev2::ike_wire::{NotifyType, Payloads as _};
 use ikev2::ipsec_crypto::Provider;
 use ikev2::{Endpoint, IkeSa, InitiatorConfig};
 use pki::KeyAlgorithm;
@@ -341,4 +342,47 @@ fn under_load_a_cheaper_group_is_asked_for() {
         "COOKIE, then served with MODP: {:?}",
         gw.stats()
     );
+}
+
+/// What the responder answers without state goes back on the socket its request came on:
+/// a request on the NAT-T socket gets its COOKIE demand there, with the marker; a request
+/// with the COOKIE then makes an SA whose IKE stays on NAT-T.
+#[test]
+fn answers_go_back_on_the_socket_the_request_came_on() {
+    let setup = Setup::new(KeyAlgorithm::P256);
+    let mut cfg = setup.server;
+    cfg.cookie_threshold = 0;
+    let mut gw = responder(cfg);
+    let client = Arc::new(setup.client);
+    let now = Instant::now();
+    let from = source(1);
+    let gateway_natt = SocketAddr::new(server_addr().ip(), 4500);
+    let request = init_request(&client, 1, from, now);
+    gw.handle_datagram(at(now), Path::natt(gateway_natt, from), &request);
+    let cookie = gw.poll_transmit().expect("a COOKIE demand");
+    assert!(cookie.natt && cookie.local == gateway_natt && cookie.remote == from);
+    gw.handle_datagram(at(now), Path::ike(server_addr(), from), &request);
+    let cookie_500 = gw.poll_transmit().expect("a COOKIE demand");
+    assert!(!cookie_500.natt && cookie_500.local == server_addr());
+
+    let demand = ikev2::ike_wire::Message::decode(&cookie.bytes).unwrap();
+    let value = demand
+        .payloads
+        .notify(NotifyType::COOKIE)
+        .unwrap()
+        .data
+        .clone();
+    let mut with_cookie = ikev2::ike_wire::Message::decode(&request).unwrap();
+    with_cookie.payloads.insert(
+        0,
+        ikev2::ike_wire::Payload::Notify(ikev2::ike_wire::Notify::new(NotifyType::COOKIE, value)),
+    );
+    let bytes = with_cookie.encode().unwrap();
+    gw.handle_datagram(at(now), Path::natt(gateway_natt, from), &bytes);
+    let response = gw.poll_transmit().expect("an IKE_SA_INIT response");
+    assert!(
+        response.natt && response.local == gateway_natt,
+        "{response:?}"
+    );
+    assert_eq!(gw.half_open(), 1);
 }

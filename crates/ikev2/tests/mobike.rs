@@ -296,3 +296,59 @@ fn a_gateway_request_on_the_clients_real_port_changes_nothing() {
     pair.run(false, Duration::ZERO);
     assert_eq!(pair.client.state(), IkeSaState::Established);
 }
+
+/// A client that floated to NAT-T stays there: a request from the gateway that reaches its
+/// IKE socket instead moves nothing, and the answer and everything after still go out on
+/// NAT-T with the marker (RFC 7296 2.23), so the Child SAs keep their NAT keepalives.
+#[test]
+fn a_floated_client_stays_on_nat_t_when_a_request_reaches_its_ike_socket() {
+    let mut pair = established_pair(dpd_setup());
+    let id = server_id(&pair);
+    let before = pair.client.path();
+    assert!(before.natt, "the tests' gateway forces encapsulation");
+    assert!(pair.server.send_liveness_check(id, pair.now));
+    pair.collect();
+    let request = pair.in_flight.pop_front().unwrap();
+    assert!(!request.to_server);
+    pair.client.handle_datagram(
+        at(pair.now),
+        Path::ike(client_addr(), request.t.local),
+        &request.t.bytes,
+    );
+    pair.collect();
+    assert_eq!(pair.client.path(), before);
+    assert!(moved(pair.client_events.clone().into_iter()).is_empty());
+    let answer = pair.in_flight.back().unwrap();
+    assert!(answer.to_server && answer.t.natt, "{answer:?}");
+    pair.run(false, Duration::ZERO);
+    assert_eq!(pair.client.state(), IkeSaState::Established);
+}
+
+/// A retransmitted request is answered where it came from (RFC 7296 2.11: a NAT may have
+/// remapped the client meanwhile), and that moves nothing: only a new authenticated request
+/// moves the SA.
+#[test]
+fn a_retransmission_from_a_new_mapping_is_answered_there_without_moving_the_sa() {
+    let mut pair = established_pair(dpd_setup());
+    let id = server_id(&pair);
+    let before = pair.server.sa(id).unwrap().path();
+    assert!(pair.client.send_liveness_check(pair.now));
+    pair.collect();
+    let request = pair.in_flight.pop_front().unwrap();
+    assert!(request.to_server);
+    pair.deliver(&request);
+    pair.collect();
+    let first = pair.in_flight.pop_back().unwrap();
+    assert_eq!(first.t.remote, request.t.local);
+    let remapped = SocketAddr::new(request.t.local.ip(), 41_000);
+    let arrival = Path {
+        remote: remapped,
+        ..request.t.arrival()
+    };
+    pair.server
+        .handle_datagram(at(pair.now), arrival, &request.t.bytes);
+    let again = pair.server.poll_transmit().expect("the cached answer");
+    assert_eq!(again.remote, remapped);
+    assert_eq!(again.bytes, first.t.bytes);
+    assert_eq!(pair.server.sa(id).unwrap().path(), before);
+}

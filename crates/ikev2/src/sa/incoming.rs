@@ -74,7 +74,7 @@ impl IkeSa {
                 // requests on fragment 1), after checking it is genuine.
                 let first = parts.fragment.is_none_or(|f| f.number == 1);
                 if first && sk_in.open(parts.aad, parts.body).is_ok() {
-                    self.resend_cached();
+                    self.resend_cached(path);
                 }
                 return;
             }
@@ -206,10 +206,12 @@ impl IkeSa {
     /// NAT-T: follow the peer's address on authenticated requests (RFC 7296 2.23), and the
     /// socket they came on: answers and later requests go back the same way.
     fn update_addresses(&mut self, mut path: Path) {
-        // An initiator's NAT-T port is the engine's name for that socket, which its driver
-        // may bind to any port: only the address it was reached on counts.
-        if self.role == Role::Initiator && path.natt {
-            path.local.set_port(self.cfg.ike().natt_port);
+        // An initiator chooses its socket itself (it floats to NAT-T when it finds a NAT, and
+        // stays there), and its NAT-T port is the engine's name for a socket its driver may
+        // bind to any port: a request reaching it moves nothing but the address.
+        if self.role == Role::Initiator {
+            path.natt = self.path.natt;
+            path.local.set_port(self.path.local.port());
         }
         if path == self.path {
             return;

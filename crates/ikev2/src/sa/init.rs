@@ -327,7 +327,7 @@ impl IkeSa {
             (Role::Responder, false)
                 if self.state == IkeSaState::HalfOpen && self.window.has_answered(0) =>
             {
-                self.resend_cached();
+                self.resend_cached(path);
             }
             (Role::Initiator, true) if self.state == IkeSaState::InitSent => {
                 self.process_init_response(now, path, &msg, datagram.bytes());

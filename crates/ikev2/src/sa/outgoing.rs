@@ -10,8 +10,8 @@ use ike_wire::{
 use ipsec_crypto::SkCipher;
 
 use super::error::SaError;
-use super::{IkeSa, RequestKind};
-use crate::datagram::Transmit;
+use super::{IkeSa, RequestKind, Role};
+use crate::datagram::{Path, Transmit};
 use crate::failure::ConfigFault;
 
 /// The header of a protected message of the IKE SA `spis`; `initiator`: we are its original
@@ -47,10 +47,14 @@ pub(crate) fn stateless_reply(request: &Header, notify: Notify) -> Option<Vec<u8
 
 impl IkeSa {
     pub(super) fn push_transmit(&mut self, bytes: Vec<u8>) {
+        self.push_transmit_on(self.path, bytes);
+    }
+
+    fn push_transmit_on(&mut self, path: Path, bytes: Vec<u8>) {
         self.transmits.push_back(Transmit {
-            local: self.path.local,
-            remote: self.path.remote,
-            natt: self.path.natt,
+            local: path.local,
+            remote: path.remote,
+            natt: path.natt,
             bytes,
         });
     }
@@ -174,14 +178,22 @@ impl IkeSa {
         }
     }
 
-    pub(super) fn resend_cached(&mut self) {
+    /// Answers a retransmitted request (its integrity checked) with the cached response.
+    /// A responder sends it where the request came from (RFC 7296 2.11: a NAT may have
+    /// remapped the peer since) without moving the SA, which only authenticated new requests
+    /// do; an initiator keeps the path it chose.
+    pub(super) fn resend_cached(&mut self, arrival: Path) {
         let datagrams = self
             .window
             .cached_response()
             .map(<[Vec<u8>]>::to_vec)
             .unwrap_or_default();
+        let path = match self.role {
+            Role::Responder => arrival,
+            Role::Initiator => self.path,
+        };
         for d in datagrams {
-            self.push_transmit(d);
+            self.push_transmit_on(path, d);
         }
     }
 }

@@ -343,7 +343,9 @@ impl IkeSa {
         payloads: &[Payload],
         cfg: &ResponderConfig,
     ) -> Result<(Authentication, String), FailureReason> {
-        let auth = payloads.auth().ok_or(AuthFault::Missing("missing AUTH after EAP"))?;
+        let auth = payloads
+            .auth()
+            .ok_or(AuthFault::Missing("missing AUTH after EAP"))?;
         let prf = self.keys()?.algs.prf;
         let theirs = self.signed_octets(false, idi)?;
         let expected = shared_key_auth(prf, msk, &theirs);

@@ -117,7 +117,9 @@ impl IkeSa {
         let claimed = IkeId::from_wire(id);
         let peer_id = claimed.canonical();
         self.peer.claimed = Some(peer_id.clone());
-        let auth = payloads.auth().ok_or(AuthFault::Missing("missing AUTH payload"))?;
+        let auth = payloads
+            .auth()
+            .ok_or(AuthFault::Missing("missing AUTH payload"))?;
         let certs: Vec<&[u8]> = payloads
             .certs()
             .filter(|c| c.encoding == CertEncoding::X509_SIG)

@@ -332,6 +332,67 @@ fn the_device_tunnel_comes_up_without_a_login_and_carries_manage_out() {
     ping(&lab.topo.vnet, &vip);
 }
 
+/// The MTU of `dev` in `ns`.
+fn link_mtu(ns: &Netns, dev: &str) -> u32 {
+    let out = ns.ip(["link", "show", dev]).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.split_whitespace()
+        .skip_while(|w| *w != "mtu")
+        .nth(1)
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_else(|| panic!("no MTU in {text}"))
+}
+
+/// The tunnel's MTU is what the path to the gateway carries (a full-size inner packet's ESP
+/// packet fits the link unfragmented), and follows the link when its MTU changes, without a
+/// reconnect.
+#[test]
+fn the_tunnel_mtu_follows_the_path_to_the_gateway() {
+    let lab = Lab::new("agmtu");
+    let _gw = lab.start_gateway(&lab.gateway_opts());
+    let client = &lab.topo.client;
+    client
+        .ip(["link", "set", lab::CLIENT_IF, "mtu", "1400"])
+        .unwrap();
+    let agent = lab.start_agent(&lab.agent_opts());
+    wait_connected(&agent, DEVICE, Duration::from_secs(30));
+    // 1400 - 60 (IPv4, UDP, ESP header, GCM IV and ICV) = 1340, aligned to 4, less the
+    // 2-byte trailer.
+    assert_eq!(link_mtu(client, "aovpn-dev"), 1338);
+    // A full-size packet crosses, DF set: its ESP packet fits the 1400-byte link.
+    let mgmt = MGMT_HOST.to_string();
+    let full = client
+        .exec([
+            "ping", "-c", "1", "-W", "3", "-M", "do", "-s", "1310", &mgmt,
+        ])
+        .unwrap();
+    assert!(
+        full.status.success(),
+        "{}",
+        String::from_utf8_lossy(&full.stdout)
+    );
+    let since = status(&agent, DEVICE)["tunnel"]["ike_since"].clone();
+
+    // The link widens: back to the configured 1400; it narrows: 1450 - 60 = 1390, aligned
+    // to 1388, less 2.
+    for (link, tunnel) in [("1500", 1400), ("1450", 1386)] {
+        client
+            .ip(["link", "set", lab::CLIENT_IF, "mtu", link])
+            .unwrap();
+        let followed = wait_until(Duration::from_secs(15), || {
+            link_mtu(client, "aovpn-dev") == tunnel
+        });
+        assert!(
+            followed.is_some(),
+            "link {link}: tunnel MTU {} not {tunnel}\n{}",
+            link_mtu(client, "aovpn-dev"),
+            agent.log()
+        );
+    }
+    assert_eq!(status(&agent, DEVICE)["tunnel"]["ike_since"], since);
+    ping(client, MGMT_HOST);
+}
+
 /// Both tunnels up: the device tunnel, then Alice's helper (her login) and her user tunnel.
 fn both_tunnels(lab: &Lab, agent: &AgentProcess) -> UserHelperProcess {
     wait_connected(agent, DEVICE, Duration::from_secs(30));

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tunnel::{Driver, DriverConfig, DriverEvent, Side};
 
 use super::options::initiator_config;
-use super::path::{physical_route_to, resolve, tunnel_mtu};
+use super::path::{offered_transform, physical_route_to, resolve, tunnel_mtu};
 use super::{
     Command, Connection, ConnectionError, ConnectionOptions, ConnectionStatus, IkeFailure,
     InstallRecord, Outcome, Report, setup, unreachable,
@@ -78,12 +78,8 @@ impl Connection {
             .ok_or_else(|| unreachable(server)("no source address"))?;
 
         let initiator = initiator_config(&options, &server_name, server.port())?;
-        let mtu = tunnel_mtu(
-            options.mtu,
-            physical.mtu,
-            &initiator.ike.esp_proposals,
-            server.ip(),
-        );
+        let transform = offered_transform(&initiator.ike.esp_proposals);
+        let mtu = tunnel_mtu(options.mtu, physical.mtu, transform, server.ip());
         if mtu < options.mtu {
             tracing::info!(
                 configured = options.mtu,
@@ -143,6 +139,8 @@ impl Connection {
             netlink,
             tun_index: tun.index,
             physical,
+            mtu,
+            transform,
             up: None,
             status,
             path_lost_since: None,
@@ -193,6 +191,7 @@ impl Connection {
                 if self.up.is_none() {
                     self.child_up(&child).await?;
                 }
+                self.resize(&child.algorithms).await;
             }
             DriverEvent::ChildRekeyed {
                 old_spi_in,
@@ -278,10 +277,16 @@ impl Connection {
         let changed = current.is_some_and(|c| c != source)
             || lookup.oif != self.physical.oif
             || lookup.gateway != self.physical.gateway;
+        let mtu_changed = lookup.mtu != self.physical.mtu;
         if !was_lost && !changed {
+            if mtu_changed {
+                self.physical = lookup;
+                self.resize_to_path().await;
+            }
             return Ok(());
         }
         self.physical = lookup;
+        self.resize_to_path().await;
         self.driver.set_path_available(self.sa, true);
         if self.up.is_some() {
             self.status.state = "connected".into();
@@ -296,6 +301,41 @@ impl Connection {
             // Same address, path back: ask the gateway whether the SA survived.
             self.driver.check_liveness(self.sa);
             Ok(())
+        }
+    }
+
+    /// Sizes the tunnel for the transform the gateway chose (it may frame packets differently
+    /// from the one offered first, which the tunnel was created for).
+    async fn resize(&mut self, negotiated: &ikev2::EspAlgorithms) {
+        if let Ok(transform) = tunnel::child::esp_transform(negotiated) {
+            self.transform = transform;
+        }
+        self.resize_to_path().await;
+    }
+
+    /// Sets the TUN's MTU to what the current path to the gateway carries with the current
+    /// transform (after a move, a new route MTU or a learned path MTU), if that differs.
+    async fn resize_to_path(&mut self) {
+        let mtu = tunnel_mtu(
+            self.options.mtu,
+            self.physical.mtu,
+            self.transform,
+            self.server.ip(),
+        );
+        if mtu == self.mtu {
+            return;
+        }
+        match self.netlink.set_mtu(self.tun_index, u32::from(mtu)).await {
+            Ok(()) => {
+                tracing::info!(
+                    from = self.mtu,
+                    to = mtu,
+                    path_mtu = self.physical.mtu,
+                    "tunnel MTU resized to the path to the gateway"
+                );
+                self.mtu = mtu;
+            }
+            Err(e) => tracing::warn!("setting the tunnel MTU to {mtu}: {e}"),
         }
     }
 

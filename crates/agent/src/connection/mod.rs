@@ -35,7 +35,7 @@ pub use credentials::{Credentials, identity_of, load_credentials, load_trust, re
 pub use install::{InstallRecord, RecordedAddress, RecordedRoute};
 pub use lifecycle::run;
 pub use options::{ConnectionOptions, EapTlsOptions, RoutePolicy, initiator_config};
-pub(crate) use path::offered_framing;
+pub(crate) use path::{IPV6_MIN_MTU, offered_framing, physical_route_to, tunnel_mtu};
 pub use path::{resolve, split_server};
 pub use status::{Command, ConnectionStatus, Outcome, Report};
 
@@ -135,6 +135,10 @@ struct Connection {
     netlink: Netlink,
     tun_index: u32,
     physical: RouteLookup,
+    /// The TUN's MTU now, and the ESP transform it is sized for (the first offered until
+    /// the gateway chooses).
+    mtu: u16,
+    transform: esp::Transform,
     up: Option<Up>,
     status: ConnectionStatus,
     path_lost_since: Option<Instant>,

@@ -57,7 +57,7 @@ async fn is_tunnel(netlink: &Netlink, index: u32, own: Option<u32>) -> bool {
 /// The physical path to `dest`: the kernel's route unless it points into one of our tunnels
 /// (full-tunnel routes cover the gateway too, and another tunnel's routes may cover it), then
 /// the best default route on a link that is no tunnel of ours.
-pub(super) async fn physical_route_to(
+pub(crate) async fn physical_route_to(
     netlink: &Netlink,
     dest: IpAddr,
     tun_index: Option<u32>,
@@ -109,6 +109,15 @@ pub(crate) fn offered_framing(
     esp_proposals: &[ikev2::EspProposal],
     gateway: IpAddr,
 ) -> (esp::framing::OuterFamily, esp::Transform) {
+    (
+        esp::framing::OuterFamily::of(&gateway),
+        offered_transform(esp_proposals),
+    )
+}
+
+/// The transform the first ESP proposal we offer would give: what the tunnel is sized for
+/// until the gateway has chosen.
+pub(super) fn offered_transform(esp_proposals: &[ikev2::EspProposal]) -> esp::Transform {
     let first = esp_proposals.first();
     let offered = ikev2::EspAlgorithms {
         encr: first
@@ -117,9 +126,8 @@ pub(crate) fn offered_framing(
         integ: first.and_then(|p| p.integ.first().copied()),
         esn: false,
     };
-    let transform = tunnel::child::esp_transform(&offered)
-        .unwrap_or(esp::Transform::AesGcm16(esp::AesKeyLen::Aes256));
-    (esp::framing::OuterFamily::of(&gateway), transform)
+    tunnel::child::esp_transform(&offered)
+        .unwrap_or(esp::Transform::AesGcm16(esp::AesKeyLen::Aes256))
 }
 
 /// The tunnel interface's MTU: the configured one, lowered to the largest inner packet whose
@@ -127,24 +135,25 @@ pub(crate) fn offered_framing(
 /// not fragmented on our own link; but never lowered below [`IPV6_MIN_MTU`]: Linux keeps no
 /// IPv6 on a device under 1280 bytes, and the tunnel carries IPv6 (its addresses, and the
 /// `::/1` halves of a full tunnel), so on a narrower path the outer packets are fragmented
-/// instead. A configured MTU under 1280 stays as configured.
-pub(super) fn tunnel_mtu(
+/// instead. A configured MTU under 1280 stays as configured. `transform` is the negotiated
+/// one once the gateway has chosen, the first offered before.
+pub(crate) fn tunnel_mtu(
     configured: u16,
     path_mtu: Option<u32>,
-    esp_proposals: &[ikev2::EspProposal],
+    transform: esp::Transform,
     gateway: IpAddr,
 ) -> u16 {
     let Some(path_mtu) = path_mtu else {
         return configured;
     };
-    let (outer, transform) = offered_framing(esp_proposals, gateway);
+    let outer = esp::framing::OuterFamily::of(&gateway);
     let fits = esp::framing::inner_mtu(path_mtu as usize, outer, transform).unwrap_or(0);
     let fits = u16::try_from(fits).unwrap_or(u16::MAX);
     configured.min(fits.max(IPV6_MIN_MTU))
 }
 
 /// The smallest MTU of a link that carries IPv6 (RFC 8200 section 5).
-const IPV6_MIN_MTU: u16 = 1280;
+pub(crate) const IPV6_MIN_MTU: u16 = 1280;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
@@ -158,21 +167,21 @@ mod tests {
     #[test]
     fn the_tunnel_mtu_is_sized_from_the_path() {
         let v4: IpAddr = "203.0.113.1".parse().unwrap();
-        let gcm = vec![ikev2::EspProposal::parse("aes256gcm16", false).unwrap()];
-        let cbc = vec![ikev2::EspProposal::parse("aes256-sha256", false).unwrap()];
-        assert_eq!(tunnel_mtu(1400, Some(1500), &gcm, v4), 1400);
-        assert_eq!(tunnel_mtu(1400, None, &gcm, v4), 1400);
+        let gcm = offered_transform(&[ikev2::EspProposal::parse("aes256gcm16", false).unwrap()]);
+        let cbc = offered_transform(&[ikev2::EspProposal::parse("aes256-sha256", false).unwrap()]);
+        assert_eq!(tunnel_mtu(1400, Some(1500), gcm, v4), 1400);
+        assert_eq!(tunnel_mtu(1400, None, gcm, v4), 1400);
         // 1400 - 60 = 1340, 4-aligned, minus the 2-byte trailer.
-        assert_eq!(tunnel_mtu(1400, Some(1400), &gcm, v4), 1338);
+        assert_eq!(tunnel_mtu(1400, Some(1400), gcm, v4), 1338);
         // 1400 - (20 + 8 + 8 + 16 IV + 16 ICV) = 1332 -> 83 blocks of 16 = 1328, minus 2.
-        assert_eq!(tunnel_mtu(1400, Some(1400), &cbc, v4), 1326);
+        assert_eq!(tunnel_mtu(1400, Some(1400), cbc, v4), 1326);
         let v6: IpAddr = "2001:db8::1".parse().unwrap();
-        assert_eq!(tunnel_mtu(1400, Some(1400), &gcm, v6), 1318);
+        assert_eq!(tunnel_mtu(1400, Some(1400), gcm, v6), 1318);
         // Narrower than IPv6 allows: 1280, the outer packets fragment.
-        assert_eq!(tunnel_mtu(1400, Some(1300), &gcm, v4), 1280);
-        assert_eq!(tunnel_mtu(1400, Some(1280), &gcm, v6), 1280);
-        assert_eq!(tunnel_mtu(1400, Some(600), &gcm, v4), 1280);
-        assert_eq!(tunnel_mtu(1200, Some(600), &gcm, v4), 1200);
+        assert_eq!(tunnel_mtu(1400, Some(1300), gcm, v4), 1280);
+        assert_eq!(tunnel_mtu(1400, Some(1280), gcm, v6), 1280);
+        assert_eq!(tunnel_mtu(1400, Some(600), gcm, v4), 1280);
+        assert_eq!(tunnel_mtu(1200, Some(600), gcm, v4), 1200);
     }
 
     #[test]

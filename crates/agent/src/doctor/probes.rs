@@ -4,8 +4,13 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use netio::netlink::Netlink;
+
 use super::{Check, Verdict, bad, local_problem, ok};
-use crate::connection::{ConnectionOptions, initiator_config, offered_framing};
+use crate::connection::{
+    ConnectionOptions, IPV6_MIN_MTU, initiator_config, offered_framing, physical_route_to,
+    tunnel_mtu,
+};
 
 /// IKE suites common in deployments (Windows' and Azure's defaults, strongSwan's, the RFC 8221
 /// recommendations), asked one by one when the gateway refuses ours.
@@ -237,14 +242,23 @@ pub async fn check_path(options: &ConnectionOptions, name: &str, addr: SocketAdd
     let here = local_limit
         .map(|l| format!(" (this machine's interface takes less than {l})"))
         .unwrap_or_default();
-    let needed = esp::framing::outer_len(usize::from(options.mtu), outer, transform);
+    // The MTU the agent gives the tunnel: the configured one, lowered to what this machine's
+    // route to the gateway carries.
+    let route_mtu = match Netlink::new() {
+        Ok(netlink) => physical_route_to(&netlink, natt.ip(), None)
+            .await
+            .ok()
+            .and_then(|r| r.mtu),
+        Err(_) => None,
+    };
+    let mtu = tunnel_mtu(options.mtu, route_mtu, transform, natt.ip());
+    let needed = esp::framing::outer_len(usize::from(mtu), outer, transform);
     let suggested = esp::framing::inner_mtu(largest as usize, outer, transform).unwrap_or(0);
     if largest as usize >= needed {
         out.push(ok(
             "path mtu",
             format!(
-                "{crossed} unfragmented{here}; the tunnel's full packets (MTU {}) need {needed}",
-                options.mtu
+                "{crossed} unfragmented{here}; the tunnel's full packets (MTU {mtu}) need {needed}"
             ),
         ));
         return out;
@@ -262,16 +276,25 @@ pub async fn check_path(options: &ConnectionOptions, name: &str, addr: SocketAdd
             .contains_key(&p.spi_i),
         _ => false,
     };
-    let fix = format!(
-        "set tunnel_mtu = {suggested} in /etc/aovpn/agent.toml (and the gateway's [tunnel] mtu), or mend the path: it must carry {needed}-byte datagrams, or let ICMP \"fragmentation needed\" and fragments through"
+    let mend = format!(
+        "mend the path: it must carry {needed}-byte datagrams, or let ICMP \"fragmentation needed\" and fragments through"
     );
+    let fix = if suggested >= usize::from(IPV6_MIN_MTU) {
+        format!(
+            "set tunnel_mtu = {suggested} in /etc/aovpn/agent.toml (and the gateway's [tunnel] mtu), or {mend}"
+        )
+    } else {
+        // Below 1280 Linux takes IPv6 off the tunnel device: not a fix to hand out blindly.
+        format!(
+            "{mend}; the tunnel keeps 1280 bytes at least (IPv6's minimum), so tunnel_mtu = {suggested} avoids fragments only for a tunnel that carries no IPv6"
+        )
+    };
     if fragments_pass {
         out.push(bad(
             "path mtu",
             Verdict::Warning,
             format!(
-                "{crossed} unfragmented{here}; the tunnel's full packets (MTU {}) need {needed}: they are fragmented on the way (fragments do pass)",
-                options.mtu
+                "{crossed} unfragmented{here}; the tunnel's full packets (MTU {mtu}) need {needed}: they are fragmented on the way (fragments do pass)"
             ),
             fix,
         ));
@@ -280,8 +303,7 @@ pub async fn check_path(options: &ConnectionOptions, name: &str, addr: SocketAdd
             "path mtu",
             Verdict::Problem,
             format!(
-                "{crossed}{here}; the tunnel's full packets (MTU {}) need {needed}, and neither they nor their fragments arrive: small packets work, large transfers hang (a path MTU black hole)",
-                options.mtu
+                "{crossed}{here}; the tunnel's full packets (MTU {mtu}) need {needed}, and neither they nor their fragments arrive: small packets work, large transfers hang (a path MTU black hole)"
             ),
             fix,
         ));

@@ -33,11 +33,6 @@ impl<'a> Datagram<'a> {
         &self.raw.header
     }
 
-    /// The type of the first payload (SK or SKF for a protected message).
-    pub fn first_payload(&self) -> PayloadType {
-        self.raw.first_payload
-    }
-
     /// The whole datagram.
     pub fn bytes(&self) -> &'a [u8] {
         self.bytes

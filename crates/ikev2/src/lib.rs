@@ -3,9 +3,10 @@
 //!
 //! No sockets, clocks or randomness: time comes in as `Instant` for timers, and with each
 //! datagram as a [`Now`] (the same instant and the wall-clock seconds since the epoch that
-//! certificates are checked against), randomness and crypto through [`ipsec_crypto::Provider`], peer
-//! certificates through a [`PeerValidator`] ([`PkiValidator`] wraps `pki::TrustStore`), virtual
-//! addresses through an [`AddressPool`].
+//! certificates are checked against), randomness and crypto through
+//! [`ipsec_crypto::Provider`], peer certificates through a [`PeerValidator`] ([`PkiValidator`]
+//! wraps `pki::TrustStore`), virtual addresses through an [`AddressPool`]. Why an exchange
+//! failed is a [`FailureReason`], typed by who is to blame (`failure.rs`).
 //!
 //! # Driving it over UDP
 //! 1. Bind UDP 500 and 4500 (`IkeConfig::ike_port` / `natt_port`).
@@ -41,7 +42,8 @@
 //! Proposals use strongSwan notation ([`IkeProposal::parse`], [`EspProposal::parse`]).
 //!
 //! May depend on: `ike-wire`, `ipsec-crypto`, `pki`; never `netio` or anything with I/O.
-//! Start reading: `endpoint.rs` (many SAs), then `sa/mod.rs`, `sa/init.rs`, `sa/auth/`, `sa/rekey/`.
+//! Start reading: `endpoint.rs` (many SAs), then `sa/mod.rs` (one SA's parts), `sa/init.rs`,
+//! `sa/auth/`, `sa/rekey/`.
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 

@@ -4,13 +4,14 @@
 //! sockets, and the daemons keep only their policy.
 //!
 //! May depend on: `ikev2`, `ike-wire`, `ipsec-crypto`, `esp`, `datapath`, `netio`; never `gateway` or `agent`.
-//! Start reading: `driver.rs`.
+//! Start reading: `driver.rs` (the loop and its events), then `record.rs` (what it keeps per IKE SA).
 
 pub mod check;
 pub mod child;
 pub mod driver;
 pub mod host;
 pub mod ike_io;
+pub mod record;
 
 pub use child::Side;
 pub use driver::{

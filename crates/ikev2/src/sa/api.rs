@@ -12,7 +12,6 @@ use super::{IkeSa, IkeSaState, RequestKind, Role};
 use crate::datagram::{Now, Path, Transmit};
 use crate::event::{CloseReason, Event};
 use crate::failure::FailureReason;
-
 use crate::identity::IkeId;
 
 impl IkeSa {

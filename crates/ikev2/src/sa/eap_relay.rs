@@ -15,7 +15,6 @@ use super::{IkeSa, eap};
 use crate::config::{AddressPool, ResponderConfig};
 use crate::event::{EapAnswer, Event};
 use crate::failure::{AuthFault, FailureReason, LocalError, SyntaxError};
-
 use crate::identity::IkeId;
 
 /// What [`crate::IkeSaInfo::eap_tls`] says of a relayed EAP conversation (its method is the

@@ -15,7 +15,6 @@ use super::{IkeSa, IkeSaState, RequestKind, Role};
 use crate::datagram::Path;
 use crate::event::Event;
 use crate::failure::{FailureReason, SyntaxError};
-
 use crate::natd::{fake_natd_hash, natd_hash};
 
 /// Length of the COOKIE2 we send (RFC 4555 allows 8 to 64 octets).

@@ -18,7 +18,6 @@ use crate::config::{IkeConfig, InitiatorConfig, ResponderConfig};
 use crate::datagram::{Path, Transmit};
 use crate::event::{CloseReason, Event};
 use crate::failure::{Failure, FailureReason};
-
 use crate::identity::IkeId;
 use children::{ChildTable, Lifetime};
 use handshake::Handshake;

@@ -13,7 +13,6 @@ use ipsec_crypto::ChildSaKeys;
 use crate::config::{AddressFamily, AddressPool, InitiatorConfig, ResponderConfig};
 use crate::event::ChildSa;
 use crate::failure::{FailureReason, SyntaxError};
-
 use crate::identity::IkeId;
 use crate::proposal::EspAlgorithms;
 use crate::sa::IkeSa;

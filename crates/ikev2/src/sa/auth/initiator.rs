@@ -12,9 +12,7 @@ use subtle::ConstantTimeEq;
 
 use crate::config::InitiatorConfig;
 use crate::event::Event;
-use crate::failure::{AuthFault, Failure, FailureReason, LocalError, SyntaxError};
-
-use crate::failure::ConfigFault;
+use crate::failure::{AuthFault, ConfigFault, Failure, FailureReason, LocalError, SyntaxError};
 use crate::identity::{IkeId, PeerRejection};
 use crate::sa::eap::{ClientStep, EapClient};
 use crate::sa::error::SaError;

@@ -12,9 +12,7 @@ use subtle::ConstantTimeEq;
 
 use crate::config::{AddressPool, ResponderConfig};
 use crate::event::Event;
-use crate::failure::{AuthFault, Failure, FailureReason, LocalError, SyntaxError};
-
-use crate::failure::ConfigFault;
+use crate::failure::{AuthFault, ConfigFault, Failure, FailureReason, LocalError, SyntaxError};
 use crate::identity::{IkeId, PeerRejection};
 use crate::sa::eap::{EapServer, Phase, Step};
 use crate::sa::error::SaError;

@@ -13,7 +13,6 @@ use ipsec_crypto::{ChildSaKeys, DhGroup, DhPrivateKey, SharedSecret};
 use super::{Answer, Collision, Rekeying, lowest, proposal_ke, proposal_ke_options};
 use crate::event::{ChildSa, Event};
 use crate::failure::{FailureReason, SyntaxError};
-
 use crate::proposal::EspAlgorithms;
 use crate::sa::children::ChildState;
 use crate::sa::error::SaError;

@@ -8,7 +8,6 @@ use ipsec_crypto::{DhGroup, DhPrivateKey, SharedSecret};
 use super::{Answer, RETIRED_GRACE, Rekeying, RetiredSa};
 use crate::event::Event;
 use crate::failure::{FailureReason, SyntaxError};
-
 use crate::proposal::IkeAlgorithms;
 use crate::sa::error::SaError;
 use crate::sa::keys::Exchanged;

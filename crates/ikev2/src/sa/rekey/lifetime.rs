@@ -7,7 +7,6 @@ use ike_wire::{Delete, ExchangeType, Payload};
 
 use super::{RETRY_BASE, RETRY_JITTER, Rekeying};
 use crate::event::{ChildSa, CloseReason, Event};
-
 use crate::sa::children::{ChildState, Lifetime};
 use crate::sa::{IkeSa, IkeSaState};
 

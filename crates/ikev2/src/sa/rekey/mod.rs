@@ -21,7 +21,6 @@ use super::children::ChildState;
 use super::{IkeSa, IkeSaState};
 use crate::event::{ChildSa, Event};
 use crate::failure::{Failure, FailureReason};
-
 use crate::proposal::IkeAlgorithms;
 
 mod child;

@@ -430,10 +430,13 @@ fn nat_rebinding_ike_and_keepalives() {
         }
         None => panic!("no IKE datagram arrived"),
     }
-    // The client's SA asks for keepalives every 100 ms; the gateway absorbs them.
+    // The client's SA asks for keepalives every 100 ms; the gateway absorbs them. (A worker
+    // publishes its counters when its round ends, which can be after the IKE datagram it
+    // handed over has arrived here: wait for the count too.)
     assert!(
         wait_until(Duration::from_secs(20), || {
-            lab.gateway.dp.counters().keepalives_rx >= 2
+            let c = lab.gateway.dp.counters();
+            c.keepalives_rx >= 2 && c.ike_rx >= 1
         }),
         "{:?}",
         lab.gateway.dp.counters()

@@ -9,7 +9,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use netio::dns::DnsBackend;
-use netio::netlink::{IfAddress, Netlink};
+use netio::netlink::Netlink;
 
 use crate::connection::InstallRecord;
 
@@ -80,16 +80,14 @@ impl Ledger {
         };
         for (key, record) in &records {
             for route in &record.routes {
-                let route = netio::netlink::Route::from(*route);
-                match netlink.del_route(&route).await {
+                match netlink.del_route(route).await {
                     Ok(()) => found.routes += 1,
                     Err(e) if e.is_already_gone() => {}
                     Err(e) => tracing::warn!(%key, ?route, "leftover route: {e}"),
                 }
             }
-            for a in &record.addresses {
-                let addr = IfAddress::new(a.index, a.local, a.prefix_len);
-                match netlink.del_address(&addr).await {
+            for addr in &record.addresses {
+                match netlink.del_address(addr).await {
                     Ok(()) => found.addresses += 1,
                     Err(e) if e.is_already_gone() => {}
                     Err(e) => tracing::warn!(%key, ?addr, "leftover address: {e}"),
@@ -138,7 +136,31 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::connection::RecordedRoute;
+    use netio::netlink::Route;
+
+    /// A ledger written before records used netio's own types still reads (addresses had
+    /// no `peer` then).
+    #[test]
+    fn an_older_record_still_reads() {
+        let old = r#"{"interface":"aovpn-dev","tun_index":7,
+            "routes":[{"destination":"203.0.113.1","prefix_len":32,"oif":2,
+                "gateway":"198.51.100.1","source":null,"metric":null,"table":null}],
+            "addresses":[{"index":7,"local":"172.16.201.10","prefix_len":32}],
+            "dns":true}"#;
+        let record: InstallRecord = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            record.routes[0].gateway,
+            Some("198.51.100.1".parse().unwrap())
+        );
+        assert_eq!(
+            record.addresses,
+            vec![netio::netlink::IfAddress::new(
+                7,
+                "172.16.201.10".parse().unwrap(),
+                32
+            )]
+        );
+    }
 
     #[test]
     fn records_follow_the_tunnels_and_vanish_when_none_is_left() {
@@ -148,7 +170,7 @@ mod tests {
         let record = InstallRecord {
             interface: "aovpn-dev".into(),
             tun_index: 7,
-            routes: vec![RecordedRoute {
+            routes: vec![Route {
                 destination: "203.0.113.1".parse().unwrap(),
                 prefix_len: 32,
                 oif: Some(2),

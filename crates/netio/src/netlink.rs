@@ -65,7 +65,7 @@ pub type Result<T> = std::result::Result<T, NetlinkError>;
 
 /// An interface address. With `peer` set it is a point-to-point address
 /// (`ip addr add LOCAL peer PEER/LEN`): `prefix_len` then applies to the peer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct IfAddress {
     /// Interface index.
     pub index: u32,
@@ -74,6 +74,7 @@ pub struct IfAddress {
     /// Prefix length.
     pub prefix_len: u8,
     /// Peer address (IFA_ADDRESS) for point-to-point links.
+    #[serde(default)]
     pub peer: Option<IpAddr>,
 }
 
@@ -141,8 +142,9 @@ impl IfAddress {
     }
 }
 
-/// A unicast route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// A unicast route (serialisable: the agent records what it installed, to remove it after a
+/// crash).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Route {
     /// Destination network address.
     pub destination: IpAddr,

@@ -1,8 +1,6 @@
 //! What a tunnel installs on the host once its Child SA is up (traffic filters, addresses,
 //! routes, DNS), the record of it kept for crash recovery, and its removal.
 
-use std::net::IpAddr;
-
 use ipnet::IpNet;
 use netio::dns::DnsConfig;
 use netio::netlink::{IfAddress, Installed, InstalledConfig, Route};
@@ -15,62 +13,14 @@ use super::{Connection, ConnectionError, Report, RoutePolicy, setup};
 pub struct InstallRecord {
     pub interface: String,
     pub tun_index: u32,
-    pub routes: Vec<RecordedRoute>,
-    pub addresses: Vec<RecordedAddress>,
+    pub routes: Vec<Route>,
+    pub addresses: Vec<IfAddress>,
     /// DNS settings were applied (under the tunnel's key in
     /// [`SharedDns`](crate::dns::SharedDns)).
     pub dns: bool,
     /// The nftables table holding the tunnel's traffic filters.
     #[serde(default)]
     pub firewall_table: Option<String>,
-}
-
-/// A route as recorded (netlink's type is not serialisable).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct RecordedRoute {
-    pub destination: IpAddr,
-    pub prefix_len: u8,
-    pub oif: Option<u32>,
-    pub gateway: Option<IpAddr>,
-    pub source: Option<IpAddr>,
-    pub metric: Option<u32>,
-    pub table: Option<u32>,
-}
-
-impl From<Route> for RecordedRoute {
-    fn from(r: Route) -> Self {
-        Self {
-            destination: r.destination,
-            prefix_len: r.prefix_len,
-            oif: r.oif,
-            gateway: r.gateway,
-            source: r.source,
-            metric: r.metric,
-            table: r.table,
-        }
-    }
-}
-
-impl From<RecordedRoute> for Route {
-    fn from(r: RecordedRoute) -> Self {
-        Route {
-            destination: r.destination,
-            prefix_len: r.prefix_len,
-            oif: r.oif,
-            gateway: r.gateway,
-            source: r.source,
-            metric: r.metric,
-            table: r.table,
-        }
-    }
-}
-
-/// An interface address as recorded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct RecordedAddress {
-    pub index: u32,
-    pub local: IpAddr,
-    pub prefix_len: u8,
 }
 
 /// A route through the tunnel as installed: a default route becomes its two halves, which win
@@ -156,12 +106,8 @@ impl Connection {
         if let Some(up) = &self.up {
             for item in up.installed.installed() {
                 match item {
-                    Installed::Route(r) => record.routes.push((*r).into()),
-                    Installed::Address(a) => record.addresses.push(RecordedAddress {
-                        index: a.index,
-                        local: a.local,
-                        prefix_len: a.prefix_len,
-                    }),
+                    Installed::Route(r) => record.routes.push(*r),
+                    Installed::Address(a) => record.addresses.push(*a),
                 }
             }
         }

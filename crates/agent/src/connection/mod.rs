@@ -32,7 +32,7 @@ mod registration;
 mod status;
 
 pub use credentials::{Credentials, identity_of, load_credentials, load_trust, remote_credentials};
-pub use install::{InstallRecord, RecordedAddress, RecordedRoute};
+pub use install::InstallRecord;
 pub use lifecycle::run;
 pub use options::{ConnectionOptions, EapTlsOptions, RoutePolicy, initiator_config};
 pub(crate) use path::{IPV6_MIN_MTU, offered_framing, physical_route_to, tunnel_mtu};

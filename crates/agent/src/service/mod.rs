@@ -129,7 +129,7 @@ pub struct Agent {
     our_links: std::collections::VecDeque<u32>,
     /// Routes our tunnels installed outside their TUN devices (gateway bypass, exclusions):
     /// adding and removing them is not a network change either.
-    our_routes: std::collections::VecDeque<crate::connection::RecordedRoute>,
+    our_routes: std::collections::VecDeque<netio::netlink::Route>,
 }
 
 /// How many of our past TUN devices' indices are remembered.

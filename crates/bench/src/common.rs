@@ -72,6 +72,8 @@ impl Drop for Scratch {
 /// and written as PEM where daemons need files.
 pub struct BenchPki {
     ca: CertificateAuthority,
+    /// The key type of the gateway's and the clients' certificates.
+    pub keys: KeyAlgorithm,
     /// The CA certificate.
     pub ca_file: PathBuf,
     /// The gateway's certificate (leaf only).
@@ -102,16 +104,16 @@ fn write_private(path: &Path, data: &[u8]) -> Result<()> {
 
 impl BenchPki {
     pub fn issue(dir: &Path) -> Result<BenchPki> {
+        BenchPki::issue_with(dir, KeyAlgorithm::P256)
+    }
+
+    /// A CA, the gateway's certificate and the clients' to come, all with `keys`.
+    pub fn issue_with(dir: &Path, keys: KeyAlgorithm) -> Result<BenchPki> {
         fs::create_dir_all(dir)?;
-        let ca =
-            CertificateAuthority::new_root("aovpn bench Root CA", KeyAlgorithm::P256, validity())?;
-        let gw = ca.issue(
-            CertKind::Gateway,
-            GATEWAY_NAME,
-            KeyAlgorithm::P256,
-            validity(),
-        )?;
+        let ca = CertificateAuthority::new_root("aovpn bench Root CA", keys, validity())?;
+        let gw = ca.issue(CertKind::Gateway, GATEWAY_NAME, keys, validity())?;
         let pki = BenchPki {
+            keys,
             ca_file: dir.join("ca.crt"),
             gateway_cert: dir.join("gateway.crt"),
             gateway_key: dir.join("gateway.key"),
@@ -132,7 +134,7 @@ impl BenchPki {
     pub fn client(&self, name: &str) -> Result<pki::Identity> {
         Ok(self
             .ca
-            .issue(CertKind::Machine, name, KeyAlgorithm::P256, validity())?)
+            .issue(CertKind::Machine, name, self.keys, validity())?)
     }
 
     /// A machine certificate for `name` written as `name.crt` / `name.key`.
@@ -495,17 +497,28 @@ interface = "aovpn-gw"
 }
 
 /// strongSwan's charon as the peer responder: same certificate, proposals, pool and traffic
-/// selector as [`start_our_gateway`]. Its DoS protection (`cookie_threshold_ip` 3 and
-/// `block_threshold` 5 half-open SAs per source address) cannot be raised through
-/// `labnet::strongswan` yet, so the in-process initiator spreads its concurrent handshakes
-/// over several source addresses ([`add_client_sources`]); our gateway sees the same traffic.
+/// selector as [`start_our_gateway`], and the same COOKIE policy: with
+/// [`Limits::OutOfTheWay`] its thresholds (`cookie_threshold` 10 half-open SAs in all,
+/// `cookie_threshold_ip` 3 and `block_threshold` 5 per source address) are raised as ours are;
+/// with [`Limits::Defaults`] both keep what an operator gets. The in-process initiator also
+/// spreads its concurrent handshakes over source addresses of their own
+/// ([`add_client_sources`]); our gateway sees the same traffic.
 pub fn start_charon_gateway(
     topo: &Topology,
     dir: &Path,
     pki: &BenchPki,
     ike_proposals: &[&str],
+    limits: Limits,
 ) -> Result<Charon> {
-    let gw = Charon::start(&topo.gateway, dir).context("starting charon")?;
+    let settings = match limits {
+        // A second `charon` section is merged into the first, as strongswan.d's files are.
+        Limits::OutOfTheWay => {
+            "charon {\n    cookie_threshold = 1000000\n    cookie_threshold_ip = 1000000\n    block_threshold = 1000000\n}\n"
+        }
+        Limits::Defaults => "",
+    };
+    let gw =
+        Charon::start_with_settings(&topo.gateway, dir, "", settings).context("starting charon")?;
     gw.configure(
         &SwanctlConf::new()
             .connection(
@@ -530,9 +543,9 @@ pub fn start_charon_gateway(
 }
 
 /// Extra client addresses 198.51.100.10.. on the client's WAN link, one per concurrent
-/// handshake (up to 16), so that per-address half-open limits do not throttle either responder.
+/// handshake (up to 64), so that per-address half-open limits do not throttle either responder.
 pub fn add_client_sources(topo: &Topology, count: usize) -> Result<Vec<Ipv4Addr>> {
-    let count = count.clamp(1, 16);
+    let count = count.clamp(1, 64);
     let mut addrs = Vec::with_capacity(count);
     for i in 0..count {
         let a = Ipv4Addr::new(198, 51, 100, 10 + i as u8);

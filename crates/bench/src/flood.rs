@@ -187,8 +187,13 @@ pub fn run(options: FloodOptions) -> Result<String> {
         false,
         Limits::Defaults,
     )?;
-    let charon =
-        start_charon_gateway(&swan_topo, &scratch.path().join("charon"), &pki, &proposals)?;
+    let charon = start_charon_gateway(
+        &swan_topo,
+        &scratch.path().join("charon"),
+        &pki,
+        &proposals,
+        Limits::Defaults,
+    )?;
     let responders = [
         Responder {
             name: "aovpn",

@@ -12,9 +12,11 @@ use anyhow::{Context, Result, bail};
 use ikev2::InitiatorConfig;
 use labnet::netns::Topology;
 
+use pki::KeyAlgorithm;
+
 use super::common::{
-    BenchPki, CpuMeter, IKE_SUITES, Limits, Scratch, add_client_sources, ike_server,
-    start_charon_gateway, start_our_gateway,
+    BenchPki, CpuMeter, Limits, Scratch, add_client_sources, ike_server, start_charon_gateway,
+    start_our_gateway,
 };
 use super::initiator::{RateResult, handshake_loop, initiator_config, one_handshake};
 use super::report::{Table, median, num, ratio};
@@ -100,21 +102,149 @@ fn filesystem_type(path: &std::path::Path) -> String {
         .unwrap_or_else(|| "?".to_owned())
 }
 
-/// Runs the benchmark and returns the report section.
-pub fn run(secs: u32, concurrencies: &[usize]) -> Result<String> {
+/// The IKE suites measured: the groups real deployments use (MODP-2048 is Windows' choice
+/// with a strong profile, the elliptic curves what current clients offer), each with the
+/// same encryption so that the group is what differs.
+pub const HANDSHAKE_SUITES: [&str; 4] = [
+    "aes256gcm16-prfsha256-modp2048",
+    "aes256gcm16-prfsha256-ecp256",
+    "aes256gcm16-prfsha384-ecp384",
+    "aes256gcm16-prfsha256-x25519",
+];
+
+/// The certificate key types measured: Windows' default enrolment (RSA-2048) and ECDSA P-256,
+/// for the gateway and its clients alike.
+const CERTIFICATES: [(KeyAlgorithm, &str); 2] = [
+    (KeyAlgorithm::Rsa2048, "RSA-2048"),
+    (KeyAlgorithm::P256, "ECDSA P-256"),
+];
+
+/// One cell's runs for one responder: handshakes per second each run, CPU per handshake and
+/// setup times pooled over the runs.
+#[derive(Default)]
+struct Runs {
+    rates: Vec<f64>,
+    cpu_ms: Vec<f64>,
+    setup_ms: Vec<f64>,
+    failures: u64,
+    error: Option<String>,
+}
+
+impl Runs {
+    fn add(&mut self, m: &Measured) {
+        self.rates.push(m.rate);
+        self.cpu_ms.extend(m.cpu_ms);
+        self.setup_ms.extend(setup_ms(&m.result));
+        self.failures += m.result.failures;
+        if self.error.is_none() {
+            self.error = m.result.errors.first().cloned();
+        }
+    }
+
+    fn rate(&self) -> Option<f64> {
+        median(&self.rates)
+    }
+
+    /// `median (min-max)` of the runs' rates.
+    fn rate_cell(&self) -> String {
+        let min = self.rates.iter().copied().reduce(f64::min);
+        let max = self.rates.iter().copied().reduce(f64::max);
+        match (self.rate(), min, max) {
+            (Some(m), Some(lo), Some(hi)) if self.rates.len() > 1 => {
+                format!("{m:.1} ({lo:.0}-{hi:.0})")
+            }
+            (m, _, _) => num(m, 1),
+        }
+    }
+}
+
+/// Runs the benchmark and returns the report section: every certificate type, suite and
+/// concurrency, `repeats` runs per cell with the responders' order alternating between runs
+/// (so that neither always runs on a machine the other has just warmed or heated).
+pub fn run(secs: u32, concurrencies: &[usize], repeats: u32) -> Result<String> {
     if concurrencies.is_empty() || concurrencies.contains(&0) {
         bail!("--concurrency must be at least 1");
     }
+    if repeats == 0 {
+        bail!("--repeats must be at least 1");
+    }
+    let mut t = Table::new(&[
+        "certificates",
+        "suite",
+        "C",
+        "aovpn/s (min-max)",
+        "strongSwan/s (min-max)",
+        "ratio",
+        "aovpn tmpfs/s",
+        "ratio",
+        "CPU ms/hs aovpn",
+        "strongSwan",
+        "ratio",
+        "setup ms aovpn",
+        "strongSwan",
+        "failed",
+    ]);
+    let mut notes = String::new();
+    let mut filesystem = String::from("?");
+    for (keys, label) in CERTIFICATES {
+        filesystem = run_certificates(
+            keys,
+            label,
+            secs,
+            concurrencies,
+            repeats,
+            &mut t,
+            &mut notes,
+        )?;
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "== ike: establish (IKE_SA_INIT + IKE_AUTH + Child SA) then delete, {secs} s per run, {repeats} runs per cell (median, min-max of the runs), responders' order alternating; ESP aes256gcm16"
+    );
+    let _ = writeln!(
+        out,
+        "   one in-process initiator (our engine) for both responders; C handshakes in flight from C source addresses; gateway and client certificates of the kind named"
+    );
+    let _ = writeln!(
+        out,
+        "   CPU ms/hs = responder process CPU time per establish+delete cycle; setup ms = median IKE_SA_INIT -> Child SA up"
+    );
+    let _ = writeln!(
+        out,
+        "   the same COOKIE policy for both: thresholds out of the way (ours cookie_threshold, charon's cookie_threshold, cookie_threshold_ip, block_threshold), so neither asks for COOKIEs at any C"
+    );
+    let _ = writeln!(
+        out,
+        "   aovpn gateway state_dir on {filesystem} (a new lease binding is fsynced before the reply; \"aovpn tmpfs\" = same gateway with state_dir on {TMPFS}); charon logs to a file at level 1"
+    );
+    out.push_str(&t.render());
+    out.push_str(&notes);
+    Ok(out)
+}
+
+/// Measures one certificate type: its own PKI, responders and labs. Returns the file system
+/// the gateway's state directory is on.
+fn run_certificates(
+    keys: KeyAlgorithm,
+    label: &str,
+    secs: u32,
+    concurrencies: &[usize],
+    repeats: u32,
+    t: &mut Table,
+    notes: &mut String,
+) -> Result<String> {
     let max_c = concurrencies.iter().copied().max().unwrap_or(1);
     let scratch = Scratch::new("ike")?;
-    let pki = BenchPki::issue(&scratch.path().join("pki"))?;
+    eprintln!("bench ike: {label} certificates for the gateway and {max_c} clients");
+    let pki = BenchPki::issue_with(&scratch.path().join("pki"), keys)?;
     let trust = pki.trust()?;
     // One client identity per slot: several SAs of one identity would look like reconnects.
-    let mut configs: Vec<Vec<Arc<InitiatorConfig>>> = vec![Vec::new(); IKE_SUITES.len()];
+    let mut configs: Vec<Vec<Arc<InitiatorConfig>>> = vec![Vec::new(); HANDSHAKE_SUITES.len()];
     for i in 0..max_c {
         let name = format!("ike-{i}.bench.example");
         let id = pki.client(&name)?;
-        for (s, suite) in IKE_SUITES.iter().enumerate() {
+        for (s, suite) in HANDSHAKE_SUITES.iter().enumerate() {
             configs[s].push(initiator_config(&id, &name, trust.clone(), suite)?);
         }
     }
@@ -133,7 +263,7 @@ pub fn run(secs: u32, concurrencies: &[usize]) -> Result<String> {
         &ours_topo,
         &scratch.path().join("aovpn"),
         &pki,
-        &IKE_SUITES,
+        &HANDSHAKE_SUITES,
         false,
         Limits::OutOfTheWay,
     )?;
@@ -141,7 +271,7 @@ pub fn run(secs: u32, concurrencies: &[usize]) -> Result<String> {
         &shm_topo,
         &shm_scratch.path().join("aovpn"),
         &pki,
-        &IKE_SUITES,
+        &HANDSHAKE_SUITES,
         false,
         Limits::OutOfTheWay,
     )?;
@@ -149,12 +279,13 @@ pub fn run(secs: u32, concurrencies: &[usize]) -> Result<String> {
         &swan_topo,
         &scratch.path().join("charon"),
         &pki,
-        &IKE_SUITES,
+        &HANDSHAKE_SUITES,
+        Limits::OutOfTheWay,
     )?;
 
     // Check every path and warm the responders up with one handshake per suite.
-    for (s, suite) in IKE_SUITES.iter().enumerate() {
-        for (label, topo, src) in [
+    for (s, suite) in HANDSHAKE_SUITES.iter().enumerate() {
+        for (who, topo, src) in [
             ("aovpn gateway", &ours_topo, ours_sources[0]),
             ("aovpn gateway (tmpfs)", &shm_topo, shm_sources[0]),
             ("strongSwan", &swan_topo, swan_sources[0]),
@@ -164,104 +295,85 @@ pub fn run(secs: u32, concurrencies: &[usize]) -> Result<String> {
             in_client(topo, move || {
                 Box::pin(async move { one_handshake(&cfg, src, server).await })
             })
-            .with_context(|| format!("first handshake with {label} ({suite})"))?;
+            .with_context(|| format!("first handshake with {who} ({label}, {suite})"))?;
         }
     }
 
-    let mut t = Table::new(&[
-        "suite",
-        "C",
-        "aovpn/s",
-        "strongSwan/s",
-        "ratio",
-        "aovpn tmpfs/s",
-        "ratio",
-        "CPU ms/hs aovpn",
-        "strongSwan",
-        "ratio",
-        "setup ms aovpn",
-        "strongSwan",
-        "failed",
-    ]);
-    let mut notes = String::new();
-    for (s, suite) in IKE_SUITES.iter().enumerate() {
+    for (s, suite) in HANDSHAKE_SUITES.iter().enumerate() {
         for &c in concurrencies {
-            ours.check_alive()?;
-            ours_shm.check_alive()?;
-            let a = measure(
-                &ours_topo,
-                ours.pid(),
-                &configs[s][..c],
-                &ours_sources,
-                secs,
-            )?;
-            let m = measure(
-                &shm_topo,
-                ours_shm.pid(),
-                &configs[s][..c],
-                &shm_sources,
-                secs,
-            )?;
-            let b = measure(
-                &swan_topo,
-                charon.pid(),
-                &configs[s][..c],
-                &swan_sources,
-                secs,
-            )?;
+            let (mut a, mut m, mut b) = (Runs::default(), Runs::default(), Runs::default());
+            for run in 0..repeats {
+                ours.check_alive()?;
+                ours_shm.check_alive()?;
+                let cell = &configs[s][..c];
+                let measure_ours = |a: &mut Runs| -> Result<()> {
+                    a.add(&measure(&ours_topo, ours.pid(), cell, &ours_sources, secs)?);
+                    Ok(())
+                };
+                let measure_shm = |m: &mut Runs| -> Result<()> {
+                    m.add(&measure(
+                        &shm_topo,
+                        ours_shm.pid(),
+                        cell,
+                        &shm_sources,
+                        secs,
+                    )?);
+                    Ok(())
+                };
+                let measure_swan = |b: &mut Runs| -> Result<()> {
+                    b.add(&measure(
+                        &swan_topo,
+                        charon.pid(),
+                        cell,
+                        &swan_sources,
+                        secs,
+                    )?);
+                    Ok(())
+                };
+                if run % 2 == 0 {
+                    measure_ours(&mut a)?;
+                    measure_shm(&mut m)?;
+                    measure_swan(&mut b)?;
+                } else {
+                    measure_swan(&mut b)?;
+                    measure_shm(&mut m)?;
+                    measure_ours(&mut a)?;
+                }
+            }
             eprintln!(
-                "  {suite} C={c}: aovpn {:.1}/s (state on tmpfs {:.1}/s), strongSwan {:.1}/s",
-                a.rate, m.rate, b.rate
+                "  {label} {suite} C={c}: aovpn {} /s (state on tmpfs {}), strongSwan {} /s",
+                a.rate_cell(),
+                m.rate_cell(),
+                b.rate_cell()
             );
             t.row(vec![
+                label.to_owned(),
                 (*suite).to_owned(),
                 c.to_string(),
-                num(Some(a.rate), 1),
-                num(Some(b.rate), 1),
-                ratio(Some(a.rate), Some(b.rate)),
-                num(Some(m.rate), 1),
-                ratio(Some(m.rate), Some(b.rate)),
-                num(a.cpu_ms, 2),
-                num(b.cpu_ms, 2),
-                ratio(a.cpu_ms, b.cpu_ms),
-                num(setup_ms(&a.result), 1),
-                num(setup_ms(&b.result), 1),
-                format!(
-                    "{}/{}/{}",
-                    a.result.failures, m.result.failures, b.result.failures
-                ),
+                a.rate_cell(),
+                b.rate_cell(),
+                ratio(a.rate(), b.rate()),
+                num(m.rate(), 1),
+                ratio(m.rate(), b.rate()),
+                num(median(&a.cpu_ms), 2),
+                num(median(&b.cpu_ms), 2),
+                ratio(median(&a.cpu_ms), median(&b.cpu_ms)),
+                num(median(&a.setup_ms), 1),
+                num(median(&b.setup_ms), 1),
+                format!("{}/{}/{}", a.failures, m.failures, b.failures),
             ]);
             for (who, r) in [("aovpn", &a), ("aovpn tmpfs", &m), ("strongSwan", &b)] {
-                if let Some(e) = r.result.errors.first() {
+                if let Some(e) = &r.error {
                     let _ = writeln!(
                         notes,
-                        "   {suite} C={c} {who}: {} failed, e.g. {e}",
-                        r.result.failures
+                        "   {label} {suite} C={c} {who}: {} failed, e.g. {e}",
+                        r.failures
                     );
                 }
             }
         }
     }
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "== ike: establish (IKE_SA_INIT + IKE_AUTH + Child SA) then delete, {secs} s per cell, ECDSA P-256 certificates, ESP aes256gcm16"
-    );
-    let _ = writeln!(
-        out,
-        "   one in-process initiator (our engine) for both responders; C handshakes in flight from C source addresses"
-    );
-    let _ = writeln!(
-        out,
-        "   CPU ms/hs = responder process CPU time per establish+delete cycle; setup ms = median IKE_SA_INIT -> Child SA up"
-    );
-    let _ = writeln!(
-        out,
-        "   aovpn gateway state_dir on {} (a new lease binding is fsynced before the reply; \"aovpn tmpfs\" = same gateway with state_dir on {TMPFS}); charon logs to a file at level 1",
-        filesystem_type(scratch.path())
-    );
-    out.push_str(&t.render());
-    out.push_str(&notes);
+    let filesystem = filesystem_type(scratch.path());
     drop(charon);
     drop(ours_shm);
     drop(ours);
@@ -269,5 +381,5 @@ pub fn run(secs: u32, concurrencies: &[usize]) -> Result<String> {
     drop(shm_topo);
     drop(ours_topo);
     drop(shm_scratch);
-    Ok(out)
+    Ok(filesystem)
 }

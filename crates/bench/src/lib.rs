@@ -38,12 +38,16 @@ struct ThroughputArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 struct IkeArgs {
-    /// Seconds per measured cell (suite x concurrency x responder).
+    /// Seconds per measured run (certificates x suite x concurrency x responder).
     #[arg(long = "secs", default_value_t = 10)]
     secs: u32,
-    /// Handshakes in flight; repeat or comma-separate for several (default 1 and 8).
-    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 8])]
+    /// Handshakes in flight; repeat or comma-separate for several (default 1, 8 and 64).
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 8, 64])]
     concurrency: Vec<usize>,
+    /// Runs per cell, the responders' order alternating; the median is reported with the
+    /// runs' range.
+    #[arg(long, default_value_t = 3)]
+    repeats: u32,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -91,11 +95,14 @@ enum BenchCommand {
     All {
         #[command(flatten)]
         throughput: ThroughputArgs,
-        /// Seconds per IKE cell.
+        /// Seconds per IKE run.
         #[arg(long, default_value_t = 10)]
         ike_secs: u32,
-        #[arg(long, value_delimiter = ',', default_values_t = [1usize, 8])]
+        #[arg(long, value_delimiter = ',', default_values_t = [1usize, 8, 64])]
         concurrency: Vec<usize>,
+        /// Runs per IKE cell.
+        #[arg(long, default_value_t = 3)]
+        repeats: u32,
         #[arg(long, default_value_t = 200)]
         clients: usize,
         #[command(flatten)]
@@ -150,13 +157,17 @@ pub fn run(args: BenchArgs) -> ExitCode {
             "throughput",
             Box::new(move || throughput::run(a.secs, a.runs)),
         )],
-        BenchCommand::Ike(a) => vec![("ike", Box::new(move || ike::run(a.secs, &a.concurrency)))],
+        BenchCommand::Ike(a) => vec![(
+            "ike",
+            Box::new(move || ike::run(a.secs, &a.concurrency, a.repeats)),
+        )],
         BenchCommand::Memory(a) => vec![("memory", Box::new(move || memory::run(a.clients)))],
         BenchCommand::Flood(a) => vec![("flood", Box::new(move || flood::run(a.options())))],
         BenchCommand::All {
             throughput: t,
             ike_secs,
             concurrency,
+            repeats,
             clients,
             flood: f,
         } => vec![
@@ -164,7 +175,10 @@ pub fn run(args: BenchArgs) -> ExitCode {
                 "throughput",
                 Box::new(move || throughput::run(t.secs, t.runs)),
             ),
-            ("ike", Box::new(move || ike::run(ike_secs, &concurrency))),
+            (
+                "ike",
+                Box::new(move || ike::run(ike_secs, &concurrency, repeats)),
+            ),
             ("memory", Box::new(move || memory::run(clients))),
             ("flood", Box::new(move || flood::run(f.options()))),
         ],

@@ -122,7 +122,13 @@ pub fn run(clients: usize) -> Result<String> {
     eprintln!("bench memory: {clients} idle clients on strongSwan charon");
     let swan = {
         let topo = Topology::builder("aobms").routed(false).build()?;
-        let charon = start_charon_gateway(&topo, &scratch.path().join("charon"), &pki, &[suite])?;
+        let charon = start_charon_gateway(
+            &topo,
+            &scratch.path().join("charon"),
+            &pki,
+            &[suite],
+            Limits::OutOfTheWay,
+        )?;
         let charon_ref = &charon;
         let held = hold(&topo, charon.pid(), &configs, &warmup, move || {
             charon_ref.list_sas().ok().map(|s| s.len())

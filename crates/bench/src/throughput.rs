@@ -128,7 +128,7 @@ fn strongswan_env(scratch: &Scratch, pki: &BenchPki) -> Result<Env> {
     let topo = Topology::builder("aobts").routed(false).build()?;
     let dir = scratch.path().join("strongswan");
     let suite = IKE_SUITES[0];
-    let gw = start_charon_gateway(&topo, &dir.join("gw"), pki, &[suite])?;
+    let gw = start_charon_gateway(&topo, &dir.join("gw"), pki, &[suite], Limits::OutOfTheWay)?;
     let (crt, key) = pki.client_files("swan-client.bench.example")?;
     let cl = Charon::start(&topo.client, &dir.join("cl")).context("starting client charon")?;
     cl.configure(

@@ -46,17 +46,19 @@ pub fn block_on_daemon(
 }
 
 /// An error and the causes under it, each once. Our error types say their cause in their own
-/// text and also keep it as `source()` (for code that matches on it), so a cause whose text
-/// is already there is not repeated, as a plain `{:#}` would.
+/// text and also keep it as `source()` (for code that matches on it), so a cause its parent's
+/// text already says is not repeated, as a plain `{:#}` would.
 pub fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
+    let mut parent = text.clone();
     let mut next = error.source();
     while let Some(cause) = next {
         let said = cause.to_string();
-        if !text.contains(&said) {
+        if !parent.contains(&said) {
             text.push_str(": ");
             text.push_str(&said);
         }
+        parent = said;
         next = cause.source();
     }
     text

@@ -388,6 +388,16 @@ fn the_tunnel_mtu_follows_the_path_to_the_gateway() {
             link_mtu(client, "aovpn-dev"),
             agent.log()
         );
+        // A full-size packet at the new MTU crosses (the data plane's buffers hold it).
+        let size = (tunnel - 28).to_string();
+        let full = client
+            .exec(["ping", "-c", "1", "-W", "3", "-M", "do", "-s", &size, &mgmt])
+            .unwrap();
+        assert!(
+            full.status.success(),
+            "link {link}: {}",
+            String::from_utf8_lossy(&full.stdout)
+        );
     }
     assert_eq!(status(&agent, DEVICE)["tunnel"]["ike_since"], since);
     ping(client, MGMT_HOST);

@@ -336,9 +336,9 @@ fn doctor_measures_the_path_to_udp_4500() {
     // 1280 - 60 (IPv4, UDP, ESP header, GCM IV and ICV), aligned to 4, less the trailer: under
     // IPv6's 1280, so not advised plainly (Linux would take IPv6 off the tunnel).
     assert!(
-        report
-            .contains("tunnel_mtu = 1218 avoids fragments only for a tunnel that carries no IPv6")
-            && !report.contains("set tunnel_mtu"),
+        report.contains(
+            "tunnel_mtu = 1218 avoids fragments only with a gateway that assigns no IPv6 address"
+        ) && !report.contains("set tunnel_mtu"),
         "{report}"
     );
 

@@ -63,7 +63,8 @@ pub struct DriverConfig {
     pub side: Side,
     /// The TUN device's queues.
     pub tun_queues: Vec<TunQueue>,
-    /// The TUN device's MTU.
+    /// The largest MTU the TUN device will have: the data plane sizes its read buffers for
+    /// it once, so a device whose MTU may be raised later needs the ceiling here.
     pub mtu: u16,
     /// Where the data plane's socket (ESP and IKE on 4500) binds.
     pub esp_bind: SocketAddr,

@@ -105,10 +105,12 @@ impl Connection {
         };
         let endpoint =
             Endpoint::initiator(Arc::new(Provider::system())).map_err(IkeFailure::Start)?;
+        // The data plane's buffers are sized for the configured MTU, the most the tunnel will
+        // ever be given (it is lowered and raised again with the path, never above it).
         let mut config = DriverConfig::new(
             Side::Client,
             tun.queues,
-            mtu,
+            options.mtu,
             SocketAddr::new(unspecified, 0),
             SocketAddr::new(unspecified, 0),
             endpoint,
@@ -191,7 +193,7 @@ impl Connection {
                 if self.up.is_none() {
                     self.child_up(&child).await?;
                 }
-                self.resize(&child.algorithms).await;
+                self.resize_for_transform(&child.algorithms).await;
             }
             DriverEvent::ChildRekeyed {
                 old_spi_in,
@@ -203,8 +205,15 @@ impl Connection {
                     new = format_args!("{new_spi_in:#010x}"),
                     "Child SA rekeyed"
                 );
-                if let Some(c) = self.driver.sa(self.sa).and_then(|r| r.current_child()) {
-                    self.status.esp = tunnel::child::describe_esp(&c.info.algorithms);
+                let algorithms = self
+                    .driver
+                    .sa(self.sa)
+                    .and_then(|r| r.current_child())
+                    .map(|c| c.info.algorithms);
+                if let Some(algorithms) = algorithms {
+                    self.status.esp = tunnel::child::describe_esp(&algorithms);
+                    // A rekey may have settled on another transform.
+                    self.resize_for_transform(&algorithms).await;
                 }
             }
             DriverEvent::IkeRekeyed { .. } => tracing::info!("IKE SA rekeyed"),
@@ -304,9 +313,9 @@ impl Connection {
         }
     }
 
-    /// Sizes the tunnel for the transform the gateway chose (it may frame packets differently
-    /// from the one offered first, which the tunnel was created for).
-    async fn resize(&mut self, negotiated: &ikev2::EspAlgorithms) {
+    /// Takes the transform the gateway chose (it may frame packets differently from the one
+    /// offered first, which the tunnel was created for) and sizes the tunnel for it.
+    async fn resize_for_transform(&mut self, negotiated: &ikev2::EspAlgorithms) {
         if let Ok(transform) = tunnel::child::esp_transform(negotiated) {
             self.transform = transform;
         }

@@ -85,6 +85,8 @@ pub(crate) async fn physical_route_to(
     }
     let default = best.ok_or_else(|| unreachable(dest)("no route outside the tunnels"))?;
     let oif = default.oif.unwrap_or(0);
+    // Its link's MTU: the tunnel is sized from it (unknown would raise it to the configured).
+    let mtu = netlink.link_by_index(oif).await.ok().and_then(|l| l.mtu);
     let source = match default.source {
         Some(s) => Some(s),
         None => netlink
@@ -99,7 +101,7 @@ pub(crate) async fn physical_route_to(
         oif,
         gateway: default.gateway,
         source,
-        mtu: None,
+        mtu,
     })
 }
 
@@ -134,8 +136,10 @@ pub(super) fn offered_transform(esp_proposals: &[ikev2::EspProposal]) -> esp::Tr
 /// ESP-in-UDP packet fits the MTU of the route to the gateway, so that full-size packets are
 /// not fragmented on our own link; but never lowered below [`IPV6_MIN_MTU`]: Linux keeps no
 /// IPv6 on a device under 1280 bytes, and the tunnel carries IPv6 (its addresses, and the
-/// `::/1` halves of a full tunnel), so on a narrower path the outer packets are fragmented
-/// instead. A configured MTU under 1280 stays as configured. `transform` is the negotiated
+/// `::/1` halves of a full tunnel), so on a narrower IPv4 path the outer packets are
+/// fragmented instead (they go without DF). Over IPv6 nothing fragments them on the way
+/// (the socket sends with DONTFRAG): such a path must carry what a 1280-byte inner packet
+/// needs. A configured MTU under 1280 stays as configured. `transform` is the negotiated
 /// one once the gateway has chosen, the first offered before.
 pub(crate) fn tunnel_mtu(
     configured: u16,

@@ -195,6 +195,16 @@ pub async fn check_path(options: &ConnectionOptions, name: &str, addr: SocketAdd
     let natt = SocketAddr::new(addr.ip(), config.ike.natt_port);
     let proposals = &config.ike.ike_proposals;
     let (outer, transform) = offered_framing(&config.ike.esp_proposals, natt.ip());
+    // The MTU the agent gives the tunnel: the configured one, lowered to what this machine's
+    // route to the gateway carries. Read before the probes below, whose DF datagrams may teach
+    // the kernel a path MTU the agent's own traffic would not.
+    let route_mtu = match Netlink::new() {
+        Ok(netlink) => physical_route_to(&netlink, natt.ip(), None)
+            .await
+            .ok()
+            .and_then(|r| r.mtu),
+        Err(_) => None,
+    };
     let ip_and_udp = outer.header_len() + esp::framing::UDP_HEADER_LEN;
     // The IKE message inside: after the IP and UDP headers and the 4-byte non-ESP marker.
     let ike_len = |size: u32| (size as usize).saturating_sub(ip_and_udp + 4);
@@ -242,15 +252,6 @@ pub async fn check_path(options: &ConnectionOptions, name: &str, addr: SocketAdd
     let here = local_limit
         .map(|l| format!(" (this machine's interface takes less than {l})"))
         .unwrap_or_default();
-    // The MTU the agent gives the tunnel: the configured one, lowered to what this machine's
-    // route to the gateway carries.
-    let route_mtu = match Netlink::new() {
-        Ok(netlink) => physical_route_to(&netlink, natt.ip(), None)
-            .await
-            .ok()
-            .and_then(|r| r.mtu),
-        Err(_) => None,
-    };
     let mtu = tunnel_mtu(options.mtu, route_mtu, transform, natt.ip());
     let needed = esp::framing::outer_len(usize::from(mtu), outer, transform);
     let suggested = esp::framing::inner_mtu(largest as usize, outer, transform).unwrap_or(0);
@@ -286,7 +287,7 @@ pub async fn check_path(options: &ConnectionOptions, name: &str, addr: SocketAdd
     } else {
         // Below 1280 Linux takes IPv6 off the tunnel device: not a fix to hand out blindly.
         format!(
-            "{mend}; the tunnel keeps 1280 bytes at least (IPv6's minimum), so tunnel_mtu = {suggested} avoids fragments only for a tunnel that carries no IPv6"
+            "{mend}; the agent does not lower the tunnel below 1280 bytes (IPv6's minimum): tunnel_mtu = {suggested} avoids fragments only with a gateway that assigns no IPv6 address (Linux keeps no IPv6 on such a device, and the tunnel would not come up)"
         )
     };
     if fragments_pass {

@@ -125,37 +125,27 @@ impl AgentProcess {
 
     /// `aovpn profile add --system FILE --name NAME` into this agent's store.
     pub fn add_profile(&self, name: &str, file: &Path) -> io::Result<Output> {
-        run_aovpn(
-            &self.bin,
-            &[
-                "profile",
-                "--system-dir",
-                path_str(&self.workdir.join("etc"))?,
-                "--socket",
-                path_str(&self.socket())?,
-                "add",
-                "--system",
-                "--name",
-                name,
-                path_str(file)?,
-            ],
-        )
+        self.profile(&["add", "--system", "--name", name, path_str(file)?])
     }
 
     /// `aovpn profile remove NAME` from this agent's store.
     pub fn remove_profile(&self, name: &str) -> io::Result<Output> {
-        run_aovpn(
-            &self.bin,
-            &[
-                "profile",
-                "--system-dir",
-                path_str(&self.workdir.join("etc"))?,
-                "--socket",
-                path_str(&self.socket())?,
-                "remove",
-                name,
-            ],
-        )
+        self.profile(&["remove", name])
+    }
+
+    /// `aovpn profile ARGS...` against this agent's store and socket.
+    fn profile(&self, args: &[&str]) -> io::Result<Output> {
+        let etc = self.workdir.join("etc");
+        let socket = self.socket();
+        let mut all = vec![
+            "profile",
+            "--system-dir",
+            path_str(&etc)?,
+            "--socket",
+            path_str(&socket)?,
+        ];
+        all.extend_from_slice(args);
+        run_aovpn(&self.bin, &all)
     }
 
     fn spawn(&mut self, ns: &Netns) -> io::Result<()> {

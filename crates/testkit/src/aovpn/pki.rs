@@ -190,20 +190,16 @@ impl Pki {
                 self.key.arg(),
             ],
         )?;
-        let stem: String = name
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || "._@-".contains(c) {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        Ok((
-            out.join(format!("{stem}.crt")),
-            out.join(format!("{stem}.key")),
-        ))
+        // `out` is this certificate's own directory: its one .crt and .key are the ones just
+        // written, whatever file name `aovpn pki issue` made of `name`.
+        let issued = |extension: &str| -> io::Result<PathBuf> {
+            std::fs::read_dir(&out)?
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .find(|p| p.extension().is_some_and(|x| x == extension))
+                .ok_or_else(|| io::Error::other(format!("no .{extension} in {}", out.display())))
+        };
+        Ok((issued("crt")?, issued("key")?))
     }
 
     /// The certificate's SHA-1 thumbprint as `aovpn pki thumbprint` prints it.

@@ -3,7 +3,8 @@
 # (plain routed path vs strongSwan kernel-libipsec vs our tunnel), IKE handshakes per second
 # (our gateway vs strongSwan's charon as responder, one in-process initiator), and responder
 # memory per idle client. Every figure is printed next to its peer's from the same run and as a
-# ratio; nothing is asserted. The report also goes to target/bench-report.txt.
+# ratio; nothing is asserted. The report (report.txt, report.json with every run's values, PNG
+# charts) goes to target/bench/<UTC date and time>/.
 #   scripts/bench.sh                      everything with the defaults
 #   scripts/bench.sh --secs 5 --runs 3    options are passed to `aovpn bench all`
 # Run as root on Debian; packages come from scripts/install-deps.sh. The machine should be
@@ -18,6 +19,4 @@ fi
 scripts/install-deps.sh
 [ -c /dev/net/tun ] || { mkdir -p /dev/net && mknod /dev/net/tun c 10 200 && chmod 0666 /dev/net/tun; }
 cargo build --release --locked -p aovpn
-mkdir -p target
-target/release/aovpn bench all "$@" | tee target/bench-report.txt
-exit "${PIPESTATUS[0]}"
+exec target/release/aovpn bench all --out "target/bench/$(date -u +%Y-%m-%dT%H%MZ)" "$@"

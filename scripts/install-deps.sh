@@ -6,7 +6,7 @@
 # (DNS servers for the split DNS test, started in its namespaces), dig, and BIND 9 (named,
 # tsig-keygen, nsupdate: the corporate DNS server of the RegisterDNS test and the lab), and
 # FreeRADIUS 3 (the RADIUS server the gateway relays EAP to in the RADIUS test), headless
-# Chromium (the admin page's browser test) and curl.
+# Chromium (the admin page's browser test), curl, and the DejaVu font (`aovpn bench`'s charts).
 # Idempotent and quiet when everything is already there.
 set -euo pipefail
 
@@ -14,7 +14,7 @@ PKGS=(strongswan-charon strongswan-swanctl strongswan-pki libcharon-extra-plugin
       libstrongswan-standard-plugins libstrongswan-extra-plugins
       iperf3 iputils-ping iproute2 nftables util-linux procps kmod openssl
       systemd dbus-daemon dpkg dnsmasq-base bind9-dnsutils bind9 freeradius
-      chromium curl)
+      chromium curl fonts-dejavu-core)
 
 have_all() {
     command -v swanctl && command -v pki && command -v iperf3 && command -v ping &&
@@ -23,6 +23,7 @@ have_all() {
         command -v dpkg-deb && command -v dnsmasq && command -v dig &&
         command -v named && command -v tsig-keygen && command -v nsupdate &&
         command -v freeradius && command -v chromium && command -v curl &&
+        [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] &&
         [ -x /usr/lib/ipsec/charon ] &&
         [ -e /usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so ] &&
         [ -e /usr/lib/ipsec/plugins/libstrongswan-curve25519.so ]

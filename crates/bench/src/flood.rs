@@ -36,6 +36,7 @@ use super::common::{
 use super::ike::in_client;
 use super::initiator::{initiator_config, one_handshake, unix_now};
 use super::report::{Table, median, num, ratio};
+use super::results::{Figures, FloodPhase, FloodRun, Section};
 
 /// The group an attacker picks to cost the responder most; both responders accept it, as
 /// Azure does for stock Windows clients.
@@ -128,6 +129,19 @@ impl PhaseResult {
     fn per_second(&self, n: u64) -> f64 {
         n as f64 / self.elapsed.as_secs_f64().max(0.001)
     }
+
+    fn figures(&self) -> FloodRun {
+        FloodRun {
+            setup_ms: self.setup_ms.clone(),
+            failures: self.failures.clone(),
+            spoofed_sent: self.spoofed_sent,
+            echo_half_open: self.echo.half_open_made,
+            echo_cookies: self.echo.cookies,
+            echo_unanswered: self.echo.unanswered,
+            elapsed_s: self.elapsed.as_secs_f64(),
+            cpu_percent: self.cpu_percent,
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -148,7 +162,7 @@ struct Responder<'a> {
 }
 
 /// Runs the benchmark and returns the report section.
-pub fn run(options: FloodOptions) -> Result<String> {
+pub fn run(options: FloodOptions) -> Result<Section> {
     if options.attempts == 0 || options.echoers == 0 {
         bail!("--attempts and --echoers must be at least 1");
     }
@@ -319,7 +333,19 @@ pub fn run(options: FloodOptions) -> Result<String> {
     drop(ours);
     drop(swan_topo);
     drop(ours_topo);
-    Ok(out)
+    let figures = Phase::ALL
+        .iter()
+        .zip(&results)
+        .map(|(phase, [a, b])| FloodPhase {
+            phase: phase.name().to_owned(),
+            aovpn: a.figures(),
+            strongswan: b.figures(),
+        })
+        .collect();
+    Ok(Section {
+        text: out,
+        figures: Figures::Flood(figures),
+    })
 }
 
 /// The router drops answers to the spoofed sources and does not check source addresses; the

@@ -20,6 +20,7 @@ use super::common::{
 };
 use super::initiator::{RateResult, handshake_loop, initiator_config, one_handshake};
 use super::report::{Table, median, num, ratio};
+use super::results::{Figures, HandshakeRuns, Ike, IkeCell, Section};
 
 /// Runs `fut` on a current-thread runtime on a thread inside the client namespace.
 pub fn in_client<'a, F, R>(topo: &Topology, make: F) -> Result<R>
@@ -119,29 +120,18 @@ const CERTIFICATES: [(KeyAlgorithm, &str); 2] = [
     (KeyAlgorithm::P256, "ECDSA P-256"),
 ];
 
-/// One cell's runs for one responder: handshakes per second each run, CPU per handshake and
-/// the median setup time of each run.
-#[derive(Default)]
-struct Runs {
-    rates: Vec<f64>,
-    cpu_ms: Vec<f64>,
-    setup_ms: Vec<f64>,
-    failures: u64,
-    error: Option<String>,
-}
-
-impl Runs {
+impl HandshakeRuns {
     fn add(&mut self, m: &Measured) {
         self.rates.push(m.rate);
         self.cpu_ms.extend(m.cpu_ms);
         self.setup_ms.extend(setup_ms(&m.result));
         self.failures += m.result.failures;
-        if self.error.is_none() {
-            self.error = m.result.errors.first().cloned();
+        if self.first_error.is_none() {
+            self.first_error = m.result.errors.first().cloned();
         }
     }
 
-    fn rate(&self) -> Option<f64> {
+    pub fn rate(&self) -> Option<f64> {
         median(&self.rates)
     }
 
@@ -161,13 +151,38 @@ impl Runs {
 /// Runs the benchmark and returns the report section: every certificate type, suite and
 /// concurrency, `repeats` runs per cell with the responders' order alternating between runs
 /// (so that neither always runs on a machine the other has just warmed or heated).
-pub fn run(secs: u32, concurrencies: &[usize], repeats: u32) -> Result<String> {
+pub fn run(secs: u32, concurrencies: &[usize], repeats: u32) -> Result<Section> {
     if concurrencies.is_empty() || concurrencies.contains(&0) {
         bail!("--concurrency must be at least 1");
     }
     if repeats == 0 {
         bail!("--repeats must be at least 1");
     }
+    let mut cells = Vec::new();
+    let mut state_dir_fs = String::from("?");
+    for (keys, label) in CERTIFICATES {
+        state_dir_fs = run_certificates(keys, label, secs, concurrencies, repeats, &mut cells)?;
+    }
+    let figures = Ike {
+        secs,
+        repeats,
+        state_dir_fs,
+        cells,
+    };
+    Ok(Section {
+        text: render(&figures),
+        figures: Figures::Ike(figures),
+    })
+}
+
+/// The text section: one row per cell, then the failures.
+fn render(figures: &Ike) -> String {
+    let Ike {
+        secs,
+        repeats,
+        state_dir_fs,
+        cells,
+    } = figures;
     let mut t = Table::new(&[
         "certificates",
         "suite",
@@ -185,17 +200,33 @@ pub fn run(secs: u32, concurrencies: &[usize], repeats: u32) -> Result<String> {
         "failed",
     ]);
     let mut notes = String::new();
-    let mut filesystem = String::from("?");
-    for (keys, label) in CERTIFICATES {
-        filesystem = run_certificates(
-            keys,
-            label,
-            secs,
-            concurrencies,
-            repeats,
-            &mut t,
-            &mut notes,
-        )?;
+    for cell in cells {
+        let (a, m, b) = (&cell.aovpn, &cell.aovpn_tmpfs, &cell.strongswan);
+        t.row(vec![
+            cell.certificates.clone(),
+            cell.suite.clone(),
+            cell.concurrency.to_string(),
+            a.rate_cell(),
+            b.rate_cell(),
+            ratio(a.rate(), b.rate()),
+            num(m.rate(), 1),
+            ratio(m.rate(), b.rate()),
+            num(median(&a.cpu_ms), 2),
+            num(median(&b.cpu_ms), 2),
+            ratio(median(&a.cpu_ms), median(&b.cpu_ms)),
+            num(median(&a.setup_ms), 1),
+            num(median(&b.setup_ms), 1),
+            format!("{}/{}/{}", a.failures, m.failures, b.failures),
+        ]);
+        for (who, r) in [("aovpn", a), ("aovpn tmpfs", m), ("strongSwan", b)] {
+            if let Some(e) = &r.first_error {
+                let _ = writeln!(
+                    notes,
+                    "   {} {} C={} {who}: {} failed, e.g. {e}",
+                    cell.certificates, cell.suite, cell.concurrency, r.failures
+                );
+            }
+        }
     }
     let mut out = String::new();
     let _ = writeln!(
@@ -216,11 +247,11 @@ pub fn run(secs: u32, concurrencies: &[usize], repeats: u32) -> Result<String> {
     );
     let _ = writeln!(
         out,
-        "   aovpn gateway state_dir on {filesystem} (a new lease binding is fsynced before the reply; \"aovpn tmpfs\" = same gateway with state_dir on {TMPFS}); charon logs to a file at level 1"
+        "   aovpn gateway state_dir on {state_dir_fs} (a new lease binding is fsynced before the reply; \"aovpn tmpfs\" = same gateway with state_dir on {TMPFS}); charon logs to a file at level 1"
     );
     out.push_str(&t.render());
     out.push_str(&notes);
-    Ok(out)
+    out
 }
 
 /// Measures one certificate type: its own PKI, responders and labs. Returns the file system
@@ -231,8 +262,7 @@ fn run_certificates(
     secs: u32,
     concurrencies: &[usize],
     repeats: u32,
-    t: &mut Table,
-    notes: &mut String,
+    cells: &mut Vec<IkeCell>,
 ) -> Result<String> {
     let max_c = concurrencies.iter().copied().max().unwrap_or(1);
     let scratch = Scratch::new("ike")?;
@@ -301,16 +331,20 @@ fn run_certificates(
 
     for (s, suite) in HANDSHAKE_SUITES.iter().enumerate() {
         for &c in concurrencies {
-            let (mut a, mut m, mut b) = (Runs::default(), Runs::default(), Runs::default());
+            let (mut a, mut m, mut b) = (
+                HandshakeRuns::default(),
+                HandshakeRuns::default(),
+                HandshakeRuns::default(),
+            );
             for run in 0..repeats {
                 ours.check_alive()?;
                 ours_shm.check_alive()?;
                 let cell = &configs[s][..c];
-                let measure_ours = |a: &mut Runs| -> Result<()> {
+                let measure_ours = |a: &mut HandshakeRuns| -> Result<()> {
                     a.add(&measure(&ours_topo, ours.pid(), cell, &ours_sources, secs)?);
                     Ok(())
                 };
-                let measure_shm = |m: &mut Runs| -> Result<()> {
+                let measure_shm = |m: &mut HandshakeRuns| -> Result<()> {
                     m.add(&measure(
                         &shm_topo,
                         ours_shm.pid(),
@@ -320,7 +354,7 @@ fn run_certificates(
                     )?);
                     Ok(())
                 };
-                let measure_swan = |b: &mut Runs| -> Result<()> {
+                let measure_swan = |b: &mut HandshakeRuns| -> Result<()> {
                     b.add(&measure(
                         &swan_topo,
                         charon.pid(),
@@ -346,31 +380,14 @@ fn run_certificates(
                 m.rate_cell(),
                 b.rate_cell()
             );
-            t.row(vec![
-                label.to_owned(),
-                (*suite).to_owned(),
-                c.to_string(),
-                a.rate_cell(),
-                b.rate_cell(),
-                ratio(a.rate(), b.rate()),
-                num(m.rate(), 1),
-                ratio(m.rate(), b.rate()),
-                num(median(&a.cpu_ms), 2),
-                num(median(&b.cpu_ms), 2),
-                ratio(median(&a.cpu_ms), median(&b.cpu_ms)),
-                num(median(&a.setup_ms), 1),
-                num(median(&b.setup_ms), 1),
-                format!("{}/{}/{}", a.failures, m.failures, b.failures),
-            ]);
-            for (who, r) in [("aovpn", &a), ("aovpn tmpfs", &m), ("strongSwan", &b)] {
-                if let Some(e) = &r.error {
-                    let _ = writeln!(
-                        notes,
-                        "   {label} {suite} C={c} {who}: {} failed, e.g. {e}",
-                        r.failures
-                    );
-                }
-            }
+            cells.push(IkeCell {
+                certificates: label.to_owned(),
+                suite: (*suite).to_owned(),
+                concurrency: c,
+                aovpn: a,
+                aovpn_tmpfs: m,
+                strongswan: b,
+            });
         }
     }
     let filesystem = filesystem_type(scratch.path());

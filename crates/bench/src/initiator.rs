@@ -310,33 +310,96 @@ pub async fn one_handshake(
     run_sa(&mut slot, cfg, &provider, server, AfterUp::Delete).await
 }
 
-/// Brings up one held SA per config (at most `parallel` establishing at once), calls
-/// `while_up` once all are up (or failed), then deletes them all. Returns what `while_up`
-/// returned and how many SAs came up.
+/// Brings up one held SA per config (at most `parallel` establishing at once) in stages: the
+/// first `checkpoints[0]` configs, then up to `checkpoints[1]`, and so on, calling
+/// `at_checkpoint` with the number of SAs up once each stage's SAs are up (or failed); the last
+/// stage is always all of `configs`. Then deletes them all. Returns what `at_checkpoint`
+/// returned at each stage and how many SAs came up in all.
 pub async fn hold_many<R>(
     configs: &[Arc<InitiatorConfig>],
     sources: &[Ipv4Addr],
     server: SocketAddr,
     parallel: usize,
-    while_up: impl FnOnce(usize) -> R,
-) -> Result<(R, usize)> {
-    let provider = Arc::new(Provider::system());
+    checkpoints: &[usize],
+    mut at_checkpoint: impl FnMut(usize) -> R,
+) -> Result<(Vec<R>, usize)> {
     let (stop_tx, stop_rx) = watch::channel(false);
-    let permits = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut ups = Vec::with_capacity(configs.len());
-    for (i, cfg) in configs.iter().cloned().enumerate() {
+    let mut held = Held {
+        tasks: tokio::task::JoinSet::new(),
+        sources,
+        server,
+        provider: Arc::new(Provider::system()),
+        permits: Arc::new(tokio::sync::Semaphore::new(parallel.max(1))),
+        stop: stop_rx,
+    };
+    let mut stages: Vec<usize> = checkpoints
+        .iter()
+        .map(|&c| c.min(configs.len()))
+        .chain([configs.len()])
+        .collect();
+    stages.sort_unstable();
+    stages.dedup();
+    let mut readings = Vec::with_capacity(stages.len());
+    let mut up = 0usize;
+    let mut started = 0usize;
+    for stage_end in stages {
+        let mut ups = Vec::with_capacity(stage_end.saturating_sub(started));
+        for (i, cfg) in configs.iter().enumerate().take(stage_end).skip(started) {
+            ups.push(held.spawn(i, cfg.clone()).await?);
+        }
+        started = stage_end;
+        for rx in ups {
+            if rx.await.is_ok() {
+                up += 1;
+            }
+        }
+        readings.push(at_checkpoint(up));
+    }
+    let _ = stop_tx.send(true);
+    let deadline = tokio::time::sleep(DELETE_GRACE * 4);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            next = held.tasks.join_next() => if next.is_none() { break },
+            _ = &mut deadline => {
+                held.tasks.abort_all();
+                break;
+            }
+        }
+    }
+    Ok((readings, up))
+}
+
+/// The SAs [`hold_many`] keeps up, each a task answering its responder until `stop`.
+struct Held<'a> {
+    tasks: tokio::task::JoinSet<Result<Duration>>,
+    sources: &'a [Ipv4Addr],
+    server: SocketAddr,
+    provider: Arc<Provider>,
+    /// Bounds the handshakes in flight.
+    permits: Arc<tokio::sync::Semaphore>,
+    stop: watch::Receiver<bool>,
+}
+
+impl Held<'_> {
+    /// Spawns held SA number `i`; the receiver fires when it is up.
+    async fn spawn(
+        &mut self,
+        i: usize,
+        cfg: Arc<InitiatorConfig>,
+    ) -> Result<tokio::sync::oneshot::Receiver<()>> {
+        let sources = self.sources;
+        let server = self.server;
         let source = sources
             .get(i % sources.len().max(1))
             .copied()
             .ok_or_else(|| anyhow!("no source address"))?;
         let mut slot = Slot::bind(source).await?;
-        let provider = provider.clone();
-        let permits = permits.clone();
-        let mut stop = stop_rx.clone();
+        let provider = self.provider.clone();
+        let permits = self.permits.clone();
+        let mut stop = self.stop.clone();
         let (up_tx, up_rx) = tokio::sync::oneshot::channel();
-        ups.push(up_rx);
-        tasks.spawn(async move {
+        self.tasks.spawn(async move {
             let permit = permits.acquire_owned().await;
             // The permit is released when the SA is up (the oneshot fires) or has failed.
             let (inner_tx, inner_rx) = tokio::sync::oneshot::channel::<()>();
@@ -359,25 +422,6 @@ pub async fn hold_many<R>(
             let (result, ()) = tokio::join!(sa, relay);
             result
         });
+        Ok(up_rx)
     }
-    let mut up = 0usize;
-    for rx in ups {
-        if rx.await.is_ok() {
-            up += 1;
-        }
-    }
-    let value = while_up(up);
-    let _ = stop_tx.send(true);
-    let deadline = tokio::time::sleep(DELETE_GRACE * 4);
-    tokio::pin!(deadline);
-    loop {
-        tokio::select! {
-            next = tasks.join_next() => if next.is_none() { break },
-            _ = &mut deadline => {
-                tasks.abort_all();
-                break;
-            }
-        }
-    }
-    Ok((value, up))
 }

@@ -9,21 +9,35 @@
 //! May depend on: `labnet` (namespaces, strongSwan), `ikev2` and `pki` (the in-process load
 //! generator). The gateway under test runs as the `aovpn` binary.
 //! Start reading: [`run`], then `throughput.rs` or `ike.rs`.
+//!
+//! Every run writes its report to a directory (`--out`): the text printed on stdout
+//! (`report.txt`), the figures as JSON with every run's raw values (`report.json`,
+//! [`results`]) and a PNG chart per part that has one (`chart.rs`).
 
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context;
+
+mod chart;
 mod common;
 mod flood;
 mod ike;
 mod initiator;
 mod memory;
 mod report;
+mod results;
 mod throughput;
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
     #[command(subcommand)]
     command: BenchCommand,
+    /// Directory for the report (report.txt, report.json, a PNG chart per part); created if
+    /// missing. Default: aovpn-bench-<UTC date and time> in the current directory.
+    #[arg(long, global = true, value_name = "DIR")]
+    out: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -121,31 +135,113 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-fn header() -> String {
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let cpus = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
-    let strongswan = std::process::Command::new("dpkg-query")
-        .args(["-W", "-f=${Version}", "strongswan-charon"])
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    format!(
-        "# aovpn bench {} | kernel {} | {cpus} CPUs | strongSwan {} | load average at start {}\n",
-        env!("CARGO_PKG_VERSION"),
-        kernel.trim(),
-        if strongswan.is_empty() {
-            "?"
-        } else {
-            &strongswan
-        },
-        common::load_average()
-    )
+/// The machine and peer a report was measured on.
+#[derive(Debug, serde::Serialize)]
+struct Machine {
+    aovpn: &'static str,
+    kernel: String,
+    cpus: usize,
+    strongswan: String,
+    /// UTC, RFC 3339.
+    started: String,
+    load_average_at_start: String,
 }
 
-type Part = (&'static str, Box<dyn FnOnce() -> anyhow::Result<String>>);
+impl Machine {
+    fn read(started: time::OffsetDateTime) -> Machine {
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        let strongswan = std::process::Command::new("dpkg-query")
+            .args(["-W", "-f=${Version}", "strongswan-charon"])
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| "?".to_owned());
+        Machine {
+            aovpn: env!("CARGO_PKG_VERSION"),
+            kernel: kernel.trim().to_owned(),
+            cpus: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(0),
+            strongswan,
+            started: started
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+            load_average_at_start: common::load_average(),
+        }
+    }
+
+    fn header(&self) -> String {
+        format!(
+            "# aovpn bench {} | kernel {} | {} CPUs | strongSwan {} | started {} | load average at start {}\n",
+            self.aovpn,
+            self.kernel,
+            self.cpus,
+            self.strongswan,
+            self.started,
+            self.load_average_at_start
+        )
+    }
+}
+
+/// `aovpn-bench-2026-12-04T2130Z`: the default report directory's name.
+fn default_out(started: time::OffsetDateTime) -> PathBuf {
+    let d = started.date();
+    PathBuf::from(format!(
+        "aovpn-bench-{}-{:02}-{:02}T{:02}{:02}Z",
+        d.year(),
+        u8::from(d.month()),
+        d.day(),
+        started.hour(),
+        started.minute()
+    ))
+}
+
+/// Writes report.txt, report.json and the charts; returns the files written.
+fn write_report(
+    dir: &Path,
+    text: &str,
+    machine: &Machine,
+    parts: &[(&str, Result<results::Figures, String>)],
+) -> anyhow::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut written = Vec::new();
+    let txt = dir.join("report.txt");
+    std::fs::write(&txt, text).with_context(|| format!("writing {}", txt.display()))?;
+    written.push(txt);
+    let mut figures = serde_json::Map::new();
+    let mut failed = serde_json::Map::new();
+    for (name, part) in parts {
+        match part {
+            Ok(f) => {
+                figures.insert((*name).to_owned(), serde_json::to_value(f)?);
+            }
+            Err(e) => {
+                failed.insert((*name).to_owned(), e.clone().into());
+            }
+        }
+    }
+    let json = serde_json::json!({
+        "machine": machine,
+        "figures": figures,
+        "failed": failed,
+    });
+    let file = dir.join("report.json");
+    std::fs::write(&file, serde_json::to_string_pretty(&json)? + "\n")
+        .with_context(|| format!("writing {}", file.display()))?;
+    written.push(file);
+    for (name, part) in parts {
+        if let Ok(f) = part {
+            written.extend(chart::draw(f, dir, name).with_context(|| format!("{name} chart"))?);
+        }
+    }
+    Ok(written)
+}
+
+type Part = (
+    &'static str,
+    Box<dyn FnOnce() -> anyhow::Result<results::Section>>,
+);
 
 pub fn run(args: BenchArgs) -> ExitCode {
     if !is_root() {
@@ -183,21 +279,44 @@ pub fn run(args: BenchArgs) -> ExitCode {
             ("flood", Box::new(move || flood::run(f.options()))),
         ],
     };
-    print!("{}", header());
+    let started = time::OffsetDateTime::now_utc();
+    let machine = Machine::read(started);
+    let out_dir = args.out.unwrap_or_else(|| default_out(started));
+    let mut text = machine.header();
+    print!("{text}");
     let mut failed = false;
+    let mut figures = Vec::new();
     for (name, part) in parts {
+        let mut section = String::from("\n");
         match part() {
-            Ok(section) => {
-                println!();
-                print!("{section}");
-                println!("   (load average after {name}: {})", common::load_average());
+            Ok(done) => {
+                section.push_str(&done.text);
+                let _ = writeln!(
+                    section,
+                    "   (load average after {name}: {})",
+                    common::load_average()
+                );
+                figures.push((name, Ok(done.figures)));
             }
             Err(e) => {
                 failed = true;
-                println!();
-                println!("== {name}: FAILED: {e:#}");
+                let _ = writeln!(section, "== {name}: FAILED: {e:#}");
                 eprintln!("aovpn bench {name}: {e:#}");
+                figures.push((name, Err(format!("{e:#}"))));
             }
+        }
+        print!("{section}");
+        text.push_str(&section);
+    }
+    match write_report(&out_dir, &text, &machine, &figures) {
+        Ok(files) => {
+            for f in files {
+                eprintln!("aovpn bench: wrote {}", f.display());
+            }
+        }
+        Err(e) => {
+            failed = true;
+            eprintln!("aovpn bench: report in {}: {e:#}", out_dir.display());
         }
     }
     if failed {

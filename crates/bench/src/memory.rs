@@ -1,7 +1,8 @@
 //! `aovpn bench memory`: the responder's resident memory per connected idle client. A fresh
 //! responder (ours, then strongSwan's charon, each in a lab of its own) is warmed up with one
 //! handshake, its VmRSS read, then N clients with distinct certificates establish IKE and
-//! Child SAs from the in-process initiator and stay idle while VmRSS is read again.
+//! Child SAs from the in-process initiator, a quarter of them at a time, and stay idle while
+//! VmRSS is read again after each quarter.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -19,32 +20,28 @@ use super::common::{
 use super::ike::in_client;
 use super::initiator::{hold_many, initiator_config, one_handshake};
 use super::report::{Table, num, ratio};
+use super::results::{Figures, Memory, MemoryPoint, MemorySeries, Section};
 
 /// Handshakes in flight while the clients connect.
 const PARALLEL: usize = 8;
 /// Largest N: the /24 client pool has 254 addresses; one is kept for the warm-up.
 pub const MAX_CLIENTS: usize = 250;
 
-struct Held {
-    before: u64,
-    after: u64,
-    up: usize,
-    seen_by_responder: Option<usize>,
-}
-
-impl Held {
-    fn per_client(&self) -> Option<f64> {
-        (self.up > 0).then(|| (self.after as f64 - self.before as f64) / self.up as f64)
-    }
+/// A quarter of `n` at a time: the counts at which RSS is read.
+fn checkpoints(n: usize) -> Vec<usize> {
+    let mut c: Vec<usize> = (1..=4).map(|q| (n * q).div_ceil(4)).collect();
+    c.dedup();
+    c
 }
 
 fn hold(
+    responder: &str,
     topo: &Topology,
     pid: u32,
     configs: &[Arc<InitiatorConfig>],
     warmup: &Arc<InitiatorConfig>,
-    count_sas: impl FnOnce() -> Option<usize> + Send,
-) -> Result<Held> {
+    count_sas: impl Fn() -> Option<usize> + Send,
+) -> Result<MemorySeries> {
     let sources = add_client_sources(topo, PARALLEL)?;
     let server = ike_server(topo);
     let cfg = warmup.clone();
@@ -55,28 +52,31 @@ fn hold(
     .context("warm-up handshake")?;
     thread::sleep(Duration::from_secs(1));
     let before = vm_rss_bytes(pid)?;
+    let stages = checkpoints(configs.len());
     let configs = configs.to_vec();
-    let (reading, up) = in_client(topo, move || {
+    let (readings, _) = in_client(topo, move || {
         Box::pin(async move {
-            hold_many(&configs, &sources, server, PARALLEL, |_up| {
+            hold_many(&configs, &sources, server, PARALLEL, &stages, |up| {
                 // Let the responder settle (status writes, lazily freed buffers) first.
                 thread::sleep(Duration::from_secs(2));
-                (vm_rss_bytes(pid), count_sas())
+                vm_rss_bytes(pid).map(|rss| MemoryPoint {
+                    clients: up,
+                    seen_by_responder: count_sas(),
+                    rss,
+                })
             })
             .await
         })
     })?;
-    let (after, seen) = reading;
-    Ok(Held {
-        before,
-        after: after?,
-        up,
-        seen_by_responder: seen,
+    Ok(MemorySeries {
+        responder: responder.to_owned(),
+        rss_before: before,
+        points: readings.into_iter().collect::<Result<_>>()?,
     })
 }
 
 /// Runs the benchmark and returns the report section.
-pub fn run(clients: usize) -> Result<String> {
+pub fn run(clients: usize) -> Result<Section> {
     if clients == 0 || clients > MAX_CLIENTS {
         bail!("--clients must be 1..={MAX_CLIENTS} (the client pool is a /24)");
     }
@@ -109,12 +109,19 @@ pub fn run(clients: usize) -> Result<String> {
             true,
             Limits::OutOfTheWay,
         )?;
-        let held = hold(&topo, gw.pid(), &configs, &warmup, move || {
-            status
-                .as_deref()
-                .and_then(read_status)
-                .and_then(|v| v.get("clients").and_then(|c| c.as_array()).map(Vec::len))
-        })?;
+        let held = hold(
+            "aovpn gateway",
+            &topo,
+            gw.pid(),
+            &configs,
+            &warmup,
+            move || {
+                status
+                    .as_deref()
+                    .and_then(read_status)
+                    .and_then(|v| v.get("clients").and_then(|c| c.as_array()).map(Vec::len))
+            },
+        )?;
         drop(gw);
         drop(topo);
         held
@@ -130,18 +137,43 @@ pub fn run(clients: usize) -> Result<String> {
             Limits::OutOfTheWay,
         )?;
         let charon_ref = &charon;
-        let held = hold(&topo, charon.pid(), &configs, &warmup, move || {
-            charon_ref.list_sas().ok().map(|s| s.len())
-        })?;
+        let held = hold(
+            "strongSwan charon",
+            &topo,
+            charon.pid(),
+            &configs,
+            &warmup,
+            move || charon_ref.list_sas().ok().map(|s| s.len()),
+        )?;
         drop(charon);
         drop(topo);
         held
     };
 
+    let figures = Memory {
+        suite: suite.to_owned(),
+        responders: vec![ours, swan],
+    };
+    Ok(Section {
+        text: render(&figures),
+        figures: Figures::Memory(figures),
+    })
+}
+
+/// The text section: RSS at each checkpoint, bytes per client at the last.
+fn render(figures: &Memory) -> String {
     let mut out = String::new();
+    let clients = figures
+        .responders
+        .iter()
+        .flat_map(|r| r.points.last())
+        .map(|p| p.clients)
+        .max()
+        .unwrap_or(0);
     let _ = writeln!(
         out,
-        "== memory: responder VmRSS before/after {clients} idle clients (distinct ECDSA P-256 certificates, {suite}, ESP aes256gcm16)"
+        "== memory: responder VmRSS before/after up to {clients} idle clients, read after each quarter (distinct ECDSA P-256 certificates, {}, ESP aes256gcm16)",
+        figures.suite
     );
     let mut t = Table::new(&[
         "responder",
@@ -151,22 +183,40 @@ pub fn run(clients: usize) -> Result<String> {
         "after KiB",
         "bytes/client",
     ]);
-    for (label, h) in [("aovpn gateway", &ours), ("strongSwan charon", &swan)] {
-        t.row(vec![
-            label.to_owned(),
-            h.up.to_string(),
-            h.seen_by_responder
-                .map_or("?".to_owned(), |n| n.to_string()),
-            (h.before / 1024).to_string(),
-            (h.after / 1024).to_string(),
-            num(h.per_client(), 0),
-        ]);
+    for r in &figures.responders {
+        for p in &r.points {
+            t.row(vec![
+                r.responder.clone(),
+                p.clients.to_string(),
+                p.seen_by_responder
+                    .map_or("?".to_owned(), |n| n.to_string()),
+                (r.rss_before / 1024).to_string(),
+                (p.rss / 1024).to_string(),
+                num(r.per_client(p), 0),
+            ]);
+        }
     }
     out.push_str(&t.render());
-    let _ = writeln!(
-        out,
-        "   ratio aovpn/strongSwan bytes per client: {}",
-        ratio(ours.per_client(), swan.per_client())
-    );
-    Ok(out)
+    let last = |r: &MemorySeries| r.points.last().and_then(|p| r.per_client(p));
+    if let [ours, swan] = figures.responders.as_slice() {
+        let _ = writeln!(
+            out,
+            "   ratio aovpn/strongSwan bytes per client (all up): {}",
+            ratio(last(ours), last(swan))
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::checkpoints;
+
+    #[test]
+    fn quarters_end_at_n_without_repeats() {
+        assert_eq!(checkpoints(200), vec![50, 100, 150, 200]);
+        assert_eq!(checkpoints(10), vec![3, 5, 8, 10]);
+        assert_eq!(checkpoints(2), vec![1, 2]);
+        assert_eq!(checkpoints(1), vec![1]);
+    }
 }

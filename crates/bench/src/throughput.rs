@@ -22,6 +22,7 @@ use super::common::{
     wait_for_state,
 };
 use super::report::{Table, median, num, ratio};
+use super::results::{DirectionRuns, Figures, PathFigures, Section, Throughput};
 
 const IPERF_PORT: u16 = 5201;
 
@@ -34,8 +35,6 @@ enum Path {
 }
 
 impl Path {
-    const ALL: [Path; 3] = [Path::Plain, Path::StrongSwan, Path::Ours];
-
     fn label(self) -> &'static str {
         match self {
             Path::Plain => "plain routed (no tunnel)",
@@ -120,7 +119,7 @@ fn plain_env(scratch: &Scratch) -> Result<Env> {
         charon_gateway: None,
         _hosts: None,
         topo,
-        negotiated: "-".to_owned(),
+        negotiated: String::new(),
     })
 }
 
@@ -275,14 +274,8 @@ fn iperf_once(env: &Env, secs: u32, reverse: bool) -> Result<(f64, u64, f64)> {
     Ok((bps / 1e6, bytes, cpu))
 }
 
-#[derive(Default)]
-struct Samples {
-    mbit: Vec<f64>,
-    cpu_per_gb: Vec<f64>,
-}
-
 /// Runs the benchmark and returns the report section.
-pub fn run(secs: u32, runs: u32) -> Result<String> {
+pub fn run(secs: u32, runs: u32) -> Result<Section> {
     let scratch = Scratch::new("tput")?;
     let pki = BenchPki::issue(&scratch.path().join("pki"))?;
     eprintln!("bench throughput: building three labs (plain, strongSwan, aovpn)");
@@ -295,10 +288,17 @@ pub fn run(secs: u32, runs: u32) -> Result<String> {
         (Path::Ours, &ours),
     ];
 
-    // [direction][path]
-    let mut samples: [[Samples; 3]; 2] = Default::default();
+    let mut figures: Vec<PathFigures> = envs
+        .iter()
+        .map(|(path, env)| PathFigures {
+            path: path.label().to_owned(),
+            negotiated: env.negotiated.clone(),
+            up: DirectionRuns::default(),
+            down: DirectionRuns::default(),
+        })
+        .collect();
     for run in 1..=runs.max(1) {
-        for (d, reverse) in [false, true].into_iter().enumerate() {
+        for reverse in [false, true] {
             for (p, (path, env)) in envs.iter().enumerate() {
                 let (mbit, bytes, cpu) = iperf_once(env, secs, reverse)
                     .with_context(|| format!("iperf3 through {} (run {run})", path.label()))?;
@@ -307,22 +307,41 @@ pub fn run(secs: u32, runs: u32) -> Result<String> {
                     if reverse { "down" } else { "up  " },
                     path.label()
                 );
-                let s = &mut samples[d][p];
-                s.mbit.push(mbit);
+                let f = &mut figures[p];
+                let runs = if reverse { &mut f.down } else { &mut f.up };
+                runs.mbit.push(mbit);
                 if *path != Path::Plain && bytes > 0 {
-                    s.cpu_per_gb.push(cpu / (bytes as f64 / 1e9));
+                    runs.cpu_s_per_gb.push(cpu / (bytes as f64 / 1e9));
                 }
             }
         }
     }
+    let figures = Throughput {
+        secs,
+        runs: runs.max(1),
+        paths: figures,
+    };
+    let text = render(&figures);
+    drop(ours);
+    drop(swan);
+    drop(plain);
+    Ok(Section {
+        text,
+        figures: Figures::Throughput(figures),
+    })
+}
+
+/// The text section: median per path and direction, ratios, every run.
+fn render(figures: &Throughput) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "== throughput: iperf3 TCP {secs} s, client -> 10.1.0.10 (up) and -R (down), median of {} interleaved runs",
-        runs.max(1)
+        "== throughput: iperf3 TCP {} s, client -> 10.1.0.10 (up) and -R (down), median of {} interleaved runs",
+        figures.secs, figures.runs
     );
-    let _ = writeln!(out, "   strongSwan negotiated: {}", swan.negotiated);
-    let _ = writeln!(out, "   aovpn negotiated:      {}", ours.negotiated);
+    for p in figures.paths.iter().filter(|p| !p.negotiated.is_empty()) {
+        let _ = writeln!(out, "   {} negotiated: {}", p.path, p.negotiated);
+    }
     let mut t = Table::new(&[
         "path",
         "up Mbit/s",
@@ -330,57 +349,53 @@ pub fn run(secs: u32, runs: u32) -> Result<String> {
         "daemon CPU s/GB up",
         "down",
     ]);
-    let med = |d: usize, p: usize| median(&samples[d][p].mbit);
-    let cpu = |d: usize, p: usize| median(&samples[d][p].cpu_per_gb);
-    for (p, path) in Path::ALL.iter().enumerate() {
+    for p in &figures.paths {
         t.row(vec![
-            path.label().to_owned(),
-            num(med(0, p), 0),
-            num(med(1, p), 0),
-            num(cpu(0, p), 1),
-            num(cpu(1, p), 1),
+            p.path.clone(),
+            num(median(&p.up.mbit), 0),
+            num(median(&p.down.mbit), 0),
+            num(median(&p.up.cpu_s_per_gb), 1),
+            num(median(&p.down.cpu_s_per_gb), 1),
         ]);
     }
     out.push_str(&t.render());
+    let find = |path: Path| figures.paths.iter().find(|p| p.path == path.label());
+    let (Some(plain), Some(swan), Some(ours)) =
+        (find(Path::Plain), find(Path::StrongSwan), find(Path::Ours))
+    else {
+        return out;
+    };
+    let mbit = |r: &DirectionRuns| median(&r.mbit);
+    let cpu = |r: &DirectionRuns| median(&r.cpu_s_per_gb);
     let _ = writeln!(
         out,
         "   ratio aovpn/strongSwan: up {}  down {}   (CPU per GB: up {}  down {})",
-        ratio(med(0, 2), med(0, 1)),
-        ratio(med(1, 2), med(1, 1)),
-        ratio(cpu(0, 2), cpu(0, 1)),
-        ratio(cpu(1, 2), cpu(1, 1)),
+        ratio(mbit(&ours.up), mbit(&swan.up)),
+        ratio(mbit(&ours.down), mbit(&swan.down)),
+        ratio(cpu(&ours.up), cpu(&swan.up)),
+        ratio(cpu(&ours.down), cpu(&swan.down)),
     );
     let _ = writeln!(
         out,
         "   ratio aovpn/plain:      up {}  down {}",
-        ratio(med(0, 2), med(0, 0)),
-        ratio(med(1, 2), med(1, 0)),
+        ratio(mbit(&ours.up), mbit(&plain.up)),
+        ratio(mbit(&ours.down), mbit(&plain.down)),
     );
+    let rounded = |v: &[f64]| v.iter().map(|x| x.round()).collect::<Vec<_>>();
     let _ = writeln!(
         out,
         "   all samples (Mbit/s): {}",
-        Path::ALL
+        figures
+            .paths
             .iter()
-            .enumerate()
-            .map(|(p, path)| format!(
+            .map(|p| format!(
                 "{}: up {:?} down {:?}",
-                path.label(),
-                samples[0][p]
-                    .mbit
-                    .iter()
-                    .map(|v| v.round())
-                    .collect::<Vec<_>>(),
-                samples[1][p]
-                    .mbit
-                    .iter()
-                    .map(|v| v.round())
-                    .collect::<Vec<_>>()
+                p.path,
+                rounded(&p.up.mbit),
+                rounded(&p.down.mbit)
             ))
             .collect::<Vec<_>>()
             .join("; ")
     );
-    drop(ours);
-    drop(swan);
-    drop(plain);
-    Ok(out)
+    out
 }

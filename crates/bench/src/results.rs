@@ -1,0 +1,135 @@
+//! What each benchmark measured, as data: the JSON report is these types serialised, the text
+//! report and the charts are drawn from them. Raw runs are kept (not only medians) so that a
+//! reader of the JSON can recompute every figure.
+
+use serde::Serialize;
+
+/// One benchmark's outcome: its text section and its figures.
+#[derive(Debug)]
+pub struct Section {
+    pub text: String,
+    pub figures: Figures,
+}
+
+/// The figures of one benchmark (in the JSON report under the part's name, so untagged).
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Figures {
+    Throughput(Throughput),
+    Ike(Ike),
+    Memory(Memory),
+    Flood(Vec<FloodPhase>),
+}
+
+/// `bench throughput`: iperf3 TCP per path and direction.
+#[derive(Debug, Clone, Serialize)]
+pub struct Throughput {
+    pub secs: u32,
+    pub runs: u32,
+    pub paths: Vec<PathFigures>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PathFigures {
+    /// `plain routed (no tunnel)`, `strongSwan 5.9 libipsec`, `aovpn`...
+    pub path: String,
+    /// What the tunnel negotiated, as its daemons report it (empty for the plain path).
+    pub negotiated: String,
+    pub up: DirectionRuns,
+    pub down: DirectionRuns,
+}
+
+/// One direction's runs: Mbit/s each run, and the daemons' CPU seconds per GB received.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DirectionRuns {
+    pub mbit: Vec<f64>,
+    pub cpu_s_per_gb: Vec<f64>,
+}
+
+/// `bench ike`: handshakes per second per cell.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ike {
+    pub secs: u32,
+    pub repeats: u32,
+    /// File system of the gateway's state directory (the "aovpn" runs).
+    pub state_dir_fs: String,
+    pub cells: Vec<IkeCell>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IkeCell {
+    pub certificates: String,
+    pub suite: String,
+    pub concurrency: usize,
+    pub aovpn: HandshakeRuns,
+    /// The same gateway with its state directory on a tmpfs.
+    pub aovpn_tmpfs: HandshakeRuns,
+    pub strongswan: HandshakeRuns,
+}
+
+/// One responder's runs in one cell.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HandshakeRuns {
+    /// Establish+delete cycles per second, each run.
+    pub rates: Vec<f64>,
+    /// Responder CPU ms per cycle, each run that completed one.
+    pub cpu_ms: Vec<f64>,
+    /// Each run's median IKE_SA_INIT -> Child SA up, ms.
+    pub setup_ms: Vec<f64>,
+    pub failures: u64,
+    pub first_error: Option<String>,
+}
+
+/// `bench memory`: responder RSS as idle clients come up.
+#[derive(Debug, Clone, Serialize)]
+pub struct Memory {
+    pub suite: String,
+    pub responders: Vec<MemorySeries>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MemorySeries {
+    pub responder: String,
+    /// VmRSS after the warm-up handshake, before any client is held.
+    pub rss_before: u64,
+    /// VmRSS each time a checkpoint's clients were all up (or had failed).
+    pub points: Vec<MemoryPoint>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct MemoryPoint {
+    /// Clients up (IKE and Child SA established, as the initiator saw it).
+    pub clients: usize,
+    /// Clients the responder itself listed.
+    pub seen_by_responder: Option<usize>,
+    pub rss: u64,
+}
+
+impl MemorySeries {
+    /// Bytes of RSS per client at `point`, over the warm-up baseline.
+    pub fn per_client(&self, point: &MemoryPoint) -> Option<f64> {
+        (point.clients > 0)
+            .then(|| (point.rss as f64 - self.rss_before as f64) / point.clients as f64)
+    }
+}
+
+/// `bench flood`: one phase on both responders.
+#[derive(Debug, Clone, Serialize)]
+pub struct FloodPhase {
+    pub phase: String,
+    pub aovpn: FloodRun,
+    pub strongswan: FloodRun,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FloodRun {
+    /// The legitimate client's connect times, ms.
+    pub setup_ms: Vec<f64>,
+    pub failures: Vec<String>,
+    pub spoofed_sent: u64,
+    pub echo_half_open: u64,
+    pub echo_cookies: u64,
+    pub echo_unanswered: u64,
+    pub elapsed_s: f64,
+    pub cpu_percent: f64,
+}

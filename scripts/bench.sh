@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's benchmark: build aovpn (release) and run `aovpn bench all` — TCP throughput
-# (plain routed path vs strongSwan kernel-libipsec vs our tunnel), IKE handshakes per second
+# (plain routed path vs strongSwan kernel-libipsec vs our tunnel vs userspace WireGuard), IKE handshakes per second
 # (our gateway vs strongSwan's charon as responder, one in-process initiator), and responder
 # memory per idle client. Every figure is printed next to its peer's from the same run and as a
 # ratio; nothing is asserted. The report (report.txt, report.json with every run's values, PNG
@@ -17,6 +17,8 @@ if [ "$(id -u)" != 0 ]; then
     exit 2
 fi
 scripts/install-deps.sh
+scripts/install-bench-peers.sh
+export PATH="$PWD/target/bench-peers/bin:$PATH"
 [ -c /dev/net/tun ] || { mkdir -p /dev/net && mknod /dev/net/tun c 10 200 && chmod 0666 /dev/net/tun; }
 cargo build --release --locked -p aovpn
 exec target/release/aovpn bench all --out "target/bench/$(date -u +%Y-%m-%dT%H%MZ)" "$@"

@@ -403,7 +403,9 @@ mod tests {
                 path("plain routed (no tunnel)", 9000.0, 9500.0),
                 path("strongSwan 5.9 libipsec", 250.0, 300.0),
                 path("aovpn", 2000.0, 1600.0),
+                path("wireguard-go (userspace)", 280.0, 250.0),
             ],
+            skipped: vec![],
         });
         let cells = ["RSA-2048", "ECDSA P-256"]
             .iter()

@@ -88,7 +88,7 @@ fn validity() -> Validity {
     Validity::days_from(SystemTime::now() - Duration::from_secs(3600), 30)
 }
 
-fn write_private(path: &Path, data: &[u8]) -> Result<()> {
+pub fn write_private(path: &Path, data: &[u8]) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = fs::OpenOptions::new()
@@ -157,6 +157,13 @@ impl BenchPki {
     }
 }
 
+/// The log level of every aovpn process a bench starts, whatever the caller's AOVPN_LOG:
+/// the figures must not depend on the shell they were started from.
+pub const AOVPN_LOG_LEVEL: &str = "info";
+
+/// How both responders log in every bench, printed in the report's header.
+pub const LOG_LEVELS: &str = "aovpn AOVPN_LOG=info to a file; charon filelog level 1 (default, ike, cfg) flushed per line, syslog off";
+
 /// A process we started, stopped by its pid on drop (SIGTERM, then SIGKILL after 5 s).
 #[derive(Debug)]
 pub struct Process {
@@ -170,6 +177,7 @@ impl Process {
         let out = fs::OpenOptions::new().create(true).append(true).open(log)?;
         let child = ns
             .command(argv)
+            .env("AOVPN_LOG", AOVPN_LOG_LEVEL)
             .stdout(out.try_clone()?)
             .stderr(out)
             .spawn()

@@ -29,6 +29,7 @@ mod memory;
 mod report;
 mod results;
 mod throughput;
+mod wireguard;
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -145,6 +146,7 @@ struct Machine {
     /// UTC, RFC 3339.
     started: String,
     load_average_at_start: String,
+    log_levels: &'static str,
 }
 
 impl Machine {
@@ -168,18 +170,20 @@ impl Machine {
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_default(),
             load_average_at_start: common::load_average(),
+            log_levels: common::LOG_LEVELS,
         }
     }
 
     fn header(&self) -> String {
         format!(
-            "# aovpn bench {} | kernel {} | {} CPUs | strongSwan {} | started {} | load average at start {}\n",
+            "# aovpn bench {} | kernel {} | {} CPUs | strongSwan {} | started {} | load average at start {}\n# log levels: {}\n",
             self.aovpn,
             self.kernel,
             self.cpus,
             self.strongswan,
             self.started,
-            self.load_average_at_start
+            self.load_average_at_start,
+            self.log_levels
         )
     }
 }

@@ -27,6 +27,8 @@ pub struct Throughput {
     pub secs: u32,
     pub runs: u32,
     pub paths: Vec<PathFigures>,
+    /// Peers that could not be measured here, and why (`boringtun (userspace): not installed`).
+    pub skipped: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

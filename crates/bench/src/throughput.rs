@@ -23,6 +23,7 @@ use super::common::{
 };
 use super::report::{Table, median, num, ratio};
 use super::results::{DirectionRuns, Figures, PathFigures, Section, Throughput};
+use super::wireguard::{self, WireGuard};
 
 const IPERF_PORT: u16 = 5201;
 
@@ -32,6 +33,7 @@ enum Path {
     Plain,
     StrongSwan,
     Ours,
+    WireGuard(WireGuard),
 }
 
 impl Path {
@@ -40,6 +42,7 @@ impl Path {
             Path::Plain => "plain routed (no tunnel)",
             Path::StrongSwan => "strongSwan 5.9 libipsec",
             Path::Ours => "aovpn",
+            Path::WireGuard(w) => w.label(),
         }
     }
 }
@@ -52,6 +55,7 @@ struct Env {
     our_gateway: Option<Process>,
     charon_client: Option<Charon>,
     charon_gateway: Option<Charon>,
+    wireguard: Option<wireguard::Tunnel>,
     _hosts: Option<HostsFile>,
     topo: Topology,
     /// What was negotiated, as the daemons report it.
@@ -65,6 +69,9 @@ impl Env {
         pids.extend(self.our_client.as_ref().map(Process::pid));
         pids.extend(self.charon_gateway.as_ref().map(Charon::pid));
         pids.extend(self.charon_client.as_ref().map(Charon::pid));
+        if let Some(w) = &self.wireguard {
+            pids.extend([w.gateway.pid(), w.client.pid()]);
+        }
         pids
     }
 }
@@ -117,6 +124,7 @@ fn plain_env(scratch: &Scratch) -> Result<Env> {
         our_gateway: None,
         charon_client: None,
         charon_gateway: None,
+        wireguard: None,
         _hosts: None,
         topo,
         negotiated: String::new(),
@@ -171,6 +179,7 @@ fn strongswan_env(scratch: &Scratch, pki: &BenchPki) -> Result<Env> {
         our_gateway: None,
         charon_client: Some(cl),
         charon_gateway: Some(gw),
+        wireguard: None,
         _hosts: None,
         topo,
         negotiated,
@@ -240,9 +249,33 @@ fn our_env(scratch: &Scratch, pki: &BenchPki) -> Result<Env> {
         our_gateway: Some(gateway),
         charon_client: None,
         charon_gateway: None,
+        wireguard: None,
         _hosts: Some(hosts),
         topo,
         negotiated,
+    })
+}
+
+fn wireguard_env(scratch: &Scratch, kind: WireGuard) -> Result<Env> {
+    let tag = match kind {
+        WireGuard::Go => "aobtw",
+        WireGuard::BoringTun => "aobtb",
+    };
+    let topo = Topology::builder(tag).routed(false).build()?;
+    let dir = scratch.path().join(tag);
+    let tunnel = wireguard::tunnel(kind, &topo, &dir, tag)?;
+    let iperf_server = iperf_server(&topo, &dir.join("iperf.log"))?;
+    ping_vnet(&topo)?;
+    Ok(Env {
+        _iperf_server: iperf_server,
+        our_client: None,
+        our_gateway: None,
+        charon_client: None,
+        charon_gateway: None,
+        negotiated: tunnel.negotiated.clone(),
+        wireguard: Some(tunnel),
+        _hosts: None,
+        topo,
     })
 }
 
@@ -278,15 +311,27 @@ fn iperf_once(env: &Env, secs: u32, reverse: bool) -> Result<(f64, u64, f64)> {
 pub fn run(secs: u32, runs: u32) -> Result<Section> {
     let scratch = Scratch::new("tput")?;
     let pki = BenchPki::issue(&scratch.path().join("pki"))?;
-    eprintln!("bench throughput: building three labs (plain, strongSwan, aovpn)");
+    eprintln!("bench throughput: building a lab per path (plain, strongSwan, aovpn, WireGuard)");
     let plain = plain_env(&scratch).context("plain lab")?;
     let swan = strongswan_env(&scratch, &pki).context("strongSwan lab")?;
     let ours = our_env(&scratch, &pki).context("aovpn lab")?;
-    let envs = [
-        (Path::Plain, &plain),
-        (Path::StrongSwan, &swan),
-        (Path::Ours, &ours),
+    let mut envs = vec![
+        (Path::Plain, plain),
+        (Path::StrongSwan, swan),
+        (Path::Ours, ours),
     ];
+    let mut skipped = Vec::new();
+    for kind in [WireGuard::Go, WireGuard::BoringTun] {
+        match kind.find() {
+            Ok(_) => {
+                eprintln!("bench throughput: a lab for {}", kind.label());
+                let env = wireguard_env(&scratch, kind)
+                    .with_context(|| format!("{} lab", kind.label()))?;
+                envs.push((Path::WireGuard(kind), env));
+            }
+            Err(why) => skipped.push(format!("{}: {why}", kind.label())),
+        }
+    }
 
     let mut figures: Vec<PathFigures> = envs
         .iter()
@@ -320,11 +365,10 @@ pub fn run(secs: u32, runs: u32) -> Result<Section> {
         secs,
         runs: runs.max(1),
         paths: figures,
+        skipped,
     };
     let text = render(&figures);
-    drop(ours);
-    drop(swan);
-    drop(plain);
+    drop(envs);
     Ok(Section {
         text,
         figures: Figures::Throughput(figures),
@@ -341,6 +385,13 @@ fn render(figures: &Throughput) -> String {
     );
     for p in figures.paths.iter().filter(|p| !p.negotiated.is_empty()) {
         let _ = writeln!(out, "   {} negotiated: {}", p.path, p.negotiated);
+    }
+    let _ = writeln!(
+        out,
+        "   every tunnel here runs in userspace: this kernel has no XFRM ESP and no wireguard module, so strongSwan's figure is its libipsec data path"
+    );
+    for why in &figures.skipped {
+        let _ = writeln!(out, "   not measured: {why}");
     }
     let mut t = Table::new(&[
         "path",
@@ -381,6 +432,21 @@ fn render(figures: &Throughput) -> String {
         ratio(mbit(&ours.up), mbit(&plain.up)),
         ratio(mbit(&ours.down), mbit(&plain.down)),
     );
+    for other in figures
+        .paths
+        .iter()
+        .filter(|p| ![plain, swan, ours].iter().any(|q| q.path == p.path))
+    {
+        let _ = writeln!(
+            out,
+            "   ratio aovpn/{}: up {}  down {}   (CPU per GB: up {}  down {})",
+            other.path,
+            ratio(mbit(&ours.up), mbit(&other.up)),
+            ratio(mbit(&ours.down), mbit(&other.down)),
+            ratio(cpu(&ours.up), cpu(&other.up)),
+            ratio(cpu(&ours.down), cpu(&other.down)),
+        );
+    }
     let rounded = |v: &[f64]| v.iter().map(|x| x.round()).collect::<Vec<_>>();
     let _ = writeln!(
         out,

@@ -139,3 +139,54 @@ fn the_memory_bench_reports_each_quarter_as_json_and_a_chart() {
             .join("; ")
     ));
 }
+
+#[test]
+fn the_scale_bench_holds_every_tunnel_on_both_responders() {
+    testkit::require_root();
+    const TUNNELS: u64 = 40;
+    let out = tempfile::tempdir().unwrap();
+    let json = bench(
+        &[
+            "scale",
+            "--tunnels",
+            &TUNNELS.to_string(),
+            "--parallel",
+            "8",
+            "--idle-secs",
+            "2",
+            "--probes",
+            "3",
+        ],
+        out.path(),
+    );
+    let responders = json["figures"]["scale"]["responders"].as_array().unwrap();
+    let names: Vec<&str> = responders
+        .iter()
+        .map(|r| r["memory"]["responder"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["aovpn gateway", "strongSwan charon"], "{json:#}");
+    for r in responders {
+        assert_eq!(r["error"], Value::Null, "{r}");
+        assert_eq!(r["up"].as_u64(), Some(TUNNELS), "{r}");
+        let points = r["memory"]["points"].as_array().unwrap();
+        assert_eq!(points.len(), 4, "{r}");
+        // Each responder lists every tunnel once all are up.
+        assert_eq!(
+            points[3]["seen_by_responder"].as_u64(),
+            Some(TUNNELS),
+            "{r}"
+        );
+        assert_eq!(numbers(&r["probe_setup_ms"]).len(), 3, "{r}");
+        assert!(r["idle_cpu_percent"].as_f64().is_some(), "{r}");
+    }
+    assert!(out.path().join("scale.png").exists());
+    let text = std::fs::read_to_string(out.path().join("report.txt")).unwrap();
+    let ratios = text
+        .lines()
+        .find(|l| l.contains("ratio aovpn/strongSwan: RSS per tunnel"))
+        .unwrap_or_else(|| panic!("no ratio line:\n{text}"));
+    report(&format!(
+        "bench scale --tunnels {TUNNELS}: {}",
+        ratios.trim()
+    ));
+}

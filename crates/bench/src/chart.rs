@@ -12,7 +12,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::report::median;
-use super::results::{Figures, Ike, Memory, Throughput};
+use super::results::{Figures, Ike, MemorySeries, Throughput};
 
 /// The one font the charts use (Debian's fonts-dejavu-core); read at run time rather than
 /// compiled in, so that the binary does not carry 700 KB of font for an optional report.
@@ -55,7 +55,19 @@ pub fn draw(figures: &Figures, dir: &Path, name: &str) -> Result<Option<PathBuf>
     let drawn = match figures {
         Figures::Throughput(t) => throughput(t, &path)?,
         Figures::Ike(i) => ike(i, &path)?,
-        Figures::Memory(m) => memory(m, &path)?,
+        Figures::Memory(m) => memory(
+            &format!("Responder memory per idle client ({})", m.suite),
+            &m.responders,
+            &path,
+        )?,
+        Figures::Scale(s) => {
+            let series: Vec<MemorySeries> = s.responders.iter().map(|r| r.memory.clone()).collect();
+            memory(
+                &format!("Responder memory per tunnel, up to {} tunnels", s.tunnels),
+                &series,
+                &path,
+            )?
+        }
         Figures::Flood(_) => false,
     };
     Ok(drawn.then_some(path))
@@ -283,9 +295,8 @@ fn ike(i: &Ike, file: &Path) -> Result<bool> {
 }
 
 /// Responder RSS per idle client (KiB) against the number of clients up.
-fn memory(m: &Memory, file: &Path) -> Result<bool> {
-    let lines: Vec<(&str, Vec<(f64, f64)>)> = m
-        .responders
+fn memory(caption: &str, responders: &[MemorySeries], file: &Path) -> Result<bool> {
+    let lines: Vec<(&str, Vec<(f64, f64)>)> = responders
         .iter()
         .map(|r| {
             let points = r
@@ -305,10 +316,7 @@ fn memory(m: &Memory, file: &Path) -> Result<bool> {
     let root = BitMapBackend::new(file, (960, 540)).into_drawing_area();
     root.fill(&WHITE).map_err(plot_error)?;
     let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!("Responder memory per idle client ({})", m.suite),
-            (FONT, 18),
-        )
+        .caption(caption, (FONT, 18))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(64)
@@ -353,7 +361,7 @@ fn memory(m: &Memory, file: &Path) -> Result<bool> {
 mod tests {
     use super::*;
     use crate::results::{
-        DirectionRuns, HandshakeRuns, IkeCell, MemoryPoint, MemorySeries, PathFigures,
+        DirectionRuns, HandshakeRuns, IkeCell, Memory, MemoryPoint, MemorySeries, PathFigures,
     };
 
     /// Width and height from a PNG's IHDR, or None when `bytes` is not a PNG.

@@ -426,6 +426,27 @@ pub fn start_our_gateway(
     status_file: bool,
     limits: Limits,
 ) -> Result<(Process, Option<PathBuf>)> {
+    start_our_gateway_with_pool(
+        topo,
+        dir,
+        pki,
+        ike_proposals,
+        status_file,
+        limits,
+        lab::CLIENT_POOL,
+    )
+}
+
+/// [`start_our_gateway`] with the client address pool `pool`.
+pub fn start_our_gateway_with_pool(
+    topo: &Topology,
+    dir: &Path,
+    pki: &BenchPki,
+    ike_proposals: &[&str],
+    status_file: bool,
+    limits: Limits,
+    pool: &str,
+) -> Result<(Process, Option<PathBuf>)> {
     fs::create_dir_all(dir)?;
     let list = |items: &[&str]| {
         items
@@ -464,7 +485,6 @@ interface = "aovpn-gw"
             crt = pki.gateway_cert.display(),
             key = pki.gateway_key.display(),
             ca = pki.ca_file.display(),
-            pool = lab::CLIENT_POOL,
             vnet = lab::VNET_TS,
             ike = list(ike_proposals),
             limits = match limits {
@@ -518,10 +538,24 @@ pub fn start_charon_gateway(
     ike_proposals: &[&str],
     limits: Limits,
 ) -> Result<Charon> {
+    start_charon_gateway_with_pool(topo, dir, pki, ike_proposals, limits, lab::CLIENT_POOL)
+}
+
+/// [`start_charon_gateway`] with the client address pool `pool`.
+pub fn start_charon_gateway_with_pool(
+    topo: &Topology,
+    dir: &Path,
+    pki: &BenchPki,
+    ike_proposals: &[&str],
+    limits: Limits,
+    pool: &str,
+) -> Result<Charon> {
     let settings = match limits {
         // A second `charon` section is merged into the first, as strongswan.d's files are.
+        // The IKE SA table sized as strongSwan's documentation advises for many SAs (its
+        // default is one bucket); with few SAs it changes nothing.
         Limits::OutOfTheWay => {
-            "charon {\n    cookie_threshold = 1000000\n    cookie_threshold_ip = 1000000\n    block_threshold = 1000000\n}\n"
+            "charon {\n    cookie_threshold = 1000000\n    cookie_threshold_ip = 1000000\n    block_threshold = 1000000\n    ikesa_table_size = 4096\n    ikesa_table_segments = 16\n}\n"
         }
         Limits::Defaults => "",
     };
@@ -537,13 +571,15 @@ pub fn start_charon_gateway(
                     .local_id(GATEWAY_NAME)
                     .local_cert(&pki.gateway_cert)
                     .remote_cacert(&pki.ca_file)
+                    // Liveness as our gateway's default (crypto.dpd_interval_secs = 30).
+                    .set("dpd_delay", "30s")
                     .child(
                         ChildConfig::new("p2s")
                             .local_ts(lab::VNET_TS)
                             .esp_proposals(ESP_PROPOSAL),
                     ),
             )
-            .pool("p2s-pool", lab::CLIENT_POOL)
+            .pool("p2s-pool", pool)
             .private_key(&pki.gateway_key),
     )?;
     gw.load_all().context("swanctl --load-all (gateway)")?;

@@ -92,7 +92,9 @@ impl Slot {
         Ok(Slot {
             socket,
             local,
-            buf: vec![0; 65_536],
+            // IKE messages here are a few KB (one certificate, fragments of 1280 bytes); a
+            // small buffer matters when ten thousand slots are held.
+            buf: vec![0; 16_384],
         })
     }
 }
@@ -310,19 +312,32 @@ pub async fn one_handshake(
     run_sa(&mut slot, cfg, &provider, server, AfterUp::Delete).await
 }
 
+/// What [`hold_many`] saw.
+#[derive(Debug)]
+pub struct HoldResult<R> {
+    /// What `at_checkpoint` returned at each stage.
+    pub readings: Vec<R>,
+    /// SAs that came up in all.
+    pub up: usize,
+    /// Time spent bringing SAs up, checkpoints not counted.
+    pub bring_up: Duration,
+    /// First few failures.
+    pub errors: Vec<String>,
+}
+
 /// Brings up one held SA per config (at most `parallel` establishing at once) in stages: the
-/// first `checkpoints[0]` configs, then up to `checkpoints[1]`, and so on, calling
-/// `at_checkpoint` with the number of SAs up once each stage's SAs are up (or failed); the last
-/// stage is always all of `configs`. Then deletes them all. Returns what `at_checkpoint`
-/// returned at each stage and how many SAs came up in all.
+/// first `checkpoints[0]` configs, then up to `checkpoints[1]`, and so on, awaiting
+/// `at_checkpoint(up, last)` with the number of SAs up once each stage's SAs are up (or
+/// failed); the last stage is always all of `configs`. The held SAs keep answering their
+/// responder (liveness checks) while `at_checkpoint` runs. Then deletes them all.
 pub async fn hold_many<R>(
     configs: &[Arc<InitiatorConfig>],
     sources: &[Ipv4Addr],
     server: SocketAddr,
     parallel: usize,
     checkpoints: &[usize],
-    mut at_checkpoint: impl FnMut(usize) -> R,
-) -> Result<(Vec<R>, usize)> {
+    mut at_checkpoint: impl AsyncFnMut(usize, bool) -> R,
+) -> Result<HoldResult<R>> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut held = Held {
         tasks: tokio::task::JoinSet::new(),
@@ -342,7 +357,10 @@ pub async fn hold_many<R>(
     let mut readings = Vec::with_capacity(stages.len());
     let mut up = 0usize;
     let mut started = 0usize;
-    for stage_end in stages {
+    let mut bring_up = Duration::ZERO;
+    let last_stage = stages.len().saturating_sub(1);
+    for (stage, stage_end) in stages.into_iter().enumerate() {
+        let stage_started = Instant::now();
         let mut ups = Vec::with_capacity(stage_end.saturating_sub(started));
         for (i, cfg) in configs.iter().enumerate().take(stage_end).skip(started) {
             ups.push(held.spawn(i, cfg.clone()).await?);
@@ -353,21 +371,32 @@ pub async fn hold_many<R>(
                 up += 1;
             }
         }
-        readings.push(at_checkpoint(up));
+        bring_up += stage_started.elapsed();
+        readings.push(at_checkpoint(up, stage == last_stage).await);
     }
     let _ = stop_tx.send(true);
     let deadline = tokio::time::sleep(DELETE_GRACE * 4);
     tokio::pin!(deadline);
+    let mut errors = Vec::new();
     loop {
         tokio::select! {
-            next = held.tasks.join_next() => if next.is_none() { break },
+            next = held.tasks.join_next() => match next {
+                None => break,
+                Some(Ok(Err(e))) if errors.len() < 3 => errors.push(format!("{e:#}")),
+                Some(_) => {}
+            },
             _ = &mut deadline => {
                 held.tasks.abort_all();
                 break;
             }
         }
     }
-    Ok((readings, up))
+    Ok(HoldResult {
+        readings,
+        up,
+        bring_up,
+        errors,
+    })
 }
 
 /// The SAs [`hold_many`] keeps up, each a task answering its responder until `stop`.

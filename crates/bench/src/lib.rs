@@ -28,6 +28,7 @@ mod initiator;
 mod memory;
 mod report;
 mod results;
+mod scale;
 mod throughput;
 mod wireguard;
 
@@ -73,6 +74,34 @@ struct MemoryArgs {
 }
 
 #[derive(Debug, Clone, clap::Args)]
+struct ScaleArgs {
+    /// Concurrent tunnels (IKE SA + Child SA, distinct certificates).
+    #[arg(long, default_value_t = 10_000)]
+    tunnels: usize,
+    /// Handshakes in flight while bringing them up.
+    #[arg(long, default_value_t = 64)]
+    parallel: usize,
+    /// Seconds the responder's CPU is measured with all tunnels up and idle (two rounds of
+    /// 30 s liveness checks by default).
+    #[arg(long, default_value_t = 60)]
+    idle_secs: u32,
+    /// Establish+delete cycles of one more client while all are up.
+    #[arg(long, default_value_t = 20)]
+    probes: usize,
+}
+
+impl ScaleArgs {
+    fn options(&self) -> scale::ScaleOptions {
+        scale::ScaleOptions {
+            tunnels: self.tunnels,
+            parallel: self.parallel,
+            idle_secs: self.idle_secs,
+            probes: self.probes,
+        }
+    }
+}
+
+#[derive(Debug, Clone, clap::Args)]
 struct FloodArgs {
     /// Spoofed IKE_SA_INIT requests per second.
     #[arg(long, default_value_t = 20_000)]
@@ -106,6 +135,9 @@ enum BenchCommand {
     /// A legitimate client's connect time during IKE_SA_INIT floods (spoofed sources, a
     /// COOKIE-echoing host): aovpn gateway vs strongSwan charon, default DoS settings.
     Flood(FloodArgs),
+    /// Many concurrent tunnels (10,000 by default) on each responder: time to bring them up,
+    /// RSS per tunnel, idle CPU with liveness checks on, setup time of one more client.
+    Scale(ScaleArgs),
     /// All of them with their defaults (options apply to their part), one report.
     All {
         #[command(flatten)]
@@ -122,6 +154,8 @@ enum BenchCommand {
         clients: usize,
         #[command(flatten)]
         flood: FloodArgs,
+        #[command(flatten)]
+        scale: ScaleArgs,
     },
 }
 
@@ -263,6 +297,7 @@ pub fn run(args: BenchArgs) -> ExitCode {
         )],
         BenchCommand::Memory(a) => vec![("memory", Box::new(move || memory::run(a.clients)))],
         BenchCommand::Flood(a) => vec![("flood", Box::new(move || flood::run(a.options())))],
+        BenchCommand::Scale(a) => vec![("scale", Box::new(move || scale::run(a.options())))],
         BenchCommand::All {
             throughput: t,
             ike_secs,
@@ -270,6 +305,7 @@ pub fn run(args: BenchArgs) -> ExitCode {
             repeats,
             clients,
             flood: f,
+            scale: sc,
         } => vec![
             (
                 "throughput",
@@ -281,6 +317,7 @@ pub fn run(args: BenchArgs) -> ExitCode {
             ),
             ("memory", Box::new(move || memory::run(clients))),
             ("flood", Box::new(move || flood::run(f.options()))),
+            ("scale", Box::new(move || scale::run(sc.options()))),
         ],
     };
     let started = time::OffsetDateTime::now_utc();

@@ -28,7 +28,7 @@ const PARALLEL: usize = 8;
 pub const MAX_CLIENTS: usize = 250;
 
 /// A quarter of `n` at a time: the counts at which RSS is read.
-fn checkpoints(n: usize) -> Vec<usize> {
+pub fn checkpoints(n: usize) -> Vec<usize> {
     let mut c: Vec<usize> = (1..=4).map(|q| (n * q).div_ceil(4)).collect();
     c.dedup();
     c
@@ -54,24 +54,38 @@ fn hold(
     let before = vm_rss_bytes(pid)?;
     let stages = checkpoints(configs.len());
     let configs = configs.to_vec();
-    let (readings, _) = in_client(topo, move || {
+    let held = in_client(topo, move || {
         Box::pin(async move {
-            hold_many(&configs, &sources, server, PARALLEL, &stages, |up| {
-                // Let the responder settle (status writes, lazily freed buffers) first.
-                thread::sleep(Duration::from_secs(2));
-                vm_rss_bytes(pid).map(|rss| MemoryPoint {
-                    clients: up,
-                    seen_by_responder: count_sas(),
-                    rss,
-                })
-            })
+            hold_many(
+                &configs,
+                &sources,
+                server,
+                PARALLEL,
+                &stages,
+                async |up, _last| point(pid, up, &count_sas).await,
+            )
             .await
         })
     })?;
     Ok(MemorySeries {
         responder: responder.to_owned(),
         rss_before: before,
-        points: readings.into_iter().collect::<Result<_>>()?,
+        points: held.readings.into_iter().collect::<Result<_>>()?,
+    })
+}
+
+/// The responder's RSS with `up` clients held, once it has settled (status writes, lazily
+/// freed buffers).
+pub async fn point(
+    pid: u32,
+    up: usize,
+    count_sas: &(impl Fn() -> Option<usize> + Send),
+) -> Result<MemoryPoint> {
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    Ok(MemoryPoint {
+        clients: up,
+        seen_by_responder: count_sas(),
+        rss: vm_rss_bytes(pid)?,
     })
 }
 

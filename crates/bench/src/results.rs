@@ -19,6 +19,7 @@ pub enum Figures {
     Ike(Ike),
     Memory(Memory),
     Flood(Vec<FloodPhase>),
+    Scale(Scale),
 }
 
 /// `bench throughput`: iperf3 TCP per path and direction.
@@ -134,4 +135,34 @@ pub struct FloodRun {
     pub echo_unanswered: u64,
     pub elapsed_s: f64,
     pub cpu_percent: f64,
+}
+
+/// `bench scale`: many concurrent tunnels per responder.
+#[derive(Debug, Clone, Serialize)]
+pub struct Scale {
+    pub tunnels: usize,
+    /// Handshakes in flight while bringing them up.
+    pub parallel: usize,
+    pub idle_secs: u32,
+    pub suite: String,
+    pub responders: Vec<ScaleRun>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ScaleRun {
+    /// RSS after each quarter of the tunnels.
+    pub memory: MemorySeries,
+    /// Tunnels that came up.
+    pub up: usize,
+    /// Seconds spent bringing them up (RSS readings not counted).
+    pub bring_up_s: f64,
+    /// Responder CPU in percent of one core while all were up and idle.
+    pub idle_cpu_percent: Option<f64>,
+    /// Setup times (ms) of one more client, establish+delete, while all were up.
+    pub probe_setup_ms: Vec<f64>,
+    pub probe_errors: Vec<String>,
+    /// First few failures of the held tunnels.
+    pub errors: Vec<String>,
+    /// Why the responder could not be measured at all.
+    pub error: Option<String>,
 }

@@ -275,6 +275,15 @@ impl Charon {
         self.swanctl_ok("--terminate", &["--ike", ike, "--timeout", "10"])
     }
 
+    /// How many IKE SAs charon has (`swanctl --stats`: "IKE_SAs: N total, M half-open"),
+    /// cheap where listing ten thousand SAs is not.
+    pub fn ike_sa_count(&self) -> io::Result<usize> {
+        let text = self.swanctl_ok("--stats", &[])?;
+        parse_ike_sa_total(&text).ok_or_else(|| {
+            io::Error::other(format!("swanctl --stats: no IKE_SAs total in {text:?}"))
+        })
+    }
+
     /// The IKE SAs charon currently has (`swanctl --list-sas --pretty`, parsed).
     pub fn list_sas(&self) -> io::Result<Vec<SaInfo>> {
         let text = self.swanctl_ok("--list-sas", &["--pretty"])?;
@@ -339,6 +348,15 @@ impl Drop for Charon {
             );
         }
     }
+}
+
+/// N from swanctl --stats' "IKE_SAs: N total, M half-open" line.
+fn parse_ike_sa_total(stats: &str) -> Option<usize> {
+    stats
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("IKE_SAs:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
 }
 
 fn strongswan_conf(workdir: &Path, extra_plugins: &str, settings: &str) -> String {

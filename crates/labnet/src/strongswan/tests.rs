@@ -408,3 +408,16 @@ fn key_formats_load_from_private_dir() {
         );
     }
 }
+
+#[test]
+fn ike_sa_total_from_swanctl_stats() {
+    let stats = "uptime: 2 minutes, since Dec 04 21:50:01 2026\n\
+                 worker threads: 16 total, 11 idle, working: 4/0/1/0\n\
+                 job queues: 0/0/0/0\n\
+                 jobs scheduled: 10042\n\
+                 IKE_SAs: 10000 total, 3 half-open\n\
+                 mallinfo: sbrk 2424832, mmap 0, used 544000, free 1880832\n";
+    assert_eq!(parse_ike_sa_total(stats), Some(10000));
+    assert_eq!(parse_ike_sa_total("uptime: 1 second\n"), None);
+    assert_eq!(parse_ike_sa_total("IKE_SAs: many total\n"), None);
+}

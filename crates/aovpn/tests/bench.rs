@@ -156,6 +156,8 @@ fn the_scale_bench_holds_every_tunnel_on_both_responders() {
             "2",
             "--probes",
             "3",
+            "--storm-secs",
+            "4",
         ],
         out.path(),
     );
@@ -170,14 +172,25 @@ fn the_scale_bench_holds_every_tunnel_on_both_responders() {
         assert_eq!(r["up"].as_u64(), Some(TUNNELS), "{r}");
         let points = r["memory"]["points"].as_array().unwrap();
         assert_eq!(points.len(), 4, "{r}");
-        // Each responder lists every tunnel once all are up.
+        // Each responder lists every tunnel once all are up, and the stream's.
         assert_eq!(
             points[3]["seen_by_responder"].as_u64(),
-            Some(TUNNELS),
+            Some(TUNNELS + 1),
             "{r}"
         );
         assert_eq!(numbers(&r["probe_setup_ms"]).len(), 3, "{r}");
         assert!(r["idle_cpu_percent"].as_f64().is_some(), "{r}");
+        // Every held tunnel's Child SA was rekeyed in the storm, and the stream's three times.
+        let storm = &r["storm"];
+        assert_eq!(storm["rekeyed"].as_u64(), Some(TUNNELS), "{r}");
+        assert_eq!(storm["stream_rekeys"].as_u64(), Some(3), "{r}");
+        let sent = storm["stream_sent"].as_u64().unwrap();
+        assert!(sent > 0, "{r}");
+        report(&format!(
+            "bench scale --tunnels {TUNNELS} rekey storm on {}: stream lost {} of {sent}",
+            r["memory"]["responder"],
+            sent - storm["stream_received"].as_u64().unwrap()
+        ));
     }
     assert!(out.path().join("scale.png").exists());
     let text = std::fs::read_to_string(out.path().join("report.txt")).unwrap();

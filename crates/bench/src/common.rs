@@ -586,6 +586,42 @@ pub fn start_charon_gateway_with_pool(
     Ok(gw)
 }
 
+/// strongSwan's charon as a client in the topology's client namespace with the certificate
+/// of `name`, connected (IKE SA and Child SA `ao` for 10.1.0.0/16, `ike_suite`, ESP
+/// AES-256-GCM) to the gateway, whichever responder runs there.
+pub fn connect_charon_client(
+    topo: &Topology,
+    dir: &Path,
+    pki: &BenchPki,
+    ike_suite: &str,
+    name: &str,
+) -> Result<Charon> {
+    let (crt, key) = pki.client_files(name)?;
+    let cl = Charon::start(&topo.client, dir).context("starting client charon")?;
+    cl.configure(
+        &SwanctlConf::new()
+            .connection(
+                Connection::initiator("ao")
+                    .remote_addrs(&topo.gateway_wan().to_string())
+                    .proposals(ike_suite)
+                    .local_cert(&crt)
+                    .remote_id(GATEWAY_NAME)
+                    .remote_cacert(&pki.ca_file)
+                    .child(
+                        ChildConfig::new("ao")
+                            .remote_ts(lab::VNET_TS)
+                            .esp_proposals(ESP_PROPOSAL)
+                            .set("start_action", "none"),
+                    ),
+            )
+            .private_key(&key),
+    )?;
+    cl.load_all().context("swanctl --load-all (client)")?;
+    cl.initiate("ao", "ao", Duration::from_secs(30))
+        .with_context(|| format!("strongSwan client initiate failed:\n{}", cl.log()))?;
+    Ok(cl)
+}
+
 /// Extra client addresses 198.51.100.10.. on the client's WAN link, one per concurrent
 /// handshake (up to 64), so that per-address half-open limits do not throttle either responder.
 pub fn add_client_sources(topo: &Topology, count: usize) -> Result<Vec<Ipv4Addr>> {

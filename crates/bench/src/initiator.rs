@@ -9,6 +9,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow};
@@ -108,7 +109,43 @@ pub enum AfterUp<'a> {
     HoldUntil {
         up: Option<tokio::sync::oneshot::Sender<()>>,
         stop: &'a mut watch::Receiver<bool>,
+        /// Rekey the Child SA once, `offset` after a storm starts.
+        rekey: Option<ChildRekey>,
     },
+}
+
+/// A rekey storm as all held SAs see it: one instant, announced once.
+#[derive(Debug, Clone)]
+pub struct Storm {
+    /// When the storm starts (None until it does).
+    pub start: watch::Receiver<Option<Instant>>,
+    /// Every held SA rekeys its Child SA once within this window after the start, spread
+    /// evenly.
+    pub window: Duration,
+    /// Child SA rekeys we asked for that completed.
+    pub rekeyed: Arc<AtomicUsize>,
+}
+
+/// One held SA's part of a [`Storm`].
+#[derive(Debug)]
+pub struct ChildRekey {
+    storm: Storm,
+    offset: Duration,
+    due: Option<Instant>,
+    requested: bool,
+}
+
+impl ChildRekey {
+    /// When this SA's rekey is due, if the storm has started and it is not yet asked for.
+    fn due(&mut self) -> Option<Instant> {
+        if self.requested {
+            return None;
+        }
+        if self.due.is_none() {
+            self.due = (*self.storm.start.borrow()).map(|t| t + self.offset);
+        }
+        self.due
+    }
 }
 
 /// Runs one IKE SA from IKE_SA_INIT to its deletion. Ok(time to establish) when IKE SA and
@@ -123,6 +160,11 @@ pub async fn run_sa(
     let started = Instant::now();
     let mut sa = IkeSa::connect(cfg.clone(), provider.clone(), started, slot.local, server)
         .map_err(|e| anyhow!("connect: {e}"))?;
+    let mut rekey = match &mut after {
+        AfterUp::HoldUntil { rekey, .. } => rekey.take(),
+        AfterUp::Delete => None,
+    };
+    let mut child_spi_in: Option<u32> = None;
     let (mut ike_up, mut child_up) = (false, false);
     let mut established: Option<Duration> = None;
     let mut failure: Option<String> = None;
@@ -145,7 +187,16 @@ pub async fn run_sa(
         while let Some(event) = sa.poll_event() {
             match event {
                 Event::IkeSaEstablished(_) => ike_up = true,
-                Event::ChildSaEstablished(_) => child_up = true,
+                Event::ChildSaEstablished(c) => {
+                    child_up = true;
+                    child_spi_in.get_or_insert(c.spi_in);
+                }
+                Event::ChildSaRekeyed { new, .. } => {
+                    child_spi_in = Some(new.spi_in);
+                    if let Some(r) = rekey.as_ref().filter(|r| r.requested) {
+                        r.storm.rekeyed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
                 Event::Failed(f) => {
                     failure.get_or_insert_with(|| f.reason.to_string());
                 }
@@ -184,10 +235,21 @@ pub async fn run_sa(
             // The responder did not answer the Delete in time; the handshake counts anyway.
             return established.ok_or_else(|| anyhow!("delete timed out"));
         }
-        let wake = match (sa.poll_timeout(), delete_deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        let rekey_due = match (&mut rekey, child_spi_in, delete_deadline) {
+            (Some(r), Some(_), None) => r.due(),
+            _ => None,
         };
+        if let (Some(due), Some(spi), Some(r)) = (rekey_due, child_spi_in, rekey.as_mut())
+            && now >= due
+        {
+            r.requested = true;
+            sa.rekey_child_sa(now, spi);
+            continue;
+        }
+        let wake = [sa.poll_timeout(), delete_deadline, rekey_due]
+            .into_iter()
+            .flatten()
+            .min();
         let sleep = async {
             match wake {
                 Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -195,6 +257,16 @@ pub async fn run_sa(
             }
         };
         let holding = delete_deadline.is_none();
+        let storm_started = async {
+            match &mut rekey {
+                Some(r) if holding && r.due.is_none() && !r.requested => {
+                    if r.storm.start.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+                _ => std::future::pending().await,
+            }
+        };
         let stop_signal = async {
             match &mut after {
                 AfterUp::HoldUntil { stop, .. } if holding => {
@@ -209,6 +281,7 @@ pub async fn run_sa(
         };
         tokio::select! {
             _ = sleep => sa.handle_timeout(Instant::now()),
+            () = storm_started => {}
             _ = stop_signal => {
                 let now = Instant::now();
                 sa.delete(now);
@@ -336,6 +409,7 @@ pub async fn hold_many<R>(
     server: SocketAddr,
     parallel: usize,
     checkpoints: &[usize],
+    storm: Option<Storm>,
     mut at_checkpoint: impl AsyncFnMut(usize, bool) -> R,
 ) -> Result<HoldResult<R>> {
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -346,6 +420,8 @@ pub async fn hold_many<R>(
         provider: Arc::new(Provider::system()),
         permits: Arc::new(tokio::sync::Semaphore::new(parallel.max(1))),
         stop: stop_rx,
+        storm,
+        total: configs.len(),
     };
     let mut stages: Vec<usize> = checkpoints
         .iter()
@@ -408,6 +484,9 @@ struct Held<'a> {
     /// Bounds the handshakes in flight.
     permits: Arc<tokio::sync::Semaphore>,
     stop: watch::Receiver<bool>,
+    storm: Option<Storm>,
+    /// SAs held in all, to spread the storm's rekeys.
+    total: usize,
 }
 
 impl Held<'_> {
@@ -427,6 +506,12 @@ impl Held<'_> {
         let provider = self.provider.clone();
         let permits = self.permits.clone();
         let mut stop = self.stop.clone();
+        let rekey = self.storm.clone().map(|storm| ChildRekey {
+            offset: storm.window.mul_f64(i as f64 / self.total.max(1) as f64),
+            storm,
+            due: None,
+            requested: false,
+        });
         let (up_tx, up_rx) = tokio::sync::oneshot::channel();
         self.tasks.spawn(async move {
             let permit = permits.acquire_owned().await;
@@ -446,6 +531,7 @@ impl Held<'_> {
                 AfterUp::HoldUntil {
                     up: Some(inner_tx),
                     stop: &mut stop,
+                    rekey,
                 },
             );
             let (result, ()) = tokio::join!(sa, relay);

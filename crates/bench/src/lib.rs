@@ -88,6 +88,10 @@ struct ScaleArgs {
     /// Establish+delete cycles of one more client while all are up.
     #[arg(long, default_value_t = 20)]
     probes: usize,
+    /// Window in which every tunnel rekeys its Child SA once while a stream runs through one
+    /// more (0: no rekey storm).
+    #[arg(long, default_value_t = 60)]
+    storm_secs: u32,
 }
 
 impl ScaleArgs {
@@ -97,6 +101,7 @@ impl ScaleArgs {
             parallel: self.parallel,
             idle_secs: self.idle_secs,
             probes: self.probes,
+            storm_secs: self.storm_secs,
         }
     }
 }

@@ -62,6 +62,7 @@ fn hold(
                 server,
                 PARALLEL,
                 &stages,
+                None,
                 async |up, _last| point(pid, up, &count_sas).await,
             )
             .await

@@ -161,8 +161,25 @@ pub struct ScaleRun {
     /// Setup times (ms) of one more client, establish+delete, while all were up.
     pub probe_setup_ms: Vec<f64>,
     pub probe_errors: Vec<String>,
+    pub storm: Option<StormResult>,
     /// First few failures of the held tunnels.
     pub errors: Vec<String>,
     /// Why the responder could not be measured at all.
     pub error: Option<String>,
+}
+
+/// A rekey storm with all tunnels up.
+#[derive(Debug, Clone, Serialize)]
+pub struct StormResult {
+    /// The window every held tunnel rekeyed its Child SA in.
+    pub secs: u32,
+    /// Held tunnels whose Child SA rekey completed.
+    pub rekeyed: usize,
+    /// Pings through the stream's tunnel, and answers.
+    pub stream_sent: u64,
+    pub stream_received: u64,
+    /// Rekeys of the stream tunnel's Child SA that swanctl reported done.
+    pub stream_rekeys: u32,
+    /// Responder CPU over the storm, percent of one core.
+    pub cpu_percent: f64,
 }

@@ -4,8 +4,11 @@
 //! and Child SA, distinct certificates, from 64 source addresses, `parallel` handshakes in
 //! flight), a quarter at a time, and keeps them up answering the responder's liveness checks.
 //! Reported: the time to bring them all up, responder RSS per tunnel after each quarter, the
-//! responder's CPU while all are idle, and the setup time of one more client while they are
-//! all up.
+//! responder's CPU while all are idle, the setup time of one more client while they are all
+//! up, and a rekey storm: every held tunnel rekeys its Child SA once within a minute (spread
+//! evenly, as clients do) while a ping stream runs through one more tunnel, a strongSwan
+//! client's (the same client for both responders), whose Child SA is rekeyed three times
+//! during the storm; packets lost in that stream are counted.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -13,19 +16,24 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::{Context, Result, anyhow, bail};
 use ikev2::InitiatorConfig;
-use labnet::netns::Topology;
+use labnet::netns::{Topology, lab};
+use labnet::strongswan::Charon;
+use tokio::sync::watch;
 
 use super::common::{
-    BenchPki, CpuMeter, IKE_SUITES, Limits, Scratch, add_client_sources, ike_server, self_exe,
-    start_charon_gateway_with_pool, start_our_gateway_with_pool, vm_rss_bytes,
+    BenchPki, CpuMeter, IKE_SUITES, Limits, Scratch, add_client_sources, connect_charon_client,
+    ike_server, self_exe, start_charon_gateway_with_pool, start_our_gateway_with_pool,
+    vm_rss_bytes,
 };
 use super::ike::in_client;
-use super::initiator::{hold_many, initiator_config, one_handshake};
+use super::initiator::{Storm, hold_many, initiator_config, one_handshake};
 use super::memory::{checkpoints, point};
 use super::report::{Table, median, num, ratio};
-use super::results::{Figures, MemoryPoint, MemorySeries, Scale, ScaleRun, Section};
+use super::results::{Figures, MemoryPoint, MemorySeries, Scale, ScaleRun, Section, StormResult};
 
 /// The client address pool of both responders: 16,384 addresses.
 const SCALE_POOL: &str = "172.16.0.0/18";
@@ -38,7 +46,14 @@ pub struct ScaleOptions {
     pub parallel: usize,
     pub idle_secs: u32,
     pub probes: usize,
+    /// The rekey storm's window; 0: no storm.
+    pub storm_secs: u32,
 }
+
+/// Pings per second in the stream through the storm.
+const STREAM_PPS: u32 = 100;
+/// Rekeys of the stream's own Child SA during the storm.
+const STREAM_REKEYS: u32 = 3;
 
 /// Raises RLIMIT_NOFILE's soft limit to the hard one: the initiator holds a socket per tunnel.
 fn enough_file_descriptors(tunnels: usize) -> Result<()> {
@@ -78,6 +93,7 @@ struct AllUp {
     idle_cpu_percent: Option<f64>,
     probe_ms: Vec<f64>,
     probe_errors: Vec<String>,
+    storm: Option<StormResult>,
 }
 
 /// Runs the benchmark and returns the report section.
@@ -212,6 +228,39 @@ fn measure(
                 )
             }
         };
+    // The stream's tunnel: a strongSwan client, up before the baseline RSS is read.
+    let stream = if options.storm_secs > 0 {
+        let client = connect_charon_client(
+            &topo,
+            &dir.join("stream-client"),
+            pki,
+            suite,
+            "scale-stream.bench.example",
+        )
+        .context("the stream's tunnel")?;
+        topo.client
+            .exec_ok([
+                "ping",
+                "-c",
+                "2",
+                "-i",
+                "0.2",
+                "-W",
+                "2",
+                &lab::VNET_HOST.to_string(),
+            ])
+            .context("ping 10.1.0.10 through the stream's tunnel")?;
+        Some(Arc::new(client))
+    } else {
+        None
+    };
+    let (storm_tx, storm_rx) = watch::channel(None);
+    let storm = Storm {
+        start: storm_rx,
+        window: Duration::from_secs(u64::from(options.storm_secs)),
+        rekeyed: Arc::new(AtomicUsize::new(0)),
+    };
+    let rekeyed = storm.rekeyed.clone();
     let src = sources[0];
     let warm = probe.clone();
     in_client(&topo, move || {
@@ -231,6 +280,7 @@ fn measure(
                 server,
                 options.parallel,
                 &stages,
+                stream.is_some().then_some(storm),
                 async |up, last| -> Result<AllUp> {
                     let point = point(pid, up, &count).await?;
                     eprintln!(
@@ -243,11 +293,19 @@ fn measure(
                         idle_cpu_percent: None,
                         probe_ms: Vec::new(),
                         probe_errors: Vec::new(),
+                        storm: None,
                     };
                     if last {
                         all.idle_cpu_percent = Some(idle_cpu(pid, options.idle_secs).await?);
                         (all.probe_ms, all.probe_errors) =
                             probes(&probe, src, server, options.probes).await;
+                        if let Some(client) = &stream {
+                            eprintln!("  rekey storm: {} s", options.storm_secs);
+                            all.storm = Some(
+                                rekey_storm(pid, &storm_tx, &rekeyed, client, options.storm_secs)
+                                    .await?,
+                            );
+                        }
                     }
                     Ok(all)
                 },
@@ -267,9 +325,84 @@ fn measure(
             run.idle_cpu_percent = all.idle_cpu_percent;
             run.probe_setup_ms = all.probe_ms;
             run.probe_errors = all.probe_errors;
+            run.storm = all.storm;
         }
     }
     Ok(run)
+}
+
+/// The storm: announces its start to every held SA (each rekeys its Child SA at its offset
+/// in the window), runs a ping stream through the strongSwan client's tunnel (this thread is
+/// in the client namespace, so ping is too) and rekeys that tunnel's Child SA three times.
+async fn rekey_storm(
+    pid: u32,
+    start: &watch::Sender<Option<Instant>>,
+    rekeyed: &AtomicUsize,
+    client: &Charon,
+    secs: u32,
+) -> Result<StormResult> {
+    let window = Duration::from_secs(u64::from(secs));
+    // The stream runs a little past the window, for the last rekeys to complete.
+    let stream_secs = secs + 5;
+    let meter = CpuMeter::start(&[pid])?;
+    let mut ping = std::process::Command::new("ping")
+        .args([
+            "-q",
+            "-n",
+            "-i",
+            &format!("{:.3}", 1.0 / f64::from(STREAM_PPS)),
+            "-w",
+            &stream_secs.to_string(),
+            &lab::VNET_HOST.to_string(),
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("starting ping")?;
+    let started = Instant::now();
+    let _ = start.send(Some(started));
+    let mut stream_rekeys = 0;
+    for k in 1..=STREAM_REKEYS {
+        let at = started + window.mul_f64(f64::from(k) / f64::from(STREAM_REKEYS + 1));
+        tokio::time::sleep_until(at.into()).await;
+        if client
+            .swanctl("--rekey", &["--child", "ao"])
+            .is_ok_and(|o| o.status.success())
+        {
+            stream_rekeys += 1;
+        }
+    }
+    let deadline = started + Duration::from_secs(u64::from(stream_secs) + 10);
+    while ping.try_wait()?.is_none() {
+        if Instant::now() > deadline {
+            let _ = ping.kill();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let output = ping.wait_with_output()?;
+    let summary = String::from_utf8_lossy(&output.stdout);
+    let (sent, received) = parse_ping_summary(&summary)
+        .ok_or_else(|| anyhow!("ping printed no summary: {summary}"))?;
+    let cpu: f64 = meter.seconds()?.iter().sum();
+    Ok(StormResult {
+        secs,
+        rekeyed: rekeyed.load(Ordering::Relaxed),
+        stream_sent: sent,
+        stream_received: received,
+        stream_rekeys,
+        cpu_percent: 100.0 * cpu / started.elapsed().as_secs_f64(),
+    })
+}
+
+/// (transmitted, received) from ping's "N packets transmitted, M received, ..." line.
+fn parse_ping_summary(text: &str) -> Option<(u64, u64)> {
+    let line = text.lines().find(|l| l.contains("packets transmitted"))?;
+    let mut numbers = line
+        .split(',')
+        .filter_map(|part| part.split_whitespace().next()?.parse::<u64>().ok());
+    Some((numbers.next()?, numbers.next()?))
 }
 
 /// The responder's CPU, in percent of one core, over `secs` while every tunnel is idle.
@@ -312,6 +445,7 @@ impl ScaleRun {
             idle_cpu_percent: None,
             probe_setup_ms: Vec::new(),
             probe_errors: Vec::new(),
+            storm: None,
             errors: Vec::new(),
             error: None,
         }
@@ -385,6 +519,38 @@ fn render(f: &Scale) -> String {
         }
     }
     out.push_str(&rss.render());
+    if f.responders.iter().any(|r| r.storm.is_some()) {
+        let mut storm = Table::new(&[
+            "rekey storm",
+            "Child SAs rekeyed",
+            "stream sent",
+            "lost",
+            "stream SA rekeys",
+            "responder CPU %",
+        ]);
+        for r in &f.responders {
+            if let Some(s) = &r.storm {
+                storm.row(vec![
+                    r.memory.responder.clone(),
+                    format!("{}/{}", s.rekeyed, r.up),
+                    s.stream_sent.to_string(),
+                    s.stream_sent.saturating_sub(s.stream_received).to_string(),
+                    format!("{}/{STREAM_REKEYS}", s.stream_rekeys),
+                    num(Some(s.cpu_percent), 1),
+                ]);
+            }
+        }
+        let secs = f
+            .responders
+            .iter()
+            .find_map(|r| r.storm.as_ref().map(|s| s.secs))
+            .unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "   rekey storm: every held tunnel rekeys its Child SA once within {secs} s; a ping stream ({STREAM_PPS}/s) through one more tunnel (a strongSwan client, its Child SA rekeyed {STREAM_REKEYS} times meanwhile)"
+        );
+        out.push_str(&storm.render());
+    }
     if let [ours, swan] = f.responders.as_slice() {
         let _ = writeln!(
             out,
@@ -405,4 +571,21 @@ fn render(f: &Scale) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_ping_summary;
+
+    #[test]
+    fn ping_summary_counts() {
+        let text = "PING 10.1.0.10 (10.1.0.10) 56(84) bytes of data.\n\n--- 10.1.0.10 ping statistics ---\n6500 packets transmitted, 6497 received, 0.0461538% packet loss, time 64993ms\nrtt min/avg/max/mdev = 0.050/0.120/3.100/0.080 ms\n";
+        assert_eq!(parse_ping_summary(text), Some((6500, 6497)));
+        let errors = "5 packets transmitted, 3 received, +2 errors, 40% packet loss, time 4005ms\n";
+        assert_eq!(parse_ping_summary(errors), Some((5, 3)));
+        assert_eq!(
+            parse_ping_summary("ping: connect: Network is unreachable\n"),
+            None
+        );
+    }
 }

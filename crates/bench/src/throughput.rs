@@ -14,12 +14,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use labnet::netns::{Topology, lab};
-use labnet::strongswan::{Charon, ChildConfig, Connection, SwanctlConf};
+use labnet::strongswan::Charon;
 
 use super::common::{
-    BenchPki, CpuMeter, ESP_PROPOSAL, GATEWAY_NAME, HostsFile, IKE_SUITES, Limits, Process,
-    Scratch, read_status, self_exe, start_charon_gateway, start_our_gateway, wait_bound,
-    wait_for_state,
+    BenchPki, CpuMeter, GATEWAY_NAME, HostsFile, IKE_SUITES, Limits, Process, Scratch,
+    connect_charon_client, read_status, self_exe, start_charon_gateway, start_our_gateway,
+    wait_bound, wait_for_state,
 };
 use super::report::{Table, median, num, ratio};
 use super::results::{DirectionRuns, Figures, PathFigures, Section, Throughput};
@@ -136,29 +136,14 @@ fn strongswan_env(scratch: &Scratch, pki: &BenchPki) -> Result<Env> {
     let dir = scratch.path().join("strongswan");
     let suite = IKE_SUITES[0];
     let gw = start_charon_gateway(&topo, &dir.join("gw"), pki, &[suite], Limits::OutOfTheWay)?;
-    let (crt, key) = pki.client_files("swan-client.bench.example")?;
-    let cl = Charon::start(&topo.client, &dir.join("cl")).context("starting client charon")?;
-    cl.configure(
-        &SwanctlConf::new()
-            .connection(
-                Connection::initiator("ao")
-                    .remote_addrs(&topo.gateway_wan().to_string())
-                    .proposals(suite)
-                    .local_cert(&crt)
-                    .remote_id(GATEWAY_NAME)
-                    .remote_cacert(&pki.ca_file)
-                    .child(
-                        ChildConfig::new("ao")
-                            .remote_ts(lab::VNET_TS)
-                            .esp_proposals(ESP_PROPOSAL)
-                            .set("start_action", "none"),
-                    ),
-            )
-            .private_key(&key),
-    )?;
-    cl.load_all().context("swanctl --load-all (client)")?;
-    cl.initiate("ao", "ao", Duration::from_secs(30))
-        .with_context(|| format!("strongSwan initiate failed:\n{}\n{}", cl.log(), gw.log()))?;
+    let cl = connect_charon_client(
+        &topo,
+        &dir.join("cl"),
+        pki,
+        suite,
+        "swan-client.bench.example",
+    )
+    .with_context(|| format!("strongSwan gateway log:\n{}", gw.log()))?;
     let sas = cl.list_sas()?;
     let negotiated = sas
         .first()

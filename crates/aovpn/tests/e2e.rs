@@ -515,7 +515,8 @@ fn the_gateway_runs_as_an_unprivileged_user_like_its_unit() {
     assert_eq!(st["NoNewPrivs"], "1");
     let mut client = lab.connect_machine("machine");
     assert_connected(&client, &gw);
-    let leases = std::fs::read_to_string(workdir.join("state/leases.json")).unwrap();
+    // The new binding went to the lease journal (the snapshot is written at flush and stop).
+    let leases = std::fs::read_to_string(workdir.join("state/leases.journal")).unwrap();
     assert!(leases.contains("client1.corp.example"), "{leases}");
     client.stop().unwrap();
     assert!(gw.stop().unwrap().success(), "{}", gw.log());

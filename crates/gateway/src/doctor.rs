@@ -165,13 +165,11 @@ fn certificates(path: &Path) -> Vec<pki::Certificate> {
 }
 
 /// The pool's size against the sticky leases already recorded (read only: the gateway keeps
-/// the file).
+/// the files).
 fn pool(config: &GatewayConfig) -> Check {
     let usable = crate::pool::usable_addresses(config.clients.pool_v4);
-    let leased = std::fs::read_to_string(config.state_dir.join("leases.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<Vec<crate::pool::Lease>>(&t).ok())
-        .map_or(0, |l| l.len() as u64);
+    let leased =
+        crate::pool::LeasePool::recorded_bindings(&config.state_dir.join("leases.json")) as u64;
     let detail = format!(
         "{} ({usable} client addresses, {leased} leased to identities)",
         config.clients.pool_v4

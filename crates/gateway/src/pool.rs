@@ -9,9 +9,18 @@
 //! while the first is up (two machines with one certificate, a probe beside the tunnel) gets a
 //! transient address of its own, never written to the lease file and free again when that
 //! session ends, so that the two never share a route.
+//!
+//! On disk: a snapshot (`leases.json`, replaced whole) and a journal beside it
+//! (`leases.journal`): a new binding is appended to the journal and synced before the client
+//! gets its address, so that it costs the same with ten thousand leases as with ten; the
+//! snapshot is rewritten (and the journal emptied) when the journal has grown as long as the
+//! snapshot, on [`LeasePool::flush`], and after a restart that found a journal. Loading reads
+//! the snapshot, then the journal in order, a later binding of an address replacing an earlier.
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use ipnet::{Ipv4Net, Ipv6Net};
@@ -84,9 +93,19 @@ pub struct LeasePool {
     transient: HashMap<IpAddr, String>,
     reserved: Vec<IpAddr>,
     file: Option<PathBuf>,
+    /// Bindings appended to the journal since the snapshot was written.
+    journaled: usize,
+    /// Leases in the snapshot as last written.
+    snapshot_len: usize,
+    /// Where [`LeasePool::free_v4`] looks first (offset from the first host).
+    v4_cursor: std::cell::Cell<u32>,
     /// Idle times changed since the file was written.
     dirty: bool,
 }
+
+/// The journal is compacted into the snapshot once it holds this many bindings, or as many as
+/// the snapshot if that is more (so each binding costs O(1) writes on average).
+const COMPACT_AFTER: usize = 1024;
 
 impl LeasePool {
     /// An empty pool. `reserved` addresses (e.g. the gateway's own address inside the pool) are
@@ -101,8 +120,41 @@ impl LeasePool {
             transient: HashMap::new(),
             reserved,
             file: None,
+            journaled: 0,
+            snapshot_len: 0,
+            v4_cursor: std::cell::Cell::new(0),
             dirty: false,
         }
+    }
+
+    /// How many identities the lease file `file` and its journal bind, read without changing
+    /// either (for `aovpn gateway doctor`, while the gateway may be running).
+    pub fn recorded_bindings(file: &Path) -> usize {
+        let snapshot: Vec<Lease> = std::fs::read_to_string(file)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        let journal = std::fs::read_to_string(Self::journal_of(file)).unwrap_or_default();
+        let journaled = journal
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Lease>(l).ok());
+        let mut by_identity: HashMap<String, Ipv4Addr> = HashMap::new();
+        let mut by_address: HashMap<Ipv4Addr, String> = HashMap::new();
+        for lease in snapshot.into_iter().chain(journaled) {
+            if let Some(old) = by_identity.remove(&lease.identity) {
+                by_address.remove(&old);
+            }
+            if let Some(previous) = by_address.insert(lease.v4, lease.identity.clone()) {
+                by_identity.remove(&previous);
+            }
+            by_identity.insert(lease.identity, lease.v4);
+        }
+        by_identity.len()
+    }
+
+    /// The journal beside `file` (`leases.json` -> `leases.journal`).
+    fn journal_of(file: &Path) -> PathBuf {
+        file.with_extension("journal")
     }
 
     /// A pool persisted in `file`: existing leases are loaded (entries outside the pool, or
@@ -119,7 +171,8 @@ impl LeasePool {
         let mut report = LoadReport::default();
         let text = match std::fs::read_to_string(file) {
             Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((pool, report)),
+            // No snapshot yet; the journal may still hold bindings.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => "[]".to_owned(),
             Err(e) => return Err(store_error(file, e)),
         };
         let stored: Vec<Lease> = match serde_json::from_str(&text) {
@@ -159,7 +212,83 @@ impl LeasePool {
             pool.insert(lease);
             report.kept += 1;
         }
+        pool.snapshot_len = report.kept;
+        pool.replay_journal(&mut report)?;
         Ok((pool, report))
+    }
+
+    /// Applies the journal's bindings in order on top of the snapshot; then, if there were
+    /// any, writes a new snapshot (which empties the journal) when it can.
+    fn replay_journal(&mut self, report: &mut LoadReport) -> Result<(), PoolError> {
+        let Some(file) = self.file.clone() else {
+            return Ok(());
+        };
+        let journal = Self::journal_of(&file);
+        let text = match std::fs::read_to_string(&journal) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(store_error(&journal, e)),
+        };
+        let mut replayed = 0;
+        // Each entry is written between newlines, so a torn last entry (a crash in the middle
+        // of an append) is one unreadable line and never swallows the next.
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            replayed += 1;
+            match serde_json::from_str::<Lease>(line) {
+                Ok(lease) => {
+                    let label = format!("{} -> {}", lease.identity, lease.v4);
+                    if !self.apply_journaled(lease) {
+                        report.dropped.push(label);
+                    }
+                }
+                Err(_) => report.unreadable += 1,
+            }
+        }
+        report.kept = self.leases.len();
+        if replayed > 0 {
+            self.dirty = true;
+            // Best effort: a state directory that cannot be written now is retried at the
+            // next flush; the journal stays the record meanwhile.
+            if let Err(e) = self.save() {
+                tracing::warn!("{e}; the lease journal is kept until a later flush");
+            }
+        }
+        Ok(())
+    }
+
+    /// One binding from the journal: it replaces the identity's earlier binding and whoever
+    /// held its address before (a lease evicted for it). False when it does not fit the pool.
+    fn apply_journaled(&mut self, mut lease: Lease) -> bool {
+        (lease.held_v4, lease.held_v6) = (0, 0);
+        if !self.usable_v4(lease.v4) {
+            return false;
+        }
+        if self
+            .leases
+            .get(&lease.identity)
+            .is_some_and(|l| l.v4 == lease.v4)
+        {
+            // Already in the snapshot (a crash after the snapshot, before the journal went).
+            return true;
+        }
+        if lease
+            .v6
+            .is_some_and(|a| !self.v6.is_some_and(|net| net.contains(&a)))
+        {
+            lease.v6 = None;
+        }
+        self.remove(&lease.identity);
+        if let Some(previous) = self.owner_v4.get(&lease.v4).cloned() {
+            self.remove(&previous);
+        }
+        if let Some(previous) = lease.v6.and_then(|a| self.owner_v6.get(&a).cloned()) {
+            self.remove(&previous);
+        }
+        if lease.v6.is_none() && self.v6.is_some() {
+            lease.v6 = self.free_v6();
+        }
+        self.insert(lease);
+        true
     }
 
     /// An address of `family` for one session of `identity`: its lease's (made if needed),
@@ -186,13 +315,14 @@ impl LeasePool {
                 held_v4: 0,
                 held_v6: 0,
             };
-            self.insert(lease);
             // A new binding goes to disk at once; if that fails the client still gets its
             // address (failing here would leave a binding nobody releases), and the write is
             // retried at the next flush.
-            if let Err(e) = self.save() {
+            if let Err(e) = self.record_binding(&lease) {
+                self.dirty = true;
                 tracing::error!("{e}; the new lease will be written later");
             }
+            self.insert(lease);
         }
         // The binding is on disk; only the idle time changes, which [`LeasePool::flush`]
         // writes later. No fsync on the handshake path.
@@ -322,10 +452,19 @@ impl LeasePool {
             && !self.reserved.contains(&IpAddr::V4(a))
     }
 
+    /// The next free usable address after the last one handed out, wrapping around: a full
+    /// scan from the start each time made filling a pool of N addresses cost N² lookups.
     fn free_v4(&self) -> Option<Ipv4Addr> {
-        self.v4
-            .hosts()
+        let first = u32::from(self.v4.network()).saturating_add(1);
+        let count = u32::from(self.v4.broadcast()).saturating_sub(first);
+        let start = self.v4_cursor.get();
+        (0..count)
+            .map(|i| Ipv4Addr::from(first + (start.wrapping_add(i) % count)))
             .find(|a| self.usable_v4(*a) && !self.owner_v4.contains_key(a))
+            .inspect(|a| {
+                self.v4_cursor
+                    .set(u32::from(*a).wrapping_sub(first).wrapping_add(1) % count);
+            })
     }
 
     fn free_v6(&self) -> Option<Ipv6Addr> {
@@ -354,9 +493,52 @@ impl LeasePool {
         }
     }
 
-    /// Writes the lease file so that a crash leaves either the old or the new file, whole.
-    /// Root-only (0600): the file maps identities to addresses. On failure the pool stays
-    /// dirty, so the next flush tries again.
+    /// Appends a new binding to the journal and syncs it; compacts the journal into the
+    /// snapshot once it is long.
+    fn record_binding(&mut self, lease: &Lease) -> Result<(), PoolError> {
+        let Some(file) = &self.file else {
+            return Ok(());
+        };
+        let journal = Self::journal_of(file);
+        let mut entry = b"\n".to_vec();
+        serde_json::to_writer(&mut entry, lease).map_err(|e| PoolError::Store {
+            path: journal.clone(),
+            message: e.to_string(),
+        })?;
+        entry.push(b'\n');
+        if let Some(dir) = journal.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| store_error(&journal, e))?;
+        }
+        let created = !journal.exists();
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&journal)
+            .map_err(|e| store_error(&journal, e))?;
+        f.write_all(&entry)
+            .and_then(|()| f.sync_data())
+            .map_err(|e| store_error(&journal, e))?;
+        if created
+            && let Some(dir) = journal.parent()
+            && let Ok(d) = std::fs::File::open(dir)
+        {
+            // The journal's name must survive a crash too.
+            d.sync_all().map_err(|e| store_error(&journal, e))?;
+        }
+        self.journaled += 1;
+        if self.journaled >= COMPACT_AFTER.max(self.snapshot_len) {
+            // The lease itself is inserted after this returns; the snapshot must hold it.
+            self.insert(lease.clone());
+            self.save()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the lease file so that a crash leaves either the old or the new file, whole,
+    /// then empties the journal (everything in it is in the file now). Root-only (0600): the
+    /// file maps identities to addresses. On failure the pool stays dirty, so the next flush
+    /// tries again.
     fn save(&mut self) -> Result<(), PoolError> {
         let Some(path) = &self.file else {
             self.dirty = false;
@@ -371,6 +553,14 @@ impl LeasePool {
             std::fs::create_dir_all(dir).map_err(|e| store_error(path, e))?;
         }
         netio::fs::replace_file(path, &json, 0o600, true).map_err(|e| store_error(path, e))?;
+        let journal = Self::journal_of(path);
+        match std::fs::remove_file(&journal) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(store_error(&journal, e)),
+        }
+        self.journaled = 0;
+        self.snapshot_len = leases.len();
         self.dirty = false;
         Ok(())
     }
@@ -446,7 +636,7 @@ mod tests {
     #[test]
     fn a_second_session_of_one_identity_gets_an_address_of_its_own_for_its_time() {
         let v6: Ipv6Net = "fd00:201::/64".parse().unwrap();
-        let mut pool = LeasePool::new(net("172.16.201.0/24"), Some(v6), vec![]);
+        let mut pool = LeasePool::new(net("172.16.201.0/30"), Some(v6), vec![]);
         let first = pool.acquire("pc1", Family::V4, false, 1).unwrap().unwrap();
         let first6 = pool.acquire("pc1", Family::V6, false, 1).unwrap().unwrap();
         let second = pool.acquire("pc1", Family::V4, false, 2).unwrap().unwrap();
@@ -459,6 +649,7 @@ mod tests {
         pool.release("pc1", second6, 3);
         assert_eq!(pool.owner(second), None);
         assert_eq!(pool.get("pc1").map(|l| IpAddr::V4(l.v4)), Some(first));
+        // Free for anyone: in this pool of two usable addresses it is the only one left.
         assert_eq!(
             pool.acquire("other", Family::V4, false, 4).unwrap(),
             Some(second)
@@ -550,19 +741,110 @@ mod tests {
     fn reconnects_do_not_rewrite_the_file_until_flushed() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("leases.json");
+        let journal = dir.path().join("leases.journal");
         let (mut pool, _) = LeasePool::open(net("172.16.201.0/24"), None, vec![], &file).unwrap();
         take(&mut pool, "a", 1);
-        let written = std::fs::read_to_string(&file).unwrap();
-        assert!(written.contains("\"last_seen\": 1"), "{written}");
+        // The new binding is in the journal at once.
+        let written = std::fs::read_to_string(&journal).unwrap();
+        assert!(written.contains("\"last_seen\":1"), "{written}");
         give_back(&mut pool, "a", 5);
         take(&mut pool, "a", 9);
-        assert_eq!(std::fs::read_to_string(&file).unwrap(), written);
+        assert_eq!(std::fs::read_to_string(&journal).unwrap(), written);
+        assert!(!file.exists());
         pool.flush().unwrap();
         assert!(
             std::fs::read_to_string(&file)
                 .unwrap()
                 .contains("\"last_seen\": 9")
         );
+        assert!(!journal.exists(), "the snapshot holds everything now");
+    }
+
+    /// A new binding appends one journal entry instead of rewriting every lease; the journal
+    /// is folded into the snapshot once it is as long as the snapshot.
+    #[test]
+    fn new_bindings_are_journaled_and_compacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("leases.json");
+        let journal = dir.path().join("leases.journal");
+        let (mut pool, _) = LeasePool::open(net("172.16.0.0/18"), None, vec![], &file).unwrap();
+        let entries = |path: &Path| {
+            std::fs::read_to_string(path)
+                .map(|t| t.lines().filter(|l| !l.is_empty()).count())
+                .unwrap_or(0)
+        };
+        for i in 0..COMPACT_AFTER - 1 {
+            take(&mut pool, &format!("c{i}"), 1);
+        }
+        assert!(!file.exists(), "no snapshot rewrite per binding");
+        assert_eq!(entries(&journal), COMPACT_AFTER - 1);
+        take(&mut pool, "last-before-compaction", 1);
+        assert!(!journal.exists());
+        let snapshot: Vec<Lease> =
+            serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        assert_eq!(snapshot.len(), COMPACT_AFTER);
+        assert!(
+            snapshot
+                .iter()
+                .any(|l| l.identity == "last-before-compaction")
+        );
+        // The next compaction waits until the journal is as long as the snapshot.
+        for i in 0..COMPACT_AFTER + 5 {
+            take(&mut pool, &format!("d{i}"), 2);
+        }
+        assert_eq!(entries(&journal), 5);
+        drop(pool);
+        assert_eq!(
+            LeasePool::recorded_bindings(&file),
+            2 * COMPACT_AFTER + 5,
+            "what the doctor counts"
+        );
+        let (pool, report) = LeasePool::open(net("172.16.0.0/18"), None, vec![], &file).unwrap();
+        assert_eq!(report.kept, 2 * COMPACT_AFTER + 5);
+        assert_eq!(report.dropped, Vec::<String>::new());
+        assert_eq!(pool.leases().count(), 2 * COMPACT_AFTER + 5);
+        assert!(!journal.exists(), "a restart folds the journal in");
+    }
+
+    /// After a crash the journal is replayed in order: an address given to a new identity
+    /// after its old holder was evicted belongs to the new one; a torn last entry is skipped
+    /// and does not swallow a later one.
+    #[test]
+    fn the_journal_replays_evictions_in_order_and_skips_a_torn_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("leases.json");
+        let journal = dir.path().join("leases.journal");
+        let (mut pool, _) = LeasePool::open(net("172.16.201.0/30"), None, vec![], &file).unwrap();
+        let a = take(&mut pool, "a", 10);
+        let b = take(&mut pool, "b", 20);
+        give_back(&mut pool, "b", 30);
+        give_back(&mut pool, "a", 40);
+        // b has been idle longest: c takes its address.
+        assert_eq!(take(&mut pool, "c", 50).v4, b.v4);
+        // A crash: no flush, no snapshot; and half an entry at the end.
+        std::mem::forget(pool);
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&journal)
+            .unwrap();
+        f.write_all(b"\n{\"identity\":\"d\",\"v4\":\"172.16")
+            .unwrap();
+        drop(f);
+        // a's and c's bindings; b's address went to c.
+        assert_eq!(LeasePool::recorded_bindings(&file), 2);
+        let (mut pool, report) =
+            LeasePool::open(net("172.16.201.0/30"), None, vec![], &file).unwrap();
+        assert_eq!(report.unreadable, 1);
+        assert_eq!(pool.get("a").map(|l| l.v4), Some(a.v4));
+        assert_eq!(pool.get("c").map(|l| l.v4), Some(b.v4));
+        assert!(pool.get("b").is_none());
+        // A binding after the restart reads back too.
+        give_back(&mut pool, "c", 60);
+        assert_eq!(take(&mut pool, "e", 70).v4, a.v4, "a was idle longest");
+        drop(pool);
+        let (pool, _) = LeasePool::open(net("172.16.201.0/30"), None, vec![], &file).unwrap();
+        assert_eq!(pool.get("e").map(|l| l.v4), Some(a.v4));
+        assert_eq!(pool.get("c").map(|l| l.v4), Some(b.v4));
     }
 
     /// A damaged lease file neither stops the gateway nor is lost: it is kept aside, the

@@ -1,7 +1,9 @@
 //! One JSON object per line over a Unix stream socket: the agent's control socket and the
 //! gateway's admin socket both speak it. The socket's side binds with [`bind`] and checks each
 //! caller with [`crate::peer`]; the CLI's side sends one request and reads one reply with
-//! [`call`]. Lines are bounded ([`MAX_LINE`]) on both sides.
+//! [`call`]. Lines are bounded on both sides: what a daemon reads from any caller by
+//! [`MAX_LINE`], a reply from the daemon by [`MAX_REPLY_LINE`] (a gateway's list of ten
+//! thousand sessions is megabytes).
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -11,20 +13,28 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// Longest line either side accepts.
+/// Longest request line a daemon accepts from a caller.
 pub const MAX_LINE: usize = 1 << 20;
+
+/// Longest reply line [`call`] accepts from its daemon: about 500 bytes per gateway session,
+/// so room for a hundred thousand.
+pub const MAX_REPLY_LINE: usize = 64 << 20;
 
 /// How long a caller waits for the reply.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Reads one line of at most [`MAX_LINE`] bytes; `Ok(None)` at end of stream.
 pub fn read_line(reader: &mut impl BufRead) -> io::Result<Option<String>> {
+    read_line_within(reader, MAX_LINE)
+}
+
+fn read_line_within(reader: &mut impl BufRead, max: usize) -> io::Result<Option<String>> {
     let mut line = Vec::new();
-    let n = io::Read::take(&mut *reader, MAX_LINE as u64 + 1).read_until(b'\n', &mut line)?;
+    let n = io::Read::take(&mut *reader, max as u64 + 1).read_until(b'\n', &mut line)?;
     if n == 0 {
         return Ok(None);
     }
-    if line.len() > MAX_LINE {
+    if line.len() > max {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "line too long"));
     }
     String::from_utf8(line)
@@ -52,7 +62,7 @@ pub fn call<Request: Serialize, Reply: DeserializeOwned>(
     // what to report, not the broken pipe.
     let written = stream.write_all(text.as_bytes());
     let mut reader = BufReader::new(stream);
-    let line = match (read_line(&mut reader), written) {
+    let line = match (read_line_within(&mut reader, MAX_REPLY_LINE), written) {
         (Ok(Some(line)), _) => line,
         (_, Err(e)) | (Err(e), Ok(())) => return Err(e),
         (Ok(None), Ok(())) => {
@@ -99,5 +109,28 @@ mod tests {
         assert!(read_line(&mut reader).is_err());
         let mut ok = BufReader::new(&b"{\"op\":\"list\"}\nrest"[..]);
         assert_eq!(read_line(&mut ok).unwrap().unwrap(), "{\"op\":\"list\"}\n");
+    }
+
+    /// A reply larger than any request may be (a gateway's ten thousand sessions) still reads.
+    #[test]
+    fn a_caller_takes_a_reply_longer_than_a_request_may_be() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("daemon.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let big = "s".repeat(4 * MAX_LINE);
+        let reply = big.clone();
+        let daemon = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let request = read_line(&mut reader).unwrap().unwrap();
+            let mut out = stream;
+            let mut line = serde_json::to_string(&reply).unwrap();
+            line.push('\n');
+            out.write_all(line.as_bytes()).unwrap();
+            request
+        });
+        let got: String = call(&path, &"sessions", "the daemon").unwrap();
+        assert_eq!(got.len(), big.len());
+        assert_eq!(daemon.join().unwrap(), "\"sessions\"\n");
     }
 }

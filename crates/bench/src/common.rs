@@ -538,18 +538,52 @@ pub fn start_charon_gateway(
     ike_proposals: &[&str],
     limits: Limits,
 ) -> Result<Charon> {
-    start_charon_gateway_with_pool(topo, dir, pki, ike_proposals, limits, lab::CLIENT_POOL)
+    start_charon_gateway_with(
+        topo,
+        dir,
+        pki,
+        CharonSetup {
+            ike_proposals,
+            limits,
+            pool: lab::CLIENT_POOL,
+            auth: ClientAuth::Certificate,
+        },
+    )
 }
 
-/// [`start_charon_gateway`] with the client address pool `pool`.
-pub fn start_charon_gateway_with_pool(
+/// How clients authenticate in a bench.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// IKEv2 certificate authentication (device tunnels).
+    Certificate,
+    /// EAP-TLS with the same certificate inside IKE_AUTH (Windows' user tunnels), TLS 1.2.
+    EapTls,
+}
+
+/// What [`start_charon_gateway_with`] sets up besides the PKI.
+#[derive(Debug, Clone, Copy)]
+pub struct CharonSetup<'a> {
+    pub ike_proposals: &'a [&'a str],
+    pub limits: Limits,
+    /// The client address pool.
+    pub pool: &'a str,
+    /// How the clients authenticate (our gateway serves EAP-TLS to any client that asks).
+    pub auth: ClientAuth,
+}
+
+/// [`start_charon_gateway`] with a pool and client authentication of the caller's choice.
+pub fn start_charon_gateway_with(
     topo: &Topology,
     dir: &Path,
     pki: &BenchPki,
-    ike_proposals: &[&str],
-    limits: Limits,
-    pool: &str,
+    setup: CharonSetup<'_>,
 ) -> Result<Charon> {
+    let CharonSetup {
+        ike_proposals,
+        limits,
+        pool,
+        auth,
+    } = setup;
     let settings = match limits {
         // A second `charon` section is merged into the first, as strongswan.d's files are.
         // The IKE SA table sized as strongSwan's documentation advises for many SAs (its
@@ -559,26 +593,34 @@ pub fn start_charon_gateway_with_pool(
         }
         Limits::Defaults => "",
     };
-    let gw =
-        Charon::start_with_settings(&topo.gateway, dir, "", settings).context("starting charon")?;
+    let plugins = match auth {
+        ClientAuth::Certificate => "",
+        ClientAuth::EapTls => "eap-identity eap-tls",
+    };
+    let gw = Charon::start_with_settings(&topo.gateway, dir, plugins, settings)
+        .context("starting charon")?;
+    let mut responder = Connection::responder("p2s")
+        .local_addrs(&topo.gateway_wan().to_string())
+        .pools("p2s-pool")
+        .proposals(&ike_proposals.join(","))
+        .local_id(GATEWAY_NAME)
+        .local_cert(&pki.gateway_cert)
+        .remote_cacert(&pki.ca_file)
+        // Liveness as our gateway's default (crypto.dpd_interval_secs = 30).
+        .set("dpd_delay", "30s")
+        .child(
+            ChildConfig::new("p2s")
+                .local_ts(lab::VNET_TS)
+                .esp_proposals(ESP_PROPOSAL),
+        );
+    if auth == ClientAuth::EapTls {
+        responder = responder
+            .set_remote("auth", "eap-tls")
+            .set_remote("eap_id", "%any");
+    }
     gw.configure(
         &SwanctlConf::new()
-            .connection(
-                Connection::responder("p2s")
-                    .local_addrs(&topo.gateway_wan().to_string())
-                    .pools("p2s-pool")
-                    .proposals(&ike_proposals.join(","))
-                    .local_id(GATEWAY_NAME)
-                    .local_cert(&pki.gateway_cert)
-                    .remote_cacert(&pki.ca_file)
-                    // Liveness as our gateway's default (crypto.dpd_interval_secs = 30).
-                    .set("dpd_delay", "30s")
-                    .child(
-                        ChildConfig::new("p2s")
-                            .local_ts(lab::VNET_TS)
-                            .esp_proposals(ESP_PROPOSAL),
-                    ),
-            )
+            .connection(responder)
             .pool("p2s-pool", pool)
             .private_key(&pki.gateway_key),
     )?;

@@ -15,10 +15,10 @@ use labnet::netns::Topology;
 use pki::KeyAlgorithm;
 
 use super::common::{
-    BenchPki, CpuMeter, Limits, Scratch, add_client_sources, ike_server, start_charon_gateway,
-    start_our_gateway,
+    BenchPki, CharonSetup, ClientAuth, CpuMeter, Limits, Scratch, add_client_sources, ike_server,
+    start_charon_gateway_with, start_our_gateway,
 };
-use super::initiator::{RateResult, handshake_loop, initiator_config, one_handshake};
+use super::initiator::{RateResult, handshake_loop, initiator_config_with, one_handshake};
 use super::report::{Table, median, num, ratio};
 use super::results::{Figures, HandshakeRuns, Ike, IkeCell, Section};
 
@@ -114,10 +114,12 @@ pub const HANDSHAKE_SUITES: [&str; 4] = [
 ];
 
 /// The certificate key types measured: Windows' default enrolment (RSA-2048) and ECDSA P-256,
-/// for the gateway and its clients alike.
-const CERTIFICATES: [(KeyAlgorithm, &str); 2] = [
-    (KeyAlgorithm::Rsa2048, "RSA-2048"),
-    (KeyAlgorithm::P256, "ECDSA P-256"),
+/// for the gateway and its clients alike, with IKEv2 certificate authentication (device
+/// tunnels); and EAP-TLS with ECDSA P-256 certificates (user tunnels).
+const CERTIFICATES: [(KeyAlgorithm, ClientAuth, &str); 3] = [
+    (KeyAlgorithm::Rsa2048, ClientAuth::Certificate, "RSA-2048"),
+    (KeyAlgorithm::P256, ClientAuth::Certificate, "ECDSA P-256"),
+    (KeyAlgorithm::P256, ClientAuth::EapTls, "EAP-TLS P-256"),
 ];
 
 impl HandshakeRuns {
@@ -160,8 +162,9 @@ pub fn run(secs: u32, concurrencies: &[usize], repeats: u32) -> Result<Section> 
     }
     let mut cells = Vec::new();
     let mut state_dir_fs = String::from("?");
-    for (keys, label) in CERTIFICATES {
-        state_dir_fs = run_certificates(keys, label, secs, concurrencies, repeats, &mut cells)?;
+    for (keys, auth, label) in CERTIFICATES {
+        state_dir_fs =
+            run_certificates(keys, auth, label, secs, concurrencies, repeats, &mut cells)?;
     }
     let figures = Ike {
         secs,
@@ -256,8 +259,10 @@ fn render(figures: &Ike) -> String {
 
 /// Measures one certificate type: its own PKI, responders and labs. Returns the file system
 /// the gateway's state directory is on.
+#[allow(clippy::too_many_arguments)]
 fn run_certificates(
     keys: KeyAlgorithm,
+    auth: ClientAuth,
     label: &str,
     secs: u32,
     concurrencies: &[usize],
@@ -275,7 +280,13 @@ fn run_certificates(
         let name = format!("ike-{i}.bench.example");
         let id = pki.client(&name)?;
         for (s, suite) in HANDSHAKE_SUITES.iter().enumerate() {
-            configs[s].push(initiator_config(&id, &name, trust.clone(), suite)?);
+            configs[s].push(initiator_config_with(
+                &id,
+                &name,
+                trust.clone(),
+                suite,
+                auth,
+            )?);
         }
     }
 
@@ -305,12 +316,16 @@ fn run_certificates(
         false,
         Limits::OutOfTheWay,
     )?;
-    let charon = start_charon_gateway(
+    let charon = start_charon_gateway_with(
         &swan_topo,
         &scratch.path().join("charon"),
         &pki,
-        &HANDSHAKE_SUITES,
-        Limits::OutOfTheWay,
+        CharonSetup {
+            ike_proposals: &HANDSHAKE_SUITES,
+            limits: Limits::OutOfTheWay,
+            pool: labnet::netns::lab::CLIENT_POOL,
+            auth,
+        },
     )?;
 
     // Check every path and warm the responders up with one handshake per suite.

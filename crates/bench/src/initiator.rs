@@ -15,13 +15,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, anyhow};
 use ikev2::ipsec_crypto::{Provider, SigningKey};
 use ikev2::{
-    EspProposal, Event, IkeConfig, IkeId, IkeProposal, IkeSa, InitiatorConfig, LocalCredentials,
-    Now, Path, PeerRole, PkiValidator, RetransmitConfig,
+    EapTlsClient, EspProposal, Event, IkeConfig, IkeId, IkeProposal, IkeSa, InitiatorConfig,
+    LocalCredentials, Now, Path, PeerRole, PkiValidator, RetransmitConfig,
 };
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
-use super::common::{ESP_PROPOSAL, GATEWAY_NAME};
+use super::common::{ClientAuth, ESP_PROPOSAL, GATEWAY_NAME};
 
 /// Non-ESP marker in front of IKE on the NAT-T port (RFC 3948 2.2).
 const NON_ESP_MARKER: [u8; 4] = [0; 4];
@@ -46,6 +46,19 @@ pub fn initiator_config(
     trust: pki::TrustStore,
     ike_suite: &str,
 ) -> Result<Arc<InitiatorConfig>> {
+    initiator_config_with(identity, name, trust, ike_suite, ClientAuth::Certificate)
+}
+
+/// [`initiator_config`] authenticating as `auth` says; with EAP-TLS the certificate signs
+/// inside TLS 1.2 (strongSwan 5.9's default; its TLS 1.3 predates RFC 9190), `name` is the
+/// EAP identity, and the gateway's TLS certificate must carry the gateway's name.
+pub fn initiator_config_with(
+    identity: &pki::Identity,
+    name: &str,
+    trust: pki::TrustStore,
+    ike_suite: &str,
+    auth: ClientAuth,
+) -> Result<Arc<InitiatorConfig>> {
     let key = SigningKey::from_pkcs8_der(identity.key.pkcs8_der())
         .map_err(|e| anyhow!("client key: {e}"))?;
     let leaf = identity
@@ -57,14 +70,14 @@ pub fn initiator_config(
         key: Arc::new(key),
         chain: vec![leaf.der().as_ref().to_vec()],
     };
-    let validator = PkiValidator {
+    let validator = Arc::new(PkiValidator {
         trust,
         role: PeerRole::Gateway {
             server_name: GATEWAY_NAME.to_owned(),
         },
         expected_id: None,
-    };
-    let mut ike = IkeConfig::new(local, Arc::new(validator));
+    });
+    let mut ike = IkeConfig::new(local, validator.clone());
     ike.ike_proposals =
         vec![IkeProposal::parse(ike_suite, false).map_err(|e| anyhow!("{ike_suite}: {e}"))?];
     ike.esp_proposals =
@@ -73,6 +86,14 @@ pub fn initiator_config(
     ike.retransmit = RetransmitConfig::default();
     let mut cfg = InitiatorConfig::new(ike);
     cfg.initial_contact = false;
+    if auth == ClientAuth::EapTls {
+        cfg.eap_tls = Some(EapTlsClient {
+            identity: name.to_owned(),
+            server_names: vec![IkeId::Fqdn(GATEWAY_NAME.to_owned())],
+            server_validator: validator,
+            tls13: false,
+        });
+    }
     Ok(Arc::new(cfg))
 }
 

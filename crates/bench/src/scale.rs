@@ -25,9 +25,9 @@ use labnet::strongswan::Charon;
 use tokio::sync::watch;
 
 use super::common::{
-    BenchPki, CpuMeter, IKE_SUITES, Limits, Scratch, add_client_sources, connect_charon_client,
-    ike_server, self_exe, start_charon_gateway_with_pool, start_our_gateway_with_pool,
-    vm_rss_bytes,
+    BenchPki, CharonSetup, ClientAuth, CpuMeter, IKE_SUITES, Limits, Scratch, add_client_sources,
+    connect_charon_client, ike_server, self_exe, start_charon_gateway_with,
+    start_our_gateway_with_pool, vm_rss_bytes,
 };
 use super::ike::in_client;
 use super::initiator::{Storm, hold_many, initiator_config, one_handshake};
@@ -211,13 +211,16 @@ fn measure(
                 )
             }
             Responder::StrongSwan => {
-                let charon = Arc::new(start_charon_gateway_with_pool(
+                let charon = Arc::new(start_charon_gateway_with(
                     &topo,
                     dir,
                     pki,
-                    &[suite],
-                    Limits::OutOfTheWay,
-                    SCALE_POOL,
+                    CharonSetup {
+                        ike_proposals: &[suite],
+                        limits: Limits::OutOfTheWay,
+                        pool: SCALE_POOL,
+                        auth: ClientAuth::Certificate,
+                    },
                 )?);
                 let counter = charon.clone();
                 (

@@ -108,7 +108,8 @@ fn grouped_bars(
         .flat_map(|s| s.values.iter().flatten())
         .copied()
         .fold(0.0f64, f64::max);
-    let y_max = if top > 0.0 { top * 1.25 } else { 1.0 };
+    // Headroom above the tallest bar for its value and the legend.
+    let y_max = if top > 0.0 { top * 1.45 } else { 1.0 };
     // Group i is centred on x = i, so that asking for as many x labels as groups puts one
     // label (a whole number) under each group.
     let n = groups.len() as f64;

@@ -408,7 +408,8 @@ pub fn ike_server(topo: &Topology) -> SocketAddr {
 /// The gateway's `[limits]` in a bench.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Limits {
-    /// COOKIEs and the half-open cap out of the way (rate and memory benches).
+    /// COOKIEs and the half-open caps (in all and per source) out of the way, as charon's
+    /// are (rate, memory and scale benches).
     OutOfTheWay,
     /// What an operator gets without a `[limits]` section (the flood bench).
     Defaults,
@@ -489,7 +490,7 @@ interface = "aovpn-gw"
             ike = list(ike_proposals),
             limits = match limits {
                 Limits::OutOfTheWay =>
-                    "[limits]\ncookie_threshold = 1000000\nhalf_open_limit = 1000000\n",
+                    "[limits]\ncookie_threshold = 1000000\nhalf_open_limit = 1000000\nhalf_open_per_source = 1000000\n",
                 Limits::Defaults => "",
             },
         ),

@@ -11,11 +11,16 @@
 //! session ends, so that the two never share a route.
 //!
 //! On disk: a snapshot (`leases.json`, replaced whole) and a journal beside it
-//! (`leases.journal`): a new binding is appended to the journal and synced before the client
-//! gets its address, so that it costs the same with ten thousand leases as with ten; the
-//! snapshot is rewritten (and the journal emptied) when the journal has grown as long as the
-//! snapshot, on [`LeasePool::flush`], and after a restart that found a journal. Loading reads
-//! the snapshot, then the journal in order, a later binding of an address replacing an earlier.
+//! (`leases.journal`): a new binding is appended to the journal before the client gets its
+//! address, so that it costs the same with ten thousand leases as with ten and survives a crash
+//! of the gateway; the journal is synced to the disk at most once a second on that path (an
+//! fsync per binding capped a 10,000-client gateway at a few dozen new clients a second) and on
+//! every [`LeasePool::flush`], so a power loss forgets at most the last seconds' new bindings.
+//! That costs stickiness only: no session outlives the gateway, so an address bound to nobody
+//! after a restart is handed to no one else while its old holder still uses it. The snapshot is
+//! rewritten (and the journal emptied) when the journal has grown as long as the snapshot, on
+//! flush, and after a restart that found a journal. Loading reads the snapshot, then the
+//! journal in order, a later binding of an address replacing an earlier.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
@@ -95,6 +100,8 @@ pub struct LeasePool {
     file: Option<PathBuf>,
     /// Bindings appended to the journal since the snapshot was written.
     journaled: usize,
+    /// The journal, open for appending, and when it was last synced.
+    journal: Option<(std::fs::File, std::time::Instant)>,
     /// Leases in the snapshot as last written.
     snapshot_len: usize,
     /// Where [`LeasePool::free_v4`] looks first (offset from the first host).
@@ -106,6 +113,10 @@ pub struct LeasePool {
 /// The journal is compacted into the snapshot once it holds this many bindings, or as many as
 /// the snapshot if that is more (so each binding costs O(1) writes on average).
 const COMPACT_AFTER: usize = 1024;
+
+/// Longest time a new binding waits in the page cache for the journal's next sync, while
+/// bindings keep coming ([`LeasePool::flush`] syncs the rest).
+const JOURNAL_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl LeasePool {
     /// An empty pool. `reserved` addresses (e.g. the gateway's own address inside the pool) are
@@ -121,6 +132,7 @@ impl LeasePool {
             reserved,
             file: None,
             journaled: 0,
+            journal: None,
             snapshot_len: 0,
             v4_cursor: std::cell::Cell::new(0),
             dirty: false,
@@ -410,6 +422,10 @@ impl LeasePool {
     pub fn flush(&mut self) -> Result<(), PoolError> {
         if self.dirty {
             self.save()?;
+        } else if let (Some((f, synced)), Some(file)) = (&mut self.journal, &self.file) {
+            f.sync_data()
+                .map_err(|e| store_error(&Self::journal_of(file), e))?;
+            *synced = std::time::Instant::now();
         }
         Ok(())
     }
@@ -493,38 +509,47 @@ impl LeasePool {
         }
     }
 
-    /// Appends a new binding to the journal and syncs it; compacts the journal into the
-    /// snapshot once it is long.
+    /// Appends a new binding to the journal (synced if the last sync is a second old);
+    /// compacts the journal into the snapshot once it is long.
     fn record_binding(&mut self, lease: &Lease) -> Result<(), PoolError> {
         let Some(file) = &self.file else {
             return Ok(());
         };
-        let journal = Self::journal_of(file);
+        let path = Self::journal_of(file);
         let mut entry = b"\n".to_vec();
         serde_json::to_writer(&mut entry, lease).map_err(|e| PoolError::Store {
-            path: journal.clone(),
+            path: path.clone(),
             message: e.to_string(),
         })?;
         entry.push(b'\n');
-        if let Some(dir) = journal.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| store_error(&journal, e))?;
+        if self.journal.is_none() {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| store_error(&path, e))?;
+            }
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(|e| store_error(&path, e))?;
+            if let Some(dir) = path.parent()
+                && let Ok(d) = std::fs::File::open(dir)
+            {
+                // The journal's name must survive a power loss too.
+                d.sync_all().map_err(|e| store_error(&path, e))?;
+            }
+            // Not synced yet: the first binding is synced at once.
+            let long_ago = std::time::Instant::now()
+                .checked_sub(JOURNAL_SYNC_INTERVAL)
+                .unwrap_or_else(std::time::Instant::now);
+            self.journal = Some((f, long_ago));
         }
-        let created = !journal.exists();
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(&journal)
-            .map_err(|e| store_error(&journal, e))?;
-        f.write_all(&entry)
-            .and_then(|()| f.sync_data())
-            .map_err(|e| store_error(&journal, e))?;
-        if created
-            && let Some(dir) = journal.parent()
-            && let Ok(d) = std::fs::File::open(dir)
-        {
-            // The journal's name must survive a crash too.
-            d.sync_all().map_err(|e| store_error(&journal, e))?;
+        if let Some((f, synced)) = &mut self.journal {
+            f.write_all(&entry).map_err(|e| store_error(&path, e))?;
+            if synced.elapsed() >= JOURNAL_SYNC_INTERVAL {
+                f.sync_data().map_err(|e| store_error(&path, e))?;
+                *synced = std::time::Instant::now();
+            }
         }
         self.journaled += 1;
         if self.journaled >= COMPACT_AFTER.max(self.snapshot_len) {
@@ -554,6 +579,7 @@ impl LeasePool {
         }
         netio::fs::replace_file(path, &json, 0o600, true).map_err(|e| store_error(path, e))?;
         let journal = Self::journal_of(path);
+        self.journal = None;
         match std::fs::remove_file(&journal) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

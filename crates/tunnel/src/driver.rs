@@ -281,6 +281,24 @@ impl Driver {
         total
     }
 
+    /// [`Driver::traffic`] of every IKE SA, the data plane's counters read once (looking each
+    /// Child SA up on its own made a gateway's session list quadratic in its clients).
+    pub fn traffic_of_all(&self) -> HashMap<IkeSaId, Traffic> {
+        let counters = self.datapath.all_sa_counters();
+        self.sas
+            .iter()
+            .map(|(id, record)| {
+                let mut total = record.retired_traffic;
+                for c in &record.children {
+                    if let Some(c) = counters.get(&c.esp_id) {
+                        total.add(c);
+                    }
+                }
+                (*id, total)
+            })
+            .collect()
+    }
+
     /// Starts an IKE SA as initiator; its events follow from [`Driver::next_event`].
     pub fn connect(
         &mut self,

@@ -557,6 +557,11 @@ impl Gateway {
     }
 
     fn write_status(&self, state: &str) {
+        // Without a status file nothing is written, and the session list (every session's
+        // counters) is not worth making on every client change.
+        if self.status_file.is_none() {
+            return;
+        }
         write_status_file(
             self.status_file.as_deref(),
             state,

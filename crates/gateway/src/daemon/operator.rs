@@ -171,10 +171,11 @@ impl Gateway {
 
     /// Every authenticated client, by identity.
     pub(super) fn sessions(&self) -> Vec<Session> {
+        let traffic = self.driver.traffic_of_all();
         let mut sessions: Vec<Session> = self
             .driver
             .sas()
-            .filter_map(|(id, r)| Session::of(r, self.driver.traffic(id)))
+            .filter_map(|(id, r)| Session::of(r, traffic.get(&id).copied().unwrap_or_default()))
             .collect();
         sessions.sort_by(|a, b| a.identity.cmp(&b.identity));
         sessions

@@ -246,11 +246,11 @@ fn render(figures: &Ike) -> String {
     );
     let _ = writeln!(
         out,
-        "   the same COOKIE policy for both: thresholds out of the way (ours cookie_threshold, charon's cookie_threshold, cookie_threshold_ip, block_threshold), so neither asks for COOKIEs at any C"
+        "   the same COOKIE policy for both: thresholds out of the way (ours cookie_threshold, half_open_limit, half_open_per_source; charon's cookie_threshold, cookie_threshold_ip, block_threshold), so neither asks for COOKIEs at any C"
     );
     let _ = writeln!(
         out,
-        "   aovpn gateway state_dir on {state_dir_fs} (a new lease binding is fsynced before the reply; \"aovpn tmpfs\" = same gateway with state_dir on {TMPFS}); charon logs to a file at level 1"
+        "   aovpn gateway state_dir on {state_dir_fs} (a new lease binding is appended to the lease journal before the reply, synced at most once a second; \"aovpn tmpfs\" = same gateway with state_dir on {TMPFS}); charon logs to a file at level 1"
     );
     out.push_str(&t.render());
     out.push_str(&notes);

@@ -18,7 +18,8 @@ if [ "$(id -u)" != 0 ]; then
 fi
 scripts/install-deps.sh
 scripts/install-bench-peers.sh
-export PATH="$PWD/target/bench-peers/bin:$PATH"
+# Last, so that nothing built there shadows a system command run as root.
+export PATH="$PATH:$PWD/target/bench-peers/bin"
 [ -c /dev/net/tun ] || { mkdir -p /dev/net && mknod /dev/net/tun c 10 200 && chmod 0666 /dev/net/tun; }
 cargo build --release --locked -p aovpn
 exec target/release/aovpn bench all --out "target/bench/$(date -u +%Y-%m-%dT%H%MZ)" "$@"

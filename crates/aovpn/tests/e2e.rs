@@ -2008,8 +2008,11 @@ fn policy_groups_give_their_users_their_own_pool_routes_and_dns() {
         "{sessions}"
     );
     assert_eq!(group_of(carol_vip).as_deref(), Some("eng"), "{sessions}");
-    let leases =
-        std::fs::read_to_string(lab.dir("gw-state").join("leases-eng.json")).unwrap_or_default();
+    // The binding is in the group's lease journal until the next flush writes the snapshot.
+    let leases = ["leases-eng.json", "leases-eng.journal"]
+        .iter()
+        .map(|f| std::fs::read_to_string(lab.dir("gw-state").join(f)).unwrap_or_default())
+        .collect::<String>();
     assert!(leases.contains("carol@eng.corp.example"), "{leases}");
 }
 

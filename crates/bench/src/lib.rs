@@ -227,16 +227,17 @@ impl Machine {
     }
 }
 
-/// `aovpn-bench-2026-12-04T2130Z`: the default report directory's name.
+/// `aovpn-bench-2026-12-04T213005Z`: the default report directory's name.
 fn default_out(started: time::OffsetDateTime) -> PathBuf {
     let d = started.date();
     PathBuf::from(format!(
-        "aovpn-bench-{}-{:02}-{:02}T{:02}{:02}Z",
+        "aovpn-bench-{}-{:02}-{:02}T{:02}{:02}{:02}Z",
         d.year(),
         u8::from(d.month()),
         d.day(),
         started.hour(),
-        started.minute()
+        started.minute(),
+        started.second()
     ))
 }
 
@@ -328,6 +329,11 @@ pub fn run(args: BenchArgs) -> ExitCode {
     let started = time::OffsetDateTime::now_utc();
     let machine = Machine::read(started);
     let out_dir = args.out.unwrap_or_else(|| default_out(started));
+    // Before hours of measuring: the report must have somewhere to go.
+    if let Err(e) = std::fs::create_dir_all(&out_dir) {
+        eprintln!("aovpn bench: cannot create {}: {e}", out_dir.display());
+        return ExitCode::from(2);
+    }
     let mut text = machine.header();
     print!("{text}");
     let mut failed = false;

@@ -83,10 +83,12 @@ pub async fn point(
     count_sas: &(impl Fn() -> Option<usize> + Send),
 ) -> Result<MemoryPoint> {
     tokio::time::sleep(Duration::from_secs(2)).await;
+    // RSS first: asking our gateway for its sessions makes it build the list.
+    let rss = vm_rss_bytes(pid)?;
     Ok(MemoryPoint {
         clients: up,
         seen_by_responder: count_sas(),
-        rss: vm_rss_bytes(pid)?,
+        rss,
     })
 }
 

@@ -152,6 +152,9 @@ fn start(
     interface: &str,
     dir: &Path,
 ) -> Result<Process> {
+    // A socket left by a daemon that was killed would pass for this one's.
+    let stale = Path::new("/var/run/wireguard").join(format!("{interface}.sock"));
+    let _ = std::fs::remove_file(&stale);
     let mut daemon = Process::spawn_in(
         ns,
         kind.program(),

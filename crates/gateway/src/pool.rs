@@ -142,14 +142,13 @@ impl LeasePool {
     /// How many identities the lease file `file` and its journal bind, read without changing
     /// either (for `aovpn gateway doctor`, while the gateway may be running).
     pub fn recorded_bindings(file: &Path) -> usize {
-        let snapshot: Vec<Lease> = std::fs::read_to_string(file)
+        let snapshot: Vec<Lease> = std::fs::read(file)
             .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
+            .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
-        let journal = std::fs::read_to_string(Self::journal_of(file)).unwrap_or_default();
-        let journaled = journal
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Lease>(l).ok());
+        let journal = std::fs::read(Self::journal_of(file)).unwrap_or_default();
+        let journaled =
+            journal_entries(&journal).filter_map(|l| serde_json::from_slice::<Lease>(l).ok());
         let mut by_identity: HashMap<String, Ipv4Addr> = HashMap::new();
         let mut by_address: HashMap<Ipv4Addr, String> = HashMap::new();
         for lease in snapshot.into_iter().chain(journaled) {
@@ -181,20 +180,22 @@ impl LeasePool {
         let mut pool = Self::new(v4, v6, reserved);
         pool.file = Some(file.to_owned());
         let mut report = LoadReport::default();
-        let text = match std::fs::read_to_string(file) {
-            Ok(text) => text,
+        // Bytes, not text: a damaged file (even one that is not UTF-8) is set aside below
+        // rather than keeping the gateway down.
+        let bytes = match std::fs::read(file) {
+            Ok(bytes) => bytes,
             // No snapshot yet; the journal may still hold bindings.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => "[]".to_owned(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => b"[]".to_vec(),
             Err(e) => return Err(store_error(file, e)),
         };
-        let stored: Vec<Lease> = match serde_json::from_str(&text) {
+        let stored: Vec<Lease> = match serde_json::from_slice(&bytes) {
             Ok(leases) => leases,
             Err(_) => {
                 // A damaged file must not keep the gateway down, nor be lost: it goes aside
                 // for a human, and whatever entries still read are kept.
                 let aside = file.with_extension(format!("json.damaged-{}", unix_now()));
                 std::fs::rename(file, &aside).map_err(|e| store_error(file, e))?;
-                let (leases, unreadable) = recover(&text);
+                let (leases, unreadable) = recover(&String::from_utf8_lossy(&bytes));
                 report.set_aside = Some(aside);
                 report.unreadable = unreadable;
                 pool.dirty = true;
@@ -236,17 +237,18 @@ impl LeasePool {
             return Ok(());
         };
         let journal = Self::journal_of(&file);
-        let text = match std::fs::read_to_string(&journal) {
-            Ok(text) => text,
+        let bytes = match std::fs::read(&journal) {
+            Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(store_error(&journal, e)),
         };
         let mut replayed = 0;
         // Each entry is written between newlines, so a torn last entry (a crash in the middle
-        // of an append) is one unreadable line and never swallows the next.
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        // of an append, even in the middle of a character) is one unreadable line and never
+        // swallows the next.
+        for line in journal_entries(&bytes) {
             replayed += 1;
-            match serde_json::from_str::<Lease>(line) {
+            match serde_json::from_slice::<Lease>(line) {
                 Ok(lease) => {
                     let label = format!("{} -> {}", lease.identity, lease.v4);
                     if !self.apply_journaled(lease) {
@@ -339,7 +341,11 @@ impl LeasePool {
         // The binding is on disk; only the idle time changes, which [`LeasePool::flush`]
         // writes later. No fsync on the handshake path.
         self.dirty = true;
-        let free_v6 = self.free_v6();
+        // A linear search: only when an IPv6 address is asked for.
+        let free_v6 = match family {
+            Family::V6 => self.free_v6(),
+            Family::V4 => None,
+        };
         if let Some(lease) = self.leases.get_mut(identity) {
             lease.last_seen = now;
             match family {
@@ -555,7 +561,12 @@ impl LeasePool {
         if self.journaled >= COMPACT_AFTER.max(self.snapshot_len) {
             // The lease itself is inserted after this returns; the snapshot must hold it.
             self.insert(lease.clone());
-            self.save()?;
+            if let Err(e) = self.save() {
+                // Not again for every new client: the flush retries (the pool is dirty), and
+                // the next compaction comes after as many bindings again.
+                self.journaled = 0;
+                return Err(e);
+            }
         }
         Ok(())
     }
@@ -590,6 +601,13 @@ impl LeasePool {
         self.dirty = false;
         Ok(())
     }
+}
+
+/// The journal's entries: its non-blank lines.
+fn journal_entries(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    bytes
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
 }
 
 /// The leases that still read from a damaged file (each element on its own), and how many
@@ -978,5 +996,34 @@ mod tests {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod damaged_files {
+    use super::*;
+
+    /// Bytes that are not UTF-8 (a write cut in the middle of a character) cost their entry
+    /// only; the gateway starts with the rest.
+    #[test]
+    fn a_journal_with_bytes_that_are_not_text_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("leases.json");
+        let mut journal =
+            b"\n{\"identity\":\"fqdn:a\",\"v4\":\"172.16.201.5\",\"last_seen\":1}\n".to_vec();
+        journal.extend_from_slice(b"\n{\"identity\":\"fqdn:caf\xc3");
+        journal.extend_from_slice(
+            b"\n{\"identity\":\"fqdn:b\",\"v4\":\"172.16.201.6\",\"last_seen\":2}\n",
+        );
+        std::fs::write(dir.path().join("leases.journal"), &journal).unwrap();
+        assert_eq!(LeasePool::recorded_bindings(&file), 2);
+        let (pool, report) =
+            LeasePool::open("172.16.201.0/24".parse().unwrap(), None, vec![], &file).unwrap();
+        assert_eq!(report.unreadable, 1);
+        assert_eq!(pool.leases().count(), 2);
+        std::fs::write(&file, b"[\xff\xfe]").unwrap();
+        let (_, report) =
+            LeasePool::open("172.16.201.0/24".parse().unwrap(), None, vec![], &file).unwrap();
+        assert!(report.set_aside.is_some());
     }
 }

@@ -79,6 +79,10 @@ struct StatusFile<'a> {
 /// How often idle times in the lease store are flushed to disk.
 const LEASE_FLUSH: Duration = Duration::from_secs(5);
 
+/// The status file is rewritten at most this often: it lists every session, so writing it on
+/// every client change made a bring-up of N clients cost N² at ten thousand clients.
+const STATUS_MIN_INTERVAL: Duration = Duration::from_secs(1);
+
 /// How long a stopping gateway waits for its clients to answer the IKE Deletes.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
 
@@ -88,6 +92,9 @@ pub struct Gateway {
     config: GatewayConfig,
     config_path: PathBuf,
     status_file: Option<PathBuf>,
+    /// When the status file was last written, and whether a change waits for the next write.
+    status_written: Option<Instant>,
+    status_pending: bool,
     validator: Arc<ClientValidator>,
     driver: Driver,
     installed: Option<InstalledConfig>,
@@ -247,6 +254,8 @@ impl Gateway {
             config,
             config_path: config_path.to_owned(),
             status_file,
+            status_written: None,
+            status_pending: false,
             validator,
             driver,
             installed: Some(installed),
@@ -276,6 +285,7 @@ impl Gateway {
         tokio::pin!(shutdown);
         let mut failure = None;
         let mut flush = tokio::time::interval(LEASE_FLUSH);
+        let mut status_tick = tokio::time::interval(STATUS_MIN_INTERVAL);
         // systemd (Type=notify): ready now; the watchdog is fed from this loop, so a wedged
         // loop gets the gateway restarted.
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
@@ -290,6 +300,9 @@ impl Gateway {
                     let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
                     let _ = self.reload();
                     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+                }
+                _ = status_tick.tick(), if self.status_pending => {
+                    self.status_changed();
                 }
                 _ = flush.tick() => {
                     self.sample_throughput();
@@ -326,7 +339,7 @@ impl Gateway {
                     }
                     event => {
                         if self.on_event(event) {
-                            self.write_status("running");
+                            self.status_changed();
                         }
                     }
                 },
@@ -556,6 +569,24 @@ impl Gateway {
         teardown
     }
 
+    /// The sessions changed: the status file is rewritten now, or, if it was a moment ago,
+    /// at the next status tick.
+    pub(super) fn status_changed(&mut self) {
+        if self.status_file.is_none() {
+            return;
+        }
+        if self
+            .status_written
+            .is_some_and(|t| t.elapsed() < STATUS_MIN_INTERVAL)
+        {
+            self.status_pending = true;
+            return;
+        }
+        self.write_status("running");
+        self.status_written = Some(Instant::now());
+        self.status_pending = false;
+    }
+
     fn write_status(&self, state: &str) {
         // Without a status file nothing is written, and the session list (every session's
         // counters) is not worth making on every client change.
@@ -593,6 +624,13 @@ fn open_pool(
     let (pool, report) = LeasePool::open(v4, v6, Vec::new(), file)?;
     for dropped in &report.dropped {
         tracing::warn!("lease {dropped} no longer fits the pool; dropped");
+    }
+    if report.set_aside.is_none() && report.unreadable > 0 {
+        tracing::warn!(
+            unreadable = report.unreadable,
+            "{}: lease journal entries that did not read were skipped (a write cut short); those clients may get new addresses",
+            file.display()
+        );
     }
     if let Some(aside) = &report.set_aside {
         tracing::error!(

@@ -40,7 +40,7 @@ impl Gateway {
                     tracing::info!(peer = %identity, "disconnected by the administrator");
                     self.driver.delete(*id);
                 }
-                self.write_status("running");
+                self.status_changed();
                 Reply::done(format!(
                     "{} session(s) of {} disconnected (their address stays theirs)",
                     ids.len(),

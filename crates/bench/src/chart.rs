@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 
 use anyhow::{Result, anyhow, bail};
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -167,6 +168,15 @@ fn grouped_bars(
             }))
             .map_err(plot_error)?;
     }
+    legend(&mut chart)?;
+    Ok(())
+}
+
+type Chart<'a, 'b> =
+    ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// The series' legend in the upper right, on a light box.
+fn legend<'a>(chart: &mut Chart<'a, 'a>) -> Result<()> {
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperRight)
@@ -174,8 +184,7 @@ fn grouped_bars(
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()
-        .map_err(plot_error)?;
-    Ok(())
+        .map_err(plot_error)
 }
 
 /// Throughput by direction (groups) and path (bars), medians.
@@ -346,14 +355,7 @@ fn memory(caption: &str, responders: &[MemorySeries], file: &Path) -> Result<boo
             .draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))
             .map_err(plot_error)?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .label_font((FONT, 12))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(plot_error)?;
+    legend(&mut chart)?;
     root.present().map_err(plot_error)?;
     Ok(true)
 }

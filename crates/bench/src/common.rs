@@ -665,6 +665,23 @@ pub fn connect_charon_client(
     Ok(cl)
 }
 
+/// Two pings from the client to the host behind the gateway (10.1.0.10).
+pub fn ping_vnet(topo: &Topology) -> Result<()> {
+    topo.client
+        .exec_ok([
+            "ping",
+            "-c",
+            "2",
+            "-i",
+            "0.2",
+            "-W",
+            "2",
+            &lab::VNET_HOST.to_string(),
+        ])
+        .map(drop)
+        .context("ping 10.1.0.10 from the client")
+}
+
 /// Extra client addresses 198.51.100.10.. on the client's WAN link, one per concurrent
 /// handshake (up to 64), so that per-address half-open limits do not throttle either responder.
 pub fn add_client_sources(topo: &Topology, count: usize) -> Result<Vec<Ipv4Addr>> {

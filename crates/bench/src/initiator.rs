@@ -49,6 +49,24 @@ pub fn initiator_config(
     initiator_config_with(identity, name, trust, ike_suite, ClientAuth::Certificate)
 }
 
+/// `count` initiator configurations, each with a client certificate of its own
+/// (`<prefix>-<i>.bench.example`) from `pki`: several SAs of one identity would look like
+/// reconnects to a responder.
+pub fn distinct_clients(
+    pki: &super::common::BenchPki,
+    trust: &pki::TrustStore,
+    prefix: &str,
+    count: usize,
+    ike_suite: &str,
+) -> Result<Vec<Arc<InitiatorConfig>>> {
+    (0..count)
+        .map(|i| {
+            let name = format!("{prefix}-{i}.bench.example");
+            initiator_config(&pki.client(&name)?, &name, trust.clone(), ike_suite)
+        })
+        .collect()
+}
+
 /// [`initiator_config`] authenticating as `auth` says; with EAP-TLS the certificate signs
 /// inside TLS 1.2 (strongSwan 5.9's default; its TLS 1.3 predates RFC 9190), `name` is the
 /// EAP identity, and the gateway's TLS certificate must carry the gateway's name.

@@ -18,7 +18,7 @@ use super::common::{
     start_charon_gateway, start_our_gateway, vm_rss_bytes,
 };
 use super::ike::in_client;
-use super::initiator::{hold_many, initiator_config, one_handshake};
+use super::initiator::{distinct_clients, hold_many, initiator_config, one_handshake};
 use super::report::{Table, num, ratio};
 use super::results::{Figures, Memory, MemoryPoint, MemorySeries, Section};
 
@@ -102,16 +102,7 @@ pub fn run(clients: usize) -> Result<Section> {
     let pki = BenchPki::issue(&scratch.path().join("pki"))?;
     let trust = pki.trust()?;
     eprintln!("bench memory: issuing {clients} client certificates");
-    let mut configs = Vec::with_capacity(clients);
-    for i in 0..clients {
-        let name = format!("mem-{i}.bench.example");
-        configs.push(initiator_config(
-            &pki.client(&name)?,
-            &name,
-            trust.clone(),
-            suite,
-        )?);
-    }
+    let configs = distinct_clients(&pki, &trust, "mem", clients, suite)?;
     let warm_name = "mem-warmup.bench.example";
     let warmup = initiator_config(&pki.client(warm_name)?, warm_name, trust, suite)?;
 

@@ -26,11 +26,11 @@ use tokio::sync::watch;
 
 use super::common::{
     BenchPki, CharonSetup, ClientAuth, CpuMeter, IKE_SUITES, Limits, Scratch, add_client_sources,
-    connect_charon_client, ike_server, self_exe, start_charon_gateway_with,
+    connect_charon_client, ike_server, ping_vnet, self_exe, start_charon_gateway_with,
     start_our_gateway_with_pool, vm_rss_bytes,
 };
 use super::ike::in_client;
-use super::initiator::{Storm, hold_many, initiator_config, one_handshake};
+use super::initiator::{Storm, distinct_clients, hold_many, initiator_config, one_handshake};
 use super::memory::{checkpoints, point};
 use super::report::{Table, median, num, ratio};
 use super::results::{Figures, MemoryPoint, MemorySeries, Scale, ScaleRun, Section, StormResult};
@@ -113,16 +113,7 @@ pub fn run(options: ScaleOptions) -> Result<Section> {
         "bench scale: issuing {} client certificates",
         options.tunnels
     );
-    let mut configs = Vec::with_capacity(options.tunnels);
-    for i in 0..options.tunnels {
-        let name = format!("scale-{i}.bench.example");
-        configs.push(initiator_config(
-            &pki.client(&name)?,
-            &name,
-            trust.clone(),
-            suite,
-        )?);
-    }
+    let configs = distinct_clients(&pki, &trust, "scale", options.tunnels, suite)?;
     let probe_name = "scale-probe.bench.example";
     let probe = initiator_config(&pki.client(probe_name)?, probe_name, trust, suite)?;
 
@@ -241,18 +232,7 @@ fn measure(
             "scale-stream.bench.example",
         )
         .context("the stream's tunnel")?;
-        topo.client
-            .exec_ok([
-                "ping",
-                "-c",
-                "2",
-                "-i",
-                "0.2",
-                "-W",
-                "2",
-                &lab::VNET_HOST.to_string(),
-            ])
-            .context("ping 10.1.0.10 through the stream's tunnel")?;
+        ping_vnet(&topo).context("through the stream's tunnel")?;
         Some(Arc::new(client))
     } else {
         None

@@ -18,8 +18,8 @@ use labnet::strongswan::Charon;
 
 use super::common::{
     BenchPki, CpuMeter, GATEWAY_NAME, HostsFile, IKE_SUITES, Limits, Process, Scratch,
-    connect_charon_client, read_status, self_exe, start_charon_gateway, start_our_gateway,
-    wait_bound, wait_for_state,
+    connect_charon_client, ping_vnet, read_status, self_exe, start_charon_gateway,
+    start_our_gateway, wait_bound, wait_for_state,
 };
 use super::report::{Table, median, num, ratio};
 use super::results::{DirectionRuns, Figures, PathFigures, Section, Throughput};
@@ -91,22 +91,6 @@ fn iperf_server(topo: &Topology, log: &std::path::Path) -> Result<Process> {
     let mut p = Process::spawn_in(&topo.vnet, "iperf3 -s", &argv, log)?;
     wait_bound(&mut p, "tcp", IPERF_PORT, Duration::from_secs(10))?;
     Ok(p)
-}
-
-fn ping_vnet(topo: &Topology) -> Result<()> {
-    topo.client
-        .exec_ok([
-            "ping",
-            "-c",
-            "2",
-            "-i",
-            "0.2",
-            "-W",
-            "2",
-            &lab::VNET_HOST.to_string(),
-        ])
-        .map(drop)
-        .context("ping 10.1.0.10 from the client")
 }
 
 fn plain_env(scratch: &Scratch) -> Result<Env> {

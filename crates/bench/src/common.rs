@@ -418,7 +418,7 @@ pub enum Limits {
 /// Starts `aovpn gateway` in the topology's gateway namespace with the bench PKI, the given
 /// IKE proposals, ESP AES-256-GCM and `limits` (strongSwan gets the same proposals, see
 /// [`start_charon_gateway`]). With `status_file`, waits for it to say "running"; otherwise for
-/// UDP 500 (the status file is rewritten on every client change, a cost charon does not pay).
+/// UDP 500 (the status file is rewritten on client changes, a cost charon does not pay).
 pub fn start_our_gateway(
     topo: &Topology,
     dir: &Path,
@@ -427,27 +427,35 @@ pub fn start_our_gateway(
     status_file: bool,
     limits: Limits,
 ) -> Result<(Process, Option<PathBuf>)> {
-    start_our_gateway_with_pool(
+    start_our_gateway_with(
         topo,
         dir,
         pki,
-        ike_proposals,
+        ResponderSetup {
+            ike_proposals,
+            limits,
+            pool: lab::CLIENT_POOL,
+            auth: ClientAuth::Certificate,
+        },
         status_file,
-        limits,
-        lab::CLIENT_POOL,
     )
 }
 
-/// [`start_our_gateway`] with the client address pool `pool`.
-pub fn start_our_gateway_with_pool(
+/// [`start_our_gateway`] with the pool of `setup` (its `auth` needs no setting here: our
+/// gateway serves EAP-TLS to any client that asks).
+pub fn start_our_gateway_with(
     topo: &Topology,
     dir: &Path,
     pki: &BenchPki,
-    ike_proposals: &[&str],
+    setup: ResponderSetup<'_>,
     status_file: bool,
-    limits: Limits,
-    pool: &str,
 ) -> Result<(Process, Option<PathBuf>)> {
+    let ResponderSetup {
+        ike_proposals,
+        limits,
+        pool,
+        auth: _,
+    } = setup;
     fs::create_dir_all(dir)?;
     let list = |items: &[&str]| {
         items
@@ -543,7 +551,7 @@ pub fn start_charon_gateway(
         topo,
         dir,
         pki,
-        CharonSetup {
+        ResponderSetup {
             ike_proposals,
             limits,
             pool: lab::CLIENT_POOL,
@@ -561,9 +569,10 @@ pub enum ClientAuth {
     EapTls,
 }
 
-/// What [`start_charon_gateway_with`] sets up besides the PKI.
+/// What a responder in a bench is set up with besides the PKI, the same for ours
+/// ([`start_our_gateway_with`]) and charon ([`start_charon_gateway_with`]).
 #[derive(Debug, Clone, Copy)]
-pub struct CharonSetup<'a> {
+pub struct ResponderSetup<'a> {
     pub ike_proposals: &'a [&'a str],
     pub limits: Limits,
     /// The client address pool.
@@ -577,9 +586,9 @@ pub fn start_charon_gateway_with(
     topo: &Topology,
     dir: &Path,
     pki: &BenchPki,
-    setup: CharonSetup<'_>,
+    setup: ResponderSetup<'_>,
 ) -> Result<Charon> {
-    let CharonSetup {
+    let ResponderSetup {
         ike_proposals,
         limits,
         pool,

@@ -15,8 +15,8 @@ use labnet::netns::Topology;
 use pki::KeyAlgorithm;
 
 use super::common::{
-    BenchPki, CharonSetup, ClientAuth, CpuMeter, Limits, Scratch, add_client_sources, ike_server,
-    start_charon_gateway_with, start_our_gateway,
+    BenchPki, ClientAuth, CpuMeter, Limits, ResponderSetup, Scratch, add_client_sources,
+    ike_server, start_charon_gateway_with, start_our_gateway,
 };
 use super::initiator::{RateResult, handshake_loop, initiator_config_with, one_handshake};
 use super::report::{Table, median, num, ratio};
@@ -320,7 +320,7 @@ fn run_certificates(
         &swan_topo,
         &scratch.path().join("charon"),
         &pki,
-        CharonSetup {
+        ResponderSetup {
             ike_proposals: &HANDSHAKE_SUITES,
             limits: Limits::OutOfTheWay,
             pool: labnet::netns::lab::CLIENT_POOL,

@@ -25,9 +25,9 @@ use labnet::strongswan::Charon;
 use tokio::sync::watch;
 
 use super::common::{
-    BenchPki, CharonSetup, ClientAuth, CpuMeter, IKE_SUITES, Limits, Scratch, add_client_sources,
-    connect_charon_client, ike_server, ping_vnet, self_exe, start_charon_gateway_with,
-    start_our_gateway_with_pool, vm_rss_bytes,
+    BenchPki, ClientAuth, CpuMeter, IKE_SUITES, Limits, ResponderSetup, Scratch,
+    add_client_sources, connect_charon_client, ike_server, ping_vnet, self_exe,
+    start_charon_gateway_with, start_our_gateway_with, vm_rss_bytes,
 };
 use super::ike::in_client;
 use super::initiator::{Storm, distinct_clients, hold_many, initiator_config, one_handshake};
@@ -180,19 +180,17 @@ fn measure(
     .build()?;
     let sources = add_client_sources(&topo, 64)?;
     let server = ike_server(&topo);
+    let setup = ResponderSetup {
+        ike_proposals: &[suite],
+        limits: Limits::OutOfTheWay,
+        pool: SCALE_POOL,
+        auth: ClientAuth::Certificate,
+    };
     // The responder, and how to count its SAs.
     let (pid, _gateway, _charon, count): (u32, _, _, Box<dyn Fn() -> Option<usize> + Send>) =
         match responder {
             Responder::Ours => {
-                let (gw, _) = start_our_gateway_with_pool(
-                    &topo,
-                    dir,
-                    pki,
-                    &[suite],
-                    false,
-                    Limits::OutOfTheWay,
-                    SCALE_POOL,
-                )?;
+                let (gw, _) = start_our_gateway_with(&topo, dir, pki, setup, false)?;
                 let admin = dir.join("state/admin.sock");
                 (
                     gw.pid(),
@@ -202,17 +200,7 @@ fn measure(
                 )
             }
             Responder::StrongSwan => {
-                let charon = Arc::new(start_charon_gateway_with(
-                    &topo,
-                    dir,
-                    pki,
-                    CharonSetup {
-                        ike_proposals: &[suite],
-                        limits: Limits::OutOfTheWay,
-                        pool: SCALE_POOL,
-                        auth: ClientAuth::Certificate,
-                    },
-                )?);
+                let charon = Arc::new(start_charon_gateway_with(&topo, dir, pki, setup)?);
                 let counter = charon.clone();
                 (
                     charon.pid(),

@@ -47,33 +47,43 @@ impl Path {
     }
 }
 
+/// The daemons that make a path's tunnel; their CPU time is charged to the path. Fields drop
+/// in order: the client before the gateway, the hosts file last.
+enum Daemons {
+    /// The plain path has none.
+    None,
+    Ours {
+        client: Process,
+        gateway: Process,
+        _hosts: HostsFile,
+    },
+    StrongSwan {
+        client: Charon,
+        gateway: Charon,
+    },
+    WireGuard(wireguard::Tunnel),
+}
+
+impl Daemons {
+    fn pids(&self) -> Vec<u32> {
+        match self {
+            Daemons::None => Vec::new(),
+            Daemons::Ours {
+                client, gateway, ..
+            } => vec![gateway.pid(), client.pid()],
+            Daemons::StrongSwan { client, gateway } => vec![gateway.pid(), client.pid()],
+            Daemons::WireGuard(w) => vec![w.gateway.pid(), w.client.pid()],
+        }
+    }
+}
+
 /// A lab with an iperf3 server on the vnet host; fields drop in order: processes first.
 struct Env {
     _iperf_server: Process,
-    /// Daemons whose CPU time is charged to the path (gateway first).
-    our_client: Option<Process>,
-    our_gateway: Option<Process>,
-    charon_client: Option<Charon>,
-    charon_gateway: Option<Charon>,
-    wireguard: Option<wireguard::Tunnel>,
-    _hosts: Option<HostsFile>,
+    daemons: Daemons,
     topo: Topology,
     /// What was negotiated, as the daemons report it.
     negotiated: String,
-}
-
-impl Env {
-    fn daemon_pids(&self) -> Vec<u32> {
-        let mut pids = Vec::new();
-        pids.extend(self.our_gateway.as_ref().map(Process::pid));
-        pids.extend(self.our_client.as_ref().map(Process::pid));
-        pids.extend(self.charon_gateway.as_ref().map(Charon::pid));
-        pids.extend(self.charon_client.as_ref().map(Charon::pid));
-        if let Some(w) = &self.wireguard {
-            pids.extend([w.gateway.pid(), w.client.pid()]);
-        }
-        pids
-    }
 }
 
 fn iperf_server(topo: &Topology, log: &std::path::Path) -> Result<Process> {
@@ -104,12 +114,7 @@ fn plain_env(scratch: &Scratch) -> Result<Env> {
     ping_vnet(&topo)?;
     Ok(Env {
         _iperf_server: iperf_server,
-        our_client: None,
-        our_gateway: None,
-        charon_client: None,
-        charon_gateway: None,
-        wireguard: None,
-        _hosts: None,
+        daemons: Daemons::None,
         topo,
         negotiated: String::new(),
     })
@@ -144,12 +149,10 @@ fn strongswan_env(scratch: &Scratch, pki: &BenchPki) -> Result<Env> {
     ping_vnet(&topo)?;
     Ok(Env {
         _iperf_server: iperf_server,
-        our_client: None,
-        our_gateway: None,
-        charon_client: Some(cl),
-        charon_gateway: Some(gw),
-        wireguard: None,
-        _hosts: None,
+        daemons: Daemons::StrongSwan {
+            client: cl,
+            gateway: gw,
+        },
         topo,
         negotiated,
     })
@@ -214,12 +217,11 @@ fn our_env(scratch: &Scratch, pki: &BenchPki) -> Result<Env> {
     ping_vnet(&topo)?;
     Ok(Env {
         _iperf_server: iperf_server,
-        our_client: Some(client),
-        our_gateway: Some(gateway),
-        charon_client: None,
-        charon_gateway: None,
-        wireguard: None,
-        _hosts: Some(hosts),
+        daemons: Daemons::Ours {
+            client,
+            gateway,
+            _hosts: hosts,
+        },
         topo,
         negotiated,
     })
@@ -237,20 +239,15 @@ fn wireguard_env(scratch: &Scratch, kind: WireGuard) -> Result<Env> {
     ping_vnet(&topo)?;
     Ok(Env {
         _iperf_server: iperf_server,
-        our_client: None,
-        our_gateway: None,
-        charon_client: None,
-        charon_gateway: None,
         negotiated: tunnel.negotiated.clone(),
-        wireguard: Some(tunnel),
-        _hosts: None,
+        daemons: Daemons::WireGuard(tunnel),
         topo,
     })
 }
 
 /// One iperf3 run: (Mbit/s received, bytes received, daemon CPU seconds).
 fn iperf_once(env: &Env, secs: u32, reverse: bool) -> Result<(f64, u64, f64)> {
-    let meter = CpuMeter::start(&env.daemon_pids())?;
+    let meter = CpuMeter::start(&env.daemons.pids())?;
     let target = lab::VNET_HOST.to_string();
     let secs_s = secs.to_string();
     let port = IPERF_PORT.to_string();

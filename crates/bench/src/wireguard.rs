@@ -153,15 +153,14 @@ fn start(
     dir: &Path,
 ) -> Result<Process> {
     // A socket left by a daemon that was killed would pass for this one's.
-    let stale = Path::new("/var/run/wireguard").join(format!("{interface}.sock"));
-    let _ = std::fs::remove_file(&stale);
+    let socket = Path::new("/var/run/wireguard").join(format!("{interface}.sock"));
+    let _ = std::fs::remove_file(&socket);
     let mut daemon = Process::spawn_in(
         ns,
         kind.program(),
         &kind.argv(program, interface),
         &dir.join(format!("{interface}.log")),
     )?;
-    let socket = Path::new("/var/run/wireguard").join(format!("{interface}.sock"));
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         daemon

@@ -1,5 +1,6 @@
 //! Starting the data plane, and the handle the IKE side drives it with.
 
+use std::collections::HashSet;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -212,9 +213,15 @@ impl Shared {
         }
     }
 
-    /// Rebuilds the tables from the registry (called with the registry locked).
-    fn publish(&self, registry: &Registry) {
-        let tables = Arc::new(Tables::build(registry));
+    /// Replaces the tables with a copy that follows the registry's changes (called with the
+    /// registry locked, so there is one writer at a time).
+    fn publish(&self, registry: &mut Registry) {
+        let changes = registry.take_changes();
+        if changes.is_empty() {
+            return;
+        }
+        let (_, current) = self.tables();
+        let tables = Arc::new(current.updated(registry, &changes));
         *self.tables.write().unwrap_or_else(PoisonError::into_inner) = tables;
         let generation = self.generation.fetch_add(1, Ordering::Release) + 1;
         self.tables_changed.send_replace(generation);
@@ -340,15 +347,13 @@ async fn keepalive_loop(shared: &Shared, interval: Duration, mut shutdown: watch
             _ = shutdown.changed() => return,
             _ = tick.tick() => {}
         }
-        let (_, tables) = shared.tables();
-        let mut done: Vec<PeerPath> = Vec::new();
-        for sa in tables.all.iter().filter(|sa| sa.nat_keepalive) {
-            let path = sa.path();
-            // During a rekey two SAs share the peer: one keepalive is enough.
-            if done.contains(&path) {
-                continue;
-            }
-            done.push(path);
+        // During a rekey two SAs share the peer: one keepalive is enough.
+        let paths: HashSet<PeerPath> = lock(&shared.registry)
+            .sas()
+            .filter(|sa| sa.nat_keepalive)
+            .map(|sa| sa.path())
+            .collect();
+        for path in paths {
             if let Err(e) = shared.send(path.peer, path.local, &NAT_KEEPALIVE).await {
                 tracing::debug!(error = %e, peer = %path.peer, "NAT keepalive failed");
             }
@@ -368,7 +373,7 @@ impl DatapathHandle {
     pub fn install_sa(&self, sa: EspSa) -> Result<(), DatapathError> {
         let mut registry = lock(&self.shared.registry);
         registry.insert(sa, None)?;
-        self.shared.publish(&registry);
+        self.shared.publish(&mut registry);
         Ok(())
     }
 
@@ -387,14 +392,14 @@ impl DatapathHandle {
     ) -> Result<(), DatapathError> {
         let mut registry = lock(&self.shared.registry);
         let state = registry.insert(sa, Some(replaces))?;
-        self.shared.publish(&registry);
+        self.shared.publish(&mut registry);
         drop(registry);
         if !state.sends() {
             self.after(fallback, move |shared| {
                 let mut registry = lock(&shared.registry);
                 if registry.fallback(&state) {
                     tracing::debug!(sa = state.id, "rekeyed SA sends after the fallback time");
-                    shared.publish(&registry);
+                    shared.publish(&mut registry);
                 }
             });
         }
@@ -407,7 +412,7 @@ impl DatapathHandle {
         let mut registry = lock(&self.shared.registry);
         let sa = Arc::clone(registry.find(id).ok_or(DatapathError::UnknownSa(id))?);
         if registry.start_sending(&sa) {
-            self.shared.publish(&registry);
+            self.shared.publish(&mut registry);
         }
         Ok(())
     }
@@ -425,12 +430,12 @@ impl DatapathHandle {
         let mut registry = lock(&self.shared.registry);
         let sa = Arc::clone(registry.find(id).ok_or(DatapathError::UnknownSa(id))?);
         registry.stop_sending(&sa);
-        self.shared.publish(&registry);
+        self.shared.publish(&mut registry);
         drop(registry);
         self.after(linger, move |shared| {
             let mut registry = lock(&shared.registry);
             if registry.remove_exact(&sa) {
-                shared.publish(&registry);
+                shared.publish(&mut registry);
             }
         });
         Ok(())
@@ -442,7 +447,7 @@ impl DatapathHandle {
     pub fn remove_sa(&self, id: EspSaId) -> Result<(), DatapathError> {
         let mut registry = lock(&self.shared.registry);
         registry.remove(id).ok_or(DatapathError::UnknownSa(id))?;
-        self.shared.publish(&registry);
+        self.shared.publish(&mut registry);
         Ok(())
     }
 
@@ -517,18 +522,13 @@ impl DatapathHandle {
     pub fn all_sa_counters(&self) -> std::collections::HashMap<EspSaId, SaCounters> {
         lock(&self.shared.registry)
             .sas()
-            .iter()
             .map(|s| (s.id, s.counters()))
             .collect()
     }
 
     /// Ids of the installed SAs (also those only receiving), in install order.
     pub fn sa_ids(&self) -> Vec<EspSaId> {
-        lock(&self.shared.registry)
-            .sas()
-            .iter()
-            .map(|s| s.id)
-            .collect()
+        lock(&self.shared.registry).ids_in_install_order()
     }
 
     fn find(&self, id: EspSaId) -> Result<Arc<SaSlot>, DatapathError> {
@@ -554,7 +554,7 @@ impl DatapathHandle {
         }
         let mut registry = lock(&self.shared.registry);
         registry.clear();
-        self.shared.publish(&registry);
+        self.shared.publish(&mut registry);
         queues
     }
 }

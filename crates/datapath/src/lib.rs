@@ -30,7 +30,9 @@
 //!   stripped, NAT keepalive absorbed, ESP by SPI), in-place decapsulation, anti-spoofing (the
 //!   inner source must lie in the SA's routes), batched TUN writes.
 //! - **SA table**: an immutable snapshot swapped on install/remove; workers pick up a new one
-//!   before their next batch. Each SA's halves have their own mutex, so outbound sequence
+//!   before their next batch. A new snapshot is a copy of the last one changed where the SA
+//!   table changed; the copy shares everything else (copy-on-write shards), so installing an SA
+//!   costs the same with 10 or 10,000 installed. Each SA's halves have their own mutex, so outbound sequence
 //!   numbers stay unique and the replay window has one owner at a time.
 //! - **Rekeying without loss** (RFC 7296 2.8): the SA that replaces another receives at once
 //!   but sends only once the peer is known to receive on it: at once for the rekey initiator
@@ -59,6 +61,7 @@ mod handle;
 mod routes;
 mod sa;
 mod selector;
+mod shards;
 mod worker;
 
 pub use counters::DatapathCounters;

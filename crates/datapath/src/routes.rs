@@ -1,9 +1,11 @@
 //! Inner-packet addresses and the route table that maps an inner destination to an SA.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use ipnet::IpNet;
+
+use crate::shards::ShardedMap;
 
 /// Destination address of an inner IPv4/IPv6 packet; `None` if it is neither or too short.
 pub fn inner_destination(packet: &[u8]) -> Option<IpAddr> {
@@ -31,24 +33,34 @@ fn inner_address(packet: &[u8], v4_offset: usize, v6_offset: usize) -> Option<Ip
 
 /// Longest-prefix match from inner address to a value (an SA). Host routes (/32, /128) sit in a
 /// hash map, because a gateway has one per client; the few shorter prefixes are a list sorted
-/// longest first. For equal prefixes the later insert wins (make-before-break rekeying installs
-/// the new SA with the same routes).
-#[derive(Debug, Clone)]
+/// longest first. For equal prefixes the later insert wins. A copy is cheap and a change to it
+/// copies a small part (the data plane changes a copy of the workers' snapshot per SA).
+#[derive(Debug)]
 pub struct RouteTable<T> {
-    hosts: HashMap<IpAddr, T>,
-    prefixes: Vec<(IpNet, T)>,
+    hosts: ShardedMap<IpAddr, T>,
+    prefixes: Arc<Vec<(IpNet, T)>>,
+}
+
+// Not derived: a copy shares the entries, so `T` need not be `Clone` for it.
+impl<T> Clone for RouteTable<T> {
+    fn clone(&self) -> Self {
+        Self {
+            hosts: self.hosts.clone(),
+            prefixes: Arc::clone(&self.prefixes),
+        }
+    }
 }
 
 impl<T> Default for RouteTable<T> {
     fn default() -> Self {
         Self {
-            hosts: HashMap::new(),
-            prefixes: Vec::new(),
+            hosts: ShardedMap::default(),
+            prefixes: Arc::new(Vec::new()),
         }
     }
 }
 
-impl<T> RouteTable<T> {
+impl<T: Clone> RouteTable<T> {
     /// An empty table.
     pub fn new() -> Self {
         Self::default()
@@ -61,17 +73,27 @@ impl<T> RouteTable<T> {
             self.hosts.insert(net.addr(), value);
             return;
         }
-        if let Some(slot) = self.prefixes.iter_mut().find(|(n, _)| *n == net) {
+        let prefixes = Arc::make_mut(&mut self.prefixes);
+        if let Some(slot) = prefixes.iter_mut().find(|(n, _)| *n == net) {
             slot.1 = value;
             return;
         }
         // Longest first, so the first match is the longest; stable for equal lengths.
-        let at = self
-            .prefixes
+        let at = prefixes
             .iter()
             .position(|(n, _)| n.prefix_len() < net.prefix_len())
-            .unwrap_or(self.prefixes.len());
-        self.prefixes.insert(at, (net, value));
+            .unwrap_or(prefixes.len());
+        prefixes.insert(at, (net, value));
+    }
+
+    /// Removes the route for `net` (equal once truncated); returns its value.
+    pub fn remove(&mut self, net: IpNet) -> Option<T> {
+        let net = net.trunc();
+        if net.prefix_len() == net.max_prefix_len() {
+            return self.hosts.remove(&net.addr());
+        }
+        let at = self.prefixes.iter().position(|(n, _)| *n == net)?;
+        Some(Arc::make_mut(&mut self.prefixes).remove(at).1)
     }
 
     /// The value of the longest prefix that contains `addr`.
@@ -93,6 +115,14 @@ impl<T> RouteTable<T> {
     /// Whether there are no routes.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Every route and its value (hosts in no particular order, then prefixes longest first).
+    pub fn iter(&self) -> impl Iterator<Item = (IpNet, &T)> {
+        self.hosts
+            .iter()
+            .map(|(a, v)| (IpNet::from(*a), v))
+            .chain(self.prefixes.iter().map(|(n, v)| (*n, v)))
     }
 }
 
@@ -139,6 +169,21 @@ mod tests {
         assert_eq!(t.lookup(ip("172.16.201.1")), Some(&4));
         assert_eq!(t.lookup(ip("172.16.201.2")), None);
         assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn removal_of_a_copy_leaves_the_original() {
+        let mut t = RouteTable::new();
+        t.insert(net("10.1.0.0/16"), 1);
+        t.insert(net("172.16.201.1/32"), 2);
+        let mut copy = t.clone();
+        assert_eq!(copy.remove(net("10.1.5.5/16")), Some(1));
+        assert_eq!(copy.remove(net("172.16.201.1/32")), Some(2));
+        assert_eq!(copy.remove(net("172.16.201.1/32")), None);
+        assert!(copy.is_empty());
+        assert_eq!(t.lookup(ip("10.1.0.10")), Some(&1));
+        assert_eq!(t.lookup(ip("172.16.201.1")), Some(&2));
+        assert_eq!(t.iter().count(), 2);
     }
 
     #[test]

@@ -187,37 +187,100 @@ fn legend<'a>(chart: &mut Chart<'a, 'a>) -> Result<()> {
         .map_err(plot_error)
 }
 
-/// Throughput by direction (groups) and path (bars), medians.
+/// Throughput by load and direction (groups) and path (bars), medians: TCP Mbit/s above, and
+/// below, when measured, UDP packets per second.
 fn throughput(t: &Throughput, file: &Path) -> Result<bool> {
     if t.paths.is_empty() {
         return Ok(false);
     }
     registered_font()?;
-    let root = BitMapBackend::new(file, (960, 540)).into_drawing_area();
-    root.fill(&WHITE).map_err(plot_error)?;
-    let mut other = 0;
-    let series: Vec<Bars> = t
+    let udp_sizes: Vec<u32> = t
         .paths
         .iter()
-        .map(|p| Bars {
-            label: p.path.clone(),
-            color: path_color(&p.path, &mut other),
-            values: vec![median(&p.up.mbit), median(&p.down.mbit)],
+        .flat_map(|p| p.udp.iter().map(|u| u.packet_bytes))
+        .fold(Vec::new(), |mut sizes, s| {
+            if !sizes.contains(&s) {
+                sizes.push(s);
+            }
+            sizes
+        });
+    let height = if udp_sizes.is_empty() { 540 } else { 1080 };
+    let root = BitMapBackend::new(file, (960, height)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_error)?;
+    let (tcp_area, udp_area) = root.split_vertically(540);
+    let mut other = 0;
+    let colors: Vec<_> = t
+        .paths
+        .iter()
+        .map(|p| path_color(&p.path, &mut other))
+        .collect();
+    let with_streams = t.paths.iter().any(|p| !p.streams_up.mbit.is_empty());
+    let tcp: Vec<Bars> = t
+        .paths
+        .iter()
+        .zip(&colors)
+        .map(|(p, color)| {
+            let mut values = vec![median(&p.up.mbit), median(&p.down.mbit)];
+            if with_streams {
+                values.extend([median(&p.streams_up.mbit), median(&p.streams_down.mbit)]);
+            }
+            Bars {
+                label: p.path.clone(),
+                color: *color,
+                values,
+            }
         })
         .collect();
+    let mut groups = vec![
+        "up (client to host behind gateway)".to_owned(),
+        "down (-R)".to_owned(),
+    ];
+    if with_streams {
+        groups.push(format!("up, {} streams", t.streams));
+        groups.push(format!("down, {} streams", t.streams));
+    }
     grouped_bars(
-        &root,
+        &tcp_area,
         &format!(
-            "TCP through each path, iperf3 single stream, median of {} runs of {} s",
+            "TCP through each path, iperf3, median of {} runs of {} s",
             t.runs, t.secs
         ),
         "Mbit/s",
-        &[
-            "up (client to host behind gateway)".to_owned(),
-            "down (-R)".to_owned(),
-        ],
-        &series,
+        &groups,
+        &tcp,
     )?;
+    if !udp_sizes.is_empty() {
+        let udp: Vec<Bars> = t
+            .paths
+            .iter()
+            .zip(&colors)
+            .map(|(p, color)| Bars {
+                label: p.path.clone(),
+                color: *color,
+                values: udp_sizes
+                    .iter()
+                    .flat_map(|size| {
+                        let u = p.udp.iter().find(|u| u.packet_bytes == *size);
+                        [
+                            u.and_then(|u| median(&u.up.kpps)),
+                            u.and_then(|u| median(&u.down.kpps)),
+                        ]
+                    })
+                    .collect(),
+            })
+            .collect();
+        let groups: Vec<String> = udp_sizes
+            .iter()
+            .flat_map(|size| [format!("{size} B up"), format!("{size} B down")])
+            .collect();
+        grouped_bars(
+            &udp_area,
+            "UDP as fast as iperf3 sends: packets delivered per second, by IP packet size",
+            "thousand packets/s",
+            &groups,
+            &udp,
+        )?;
+    }
     root.present().map_err(plot_error)?;
     Ok(true)
 }
@@ -364,7 +427,8 @@ fn memory(caption: &str, responders: &[MemorySeries], file: &Path) -> Result<boo
 mod tests {
     use super::*;
     use crate::results::{
-        DirectionRuns, HandshakeRuns, IkeCell, Memory, MemoryPoint, MemorySeries, PathFigures,
+        DirectionRuns, HandshakeRuns, IkeCell, LatencyRuns, Memory, MemoryPoint, MemorySeries,
+        PathFigures, UdpFigures, UdpRuns,
     };
 
     /// Width and height from a PNG's IHDR, or None when `bytes` is not a PNG.
@@ -401,6 +465,29 @@ mod tests {
                 mbit: vec![down],
                 cpu_s_per_gb: vec![],
             },
+            streams_up: DirectionRuns {
+                mbit: vec![up * 1.5],
+                cpu_s_per_gb: vec![],
+            },
+            streams_down: DirectionRuns {
+                mbit: vec![down * 1.5],
+                cpu_s_per_gb: vec![],
+            },
+            udp: [1400, 200]
+                .into_iter()
+                .map(|packet_bytes| UdpFigures {
+                    packet_bytes,
+                    up: UdpRuns {
+                        kpps: vec![up / 10.0],
+                        loss_percent: vec![5.0],
+                    },
+                    down: UdpRuns {
+                        kpps: vec![down / 10.0],
+                        loss_percent: vec![5.0],
+                    },
+                })
+                .collect(),
+            latency: LatencyRuns::default(),
         }
     }
 
@@ -410,6 +497,7 @@ mod tests {
         let throughput = Figures::Throughput(Throughput {
             secs: 10,
             runs: 3,
+            streams: 4,
             paths: vec![
                 path("plain routed (no tunnel)", 9000.0, 9500.0),
                 path("strongSwan 5.9 libipsec", 250.0, 300.0),
@@ -464,7 +552,7 @@ mod tests {
             ],
         });
         for (figures, name, size) in [
-            (throughput, "throughput", (960, 540)),
+            (throughput, "throughput", (960, 1080)),
             (ike, "ike", (460 * 3, 340 * 2 + 40)),
             (memory, "memory", (960, 540)),
         ] {

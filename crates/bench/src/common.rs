@@ -200,6 +200,24 @@ impl Process {
         Ok(())
     }
 
+    /// Waits for the process to exit by itself; fails after `timeout` (it is then stopped on
+    /// drop) or if it exited with an error.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                if !status.success() {
+                    bail!("{} exited ({status})", self.name);
+                }
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!("{} still runs after {timeout:?}", self.name);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn stop(&mut self) {
         if matches!(self.child.try_wait(), Ok(Some(_))) {
             return;

@@ -297,8 +297,8 @@ fn run_certificates(
     let ours_sources = add_client_sources(&ours_topo, max_c)?;
     let shm_sources = add_client_sources(&shm_topo, max_c)?;
     let swan_sources = add_client_sources(&swan_topo, max_c)?;
-    // The same gateway once more with its state directory (the lease file it fsyncs on every
-    // lease change) on a tmpfs: the difference is what durable leases cost on this disk.
+    // The same gateway once more with its state directory (the lease journal it appends to
+    // on every new binding) on a tmpfs: the difference is what durable leases cost on this disk.
     let shm_scratch = Scratch::new_in(std::path::Path::new(TMPFS), "ike")?;
     let (mut ours, _) = start_our_gateway(
         &ours_topo,

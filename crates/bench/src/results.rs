@@ -22,11 +22,13 @@ pub enum Figures {
     Scale(Scale),
 }
 
-/// `bench throughput`: iperf3 TCP per path and direction.
+/// `bench throughput`: iperf3 TCP and UDP, and ping, per path and direction.
 #[derive(Debug, Clone, Serialize)]
 pub struct Throughput {
     pub secs: u32,
     pub runs: u32,
+    /// Parallel TCP streams in the several-streams runs.
+    pub streams: u32,
     pub paths: Vec<PathFigures>,
     /// Peers that could not be measured here, and why (`boringtun (userspace): not installed`).
     pub skipped: Vec<String>,
@@ -38,8 +40,44 @@ pub struct PathFigures {
     pub path: String,
     /// What the tunnel negotiated, as its daemons report it (empty for the plain path).
     pub negotiated: String,
+    /// TCP, one stream.
     pub up: DirectionRuns,
     pub down: DirectionRuns,
+    /// TCP, several parallel streams (`Throughput::streams`).
+    pub streams_up: DirectionRuns,
+    pub streams_down: DirectionRuns,
+    /// UDP as fast as iperf3 sends, per IP packet size.
+    pub udp: Vec<UdpFigures>,
+    pub latency: LatencyRuns,
+}
+
+/// UDP of one IP packet size, both directions.
+#[derive(Debug, Clone, Serialize)]
+pub struct UdpFigures {
+    /// Size of each IP packet inside the tunnel (IP and UDP headers included).
+    pub packet_bytes: u32,
+    pub up: UdpRuns,
+    pub down: UdpRuns,
+}
+
+/// One direction's UDP runs: thousands of packets per second delivered to the receiver, and the
+/// share of the packets sent that were lost (the sender does not slow down, so loss shows how
+/// far it outran the path).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct UdpRuns {
+    pub kpps: Vec<f64>,
+    pub loss_percent: Vec<f64>,
+}
+
+/// Ping round trips to the host behind the gateway, each run's median and 99th percentile: the
+/// path idle, and while a single TCP stream goes up through it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LatencyRuns {
+    pub idle_ms: Vec<f64>,
+    pub loaded_ms: Vec<f64>,
+    pub loaded_p99_ms: Vec<f64>,
+    /// Pings without an answer under load, all runs.
+    pub loaded_lost: u64,
 }
 
 /// One direction's runs: Mbit/s each run, and the daemons' CPU seconds per GB received.

@@ -159,8 +159,7 @@ pub(crate) struct Shared {
     pub(crate) udp: UdpSocket,
     pub(crate) local: SocketAddr,
     pub(crate) counters: SharedCounters,
-    /// SAs in install order and which of them send (the source of truth; `tables` is derived
-    /// from it).
+    /// The installed SAs and which of them send (the source of truth; `tables` follows it).
     registry: Mutex<Registry>,
     tables: RwLock<Arc<Tables>>,
     generation: AtomicU64,
@@ -216,13 +215,14 @@ impl Shared {
     /// Replaces the tables with a copy that follows the registry's changes (called with the
     /// registry locked, so there is one writer at a time).
     fn publish(&self, registry: &mut Registry) {
-        let changes = registry.take_changes();
-        if changes.is_empty() {
+        if registry.changes().is_empty() {
             return;
         }
         let (_, current) = self.tables();
-        let tables = Arc::new(current.updated(registry, &changes));
+        let tables = Arc::new(current.updated(registry, registry.changes()));
         *self.tables.write().unwrap_or_else(PoisonError::into_inner) = tables;
+        // Forgotten only once followed: a panic above leaves them for the next publish.
+        registry.forget_changes();
         let generation = self.generation.fetch_add(1, Ordering::Release) + 1;
         self.tables_changed.send_replace(generation);
     }
@@ -347,9 +347,13 @@ async fn keepalive_loop(shared: &Shared, interval: Duration, mut shutdown: watch
             _ = shutdown.changed() => return,
             _ = tick.tick() => {}
         }
-        // During a rekey two SAs share the peer: one keepalive is enough.
-        let paths: HashSet<PeerPath> = lock(&shared.registry)
-            .sas()
+        // During a rekey two SAs share the peer: one keepalive is enough. The snapshot, not the
+        // registry: its lock is the IKE side's, and this walks every SA.
+        let (_, tables) = shared.tables();
+        let paths: HashSet<PeerPath> = tables
+            .by_spi
+            .iter()
+            .map(|(_, sa)| sa)
             .filter(|sa| sa.nat_keepalive)
             .map(|sa| sa.path())
             .collect();

@@ -32,7 +32,7 @@
 //! - **SA table**: an immutable snapshot swapped on install/remove; workers pick up a new one
 //!   before their next batch. A new snapshot is a copy of the last one changed where the SA
 //!   table changed; the copy shares everything else (copy-on-write shards), so installing an SA
-//!   costs the same with 10 or 10,000 installed. Each SA's halves have their own mutex, so outbound sequence
+//!   with host routes (a gateway's per-client /32) does not cost more with 10,000 installed. Each SA's halves have their own mutex, so outbound sequence
 //!   numbers stay unique and the replay window has one owner at a time.
 //! - **Rekeying without loss** (RFC 7296 2.8): the SA that replaces another receives at once
 //!   but sends only once the peer is known to receive on it: at once for the rekey initiator

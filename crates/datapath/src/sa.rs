@@ -318,9 +318,14 @@ impl Registry {
             .max_by_key(|s| s.send_rank())
     }
 
-    /// What changed since the last call.
-    pub(crate) fn take_changes(&mut self) -> Changes {
-        std::mem::take(&mut self.changed)
+    /// What changed since the tables last followed.
+    pub(crate) fn changes(&self) -> &Changes {
+        &self.changed
+    }
+
+    /// The tables followed the changes.
+    pub(crate) fn forget_changes(&mut self) {
+        self.changed = Changes::default();
     }
 
     pub(crate) fn clear(&mut self) {
@@ -401,13 +406,22 @@ mod tests {
         }
     }
 
-    /// Tables built from nothing, for what the registry holds now.
+    /// Tables built from nothing by brute force, without the registry's indexes: every SA's
+    /// SPI, and the sending SAs' routes inserted in the order they started sending (for equal
+    /// prefixes the later insert wins).
     fn tables(registry: &Registry) -> Tables {
-        let everything = Changes {
-            spis: registry.by_spi.keys().copied().collect(),
-            nets: registry.route_holders.keys().copied().collect(),
-        };
-        Tables::default().updated(registry, &everything)
+        let mut t = Tables::default();
+        let mut senders: Vec<&Arc<SaSlot>> = registry.sas().filter(|s| s.sends()).collect();
+        senders.sort_by_key(|s| s.send_rank());
+        for sa in senders {
+            for net in &sa.routes {
+                t.routes.insert(*net, Arc::clone(sa));
+            }
+        }
+        for sa in registry.sas() {
+            t.by_spi.insert(sa.inbound_spi, Arc::clone(sa));
+        }
+        t
     }
 
     /// Each SPI and each probed destination, and the SA it leads to.
@@ -416,10 +430,17 @@ mod tests {
     fn contents(t: &Tables) -> Contents {
         let mut spis: Vec<(u32, EspSaId)> = t.by_spi.iter().map(|(k, v)| (*k, v.id)).collect();
         spis.sort_unstable();
-        let routes = ["10.1.0.10", "10.1.7.7", "172.16.201.1", "8.8.8.8"]
-            .into_iter()
-            .map(|d| (d, t.routes.lookup(d.parse().unwrap()).map(|s| s.id)))
-            .collect();
+        let routes = [
+            "10.1.0.10",
+            "10.1.7.7",
+            "172.16.201.1",
+            "8.8.8.8",
+            "fd00:10:1::7",
+            "2001:db8::1",
+        ]
+        .into_iter()
+        .map(|d| (d, t.routes.lookup(d.parse().unwrap()).map(|s| s.id)))
+        .collect();
         (spis, routes)
     }
 
@@ -435,12 +456,24 @@ mod tests {
         StopSending(EspSaId),
         Fallback(EspSaId),
         Remove(EspSaId),
+        /// Of the SAs ever installed, the one at this index modulo their number.
+        RemoveExact(usize),
+        Clear,
     }
 
     fn op() -> impl Strategy<Value = Op> {
+        // Equal prefixes written differently (truncated or not), host routes, IPv6.
         let nets = prop::sample::subsequence(
-            vec!["10.1.0.0/16", "10.1.7.0/24", "172.16.201.1/32", "0.0.0.0/0"],
-            0..=2,
+            vec![
+                "10.1.0.0/16",
+                "10.1.5.5/16",
+                "10.1.7.0/24",
+                "172.16.201.1/32",
+                "0.0.0.0/0",
+                "fd00:10:1::/48",
+                "fd00:10:1::7/128",
+            ],
+            0..=3,
         );
         prop_oneof![
             (1u64..6, 0u32..8, prop::option::of(1u64..6), nets).prop_map(
@@ -455,6 +488,8 @@ mod tests {
             (1u64..6).prop_map(Op::StopSending),
             (1u64..6).prop_map(Op::Fallback),
             (1u64..6).prop_map(Op::Remove),
+            any::<usize>().prop_map(Op::RemoveExact),
+            Just(Op::Clear),
         ]
     }
 
@@ -466,11 +501,21 @@ mod tests {
             let mut r = Registry::default();
             let mut followed = Tables::default();
             let mut earlier: Vec<(Tables, _)> = Vec::new();
+            let mut ever: Vec<Arc<SaSlot>> = Vec::new();
             for op in ops {
                 match op {
                     Op::Insert { id, spi, replaces, routes } => {
-                        let _ = r.insert(child(id, spi, &routes), replaces);
+                        if let Ok(sa) = r.insert(child(id, spi, &routes), replaces) {
+                            ever.push(sa);
+                        }
                     }
+                    Op::RemoveExact(i) => {
+                        if !ever.is_empty() {
+                            let sa = Arc::clone(&ever[i % ever.len()]);
+                            r.remove_exact(&sa);
+                        }
+                    }
+                    Op::Clear => r.clear(),
                     Op::StartSending(id) => {
                         if let Some(sa) = r.find(id).cloned() {
                             r.start_sending(&sa);
@@ -490,8 +535,8 @@ mod tests {
                         r.remove(id);
                     }
                 }
-                let changes = r.take_changes();
-                followed = followed.updated(&r, &changes);
+                followed = followed.updated(&r, r.changes());
+                r.forget_changes();
                 prop_assert_eq!(contents(&followed), contents(&tables(&r)));
                 let seen = contents(&followed);
                 earlier.push((followed.clone(), seen));

@@ -16,7 +16,9 @@ const SHARDS: usize = 64;
 #[derive(Debug)]
 pub(crate) struct ShardedMap<K, V> {
     shards: Vec<Arc<HashMap<K, V>>>,
-    /// Picks the shard; keyed per map, so that nobody can aim many keys at one shard.
+    /// Picks the shard; keyed per map, so that nobody can aim many keys at one shard. It must
+    /// not be the shards' own hasher: all keys of a shard share the low bits of this hash, and
+    /// would collide in a shard hashing them the same way.
     hasher: RandomState,
     len: usize,
 }

@@ -28,7 +28,9 @@ pub struct UdpConfig {
     /// Use UDP GSO on send and UDP GRO on receive when the kernel supports them. With `false`
     /// every datagram is a separate send and receive (for comparison benchmarks).
     pub offload: bool,
-    /// SO_RCVBUF / SO_SNDBUF request in bytes (the kernel doubles and caps it), `None` = default.
+    /// SO_RCVBUF / SO_SNDBUF request in bytes (the kernel doubles it), `None` = default. With
+    /// CAP_NET_ADMIN it may exceed `net.core.rmem_max`/`wmem_max` (SO_RCVBUFFORCE), without
+    /// it the kernel caps it there.
     pub buffer_size: Option<usize>,
 }
 
@@ -127,8 +129,7 @@ impl UdpSocket {
             sock.set_only_v6(true)?;
         }
         if let Some(size) = config.buffer_size {
-            sock.set_recv_buffer_size(size)?;
-            sock.set_send_buffer_size(size)?;
+            set_buffer_sizes(&sock, size)?;
         }
         sock.bind(&config.bind.into())?;
         let state = UdpSocketState::new(UdpSockRef::from(&sock))?;
@@ -346,6 +347,24 @@ pub fn path_probe_socket(
     Ok(sock.into())
 }
 
+/// Sets both socket buffers to `size`, beyond the sysctl maximum where we may.
+fn set_buffer_sizes(sock: &Socket, size: usize) -> io::Result<()> {
+    let value = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
+    for (forced, capped) in [
+        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+    ] {
+        match nix_setsockopt_int(sock, libc::SOL_SOCKET, forced, value) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                nix_setsockopt_int(sock, libc::SOL_SOCKET, capped, value)?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 fn nix_setsockopt_int(
     sock: &Socket,
     level: libc::c_int,
@@ -373,6 +392,28 @@ fn nix_setsockopt_int(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Beyond `net.core.rmem_max` as root (SO_RCVBUFFORCE); up to it otherwise.
+    #[test]
+    fn buffers_reach_the_request_where_allowed() -> io::Result<()> {
+        let rmem_max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")?
+            .trim()
+            .parse()
+            .map_err(|e| io::Error::other(format!("rmem_max: {e}")))?;
+        // Capped, the kernel would give 2 * rmem_max: ask for more than that.
+        let request = 2 * rmem_max + (1 << 20);
+        let sock = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+        set_buffer_sizes(&sock, request)?;
+        let got = sock.recv_buffer_size()?;
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            assert!(got >= request, "{got} < {request}");
+        } else {
+            assert!(got >= rmem_max, "{got} < {rmem_max}");
+        }
+        assert!(sock.send_buffer_size()? > 0);
+        Ok(())
+    }
 
     #[test]
     fn gro_meta_splits_into_datagrams() {

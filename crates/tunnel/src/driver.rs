@@ -190,6 +190,13 @@ impl std::fmt::Debug for Driver {
     }
 }
 
+/// Socket buffers of the ESP port (the kernel doubles the request). Debian's default (208 KiB)
+/// holds 150 full-size datagrams: with one client sending TCP as fast as the gateway decrypts,
+/// it overflowed and 6% of the stream was retransmitted; with this, none, for ~3 ms of queue
+/// under that load (measured in `aovpn lab`, 2026-12-05). Many clients bursting at once need
+/// it more.
+const ESP_SOCKET_BUFFER: usize = 1 << 20;
+
 fn unix_now() -> u64 {
     crate::host::unix_now()
 }
@@ -198,8 +205,11 @@ impl Driver {
     /// Binds the sockets and starts the data plane. Must run inside a tokio runtime.
     pub fn start(config: DriverConfig) -> Result<Driver, DriverError> {
         let bind = |addr: SocketAddr| {
-            UdpSocket::bind(&UdpConfig::new(addr))
-                .map_err(|source| DriverError::Bind { addr, source })
+            let config = UdpConfig {
+                buffer_size: Some(ESP_SOCKET_BUFFER),
+                ..UdpConfig::new(addr)
+            };
+            UdpSocket::bind(&config).map_err(|source| DriverError::Bind { addr, source })
         };
         let udp = bind(config.esp_bind)?;
         let (datapath, receivers) =

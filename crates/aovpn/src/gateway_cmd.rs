@@ -66,6 +66,23 @@ enum GatewayCommand {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Take this gateway out of service: new clients that can follow an IKE redirect (RFC
+    /// 5685: aovpn, strongSwan) are sent to another gateway during IKE_SA_INIT; clients that
+    /// cannot (stock Windows) are still served. `--stop` serves everyone here again.
+    Drain {
+        /// The gateway to send clients to: an address or a host name.
+        #[arg(long, value_name = "GATEWAY", required_unless_present = "stop")]
+        to: Option<String>,
+        /// Also end the sessions here (IKE Delete): aovpn clients reconnect and are redirected;
+        /// strongSwan clients reconnect only with close_action = start.
+        #[arg(long, requires = "to")]
+        disconnect: bool,
+        /// End the drain.
+        #[arg(long, conflicts_with = "to")]
+        stop: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
 }
 
 /// Where the running gateway's admin socket is.
@@ -210,6 +227,21 @@ pub fn run(args: GatewayArgs) -> ExitCode {
             .map(drop),
         ),
         Some(GatewayCommand::Reload { admin: a }) => Some(admin(a, &Request::Reload).map(drop)),
+        Some(GatewayCommand::Drain {
+            to,
+            disconnect,
+            admin: a,
+            ..
+        }) => Some(
+            admin(
+                a,
+                &Request::Drain {
+                    to: to.clone(),
+                    disconnect: *disconnect,
+                },
+            )
+            .map(drop),
+        ),
         Some(GatewayCommand::ClientPackage(p)) => return crate::client_package_cmd::write(p),
         Some(GatewayCommand::Doctor(_)) | None => None,
     };

@@ -1284,3 +1284,131 @@ fn doctor_against_a_strongswan_gateway() {
         diag(&charon, &[])
     );
 }
+
+/// A second gateway of the same service in the gateway namespace: its own address on the WAN
+/// link, pool, TUN device and state.
+const SECOND_GATEWAY: &str = "203.0.113.3";
+const SECOND_POOL: &str = "172.16.202.0/24";
+
+/// `aovpn gateway drain --to` on one gateway (RFC 5685 IKE redirect): strongSwan's client and
+/// ours, dialling it, end up on the other gateway without anyone touching them, and the
+/// draining gateway keeps no state for them. `drain --stop` serves new clients again.
+#[test]
+fn both_clients_follow_a_draining_gateways_redirect() {
+    let lab = Lab::new("isrd", PkiOptions::new(GATEWAY_NAME));
+    lab.topo
+        .gateway
+        .ip([
+            "addr",
+            "add",
+            &format!("{SECOND_GATEWAY}/24"),
+            "dev",
+            lab::GATEWAY_WAN_IF,
+        ])
+        .unwrap();
+    let mut first = GatewayOpts::new(&lab.pki, lab.topo.gateway_wan().into());
+    first.state_dir = Some(lab.dir("gw1-state"));
+    let gw1 = GatewayProcess::start(bin(), &lab.topo.gateway, &lab.dir("gw1"), &first).unwrap();
+    let mut second = GatewayOpts::new(&lab.pki, SECOND_GATEWAY.parse().unwrap());
+    second.state_dir = Some(lab.dir("gw2-state"));
+    second.pool = SECOND_POOL.into();
+    second.interface = "aovpn-gw2".into();
+    let gw2 = GatewayProcess::start(bin(), &lab.topo.gateway, &lab.dir("gw2"), &second).unwrap();
+
+    let drain = |args: &[&str]| {
+        let out = std::process::Command::new(bin())
+            .args(["gateway", "drain"])
+            .args(args)
+            .arg("--socket")
+            .arg(gw1.admin_socket())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let said = drain(&["--to", SECOND_GATEWAY]);
+    assert!(said.contains(SECOND_GATEWAY), "{said}");
+
+    // strongSwan's charon follows redirects by default (charon.follow_redirects).
+    let charon = Charon::start(&lab.topo.client, &lab.dir("sw")).unwrap();
+    charon
+        .configure(&lab.strongswan_client_conf(&GCM_ECP384))
+        .unwrap();
+    charon.load_all().unwrap();
+    let context = || {
+        diag(
+            &charon,
+            &[("gateway 1", gw1.log()), ("gateway 2", gw2.log())],
+        )
+    };
+    if let Err(e) = charon.initiate("ao", "ao", Duration::from_secs(20)) {
+        panic!("initiate failed: {e}{}", context());
+    }
+    let sa = charon.wait_for_sa("ao", Duration::from_secs(10)).unwrap();
+    assert_eq!(sa.remote_host, SECOND_GATEWAY, "{sa:?}{}", context());
+    assert_eq!(sa.remote_id, GATEWAY_NAME);
+    let vip = sa.local_vips.first().expect("no virtual IP").clone();
+    assert!(vip.starts_with("172.16.202."), "{vip}{}", context());
+
+    // Ours, dialling the same name, follows too and keeps checking the name it dialled.
+    let client = ClientProcess::start(
+        bin(),
+        &lab.topo.client,
+        &lab.dir("cl"),
+        &ClientOpts::new(
+            GATEWAY_NAME,
+            &lab.pki.machine_cert,
+            &lab.pki.machine_key,
+            &lab.pki.ca_cert,
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        client.state().as_deref(),
+        Some("connected"),
+        "{}\n{}",
+        client.log(),
+        context()
+    );
+    let ours = client.virtual_ip().unwrap().to_string();
+    assert!(ours.starts_with("172.16.202."), "{ours}");
+    assert!(client.log().contains("redirected"), "{}", client.log());
+    let ping = lab
+        .topo
+        .client
+        .exec(["ping", "-c", "2", "-W", "2", &lab::VNET_HOST.to_string()])
+        .unwrap();
+    assert!(ping.status.success(), "{}", client.log());
+
+    // The second gateway holds both; the first, none.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let held = || {
+        let status: Value = serde_json::from_str(&gw2.status_text()).unwrap_or_default();
+        status["clients"].as_array().map_or(0, Vec::len)
+    };
+    while held() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(held(), 2, "{}", gw2.status_text());
+    let status1: Value = serde_json::from_str(&gw1.status_text()).unwrap();
+    assert_eq!(
+        status1["clients"].as_array().map(Vec::len),
+        Some(0),
+        "{status1}"
+    );
+    assert!(gw1.log().contains("draining"), "{}", gw1.log());
+
+    // Drain over: a new client is served by the first gateway again.
+    drain(&["--stop"]);
+    charon.terminate("ao").unwrap();
+    if let Err(e) = charon.initiate("ao", "ao", Duration::from_secs(20)) {
+        panic!("initiate after the drain failed: {e}{}", context());
+    }
+    let sa = charon.wait_for_sa("ao", Duration::from_secs(10)).unwrap();
+    assert_eq!(sa.remote_host, lab.gateway_wan(), "{sa:?}");
+}

@@ -1,7 +1,7 @@
 //! The administration socket: what an Azure administrator has in the portal and PowerShell
 //! (the connected point-to-site clients with their traffic, disconnecting one, revoking a
 //! certificate), over one JSON line per request on a Unix socket that only root and the
-//! configured group may use (`aovpn gateway sessions|disconnect|revoke|reload`).
+//! configured group may use (`aovpn gateway sessions|disconnect|revoke|reload|drain`).
 //!
 //! The listener checks each caller's credentials as the kernel reports them and hands the
 //! request to the gateway's loop, which owns the sessions; the reply comes back the same way.
@@ -34,6 +34,14 @@ pub enum Request {
     Revoke { thumbprint: String },
     /// Reread the configuration and the files it names (as SIGHUP).
     Reload,
+    /// Send new clients that can follow a REDIRECT (RFC 5685) to another gateway of the
+    /// service (an address or a name); with `disconnect`, end the sessions here too, so that
+    /// their clients reconnect and are redirected; `to: None` serves new clients here again.
+    Drain {
+        to: Option<String>,
+        #[serde(default)]
+        disconnect: bool,
+    },
 }
 
 /// The gateway's answer.

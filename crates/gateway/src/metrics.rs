@@ -44,6 +44,8 @@ pub struct Snapshot {
     pub cookie_threshold: i64,
     /// COOKIEs sent since start (the endpoint's count).
     pub cookies_sent: u64,
+    /// IKE_SA_INIT requests redirected to another gateway since start.
+    pub redirected: u64,
     /// The data plane's totals since start.
     pub datapath: datapath::DatapathCounters,
 }
@@ -62,6 +64,7 @@ pub struct Metrics {
     half_open: Gauge,
     cookie_mode: Gauge,
     cookies_sent: Counter,
+    redirected: Counter,
 }
 
 impl Default for Metrics {
@@ -85,6 +88,7 @@ impl Metrics {
             half_open: Gauge::default(),
             cookie_mode: Gauge::default(),
             cookies_sent: Counter::default(),
+            redirected: Counter::default(),
         };
         registry.register(
             "tunnels",
@@ -136,6 +140,11 @@ impl Metrics {
             "COOKIE demands sent since start",
             m.cookies_sent.clone(),
         );
+        registry.register(
+            "redirected",
+            "new clients sent to another gateway (RFC 5685 REDIRECT) since start",
+            m.redirected.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -174,6 +183,7 @@ impl Metrics {
         self.cookie_mode
             .set(i64::from(now.half_open >= now.cookie_threshold));
         raise(&self.cookies_sent, now.cookies_sent);
+        raise(&self.redirected, now.redirected);
         for (name, _, value) in now.datapath.each() {
             raise(
                 &self.datapath.get_or_create(&CounterLabel {
@@ -231,6 +241,7 @@ mod tests {
             half_open: 1,
             cookie_threshold: 10,
             cookies_sent: 4,
+            redirected: 2,
             ..Snapshot::default()
         };
         snap.datapath.tun_rx_bytes = 1000;
@@ -245,6 +256,7 @@ mod tests {
             "aovpn_gateway_pool_leased{group=\"default\"} 3",
             "aovpn_gateway_cookie_mode 0",
             "aovpn_gateway_cookies_sent_total 4",
+            "aovpn_gateway_redirected_total 2",
         ] {
             assert!(text.contains(line), "{line} missing:\n{text}");
         }

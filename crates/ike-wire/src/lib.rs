@@ -93,9 +93,9 @@ pub use header::{Flags, HEADER_LEN, Header, MAJOR_VERSION, RawHeader};
 pub use message::{Message, Payloads, decode_chain, encode_chain};
 pub use payload::{
     AttributeValue, Authentication, Certificate, CfgAttribute, Configuration, Delete, Encrypted,
-    EncryptedFragment, Identification, KeyExchange, MAX_PAYLOAD_BODY, Notify, Payload, Proposal,
-    SecurityAssociation, TrafficSelector, Transform, TransformAttribute, TransformId, TsRange,
-    UnknownPayload,
+    EncryptedFragment, GatewayIdentity, Identification, KeyExchange, MAX_PAYLOAD_BODY, Notify,
+    Payload, Proposal, SecurityAssociation, TrafficSelector, Transform, TransformAttribute,
+    TransformId, TsRange, UnknownPayload,
 };
 pub use protect::{FragmentPosition, ProtectedParts, Protection, open_parts, seal_prefix};
 pub use registry::{

@@ -615,3 +615,38 @@ fn notify_data_helpers() {
         "Flags(I|R|0x01)"
     );
 }
+
+/// The fuzz seeds for RFC 5685 decode to what they were built to carry, so that the fuzzer
+/// starts from messages that reach the REDIRECT and REDIRECTED_FROM readers.
+#[test]
+fn redirect_fuzz_seeds_decode() {
+    let response = Message::decode(include_bytes!(
+        "../fuzz/seeds/decode_message/redirect-response"
+    ))
+    .unwrap();
+    let (to, nonce) = response
+        .payloads
+        .notify(NotifyType::REDIRECT)
+        .unwrap()
+        .redirect_target()
+        .unwrap();
+    assert_eq!(to.to_string(), "203.0.113.3");
+    assert_eq!(nonce.len(), 32);
+    let request = Message::decode(include_bytes!(
+        "../fuzz/seeds/decode_message/redirected-from-request"
+    ))
+    .unwrap();
+    let from = request
+        .payloads
+        .notify(NotifyType::REDIRECTED_FROM)
+        .unwrap()
+        .redirected_from_gateway()
+        .unwrap();
+    assert_eq!(from.to_string(), "gw2.vpn.example");
+    assert!(
+        request
+            .payloads
+            .notify(NotifyType::REDIRECT_SUPPORTED)
+            .is_some()
+    );
+}

@@ -425,3 +425,92 @@ proptest! {
         }
     }
 }
+
+fn gateway_identity() -> impl Strategy<Value = GatewayIdentity> {
+    prop_oneof![
+        ipv4().prop_map(GatewayIdentity::Ipv4),
+        ipv6().prop_map(GatewayIdentity::Ipv6),
+        "[a-z0-9][a-z0-9.-]{0,254}".prop_map(|n| GatewayIdentity::fqdn(&n).unwrap()),
+    ]
+}
+
+proptest! {
+    /// REDIRECT and REDIRECTED_FROM (RFC 5685) carry any gateway, with or without the nonce,
+    /// through a whole message.
+    #[test]
+    fn redirect_notifies_round_trip(
+        gateway in gateway_identity(),
+        nonce in prop::option::of(vec(any::<u8>(), 16..=256)),
+    ) {
+        let header = Header::new(1, 2, ExchangeType::IKE_SA_INIT, Flags::RESPONSE, 0);
+        let msg = Message::new(
+            header,
+            vec![
+                Payload::Notify(Notify::redirect(&gateway, nonce.as_deref())),
+                Payload::Notify(Notify::redirected_from(&gateway)),
+                Payload::Notify(Notify::redirect_supported()),
+            ],
+        );
+        let decoded = Message::decode(&msg.encode().unwrap()).unwrap();
+        let redirect = decoded.payloads.notify(NotifyType::REDIRECT).unwrap();
+        let (to, got_nonce) = redirect.redirect_target().unwrap();
+        prop_assert_eq!(&to, &gateway);
+        prop_assert_eq!(got_nonce, nonce.as_deref().unwrap_or_default());
+        let from = decoded.payloads.notify(NotifyType::REDIRECTED_FROM).unwrap();
+        prop_assert_eq!(from.redirected_from_gateway(), Some(gateway));
+        prop_assert!(decoded.payloads.notify(NotifyType::REDIRECT_SUPPORTED).unwrap().data.is_empty());
+    }
+
+    /// Any data in a REDIRECT or REDIRECTED_FROM is read without a panic, and what is read
+    /// back encodes to the same bytes.
+    #[test]
+    fn redirect_data_never_panics(data in bytes(300)) {
+        let redirect = Notify::new(NotifyType::REDIRECT, data.clone());
+        if let Some((gateway, nonce)) = redirect.redirect_target() {
+            prop_assert_eq!(Notify::redirect(&gateway, Some(nonce)).data, data.clone());
+        }
+        let from = Notify::new(NotifyType::REDIRECTED_FROM, data.clone());
+        if let Some(gateway) = from.redirected_from_gateway() {
+            prop_assert_eq!(Notify::redirected_from(&gateway).data, data);
+        }
+    }
+}
+
+#[test]
+fn redirect_data_is_checked() {
+    let v4 = Notify::new(NotifyType::REDIRECT, vec![1, 4, 203, 0, 113, 2, 0xaa, 0xbb]);
+    assert_eq!(
+        v4.redirect_target(),
+        Some((
+            GatewayIdentity::Ipv4(Ipv4Addr::new(203, 0, 113, 2)),
+            &[0xaa, 0xbb][..]
+        ))
+    );
+    // Wrong length for the type, unknown type, truncated, a name with a space or a NUL.
+    for data in [
+        vec![1, 3, 203, 0, 113],
+        vec![2, 4, 203, 0, 113, 2],
+        vec![4, 1, b'a'],
+        vec![3, 5, b'a', b'b'],
+        b"\x03\x03a b".to_vec(),
+        b"\x03\x02a\x00".to_vec(),
+        vec![3, 0],
+        vec![1],
+    ] {
+        let n = Notify::new(NotifyType::REDIRECT, data.clone());
+        assert_eq!(n.redirect_target(), None, "{data:?}");
+    }
+    // REDIRECTED_FROM has nothing after the gateway; another notify type is not read as one.
+    let trailing = Notify::new(NotifyType::REDIRECTED_FROM, vec![1, 4, 10, 0, 0, 1, 9]);
+    assert_eq!(trailing.redirected_from_gateway(), None);
+    assert_eq!(
+        Notify::new(NotifyType::COOKIE, vec![1, 4, 10, 0, 0, 1]).redirect_target(),
+        None
+    );
+    assert_eq!(GatewayIdentity::fqdn(""), None);
+    assert_eq!(GatewayIdentity::fqdn(&"a".repeat(256)), None);
+    assert_eq!(
+        GatewayIdentity::fqdn("gw2.vpn.example").map(|g| g.to_string()),
+        Some("gw2.vpn.example".to_owned())
+    );
+}

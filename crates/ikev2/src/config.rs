@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ike_wire::TrafficSelector;
+use ike_wire::{GatewayIdentity, TrafficSelector};
 use ipnet::IpNet;
 use ipsec_crypto::Signer;
 
@@ -170,6 +170,16 @@ pub struct InitiatorConfig {
     /// Authenticate with EAP-TLS inside IKE_AUTH (RFC 7296 2.16) instead of an AUTH
     /// signature: the certificate and key of [`IkeConfig::local`] are used inside TLS.
     pub eap_tls: Option<EapTlsClient>,
+    /// Announce REDIRECT_SUPPORTED in IKE_SA_INIT and follow a gateway's REDIRECT (RFC 5685):
+    /// the SA then ends with [`crate::FailureReason::Redirected`], and the caller starts a new
+    /// one to the gateway named, with `redirected_from` set. The new gateway must authenticate
+    /// as the one dialled (the same `remote_id` and validator): a redirect moves the tunnel,
+    /// never whom it trusts. Off by default: a caller that does not reconnect elsewhere on
+    /// that failure would come back to the same gateway and be redirected forever.
+    pub follow_redirects: bool,
+    /// The gateway that redirected us here: sent as REDIRECTED_FROM instead of
+    /// REDIRECT_SUPPORTED (with `follow_redirects` only).
+    pub redirected_from: Option<GatewayIdentity>,
 }
 
 /// The initiator's EAP-TLS (RFC 5216 with TLS 1.2, RFC 9190 with TLS 1.3).
@@ -199,6 +209,8 @@ impl InitiatorConfig {
             initial_contact: true,
             mobike: true,
             eap_tls: None,
+            follow_redirects: false,
+            redirected_from: None,
         }
     }
 }

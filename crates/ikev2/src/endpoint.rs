@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ike_wire::{
-    Datagram, DecodeError, ExchangeType, Flags, Header, Message, Notify, NotifyType, Payload,
+    Datagram, DecodeError, ExchangeType, Flags, GatewayIdentity, Header, Message, Notify,
+    NotifyType, Payload, Payloads,
 };
 use ipsec_crypto::Provider;
 use zeroize::Zeroizing;
@@ -41,6 +42,8 @@ pub struct EndpointStats {
     pub cookies_sent: u64,
     /// INVALID_KE_PAYLOAD answers asking a loaded responder's cheaper group.
     pub cheaper_group_asked: u64,
+    /// IKE_SA_INIT requests answered with a REDIRECT (RFC 5685) to another gateway.
+    pub redirected: u64,
 }
 
 /// Owns many IKE SAs (responder and, via [`Endpoint::connect`], initiator).
@@ -79,6 +82,8 @@ pub struct Endpoint {
     /// Inbound ESP SPIs held by this endpoint's SAs.
     spis: SpiSet,
     stats: EndpointStats,
+    /// Where new clients that can follow a REDIRECT are sent instead of being served.
+    redirect_to: Option<GatewayIdentity>,
 }
 
 /// What indexes a half-open SA, and whether its source echoed a COOKIE.
@@ -96,6 +101,22 @@ struct HalfOpenKey {
 struct SourceShare {
     all: usize,
     cookie_verified: usize,
+}
+
+/// The stateless REDIRECT answer to an IKE_SA_INIT request whose initiator can follow one:
+/// the new gateway and the initiator's nonce (its proof that the answer is to its request).
+/// Only for a whole request (SA, KE, Nonce), and never larger than the request: a stateless
+/// answer must not make the gateway an amplifier for spoofed sources.
+fn redirect_reply(request: &Message, request_len: usize, to: &GatewayIdentity) -> Option<Vec<u8>> {
+    let p = &request.payloads;
+    let follows = p.notify(NotifyType::REDIRECT_SUPPORTED).is_some()
+        || p.notify(NotifyType::REDIRECTED_FROM).is_some();
+    if !follows || p.sa().is_none() || p.ke().is_none() {
+        return None;
+    }
+    let nonce = p.nonce().filter(|n| (16..=256).contains(&n.len()))?;
+    stateless_reply(&request.header, Notify::redirect(to, Some(nonce)))
+        .filter(|reply| reply.len() <= request_len)
 }
 
 /// The unit half-open limits count by: one IPv4 address, or one IPv6 /64 (what one
@@ -183,6 +204,7 @@ impl Endpoint {
             by_peer: HashMap::new(),
             spis: SpiSet::default(),
             stats: EndpointStats::default(),
+            redirect_to: None,
         })
     }
 
@@ -237,6 +259,14 @@ impl Endpoint {
         if self.cfg.is_some() {
             self.cfg = Some(cfg);
         }
+    }
+
+    /// From now on answers each IKE_SA_INIT request that announces REDIRECT_SUPPORTED (or
+    /// REDIRECTED_FROM) with a REDIRECT to `to` (RFC 5685 section 4), statelessly; clients
+    /// that cannot follow one (stock Windows) are served as before. `None` stops redirecting.
+    /// Established SAs are not touched.
+    pub fn set_redirect(&mut self, to: Option<GatewayIdentity>) {
+        self.redirect_to = to;
     }
 
     /// Starts an initiator SA owned by this endpoint (e.g. for tests or site-to-site).
@@ -563,6 +593,13 @@ impl Endpoint {
             return;
         };
         if msg.header.message_id != 0 {
+            return;
+        }
+        if let Some(to) = &self.redirect_to
+            && let Some(reply) = redirect_reply(&msg, bytes.len(), to)
+        {
+            self.stats.redirected += 1;
+            self.stateless_transmit(path, reply);
             return;
         }
         let spi_r = loop {

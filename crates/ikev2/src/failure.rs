@@ -59,6 +59,9 @@ pub enum FailureReason {
     /// Something on our side: the configuration, the crypto backend, the encoder.
     #[error("local error: {0}")]
     Local(#[from] LocalError),
+    /// The gateway sent us to another one (RFC 5685); connect there.
+    #[error("redirected to {0}")]
+    Redirected(ike_wire::GatewayIdentity),
 }
 
 impl FailureReason {
@@ -83,6 +86,7 @@ impl FailureReason {
             Self::EstablishTimeout => "establish_timeout",
             Self::TooManyRetries => "too_many_retries",
             Self::Local(_) => "local",
+            Self::Redirected(_) => "redirected",
         }
     }
 }
@@ -165,6 +169,9 @@ impl Failure {
                 "the networks asked for and the gateway's networks do not overlap"
             }
             (FailureReason::CpRequired, _, _) => "the client must ask for a virtual address",
+            (FailureReason::Redirected(_), _, _) => {
+                "the gateway sends new clients to another gateway of the service (draining, or above its load); the client goes there by itself"
+            }
             _ => "the other side's log has its view",
         }
     }

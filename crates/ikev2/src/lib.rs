@@ -69,6 +69,7 @@ pub use endpoint::{Endpoint, EndpointStats, IkeSaId};
 pub use event::{ChildSa, CloseReason, EapAnswer, Event, IkeSaInfo};
 pub use failure::{AuthFault, ConfigFault, Failure, FailureReason, LocalError, SyntaxError};
 pub use identity::{IkeId, PeerRejection, PeerRole, PeerValidator, PkiValidator, ValidatedPeer};
+pub use ike_wire::GatewayIdentity;
 pub use natd::{COOKIE_LEN, natd_hash};
 pub use proposal::{
     EspAlgorithms, EspProposal, IkeAlgorithms, IkeProposal, ProposalError, encr_name,

@@ -267,6 +267,12 @@ impl Driver {
         self.endpoint.set_responder_config(cfg);
     }
 
+    /// New clients that can follow a REDIRECT go to `to` instead (see
+    /// [`Endpoint::set_redirect`]); `None` serves them again.
+    pub fn set_redirect(&mut self, to: Option<ikev2::GatewayIdentity>) {
+        self.endpoint.set_redirect(to);
+    }
+
     /// An IKE SA's record.
     pub fn sa(&self, id: IkeSaId) -> Option<&IkeSaRecord> {
         self.sas.get(&id)

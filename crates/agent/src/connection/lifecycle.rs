@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ikev2::Endpoint;
+use ikev2::{Endpoint, FailureReason, GatewayIdentity};
 use ipsec_crypto::Provider;
 use netio::netlink::Netlink;
 use netio::tun;
@@ -42,23 +42,110 @@ pub async fn run(
     network: Arc<tokio::sync::Notify>,
     reports: mpsc::UnboundedSender<Report>,
 ) -> Outcome {
-    let outcome = match Connection::start(options, dns, dns_key, reports.clone()).await {
-        Ok(mut connection) => {
-            let result = connection.run(&mut commands, &network).await;
-            let connected = connection.status.virtual_ip.is_some();
-            connection.finish(result.is_ok()).await;
-            match result {
-                Ok(()) => Outcome::Stopped,
-                Err(error) => Outcome::Failed { error, connected },
+    let mut via: Option<Redirect> = None;
+    let mut hops = 0;
+    let outcome = loop {
+        let started = Connection::start(
+            options.clone(),
+            via.as_ref(),
+            dns.clone(),
+            &dns_key,
+            &reports,
+        )
+        .await;
+        let (outcome, redirect) = match started {
+            Ok(mut connection) => {
+                let result = connection.run(&mut commands, &network).await;
+                let connected = connection.status.virtual_ip.is_some();
+                let dialled = connection.server;
+                connection.finish(result.is_ok()).await;
+                match result {
+                    Ok(()) => (Outcome::Stopped, None),
+                    Err(error) => {
+                        let redirect = redirected_to(&error).map(|to| Redirect {
+                            to,
+                            from: GatewayIdentity::from(dialled.ip()),
+                        });
+                        (Outcome::Failed { error, connected }, redirect)
+                    }
+                }
             }
+            Err(error) => (
+                Outcome::Failed {
+                    error,
+                    connected: false,
+                },
+                None,
+            ),
+        };
+        match redirect {
+            Some(redirect) if hops < MAX_REDIRECTS => {
+                hops += 1;
+                tracing::info!(
+                    from = %redirect.from,
+                    to = %redirect.to,
+                    hops,
+                    "the gateway redirected us (RFC 5685): connecting there"
+                );
+                via = Some(redirect);
+            }
+            _ => break outcome,
         }
-        Err(error) => Outcome::Failed {
-            error,
-            connected: false,
-        },
     };
     let _ = reports.send(Report::Ended(outcome.clone()));
     outcome
+}
+
+/// Redirects (RFC 5685) one attempt follows before it fails: gateways that send clients to
+/// each other in a loop cost a client this many handshakes, then its backoff.
+const MAX_REDIRECTS: usize = 3;
+
+/// A gateway's REDIRECT: where to, and the gateway that sent it (named in the next
+/// IKE_SA_INIT as REDIRECTED_FROM).
+#[derive(Debug, Clone)]
+struct Redirect {
+    to: GatewayIdentity,
+    from: GatewayIdentity,
+}
+
+/// The gateway a failed handshake was redirected to.
+fn redirected_to(error: &ConnectionError) -> Option<GatewayIdentity> {
+    match error {
+        ConnectionError::Ike(IkeFailure::Failed(f)) => match &f.reason {
+            FailureReason::Redirected(to) => Some(to.clone()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The address of a gateway a REDIRECT names, on the IKE port we dialled. An address no
+/// gateway can have (this host, multicast, link-local, unspecified) is refused: the REDIRECT
+/// came before anyone authenticated.
+async fn resolve_gateway(
+    gateway: &GatewayIdentity,
+    port: u16,
+) -> Result<SocketAddr, ConnectionError> {
+    let addr = match gateway {
+        GatewayIdentity::Ipv4(a) => SocketAddr::new(IpAddr::V4(*a), port),
+        GatewayIdentity::Ipv6(a) => SocketAddr::new(IpAddr::V6(*a), port),
+        GatewayIdentity::Fqdn(name) => resolve(&format!("{name}:{port}")).await?.1,
+    };
+    if !plausible_gateway(addr.ip()) {
+        return Err(unreachable(gateway)(format!(
+            "a redirect to {} is refused",
+            addr.ip()
+        )));
+    }
+    Ok(addr)
+}
+
+fn plausible_gateway(ip: IpAddr) -> bool {
+    let link_local = match ip {
+        IpAddr::V4(a) => a.is_link_local() || a.is_broadcast(),
+        IpAddr::V6(a) => a.is_unicast_link_local(),
+    };
+    !(ip.is_unspecified() || ip.is_loopback() || ip.is_multicast() || link_local)
 }
 
 impl Connection {
@@ -66,18 +153,27 @@ impl Connection {
     /// runtime.
     async fn start(
         options: ConnectionOptions,
+        via: Option<&Redirect>,
         dns: Arc<SharedDns>,
-        dns_key: String,
-        reports: mpsc::UnboundedSender<Report>,
+        dns_key: &str,
+        reports: &mpsc::UnboundedSender<Report>,
     ) -> Result<Connection, ConnectionError> {
-        let (server_name, server) = resolve(&options.server).await?;
+        let (server_name, mut server) = resolve(&options.server).await?;
+        // A redirect moves the tunnel to another gateway of the service; that gateway must
+        // still prove the name dialled (`server_name`), so a REDIRECT cannot hand the tunnel
+        // to someone else.
+        if let Some(redirect) = via {
+            server = resolve_gateway(&redirect.to, server.port()).await?;
+        }
         let netlink = Netlink::new().map_err(setup("netlink"))?;
         let physical = physical_route_to(&netlink, server.ip(), None).await?;
         let source = physical
             .source
             .ok_or_else(|| unreachable(server)("no source address"))?;
 
-        let initiator = initiator_config(&options, &server_name, server.port())?;
+        let mut initiator = initiator_config(&options, &server_name, server.port())?;
+        initiator.follow_redirects = true;
+        initiator.redirected_from = via.map(|r| r.from.clone());
         let transform = offered_transform(&initiator.ike.esp_proposals);
         let mtu = tunnel_mtu(options.mtu, physical.mtu, transform, server.ip());
         if mtu < options.mtu {
@@ -133,7 +229,7 @@ impl Connection {
         Ok(Connection {
             options,
             dns,
-            dns_key,
+            dns_key: dns_key.to_owned(),
             server_name,
             server,
             driver,
@@ -146,7 +242,7 @@ impl Connection {
             up: None,
             status,
             path_lost_since: None,
-            reports,
+            reports: reports.clone(),
             registrar: None,
         })
     }

@@ -536,7 +536,8 @@ impl Gateway {
             over_half_open_limit = now.half_open_limit - was.half_open_limit,
             oversized = now.oversized - was.oversized,
             cheaper_group_asked = now.cheaper_group_asked - was.cheaper_group_asked,
-            "IKE_SA_INIT under load in the last {} s",
+            redirected = now.redirected - was.redirected,
+            "IKE_SA_INIT refused, challenged or redirected in the last {} s",
             LEASE_FLUSH.as_secs()
         );
     }

@@ -72,6 +72,7 @@ impl Gateway {
                     )),
                 }
             }
+            Request::Drain { to, disconnect } => self.drain(to.as_deref(), disconnect),
             Request::Reload => match self.reload() {
                 Ok(disconnected) => Reply::done(format!(
                     "configuration reloaded; {disconnected} session(s) disconnected"
@@ -79,6 +80,64 @@ impl Gateway {
                 Err(e) => Reply::error(format!("kept the old configuration: {e}")),
             },
         }
+    }
+
+    /// Redirects new clients that can follow a REDIRECT to `to` (RFC 5685) instead of
+    /// serving them; with `disconnect`, also ends the sessions here, so that their clients
+    /// reconnect and are redirected in turn (those that cannot follow are served here again).
+    /// `None` stops redirecting. A restart ends a drain; a reload keeps it.
+    fn drain(&mut self, to: Option<&str>, disconnect: bool) -> admin::Reply {
+        let Some(to) = to else {
+            self.driver.set_redirect(None);
+            tracing::info!("drain ended: new clients are served here again");
+            return admin::Reply::done("new clients are served here again");
+        };
+        let gateway = match to.parse::<std::net::IpAddr>() {
+            Ok(ip) if self.config.listen.addresses.contains(&ip) => {
+                return admin::Reply::error(format!(
+                    "{ip} is this gateway: clients would be sent back here"
+                ));
+            }
+            Ok(ip) => ikev2::GatewayIdentity::from(ip),
+            Err(_) => match ikev2::GatewayIdentity::fqdn(to) {
+                Some(name) => name,
+                None => {
+                    return admin::Reply::error(format!(
+                        "{to:?} is neither an address nor a host name"
+                    ));
+                }
+            },
+        };
+        self.driver.set_redirect(Some(gateway.clone()));
+        let sessions: Vec<IkeSaId> = self
+            .driver
+            .sas()
+            .filter(|(_, r)| Session::of(r, tunnel::Traffic::default()).is_some())
+            .map(|(id, _)| id)
+            .collect();
+        if disconnect {
+            for id in &sessions {
+                self.driver.delete(*id);
+            }
+            self.status_changed();
+        }
+        tracing::info!(
+            to = %gateway,
+            sessions = sessions.len(),
+            disconnected = disconnect,
+            "draining: new clients that follow RFC 5685 redirects go to the other gateway"
+        );
+        admin::Reply::done(if disconnect {
+            format!(
+                "new clients that can follow a redirect go to {gateway}; {} session(s) ended: aovpn clients reconnect there, clients that cannot follow are served here again",
+                sessions.len()
+            )
+        } else {
+            format!(
+                "new clients that can follow a redirect go to {gateway}; {} session(s) stay here until they end (--disconnect ends them)",
+                sessions.len()
+            )
+        })
     }
 
     /// A request to the admin page.
@@ -165,6 +224,7 @@ impl Gateway {
             half_open: i64::try_from(endpoint.half_open()).unwrap_or(i64::MAX),
             cookie_threshold: i64::from(self.config.limits.cookie_threshold),
             cookies_sent: endpoint.stats().cookies_sent,
+            redirected: endpoint.stats().redirected,
             datapath: self.driver.datapath().counters(),
         }
     }

@@ -1,6 +1,6 @@
 //! Payload types (RFC 7296 section 3, RFC 7383 2.5) and their body encoding.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::error::{DecodeError, Defect, EncodeError, check_len};
 use crate::registry::{
@@ -15,7 +15,7 @@ mod ts;
 
 pub use cp::{CfgAttribute, Configuration};
 use cp::{decode_cp_attributes, encode_cp};
-pub use notify::{Delete, Notify};
+pub use notify::{Delete, GatewayIdentity, Notify};
 use notify::{decode_delete, decode_notify, encode_delete, encode_notify};
 pub use sa::{
     AttributeValue, Proposal, SecurityAssociation, Transform, TransformAttribute, TransformId,

@@ -72,6 +72,122 @@ impl Notify {
     }
 }
 
+/// A gateway as REDIRECT and REDIRECTED_FROM name it (RFC 5685 section 10): an address or a
+/// domain name. A name is 1 to 255 bytes of letters, digits, `-` and `.`: what the data can
+/// hold, and nothing a log line or a resolver could misread.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum GatewayIdentity {
+    /// GW Identity Type 1.
+    Ipv4(Ipv4Addr),
+    /// GW Identity Type 2.
+    Ipv6(Ipv6Addr),
+    /// GW Identity Type 3.
+    Fqdn(String),
+}
+
+const GW_IPV4: u8 = 1;
+const GW_IPV6: u8 = 2;
+const GW_FQDN: u8 = 3;
+
+impl GatewayIdentity {
+    /// A domain name, if it is one a REDIRECT can carry.
+    pub fn fqdn(name: &str) -> Option<Self> {
+        let ok = !name.is_empty()
+            && name.len() <= usize::from(u8::MAX)
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        ok.then(|| Self::Fqdn(name.to_owned()))
+    }
+
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        let (kind, bytes): (u8, Vec<u8>) = match self {
+            Self::Ipv4(a) => (GW_IPV4, a.octets().to_vec()),
+            Self::Ipv6(a) => (GW_IPV6, a.octets().to_vec()),
+            // Checked by `fqdn`; a longer name built by hand is cut, never a panic.
+            Self::Fqdn(n) => (GW_FQDN, n.as_bytes().iter().take(255).copied().collect()),
+        };
+        out.push(kind);
+        out.push(bytes.len() as u8);
+        out.extend_from_slice(&bytes);
+    }
+
+    /// The identity at the start of `data` and what follows it; None if malformed.
+    fn decode(data: &[u8]) -> Option<(Self, &[u8])> {
+        let (&[kind, len], rest) = data.split_first_chunk::<2>()?;
+        let (value, rest) = rest.split_at_checked(usize::from(len))?;
+        let gateway = match kind {
+            GW_IPV4 => Self::Ipv4(Ipv4Addr::from(<[u8; 4]>::try_from(value).ok()?)),
+            GW_IPV6 => Self::Ipv6(Ipv6Addr::from(<[u8; 16]>::try_from(value).ok()?)),
+            GW_FQDN => Self::fqdn(std::str::from_utf8(value).ok()?)?,
+            _ => return None,
+        };
+        Some((gateway, rest))
+    }
+}
+
+impl From<IpAddr> for GatewayIdentity {
+    fn from(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(a) => Self::Ipv4(a),
+            IpAddr::V6(a) => Self::Ipv6(a),
+        }
+    }
+}
+
+impl std::fmt::Display for GatewayIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Ipv4(a) => a.fmt(f),
+            Self::Ipv6(a) => a.fmt(f),
+            Self::Fqdn(n) => f.write_str(n),
+        }
+    }
+}
+
+impl Notify {
+    /// REDIRECT_SUPPORTED, in an IKE_SA_INIT request (RFC 5685 section 3).
+    pub fn redirect_supported() -> Self {
+        Self::new(NotifyType::REDIRECT_SUPPORTED, Vec::new())
+    }
+
+    /// REDIRECT to `gateway`: in an IKE_SA_INIT response with the initiator's nonce, in an
+    /// IKE_AUTH response or INFORMATIONAL request without one (RFC 5685 sections 4-6).
+    pub fn redirect(gateway: &GatewayIdentity, nonce: Option<&[u8]>) -> Self {
+        let mut data = Vec::new();
+        gateway.encode_into(&mut data);
+        data.extend_from_slice(nonce.unwrap_or_default());
+        Self::new(NotifyType::REDIRECT, data)
+    }
+
+    /// The gateway a REDIRECT names and the nonce data after it (empty when none); None if
+    /// this is no REDIRECT or its data is malformed.
+    pub fn redirect_target(&self) -> Option<(GatewayIdentity, &[u8])> {
+        if self.notify_type != NotifyType::REDIRECT {
+            return None;
+        }
+        GatewayIdentity::decode(&self.data)
+    }
+
+    /// REDIRECTED_FROM `gateway`, in the IKE_SA_INIT request to the gateway a REDIRECT named.
+    pub fn redirected_from(gateway: &GatewayIdentity) -> Self {
+        let mut data = Vec::new();
+        gateway.encode_into(&mut data);
+        Self::new(NotifyType::REDIRECTED_FROM, data)
+    }
+
+    /// The gateway a REDIRECTED_FROM names; None if this is none or malformed.
+    pub fn redirected_from_gateway(&self) -> Option<GatewayIdentity> {
+        if self.notify_type != NotifyType::REDIRECTED_FROM {
+            return None;
+        }
+        match GatewayIdentity::decode(&self.data)? {
+            (gateway, []) => Some(gateway),
+            _ => None,
+        }
+    }
+}
+
 /// Delete payload (RFC 7296 3.11).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delete {

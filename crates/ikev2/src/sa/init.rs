@@ -103,6 +103,15 @@ impl IkeSa {
         if ike.signature_hash_algorithms {
             payloads.push(Payload::Notify(hash_algs_notify()));
         }
+        if let RoleConfig::Initiator(c) = &self.cfg {
+            match (&c.redirected_from, c.follow_redirects) {
+                (Some(from), true) => {
+                    payloads.push(Payload::Notify(Notify::redirected_from(from)));
+                }
+                (None, true) => payloads.push(Payload::Notify(Notify::redirect_supported())),
+                (_, false) => {}
+            }
+        }
         let header = self.header(ExchangeType::IKE_SA_INIT, 0, false);
         Message::new(header, payloads).encode()
     }
@@ -350,6 +359,21 @@ impl IkeSa {
         let Some(hs) = self.handshake.as_deref_mut() else {
             return;
         };
+        // RFC 5685 section 4: only with our nonce, which an off-path attacker cannot know.
+        // Unauthenticated still: the gateway named must authenticate as the one dialled.
+        if let (RoleConfig::Initiator(c), Some(n)) = (&cfg, p.notify(NotifyType::REDIRECT))
+            && c.follow_redirects
+        {
+            match n.redirect_target() {
+                Some((to, nonce)) if nonce == hs.ni.as_slice() => {
+                    self.fail(FailureReason::Redirected(to), None, None);
+                }
+                // Not an answer to our request (or malformed): a forgery, dropped; the real
+                // answer may still come.
+                _ => {}
+            }
+            return;
+        }
         if let Some(c) = p.notify(NotifyType::COOKIE) {
             if hs.init_retries >= MAX_INIT_RETRIES || c.data.is_empty() || c.data.len() > 64 {
                 self.fail(

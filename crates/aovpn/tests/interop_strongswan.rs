@@ -66,6 +66,23 @@ impl Lab {
         Lab::routed(prefix, pki, true, GATEWAY_NAME)
     }
 
+    /// `aovpn connect` in the client namespace with the machine certificate, dialling the
+    /// gateway by name; returns once it is connected or has failed.
+    fn our_machine_client(&self) -> ClientProcess {
+        ClientProcess::start(
+            bin(),
+            &self.topo.client,
+            &self.dir("cl"),
+            &ClientOpts::new(
+                GATEWAY_NAME,
+                &self.pki.machine_cert,
+                &self.pki.machine_key,
+                &self.pki.ca_cert,
+            ),
+        )
+        .unwrap()
+    }
+
     fn gateway_wan(&self) -> String {
         self.topo.gateway_wan().to_string()
     }
@@ -706,18 +723,7 @@ fn strongswan_rekeys(prefix: &str, strongswan_is_client: bool) {
             .private_key(&lab.pki.gateway_key);
         charon.configure(&conf).unwrap();
         charon.load_all().unwrap();
-        let client = ClientProcess::start(
-            bin(),
-            &lab.topo.client,
-            &lab.dir("cl"),
-            &ClientOpts::new(
-                GATEWAY_NAME,
-                &lab.pki.machine_cert,
-                &lab.pki.machine_key,
-                &lab.pki.ca_cert,
-            ),
-        )
-        .unwrap();
+        let client = lab.our_machine_client();
         assert_eq!(
             client.state().as_deref(),
             Some("connected"),
@@ -1356,18 +1362,7 @@ fn both_clients_follow_a_draining_gateways_redirect() {
     assert!(vip.starts_with("172.16.202."), "{vip}{}", context());
 
     // Ours, dialling the same name, follows too and keeps checking the name it dialled.
-    let client = ClientProcess::start(
-        bin(),
-        &lab.topo.client,
-        &lab.dir("cl"),
-        &ClientOpts::new(
-            GATEWAY_NAME,
-            &lab.pki.machine_cert,
-            &lab.pki.machine_key,
-            &lab.pki.ca_cert,
-        ),
-    )
-    .unwrap();
+    let client = lab.our_machine_client();
     assert_eq!(
         client.state().as_deref(),
         Some("connected"),
